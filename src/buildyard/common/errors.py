@@ -1,0 +1,135 @@
+"""The root of every buildyard exception, and the collector of configuration errors.
+
+Tree::
+
+    BuildyardError
+    ├── ConfigError            one mistake in a master.cfg (carries file and line)
+    │   └── ConfigErrors       every mistake of one load, raised once, all together
+    ├── master.db.errors.DbError
+    │   └── ... (see that module)
+    └── master.data.errors.DataError
+        └── ... (see that module)
+
+Configuration errors are collected, not raised one at a time: while master.cfg loads, the loader
+opens a :func:`collecting_config_errors` scope and every constructor of the config vocabulary
+calls :func:`config_error`, which records the mistake with the master.cfg line that caused it.
+Outside such a scope :func:`config_error` raises at once, so the classes still fail loudly when
+used from plain Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class BuildyardError(Exception):
+    """Root of every exception buildyard raises on purpose."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Location:
+    """Where in a user's file something was written."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class ConfigError(BuildyardError):
+    """One mistake in the configuration."""
+
+    def __init__(self, message: str, *, location: Location | None = None) -> None:
+        self.message = message
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class ConfigErrors(BuildyardError):
+    """Every configuration mistake found in one load; raised once with all of them."""
+
+    def __init__(self, errors: list[ConfigError] | None = None) -> None:
+        self.errors: list[ConfigError] = list(errors or [])
+        super().__init__()
+
+    def add(self, message: str, *, location: Location | None = None) -> None:
+        self.errors.append(ConfigError(message, location=location))
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+@dataclasses.dataclass(slots=True)
+class _Scope:
+    errors: ConfigErrors
+    user_files: tuple[str, ...]
+
+
+_scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
+    "buildyard_config_scope", default=None
+)
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
+
+
+@contextlib.contextmanager
+def collecting_config_errors(
+    errors: ConfigErrors, *, user_files: tuple[str, ...] = ()
+) -> Iterator[ConfigErrors]:
+    """Collect :func:`config_error` calls into ``errors`` for the duration of the block.
+
+    ``user_files`` are the paths whose frames count as "the user's line"; any frame outside the
+    buildyard package counts when it is empty.
+    """
+    token = _scope.set(_Scope(errors, tuple(str(Path(f).resolve()) for f in user_files)))
+    try:
+        yield errors
+    finally:
+        _scope.reset(token)
+
+
+def caller_location(skip_package: bool = True) -> Location | None:
+    """The innermost stack frame that belongs to the user's configuration, not to buildyard."""
+    scope = _scope.get()
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if scope is not None and scope.user_files:
+            try:
+                resolved = str(Path(filename).resolve())
+            except OSError:
+                resolved = filename
+            if resolved in scope.user_files:
+                return Location(file=filename, line=frame.f_lineno)
+        elif not (skip_package and filename.startswith(_PACKAGE_DIR)) and not filename.startswith(
+            "<frozen"
+        ):
+            return Location(file=filename, line=frame.f_lineno)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def collecting() -> bool:
+    """Whether a :func:`collecting_config_errors` scope is open."""
+    return _scope.get() is not None
+
+
+def config_error(message: str, *, location: Location | None = None) -> None:
+    """Report one configuration mistake: recorded when collecting, raised otherwise."""
+    where = location or caller_location()
+    scope = _scope.get()
+    if scope is None:
+        raise ConfigError(message, location=where)
+    scope.errors.add(message, location=where)

@@ -1,0 +1,45 @@
+"""What every repository shares: the engine, the clock, and optional outer transactions.
+
+Every public method takes ``conn=None``: pass a connection to take part in the caller's
+transaction (how ``data.updates`` makes one change plus its bookkeeping atomic), or leave it out
+and the method runs in a transaction of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from buildyard.common.clock import Clock
+from buildyard.master.db.engine import read_transaction, write_transaction
+
+
+class Repository:
+    def __init__(self, *, engine: AsyncEngine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def _now(self) -> int:
+        return int(self._clock.now())
+
+    @property
+    def _is_postgres(self) -> bool:
+        return self._engine.dialect.name == "postgresql"
+
+    @contextlib.asynccontextmanager
+    async def _write(self, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+        if conn is not None:
+            yield conn
+            return
+        async with write_transaction(self._engine) as own:
+            yield own
+
+    @contextlib.asynccontextmanager
+    async def _read(self, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+        if conn is not None:
+            yield conn
+            return
+        async with read_transaction(self._engine) as own:
+            yield own

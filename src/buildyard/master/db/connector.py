@@ -1,0 +1,43 @@
+"""The database connector: one engine and a repository per table family.
+
+``Database`` is what ``master.db`` is. It owns the engine's lifetime; its repositories share it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from buildyard.common.clock import Clock
+from buildyard.master.db.engine import make_engine, normalize_url, read_transaction, write_transaction
+from buildyard.master.db.masters import MastersRepository
+
+
+class Database:
+    def __init__(self, db_url: str, *, clock: Clock, basedir: Path | None = None) -> None:
+        self.url = normalize_url(db_url, basedir=basedir)
+        self.engine = make_engine(self.url)
+        kw = {"engine": self.engine, "clock": clock}
+        self.masters = MastersRepository(**kw)
+
+    @property
+    def backend(self) -> str:
+        """"sqlite" or "postgresql"."""
+        return self.engine.dialect.name
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction; pass its connection to repository methods as ``conn=``."""
+        async with write_transaction(self.engine) as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        async with read_transaction(self.engine) as conn:
+            yield conn
+
+    async def close(self) -> None:
+        await self.engine.dispose()

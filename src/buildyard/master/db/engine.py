@@ -1,0 +1,103 @@
+"""Engines for the two supported backends, and the transaction discipline of the store.
+
+* ``db_url`` takes Buildbot's spellings: ``sqlite:///state.sqlite`` (relative to the master's
+  directory), ``sqlite://`` (in memory), ``postgresql://user@host/db`` (any ``+driver`` suffix is
+  replaced by asyncpg). MySQL is not supported.
+* SQLite runs in WAL mode with foreign keys on. Write transactions start with ``BEGIN
+  IMMEDIATE`` so two writers queue on the busy timeout instead of failing on a lock upgrade;
+  read transactions start with a plain ``BEGIN`` and see a consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from buildyard.master.db.errors import UnsupportedDatabase
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WRITE = "buildyard_write"
+
+
+def normalize_url(db_url: str, *, basedir: Path | None = None) -> sa.URL:
+    """The async SQLAlchemy URL for a Buildbot-style ``db_url``."""
+    try:
+        url = make_url(db_url)
+    except sa.exc.ArgumentError as exc:
+        raise UnsupportedDatabase(f"db_url {db_url!r} is not a database URL: {exc}") from exc
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        database = url.database
+        if database and database != ":memory:" and not Path(database).is_absolute():
+            database = str((basedir or Path.cwd()) / database)
+        return url.set(drivername="sqlite+aiosqlite", database=database)
+    if backend in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+asyncpg")
+    raise UnsupportedDatabase(
+        f"db_url {db_url!r}: backend {backend!r} is not supported; use sqlite or postgresql"
+    )
+
+
+def sync_url(url: sa.URL) -> sa.URL:
+    """The same database through a synchronous driver (used nowhere at run time; for tools)."""
+    if url.get_backend_name() == "sqlite":
+        return url.set(drivername="sqlite")
+    return url.set(drivername="postgresql+psycopg")
+
+
+def make_engine(url: sa.URL, **kwargs: Any) -> AsyncEngine:
+    if url.get_backend_name() == "sqlite":
+        in_memory = not url.database or url.database == ":memory:"
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            # one shared connection, or each connection would see its own empty database
+            poolclass=StaticPool if in_memory else None,
+            **kwargs,
+        )
+        _configure_sqlite(engine, wal=not in_memory)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=20, **kwargs)
+
+
+def _configure_sqlite(engine: AsyncEngine, *, wal: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # take BEGIN into our own hands (pysqlite's implicit transactions defeat IMMEDIATE)
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if wal:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside a write transaction: committed on exit, rolled back on error."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(**{_WRITE: True})
+        async with conn.begin():
+            yield conn
+
+
+@contextlib.asynccontextmanager
+async def read_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside a read-only snapshot."""
+    async with engine.connect() as conn, conn.begin():
+        yield conn

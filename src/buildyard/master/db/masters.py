@@ -1,0 +1,231 @@
+"""The masters connector: which master processes exist, and which are alive.
+
+Masters check in periodically; other masters watch ``last_active`` and mark those that stop
+checking in as inactive. Deactivating a master removes its links (scheduler, change source and
+builder ownership) so live masters can take over.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from buildyard.master.db import schema as t
+from buildyard.master.db.base import Repository
+from buildyard.master.db.hashes import name_hash
+from buildyard.master.db.query import QueryOptions, apply
+from buildyard.master.model.masters import DeactivationCleanup, Master
+from buildyard.master.model.results import Results
+
+_COLUMNS: dict[str, sa.ColumnElement[Any]] = {
+    "masterid": t.masters.c.id,
+    "name": t.masters.c.name,
+    "active": t.masters.c.active,
+    "last_active": t.masters.c.last_active,
+}
+
+
+def _master(row: sa.Row[Any]) -> Master:
+    return Master(id=row.id, name=row.name, active=bool(row.active), last_active=row.last_active)
+
+
+class MastersRepository(Repository):
+    async def find_master_id(self, name: str, *, conn: AsyncConnection | None = None) -> int:
+        """The id of the master called ``name``, added as inactive if it is new."""
+        h = name_hash(name)
+        select = sa.select(t.masters.c.id).where(t.masters.c.name_hash == h)
+        async with self._write(conn) as c:
+            found = (await c.execute(select)).scalar()
+            if found is not None:
+                return int(found)
+            # Another master may insert the same name between the SELECT and the INSERT; the
+            # unique index arbitrates and the loser reads the winner's row.
+            try:
+                async with c.begin_nested():
+                    result = await c.execute(
+                        t.masters.insert().values(
+                            name=name, name_hash=h, active=0, last_active=self._now()
+                        )
+                    )
+                    return int(result.inserted_primary_key[0])
+            except sa.exc.IntegrityError:
+                return int((await c.execute(select)).scalar_one())
+
+    async def set_master_state(
+        self, masterid: int, *, active: bool, conn: AsyncConnection | None = None
+    ) -> bool:
+        """Mark a master active (refreshing last_active) or inactive (deleting its links).
+
+        Returns whether the state changed.
+        """
+        async with self._write(conn) as c:
+            was = (
+                await c.execute(sa.select(t.masters.c.active).where(t.masters.c.id == masterid))
+            ).scalar()
+            if was is None:
+                return False
+            if active:
+                await c.execute(
+                    t.masters.update()
+                    .where(t.masters.c.id == masterid)
+                    .values(active=1, last_active=self._now())
+                )
+            else:
+                await self._unlink(c, masterid)
+                await c.execute(
+                    t.masters.update().where(t.masters.c.id == masterid).values(active=0)
+                )
+            return bool(was) != active
+
+    async def _unlink(self, c: AsyncConnection, masterid: int) -> tuple[list[int], ...]:
+        """Delete the master's ownership links; return the builder, scheduler, change source ids."""
+        owned: list[list[int]] = []
+        for table, key in (
+            (t.builder_masters, t.builder_masters.c.builderid),
+            (t.scheduler_masters, t.scheduler_masters.c.schedulerid),
+            (t.changesource_masters, t.changesource_masters.c.changesourceid),
+        ):
+            ids = (await c.execute(sa.select(key).where(table.c.masterid == masterid))).scalars()
+            owned.append(sorted(ids))
+            # configured_workers rows go with their builder_masters row (ON DELETE CASCADE),
+            # but SQLite only cascades with foreign keys on, so delete them explicitly too.
+            if table is t.builder_masters:
+                bm_ids = sa.select(t.builder_masters.c.id).where(
+                    t.builder_masters.c.masterid == masterid
+                )
+                await c.execute(
+                    t.configured_workers.delete().where(
+                        t.configured_workers.c.buildermasterid.in_(bm_ids)
+                    )
+                )
+            await c.execute(table.delete().where(table.c.masterid == masterid))
+        return tuple(owned)
+
+    async def get_master(
+        self, masterid: int, *, conn: AsyncConnection | None = None
+    ) -> Master | None:
+        async with self._read(conn) as c:
+            row = (await c.execute(sa.select(t.masters).where(t.masters.c.id == masterid))).first()
+        return _master(row) if row else None
+
+    async def get_masters(
+        self, options: QueryOptions | None = None, *, conn: AsyncConnection | None = None
+    ) -> list[Master]:
+        """Every master, filtered, sorted and paged by ``options`` (by id when unordered)."""
+        stmt = apply(sa.select(t.masters), options, _COLUMNS, default_order=[t.masters.c.id])
+        async with self._read(conn) as c:
+            return [_master(r) for r in await c.execute(stmt)]
+
+    async def count_masters(
+        self, options: QueryOptions | None = None, *, conn: AsyncConnection | None = None
+    ) -> int:
+        base = apply(sa.select(t.masters.c.id), QueryOptions(filters=options.filters) if options else None, _COLUMNS)
+        async with self._read(conn) as c:
+            return int((await c.execute(sa.select(sa.func.count()).select_from(base.subquery()))).scalar_one())
+
+    async def set_all_masters_active_long_ago(
+        self, *, conn: AsyncConnection | None = None
+    ) -> None:
+        """Force housekeeping of every master at the next start (for upgrade-master)."""
+        async with self._write(conn) as c:
+            await c.execute(t.masters.update().values(active=1, last_active=0))
+
+    async def find_expired(
+        self, *, older_than: int, conn: AsyncConnection | None = None
+    ) -> list[Master]:
+        """Masters whose last check-in is before ``older_than`` (active or not)."""
+        stmt = (
+            sa.select(t.masters)
+            .where(t.masters.c.last_active < older_than)
+            .order_by(t.masters.c.id)
+        )
+        async with self._read(conn) as c:
+            return [_master(r) for r in await c.execute(stmt)]
+
+    async def deactivation_cleanup(
+        self, masterid: int, *, conn: AsyncConnection | None = None
+    ) -> DeactivationCleanup:
+        """Undo what a gone master left behind (spec/database.md section 6, steps 1-6).
+
+        Its links go; its unfinished builds, steps and logs are finished with RETRY; the claims
+        it held on incomplete requests are released so that live masters take them.
+        """
+        now = self._now()
+        async with self._write(conn) as c:
+            builderids, schedulerids, changesourceids = await self._unlink(c, masterid)
+            buildids = sorted(
+                (
+                    await c.execute(
+                        sa.select(t.builds.c.id).where(
+                            t.builds.c.masterid == masterid, t.builds.c.complete_at.is_(None)
+                        )
+                    )
+                ).scalars()
+            )
+            stepids: list[int] = []
+            logids: list[int] = []
+            if buildids:
+                stepids = sorted(
+                    (
+                        await c.execute(
+                            sa.select(t.steps.c.id).where(
+                                t.steps.c.buildid.in_(buildids), t.steps.c.results.is_(None)
+                            )
+                        )
+                    ).scalars()
+                )
+                if stepids:
+                    logids = sorted(
+                        (
+                            await c.execute(
+                                sa.select(t.logs.c.id).where(
+                                    t.logs.c.stepid.in_(stepids), t.logs.c.complete == 0
+                                )
+                            )
+                        ).scalars()
+                    )
+                    await c.execute(
+                        t.logs.update().where(t.logs.c.id.in_(logids)).values(complete=1)
+                    )
+                    await c.execute(
+                        t.steps.update()
+                        .where(t.steps.c.id.in_(stepids))
+                        .values(results=int(Results.RETRY), complete_at=now, hidden=0)
+                    )
+                await c.execute(
+                    t.builds.update()
+                    .where(t.builds.c.id.in_(buildids))
+                    .values(results=int(Results.RETRY), complete_at=now)
+                )
+            incomplete = sa.select(t.buildrequests.c.id).where(
+                sa.func.coalesce(t.buildrequests.c.complete, 0) == 0
+            )
+            brids = sorted(
+                (
+                    await c.execute(
+                        sa.select(t.buildrequest_claims.c.brid).where(
+                            t.buildrequest_claims.c.masterid == masterid,
+                            t.buildrequest_claims.c.brid.in_(incomplete),
+                        )
+                    )
+                ).scalars()
+            )
+            if brids:
+                await c.execute(
+                    t.buildrequest_claims.delete().where(
+                        t.buildrequest_claims.c.masterid == masterid,
+                        t.buildrequest_claims.c.brid.in_(brids),
+                    )
+                )
+        return DeactivationCleanup(
+            masterid=masterid,
+            builderids=tuple(builderids),
+            schedulerids=tuple(schedulerids),
+            changesourceids=tuple(changesourceids),
+            buildids=tuple(buildids),
+            stepids=tuple(stepids),
+            logids=tuple(logids),
+            unclaimed_brids=tuple(brids),
+        )

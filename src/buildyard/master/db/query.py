@@ -1,0 +1,96 @@
+"""Generic query options: the filters, order and paging every collection read accepts.
+
+The data layer turns REST query arguments into a :class:`QueryOptions`; repositories apply it to
+their SELECT with :func:`apply`, given the mapping of field names to columns they expose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+
+class Op(enum.StrEnum):
+    EQ = "eq"
+    NE = "ne"
+    LT = "lt"
+    LE = "le"
+    GT = "gt"
+    GE = "ge"
+    CONTAINS = "contains"
+    IN = "in"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Filter:
+    field: str
+    op: Op
+    values: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class QueryOptions:
+    filters: tuple[Filter, ...] = ()
+    # field names; a leading "-" sorts descending
+    order: tuple[str, ...] = ()
+    limit: int | None = None
+    offset: int | None = None
+
+
+class UnknownField(ValueError):
+    pass
+
+
+def _condition(col: sa.ColumnElement[Any], f: Filter) -> sa.ColumnElement[bool]:
+    vals = f.values
+    match f.op:
+        case Op.EQ | Op.IN:
+            if len(vals) == 1:
+                return col.is_(None) if vals[0] is None else col == vals[0]
+            return col.in_(vals)
+        case Op.NE:
+            if len(vals) == 1:
+                return col.is_not(None) if vals[0] is None else col != vals[0]
+            return col.not_in(vals)
+        case Op.LT:
+            return col < vals[0]
+        case Op.LE:
+            return col <= vals[0]
+        case Op.GT:
+            return col > vals[0]
+        case Op.GE:
+            return col >= vals[0]
+        case Op.CONTAINS:
+            return sa.or_(*(col.contains(v) for v in vals))
+
+
+def apply(
+    stmt: sa.Select[Any],
+    options: QueryOptions | None,
+    columns: Mapping[str, sa.ColumnElement[Any]],
+    *,
+    default_order: Sequence[sa.ColumnElement[Any]] = (),
+) -> sa.Select[Any]:
+    """Apply filters, order and paging to ``stmt``; unknown field names raise UnknownField."""
+    if options is None:
+        return stmt.order_by(*default_order)
+    for f in options.filters:
+        if f.field not in columns:
+            raise UnknownField(f.field)
+        stmt = stmt.where(_condition(columns[f.field], f))
+    order: list[sa.ColumnElement[Any]] = []
+    for key in options.order:
+        name = key.removeprefix("-")
+        if name not in columns:
+            raise UnknownField(name)
+        order.append(columns[name].desc() if key.startswith("-") else columns[name].asc())
+    stmt = stmt.order_by(*(order or default_order))
+    if options.limit is not None:
+        stmt = stmt.limit(options.limit)
+    if options.offset:
+        stmt = stmt.offset(options.offset)
+    return stmt

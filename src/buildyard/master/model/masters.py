@@ -1,0 +1,31 @@
+"""A master process as the store knows it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Master:
+    id: int
+    # generally "hostname:basedir"
+    name: str
+    active: bool
+    # epoch seconds of the last check-in
+    last_active: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DeactivationCleanup:
+    """What was undone when a master was found gone, so the caller can announce it."""
+
+    masterid: int
+    builderids: tuple[int, ...] = ()
+    schedulerids: tuple[int, ...] = ()
+    changesourceids: tuple[int, ...] = ()
+    # builds of that master left unfinished, now finished with RETRY (with their steps and logs)
+    buildids: tuple[int, ...] = ()
+    stepids: tuple[int, ...] = ()
+    logids: tuple[int, ...] = ()
+    # incomplete requests whose claim was released so live masters take them
+    unclaimed_brids: tuple[int, ...] = ()

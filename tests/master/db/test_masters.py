@@ -1,0 +1,127 @@
+"""The masters connector on both backends (the seed's Masters connector, behaviour by behaviour)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from buildyard.master.db import schema as t
+from buildyard.master.db.connector import Database
+from buildyard.master.db.hashes import name_hash
+from buildyard.master.db.query import Filter, Op, QueryOptions
+from buildyard.testing.clock import FakeClock
+
+
+async def test_find_master_id_adds_new_master_inactive(database: Database, clock: FakeClock) -> None:
+    mid = await database.masters.find_master_id("host:/srv/a")
+    master = await database.masters.get_master(mid)
+    assert master is not None
+    assert (master.name, master.active, master.last_active) == ("host:/srv/a", False, int(clock.now()))
+
+
+async def test_find_master_id_is_stable_and_distinct(database: Database) -> None:
+    a = await database.masters.find_master_id("host:/srv/a")
+    b = await database.masters.find_master_id("host:/srv/b")
+    assert a != b
+    assert await database.masters.find_master_id("host:/srv/a") == a
+    assert len(await database.masters.get_masters()) == 2
+
+
+async def test_set_master_state_reports_changes_and_updates_last_active(
+    database: Database, clock: FakeClock
+) -> None:
+    mid = await database.masters.find_master_id("m")
+    clock.advance(30)
+    assert await database.masters.set_master_state(mid, active=True) is True
+    assert await database.masters.set_master_state(mid, active=True) is False
+    master = await database.masters.get_master(mid)
+    assert master is not None and master.active and master.last_active == int(clock.now())
+    clock.advance(30)
+    assert await database.masters.set_master_state(mid, active=False) is True
+    assert await database.masters.set_master_state(mid, active=False) is False
+    master = await database.masters.get_master(mid)
+    # going inactive does not move last_active
+    assert master is not None and not master.active and master.last_active == int(clock.now()) - 30
+
+
+async def test_set_master_state_unknown_master_changes_nothing(database: Database) -> None:
+    assert await database.masters.set_master_state(999, active=True) is False
+    assert await database.masters.get_master(999) is None
+
+
+async def _link_everything(database: Database, masterid: int) -> None:
+    async with database.transaction() as c:
+        bid = (await c.execute(t.builders.insert().values(name="b", name_hash=name_hash("b")))).inserted_primary_key[0]
+        bmid = (await c.execute(t.builder_masters.insert().values(builderid=bid, masterid=masterid))).inserted_primary_key[0]
+        wid = (await c.execute(t.workers.insert().values(name="w", info="{}"))).inserted_primary_key[0]
+        await c.execute(t.configured_workers.insert().values(buildermasterid=bmid, workerid=wid))
+        sid = (await c.execute(t.schedulers.insert().values(name="s", name_hash=name_hash("s")))).inserted_primary_key[0]
+        await c.execute(t.scheduler_masters.insert().values(schedulerid=sid, masterid=masterid))
+        cid = (await c.execute(t.changesources.insert().values(name="c", name_hash=name_hash("c")))).inserted_primary_key[0]
+        await c.execute(t.changesource_masters.insert().values(changesourceid=cid, masterid=masterid))
+
+
+async def _count(database: Database, table: sa.Table) -> int:
+    async with database.reading() as c:
+        return int((await c.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
+
+
+async def test_inactive_deletes_links(database: Database) -> None:
+    mid = await database.masters.find_master_id("m")
+    await database.masters.set_master_state(mid, active=True)
+    await _link_everything(database, mid)
+    for table in (t.builder_masters, t.configured_workers, t.scheduler_masters, t.changesource_masters):
+        assert await _count(database, table) == 1
+    await database.masters.set_master_state(mid, active=False)
+    for table in (t.builder_masters, t.configured_workers, t.scheduler_masters, t.changesource_masters):
+        assert await _count(database, table) == 0, table.name
+    # the things themselves stay; only the links to this master go
+    assert await _count(database, t.builders) == 1
+    assert await _count(database, t.schedulers) == 1
+
+
+async def test_inactive_leaves_other_masters_links(database: Database) -> None:
+    a = await database.masters.find_master_id("a")
+    b = await database.masters.find_master_id("b")
+    await _link_everything(database, b)
+    await database.masters.set_master_state(a, active=True)
+    await database.masters.set_master_state(a, active=False)
+    assert await _count(database, t.builder_masters) == 1
+    assert await _count(database, t.scheduler_masters) == 1
+
+
+async def test_get_masters_sorted_filtered_and_paged(database: Database, clock: FakeClock) -> None:
+    ids = []
+    for name in ("c", "a", "d", "b"):
+        ids.append(await database.masters.find_master_id(name))
+        clock.advance(1)
+    await database.masters.set_master_state(ids[1], active=True)
+    await database.masters.set_master_state(ids[3], active=True)
+    names = [m.name for m in await database.masters.get_masters()]
+    assert names == ["c", "a", "d", "b"]  # by id
+    by_name = QueryOptions(order=("name",))
+    assert [m.name for m in await database.masters.get_masters(by_name)] == ["a", "b", "c", "d"]
+    desc_paged = QueryOptions(order=("-name",), limit=2, offset=1)
+    assert [m.name for m in await database.masters.get_masters(desc_paged)] == ["c", "b"]
+    active = QueryOptions(filters=(Filter(field="active", op=Op.EQ, values=(1,)),), order=("name",))
+    assert [m.name for m in await database.masters.get_masters(active)] == ["a", "b"]
+    assert await database.masters.count_masters(active) == 2
+
+
+async def test_set_all_masters_active_long_ago(database: Database) -> None:
+    a = await database.masters.find_master_id("a")
+    b = await database.masters.find_master_id("b")
+    await database.masters.set_master_state(b, active=True)
+    await database.masters.set_all_masters_active_long_ago()
+    for mid in (a, b):
+        master = await database.masters.get_master(mid)
+        assert master is not None and master.active and master.last_active == 0
+    expired = await database.masters.find_expired(older_than=1)
+    assert sorted(m.id for m in expired) == sorted([a, b])
+
+
+async def test_find_master_id_concurrent_callers_agree(database: Database) -> None:
+    import asyncio
+
+    ids = await asyncio.gather(*(database.masters.find_master_id("same") for _ in range(8)))
+    assert len(set(ids)) == 1
+    assert len(await database.masters.get_masters()) == 1
