@@ -15,6 +15,10 @@ opens a :func:`collecting_config_errors` scope and every constructor of the conf
 calls :func:`config_error`, which records the mistake with the master.cfg line that caused it.
 Outside such a scope :func:`config_error` raises at once, so the classes still fail loudly when
 used from plain Python.
+
+The same scope carries what one load reports only once (:func:`first_report`: "this class is not
+implemented yet" for the fifth use of the class) and the warnings of the load
+(:func:`config_warning`: accepted, but worth telling the operator).
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import os
 import sys
+import warnings
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,10 +78,27 @@ class ConfigErrors(BuildyardError):
         return "\n".join(str(e) for e in self.errors)
 
 
+class ConfigWarning(UserWarning):
+    """A configuration warning issued outside a :func:`collecting_config_errors` scope."""
+
+
 @dataclasses.dataclass(slots=True)
 class _Scope:
     errors: ConfigErrors
     user_files: tuple[str, ...]
+    user_dirs: tuple[str, ...] = ()
+    # keys already reported once in this load (see first_report)
+    seen: set[str] = dataclasses.field(default_factory=set)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def is_user_file(self, filename: str) -> bool:
+        try:
+            resolved = str(Path(filename).resolve())
+        except OSError:
+            resolved = filename
+        return resolved in self.user_files or any(
+            resolved.startswith(d + os.sep) for d in self.user_dirs
+        )
 
 
 _scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
@@ -86,14 +110,27 @@ _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 
 @contextlib.contextmanager
 def collecting_config_errors(
-    errors: ConfigErrors, *, user_files: tuple[str, ...] = ()
+    errors: ConfigErrors,
+    *,
+    user_files: tuple[str, ...] = (),
+    user_dirs: tuple[str, ...] = (),
+    warnings: list[str] | None = None,
 ) -> Iterator[ConfigErrors]:
     """Collect :func:`config_error` calls into ``errors`` for the duration of the block.
 
-    ``user_files`` are the paths whose frames count as "the user's line"; any frame outside the
-    buildyard package counts when it is empty.
+    ``user_files`` are the paths whose frames count as "the user's line", and so is every file
+    under one of ``user_dirs`` (a master's basedir, with the modules master.cfg imports from it);
+    any frame outside the buildyard package counts when both are empty. :func:`config_warning`
+    appends to ``warnings`` when it is given.
     """
-    token = _scope.set(_Scope(errors, tuple(str(Path(f).resolve()) for f in user_files)))
+    scope = _Scope(
+        errors,
+        tuple(str(Path(f).resolve()) for f in user_files),
+        tuple(str(Path(d).resolve()) for d in user_dirs),
+    )
+    if warnings is not None:
+        scope.warnings = warnings
+    token = _scope.set(scope)
     try:
         yield errors
     finally:
@@ -103,21 +140,17 @@ def collecting_config_errors(
 def caller_location(skip_package: bool = True) -> Location | None:
     """The innermost stack frame that belongs to the user's configuration, not to buildyard."""
     scope = _scope.get()
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if scope is not None and scope.user_files:
-            try:
-                resolved = str(Path(filename).resolve())
-            except OSError:
-                resolved = filename
-            if resolved in scope.user_files:
+        if scope is not None and (scope.user_files or scope.user_dirs):
+            if scope.is_user_file(filename):
                 return Location(file=filename, line=frame.f_lineno)
         elif not (skip_package and filename.startswith(_PACKAGE_DIR)) and not filename.startswith(
             "<frozen"
         ):
             return Location(file=filename, line=frame.f_lineno)
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return None
 
 
@@ -133,3 +166,28 @@ def config_error(message: str, *, location: Location | None = None) -> None:
     if scope is None:
         raise ConfigError(message, location=where)
     scope.errors.add(message, location=where)
+
+
+def config_warning(message: str, *, location: Location | None = None) -> None:
+    """Report something accepted but worth telling: recorded when collecting, warned otherwise."""
+    where = location or caller_location()
+    scope = _scope.get()
+    text = f"{where}: {message}" if where else message
+    if scope is None:
+        warnings.warn(text, ConfigWarning, stacklevel=2)
+    else:
+        scope.warnings.append(text)
+
+
+def first_report(key: str) -> bool:
+    """True the first time ``key`` is seen in the open scope (always True outside a scope).
+
+    For mistakes reported once per load however often they are made.
+    """
+    scope = _scope.get()
+    if scope is None:
+        return True
+    if key in scope.seen:
+        return False
+    scope.seen.add(key)
+    return True

@@ -63,11 +63,27 @@ class PostgresServer:
             os.chmod(self.dir, 0o755)
             shutil.chown(self.dir, user="postgres")
         data = self.dir / "data"
-        self._run(str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                  "--no-sync", "-E", "UTF8")
         self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "log"), "-w",
-            "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            str(self.bindir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c max_connections=200",
             "start",
         )
@@ -76,8 +92,15 @@ class PostgresServer:
     def stop(self) -> None:
         if self.started:
             try:
-                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.dir / "data"), "-m",
-                          "immediate", "-w", "stop")
+                self._run(
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.dir / "data"),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                )
             finally:
                 self.started = False
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -86,9 +109,21 @@ class PostgresServer:
         """A new empty database; returns its URL in Buildbot's db_url spelling."""
         name = f"{prefix}_{os.getpid()}_{next(self._names)}"
         subprocess.run(
-            [str(self.bindir / "psql") if (self.bindir / "psql").exists() else "psql",
-             "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-q",
-             "-c", f"CREATE DATABASE {name}"],
-            check=True, capture_output=True, text=True, timeout=60,
+            [
+                str(self.bindir / "psql") if (self.bindir / "psql").exists() else "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-q",
+                "-c",
+                f"CREATE DATABASE {name}",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"

@@ -5,17 +5,24 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from buildyard.master.db import schema as t
+from buildyard.master.db.base import inserted_id
 from buildyard.master.db.connector import Database
 from buildyard.master.db.hashes import name_hash
 from buildyard.master.db.query import Filter, Op, QueryOptions
 from buildyard.testing.clock import FakeClock
 
 
-async def test_find_master_id_adds_new_master_inactive(database: Database, clock: FakeClock) -> None:
+async def test_find_master_id_adds_new_master_inactive(
+    database: Database, clock: FakeClock
+) -> None:
     mid = await database.masters.find_master_id("host:/srv/a")
     master = await database.masters.get_master(mid)
     assert master is not None
-    assert (master.name, master.active, master.last_active) == ("host:/srv/a", False, int(clock.now()))
+    assert (master.name, master.active, master.last_active) == (
+        "host:/srv/a",
+        False,
+        int(clock.now()),
+    )
 
 
 async def test_find_master_id_is_stable_and_distinct(database: Database) -> None:
@@ -50,14 +57,24 @@ async def test_set_master_state_unknown_master_changes_nothing(database: Databas
 
 async def _link_everything(database: Database, masterid: int) -> None:
     async with database.transaction() as c:
-        bid = (await c.execute(t.builders.insert().values(name="b", name_hash=name_hash("b")))).inserted_primary_key[0]
-        bmid = (await c.execute(t.builder_masters.insert().values(builderid=bid, masterid=masterid))).inserted_primary_key[0]
-        wid = (await c.execute(t.workers.insert().values(name="w", info="{}"))).inserted_primary_key[0]
+        bid = inserted_id(
+            await c.execute(t.builders.insert().values(name="b", name_hash=name_hash("b")))
+        )
+        bmid = inserted_id(
+            await c.execute(t.builder_masters.insert().values(builderid=bid, masterid=masterid))
+        )
+        wid = inserted_id(await c.execute(t.workers.insert().values(name="w", info="{}")))
         await c.execute(t.configured_workers.insert().values(buildermasterid=bmid, workerid=wid))
-        sid = (await c.execute(t.schedulers.insert().values(name="s", name_hash=name_hash("s")))).inserted_primary_key[0]
+        sid = inserted_id(
+            await c.execute(t.schedulers.insert().values(name="s", name_hash=name_hash("s")))
+        )
         await c.execute(t.scheduler_masters.insert().values(schedulerid=sid, masterid=masterid))
-        cid = (await c.execute(t.changesources.insert().values(name="c", name_hash=name_hash("c")))).inserted_primary_key[0]
-        await c.execute(t.changesource_masters.insert().values(changesourceid=cid, masterid=masterid))
+        cid = inserted_id(
+            await c.execute(t.changesources.insert().values(name="c", name_hash=name_hash("c")))
+        )
+        await c.execute(
+            t.changesource_masters.insert().values(changesourceid=cid, masterid=masterid)
+        )
 
 
 async def _count(database: Database, table: sa.Table) -> int:
@@ -69,10 +86,20 @@ async def test_inactive_deletes_links(database: Database) -> None:
     mid = await database.masters.find_master_id("m")
     await database.masters.set_master_state(mid, active=True)
     await _link_everything(database, mid)
-    for table in (t.builder_masters, t.configured_workers, t.scheduler_masters, t.changesource_masters):
+    for table in (
+        t.builder_masters,
+        t.configured_workers,
+        t.scheduler_masters,
+        t.changesource_masters,
+    ):
         assert await _count(database, table) == 1
     await database.masters.set_master_state(mid, active=False)
-    for table in (t.builder_masters, t.configured_workers, t.scheduler_masters, t.changesource_masters):
+    for table in (
+        t.builder_masters,
+        t.configured_workers,
+        t.scheduler_masters,
+        t.changesource_masters,
+    ):
         assert await _count(database, table) == 0, table.name
     # the things themselves stay; only the links to this master go
     assert await _count(database, t.builders) == 1

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from buildyard.common.clock import Clock
 from buildyard.master.db.engine import read_transaction, write_transaction
+
+
+def inserted_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key of the row an INSERT just added."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 class Repository:

@@ -12,7 +12,12 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from buildyard.common.clock import Clock
-from buildyard.master.db.engine import make_engine, normalize_url, read_transaction, write_transaction
+from buildyard.master.db.engine import (
+    make_engine,
+    normalize_url,
+    read_transaction,
+    write_transaction,
+)
 from buildyard.master.db.masters import MastersRepository
 
 
@@ -20,12 +25,12 @@ class Database:
     def __init__(self, db_url: str, *, clock: Clock, basedir: Path | None = None) -> None:
         self.url = normalize_url(db_url, basedir=basedir)
         self.engine = make_engine(self.url)
-        kw = {"engine": self.engine, "clock": clock}
-        self.masters = MastersRepository(**kw)
+        engine = self.engine
+        self.masters = MastersRepository(engine=engine, clock=clock)
 
     @property
     def backend(self) -> str:
-        """"sqlite" or "postgresql"."""
+        """ "sqlite" or "postgresql"."""
         return self.engine.dialect.name
 
     @contextlib.asynccontextmanager

@@ -90,8 +90,8 @@ def _configure_sqlite(engine: AsyncEngine, *, wal: bool) -> None:
 @contextlib.asynccontextmanager
 async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection inside a write transaction: committed on exit, rolled back on error."""
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(**{_WRITE: True})
+    async with engine.connect() as raw:
+        conn = await raw.execution_options(**{_WRITE: True})
         async with conn.begin():
             yield conn
 

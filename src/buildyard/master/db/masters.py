@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from buildyard.master.db import schema as t
-from buildyard.master.db.base import Repository
+from buildyard.master.db.base import Repository, inserted_id
 from buildyard.master.db.hashes import name_hash
 from buildyard.master.db.query import QueryOptions, apply
 from buildyard.master.model.masters import DeactivationCleanup, Master
@@ -49,7 +49,7 @@ class MastersRepository(Repository):
                             name=name, name_hash=h, active=0, last_active=self._now()
                         )
                     )
-                    return int(result.inserted_primary_key[0])
+                    return inserted_id(result)
             except sa.exc.IntegrityError:
                 return int((await c.execute(select)).scalar_one())
 
@@ -121,13 +121,19 @@ class MastersRepository(Repository):
     async def count_masters(
         self, options: QueryOptions | None = None, *, conn: AsyncConnection | None = None
     ) -> int:
-        base = apply(sa.select(t.masters.c.id), QueryOptions(filters=options.filters) if options else None, _COLUMNS)
+        base = apply(
+            sa.select(t.masters.c.id),
+            QueryOptions(filters=options.filters) if options else None,
+            _COLUMNS,
+        )
         async with self._read(conn) as c:
-            return int((await c.execute(sa.select(sa.func.count()).select_from(base.subquery()))).scalar_one())
+            return int(
+                (
+                    await c.execute(sa.select(sa.func.count()).select_from(base.subquery()))
+                ).scalar_one()
+            )
 
-    async def set_all_masters_active_long_ago(
-        self, *, conn: AsyncConnection | None = None
-    ) -> None:
+    async def set_all_masters_active_long_ago(self, *, conn: AsyncConnection | None = None) -> None:
         """Force housekeeping of every master at the next start (for upgrade-master)."""
         async with self._write(conn) as c:
             await c.execute(t.masters.update().values(active=1, last_active=0))
@@ -155,39 +161,40 @@ class MastersRepository(Repository):
         now = self._now()
         async with self._write(conn) as c:
             builderids, schedulerids, changesourceids = await self._unlink(c, masterid)
-            buildids = sorted(
-                (
-                    await c.execute(
-                        sa.select(t.builds.c.id).where(
-                            t.builds.c.masterid == masterid, t.builds.c.complete_at.is_(None)
-                        )
-                    )
-                ).scalars()
-            )
-            stepids: list[int] = []
-            logids: list[int] = []
-            if buildids:
-                stepids = sorted(
-                    (
-                        await c.execute(
-                            sa.select(t.steps.c.id).where(
-                                t.steps.c.buildid.in_(buildids), t.steps.c.results.is_(None)
-                            )
-                        )
-                    ).scalars()
+            builds = [
+                (r.id, r.builderid, r.number)
+                for r in await c.execute(
+                    sa.select(t.builds.c.id, t.builds.c.builderid, t.builds.c.number)
+                    .where(t.builds.c.masterid == masterid, t.builds.c.complete_at.is_(None))
+                    .order_by(t.builds.c.id)
                 )
-                if stepids:
-                    logids = sorted(
-                        (
-                            await c.execute(
-                                sa.select(t.logs.c.id).where(
-                                    t.logs.c.stepid.in_(stepids), t.logs.c.complete == 0
-                                )
-                            )
-                        ).scalars()
+            ]
+            buildids = [b[0] for b in builds]
+            steps: list[tuple[int, int]] = []
+            logs: list[tuple[int, int]] = []
+            if buildids:
+                steps = [
+                    (r.id, r.buildid)
+                    for r in await c.execute(
+                        sa.select(t.steps.c.id, t.steps.c.buildid)
+                        .where(t.steps.c.buildid.in_(buildids), t.steps.c.results.is_(None))
+                        .order_by(t.steps.c.id)
                     )
+                ]
+                stepids = [s[0] for s in steps]
+                if stepids:
+                    logs = [
+                        (r.id, r.stepid)
+                        for r in await c.execute(
+                            sa.select(t.logs.c.id, t.logs.c.stepid)
+                            .where(t.logs.c.stepid.in_(stepids), t.logs.c.complete == 0)
+                            .order_by(t.logs.c.id)
+                        )
+                    ]
                     await c.execute(
-                        t.logs.update().where(t.logs.c.id.in_(logids)).values(complete=1)
+                        t.logs.update()
+                        .where(t.logs.c.id.in_([lg[0] for lg in logs]))
+                        .values(complete=1)
                     )
                     await c.execute(
                         t.steps.update()
@@ -199,24 +206,29 @@ class MastersRepository(Repository):
                     .where(t.builds.c.id.in_(buildids))
                     .values(results=int(Results.RETRY), complete_at=now)
                 )
-            incomplete = sa.select(t.buildrequests.c.id).where(
-                sa.func.coalesce(t.buildrequests.c.complete, 0) == 0
-            )
-            brids = sorted(
-                (
-                    await c.execute(
-                        sa.select(t.buildrequest_claims.c.brid).where(
-                            t.buildrequest_claims.c.masterid == masterid,
-                            t.buildrequest_claims.c.brid.in_(incomplete),
-                        )
+            unclaimed = [
+                (r.id, r.builderid, r.buildsetid)
+                for r in await c.execute(
+                    sa.select(
+                        t.buildrequests.c.id,
+                        t.buildrequests.c.builderid,
+                        t.buildrequests.c.buildsetid,
                     )
-                ).scalars()
-            )
-            if brids:
+                    .join(
+                        t.buildrequest_claims, t.buildrequest_claims.c.brid == t.buildrequests.c.id
+                    )
+                    .where(
+                        t.buildrequest_claims.c.masterid == masterid,
+                        sa.func.coalesce(t.buildrequests.c.complete, 0) == 0,
+                    )
+                    .order_by(t.buildrequests.c.id)
+                )
+            ]
+            if unclaimed:
                 await c.execute(
                     t.buildrequest_claims.delete().where(
                         t.buildrequest_claims.c.masterid == masterid,
-                        t.buildrequest_claims.c.brid.in_(brids),
+                        t.buildrequest_claims.c.brid.in_([u[0] for u in unclaimed]),
                     )
                 )
         return DeactivationCleanup(
@@ -224,8 +236,8 @@ class MastersRepository(Repository):
             builderids=tuple(builderids),
             schedulerids=tuple(schedulerids),
             changesourceids=tuple(changesourceids),
-            buildids=tuple(buildids),
-            stepids=tuple(stepids),
-            logids=tuple(logids),
-            unclaimed_brids=tuple(brids),
+            builds=tuple(builds),
+            steps=tuple(steps),
+            logs=tuple(logs),
+            unclaimed=tuple(unclaimed),
         )

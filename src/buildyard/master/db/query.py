@@ -57,13 +57,13 @@ def _condition(col: sa.ColumnElement[Any], f: Filter) -> sa.ColumnElement[bool]:
                 return col.is_not(None) if vals[0] is None else col != vals[0]
             return col.not_in(vals)
         case Op.LT:
-            return col < vals[0]
+            return col < sa.literal(vals[0])
         case Op.LE:
-            return col <= vals[0]
+            return col <= sa.literal(vals[0])
         case Op.GT:
-            return col > vals[0]
+            return col > sa.literal(vals[0])
         case Op.GE:
-            return col >= vals[0]
+            return col >= sa.literal(vals[0])
         case Op.CONTAINS:
             return sa.or_(*(col.contains(v) for v in vals))
 

@@ -23,9 +23,11 @@ class DeactivationCleanup:
     builderids: tuple[int, ...] = ()
     schedulerids: tuple[int, ...] = ()
     changesourceids: tuple[int, ...] = ()
-    # builds of that master left unfinished, now finished with RETRY (with their steps and logs)
-    buildids: tuple[int, ...] = ()
-    stepids: tuple[int, ...] = ()
-    logids: tuple[int, ...] = ()
-    # incomplete requests whose claim was released so live masters take them
-    unclaimed_brids: tuple[int, ...] = ()
+    # builds of that master left unfinished, now finished with RETRY (with their steps and logs):
+    # (buildid, builderid, number), (stepid, buildid), (logid, stepid)
+    builds: tuple[tuple[int, int, int], ...] = ()
+    steps: tuple[tuple[int, int], ...] = ()
+    logs: tuple[tuple[int, int], ...] = ()
+    # incomplete requests whose claim was released so live masters take them:
+    # (brid, builderid, buildsetid)
+    unclaimed: tuple[tuple[int, int, int], ...] = ()

@@ -1,0 +1,212 @@
+"""Services: things that start, run background tasks, reconfigure and stop, arranged in a tree.
+
+A :class:`Service` has ordered children. ``start()`` starts the service itself, then its
+children in the order they were added (dependency order); ``stop()`` stops the children in
+reverse order, then cancels the service's own tasks and stops the service itself.
+
+Every background task belongs to the service that spawned it (:meth:`Service.spawn`): stopping
+the service cancels and awaits its tasks, and a task that fails is logged and reported to the
+root's ``failures`` so the process can stop instead of running on half-dead.
+
+A :class:`ServiceManager` keeps a set of children named by configuration: ``apply()`` adds the
+new names, removes the missing ones, reconfigures those whose configuration changed, and leaves
+the unchanged ones running untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+C = TypeVar("C")
+
+
+class Service:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.parent: Service | None = None
+        self._children: dict[str, Service] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.running = False
+        # set on the root: the first exception of any task in the tree
+        self.failures: asyncio.Queue[BaseException] | None = None
+
+    # -- tree ----------------------------------------------------------------------------------
+
+    @property
+    def children(self) -> tuple[Service, ...]:
+        return tuple(self._children.values())
+
+    def child(self, name: str) -> Service:
+        return self._children[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._children
+
+    def __iter__(self) -> Iterator[Service]:
+        return iter(tuple(self._children.values()))
+
+    @property
+    def path(self) -> str:
+        return f"{self.parent.path}/{self.name}" if self.parent else self.name
+
+    def add_child(self, child: Service) -> Service:
+        """Attach ``child``; it starts with this service (:meth:`add_service` if running)."""
+        if child.name in self._children:
+            raise ValueError(f"{self.path} already has a child named {child.name!r}")
+        child.parent = self
+        self._children[child.name] = child
+        return child
+
+    async def add_service(self, child: Service) -> Service:
+        """Attach ``child`` and start it now if this service is running."""
+        self.add_child(child)
+        if self.running:
+            await child.start()
+        return child
+
+    async def remove_service(self, name: str) -> Service:
+        child = self._children.pop(name)
+        if child.running:
+            await child.stop()
+        child.parent = None
+        return child
+
+    def _root(self) -> Service:
+        node = self
+        while node.parent is not None:
+            node = node.parent
+        return node
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        self.running = True
+        await self.start_service()
+        started: list[Service] = []
+        try:
+            for child in self.children:
+                await child.start()
+                started.append(child)
+        except BaseException:
+            for child in reversed(started):
+                await child.stop()
+            await self._cancel_tasks()
+            await self.stop_service()
+            self.running = False
+            raise
+        log.debug("service_started", service=self.path)
+
+    async def stop(self) -> None:
+        if not self.running:
+            return
+        for child in reversed(self.children):
+            await child.stop()
+        await self._cancel_tasks()
+        await self.stop_service()
+        self.running = False
+        log.debug("service_stopped", service=self.path)
+
+    async def start_service(self) -> None:
+        """Hook: acquire what the service needs before its children start."""
+
+    async def stop_service(self) -> None:
+        """Hook: release it, after the children and the tasks have stopped."""
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        """Run ``coro`` as a task owned by this service; it is cancelled when the service stops."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.path}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        log.error("service_task_failed", service=self.path, task=task.get_name(), exc_info=exc)
+        root = self._root()
+        if root.failures is not None:
+            root.failures.put_nowait(exc)
+
+    async def _cancel_tasks(self) -> None:
+        tasks = tuple(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def statistics(self) -> dict[str, int]:
+        return {"children": len(self._children), "tasks": len(self._tasks)}
+
+
+class ConfiguredService(Service, Generic[C]):
+    """A service built from one configuration value, updated in place on reconfig."""
+
+    def __init__(self, name: str, config: C) -> None:
+        super().__init__(name)
+        self.config = config
+
+    async def reconfigure(self, config: C) -> None:
+        """Take ``config`` (which differs from the current one). Default: just keep it."""
+        self.config = config
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ReconfigResult:
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+
+class ServiceManager(Service, Generic[C]):
+    """Children named by configuration; :meth:`apply` makes the running set match a new config."""
+
+    def __init__(self, name: str, *, factory: Callable[[str, C], ConfiguredService[C]]) -> None:
+        super().__init__(name)
+        self._factory = factory
+
+    def configured(self) -> dict[str, ConfiguredService[C]]:
+        return {c.name: c for c in self.children if isinstance(c, ConfiguredService)}
+
+    async def apply(self, configs: Mapping[str, C]) -> ReconfigResult:
+        current = self.configured()
+        removed = [n for n in current if n not in configs]
+        added: list[str] = []
+        updated: list[str] = []
+        unchanged: list[str] = []
+        for name in removed:
+            await self.remove_service(name)
+            log.info("service_removed", service=f"{self.path}/{name}")
+        for name, config in configs.items():
+            existing = current.get(name)
+            if existing is None:
+                await self.add_service(self._factory(name, config))
+                added.append(name)
+                log.info("service_added", service=f"{self.path}/{name}")
+            elif existing.config == config:
+                unchanged.append(name)
+            else:
+                await existing.reconfigure(config)
+                updated.append(name)
+                log.info("service_reconfigured", service=f"{self.path}/{name}")
+        return ReconfigResult(
+            added=tuple(added),
+            removed=tuple(removed),
+            updated=tuple(updated),
+            unchanged=tuple(unchanged),
+        )

@@ -1,0 +1,87 @@
+"""The read side of the data API: ``get(path, spec)`` by Buildbot's path patterns.
+
+Paths are tuples of segments (``("masters", "3")``) or slash-joined strings. An integer segment
+matches ``n:`` placeholders first, as in Buildbot. Control actions (force, stop, ...) register
+handlers here later; reading never writes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from buildyard.master.data.errors import InvalidQuery, NotFound
+from buildyard.master.data.resources import masters
+from buildyard.master.data.resources.base import Collection, Endpoint, Item
+from buildyard.master.data.resultspec import IDENTIFIER_RE, ResultSpec, parse
+from buildyard.master.db.connector import Database
+
+_INT_RE = re.compile(r"^-?\d+$")
+
+
+class DataAPI:
+    def __init__(self, *, db: Database, endpoints: Iterable[Endpoint] = ()) -> None:
+        self._db = db
+        self._endpoints: list[Endpoint] = [*masters.ENDPOINTS, *endpoints]
+
+    def register(self, *endpoints: Endpoint) -> None:
+        self._endpoints.extend(endpoints)
+
+    def _match(self, path: Sequence[str]) -> tuple[Endpoint, dict[str, Any]]:
+        # try n: before i:/s: at each position: sort candidates by literal/int specificity
+        for ep in self._endpoints:
+            if len(ep.pattern) != len(path):
+                continue
+            kw: dict[str, Any] = {}
+            for pat, seg in zip(ep.pattern, path, strict=True):
+                if ":" not in pat:
+                    if pat != seg:
+                        break
+                    continue
+                kind, name = pat.split(":", 1)
+                if kind == "n":
+                    if not _INT_RE.match(seg):
+                        break
+                    kw[name] = int(seg)
+                elif kind == "i":
+                    if not IDENTIFIER_RE.match(seg) or len(seg) > 50:
+                        break
+                    kw[name] = seg
+                else:
+                    kw[name] = seg
+            else:
+                return ep, kw
+        raise NotFound(f"invalid path: {'/'.join(path)}")
+
+    def endpoint(self, path: str | Sequence[str]) -> Endpoint:
+        return self._match(_split(path))[0]
+
+    async def get(
+        self, path: str | Sequence[str], spec: ResultSpec | None = None
+    ) -> Collection | Item:
+        """A collection (with its total) or one item; NotFound if there is no such thing."""
+        ep, kw = self._match(_split(path))
+        spec = spec or ResultSpec()
+        if ep.collection is not None:
+            return await ep.collection(self._db, kw, spec)
+        assert ep.item is not None
+        if not spec.is_empty and spec.filters:
+            raise InvalidQuery("this is not a collection")
+        item = await ep.item(self._db, kw)
+        if item is None:
+            raise NotFound(f"no such {ep.rtype.name}: {'/'.join(_split(path))}")
+        return spec.select(item)
+
+    async def get_with_args(
+        self, path: str | Sequence[str], args: Mapping[str, Sequence[str]]
+    ) -> Collection | Item:
+        """``get`` with REST query arguments parsed against the endpoint's resource type."""
+        ep = self.endpoint(path)
+        return await self.get(path, parse(args, ep.rtype.fields))
+
+
+def _split(path: str | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(path, str):
+        return tuple(path.strip("/").split("/")) if path.strip("/") else ()
+    return tuple(path)

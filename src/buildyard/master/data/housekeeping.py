@@ -1,0 +1,56 @@
+"""Masters' heartbeat: check this master in, and expire masters that stopped checking in.
+
+Every ``interval`` seconds the master marks itself active (refreshing ``last_active``), then
+marks inactive every master silent for more than ``expire_after`` seconds, undoing what it held
+(builder, scheduler and change-source links, unfinished builds, claimed requests).
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from buildyard.common.clock import Clock
+from buildyard.common.service import Service
+from buildyard.master.data.updates import Updates
+
+log = structlog.get_logger(__name__)
+
+
+class Housekeeping(Service):
+    def __init__(
+        self, *, updates: Updates, clock: Clock, interval: float, expire_after: float
+    ) -> None:
+        super().__init__("housekeeping")
+        self._updates = updates
+        self._clock = clock
+        self.interval = interval
+        self.expire_after = expire_after
+        self.masterid: int | None = None
+        self.master_name = ""
+        self.checkins = 0
+
+    def configure(self, *, interval: float, expire_after: float) -> None:
+        self.interval, self.expire_after = interval, expire_after
+
+    def begin(self, *, masterid: int, name: str) -> None:
+        """Start the loop for this master (after it has checked in once)."""
+        self.masterid, self.master_name = masterid, name
+        _ = self.spawn(self._loop(), name="heartbeat")
+
+    async def check_in(self) -> list[int]:
+        assert self.masterid is not None
+        await self._updates.master_active(name=self.master_name, masterid=self.masterid)
+        self.checkins += 1
+        return await self._updates.expire_masters(expire_after=self.expire_after)
+
+    async def _loop(self) -> None:
+        while True:
+            await self._clock.sleep(self.interval)
+            try:
+                await self.check_in()
+            except Exception:
+                # a lost database connection must not end the heartbeat: try again next time
+                log.exception("master_checkin_failed", masterid=self.masterid)
+
+    def statistics(self) -> dict[str, int]:
+        return {**super().statistics(), "checkins": self.checkins}

@@ -1,0 +1,1 @@
+"""One module per resource type: its fields, its endpoints, and how a model becomes an API dict."""

@@ -1,0 +1,55 @@
+"""The ``master`` resource: masterid, name, active, last_active."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from buildyard.master.data.resources.base import Collection, Endpoint, Item, ResourceType, page
+from buildyard.master.data.resultspec import FieldType, ResultSpec
+from buildyard.master.db.connector import Database
+from buildyard.master.db.query import QueryOptions
+from buildyard.master.model.masters import Master
+
+MASTER = ResourceType(
+    name="master",
+    plural="masters",
+    fields={
+        "masterid": FieldType.INTEGER,
+        "name": FieldType.STRING,
+        "active": FieldType.BOOLEAN,
+        "last_active": FieldType.DATETIME,
+    },
+)
+_DB_FIELDS = {
+    "masterid": "masterid",
+    "name": "name",
+    "active": "active",
+    "last_active": "last_active",
+}
+
+
+def to_api(m: Master) -> Item:
+    return {"masterid": m.id, "name": m.name, "active": m.active, "last_active": m.last_active}
+
+
+async def _masters(db: Database, kw: Mapping[str, Any], spec: ResultSpec) -> Collection:
+    async def in_db(options: QueryOptions) -> tuple[list[Item], int]:
+        rows = await db.masters.get_masters(options)
+        return [to_api(m) for m in rows], await db.masters.count_masters(options)
+
+    async def everything() -> list[Item]:
+        return [to_api(m) for m in await db.masters.get_masters()]
+
+    return await page(spec, _DB_FIELDS, in_db, everything)
+
+
+async def _master(db: Database, kw: Mapping[str, Any]) -> Item | None:
+    m = await db.masters.get_master(kw["masterid"])
+    return to_api(m) if m else None
+
+
+ENDPOINTS = (
+    Endpoint(pattern=("masters",), rtype=MASTER, collection=_masters),
+    Endpoint(pattern=("masters", "n:masterid"), rtype=MASTER, item=_master),
+)

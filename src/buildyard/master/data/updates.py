@@ -1,0 +1,159 @@
+"""The single write path: each method is one transaction, then the events that announce it.
+
+Nothing else in the master writes to the database or produces state events; this is the one
+place to read to know "what changes when". Events are produced after the commit, so a consumer
+that reads the database on an event sees the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+
+from buildyard.common.clock import Clock
+from buildyard.master.db.connector import Database
+from buildyard.master.model.masters import DeactivationCleanup
+from buildyard.master.model.results import Results
+from buildyard.master.mq import keys
+from buildyard.master.mq.base import MessageQueue
+
+log = structlog.get_logger(__name__)
+
+
+class Updates:
+    def __init__(self, *, db: Database, mq: MessageQueue, clock: Clock) -> None:
+        self._db = db
+        self._mq = mq
+        self._clock = clock
+
+    # -- masters -------------------------------------------------------------------------------
+
+    async def find_master_id(self, name: str) -> int:
+        return await self._db.masters.find_master_id(name)
+
+    async def master_active(self, *, name: str, masterid: int) -> None:
+        """Check in: mark the master active now; announce it if it was not."""
+        if await self._db.masters.set_master_state(masterid, active=True):
+            self._mq.produce(
+                keys.master_event(masterid, "started"),
+                {"masterid": masterid, "name": name, "active": True},
+            )
+
+    async def master_stopped(self, *, name: str, masterid: int) -> None:
+        """The master stops (or finds its previous run dead): undo what it held, announce it."""
+        async with self._db.transaction() as conn:
+            changed = await self._db.masters.set_master_state(masterid, active=False, conn=conn)
+            cleanup = (
+                await self._db.masters.deactivation_cleanup(masterid, conn=conn)
+                if changed
+                else None
+            )
+        if cleanup is not None:
+            self._announce_cleanup(cleanup)
+            self._mq.produce(
+                keys.master_event(masterid, "stopped"),
+                {"masterid": masterid, "name": name, "active": False},
+            )
+
+    async def expire_masters(
+        self, *, expire_after: float, force_housekeeping: bool = False
+    ) -> list[int]:
+        """Mark masters silent for ``expire_after`` seconds inactive and undo what they held.
+
+        With ``force_housekeeping`` the cleanup also runs for masters already inactive (at
+        start-up, in case an earlier cleanup was interrupted). Returns the ids newly marked
+        inactive.
+        """
+        cutoff = int(self._clock.now() - expire_after)
+        expired: list[int] = []
+        for master in await self._db.masters.find_expired(older_than=cutoff):
+            if not master.active and not force_housekeeping:
+                continue
+            async with self._db.transaction() as conn:
+                changed = await self._db.masters.set_master_state(
+                    master.id, active=False, conn=conn
+                )
+                cleanup = await self._db.masters.deactivation_cleanup(master.id, conn=conn)
+            self._announce_cleanup(cleanup)
+            if changed:
+                expired.append(master.id)
+                log.warning(
+                    "master_expired",
+                    masterid=master.id,
+                    master=master.name,
+                    last_active=master.last_active,
+                )
+                self._mq.produce(
+                    keys.master_event(master.id, "stopped"),
+                    {"masterid": master.id, "name": master.name, "active": False},
+                )
+        return expired
+
+    def _announce_cleanup(self, cleanup: DeactivationCleanup) -> None:
+        m = cleanup.masterid
+        for builderid in cleanup.builderids:
+            self._mq.produce(
+                keys.builder_event(builderid, "stopped"), {"builderid": builderid, "masterid": m}
+            )
+        for logid, stepid in cleanup.logs:
+            body = {"logid": logid, "stepid": stepid, "complete": True}
+            self._mq.produce(("logs", str(logid), "finished"), body)
+        for stepid, buildid in cleanup.steps:
+            body = {
+                "stepid": stepid,
+                "buildid": buildid,
+                "complete": True,
+                "results": int(Results.RETRY),
+            }
+            self._mq.produce(("steps", str(stepid), "finished"), body)
+        for buildid, builderid, number in cleanup.builds:
+            body = {
+                "buildid": buildid,
+                "builderid": builderid,
+                "number": number,
+                "masterid": m,
+                "complete": True,
+                "results": int(Results.RETRY),
+            }
+            self._mq.produce(("builds", str(buildid), "finished"), body)
+            self._mq.produce(("builders", str(builderid), "builds", str(number), "finished"), body)
+        for brid, builderid, bsid in cleanup.unclaimed:
+            body = {
+                "buildrequestid": brid,
+                "builderid": builderid,
+                "buildsetid": bsid,
+                "claimed": False,
+            }
+            for key in keys.buildrequest_event(brid, builderid, bsid, "unclaimed"):
+                self._mq.produce(key, body)
+
+    async def set_all_masters_active_long_ago(self) -> None:
+        await self._db.masters.set_all_masters_active_long_ago()
+
+    # -- builders ------------------------------------------------------------------------------
+
+    async def find_builder_id(self, name: str) -> int:
+        return await self._db.builders.find_builder_id(name)
+
+    async def update_builder_list(
+        self, *, masterid: int, builder_names: Sequence[str]
+    ) -> dict[str, int]:
+        """Make this master's configured builders exactly ``builder_names``; announce changes.
+
+        Returns the id of each builder by name.
+        """
+        ids = {name: await self._db.builders.find_builder_id(name) for name in builder_names}
+        added, removed = await self._db.builders.update_builder_list(masterid, list(ids.values()))
+        names = {v: k for k, v in ids.items()}
+        for builderid in removed:
+            self._mq.produce(
+                keys.builder_event(builderid, "stopped"),
+                {"builderid": builderid, "masterid": masterid},
+            )
+        for builderid in added:
+            self._mq.produce(
+                keys.builder_event(builderid, "started"),
+                {"builderid": builderid, "masterid": masterid, "name": names[builderid]},
+            )
+        return ids

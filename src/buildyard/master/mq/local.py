@@ -1,0 +1,93 @@
+"""The in-process message queue: one queue per subscription, fan-out on produce.
+
+Queues are unbounded on purpose: ``produce`` is called from the single write path right after a
+commit and must not block or drop. ``statistics()`` shows the deepest backlog so a slow consumer
+is visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from buildyard.master.mq.base import Body, Key, Pattern
+from buildyard.master.mq.keys import matches
+
+
+class LocalSubscription:
+    def __init__(self, mq: LocalMQ, patterns: tuple[Pattern, ...]) -> None:
+        self._mq = mq
+        self.patterns = patterns
+        self._queue: asyncio.Queue[tuple[Key, Body]] = asyncio.Queue()
+        # events handed out whose consumer has not come back for the next one yet
+        self._in_hand = 0
+        self.closed = False
+
+    def _offer(self, key: Key, body: Body) -> None:
+        if not self.closed and any(matches(p, key) for p in self.patterns):
+            self._queue.put_nowait((key, body))
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize() + self._in_hand
+
+    async def __aiter__(self) -> AsyncIterator[tuple[Key, Body]]:
+        try:
+            while not self.closed:
+                self._in_hand = 0
+                self._mq._notify()
+                item = await self._queue.get()
+                self._in_hand = 1
+                yield item
+        finally:
+            self._in_hand = 0
+            self.close()
+
+    async def get(self) -> tuple[Key, Body]:
+        """The next event (for tests and one-shot waits)."""
+        return await self._queue.get()
+
+    async def __aenter__(self) -> LocalSubscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._mq._subscriptions.discard(self)
+            self._mq._notify()
+
+
+class LocalMQ:
+    def __init__(self) -> None:
+        self._subscriptions: set[LocalSubscription] = set()
+        # set whenever some subscription's backlog shrinks; wait_idle re-checks then
+        self._changed = asyncio.Event()
+        self.produced = 0
+
+    def produce(self, key: Key, body: Body) -> None:
+        self.produced += 1
+        for sub in tuple(self._subscriptions):
+            sub._offer(key, body)
+
+    def subscribe(self, *patterns: Pattern) -> LocalSubscription:
+        sub = LocalSubscription(self, patterns)
+        self._subscriptions.add(sub)
+        return sub
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def wait_idle(self) -> None:
+        while any(s.pending for s in self._subscriptions):
+            self._changed.clear()
+            await self._changed.wait()
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "subscriptions": len(self._subscriptions),
+            "produced": self.produced,
+            "max_backlog": max((s.pending for s in self._subscriptions), default=0),
+        }
