@@ -43,18 +43,17 @@ class Updates:
     async def master_stopped(self, *, name: str, masterid: int) -> None:
         """The master stops (or finds its previous run dead): undo what it held, announce it."""
         async with self._db.transaction() as conn:
-            changed = await self._db.masters.set_master_state(masterid, active=False, conn=conn)
-            cleanup = (
-                await self._db.masters.deactivation_cleanup(masterid, conn=conn)
-                if changed
-                else None
-            )
-        if cleanup is not None:
-            self._announce_cleanup(cleanup)
-            self._mq.produce(
-                keys.master_event(masterid, "stopped"),
-                {"masterid": masterid, "name": name, "active": False},
-            )
+            master = await self._db.masters.get_master(masterid, conn=conn)
+            if master is None or not master.active:
+                return
+            # clean up before the state flips: unlinking tells us which builders to announce
+            cleanup = await self._db.masters.deactivation_cleanup(masterid, conn=conn)
+            await self._db.masters.set_master_state(masterid, active=False, conn=conn)
+        self._announce_cleanup(cleanup)
+        self._mq.produce(
+            keys.master_event(masterid, "stopped"),
+            {"masterid": masterid, "name": name, "active": False},
+        )
 
     async def expire_masters(
         self, *, expire_after: float, force_housekeeping: bool = False
@@ -71,10 +70,10 @@ class Updates:
             if not master.active and not force_housekeeping:
                 continue
             async with self._db.transaction() as conn:
+                cleanup = await self._db.masters.deactivation_cleanup(master.id, conn=conn)
                 changed = await self._db.masters.set_master_state(
                     master.id, active=False, conn=conn
                 )
-                cleanup = await self._db.masters.deactivation_cleanup(master.id, conn=conn)
             self._announce_cleanup(cleanup)
             if changed:
                 expired.append(master.id)

@@ -1,0 +1,23 @@
+"""Updates over a real database (both backends) and the in-process MQ."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from buildyard.master.data.updates import Updates
+from buildyard.master.db.connector import Database
+from buildyard.master.mq.local import LocalMQ
+from buildyard.testing.clock import FakeClock
+from tests.master.db.conftest import clock, database  # noqa: F401  (fixtures)
+
+
+@pytest.fixture
+def mq() -> LocalMQ:
+    return LocalMQ()
+
+
+@pytest.fixture
+async def updates(database: Database, mq: LocalMQ, clock: FakeClock) -> AsyncIterator[Updates]:  # noqa: F811
+    yield Updates(db=database, mq=mq, clock=clock)

@@ -1,0 +1,167 @@
+"""Masters through the write path: check-in, stop, expiry, cleanup, and the events of each."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from buildyard.master.data.updates import Updates
+from buildyard.master.db import schema as t
+from buildyard.master.db.base import inserted_id
+from buildyard.master.db.connector import Database
+from buildyard.master.db.hashes import name_hash
+from buildyard.master.model.results import Results
+from buildyard.master.mq.local import LocalMQ, LocalSubscription
+from buildyard.testing.clock import FakeClock
+
+
+def drain(sub: LocalSubscription) -> list[tuple[tuple[str, ...], dict[str, object]]]:
+    out = []
+    while sub.pending:
+        key, body = sub._queue.get_nowait()
+        out.append((key, dict(body)))
+    return out
+
+
+async def test_master_active_announces_only_a_change(updates: Updates, mq: LocalMQ) -> None:
+    sub = mq.subscribe(("masters", None, None))
+    mid = await updates.find_master_id("m1")
+    await updates.master_active(name="m1", masterid=mid)
+    await updates.master_active(name="m1", masterid=mid)
+    assert drain(sub) == [
+        (("masters", str(mid), "started"), {"masterid": mid, "name": "m1", "active": True})
+    ]
+
+
+async def _busy_master(database: Database, masterid: int) -> dict[str, int]:
+    """A master holding a builder, a claimed running build with a step and a log."""
+    async with database.transaction() as c:
+        bid = inserted_id(
+            await c.execute(t.builders.insert().values(name="b", name_hash=name_hash("b")))
+        )
+        await c.execute(t.builder_masters.insert().values(builderid=bid, masterid=masterid))
+        bsid = inserted_id(await c.execute(t.buildsets.insert().values(submitted_at=1, reason="r")))
+        brid = inserted_id(
+            await c.execute(
+                t.buildrequests.insert().values(buildsetid=bsid, builderid=bid, submitted_at=1)
+            )
+        )
+        done = inserted_id(
+            await c.execute(
+                t.buildrequests.insert().values(
+                    buildsetid=bsid, builderid=bid, submitted_at=1, complete=1, results=0
+                )
+            )
+        )
+        for r in (brid, done):
+            await c.execute(
+                t.buildrequest_claims.insert().values(brid=r, masterid=masterid, claimed_at=1)
+            )
+        buildid = inserted_id(
+            await c.execute(
+                t.builds.insert().values(
+                    number=1,
+                    builderid=bid,
+                    buildrequestid=brid,
+                    masterid=masterid,
+                    started_at=1,
+                    locks_duration_s=0,
+                    state_string="building",
+                )
+            )
+        )
+        stepid = inserted_id(
+            await c.execute(
+                t.steps.insert().values(
+                    number=0, name="shell", buildid=buildid, state_string="", urls_json="[]"
+                )
+            )
+        )
+        logid = inserted_id(
+            await c.execute(
+                t.logs.insert().values(
+                    name="stdio", slug="stdio", stepid=stepid, complete=0, num_lines=0, type="s"
+                )
+            )
+        )
+    return {
+        "builderid": bid,
+        "bsid": bsid,
+        "brid": brid,
+        "done": done,
+        "buildid": buildid,
+        "stepid": stepid,
+        "logid": logid,
+    }
+
+
+async def test_expiry_marks_silent_master_inactive_and_undoes_what_it_held(
+    updates: Updates, database: Database, mq: LocalMQ, clock: FakeClock
+) -> None:
+    dead = await updates.find_master_id("dead")
+    live = await updates.find_master_id("live")
+    await updates.master_active(name="dead", masterid=dead)
+    ids = await _busy_master(database, dead)
+    clock.advance(100)
+    await updates.master_active(name="live", masterid=live)
+    sub = mq.subscribe((None,) * 3, (None,) * 5, (None,) * 7)
+
+    assert await updates.expire_masters(expire_after=200) == []  # not silent long enough
+    clock.advance(150)
+    assert await updates.expire_masters(expire_after=200) == [dead]
+
+    m = await database.masters.get_master(dead)
+    assert m is not None and not m.active
+    alive = await database.masters.get_master(live)
+    assert alive is not None and alive.active
+    async with database.reading() as c:
+        assert (
+            await c.execute(sa.select(sa.func.count()).select_from(t.builder_masters))
+        ).scalar() == 0
+        claims = (await c.execute(sa.select(t.buildrequest_claims.c.brid))).scalars().all()
+        build = (await c.execute(sa.select(t.builds).where(t.builds.c.id == ids["buildid"]))).one()
+        step = (await c.execute(sa.select(t.steps).where(t.steps.c.id == ids["stepid"]))).one()
+        log = (await c.execute(sa.select(t.logs).where(t.logs.c.id == ids["logid"]))).one()
+    # the incomplete request is free again; the completed one keeps its claim
+    assert claims == [ids["done"]]
+    assert (build.results, build.complete_at) == (Results.RETRY, int(clock.now()))
+    assert step.results == Results.RETRY and step.complete_at == int(clock.now())
+    assert log.complete == 1
+
+    keys = [k for k, _ in drain(sub)]
+    assert ("builders", str(ids["builderid"]), "stopped") in keys
+    assert ("logs", str(ids["logid"]), "finished") in keys
+    assert ("steps", str(ids["stepid"]), "finished") in keys
+    assert ("builds", str(ids["buildid"]), "finished") in keys
+    assert ("buildrequests", str(ids["brid"]), "unclaimed") in keys
+    assert keys[-1] == ("masters", str(dead), "stopped")
+    # a second pass finds nothing new to announce
+    assert await updates.expire_masters(expire_after=200) == []
+    assert drain(sub) == []
+
+
+async def test_forced_housekeeping_cleans_an_inactive_master_silently(
+    updates: Updates, database: Database, mq: LocalMQ, clock: FakeClock
+) -> None:
+    dead = await updates.find_master_id("dead")
+    ids = await _busy_master(database, dead)  # left behind although marked inactive
+    clock.advance(1000)
+    sub = mq.subscribe(("masters", None, None))
+    assert await updates.expire_masters(expire_after=10, force_housekeeping=True) == []
+    async with database.reading() as c:
+        claims = (await c.execute(sa.select(t.buildrequest_claims.c.brid))).scalars().all()
+    assert claims == [ids["done"]]
+    assert drain(sub) == []  # housekeeping alone announces no stop
+
+
+async def test_master_stopped_cleans_up_after_its_own_previous_run(
+    updates: Updates, database: Database, mq: LocalMQ
+) -> None:
+    mid = await updates.find_master_id("m")
+    await updates.master_active(name="m", masterid=mid)
+    ids = await _busy_master(database, mid)
+    sub = mq.subscribe(("masters", None, None))
+    await updates.master_stopped(name="m", masterid=mid)
+    async with database.reading() as c:
+        claims = (await c.execute(sa.select(t.buildrequest_claims.c.brid))).scalars().all()
+    assert claims == [ids["done"]]
+    assert [k for k, _ in drain(sub)] == [("masters", str(mid), "stopped")]
