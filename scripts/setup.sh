@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up a development environment (idempotent; fast when nothing changed):
+#   .venv/                     buildyard in editable mode with its dev tools
+#   PostgreSQL server binaries  (installed with apt-get when missing and we are root)
+#   the stock Buildbot 4.3.0 master and worker in their own venv, for compatibility tests only
+#     ($BUILDYARD_BUILDBOT_VENV, default ~/.cache/buildyard/buildbot-4.3.0; never imported by buildyard)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "buildyard needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
+    exit 1
+fi
+
+stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+if [ ! -f "$stamp" ]; then
+    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    rm -f .venv/.installed-* && touch "$stamp"
+fi
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
+    else
+        echo "the tests need PostgreSQL's server binaries: sudo apt-get install postgresql" >&2
+        exit 1
+    fi
+fi
+
+BB_VENV=${BUILDYARD_BUILDBOT_VENV:-$HOME/.cache/buildyard/buildbot-4.3.0}
+if [ ! -f "$BB_VENV/.complete" ]; then
+    rm -rf "$BB_VENV"
+    "$PYTHON" -m venv "$BB_VENV"
+    "$BB_VENV/bin/python" -m pip install -q buildbot==4.3.0 buildbot-worker==4.3.0
+    touch "$BB_VENV/.complete"
+fi
