@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from buildyard.master.data.errors import InvalidQuery, NotFound
-from buildyard.master.data.resources import masters
+from buildyard.master.data.resources import builders, masters
 from buildyard.master.data.resources.base import Collection, Endpoint, Item
 from buildyard.master.data.resultspec import IDENTIFIER_RE, ResultSpec, parse
 from buildyard.master.db.connector import Database
@@ -23,13 +23,13 @@ _INT_RE = re.compile(r"^-?\d+$")
 class DataAPI:
     def __init__(self, *, db: Database, endpoints: Iterable[Endpoint] = ()) -> None:
         self._db = db
-        self._endpoints: list[Endpoint] = [*masters.ENDPOINTS, *endpoints]
+        self._endpoints: list[Endpoint] = [*masters.ENDPOINTS, *builders.ENDPOINTS, *endpoints]
 
     def register(self, *endpoints: Endpoint) -> None:
         self._endpoints.extend(endpoints)
 
     def _match(self, path: Sequence[str]) -> tuple[Endpoint, dict[str, Any]]:
-        # try n: before i:/s: at each position: sort candidates by literal/int specificity
+        # first match wins: integer (n:) patterns are listed before string (s:) ones
         for ep in self._endpoints:
             if len(ep.pattern) != len(path):
                 continue

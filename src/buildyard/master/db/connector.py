@@ -12,6 +12,8 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from buildyard.common.clock import Clock
+from buildyard.master.db.builders import BuildersRepository
+from buildyard.master.db.changesources import ChangeSourcesRepository
 from buildyard.master.db.engine import (
     make_engine,
     normalize_url,
@@ -19,6 +21,11 @@ from buildyard.master.db.engine import (
     write_transaction,
 )
 from buildyard.master.db.masters import MastersRepository
+from buildyard.master.db.projects import ProjectsRepository
+from buildyard.master.db.schedulers import SchedulersRepository
+from buildyard.master.db.state import StateRepository
+from buildyard.master.db.users import UsersRepository
+from buildyard.master.db.workers import WorkersRepository
 
 
 class Database:
@@ -27,6 +34,13 @@ class Database:
         self.engine = make_engine(self.url)
         engine = self.engine
         self.masters = MastersRepository(engine=engine, clock=clock)
+        self.builders = BuildersRepository(engine=engine, clock=clock)
+        self.workers = WorkersRepository(engine=engine, clock=clock)
+        self.schedulers = SchedulersRepository(engine=engine, clock=clock)
+        self.changesources = ChangeSourcesRepository(engine=engine, clock=clock)
+        self.state = StateRepository(engine=engine, clock=clock)
+        self.projects = ProjectsRepository(engine=engine, clock=clock)
+        self.users = UsersRepository(engine=engine, clock=clock)
 
     @property
     def backend(self) -> str:

@@ -46,7 +46,8 @@ class UnknownField(ValueError):
 
 
 def _condition(col: sa.ColumnElement[Any], f: Filter) -> sa.ColumnElement[bool]:
-    vals = f.values
+    # booleans are stored as 0/1 small integers; PostgreSQL will not compare those with true/false
+    vals = tuple(int(v) if isinstance(v, bool) else v for v in f.values)
     match f.op:
         case Op.EQ | Op.IN:
             if len(vals) == 1:
