@@ -1,3 +1,3 @@
-"""buildyard: a continuous-integration master and worker on asyncio, a drop-in successor to Buildbot."""
+"""buildyard: a continuous-integration master and worker on asyncio, successor to Buildbot."""
 
 __version__ = "0.1.0"

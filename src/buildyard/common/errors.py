@@ -28,8 +28,8 @@ import contextvars
 import dataclasses
 import os
 import sys
-import warnings
 import types
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,7 +96,10 @@ class _Scope:
             resolved = str(Path(filename).resolve())
         except OSError:
             resolved = filename
-        return resolved in self.user_files or any(
+        if resolved in self.user_files:
+            return True
+        # buildyard's own files never count, even when a master's basedir holds them
+        return not resolved.startswith(_PACKAGE_DIR + os.sep) and any(
             resolved.startswith(d + os.sep) for d in self.user_dirs
         )
 

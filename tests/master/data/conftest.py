@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from buildyard.master.data.updates import Updates
@@ -19,5 +17,5 @@ def mq() -> LocalMQ:
 
 
 @pytest.fixture
-async def updates(database: Database, mq: LocalMQ, clock: FakeClock) -> AsyncIterator[Updates]:  # noqa: F811
-    yield Updates(db=database, mq=mq, clock=clock)
+def updates(database: Database, mq: LocalMQ, clock: FakeClock) -> Updates:  # noqa: F811
+    return Updates(db=database, mq=mq, clock=clock)

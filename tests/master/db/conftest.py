@@ -1,14 +1,17 @@
-"""A fresh database with the full schema, on each backend, with a FakeClock."""
+"""A fresh database on each backend, its schema built by the migrations, with a FakeClock."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
+from buildyard.master.db import migrate
 from buildyard.master.db.connector import Database
-from buildyard.master.db.schema import metadata
 from buildyard.testing.clock import FakeClock
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 @pytest.fixture
@@ -19,9 +22,8 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def database(db_url: str, clock: FakeClock) -> AsyncIterator[Database]:
     db = Database(db_url, clock=clock)
-    async with db.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
     try:
+        await migrate.upgrade(db)
         yield db
     finally:
         await db.close()

@@ -180,9 +180,7 @@ configured_workers = sa.Table(
     "configured_workers",
     metadata,
     _id(),
-    sa.Column(
-        "buildermasterid", sa.Integer, _fk("builder_masters.id", "CASCADE"), nullable=False
-    ),
+    sa.Column("buildermasterid", sa.Integer, _fk("builder_masters.id", "CASCADE"), nullable=False),
     sa.Column("workerid", sa.Integer, _fk("workers.id", "CASCADE"), nullable=False),
     sa.Index("configured_workers_buildmasterid", "buildermasterid"),
     sa.Index("configured_workers_identity", "buildermasterid", "workerid", unique=True),
@@ -214,13 +212,17 @@ buildsets = sa.Table(
     sa.Column(
         "parent_buildid",
         sa.Integer,
-        sa.ForeignKey("builds.id", ondelete="SET NULL", use_alter=True, name="buildsets_parent_buildid_fkey"),
+        sa.ForeignKey(
+            "builds.id", ondelete="SET NULL", use_alter=True, name="buildsets_parent_buildid_fkey"
+        ),
     ),
     sa.Column("parent_relationship", sa.Text),
     sa.Column(
         "rebuilt_buildid",
         sa.Integer,
-        sa.ForeignKey("builds.id", ondelete="SET NULL", use_alter=True, name="buildsets_rebuilt_buildid_fkey"),
+        sa.ForeignKey(
+            "builds.id", ondelete="SET NULL", use_alter=True, name="buildsets_rebuilt_buildid_fkey"
+        ),
     ),
     sa.Index("buildsets_complete", "complete"),
     sa.Index("buildsets_submitted_at", "submitted_at"),
@@ -447,9 +449,7 @@ schedulers = sa.Table(
 scheduler_masters = sa.Table(
     "scheduler_masters",
     metadata,
-    sa.Column(
-        "schedulerid", sa.Integer, _fk("schedulers.id", "CASCADE"), primary_key=True
-    ),
+    sa.Column("schedulerid", sa.Integer, _fk("schedulers.id", "CASCADE"), primary_key=True),
     sa.Column("masterid", sa.Integer, _fk("masters.id", "CASCADE"), nullable=False),
 )
 
@@ -476,9 +476,7 @@ changesources = sa.Table(
 changesource_masters = sa.Table(
     "changesource_masters",
     metadata,
-    sa.Column(
-        "changesourceid", sa.Integer, _fk("changesources.id", "CASCADE"), primary_key=True
-    ),
+    sa.Column("changesourceid", sa.Integer, _fk("changesources.id", "CASCADE"), primary_key=True),
     sa.Column("masterid", sa.Integer, _fk("masters.id", "CASCADE"), nullable=False),
 )
 

@@ -27,8 +27,14 @@ BUILDER = ResourceType(
 )
 _DB_FIELDS = {
     f: f
-    for f in ("builderid", "name", "description", "description_format", "description_html",
-              "projectid")
+    for f in (
+        "builderid",
+        "name",
+        "description",
+        "description_format",
+        "description_html",
+        "projectid",
+    )
 }
 
 
@@ -77,6 +83,7 @@ ENDPOINTS = (
     Endpoint(pattern=("builders", "n:builderid"), rtype=BUILDER, item=_builder),
     Endpoint(pattern=("builders", "s:name"), rtype=BUILDER, item=_builder_by_name),
     Endpoint(pattern=("masters", "n:masterid", "builders"), rtype=BUILDER, collection=_builders),
-    Endpoint(pattern=("masters", "n:masterid", "builders", "n:builderid"), rtype=BUILDER,
-             item=_builder),
+    Endpoint(
+        pattern=("masters", "n:masterid", "builders", "n:builderid"), rtype=BUILDER, item=_builder
+    ),
 )

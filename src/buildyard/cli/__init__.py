@@ -1,0 +1,1 @@
+"""The ``buildyard`` command line. The top layer: may import anything in buildyard."""

@@ -1,0 +1,350 @@
+"""``buildyard``: create, check, start, stop and reconfigure a master.
+
+Exit codes: 0 success; 1 the action failed (bad config, master did not start, ...); 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+LOGFILE = "buildyard.log"
+PIDFILE = "buildyard.pid"
+CONFIG = "master.cfg"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 60.0
+
+
+def _fail(message: str) -> int:
+    print(f"buildyard: {message}", file=sys.stderr)
+    return 1
+
+
+def _read_pid(basedir: Path) -> int | None:
+    try:
+        pid = int((basedir / PIDFILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def _print_config_errors(errors: object) -> None:
+    from buildyard.common.errors import ConfigErrors
+
+    assert isinstance(errors, ConfigErrors)
+    print(f"Configuration errors ({len(errors.errors)}):", file=sys.stderr)
+    for err in errors.errors:
+        print(f"  {err}", file=sys.stderr)
+
+
+def _load(basedir: Path, configfile: str) -> object | None:
+    from buildyard.common.errors import ConfigErrors
+    from buildyard.master.config.loader import load_master_config
+
+    try:
+        return load_master_config(basedir, configfile)
+    except ConfigErrors as errors:
+        _print_config_errors(errors)
+        return None
+
+
+# -- create-master -------------------------------------------------------------------------------
+
+
+def cmd_create_master(args: argparse.Namespace) -> int:
+    basedir = Path(args.basedir).resolve()
+    basedir.mkdir(parents=True, exist_ok=True)
+    sample = resources.files("buildyard.cli").joinpath("master.cfg.sample").read_text()
+    (basedir / "master.cfg.sample").write_text(sample.replace("@DB_URL@", args.db))
+    from buildyard.master.db.errors import DbError
+
+    try:
+        asyncio.run(_upgrade_db(basedir, args.db))
+    except DbError as exc:
+        return _fail(f"cannot create the database: {exc}")
+    if not args.quiet:
+        print(f"buildmaster configured in {basedir}")
+        print("copy master.cfg.sample to master.cfg, edit it, then: buildyard start", basedir)
+    return 0
+
+
+async def _upgrade_db(basedir: Path, db_url: str) -> bool:
+    from buildyard.common.clock import SystemClock
+    from buildyard.master.db import migrate
+    from buildyard.master.db.connector import Database
+
+    db = Database(db_url, clock=SystemClock(), basedir=basedir)
+    try:
+        changed = await migrate.upgrade(db)
+        await db.masters.set_all_masters_active_long_ago()
+        return changed
+    finally:
+        await db.close()
+
+
+# -- upgrade-master, checkconfig -----------------------------------------------------------------
+
+
+def cmd_upgrade_master(args: argparse.Namespace) -> int:
+    basedir = Path(args.basedir).resolve()
+    config = _load(basedir, args.config)
+    if config is None:
+        return 1
+    from buildyard.master.db.errors import DbError
+
+    try:
+        changed = asyncio.run(_upgrade_db(basedir, config.db_url))  # type: ignore[attr-defined]
+    except DbError as exc:
+        return _fail(f"upgrade failed: {exc}")
+    print("upgrade complete" if changed else "the database was already up to date")
+    return 0
+
+
+def cmd_checkconfig(args: argparse.Namespace) -> int:
+    basedir = Path(args.basedir).resolve()
+    if _load(basedir, args.config) is None:
+        return 1
+    if not args.quiet:
+        print("Config file is good!")
+    return 0
+
+
+# -- start, stop, restart, reconfig --------------------------------------------------------------
+
+
+def _run_master(basedir: Path, configfile: str) -> int:
+    from buildyard.common.errors import ConfigErrors
+    from buildyard.common.logging import configure
+    from buildyard.master.config.loader import load_master_config
+    from buildyard.master.db.errors import DbError
+    from buildyard.master.master import BuildMaster
+
+    configure()
+    try:
+        config = load_master_config(basedir, configfile)
+    except ConfigErrors as errors:
+        _print_config_errors(errors)
+        return 1
+
+    async def main() -> int:
+        master = BuildMaster(basedir, config=config)
+        try:
+            await master.start()
+        except DbError as exc:
+            return _fail(str(exc))
+        pidfile = basedir / PIDFILE
+        pidfile.write_text(f"{os.getpid()}\n")
+        try:
+            return await master.run_until_stopped()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                pidfile.unlink()
+
+    return asyncio.run(main())
+
+
+def _tail_until(
+    logfile: Path,
+    offset: int,
+    words: Sequence[str],
+    *,
+    proc: subprocess.Popen[bytes] | None,
+    timeout: float,
+) -> str | None:
+    """Wait until a new line of ``logfile`` contains one of ``words``; return that word."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError), logfile.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+            for word in words:
+                if word in text:
+                    return word
+        if proc is not None and proc.poll() is not None:
+            return None
+        time.sleep(0.1)
+    return None
+
+
+def _log_offset(logfile: Path) -> int:
+    try:
+        return logfile.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    basedir = Path(args.basedir).resolve()
+    if not (basedir / args.config).exists():
+        return _fail(
+            f"{basedir / args.config} does not exist (create-master writes master.cfg.sample)"
+        )
+    pid = _read_pid(basedir)
+    if pid is not None:
+        return _fail(f"a master is already running in {basedir} (pid {pid})")
+    if args.nodaemon:
+        return _run_master(basedir, args.config)
+    if _load(basedir, args.config) is None:
+        return 1
+    logfile = basedir / LOGFILE
+    offset = _log_offset(logfile)
+    with logfile.open("ab") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "buildyard.cli.main",
+                "start",
+                "--nodaemon",
+                "--config",
+                args.config,
+                str(basedir),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=basedir,
+            start_new_session=True,
+        )
+    found = _tail_until(
+        logfile, offset, ["master_started", "www_listening"], proc=proc, timeout=START_TIMEOUT
+    )
+    if found is None:
+        if proc.poll() is None:
+            proc.terminate()
+        tail = logfile.read_text(errors="replace")[offset:][-3000:]
+        return _fail(f"the master did not start; the end of {logfile}:\n{tail}")
+    # give www_listening a moment when it comes after master_started
+    _tail_until(logfile, offset, ["master_started"], proc=proc, timeout=START_TIMEOUT)
+    text = logfile.read_text(errors="replace")[offset:]
+    print(f"buildyard master started in {basedir} (pid {proc.pid}); log: {logfile}")
+    for line in text.splitlines():
+        if "www_listening" in line:
+            url = line.split("url=")[-1].strip()
+            print(f"web server and REST API: {url}  (e.g. {url}api/v2/masters)")
+    return 0
+
+
+def _stop(basedir: Path, *, clean: bool) -> int:
+    pid = _read_pid(basedir)
+    if pid is None:
+        print(f"no master is running in {basedir}")
+        return 0
+    os.kill(pid, signal.SIGUSR1 if clean else signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print(f"buildyard master in {basedir} stopped")
+            return 0
+        time.sleep(0.1)
+    return _fail(f"the master (pid {pid}) did not stop within {STOP_TIMEOUT:.0f}s")
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    return _stop(Path(args.basedir).resolve(), clean=args.clean)
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    code = _stop(Path(args.basedir).resolve(), clean=args.clean)
+    if code != 0:
+        return code
+    args.nodaemon = False
+    return cmd_start(args)
+
+
+def cmd_reconfig(args: argparse.Namespace) -> int:
+    basedir = Path(args.basedir).resolve()
+    pid = _read_pid(basedir)
+    if pid is None:
+        return _fail(f"no master is running in {basedir}")
+    logfile = basedir / LOGFILE
+    offset = _log_offset(logfile)
+    os.kill(pid, signal.SIGHUP)
+    found = _tail_until(
+        logfile, offset, ["reconfig_done", "reconfig_failed"], proc=None, timeout=START_TIMEOUT
+    )
+    text = logfile.read_text(errors="replace")[offset:]
+    for line in text.splitlines():
+        if any(w in line for w in ("config_error", "reconfig_done", "reconfig_failed")):
+            print(line)
+    if found == "reconfig_done":
+        return 0
+    if found is None:
+        return _fail(f"no answer to the reconfig within {START_TIMEOUT:.0f}s; see {logfile}")
+    return 1
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="buildyard", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, func: object, help_text: str, *, config: bool = True
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "basedir", nargs="?", default=".", help="the master's directory (default: .)"
+        )
+        if config:
+            p.add_argument(
+                "--config", default=CONFIG, help="config file name in basedir (default: master.cfg)"
+            )
+        p.set_defaults(func=func)
+        return p
+
+    p = add(
+        "create-master",
+        cmd_create_master,
+        "create a master directory: master.cfg.sample and the database",
+        config=False,
+    )
+    p.add_argument(
+        "--db",
+        default="sqlite:///state.sqlite",
+        help="database URL (default: sqlite:///state.sqlite)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true")
+    add("upgrade-master", cmd_upgrade_master, "bring the database schema up to date")
+    p = add(
+        "checkconfig", cmd_checkconfig, "check master.cfg and report every mistake with its line"
+    )
+    p.add_argument("-q", "--quiet", action="store_true")
+    p = add("start", cmd_start, "start the master (in the background unless --nodaemon)")
+    p.add_argument(
+        "--nodaemon", action="store_true", help="run in the foreground, logging to stderr"
+    )
+    p = add("stop", cmd_stop, "stop the master", config=False)
+    p.add_argument("--clean", action="store_true", help="wait for running builds to finish")
+    p = add("restart", cmd_restart, "stop, then start the master")
+    p.add_argument("--clean", action="store_true", help="wait for running builds to finish")
+    add("reconfig", cmd_reconfig, "re-read master.cfg in the running master (SIGHUP)", config=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

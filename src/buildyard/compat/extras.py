@@ -1,0 +1,116 @@
+"""Buildbot names that master.cfg files import from ``buildbot.*`` modules but that are not
+plugin names: base classes users subclass, ``buildbot.config.error`` and a few helpers.
+
+The base classes are stand-ins like the plugin ones, named by their Buildbot module path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from buildyard.common.config_object import not_implemented
+from buildyard.common.errors import ConfigError, ConfigErrors, caller_location, config_error
+from buildyard.plugins import schedulers
+
+__all__ = [
+    "AbstractLatentWorker",
+    "AbstractWorker",
+    "BaseHookHandler",
+    "BaseScheduler",
+    "BuildStepFailed",
+    "BuildbotService",
+    "ChangeSource",
+    "CommandMixin",
+    "CompositeStepMixin",
+    "ConfigErrors",
+    "GitHubEventHandler",
+    "GitLabHandler",
+    "HTTPClientService",
+    "Machine",
+    "NoAuth",
+    "PollingChangeSource",
+    "Properties",
+    "ReconfigurablePollingChangeSource",
+    "RemoteCommand",
+    "RemoteShellCommand",
+    "ReporterBase",
+    "Scheduler",
+    "ShellMixin",
+    "Source",
+    "ValidationError",
+    "bytes2unicode",
+    "error",
+    "flatten",
+    "unicode2bytes",
+]
+
+_WORKERS, _PIPELINE, _WWW, _REPORTING = 3, 4, 5, 6
+
+AbstractWorker = not_implemented("buildbot.worker.AbstractWorker", _WORKERS)
+AbstractLatentWorker = not_implemented("buildbot.worker.AbstractLatentWorker", _WORKERS)
+Machine = not_implemented("buildbot.machine.base.Machine", _WORKERS)
+
+ShellMixin = not_implemented("buildbot.process.buildstep.ShellMixin", _PIPELINE)
+CommandMixin = not_implemented("buildbot.process.buildstep.CommandMixin", _PIPELINE)
+BuildStepFailed = not_implemented("buildbot.process.buildstep.BuildStepFailed", _PIPELINE)
+CompositeStepMixin = not_implemented("buildbot.steps.worker.CompositeStepMixin", _PIPELINE)
+Source = not_implemented("buildbot.steps.source.base.Source", _PIPELINE)
+RemoteCommand = not_implemented("buildbot.process.remotecommand.RemoteCommand", _PIPELINE)
+RemoteShellCommand = not_implemented("buildbot.process.remotecommand.RemoteShellCommand", _PIPELINE)
+Properties = not_implemented("buildbot.process.properties.Properties", _PIPELINE)
+BaseScheduler = not_implemented("buildbot.schedulers.base.BaseScheduler", _PIPELINE)
+ValidationError = not_implemented("buildbot.schedulers.forcesched.ValidationError", _PIPELINE)
+ChangeSource = not_implemented("buildbot.changes.base.ChangeSource", _PIPELINE)
+PollingChangeSource = not_implemented("buildbot.changes.base.PollingChangeSource", _PIPELINE)
+ReconfigurablePollingChangeSource = not_implemented(
+    "buildbot.changes.base.ReconfigurablePollingChangeSource", _PIPELINE
+)
+# Buildbot's deprecated name for SingleBranchScheduler.
+Scheduler = schedulers.SingleBranchScheduler
+
+NoAuth = not_implemented("buildbot.www.auth.NoAuth", _WWW)
+BaseHookHandler = not_implemented("buildbot.www.hooks.base.BaseHookHandler", _WWW)
+GitHubEventHandler = not_implemented("buildbot.www.hooks.github.GitHubEventHandler", _WWW)
+GitLabHandler = not_implemented("buildbot.www.hooks.gitlab.GitLabHandler", _WWW)
+
+BuildbotService = not_implemented("buildbot.util.service.BuildbotService", _REPORTING)
+HTTPClientService = not_implemented("buildbot.util.httpclientservice.HTTPClientService", _REPORTING)
+ReporterBase = not_implemented("buildbot.reporters.base.ReporterBase", _REPORTING)
+
+
+def error(error: str, always_raise: bool = False) -> None:
+    """``buildbot.config.error``: report a configuration mistake from master.cfg.
+
+    Collected with the others while master.cfg loads; ``always_raise`` stops the load here.
+    """
+    if always_raise:
+        raise ConfigErrors([ConfigError(error, location=caller_location())])
+    config_error(error)
+
+
+def bytes2unicode(
+    x: str | bytes | None, encoding: str = "utf-8", errors: str = "strict"
+) -> str | None:
+    """``buildbot.util.bytes2unicode``: decode bytes, pass str and None through."""
+    return x.decode(encoding, errors) if isinstance(x, bytes) else x
+
+
+def unicode2bytes(x: str | bytes, encoding: str = "utf-8", errors: str = "strict") -> bytes | str:
+    """``buildbot.util.unicode2bytes``: encode str, pass anything else through."""
+    return x.encode(encoding, errors) if isinstance(x, str) else x
+
+
+def flatten(items: object, types: type | tuple[type, ...] = (list,)) -> object:
+    """``buildbot.util.flatten``: nested lists (of ``types``) as one flat list."""
+    if not isinstance(items, types):
+        return items
+    assert isinstance(items, Iterable)
+    flat: list[object] = []
+    for item in items:
+        if isinstance(item, types):
+            flattened = flatten(item, types)
+            assert isinstance(flattened, list)
+            flat.extend(flattened)
+        else:
+            flat.append(item)
+    return flat

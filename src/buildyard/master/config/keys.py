@@ -1,0 +1,425 @@
+"""Reading each BuildmasterConfig key into :class:`MasterConfig`, with Buildbot's checks.
+
+Every mistake goes to :func:`~buildyard.common.errors.config_error` at the master.cfg line that
+set the key (:mod:`.assignments`), so one load reports them all. Checks that span several keys
+(a builder naming a worker) live in :mod:`.references`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from buildyard.common.config_object import is_placeholder, report_if_placeholder
+from buildyard.common.errors import config_error, config_warning
+from buildyard.master.builds.builder import BuilderConfig
+from buildyard.master.config.assignments import KeyLines
+from buildyard.master.config.master_config import (
+    DEFAULT_DB_URL,
+    KNOWN_KEYS,
+    MasterConfig,
+    default_validation,
+)
+from buildyard.master.workers.config import Worker
+
+__all__ = ["did_you_mean", "read_config"]
+
+# Keys of older Buildbots, with what replaced them.
+_REMOVED_KEYS = {
+    "slaves": "Buildbot 0.8's name for c['workers']",
+    "slavePortnum": "Buildbot 0.8's worker port; use c['protocols']",
+    "status": "Buildbot 0.8's status targets became reporters in c['services']",
+    "mergeRequests": "Buildbot 0.8's name for c['collapseRequests']",
+    "buildHorizon": "removed in Buildbot 0.9; use util.JanitorConfigurator",
+    "eventHorizon": "removed in Buildbot 0.9; use util.JanitorConfigurator",
+    "logHorizon": "removed in Buildbot 0.9; use util.JanitorConfigurator",
+    "debugPassword": "no longer used; remove it",
+}
+_MQ_KEYS = {"simple": frozenset({"debug"})}
+_PROTOCOLS = ("msgpack_experimental_v7", "pb", "null")
+_LOG_COMPRESSION = ("raw", "gz", "bz2")
+_WWW_KEYS = frozenset(
+    {
+        "allowed_origins",
+        "auth",
+        "authz",
+        "avatar_methods",
+        "change_hook_auth",
+        "change_hook_dialects",
+        "cookie_expiration_time",
+        "custom_templates_dir",
+        "debug",
+        "default_page",
+        "graphql",
+        "json_cache_seconds",
+        "jsonp",
+        "logRotateLength",
+        "logfileName",
+        "maxRotatedFiles",
+        "plugins",
+        "port",
+        "project_widgets",
+        "rest_minimum_version",
+        "theme",
+        "ui_default_config",
+        "versions",
+        "ws_ping_interval",
+    }
+)
+_HOUSEKEEPING_KEYS = ("interval", "expireAfter")
+
+
+def did_you_mean(name: str, known: Mapping[str, object] | frozenset[str] | tuple[str, ...]) -> str:
+    """``"; did you mean 'title'?"`` for the closest known name, or ``""``."""
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), lowered, n=1, cutoff=0.6)
+    return f"; did you mean {lowered[close[0]]!r}?" if close else ""
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+class _Reader:
+    def __init__(self, config: Mapping[object, object], lines: KeyLines) -> None:
+        self.config = config
+        self.lines = lines
+
+    def error(self, key: str, message: str) -> None:
+        config_error(message, location=self.lines.location(key))
+
+    def string(self, key: str, default: str) -> str:
+        value = self.config.get(key, default)
+        if isinstance(value, str):
+            return value
+        self.error(key, f"c[{key!r}] must be a string, not {_type_name(value)}")
+        return default
+
+    def url(self, key: str, default: str) -> str:
+        value = self.string(key, default)
+        return value if value.endswith("/") else value + "/"
+
+    def optional_int(self, key: str, default: int | None = None, minimum: int = 0) -> int | None:
+        value = self.config.get(key, default)
+        if value is None or (
+            isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+        ):
+            return value
+        self.error(key, f"c[{key!r}] must be an integer of at least {minimum}, not {value!r}")
+        return default
+
+    def callback(self, key: str) -> Callable[..., object] | None:
+        value = self.config.get(key)
+        report_if_placeholder(value)
+        if value is None or callable(value):
+            return value
+        self.error(key, f"c[{key!r}] must be a callable, not {_type_name(value)}")
+        return None
+
+    def mapping(self, key: str) -> dict[str, object]:
+        value = self.config.get(key, {})
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.error(key, f"c[{key!r}] must be a dictionary, not {_type_name(value)}")
+            return {}
+        for name in value:
+            if not isinstance(name, str):
+                self.error(key, f"c[{key!r}] keys must be strings, not {name!r}")
+        return dict(value)
+
+    def sequence(self, key: str, *, single: bool = False) -> list[object]:
+        value = self.config.get(key, [])
+        if value is None:
+            return []
+        if isinstance(value, list | tuple):
+            return list(value)
+        if single:
+            return [value]
+        self.error(key, f"c[{key!r}] must be a list, not {_type_name(value)}")
+        return []
+
+    def unknown_subkeys(self, key: str, given: Mapping[str, object], known: frozenset[str]) -> None:
+        for name in given:
+            if name not in known:
+                self.error(key, f"unknown key {name!r} in c[{key!r}]{did_you_mean(name, known)}")
+
+
+def _check_keys(reader: _Reader) -> None:
+    for key in reader.config:
+        if not isinstance(key, str):
+            config_error(
+                f"BuildmasterConfig keys must be strings, not {key!r}",
+                location=reader.lines.location(),
+            )
+        elif key not in KNOWN_KEYS:
+            hint = (
+                f" ({_REMOVED_KEYS[key]})"
+                if key in _REMOVED_KEYS
+                else did_you_mean(key, KNOWN_KEYS)
+            )
+            reader.error(key, f"unknown BuildmasterConfig key {key!r}{hint}")
+
+
+def _placeholders_only(
+    reader: _Reader, key: str, what: str, *, single: bool = False
+) -> tuple[object, ...]:
+    """The objects of a key whose classes are all to come (schedulers, reporters, ...): until
+    their issues land, only the stand-ins (already reported) are the right kind of thing."""
+    items = reader.sequence(key, single=single)
+    for item in items:
+        if not is_placeholder(item) or isinstance(item, type):
+            reader.error(key, f"c[{key!r}] must be a list of {what}, but it contains {item!r}")
+    return tuple(items)
+
+
+def _workers(reader: _Reader) -> tuple[Worker, ...]:
+    workers: list[Worker] = []
+    for item in reader.sequence("workers"):
+        if isinstance(item, Worker):
+            workers.append(item)
+        elif not is_placeholder(item) or isinstance(item, type):
+            reader.error(
+                "workers", f"c['workers'] must be a list of workers, but it contains {item!r}"
+            )
+    return tuple(workers)
+
+
+def _builders(reader: _Reader) -> tuple[BuilderConfig, ...]:
+    builders: list[BuilderConfig] = []
+    for item in reader.sequence("builders"):
+        if isinstance(item, BuilderConfig):
+            builders.append(item)
+        elif isinstance(item, Mapping):
+            try:
+                builders.append(BuilderConfig(**item))
+            except TypeError as exc:
+                reader.error("builders", f"c['builders'] entry {item!r}: {exc}")
+        else:
+            reader.error("builders", f"c['builders'] must contain builder configs, not {item!r}")
+    for builder in builders:
+        if builder.builddir.startswith("/"):
+            config_warning(
+                f"builder {builder.name!r}: the absolute builddir {builder.builddir!r} is "
+                "probably meant as workerbuilddir",
+                location=builder.defined_at,
+            )
+    return tuple(builders)
+
+
+def _db(reader: _Reader) -> tuple[str, Mapping[str, object]]:
+    if "db" in reader.config:
+        db = reader.mapping("db")
+        reader.unknown_subkeys("db", db, frozenset({"db_url", "engine_kwargs"}))
+        url = db.get("db_url", DEFAULT_DB_URL)
+        kwargs = db.get("engine_kwargs", {})
+        if not isinstance(kwargs, Mapping):
+            reader.error("db", "c['db']['engine_kwargs'] must be a dictionary")
+            kwargs = {}
+        key = "db"
+    else:
+        url, kwargs, key = reader.config.get("db_url", DEFAULT_DB_URL), {}, "db_url"
+    if not isinstance(url, str):
+        reader.error(key, f"the db_url must be a string, not {_type_name(url)}")
+        url = DEFAULT_DB_URL
+    return url, types.MappingProxyType(dict(kwargs))
+
+
+def _mq(reader: _Reader) -> Mapping[str, object]:
+    mq: dict[str, object] = {"type": "simple", **reader.mapping("mq")}
+    kind = mq["type"]
+    known = _MQ_KEYS.get(kind) if isinstance(kind, str) else None
+    if known is None:
+        reader.error(
+            "mq", f"c['mq'] type {kind!r} is not supported (buildyard has {sorted(_MQ_KEYS)})"
+        )
+    else:
+        reader.unknown_subkeys("mq", {k: v for k, v in mq.items() if k != "type"}, known)
+    return types.MappingProxyType(mq)
+
+
+def _protocols(reader: _Reader) -> Mapping[str, Mapping[str, object]]:
+    protocols: dict[str, Mapping[str, object]] = {}
+    for name, options in reader.mapping("protocols").items():
+        if not isinstance(options, Mapping):
+            reader.error("protocols", f"c['protocols'][{name!r}] must be a dictionary")
+            continue
+        if name not in _PROTOCOLS:
+            reader.error(
+                "protocols",
+                f"unknown protocol {name!r} in c['protocols']{did_you_mean(name, _PROTOCOLS)}",
+            )
+            continue
+        if name == "pb":
+            config_warning(
+                "c['protocols']['pb'] is ignored: buildyard speaks only msgpack_experimental_v7 "
+                "to workers (c['protocols'] = {'msgpack_experimental_v7': {'port': ...}}, and "
+                "workers created with --protocol=msgpack_experimental_v7)",
+                location=reader.lines.location("protocols"),
+            )
+        protocols[name] = types.MappingProxyType(dict(options))
+    return types.MappingProxyType(protocols)
+
+
+def _www(reader: _Reader) -> Mapping[str, object]:
+    www: dict[str, object] = {"port": None, "plugins": {}}
+    given = reader.mapping("www")
+    reader.unknown_subkeys("www", given, _WWW_KEYS)
+    www.update(given)
+    port = www["port"]
+    if port is not None and not (
+        isinstance(port, str) or (isinstance(port, int) and not isinstance(port, bool))
+    ):
+        reader.error(
+            "www",
+            f"c['www']['port'] must be a port number or a string like 'tcp:8010', not {port!r}",
+        )
+    return types.MappingProxyType(www)
+
+
+def _validation(reader: _Reader) -> Mapping[str, re.Pattern[str]]:
+    validation = dict(default_validation())
+    for name, pattern in reader.mapping("validation").items():
+        if name not in validation:
+            reader.error(
+                "validation",
+                f"unknown key {name!r} in c['validation']{did_you_mean(name, tuple(validation))}",
+            )
+        elif isinstance(pattern, re.Pattern):
+            validation[name] = pattern
+        elif isinstance(pattern, str):
+            try:
+                validation[name] = re.compile(pattern)
+            except re.error as exc:
+                reader.error(
+                    "validation",
+                    f"c['validation'][{name!r}] is not a valid regular expression: {exc}",
+                )
+        else:
+            reader.error("validation", f"c['validation'][{name!r}] must be a regular expression")
+    return types.MappingProxyType(validation)
+
+
+def _caches(reader: _Reader) -> Mapping[str, int]:
+    caches = {"Builds": 15, "Changes": 10}
+    for name, size in reader.mapping("caches").items():
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            reader.error(
+                "caches", f"c['caches'][{name!r}] must be an integer of at least 1, not {size!r}"
+            )
+        else:
+            caches[name] = size
+    for key, cache in (("buildCacheSize", "Builds"), ("changeCacheSize", "Changes")):
+        if key in reader.config:
+            if "caches" in reader.config:
+                reader.error(key, f"c['caches'] and c[{key!r}] cannot both be set")
+            size = reader.optional_int(key, minimum=1)
+            if size is not None:
+                caches[cache] = size
+    return types.MappingProxyType(caches)
+
+
+def _log_compression(reader: _Reader) -> str:
+    method = reader.string("logCompressionMethod", "gz")
+    if method not in _LOG_COMPRESSION:
+        extra = (
+            " (lz4, zstd and br are not supported by buildyard)"
+            if method in ("lz4", "zstd", "br")
+            else ""
+        )
+        reader.error(
+            "logCompressionMethod",
+            f"c['logCompressionMethod'] must be one of "
+            f"{', '.join(map(repr, _LOG_COMPRESSION))}{extra}",
+        )
+        return "gz"
+    return method
+
+
+def _housekeeping(reader: _Reader) -> tuple[float, float]:
+    given = reader.mapping("masterHouseKeeping")
+    reader.unknown_subkeys("masterHouseKeeping", given, frozenset(_HOUSEKEEPING_KEYS))
+    values = {"interval": 60.0, "expireAfter": 600.0}
+    for name in _HOUSEKEEPING_KEYS:
+        value = given.get(name, values[name])
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            values[name] = float(value)
+        else:
+            reader.error(
+                "masterHouseKeeping",
+                f"c['masterHouseKeeping'][{name!r}] must be a positive number of seconds, "
+                f"not {value!r}",
+            )
+    if values["expireAfter"] <= values["interval"]:
+        reader.error(
+            "masterHouseKeeping",
+            "c['masterHouseKeeping']['expireAfter'] must be longer than its 'interval'",
+        )
+    return values["interval"], values["expireAfter"]
+
+
+def _multi_master(reader: _Reader) -> bool:
+    value = reader.config.get("multiMaster", False)
+    if isinstance(value, bool):
+        return value
+    reader.error("multiMaster", f"c['multiMaster'] must be True or False, not {value!r}")
+    return False
+
+
+def _collapse_requests(reader: _Reader) -> bool | Callable[..., object] | None:
+    value = reader.config.get("collapseRequests")
+    if value is None or isinstance(value, bool):
+        return value
+    return reader.callback("collapseRequests")
+
+
+def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) -> MasterConfig:
+    """Every key of ``config`` (the BuildmasterConfig dict) checked and converted."""
+    reader = _Reader(config, lines)
+    _check_keys(reader)
+    db_url, db_engine_kwargs = _db(reader)
+    interval, expire_after = _housekeeping(reader)
+    metrics = reader.mapping("metrics") if config.get("metrics") is not None else None
+    return MasterConfig(
+        source=source,
+        title=reader.string("title", "Buildbot"),
+        title_url=reader.url("titleURL", "http://buildbot.net/"),
+        buildbot_url=reader.url("buildbotURL", "http://localhost:8080/"),
+        db_url=db_url,
+        db_engine_kwargs=db_engine_kwargs,
+        mq=_mq(reader),
+        multi_master=_multi_master(reader),
+        workers=_workers(reader),
+        builders=_builders(reader),
+        schedulers=_placeholders_only(reader, "schedulers", "schedulers"),
+        change_sources=_placeholders_only(reader, "change_source", "change sources", single=True),
+        services=_placeholders_only(reader, "services", "services (reporters)"),
+        secrets_providers=_placeholders_only(reader, "secretsProviders", "secret providers"),
+        projects=_placeholders_only(reader, "projects", "projects (util.Project)"),
+        codebases=_placeholders_only(reader, "codebases", "codebases (util.Codebase)"),
+        machines=_placeholders_only(reader, "machines", "machines"),
+        user_managers=tuple(reader.sequence("user_managers")),
+        protocols=_protocols(reader),
+        www=_www(reader),
+        manhole=config.get("manhole"),
+        metrics=types.MappingProxyType(metrics) if metrics is not None else None,
+        properties=types.MappingProxyType(reader.mapping("properties")),
+        collapse_requests=_collapse_requests(reader),
+        prioritize_builders=reader.callback("prioritizeBuilders"),
+        select_next_worker=reader.callback("select_next_worker"),
+        codebase_generator=reader.callback("codebaseGenerator"),
+        revlink=reader.callback("revlink"),
+        change_horizon=reader.optional_int("changeHorizon"),
+        validation=_validation(reader),
+        log_compression_limit=reader.optional_int("logCompressionLimit", 4 * 1024) or 0,
+        log_compression_method=_log_compression(reader),
+        log_max_size=reader.optional_int("logMaxSize"),
+        log_max_tail_size=reader.optional_int("logMaxTailSize"),
+        log_encoding=reader.string("logEncoding", "utf-8"),
+        caches=_caches(reader),
+        housekeeping_interval=interval,
+        housekeeping_expire_after=expire_after,
+    )

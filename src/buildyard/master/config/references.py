@@ -1,0 +1,117 @@
+"""Checks across BuildmasterConfig keys: names that must be unique, names that must exist.
+
+Each mistake is reported where the offending object was built (its ``defined_at``), else at the
+key's line. Checks that involve schedulers' ``builderNames`` come with the schedulers (issue 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from buildyard.common.config_object import ConfigObject, placeholder_name
+from buildyard.common.errors import Location, config_error, config_warning
+from buildyard.master.builds.builder import BuilderConfig
+from buildyard.master.config.assignments import KeyLines
+from buildyard.master.workers.config import Worker
+
+__all__ = ["check_references"]
+
+
+def _where(obj: object, lines: KeyLines, key: str) -> Location:
+    defined_at = obj.defined_at if isinstance(obj, ConfigObject) else None
+    return defined_at or lines.location(key)
+
+
+def _worker_names(workers: Iterable[object], lines: KeyLines) -> set[str]:
+    """Every configured worker's name (latent ones still stand-ins), duplicates reported."""
+    names: set[str] = set()
+    for worker in workers:
+        name = worker.name if isinstance(worker, Worker) else placeholder_name(worker)
+        if name is None:
+            continue
+        if name in names:
+            config_error(
+                f"duplicate worker name {name!r}", location=_where(worker, lines, "workers")
+            )
+        names.add(name)
+    return names
+
+
+def _check_builders(
+    builders: Iterable[BuilderConfig], worker_names: set[str], lines: KeyLines
+) -> None:
+    seen_names: set[str] = set()
+    seen_dirs: set[str] = set()
+    for builder in builders:
+        where = _where(builder, lines, "builders")
+        unknown = [n for n in builder.workernames if n not in worker_names]
+        if unknown:
+            listed = ", ".join(repr(n) for n in unknown)
+            noun = "worker" if len(unknown) == 1 else "workers"
+            config_error(f"builder {builder.name!r} uses unknown {noun} {listed}", location=where)
+        if builder.name in seen_names:
+            config_error(f"duplicate builder name {builder.name!r}", location=where)
+        elif builder.builddir in seen_dirs:
+            config_error(f"duplicate builder builddir {builder.builddir!r}", location=where)
+        seen_names.add(builder.name)
+        seen_dirs.add(builder.builddir)
+
+
+def _check_ports(
+    protocols: Mapping[str, Mapping[str, object]], has_workers: bool, lines: KeyLines
+) -> None:
+    ports: set[str] = set()
+    for name, options in protocols.items():
+        port = options.get("port")
+        if name == "null" or port is None:
+            continue
+        key = f"tcp:{port}" if isinstance(port, int) else str(port)
+        if key in ports:
+            config_error(
+                "two entries of c['protocols'] use the same port",
+                location=lines.location("protocols"),
+            )
+        ports.add(key)
+    if has_workers and not ports and "null" not in protocols:
+        # An error in Buildbot; a warning here, so a master can run before its workers do.
+        config_warning(
+            "workers are configured, but c['protocols'] gives them no port to connect to",
+            location=lines.location("protocols"),
+        )
+
+
+def check_references(
+    *,
+    workers: Iterable[object],
+    builders: Iterable[BuilderConfig],
+    machines: Iterable[object],
+    protocols: Mapping[str, Mapping[str, object]],
+    multi_master: bool,
+    lines: KeyLines,
+) -> None:
+    """Report every cross-key mistake. ``workers`` and ``machines`` are as master.cfg gave
+    them, stand-ins included, so a latent worker's name counts before its class exists."""
+    workers = list(workers)
+    builders = list(builders)
+    worker_names = _worker_names(workers, lines)
+    _check_builders(builders, worker_names, lines)
+    _check_ports(protocols, bool(worker_names), lines)
+
+    machine_names = {placeholder_name(m) for m in machines}
+    for worker in workers:
+        if (
+            isinstance(worker, Worker)
+            and worker.machine_name is not None
+            and worker.machine_name not in machine_names
+        ):
+            config_error(
+                f"worker {worker.name!r} uses unknown machine {worker.machine_name!r}",
+                location=_where(worker, lines, "workers"),
+            )
+
+    if not multi_master:
+        # One master runs everything, so it must have something to run.
+        if not worker_names:
+            config_error("no workers are configured", location=lines.location("workers"))
+        if not builders:
+            config_error("no builders are configured", location=lines.location("builders"))

@@ -1,0 +1,55 @@
+"""The botmaster (``master.botmaster``): the builders as child services, and the distributor.
+
+On every (re)configuration the builders named in the config become exactly this master's
+builders in the database (``builder_masters``), with ``builders/{id}/started`` and ``stopped``
+events for the ones added and removed; builders whose configuration did not change keep running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from buildyard.common.service import ConfiguredService, ReconfigResult, ServiceManager
+from buildyard.master.data.updates import Updates
+from buildyard.master.distributor.distributor import BuildRequestDistributor
+
+log = structlog.get_logger(__name__)
+
+
+class Builder(ConfiguredService[Any]):
+    """A builder of this master; ``builderid`` is its id in the database."""
+
+    def __init__(self, name: str, config: Any) -> None:
+        super().__init__(name, config)
+        self.builderid: int | None = None
+
+
+class BotMaster(ServiceManager[Any]):
+    def __init__(self, *, updates: Updates) -> None:
+        super().__init__("botmaster", factory=Builder)
+        self._updates = updates
+        self.brd = BuildRequestDistributor()
+        self.add_child(self.brd)
+
+    @property
+    def builders(self) -> dict[str, Builder]:
+        return {b.name: b for b in self.children if isinstance(b, Builder)}
+
+    async def apply_builders(self, *, masterid: int, configs: Sequence[Any]) -> ReconfigResult:
+        result = await self.apply({c.name: c for c in configs})
+        ids = await self._updates.update_builder_list(
+            masterid=masterid, builder_names=[c.name for c in configs]
+        )
+        for name, builder in self.builders.items():
+            builder.builderid = ids[name]
+        log.info(
+            "builders_configured",
+            added=list(result.added),
+            removed=list(result.removed),
+            updated=list(result.updated),
+            unchanged=list(result.unchanged),
+        )
+        return result

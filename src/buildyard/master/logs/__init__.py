@@ -1,0 +1,1 @@
+"""logs (see DESIGN.md for its role and imports)."""

@@ -1,0 +1,280 @@
+"""BuildMaster: the composition root. It builds every service, wires them, and owns the tree.
+
+The tree (reachable as attributes, as in Buildbot)::
+
+    master
+    ├── db                 Database connector (engine + repositories)
+    ├── mq                 message queue
+    ├── data               data API: .updates (the only writer) and .api (reads)
+    ├── caches
+    ├── metrics
+    ├── housekeeping       heartbeat and expiry of silent masters
+    ├── workers            WorkerManager: a child per configured worker
+    ├── change_svc         ChangeManager: a child per change source
+    ├── botmaster          BotMaster: a child per builder, and .brd, the distributor
+    ├── scheduler_manager  SchedulerManager: a child per scheduler
+    └── www                the web server
+
+Start-up follows Buildbot's order (spec/database.md section 6): find this master's id, clean up
+after its previous run if that one died, expire silent masters, apply the configuration, then
+check in as active and keep checking in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from buildyard.common.clock import Clock, SystemClock
+from buildyard.common.errors import ConfigErrors
+from buildyard.common.service import Service
+from buildyard.master.changes.manager import ChangeManager
+from buildyard.master.config.loader import load_master_config
+from buildyard.master.config.master_config import MasterConfig
+from buildyard.master.data.api import DataAPI
+from buildyard.master.data.housekeeping import Housekeeping
+from buildyard.master.data.updates import Updates
+from buildyard.master.db import migrate
+from buildyard.master.db.connector import Database
+from buildyard.master.db.errors import DbError
+from buildyard.master.distributor.botmaster import BotMaster
+from buildyard.master.mq.local import LocalMQ
+from buildyard.master.schedulers.manager import SchedulerManager
+from buildyard.master.workers.manager import WorkerManager
+from buildyard.master.www.app import WWWService
+
+log = structlog.get_logger(__name__)
+
+
+class DatabaseService(Service):
+    """Owns the engine: checks the schema at start, disposes the pool at stop."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__("db")
+        self.db = db
+
+    async def start_service(self) -> None:
+        if not await migrate.is_current(self.db):
+            raise DbError(
+                f"the database at {self.db.url.render_as_string(hide_password=True)} is not at "
+                "the current schema; run 'buildyard upgrade-master' on this master's directory"
+            )
+
+    async def stop_service(self) -> None:
+        await self.db.close()
+
+
+class DataService(Service):
+    def __init__(self, *, db: Database, mq: LocalMQ, clock: Clock) -> None:
+        super().__init__("data")
+        self.updates = Updates(db=db, mq=mq, clock=clock)
+        self.api = DataAPI(db=db)
+
+
+class CacheManager(Service):
+    """Object caches (sized by ``c['caches']``); filled by later issues."""
+
+    def __init__(self) -> None:
+        super().__init__("caches")
+        self.sizes: dict[str, int] = {}
+
+
+class Metrics(Service):
+    """Counters of the master's work, exposed through statistics()."""
+
+    def __init__(self, master: BuildMaster) -> None:
+        super().__init__("metrics")
+        self._master = master
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        m = self._master
+        return {
+            "mq": m.mq.statistics(),
+            "housekeeping": m.housekeeping.statistics(),
+            "brd": m.botmaster.brd.statistics(),
+        }
+
+
+class _MQService(Service):
+    def __init__(self, mq: LocalMQ) -> None:
+        super().__init__("mq")
+        self.mq = mq
+
+
+class BuildMaster(Service):
+    def __init__(
+        self,
+        basedir: Path,
+        *,
+        config: MasterConfig,
+        clock: Clock | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__("master")
+        self.basedir = basedir.resolve()
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.name = name or f"{socket.getfqdn()}:{self.basedir}"
+        self.masterid: int | None = None
+        self.reconfig_count = 0
+
+        self.db = Database(config.db_url, clock=self.clock, basedir=self.basedir)
+        self.mq = LocalMQ()
+        data = DataService(db=self.db, mq=self.mq, clock=self.clock)
+        self.data = data
+        self.caches = CacheManager()
+        self.metrics = Metrics(self)
+        self.housekeeping = Housekeeping(
+            updates=data.updates,
+            clock=self.clock,
+            interval=config.housekeeping_interval,
+            expire_after=config.housekeeping_expire_after,
+        )
+        self.workers = WorkerManager()
+        self.change_svc = ChangeManager()
+        self.botmaster = BotMaster(updates=data.updates)
+        self.scheduler_manager = SchedulerManager()
+        self.www = WWWService(data=data.api)
+        for svc in (
+            DatabaseService(self.db),
+            _MQService(self.mq),
+            data,
+            self.caches,
+            self.metrics,
+            self.housekeeping,
+            self.workers,
+            self.change_svc,
+            self.botmaster,
+            self.scheduler_manager,
+            self.www,
+        ):
+            self.add_child(svc)
+        self._reconfig_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.failures = asyncio.Queue()
+        updates = self.data.updates
+        # the database first: everything after needs this master's id
+        await self.child("db").start()
+        try:
+            self.masterid = await updates.find_master_id(self.name)
+            await updates.master_stopped(name=self.name, masterid=self.masterid)
+            await updates.expire_masters(
+                expire_after=self.config.housekeeping_expire_after, force_housekeeping=True
+            )
+            await super().start()
+            await self._apply(self.config)
+            await updates.master_active(name=self.name, masterid=self.masterid)
+        except BaseException:
+            await self.stop()
+            raise
+        self.housekeeping.begin(masterid=self.masterid, name=self.name)
+        log.info(
+            "master_started",
+            master=self.name,
+            masterid=self.masterid,
+            basedir=str(self.basedir),
+            db=self.db.backend,
+            pid=os.getpid(),
+        )
+
+    async def stop(self) -> None:
+        if self.masterid is not None and self.child("db").running:
+            try:
+                await self.data.updates.master_stopped(name=self.name, masterid=self.masterid)
+            except Exception:
+                log.exception("master_stop_bookkeeping_failed", masterid=self.masterid)
+        await super().stop()
+        log.info("master_stopped", master=self.name, masterid=self.masterid)
+
+    async def _apply(self, config: MasterConfig) -> dict[str, Any]:
+        """Make the running services match ``config``; unchanged children keep running."""
+        assert self.masterid is not None
+        self.housekeeping.configure(
+            interval=config.housekeeping_interval, expire_after=config.housekeeping_expire_after
+        )
+        for warning in config.warnings:
+            log.warning("config_warning", message=warning)
+        workers = await self.workers.apply({w.name: w for w in config.workers})
+        builders = await self.botmaster.apply_builders(
+            masterid=self.masterid, configs=config.builders
+        )
+        schedulers = await self.scheduler_manager.apply(
+            {getattr(s, "name", f"scheduler-{i}"): s for i, s in enumerate(config.schedulers)}
+        )
+        sources = await self.change_svc.apply(
+            {
+                getattr(s, "name", f"changesource-{i}"): s
+                for i, s in enumerate(config.change_sources)
+            }
+        )
+        await self.www.reconfigure(config.www, title=config.title)
+        self.config = config
+        return {
+            "workers": workers,
+            "builders": builders,
+            "schedulers": schedulers,
+            "change_sources": sources,
+        }
+
+    async def reconfig(self) -> bool:
+        """Re-read master.cfg and apply it; a bad config leaves the running one untouched."""
+        async with self._reconfig_lock:
+            log.info("reconfig_started", source=str(self.config.source))
+            try:
+                new = load_master_config(self.basedir, self.config.source.name)
+            except ConfigErrors as errors:
+                for err in errors.errors:
+                    log.error("config_error", error=str(err))
+                log.error(
+                    "reconfig_failed",
+                    errors=len(errors.errors),
+                    reason="the configuration has errors; the running one is unchanged",
+                )
+                return False
+            if new.db_url != self.config.db_url:
+                log.warning("config_warning", message="db_url cannot change on reconfig; ignored")
+            result = await self._apply(new)
+            self.reconfig_count += 1
+            b = result["builders"]
+            log.info(
+                "reconfig_done",
+                builders_added=list(b.added),
+                builders_removed=list(b.removed),
+                builders_updated=list(b.updated),
+                builders_unchanged=list(b.unchanged),
+            )
+            return True
+
+    async def run_until_stopped(self) -> int:
+        """Run until SIGTERM/SIGINT (clean stop), reconfiguring on SIGHUP. Returns an exit code."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, stop.set)
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: self.spawn(self._reconfig_task(), name="reconfig")
+        )
+        assert self.failures is not None
+        failure = asyncio.ensure_future(self.failures.get())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            done, _ = await asyncio.wait({failure, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            failure.cancel()
+            stopping.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+        code = 1 if failure in done else 0
+        await self.stop()
+        return code
+
+    async def _reconfig_task(self) -> None:
+        await self.reconfig()

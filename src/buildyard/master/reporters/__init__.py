@@ -1,0 +1,1 @@
+"""reporters (see DESIGN.md for its role and imports)."""

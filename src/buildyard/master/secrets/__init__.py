@@ -1,0 +1,1 @@
+"""secrets (see DESIGN.md for its role and imports)."""

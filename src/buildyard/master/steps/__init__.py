@@ -1,0 +1,1 @@
+"""steps (see DESIGN.md for its role and imports)."""

@@ -1,0 +1,138 @@
+"""A worker as master.cfg declares it: ``worker.Worker("name", "password", ...)``.
+
+The constructor takes Buildbot's keywords and checks them with
+:func:`~buildyard.common.errors.config_error`, so a bad worker is reported at the master.cfg line
+that built it; the attributes are snake_case.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from buildyard.common.config_object import ConfigObject, is_placeholder
+from buildyard.common.errors import config_error
+
+__all__ = ["Worker"]
+
+#: Buildbot's identifier rule: letters (any script), digits, "_" and "-", not starting with a digit.
+_IDENTIFIER = re.compile(r"^(?!\d)[\w-]+$")
+_RESERVED_NAMES = frozenset({"debug", "change", "status"})
+_MAX_NAME_LENGTH = 50
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class Worker(ConfigObject):
+    """A worker that connects to this master with ``name`` and ``password``.
+
+    ``password`` is a string (or a secret, once secrets exist). ``max_builds`` limits concurrent
+    builds (None: no limit); ``notify_on_missing`` lists addresses told when the worker has been
+    gone for ``missing_timeout`` seconds; ``properties`` and ``defaultProperties`` apply to its
+    builds; ``keepalive_interval`` is in seconds; ``machine_name`` ties it to a ``c['machines']``
+    entry.
+    """
+
+    _secret_arguments = frozenset({"password"})
+
+    def __init__(  # noqa: PLR0917 - Buildbot accepts these positionally
+        self,
+        name: str,
+        password: object,
+        max_builds: int | None = None,
+        notify_on_missing: str | Sequence[str] | None = None,
+        missing_timeout: float | None = None,
+        properties: Mapping[str, object] | None = None,
+        defaultProperties: Mapping[str, object] | None = None,  # noqa: N803 - Buildbot's keyword
+        locks: Sequence[object] | None = None,
+        keepalive_interval: float | None = None,
+        machine_name: str | None = None,
+    ) -> None:
+        self.name: str = name if isinstance(name, str) else str(name)
+        self.password = password
+        self.max_builds = max_builds
+        self.notify_on_missing: tuple[str, ...] = ()
+        self.missing_timeout = missing_timeout
+        self.properties: dict[str, object] = {}
+        self.default_properties: dict[str, object] = {}
+        self.locks: tuple[object, ...] = ()
+        self.keepalive_interval = keepalive_interval
+        self.machine_name = machine_name
+
+        self._check_name(name)
+        label = f"worker {self.name!r}"
+        if not isinstance(password, str) and not is_placeholder(password):
+            config_error(f"{label}: password must be a string, not {type(password).__name__}")
+        if max_builds is not None and (
+            not isinstance(max_builds, int) or isinstance(max_builds, bool) or max_builds < 1
+        ):
+            config_error(f"{label}: max_builds must be a positive integer or None")
+        self.notify_on_missing = self._addresses(label, notify_on_missing)
+        for keyword, seconds in (
+            ("missing_timeout", missing_timeout),
+            ("keepalive_interval", keepalive_interval),
+        ):
+            if seconds is not None and (not _is_number(seconds) or seconds < 0):
+                config_error(f"{label}: {keyword} must be a number of seconds or None")
+        self.properties = self._mapping(label, "properties", properties)
+        self.default_properties = self._mapping(label, "defaultProperties", defaultProperties)
+        if locks is not None:
+            if isinstance(locks, list | tuple):
+                self.locks = tuple(locks)
+            else:
+                config_error(f"{label}: locks must be a list")
+        self._check_optional_str(label, "machine_name", machine_name)
+
+    @property
+    def workername(self) -> str:
+        """Buildbot's name for :attr:`name` (configs write ``[w.workername for w in ...]``)."""
+        return self.name
+
+    @staticmethod
+    def _check_name(name: object) -> None:
+        if not isinstance(name, str):
+            config_error(f"worker name must be a string, not {type(name).__name__}")
+            return
+        if not name:
+            config_error("worker name cannot be an empty string")
+        elif name in _RESERVED_NAMES:
+            config_error(f"worker name {name!r} is reserved")
+        elif not _IDENTIFIER.match(name):
+            config_error(
+                f"worker name {name!r} is not an identifier (letters, digits, '_' and '-', "
+                "not starting with a digit)"
+            )
+        elif len(name) > _MAX_NAME_LENGTH:
+            config_error(f"worker name {name!r} is longer than {_MAX_NAME_LENGTH} characters")
+
+    @staticmethod
+    def _check_optional_str(label: str, keyword: str, value: object) -> None:
+        if value is not None and not isinstance(value, str):
+            config_error(f"{label}: {keyword} must be a string or None")
+
+    @staticmethod
+    def _addresses(label: str, value: object) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            config_error(f"{label}: notify_on_missing must be a string or a list of strings")
+            return ()
+        for item in items:
+            if not isinstance(item, str):
+                config_error(f"{label}: notify_on_missing entry {item!r} is not a string")
+        return tuple(i for i in items if isinstance(i, str))
+
+    @staticmethod
+    def _mapping(label: str, keyword: str, value: object) -> dict[str, object]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            config_error(f"{label}: {keyword} must be a dictionary")
+            return {}
+        for key in value:
+            if not isinstance(key, str):
+                config_error(f"{label}: {keyword} key {key!r} is not a string")
+        return dict(value)

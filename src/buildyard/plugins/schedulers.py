@@ -1,0 +1,28 @@
+"""``schedulers``: what turns changes, clicks and clocks into build requests; issue 4."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
+
+# Buildbot 4.3's names in this namespace.
+_NAMES = [
+    "AnyBranchScheduler",
+    "Dependent",
+    "ForceScheduler",
+    "Nightly",
+    "NightlyTriggerable",
+    "Periodic",
+    "SingleBranchScheduler",
+    "Triggerable",
+    "Try_Jobdir",
+    "Try_Userpass",
+]
+
+# Every name not imported above is a stand-in until its issue implements it.
+globals().update(placeholders("schedulers", {n: PIPELINE for n in _NAMES if n not in globals()}))
+
+
+def __getattr__(name: str) -> Any:
+    raise unknown_name("schedulers", name, _NAMES)

@@ -1,0 +1,176 @@
+"""``util``: Buildbot's grab bag of configuration helpers.
+
+Implemented: ``BuilderConfig``, ``BuildFactory``, the result codes ``SUCCESS`` ... ``CANCELLED``,
+``Results`` (their names, indexed by code) and ``worst_status``. Everything else Buildbot 4.3
+registers here is a stand-in naming the issue that brings it; ``util.repo`` and ``util.svn``
+hold Buildbot's dotted names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from buildyard.compat.results import (
+    CANCELLED,
+    EXCEPTION,
+    FAILURE,
+    RETRY,
+    SKIPPED,
+    SUCCESS,
+    WARNINGS,
+    Results,
+    worst_status,
+)
+from buildyard.master.builds.builder import BuilderConfig
+from buildyard.master.builds.factory import BuildFactory
+from buildyard.plugins._namespace import (
+    PIPELINE,
+    REPORTING,
+    WORKERS,
+    WWW,
+    Namespace,
+    placeholders,
+    unknown_name,
+)
+
+__all__ = [
+    "CANCELLED",
+    "EXCEPTION",
+    "FAILURE",
+    "RETRY",
+    "SKIPPED",
+    "SUCCESS",
+    "WARNINGS",
+    "BuildFactory",
+    "BuilderConfig",
+    "Results",
+    "worst_status",
+]
+
+# Issue 4: force scheduler parameters, change filters, properties and renderables, locks,
+# ready-made factories, cancellers.
+_PIPELINE = [
+    "AnyPropertyParameter",
+    "BooleanParameter",
+    "ChoiceStringParameter",
+    "CodebaseParameter",
+    "FileParameter",
+    "FixedParameter",
+    "InheritBuildParameter",
+    "IntParameter",
+    "NestedParameter",
+    "ParameterGroup",
+    "PatchParameter",
+    "StringParameter",
+    "TextParameter",
+    "UserNameParameter",
+    "WorkerChoiceParameter",
+    "ChangeFilter",
+    "GerritChangeFilter",
+    "SourceStampFilter",
+    "Codebase",
+    "Project",
+    "FlattenList",
+    "Interpolate",
+    "Property",
+    "Secret",
+    "Transform",
+    "WithProperties",
+    "renderer",
+    "MasterLock",
+    "WorkerLock",
+    "LogLineObserver",
+    "ShellArg",
+    "GitCredentialInputRenderer",
+    "GitCredentialOptions",
+    "BasicBuildFactory",
+    "BasicSVN",
+    "CPAN",
+    "Distutils",
+    "GNUAutoconf",
+    "QuickBuildFactory",
+    "Trial",
+    "OldBuildCanceller",
+    "FailingBuildsetCanceller",
+    "enforceChosenWorker",
+    "JanitorConfigurator",
+    "DbConfig",
+]
+
+# Issue 3: helpers of latent workers.
+_WORKERS = [
+    "Connection",
+    "KubeCtlProxyConfigLoader",
+    "KubeHardcodedConfig",
+    "KubeInClusterConfigLoader",
+]
+
+# Issue 5: web authentication and authorization, avatars, revision links, users, manholes.
+_WWW = [
+    "AnyControlEndpointMatcher",
+    "AnyEndpointMatcher",
+    "EnableSchedulerEndpointMatcher",
+    "ForceBuildEndpointMatcher",
+    "RebuildBuildEndpointMatcher",
+    "StopBuildEndpointMatcher",
+    "Authz",
+    "RolesFromDomain",
+    "RolesFromEmails",
+    "RolesFromGroups",
+    "RolesFromOwner",
+    "RolesFromUsername",
+    "fnmatchStrMatcher",
+    "reStrMatcher",
+    "BitbucketAuth",
+    "CustomAuth",
+    "GitHubAuth",
+    "GitLabAuth",
+    "GoogleAuth",
+    "HTPasswdAuth",
+    "RemoteUserAuth",
+    "UserPasswordAuth",
+    "LdapUserInfo",
+    "AvatarGitHub",
+    "AvatarGravatar",
+    "RevlinkMatch",
+    "CommandlineUserManager",
+    "AuthorizedKeysManhole",
+    "PasswordManhole",
+    "TelnetManhole",
+]
+
+_REPORTING = ["URLForBuild"]  # issue 6
+
+# Buildbot 4.3's names in this namespace (worst_status is buildyard's addition).
+_NAMES = [*__all__, *_PIPELINE, *_WORKERS, *_WWW, *_REPORTING, "repo", "svn"]
+_ISSUE = {
+    **dict.fromkeys(_PIPELINE, PIPELINE),
+    **dict.fromkeys(_WORKERS, WORKERS),
+    **dict.fromkeys(_WWW, WWW),
+    **dict.fromkeys(_REPORTING, REPORTING),
+}
+
+repo = Namespace(
+    "util.repo",
+    placeholders(
+        "util.repo",
+        dict.fromkeys(["DownloadsFromChangeSource", "DownloadsFromProperties"], PIPELINE),
+    ),
+)
+svn = Namespace(
+    "util.svn",
+    placeholders(
+        "util.svn",
+        dict.fromkeys(
+            ["split_file_alwaystrunk", "split_file_branches", "split_file_projects_branches"],
+            PIPELINE,
+        ),
+    ),
+)
+
+# Every name not defined above is a stand-in until its issue implements it.
+globals().update(placeholders("util", {n: _ISSUE[n] for n in _NAMES if n not in globals()}))
+
+
+def __getattr__(name: str) -> Any:
+    raise unknown_name("util", name, _NAMES)

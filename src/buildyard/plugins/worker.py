@@ -1,0 +1,28 @@
+"""``worker``: ``Worker`` (implemented); latent and local workers arrive with issue 3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from buildyard.master.workers.config import Worker
+from buildyard.plugins._namespace import WORKERS, placeholders, unknown_name
+
+__all__ = ["Worker"]
+
+# Buildbot 4.3's names in this namespace.
+_NAMES = [
+    "Worker",
+    "DockerLatentWorker",
+    "EC2LatentWorker",
+    "KubeLatentWorker",
+    "LibVirtWorker",
+    "LocalWorker",
+    "OpenStackLatentWorker",
+]
+
+# Every name not imported above is a stand-in until its issue implements it.
+globals().update(placeholders("worker", {n: WORKERS for n in _NAMES if n not in globals()}))
+
+
+def __getattr__(name: str) -> Any:
+    raise unknown_name("worker", name, _NAMES)

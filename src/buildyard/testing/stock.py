@@ -1,0 +1,36 @@
+"""Where the stock Buildbot 4.3.0 packages live for compatibility tests and benchmarks.
+
+``scripts/setup.sh`` installs buildbot and buildbot-worker 4.3.0 into their own venv,
+``$BUILDYARD_BUILDBOT_VENV`` (default ``~/.cache/buildyard/buildbot-4.3.0``). buildyard never
+imports them; tests read their files or run their commands.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_VENV = Path.home() / ".cache" / "buildyard" / "buildbot-4.3.0"
+
+
+class StockBuildbotMissing(RuntimeError):
+    pass
+
+
+def buildbot_venv() -> Path:
+    venv = Path(os.environ.get("BUILDYARD_BUILDBOT_VENV") or DEFAULT_VENV)
+    if not (venv / "bin" / "python").exists():
+        raise StockBuildbotMissing(
+            f"no stock Buildbot venv at {venv}; run ./scripts/setup.sh (or set "
+            "BUILDYARD_BUILDBOT_VENV)"
+        )
+    return venv
+
+
+def buildbot_site_packages() -> Path:
+    """The site-packages directory holding the stock ``buildbot`` package."""
+    venv = buildbot_venv()
+    found = sorted(venv.glob("lib/python3*/site-packages/buildbot"))
+    if not found:
+        raise StockBuildbotMissing(f"{venv} has no buildbot package; run ./scripts/setup.sh")
+    return found[-1].parent

@@ -1,0 +1,176 @@
+"""The CLI as a user runs it: create-master, checkconfig, start, reconfig, stop (real processes)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from buildyard.testing.postgres import free_port
+from buildyard.testing.processes import buildyard, ended_at_exit, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """\
+from buildyard.plugins import *
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker("w1", "pass"), worker.Worker("w2", "pass")]
+c['builders'] = [
+{builders}
+]
+c['title'] = "CLI test"
+c['www'] = {{'port': 'tcp:{port}:interface=127.0.0.1'}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+def builder(name: str, worker: str = "w1") -> str:
+    factory = "factory=util.BuildFactory()"
+    return f"    util.BuilderConfig(name={name!r}, workernames=[{worker!r}], {factory}),"
+
+
+def write_config(basedir: Path, port: int, *builders: str) -> None:
+    (basedir / "master.cfg").write_text(CONFIG.format(port=port, builders="\n".join(builders)))
+
+
+def configured_builders(basedir: Path) -> list[str]:
+    with sqlite3.connect(basedir / "state.sqlite") as db:
+        rows = db.execute(
+            "SELECT b.name FROM builders b JOIN builder_masters bm ON bm.builderid = b.id "
+            "ORDER BY b.name"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def get_json(url: str) -> Any:
+    req = urllib.request.Request(url, headers={"Accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def read_pid(basedir: Path) -> list[int]:
+    try:
+        return [int((basedir / "buildyard.pid").read_text())]
+    except (OSError, ValueError):
+        return []
+
+
+def test_master_lifecycle_as_a_user_runs_it(tmp_path: Path) -> None:
+    basedir = tmp_path / "master"
+    created = buildyard("create-master", str(basedir))
+    assert created.returncode == 0, created.stderr
+    assert (basedir / "master.cfg.sample").exists()
+    assert (basedir / "state.sqlite").exists()
+    # the sample runs as is
+    sample = buildyard("checkconfig", "--config", "master.cfg.sample", str(basedir))
+    assert sample.returncode == 0, sample.stderr
+    assert "Config file is good!" in sample.stdout
+
+    port = free_port()
+    write_config(basedir, port, builder("a"), builder("b"), builder("keep", "w2"))
+    checked = buildyard("checkconfig", str(basedir))
+    assert checked.returncode == 0, checked.stderr
+
+    with ended_at_exit(lambda: read_pid(basedir)):
+        started = buildyard("start", str(basedir))
+        assert started.returncode == 0, started.stderr + started.stdout
+        assert f"http://127.0.0.1:{port}/" in started.stdout
+        pid = read_pid(basedir)[0]
+        masters = get_json(f"http://127.0.0.1:{port}/api/v2/masters")
+        assert masters["meta"] == {"total": 1}
+        (master,) = masters["masters"]
+        assert master["active"] is True
+        assert master["name"].endswith(f":{basedir.resolve()}")
+        assert configured_builders(basedir) == ["a", "b", "keep"]
+        # starting twice is refused
+        again = buildyard("start", str(basedir))
+        assert again.returncode == 1 and "already running" in again.stderr
+
+        # reconfig: "c" added, "b" removed, "a" and "keep" untouched
+        write_config(basedir, port, builder("a"), builder("keep", "w2"), builder("c"))
+        reconfigured = buildyard("reconfig", str(basedir))
+        assert reconfigured.returncode == 0, reconfigured.stderr + reconfigured.stdout
+        assert configured_builders(basedir) == ["a", "c", "keep"]
+        log = (basedir / "buildyard.log").read_text()
+        done = [line for line in log.splitlines() if "reconfig_done" in line][-1]
+        assert "builders_added=['c']" in done
+        assert "builders_removed=['b']" in done
+        assert "builders_unchanged=['a', 'keep']" in done
+        assert "builders_updated=[]" in done
+        assert not re.search(r"service_removed\s+service=master/botmaster/(a|keep)\b", log)
+        assert read_pid(basedir) == [pid]
+
+        # a broken config leaves the running one untouched
+        (basedir / "master.cfg").write_text(
+            (basedir / "master.cfg").read_text() + "c['titel'] = 'typo'\n"
+        )
+        bad = buildyard("reconfig", str(basedir))
+        assert bad.returncode == 1
+        assert "titel" in bad.stdout
+        assert configured_builders(basedir) == ["a", "c", "keep"]
+        assert (
+            get_json(f"http://127.0.0.1:{port}/api/v2/masters/{master['masterid']}")["masters"][0][
+                "active"
+            ]
+            is True
+        )
+
+        stopped = buildyard("stop", str(basedir))
+        assert stopped.returncode == 0, stopped.stderr
+        assert wait_for(lambda: not read_pid(basedir), timeout=10)
+    with sqlite3.connect(basedir / "state.sqlite") as db:
+        assert db.execute("SELECT active FROM masters").fetchall() == [(0,)]
+        assert db.execute("SELECT count(*) FROM builder_masters").fetchone() == (0,)
+    assert buildyard("stop", str(basedir)).returncode == 0  # stopping a stopped master is fine
+
+
+def test_checkconfig_reports_every_mistake_with_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "master.cfg").write_text(
+        "from buildyard.plugins import *\n"  # 1
+        "c = BuildmasterConfig = {}\n"  # 2
+        "c['workers'] = [worker.Worker('w1', 'pass')]\n"  # 3
+        "c['titel'] = 'typo'\n"  # 4
+        "c['builders'] = [\n"  # 5
+        "    util.BuilderConfig(name='a', workernames=['nobody'], factory=util.BuildFactory()),\n"
+        "]\n"  # 7
+        "c['workers'].append(worker.Worker('w2', 42))\n"  # 8
+    )
+    result = buildyard("checkconfig", str(tmp_path))
+    assert result.returncode == 1
+    lines = [line.strip() for line in result.stderr.splitlines() if "master.cfg:" in line]
+    assert len(lines) == 3, result.stderr
+    cfg = str(tmp_path / "master.cfg")
+    assert any(line.startswith(f"{cfg}:4:") and "title" in line for line in lines), lines
+    assert any(line.startswith(f"{cfg}:6:") and "nobody" in line for line in lines), lines
+    assert any(line.startswith(f"{cfg}:8:") and "password" in line for line in lines), lines
+
+
+def test_start_refuses_a_bad_config_and_a_missing_one(tmp_path: Path) -> None:
+    missing = buildyard("start", str(tmp_path))
+    assert missing.returncode == 1 and "master.cfg" in missing.stderr
+    (tmp_path / "master.cfg").write_text("c = BuildmasterConfig = {'bogus': 1}\n")
+    bad = buildyard("start", str(tmp_path))
+    assert bad.returncode == 1
+    assert "bogus" in bad.stderr
+    assert not (tmp_path / "buildyard.pid").exists()
+
+
+def test_every_command_has_help() -> None:
+    for command in (
+        "create-master",
+        "upgrade-master",
+        "checkconfig",
+        "start",
+        "stop",
+        "restart",
+        "reconfig",
+    ):
+        result = buildyard(command, "--help")
+        assert result.returncode == 0
+        assert "basedir" in result.stdout
+    assert buildyard("no-such-command").returncode == 2

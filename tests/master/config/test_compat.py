@@ -1,0 +1,130 @@
+"""The import shim: Buildbot's module paths, answered by buildyard while master.cfg loads."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
+import pytest
+
+from buildyard.master.config.compat import (
+    MODULES,
+    Buildbot08Module,
+    BuildbotImportError,
+    UnsupportedBuildbotModule,
+    buildbot_imports,
+)
+from buildyard.master.workers.config import Worker
+from buildyard.plugins import steps, util
+
+
+def _buildbot_modules() -> list[str]:
+    return [m for m in sys.modules if m == "buildbot" or m.startswith("buildbot.")]
+
+
+def test_every_module_of_the_table_imports_with_every_name() -> None:
+    with buildbot_imports():
+        for name, spec in MODULES.items():
+            module = importlib.import_module(name)
+            for attribute in spec.names:
+                assert getattr(module, attribute) is not None, f"{name}.{attribute}"
+            assert sorted(module.__all__) == sorted(spec.names)
+    assert _buildbot_modules() == []
+
+
+def test_same_objects_as_the_plugins() -> None:
+    with buildbot_imports():
+        from buildbot.config import BuilderConfig  # type: ignore[import-not-found]
+        from buildbot.plugins import steps as bb_steps  # type: ignore[import-not-found]
+        from buildbot.plugins import util as bb_util
+        from buildbot.process import results  # type: ignore[import-not-found]
+        from buildbot.steps.shell import ShellCommand  # type: ignore[import-not-found]
+        from buildbot.worker import Worker as BuildbotWorker  # type: ignore[import-not-found]
+
+    assert ShellCommand is steps.ShellCommand
+    assert bb_steps is steps
+    assert bb_util is util
+    assert BuilderConfig is util.BuilderConfig
+    assert BuildbotWorker is Worker
+    assert results.Results[results.FAILURE] == "failure"
+    assert results.statusToString(None) == "not finished"
+
+
+def test_star_import_of_buildbot_plugins() -> None:
+    namespace: dict[str, object] = {}
+    with buildbot_imports():
+        exec("from buildbot.plugins import *", namespace)
+    assert {k for k in namespace if not k.startswith("__")} == {
+        "changes",
+        "reporters",
+        "schedulers",
+        "secrets",
+        "steps",
+        "util",
+        "worker",
+    }
+
+
+@pytest.mark.parametrize(
+    ("module", "error", "text"),
+    [
+        ("buildbot.frobnicator", UnsupportedBuildbotModule, "not a Buildbot module buildyard"),
+        ("buildbot.steps.shel", UnsupportedBuildbotModule, "did you mean buildbot.steps.shell?"),
+        ("buildbot.interfaces", UnsupportedBuildbotModule, "through buildbot.plugins"),
+        ("buildbot.status.web.auth", Buildbot08Module, "buildbot.status is from Buildbot 0.8"),
+        ("buildbot.buildslave", Buildbot08Module, "slaves became workers"),
+        ("buildbot.steps.slave", Buildbot08Module, "use buildbot.steps.worker"),
+    ],
+)
+def test_unknown_paths_fail_clearly(
+    module: str, error: type[BuildbotImportError], text: str
+) -> None:
+    with (
+        buildbot_imports(),
+        pytest.raises(error, match=text.replace(".", r"\.").replace("?", r"\?")),
+    ):
+        importlib.import_module(module)
+    assert issubclass(error, ImportError)  # `except ImportError:` in master.cfg still works
+    assert _buildbot_modules() == []
+
+
+def test_unknown_name_in_a_known_module() -> None:
+    with buildbot_imports():
+        shell = importlib.import_module("buildbot.steps.shell")
+
+        with pytest.raises(AttributeError, match="did you mean 'ShellCommand'"):
+            _ = shell.ShellComand
+        with pytest.raises(ImportError, match="cannot import name 'Nope'"):
+            exec("from buildbot.steps.shell import Nope", {})
+
+
+def test_sys_modules_and_meta_path_are_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = types.ModuleType("buildbot")
+    real_sub = types.ModuleType("buildbot.process")
+    monkeypatch.setitem(sys.modules, "buildbot", real)
+    monkeypatch.setitem(sys.modules, "buildbot.process", real_sub)
+    meta_path = list(sys.meta_path)
+
+    with buildbot_imports():
+        assert "buildbot" not in sys.modules
+        importlib.import_module("buildbot.process.results")
+
+        assert sys.modules["buildbot"] is not real
+        with pytest.raises(RuntimeError):
+            raise RuntimeError("the block fails")
+
+    assert sys.modules["buildbot"] is real
+    assert sys.modules["buildbot.process"] is real_sub
+    assert [m for m in _buildbot_modules() if m not in ("buildbot", "buildbot.process")] == []
+    assert sys.meta_path == meta_path
+
+
+def test_fresh_modules_for_every_load() -> None:
+    with buildbot_imports():
+        first = importlib.import_module("buildbot.plugins")
+    with buildbot_imports():
+        second = importlib.import_module("buildbot.plugins")
+
+    assert first is not second
+    assert first.util is second.util

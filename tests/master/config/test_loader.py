@@ -1,0 +1,518 @@
+"""load_master_config: a good config, all mistakes at once with file:line, Buildbot's sample."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from buildyard.common.errors import ConfigError, ConfigErrors
+from buildyard.master.builds.builder import BuilderConfig
+from buildyard.master.builds.factory import BuildFactory
+from buildyard.master.config.loader import load_master_config
+from buildyard.master.config.master_config import MasterConfig
+from buildyard.master.workers.config import Worker
+from tests.master.config._files import WriteConfig, buildbot_site_packages, line_of
+
+GOOD = """
+from buildbot.plugins import *
+
+c = BuildmasterConfig = {}
+c['workers'] = [
+    worker.Worker("linux-1", "secret-1", max_builds=2, properties={"os": "linux"}),
+    worker.Worker("linux-2", "secret-2"),
+]
+c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}}
+
+factory = util.BuildFactory()
+c['builders'] = [
+    util.BuilderConfig(name="runtests", workernames=["linux-1", "linux-2"], factory=factory,
+                       tags=["fast", "py"]),
+    util.BuilderConfig(name="docs build", workername="linux-1", factory=factory),
+]
+c['schedulers'] = []
+c['change_source'] = []
+c['services'] = []
+c['title'] = "Buildyard CI"
+c['titleURL'] = "https://ci.example.org"
+c['buildbotURL'] = "http://localhost:8010/"
+c['www'] = dict(port=8010)
+c['db'] = {'db_url': "sqlite:///other.sqlite"}
+c['properties'] = {'owner': 'ci-team'}
+c['logCompressionMethod'] = 'bz2'
+c['logMaxSize'] = 1024 * 1024
+c['caches'] = {'Builds': 40}
+c['collapseRequests'] = False
+c['buildbotNetUsageData'] = None
+c['masterHouseKeeping'] = {'interval': 5, 'expireAfter': 30}
+"""
+
+
+def _errors(basedir: Path) -> list[ConfigError]:
+    with pytest.raises(ConfigErrors) as info:
+        load_master_config(basedir)
+    return info.value.errors
+
+
+def _where(errors: list[ConfigError]) -> list[tuple[str, int, str]]:
+    return [(e.location.file, e.location.line, e.message) for e in errors if e.location]
+
+
+# -- a good configuration -------------------------------------------------------------------------
+
+
+def test_good_config_loads_into_master_config(write_config: WriteConfig, basedir: Path) -> None:
+    path = write_config(GOOD)
+
+    config = load_master_config(basedir)
+
+    assert isinstance(config, MasterConfig)
+    assert config.source == path
+    assert config.title == "Buildyard CI"
+    assert config.title_url == "https://ci.example.org/"  # Buildbot adds the trailing slash
+    assert config.buildbot_url == "http://localhost:8010/"
+    assert config.db_url == "sqlite:///other.sqlite"
+    assert config.www["port"] == 8010
+    assert dict(config.protocols) == {"msgpack_experimental_v7": {"port": 9989}}
+    assert dict(config.properties) == {"owner": "ci-team"}
+    assert config.log_compression_method == "bz2"
+    assert config.log_max_size == 1024 * 1024
+    assert dict(config.caches) == {"Builds": 40, "Changes": 10}
+    assert config.collapse_requests is False
+    assert config.multi_master is False
+    assert (config.housekeeping_interval, config.housekeeping_expire_after) == (5.0, 30.0)
+    assert config.warnings == ()
+
+    assert [w.name for w in config.workers] == ["linux-1", "linux-2"]
+    first = config.workers[0]
+    assert isinstance(first, Worker)
+    assert (first.password, first.max_builds, first.properties) == (
+        "secret-1",
+        2,
+        {"os": "linux"},
+    )
+
+    runtests, docs = config.builders
+    assert isinstance(runtests, BuilderConfig)
+    assert runtests.workernames == ("linux-1", "linux-2")
+    assert runtests.tags == ("fast", "py")
+    assert isinstance(runtests.factory, BuildFactory)
+    assert docs.workernames == ("linux-1",)
+    assert docs.builddir == "docs_build"
+    assert docs.defined_at is not None
+    assert docs.defined_at.line == line_of(path, 'name="docs build"')
+
+
+def test_defaults_when_keys_are_absent(write_config: WriteConfig, basedir: Path) -> None:
+    write_config(
+        """
+        from buildyard.plugins import *
+        c = BuildmasterConfig = {}
+        c['workers'] = [worker.Worker("w", "p")]
+        c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}}
+        c['builders'] = [util.BuilderConfig(name="b", workernames="w", factory=util.BuildFactory())]
+        """
+    )
+    config = load_master_config(basedir)
+    assert config.db_url == "sqlite:///state.sqlite"
+    assert dict(config.mq) == {"type": "simple"}
+    assert config.title == "Buildbot"
+    assert (config.housekeeping_interval, config.housekeeping_expire_after) == (60.0, 600.0)
+    assert config.www["port"] is None
+
+
+def test_db_url_key_when_no_db_dict(write_config: WriteConfig, basedir: Path) -> None:
+    write_config(
+        GOOD.replace(
+            "c['db'] = {'db_url': \"sqlite:///other.sqlite\"}", "c['db_url'] = 'sqlite:///x.db'"
+        )
+    )
+    assert load_master_config(basedir).db_url == "sqlite:///x.db"
+
+
+def test_pb_protocol_is_a_warning_not_an_error(write_config: WriteConfig, basedir: Path) -> None:
+    path = write_config(GOOD.replace("'msgpack_experimental_v7'", "'pb'"))
+    config = load_master_config(basedir)
+    assert len(config.warnings) == 1
+    line = line_of(path, "c['protocols']")
+    assert config.warnings[0].startswith(f"{path}:{line}: ")
+    assert "msgpack_experimental_v7" in config.warnings[0]
+
+
+# -- every mistake, once, with its file and line --------------------------------------------------
+
+
+def test_three_mistakes_are_reported_together_with_their_lines(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    path = write_config(
+        """
+        from buildbot.plugins import *
+
+        c = BuildmasterConfig = {}
+        c['titel'] = "Hello"
+        factory = util.BuildFactory()
+        c['workers'] = [
+            worker.Worker("good", "pass"),
+            worker.Worker("bad-password", 1234),
+        ]
+        c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}}
+        c['builders'] = [
+            util.BuilderConfig(name="b", workernames=["good", "missing"], factory=factory),
+        ]
+        """
+    )
+    errors = _errors(basedir)
+
+    assert len(errors) == 3, errors
+    found = _where(errors)  # in file order
+    file = str(path)
+    assert [(f, line) for f, line, _ in found] == [
+        (file, line_of(path, "c['titel']")),
+        (file, line_of(path, '"bad-password", 1234')),
+        (file, line_of(path, 'name="b"')),
+    ]
+    titel, password, builder = (message for _, _, message in found)
+    assert "unknown BuildmasterConfig key 'titel'; did you mean 'title'?" in titel
+    assert "worker 'bad-password': password must be a string" in password
+    assert "builder 'b' uses unknown worker 'missing'" in builder
+
+
+def test_unknown_keys_each_get_their_own_line(write_config: WriteConfig, basedir: Path) -> None:
+    path = write_config(
+        GOOD + "c['slaves'] = []\n" + "c['TitleURL'] = 'x'\n" + "c['frobnicate'] = 1\n"
+    )
+    found = {line: message for _, line, message in _where(_errors(basedir))}
+    assert found == {
+        line_of(path, "c['slaves']"): "unknown BuildmasterConfig key 'slaves' "
+        "(Buildbot 0.8's name for c['workers'])",
+        line_of(path, "c['TitleURL']"): "unknown BuildmasterConfig key 'TitleURL'; "
+        "did you mean 'titleURL'?",
+        line_of(path, "c['frobnicate']"): "unknown BuildmasterConfig key 'frobnicate'",
+    }
+
+
+def test_bad_values_point_at_their_keys(write_config: WriteConfig, basedir: Path) -> None:
+    path = write_config(
+        GOOD
+        + "c['title'] = 42\n"
+        + "c['www'] = {'prot': 8010}\n"
+        + "c['logCompressionMethod'] = 'lz4'\n"
+        + "c['masterHouseKeeping'] = {'interval': 60, 'expireAfter': 10}\n"
+        + "c['mq'] = {'type': 'wamp'}\n"
+    )
+    found = {line: message for _, line, message in _where(_errors(basedir))}
+    assert set(found) == {
+        line_of(path, "c['title'] = 42"),
+        line_of(path, "c['www'] = {'prot'"),
+        line_of(path, "c['logCompressionMethod'] = 'lz4'"),
+        line_of(path, "'expireAfter': 10"),
+        line_of(path, "c['mq']"),
+    }
+    assert "c['title'] must be a string, not int" in found[line_of(path, "c['title'] = 42")]
+    assert "did you mean 'port'?" in found[line_of(path, "c['www'] = {'prot'")]
+
+
+def test_cross_references(write_config: WriteConfig, basedir: Path) -> None:
+    path = write_config(
+        """
+        from buildbot.plugins import *
+        c = BuildmasterConfig = {}
+        f = util.BuildFactory()
+        c['workers'] = [worker.Worker("w", "p"), worker.Worker("w", "q")]  # dup worker
+        c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}}
+        c['builders'] = [
+            util.BuilderConfig(name="b", workernames=["w"], factory=f),
+            util.BuilderConfig(name="b", workernames=["w"], factory=f),  # dup builder
+            util.BuilderConfig(name="c", workernames=["w", "x", "y"], factory=f),  # unknowns
+        ]
+        """
+    )
+    found = {(line, message) for _, line, message in _where(_errors(basedir))}
+    assert found == {
+        (line_of(path, "# dup worker"), "duplicate worker name 'w'"),
+        (line_of(path, "# dup builder"), "duplicate builder name 'b'"),
+        (line_of(path, "# unknowns"), "builder 'c' uses unknown workers 'x', 'y'"),
+    }
+
+
+def test_workers_without_a_protocol_port_is_a_warning(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    path = write_config(GOOD.replace("c['protocols'] = ", "_protocols = "))
+    config = load_master_config(basedir)
+    assert config.warnings == (
+        f"{path}:{line_of(path, 'c = BuildmasterConfig')}: workers are configured, but "
+        "c['protocols'] gives them no port to connect to",
+    )
+
+
+def test_empty_config_has_no_workers_and_no_builders(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    write_config("BuildmasterConfig = {}\n")
+    messages = sorted(e.message for e in _errors(basedir))
+    assert messages == ["no builders are configured", "no workers are configured"]
+
+
+def test_missing_buildmaster_config(write_config: WriteConfig, basedir: Path) -> None:
+    path = write_config("c = {}\n")
+    assert _where(_errors(basedir)) == [
+        (str(path), 1, "master.cfg does not define BuildmasterConfig")
+    ]
+
+
+def test_missing_file_and_basedir(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors, match="does not exist"):
+        load_master_config(tmp_path)
+    with pytest.raises(ConfigErrors, match=r"basedir .* does not exist"):
+        load_master_config(tmp_path / "nowhere")
+
+
+# -- master.cfg that does not run -----------------------------------------------------------------
+
+
+def test_syntax_error_has_file_and_line(write_config: WriteConfig, basedir: Path) -> None:
+    path = write_config("c = BuildmasterConfig = {}\nc['title'] = = 'x'\n")
+    [(file, line, message)] = _where(_errors(basedir))
+    assert (file, line) == (str(path), 2)
+    assert message.startswith("syntax error: ")
+
+
+def test_exception_is_reported_at_the_failing_line(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    path = write_config(
+        """
+        from buildbot.plugins import *
+        c = BuildmasterConfig = {}
+        c['workers'] = [worker.Worker("w", "p")]
+        c['title'] = undefined_name
+        """
+    )
+    assert _where(_errors(basedir)) == [
+        (
+            str(path),
+            line_of(path, "undefined_name"),
+            "NameError: name 'undefined_name' is not defined",
+        )
+    ]
+
+
+def test_placeholders_reported_before_an_exception_are_kept(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    path = write_config(
+        """
+        from buildbot.plugins import *
+        s = steps.ShellCommand(command="make")
+        1 / 0
+        """
+    )
+    assert [(line, message) for _, line, message in _where(_errors(basedir))] == [
+        (
+            line_of(path, "ShellCommand"),
+            "steps.ShellCommand is not implemented yet (buildyard issue #4)",
+        ),
+        (line_of(path, "1 / 0"), "ZeroDivisionError: division by zero"),
+    ]
+
+
+def test_exception_in_an_imported_neighbour_points_into_it(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    helper = basedir / "broken_helper_mod.py"
+    helper.write_text("X = 1\nraise RuntimeError('boom')\n")
+    write_config("import broken_helper_mod\nBuildmasterConfig = {}\n")
+    assert _where(_errors(basedir)) == [(str(helper), 2, "RuntimeError: boom")]
+
+
+def test_config_error_from_master_cfg_is_collected(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    path = write_config(
+        GOOD
+        + "from buildbot import config\n"
+        + "config.error('bad thing one')\n"
+        + "config.error('bad thing two')\n"
+    )
+    found = [(line, message) for _, line, message in _where(_errors(basedir))]
+    assert found == [
+        (line_of(path, "'bad thing one'"), "bad thing one"),
+        (line_of(path, "'bad thing two'"), "bad thing two"),
+    ]
+
+
+# -- import buildbot... ---------------------------------------------------------------------------
+
+
+def test_unsupported_and_buildbot_08_imports_have_distinct_messages(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    path = write_config("import buildbot.frobnicator\nBuildmasterConfig = {}\n")
+    [(_, line, unsupported)] = _where(_errors(basedir))
+    assert line == 1
+    assert unsupported.startswith(
+        "buildbot.frobnicator is not a Buildbot module buildyard supports"
+    )
+
+    write_config("from buildbot.status import html\nBuildmasterConfig = {}\n")
+    [(_, line, old)] = _where(_errors(basedir))
+    assert line == 1
+    assert old.startswith("buildbot.status is from Buildbot 0.8")
+    assert "reporters" in old
+
+    write_config("from buildbot.steps.slave import RemoveDirectory\nBuildmasterConfig = {}\n")
+    [(_, _, old_steps)] = _where(_errors(basedir))
+    assert "buildbot.steps.worker" in old_steps
+    assert path.exists()
+
+
+def test_no_buildbot_module_stays_in_sys_modules(write_config: WriteConfig, basedir: Path) -> None:
+    write_config(
+        GOOD.replace(
+            "from buildbot.plugins import *",
+            "from buildbot.plugins import *\n"
+            "import buildbot.process.results\n"
+            "from buildbot.steps.shell import ShellCommand as _S",
+        )
+    )
+    path_before = list(sys.path)
+    meta_path_before = list(sys.meta_path)
+    load_master_config(basedir)
+    assert [m for m in sys.modules if m == "buildbot" or m.startswith("buildbot.")] == []
+    assert sys.path == path_before
+    assert sys.meta_path == meta_path_before
+
+    write_config("import buildbot.plugins\nraise ValueError('x')\n")
+    _errors(basedir)
+    assert [m for m in sys.modules if m == "buildbot" or m.startswith("buildbot.")] == []
+
+
+def test_a_real_buildbot_in_sys_modules_is_set_aside_and_restored(
+    write_config: WriteConfig, basedir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = types.ModuleType("buildbot")
+    monkeypatch.setitem(sys.modules, "buildbot", real)
+    write_config(GOOD)
+    config = load_master_config(basedir)
+    assert isinstance(config.workers[0], Worker)  # ours, not the "real" one
+    assert sys.modules["buildbot"] is real
+
+
+def test_neighbour_module_importing_buildbot_works_and_is_reread(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    helper = basedir / "ci_helpers_mod.py"
+    helper.write_text(
+        "from buildbot.plugins import util\n"
+        "TITLE = 'first'\n"
+        "def factory():\n"
+        "    return util.BuildFactory()\n"
+    )
+    write_config(
+        GOOD
+        + "import ci_helpers_mod\n"
+        + "c['title'] = ci_helpers_mod.TITLE\n"
+        + "c['builders'][0] = util.BuilderConfig(\n"
+        + "    name='runtests', workername='linux-1', factory=ci_helpers_mod.factory())\n"
+    )
+    assert load_master_config(basedir).title == "first"
+    assert "ci_helpers_mod" not in sys.modules
+
+    helper.write_text(helper.read_text().replace("'first'", "'second, reread'"))
+    assert load_master_config(basedir).title == "second, reread"
+    assert "ci_helpers_mod" not in sys.modules
+
+
+def test_error_built_in_a_neighbour_points_into_it(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    helper = basedir / "workers_mod.py"
+    helper.write_text("from buildbot.plugins import worker\nW = worker.Worker('w', None)\n")
+    write_config(GOOD + "import workers_mod\n")
+    assert _where(_errors(basedir)) == [
+        (str(helper), 2, "worker 'w': password must be a string, not NoneType")
+    ]
+
+
+# -- Buildbot 4.3's own sample --------------------------------------------------------------------
+
+NOT_IMPLEMENTED_IN_SAMPLE = [
+    "changes.GitPoller",
+    "schedulers.SingleBranchScheduler",
+    "util.ChangeFilter",
+    "schedulers.ForceScheduler",
+    "steps.Git",
+    "steps.ShellCommand",
+]
+
+
+def test_buildbot_sample_config_reports_exactly_what_is_not_implemented(basedir: Path) -> None:
+    sample = buildbot_site_packages() / "buildbot" / "scripts" / "sample.cfg"
+    path = basedir / "master.cfg"
+    shutil.copyfile(sample, path)
+
+    for _ in range(2):  # once per name per load, on every load
+        errors = _errors(basedir)
+        assert sorted(e.message for e in errors) == sorted(
+            f"{name} is not implemented yet (buildyard issue #4)"
+            for name in NOT_IMPLEMENTED_IN_SAMPLE
+        )
+        for error in errors:
+            name = re.sub(r" is not implemented.*", "", error.message)
+            assert error.location is not None
+            assert (error.location.file, error.location.line) == (
+                str(path),
+                line_of(path, f"{name}("),
+            )
+
+
+# -- Python that Buildbot configs use -------------------------------------------------------------
+
+
+def test_master_cfg_may_define_dataclasses_with_future_annotations(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    write_config(
+        "from __future__ import annotations\n"
+        "import dataclasses\n"
+        "@dataclasses.dataclass\n"
+        "class Site:\n"
+        "    name: str\n" + GOOD + "c['title'] = Site('dc').name\n"
+    )
+    assert load_master_config(basedir).title == "dc"
+
+
+def test_builder_given_as_a_dict_and_a_configurator(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    write_config(
+        GOOD
+        + "class AddTitle:\n"
+        + "    def configure(self, config):\n"
+        + "        config['title'] = 'configured'\n"
+        + "c['configurators'] = [AddTitle()]\n"
+        + "c['builders'].append(\n"
+        + "    {'name': 'as-dict', 'workernames': ['linux-1'], 'factory': factory})\n"
+    )
+    config = load_master_config(basedir)
+    assert config.title == "configured"
+    assert [b.name for b in config.builders] == ["runtests", "docs build", "as-dict"]
+
+
+def test_symlinked_master_cfg_keeps_its_lines(tmp_path: Path, basedir: Path) -> None:
+    real = tmp_path / "elsewhere.cfg"
+    real.write_text(
+        "from buildbot.plugins import *\nw = worker.Worker('w', 5)\nBuildmasterConfig = {}\n"
+    )
+    (basedir / "master.cfg").symlink_to(real)
+    errors = _errors(basedir)
+    password = [e for e in errors if "password" in e.message]
+    assert len(password) == 1
+    assert password[0].location is not None
+    assert password[0].location.line == 2
