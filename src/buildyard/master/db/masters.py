@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from buildyard.master.db import schema as t
-from buildyard.master.db.base import Repository, inserted_id
+from buildyard.master.db.arbitration import find_or_create_id
+from buildyard.master.db.base import Repository
 from buildyard.master.db.hashes import name_hash
 from buildyard.master.db.query import QueryOptions, apply
 from buildyard.master.model.masters import DeactivationCleanup, Master
@@ -35,23 +36,13 @@ class MastersRepository(Repository):
     async def find_master_id(self, name: str, *, conn: AsyncConnection | None = None) -> int:
         """The id of the master called ``name``, added as inactive if it is new."""
         h = name_hash(name)
-        select = sa.select(t.masters.c.id).where(t.masters.c.name_hash == h)
         async with self._write(conn) as c:
-            found = (await c.execute(select)).scalar()
-            if found is not None:
-                return int(found)
-            # Another master may insert the same name between the SELECT and the INSERT; the
-            # unique index arbitrates and the loser reads the winner's row.
-            try:
-                async with c.begin_nested():
-                    result = await c.execute(
-                        t.masters.insert().values(
-                            name=name, name_hash=h, active=0, last_active=self._now()
-                        )
-                    )
-                    return inserted_id(result)
-            except sa.exc.IntegrityError:
-                return int((await c.execute(select)).scalar_one())
+            return await find_or_create_id(
+                c,
+                t.masters,
+                where=t.masters.c.name_hash == h,
+                values={"name": name, "name_hash": h, "active": 0, "last_active": self._now()},
+            )
 
     async def set_master_state(
         self, masterid: int, *, active: bool, conn: AsyncConnection | None = None
