@@ -31,7 +31,10 @@ def test_buildbot_create_master_sample_passes_checkconfig_but_for_later_issues(
     basedir = tmp_path / "bb"
     created = subprocess.run(
         [str(buildbot_venv() / "bin" / "buildbot"), "create-master", "-q", str(basedir)],
-        check=False, capture_output=True, text=True, timeout=300,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert created.returncode == 0, created.stderr
     shutil.copy(basedir / "master.cfg.sample", basedir / "master.cfg")
@@ -42,7 +45,9 @@ def test_buildbot_create_master_sample_passes_checkconfig_but_for_later_issues(
     cfg = re.escape(str(basedir / "master.cfg"))
     reported = []
     for line in errors:
-        match = re.match(rf"{cfg}:\d+: (\S+) is not implemented yet \(buildyard issue #\d+\)$", line)
+        match = re.match(
+            rf"{cfg}:\d+: (\S+) is not implemented yet \(buildyard issue #\d+\)$", line
+        )
         assert match, f"unexpected report: {line!r}\n{result.stderr}"
         reported.append(match.group(1))
     assert sorted(reported) == sorted(EXPECTED)  # once each, nothing else

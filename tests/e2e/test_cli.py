@@ -102,7 +102,17 @@ def test_master_lifecycle_as_a_user_runs_it(tmp_path: Path) -> None:
         assert "builders_removed=['b']" in done
         assert "builders_unchanged=['a', 'keep']" in done
         assert "builders_updated=[]" in done
-        assert not re.search(r"service_removed\s+service=master/botmaster/(a|keep)\b", log)
+        # only "c" was started and only "b" stopped: "a" and "keep" kept running untouched
+        touched = re.findall(
+            r"service_(added|removed|reconfigured)\s+service=master/botmaster/(\w+)", log
+        )
+        assert touched == [
+            ("added", "a"),
+            ("added", "b"),
+            ("added", "keep"),
+            ("removed", "b"),
+            ("added", "c"),
+        ], touched
         assert read_pid(basedir) == [pid]
 
         # a broken config leaves the running one untouched

@@ -129,12 +129,10 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
 
 def _run_master(basedir: Path, configfile: str) -> int:
     from buildyard.common.errors import ConfigErrors
-    from buildyard.common.logging import configure
     from buildyard.master.config.loader import load_master_config
     from buildyard.master.db.errors import DbError
     from buildyard.master.master import BuildMaster
 
-    configure()
     try:
         config = load_master_config(basedir, configfile)
     except ConfigErrors as errors:
@@ -342,7 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from buildyard.common.logging import configure
+
     args = build_parser().parse_args(argv)
+    configure()
     return int(args.func(args))
 
 

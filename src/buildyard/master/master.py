@@ -120,7 +120,8 @@ class BuildMaster(Service):
         self.basedir = basedir.resolve()
         self.config = config
         self.clock: Clock = clock or SystemClock()
-        self.name = name or f"{socket.getfqdn()}:{self.basedir}"
+        # the masters-table name; self.name stays "master", the root of the service tree
+        self.master_name = name or f"{socket.getfqdn()}:{self.basedir}"
         self.masterid: int | None = None
         self.reconfig_count = 0
 
@@ -163,21 +164,21 @@ class BuildMaster(Service):
         # the database first: everything after needs this master's id
         await self.child("db").start()
         try:
-            self.masterid = await updates.find_master_id(self.name)
-            await updates.master_stopped(name=self.name, masterid=self.masterid)
+            self.masterid = await updates.find_master_id(self.master_name)
+            await updates.master_stopped(name=self.master_name, masterid=self.masterid)
             await updates.expire_masters(
                 expire_after=self.config.housekeeping_expire_after, force_housekeeping=True
             )
             await super().start()
             await self._apply(self.config)
-            await updates.master_active(name=self.name, masterid=self.masterid)
+            await updates.master_active(name=self.master_name, masterid=self.masterid)
         except BaseException:
             await self.stop()
             raise
-        self.housekeeping.begin(masterid=self.masterid, name=self.name)
+        self.housekeeping.begin(masterid=self.masterid, name=self.master_name)
         log.info(
             "master_started",
-            master=self.name,
+            master=self.master_name,
             masterid=self.masterid,
             basedir=str(self.basedir),
             db=self.db.backend,
@@ -187,11 +188,13 @@ class BuildMaster(Service):
     async def stop(self) -> None:
         if self.masterid is not None and self.child("db").running:
             try:
-                await self.data.updates.master_stopped(name=self.name, masterid=self.masterid)
+                await self.data.updates.master_stopped(
+                    name=self.master_name, masterid=self.masterid
+                )
             except Exception:
                 log.exception("master_stop_bookkeeping_failed", masterid=self.masterid)
         await super().stop()
-        log.info("master_stopped", master=self.name, masterid=self.masterid)
+        log.info("master_stopped", master=self.master_name, masterid=self.masterid)
 
     async def _apply(self, config: MasterConfig) -> dict[str, Any]:
         """Make the running services match ``config``; unchanged children keep running."""

@@ -13,6 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from buildyard.common.clock import Clock
 from buildyard.master.db.builders import BuildersRepository
+from buildyard.master.db.buildrequests import BuildRequestsRepository
+from buildyard.master.db.builds import BuildsRepository
+from buildyard.master.db.buildsets import BuildsetsRepository
+from buildyard.master.db.changes import ChangesRepository
 from buildyard.master.db.changesources import ChangeSourcesRepository
 from buildyard.master.db.engine import (
     make_engine,
@@ -20,10 +24,14 @@ from buildyard.master.db.engine import (
     read_transaction,
     write_transaction,
 )
+from buildyard.master.db.logs import LogsRepository
 from buildyard.master.db.masters import MastersRepository
 from buildyard.master.db.projects import ProjectsRepository
 from buildyard.master.db.schedulers import SchedulersRepository
+from buildyard.master.db.sourcestamps import SourcestampsRepository
 from buildyard.master.db.state import StateRepository
+from buildyard.master.db.steps import StepsRepository
+from buildyard.master.db.test_results import TestResultsRepository
 from buildyard.master.db.users import UsersRepository
 from buildyard.master.db.workers import WorkersRepository
 
@@ -41,6 +49,14 @@ class Database:
         self.state = StateRepository(engine=engine, clock=clock)
         self.projects = ProjectsRepository(engine=engine, clock=clock)
         self.users = UsersRepository(engine=engine, clock=clock)
+        self.sourcestamps = SourcestampsRepository(engine=engine, clock=clock)
+        self.changes = ChangesRepository(engine=engine, clock=clock)
+        self.buildsets = BuildsetsRepository(engine=engine, clock=clock)
+        self.buildrequests = BuildRequestsRepository(engine=engine, clock=clock)
+        self.builds = BuildsRepository(engine=engine, clock=clock)
+        self.steps = StepsRepository(engine=engine, clock=clock)
+        self.logs = LogsRepository(engine=engine, clock=clock)
+        self.test_results = TestResultsRepository(engine=engine, clock=clock)
 
     @property
     def backend(self) -> str:

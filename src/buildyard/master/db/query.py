@@ -88,7 +88,10 @@ def apply(
         name = key.removeprefix("-")
         if name not in columns:
             raise UnknownField(name)
-        order.append(columns[name].desc() if key.startswith("-") else columns[name].asc())
+        # NULL before any value ascending (after, descending) on both backends, as the REST
+        # API orders in Python
+        col = columns[name]
+        order.append(col.desc().nulls_last() if key.startswith("-") else col.asc().nulls_first())
     stmt = stmt.order_by(*(order or default_order))
     if options.limit is not None:
         stmt = stmt.limit(options.limit)

@@ -1,0 +1,308 @@
+"""The builds connector: builds with their numbers, properties and named data.
+
+Build numbers are ``max + 1`` per builder, starting at 1. Several masters may run the same
+builder, so two of them can pick the same number: the unique index on (builderid, number)
+decides, and the loser takes the next number.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from buildyard.common.clock import Clock
+from buildyard.master.db import schema as t
+from buildyard.master.db.base import Repository, inserted_id
+from buildyard.master.db.errors import DbError
+from buildyard.master.db.query import QueryOptions, apply
+from buildyard.master.db.sourcestamps import SourcestampsRepository
+from buildyard.master.model.builds import Build, BuildData
+from buildyard.master.model.properties import JsonValue, PropertyValue
+from buildyard.master.model.results import Results
+from buildyard.master.model.sourcestamps import SourceStamp
+
+_b = t.builds
+_COLUMNS: dict[str, sa.ColumnElement[Any]] = {
+    "buildid": _b.c.id,
+    "number": _b.c.number,
+    "builderid": _b.c.builderid,
+    "buildrequestid": _b.c.buildrequestid,
+    "workerid": _b.c.workerid,
+    "masterid": _b.c.masterid,
+    "started_at": _b.c.started_at,
+    "complete_at": _b.c.complete_at,
+    "locks_duration_s": _b.c.locks_duration_s,
+    "state_string": _b.c.state_string,
+    "results": _b.c.results,
+}
+# attempts at a free build number before giving up (each loss means another master won one)
+_NUMBER_ATTEMPTS = 50
+# candidate builds examined per query when looking for the previous successful build
+_PREV_BATCH = 100
+
+
+def _build(row: sa.Row[Any]) -> Build:
+    return Build(
+        id=row.id,
+        number=row.number,
+        builderid=row.builderid,
+        buildrequestid=row.buildrequestid,
+        workerid=row.workerid,
+        masterid=row.masterid,
+        started_at=row.started_at,
+        complete_at=row.complete_at,
+        locks_duration_s=row.locks_duration_s,
+        state_string=row.state_string,
+        results=None if row.results is None else Results(row.results),
+    )
+
+
+def _stamp_key(stamps: Sequence[SourceStamp]) -> set[tuple[str, str | None, str]]:
+    return {(ss.repository, ss.branch, ss.codebase) for ss in stamps}
+
+
+class BuildsRepository(Repository):
+    def __init__(self, *, engine: AsyncEngine, clock: Clock) -> None:
+        super().__init__(engine=engine, clock=clock)
+        self._sourcestamps = SourcestampsRepository(engine=engine, clock=clock)
+
+    async def add_build(
+        self,
+        *,
+        builderid: int,
+        buildrequestid: int,
+        workerid: int | None,
+        masterid: int,
+        state_string: str,
+        conn: AsyncConnection | None = None,
+    ) -> tuple[int, int]:
+        """Start a build now; returns (buildid, number)."""
+        async with self._write(conn) as c:
+            number = await self._next_number(c, builderid)
+            for _ in range(_NUMBER_ATTEMPTS):
+                try:
+                    async with c.begin_nested():
+                        result = await c.execute(
+                            _b.insert().values(
+                                number=number,
+                                builderid=builderid,
+                                buildrequestid=buildrequestid,
+                                workerid=workerid,
+                                masterid=masterid,
+                                started_at=self._now(),
+                                complete_at=None,
+                                locks_duration_s=0,
+                                state_string=state_string,
+                            )
+                        )
+                        return inserted_id(result), number
+                except sa.exc.IntegrityError as exc:
+                    following = await self._next_number(c, builderid)
+                    if following <= number:
+                        # the number was free, so something else is wrong (a missing builder...)
+                        raise DbError(f"cannot add a build to builder {builderid}: {exc}") from exc
+                    number = following
+            raise DbError(f"no free build number for builder {builderid} after many attempts")
+
+    async def _next_number(self, c: AsyncConnection, builderid: int) -> int:
+        top = await c.execute(
+            sa.select(sa.func.max(_b.c.number)).where(_b.c.builderid == builderid)
+        )
+        found = top.scalar()
+        return 1 if found is None else int(found) + 1
+
+    async def get_build(self, buildid: int, *, conn: AsyncConnection | None = None) -> Build | None:
+        async with self._read(conn) as c:
+            row = (await c.execute(sa.select(_b).where(_b.c.id == buildid))).first()
+        return _build(row) if row else None
+
+    async def get_build_by_number(
+        self, builderid: int, number: int, *, conn: AsyncConnection | None = None
+    ) -> Build | None:
+        stmt = sa.select(_b).where(_b.c.builderid == builderid, _b.c.number == number)
+        async with self._read(conn) as c:
+            row = (await c.execute(stmt)).first()
+        return _build(row) if row else None
+
+    async def get_builds(
+        self,
+        *,
+        builderid: int | None = None,
+        buildrequestid: int | None = None,
+        workerid: int | None = None,
+        complete: bool | None = None,
+        options: QueryOptions | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> list[Build]:
+        """Builds matching every given criterion, then ``options`` (by id when unordered)."""
+        stmt = sa.select(_b)
+        if builderid is not None:
+            stmt = stmt.where(_b.c.builderid == builderid)
+        if buildrequestid is not None:
+            stmt = stmt.where(_b.c.buildrequestid == buildrequestid)
+        if workerid is not None:
+            stmt = stmt.where(_b.c.workerid == workerid)
+        if complete is not None:
+            stmt = stmt.where(
+                _b.c.complete_at.is_not(None) if complete else _b.c.complete_at.is_(None)
+            )
+        stmt = apply(stmt, options, _COLUMNS, default_order=[_b.c.id])
+        async with self._read(conn) as c:
+            return [_build(r) for r in await c.execute(stmt)]
+
+    async def get_prev_successful_build(
+        self,
+        builderid: int,
+        number: int,
+        sourcestamps: Sequence[SourceStamp],
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> Build | None:
+        """The latest-completed SUCCESS build before ``number`` on this builder whose stamps
+        cover the same (repository, branch, codebase) set as ``sourcestamps``."""
+        wanted = _stamp_key(sourcestamps)
+        stmt = (
+            sa.select(_b)
+            .where(
+                _b.c.builderid == builderid,
+                _b.c.number < number,
+                _b.c.results == int(Results.SUCCESS),
+            )
+            .order_by(_b.c.complete_at.desc(), _b.c.id.desc())
+            .limit(_PREV_BATCH)
+        )
+        async with self._read(conn) as c:
+            offset = 0
+            while candidates := [_build(r) for r in await c.execute(stmt.offset(offset))]:
+                stamps = await self._sourcestamps.get_sourcestamps_for_builds(
+                    [b.id for b in candidates], conn=c
+                )
+                for build in candidates:
+                    if _stamp_key(stamps.get(build.id, [])) == wanted:
+                        return build
+                offset += _PREV_BATCH
+        return None
+
+    async def set_build_state_string(
+        self, buildid: int, state_string: str, *, conn: AsyncConnection | None = None
+    ) -> None:
+        async with self._write(conn) as c:
+            await c.execute(_b.update().where(_b.c.id == buildid).values(state_string=state_string))
+
+    async def add_build_locks_duration(
+        self, buildid: int, duration_s: int, *, conn: AsyncConnection | None = None
+    ) -> None:
+        """Add to the time the build spent waiting for locks."""
+        async with self._write(conn) as c:
+            await c.execute(
+                _b.update()
+                .where(_b.c.id == buildid)
+                .values(locks_duration_s=_b.c.locks_duration_s + duration_s)
+            )
+
+    async def finish_build(
+        self, buildid: int, results: Results, *, conn: AsyncConnection | None = None
+    ) -> None:
+        async with self._write(conn) as c:
+            await c.execute(
+                _b.update()
+                .where(_b.c.id == buildid)
+                .values(complete_at=self._now(), results=int(results))
+            )
+
+    async def set_build_property(
+        self,
+        buildid: int,
+        name: str,
+        value: JsonValue,
+        source: str,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> None:
+        """Create or replace one property (there is no unique index: update, else insert).
+
+        Only the master running the build sets its properties, so writers do not race.
+        """
+        bp = t.build_properties
+        where = sa.and_(bp.c.buildid == buildid, bp.c.name == name)
+        stored = json.dumps(value)
+        async with self._write(conn) as c:
+            updated = await c.execute(bp.update().where(where).values(value=stored, source=source))
+            if updated.rowcount == 0:
+                await c.execute(
+                    bp.insert().values(buildid=buildid, name=name, value=stored, source=source)
+                )
+
+    async def get_build_properties(
+        self, buildid: int, *, conn: AsyncConnection | None = None
+    ) -> dict[str, PropertyValue]:
+        """name -> (value, source)."""
+        bp = t.build_properties
+        stmt = sa.select(bp.c.name, bp.c.value, bp.c.source).where(bp.c.buildid == buildid)
+        async with self._read(conn) as c:
+            return {r.name: (json.loads(r.value), r.source) for r in await c.execute(stmt)}
+
+    async def add_build_data(
+        self,
+        buildid: int,
+        name: str,
+        value: bytes,
+        source: str,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> None:
+        """Create or replace the named blob of a build."""
+        bd = t.build_data
+        where = sa.and_(bd.c.buildid == buildid, bd.c.name == name)
+        values = {"value": value, "length": len(value), "source": source}
+        async with self._write(conn) as c:
+            updated = await c.execute(bd.update().where(where).values(**values))
+            if updated.rowcount:
+                return
+            try:
+                async with c.begin_nested():
+                    await c.execute(bd.insert().values(buildid=buildid, name=name, **values))
+            except sa.exc.IntegrityError as exc:
+                # a concurrent writer inserted it first (the unique index decided): overwrite
+                again = await c.execute(bd.update().where(where).values(**values))
+                if not again.rowcount:
+                    raise DbError(f"cannot add data {name!r} to build {buildid}: {exc}") from exc
+
+    async def get_build_data(
+        self, buildid: int, name: str, *, conn: AsyncConnection | None = None
+    ) -> BuildData | None:
+        bd = t.build_data
+        stmt = sa.select(bd).where(bd.c.buildid == buildid, bd.c.name == name)
+        async with self._read(conn) as c:
+            row = (await c.execute(stmt)).first()
+        if row is None:
+            return None
+        return BuildData(
+            buildid=row.buildid,
+            name=row.name,
+            length=row.length,
+            source=row.source,
+            value=bytes(row.value),
+        )
+
+    async def get_all_build_data(
+        self, buildid: int, *, conn: AsyncConnection | None = None
+    ) -> list[BuildData]:
+        """Every blob of the build by name, without the values (``value`` is None)."""
+        bd = t.build_data
+        stmt = (
+            sa.select(bd.c.buildid, bd.c.name, bd.c.length, bd.c.source)
+            .where(bd.c.buildid == buildid)
+            .order_by(bd.c.name)
+        )
+        async with self._read(conn) as c:
+            return [
+                BuildData(
+                    buildid=r.buildid, name=r.name, length=r.length, source=r.source, value=None
+                )
+                for r in await c.execute(stmt)
+            ]

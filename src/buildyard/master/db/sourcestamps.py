@@ -1,0 +1,176 @@
+"""The source stamps connector: find-or-create stamps by value, read them with their patch.
+
+A stamp is identified by ``ss_hash`` (spec/database.md section 1): the sha1 of branch, revision,
+repository, project, codebase and patch id. Equal values share one row; a patch is never shared,
+so a stamp with a patch is always new.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from buildyard.master.db import schema as t
+from buildyard.master.db.arbitration import find_or_create_id
+from buildyard.master.db.base import Repository, inserted_id
+from buildyard.master.db.hashes import multi_hash
+from buildyard.master.db.query import QueryOptions, apply
+from buildyard.master.model.sourcestamps import Patch, SourceStamp
+
+_ss = t.sourcestamps
+_COLUMNS: dict[str, sa.ColumnElement[Any]] = {
+    "ssid": _ss.c.id,
+    "branch": _ss.c.branch,
+    "revision": _ss.c.revision,
+    "repository": _ss.c.repository,
+    "codebase": _ss.c.codebase,
+    "project": _ss.c.project,
+    "created_at": _ss.c.created_at,
+}
+
+
+def select_sourcestamps() -> sa.Select[Any]:
+    """Stamps joined with their (optional) patch, for :func:`sourcestamp_from_row`."""
+    p = t.patches
+    return sa.select(
+        _ss,
+        p.c.patchlevel,
+        p.c.patch_base64,
+        p.c.patch_author,
+        p.c.patch_comment,
+        p.c.subdir,
+    ).select_from(_ss.outerjoin(p, _ss.c.patchid == p.c.id))
+
+
+def sourcestamp_from_row(row: sa.Row[Any]) -> SourceStamp:
+    patch = None
+    if row.patchid is not None and row.patch_base64 is not None:
+        patch = Patch(
+            id=row.patchid,
+            body=base64.b64decode(row.patch_base64),
+            level=row.patchlevel,
+            author=row.patch_author,
+            comment=row.patch_comment,
+            subdir=row.subdir,
+        )
+    return SourceStamp(
+        id=row.id,
+        branch=row.branch,
+        revision=row.revision,
+        repository=row.repository,
+        codebase=row.codebase,
+        project=row.project,
+        created_at=row.created_at,
+        patch=patch,
+    )
+
+
+class SourcestampsRepository(Repository):
+    async def find_sourcestamp_id(
+        self,
+        *,
+        branch: str | None,
+        revision: str | None,
+        repository: str,
+        project: str,
+        codebase: str,
+        patch_body: bytes | str | None = None,
+        patch_level: int | None = None,
+        patch_author: str | None = None,
+        patch_comment: str | None = None,
+        patch_subdir: str | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> int:
+        """The id of the stamp with these values, added if new (an empty patch is no patch)."""
+        if patch_body and patch_level is None:
+            raise ValueError("a patch needs its patch_level")
+        async with self._write(conn) as c:
+            patchid = None
+            if patch_body and patch_level is not None:
+                body = patch_body.encode("utf-8") if isinstance(patch_body, str) else patch_body
+                result = await c.execute(
+                    t.patches.insert().values(
+                        patchlevel=patch_level,
+                        patch_base64=base64.b64encode(body).decode("ascii"),
+                        patch_author=patch_author or "",
+                        patch_comment=patch_comment or "",
+                        subdir=patch_subdir,
+                    )
+                )
+                patchid = inserted_id(result)
+            ss_hash = multi_hash(branch, revision, repository, project, codebase, patchid)
+            # a concurrent writer may add the same stamp: the unique index on ss_hash decides
+            return await find_or_create_id(
+                c,
+                _ss,
+                where=_ss.c.ss_hash == ss_hash,
+                values={
+                    "ss_hash": ss_hash,
+                    "branch": branch,
+                    "revision": revision,
+                    "repository": repository,
+                    "codebase": codebase,
+                    "project": project,
+                    "patchid": patchid,
+                    "created_at": self._now(),
+                },
+            )
+
+    async def get_sourcestamp(
+        self, ssid: int, *, conn: AsyncConnection | None = None
+    ) -> SourceStamp | None:
+        async with self._read(conn) as c:
+            row = (await c.execute(select_sourcestamps().where(_ss.c.id == ssid))).first()
+        return sourcestamp_from_row(row) if row else None
+
+    async def get_sourcestamps(
+        self,
+        buildsetid: int | None = None,
+        options: QueryOptions | None = None,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> list[SourceStamp]:
+        """Every stamp, or those of one buildset; filtered, sorted and paged by ``options``."""
+        stmt = select_sourcestamps()
+        if buildsetid is not None:
+            bss = t.buildset_sourcestamps
+            stmt = stmt.where(
+                _ss.c.id.in_(sa.select(bss.c.sourcestampid).where(bss.c.buildsetid == buildsetid))
+            )
+        stmt = apply(stmt, options, _COLUMNS, default_order=[_ss.c.id])
+        async with self._read(conn) as c:
+            return [sourcestamp_from_row(r) for r in await c.execute(stmt)]
+
+    async def get_sourcestamps_for_build(
+        self, buildid: int, *, conn: AsyncConnection | None = None
+    ) -> list[SourceStamp]:
+        """The stamps of the buildset the build's request belongs to."""
+        by_build = await self.get_sourcestamps_for_builds([buildid], conn=conn)
+        return by_build.get(buildid, [])
+
+    async def get_sourcestamps_for_builds(
+        self, buildids: Iterable[int], *, conn: AsyncConnection | None = None
+    ) -> dict[int, list[SourceStamp]]:
+        """buildid -> its stamps (by stamp id), for many builds in one query."""
+        ids = list(buildids)
+        if not ids:
+            return {}
+        b, br, bss = t.builds, t.buildrequests, t.buildset_sourcestamps
+        stmt = (
+            select_sourcestamps()
+            .add_columns(b.c.id.label("for_buildid"))
+            .join(bss, bss.c.sourcestampid == _ss.c.id)
+            .join(br, br.c.buildsetid == bss.c.buildsetid)
+            .join(b, b.c.buildrequestid == br.c.id)
+            .where(b.c.id.in_(ids))
+            .order_by(b.c.id, _ss.c.id)
+        )
+        out: dict[int, list[SourceStamp]] = {}
+        async with self._read(conn) as c:
+            for row in await c.execute(stmt):
+                out.setdefault(row.for_buildid, []).append(sourcestamp_from_row(row))
+        return out

@@ -1,0 +1,191 @@
+"""The steps connector: the steps of a build, numbered from 0, with unique names.
+
+A step whose name is taken in its build gets a suffix (``compile_1``, ``compile_2``, ...), cut to
+fit the 50-character column, as Buildbot does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from buildyard.master.db import schema as t
+from buildyard.master.db.base import Repository, inserted_id
+from buildyard.master.db.errors import DbError
+from buildyard.master.model.results import Results
+from buildyard.master.model.steps import Step, StepUrl
+
+MAX_NAME_LENGTH = 50
+# insert attempts when racing another writer for a number or name in the same build
+_ATTEMPTS = 20
+
+_s = t.steps
+
+
+def _step(row: sa.Row[Any]) -> Step:
+    return Step(
+        id=row.id,
+        number=row.number,
+        name=row.name,
+        buildid=row.buildid,
+        started_at=row.started_at,
+        locks_acquired_at=row.locks_acquired_at,
+        complete_at=row.complete_at,
+        state_string=row.state_string,
+        results=None if row.results is None else Results(row.results),
+        urls=tuple(StepUrl(name=u["name"], url=u["url"]) for u in json.loads(row.urls_json)),
+        hidden=bool(row.hidden),
+    )
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or the first of ``name_1``, ``name_2``, ... not in ``taken`` (cut to fit)."""
+    if name not in taken:
+        return name
+    n = 1
+    while True:
+        suffix = f"_{n}"
+        candidate = name[: MAX_NAME_LENGTH - len(suffix)] + suffix
+        if candidate not in taken:
+            return candidate
+        n += 1
+
+
+class StepsRepository(Repository):
+    async def add_step(
+        self, buildid: int, name: str, state_string: str, *, conn: AsyncConnection | None = None
+    ) -> tuple[int, int, str]:
+        """Append a step to the build; returns (stepid, number, the name it got)."""
+        if len(name) > MAX_NAME_LENGTH:
+            raise ValueError(f"step name {name!r} is longer than {MAX_NAME_LENGTH} characters")
+        async with self._write(conn) as c:
+            for _ in range(_ATTEMPTS):
+                top = await c.execute(
+                    sa.select(sa.func.max(_s.c.number)).where(_s.c.buildid == buildid)
+                )
+                found = top.scalar()
+                number = 0 if found is None else int(found) + 1
+                names = await c.execute(sa.select(_s.c.name).where(_s.c.buildid == buildid))
+                got = unique_name(name, set(names.scalars()))
+                try:
+                    async with c.begin_nested():
+                        result = await c.execute(
+                            _s.insert().values(
+                                buildid=buildid,
+                                number=number,
+                                name=got,
+                                state_string=state_string,
+                                urls_json="[]",
+                                hidden=0,
+                            )
+                        )
+                        return inserted_id(result), number, got
+                except sa.exc.IntegrityError as exc:
+                    if not await self._build_exists(c, buildid):
+                        raise DbError(f"cannot add step {name!r}: no build {buildid}") from exc
+                    # another writer took this number or name: retry with fresh values
+            raise DbError(f"cannot add step {name!r} to build {buildid}: too many conflicts")
+
+    async def _build_exists(self, c: AsyncConnection, buildid: int) -> bool:
+        found = await c.execute(sa.select(t.builds.c.id).where(t.builds.c.id == buildid))
+        return found.first() is not None
+
+    async def get_step(
+        self,
+        stepid: int | None = None,
+        *,
+        buildid: int | None = None,
+        number: int | None = None,
+        name: str | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> Step | None:
+        """A step by id, or by ``buildid`` with its ``number`` or ``name``."""
+        if stepid is not None:
+            where = _s.c.id == stepid
+        elif buildid is not None and number is not None:
+            where = sa.and_(_s.c.buildid == buildid, _s.c.number == number)
+        elif buildid is not None and name is not None:
+            where = sa.and_(_s.c.buildid == buildid, _s.c.name == name)
+        else:
+            raise ValueError("give stepid, or buildid with number or name")
+        async with self._read(conn) as c:
+            row = (await c.execute(sa.select(_s).where(where))).first()
+        return _step(row) if row else None
+
+    async def get_steps(self, buildid: int, *, conn: AsyncConnection | None = None) -> list[Step]:
+        """The build's steps in order."""
+        stmt = sa.select(_s).where(_s.c.buildid == buildid).order_by(_s.c.number)
+        async with self._read(conn) as c:
+            return [_step(r) for r in await c.execute(stmt)]
+
+    async def start_step(
+        self,
+        stepid: int,
+        *,
+        started_at: int | None = None,
+        locks_acquired: bool = False,
+        conn: AsyncConnection | None = None,
+    ) -> None:
+        """Record the start (now by default); ``locks_acquired`` also sets locks_acquired_at."""
+        when = self._now() if started_at is None else started_at
+        values: dict[str, int] = {"started_at": when}
+        if locks_acquired:
+            values["locks_acquired_at"] = when
+        async with self._write(conn) as c:
+            await c.execute(_s.update().where(_s.c.id == stepid).values(**values))
+
+    async def set_step_locks_acquired_at(
+        self, stepid: int, locks_acquired_at: int, *, conn: AsyncConnection | None = None
+    ) -> None:
+        async with self._write(conn) as c:
+            await c.execute(
+                _s.update().where(_s.c.id == stepid).values(locks_acquired_at=locks_acquired_at)
+            )
+
+    async def set_step_state_string(
+        self, stepid: int, state_string: str, *, conn: AsyncConnection | None = None
+    ) -> None:
+        async with self._write(conn) as c:
+            await c.execute(_s.update().where(_s.c.id == stepid).values(state_string=state_string))
+
+    async def add_step_url(
+        self, stepid: int, name: str, url: str, *, conn: AsyncConnection | None = None
+    ) -> None:
+        """Append ``{name, url}`` to the step's URLs unless that exact pair is there already.
+
+        Read-modify-write: the row is locked (PostgreSQL) or the write transaction is exclusive
+        (SQLite), so concurrent additions are not lost.
+        """
+        async with self._write(conn) as c:
+            stored = (
+                await c.execute(
+                    sa.select(_s.c.urls_json).where(_s.c.id == stepid).with_for_update()
+                )
+            ).scalar()
+            if stored is None:
+                raise DbError(f"cannot add a URL to step {stepid}: no such step")
+            urls = json.loads(stored)
+            item = {"name": name, "url": url}
+            if item not in urls:
+                urls.append(item)
+                await c.execute(
+                    _s.update().where(_s.c.id == stepid).values(urls_json=json.dumps(urls))
+                )
+
+    async def finish_step(
+        self,
+        stepid: int,
+        results: Results,
+        *,
+        hidden: bool = False,
+        conn: AsyncConnection | None = None,
+    ) -> None:
+        async with self._write(conn) as c:
+            await c.execute(
+                _s.update()
+                .where(_s.c.id == stepid)
+                .values(complete_at=self._now(), results=int(results), hidden=int(hidden))
+            )

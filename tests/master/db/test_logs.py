@@ -1,0 +1,222 @@
+"""The logs connector on both backends: chunk boundaries, line reads, compression."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+
+import pytest
+import sqlalchemy as sa
+
+from buildyard.master.db import schema as t
+from buildyard.master.db.connector import Database
+from buildyard.master.db.errors import DbError, LogSlugExists
+from buildyard.master.db.logs import LogsRepository, chunk_lines
+from buildyard.master.model.logs import LogType
+from buildyard.testing.clock import FakeClock
+from tests.master.db import _rows
+
+
+def _repo(database: Database, clock: FakeClock) -> LogsRepository:
+    return LogsRepository(engine=database.engine, clock=clock)
+
+
+async def _log(database: Database, clock: FakeClock, type: str = "s") -> int:
+    _builderid, _buildid, stepid = await _rows.add_running_step(database)
+    return await _repo(database, clock).add_log(stepid, "stdio", "stdio", type)
+
+
+async def _chunks(database: Database, logid: int) -> list[tuple[int, int, bytes, int]]:
+    lc = t.logchunks
+    async with database.reading() as c:
+        rows = await c.execute(
+            sa.select(lc.c.first_line, lc.c.last_line, lc.c.content, lc.c.compressed)
+            .where(lc.c.logid == logid)
+            .order_by(lc.c.first_line)
+        )
+        return [(r.first_line, r.last_line, bytes(r.content), r.compressed) for r in rows]
+
+
+async def test_add_and_get_logs(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    _builderid, _buildid, stepid = await _rows.add_running_step(database)
+    a = await repo.add_log(stepid, "stdio", "stdio", "s")
+    b = await repo.add_log(stepid, "Build Report", "build_report", LogType.HTML)
+    log = await repo.get_log(a)
+    assert log is not None
+    assert (log.id, log.name, log.slug, log.stepid, log.complete, log.num_lines, log.type) == (
+        a,
+        "stdio",
+        "stdio",
+        stepid,
+        False,
+        0,
+        LogType.STDIO,
+    )
+    by_slug = await repo.get_log_by_slug(stepid, "build_report")
+    assert by_slug is not None and (by_slug.id, by_slug.type) == (b, LogType.HTML)
+    assert await repo.get_log_by_slug(stepid, "nope") is None
+    assert [x.id for x in await repo.get_logs(stepid)] == [a, b]
+    await repo.finish_log(a)
+    done = await repo.get_log(a)
+    assert done is not None and done.complete
+    assert await repo.get_log(9999) is None
+
+
+async def test_duplicate_slug_is_a_clear_error(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    _builderid, _buildid, stepid = await _rows.add_running_step(database)
+    await repo.add_log(stepid, "stdio", "stdio", "s")
+    with pytest.raises(LogSlugExists, match="stdio"):
+        await repo.add_log(stepid, "other name", "stdio", "t")
+    with pytest.raises(ValueError, match="'x'"):
+        await repo.add_log(stepid, "n", "n", "x")
+    with pytest.raises(ValueError, match="longer than 50"):
+        await repo.add_log(stepid, "n", "s" * 51, "t")
+
+
+async def test_append_and_read_lines(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock)
+    assert await repo.append_log(logid, "hline one\nostdout\n") == (0, 1)
+    assert await repo.append_log(logid, "eerr\n\n") == (2, 3)
+    # stream prefixes are kept as given; an empty line is a line
+    assert await repo.get_log_lines(logid, 0, 3) == "hline one\nostdout\neerr\n\n"
+    assert await repo.get_log_lines(logid, 1, 2) == "ostdout\neerr\n"
+    assert await repo.get_log_lines(logid, 3, 100) == "\n"
+    assert await repo.get_log_lines(logid, 2, 1) == ""
+    log = await repo.get_log(logid)
+    assert log is not None and log.num_lines == 4
+    assert await _chunks(database, logid) == [
+        (0, 1, b"hline one\nostdout", 0),
+        (2, 3, b"eerr\n", 0),
+    ]
+
+
+async def test_append_needs_whole_lines_and_a_log(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock)
+    with pytest.raises(ValueError, match="newline"):
+        await repo.append_log(logid, "partial")
+    with pytest.raises(ValueError, match="newline"):
+        await repo.append_log(logid, "")
+    assert await repo.append_log(9999, "x\n") is None
+
+
+async def test_chunks_hold_at_most_1000_lines(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock, "t")
+    content = "".join(f"line {i}\n" for i in range(2500))
+    assert await repo.append_log(logid, content) == (0, 2499)
+    chunks = await _chunks(database, logid)
+    assert [(first, last) for first, last, _, _ in chunks] == [(0, 999), (1000, 1999), (2000, 2499)]
+    assert chunks[1][2] == "\n".join(f"line {i}" for i in range(1000, 2000)).encode()
+    assert (
+        await repo.get_log_lines(logid, 998, 1001) == "line 998\nline 999\nline 1000\nline 1001\n"
+    )
+    assert await repo.get_log_lines(logid, 0, 2499) == content
+
+
+async def test_chunks_hold_at_most_64k_bytes(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock, "t")
+    # 100-byte lines (99 + newline): 655 fit in 65536 bytes, the 656th does not
+    lines = [f"{i:04d}" + "x" * 95 + "\n" for i in range(700)]
+    assert await repo.append_log(logid, "".join(lines)) == (0, 699)
+    chunks = await _chunks(database, logid)
+    assert [(first, last) for first, last, _, _ in chunks] == [(0, 654), (655, 699)]
+    assert len(chunks[0][2]) == 655 * 100 - 1
+    assert all(len(content) <= 65536 for _, _, content, _ in chunks)
+    assert await repo.get_log_lines(logid, 654, 655) == lines[654] + lines[655]
+
+
+async def test_overlong_line_gets_own_truncated_chunk(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock, "t")
+    # a 3-byte character straddles the cut at 65535 bytes: it goes entirely
+    long = "a" * 65533 + "€" + "b" * 10
+    assert await repo.append_log(logid, f"before\n{long}\nafter\n") == (0, 2)
+    chunks = await _chunks(database, logid)
+    assert [(first, last) for first, last, _, _ in chunks] == [(0, 0), (1, 1), (2, 2)]
+    assert chunks[1][2] == b"a" * 65533
+    exactly = "c" * 65535
+    assert await repo.append_log(logid, exactly + "\n") == (3, 3)
+    assert (await _chunks(database, logid))[3][2] == exactly.encode()
+    assert await repo.get_log_lines(logid, 1, 3) == "a" * 65533 + "\nafter\n" + exactly + "\n"
+    log = await repo.get_log(logid)
+    assert log is not None and log.num_lines == 4
+
+
+def test_chunk_lines_limits() -> None:
+    assert list(chunk_lines("a\n")) == [(b"a", 1)]
+    assert list(chunk_lines("\n\n")) == [(b"\n", 2)]
+    # exactly 65536 bytes with newlines fit one chunk; one more byte does not
+    fit = ["x" * 65535 + "\n"]
+    assert [n for _, n in chunk_lines("".join(fit))] == [1]
+    two = ["x" * 32767 + "\n", "y" * 32767 + "\n"]
+    assert [n for _, n in chunk_lines("".join(two))] == [2]
+    over = ["x" * 32767 + "\n", "y" * 32768 + "\n"]
+    assert [n for _, n in chunk_lines("".join(over))] == [1, 1]
+    assert [n for _, n in chunk_lines("z\n" * 1001)] == [1000, 1]
+
+
+async def test_concurrent_appends_do_not_overlap(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock)
+    spans = await asyncio.gather(*(repo.append_log(logid, f"o{i}\no{i}\n") for i in range(6)))
+    assert sorted(s for s in spans if s is not None) == [(i, i + 1) for i in range(0, 12, 2)]
+    text = await repo.get_log_lines(logid, 0, 11)
+    lines = text.splitlines()
+    assert len(lines) == 12 and all(lines[i] == lines[i + 1] for i in range(0, 12, 2))
+
+
+async def test_reads_gzip_chunks_and_compresses(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock, "t")
+    content = "".join(f"compile unit {i} ok\n" for i in range(50))
+    for i in range(0, 50, 5):
+        await repo.append_log(logid, "".join(content.splitlines(True)[i : i + 5]))
+    assert len(await _chunks(database, logid)) == 10
+    saved = await repo.compress_log(logid)
+    chunks = await _chunks(database, logid)
+    assert [(first, last, compressed) for first, last, _, compressed in chunks] == [(0, 49, 1)]
+    assert zlib.decompress(chunks[0][2]) == content[:-1].encode()
+    assert saved == len(content) - 10 - len(chunks[0][2])
+    assert await repo.get_log_lines(logid, 0, 49) == content
+    assert await repo.get_log_lines(logid, 10, 11) == "compile unit 10 ok\ncompile unit 11 ok\n"
+    # nothing left to gain
+    assert await repo.compress_log(logid) == 0
+    await repo.append_log(logid, "more\n")
+    assert await repo.get_log_lines(logid, 49, 50) == "compile unit 49 ok\nmore\n"
+
+
+async def test_unsupported_compression_is_a_clear_error(
+    database: Database, clock: FakeClock
+) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock, "t")
+    async with database.transaction() as c:
+        await c.execute(
+            t.logchunks.insert().values(
+                logid=logid, first_line=0, last_line=0, content=b"?", compressed=4
+            )
+        )
+    with pytest.raises(DbError, match="compression 4"):
+        await repo.get_log_lines(logid, 0, 0)
+
+
+async def test_delete_old_logs(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    _builderid, buildid, old_step = await _rows.add_running_step(database)
+    new_step = await _rows.add_step(database, buildid, number=1, started_at=500)
+    old = await repo.add_log(old_step, "old", "old", "s")  # the step started at 0
+    new = await repo.add_log(new_step, "new", "new", "s")
+    await repo.append_log(old, "oa\n" * 1500)
+    await repo.append_log(new, "ob\n")
+    assert await repo.delete_old_logs(100) == 2
+    old_log, new_log = await repo.get_log(old), await repo.get_log(new)
+    assert old_log is not None and old_log.type == LogType.DELETED
+    assert new_log is not None and new_log.type == LogType.STDIO
+    assert await repo.get_log_lines(old, 0, 10) == ""
+    assert await repo.get_log_lines(new, 0, 0) == "ob\n"
+    assert await repo.delete_old_logs(100) == 0
