@@ -13,6 +13,7 @@ inert object, so loading goes on and every other mistake is found in the same ru
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
@@ -28,11 +29,17 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=512)
+def _signature(cls: type) -> inspect.Signature:
+    """The constructor's signature; computed once per class (configs build thousands)."""
+    return inspect.signature(cls.__init__)  # type: ignore[misc]  # the class's own
+
+
 def _bind(cls: type, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
     """The constructor arguments by parameter name, defaults filled in, so that ``Worker("w",
     "p")`` and ``Worker(name="w", password="p", max_builds=None)`` record the same thing."""
     try:
-        signature = inspect.signature(cls.__init__)  # type: ignore[misc]  # the class's own
+        signature = _signature(cls)
         bound = signature.bind(None, *args, **kwargs)
     except (TypeError, ValueError):
         # The constructor itself will refuse these arguments with a better message.

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import os
 import sys
 import types
@@ -82,6 +83,15 @@ class ConfigWarning(UserWarning):
     """A configuration warning issued outside a :func:`collecting_config_errors` scope."""
 
 
+@functools.lru_cache(maxsize=1024)
+def _resolved(filename: str) -> str:
+    # resolving is a handful of syscalls, and every config object asks for the same few files
+    try:
+        return str(Path(filename).resolve())
+    except OSError:
+        return filename
+
+
 @dataclasses.dataclass(slots=True)
 class _Scope:
     errors: ConfigErrors
@@ -92,10 +102,7 @@ class _Scope:
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     def is_user_file(self, filename: str) -> bool:
-        try:
-            resolved = str(Path(filename).resolve())
-        except OSError:
-            resolved = filename
+        resolved = _resolved(filename)
         if resolved in self.user_files:
             return True
         # buildyard's own files never count, even when a master's basedir holds them

@@ -260,3 +260,13 @@ async def test_links_to_missing_rows_are_errors_not_duplicates(
     with pytest.raises(DbError, match="builder_masters: row refused"):
         await repo.update_builder_list(999, [bid])
     assert await _count(database, t.builder_masters) == 0
+
+
+async def test_find_builder_ids_reads_known_and_creates_new(database: Database) -> None:
+    known = await database.builders.find_builder_id("known")
+    names = ["known", *(f"new{i}" for i in range(600))]  # more than one SELECT batch
+    ids = await database.builders.find_builder_ids(names)
+    assert ids["known"] == known
+    assert len(set(ids.values())) == len(names)
+    assert await database.builders.find_builder_ids(names) == ids
+    assert {b.name: b.id for b in await database.builders.get_builders()} == ids

@@ -142,8 +142,11 @@ class Updates:
 
         Returns the id of each builder by name.
         """
-        ids = {name: await self._db.builders.find_builder_id(name) for name in builder_names}
-        added, removed = await self._db.builders.update_builder_list(masterid, list(ids.values()))
+        async with self._db.transaction() as conn:
+            ids = await self._db.builders.find_builder_ids(builder_names, conn=conn)
+            added, removed = await self._db.builders.update_builder_list(
+                masterid, list(ids.values()), conn=conn
+            )
         names = {v: k for k, v in ids.items()}
         for builderid in removed:
             self._mq.produce(
