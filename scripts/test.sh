@@ -4,8 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export BUILDYARD_BUILDBOT_VENV=${BUILDYARD_BUILDBOT_VENV:-$HOME/.cache/buildyard/buildbot-4.3.0}
-echo "== ruff"; .venv/bin/ruff check src tests
-.venv/bin/ruff format --check src tests
+echo "== ruff"; .venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
 echo "== mypy"; .venv/bin/mypy
 echo "== import layers"; .venv/bin/lint-imports
 echo "== pytest"; .venv/bin/pytest -n "${BUILDYARD_TEST_WORKERS:-auto}" "$@"
