@@ -10,6 +10,8 @@ class FakeClock:
         self._now = start
         self._mono = 0.0
         self._changed = asyncio.Event()
+        # coroutines inside sleep(): advance only once the ones you expect are waiting
+        self.sleepers = 0
 
     def now(self) -> float:
         return self._now
@@ -19,8 +21,12 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         wake = self._mono + seconds
-        while self._mono < wake:
-            await self._changed.wait()
+        self.sleepers += 1
+        try:
+            while self._mono < wake:
+                await self._changed.wait()
+        finally:
+            self.sleepers -= 1
 
     def advance(self, seconds: float) -> None:
         self._now += seconds

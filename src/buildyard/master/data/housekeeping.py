@@ -40,8 +40,9 @@ class Housekeeping(Service):
     async def check_in(self) -> list[int]:
         assert self.masterid is not None
         await self._updates.master_active(name=self.master_name, masterid=self.masterid)
-        self.checkins += 1
-        return await self._updates.expire_masters(expire_after=self.expire_after)
+        expired = await self._updates.expire_masters(expire_after=self.expire_after)
+        self.checkins += 1  # completed ones
+        return expired
 
     async def _loop(self) -> None:
         while True:
