@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -91,7 +91,9 @@ async def _upgrade_db(basedir: Path, db_url: str) -> bool:
     db = Database(db_url, clock=SystemClock(), basedir=basedir)
     try:
         changed = await migrate.upgrade(db)
-        await db.masters.set_all_masters_active_long_ago()
+        if changed:
+            # as Buildbot does: every master gets housekept at its next start
+            await db.masters.set_all_masters_active_long_ago()
         return changed
     finally:
         await db.close()
@@ -102,6 +104,9 @@ async def _upgrade_db(basedir: Path, db_url: str) -> bool:
 
 def cmd_upgrade_master(args: argparse.Namespace) -> int:
     basedir = Path(args.basedir).resolve()
+    pid = _read_pid(basedir)
+    if pid is not None:
+        return _fail(f"the master in {basedir} is running (pid {pid}); stop it before upgrading")
     config = _load(basedir, args.config)
     if config is None:
         return 1
@@ -140,15 +145,15 @@ def _run_master(basedir: Path, configfile: str) -> int:
         return 1
 
     async def main() -> int:
-        master = BuildMaster(basedir, config=config)
-        try:
-            await master.start()
-        except DbError as exc:
-            return _fail(str(exc))
         pidfile = basedir / PIDFILE
         pidfile.write_text(f"{os.getpid()}\n")
         try:
-            return await master.run_until_stopped()
+            master = BuildMaster(basedir, config=config)
+            return await master.run()
+        except DbError as exc:
+            return _fail(str(exc))
+        except OSError as exc:  # a port that cannot be had
+            return _fail(f"cannot listen: {exc}")
         finally:
             with contextlib.suppress(FileNotFoundError):
                 pidfile.unlink()
@@ -161,10 +166,11 @@ def _tail_until(
     offset: int,
     words: Sequence[str],
     *,
-    proc: subprocess.Popen[bytes] | None,
+    alive: Callable[[], bool],
     timeout: float,
 ) -> str | None:
-    """Wait until a new line of ``logfile`` contains one of ``words``; return that word."""
+    """Wait until a new line of ``logfile`` contains one of ``words``; return that word, or
+    None if the time runs out or the master is no longer ``alive()``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(FileNotFoundError), logfile.open("rb") as f:
@@ -173,7 +179,7 @@ def _tail_until(
             for word in words:
                 if word in text:
                     return word
-        if proc is not None and proc.poll() is not None:
+        if not alive():
             return None
         time.sleep(0.1)
     return None
@@ -220,15 +226,17 @@ def cmd_start(args: argparse.Namespace) -> int:
             start_new_session=True,
         )
     found = _tail_until(
-        logfile, offset, ["master_started", "www_listening"], proc=proc, timeout=START_TIMEOUT
+        logfile,
+        offset,
+        ["master_started"],
+        alive=lambda: proc.poll() is None,
+        timeout=START_TIMEOUT,
     )
-    if found is None:
+    if found is None or proc.poll() is not None:
         if proc.poll() is None:
             proc.terminate()
         tail = logfile.read_text(errors="replace")[offset:][-3000:]
         return _fail(f"the master did not start; the end of {logfile}:\n{tail}")
-    # give www_listening a moment when it comes after master_started
-    _tail_until(logfile, offset, ["master_started"], proc=proc, timeout=START_TIMEOUT)
     text = logfile.read_text(errors="replace")[offset:]
     print(f"buildyard master started in {basedir} (pid {proc.pid}); log: {logfile}")
     for line in text.splitlines():
@@ -276,7 +284,11 @@ def cmd_reconfig(args: argparse.Namespace) -> int:
     offset = _log_offset(logfile)
     os.kill(pid, signal.SIGHUP)
     found = _tail_until(
-        logfile, offset, ["reconfig_done", "reconfig_failed"], proc=None, timeout=START_TIMEOUT
+        logfile,
+        offset,
+        ["reconfig_done", "reconfig_failed"],
+        alive=lambda: _read_pid(basedir) == pid,
+        timeout=START_TIMEOUT,
     )
     text = logfile.read_text(errors="replace")[offset:]
     for line in text.splitlines():
@@ -285,6 +297,8 @@ def cmd_reconfig(args: argparse.Namespace) -> int:
     if found == "reconfig_done":
         return 0
     if found is None:
+        if _read_pid(basedir) != pid:
+            return _fail(f"the master stopped during the reconfig; see {logfile}")
         return _fail(f"no answer to the reconfig within {START_TIMEOUT:.0f}s; see {logfile}")
     return 1
 

@@ -136,6 +136,7 @@ class BuildMaster(Service):
             clock=self.clock,
             interval=config.housekeeping_interval,
             expire_after=config.housekeeping_expire_after,
+            on_reactivated=self._reregister,
         )
         self.workers = WorkerManager()
         self.change_svc = ChangeManager()
@@ -161,9 +162,9 @@ class BuildMaster(Service):
     async def start(self) -> None:
         self.failures = asyncio.Queue()
         updates = self.data.updates
-        # the database first: everything after needs this master's id
-        await self.child("db").start()
         try:
+            # the database first: everything after needs this master's id
+            await self.child("db").start()
             self.masterid = await updates.find_master_id(self.master_name)
             await updates.master_stopped(name=self.master_name, masterid=self.masterid)
             await updates.expire_masters(
@@ -186,6 +187,26 @@ class BuildMaster(Service):
         )
 
     async def stop(self) -> None:
+        """Stop in the order that keeps the database honest (spec/database.md section 6).
+
+        The heartbeat goes first, so nothing marks this master active again; then the
+        services that do work; then, while the database and the queue are still up, this
+        master is marked stopped and what it held is released; the rest stops last.
+        """
+        errors: list[BaseException] = []
+        for svc in (
+            self.housekeeping,
+            self.www,
+            self.scheduler_manager,
+            self.botmaster,
+            self.change_svc,
+            self.workers,
+        ):
+            try:
+                await svc.stop()
+            except Exception as exc:  # keep stopping the others
+                log.exception("service_stop_failed", service=svc.path)
+                errors.append(exc)
         if self.masterid is not None and self.child("db").running:
             try:
                 await self.data.updates.master_stopped(
@@ -194,7 +215,10 @@ class BuildMaster(Service):
             except Exception:
                 log.exception("master_stop_bookkeeping_failed", masterid=self.masterid)
         await super().stop()
+        await self.db.close()  # also when the start failed before the db service ran
         log.info("master_stopped", master=self.master_name, masterid=self.masterid)
+        if errors:
+            raise ExceptionGroup("services failed to stop", errors)  # type: ignore[type-var]
 
     async def _apply(self, config: MasterConfig) -> dict[str, Any]:
         """Make the running services match ``config``; unchanged children keep running."""
@@ -226,6 +250,11 @@ class BuildMaster(Service):
             "change_sources": sources,
         }
 
+    async def _reregister(self) -> None:
+        """Link this master's builders again after another master expired it."""
+        assert self.masterid is not None
+        await self.botmaster.apply_builders(masterid=self.masterid, configs=self.config.builders)
+
     async def reconfig(self) -> bool:
         """Re-read master.cfg and apply it; a bad config leaves the running one untouched."""
         async with self._reconfig_lock:
@@ -243,7 +272,12 @@ class BuildMaster(Service):
                 return False
             if new.db_url != self.config.db_url:
                 log.warning("config_warning", message="db_url cannot change on reconfig; ignored")
-            result = await self._apply(new)
+            try:
+                result = await self._apply(new)
+            except Exception as exc:
+                # e.g. the new www port is taken: what was applied stays, the master runs on
+                log.exception("reconfig_failed", reason=f"applying the new configuration: {exc}")
+                return False
             self.reconfig_count += 1
             b = result["builders"]
             log.info(
@@ -255,29 +289,42 @@ class BuildMaster(Service):
             )
             return True
 
-    async def run_until_stopped(self) -> int:
-        """Run until SIGTERM/SIGINT (clean stop), reconfiguring on SIGHUP. Returns an exit code."""
+    async def run(self) -> int:
+        """Start, run until SIGTERM/SIGINT/SIGUSR1 (clean stop) or a failed task, then stop.
+
+        SIGHUP reconfigures. The handlers are in place before start-up, so a signal during
+        start-up still ends in a clean stop. Returns the exit code.
+        """
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGUSR1, stop.set)
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: self.spawn(self._reconfig_task(), name="reconfig")
-        )
-        assert self.failures is not None
-        failure = asyncio.ensure_future(self.failures.get())
-        stopping = asyncio.ensure_future(stop.wait())
+        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+        for sig in stops:
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         try:
-            done, _ = await asyncio.wait({failure, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await self.start()
+            assert self.failures is not None
+            failure = loop.create_task(self.failures.get())
+            stopping = loop.create_task(stop.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {failure, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                failure.cancel()
+                stopping.cancel()
+            code = 1 if failure in done else 0
+            await self.stop()
+            return code
         finally:
-            failure.cancel()
-            stopping.cancel()
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
+            for sig in (*stops, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-        code = 1 if failure in done else 0
-        await self.stop()
-        return code
+
+    def _on_sighup(self) -> None:
+        if self.masterid is None or not self.running:
+            log.warning("reconfig_ignored", reason="the master is still starting")
+            return
+        _ = self.spawn(self._reconfig_task(), name="reconfig")
 
     async def _reconfig_task(self) -> None:
         await self.reconfig()

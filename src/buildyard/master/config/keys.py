@@ -15,6 +15,7 @@ from pathlib import Path
 
 from buildyard.common.config_object import is_placeholder, report_if_placeholder
 from buildyard.common.errors import config_error, config_warning
+from buildyard.common.ports import parse_port
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.config.assignments import KeyLines
 from buildyard.master.config.master_config import (
@@ -23,6 +24,8 @@ from buildyard.master.config.master_config import (
     MasterConfig,
     default_validation,
 )
+from buildyard.master.db.engine import normalize_url
+from buildyard.master.db.errors import UnsupportedDatabase
 from buildyard.master.workers.config import Worker
 
 __all__ = ["did_you_mean", "read_config"]
@@ -225,6 +228,11 @@ def _db(reader: _Reader) -> tuple[str, Mapping[str, object]]:
     if not isinstance(url, str):
         reader.error(key, f"the db_url must be a string, not {_type_name(url)}")
         url = DEFAULT_DB_URL
+    try:
+        normalize_url(url)
+    except UnsupportedDatabase as exc:
+        reader.error(key, str(exc))
+        url = DEFAULT_DB_URL
     return url, types.MappingProxyType(dict(kwargs))
 
 
@@ -270,13 +278,11 @@ def _www(reader: _Reader) -> Mapping[str, object]:
     reader.unknown_subkeys("www", given, _WWW_KEYS)
     www.update(given)
     port = www["port"]
-    if port is not None and not (
-        isinstance(port, str) or (isinstance(port, int) and not isinstance(port, bool))
-    ):
-        reader.error(
-            "www",
-            f"c['www']['port'] must be a port number or a string like 'tcp:8010', not {port!r}",
-        )
+    if port is not None:
+        try:
+            parse_port(port)
+        except ValueError as exc:
+            reader.error("www", f"c['www']['port']: {exc}")
     return types.MappingProxyType(www)
 
 

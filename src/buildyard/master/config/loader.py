@@ -13,6 +13,7 @@ forgotten, so the next load (a reconfig) reads them again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import importlib
@@ -110,7 +111,9 @@ def _execute(path: Path, source: str, basedir: Path, errors: ConfigErrors) -> di
         except SyntaxError as exc:  # in a module master.cfg imports
             config_error(_describe(exc), location=_syntax_location(exc, path))
             return None
-        except Exception as exc:
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise
+        except BaseException as exc:  # SystemExit too: master.cfg must not end the master
             config_error(_describe(exc), location=_failing_line(exc.__traceback__, path, basedir))
             return None
     return namespace

@@ -7,6 +7,8 @@ marks inactive every master silent for more than ``expire_after`` seconds, undoi
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import structlog
 
 from buildyard.common.clock import Clock
@@ -18,9 +20,18 @@ log = structlog.get_logger(__name__)
 
 class Housekeeping(Service):
     def __init__(
-        self, *, updates: Updates, clock: Clock, interval: float, expire_after: float
+        self,
+        *,
+        updates: Updates,
+        clock: Clock,
+        interval: float,
+        expire_after: float,
+        on_reactivated: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__("housekeeping")
+        # called when a check-in finds this master marked inactive (another master expired
+        # it while it was stalled): its builder links are gone and must be made again
+        self._on_reactivated = on_reactivated
         self._updates = updates
         self._clock = clock
         self.interval = interval
@@ -39,7 +50,12 @@ class Housekeeping(Service):
 
     async def check_in(self) -> list[int]:
         assert self.masterid is not None
-        await self._updates.master_active(name=self.master_name, masterid=self.masterid)
+        if (
+            await self._updates.master_active(name=self.master_name, masterid=self.masterid)
+            and self._on_reactivated is not None
+        ):
+            log.warning("master_reactivated", masterid=self.masterid)
+            await self._on_reactivated()
         expired = await self._updates.expire_masters(expire_after=self.expire_after)
         self.checkins += 1  # completed ones
         return expired

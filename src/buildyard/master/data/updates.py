@@ -32,28 +32,33 @@ class Updates:
     async def find_master_id(self, name: str) -> int:
         return await self._db.masters.find_master_id(name)
 
-    async def master_active(self, *, name: str, masterid: int) -> None:
-        """Check in: mark the master active now; announce it if it was not."""
+    async def master_active(self, *, name: str, masterid: int) -> bool:
+        """Check in: mark the master active now; announce it if it was not (and say so)."""
         if await self._db.masters.set_master_state(masterid, active=True):
             self._mq.produce(
                 keys.master_event(masterid, "started"),
                 {"masterid": masterid, "name": name, "active": True},
             )
+            return True
+        return False
 
     async def master_stopped(self, *, name: str, masterid: int) -> None:
         """The master stops (or finds its previous run dead): undo what it held, announce it."""
         async with self._db.transaction() as conn:
             master = await self._db.masters.get_master(masterid, conn=conn)
-            if master is None or not master.active:
+            if master is None:
                 return
-            # clean up before the state flips: unlinking tells us which builders to announce
+            # Clean up even when the master never became active (a start that failed half-way
+            # registered builders); before the state flips, since unlinking tells us which
+            # builders to announce.
             cleanup = await self._db.masters.deactivation_cleanup(masterid, conn=conn)
             await self._db.masters.set_master_state(masterid, active=False, conn=conn)
         self._announce_cleanup(cleanup)
-        self._mq.produce(
-            keys.master_event(masterid, "stopped"),
-            {"masterid": masterid, "name": name, "active": False},
-        )
+        if master.active:
+            self._mq.produce(
+                keys.master_event(masterid, "stopped"),
+                {"masterid": masterid, "name": name, "active": False},
+            )
 
     async def expire_masters(
         self, *, expire_after: float, force_housekeeping: bool = False
@@ -70,10 +75,19 @@ class Updates:
             if not master.active and not force_housekeeping:
                 continue
             async with self._db.transaction() as conn:
-                cleanup = await self._db.masters.deactivation_cleanup(master.id, conn=conn)
-                changed = await self._db.masters.set_master_state(
-                    master.id, active=False, conn=conn
+                # re-checked in this transaction: a master that checked in since is left alone
+                changed = await self._db.masters.mark_inactive_if_stale(
+                    master.id, older_than=cutoff, conn=conn
                 )
+                current = await self._db.masters.get_master(master.id, conn=conn)
+                if not changed and (
+                    not force_housekeeping
+                    or current is None
+                    or current.active
+                    or current.last_active >= cutoff
+                ):
+                    continue
+                cleanup = await self._db.masters.deactivation_cleanup(master.id, conn=conn)
             self._announce_cleanup(cleanup)
             if changed:
                 expired.append(master.id)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from buildyard.master.db.errors import UnsupportedDatabase
+from buildyard.master.db.errors import DbError, UnsupportedDatabase
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "buildyard_write"
@@ -87,10 +87,29 @@ def _configure_sqlite(engine: AsyncEngine, *, wal: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+_CONNECT_ERRORS = (OSError, sa.exc.OperationalError, sa.exc.InterfaceError)
+
+
+@contextlib.asynccontextmanager
+async def _connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection; failing to get one is a DbError naming the database (not a traceback
+    from the driver)."""
+    connected = False
+    try:
+        async with engine.connect() as conn:
+            connected = True
+            yield conn
+    except _CONNECT_ERRORS as exc:
+        if connected:
+            raise
+        where = engine.url.render_as_string(hide_password=True)
+        raise DbError(f"cannot connect to the database {where}: {exc}") from exc
+
+
 @contextlib.asynccontextmanager
 async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection inside a write transaction: committed on exit, rolled back on error."""
-    async with engine.connect() as raw:
+    async with _connection(engine) as raw:
         conn = await raw.execution_options(**{_WRITE: True})
         async with conn.begin():
             yield conn
@@ -99,5 +118,5 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
 @contextlib.asynccontextmanager
 async def read_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection inside a read-only snapshot."""
-    async with engine.connect() as conn, conn.begin():
+    async with _connection(engine) as conn, conn.begin():
         yield conn

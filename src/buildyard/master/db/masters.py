@@ -51,24 +51,41 @@ class MastersRepository(Repository):
 
         Returns whether the state changed.
         """
+        m = t.masters
         async with self._write(conn) as c:
-            was = (
-                await c.execute(sa.select(t.masters.c.active).where(t.masters.c.id == masterid))
-            ).scalar()
-            if was is None:
-                return False
             if active:
-                await c.execute(
-                    t.masters.update()
-                    .where(t.masters.c.id == masterid)
+                # One conditional UPDATE decides "was it inactive?" atomically: under PostgreSQL's
+                # READ COMMITTED a concurrent expiry is re-checked against the committed row.
+                flipped = await c.execute(
+                    m.update()
+                    .where(m.c.id == masterid, m.c.active == 0)
                     .values(active=1, last_active=self._now())
                 )
-            else:
-                await self._unlink(c, masterid)
+                if flipped.rowcount:
+                    return True
                 await c.execute(
-                    t.masters.update().where(t.masters.c.id == masterid).values(active=0)
+                    m.update().where(m.c.id == masterid).values(last_active=self._now())
                 )
-            return bool(was) != active
+                return False
+            await self._unlink(c, masterid)
+            flipped = await c.execute(
+                m.update().where(m.c.id == masterid, m.c.active != 0).values(active=0)
+            )
+            return bool(flipped.rowcount)
+
+    async def mark_inactive_if_stale(
+        self, masterid: int, *, older_than: int, conn: AsyncConnection | None = None
+    ) -> bool:
+        """Mark the master inactive only if it is active and its last check-in is before
+        ``older_than``; whether it did. A check-in that lands first wins."""
+        m = t.masters
+        async with self._write(conn) as c:
+            result = await c.execute(
+                m.update()
+                .where(m.c.id == masterid, m.c.active != 0, m.c.last_active < older_than)
+                .values(active=0)
+            )
+            return bool(result.rowcount)
 
     async def _unlink(self, c: AsyncConnection, masterid: int) -> tuple[list[int], ...]:
         """Delete the master's ownership links; return the builder, scheduler, change source ids."""

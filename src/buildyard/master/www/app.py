@@ -6,44 +6,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from buildyard.common.errors import ConfigError
+from buildyard.common.ports import Listen, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.www import rest
 
 log = structlog.get_logger(__name__)
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class Listen:
-    host: str | None
-    port: int
-
-
-def parse_port(port: Any) -> Listen:
-    """Buildbot's www port forms -> where to listen."""
-    if isinstance(port, int) and not isinstance(port, bool):
-        return Listen(host=None, port=port)
-    if isinstance(port, str):
-        if port.isdigit():
-            return Listen(host=None, port=int(port))
-        parts = port.split(":")
-        if parts[0] == "tcp" and len(parts) >= 2 and parts[1].isdigit():
-            host = None
-            for extra in parts[2:]:
-                key, _, value = extra.partition("=")
-                if key != "interface":
-                    raise ConfigError(f"www port {port!r}: unknown option {key!r}")
-                host = value
-            return Listen(host=host, port=int(parts[1]))
-    raise ConfigError(f"www port {port!r}: expected an integer or 'tcp:PORT[:interface=ADDR]'")
 
 
 def make_app(*, data: DataAPI, title: str) -> web.Application:
@@ -64,25 +38,33 @@ class WWWService(Service):
         super().__init__("www")
         self._data = data
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
         self._listen: Listen | None = None
         self._title = "buildyard"
         self.port: int | None = None
 
     async def reconfigure(self, www: Mapping[str, Any], *, title: str) -> None:
-        """Serve on ``www['port']`` (restarting the listener only when the address changed)."""
+        """Serve on ``www['port']``, restarting the listener only when the address changed.
+
+        The new listener is bound before the old one closes, so a port that cannot be had
+        (OSError) leaves the current one serving.
+        """
         listen = parse_port(www["port"]) if www.get("port") is not None else None
         if listen == self._listen and title == self._title:
             return
-        await self._close()
-        self._listen, self._title = listen, title
         if listen is None or not self.running:
+            await self._close()
+            self._listen, self._title = listen, title
             return
-        self._runner = web.AppRunner(make_app(data=self._data, title=title), access_log=None)
-        await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host=listen.host, port=listen.port)
-        await self._site.start()
-        sockets = self._runner.addresses
+        runner = web.AppRunner(make_app(data=self._data, title=title), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host=listen.host, port=listen.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        await self._close()
+        self._runner, self._listen, self._title = runner, listen, title
+        sockets = runner.addresses
         self.port = int(sockets[0][1]) if sockets else listen.port
         log.info(
             "www_listening",
@@ -94,7 +76,7 @@ class WWWService(Service):
     async def _close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-        self._runner = self._site = None
+        self._runner = None
         self.port = None
 
     async def stop_service(self) -> None:

@@ -1,0 +1,40 @@
+"""Buildbot's port spellings: a number, or a strports string ``tcp:PORT[:interface=ADDR]``.
+
+Shared by the config checks (so checkconfig catches a bad port) and the servers that listen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Listen:
+    # None: every interface
+    host: str | None
+    port: int
+
+
+def parse_port(spec: object) -> Listen:
+    """Where ``spec`` says to listen; ValueError naming the problem otherwise."""
+    listen: Listen | None = None
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        listen = Listen(host=None, port=spec)
+    elif isinstance(spec, str):
+        if spec.isdigit():
+            listen = Listen(host=None, port=int(spec))
+        else:
+            parts = spec.split(":")
+            if parts[0] == "tcp" and len(parts) >= 2 and parts[1].isdigit():
+                host = None
+                for extra in parts[2:]:
+                    key, _, value = extra.partition("=")
+                    if key != "interface" or not value:
+                        raise ValueError(f"port {spec!r}: unknown option {extra!r}")
+                    host = value
+                listen = Listen(host=host, port=int(parts[1]))
+    if listen is None:
+        raise ValueError(f"port {spec!r}: expected a number or 'tcp:PORT[:interface=ADDR]'")
+    if not 0 <= listen.port <= 65535:
+        raise ValueError(f"port {spec!r}: {listen.port} is not between 0 and 65535")
+    return listen
