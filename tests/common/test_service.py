@@ -93,6 +93,7 @@ class Thing(ConfiguredService[int]):
 
 
 async def test_manager_adds_removes_updates_and_leaves_unchanged_running() -> None:
+    Thing.starts = 0
     mgr: ServiceManager[int] = ServiceManager("things", factory=Thing)
     await mgr.start()
     await mgr.apply({"a": 1, "b": 2, "c": 3})
@@ -106,6 +107,8 @@ async def test_manager_adds_removes_updates_and_leaves_unchanged_running() -> No
     assert mgr.child("b") is b and isinstance(b, Thing) and b.config == 20
     assert "c" not in mgr
     assert sorted(c.name for c in mgr) == ["a", "b", "d"]
+    # started: a, b, c, then d; the reconfig restarted none of the kept ones
+    assert Thing.starts == 4
     await mgr.stop()
     assert not a.running
 
@@ -122,3 +125,32 @@ async def test_adding_to_a_running_parent_starts_the_child() -> None:
     with pytest.raises(ValueError, match="already has a child"):
         root.add_child(Recorder("x", events))
     await root.stop()
+
+
+async def test_failing_start_service_leaves_the_service_stopped() -> None:
+    class Broken(Service):
+        async def start_service(self) -> None:
+            raise RuntimeError("cannot start")
+
+    svc = Broken("b")
+    with pytest.raises(RuntimeError):
+        await svc.start()
+    assert not svc.running
+
+
+async def test_a_child_failing_to_stop_does_not_keep_its_siblings_running() -> None:
+    events: list[str] = []
+
+    class BadStop(Service):
+        async def stop_service(self) -> None:
+            raise RuntimeError("stop failed")
+
+    root = Recorder("root", events)
+    a = root.add_child(Recorder("a", events))
+    root.add_child(BadStop("bad"))
+    await root.start()
+    with pytest.raises(ExceptionGroup) as info:
+        await root.stop()
+    assert [str(e) for e in info.value.exceptions] == ["stop failed"]
+    assert not root.running and not a.running
+    assert events[-2:] == ["stop a", "stop root"]

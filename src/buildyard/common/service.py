@@ -89,8 +89,8 @@ class Service:
     async def start(self) -> None:
         if self.running:
             return
-        self.running = True
         await self.start_service()
+        self.running = True
         started: list[Service] = []
         try:
             for child in self.children:
@@ -108,12 +108,20 @@ class Service:
     async def stop(self) -> None:
         if not self.running:
             return
-        for child in reversed(self.children):
-            await child.stop()
-        await self._cancel_tasks()
-        await self.stop_service()
-        self.running = False
+        errors: list[Exception] = []
+        try:
+            for child in reversed(self.children):
+                try:
+                    await child.stop()
+                except Exception as exc:  # the siblings still stop
+                    errors.append(exc)
+            await self._cancel_tasks()
+            await self.stop_service()
+        finally:
+            self.running = False
         log.debug("service_stopped", service=self.path)
+        if errors:
+            raise ExceptionGroup(f"{self.path}: children failed to stop", errors)
 
     async def start_service(self) -> None:
         """Hook: acquire what the service needs before its children start."""

@@ -54,12 +54,12 @@ async def test_heartbeat_survives_a_failed_check_in(
         real = updates.master_active
         calls = 0
 
-        async def flaky(*, name: str, masterid: int) -> None:
+        async def flaky(*, name: str, masterid: int) -> bool:
             nonlocal calls
             calls += 1
             if calls == 1:
                 raise ConnectionError("database went away")
-            await real(name=name, masterid=masterid)
+            return await real(name=name, masterid=masterid)
 
         updates.master_active = flaky  # type: ignore[method-assign]
         await _until(lambda: clock.sleepers == 1)

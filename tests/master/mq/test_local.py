@@ -68,3 +68,29 @@ def test_buildrequest_events_use_buildbots_three_key_forms() -> None:
         ("buildrequests", "7", "new"),
         ("builders", "2", "buildrequests", "7", "new"),
     )
+
+
+async def test_close_wakes_a_blocked_consumer() -> None:
+    mq = LocalMQ()
+    sub = mq.subscribe(("a", None))
+    seen: list[tuple[str, ...]] = []
+
+    async def consume() -> None:
+        async for key, _ in sub:
+            seen.append(key)
+
+    task = asyncio.create_task(consume())
+    mq.produce(("a", "1"), {})
+    await mq.wait_idle()
+    sub.close()
+    await asyncio.wait_for(task, 5)  # ends instead of waiting forever
+    assert seen == [("a", "1")]
+
+
+async def test_get_counts_as_taking_the_event() -> None:
+    mq = LocalMQ()
+    sub = mq.subscribe(("a",))
+    mq.produce(("a",), {"n": 1})
+    assert sub.pending == 1
+    assert await sub.get() == (("a",), {"n": 1})
+    await asyncio.wait_for(mq.wait_idle(), 5)

@@ -13,6 +13,13 @@ from collections.abc import AsyncIterator
 from buildyard.master.mq.base import Body, Key, Pattern
 from buildyard.master.mq.keys import matches
 
+# put on a closed subscription's queue to wake its consumer
+_CLOSED: tuple[Key, Body] = ((), {})
+
+
+class SubscriptionClosed(Exception):
+    pass
+
 
 class LocalSubscription:
     def __init__(self, mq: LocalMQ, patterns: tuple[Pattern, ...]) -> None:
@@ -29,7 +36,7 @@ class LocalSubscription:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize() + self._in_hand
+        return 0 if self.closed else self._queue.qsize() + self._in_hand
 
     async def __aiter__(self) -> AsyncIterator[tuple[Key, Body]]:
         try:
@@ -37,6 +44,8 @@ class LocalSubscription:
                 self._in_hand = 0
                 self._mq._notify()
                 item = await self._queue.get()
+                if item is _CLOSED:
+                    return
                 self._in_hand = 1
                 yield item
         finally:
@@ -45,7 +54,11 @@ class LocalSubscription:
 
     async def get(self) -> tuple[Key, Body]:
         """The next event (for tests and one-shot waits)."""
-        return await self._queue.get()
+        item = await self._queue.get()
+        self._mq._notify()
+        if item is _CLOSED:
+            raise SubscriptionClosed("the subscription was closed")
+        return item
 
     async def __aenter__(self) -> LocalSubscription:
         return self
@@ -57,6 +70,10 @@ class LocalSubscription:
         if not self.closed:
             self.closed = True
             self._mq._subscriptions.discard(self)
+            # wake a consumer blocked on the queue; what it had not read is dropped
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(_CLOSED)
             self._mq._notify()
 
 
