@@ -152,3 +152,20 @@ async def test_find_master_id_concurrent_callers_agree(database: Database) -> No
     ids = await asyncio.gather(*(database.masters.find_master_id("same") for _ in range(8)))
     assert len(set(ids)) == 1
     assert len(await database.masters.get_masters()) == 1
+
+
+async def test_mark_inactive_if_stale_loses_to_a_fresh_check_in(
+    database: Database, clock: FakeClock
+) -> None:
+    mid = await database.masters.find_master_id("m")
+    await database.masters.set_master_state(mid, active=True)
+    clock.advance(100)
+    cutoff = int(clock.now()) - 50
+    # the master checks in after someone read it as stale, before they write
+    await database.masters.set_master_state(mid, active=True)
+    assert await database.masters.mark_inactive_if_stale(mid, older_than=cutoff) is False
+    master = await database.masters.get_master(mid)
+    assert master is not None and master.active
+    clock.advance(100)
+    assert await database.masters.mark_inactive_if_stale(mid, older_than=cutoff + 100) is True
+    assert await database.masters.set_master_state(mid, active=True) is True  # it was inactive

@@ -1,0 +1,133 @@
+"""BuildMaster in-process: start, stop and reconfig ordering, and what each leaves in the db."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from buildyard.master.config.loader import load_master_config
+from buildyard.master.db import migrate
+from buildyard.master.db import schema as t
+from buildyard.master.db.connector import Database
+from buildyard.master.master import BuildMaster
+from buildyard.testing.clock import FakeClock
+from buildyard.testing.postgres import free_port
+
+CONFIG = """\
+from buildyard.plugins import *
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker("w", "pass")]
+c['builders'] = [
+{builders}
+]
+c['www'] = {{'port': 'tcp:{port}:interface=127.0.0.1'}}
+c['db'] = {{'db_url': {db_url!r}}}
+"""
+
+
+def write(basedir: Path, db_url: str, port: int, *names: str, extra: str = "") -> None:
+    builders = "\n".join(
+        f"    util.BuilderConfig(name={n!r}, workernames=['w'], factory=util.BuildFactory()),"
+        for n in names
+    )
+    text = CONFIG.format(builders=builders, port=port, db_url=db_url) + extra
+    (basedir / "master.cfg").write_text(text)
+
+
+@pytest.fixture
+async def upgraded(db_url: str) -> AsyncIterator[str]:
+    db = Database(db_url, clock=FakeClock())
+    await migrate.upgrade(db)
+    await db.close()
+    yield db_url
+
+
+async def _links(db_url: str) -> tuple[list[tuple[int, int]], list[str]]:
+    db = Database(db_url, clock=FakeClock())
+    try:
+        async with db.reading() as c:
+            masters = [(r.id, r.active) for r in await c.execute(sa.select(t.masters))]
+            names = (
+                await c.execute(
+                    sa.select(t.builders.c.name)
+                    .join(t.builder_masters, t.builder_masters.c.builderid == t.builders.c.id)
+                    .order_by(t.builders.c.name)
+                )
+            ).scalars()
+            return masters, list(names)
+    finally:
+        await db.close()
+
+
+async def test_start_and_clean_stop(tmp_path: Path, upgraded: str) -> None:
+    write(tmp_path, upgraded, free_port(), "a", "b")
+    master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+    await master.start()
+    assert await _links(upgraded) == ([(master.masterid, 1)], ["a", "b"])
+    assert set(master.botmaster.builders) == {"a", "b"}
+    assert master.botmaster.brd.parent is master.botmaster
+    await master.stop()
+    assert await _links(upgraded) == ([(master.masterid, 0)], [])
+    assert not master.running
+
+
+async def test_reconfig_keeps_unchanged_builders_and_survives_a_taken_port(
+    tmp_path: Path, upgraded: str
+) -> None:
+    port = free_port()
+    write(tmp_path, upgraded, port, "a", "b")
+    master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+    await master.start()
+    try:
+        a = master.botmaster.builders["a"]
+        write(tmp_path, upgraded, port, "a", "c")
+        assert await master.reconfig() is True
+        assert master.botmaster.builders["a"] is a  # the same running service
+        assert (await _links(upgraded))[1] == ["a", "c"]
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            write(tmp_path, upgraded, taken.getsockname()[1], "a", "c")
+            assert await master.reconfig() is False
+        assert master.running
+        assert master.www.port == port  # the old listener still serves
+
+        write(tmp_path, upgraded, port, "a", "c", extra="import sys\nsys.exit(3)\n")
+        assert await master.reconfig() is False
+        assert master.running
+        assert (await _links(upgraded))[1] == ["a", "c"]
+    finally:
+        await master.stop()
+
+
+async def test_failed_start_releases_what_it_registered(tmp_path: Path, upgraded: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        write(tmp_path, upgraded, taken.getsockname()[1], "a")
+        master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+        with pytest.raises(OSError):
+            await master.start()
+    masters, linked = await _links(upgraded)
+    assert masters == [(master.masterid, 0)]
+    assert linked == []
+
+
+async def test_expired_while_alive_relinks_its_builders(tmp_path: Path, upgraded: str) -> None:
+    write(tmp_path, upgraded, free_port(), "a")
+    master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+    await master.start()
+    try:
+        # another master found this one silent (say it stalled) and expired it
+        expired = await master.data.updates.expire_masters(expire_after=-3600)
+        assert expired == [master.masterid]
+        assert await _links(upgraded) == ([(master.masterid, 0)], [])
+        await master.housekeeping.check_in()
+        assert await _links(upgraded) == ([(master.masterid, 1)], ["a"])
+    finally:
+        await master.stop()
