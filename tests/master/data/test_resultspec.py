@@ -51,7 +51,7 @@ def test_field_selection() -> None:
         ({"field": ["nope"]}, "no such field 'nope'"),
         ({"masterid": ["x"]}, "invalid integer value 'x' for field 'masterid'"),
         ({"active": ["maybe"]}, "invalid boolean value 'maybe'"),
-        ({"limit": ["-1"]}, "negative"),
+        ({"limit": ["-1"]}, "invalid limit .-1.: out of range"),
         ({"order": ["nope"]}, "no such field 'nope'"),
         ({"field": ["name"], "active": ["1"]}, "'active' is used in a filter"),
         ({"masterid__lt": ["1", "2"]}, "takes one value"),
@@ -73,3 +73,16 @@ def test_pushdown_only_when_every_field_is_a_column() -> None:
     options, _rest = pushed
     assert options.order == ("-name",) and options.limit == 2
     assert spec.query_options(["name"]) is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"masterid": ["99999999999999999999"]},
+        {"last_active__gt": ["-99999999999999999999"]},
+        {"limit": ["99999999999999999999"]},
+    ],
+)
+def test_integers_no_column_can_hold_are_refused(args: dict[str, list[str]]) -> None:
+    with pytest.raises(InvalidQuery, match="out of range"):
+        parse(args, FIELDS)

@@ -14,7 +14,7 @@ from typing import Any
 from buildyard.master.data.errors import InvalidQuery, NotFound
 from buildyard.master.data.resources import builders, masters
 from buildyard.master.data.resources.base import Collection, Endpoint, Item
-from buildyard.master.data.resultspec import IDENTIFIER_RE, ResultSpec, parse
+from buildyard.master.data.resultspec import IDENTIFIER_RE, MAX_INT, MIN_INT, ResultSpec, parse
 from buildyard.master.db.connector import Database
 
 _INT_RE = re.compile(r"^-?\d+$")
@@ -41,7 +41,8 @@ class DataAPI:
                     continue
                 kind, name = pat.split(":", 1)
                 if kind == "n":
-                    if not _INT_RE.match(seg):
+                    # an id no database column can hold matches nothing (404), not a crash
+                    if not _INT_RE.match(seg) or not MIN_INT <= int(seg) <= MAX_INT:
                         break
                     kw[name] = int(seg)
                 elif kind == "i":

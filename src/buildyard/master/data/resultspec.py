@@ -27,6 +27,9 @@ class FieldType(enum.Enum):
     OTHER = "other"  # lists, objects: selectable, not filterable by value
 
 
+# what the databases store in an integer column
+MAX_INT = 2**63 - 1
+MIN_INT = -(2**63)
 _TRUE = {"on", "true", "yes", "1"}
 _FALSE = {"off", "false", "no", "0"}
 IDENTIFIER_RE = re.compile(r"^[a-zA-Z_-][a-zA-Z0-9._-]*$")
@@ -38,9 +41,12 @@ _RESERVED = {"field", "limit", "offset", "order", "property"}
 def parse_value(kind: FieldType, raw: str, *, field: str) -> Any:
     if kind in (FieldType.INTEGER, FieldType.DATETIME):
         try:
-            return int(raw)
+            number = int(raw)
         except ValueError:
             raise InvalidQuery(f"invalid integer value {raw!r} for field {field!r}") from None
+        if not MIN_INT <= number <= MAX_INT:
+            raise InvalidQuery(f"integer value {raw!r} for field {field!r} is out of range")
+        return number
     if kind is FieldType.BOOLEAN:
         low = raw.lower()
         if low in _TRUE:
@@ -170,8 +176,8 @@ def parse(args: Mapping[str, Sequence[str]], field_types: Mapping[str, FieldType
                 number = int(values[-1])
             except ValueError:
                 raise InvalidQuery(f"invalid {key} {values[-1]!r}: not an integer") from None
-            if number < 0:
-                raise InvalidQuery(f"invalid {key} {number}: negative")
+            if not 0 <= number <= MAX_INT:
+                raise InvalidQuery(f"invalid {key} {values[-1]!r}: out of range")
             if key == "limit":
                 limit = number
             else:

@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from buildyard.master.data.api import DataAPI
@@ -13,6 +14,7 @@ from buildyard.master.data.errors import InvalidQuery, NotFound
 from buildyard.master.data.resources.base import Collection
 
 DATA_API = web.AppKey("data_api", DataAPI)
+log = structlog.get_logger(__name__)
 
 
 def _reply(request: web.Request, body: Any, status: int = 200) -> web.Response:
@@ -43,6 +45,9 @@ async def get(request: web.Request) -> web.Response:
         return _error(str(exc), 404)
     except InvalidQuery as exc:
         return _error(str(exc), 400)
+    except Exception as exc:  # a bug of ours: say so in the API's shape, log the details
+        log.exception("rest_request_failed", path=path)
+        return _error(f"internal error: {type(exc).__name__}", 500)
     plural = ep.rtype.plural
     if isinstance(result, Collection):
         meta = {} if result.total is None else {"total": result.total}
