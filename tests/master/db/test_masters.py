@@ -169,3 +169,20 @@ async def test_mark_inactive_if_stale_loses_to_a_fresh_check_in(
     clock.advance(100)
     assert await database.masters.mark_inactive_if_stale(mid, older_than=cutoff + 100) is True
     assert await database.masters.set_master_state(mid, active=True) is True  # it was inactive
+
+
+async def test_in_memory_database_isolates_concurrent_transactions(clock: FakeClock) -> None:
+    import asyncio
+
+    from buildyard.master.db import migrate
+
+    db = Database("sqlite://", clock=clock)
+    try:
+        await migrate.upgrade(db)
+        async with db.reading() as snapshot:
+            before = await db.masters.get_masters(conn=snapshot)
+            ids = await asyncio.gather(*(db.masters.find_master_id(f"m{i}") for i in range(3)))
+            assert await db.masters.get_masters(conn=snapshot) == before == []
+        assert len(set(ids)) == 3
+    finally:
+        await db.close()

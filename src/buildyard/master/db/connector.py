@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -38,7 +40,14 @@ from buildyard.master.db.workers import WorkersRepository
 
 class Database:
     def __init__(self, db_url: str, *, clock: Clock, basedir: Path | None = None) -> None:
-        self.url = normalize_url(db_url, basedir=basedir)
+        url = normalize_url(db_url, basedir=basedir)
+        self._scratch: str | None = None
+        if url.get_backend_name() == "sqlite" and (not url.database or url.database == ":memory:"):
+            # "sqlite://" is a throwaway database; a private temp file gives it what one shared
+            # in-memory connection cannot: concurrent transactions that do not see each other
+            self._scratch = tempfile.mkdtemp(prefix="buildyard-memory-")
+            url = url.set(database=str(Path(self._scratch) / "memory.sqlite"))
+        self.url = url
         self.engine = make_engine(self.url)
         engine = self.engine
         self.masters = MastersRepository(engine=engine, clock=clock)
@@ -76,3 +85,5 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
