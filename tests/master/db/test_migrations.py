@@ -456,3 +456,25 @@ async def test_concurrent_upgrades_migrate_once(db_url: str) -> None:
     finally:
         for db in dbs:
             await db.close()
+
+
+async def test_a_buildbot_database_is_named_as_such(tmp_path: Path) -> None:
+    import subprocess
+
+    from buildyard.testing.stock import buildbot_venv
+
+    basedir = tmp_path / "bb"
+    made = subprocess.run(
+        [str(buildbot_venv() / "bin" / "buildbot"), "create-master", "-q", str(basedir)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr
+    db = Database(f"sqlite:///{basedir / 'state.sqlite'}", clock=FakeClock())
+    try:
+        with pytest.raises(DbError, match="is a Buildbot database"):
+            await migrate.upgrade(db)
+    finally:
+        await db.close()

@@ -111,6 +111,13 @@ def _check_known(conn: sa.Connection, current: str | None, script: ScriptDirecto
     try:
         script.get_revision(current)
     except CommandError as exc:
+        if len(current) == 3 and current.isdigit():
+            # Buildbot numbers its revisions with three digits ("067" in 4.3.0), ours with four
+            raise DbError(
+                f"the database is a Buildbot database (schema revision {current!r}); buildyard "
+                "does not adopt Buildbot's database files: give buildyard an empty database "
+                "(its schema has the same tables)"
+            ) from exc
         raise DbError(
             f"the database is at schema revision {current!r}, which this buildyard does not know "
             "(was it upgraded by a newer version?)"
