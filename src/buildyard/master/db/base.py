@@ -8,7 +8,7 @@ and the method runs in a transaction of its own.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from buildyard.common.clock import Clock
 from buildyard.master.db.engine import read_transaction, write_transaction
+from buildyard.master.db.query import QueryOptions, count_of
 
 
 def inserted_id(result: sa.CursorResult[Any]) -> int:
@@ -36,6 +37,17 @@ class Repository:
     @property
     def _is_postgres(self) -> bool:
         return self._engine.dialect.name == "postgresql"
+
+    async def _count(
+        self,
+        stmt: sa.Select[Any],
+        options: QueryOptions | None,
+        columns: Mapping[str, sa.ColumnElement[Any]],
+        conn: AsyncConnection | None,
+    ) -> int:
+        """How many rows ``stmt`` gives under the filters of ``options``."""
+        async with self._read(conn) as c:
+            return int((await c.execute(count_of(stmt, options, columns))).scalar_one())
 
     @contextlib.asynccontextmanager
     async def _write(self, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:

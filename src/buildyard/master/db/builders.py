@@ -137,11 +137,7 @@ class BuildersRepository(Repository):
         conn: AsyncConnection | None = None,
     ) -> int:
         """How many builders get_builders would return without paging."""
-        filters = QueryOptions(filters=options.filters) if options else None
-        base = apply(_filtered(masterid, projectid, workerid), filters, _COLUMNS)
-        count = sa.select(sa.func.count()).select_from(base.subquery())
-        async with self._read(conn) as c:
-            return int((await c.execute(count)).scalar_one())
+        return await self._count(_filtered(masterid, projectid, workerid), options, _COLUMNS, conn)
 
     async def _builders(self, c: AsyncConnection, stmt: sa.Select[Any]) -> list[Builder]:
         rows = (await c.execute(stmt)).all()

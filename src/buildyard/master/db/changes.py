@@ -164,11 +164,7 @@ class ChangesRepository(Repository):
         self, options: QueryOptions | None = None, *, conn: AsyncConnection | None = None
     ) -> int:
         """How many changes match the filters of ``options`` (order and paging are ignored)."""
-        filters = QueryOptions(filters=options.filters) if options else None
-        base = apply(sa.select(_ch.c.changeid), filters, _COLUMNS).subquery()
-        async with self._read(conn) as c:
-            count = await c.execute(sa.select(sa.func.count()).select_from(base))
-            return int(count.scalar_one())
+        return await self._count(sa.select(_ch.c.changeid), options, _COLUMNS, conn)
 
     async def get_latest_changeid(self, *, conn: AsyncConnection | None = None) -> int | None:
         async with self._read(conn) as c:

@@ -91,11 +91,7 @@ class ChangeSourcesRepository(Repository):
         conn: AsyncConnection | None = None,
     ) -> int:
         """How many change sources get_changesources would return without paging."""
-        filters = QueryOptions(filters=options.filters) if options else None
-        base = apply(_filtered(active, masterid), filters, _COLUMNS)
-        count = sa.select(sa.func.count()).select_from(base.subquery())
-        async with self._read(conn) as c:
-            return int((await c.execute(count)).scalar_one())
+        return await self._count(_filtered(active, masterid), options, _COLUMNS, conn)
 
     async def set_changesource_master(
         self, changesourceid: int, masterid: int | None, *, conn: AsyncConnection | None = None

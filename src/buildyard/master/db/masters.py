@@ -129,17 +129,7 @@ class MastersRepository(Repository):
     async def count_masters(
         self, options: QueryOptions | None = None, *, conn: AsyncConnection | None = None
     ) -> int:
-        base = apply(
-            sa.select(t.masters.c.id),
-            QueryOptions(filters=options.filters) if options else None,
-            _COLUMNS,
-        )
-        async with self._read(conn) as c:
-            return int(
-                (
-                    await c.execute(sa.select(sa.func.count()).select_from(base.subquery()))
-                ).scalar_one()
-            )
+        return await self._count(sa.select(t.masters.c.id), options, _COLUMNS, conn)
 
     async def set_all_masters_active_long_ago(self, *, conn: AsyncConnection | None = None) -> None:
         """Force housekeeping of every master at the next start (for upgrade-master)."""

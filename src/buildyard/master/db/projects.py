@@ -122,11 +122,7 @@ class ProjectsRepository(Repository):
         conn: AsyncConnection | None = None,
     ) -> int:
         """How many projects get_projects would return without paging."""
-        filters = QueryOptions(filters=options.filters) if options else None
-        base = apply(_filtered(active), filters, _COLUMNS)
-        count = sa.select(sa.func.count()).select_from(base.subquery())
-        async with self._read(conn) as c:
-            return int((await c.execute(count)).scalar_one())
+        return await self._count(_filtered(active), options, _COLUMNS, conn)
 
     async def update_project_info(
         self,

@@ -69,6 +69,15 @@ def _condition(col: sa.ColumnElement[Any], f: Filter) -> sa.ColumnElement[bool]:
             return sa.or_(*(col.contains(v) for v in vals))
 
 
+def count_of(
+    stmt: sa.Select[Any], options: QueryOptions | None, columns: Mapping[str, sa.ColumnElement[Any]]
+) -> sa.Select[Any]:
+    """SELECT count(*) of the rows ``stmt`` gives under the filters of ``options`` (order and
+    paging ignored): the ``meta.total`` of a REST collection."""
+    filters = QueryOptions(filters=options.filters) if options else None
+    return sa.select(sa.func.count()).select_from(apply(stmt, filters, columns).subquery())
+
+
 def apply(
     stmt: sa.Select[Any],
     options: QueryOptions | None,

@@ -119,11 +119,7 @@ class SchedulersRepository(Repository):
         conn: AsyncConnection | None = None,
     ) -> int:
         """How many schedulers get_schedulers would return without paging."""
-        filters = QueryOptions(filters=options.filters) if options else None
-        base = apply(_filtered(active, masterid), filters, _COLUMNS)
-        async with self._read(conn) as c:
-            count = sa.select(sa.func.count()).select_from(base.subquery())
-            return int((await c.execute(count)).scalar_one())
+        return await self._count(_filtered(active, masterid), options, _COLUMNS, conn)
 
     async def set_scheduler_master(
         self, schedulerid: int, masterid: int | None, *, conn: AsyncConnection | None = None

@@ -147,11 +147,9 @@ class WorkersRepository(Repository):
         conn: AsyncConnection | None = None,
     ) -> int:
         """How many workers get_workers would return without paging."""
-        filters = QueryOptions(filters=options.filters) if options else None
-        base = apply(_filtered(masterid, builderid, paused, graceful), filters, _COLUMNS)
-        count = sa.select(sa.func.count()).select_from(base.subquery())
-        async with self._read(conn) as c:
-            return int((await c.execute(count)).scalar_one())
+        return await self._count(
+            _filtered(masterid, builderid, paused, graceful), options, _COLUMNS, conn
+        )
 
     async def _workers(
         self,
