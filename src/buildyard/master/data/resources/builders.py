@@ -55,8 +55,10 @@ async def _builders(db: Database, kw: Mapping[str, Any], spec: ResultSpec) -> Co
     scope = {"masterid": kw.get("masterid")}
 
     async def in_db(options: QueryOptions) -> tuple[list[Item], int]:
-        rows = await db.builders.get_builders(**scope, options=options)
-        return [to_api(b) for b in rows], await db.builders.count_builders(**scope, options=options)
+        async with db.reading() as conn:  # rows and total from one snapshot
+            rows = await db.builders.get_builders(**scope, options=options, conn=conn)
+            total = await db.builders.count_builders(**scope, options=options, conn=conn)
+        return [to_api(b) for b in rows], total
 
     async def everything() -> list[Item]:
         return [to_api(b) for b in await db.builders.get_builders(**scope)]

@@ -35,8 +35,10 @@ def to_api(m: Master) -> Item:
 
 async def _masters(db: Database, kw: Mapping[str, Any], spec: ResultSpec) -> Collection:
     async def in_db(options: QueryOptions) -> tuple[list[Item], int]:
-        rows = await db.masters.get_masters(options)
-        return [to_api(m) for m in rows], await db.masters.count_masters(options)
+        async with db.reading() as conn:  # rows and total from one snapshot
+            rows = await db.masters.get_masters(options, conn=conn)
+            total = await db.masters.count_masters(options, conn=conn)
+        return [to_api(m) for m in rows], total
 
     async def everything() -> list[Item]:
         return [to_api(m) for m in await db.masters.get_masters()]
