@@ -184,3 +184,37 @@ def test_every_command_has_help() -> None:
         assert result.returncode == 0
         assert "basedir" in result.stdout
     assert buildyard("no-such-command").returncode == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrade_master_creates_the_schema_once(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        "sqlite:///state.sqlite" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    )
+    write_config(tmp_path, free_port(), builder("a"))
+    cfg = tmp_path / "master.cfg"
+    cfg.write_text(cfg.read_text().replace("sqlite:///state.sqlite", url))
+    first = buildyard("upgrade-master", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    assert "upgrade complete" in first.stdout
+    second = buildyard("upgrade-master", str(tmp_path))
+    assert second.returncode == 0, second.stderr
+    assert "already up to date" in second.stdout
+    checked = buildyard("checkconfig", str(tmp_path))
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_database_problems_are_one_clear_line(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    result = buildyard(
+        "create-master", "--db", f"postgresql://nobody@127.0.0.1:{port}/x", str(tmp_path)
+    )
+    assert result.returncode == 1
+    assert "cannot connect to the database" in result.stderr
+    assert "Traceback" not in result.stderr
+    (tmp_path / "master.cfg").write_text("c = BuildmasterConfig = {'db_url': 'mysql://a/b'}\n")
+    checked = buildyard("checkconfig", str(tmp_path))
+    assert checked.returncode == 1
+    assert "master.cfg:1:" in checked.stderr and "'mysql' is not supported" in checked.stderr
