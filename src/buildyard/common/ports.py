@@ -6,6 +6,7 @@ Shared by the config checks (so checkconfig catches a bad port) and the servers 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,4 +38,21 @@ def parse_port(spec: object) -> Listen:
         raise ValueError(f"port {spec!r}: expected a number or 'tcp:PORT[:interface=ADDR]'")
     if not 0 <= listen.port <= 65535:
         raise ValueError(f"port {spec!r}: {listen.port} is not between 0 and 65535")
+    return listen
+
+
+def msgpack_listen(options: Mapping[str, object]) -> Listen:
+    """Where the worker listener of ``c['protocols']['msgpack_experimental_v7']`` listens.
+
+    ``port`` is required (a number or ``tcp:PORT[:interface=ADDR]``); an ``interface`` key
+    names the address too.
+    """
+    if "port" not in options:
+        raise ValueError("a 'port' is required")
+    listen = parse_port(options["port"])
+    interface = options.get("interface")
+    if interface is not None:
+        if not isinstance(interface, str) or not interface:
+            raise ValueError(f"interface {interface!r} must be an address")
+        listen = Listen(host=interface, port=listen.port)
     return listen

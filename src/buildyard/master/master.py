@@ -138,7 +138,7 @@ class BuildMaster(Service):
             expire_after=config.housekeeping_expire_after,
             on_reactivated=self._reregister,
         )
-        self.workers = WorkerManager()
+        self.workers = WorkerManager(updates=data.updates)
         self.change_svc = ChangeManager()
         self.botmaster = BotMaster(updates=data.updates)
         self.scheduler_manager = SchedulerManager()
@@ -231,6 +231,12 @@ class BuildMaster(Service):
         workers = await self.workers.apply({w.name: w for w in config.workers})
         builders = await self.botmaster.apply_builders(
             masterid=self.masterid, configs=config.builders
+        )
+        await self.workers.listener.reconfigure(
+            masterid=self.masterid,
+            protocols=config.protocols,
+            workers=config.workers,
+            builders=config.builders,
         )
         schedulers = await self.scheduler_manager.apply(
             {getattr(s, "name", f"scheduler-{i}"): s for i, s in enumerate(config.schedulers)}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from buildyard.common.config_object import is_placeholder, report_if_placeholder
 from buildyard.common.errors import config_error, config_warning
-from buildyard.common.ports import parse_port
+from buildyard.common.ports import msgpack_listen, parse_port
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.config.assignments import KeyLines
 from buildyard.master.config.master_config import (
@@ -268,6 +268,11 @@ def _protocols(reader: _Reader) -> Mapping[str, Mapping[str, object]]:
                 "workers created with --protocol=msgpack_experimental_v7)",
                 location=reader.lines.location("protocols"),
             )
+        if name == "msgpack_experimental_v7":
+            try:
+                msgpack_listen(options)
+            except ValueError as exc:
+                reader.error("protocols", f"c['protocols'][{name!r}]: {exc}")
         protocols[name] = types.MappingProxyType(dict(options))
     return types.MappingProxyType(protocols)
 

@@ -7,7 +7,8 @@ that reads the database on an event sees the change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import structlog
 
@@ -173,3 +174,39 @@ class Updates:
                 {"builderid": builderid, "masterid": masterid, "name": names[builderid]},
             )
         return ids
+
+    # -- workers -------------------------------------------------------------------------------
+
+    async def find_worker_id(self, name: str) -> int:
+        return await self._db.workers.find_worker_id(name)
+
+    async def worker_connected(
+        self, *, workerid: int, masterid: int, workerinfo: Mapping[str, Any]
+    ) -> None:
+        """Record the connection and what the worker says about itself; announce it."""
+        await self._db.workers.worker_connected(workerid, masterid, workerinfo)
+        await self._announce_worker(workerid, "connected")
+
+    async def worker_disconnected(self, *, workerid: int, masterid: int) -> None:
+        await self._db.workers.worker_disconnected(workerid, masterid)
+        await self._announce_worker(workerid, "disconnected")
+
+    async def _announce_worker(self, workerid: int, event: str) -> None:
+        worker = await self._db.workers.get_worker(workerid)
+        if worker is None:
+            return
+        self._mq.produce(
+            ("workers", str(workerid), event),
+            {
+                "workerid": worker.id,
+                "name": worker.name,
+                "workerinfo": dict(worker.workerinfo),
+                "connected_to": [{"masterid": m} for m in worker.connected_to],
+                "configured_on": [
+                    {"masterid": c.masterid, "builderid": c.builderid} for c in worker.configured_on
+                ],
+                "paused": worker.paused,
+                "pause_reason": worker.pause_reason,
+                "graceful": worker.graceful,
+            },
+        )

@@ -11,7 +11,7 @@ from buildyard.common.service import Service
 
 class BuildRequestDistributor(Service):
     def __init__(self) -> None:
-        super().__init__("brd")
+        super().__init__("_brd")  # "_": no builder name can clash
         self.wakeups = 0
 
     def maybe_start_builds(self, builder_names: list[str]) -> None:

@@ -1,14 +1,13 @@
-"""The worker manager (``master.workers``): one child service per configured worker.
-
-Connections over msgpack_experimental_v7 arrive with issue 3; for now a configured worker is a
-service that holds its configuration, kept or replaced by reconfig like every named child.
-"""
+"""The worker manager (``master.workers``): a child per configured worker, and the listener
+(``master.workers.listener``) where workers connect over msgpack_experimental_v7."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from buildyard.common.service import ConfiguredService, ServiceManager
+from buildyard.master.data.updates import Updates
+from buildyard.master.workers.listener import WorkerListener
 
 
 class ConfiguredWorker(ConfiguredService[Any]):
@@ -16,5 +15,7 @@ class ConfiguredWorker(ConfiguredService[Any]):
 
 
 class WorkerManager(ServiceManager[Any]):
-    def __init__(self) -> None:
+    def __init__(self, *, updates: Updates) -> None:
         super().__init__("workers", factory=ConfiguredWorker)
+        self.listener = WorkerListener(updates=updates)
+        self.add_child(self.listener)

@@ -1,0 +1,237 @@
+"""The worker endpoint: msgpack_experimental_v7 over WebSocket, on ``c['protocols']``' port.
+
+Per connection (spec/worker-protocol.md sections 3, 5 and 12):
+
+1. the HTTP upgrade must carry ``Authorization: Basic name:password`` of a configured worker
+   (401 when missing or wrong, 400 when malformed); refusals are logged with the worker's name;
+2. a second connection under a name already connected pings the old one (``print``, 10 s): if
+   it answers, the new socket is closed; if not, the old one is dropped and the new one proceeds;
+3. ``print attached``, ``get_worker_info``, the worker is recorded as connected (event
+   ``workers/<id>/connected``), ``set_worker_settings``, ``listdir`` of its basedir and ``mkdir``
+   of the builder directories it lacks;
+4. a ``keepalive`` every ``keepalive_interval`` seconds; no answer within the interval drops the
+   worker; a protocol fault (bad frame, unknown response) closes the socket with the reason;
+5. on close every command in flight fails with ConnectionLost, and the worker is recorded as
+   disconnected (event ``workers/<id>/disconnected``).
+
+Nothing else on the master depends on one connection: a fault ends that connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import ntpath
+import posixpath
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from buildyard.common.ports import Listen, msgpack_listen
+from buildyard.common.service import Service
+from buildyard.master.data.updates import Updates
+from buildyard.master.workers.connection import WorkerConnection
+from buildyard.protocol.codec import MAX_FRAME
+from buildyard.protocol.errors import ProtocolError
+
+log = structlog.get_logger(__name__)
+
+PROTOCOL = "msgpack_experimental_v7"
+DEFAULT_KEEPALIVE = 3600.0
+DUPLICATE_PING_TIMEOUT = 10.0
+
+
+class WorkerListener(Service):
+    def __init__(self, *, updates: Updates) -> None:
+        super().__init__("_listener")  # "_": no worker name can clash
+        self._updates = updates
+        self._workers: Mapping[str, Any] = {}
+        # worker name -> the builder directories it should have (workerbuilddir of each builder)
+        self._dirs: dict[str, list[str]] = {}
+        self.connections: dict[str, WorkerConnection] = {}
+        self._runner: web.AppRunner | None = None
+        self._listen: Listen | None = None
+        self.masterid: int | None = None
+        self.port: int | None = None
+
+    async def reconfigure(
+        self,
+        *,
+        masterid: int,
+        protocols: Mapping[str, Mapping[str, object]],
+        workers: Sequence[Any],
+        builders: Sequence[Any],
+    ) -> None:
+        self.masterid = masterid
+        self._workers = {w.name: w for w in workers}
+        dirs: dict[str, list[str]] = {}
+        for b in builders:
+            for name in b.workernames:
+                dirs.setdefault(name, []).append(b.workerbuilddir)
+        self._dirs = dirs
+        options = protocols.get(PROTOCOL)
+        listen = msgpack_listen(options) if options is not None else None
+        if listen != self._listen and self.running:
+            await self._serve(listen)
+        # connected workers that are no longer configured are dropped
+        for name, conn in list(self.connections.items()):
+            if name not in self._workers:
+                log.info("worker_dropped", worker=name, reason="no longer configured")
+                await conn.abort()
+
+    async def _serve(self, listen: Listen | None) -> None:
+        runner: web.AppRunner | None = None
+        if listen is not None:
+            app = web.Application(client_max_size=MAX_FRAME)
+            app.router.add_get("/{path:.*}", self._handle)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, host=listen.host, port=listen.port).start()
+            except BaseException:
+                await runner.cleanup()
+                raise
+        await self._close()
+        self._runner, self._listen = runner, listen
+        if runner is not None and listen is not None:
+            self.port = int(runner.addresses[0][1]) if runner.addresses else listen.port
+            log.info("worker_listener_listening", host=listen.host or "*", port=self.port)
+
+    async def _close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._runner = None
+        self._listen = None
+        self.port = None
+
+    async def stop_service(self) -> None:
+        await self._close()
+
+    # -- one connection ----------------------------------------------------------------------
+
+    def _authenticate(self, request: web.Request) -> tuple[str, Any]:
+        peer = request.remote
+        header = request.headers.get("Authorization")
+        if header is None:
+            log.warning("worker_refused", peer=peer, reason="no Authorization header")
+            raise web.HTTPUnauthorized(text="no credentials")
+        scheme, _, encoded = header.partition(" ")
+        try:
+            if scheme.lower() != "basic":
+                raise ValueError("not Basic authentication")
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+            log.warning("worker_refused", peer=peer, reason=f"malformed credentials: {exc}")
+            raise web.HTTPBadRequest(text="malformed credentials") from None
+        name, sep, password = decoded.partition(":")
+        if not sep:
+            log.warning("worker_refused", peer=peer, reason="malformed credentials: no ':'")
+            raise web.HTTPBadRequest(text="malformed credentials")
+        worker = self._workers.get(name)
+        if worker is None:
+            log.warning("worker_refused", peer=peer, worker=name, reason="unknown worker name")
+            raise web.HTTPUnauthorized(text="unknown worker or wrong password")
+        if not hmac.compare_digest(password.encode(), str(worker.password).encode()):
+            log.warning("worker_refused", peer=peer, worker=name, reason="wrong password")
+            raise web.HTTPUnauthorized(text="unknown worker or wrong password")
+        return name, worker
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        name, worker = self._authenticate(request)
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, autoping=True)
+        await ws.prepare(request)
+        old = self.connections.get(name)
+        if old is not None and await old.answers(DUPLICATE_PING_TIMEOUT):
+            log.warning(
+                "worker_duplicate_refused", worker=name, reason="already connected and answering"
+            )
+            await ws.close()
+            return ws
+        if old is not None:
+            log.warning("worker_duplicate_replaces", worker=name, reason="old connection silent")
+            await old.abort()
+        conn = WorkerConnection(name=name, send=ws.send_bytes, abort=ws.close)
+        # the reader belongs to this handler: it is cancelled and awaited before we return
+        reader = asyncio.get_running_loop().create_task(self._read(ws, conn))
+        try:
+            await self._attach(conn, worker)
+            await self._keepalive(conn, worker, reader)
+        except (ProtocolError, ConnectionError, TimeoutError) as exc:
+            log.warning("worker_connection_ended", worker=name, reason=str(exc))
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            conn.lost("connection closed")
+            await ws.close()
+            if self.connections.get(name) is conn:
+                del self.connections[name]
+            if conn.workerid is not None and self.masterid is not None:
+                with contextlib.suppress(Exception):
+                    await self._updates.worker_disconnected(
+                        workerid=conn.workerid, masterid=self.masterid
+                    )
+                log.info("worker_disconnected", worker=name)
+        return ws
+
+    async def _read(self, ws: web.WebSocketResponse, conn: WorkerConnection) -> None:
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                try:
+                    await conn.peer.feed(msg.data)
+                except ProtocolError as exc:
+                    conn.faults += 1
+                    log.warning("worker_protocol_fault", worker=conn.name, fault=str(exc))
+                    await ws.close(code=1002, message=str(exc)[:120].encode())
+                    break
+            elif msg.type == WSMsgType.TEXT:
+                log.info("worker_text_frame_ignored", worker=conn.name)
+            else:
+                break
+        conn.lost("the worker closed the connection")
+
+    async def _attach(self, conn: WorkerConnection, worker: Any) -> None:
+        assert self.masterid is not None
+        await conn.print("attached")
+        info = await conn.get_worker_info()
+        conn.workerid = await self._updates.find_worker_id(conn.name)
+        conn.attached = True
+        self.connections[conn.name] = conn
+        workerinfo = {k: info.get(k) for k in ("admin", "host", "access_uri", "version")}
+        await self._updates.worker_connected(
+            workerid=conn.workerid, masterid=self.masterid, workerinfo=workerinfo
+        )
+        await conn.set_worker_settings()
+        basedir = info.get("basedir")
+        if isinstance(basedir, str):
+            join = ntpath.join if info.get("system") == "nt" else posixpath.join
+            listing = await conn.run_command("listdir", {"path": basedir})
+            existing = set(listing.last("files") or ())
+            wanted = {*self._dirs.get(conn.name, ()), "info"}
+            missing = sorted(wanted - existing)
+            if missing:
+                made = await conn.run_command(
+                    "mkdir", {"paths": [join(basedir, d) for d in missing]}
+                )
+                if made.rc != 0:
+                    log.warning("worker_mkdir_failed", worker=conn.name, rc=made.rc)
+        log.info("worker_attached", worker=conn.name, version=info.get("version"), basedir=basedir)
+
+    async def _keepalive(
+        self, conn: WorkerConnection, worker: Any, reader: asyncio.Task[None]
+    ) -> None:
+        interval = float(worker.keepalive_interval or DEFAULT_KEEPALIVE)
+        while not reader.done():
+            done, _ = await asyncio.wait({reader}, timeout=interval)
+            if done:
+                return
+            async with asyncio.timeout(interval):
+                await conn.keepalive()
+
+    def statistics(self) -> dict[str, int]:
+        return {**super().statistics(), "connections": len(self.connections)}

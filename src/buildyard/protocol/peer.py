@@ -1,0 +1,102 @@
+"""One end of a msgpack_experimental_v7 connection: numbered requests, matched responses.
+
+:class:`Peer` numbers its own requests from 0, resolves each response to the request it answers,
+and hands every incoming request to a handler, concurrently (the protocol lets responses come
+out of order). It does not own the socket: the transport calls :meth:`Peer.feed` with each binary
+frame and :meth:`Peer.close` when the socket is gone; ``send`` writes one frame.
+
+Ownership: the handler tasks belong to the peer's TaskGroup-like task set; :meth:`close` cancels
+them and fails every waiting request with ConnectionLost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from buildyard.protocol.codec import Message, decode, encode, response
+from buildyard.protocol.errors import ConnectionLost, ProtocolError, RemoteError
+
+log = structlog.get_logger(__name__)
+
+Send = Callable[[bytes], Awaitable[None]]
+# returns the response's result; raising RequestFailed answers is_exception with its text
+Handler = Callable[[str, Message], Awaitable[Any]]
+
+
+class RequestFailed(Exception):
+    """Raised by a handler: the request gets an is_exception response with this text."""
+
+
+class Peer:
+    def __init__(self, *, send: Send, handler: Handler, name: str) -> None:
+        self._send = send
+        self._handler = handler
+        self.name = name
+        self._next_seq = 0
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+        self.faults = 0
+
+    async def request(self, op: str, **fields: Any) -> Any:
+        """Send one request and wait for its result; RemoteError if the peer says it failed."""
+        if self.closed:
+            raise ConnectionLost(f"connection to {self.name} is closed")
+        seq = self._next_seq
+        self._next_seq += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[seq] = future
+        try:
+            await self._send(encode({"op": op, "seq_number": seq, **fields}))
+            return await future
+        finally:
+            self._waiting.pop(seq, None)
+
+    async def feed(self, frame: bytes) -> None:
+        """Take one frame from the transport. A malformed frame raises ProtocolError."""
+        message = decode(frame)
+        seq = message["seq_number"]
+        if message["op"] == "response":
+            future = self._waiting.get(seq)
+            if future is None:
+                raise ProtocolError(f"response to unknown seq_number {seq}")
+            if not future.done():
+                if message.get("is_exception"):
+                    future.set_exception(RemoteError(str(message.get("result"))))
+                else:
+                    future.set_result(message.get("result"))
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(message["op"], seq, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, op: str, seq: int, message: Message) -> None:
+        try:
+            result = await self._handler(op, message)
+            reply = response(seq, result)
+        except RequestFailed as exc:
+            reply = response(seq, error=str(exc))
+        except Exception as exc:
+            log.exception("request_handler_failed", peer=self.name, op=op)
+            reply = response(seq, error=f"{type(exc).__name__}: {exc}")
+        if not self.closed:
+            with contextlib.suppress(ConnectionError):
+                await self._send(encode(reply))
+
+    def close(self, reason: str = "connection lost") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionLost(f"{self.name}: {reason}"))
+        for task in self._tasks:
+            task.cancel()
+
+    def statistics(self) -> dict[str, int]:
+        return {"waiting": len(self._waiting), "handling": len(self._tasks)}

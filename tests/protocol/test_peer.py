@@ -1,0 +1,83 @@
+"""Framing and request/response matching of msgpack_experimental_v7."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgpack
+import pytest
+
+from buildyard.protocol.codec import MAX_FRAME, decode, encode
+from buildyard.protocol.errors import ConnectionLost, ProtocolError, RemoteError
+from buildyard.protocol.peer import Peer, RequestFailed
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (b"\xc1", "not one msgpack message"),
+        (msgpack.packb([1, 2]), "not a map"),
+        (msgpack.packb({"op": "x"}), "seq_number"),
+        (msgpack.packb({1: "int key", "op": "x", "seq_number": 0}), "not one msgpack message"),
+        (b"\x00" * (MAX_FRAME + 1), "over the"),
+    ],
+)
+def test_bad_frames_are_named(frame: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        decode(frame)
+
+
+def test_bytes_stay_bytes_and_str_stays_str() -> None:
+    frame = encode({"op": "update", "seq_number": 3, "data": b"\x00\xff", "text": "é"})
+    assert decode(frame) == {"op": "update", "seq_number": 3, "data": b"\x00\xff", "text": "é"}
+
+
+def pair() -> tuple[Peer, Peer]:
+    """Two peers wired back to back; each answers ``echo`` and refuses ``fail``."""
+    peers: list[Peer] = []
+
+    async def handler(op: str, message: dict[str, Any]) -> Any:
+        if op == "echo":
+            await asyncio.sleep(message.get("delay", 0))
+            return message["value"]
+        if op == "fail":
+            raise RequestFailed("refused on purpose")
+        raise RequestFailed(f"Command {op} does not exist.")
+
+    def sender(index: int) -> Any:
+        async def send(frame: bytes) -> None:
+            await peers[1 - index].feed(frame)
+
+        return send
+
+    peers.extend(Peer(send=sender(i), handler=handler, name=f"p{i}") for i in range(2))
+    return peers[0], peers[1]
+
+
+async def test_concurrent_requests_resolve_to_their_own_answers() -> None:
+    a, _b = pair()
+    results = await asyncio.gather(
+        a.request("echo", value="slow", delay=0.05), a.request("echo", value="fast")
+    )
+    assert list(results) == ["slow", "fast"]
+    with pytest.raises(RemoteError, match="refused on purpose"):
+        await a.request("fail")
+    with pytest.raises(RemoteError, match="Command nope does not exist"):
+        await a.request("nope")
+
+
+async def test_unknown_response_is_a_fault_and_close_fails_waiters() -> None:
+    a, _b = pair()
+    with pytest.raises(ProtocolError, match="unknown seq_number 99"):
+        await a.feed(encode({"op": "response", "seq_number": 99, "result": None}))
+
+    async def never(frame: bytes) -> None:
+        return None
+
+    lonely = Peer(send=never, handler=lambda op, m: asyncio.sleep(0), name="lonely")
+    waiting = asyncio.create_task(lonely.request("echo", value=1))
+    await asyncio.sleep(0)
+    lonely.close("socket gone")
+    with pytest.raises(ConnectionLost, match="socket gone"):
+        await waiting
