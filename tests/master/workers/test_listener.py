@@ -1,0 +1,135 @@
+"""The worker endpoint against a scripted client: authentication, attach, and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgpack
+import pytest
+import sqlalchemy as sa
+import structlog
+
+from buildyard.master.data.updates import Updates
+from buildyard.master.db import schema as t
+from buildyard.master.db.connector import Database
+from buildyard.master.mq.local import LocalMQ
+from buildyard.master.workers.config import Worker
+from buildyard.master.workers.listener import WorkerListener
+from tests.master.db.conftest import clock, database  # noqa: F401  (fixtures)
+
+
+def auth(name: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{name}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+async def listener(database: Database, clock: Any) -> AsyncIterator[WorkerListener]:  # noqa: F811
+    updates = Updates(db=database, mq=LocalMQ(), clock=clock)
+    masterid = await updates.find_master_id("m")
+    svc = WorkerListener(updates=updates)
+    await svc.start()
+    await svc.reconfigure(
+        masterid=masterid,
+        protocols={"msgpack_experimental_v7": {"port": "tcp:0:interface=127.0.0.1"}},
+        workers=[Worker("w1", "pw:with:colons")],
+        builders=[],
+    )
+    yield svc
+    await svc.stop()
+
+
+async def connected_count(database: Database) -> int:  # noqa: F811
+    async with database.reading() as c:
+        return int(
+            (
+                await c.execute(sa.select(sa.func.count()).select_from(t.connected_workers))
+            ).scalar_one()
+        )
+
+
+async def attach(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Answer the master's connect sequence as the stock worker does."""
+    seq = itertools.count()
+    while True:
+        msg = msgpack.unpackb((await ws.receive_bytes()), raw=False)
+        op, number = msg["op"], msg["seq_number"]
+        result: Any = None
+        if op == "get_worker_info":
+            result = {"basedir": "/nowhere", "system": "posix", "version": "script", "admin": "a"}
+        await ws.send_bytes(
+            msgpack.packb({"op": "response", "seq_number": number, "result": result})
+        )
+        if op == "start_command":
+            cid = msg["command_id"]
+            pairs = [["files", []], ["rc", 0]] if msg["command_name"] == "listdir" else [["rc", 0]]
+            for request in ({"op": "update", "args": pairs}, {"op": "complete", "args": None}):
+                frame = {**request, "command_id": cid, "seq_number": next(seq)}
+                await ws.send_bytes(msgpack.packb(frame))
+                reply = msgpack.unpackb(await ws.receive_bytes(), raw=False)
+                assert reply == {
+                    "op": "response",
+                    "seq_number": frame["seq_number"],
+                    "result": None,
+                }
+            if msg["command_name"] == "mkdir":
+                return
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        (auth("w1", "wrong"), 401),
+        (auth("nobody", "pw"), 401),
+        ({"Authorization": "Basic !!!"}, 400),
+        ({"Authorization": "Bearer x"}, 400),
+    ],
+)
+async def test_handshake_refusals(
+    listener: WorkerListener, headers: dict[str, str], status: int
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await session.ws_connect(f"http://127.0.0.1:{listener.port}/", headers=headers)
+    assert info.value.status == status
+
+
+async def test_attach_then_a_garbage_frame_ends_only_that_connection(
+    listener: WorkerListener,
+    database: Database,  # noqa: F811
+) -> None:
+    url = f"http://127.0.0.1:{listener.port}/"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, headers=auth("w1", "pw:with:colons")) as ws,
+    ):
+        await attach(ws)
+        assert await connected_count(database) == 1
+        # an update for a command that does not exist: refused, connection kept
+        await ws.send_bytes(
+            msgpack.packb(
+                {"op": "update", "seq_number": 100, "command_id": "77", "args": [["rc", 0]]}
+            )
+        )
+        reply = msgpack.unpackb(await ws.receive_bytes(), raw=False)
+        assert reply["is_exception"] is True and "77" in reply["result"]
+        await ws.send_str("text frames are ignored")
+        with structlog.testing.capture_logs() as logs:
+            await ws.send_bytes(b"\xc1 not msgpack")
+            closing = await ws.receive()
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code == 1002
+    faults = [e for e in logs if e["event"] == "worker_protocol_fault"]
+    assert faults and faults[0]["worker"] == "w1" and "msgpack" in faults[0]["fault"]
+    for _ in range(100):
+        if await connected_count(database) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await connected_count(database) == 0
+    assert listener.running and listener.connections == {}
