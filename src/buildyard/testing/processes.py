@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -91,3 +92,13 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, interval: float =
             return True
         time.sleep(interval)
     return predicate()
+
+
+async def eventually(
+    predicate: Callable[[], bool], *, within: float, interval: float = 0.05
+) -> None:
+    """Wait until ``predicate()`` holds, for state outside this process (files, pids, other
+    processes' databases) that no event announces; TimeoutError after ``within`` seconds."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110  (nothing to wait on but the state itself)
+            await asyncio.sleep(interval)

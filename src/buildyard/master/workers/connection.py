@@ -132,6 +132,10 @@ class WorkerConnection:
         finally:
             self._running.pop(command_id, None)
 
+    def running_ids(self) -> tuple[str, ...]:
+        """Ids of the commands in flight on this connection."""
+        return tuple(self._running)
+
     async def interrupt(self, command_id: str, why: str) -> None:
         await self.peer.request("interrupt_command", command_id=command_id, why=why)
 

@@ -1,0 +1,147 @@
+"""The master's command layer against the stock buildbot-worker 4.3.0 (real process, real files)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from buildyard.master.config.loader import load_master_config
+from buildyard.master.db import migrate
+from buildyard.master.master import BuildMaster
+from buildyard.master.workers.connection import WorkerConnection
+from buildyard.testing.postgres import free_port
+from buildyard.testing.processes import end_popen, eventually
+from buildyard.testing.stock import buildbot_venv
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """\
+from buildyard.plugins import *
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker("w1", "pw")]
+c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
+c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=util.BuildFactory())]
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+@pytest.fixture
+async def worker(tmp_path: Path) -> AsyncIterator[tuple[WorkerConnection, Path]]:
+    """A connected, attached stock worker, and its base directory."""
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(CONFIG.format(port=port))
+    master = BuildMaster(basedir, config=load_master_config(basedir))
+    await migrate.upgrade(master.db)
+    await master.start()
+    workdir = tmp_path / "worker"
+    bin_dir = buildbot_venv() / "bin"
+    created = await asyncio.create_subprocess_exec(
+        str(bin_dir / "buildbot-worker"),
+        "create-worker",
+        "--protocol=msgpack_experimental_v7",
+        str(workdir),
+        f"127.0.0.1:{port}",
+        "w1",
+        "pw",
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert await created.wait() == 0
+    with (tmp_path / "worker.log").open("ab") as out:
+        proc = subprocess.Popen(  # noqa: ASYNC220  (returns at once; ended by pid below)
+            [str(bin_dir / "buildbot-worker"), "start", "--nodaemon", str(workdir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        listener = master.workers.listener
+        await eventually(
+            lambda: "w1" in listener.connections and (workdir / "b").is_dir(), within=60
+        )
+        yield listener.connections["w1"], workdir
+    finally:
+        end_popen(proc)
+        await master.stop()
+
+
+async def test_shell_and_filesystem_commands(worker: tuple[WorkerConnection, Path]) -> None:
+    conn, base = worker
+    b = str(base / "b")
+    shell = await conn.run_command(
+        "shell",
+        {
+            "workdir": b,
+            "command": ["sh", "-c", 'echo "out $GREETING"; echo err >&2; exit 3'],
+            "env": {"GREETING": "hello"},
+            "logEnviron": False,
+        },
+    )
+    assert shell.failure is None
+    assert shell.rc == 3
+    assert shell.text("stdout") == "out hello\n"
+    assert shell.text("stderr") == "err\n"
+    assert isinstance(shell.last("elapsed"), float)
+
+    made = await conn.run_command("mkdir", {"paths": [f"{b}/d1/d2"]})
+    assert made.rc == 0 and (base / "b" / "d1" / "d2").is_dir()
+    (base / "b" / "d1" / "f.txt").write_text("12345")
+    st = await conn.run_command("stat", {"path": f"{b}/d1/f.txt"})
+    assert st.rc == 0 and st.last("stat")[stat.ST_SIZE] == 5
+    listed = await conn.run_command("listdir", {"path": f"{b}/d1"})
+    assert sorted(listed.last("files")) == ["d2", "f.txt"]
+    globbed = await conn.run_command("glob", {"path": f"{b}/d1/*.txt"})
+    assert globbed.last("files") == [f"{b}/d1/f.txt"]
+    copied = await conn.run_command("cpdir", {"from_path": f"{b}/d1", "to_path": f"{b}/copy"})
+    assert copied.rc == 0 and (base / "b" / "copy" / "f.txt").read_text() == "12345"
+    removed = await conn.run_command("rmfile", {"path": f"{b}/d1/f.txt"})
+    assert removed.rc == 0 and not (base / "b" / "d1" / "f.txt").exists()
+    gone = await conn.run_command("rmdir", {"paths": [f"{b}/d1", f"{b}/copy"]})
+    assert gone.rc == 0 and not (base / "b" / "d1").exists()
+    missing = await conn.run_command("stat", {"path": f"{b}/nope"})
+    assert missing.rc == 2  # ENOENT
+
+
+async def test_interrupt_kills_the_process_tree(worker: tuple[WorkerConnection, Path]) -> None:
+    conn, base = worker
+    pidfile = base / "child.pid"
+    run = asyncio.create_task(
+        conn.run_command(
+            "shell",
+            {
+                "workdir": str(base / "b"),
+                "command": f"sleep 300 & echo $! > {pidfile}; echo started; wait",
+                "logEnviron": False,
+            },
+        )
+    )
+    await eventually(lambda: pidfile.exists() and bool(pidfile.read_text().strip()), within=30)
+    child = int(pidfile.read_text())
+    (command_id,) = conn.running_ids()
+    await conn.interrupt(command_id, "test says stop")
+    result = await asyncio.wait_for(run, 30)
+    assert result.rc == -1
+    header = result.text("header")
+    assert "attempting to kill" in header
+    assert "process killed by signal 9" in header
+    await eventually(lambda: not _alive(child), within=10)  # the shell's child died too
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purposes
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
