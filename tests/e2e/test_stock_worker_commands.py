@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import stat
 import subprocess
@@ -145,3 +146,50 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_file_transfers_both_ways_byte_for_byte(
+    worker: tuple[WorkerConnection, Path], tmp_path: Path
+) -> None:
+    conn, base = worker
+    payload = os.urandom(1_000_003)  # several blocks, not a multiple of the block size
+
+    source = tmp_path / "to-worker.bin"
+    source.write_bytes(payload)
+    down = await conn.download_file(source, f"{base}/b/sub/got.bin", mode=0o640)
+    assert down.rc == 0, down.text("stderr")
+    got = base / "b" / "sub" / "got.bin"
+    assert _digest(got) == _digest(source)
+    assert stat.S_IMODE(got.stat().st_mode) == 0o640
+
+    stamped = base / "b" / "stamped.bin"
+    stamped.write_bytes(payload[::-1])
+    os.utime(stamped, (1_600_000_000.5, 1_500_000_000.25))
+    up = await conn.upload_file(str(stamped), tmp_path / "up" / "stamped.bin", keepstamp=True)
+    assert up.rc == 0, up.text("stderr")
+    back = tmp_path / "up" / "stamped.bin"
+    times = back.stat()  # before reading it, which may refresh atime
+    assert times.st_mtime == pytest.approx(1_500_000_000.25, abs=1e-3)
+    assert times.st_atime == pytest.approx(1_600_000_000.5, abs=1e-3)
+    assert _digest(back) == _digest(stamped)
+
+    capped = await conn.upload_file(str(stamped), tmp_path / "capped.bin", maxsize=1000)
+    assert capped.rc == 1
+    assert "Maximum filesize reached" in capped.text("stderr")
+    assert (tmp_path / "capped.bin").read_bytes() == payload[::-1][:1000]
+
+    tree = base / "b" / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "top.txt").write_text("top\n")
+    (tree / "a" / "b" / "deep.bin").write_bytes(payload[:70_000])
+    for compress in (None, "gz", "bz2"):
+        dest = tmp_path / f"tree-{compress}"
+        result = await conn.upload_directory(str(tree), dest, compress=compress)
+        assert result.rc == 0, result.text("stderr")
+        assert (dest / "top.txt").read_text() == "top\n"
+        assert _digest(dest / "a" / "b" / "deep.bin") == _digest(tree / "a" / "b" / "deep.bin")
+        assert sorted(p.name for p in dest.iterdir()) == ["a", "top.txt"]  # no temp left

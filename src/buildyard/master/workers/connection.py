@@ -12,10 +12,12 @@ import asyncio
 import dataclasses
 import itertools
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
 
+from buildyard.master.workers.transfers import FileReader, FileWriter
 from buildyard.protocol.codec import Message
 from buildyard.protocol.errors import ConnectionLost, RemoteError
 from buildyard.protocol.peer import Peer, RequestFailed, Send
@@ -60,6 +62,8 @@ class _Running:
     updates: list[Update]
     done: asyncio.Future[str | None]
     on_update: Callable[[Update], None] | None
+    writer: FileWriter | None = None
+    reader: FileReader | None = None
 
 
 class WorkerConnection:
@@ -113,10 +117,18 @@ class WorkerConnection:
         *,
         on_update: Callable[[Update], None] | None = None,
         builder_name: str | None = None,
+        writer: FileWriter | None = None,
+        reader: FileReader | None = None,
     ) -> CommandResult:
-        """Run one command to completion; ConnectionLost if the worker goes away meanwhile."""
+        """Run one command to completion; ConnectionLost if the worker goes away meanwhile.
+
+        A transfer passes the ``writer`` (upload) or ``reader`` (download) that its data flows
+        through; both are closed when the command ends, whatever happened.
+        """
         command_id = str(next(self._ids))
-        running = _Running([], asyncio.get_running_loop().create_future(), on_update)
+        running = _Running(
+            [], asyncio.get_running_loop().create_future(), on_update, writer, reader
+        )
         self._running[command_id] = running
         try:
             fields: dict[str, Any] = {
@@ -131,6 +143,61 @@ class WorkerConnection:
             return CommandResult(updates=running.updates, failure=failure)
         finally:
             self._running.pop(command_id, None)
+            if writer is not None:
+                writer.discard()  # no-op once the upload was closed or unpacked
+            if reader is not None:
+                await reader.close()
+
+    async def upload_file(
+        self,
+        worker_path: str,
+        dest: Path,
+        *,
+        blocksize: int = 256 * 1024,
+        maxsize: int | None = None,
+        keepstamp: bool = False,
+    ) -> CommandResult:
+        """Copy a worker file to ``dest`` on the master."""
+        args = {
+            "path": worker_path,
+            "blocksize": blocksize,
+            "maxsize": maxsize,
+            "keepstamp": keepstamp,
+        }
+        writer = FileWriter(dest, maxsize=maxsize)
+        return await self.run_command("upload_file", args, writer=writer)
+
+    async def upload_directory(
+        self,
+        worker_path: str,
+        dest: Path,
+        *,
+        blocksize: int = 16 * 1024,
+        maxsize: int | None = None,
+        compress: str | None = None,
+    ) -> CommandResult:
+        """Copy a worker directory's contents into ``dest`` on the master (as a tarball)."""
+        args = {
+            "path": worker_path,
+            "blocksize": blocksize,
+            "maxsize": maxsize,
+            "compress": compress,
+        }
+        writer = FileWriter(dest / ".upload.tar", maxsize=maxsize, unpack_into=dest)
+        return await self.run_command("upload_directory", args, writer=writer)
+
+    async def download_file(
+        self,
+        source: Path,
+        worker_path: str,
+        *,
+        blocksize: int = 16 * 1024,
+        maxsize: int | None = None,
+        mode: int | None = None,
+    ) -> CommandResult:
+        """Copy a master file to ``worker_path`` on the worker."""
+        args = {"path": worker_path, "blocksize": blocksize, "maxsize": maxsize, "mode": mode}
+        return await self.run_command("download_file", args, reader=FileReader(source))
 
     def running_ids(self) -> tuple[str, ...]:
         """Ids of the commands in flight on this connection."""
@@ -164,10 +231,9 @@ class WorkerConnection:
             if not running.done.done():
                 running.done.set_result(None if failure is None else str(failure))
             return None
-        if op.startswith("update_"):
-            raise RequestFailed(
-                f"file transfers ({op}) are not implemented yet (buildyard issue #3)"
-            )
+        handler = _TRANSFER_OPS.get(op)
+        if handler is not None:
+            return await handler(self._command(message), message)
         raise RequestFailed(f"Command {op} does not exist.")
 
     def _command(self, message: Message) -> _Running:
@@ -184,3 +250,50 @@ class WorkerConnection:
         for running in self._running.values():
             if not running.done.done():
                 running.done.set_exception(ConnectionLost(f"worker {self.name} lost: {reason}"))
+
+
+def _writer(running: _Running) -> FileWriter:
+    if running.writer is None:
+        raise RequestFailed("this command is not an upload")
+    return running.writer
+
+
+def _reader(running: _Running) -> FileReader:
+    if running.reader is None:
+        raise RequestFailed("this command is not a download")
+    return running.reader
+
+
+async def _upload_write(running: _Running, message: Message) -> None:
+    await _writer(running).write(message.get("args"))
+
+
+async def _upload_close(running: _Running, message: Message) -> None:
+    await _writer(running).close()
+
+
+async def _upload_utime(running: _Running, message: Message) -> None:
+    await _writer(running).utime(message.get("access_time"), message.get("modified_time"))
+
+
+async def _upload_unpack(running: _Running, message: Message) -> None:
+    await _writer(running).unpack()
+
+
+async def _read(running: _Running, message: Message) -> bytes:
+    return await _reader(running).read(message.get("length"))
+
+
+async def _read_close(running: _Running, message: Message) -> None:
+    await _reader(running).close()
+
+
+_TRANSFER_OPS: dict[str, Callable[[_Running, Message], Awaitable[Any]]] = {
+    "update_upload_file_write": _upload_write,
+    "update_upload_file_close": _upload_close,
+    "update_upload_file_utime": _upload_utime,
+    "update_upload_directory_write": _upload_write,
+    "update_upload_directory_unpack": _upload_unpack,
+    "update_read_file": _read,
+    "update_read_file_close": _read_close,
+}
