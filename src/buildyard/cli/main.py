@@ -50,6 +50,8 @@ def _print_config_errors(errors: object) -> None:
     print(f"Configuration errors ({len(errors.errors)}):", file=sys.stderr)
     for err in errors.errors:
         print(f"  {err}", file=sys.stderr)
+    for warning in errors.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _load(basedir: Path, configfile: str) -> object | None:
@@ -122,8 +124,11 @@ def cmd_upgrade_master(args: argparse.Namespace) -> int:
 
 def cmd_checkconfig(args: argparse.Namespace) -> int:
     basedir = Path(args.basedir).resolve()
-    if _load(basedir, args.config) is None:
+    config = _load(basedir, args.config)
+    if config is None:
         return 1
+    for warning in config.warnings:  # type: ignore[attr-defined]
+        print(f"warning: {warning}", file=sys.stderr)
     if not args.quiet:
         print("Config file is good!")
     return 0

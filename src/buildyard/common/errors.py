@@ -64,6 +64,8 @@ class ConfigErrors(BuildyardError):
 
     def __init__(self, errors: list[ConfigError] | None = None) -> None:
         self.errors: list[ConfigError] = list(errors or [])
+        # what the same load noticed short of an error (e.g. an ignored PB port)
+        self.warnings: tuple[str, ...] = ()
         super().__init__()
 
     def add(self, message: str, *, location: Location | None = None) -> None:

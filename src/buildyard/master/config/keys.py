@@ -263,9 +263,11 @@ def _protocols(reader: _Reader) -> Mapping[str, Mapping[str, object]]:
             continue
         if name == "pb":
             config_warning(
-                "c['protocols']['pb'] is ignored: buildyard speaks only msgpack_experimental_v7 "
-                "to workers (c['protocols'] = {'msgpack_experimental_v7': {'port': ...}}, and "
-                "workers created with --protocol=msgpack_experimental_v7)",
+                "c['protocols']['pb'] is ignored: PB workers cannot connect to buildyard yet. "
+                "Listen with c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}} and "
+                "recreate each worker with 'buildbot-worker create-worker "
+                "--protocol=msgpack_experimental_v7 ...' (or set protocol = "
+                "'msgpack_experimental_v7' in its buildbot.tac)",
                 location=reader.lines.location("protocols"),
             )
         if name == "msgpack_experimental_v7":

@@ -71,7 +71,9 @@ def load_master_config(basedir: Path, filename: str = "master.cfg") -> MasterCon
             e if e.location else ConfigError(e.message, location=somewhere) for e in errors.errors
         ]
         # In file order, master.cfg first: the order an operator reads and fixes them in.
-        raise ConfigErrors(sorted(located, key=_reading_order(path)))
+        failed = ConfigErrors(sorted(located, key=_reading_order(path)))
+        failed.warnings = tuple(warnings)
+        raise failed
     assert config is not None
     return dataclasses.replace(config, warnings=tuple(warnings))
 

@@ -192,6 +192,10 @@ class WorkerListener(Service):
             elif msg.type == WSMsgType.TEXT:
                 log.info("worker_text_frame_ignored", worker=conn.name)
             else:
+                if msg.type == WSMsgType.ERROR:  # e.g. a frame over MAX_FRAME
+                    log.warning(
+                        "worker_protocol_fault", worker=conn.name, fault=str(ws.exception())
+                    )
                 break
         conn.lost("the worker closed the connection")
 
