@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import signal
 import stat
 import subprocess
 from collections.abc import AsyncIterator
@@ -16,6 +18,7 @@ from buildyard.master.config.loader import load_master_config
 from buildyard.master.db import migrate
 from buildyard.master.master import BuildMaster
 from buildyard.master.workers.connection import WorkerConnection
+from buildyard.protocol.errors import ConnectionLost
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
 from buildyard.testing.stock import buildbot_venv
@@ -33,7 +36,9 @@ c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 
 
 @pytest.fixture
-async def worker(tmp_path: Path) -> AsyncIterator[tuple[WorkerConnection, Path]]:
+async def worker(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[WorkerConnection, Path, subprocess.Popen[bytes]]]:
     """A connected, attached stock worker, and its base directory."""
     basedir = tmp_path / "master"
     basedir.mkdir()
@@ -67,14 +72,16 @@ async def worker(tmp_path: Path) -> AsyncIterator[tuple[WorkerConnection, Path]]
         await eventually(
             lambda: "w1" in listener.connections and (workdir / "b").is_dir(), within=60
         )
-        yield listener.connections["w1"], workdir
+        yield listener.connections["w1"], workdir, proc
     finally:
         end_popen(proc)
         await master.stop()
 
 
-async def test_shell_and_filesystem_commands(worker: tuple[WorkerConnection, Path]) -> None:
-    conn, base = worker
+async def test_shell_and_filesystem_commands(
+    worker: tuple[WorkerConnection, Path, subprocess.Popen[bytes]],
+) -> None:
+    conn, base, _proc = worker
     b = str(base / "b")
     shell = await conn.run_command(
         "shell",
@@ -110,8 +117,10 @@ async def test_shell_and_filesystem_commands(worker: tuple[WorkerConnection, Pat
     assert missing.rc == 2  # ENOENT
 
 
-async def test_interrupt_kills_the_process_tree(worker: tuple[WorkerConnection, Path]) -> None:
-    conn, base = worker
+async def test_interrupt_kills_the_process_tree(
+    worker: tuple[WorkerConnection, Path, subprocess.Popen[bytes]],
+) -> None:
+    conn, base, _proc = worker
     pidfile = base / "child.pid"
     run = asyncio.create_task(
         conn.run_command(
@@ -153,9 +162,9 @@ def _digest(path: Path) -> str:
 
 
 async def test_file_transfers_both_ways_byte_for_byte(
-    worker: tuple[WorkerConnection, Path], tmp_path: Path
+    worker: tuple[WorkerConnection, Path, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
-    conn, base = worker
+    conn, base, _proc = worker
     payload = os.urandom(1_000_003)  # several blocks, not a multiple of the block size
 
     source = tmp_path / "to-worker.bin"
@@ -193,3 +202,25 @@ async def test_file_transfers_both_ways_byte_for_byte(
         assert (dest / "top.txt").read_text() == "top\n"
         assert _digest(dest / "a" / "b" / "deep.bin") == _digest(tree / "a" / "b" / "deep.bin")
         assert sorted(p.name for p in dest.iterdir()) == ["a", "top.txt"]  # no temp left
+
+
+async def test_a_worker_killed_mid_command_fails_it_as_lost(
+    worker: tuple[WorkerConnection, Path, subprocess.Popen[bytes]],
+) -> None:
+    conn, base, proc = worker
+    pidfile = base / "orphan.pid"
+    run = asyncio.create_task(
+        conn.run_command(
+            "shell",
+            {"workdir": str(base / "b"), "command": f"sleep 300 & echo $! > {pidfile}; wait"},
+        )
+    )
+    await eventually(lambda: pidfile.exists() and bool(pidfile.read_text().strip()), within=30)
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        with pytest.raises(ConnectionLost, match="worker w1 lost"):
+            await asyncio.wait_for(run, 30)
+    finally:
+        # the worker's shell outlives it (its own process group); end it by its pid
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)

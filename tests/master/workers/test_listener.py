@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +21,8 @@ from buildyard.master.db.connector import Database
 from buildyard.master.mq.local import LocalMQ
 from buildyard.master.workers.config import Worker
 from buildyard.master.workers.listener import WorkerListener
+from buildyard.protocol.codec import MAX_FRAME
+from buildyard.testing.processes import eventually
 from tests.master.db.conftest import clock, database  # noqa: F401  (fixtures)
 
 
@@ -133,3 +136,29 @@ async def test_attach_then_a_garbage_frame_ends_only_that_connection(
         await asyncio.sleep(0.02)
     assert await connected_count(database) == 0
     assert listener.running and listener.connections == {}
+
+
+async def test_an_oversized_frame_ends_that_connection_with_a_logged_reason(
+    listener: WorkerListener,
+    database: Database,  # noqa: F811
+) -> None:
+    url = f"http://127.0.0.1:{listener.port}/"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, headers=auth("w1", "pw:with:colons"), max_msg_size=0) as ws,
+    ):
+        await attach(ws)
+        with structlog.testing.capture_logs() as logs:
+            # the master may reset the connection before the whole frame is sent
+            with contextlib.suppress(ConnectionError):
+                await ws.send_bytes(b"\x00" * (MAX_FRAME + 1))
+            closing = await ws.receive()
+            await eventually(lambda: listener.connections == {}, within=10)
+        assert closing.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        )
+    faults = [e for e in logs if e["event"] == "worker_protocol_fault"]
+    assert faults and faults[0]["worker"] == "w1"
+    await eventually(lambda: listener.connections == {}, within=10)
