@@ -130,3 +130,31 @@ async def test_expired_while_alive_relinks_its_builders(tmp_path: Path, upgraded
         assert await _links(upgraded) == ([(master.masterid, 1)], ["a"])
     finally:
         await master.stop()
+
+
+async def test_configured_workers_follow_the_config(tmp_path: Path, upgraded: str) -> None:
+    port = free_port()
+    extra = "c['workers'].append(worker.Worker('w2', 'pass'))\n"
+    write(tmp_path, upgraded, port, "a", "b", extra=extra)
+    master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+    await master.start()
+    try:
+
+        async def configured() -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {}
+            for w in await master.db.workers.get_workers():
+                names = [
+                    (await master.db.builders.get_builder(c.builderid)).name  # type: ignore[union-attr]
+                    for c in w.configured_on
+                ]
+                out[w.name] = sorted(names)
+            return out
+
+        assert await configured() == {"w": ["a", "b"], "w2": []}
+        write(tmp_path, upgraded, port, "a", extra="")
+        assert await master.reconfig() is True
+        assert await configured() == {"w": ["a"], "w2": []}
+    finally:
+        await master.stop()
+    assert await configured() == {"w": [], "w2": []}  # a stopped master configures nothing
+    await master.db.close()

@@ -232,6 +232,18 @@ class BuildMaster(Service):
         builders = await self.botmaster.apply_builders(
             masterid=self.masterid, configs=config.builders
         )
+        builder_ids = {
+            name: b.builderid
+            for name, b in self.botmaster.builders.items()
+            if b.builderid is not None
+        }
+        await self.data.updates.configure_workers(
+            masterid=self.masterid,
+            builders_of={
+                w.name: [builder_ids[b.name] for b in config.builders if w.name in b.workernames]
+                for w in config.workers
+            },
+        )
         await self.workers.listener.reconfigure(
             masterid=self.masterid,
             protocols=config.protocols,

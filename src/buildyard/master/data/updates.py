@@ -180,6 +180,19 @@ class Updates:
     async def find_worker_id(self, name: str) -> int:
         return await self._db.workers.find_worker_id(name)
 
+    async def configure_workers(
+        self, *, masterid: int, builders_of: Mapping[str, Sequence[int]]
+    ) -> dict[str, int]:
+        """Make this master's configured workers exactly ``builders_of`` (worker name -> the
+        ids of the builders it serves), in one transaction; returns each worker's id."""
+        ids: dict[str, int] = {}
+        async with self._db.transaction() as conn:
+            await self._db.workers.deconfigure_all_workers_for_master(masterid, conn=conn)
+            for name, builderids in builders_of.items():
+                ids[name] = await self._db.workers.find_worker_id(name, conn=conn)
+                await self._db.workers.worker_configured(ids[name], masterid, builderids, conn=conn)
+        return ids
+
     async def worker_connected(
         self, *, workerid: int, masterid: int, workerinfo: Mapping[str, Any]
     ) -> None:
