@@ -165,3 +165,25 @@ async def test_master_stopped_cleans_up_after_its_own_previous_run(
         claims = (await c.execute(sa.select(t.buildrequest_claims.c.brid))).scalars().all()
     assert claims == [ids["done"]]
     assert [k for k, _ in drain(sub)] == [("masters", str(mid), "stopped")]
+
+
+async def test_worker_events_carry_the_whole_worker(
+    updates: Updates, database: Database, mq: LocalMQ
+) -> None:
+    mid = await updates.find_master_id("m")
+    wid = await updates.find_worker_id("w1")
+    sub = mq.subscribe(("workers", None, None))
+    await updates.worker_connected(workerid=wid, masterid=mid, workerinfo={"version": "4.3.0"})
+    await updates.set_worker_state(workerid=wid, paused=True, graceful=False, pause_reason="disk")
+    await updates.worker_disconnected(workerid=wid, masterid=mid)
+    events = drain(sub)
+    assert [k for k, _ in events] == [
+        ("workers", str(wid), "connected"),
+        ("workers", str(wid), "state_updated"),
+        ("workers", str(wid), "disconnected"),
+    ]
+    connected, paused, gone = (body for _, body in events)
+    assert connected["connected_to"] == [{"masterid": mid}]
+    assert connected["workerinfo"] == {"version": "4.3.0"}
+    assert (paused["paused"], paused["pause_reason"], paused["graceful"]) == (True, "disk", False)
+    assert gone["connected_to"] == []

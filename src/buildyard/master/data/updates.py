@@ -204,6 +204,17 @@ class Updates:
         await self._db.workers.worker_disconnected(workerid, masterid)
         await self._announce_worker(workerid, "disconnected")
 
+    async def set_worker_state(
+        self, *, workerid: int, paused: bool, graceful: bool, pause_reason: str | None = None
+    ) -> None:
+        """Pause / unpause / graceful shutdown; announced as ``workers/<id>/state_updated``.
+
+        Distribution (issue 4) starts no build on a paused or graceful worker."""
+        await self._db.workers.set_worker_state(
+            workerid, paused=paused, graceful=graceful, pause_reason=pause_reason
+        )
+        await self._announce_worker(workerid, "state_updated")
+
     async def _announce_worker(self, workerid: int, event: str) -> None:
         worker = await self._db.workers.get_worker(workerid)
         if worker is None:
