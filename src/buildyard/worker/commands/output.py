@@ -1,0 +1,202 @@
+"""What a running command sends back: ``update`` pairs, output lines, and ``complete``.
+
+Spec sections 9 and 10. Output text is cut into complete lines (``newline_re`` matches become
+``\\n``, lines over ``max_line_length`` are split), each stream sent as
+``[text, [nl_offsets], [times]]``. Pairs are buffered until ``buffer_size`` (accounted as Buildbot
+does) or ``buffer_timeout`` seconds after the first buffered pair; any non-text pair flushes at
+once. Every message of one command leaves through one :class:`Outbox`, in order, so all of its
+``update`` requests precede its ``complete``. The worker does not stall on acks: the outbox
+sends them one after the other in its own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from buildyard.protocol.errors import ConnectionLost, RemoteError
+
+log = structlog.get_logger(__name__)
+
+TEXT_KEYS = frozenset({"stdout", "stderr", "header"})
+DEFAULT_NEWLINE_RE = r"(\r\n|\r(?=.)|\033\[u|\033\[[0-9]+;[0-9]+[Hf]|\033\[2J|\x08+)"
+
+# sends one worker->master request for this command: (op, fields) -> result
+Request = Callable[..., Awaitable[Any]]
+
+
+@dataclasses.dataclass(slots=True)
+class Settings:
+    """What ``set_worker_settings`` sets; the defaults are the stock worker's."""
+
+    newline_re: str = DEFAULT_NEWLINE_RE
+    max_line_length: int = 4096
+    buffer_timeout: float = 5.0
+    buffer_size: int = 65536
+
+
+Lines = list[Any]  # [text, [nl_offsets], [times]]
+
+
+class LineSplitter:
+    """Turns chunks of text into complete lines, with the time each line started arriving."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._newline = re.compile(settings.newline_re)
+        self._max = max(1, settings.max_line_length)
+        self._partial = ""
+        self._partial_time: float | None = None
+
+    def append(self, data: str, now: float | None = None) -> Lines | None:
+        now = time.time() if now is None else now
+        if not data:
+            return None
+        started = self._partial_time if self._partial_time is not None else now
+        text = self._newline.sub("\n", self._partial + data)
+        cut = text.rfind("\n")
+        complete, rest = text[: cut + 1], text[cut + 1 :]
+        lines = complete.splitlines(keepends=True)
+        # a partial line over the limit is sent in pieces now, its tail kept
+        while len(rest) > self._max:
+            lines.append(rest[: self._max])
+            rest = rest[self._max :]
+        self._partial = rest
+        self._partial_time = (started if not lines else now) if rest else None
+        return self._pack(lines, started, now)
+
+    def finish(self, now: float | None = None) -> Lines | None:
+        """The command ended: a held partial line is completed with ``\\n``."""
+        if not self._partial:
+            return None
+        now = time.time() if now is None else now
+        started = self._partial_time if self._partial_time is not None else now
+        lines = [self._partial]
+        self._partial, self._partial_time = "", None
+        return self._pack(lines, started, now)
+
+    def _pack(self, lines: list[str], started: float, now: float) -> Lines | None:
+        pieces: list[str] = []
+        for line in lines:
+            body = line[:-1] if line.endswith("\n") else line
+            if not body:
+                pieces.append("\n")
+            while body:
+                pieces.append(body[: self._max] + "\n")
+                body = body[self._max :]
+        if not pieces:
+            return None
+        offsets: list[int] = []
+        times: list[float] = []
+        pos = 0
+        for i, piece in enumerate(pieces):
+            pos += len(piece)
+            offsets.append(pos - 1)
+            times.append(started if i == 0 else now)
+        return ["".join(pieces), offsets, times]
+
+
+class Outbox:
+    """Sends one command's requests in order, in a task of its own; errors are logged."""
+
+    def __init__(self, request: Request, *, command_id: str) -> None:
+        self._request = request
+        self.command_id = command_id
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def put(self, op: str, **fields: Any) -> None:
+        self._queue.put_nowait((op, fields))
+
+    async def _run(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            op, fields = item
+            try:
+                await self._request(op, command_id=self.command_id, **fields)
+            except RemoteError as exc:
+                log.warning(
+                    "master_refused_update", command_id=self.command_id, op=op, why=str(exc)
+                )
+            except (ConnectionLost, ConnectionError) as exc:
+                log.info("update_lost", command_id=self.command_id, op=op, why=str(exc))
+                return
+            except Exception:
+                log.exception("update_failed", command_id=self.command_id, op=op)
+                return
+
+    async def close(self) -> None:
+        """Wait until everything put so far is sent (or the connection is gone)."""
+        self._queue.put_nowait(None)
+        await self._task
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+
+class CommandOutput:
+    """Buffers one command's updates and sends them through its :class:`Outbox`."""
+
+    def __init__(self, outbox: Outbox, settings: Settings) -> None:
+        self.outbox = outbox
+        self.settings = settings
+        self._splitters: dict[str, LineSplitter] = {}
+        self._pending: list[list[Any]] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def text(self, stream: str, data: str) -> None:
+        """Output of ``stream`` ("stdout", "stderr", "header"); only complete lines leave."""
+        splitter = self._splitters.get(stream)
+        if splitter is None:
+            splitter = self._splitters[stream] = LineSplitter(self.settings)
+        lines = splitter.append(data)
+        if lines is not None:
+            self._buffer(stream, lines)
+
+    def update(self, key: str, value: Any) -> None:
+        """A non-text pair (rc, elapsed, files, ...): sent at once, after what is buffered."""
+        self._pending.append([key, value])
+        self.flush()
+
+    def _buffer(self, stream: str, lines: Lines) -> None:
+        last = self._pending[-1] if self._pending else None
+        if last is not None and last[0] == stream:
+            text, offsets, times = last[1]
+            base = len(text)
+            last[1] = [text + lines[0], offsets + [base + o for o in lines[1]], times + lines[2]]
+        else:
+            self._pending.append([stream, lines])
+        self._size += len(lines[0]) + 8 * (len(lines[1]) + len(lines[2]))
+        if self._size >= self.settings.buffer_size:
+            self.flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.settings.buffer_timeout, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending:
+            self.outbox.put("update", args=self._pending)
+        self._pending = []
+        self._size = 0
+
+    def finish_lines(self) -> None:
+        """Complete every held partial line and flush."""
+        for stream, splitter in self._splitters.items():
+            lines = splitter.finish()
+            if lines is not None:
+                self._buffer(stream, lines)
+        self.flush()
+
+    async def complete(self, failure: str | None) -> None:
+        """Flush everything, send ``complete`` and wait until it is sent."""
+        self.finish_lines()
+        self.outbox.put("complete", args=failure)
+        await self.outbox.close()

@@ -1,0 +1,203 @@
+"""One child process for a command: output streaming, timeouts, and killing its process group.
+
+The child runs in a session of its own (``start_new_session``), so its pid is its process group
+and a kill reaches every process it spawned. The run ends when the child exited and both pipes
+closed (a grandchild holding a pipe keeps it going, as with the stock worker). ``timeout``
+(seconds without output) and ``max_time`` send ``failure_reason`` and kill; :meth:`kill`
+(interrupt) sends SIGTERM then SIGKILL after ``sigterm_time`` when set, else ``interrupt_signal``.
+A child ended by a signal has rc -1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import shlex
+import signal
+import time
+from collections.abc import Mapping, Sequence
+
+import structlog
+
+from buildyard.worker.commands.output import CommandOutput
+
+log = structlog.get_logger(__name__)
+
+READ_SIZE = 64 * 1024
+
+
+def _signal(value: str | int | None) -> signal.Signals:
+    if value is None:
+        return signal.SIGKILL
+    if isinstance(value, int):
+        return signal.Signals(value)
+    name = value.upper()
+    return signal.Signals[name if name.startswith("SIG") else "SIG" + name]
+
+
+class RunProcess:
+    def __init__(
+        self,
+        *,
+        argv: Sequence[str],
+        display: str,
+        workdir: str,
+        env: Mapping[str, str],
+        output: CommandOutput,
+        want_stdout: bool = True,
+        want_stderr: bool = True,
+        timeout: float | None = None,
+        max_time: float | None = None,
+        sigterm_time: float | None = None,
+        interrupt_signal: str | int | None = "KILL",
+        initial_stdin: str | bytes | None = None,
+        log_environ: bool = True,
+    ) -> None:
+        self.argv = list(argv)
+        self.display = display
+        self.workdir = workdir
+        self.env = dict(env)
+        self.output = output
+        self.want = {"stdout": bool(want_stdout), "stderr": bool(want_stderr)}
+        self.timeout = timeout
+        self.max_time = max_time
+        self.sigterm_time = sigterm_time
+        self.interrupt_signal = _signal(interrupt_signal)
+        self.initial_stdin = initial_stdin
+        self.log_environ = log_environ
+        self.killed = False
+        self._proc: asyncio.subprocess.Process | None = None
+        self._last_output = time.monotonic()
+        self._kill_task: asyncio.Task[None] | None = None
+
+    def _headers(self) -> None:
+        out = self.output
+        out.text("header", f"{self.display}\n in dir {self.workdir}")
+        out.text("header", f" (timeout {self.timeout} secs)\n" if self.timeout else "\n")
+        out.text("header", f" watching logfiles {{}}\n argv: {self.argv!r}\n")
+        if self.log_environ:
+            env = "".join(f"  {k}={v}\n" for k, v in sorted(self.env.items()))
+            out.text("header", f" environment:\n{env}")
+        out.text("header", " using PTY: False\n")
+
+    async def run(self) -> int:
+        """Run to the end; returns rc (-1 when a signal ended the child)."""
+        self._headers()
+        if self.killed:
+            return -1
+        os.makedirs(self.workdir, exist_ok=True)
+        started = time.monotonic()
+        self._last_output = started
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                cwd=self.workdir,
+                env=self.env,
+                stdin=asyncio.subprocess.PIPE
+                if self.initial_stdin is not None
+                else (asyncio.subprocess.DEVNULL),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self.output.text("stderr", f"error starting {self.argv[0]!r}: {exc}\n")
+            return -1 if exc.errno is None else 1
+        self._proc = proc
+        log.info("process_started", pid=proc.pid, workdir=self.workdir)
+        watchdog = asyncio.get_running_loop().create_task(self._watchdog(started))
+        try:
+            readers = [self._read(proc.stdout, "stdout"), self._read(proc.stderr, "stderr")]
+            if self.initial_stdin is not None:
+                readers.append(self._feed(proc))
+            await asyncio.gather(*readers, proc.wait())
+        finally:
+            watchdog.cancel()
+            if self._kill_task is not None:
+                self._kill_task.cancel()
+            if proc.returncode is None:  # cancelled: leave nothing behind
+                self._signal_group(signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    await asyncio.shield(proc.wait())
+        rc = proc.returncode
+        assert rc is not None
+        elapsed = time.monotonic() - started
+        if rc < 0:
+            self.output.text("header", f"process killed by signal {-rc}\n")
+            rc = -1
+        self.output.text("header", f"elapsedTime={elapsed:0.6f}\n")
+        return rc
+
+    async def _feed(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdin is not None
+        assert self.initial_stdin is not None
+        data = self.initial_stdin
+        with contextlib.suppress(ConnectionError):
+            proc.stdin.write(data.encode() if isinstance(data, str) else data)
+            await proc.stdin.drain()
+        proc.stdin.close()
+
+    async def _read(self, stream: asyncio.StreamReader | None, name: str) -> None:
+        assert stream is not None
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while chunk := await stream.read(READ_SIZE):
+            self._last_output = time.monotonic()
+            if self.want[name]:
+                self.output.text(name, decoder.decode(chunk))
+        if self.want[name]:
+            self.output.text(name, decoder.decode(b"", final=True))
+
+    async def _watchdog(self, started: float) -> None:
+        while True:
+            now = time.monotonic()
+            deadlines: list[tuple[float, str]] = []
+            if self.timeout is not None:
+                deadlines.append((self._last_output + self.timeout, "timeout_without_output"))
+            if self.max_time is not None:
+                deadlines.append((started + self.max_time, "timeout"))
+            if not deadlines:
+                return
+            when, reason = min(deadlines)
+            if when > now:
+                await asyncio.sleep(when - now)
+                continue
+            self.output.update("failure_reason", reason)
+            if reason == "timeout":
+                msg = f"command timed out: {self.max_time} seconds elapsed running {self.display}"
+            else:
+                msg = (
+                    f"command timed out: {self.timeout} seconds without output running "
+                    f"{self.display}"
+                )
+            self.kill(msg)
+            return
+
+    def kill(self, why: str) -> None:
+        """Stop the child and everything it spawned; announced in a header line."""
+        self.output.text("header", f"{why}, attempting to kill\n")
+        log.info("process_kill", pid=self._proc.pid if self._proc else None)
+        self.killed = True
+        if self._proc is None:  # not started yet: run() will not start it
+            return
+        if self.sigterm_time:
+            self._signal_group(signal.SIGTERM)
+            loop = asyncio.get_running_loop()
+            self._kill_task = loop.create_task(self._kill_later(self.sigterm_time))
+        else:
+            self._signal_group(self.interrupt_signal)
+
+    async def _kill_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._signal_group(signal.SIGKILL)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self._proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+
+def display_command(command: str | Sequence[str]) -> str:
+    return command if isinstance(command, str) else shlex.join(command)

@@ -1,0 +1,95 @@
+"""``shell``: run a command line in ``workdir`` (spec section 8)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from buildyard.worker.commands.base import Command, register
+from buildyard.worker.commands.runprocess import RunProcess
+
+_VAR = re.compile(r"\$\{([0-9a-zA-Z_]*)\}")
+
+
+def build_env(overrides: Mapping[str, Any] | None, base: Mapping[str, str]) -> dict[str, str]:
+    """The child's environment: ``base`` with ``overrides`` applied as the stock worker does.
+
+    None deletes a variable, a list is joined with os.pathsep, ``${NAME}`` is expanded from
+    ``base`` (empty when unset) and PYTHONPATH keeps the worker's own after the new value.
+    """
+    env = dict(base)
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            env.pop(key, None)
+            continue
+        value = os.pathsep.join(str(v) for v in raw) if isinstance(raw, list | tuple) else str(raw)
+        if key == "PYTHONPATH":
+            value += os.pathsep + "${PYTHONPATH}"
+        env[key] = _VAR.sub(lambda m: base.get(m.group(1), ""), value)
+    return env
+
+
+def _argv(command: Any) -> tuple[list[str], str]:
+    """(argv, display text); obfuscated words ``["obfuscated", real, shown]`` are shown masked."""
+    if isinstance(command, str):
+        return ["/bin/sh", "-c", command], command
+    argv: list[str] = []
+    shown: list[str] = []
+    for word in command:
+        if isinstance(word, list | tuple) and len(word) == 3 and word[0] == "obfuscated":
+            argv.append(str(word[1]))
+            shown.append(str(word[2]))
+        else:
+            argv.append(str(word))
+            shown.append(str(word))
+    return argv, " ".join(shown)
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@register
+class WorkerShellCommand(Command):
+    names = ("shell",)
+    required_args = ("workdir", "command")
+
+    process: RunProcess | None = None
+
+    async def run(self) -> None:
+        args = self.args
+        if args.get("logfiles"):
+            raise NotImplementedError("logfiles on buildyard-worker are not implemented yet")
+        if args.get("max_lines") is not None:
+            raise NotImplementedError("max_lines on buildyard-worker is not implemented yet")
+        if args.get("usePTY", False) is not False:
+            raise NotImplementedError("usePTY on buildyard-worker is not implemented yet")
+        argv, display = _argv(args["command"])
+        workdir = os.path.join(self.basedir, str(args["workdir"]))
+        process = RunProcess(
+            argv=argv,
+            display=display,
+            workdir=workdir,
+            env=build_env(args.get("env"), os.environ),
+            output=self.output,
+            want_stdout=bool(args.get("want_stdout", True)),
+            want_stderr=bool(args.get("want_stderr", True)),
+            timeout=_number(args.get("timeout")),
+            max_time=_number(args.get("maxTime")),
+            sigterm_time=_number(args.get("sigtermTime")),
+            interrupt_signal=args.get("interruptSignal") or "KILL",
+            initial_stdin=args.get("initial_stdin"),
+            log_environ=bool(args.get("logEnviron", True)),
+        )
+        self.process = process
+        if self.interrupted:
+            return
+        rc = await process.run()
+        self.output.update("rc", rc)
+
+    def interrupt(self, why: str) -> None:
+        super().interrupt(why)
+        if self.process is not None:
+            self.process.kill(why)
