@@ -84,12 +84,6 @@ async def test_unknown_command_and_missing_args(tmp_path: Path) -> None:
         start("cpdir", {"from_path": "a"}, tmp_path)
 
 
-async def test_transfers_are_not_implemented_yet(tmp_path: Path) -> None:
-    args = {"path": str(tmp_path / "f"), "blocksize": 1024, "maxsize": None, "keepstamp": False}
-    r = await run("upload_file", args, tmp_path)
-    assert "NotImplementedError: file transfers on buildyard-worker" in r.failure
-
-
 def test_worker_commands_lists_every_alias() -> None:
     names = worker_commands()
     assert set(names.values()) == {"3.3"}

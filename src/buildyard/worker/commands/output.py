@@ -107,27 +107,53 @@ class Outbox:
     def __init__(self, request: Request, *, command_id: str) -> None:
         self._request = request
         self.command_id = command_id
-        self._queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[
+            tuple[str, dict[str, Any], asyncio.Future[Any] | None] | None
+        ] = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def put(self, op: str, **fields: Any) -> None:
-        self._queue.put_nowait((op, fields))
+        self._queue.put_nowait((op, fields, None))
+
+    async def call(self, op: str, **fields: Any) -> Any:
+        """Send a request after everything put so far and wait for its result (transfers'
+        flow control: the next block goes only when the master took this one)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((op, fields, future))
+        return await future
 
     async def _run(self) -> None:
         while (item := await self._queue.get()) is not None:
-            op, fields = item
+            op, fields, future = item
             try:
-                await self._request(op, command_id=self.command_id, **fields)
+                result = await self._request(op, command_id=self.command_id, **fields)
             except RemoteError as exc:
                 log.warning(
                     "master_refused_update", command_id=self.command_id, op=op, why=str(exc)
                 )
+                if future is not None:
+                    future.set_exception(exc)
+                continue
             except (ConnectionLost, ConnectionError) as exc:
                 log.info("update_lost", command_id=self.command_id, op=op, why=str(exc))
+                if future is not None:
+                    future.set_exception(ConnectionLost(str(exc)))
+                self._fail_waiting(exc)
                 return
-            except Exception:
+            except Exception as exc:
                 log.exception("update_failed", command_id=self.command_id, op=op)
+                if future is not None:
+                    future.set_exception(exc)
+                self._fail_waiting(exc)
                 return
+            if future is not None:
+                future.set_result(result)
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None and item[2] is not None and not item[2].done():
+                item[2].set_exception(ConnectionLost(str(exc)))
 
     async def close(self) -> None:
         """Wait until everything put so far is sent (or the connection is gone)."""
@@ -186,6 +212,11 @@ class CommandOutput:
             self.outbox.put("update", args=self._pending)
         self._pending = []
         self._size = 0
+
+    async def call(self, op: str, **fields: Any) -> Any:
+        """Flush what is buffered, then make a request in order and wait for its result."""
+        self.flush()
+        return await self.outbox.call(op, **fields)
 
     def finish_lines(self) -> None:
         """Complete every held partial line and flush."""

@@ -1,4 +1,5 @@
-"""The master's command layer against the stock buildbot-worker 4.3.0 (real process, real files)."""
+"""The master's command layer against both workers, the stock buildbot-worker 4.3.0 and
+buildyard-worker: real processes, real files, the same expectations."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,11 +37,20 @@ c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
 
-@pytest.fixture
+def _worker_commands(kind: str) -> tuple[list[str], list[str]]:
+    """How to create and how to start a worker of ``kind``."""
+    if kind == "stock":
+        exe = str(buildbot_venv() / "bin" / "buildbot-worker")
+        return [exe, "create-worker", "--protocol=msgpack_experimental_v7"], [exe, "start"]
+    module = [sys.executable, "-m", "buildyard.worker.cli"]
+    return [*module, "create-worker"], [*module, "start"]
+
+
+@pytest.fixture(params=["stock", "buildyard"])
 async def worker(
-    tmp_path: Path,
+    request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[WorkerConnection, Path, subprocess.Popen[bytes]]]:
-    """A connected, attached stock worker, and its base directory."""
+    """A connected, attached worker of each kind, its base directory and its process."""
     basedir = tmp_path / "master"
     basedir.mkdir()
     port = free_port()
@@ -48,11 +59,9 @@ async def worker(
     await migrate.upgrade(master.db)
     await master.start()
     workdir = tmp_path / "worker"
-    bin_dir = buildbot_venv() / "bin"
+    create, start = _worker_commands(request.param)
     created = await asyncio.create_subprocess_exec(
-        str(bin_dir / "buildbot-worker"),
-        "create-worker",
-        "--protocol=msgpack_experimental_v7",
+        *create,
         str(workdir),
         f"127.0.0.1:{port}",
         "w1",
@@ -62,7 +71,7 @@ async def worker(
     assert await created.wait() == 0
     with (tmp_path / "worker.log").open("ab") as out:
         proc = subprocess.Popen(  # noqa: ASYNC220  (returns at once; ended by pid below)
-            [str(bin_dir / "buildbot-worker"), "start", "--nodaemon", str(workdir)],
+            [*start, "--nodaemon", str(workdir)],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
