@@ -34,6 +34,7 @@ WORKER_SETTINGS = {
 }
 
 Update = tuple[str, Any]
+_TEXT_KEYS = frozenset({"stdout", "stderr", "header", "log"})
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -64,6 +65,7 @@ class _Running:
     on_update: Callable[[Update], None] | None
     writer: FileWriter | None = None
     reader: FileReader | None = None
+    keep_output: bool = True
 
 
 class WorkerConnection:
@@ -119,15 +121,18 @@ class WorkerConnection:
         builder_name: str | None = None,
         writer: FileWriter | None = None,
         reader: FileReader | None = None,
+        keep_output: bool = True,
     ) -> CommandResult:
         """Run one command to completion; ConnectionLost if the worker goes away meanwhile.
 
         A transfer passes the ``writer`` (upload) or ``reader`` (download) that its data flows
-        through; both are closed when the command ends, whatever happened.
+        through; both are closed when the command ends, whatever happened. With
+        ``keep_output=False`` the text streams go only to ``on_update`` (a step writing them to
+        a log), so memory does not grow with the output.
         """
         command_id = str(next(self._ids))
         running = _Running(
-            [], asyncio.get_running_loop().create_future(), on_update, writer, reader
+            [], asyncio.get_running_loop().create_future(), on_update, writer, reader, keep_output
         )
         self._running[command_id] = running
         try:
@@ -221,7 +226,8 @@ class WorkerConnection:
                 if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
                     raise RequestFailed(f"bad update pair {type(pair).__name__}")
                 update = (pair[0], pair[1])
-                running.updates.append(update)
+                if running.keep_output or update[0] not in _TEXT_KEYS:
+                    running.updates.append(update)
                 if running.on_update is not None:
                     running.on_update(update)
             return None
