@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import logging
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from buildyard.master.master import BuildMaster
 from buildyard.master.workers.connection import Update
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
-from buildyard.testing.stock import buildbot_venv
+from buildyard.testing.workers import start_worker
 
 CONFIG = """\
 from buildyard.plugins import *
@@ -44,14 +43,6 @@ c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
 
-def worker_commands(kind: str) -> tuple[list[str], list[str]]:
-    if kind == "stock buildbot-worker":
-        exe = str(buildbot_venv() / "bin" / "buildbot-worker")
-        return [exe, "create-worker", "--protocol=msgpack_experimental_v7"], [exe, "start"]
-    module = [sys.executable, "-m", "buildyard.worker.cli"]
-    return [*module, "create-worker"], [*module, "start"]
-
-
 async def measure(kind: str, root: Path, round_trips: int, megabytes: int) -> tuple[float, float]:
     basedir = root / "master"
     basedir.mkdir(parents=True)
@@ -60,19 +51,8 @@ async def measure(kind: str, root: Path, round_trips: int, megabytes: int) -> tu
     master = BuildMaster(basedir, config=load_master_config(basedir))
     await migrate.upgrade(master.db)
     await master.start()
-    create, start = worker_commands(kind)
     workdir = root / "worker"
-    # set-up, outside the measured parts: blocking calls are fine here
-    subprocess.run(  # noqa: ASYNC221
-        [*create, str(workdir), f"127.0.0.1:{port}", "w1", "pw"], check=True, capture_output=True
-    )
-    with (root / "worker.log").open("ab") as out:
-        proc = subprocess.Popen(  # noqa: ASYNC220
-            [*start, "--nodaemon", str(workdir)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = await asyncio.to_thread(start_worker, kind, workdir, port, "w1", "pw")
     try:
         listener = master.workers.listener
         await eventually(
@@ -117,7 +97,7 @@ async def main() -> int:
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     results = {}
-    for kind in ("buildyard-worker", "stock buildbot-worker"):
+    for kind in ("buildyard", "stock"):
         root = Path(tempfile.mkdtemp(prefix="buildyard-bench-"))
         try:
             results[kind] = await measure(kind, root, args.round_trips, args.megabytes)
@@ -125,8 +105,9 @@ async def main() -> int:
             shutil.rmtree(root, ignore_errors=True)
     print(f"round_trips={args.round_trips} megabytes={args.megabytes}")
     for kind, (rps, mbps) in results.items():
-        print(f"buildyard master + {kind:22s}: {rps:7.1f} round trips/s  {mbps:7.1f} MB/s stdout")
-    ours, stock = results["buildyard-worker"], results["stock buildbot-worker"]
+        name = "buildyard-worker" if kind == "buildyard" else "stock buildbot-worker"
+        print(f"buildyard master + {name:22s}: {rps:7.1f} round trips/s  {mbps:7.1f} MB/s stdout")
+    ours, stock = results["buildyard"], results["stock"]
     print(
         f"ratio ours/stock worker: round trips {ours[0] / stock[0]:.2f}x, "
         f"throughput {ours[1] / stock[1]:.2f}x"

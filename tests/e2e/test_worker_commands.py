@@ -10,7 +10,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from buildyard.master.workers.connection import WorkerConnection
 from buildyard.protocol.errors import ConnectionLost
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
-from buildyard.testing.stock import buildbot_venv
+from buildyard.testing.workers import KINDS, start_worker
 
 pytestmark = pytest.mark.e2e
 
@@ -37,16 +36,7 @@ c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
 
-def _worker_commands(kind: str) -> tuple[list[str], list[str]]:
-    """How to create and how to start a worker of ``kind``."""
-    if kind == "stock":
-        exe = str(buildbot_venv() / "bin" / "buildbot-worker")
-        return [exe, "create-worker", "--protocol=msgpack_experimental_v7"], [exe, "start"]
-    module = [sys.executable, "-m", "buildyard.worker.cli"]
-    return [*module, "create-worker"], [*module, "start"]
-
-
-@pytest.fixture(params=["stock", "buildyard"])
+@pytest.fixture(params=KINDS)
 async def worker(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[WorkerConnection, Path, subprocess.Popen[bytes]]]:
@@ -59,23 +49,7 @@ async def worker(
     await migrate.upgrade(master.db)
     await master.start()
     workdir = tmp_path / "worker"
-    create, start = _worker_commands(request.param)
-    created = await asyncio.create_subprocess_exec(
-        *create,
-        str(workdir),
-        f"127.0.0.1:{port}",
-        "w1",
-        "pw",
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    assert await created.wait() == 0
-    with (tmp_path / "worker.log").open("ab") as out:
-        proc = subprocess.Popen(  # noqa: ASYNC220  (returns at once; ended by pid below)
-            [*start, "--nodaemon", str(workdir)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = await asyncio.to_thread(start_worker, request.param, workdir, port, "w1", "pw")
     try:
         listener = master.workers.listener
         await eventually(

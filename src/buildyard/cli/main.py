@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
+from buildyard.common.pidfile import running_pid
+
 LOGFILE = "buildyard.log"
 PIDFILE = "buildyard.pid"
 CONFIG = "master.cfg"
@@ -30,17 +32,7 @@ def _fail(message: str) -> int:
 
 
 def _read_pid(basedir: Path) -> int | None:
-    try:
-        pid = int((basedir / PIDFILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return pid
+    return running_pid(basedir / PIDFILE)
 
 
 def _print_config_errors(errors: object) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+from buildyard.common.pidfile import running_pid
 from buildyard.worker.bot import WorkerConfig
 
 SETTINGS = "buildyard-worker.json"
@@ -104,17 +105,7 @@ def load_config(basedir: Path) -> WorkerConfig:
 
 
 def _read_pid(basedir: Path) -> int | None:
-    try:
-        pid = int((basedir / PIDFILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return pid
+    return running_pid(basedir / PIDFILE)
 
 
 def _run(basedir: Path) -> int:

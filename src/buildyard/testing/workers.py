@@ -1,0 +1,43 @@
+"""Running a worker of either kind, buildyard-worker or the stock buildbot-worker 4.3.0."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from buildyard.testing.stock import buildbot_venv
+
+KINDS = ("stock", "buildyard")
+
+
+def _commands(kind: str) -> tuple[list[str], list[str]]:
+    if kind == "stock":
+        exe = str(buildbot_venv() / "bin" / "buildbot-worker")
+        return [exe, "create-worker", "--protocol=msgpack_experimental_v7"], [exe, "start"]
+    if kind == "buildyard":
+        module = [sys.executable, "-m", "buildyard.worker.cli"]
+        return [*module, "create-worker"], [*module, "start"]
+    raise ValueError(f"no worker kind {kind!r}; one of {KINDS}")
+
+
+def start_worker(
+    kind: str, basedir: Path, port: int, name: str, password: str
+) -> subprocess.Popen[bytes]:
+    """Create a worker in ``basedir`` for 127.0.0.1:``port`` and start it in the foreground
+    (output in ``basedir``.log); end it with ``processes.end_popen``."""
+    create, start = _commands(kind)
+    subprocess.run(
+        [*create, str(basedir), f"127.0.0.1:{port}", name, password],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    with basedir.with_suffix(".log").open("ab") as out:
+        return subprocess.Popen(
+            [*start, "--nodaemon", str(basedir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
