@@ -3,11 +3,14 @@ per test, and the choice of backend for tests that run on both."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from buildyard.master.db import migrate
+from buildyard.master.db.connector import Database
+from buildyard.testing.clock import FakeClock
 from buildyard.testing.postgres import PostgresServer
 
 
@@ -33,3 +36,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'state.sqlite'}"
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.create_database()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def database(db_url: str, clock: FakeClock) -> AsyncIterator[Database]:
+    """A fresh database at the current schema, on each backend, with a FakeClock."""
+    db = Database(db_url, clock=clock)
+    await migrate.upgrade(db)
+    try:
+        yield db
+    finally:
+        await db.close()

@@ -8,7 +8,6 @@ from buildyard.master.data.updates import Updates
 from buildyard.master.db.connector import Database
 from buildyard.master.mq.local import LocalMQ
 from buildyard.testing.clock import FakeClock
-from tests.master.db.conftest import clock, database  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -17,5 +16,5 @@ def mq() -> LocalMQ:
 
 
 @pytest.fixture
-def updates(database: Database, mq: LocalMQ, clock: FakeClock) -> Updates:  # noqa: F811
+def updates(database: Database, mq: LocalMQ, clock: FakeClock) -> Updates:
     return Updates(db=database, mq=mq, clock=clock)

@@ -23,7 +23,6 @@ from buildyard.master.workers.config import Worker
 from buildyard.master.workers.listener import WorkerListener
 from buildyard.protocol.codec import MAX_FRAME
 from buildyard.testing.processes import eventually
-from tests.master.db.conftest import clock, database  # noqa: F401  (fixtures)
 
 
 def auth(name: str, password: str) -> dict[str, str]:
@@ -32,7 +31,7 @@ def auth(name: str, password: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def listener(database: Database, clock: Any) -> AsyncIterator[WorkerListener]:  # noqa: F811
+async def listener(database: Database, clock: Any) -> AsyncIterator[WorkerListener]:
     updates = Updates(db=database, mq=LocalMQ(), clock=clock)
     masterid = await updates.find_master_id("m")
     svc = WorkerListener(updates=updates)
@@ -47,7 +46,7 @@ async def listener(database: Database, clock: Any) -> AsyncIterator[WorkerListen
     await svc.stop()
 
 
-async def connected_count(database: Database) -> int:  # noqa: F811
+async def connected_count(database: Database) -> int:
     async with database.reading() as c:
         return int(
             (
@@ -105,7 +104,7 @@ async def test_handshake_refusals(
 
 async def test_attach_then_a_garbage_frame_ends_only_that_connection(
     listener: WorkerListener,
-    database: Database,  # noqa: F811
+    database: Database,
 ) -> None:
     url = f"http://127.0.0.1:{listener.port}/"
     async with (
@@ -140,7 +139,7 @@ async def test_attach_then_a_garbage_frame_ends_only_that_connection(
 
 async def test_an_oversized_frame_ends_that_connection_with_a_logged_reason(
     listener: WorkerListener,
-    database: Database,  # noqa: F811
+    database: Database,
 ) -> None:
     url = f"http://127.0.0.1:{listener.port}/"
     async with (
@@ -162,3 +161,49 @@ async def test_an_oversized_frame_ends_that_connection_with_a_logged_reason(
     faults = [e for e in logs if e["event"] == "worker_protocol_fault"]
     assert faults and faults[0]["worker"] == "w1"
     await eventually(lambda: listener.connections == {}, within=10)
+
+
+async def test_a_response_to_an_unknown_request_ends_that_connection(
+    listener: WorkerListener,
+    database: Database,
+) -> None:
+    url = f"http://127.0.0.1:{listener.port}/"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, headers=auth("w1", "pw:with:colons")) as ws,
+    ):
+        await attach(ws)
+        with structlog.testing.capture_logs() as logs:
+            await ws.send_bytes(
+                msgpack.packb({"op": "response", "seq_number": 999, "result": None})
+            )
+            await ws.receive()
+            await eventually(lambda: listener.connections == {}, within=10)
+        assert ws.close_code == 1002
+    (fault,) = [e for e in logs if e["event"] == "worker_protocol_fault"]
+    assert fault["worker"] == "w1" and "unknown seq_number 999" in fault["fault"]
+    assert await connected_count(database) == 0
+
+
+async def test_a_silent_old_connection_is_replaced_by_the_new_one(
+    listener: WorkerListener,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("buildyard.master.workers.listener.DUPLICATE_PING_TIMEOUT", 0.5)
+    url = f"http://127.0.0.1:{listener.port}/"
+    headers = auth("w1", "pw:with:colons")
+    async with aiohttp.ClientSession() as session:
+        old = await session.ws_connect(url, headers=headers)
+        await attach(old)
+        first = listener.connections["w1"]
+        # the old socket stays open but never answers again; a new one arrives
+        new = await session.ws_connect(url, headers=headers)
+        await attach(new)
+        await eventually(lambda: listener.connections.get("w1") not in (None, first), within=10)
+        # the old one was dropped (and its clean-up done) before the new one attached
+        assert await connected_count(database) == 1
+        await old.close()
+        await new.close()
+    await eventually(lambda: listener.connections == {}, within=10)
+    assert await connected_count(database) == 0

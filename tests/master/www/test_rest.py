@@ -11,11 +11,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from buildyard.master.data.api import DataAPI
 from buildyard.master.db.connector import Database
 from buildyard.master.www.app import make_app
-from tests.master.db.conftest import clock, database  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
-async def client(database: Database) -> AsyncIterator[TestClient[web.Request, web.Application]]:  # noqa: F811
+async def client(database: Database) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     for name in ("b", "a", "c"):
         mid = await database.masters.find_master_id(name)
         if name != "c":

@@ -169,14 +169,22 @@ class WorkerListener(Service):
                 await reader
             conn.lost("connection closed")
             await ws.close()
-            if self.connections.get(name) is conn:
-                del self.connections[name]
-            if conn.workerid is not None and self.masterid is not None:
+            # The database first: once a worker is gone from .connections, it is gone everywhere.
+            # A connection replaced by a newer one for the same name records nothing: the
+            # connected row is the newer one's.
+            current = self.connections.get(name)
+            if (
+                conn.workerid is not None
+                and self.masterid is not None
+                and (current is None or current is conn)
+            ):
                 with contextlib.suppress(Exception):
                     await self._updates.worker_disconnected(
                         workerid=conn.workerid, masterid=self.masterid
                     )
                 log.info("worker_disconnected", worker=name)
+            if self.connections.get(name) is conn:
+                del self.connections[name]
         return ws
 
     async def _read(self, ws: web.WebSocketResponse, conn: WorkerConnection) -> None:
