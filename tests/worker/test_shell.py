@@ -159,3 +159,46 @@ async def test_logfiles_not_implemented_yet(tmp_path: Path) -> None:
         tmp_path,
     )
     assert "NotImplementedError: logfiles" in r.failure
+
+
+async def test_interrupt_while_the_process_starts_still_kills_it(tmp_path: Path) -> None:
+    cmd, r, task = start("shell", {"workdir": str(tmp_path), "command": "sleep 30"}, tmp_path)
+    await asyncio.sleep(0)  # the command is now inside create_subprocess_exec
+    cmd.interrupt("stop it early")
+    async with asyncio.timeout(10):  # not the 30 s of the sleep
+        await task
+    assert r.last("rc") == -1
+    assert "stop it early, attempting to kill" in r.text("header")
+
+
+async def test_a_slow_master_slows_the_command_instead_of_growing_memory(tmp_path: Path) -> None:
+    from buildyard.worker.commands import create, execute
+    from buildyard.worker.commands.output import MAX_BACKLOG, CommandOutput, Outbox, Settings
+
+    received = 0
+
+    async def slow_master(op: str, **fields: object) -> None:
+        nonlocal received
+        await asyncio.sleep(0.002)  # each acknowledgement takes a while
+        if op == "update":
+            for key, value in fields["args"]:  # type: ignore[attr-defined]
+                if key == "stdout":
+                    received += len(value[0])
+
+    settings = Settings(buffer_size=1024)  # many small updates
+    command = create(
+        command_id="1",
+        name="shell",
+        basedir=tmp_path,
+        args={"workdir": str(tmp_path), "command": "yes | head -c 3000000", "logEnviron": False},
+        output_factory=lambda: CommandOutput(Outbox(slow_master, command_id="1"), settings),
+    )
+    task = asyncio.create_task(execute(command))
+    deepest = 0
+    async with asyncio.timeout(120):
+        while not task.done():
+            deepest = max(deepest, command.output.outbox._queue.qsize())
+            await asyncio.sleep(0.005)
+    await task
+    assert received == 3_000_000
+    assert deepest <= MAX_BACKLOG + 4, deepest

@@ -28,6 +28,10 @@ Send = Callable[[bytes], Awaitable[None]]
 Handler = Callable[[str, Message], Awaitable[Any]]
 
 
+# late replies remembered at most (a peer that never answers is dropped by keepalive anyway)
+MAX_ABANDONED = 1024
+
+
 class RequestFailed(Exception):
     """Raised by a handler: the request gets an is_exception response with this text."""
 
@@ -39,6 +43,8 @@ class Peer:
         self.name = name
         self._next_seq = 0
         self._waiting: dict[int, asyncio.Future[Any]] = {}
+        # requests whose caller stopped waiting (cancelled, timed out): a late reply is dropped
+        self._abandoned: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
         self.faults = 0
@@ -56,6 +62,10 @@ class Peer:
             return await future
         finally:
             self._waiting.pop(seq, None)
+            if future.cancelled() or not future.done():  # the caller gave up waiting
+                future.cancel()
+                if len(self._abandoned) < MAX_ABANDONED:
+                    self._abandoned.add(seq)
 
     async def feed(self, frame: bytes) -> None:
         """Take one frame from the transport. A malformed frame raises ProtocolError."""
@@ -64,6 +74,9 @@ class Peer:
         if message["op"] == "response":
             future = self._waiting.get(seq)
             if future is None:
+                if seq in self._abandoned:
+                    self._abandoned.discard(seq)
+                    return
                 raise ProtocolError(f"response to unknown seq_number {seq}")
             if not future.done():
                 if message.get("is_exception"):

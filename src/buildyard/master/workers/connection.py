@@ -66,6 +66,9 @@ class _Running:
     writer: FileWriter | None = None
     reader: FileReader | None = None
     keep_output: bool = True
+    # one transfer request at a time, in arrival order (the stock worker waits for each reply;
+    # a worker that does not must not interleave writes)
+    transfer_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
 
 class WorkerConnection:
@@ -202,7 +205,8 @@ class WorkerConnection:
     ) -> CommandResult:
         """Copy a master file to ``worker_path`` on the worker."""
         args = {"path": worker_path, "blocksize": blocksize, "maxsize": maxsize, "mode": mode}
-        return await self.run_command("download_file", args, reader=FileReader(source))
+        reader = FileReader(source, blocksize=blocksize)
+        return await self.run_command("download_file", args, reader=reader)
 
     def running_ids(self) -> tuple[str, ...]:
         """Ids of the commands in flight on this connection."""
@@ -239,7 +243,9 @@ class WorkerConnection:
             return None
         handler = _TRANSFER_OPS.get(op)
         if handler is not None:
-            return await handler(self._command(message), message)
+            running = self._command(message)
+            async with running.transfer_lock:
+                return await handler(running, message)
         raise RequestFailed(f"Command {op} does not exist.")
 
     def _command(self, message: Message) -> _Running:

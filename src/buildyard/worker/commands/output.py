@@ -101,6 +101,10 @@ class LineSplitter:
         return ["".join(pieces), offsets, times]
 
 
+# requests waiting to go out before a producing command is made to wait
+MAX_BACKLOG = 16
+
+
 class Outbox:
     """Sends one command's requests in order, in a task of its own; errors are logged."""
 
@@ -110,10 +114,18 @@ class Outbox:
         self._queue: asyncio.Queue[
             tuple[str, dict[str, Any], asyncio.Future[Any] | None] | None
         ] = asyncio.Queue()
+        # set each time a request went out, for drain()
+        self._sent = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def put(self, op: str, **fields: Any) -> None:
         self._queue.put_nowait((op, fields, None))
+
+    async def drain(self, high_water: int = MAX_BACKLOG) -> None:
+        """Wait while more than ``high_water`` requests wait to be sent (backpressure)."""
+        while self._queue.qsize() > high_water and not self._task.done():
+            self._sent.clear()
+            await self._sent.wait()
 
     async def call(self, op: str, **fields: Any) -> Any:
         """Send a request after everything put so far and wait for its result (transfers'
@@ -125,6 +137,7 @@ class Outbox:
     async def _run(self) -> None:
         while (item := await self._queue.get()) is not None:
             op, fields, future = item
+            self._sent.set()
             try:
                 result = await self._request(op, command_id=self.command_id, **fields)
             except RemoteError as exc:
@@ -212,6 +225,9 @@ class CommandOutput:
             self.outbox.put("update", args=self._pending)
         self._pending = []
         self._size = 0
+
+    async def drain(self) -> None:
+        await self.outbox.drain()
 
     async def call(self, op: str, **fields: Any) -> Any:
         """Flush what is buffered, then make a request in order and wait for its result."""

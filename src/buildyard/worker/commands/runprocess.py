@@ -107,6 +107,8 @@ class RunProcess:
             return -1 if exc.errno is None else 1
         self._proc = proc
         log.info("process_started", pid=proc.pid, workdir=self.workdir)
+        if self._kill_requested():  # interrupted while the process was being started
+            self._stop_started()
         watchdog = asyncio.get_running_loop().create_task(self._watchdog(started))
         try:
             readers = [self._read(proc.stdout, "stdout"), self._read(proc.stderr, "stderr")]
@@ -146,6 +148,8 @@ class RunProcess:
             self._last_output = time.monotonic()
             if self.want[name]:
                 self.output.text(name, decoder.decode(chunk))
+                # a master slower than the child: stop reading, the pipe fills, the child waits
+                await self.output.drain()
         if self.want[name]:
             self.output.text(name, decoder.decode(b"", final=True))
 
@@ -174,13 +178,20 @@ class RunProcess:
             self.kill(msg)
             return
 
+    def _kill_requested(self) -> bool:
+        # a method, not the attribute: kill() may have run during an await
+        return self.killed
+
     def kill(self, why: str) -> None:
         """Stop the child and everything it spawned; announced in a header line."""
         self.output.text("header", f"{why}, attempting to kill\n")
         log.info("process_kill", pid=self._proc.pid if self._proc else None)
         self.killed = True
-        if self._proc is None:  # not started yet: run() will not start it
+        if self._proc is None:  # not started yet: run() stops it as soon as it exists
             return
+        self._stop_started()
+
+    def _stop_started(self) -> None:
         if self.sigterm_time:
             self._signal_group(signal.SIGTERM)
             loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ import asyncio
 import os
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -82,15 +83,19 @@ class WorkerFileUploadCommand(_Transfer):
 _COMPRESSIONS = (None, "gz", "bz2")
 
 
-def _make_tar(directory: str, compress: Any) -> Path:
-    fd, name = tempfile.mkstemp(prefix="buildyard-upload-", suffix=".tar")
-    os.close(fd)
+def _make_tar(directory: str, compress: Any, archive: Path, stop: Callable[[], bool]) -> None:
+    """Write ``directory``'s tarball to ``archive``; stops early when ``stop()`` says so."""
     mode: Literal["w", "w:gz", "w:bz2"] = (
         "w:gz" if compress == "gz" else "w:bz2" if compress == "bz2" else "w"
     )
-    with tarfile.open(name, mode) as tar:
-        tar.add(directory, arcname="")
-    return Path(name)
+
+    def unless_stopped(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if stop():
+            raise InterruptedError("interrupted while packing")
+        return member
+
+    with tarfile.open(archive, mode) as tar:
+        tar.add(directory, arcname="", filter=unless_stopped)
 
 
 @register
@@ -110,14 +115,27 @@ class WorkerDirectoryUploadCommand(_Transfer):
             self.output.text("stderr", f"Cannot read directory '{path}' for upload\n")
             self.output.update("rc", 1)
             return
-        archive = await asyncio.to_thread(_make_tar, path, compress)
-        try:
-            with archive.open("rb") as file:
+        fd, name = tempfile.mkstemp(prefix="buildyard-upload-", suffix=".tar")
+        os.close(fd)
+        archive = Path(name)
+        try:  # the tarball goes, whatever happens: a failed or interrupted packing included
+            try:
+                await asyncio.to_thread(
+                    _make_tar, path, compress, archive, lambda: self.interrupted
+                )
+            except OSError as exc:  # an unreadable file, or an interrupt while packing
+                self.output.text("stderr", f"Cannot pack directory '{path}': {exc}\n")
+                self.output.update("rc", 1)
+                return
+            file = await asyncio.to_thread(archive.open, "rb")
+            try:
                 rc = await self._send_file(file, "update_upload_directory_write", path)
+            finally:
+                file.close()
             if rc == 0:
                 await self.output.call("update_upload_directory_unpack")
         finally:
-            archive.unlink(missing_ok=True)
+            await asyncio.to_thread(archive.unlink, missing_ok=True)
         self.output.update("rc", rc)
 
 
