@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-    echo "buildyard needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11, 4))'; then
+    echo "buildyard needs Python 3.11.4 or newer ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
     exit 1
 fi
 
