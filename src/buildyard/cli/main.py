@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
-from buildyard.common.pidfile import running_pid
+from buildyard.common.pidfile import running_pid, signal_and_wait
 
 LOGFILE = "buildyard.log"
 PIDFILE = "buildyard.pid"
@@ -248,15 +248,9 @@ def _stop(basedir: Path, *, clean: bool) -> int:
     if pid is None:
         print(f"no master is running in {basedir}")
         return 0
-    os.kill(pid, signal.SIGUSR1 if clean else signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            print(f"buildyard master in {basedir} stopped")
-            return 0
-        time.sleep(0.1)
+    if signal_and_wait(pid, signal.SIGUSR1 if clean else signal.SIGTERM, timeout=STOP_TIMEOUT):
+        print(f"buildyard master in {basedir} stopped")
+        return 0
     return _fail(f"the master (pid {pid}) did not stop within {STOP_TIMEOUT:.0f}s")
 
 

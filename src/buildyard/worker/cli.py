@@ -20,7 +20,7 @@ from pathlib import Path
 
 import structlog
 
-from buildyard.common.pidfile import running_pid
+from buildyard.common.pidfile import running_pid, signal_and_wait
 from buildyard.worker.bot import WorkerConfig
 
 SETTINGS = "buildyard-worker.json"
@@ -172,15 +172,9 @@ def _stop(basedir: Path) -> int:
     if pid is None:
         print(f"no worker is running in {basedir}")
         return 0
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            print(f"buildyard-worker in {basedir} stopped")
-            return 0
-        time.sleep(0.1)
+    if signal_and_wait(pid, signal.SIGTERM, timeout=STOP_TIMEOUT):
+        print(f"buildyard-worker in {basedir} stopped")
+        return 0
     return _fail(f"the worker (pid {pid}) did not stop within {STOP_TIMEOUT:.0f}s")
 
 
