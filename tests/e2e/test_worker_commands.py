@@ -207,3 +207,29 @@ async def test_a_worker_killed_mid_command_fails_it_as_lost(
         # the worker's shell outlives it (its own process group); end it by its pid
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("limit", "reason"), [("maxTime", "timeout"), ("timeout", "timeout_without_output")]
+)
+async def test_time_limits_kill_the_process_tree(
+    worker: tuple[WorkerConnection, Path, subprocess.Popen[bytes]], limit: str, reason: str
+) -> None:
+    conn, base, _proc = worker
+    pidfile = base / f"{limit}.pid"
+    result = await asyncio.wait_for(
+        conn.run_command(
+            "shell",
+            {
+                "workdir": str(base / "b"),
+                "command": f"sleep 300 & echo $! > {pidfile}; wait",
+                limit: 1,
+                "logEnviron": False,
+            },
+        ),
+        60,
+    )
+    assert result.last("failure_reason") == reason
+    assert result.rc == -1
+    assert "attempting to kill" in result.text("header")
+    await eventually(lambda: not _alive(int(pidfile.read_text())), within=10)
