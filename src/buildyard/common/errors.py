@@ -166,11 +166,6 @@ def caller_location(skip_package: bool = True) -> Location | None:
     return None
 
 
-def collecting() -> bool:
-    """Whether a :func:`collecting_config_errors` scope is open."""
-    return _scope.get() is not None
-
-
 def config_error(message: str, *, location: Location | None = None) -> None:
     """Report one configuration mistake: recorded when collecting, raised otherwise."""
     where = location or caller_location()

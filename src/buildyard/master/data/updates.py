@@ -142,9 +142,6 @@ class Updates:
             for key in keys.buildrequest_event(brid, builderid, bsid, "unclaimed"):
                 self._mq.produce(key, body)
 
-    async def set_all_masters_active_long_ago(self) -> None:
-        await self._db.masters.set_all_masters_active_long_ago()
-
     # -- builders ------------------------------------------------------------------------------
 
     async def find_builder_id(self, name: str) -> int:

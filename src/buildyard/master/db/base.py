@@ -34,10 +34,6 @@ class Repository:
     def _now(self) -> int:
         return int(self._clock.now())
 
-    @property
-    def _is_postgres(self) -> bool:
-        return self._engine.dialect.name == "postgresql"
-
     async def _count(
         self,
         stmt: sa.Select[Any],

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
 
 from buildyard.master.db.errors import DbError, UnsupportedDatabase
 
@@ -55,28 +54,26 @@ def sync_url(url: sa.URL) -> sa.URL:
 
 def make_engine(url: sa.URL, **kwargs: Any) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
-        in_memory = not url.database or url.database == ":memory:"
+        # an in-memory database would be empty on every pooled connection: Database maps
+        # "sqlite://" to a private temp file before it gets here
+        if not url.database or url.database == ":memory:":
+            raise UnsupportedDatabase("make_engine needs a SQLite file, not an in-memory database")
         engine = create_async_engine(
-            url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            # one shared connection, or each connection would see its own empty database
-            poolclass=StaticPool if in_memory else None,
-            **kwargs,
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
         )
-        _configure_sqlite(engine, wal=not in_memory)
+        _configure_sqlite(engine)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, **kwargs)
 
 
-def _configure_sqlite(engine: AsyncEngine, *, wal: bool) -> None:
+def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # take BEGIN into our own hands (pysqlite's implicit transactions defeat IMMEDIATE)
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if wal:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()

@@ -75,7 +75,6 @@ class WorkerConnection:
     def __init__(self, *, name: str, send: Send, abort: Callable[[], Awaitable[object]]) -> None:
         self.name = name
         self._abort = abort
-        self.faults = 0
         self.peer = Peer(send=send, handler=self._handle, name=f"worker {name}")
         self.info: dict[str, Any] = {}
         self.workerid: int | None = None

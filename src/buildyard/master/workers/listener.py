@@ -193,7 +193,7 @@ class WorkerListener(Service):
                 try:
                     await conn.peer.feed(msg.data)
                 except ProtocolError as exc:
-                    conn.faults += 1
+                    conn.peer.faults += 1
                     log.warning("worker_protocol_fault", worker=conn.name, fault=str(exc))
                     await ws.close(code=1002, message=str(exc)[:120].encode())
                     break
