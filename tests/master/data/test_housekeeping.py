@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 from buildyard.master.data.housekeeping import Housekeeping
 from buildyard.master.data.updates import Updates
 from buildyard.master.db.connector import Database
 from buildyard.testing.clock import FakeClock
-
-
-async def _until(predicate: Callable[[], bool], *, within: float = 10) -> None:
-    """Let the loop (and the database I/O it awaits) run until ``predicate()`` holds."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110  (database I/O has no event to wait on)
-            await asyncio.sleep(0.005)
+from buildyard.testing.processes import eventually
 
 
 async def test_heartbeat_checks_in_and_expires_a_silent_master(
@@ -30,9 +21,9 @@ async def test_heartbeat_checks_in_and_expires_a_silent_master(
     hk.begin(masterid=me, name="me")
     try:
         for n in range(1, 5):
-            await _until(lambda: clock.sleepers == 1)
+            await eventually(lambda: clock.sleepers == 1, within=10)
             clock.advance(10)
-            await _until(lambda n=n: hk.checkins == n)  # type: ignore[misc]
+            await eventually(lambda n=n: hk.checkins == n, within=10)  # type: ignore[misc]
         # 40 s without a check-in from "other": it is gone; "me" checked in 0 s ago
         mine = await database.masters.get_master(me)
         theirs = await database.masters.get_master(other)
@@ -62,11 +53,11 @@ async def test_heartbeat_survives_a_failed_check_in(
             return await real(name=name, masterid=masterid)
 
         updates.master_active = flaky  # type: ignore[method-assign]
-        await _until(lambda: clock.sleepers == 1)
+        await eventually(lambda: clock.sleepers == 1, within=10)
         clock.advance(5)
-        await _until(lambda: calls == 1 and clock.sleepers == 1)
+        await eventually(lambda: calls == 1 and clock.sleepers == 1, within=10)
         clock.advance(5)
-        await _until(lambda: hk.checkins == 1)
+        await eventually(lambda: hk.checkins == 1, within=10)
         assert hk.running and hk.statistics()["tasks"] == 1
     finally:
         await hk.stop()

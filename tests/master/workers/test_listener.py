@@ -83,6 +83,18 @@ async def attach(ws: aiohttp.ClientWebSocketResponse) -> None:
                 return
 
 
+@contextlib.asynccontextmanager
+async def attached(listener: WorkerListener) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A scripted worker "w1" connected to ``listener`` and through its connect sequence."""
+    url = f"http://127.0.0.1:{listener.port}/"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, headers=auth("w1", "pw:with:colons"), max_msg_size=0) as ws,
+    ):
+        await attach(ws)
+        yield ws
+
+
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
@@ -106,12 +118,7 @@ async def test_attach_then_a_garbage_frame_ends_only_that_connection(
     listener: WorkerListener,
     database: Database,
 ) -> None:
-    url = f"http://127.0.0.1:{listener.port}/"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(url, headers=auth("w1", "pw:with:colons")) as ws,
-    ):
-        await attach(ws)
+    async with attached(listener) as ws:
         assert await connected_count(database) == 1
         # an update for a command that does not exist: refused, connection kept
         await ws.send_bytes(
@@ -141,12 +148,7 @@ async def test_an_oversized_frame_ends_that_connection_with_a_logged_reason(
     listener: WorkerListener,
     database: Database,
 ) -> None:
-    url = f"http://127.0.0.1:{listener.port}/"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(url, headers=auth("w1", "pw:with:colons"), max_msg_size=0) as ws,
-    ):
-        await attach(ws)
+    async with attached(listener) as ws:
         with structlog.testing.capture_logs() as logs:
             # the master may reset the connection before the whole frame is sent
             with contextlib.suppress(ConnectionError):
@@ -167,12 +169,7 @@ async def test_a_response_to_an_unknown_request_ends_that_connection(
     listener: WorkerListener,
     database: Database,
 ) -> None:
-    url = f"http://127.0.0.1:{listener.port}/"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(url, headers=auth("w1", "pw:with:colons")) as ws,
-    ):
-        await attach(ws)
+    async with attached(listener) as ws:
         with structlog.testing.capture_logs() as logs:
             await ws.send_bytes(
                 msgpack.packb({"op": "response", "seq_number": 999, "result": None})
