@@ -81,6 +81,18 @@ async def test_shell_and_filesystem_commands(
     assert shell.text("stderr") == "err\n"
     assert isinstance(shell.last("elapsed"), float)
 
+    # output streamed to a consumer without being kept (what a step writing a log does)
+    streamed: list[str] = []
+    quiet = await conn.run_command(
+        "shell",
+        {"workdir": b, "command": ["sh", "-c", "seq 1 3000"], "logEnviron": False},
+        on_update=lambda u: streamed.append(u[1][0]) if u[0] == "stdout" else None,
+        keep_output=False,
+    )
+    assert quiet.rc == 0
+    assert quiet.text("stdout") == ""  # nothing kept
+    assert "".join(streamed).split() == [str(i) for i in range(1, 3001)]
+
     made = await conn.run_command("mkdir", {"paths": [f"{b}/d1/d2"]})
     assert made.rc == 0 and (base / "b" / "d1" / "d2").is_dir()
     (base / "b" / "d1" / "f.txt").write_text("12345")
