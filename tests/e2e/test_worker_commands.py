@@ -245,3 +245,56 @@ async def test_time_limits_kill_the_process_tree(
     assert result.rc == -1
     assert "attempting to kill" in result.text("header")
     await eventually(lambda: not _alive(int(pidfile.read_text())), within=10)
+
+
+async def test_logfiles_max_lines_and_pty(
+    worker: tuple[WorkerConnection, Path, subprocess.Popen[bytes]],
+) -> None:
+    conn, base, _proc = worker
+    b = base / "b"
+    (b / "followed.log").write_text("before the command\n")
+    (b / "old.log").write_text("untouched\n")
+    # the stock worker polls every 2 s: the command outlives one poll
+    script = (
+        "echo one > new.log; echo first >> followed.log; sleep 2.5; "
+        "echo two >> new.log; echo second >> followed.log"
+    )
+    tailed = await conn.run_command(
+        "shell",
+        {
+            "workdir": str(b),
+            "command": script,
+            "logfiles": {
+                "new": "new.log",
+                "old": "old.log",
+                "followed": {"filename": "followed.log", "follow": True},
+            },
+            "logEnviron": False,
+        },
+    )
+    assert tailed.rc == 0
+    assert tailed.log("new") == "one\ntwo\n"
+    assert tailed.log("old") == ""
+    followed = tailed.log("followed")
+    # both workers send what came after the start; only ours is sure to catch "first" too
+    assert "before the command" not in followed
+    assert followed.endswith("second\n")
+
+    limited = await asyncio.wait_for(
+        conn.run_command(
+            "shell",
+            {"workdir": str(b), "command": "seq 1 100000; sleep 300", "max_lines": 10},
+        ),
+        60,
+    )
+    assert limited.last("failure_reason") == "max_lines_failure"
+    assert limited.rc == -1
+    assert "command exceeds max lines: " in limited.text("header")
+
+    probe = "test -t 1 && echo tty || echo notty; echo err >&2"
+    on_pty = await conn.run_command(
+        "shell", {"workdir": str(b), "command": probe, "usePTY": True, "logEnviron": False}
+    )
+    assert on_pty.rc == 0
+    assert on_pty.text("stdout") == "tty\nerr\n"
+    assert " using PTY: True\n" in on_pty.text("header")

@@ -31,6 +31,10 @@ class Recorded:
     def text(self, stream: str) -> str:
         return "".join(v[0] for k, v in self.updates if k == stream)
 
+    def log(self, name: str) -> str:
+        """The text sent for the watched logfile ``name``."""
+        return "".join(v[1][0] for k, v in self.updates if k == "log" and v[0] == name)
+
     def last(self, key: str) -> Any:
         values = [v for k, v in self.updates if k == key]
         return values[-1] if values else None

@@ -152,13 +152,147 @@ async def test_interrupt_signal_term(tmp_path: Path) -> None:
     await eventually(lambda: gone(child), within=5)
 
 
-async def test_logfiles_not_implemented_yet(tmp_path: Path) -> None:
+async def test_logfiles_are_tailed_while_the_command_runs(tmp_path: Path) -> None:
+    (tmp_path / "old.log").write_text("untouched\n")
+    (tmp_path / "followed.log").write_text("before the command\n")
+    # the second line is written after a poll, the last one without a newline
+    script = (
+        "echo one > new.log; sleep 1.5; echo two >> new.log; printf three >> new.log; "
+        "echo appended >> followed.log"
+    )
     r = await run(
         "shell",
-        {"workdir": str(tmp_path), "command": "true", "logfiles": {"l": "x.log"}},
+        {
+            "workdir": str(tmp_path),
+            "command": script,
+            "logfiles": {
+                "new": "new.log",
+                "old": "old.log",
+                "followed": {"filename": "followed.log", "follow": True},
+            },
+        },
         tmp_path,
     )
-    assert "NotImplementedError: logfiles" in r.failure
+    assert r.failure is None
+    assert r.last("rc") == 0
+    assert r.log("new") == "one\ntwo\nthree\n"
+    assert r.log("followed") == "appended\n"  # only what came after the start
+    assert r.log("old") == ""  # never written: nothing sent
+    logs = [v[0] for k, v in r.updates if k == "log"]
+    assert "old" not in logs
+    # "one" went out while the command still ran, before rc
+    first_new = next(i for i, (k, v) in enumerate(r.updates) if k == "log" and v[0] == "new")
+    assert r.updates[first_new][1][1][0].startswith("one\n")
+    assert first_new < r.keys().index("rc")
+    assert " watching logfiles {'new': 'new.log'," in r.text("header")
+
+
+async def test_a_logfile_deleted_and_rewritten_is_read_whole(tmp_path: Path) -> None:
+    (tmp_path / "x.log").write_text("stale\n")
+    r = await run(
+        "shell",
+        {
+            "workdir": str(tmp_path),
+            "command": "rm x.log; sleep 1.5; echo fresh > x.log",
+            "logfiles": {"x": "x.log"},
+        },
+        tmp_path,
+    )
+    assert r.log("x") == "fresh\n"
+
+
+async def test_logfile_output_resets_the_no_output_timeout(tmp_path: Path) -> None:
+    # silent on stdout for 4 s, but the logfile grows every half second: no timeout at 2.5 s
+    script = "for i in 1 2 3 4 5 6 7 8; do echo $i >> t.log; sleep 0.5; done"
+    r = await run(
+        "shell",
+        {"workdir": str(tmp_path), "command": script, "logfiles": {"t": "t.log"}, "timeout": 2.5},
+        tmp_path,
+    )
+    assert r.last("failure_reason") is None
+    assert r.last("rc") == 0
+    assert r.log("t").split() == [str(i) for i in range(1, 9)]
+
+
+async def test_bad_logfiles_fail_the_command_with_the_reason(tmp_path: Path) -> None:
+    r = await run(
+        "shell",
+        {"workdir": str(tmp_path), "command": "true", "logfiles": {"l": {"follow": True}}},
+        tmp_path,
+    )
+    assert "logfiles['l'] has no 'filename'" in r.failure
+
+
+async def test_max_lines_kills_the_command(tmp_path: Path) -> None:
+    started = time.monotonic()
+    r = await run(
+        "shell",
+        {
+            "workdir": str(tmp_path),
+            "command": "seq 1 100000; echo after > after.txt; sleep 30",
+            "max_lines": 10,
+        },
+        tmp_path,
+    )
+    assert time.monotonic() - started < 20
+    assert r.last("failure_reason") == "max_lines_failure"
+    assert r.last("rc") == -1
+    assert "command exceeds max lines: " in r.text("header")
+    assert "/10 written/allowed running seq 1 100000" in r.text("header")
+    # output stops at the chunk that crossed the limit
+    assert len(r.text("stdout").splitlines()) < 100000
+
+
+async def test_max_lines_not_reached(tmp_path: Path) -> None:
+    r = await run(
+        "shell", {"workdir": str(tmp_path), "command": "seq 1 10", "max_lines": 10}, tmp_path
+    )
+    assert r.last("failure_reason") is None
+    assert r.last("rc") == 0
+    assert r.text("stdout").split() == [str(i) for i in range(1, 11)]
+
+
+async def test_use_pty_gives_the_command_a_terminal(tmp_path: Path) -> None:
+    probe = "test -t 0 && test -t 1 && echo tty || echo notty; echo err >&2; exit 4"
+    r = await run("shell", {"workdir": str(tmp_path), "command": probe, "usePTY": True}, tmp_path)
+    assert r.failure is None
+    assert r.last("rc") == 4
+    # one terminal for both streams; its \r\n become \n
+    assert r.text("stdout") == "tty\nerr\n"
+    assert r.text("stderr") == ""
+    assert " using PTY: True\n" in r.text("header")
+    plain = await run("shell", {"workdir": str(tmp_path), "command": probe}, tmp_path)
+    assert plain.text("stdout") == "notty\n"
+    assert plain.text("stderr") == "err\n"
+    assert " using PTY: False\n" in plain.text("header")
+
+
+async def test_use_pty_is_dropped_for_initial_stdin(tmp_path: Path) -> None:
+    r = await run(
+        "shell",
+        {"workdir": str(tmp_path), "command": "cat", "usePTY": True, "initial_stdin": "in\n"},
+        tmp_path,
+    )
+    assert r.text("stdout") == "in\n"
+    assert "WARNING: disabling usePTY for this command\n" in r.text("header")
+    assert " using PTY: False\n" in r.text("header")
+
+
+async def test_use_pty_interrupt_kills_the_process_tree(tmp_path: Path) -> None:
+    cmd, r, task = start(
+        "shell", {"workdir": str(tmp_path), "command": SPAWNS_CHILD, "usePTY": True}, tmp_path
+    )
+    child = await child_pid(tmp_path)
+    cmd.interrupt("why")
+    async with asyncio.timeout(30):
+        await task
+    assert r.last("rc") == -1
+    await eventually(lambda: gone(child), within=5)
+
+
+async def test_use_pty_must_be_a_bool(tmp_path: Path) -> None:
+    r = await run("shell", {"workdir": str(tmp_path), "command": "true", "usePTY": "yes"}, tmp_path)
+    assert "usePTY must be True or False, not 'yes'" in r.failure
 
 
 async def test_interrupt_while_the_process_starts_still_kills_it(tmp_path: Path) -> None:

@@ -53,6 +53,10 @@ class CommandResult:
         """All of ``stream`` ("stdout", "stderr", "header") as one string."""
         return "".join(v[0] for k, v in self.updates if k == stream)
 
+    def log(self, name: str) -> str:
+        """The text the worker sent for its watched logfile ``name``."""
+        return "".join(v[1][0] for k, v in self.updates if k == "log" and v[0] == name)
+
     def last(self, key: str) -> Any:
         values = [v for k, v in self.updates if k == key]
         return values[-1] if values else None

@@ -177,13 +177,20 @@ class Outbox:
         self._task.cancel()
 
 
+def _merge(first: Lines, then: Lines) -> Lines:
+    text, offsets, times = first
+    base = len(text)
+    return [text + then[0], offsets + [base + o for o in then[1]], times + then[2]]
+
+
 class CommandOutput:
     """Buffers one command's updates and sends them through its :class:`Outbox`."""
 
     def __init__(self, outbox: Outbox, settings: Settings) -> None:
         self.outbox = outbox
         self.settings = settings
-        self._splitters: dict[str, LineSplitter] = {}
+        # by stream name, or ("log", logname) for a watched logfile
+        self._splitters: dict[str | tuple[str, str], LineSplitter] = {}
         self._pending: list[list[Any]] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -197,17 +204,30 @@ class CommandOutput:
         if lines is not None:
             self._buffer(stream, lines)
 
+    def log(self, name: str, data: str) -> None:
+        """Text of the watched logfile ``name``, sent as ``["log", [name, lines]]``."""
+        splitter = self._splitters.get(("log", name))
+        if splitter is None:
+            splitter = self._splitters[("log", name)] = LineSplitter(self.settings)
+        lines = splitter.append(data)
+        if lines is not None:
+            self._buffer(("log", name), lines)
+
     def update(self, key: str, value: Any) -> None:
         """A non-text pair (rc, elapsed, files, ...): sent at once, after what is buffered."""
         self._pending.append([key, value])
         self.flush()
 
-    def _buffer(self, stream: str, lines: Lines) -> None:
+    def _buffer(self, stream: str | tuple[str, str], lines: Lines) -> None:
         last = self._pending[-1] if self._pending else None
-        if last is not None and last[0] == stream:
-            text, offsets, times = last[1]
-            base = len(text)
-            last[1] = [text + lines[0], offsets + [base + o for o in lines[1]], times + lines[2]]
+        if isinstance(stream, tuple):  # a logfile: its lines go inside [name, lines]
+            key, name = stream
+            if last is not None and last[0] == key and last[1][0] == name:
+                last[1][1] = _merge(last[1][1], lines)
+            else:
+                self._pending.append([key, [name, lines]])
+        elif last is not None and last[0] == stream:
+            last[1] = _merge(last[1], lines)
         else:
             self._pending.append([stream, lines])
         self._size += len(lines[0]) + 8 * (len(lines[1]) + len(lines[2]))

@@ -5,7 +5,11 @@ and a kill reaches every process it spawned. The run ends when the child exited 
 closed (a grandchild holding a pipe keeps it going, as with the stock worker). ``timeout``
 (seconds without output) and ``max_time`` send ``failure_reason`` and kill; :meth:`kill`
 (interrupt) sends SIGTERM then SIGKILL after ``sigterm_time`` when set, else ``interrupt_signal``.
-A child ended by a signal has rc -1.
+A child ended by a signal has rc -1. ``max_lines`` counts the lines sent on stdout and stderr and
+kills the child past the limit (``max_lines_failure``). With ``use_pty`` the child's stdin, stdout
+and stderr are one pseudo-terminal (so its output is one stream, sent as stdout); a command with
+``initial_stdin`` needs a pipe and runs without, as the stock worker does. ``logfiles`` are
+tailed while the child runs (:mod:`.logfiles`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import errno
 import os
+import pty
+import re
 import shlex
 import signal
 import time
@@ -21,11 +28,13 @@ from collections.abc import Mapping, Sequence
 
 import structlog
 
+from buildyard.worker.commands.logfiles import LogFileWatcher
 from buildyard.worker.commands.output import CommandOutput
 
 log = structlog.get_logger(__name__)
 
 READ_SIZE = 64 * 1024
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _signal(value: str | int | None) -> signal.Signals:
@@ -54,6 +63,10 @@ class RunProcess:
         interrupt_signal: str | int | None = "KILL",
         initial_stdin: str | bytes | None = None,
         log_environ: bool = True,
+        max_lines: int | None = None,
+        use_pty: bool = False,
+        logfiles: Sequence[tuple[str, str, bool]] = (),
+        logfiles_shown: object = None,
     ) -> None:
         self.argv = list(argv)
         self.display = display
@@ -67,6 +80,18 @@ class RunProcess:
         self.interrupt_signal = _signal(interrupt_signal)
         self.initial_stdin = initial_stdin
         self.log_environ = log_environ
+        self.max_lines = max_lines
+        self.line_count = 0
+        self.use_pty = use_pty
+        self.pty_refused = use_pty and initial_stdin is not None
+        if self.pty_refused:
+            self.use_pty = False
+        self.logfiles_shown = logfiles_shown if logfiles_shown is not None else {}
+        # made now, before the child starts, so they know which files are old
+        self.watchers = [
+            LogFileWatcher(name, path, follow=follow, output=output, on_data=self._saw_output)
+            for name, path, follow in logfiles
+        ]
         self.killed = False
         self._proc: asyncio.subprocess.Process | None = None
         self._last_output = time.monotonic()
@@ -76,11 +101,13 @@ class RunProcess:
         out = self.output
         out.text("header", f"{self.display}\n in dir {self.workdir}")
         out.text("header", f" (timeout {self.timeout} secs)\n" if self.timeout else "\n")
-        out.text("header", f" watching logfiles {{}}\n argv: {self.argv!r}\n")
+        if self.pty_refused:
+            out.text("header", "WARNING: disabling usePTY for this command\n")
+        out.text("header", f" watching logfiles {self.logfiles_shown}\n argv: {self.argv!r}\n")
         if self.log_environ:
             env = "".join(f"  {k}={v}\n" for k, v in sorted(self.env.items()))
             out.text("header", f" environment:\n{env}")
-        out.text("header", " using PTY: False\n")
+        out.text("header", f" using PTY: {self.use_pty}\n")
 
     async def run(self) -> int:
         """Run to the end; returns rc (-1 when a signal ended the child)."""
@@ -91,17 +118,7 @@ class RunProcess:
         started = time.monotonic()
         self._last_output = started
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.argv,
-                cwd=self.workdir,
-                env=self.env,
-                stdin=asyncio.subprocess.PIPE
-                if self.initial_stdin is not None
-                else (asyncio.subprocess.DEVNULL),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
+            proc, pty_out = await self._spawn()
         except OSError as exc:
             self.output.text("stderr", f"error starting {self.argv[0]!r}: {exc}\n")
             return -1 if exc.errno is None else 1
@@ -109,20 +126,8 @@ class RunProcess:
         log.info("process_started", pid=proc.pid, workdir=self.workdir)
         if self._kill_requested():  # interrupted while the process was being started
             self._stop_started()
-        watchdog = asyncio.get_running_loop().create_task(self._watchdog(started))
-        try:
-            readers = [self._read(proc.stdout, "stdout"), self._read(proc.stderr, "stderr")]
-            if self.initial_stdin is not None:
-                readers.append(self._feed(proc))
-            await asyncio.gather(*readers, proc.wait())
-        finally:
-            watchdog.cancel()
-            if self._kill_task is not None:
-                self._kill_task.cancel()
-            if proc.returncode is None:  # cancelled: leave nothing behind
-                self._signal_group(signal.SIGKILL)
-                with contextlib.suppress(ProcessLookupError):
-                    await asyncio.shield(proc.wait())
+        await self._wait(proc, pty_out, started)
+        await self._last_of_logfiles()
         rc = proc.returncode
         assert rc is not None
         elapsed = time.monotonic() - started
@@ -131,6 +136,78 @@ class RunProcess:
             rc = -1
         self.output.text("header", f"elapsedTime={elapsed:0.6f}\n")
         return rc
+
+    async def _wait(
+        self, proc: asyncio.subprocess.Process, pty_out: int | None, started: float
+    ) -> None:
+        """Until the child exited and its output ended, with timeouts and logfiles watched."""
+        loop = asyncio.get_running_loop()
+        watchdog = loop.create_task(self._watchdog(started))
+        tails = [loop.create_task(w.watch()) for w in self.watchers]
+        transport: asyncio.BaseTransport | None = None
+        try:
+            if pty_out is not None:
+                reader = asyncio.StreamReader()
+                transport, _ = await loop.connect_read_pipe(
+                    lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(pty_out, "rb", 0)
+                )
+                readers = [self._read(reader, "stdout")]
+            else:
+                readers = [self._read(proc.stdout, "stdout"), self._read(proc.stderr, "stderr")]
+            if self.initial_stdin is not None:
+                readers.append(self._feed(proc))
+            await asyncio.gather(*readers, proc.wait())
+        finally:
+            watchdog.cancel()
+            for tail in tails:
+                tail.cancel()
+            if transport is not None:
+                transport.close()
+            if self._kill_task is not None:
+                self._kill_task.cancel()
+            if proc.returncode is None:  # cancelled: leave nothing behind
+                for watcher in self.watchers:
+                    watcher.close()
+                self._signal_group(signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    await asyncio.shield(proc.wait())
+
+    async def _last_of_logfiles(self) -> None:
+        try:
+            for watcher in self.watchers:  # what the files got last, before rc
+                await watcher.stop()
+        finally:
+            for watcher in self.watchers:
+                watcher.close()
+
+    async def _spawn(self) -> tuple[asyncio.subprocess.Process, int | None]:
+        """The child, and the pseudo-terminal's side to read its output from (with use_pty)."""
+        pty_out: int | None = None
+        terminal: int | None = None
+        if self.use_pty:
+            pty_out, terminal = pty.openpty()
+        stdin: int = terminal if terminal is not None else asyncio.subprocess.DEVNULL
+        if self.initial_stdin is not None:
+            stdin = asyncio.subprocess.PIPE
+        out = terminal if terminal is not None else asyncio.subprocess.PIPE
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                cwd=self.workdir,
+                env=self.env,
+                stdin=stdin,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        except OSError:
+            if pty_out is not None:
+                os.close(pty_out)
+            raise
+        finally:
+            if terminal is not None:
+                os.close(terminal)  # the child has its copies; end of file when they close
+        return proc, pty_out
 
     async def _feed(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdin is not None
@@ -141,17 +218,36 @@ class RunProcess:
             await proc.stdin.drain()
         proc.stdin.close()
 
+    def _saw_output(self) -> None:
+        self._last_output = time.monotonic()
+
     async def _read(self, stream: asyncio.StreamReader | None, name: str) -> None:
         assert stream is not None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        while chunk := await stream.read(READ_SIZE):
-            self._last_output = time.monotonic()
-            if self.want[name]:
-                self.output.text(name, decoder.decode(chunk))
+        while chunk := await _read_some(stream):
+            self._saw_output()
+            if self.want[name] and not self._over_max_lines():
+                text = decoder.decode(chunk)
+                self.output.text(name, text)
+                self._count_lines(text)
                 # a master slower than the child: stop reading, the pipe fills, the child waits
                 await self.output.drain()
         if self.want[name]:
             self.output.text(name, decoder.decode(b"", final=True))
+
+    def _over_max_lines(self) -> bool:
+        return self.max_lines is not None and self.line_count > self.max_lines
+
+    def _count_lines(self, text: str) -> None:
+        if self.max_lines is None or self._over_max_lines():
+            return
+        self.line_count += len(_LINE_END.findall(text))
+        if self._over_max_lines():  # what comes after is dropped, the child is killed
+            self.output.update("failure_reason", "max_lines_failure")
+            self.kill(
+                f"command exceeds max lines: {self.line_count}/{self.max_lines} "
+                f"written/allowed running {self.display}"
+            )
 
     async def _watchdog(self, started: float) -> None:
         while True:
@@ -208,6 +304,15 @@ class RunProcess:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, sig)
+
+
+async def _read_some(stream: asyncio.StreamReader) -> bytes:
+    try:
+        return await stream.read(READ_SIZE)
+    except OSError as exc:  # a pseudo-terminal whose other side closed: its end of file
+        if exc.errno == errno.EIO:
+            return b""
+        raise
 
 
 def display_command(command: str | Sequence[str]) -> str:

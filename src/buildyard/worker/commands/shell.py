@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from buildyard.worker.commands.base import Command, register
+from buildyard.worker.commands.logfiles import parse_logfiles
 from buildyard.worker.commands.runprocess import RunProcess
 
 _VAR = re.compile(r"\$\{([0-9a-zA-Z_]*)\}")
@@ -60,14 +61,12 @@ class WorkerShellCommand(Command):
 
     async def run(self) -> None:
         args = self.args
-        if args.get("logfiles"):
-            raise NotImplementedError("logfiles on buildyard-worker are not implemented yet")
-        if args.get("max_lines") is not None:
-            raise NotImplementedError("max_lines on buildyard-worker is not implemented yet")
-        if args.get("usePTY", False) is not False:
-            raise NotImplementedError("usePTY on buildyard-worker is not implemented yet")
+        use_pty = args.get("usePTY", False)
+        if not isinstance(use_pty, bool):
+            raise ValueError(f"usePTY must be True or False, not {use_pty!r}")
         argv, display = _argv(args["command"])
         workdir = os.path.join(self.basedir, str(args["workdir"]))
+        max_lines = args.get("max_lines")
         process = RunProcess(
             argv=argv,
             display=display,
@@ -82,6 +81,10 @@ class WorkerShellCommand(Command):
             interrupt_signal=args.get("interruptSignal") or "KILL",
             initial_stdin=args.get("initial_stdin"),
             log_environ=bool(args.get("logEnviron", True)),
+            max_lines=None if max_lines is None else int(max_lines),
+            use_pty=use_pty,
+            logfiles=parse_logfiles(args.get("logfiles"), workdir),
+            logfiles_shown=args.get("logfiles") or {},
         )
         self.process = process
         if self.interrupted:
