@@ -34,6 +34,7 @@ import structlog
 from buildyard.common.clock import Clock, SystemClock
 from buildyard.common.errors import ConfigErrors
 from buildyard.common.service import Service
+from buildyard.master.changes.base import ChangeSourceContext
 from buildyard.master.changes.manager import ChangeManager
 from buildyard.master.config.loader import load_master_config
 from buildyard.master.config.master_config import MasterConfig
@@ -45,6 +46,7 @@ from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import DbError
 from buildyard.master.distributor.botmaster import BotMaster
 from buildyard.master.mq.local import LocalMQ
+from buildyard.master.schedulers.base import SchedulerContext
 from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.workers.manager import WorkerManager
 from buildyard.master.www.app import WWWService
@@ -139,9 +141,15 @@ class BuildMaster(Service):
             on_reactivated=self._reregister,
         )
         self.workers = WorkerManager(updates=data.updates)
-        self.change_svc = ChangeManager()
+        self.change_svc = ChangeManager(
+            ChangeSourceContext(updates=data.updates, clock=self.clock, masterid=self._masterid)
+        )
         self.botmaster = BotMaster(updates=data.updates)
-        self.scheduler_manager = SchedulerManager()
+        self.scheduler_manager = SchedulerManager(
+            SchedulerContext(
+                updates=data.updates, mq=self.mq, clock=self.clock, masterid=self._masterid
+            )
+        )
         self.www = WWWService(data=data.api)
         for svc in (
             DatabaseService(self.db),
@@ -158,6 +166,10 @@ class BuildMaster(Service):
         ):
             self.add_child(svc)
         self._reconfig_lock = asyncio.Lock()
+
+    def _masterid(self) -> int:
+        assert self.masterid is not None, "the master has not started"
+        return self.masterid
 
     async def start(self) -> None:
         self.failures = asyncio.Queue()

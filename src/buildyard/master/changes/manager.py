@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from buildyard.common.service import ConfiguredService, ServiceManager
+from buildyard.master.changes.base import ChangeSourceConfig, ChangeSourceContext
 
 
 class ConfiguredChangeSource(ConfiguredService[Any]):
@@ -12,5 +13,11 @@ class ConfiguredChangeSource(ConfiguredService[Any]):
 
 
 class ChangeManager(ServiceManager[Any]):
-    def __init__(self) -> None:
-        super().__init__("change_svc", factory=ConfiguredChangeSource)
+    def __init__(self, ctx: ChangeSourceContext) -> None:
+        super().__init__("change_svc", factory=self._make)
+        self.ctx = ctx
+
+    def _make(self, name: str, config: Any) -> ConfiguredService[Any]:
+        if isinstance(config, ChangeSourceConfig):
+            return config.make_service(name, self.ctx)
+        return ConfiguredChangeSource(name, config)  # a stand-in of a class not implemented yet

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from buildyard.common.clock import Clock
+from buildyard.master.data.pipeline import PipelineUpdates
 from buildyard.master.db.connector import Database
 from buildyard.master.model.masters import DeactivationCleanup
 from buildyard.master.model.results import Results
@@ -22,7 +23,7 @@ from buildyard.master.mq.base import MessageQueue
 log = structlog.get_logger(__name__)
 
 
-class Updates:
+class Updates(PipelineUpdates):
     def __init__(self, *, db: Database, mq: MessageQueue, clock: Clock) -> None:
         self._db = db
         self._mq = mq

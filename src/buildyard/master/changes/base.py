@@ -1,0 +1,76 @@
+"""What every change source is made of: its master.cfg object and the service that runs it.
+
+A change source in master.cfg (``changes.GitPoller(...)``) is a :class:`ChangeSourceConfig`:
+a comparable configuration value. The change manager turns it into a running
+:class:`ChangeSource` service with :meth:`ChangeSourceConfig.make_service`, giving it the
+:class:`ChangeSourceContext` (the data API's writer, the clock, this master's id). A change
+source runs on one master at a time: the service claims it in the database before its first
+poll and retries the claim every ``claim_interval`` seconds while another master holds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from buildyard.common.clock import Clock
+from buildyard.common.config_object import ConfigObject
+from buildyard.common.service import ConfiguredService
+from buildyard.master.data.updates import Updates
+
+log = structlog.get_logger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChangeSourceContext:
+    updates: Updates
+    clock: Clock
+    # this master's id, known once the master started
+    masterid: Callable[[], int]
+
+
+class ChangeSourceConfig(ConfigObject):
+    """Base of the change sources master.cfg builds; subclasses set ``name``."""
+
+    name: str
+
+    def make_service(self, name: str, ctx: ChangeSourceContext) -> ChangeSource:
+        raise NotImplementedError(f"{type(self).__name__}.make_service")
+
+
+class ChangeSource(ConfiguredService[Any]):
+    """A running change source. Subclasses implement :meth:`activate` (start polling,
+    listening...); it runs once this master holds the change source."""
+
+    claim_interval = 60.0
+
+    def __init__(self, name: str, config: Any, ctx: ChangeSourceContext) -> None:
+        super().__init__(name, config)
+        self.ctx = ctx
+        self.changesourceid: int | None = None
+        self.active = False
+
+    async def start_service(self) -> None:
+        self.changesourceid = await self.ctx.updates.find_changesource_id(self.name)
+        _ = self.spawn(self._claim_then_activate(), name="claim")
+
+    async def _claim_then_activate(self) -> None:
+        assert self.changesourceid is not None
+        while not await self.ctx.updates.claim_changesource(
+            self.changesourceid, masterid=self.ctx.masterid()
+        ):
+            log.info("changesource_held_elsewhere", changesource=self.name)
+            await self.ctx.clock.sleep(self.claim_interval)
+        self.active = True
+        await self.activate()
+
+    async def activate(self) -> None:
+        """This master runs the change source now: start its work (in tasks of its own)."""
+
+    async def stop_service(self) -> None:
+        if self.active and self.changesourceid is not None:
+            await self.ctx.updates.release_changesource(self.changesourceid)
+            self.active = False

@@ -1,0 +1,76 @@
+"""What every scheduler is made of: its master.cfg object and the service that runs it.
+
+A scheduler in master.cfg (``schedulers.SingleBranchScheduler(...)``) is a
+:class:`SchedulerConfig`: a comparable configuration value. The scheduler manager turns it into
+a running :class:`Scheduler` service with :meth:`SchedulerConfig.make_service`, giving it the
+:class:`SchedulerContext`. A scheduler runs on one master at a time: the service claims it in the
+database, retrying every ``claim_interval`` seconds while another master holds it, and then
+:meth:`Scheduler.activate` starts its work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from buildyard.common.clock import Clock
+from buildyard.common.config_object import ConfigObject
+from buildyard.common.service import ConfiguredService
+from buildyard.master.data.updates import Updates
+from buildyard.master.mq.base import MessageQueue
+
+log = structlog.get_logger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SchedulerContext:
+    updates: Updates
+    mq: MessageQueue
+    clock: Clock
+    # this master's id, known once the master started
+    masterid: Callable[[], int]
+
+
+class SchedulerConfig(ConfigObject):
+    """Base of the schedulers master.cfg builds; subclasses set ``name`` and
+    ``builderNames``."""
+
+    name: str
+
+    def make_service(self, name: str, ctx: SchedulerContext) -> Scheduler:
+        raise NotImplementedError(f"{type(self).__name__}.make_service")
+
+
+class Scheduler(ConfiguredService[Any]):
+    claim_interval = 60.0
+
+    def __init__(self, name: str, config: Any, ctx: SchedulerContext) -> None:
+        super().__init__(name, config)
+        self.ctx = ctx
+        self.schedulerid: int | None = None
+        self.active = False
+
+    async def start_service(self) -> None:
+        self.schedulerid = await self.ctx.updates.find_scheduler_id(self.name)
+        _ = self.spawn(self._claim_then_activate(), name="claim")
+
+    async def _claim_then_activate(self) -> None:
+        assert self.schedulerid is not None
+        while not await self.ctx.updates.claim_scheduler(
+            self.schedulerid, masterid=self.ctx.masterid()
+        ):
+            log.info("scheduler_held_elsewhere", scheduler=self.name)
+            await self.ctx.clock.sleep(self.claim_interval)
+        self.active = True
+        await self.activate()
+
+    async def activate(self) -> None:
+        """This master runs the scheduler now: start its work (in tasks of its own)."""
+
+    async def stop_service(self) -> None:
+        if self.active and self.schedulerid is not None:
+            await self.ctx.updates.release_scheduler(self.schedulerid)
+            self.active = False
