@@ -21,7 +21,6 @@ EXPECTED = {
     "util.ChangeFilter",
     "schedulers.ForceScheduler",
     "steps.Git",
-    "steps.ShellCommand",
 }
 
 

@@ -60,11 +60,10 @@ def test_worst_status_follows_buildbot() -> None:
 @pytest.mark.parametrize(
     ("namespace", "name", "issue"),
     [
-        (steps, "ShellCommand", 4),
+        (steps, "Trigger", 4),
         (steps, "Git", 4),
         (schedulers, "ForceScheduler", 4),
         (changes, "GitPoller", 4),
-        (util, "Interpolate", 4),
         (util, "ChangeFilter", 4),
         (util, "MasterLock", 4),
         (util, "StringParameter", 4),

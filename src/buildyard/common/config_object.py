@@ -73,11 +73,14 @@ class ConfigObject:
 
     defined_at: Location | None
     _config_arguments: dict[str, object]
+    _raw_arguments: tuple[tuple[object, ...], dict[str, object]]
 
     def __new__(cls, *args: object, **kwargs: object) -> Self:
         self = super().__new__(cls)
         self.defined_at = caller_location()
         self._config_arguments = _bind(cls, args, kwargs)
+        # as given, to build an equal object again (a build step's copy for each build)
+        self._raw_arguments = (args, dict(kwargs))
         return self
 
     def _compare_key(self) -> object:

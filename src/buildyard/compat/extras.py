@@ -29,7 +29,6 @@ __all__ = [
     "Machine",
     "NoAuth",
     "PollingChangeSource",
-    "Properties",
     "ReconfigurablePollingChangeSource",
     "RemoteCommand",
     "RemoteShellCommand",
@@ -57,7 +56,6 @@ CompositeStepMixin = not_implemented("buildbot.steps.worker.CompositeStepMixin",
 Source = not_implemented("buildbot.steps.source.base.Source", _PIPELINE)
 RemoteCommand = not_implemented("buildbot.process.remotecommand.RemoteCommand", _PIPELINE)
 RemoteShellCommand = not_implemented("buildbot.process.remotecommand.RemoteShellCommand", _PIPELINE)
-Properties = not_implemented("buildbot.process.properties.Properties", _PIPELINE)
 BaseScheduler = not_implemented("buildbot.schedulers.base.BaseScheduler", _PIPELINE)
 ValidationError = not_implemented("buildbot.schedulers.forcesched.ValidationError", _PIPELINE)
 ChangeSource = not_implemented("buildbot.changes.base.ChangeSource", _PIPELINE)

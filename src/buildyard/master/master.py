@@ -144,7 +144,13 @@ class BuildMaster(Service):
         self.change_svc = ChangeManager(
             ChangeSourceContext(updates=data.updates, clock=self.clock, masterid=self._masterid)
         )
-        self.botmaster = BotMaster(updates=data.updates)
+        self.botmaster = BotMaster(
+            updates=data.updates,
+            db=self.db,
+            mq=self.mq,
+            workers=self.workers,
+            masterid=self._masterid,
+        )
         self.scheduler_manager = SchedulerManager(
             SchedulerContext(
                 updates=data.updates, mq=self.mq, clock=self.clock, masterid=self._masterid
@@ -242,7 +248,7 @@ class BuildMaster(Service):
             log.warning("config_warning", message=warning)
         workers = await self.workers.apply({w.name: w for w in config.workers})
         builders = await self.botmaster.apply_builders(
-            masterid=self.masterid, configs=config.builders
+            masterid=self.masterid, configs=config.builders, master_config=config
         )
         builder_ids = {
             name: b.builderid
@@ -283,7 +289,9 @@ class BuildMaster(Service):
     async def _reregister(self) -> None:
         """Link this master's builders again after another master expired it."""
         assert self.masterid is not None
-        await self.botmaster.apply_builders(masterid=self.masterid, configs=self.config.builders)
+        await self.botmaster.apply_builders(
+            masterid=self.masterid, configs=self.config.builders, master_config=self.config
+        )
 
     async def reconfig(self) -> bool:
         """Re-read master.cfg and apply it; a bad config leaves the running one untouched."""

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from buildyard.master.steps.base import BuildStep
+from buildyard.master.steps.shell import ShellCommand
 from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
+
+__all__ = ["BuildStep", "ShellCommand"]
 
 # Buildbot 4.3's names in this namespace.
 _NAMES = [

@@ -1,7 +1,9 @@
 """``util``: Buildbot's grab bag of configuration helpers.
 
 Implemented: ``BuilderConfig``, ``BuildFactory``, the result codes ``SUCCESS`` ... ``CANCELLED``,
-``Results`` (their names, indexed by code) and ``worst_status``. Everything else Buildbot 4.3
+``Results`` (their names, indexed by code), ``worst_status``, and the properties and renderables
+(``Property``, ``Interpolate``, ``renderer``, ``Transform``, ``FlattenList``, ``WithProperties``,
+``Secret``). Everything else Buildbot 4.3
 registers here is a stand-in naming the issue that brings it; ``util.repo`` and ``util.svn``
 hold Buildbot's dotted names.
 """
@@ -23,6 +25,15 @@ from buildyard.compat.results import (
 )
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.builds.factory import BuildFactory
+from buildyard.master.model.properties import (
+    FlattenList,
+    Interpolate,
+    Property,
+    Secret,
+    Transform,
+    WithProperties,
+    renderer,
+)
 from buildyard.plugins._namespace import (
     PIPELINE,
     REPORTING,
@@ -43,7 +54,14 @@ __all__ = [
     "WARNINGS",
     "BuildFactory",
     "BuilderConfig",
+    "FlattenList",
+    "Interpolate",
+    "Property",
     "Results",
+    "Secret",
+    "Transform",
+    "WithProperties",
+    "renderer",
     "worst_status",
 ]
 

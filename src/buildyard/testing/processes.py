@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -95,10 +96,15 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, interval: float =
 
 
 async def eventually(
-    predicate: Callable[[], bool], *, within: float, interval: float = 0.05
+    predicate: Callable[[], bool | Awaitable[bool]], *, within: float, interval: float = 0.05
 ) -> None:
-    """Wait until ``predicate()`` holds, for state outside this process (files, pids, other
-    processes' databases) that no event announces; TimeoutError after ``within`` seconds."""
+    """Wait until ``predicate()`` holds (it may be a coroutine function), for state that no
+    event announces; TimeoutError after ``within`` seconds."""
+
+    async def holds() -> bool:
+        result = predicate()
+        return bool(await result) if inspect.isawaitable(result) else bool(result)
+
     async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110  (nothing to wait on but the state itself)
+        while not await holds():  # noqa: ASYNC110  (nothing to wait on but the state itself)
             await asyncio.sleep(interval)

@@ -223,15 +223,15 @@ def test_stand_in_is_reported_once_per_load_and_stays_inert() -> None:
     with collecting_config_errors(errors):
         first_line, lock = _line(), util.MasterLock("l")
         access = lock.access("exclusive")
-        steps.ShellCommand(command="a", locks=[access])
-        steps.ShellCommand(command="b")
+        steps.Trigger(schedulerNames=["a"], locks=[access])
+        steps.Trigger(schedulerNames=["b"])
         factory = BuildFactory()
-        factory.addStep(steps.ShellCommand(command="c"))
+        factory.addStep(steps.Trigger(schedulerNames=["c"]))
         report_if_placeholder(util.MasterLock)  # handed over uncalled: already reported
         report_if_placeholder(util.enforceChosenWorker)
     assert [e.message for e in errors.errors] == [
         "util.MasterLock is not implemented yet (buildyard issue #4)",
-        "steps.ShellCommand is not implemented yet (buildyard issue #4)",
+        "steps.Trigger is not implemented yet (buildyard issue #4)",
         "util.enforceChosenWorker is not implemented yet (buildyard issue #4)",
     ]
     assert errors.errors[0].location is not None
@@ -241,12 +241,12 @@ def test_stand_in_is_reported_once_per_load_and_stays_inert() -> None:
 
     again = ConfigErrors()
     with collecting_config_errors(again):
-        steps.ShellCommand(command="a")
+        steps.Trigger(schedulerNames=["a"])
     assert len(again) == 1  # a new load reports it again
 
 
 def test_subclass_of_a_stand_in_is_reported_by_its_buildbot_name() -> None:
-    class MyStep(steps.ShellCommand):  # type: ignore[misc]
+    class MyStep(steps.Trigger):  # type: ignore[misc]
         def __init__(self, **kwargs: object) -> None:  # does not call super().__init__
             self.kwargs = kwargs
 
@@ -254,7 +254,7 @@ def test_subclass_of_a_stand_in_is_reported_by_its_buildbot_name() -> None:
     with collecting_config_errors(errors):
         MyStep(command="x")
     assert [e.message for e in errors.errors] == [
-        "steps.ShellCommand is not implemented yet (buildyard issue #4)"
+        "steps.Trigger is not implemented yet (buildyard issue #4)"
     ]
 
 
@@ -262,7 +262,8 @@ def test_stand_in_helpers() -> None:
     with collecting_config_errors(ConfigErrors()):
         docker = util.Interpolate("%(prop:x)s")
         latent = not_implemented("worker.DockerLatentWorker", 3)("docker-1", "pw", image="x")
-    assert is_placeholder(docker)
+    assert not is_placeholder(docker)  # properties and renderables are implemented
+    assert is_placeholder(latent)
     assert is_placeholder(Git)
     assert not is_placeholder(Worker("w", "p"))
     assert isinstance(latent, ConfigObject)

@@ -48,16 +48,16 @@ class BuilderConfig(ConfigObject):
         workerbuilddir: str | None = None,
         factory: object = None,
         tags: Sequence[str] | None = None,
-        nextWorker: Callable[..., object] | None = None,  # noqa: N803
-        nextBuild: Callable[..., object] | None = None,  # noqa: N803
+        nextWorker: Callable[..., object] | None = None,
+        nextBuild: Callable[..., object] | None = None,
         locks: Sequence[object] | None = None,
         env: Mapping[str, object] | None = None,
         properties: Mapping[str, object] | None = None,
-        collapseRequests: bool | Callable[..., object] | None = None,  # noqa: N803
+        collapseRequests: bool | Callable[..., object] | None = None,
         description: str | None = None,
         description_format: str | None = None,
-        canStartBuild: Callable[..., object] | None = None,  # noqa: N803
-        defaultProperties: Mapping[str, object] | None = None,  # noqa: N803
+        canStartBuild: Callable[..., object] | None = None,
+        defaultProperties: Mapping[str, object] | None = None,
         project: str | None = None,
         do_build_if: Callable[..., object] | None = None,
     ) -> None:

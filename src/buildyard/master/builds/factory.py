@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from buildyard.common.config_object import ConfigObject, is_placeholder, not_implemented
 from buildyard.common.errors import config_error
+from buildyard.master.steps.base import BuildStep
 
 __all__ = ["BuildFactory"]
 
@@ -43,7 +44,7 @@ class BuildFactory(ConfigObject):
                 f"(write {step.__name__}(...))"
             )
             return
-        if not is_placeholder(step):
+        if not isinstance(step, BuildStep) and not is_placeholder(step):
             config_error(f"addStep() needs a build step, not {step!r}")
             return
         self.steps.append(step)
@@ -65,10 +66,10 @@ class BuildFactory(ConfigObject):
         yield self
 
     # Buildbot's names, which master.cfg calls.
-    addStep = add_step  # noqa: N815
-    withSecrets = with_secrets  # noqa: N815
+    addStep = add_step
+    withSecrets = with_secrets
 
-    def addSteps(self, steps: Iterable[object], withSecrets: object = None) -> None:  # noqa: N802, N803
+    def addSteps(self, steps: Iterable[object], withSecrets: object = None) -> None:
         self.add_steps(steps, with_secrets=withSecrets)
 
     def _compare_key(self) -> object:

@@ -53,6 +53,7 @@ _REPORTERS = "buildyard.plugins.reporters"
 _SECRETS = "buildyard.plugins.secrets"
 _UTIL = "buildyard.plugins.util"
 _EXTRAS = "buildyard.compat.extras"
+_PROPERTIES = "buildyard.master.model.properties"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -105,7 +106,7 @@ MODULES: dict[str, _Module] = {
         "Trial",
     ),
     "buildbot.process.properties": _m(
-        (_UTIL, _EXTRAS),
+        _PROPERTIES,
         "FlattenList Interpolate Properties Property Secret Transform WithProperties renderer",
     ),
     "buildbot.process.buildstep": _m(

@@ -7,14 +7,17 @@ events for the ones added and removed; builders whose configuration did not chan
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
 
 from buildyard.common.service import ConfiguredService, ReconfigResult, ServiceManager
 from buildyard.master.data.updates import Updates
+from buildyard.master.db.connector import Database
 from buildyard.master.distributor.distributor import BuildRequestDistributor
+from buildyard.master.mq.base import MessageQueue
+from buildyard.master.workers.manager import WorkerManager
 
 log = structlog.get_logger(__name__)
 
@@ -28,23 +31,38 @@ class Builder(ConfiguredService[Any]):
 
 
 class BotMaster(ServiceManager[Any]):
-    def __init__(self, *, updates: Updates) -> None:
+    def __init__(
+        self,
+        *,
+        updates: Updates,
+        db: Database,
+        mq: MessageQueue,
+        workers: WorkerManager,
+        masterid: Callable[[], int],
+    ) -> None:
         super().__init__("botmaster", factory=Builder)
         self._updates = updates
-        self.brd = BuildRequestDistributor()
+        self.brd = BuildRequestDistributor(
+            updates=updates, db=db, mq=mq, workers=workers, masterid=masterid
+        )
         self.add_child(self.brd)
 
     @property
     def builders(self) -> dict[str, Builder]:
         return {b.name: b for b in self.children if isinstance(b, Builder)}
 
-    async def apply_builders(self, *, masterid: int, configs: Sequence[Any]) -> ReconfigResult:
+    async def apply_builders(
+        self, *, masterid: int, configs: Sequence[Any], master_config: Any = None
+    ) -> ReconfigResult:
         result = await self.apply({c.name: c for c in configs})
         ids = await self._updates.update_builder_list(
             masterid=masterid, builder_names=[c.name for c in configs]
         )
         for name, builder in self.builders.items():
             builder.builderid = ids[name]
+        self.brd.configure(
+            {name: (ids[name], b.config) for name, b in self.builders.items()}, master_config
+        )
         log.info(
             "builders_configured",
             added=list(result.added),

@@ -1,26 +1,308 @@
-"""The build request distributor (``master.botmaster.brd``).
+"""The build request distributor (``master.botmaster.brd``): pending requests -> running builds.
 
-Issue 4 makes it claim requests and start builds; until then it only exists in the tree so the
-service order and the wake-up sources are in place.
+A distribution pass looks at every builder with unclaimed requests, oldest request first (or
+``c['prioritizeBuilders']``), and while the builder has a request and a worker that can take
+it, it picks the request (highest priority, then oldest; or the builder's ``nextBuild``), the
+worker (``nextWorker``, else ``c['select_next_worker']``, else at random), claims the request
+(and the compatible older ones when requests collapse), and starts the build. A worker can
+take a build when it is connected, configured for the builder, neither paused nor shutting
+down gracefully, and runs fewer than its ``max_builds``.
+
+Passes run one at a time, woken by the events that may let a build start: a new or unclaimed
+request, a worker that connects or changes state, a build that ends; and every
+``poll_interval`` seconds, for what another master released without an event reaching us.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+
 from buildyard.common.service import Service
+from buildyard.master.builds.build import Build
+from buildyard.master.data.updates import Updates
+from buildyard.master.db.connector import Database
+from buildyard.master.logs.writer import LogLimits
+from buildyard.master.model.buildrequests import BuildRequest
+from buildyard.master.model.results import Results
+from buildyard.master.mq.base import MessageQueue
+from buildyard.master.workers.connection import WorkerConnection
+from buildyard.master.workers.manager import WorkerManager
+
+log = structlog.get_logger(__name__)
+
+_WAKE_PATTERNS: tuple[tuple[str | None, ...], ...] = (
+    ("buildrequests", None, "new"),
+    ("buildrequests", None, "unclaimed"),
+    ("workers", None, "connected"),
+    ("workers", None, "state_updated"),
+)
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
 
 
 class BuildRequestDistributor(Service):
-    def __init__(self) -> None:
-        super().__init__("_brd")  # "_": no builder name can clash
-        self.wakeups = 0
+    poll_interval = 10.0
 
-    def maybe_start_builds(self, builder_names: list[str]) -> None:
-        """Ask for a distribution pass over ``builder_names``."""
+    def __init__(
+        self,
+        *,
+        updates: Updates,
+        db: Database,
+        mq: MessageQueue,
+        workers: WorkerManager,
+        masterid: Callable[[], int],
+    ) -> None:
+        super().__init__("_brd")  # "_": no builder name can clash
+        self._updates = updates
+        self._db = db
+        self._mq = mq
+        self._workers = workers
+        self._masterid = masterid
+        self._wake = asyncio.Event()
+        self.wakeups = 0
+        self.passes = 0
+        # builder name -> (builderid, BuilderConfig); set by the botmaster on (re)config
+        self.builders: dict[str, tuple[int, Any]] = {}
+        self.config: Any = None
+        # running builds, and how many each worker runs
+        self.building: set[Build] = set()
+        self._build_tasks: dict[Build, asyncio.Task[None]] = {}
+        self._load: dict[str, int] = {}
+
+    def configure(self, builders: Mapping[str, tuple[int, Any]], config: Any) -> None:
+        self.builders = dict(builders)
+        self.config = config
+        self.maybe_start_builds(list(self.builders))
+
+    def maybe_start_builds(self, builder_names: Sequence[str] | None = None) -> None:
+        """Ask for a distribution pass (soon, once; passes never overlap)."""
         self.wakeups += 1
-        if self.running and builder_names:
-            raise NotImplementedError(
-                "build request distribution (claiming requests, starting builds) is issue 4"
+        self._wake.set()
+
+    async def start_service(self) -> None:
+        _ = self.spawn(self._listen(), name="events")
+        _ = self.spawn(self._run(), name="passes")
+
+    async def stop_service(self) -> None:
+        # builds still running are stopped by the cancellation of their tasks: they end RETRY
+        # and give their requests back
+        tasks = list(self._build_tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        async with self._mq.subscribe(*_WAKE_PATTERNS) as events:
+            async for _key, _body in events:
+                self.maybe_start_builds()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.distribute()
+            except Exception:  # a pass that failed is retried by the next wake-up
+                log.exception("distribution_failed")
+            self.passes += 1
+
+    # -- one pass ------------------------------------------------------------------------------
+
+    async def distribute(self) -> None:
+        if not self.builders or self.config is None:
+            return
+        pending = await self._db.buildrequests.get_buildrequests(claimed=False)
+        by_builder: dict[int, list[BuildRequest]] = {}
+        for request in pending:
+            by_builder.setdefault(request.builderid, []).append(request)
+        names = [name for name, (builderid, _c) in self.builders.items() if builderid in by_builder]
+        if not names:
+            return
+        names.sort(key=lambda n: min(r.submitted_at for r in by_builder[self.builders[n][0]]))
+        prioritize = getattr(self.config, "prioritize_builders", None)
+        if prioritize is not None:
+            names = [str(n) for n in await _call(prioritize, self, names)]
+        paused = await self._paused_workers()
+        for name in names:
+            builderid, config = self.builders[name]
+            await self._fill(name, builderid, config, by_builder.get(builderid, []), paused)
+
+    async def _paused_workers(self) -> set[str]:
+        workers = await self._db.workers.get_workers(masterid=self._masterid())
+        return {w.name for w in workers if w.paused or w.graceful}
+
+    def _idle_workers(self, config: Any, paused: set[str]) -> list[tuple[WorkerConnection, Any]]:
+        connections = self._workers.listener.connections
+        configured = {c.name: c.config for c in self._workers.configured().values()}
+        idle = []
+        for name in config.workernames:
+            conn = connections.get(name)
+            worker = configured.get(name)
+            if conn is None or worker is None or not conn.attached or name in paused:
+                continue
+            limit = getattr(worker, "max_builds", None)
+            if limit is not None and self._load.get(name, 0) >= int(limit):
+                continue
+            idle.append((conn, worker))
+        return idle
+
+    async def _fill(
+        self,
+        name: str,
+        builderid: int,
+        config: Any,
+        requests: list[BuildRequest],
+        paused: set[str],
+    ) -> None:
+        requests = sorted(requests, key=lambda r: (-r.priority, r.submitted_at, r.id))
+        while requests:
+            idle = self._idle_workers(config, paused)
+            if not idle:
+                return
+            request = requests[0]
+            if config.next_build is not None:
+                chosen = await _call(config.next_build, self, requests)
+                if chosen is None:
+                    return
+                request = chosen
+            conn, worker = await self._choose_worker(config, idle, request)
+            if conn is None:
+                return
+            batch = [request, *await self._collapsible(config, request, requests)]
+            for r in batch:
+                requests.remove(r)
+            if not await self._updates.claim_buildrequests(
+                [r.id for r in batch], masterid=self._masterid()
+            ):
+                log.info("buildrequest_claimed_elsewhere", builder=name, brid=request.id)
+                continue
+            self._start(
+                name=name,
+                builderid=builderid,
+                config=config,
+                requests=batch,
+                conn=conn,
+                worker=worker,
             )
 
+    async def _choose_worker(
+        self, config: Any, idle: list[tuple[WorkerConnection, Any]], request: BuildRequest
+    ) -> tuple[WorkerConnection | None, Any]:
+        chooser = config.next_worker or getattr(self.config, "select_next_worker", None)
+        if chooser is None:
+            return random.choice(idle)
+        chosen = await _call(chooser, self, [w for _c, w in idle], request)
+        for conn, worker in idle:
+            if chosen is worker or chosen is conn or getattr(chosen, "name", None) == conn.name:
+                return conn, worker
+        return None, None
+
+    async def _collapsible(
+        self, config: Any, request: BuildRequest, others: list[BuildRequest]
+    ) -> list[BuildRequest]:
+        """The other pending requests that this build can run too (Buildbot's collapsing:
+        same builder, same source stamps), when collapsing is on."""
+        collapse = config.collapse_requests
+        if collapse is None:
+            collapse = getattr(self.config, "collapse_requests", None)
+        if collapse is None:
+            collapse = True
+        if collapse is False:
+            return []
+        mine = await self._stamps(request.buildsetid)
+        found = []
+        for other in others:
+            if other.id == request.id:
+                continue
+            if callable(collapse):
+                if await _call(collapse, self, request, other):
+                    found.append(other)
+            elif await self._stamps(other.buildsetid) == mine:
+                found.append(other)
+        return found
+
+    async def _stamps(self, bsid: int) -> frozenset[tuple[Any, ...]]:
+        stamps = await self._db.sourcestamps.get_sourcestamps(bsid)
+        return frozenset(
+            (s.codebase, s.branch, s.revision, s.repository, s.project, s.patch is not None)
+            for s in stamps
+        )
+
+    # -- builds --------------------------------------------------------------------------------
+
+    def _start(
+        self,
+        *,
+        name: str,
+        builderid: int,
+        config: Any,
+        requests: list[BuildRequest],
+        conn: WorkerConnection,
+        worker: Any,
+    ) -> None:
+        master_config = self.config
+        build = Build(
+            updates=self._updates,
+            db=self._db,
+            builder_config=config,
+            builderid=builderid,
+            requests=requests,
+            conn=conn,
+            worker_config=worker,
+            masterid=self._masterid(),
+            global_properties=dict(getattr(master_config, "properties", {}) or {}),
+            log_limits=LogLimits(
+                max_size=getattr(master_config, "log_max_size", None),
+                max_tail_size=getattr(master_config, "log_max_tail_size", None),
+            ),
+        )
+        self.building.add(build)
+        self._load[conn.name] = self._load.get(conn.name, 0) + 1
+        self._build_tasks[build] = self.spawn(
+            self._run_build(build, conn.name), name=f"build:{name}"
+        )
+
+    async def _run_build(self, build: Build, worker: str) -> None:
+        try:
+            results = await build.run()
+            if results == Results.RETRY:
+                log.info("build_retry", builder=build.name, number=build.number)
+        finally:
+            self.building.discard(build)
+            self._build_tasks.pop(build, None)
+            self._load[worker] = max(0, self._load.get(worker, 1) - 1)
+            self.maybe_start_builds()
+
+    def builds_of(self, builder_name: str) -> list[Build]:
+        return [b for b in self.building if b.name == builder_name]
+
+    async def stop_build(self, buildid: int, reason: str) -> bool:
+        for build in list(self.building):
+            if build.buildid == buildid:
+                await build.stop(reason)
+                return True
+        return False
+
     def statistics(self) -> dict[str, int]:
-        return {**super().statistics(), "wakeups": self.wakeups}
+        return {
+            **super().statistics(),
+            "wakeups": self.wakeups,
+            "passes": self.passes,
+            "building": len(self.building),
+        }

@@ -86,6 +86,11 @@ class WorkerConnection:
         self._ids = itertools.count()
         self._running: dict[str, _Running] = {}
 
+    @property
+    def windows(self) -> bool:
+        """Whether the worker runs on Windows (its paths are joined with backslashes)."""
+        return self.info.get("system") == "nt"
+
     # -- master -> worker ------------------------------------------------------------------------
 
     async def print(self, message: str) -> None:
@@ -128,8 +133,11 @@ class WorkerConnection:
         writer: FileWriter | None = None,
         reader: FileReader | None = None,
         keep_output: bool = True,
+        on_id: Callable[[str], None] | None = None,
     ) -> CommandResult:
         """Run one command to completion; ConnectionLost if the worker goes away meanwhile.
+
+        ``on_id`` is told the command's id before it is sent (to interrupt it later).
 
         A transfer passes the ``writer`` (upload) or ``reader`` (download) that its data flows
         through; both are closed when the command ends, whatever happened. With
@@ -141,6 +149,8 @@ class WorkerConnection:
             [], asyncio.get_running_loop().create_future(), on_update, writer, reader, keep_output
         )
         self._running[command_id] = running
+        if on_id is not None:
+            on_id(command_id)
         try:
             fields: dict[str, Any] = {
                 "command_id": command_id,

@@ -1,0 +1,249 @@
+"""One build: its properties, its steps in order, its result, and what becomes of its requests.
+
+A build runs the factory's steps (a fresh copy of each) one after the other. After each step
+its result is folded into the build's (worst wins, with the step's flunkOn*/warnOn* flags); a
+step with haltOnFailure that fails, or one that ends EXCEPTION, RETRY or CANCELLED, stops the
+build: the remaining steps run only if they are ``alwaysRun``. Properties set while a step ran
+are stored when it ends. At the end the requests are completed with the build's result, or, for
+RETRY (the worker was lost), given back to the queue so another build runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from buildyard.master.data.updates import Updates
+from buildyard.master.db.connector import Database
+from buildyard.master.logs.writer import LogLimits
+from buildyard.master.model.buildrequests import BuildRequest
+from buildyard.master.model.properties import Properties
+from buildyard.master.model.results import Results
+from buildyard.master.steps.base import BuildStep, combine
+from buildyard.master.steps.runtime import BuildRuntime
+from buildyard.master.workers.connection import WorkerConnection
+
+log = structlog.get_logger(__name__)
+
+_FINAL_TEXT = {
+    Results.SUCCESS: "build successful",
+    Results.WARNINGS: "warnings",
+    Results.FAILURE: "failed",
+    Results.SKIPPED: "skipped",
+    Results.EXCEPTION: "exception",
+    Results.RETRY: "retry",
+    Results.CANCELLED: "cancelled",
+}
+
+
+class Build:
+    def __init__(
+        self,
+        *,
+        updates: Updates,
+        db: Database,
+        builder_config: Any,
+        builderid: int,
+        requests: Sequence[BuildRequest],
+        conn: WorkerConnection,
+        worker_config: Any,
+        masterid: int,
+        global_properties: Mapping[str, Any] | None = None,
+        log_limits: LogLimits | None = None,
+    ) -> None:
+        self.updates = updates
+        self.db = db
+        self.config = builder_config
+        self.builderid = builderid
+        self.requests = list(requests)
+        self.conn = conn
+        self.worker_config = worker_config
+        self.masterid = masterid
+        self.global_properties = dict(global_properties or {})
+        self.log_limits = log_limits or LogLimits()
+        self.buildid: int | None = None
+        self.number: int | None = None
+        self.results: Results | None = None
+        self.properties = Properties()
+        self.steps: list[BuildStep] = []
+        self.executed: list[BuildStep] = []
+        self.runtime: BuildRuntime | None = None
+        self.stopped = False
+        self._stop_reason = ""
+        self._texts: list[str] = []
+        self._stored_properties: dict[str, tuple[Any, str]] = {}
+
+    @property
+    def name(self) -> str:
+        return str(self.config.name)
+
+    # -- control -------------------------------------------------------------------------------
+
+    async def stop(self, reason: str) -> None:
+        """Stop the build: the running step is interrupted and ends CANCELLED, the rest are
+        skipped unless alwaysRun."""
+        self.stopped = True
+        self._stop_reason = reason
+        if self.runtime is not None and self.runtime.current_step is not None:
+            await self.runtime.current_step.interrupt(reason)
+
+    def addStepsAfterCurrentStep(self, steps: Sequence[BuildStep]) -> None:
+        """Dynamic builds: run these (templates) right after the step that is running."""
+        at = len(self.executed)
+        self.steps[at:at] = [s.copy() for s in steps]
+
+    def addStepsAfterLastStep(self, steps: Sequence[BuildStep]) -> None:
+        self.steps.extend(s.copy() for s in steps)
+
+    def getProperties(self) -> Properties:
+        return self.properties
+
+    def getProperty(self, name: str, default: Any = None) -> Any:
+        return self.properties.getProperty(name, default)
+
+    def setProperty(self, name: str, value: Any, source: str, runtime: bool = True) -> None:
+        self.properties.setProperty(name, value, source, runtime=runtime)
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self) -> Results:
+        """Run to the end and settle the requests; returns the build's result."""
+        first = self.requests[0]
+        self.buildid, self.number = await self.updates.add_build(
+            builderid=self.builderid,
+            buildrequestid=first.id,
+            workerid=self.conn.workerid,
+            masterid=self.masterid,
+            state_string="starting",
+        )
+        log.info("build_started", builder=self.name, number=self.number, worker=self.conn.name)
+        results = Results.EXCEPTION
+        try:
+            await self._setup_properties()
+            self.runtime = BuildRuntime(
+                updates=self.updates,
+                buildid=self.buildid,
+                number=self.number,
+                builderid=self.builderid,
+                builder_name=self.name,
+                properties=self.properties,
+                conn=self.conn,
+                worker=self.worker_config,
+                builder_dir=self._builder_dir(),
+                workdir=str(getattr(self.config.factory, "workdir", "build")),
+                env=dict(self.config.env),
+                log_limits=self.log_limits,
+                build=self,
+            )
+            await self._store_properties()
+            await self.updates.set_build_state_string(self.buildid, "building")
+            results = await self._run_steps(self.runtime)
+        except asyncio.CancelledError:
+            results = Results.RETRY
+            await asyncio.shield(self._finish(results))
+            raise
+        except Exception:
+            log.exception("build_failed", builder=self.name, number=self.number)
+            results = Results.EXCEPTION
+        await self._finish(results)
+        return results
+
+    def _builder_dir(self) -> str:
+        basedir = self.conn.info.get("basedir")
+        workerbuilddir = str(self.config.workerbuilddir)
+        return (
+            posixpath.join(basedir, workerbuilddir) if isinstance(basedir, str) else workerbuilddir
+        )
+
+    async def _run_steps(self, rt: BuildRuntime) -> Results:
+        factory = self.config.factory
+        self.steps = [s.copy() for s in getattr(factory, "steps", ())]
+        results = Results.SUCCESS
+        terminate = False
+        while len(self.executed) < len(self.steps):
+            step = self.steps[len(self.executed)]
+            self.executed.append(step)
+            if (terminate or self.stopped) and not step.alwaysRun:
+                continue
+            step_results = await step.execute(rt)
+            await self._store_properties()
+            summary = step.getBuildResultSummary()
+            if "build" in summary:
+                self._texts.append(summary["build"])
+            results, halt = combine(step, step_results, results)
+            terminate = terminate or halt
+            if not self.conn.attached or self.conn.peer.closed:
+                terminate = True
+        if self.stopped and results not in (Results.RETRY, Results.EXCEPTION):
+            results = Results.CANCELLED
+        return results
+
+    async def _finish(self, results: Results) -> None:
+        assert self.buildid is not None
+        self.results = results
+        text = " ".join(self._texts) if self._texts else _FINAL_TEXT[results]
+        if self.stopped and self._stop_reason:
+            text += f" (stopped: {self._stop_reason})"
+        try:
+            await self._store_properties()
+            await self.updates.set_build_state_string(self.buildid, text)
+            await self.updates.finish_build(self.buildid, results)
+            brids = [r.id for r in self.requests]
+            if results == Results.RETRY:
+                await self.updates.unclaim_buildrequests(brids, masterid=self.masterid)
+            else:
+                await self.updates.complete_buildrequests(brids, results)
+        except Exception:
+            log.exception("build_finish_failed", builder=self.name, number=self.number)
+        log.info("build_finished", builder=self.name, number=self.number, results=results.text)
+
+    # -- properties ----------------------------------------------------------------------------
+
+    async def _setup_properties(self) -> None:
+        props = self.properties
+        for name, value in self.global_properties.items():
+            props.setProperty(name, value, "Global Configuration")
+        for request in self.requests[:1]:
+            stored = await self.db.buildsets.get_buildset_properties(request.buildsetid)
+            for name, (value, source) in stored.items():
+                props.setProperty(name, value, source)
+            stamps = await self.db.sourcestamps.get_sourcestamps(request.buildsetid)
+            if stamps:
+                ss = stamps[0]
+                props.setProperty("branch", ss.branch, "Build")
+                props.setProperty("revision", ss.revision, "Build")
+                props.setProperty("repository", ss.repository, "Build")
+                props.setProperty("codebase", ss.codebase, "Build")
+                props.setProperty("project", ss.project, "Build")
+            self.sourcestamps = stamps
+        for name, value in self.config.properties.items():
+            props.setProperty(name, value, "Builder")
+        for name, value in self.config.default_properties.items():
+            if not props.hasProperty(name):
+                props.setProperty(name, value, "Builder")
+        worker = self.worker_config
+        for name, value in dict(getattr(worker, "properties", {}) or {}).items():
+            props.setProperty(name, value, "Worker")
+        for name, value in dict(getattr(worker, "defaultProperties", {}) or {}).items():
+            if not props.hasProperty(name):
+                props.setProperty(name, value, "Worker")
+        props.setProperty("buildername", self.name, "Builder")
+        props.setProperty("builderid", self.builderid, "Builder")
+        props.setProperty("buildnumber", self.number, "Build")
+        props.setProperty("workername", self.conn.name, "Worker")
+        props.setProperty("builddir", self._builder_dir(), "Worker")
+        props.setProperty("workerbuilddir", str(self.config.workerbuilddir), "Worker")
+
+    async def _store_properties(self) -> None:
+        """Store the properties that are new or changed since the last time."""
+        if self.buildid is None:
+            return
+        current = {name: (value, source) for name, value, source in self.properties.asList()}
+        changed = {k: v for k, v in current.items() if self._stored_properties.get(k) != v}
+        if changed:
+            await self.updates.set_build_properties(self.buildid, changed)
+            self._stored_properties.update(changed)

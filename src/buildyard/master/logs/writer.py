@@ -1,0 +1,180 @@
+"""One log of a running step: text in, whole lines out to the database in chunks, observers fed.
+
+A stdio log stores each line behind its stream's letter (``o`` stdout, ``e`` stderr, ``h``
+header), as Buildbot does; a text log stores lines as they are. Text may arrive in any pieces:
+a line is written once it is complete (or at :meth:`LogWriter.finish`, which completes it).
+Lines are appended when ``flush_size`` characters are waiting and at least every
+``flush_interval`` seconds while the log is live, so a follower sees output as it comes and a
+loud command does not cost a transaction per line.
+
+``c['logMaxSize']`` caps what is stored per log (the lines past it are counted, not stored, and
+a header line says so); ``c['logMaxTailSize']`` then keeps the last lines of what was cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+from collections.abc import Callable
+from typing import Protocol
+
+from buildyard.master.model.logs import LogType
+
+STREAM_LETTERS = {"stdout": "o", "stderr": "e", "header": "h"}
+
+
+class LogAppender(Protocol):
+    async def append_log(self, logid: int, content: str) -> tuple[int, int] | None: ...
+
+    async def finish_log(self, logid: int) -> None: ...
+
+
+# (stream, line without its newline); stream is "stdout", "stderr", "header" or "" (text logs)
+LineObserver = Callable[[str, str], None]
+
+
+@dataclasses.dataclass(slots=True)
+class LogLimits:
+    max_size: int | None = None
+    max_tail_size: int | None = None
+    flush_size: int = 64 * 1024
+    flush_interval: float = 1.0
+
+
+class LogWriter:
+    def __init__(
+        self,
+        updates: LogAppender,
+        *,
+        logid: int,
+        name: str,
+        type: LogType,
+        limits: LogLimits | None = None,
+    ) -> None:
+        self._updates = updates
+        self.logid = logid
+        self.name = name
+        self.type = type
+        self.limits = limits or LogLimits()
+        self._partial: dict[str, str] = {}
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._stored = 0  # characters stored (or queued) so far
+        self._cut = 0  # characters over max_size, not stored
+        self._tail: collections.deque[str] = collections.deque()
+        self._tail_size = 0
+        self._observers: list[LineObserver] = []
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        self.finished = False
+        # what the step may want back: every line per stream, when asked for (collectStdout)
+        self.num_lines = 0
+
+    def add_observer(self, observer: LineObserver) -> None:
+        self._observers.append(observer)
+
+    # -- text in -------------------------------------------------------------------------------
+
+    def add_stdout(self, text: str) -> None:
+        self._add("stdout", text)
+
+    def add_stderr(self, text: str) -> None:
+        self._add("stderr", text)
+
+    def add_header(self, text: str) -> None:
+        self._add("header", text)
+
+    def add_content(self, text: str) -> None:
+        """Text of a text or html log (no streams)."""
+        self._add("", text)
+
+    # Buildbot's names, which custom steps call
+    addStdout = add_stdout
+    addStderr = add_stderr
+    addHeader = add_header
+    addContent = add_content
+
+    def _add(self, stream: str, text: str) -> None:
+        if self.finished:
+            raise RuntimeError(f"log {self.name!r} is finished: no more text can be added")
+        if not text:
+            return
+        text = self._partial.pop(stream, "") + text
+        cut = text.rfind("\n")
+        if cut < len(text) - 1:
+            self._partial[stream] = text[cut + 1 :]
+            text = text[: cut + 1]
+        if text:
+            self._lines(stream, text)
+
+    def _lines(self, stream: str, text: str) -> None:
+        prefix = STREAM_LETTERS.get(stream, "") if self.type == LogType.STDIO else ""
+        for line in text.splitlines():
+            for observer in self._observers:
+                observer(stream, line)
+            self._store(prefix + line + "\n")
+
+    def _store(self, line: str) -> None:
+        limits = self.limits
+        if limits.max_size is not None and self._stored + len(line) > limits.max_size:
+            self._cut += len(line)
+            if limits.max_tail_size:
+                self._tail.append(line)
+                self._tail_size += len(line)
+                while self._tail_size > limits.max_tail_size and self._tail:
+                    self._tail_size -= len(self._tail.popleft())
+            return
+        self._stored += len(line)
+        self._pending.append(line)
+        self._pending_size += len(line)
+        self.num_lines += 1
+        if self._pending_size >= limits.flush_size:
+            self._flush_soon(now=True)
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(limits.flush_interval, self._flush_soon)
+
+    def _flush_soon(self, now: bool = False) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self.flush())
+
+    # -- out to the database -------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Append everything complete that waits; in order, one append at a time."""
+        async with self._lock:
+            while self._pending:
+                content = "".join(self._pending)
+                self._pending, self._pending_size = [], 0
+                await self._updates.append_log(self.logid, content)
+
+    async def finish(self) -> None:
+        """Complete held partial lines, store what waits, and close the log."""
+        if self.finished:
+            return
+        for stream in list(self._partial):
+            self._lines(stream, self._partial.pop(stream))
+        if self._cut:
+            letter = "h" if self.type == LogType.STDIO else ""
+            note = (
+                f"{letter}log size limit of {self.limits.max_size} characters reached: "
+                f"{self._cut} characters not stored"
+            )
+            if self._tail:
+                note += "; the last lines follow"
+            self._pending.append(note + "\n")
+            self._pending.extend(self._tail)
+            self._tail.clear()
+        self.finished = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flushing is not None:
+            await asyncio.shield(self._flushing)
+        await self.flush()
+        await self._updates.finish_log(self.logid)
