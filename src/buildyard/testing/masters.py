@@ -1,0 +1,125 @@
+"""A master in this process with a real worker, and helpers to run builds on it (tests only)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from buildyard.master.config.loader import load_master_config
+from buildyard.master.db import migrate
+from buildyard.master.master import BuildMaster
+from buildyard.master.model.builds import Build
+from buildyard.master.model.sourcestamps import SourceStampSpec
+from buildyard.master.model.steps import Step
+from buildyard.testing.postgres import free_port
+from buildyard.testing.processes import end_popen, eventually
+from buildyard.testing.workers import start_worker
+
+HEADER = """\
+from buildyard.plugins import *
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker("w1", "pw")]
+c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
+c['db'] = {{'db_url': {db_url!r}}}
+"""
+
+
+@dataclasses.dataclass
+class Running:
+    master: BuildMaster
+    # the worker's base directory
+    worker_dir: Path
+    basedir: Path
+
+    async def build(
+        self,
+        builder: str,
+        *,
+        properties: Mapping[str, Any] | None = None,
+        sourcestamps: Sequence[SourceStampSpec] | None = None,
+        within: float = 120,
+    ) -> BuildResult:
+        """Request one build of ``builder`` and wait until it ended."""
+        updates = self.master.data.updates
+        builderid = await updates.find_builder_id(builder)
+        stamps: Sequence[SourceStampSpec] = sourcestamps or [
+            {"branch": None, "revision": None, "repository": "", "project": "", "codebase": ""}
+        ]
+        bsid, brids = await updates.add_buildset(
+            scheduler="test",
+            sourcestamps=stamps,
+            reason="test",
+            properties={k: (v, "Test") for k, v in (properties or {}).items()},
+            builderids=[builderid],
+        )
+        db = self.master.db
+
+        async def complete() -> bool:
+            bs = await db.buildsets.get_buildset(bsid)
+            return bs is not None and bs.complete
+
+        await eventually(complete, within=within)
+        [build] = await db.builds.get_builds(buildrequestid=brids[builderid])
+        return await self.result(build.id)
+
+    async def result(self, buildid: int) -> BuildResult:
+        db = self.master.db
+        build = await db.builds.get_build(buildid)
+        assert build is not None
+        steps = await db.steps.get_steps(buildid)
+        logs: dict[tuple[str, str], str] = {}
+        for step in steps:
+            for lg in await db.logs.get_logs(step.id):
+                text = await db.logs.get_log_lines(lg.id, 0, lg.num_lines - 1)
+                logs[(step.name, lg.name)] = text
+        props = await db.builds.get_build_properties(buildid)
+        return BuildResult(build=build, steps=steps, logs=logs, properties=props)
+
+
+@dataclasses.dataclass
+class BuildResult:
+    build: Build
+    steps: list[Step]
+    # (step name, log name) -> stored text (stdio lines keep their stream letter)
+    logs: dict[tuple[str, str], str]
+    properties: dict[str, tuple[Any, str]]
+
+    def step(self, name: str) -> Step:
+        [found] = [s for s in self.steps if s.name == name]
+        return found
+
+    def stdout(self, step: str, log: str = "stdio") -> str:
+        """What the step's command printed on stdout (stream letters removed)."""
+        return "".join(
+            line[1:] + "\n" for line in self.logs[(step, log)].splitlines() if line[:1] == "o"
+        )
+
+
+@contextlib.asynccontextmanager
+async def running_master(
+    tmp_path: Path, body: str, *, worker: str = "buildyard", db_url: str = "sqlite:///state.sqlite"
+) -> AsyncIterator[Running]:
+    """A started master whose master.cfg is :data:`HEADER` (worker ``w1``, a free port) plus
+    ``body`` (builders, ...), with a real worker of kind ``worker`` attached."""
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    port = free_port()
+    (basedir / "master.cfg").write_text(HEADER.format(port=port, db_url=db_url) + body)
+    master = BuildMaster(basedir, config=load_master_config(basedir))
+    await migrate.upgrade(master.db)
+    await master.start()
+    worker_dir = tmp_path / "worker"
+    try:
+        proc = await asyncio.to_thread(start_worker, worker, worker_dir, port, "w1", "pw")
+        try:
+            listener = master.workers.listener
+            await eventually(lambda: "w1" in listener.connections, within=60)
+            yield Running(master=master, worker_dir=worker_dir, basedir=basedir)
+        finally:
+            end_popen(proc)
+    finally:
+        await master.stop()
