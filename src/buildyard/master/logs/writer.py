@@ -65,6 +65,7 @@ class LogWriter:
         self._tail: collections.deque[str] = collections.deque()
         self._tail_size = 0
         self._observers: list[LineObserver] = []
+        self._on_finish: list[Callable[[], object]] = []
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
@@ -74,6 +75,10 @@ class LogWriter:
 
     def add_observer(self, observer: LineObserver) -> None:
         self._observers.append(observer)
+
+    def add_finish_callback(self, callback: Callable[[], object]) -> None:
+        """Called once the log is finished (every line went to the observers)."""
+        self._on_finish.append(callback)
 
     # -- text in -------------------------------------------------------------------------------
 
@@ -178,3 +183,5 @@ class LogWriter:
             await asyncio.shield(self._flushing)
         await self.flush()
         await self._updates.finish_log(self.logid)
+        for callback in self._on_finish:
+            callback()

@@ -164,6 +164,7 @@ class BuildStep(ConfigObject):
         self.timed_out = False
         self.max_lines_reached = False
         self._summary: dict[str, str] = {}
+        self._log_observers: dict[str, list[Any]] = {}
 
     # -- one copy per build --------------------------------------------------------------------
 
@@ -221,7 +222,19 @@ class BuildStep(ConfigObject):
         logid = await rt.updates.add_log(self.stepid, name, kind)
         writer = LogWriter(rt.updates, logid=logid, name=name, type=kind, limits=rt.log_limits)
         self.logs[name] = writer
+        for observer in self._log_observers.get(name, ()):
+            _attach(observer, writer)
         return writer
+
+    def addLogObserver(self, logname: str, observer: Any) -> None:
+        """Feed the lines of log ``logname`` (now or once it exists) to ``observer``: a
+        LogLineObserver (``outLineReceived``, ``errLineReceived``, ``headerLineReceived``) or a
+        callable taking (stream, line)."""
+        if hasattr(observer, "setStep"):
+            observer.setStep(self)
+        self._log_observers.setdefault(logname, []).append(observer)
+        if logname in self.logs:
+            _attach(observer, self.logs[logname])
 
     def getLog(self, name: str) -> LogWriter:
         return self.logs[name]
@@ -393,6 +406,30 @@ class BuildStep(ConfigObject):
             await self.addCompleteLog("err.text", text)
         except Exception:  # the database may be what failed; the log line stays
             log.exception("step_error_log_failed", step=self.name)
+
+
+def _attach(observer: Any, writer: LogWriter) -> None:
+    if callable(observer) and not hasattr(observer, "outLineReceived"):
+        writer.add_observer(observer)
+        return
+    if hasattr(observer, "setLog"):
+        observer.setLog(writer)
+    handlers = {
+        "stdout": getattr(observer, "outLineReceived", None),
+        "stderr": getattr(observer, "errLineReceived", None),
+        "header": getattr(observer, "headerLineReceived", None),
+        "": getattr(observer, "outLineReceived", None),
+    }
+
+    def feed(stream: str, line: str) -> None:
+        handler = handlers.get(stream)
+        if handler is not None:
+            handler(line)
+
+    writer.add_observer(feed)
+    finish = getattr(observer, "finishReceived", None)
+    if finish is not None:
+        writer.add_finish_callback(finish)
 
 
 class ShellMixin:
