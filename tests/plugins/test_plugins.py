@@ -65,7 +65,7 @@ def test_worst_status_follows_buildbot() -> None:
         (schedulers, "ForceScheduler", 4),
         (changes, "GitPoller", 4),
         (util, "ChangeFilter", 4),
-        (util, "MasterLock", 4),
+        (util, "GerritChangeFilter", 4),
         (util, "StringParameter", 4),
         (worker, "DockerLatentWorker", 3),
         (worker, "LocalWorker", 3),

@@ -34,6 +34,7 @@ from buildyard.master.model.properties import (
     WithProperties,
     renderer,
 )
+from buildyard.master.steps.locks import MasterLock, WorkerLock
 from buildyard.plugins._namespace import (
     PIPELINE,
     REPORTING,
@@ -56,11 +57,13 @@ __all__ = [
     "BuilderConfig",
     "FlattenList",
     "Interpolate",
+    "MasterLock",
     "Property",
     "Results",
     "Secret",
     "Transform",
     "WithProperties",
+    "WorkerLock",
     "renderer",
     "worst_status",
 ]

@@ -221,16 +221,16 @@ def test_stand_in_raises_outside_a_load() -> None:
 def test_stand_in_is_reported_once_per_load_and_stays_inert() -> None:
     errors = ConfigErrors()
     with collecting_config_errors(errors):
-        first_line, lock = _line(), util.MasterLock("l")
+        first_line, lock = _line(), util.GerritChangeFilter("l")
         access = lock.access("exclusive")
         steps.Trigger(schedulerNames=["a"], locks=[access])
         steps.Trigger(schedulerNames=["b"])
         factory = BuildFactory()
         factory.addStep(steps.Trigger(schedulerNames=["c"]))
-        report_if_placeholder(util.MasterLock)  # handed over uncalled: already reported
+        report_if_placeholder(util.GerritChangeFilter)  # handed over uncalled: already reported
         report_if_placeholder(util.enforceChosenWorker)
     assert [e.message for e in errors.errors] == [
-        "util.MasterLock is not implemented yet (buildyard issue #4)",
+        "util.GerritChangeFilter is not implemented yet (buildyard issue #4)",
         "steps.Trigger is not implemented yet (buildyard issue #4)",
         "util.enforceChosenWorker is not implemented yet (buildyard issue #4)",
     ]

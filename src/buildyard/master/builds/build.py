@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,9 +22,10 @@ from buildyard.master.data.updates import Updates
 from buildyard.master.db.connector import Database
 from buildyard.master.logs.writer import LogLimits
 from buildyard.master.model.buildrequests import BuildRequest
-from buildyard.master.model.properties import Properties
+from buildyard.master.model.properties import Properties, render
 from buildyard.master.model.results import Results
 from buildyard.master.steps.base import BuildStep, combine
+from buildyard.master.steps.locks import Held, LockRegistry, accesses, acquire_all, release_all
 from buildyard.master.steps.runtime import BuildRuntime
 from buildyard.master.workers.connection import WorkerConnection
 
@@ -54,6 +56,7 @@ class Build:
         masterid: int,
         global_properties: Mapping[str, Any] | None = None,
         log_limits: LogLimits | None = None,
+        locks: LockRegistry | None = None,
     ) -> None:
         self.updates = updates
         self.db = db
@@ -65,6 +68,8 @@ class Build:
         self.masterid = masterid
         self.global_properties = dict(global_properties or {})
         self.log_limits = log_limits or LogLimits()
+        self.locks = locks or LockRegistry()
+        self._lock_wait: asyncio.Task[Held] | None = None
         self.buildid: int | None = None
         self.number: int | None = None
         self.results: Results | None = None
@@ -88,6 +93,8 @@ class Build:
         skipped unless alwaysRun."""
         self.stopped = True
         self._stop_reason = reason
+        if self._lock_wait is not None:
+            self._lock_wait.cancel()
         if self.runtime is not None and self.runtime.current_step is not None:
             await self.runtime.current_step.interrupt(reason)
 
@@ -137,11 +144,19 @@ class Build:
                 workdir=str(getattr(self.config.factory, "workdir", "build")),
                 env=dict(self.config.env),
                 log_limits=self.log_limits,
+                locks=self.locks,
                 build=self,
             )
             await self._store_properties()
-            await self.updates.set_build_state_string(self.buildid, "building")
-            results = await self._run_steps(self.runtime)
+            held = await self._acquire_locks()
+            try:
+                if self.stopped:
+                    results = Results.CANCELLED
+                else:
+                    await self.updates.set_build_state_string(self.buildid, "building")
+                    results = await self._run_steps(self.runtime)
+            finally:
+                release_all(self, held)
         except asyncio.CancelledError:
             results = Results.RETRY
             await asyncio.shield(self._finish(results))
@@ -151,6 +166,34 @@ class Build:
             results = Results.EXCEPTION
         await self._finish(results)
         return results
+
+    async def _acquire_locks(self) -> Held:
+        """Take the builder's locks (``BuilderConfig(locks=...)``); the time spent waiting is
+        the build's ``locks_duration_s``. A stop while waiting gives up."""
+        assert self.buildid is not None
+        wanted = [
+            (self.locks.real(a.lockid, self.conn.name), a)
+            for a in accesses(await render(list(self.config.locks), self.properties))
+        ]
+        if not wanted:
+            return []
+        if not all(lock.available(self, access) for lock, access in wanted):
+            await self.updates.set_build_state_string(self.buildid, "waiting for locks")
+        started = time.monotonic()
+        self._lock_wait = asyncio.get_running_loop().create_task(acquire_all(self, wanted))
+        try:
+            held = await self._lock_wait
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            held = []  # stopped while waiting
+        finally:
+            self._lock_wait = None
+        waited = round(time.monotonic() - started)
+        if waited:
+            await self.updates.add_build_locks_duration(self.buildid, waited)
+        return held
 
     def _builder_dir(self) -> str:
         basedir = self.conn.info.get("basedir")

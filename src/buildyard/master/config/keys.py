@@ -17,6 +17,7 @@ from buildyard.common.config_object import is_placeholder, report_if_placeholder
 from buildyard.common.errors import config_error, config_warning
 from buildyard.common.ports import msgpack_listen, parse_port
 from buildyard.master.builds.builder import BuilderConfig
+from buildyard.master.changes.base import ChangeSourceConfig
 from buildyard.master.config.assignments import KeyLines
 from buildyard.master.config.master_config import (
     DEFAULT_DB_URL,
@@ -26,6 +27,7 @@ from buildyard.master.config.master_config import (
 )
 from buildyard.master.db.engine import normalize_url
 from buildyard.master.db.errors import UnsupportedDatabase
+from buildyard.master.schedulers.base import SchedulerConfig
 from buildyard.master.workers.config import Worker
 
 __all__ = ["did_you_mean", "read_config"]
@@ -168,13 +170,18 @@ def _check_keys(reader: _Reader) -> None:
 
 
 def _placeholders_only(
-    reader: _Reader, key: str, what: str, *, single: bool = False
+    reader: _Reader,
+    key: str,
+    what: str,
+    *,
+    single: bool = False,
+    kind: type | tuple[type, ...] = (),
 ) -> tuple[object, ...]:
-    """The objects of a key whose classes are all to come (schedulers, reporters, ...): until
-    their issues land, only the stand-ins (already reported) are the right kind of thing."""
+    """The objects of a key: instances of ``kind``, or stand-ins (already reported) of the
+    classes still to come."""
     items = reader.sequence(key, single=single)
     for item in items:
-        if not is_placeholder(item) or isinstance(item, type):
+        if isinstance(item, type) or not (is_placeholder(item) or isinstance(item, kind)):
             reader.error(key, f"c[{key!r}] must be a list of {what}, but it contains {item!r}")
     return tuple(items)
 
@@ -407,8 +414,10 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
         multi_master=_multi_master(reader),
         workers=_workers(reader),
         builders=_builders(reader),
-        schedulers=_placeholders_only(reader, "schedulers", "schedulers"),
-        change_sources=_placeholders_only(reader, "change_source", "change sources", single=True),
+        schedulers=_placeholders_only(reader, "schedulers", "schedulers", kind=SchedulerConfig),
+        change_sources=_placeholders_only(
+            reader, "change_source", "change sources", single=True, kind=ChangeSourceConfig
+        ),
         services=_placeholders_only(reader, "services", "services (reporters)"),
         secrets_providers=_placeholders_only(reader, "secretsProviders", "secret providers"),
         projects=_placeholders_only(reader, "projects", "projects (util.Project)"),

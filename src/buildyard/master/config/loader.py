@@ -190,6 +190,8 @@ def _read(namespace: dict[str, Any], path: Path, source: str) -> MasterConfig | 
     check_references(
         workers=_listed(config_dict.get("workers")),
         builders=config.builders,
+        schedulers=config.schedulers,
+        change_sources=config.change_sources,
         machines=_listed(config_dict.get("machines")),
         protocols=config.protocols,
         multi_master=config.multi_master,

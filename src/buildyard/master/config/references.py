@@ -1,7 +1,7 @@
 """Checks across BuildmasterConfig keys: names that must be unique, names that must exist.
 
 Each mistake is reported where the offending object was built (its ``defined_at``), else at the
-key's line. Checks that involve schedulers' ``builderNames`` come with the schedulers (issue 4).
+key's line.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from collections.abc import Iterable, Mapping
 from buildyard.common.config_object import ConfigObject, placeholder_name
 from buildyard.common.errors import Location, config_error, config_warning
 from buildyard.master.builds.builder import BuilderConfig
+from buildyard.master.changes.base import ChangeSourceConfig
 from buildyard.master.config.assignments import KeyLines
+from buildyard.master.schedulers.base import SchedulerConfig
 from buildyard.master.workers.config import Worker
 
 __all__ = ["check_references"]
@@ -80,10 +82,43 @@ def _check_ports(
         )
 
 
+def _check_schedulers(
+    schedulers: Iterable[object], builder_names: set[str], lines: KeyLines
+) -> None:
+    seen: set[str] = set()
+    for scheduler in schedulers:
+        if not isinstance(scheduler, SchedulerConfig):
+            continue
+        where = _where(scheduler, lines, "schedulers")
+        if scheduler.name in seen:
+            config_error(f"duplicate scheduler name {scheduler.name!r}", location=where)
+        seen.add(scheduler.name)
+        for name in getattr(scheduler, "builderNames", ()) or ():
+            if isinstance(name, str) and name not in builder_names:
+                config_error(
+                    f"scheduler {scheduler.name!r} uses unknown builder {name!r}", location=where
+                )
+
+
+def _check_change_sources(sources: Iterable[object], lines: KeyLines) -> None:
+    seen: set[str] = set()
+    for source in sources:
+        if not isinstance(source, ChangeSourceConfig):
+            continue
+        if source.name in seen:
+            config_error(
+                f"duplicate change source name {source.name!r}",
+                location=_where(source, lines, "change_source"),
+            )
+        seen.add(source.name)
+
+
 def check_references(
     *,
     workers: Iterable[object],
     builders: Iterable[BuilderConfig],
+    schedulers: Iterable[object] = (),
+    change_sources: Iterable[object] = (),
     machines: Iterable[object],
     protocols: Mapping[str, Mapping[str, object]],
     multi_master: bool,
@@ -95,6 +130,8 @@ def check_references(
     builders = list(builders)
     worker_names = _worker_names(workers, lines)
     _check_builders(builders, worker_names, lines)
+    _check_schedulers(schedulers, {b.name for b in builders}, lines)
+    _check_change_sources(change_sources, lines)
     _check_ports(protocols, bool(worker_names), lines)
 
     machine_names = {placeholder_name(m) for m in machines}

@@ -31,6 +31,7 @@ from buildyard.master.logs.writer import LogLimits
 from buildyard.master.model.buildrequests import BuildRequest
 from buildyard.master.model.results import Results
 from buildyard.master.mq.base import MessageQueue
+from buildyard.master.steps.locks import LockRegistry
 from buildyard.master.workers.connection import WorkerConnection
 from buildyard.master.workers.manager import WorkerManager
 
@@ -79,6 +80,8 @@ class BuildRequestDistributor(Service):
         self.building: set[Build] = set()
         self._build_tasks: dict[Build, asyncio.Task[None]] = {}
         self._load: dict[str, int] = {}
+        # this master's real locks (MasterLock / WorkerLock), shared by every build
+        self.locks = LockRegistry()
 
     def configure(self, builders: Mapping[str, tuple[int, Any]], config: Any) -> None:
         self.builders = dict(builders)
@@ -271,6 +274,7 @@ class BuildRequestDistributor(Service):
                 max_size=getattr(master_config, "log_max_size", None),
                 max_tail_size=getattr(master_config, "log_max_tail_size", None),
             ),
+            locks=self.locks,
         )
         self.building.add(build)
         self._load[conn.name] = self._load.get(conn.name, 0) + 1

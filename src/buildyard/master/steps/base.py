@@ -15,7 +15,9 @@ run shell commands) and write ``async def run(self)`` returning a result code.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,6 +30,14 @@ from buildyard.master.logs.writer import LogWriter
 from buildyard.master.model.logs import LogType
 from buildyard.master.model.properties import Properties, render
 from buildyard.master.model.results import Results, worst
+from buildyard.master.steps.locks import (
+    Held,
+    LockAccess,
+    RealLock,
+    accesses,
+    acquire_all,
+    release_all,
+)
 from buildyard.master.steps.remotecommand import (
     RemoteCommand,
     RemoteCommandFailed,
@@ -165,6 +175,7 @@ class BuildStep(ConfigObject):
         self.max_lines_reached = False
         self._summary: dict[str, str] = {}
         self._log_observers: dict[str, list[Any]] = {}
+        self._lock_wait: asyncio.Task[Held] | None = None
 
     # -- one copy per build --------------------------------------------------------------------
 
@@ -273,6 +284,8 @@ class BuildStep(ConfigObject):
     async def interrupt(self, reason: str) -> None:
         """The build is being stopped: stop what runs (the step then ends CANCELLED)."""
         self.stopped = True
+        if self._lock_wait is not None:
+            self._lock_wait.cancel()
         if self.cmd is not None:
             await self.cmd.interrupt(reason)
 
@@ -332,12 +345,20 @@ class BuildStep(ConfigObject):
         updates = build.updates
         name = str(await render(self.name, build.properties))
         self.stepid, self.number, self.name = await updates.add_step(build.buildid, name)
-        await updates.start_step(self.stepid)
+        wanted = [
+            (build.locks.real(a.lockid, build.conn.name), a)
+            for a in accesses(await render(self.locks, build.properties))
+        ]
+        await updates.start_step(self.stepid, locks_acquired=not wanted)
         build.current_step = self
+        held: Held = []
         try:
-            results = await self._run_checked(build)
+            if wanted:
+                held = await self._acquire(build, wanted)
+            results = Results.CANCELLED if self.stopped else await self._run_checked(build)
         finally:
             build.current_step = None
+            release_all(self, held)
         self.results = results
         for writer in self.logs.values():
             if not writer.finished:
@@ -346,6 +367,26 @@ class BuildStep(ConfigObject):
         hidden = await self._hidden(results)
         await updates.finish_step(self.stepid, results, hidden=hidden)
         return results
+
+    async def _acquire(
+        self, build: BuildRuntime, wanted: list[tuple[RealLock, LockAccess]]
+    ) -> Held:
+        """Take the step's locks; a stop while waiting gives up (the step is CANCELLED)."""
+        assert self.stepid is not None
+        if not all(lock.available(self, access) for lock, access in wanted):
+            await self._set_state("waiting for locks")
+        self._lock_wait = asyncio.get_running_loop().create_task(acquire_all(self, wanted))
+        try:
+            held = await self._lock_wait
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            return []  # interrupted: self.stopped is set
+        finally:
+            self._lock_wait = None
+        await build.updates.set_step_locks_acquired_at(self.stepid, int(time.time()))
+        return held
 
     async def _run_checked(self, build: BuildRuntime) -> Results:
         try:

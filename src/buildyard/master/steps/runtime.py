@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from buildyard.master.data.updates import Updates
 from buildyard.master.logs.writer import LogLimits
 from buildyard.master.model.properties import Properties
+from buildyard.master.steps.locks import LockRegistry
 from buildyard.master.workers.connection import WorkerConnection
 
 if TYPE_CHECKING:
@@ -32,5 +33,7 @@ class BuildRuntime:
     env: dict[str, Any] = dataclasses.field(default_factory=dict)
     log_limits: LogLimits = dataclasses.field(default_factory=LogLimits)
     current_step: BuildStep | None = None
+    # this master's real locks
+    locks: LockRegistry = dataclasses.field(default_factory=LockRegistry)
     # the build object itself, for steps that reach further (addStepsAfterCurrentStep)
     build: Any = None
