@@ -16,11 +16,9 @@ pytestmark = pytest.mark.e2e
 
 # the classes of the sample that later issues build, each to be reported once
 EXPECTED = {
-    "changes.GitPoller",
     "schedulers.SingleBranchScheduler",
     "util.ChangeFilter",
     "schedulers.ForceScheduler",
-    "steps.Git",
 }
 
 

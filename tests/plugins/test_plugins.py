@@ -61,9 +61,9 @@ def test_worst_status_follows_buildbot() -> None:
     ("namespace", "name", "issue"),
     [
         (steps, "Trigger", 4),
-        (steps, "Git", 4),
+        (steps, "SVN", 4),
         (schedulers, "ForceScheduler", 4),
-        (changes, "GitPoller", 4),
+        (changes, "HgPoller", 4),
         (util, "ChangeFilter", 4),
         (util, "GerritChangeFilter", 4),
         (util, "StringParameter", 4),

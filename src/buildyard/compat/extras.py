@@ -10,6 +10,10 @@ from collections.abc import Iterable
 
 from buildyard.common.config_object import not_implemented
 from buildyard.common.errors import ConfigError, ConfigErrors, caller_location, config_error
+from buildyard.master.steps.base import BuildStepFailed, CommandMixin, ShellMixin
+from buildyard.master.steps.remotecommand import RemoteCommand, RemoteShellCommand
+from buildyard.master.steps.source.base import Source
+from buildyard.master.steps.worker import CompositeStepMixin
 from buildyard.plugins import schedulers
 
 __all__ = [
@@ -49,13 +53,6 @@ AbstractWorker = not_implemented("buildbot.worker.AbstractWorker", _WORKERS)
 AbstractLatentWorker = not_implemented("buildbot.worker.AbstractLatentWorker", _WORKERS)
 Machine = not_implemented("buildbot.machine.base.Machine", _WORKERS)
 
-ShellMixin = not_implemented("buildbot.process.buildstep.ShellMixin", _PIPELINE)
-CommandMixin = not_implemented("buildbot.process.buildstep.CommandMixin", _PIPELINE)
-BuildStepFailed = not_implemented("buildbot.process.buildstep.BuildStepFailed", _PIPELINE)
-CompositeStepMixin = not_implemented("buildbot.steps.worker.CompositeStepMixin", _PIPELINE)
-Source = not_implemented("buildbot.steps.source.base.Source", _PIPELINE)
-RemoteCommand = not_implemented("buildbot.process.remotecommand.RemoteCommand", _PIPELINE)
-RemoteShellCommand = not_implemented("buildbot.process.remotecommand.RemoteShellCommand", _PIPELINE)
 BaseScheduler = not_implemented("buildbot.schedulers.base.BaseScheduler", _PIPELINE)
 ValidationError = not_implemented("buildbot.schedulers.forcesched.ValidationError", _PIPELINE)
 ChangeSource = not_implemented("buildbot.changes.base.ChangeSource", _PIPELINE)

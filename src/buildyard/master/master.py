@@ -142,7 +142,12 @@ class BuildMaster(Service):
         )
         self.workers = WorkerManager(updates=data.updates)
         self.change_svc = ChangeManager(
-            ChangeSourceContext(updates=data.updates, clock=self.clock, masterid=self._masterid)
+            ChangeSourceContext(
+                updates=data.updates,
+                clock=self.clock,
+                masterid=self._masterid,
+                basedir=self.basedir,
+            )
         )
         self.botmaster = BotMaster(
             updates=data.updates,
@@ -150,6 +155,7 @@ class BuildMaster(Service):
             mq=self.mq,
             workers=self.workers,
             masterid=self._masterid,
+            master_basedir=self.basedir,
         )
         self.scheduler_manager = SchedulerManager(
             SchedulerContext(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from buildyard.master.changes.gitpoller import GitPoller
 from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
+
+__all__ = ["GitPoller"]
 
 # Buildbot 4.3's names in this namespace.
 _NAMES = [

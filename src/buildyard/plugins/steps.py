@@ -6,9 +6,42 @@ from typing import Any
 
 from buildyard.master.steps.base import BuildStep
 from buildyard.master.steps.shell import ShellCommand
+from buildyard.master.steps.source.git import Git
+from buildyard.master.steps.transfer import (
+    DirectoryUpload,
+    FileDownload,
+    FileUpload,
+    JSONPropertiesDownload,
+    JSONStringDownload,
+    MultipleFileUpload,
+    StringDownload,
+)
+from buildyard.master.steps.worker import (
+    CopyDirectory,
+    FileExists,
+    MakeDirectory,
+    RemoveDirectory,
+    SetPropertiesFromEnv,
+)
 from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
 
-__all__ = ["BuildStep", "ShellCommand"]
+__all__ = [
+    "BuildStep",
+    "CopyDirectory",
+    "DirectoryUpload",
+    "FileDownload",
+    "FileExists",
+    "FileUpload",
+    "Git",
+    "JSONPropertiesDownload",
+    "JSONStringDownload",
+    "MakeDirectory",
+    "MultipleFileUpload",
+    "RemoveDirectory",
+    "SetPropertiesFromEnv",
+    "ShellCommand",
+    "StringDownload",
+]
 
 # Buildbot 4.3's names in this namespace.
 _NAMES = [

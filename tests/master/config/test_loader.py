@@ -443,11 +443,9 @@ def test_error_built_in_a_neighbour_points_into_it(
 # -- Buildbot 4.3's own sample --------------------------------------------------------------------
 
 NOT_IMPLEMENTED_IN_SAMPLE = [
-    "changes.GitPoller",
     "schedulers.SingleBranchScheduler",
     "util.ChangeFilter",
     "schedulers.ForceScheduler",
-    "steps.Git",
 ]
 
 

@@ -14,6 +14,7 @@ import asyncio
 import posixpath
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -24,6 +25,7 @@ from buildyard.master.logs.writer import LogLimits
 from buildyard.master.model.buildrequests import BuildRequest
 from buildyard.master.model.properties import Properties, render
 from buildyard.master.model.results import Results
+from buildyard.master.model.sourcestamps import SourceStamp
 from buildyard.master.steps.base import BuildStep, combine
 from buildyard.master.steps.locks import Held, LockRegistry, accesses, acquire_all, release_all
 from buildyard.master.steps.runtime import BuildRuntime
@@ -57,6 +59,7 @@ class Build:
         global_properties: Mapping[str, Any] | None = None,
         log_limits: LogLimits | None = None,
         locks: LockRegistry | None = None,
+        master_basedir: Path | None = None,
     ) -> None:
         self.updates = updates
         self.db = db
@@ -74,6 +77,8 @@ class Build:
         self.number: int | None = None
         self.results: Results | None = None
         self.properties = Properties()
+        self.sourcestamps: list[SourceStamp] = []
+        self.master_basedir = master_basedir
         self.steps: list[BuildStep] = []
         self.executed: list[BuildStep] = []
         self.runtime: BuildRuntime | None = None
@@ -146,6 +151,8 @@ class Build:
                 log_limits=self.log_limits,
                 locks=self.locks,
                 build=self,
+                master_basedir=self.master_basedir,
+                sourcestamps=list(self.sourcestamps),
             )
             await self._store_properties()
             held = await self._acquire_locks()

@@ -3,15 +3,16 @@
 A change source in master.cfg (``changes.GitPoller(...)``) is a :class:`ChangeSourceConfig`:
 a comparable configuration value. The change manager turns it into a running
 :class:`ChangeSource` service with :meth:`ChangeSourceConfig.make_service`, giving it the
-:class:`ChangeSourceContext` (the data API's writer, the clock, this master's id). A change
-source runs on one master at a time: the service claims it in the database before its first
-poll and retries the claim every ``claim_interval`` seconds while another master holds it.
+:class:`ChangeSourceContext` (the data API's writer, the clock, this master's id and basedir).
+A change source runs on one master at a time: the service claims it in the database before its
+first poll and retries the claim every ``claim_interval`` seconds while another master holds it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -30,6 +31,8 @@ class ChangeSourceContext:
     clock: Clock
     # this master's id, known once the master started
     masterid: Callable[[], int]
+    # the master's base directory (pollers keep their work repositories under it)
+    basedir: Path
 
 
 class ChangeSourceConfig(ConfigObject):

@@ -8,6 +8,7 @@ events for the ones added and removed; builders whose configuration did not chan
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -39,11 +40,17 @@ class BotMaster(ServiceManager[Any]):
         mq: MessageQueue,
         workers: WorkerManager,
         masterid: Callable[[], int],
+        master_basedir: Path | None = None,
     ) -> None:
         super().__init__("botmaster", factory=Builder)
         self._updates = updates
         self.brd = BuildRequestDistributor(
-            updates=updates, db=db, mq=mq, workers=workers, masterid=masterid
+            updates=updates,
+            db=db,
+            mq=mq,
+            workers=workers,
+            masterid=masterid,
+            master_basedir=master_basedir,
         )
         self.add_child(self.brd)
 

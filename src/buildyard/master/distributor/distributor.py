@@ -19,6 +19,7 @@ import asyncio
 import inspect
 import random
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -63,6 +64,7 @@ class BuildRequestDistributor(Service):
         mq: MessageQueue,
         workers: WorkerManager,
         masterid: Callable[[], int],
+        master_basedir: Path | None = None,
     ) -> None:
         super().__init__("_brd")  # "_": no builder name can clash
         self._updates = updates
@@ -70,6 +72,7 @@ class BuildRequestDistributor(Service):
         self._mq = mq
         self._workers = workers
         self._masterid = masterid
+        self.master_basedir = master_basedir
         self._wake = asyncio.Event()
         self.wakeups = 0
         self.passes = 0
@@ -275,6 +278,7 @@ class BuildRequestDistributor(Service):
                 max_tail_size=getattr(master_config, "log_max_tail_size", None),
             ),
             locks=self.locks,
+            master_basedir=self.master_basedir,
         )
         self.building.add(build)
         self._load[conn.name] = self._load.get(conn.name, 0) + 1

@@ -50,11 +50,15 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["BuildStep", "BuildStepFailed", "CommandMixin", "ShellMixin"]
+__all__ = ["BuildStep", "BuildStepFailed", "CommandMixin", "ShellMixin", "WorkerSetupError"]
 
 
 class BuildStepFailed(Exception):
     """Raised by a step's code: the step ends FAILURE."""
+
+
+class WorkerSetupError(Exception):
+    """The worker cannot run this step (too old, a command missing): the step ends EXCEPTION."""
 
 
 def _is_bool(value: object) -> bool:
@@ -224,7 +228,7 @@ class BuildStep(ConfigObject):
 
     def checkWorkerHasCommand(self, command: str) -> None:
         if self.workerVersion(command) is None:
-            raise BuildStepFailed(f"worker is too old, does not know about {command}")
+            raise WorkerSetupError(f"worker is too old, does not know about {command}")
 
     async def addLog(self, name: str, type: str = "s", logEncoding: str | None = None) -> LogWriter:
         rt = self._runtime()
@@ -395,6 +399,8 @@ class BuildStep(ConfigObject):
                 return Results.SKIPPED
             for attr in self.renderables:
                 setattr(self, attr, await render(getattr(self, attr), build.properties))
+            if self.workdir is None:  # Buildbot's default: the build's (the factory's) workdir
+                self.workdir = build.workdir
             await self.updateSummary()
             outcome = await self.run()
             results = Results(outcome)
@@ -403,7 +409,10 @@ class BuildStep(ConfigObject):
             return results
         except BuildStepFailed as exc:
             log.info("step_failed", step=self.name, reason=str(exc))
-            return Results.FAILURE
+            return Results.CANCELLED if self.stopped else Results.FAILURE
+        except WorkerSetupError as exc:
+            await self._error_log(f"{exc}\n")
+            return Results.EXCEPTION
         except ConnectionLost as exc:
             log.warning("step_worker_lost", step=self.name, reason=str(exc))
             await self._error_log(f"worker lost: {exc}\n")

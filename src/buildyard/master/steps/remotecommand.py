@@ -23,10 +23,16 @@ from buildyard.protocol.errors import RemoteError
 
 if TYPE_CHECKING:
     from buildyard.master.workers.connection import CommandResult, Update, WorkerConnection
+    from buildyard.master.workers.transfers import FileReader, FileWriter
 
 
 def worker_args(
-    name: str, args: Mapping[str, Any], builder_dir: str, *, windows: bool = False
+    name: str,
+    args: Mapping[str, Any],
+    builder_dir: str,
+    *,
+    windows: bool = False,
+    home: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Buildbot's step-level command arguments as the worker takes them (worker-protocol.md
     section 8): paths joined to the builder's directory on the worker, ``dir`` lists as
@@ -37,6 +43,13 @@ def worker_args(
 
     def under(*parts: Any) -> str:
         return join(builder_dir, *(str(p) for p in parts if p not in (None, "")))
+
+    def user(path: Any) -> str:
+        """``~`` at the start is the worker's home (from its environment)."""
+        text = str(path)
+        if home and (text == "~" or text.startswith(("~/", "~\\"))):
+            return home + text[1:]
+        return text
 
     if name in ("mkdir", "rmdir") and "dir" in a:
         dirs = a.pop("dir")
@@ -51,15 +64,15 @@ def worker_args(
     elif name == "listdir" and "dir" in a:
         a["path"] = under(a.pop("dir"))
     elif name == "rmfile" and "path" in a:
-        a["path"] = under(a["path"])
+        a["path"] = under(user(a["path"]))
     elif name == "shell":
         a["workdir"] = under(a.get("workdir"))
     elif name in ("uploadFile", "uploadDirectory"):
         name = "upload_file" if name == "uploadFile" else "upload_directory"
-        a["path"] = under(a.pop("workdir", None), a.pop("workersrc"))
+        a["path"] = under(a.pop("workdir", None), user(a.pop("workersrc")))
     elif name == "downloadFile":
         name = "download_file"
-        a["path"] = under(a.pop("workdir", None), a.pop("workerdest"))
+        a["path"] = under(a.pop("workdir", None), user(a.pop("workerdest")))
     return name, a
 
 
@@ -78,8 +91,13 @@ class RemoteCommand:
         collectStderr: bool = False,
         decodeRC: Mapping[int, int] | None = None,
         stdioLogName: str = "stdio",
+        writer: FileWriter | None = None,
+        reader: FileReader | None = None,
     ) -> None:
         self.remote_command = remote_command
+        # a transfer's data: written to the master (upload) or read from it (download)
+        self.writer = writer
+        self.reader = reader
         self.args = dict(args)
         self.ignore_updates = ignore_updates
         self.collectStdout = collectStdout
@@ -119,7 +137,9 @@ class RemoteCommand:
         self._conn = conn
         name, args = self.remote_command, self.args
         if builder_dir is not None:
-            name, args = worker_args(name, args, builder_dir, windows=conn.windows)
+            environ = conn.info.get("environ")
+            home = environ.get("HOME") if isinstance(environ, dict) else None
+            name, args = worker_args(name, args, builder_dir, windows=conn.windows, home=home)
         queue: asyncio.Queue[Update | None] = asyncio.Queue()
         writer = asyncio.get_running_loop().create_task(self._write(queue))
         try:
@@ -131,6 +151,8 @@ class RemoteCommand:
                     builder_name=builder_name,
                     keep_output=False,
                     on_id=self._got_id,
+                    writer=self.writer,
+                    reader=self.reader,
                 )
             )
             result = await self._task
@@ -196,14 +218,13 @@ class RemoteCommand:
     # -- what the step reads afterwards --------------------------------------------------------
 
     def didFail(self) -> bool:
-        return self.results() != Results.SUCCESS
+        return self.results() == Results.FAILURE
 
     def results(self) -> Results:
         if self.interrupted:
             return Results.CANCELLED
-        if self.rc is None:
-            return Results.FAILURE
-        return Results(self.decodeRC.get(self.rc, int(Results.FAILURE)))
+        decoded: Mapping[int | None, int] = self.decodeRC  # type: ignore[assignment]
+        return Results(decoded.get(self.rc, int(Results.FAILURE)))
 
 
 class RemoteShellCommand(RemoteCommand):

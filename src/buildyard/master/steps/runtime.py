@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from buildyard.master.data.updates import Updates
 from buildyard.master.logs.writer import LogLimits
-from buildyard.master.model.properties import Properties
+from buildyard.master.model.properties import Properties, render
 from buildyard.master.steps.locks import LockRegistry
 from buildyard.master.workers.connection import WorkerConnection
 
@@ -37,3 +38,43 @@ class BuildRuntime:
     locks: LockRegistry = dataclasses.field(default_factory=LockRegistry)
     # the build object itself, for steps that reach further (addStepsAfterCurrentStep)
     build: Any = None
+    # the master's base directory: where relative master paths (FileUpload's masterdest) lead
+    master_basedir: Path | None = None
+    # the buildset's source stamps (model SourceStamp objects)
+    sourcestamps: list[Any] = dataclasses.field(default_factory=list)
+
+    # -- Buildbot's Build API, which step code calls as ``self.build.<method>`` ----------------
+
+    def getProperties(self) -> Properties:
+        return self.properties
+
+    def getProperty(self, name: str, default: Any = None) -> Any:
+        return self.properties.getProperty(name, default)
+
+    def setProperty(self, name: str, value: Any, source: str, runtime: bool = True) -> None:
+        self.properties.setProperty(name, value, source, runtime=runtime)
+
+    def hasProperty(self, name: str) -> bool:
+        return bool(self.properties.hasProperty(name))
+
+    async def render(self, value: Any) -> Any:
+        return await render(value, self.properties)
+
+    def getAllSourceStamps(self) -> list[Any]:
+        return list(self.sourcestamps)
+
+    def getSourceStamp(self, codebase: str = "") -> Any:
+        for stamp in self.sourcestamps:
+            if stamp.codebase == codebase:
+                return stamp
+        return None
+
+    @property
+    def workername(self) -> str:
+        return self.conn.name
+
+    def addStepsAfterCurrentStep(self, steps: list[Any]) -> None:
+        self.build.addStepsAfterCurrentStep(steps)
+
+    def addStepsAfterLastStep(self, steps: list[Any]) -> None:
+        self.build.addStepsAfterLastStep(steps)
