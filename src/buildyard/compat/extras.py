@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from buildyard.common.config_object import not_implemented
 from buildyard.common.errors import ConfigError, ConfigErrors, caller_location, config_error
+from buildyard.master.logs.observer import BufferLogObserver, LineConsumerLogObserver, LogObserver
 from buildyard.master.steps.base import BuildStepFailed, CommandMixin, ShellMixin
 from buildyard.master.steps.remotecommand import RemoteCommand, RemoteShellCommand
 from buildyard.master.steps.source.base import Source
@@ -21,6 +22,7 @@ __all__ = [
     "AbstractWorker",
     "BaseHookHandler",
     "BaseScheduler",
+    "BufferLogObserver",
     "BuildStepFailed",
     "BuildbotService",
     "ChangeSource",
@@ -30,6 +32,8 @@ __all__ = [
     "GitHubEventHandler",
     "GitLabHandler",
     "HTTPClientService",
+    "LineConsumerLogObserver",
+    "LogObserver",
     "Machine",
     "NoAuth",
     "PollingChangeSource",

@@ -5,7 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from buildyard.master.steps.base import BuildStep
-from buildyard.master.steps.shell import ShellCommand
+from buildyard.master.steps.compile import (
+    CMake,
+    Compile,
+    Configure,
+    PerlModuleTest,
+    Test,
+    WarningCountingShellCommand,
+)
+from buildyard.master.steps.master import Assert, LogRenderable, MasterShellCommand
+from buildyard.master.steps.properties import SetProperties, SetProperty, SetPropertyFromCommand
+from buildyard.master.steps.shell import ShellCommand, TreeSize
+from buildyard.master.steps.shellsequence import ShellSequence
 from buildyard.master.steps.source.git import Git
 from buildyard.master.steps.transfer import (
     DirectoryUpload,
@@ -26,7 +37,11 @@ from buildyard.master.steps.worker import (
 from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
 
 __all__ = [
+    "Assert",
     "BuildStep",
+    "CMake",
+    "Compile",
+    "Configure",
     "CopyDirectory",
     "DirectoryUpload",
     "FileDownload",
@@ -35,12 +50,22 @@ __all__ = [
     "Git",
     "JSONPropertiesDownload",
     "JSONStringDownload",
+    "LogRenderable",
     "MakeDirectory",
+    "MasterShellCommand",
     "MultipleFileUpload",
+    "PerlModuleTest",
     "RemoveDirectory",
+    "SetProperties",
     "SetPropertiesFromEnv",
+    "SetProperty",
+    "SetPropertyFromCommand",
     "ShellCommand",
+    "ShellSequence",
     "StringDownload",
+    "Test",
+    "TreeSize",
+    "WarningCountingShellCommand",
 ]
 
 # Buildbot 4.3's names in this namespace.

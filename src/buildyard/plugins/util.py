@@ -25,6 +25,7 @@ from buildyard.compat.results import (
 )
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.builds.factory import BuildFactory
+from buildyard.master.logs.observer import LogLineObserver
 from buildyard.master.model.properties import (
     FlattenList,
     Interpolate,
@@ -35,6 +36,7 @@ from buildyard.master.model.properties import (
     renderer,
 )
 from buildyard.master.steps.locks import MasterLock, WorkerLock
+from buildyard.master.steps.shellsequence import ShellArg
 from buildyard.plugins._namespace import (
     PIPELINE,
     REPORTING,
@@ -57,10 +59,12 @@ __all__ = [
     "BuilderConfig",
     "FlattenList",
     "Interpolate",
+    "LogLineObserver",
     "MasterLock",
     "Property",
     "Results",
     "Secret",
+    "ShellArg",
     "Transform",
     "WithProperties",
     "WorkerLock",

@@ -113,7 +113,9 @@ MODULES: dict[str, _Module] = {
         _STEP_AND_EXTRAS, "BuildStep BuildStepFailed CommandMixin ShellMixin"
     ),
     "buildbot.process.remotecommand": _m(_EXTRAS, "RemoteCommand RemoteShellCommand"),
-    "buildbot.process.logobserver": _m(_UTIL, "LogLineObserver"),
+    "buildbot.process.logobserver": _m(
+        (_UTIL, _EXTRAS), "BufferLogObserver LineConsumerLogObserver LogLineObserver LogObserver"
+    ),
     "buildbot.process.codebase": _m(_UTIL, "Codebase"),
     "buildbot.process.project": _m(_UTIL, "Project"),
     # workers

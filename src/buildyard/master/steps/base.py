@@ -180,6 +180,7 @@ class BuildStep(ConfigObject):
         self._summary: dict[str, str] = {}
         self._log_observers: dict[str, list[Any]] = {}
         self._lock_wait: asyncio.Task[Held] | None = None
+        self.statistics: dict[str, Any] = {}
 
     # -- one copy per build --------------------------------------------------------------------
 
@@ -397,7 +398,7 @@ class BuildStep(ConfigObject):
             if not await self._should_run():
                 await self._set_state("skipped")
                 return Results.SKIPPED
-            for attr in self.renderables:
+            for attr in self._all_renderables():
                 setattr(self, attr, await render(getattr(self, attr), build.properties))
             if self.workdir is None:  # Buildbot's default: the build's (the factory's) workdir
                 self.workdir = build.workdir
@@ -424,6 +425,31 @@ class BuildStep(ConfigObject):
             log.exception("step_exception", step=self.name)
             await self._error_log(traceback.format_exc())
             return Results.EXCEPTION
+
+    @classmethod
+    def _all_renderables(cls) -> list[str]:
+        """``renderables`` of every class in the hierarchy (Buildbot adds them up)."""
+        names: dict[str, None] = {}
+        for klass in reversed(cls.__mro__):
+            for name in klass.__dict__.get("renderables", ()) or ():
+                names[name] = None
+            for name in klass.__dict__.get("shell_renderables", ()) or ():
+                names[name] = None
+        return list(names)
+
+    # -- statistics (numbers a step reports, e.g. warnings) --------------------------------
+
+    def hasStatistic(self, name: str) -> bool:
+        return name in self.statistics
+
+    def getStatistic(self, name: str, default: Any = None) -> Any:
+        return self.statistics.get(name, default)
+
+    def getStatistics(self) -> dict[str, Any]:
+        return dict(self.statistics)
+
+    def setStatistic(self, name: str, value: Any) -> None:
+        self.statistics[name] = value
 
     async def _should_run(self) -> bool:
         condition = self.doStepIf
@@ -473,7 +499,8 @@ def _attach(observer: Any, writer: LogWriter) -> None:
 
     def feed(stream: str, line: str) -> None:
         handler = handlers.get(stream)
-        if handler is not None:
+        limit = getattr(observer, "max_length", None)
+        if handler is not None and (limit is None or len(line) <= limit):
             handler(line)
 
     writer.add_observer(feed)
@@ -563,11 +590,13 @@ class ShellMixin:
         command = kwargs.pop("command")
         if command is None:
             raise BuildStepFailed(f"step {step.name!r} has no command to run")
+        command = _flatten_command(command)
+        self.command = command  # what the summaries show
         logfiles = kwargs.pop("logfiles") or {}
         lazylogfiles = kwargs.pop("lazylogfiles")
         cmd = RemoteShellCommand(
             workdir,
-            _flatten_command(command),
+            command,
             env=env,
             want_stdout=kwargs.pop("want_stdout"),
             want_stderr=kwargs.pop("want_stderr"),
@@ -596,6 +625,42 @@ class ShellMixin:
     def _step(self) -> BuildStep:
         assert isinstance(self, BuildStep), "ShellMixin goes with BuildStep"
         return self
+
+    def getCurrentSummary(self) -> dict[str, str]:
+        step = self._step()
+        if step.description is None and (text := command_to_string(self.command)):
+            return {"step": text}
+        summary: dict[str, str] = super().getCurrentSummary()  # type: ignore[misc]
+        return summary
+
+    def getResultSummary(self) -> dict[str, str]:
+        """The command's first words and the result, unless ``descriptionDone`` is set."""
+        step = self._step()
+        text = command_to_string(self.command) if step.descriptionDone is None else ""
+        if not text:
+            summary: dict[str, str] = super().getResultSummary()  # type: ignore[misc]
+            return summary
+        if step.results is not None and step.results != Results.SUCCESS:
+            text += f" ({step.results.text})"
+            if step.timed_out:
+                text += " (timed out)"
+            elif step.max_lines_reached:
+                text += " (max lines)"
+        if step.build is not None:
+            text = step.build.properties.redact(text)
+        return {"step": text}
+
+
+def command_to_string(command: Any) -> str:
+    """A short text for a step's summary: the first words of the command."""
+    if isinstance(command, str):
+        words = command.split()
+    elif isinstance(command, list | tuple):
+        words = [str(w) for w in command if isinstance(w, str | int | float)]
+    else:
+        return ""
+    text = " ".join(words[:2])
+    return f"'{text} ...'" if len(words) > 2 else f"'{text}'"
 
 
 def _flatten_command(command: Any) -> Any:

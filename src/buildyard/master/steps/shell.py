@@ -1,25 +1,15 @@
-"""Shell steps: ShellCommand, and the ones that read what the command printed."""
+"""Shell steps: ShellCommand, and the ones that read what the command printed (TreeSize)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from buildyard.common.errors import config_error
+from buildyard.master.logs.observer import BufferLogObserver
 from buildyard.master.model.results import Results
-from buildyard.master.steps.base import BuildStep, ShellMixin
-
-
-def command_to_string(command: Any) -> str:
-    """A short text for the step's summary: the first words of the command."""
-    if isinstance(command, str):
-        words = command.split()
-    elif isinstance(command, list | tuple):
-        words = [str(w) for w in command if isinstance(w, str | int | float)]
-    else:
-        return ""
-    text = " ".join(words[:2])
-    return f"'{text} ...'" if len(words) > 2 else f"'{text}'"
+from buildyard.master.steps.base import BuildStep, ShellMixin, command_to_string
 
 
 class ShellCommand(ShellMixin, BuildStep):
@@ -32,31 +22,65 @@ class ShellCommand(ShellMixin, BuildStep):
     )
 
     def __init__(self, **kwargs: Any) -> None:
-        if kwargs.get("command") is None:
-            config_error(f"{type(self).__name__}'s `command' argument is not specified")
         rest = self.setupShellMixin(kwargs)
         super().__init__(**rest)
+        if self.command is None:  # a subclass may give it as a class attribute
+            config_error(f"{type(self).__name__}'s `command' argument is not specified")
 
     async def run(self) -> int:
         cmd = await self.makeRemoteShellCommand()
         await self.runCommand(cmd)
         return int(cmd.results())
 
-    def getCurrentSummary(self) -> dict[str, str]:
-        if self.description is None and (text := command_to_string(self.command)):
-            return {"step": text}
-        return super().getCurrentSummary()
 
-    def getResultSummary(self) -> dict[str, str]:
-        if self.descriptionDone is not None or self.description is not None:
-            return super().getResultSummary()
-        text = command_to_string(self.command)
-        if not text:
-            return super().getResultSummary()
-        if self.results is not None and self.results != Results.SUCCESS:
-            text += f" ({self.results.text})"
-            if self.timed_out:
-                text += " (timed out)"
-            elif self.max_lines_reached:
-                text += " (max lines)"
-        return {"step": text}
+def shell_result_summary(step: BuildStep) -> dict[str, str] | None:
+    """Buildbot's ShellMixin summary for a finished step without ``descriptionDone``: the
+    command's first words and, unless SUCCESS, the result (secrets redacted). None when the
+    step has a ``descriptionDone`` or no command to show (BuildStep's summary applies)."""
+    if step.descriptionDone is not None:
+        return None
+    text = command_to_string(getattr(step, "command", None))
+    if not text:
+        return None
+    if step.results is not None and step.results != Results.SUCCESS:
+        text += f" ({step.results.text})"
+        if step.timed_out:
+            text += " (timed out)"
+        elif step.max_lines_reached:
+            text += " (max lines)"
+    if step.build is not None:
+        text = step.build.properties.redact(text)
+    return {"step": text}
+
+
+class TreeSize(ShellMixin, BuildStep):
+    """``du -s -k .`` in the workdir: the tree's size in KiB, as property ``tree-size-KiB``."""
+
+    name = "treesize"
+    command: Any = ["du", "-s", "-k", "."]
+    description: Any = ["measuring", "tree", "size"]
+    renderables: ClassVar[Sequence[str]] = (
+        *BuildStep.renderables,
+        *ShellMixin.shell_renderables,
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        rest = self.setupShellMixin(kwargs)
+        super().__init__(**rest)
+        self.observer = BufferLogObserver(wantStdout=True, wantStderr=True)
+        self.addLogObserver("stdio", self.observer)
+
+    async def run(self) -> int:
+        cmd = await self.makeRemoteShellCommand()
+        await self.runCommand(cmd)
+        await self.getLog("stdio").finish()
+        found = re.search(r"^(\d+)", self.observer.getStdout())
+        kib = int(found.group(1)) if found else None
+        if kib is not None:
+            self.setProperty("tree-size-KiB", kib, "treesize")
+            self.descriptionDone = f"treesize {kib} KiB"
+        else:
+            self.descriptionDone = "treesize unknown"
+        if cmd.didFail():
+            return int(Results.FAILURE)
+        return int(Results.WARNINGS if kib is None else Results.SUCCESS)
