@@ -135,6 +135,7 @@ async def test_attach_then_a_garbage_frame_ends_only_that_connection(
         assert ws.close_code == 1002
     faults = [e for e in logs if e["event"] == "worker_protocol_fault"]
     assert faults and faults[0]["worker"] == "w1" and "msgpack" in faults[0]["fault"]
+
     # the database is written first, then the connection leaves .connections
     async def gone() -> bool:
         return await connected_count(database) == 0 and listener.connections == {}
