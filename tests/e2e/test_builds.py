@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from buildyard.master.config.loader import load_master_config
 from buildyard.master.db import migrate
+from buildyard.master.db import schema as t
 from buildyard.master.master import BuildMaster
 from buildyard.master.model.results import Results
 from buildyard.testing.postgres import free_port
@@ -35,10 +37,14 @@ f.addStep(steps.ShellCommand(command="exit 3", haltOnFailure=True))
 f.addStep(steps.ShellCommand(name="never", command="echo never"))
 f.addStep(steps.ShellCommand(name="cleanup", command="echo cleaning", alwaysRun=True))
 ok = util.BuildFactory([steps.ShellCommand(command="pwd")])
+loud = util.BuildFactory([steps.ShellCommand(name="loud", command="seq 1 5000")])
 c['builders'] = [
     util.BuilderConfig(name="b", workernames=["w1"], factory=f),
     util.BuilderConfig(name="ok", workernames=["w1"], factory=ok),
+    util.BuilderConfig(name="loud", workernames=["w1"], factory=loud),
 ]
+c['logCompressionMethod'] = 'zstd'
+
 """
 
 
@@ -154,3 +160,24 @@ async def test_identical_requests_collapse_and_max_builds_serialises(
         bs = await m.db.buildsets.get_buildset(bsid)
         assert bs is not None
         assert bs.results == Results.SUCCESS
+
+
+async def test_a_finished_log_is_stored_compressed_with_the_configured_method(
+    master: tuple[BuildMaster, Path],
+) -> None:
+    m, _ = master
+    bsid, brid = await _request(m, "loud")
+    await _finished(m, bsid)
+    [build] = await m.db.builds.get_builds(buildrequestid=brid)
+    [step] = await m.db.steps.get_steps(build.id)
+    [stdio] = await m.db.logs.get_logs(step.id)
+    async with m.db.reading() as conn:
+        rows = await conn.execute(
+            sa.select(t.logchunks.c.compressed).where(t.logchunks.c.logid == stdio.id)
+        )
+        codes = set(rows.scalars())
+    assert codes == {4}  # zstd
+    text = await m.db.logs.get_log_lines(stdio.id, 0, stdio.num_lines - 1)
+    assert [line[1:] for line in text.splitlines() if line.startswith("o")] == [
+        str(i) for i in range(1, 5001)
+    ]

@@ -198,10 +198,10 @@ async def test_unsupported_compression_is_a_clear_error(
     async with database.transaction() as c:
         await c.execute(
             t.logchunks.insert().values(
-                logid=logid, first_line=0, last_line=0, content=b"?", compressed=4
+                logid=logid, first_line=0, last_line=0, content=b"?", compressed=5
             )
         )
-    with pytest.raises(DbError, match="compression 4"):
+    with pytest.raises(DbError, match="compression 5"):
         await repo.get_log_lines(logid, 0, 0)
 
 
@@ -220,3 +220,27 @@ async def test_delete_old_logs(database: Database, clock: FakeClock) -> None:
     assert await repo.get_log_lines(old, 0, 10) == ""
     assert await repo.get_log_lines(new, 0, 0) == "ob\n"
     assert await repo.delete_old_logs(100) == 0
+
+
+@pytest.mark.parametrize(("method", "code"), [("gz", 1), ("bz2", 2), ("lz4", 3), ("zstd", 4)])
+async def test_each_compression_method_round_trips(
+    database: Database, clock: FakeClock, method: str, code: int
+) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock, "t")
+    text = "".join(f"ocompile unit {i} ok \u00e9\n" for i in range(300))
+    await repo.append_log(logid, text)
+    assert await repo.compress_log(logid, method) > 0
+    chunks = await _chunks(database, logid)
+    assert {compressed for *_, compressed in chunks} == {code}
+    assert await repo.get_log_lines(logid, 0, 299) == text
+    assert await repo.get_log_lines(logid, 120, 121) == "".join(text.splitlines(True)[120:122])
+
+
+async def test_raw_compression_leaves_the_chunks(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock, "t")
+    await repo.append_log(logid, "a\n" * 50)
+    before = await _chunks(database, logid)
+    assert await repo.compress_log(logid, "raw") == 0
+    assert await _chunks(database, logid) == before

@@ -45,7 +45,7 @@ _REMOVED_KEYS = {
 }
 _MQ_KEYS = {"simple": frozenset({"debug"})}
 _PROTOCOLS = ("msgpack_experimental_v7", "pb", "null")
-_LOG_COMPRESSION = ("raw", "gz", "bz2")
+_LOG_COMPRESSION = ("raw", "gz", "bz2", "lz4", "zstd")
 _WWW_KEYS = frozenset(
     {
         "allowed_origins",
@@ -345,11 +345,7 @@ def _caches(reader: _Reader) -> Mapping[str, int]:
 def _log_compression(reader: _Reader) -> str:
     method = reader.string("logCompressionMethod", "gz")
     if method not in _LOG_COMPRESSION:
-        extra = (
-            " (lz4, zstd and br are not supported by buildyard)"
-            if method in ("lz4", "zstd", "br")
-            else ""
-        )
+        extra = " (br, brotli, is not supported by buildyard)" if method == "br" else ""
         reader.error(
             "logCompressionMethod",
             f"c['logCompressionMethod'] must be one of "

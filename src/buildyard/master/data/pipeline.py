@@ -291,8 +291,9 @@ class PipelineUpdates:
         await self._db.logs.finish_log(logid)
         await self._announce_log(logid, "finished")
 
-    async def compress_log(self, logid: int) -> int:
-        return await self._db.logs.compress_log(logid)
+    async def compress_log(self, logid: int, method: str = "gz") -> int:
+        """Store the finished log compressed with ``method`` (c['logCompressionMethod'])."""
+        return await self._db.logs.compress_log(logid, method)
 
     # -- state of schedulers and change sources ------------------------------------------------
 

@@ -7,29 +7,28 @@ long for a row of its own is cut to 65535 bytes (at a character boundary). Stdio
 line's one-character stream prefix exactly as the caller gave it.
 
 Chunks are written raw (``compressed = 0``); :meth:`LogsRepository.compress_log` later merges
-small chunks and stores them zlib-compressed (``compressed = 1``, Buildbot's "gz"). Readers
-understand 0, 1 and 2 (bz2); Buildbot's lz4, zstd and brotli chunks are refused with a DbError.
+small chunks and stores them compressed with the chosen method (:mod:`.compression`: gz, bz2,
+lz4, zstd, with Buildbot's ids and formats). Buildbot's brotli chunks are refused with a DbError.
 """
 
 from __future__ import annotations
 
-import bz2
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from buildyard.master.db import compression
 from buildyard.master.db import schema as t
 from buildyard.master.db.base import Repository, inserted_id
-from buildyard.master.db.errors import DbError, LogSlugExists
+from buildyard.master.db.errors import LogSlugExists
 from buildyard.master.model.logs import Log, LogType
 
 MAX_CHUNK_BYTES = 65536
 MAX_CHUNK_LINES = 1000
 MAX_SLUG_LENGTH = 50
-RAW, GZIP, BZ2 = 0, 1, 2
+RAW = compression.RAW
 
 _l, _lc = t.logs, t.logchunks
 
@@ -77,13 +76,7 @@ def chunk_lines(content: str) -> Iterator[tuple[bytes, int]]:
 
 
 def _decompress(content: bytes, compressed: int) -> bytes:
-    if compressed == RAW:
-        return content
-    if compressed == GZIP:
-        return zlib.decompress(content)
-    if compressed == BZ2:
-        return bz2.decompress(content)
-    raise DbError(f"log chunk compression {compressed} (lz4/zstd/brotli) is not supported")
+    return compression.unpack(content, compressed)
 
 
 class LogsRepository(Repository):
@@ -195,9 +188,12 @@ class LogsRepository(Repository):
         async with self._write(conn) as c:
             await c.execute(_l.update().where(_l.c.id == logid).values(complete=1))
 
-    async def compress_log(self, logid: int, *, conn: AsyncConnection | None = None) -> int:
-        """Merge runs of adjacent chunks (within the row limits) into zlib-compressed chunks;
-        returns the bytes saved. Groups that would not shrink, or not fit, are left alone.
+    async def compress_log(
+        self, logid: int, method: str = "gz", *, conn: AsyncConnection | None = None
+    ) -> int:
+        """Merge runs of adjacent chunks (within the row limits) into chunks compressed with
+        ``method`` (raw: nothing to do); returns the bytes saved. Groups that would not shrink,
+        or not fit, are left alone.
 
         Each group is rewritten in its own transaction (unless ``conn`` is given), so readers
         never see lines missing.
@@ -232,15 +228,18 @@ class LogsRepository(Repository):
                 groups.append(
                     [row.first_line, row.last_line, row.size, 1, int(row.compressed != RAW)]
                 )
+        packing = compression.method_id(method)
+        if packing == RAW:
+            return 0
         saved = 0
         for first, last, _size, count, all_compressed in groups:
             if count == 1 and all_compressed:
                 continue
-            saved += await self._compress_group(logid, first, last, conn)
+            saved += await self._compress_group(logid, first, last, packing, conn)
         return saved
 
     async def _compress_group(
-        self, logid: int, first: int, last: int, conn: AsyncConnection | None
+        self, logid: int, first: int, last: int, packing: int, conn: AsyncConnection | None
     ) -> int:
         in_range = sa.and_(_lc.c.logid == logid, _lc.c.first_line >= first, _lc.c.last_line <= last)
         async with self._write(conn) as c:
@@ -253,13 +252,17 @@ class LogsRepository(Repository):
             )
             old_size = sum(len(r.content) for r in rows)
             raw = b"\n".join(_decompress(bytes(r.content), r.compressed) for r in rows)
-            packed = zlib.compress(raw, zlib.Z_BEST_COMPRESSION)
+            packed = compression.pack(raw, packing)
             if len(packed) >= old_size or len(packed) > MAX_CHUNK_BYTES:
                 return 0
             await c.execute(_lc.delete().where(in_range))
             await c.execute(
                 _lc.insert().values(
-                    logid=logid, first_line=first, last_line=last, content=packed, compressed=GZIP
+                    logid=logid,
+                    first_line=first,
+                    last_line=last,
+                    content=packed,
+                    compressed=packing,
                 )
             )
         return old_size - len(packed)

@@ -7,6 +7,7 @@ Lines are appended when ``flush_size`` characters are waiting and at least every
 ``flush_interval`` seconds while the log is live, so a follower sees output as it comes and a
 loud command does not cost a transaction per line.
 
+A finished log is stored compressed with ``c['logCompressionMethod']``.
 ``c['logMaxSize']`` caps what is stored per log (the lines past it are counted, not stored, and
 a header line says so); ``c['logMaxTailSize']`` then keeps the last lines of what was cut.
 """
@@ -29,6 +30,8 @@ class LogAppender(Protocol):
 
     async def finish_log(self, logid: int) -> None: ...
 
+    async def compress_log(self, logid: int, method: str = "gz") -> int: ...
+
 
 # (stream, line without its newline); stream is "stdout", "stderr", "header" or "" (text logs)
 LineObserver = Callable[[str, str], None]
@@ -40,6 +43,8 @@ class LogLimits:
     max_tail_size: int | None = None
     flush_size: int = 64 * 1024
     flush_interval: float = 1.0
+    # c['logCompressionMethod'], applied once the log is finished
+    compression: str = "gz"
 
 
 class LogWriter:
@@ -183,5 +188,7 @@ class LogWriter:
             await asyncio.shield(self._flushing)
         await self.flush()
         await self._updates.finish_log(self.logid)
+        if self.limits.compression != "raw":
+            await self._updates.compress_log(self.logid, self.limits.compression)
         for callback in self._on_finish:
             callback()

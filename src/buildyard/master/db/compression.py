@@ -1,0 +1,61 @@
+"""Log chunk compression, with Buildbot's ids in ``logchunks.compressed`` and its formats.
+
+``c['logCompressionMethod']`` names one: raw (0), gz (1, zlib), bz2 (2), lz4 (3, an LZ4 block
+with its size) or zstd (4, a zstd frame). Brotli (5) is read by Buildbot only when its optional
+package is installed; here it is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import bz2
+import zlib
+from collections.abc import Callable
+
+import lz4.block
+import zstandard
+
+from buildyard.master.db.errors import DbError
+
+RAW, GZIP, BZ2, LZ4, ZSTD, BROTLI = 0, 1, 2, 3, 4, 5
+
+METHODS = {"raw": RAW, "gz": GZIP, "bz2": BZ2, "lz4": LZ4, "zstd": ZSTD}
+
+
+def _zstd_read(data: bytes) -> bytes:
+    # a frame written by a streaming compressor has no content size: read it as a stream
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+
+
+_PACK: dict[int, Callable[[bytes], bytes]] = {
+    GZIP: lambda data: zlib.compress(data, 9),
+    BZ2: lambda data: bz2.compress(data, 9),
+    LZ4: lambda data: bytes(lz4.block.compress(data)),
+    ZSTD: lambda data: zstandard.ZstdCompressor(level=9).compress(data),
+}
+_UNPACK: dict[int, Callable[[bytes], bytes]] = {
+    RAW: lambda data: data,
+    GZIP: zlib.decompress,
+    BZ2: bz2.decompress,
+    LZ4: lambda data: bytes(lz4.block.decompress(data)),
+    ZSTD: _zstd_read,
+}
+
+
+def method_id(name: str) -> int:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown log compression method {name!r}; one of {', '.join(METHODS)}"
+        ) from None
+
+
+def pack(data: bytes, method: int) -> bytes:
+    return _PACK[method](data)
+
+
+def unpack(data: bytes, method: int) -> bytes:
+    unpacker = _UNPACK.get(method)
+    if unpacker is None:
+        raise DbError(f"log chunk compression {method} (brotli) is not supported")
+    return unpacker(data)
