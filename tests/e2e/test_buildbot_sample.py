@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,17 +13,8 @@ from buildyard.testing.stock import buildbot_venv
 
 pytestmark = pytest.mark.e2e
 
-# the classes of the sample that later issues build, each to be reported once
-EXPECTED = {
-    "schedulers.SingleBranchScheduler",
-    "util.ChangeFilter",
-    "schedulers.ForceScheduler",
-}
 
-
-def test_buildbot_create_master_sample_passes_checkconfig_but_for_later_issues(
-    tmp_path: Path,
-) -> None:
+def test_buildbot_create_master_sample_passes_checkconfig(tmp_path: Path) -> None:
     basedir = tmp_path / "bb"
     created = subprocess.run(
         [str(buildbot_venv() / "bin" / "buildbot"), "create-master", "-q", str(basedir)],
@@ -37,17 +27,7 @@ def test_buildbot_create_master_sample_passes_checkconfig_but_for_later_issues(
     shutil.copy(basedir / "master.cfg.sample", basedir / "master.cfg")
 
     result = buildyard("checkconfig", str(basedir))
-    assert result.returncode == 1
-    errors = [line.strip() for line in result.stderr.splitlines() if line.startswith("  ")]
-    cfg = re.escape(str(basedir / "master.cfg"))
-    reported = []
-    for line in errors:
-        match = re.match(
-            rf"{cfg}:\d+: (\S+) is not implemented yet \(buildyard issue #\d+\)$", line
-        )
-        assert match, f"unexpected report: {line!r}\n{result.stderr}"
-        reported.append(match.group(1))
-    assert sorted(reported) == sorted(EXPECTED)  # once each, nothing else
+    assert result.returncode == 0, result.stderr
     # every import resolved; the one warning is about the sample's PB port
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "c['protocols']['pb']" in warnings[0]

@@ -62,11 +62,10 @@ def test_worst_status_follows_buildbot() -> None:
     [
         (steps, "Trigger", 4),
         (steps, "SVN", 4),
-        (schedulers, "ForceScheduler", 4),
+        (schedulers, "Triggerable", 4),
         (changes, "HgPoller", 4),
-        (util, "ChangeFilter", 4),
         (util, "GerritChangeFilter", 4),
-        (util, "StringParameter", 4),
+        (util, "WorkerChoiceParameter", 4),
         (worker, "DockerLatentWorker", 3),
         (worker, "LocalWorker", 3),
         (util, "UserPasswordAuth", 5),

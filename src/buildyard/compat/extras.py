@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from buildyard.common.config_object import not_implemented
 from buildyard.common.errors import ConfigError, ConfigErrors, caller_location, config_error
 from buildyard.master.logs.observer import BufferLogObserver, LineConsumerLogObserver, LogObserver
+from buildyard.master.schedulers.forceparams import ValidationError
 from buildyard.master.steps.base import BuildStepFailed, CommandMixin, ShellMixin
 from buildyard.master.steps.remotecommand import RemoteCommand, RemoteShellCommand
 from buildyard.master.steps.source.base import Source
@@ -58,7 +59,6 @@ AbstractLatentWorker = not_implemented("buildbot.worker.AbstractLatentWorker", _
 Machine = not_implemented("buildbot.machine.base.Machine", _WORKERS)
 
 BaseScheduler = not_implemented("buildbot.schedulers.base.BaseScheduler", _PIPELINE)
-ValidationError = not_implemented("buildbot.schedulers.forcesched.ValidationError", _PIPELINE)
 ChangeSource = not_implemented("buildbot.changes.base.ChangeSource", _PIPELINE)
 PollingChangeSource = not_implemented("buildbot.changes.base.PollingChangeSource", _PIPELINE)
 ReconfigurablePollingChangeSource = not_implemented(

@@ -40,6 +40,7 @@ from buildyard.master.config.loader import load_master_config
 from buildyard.master.config.master_config import MasterConfig
 from buildyard.master.data.api import DataAPI
 from buildyard.master.data.housekeeping import Housekeeping
+from buildyard.master.data.queries import Queries
 from buildyard.master.data.updates import Updates
 from buildyard.master.db import migrate
 from buildyard.master.db.connector import Database
@@ -159,7 +160,11 @@ class BuildMaster(Service):
         )
         self.scheduler_manager = SchedulerManager(
             SchedulerContext(
-                updates=data.updates, mq=self.mq, clock=self.clock, masterid=self._masterid
+                updates=data.updates,
+                mq=self.mq,
+                clock=self.clock,
+                masterid=self._masterid,
+                queries=Queries(db=self.db),
             )
         )
         self.www = WWWService(data=data.api)

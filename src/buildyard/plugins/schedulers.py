@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from buildyard.master.schedulers.basic import AnyBranchScheduler, SingleBranchScheduler
+from buildyard.master.schedulers.forced import ForceScheduler
+from buildyard.master.schedulers.timed import Nightly, Periodic
 from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
+
+__all__ = [
+    "AnyBranchScheduler",
+    "ForceScheduler",
+    "Nightly",
+    "Periodic",
+    "SingleBranchScheduler",
+]
 
 # Buildbot 4.3's names in this namespace.
 _NAMES = [

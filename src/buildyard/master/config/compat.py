@@ -53,6 +53,8 @@ _REPORTERS = "buildyard.plugins.reporters"
 _SECRETS = "buildyard.plugins.secrets"
 _UTIL = "buildyard.plugins.util"
 _EXTRAS = "buildyard.compat.extras"
+_FORCEPARAMS = "buildyard.master.schedulers.forceparams"
+_CHANGEFILTER = "buildyard.master.schedulers.changefilter"
 _PROPERTIES = "buildyard.master.model.properties"
 
 
@@ -161,7 +163,9 @@ MODULES: dict[str, _Module] = {
         (_SCHEDULERS, _EXTRAS), "AnyBranchScheduler Scheduler SingleBranchScheduler"
     ),
     "buildbot.schedulers.forcesched": _m(
-        (_SCHEDULERS, _UTIL, _EXTRAS), f"ForceScheduler ValidationError {_PARAMETERS}"
+        (_SCHEDULERS, _UTIL, _FORCEPARAMS),
+        f"ForceScheduler ValidationError CollectedValidationError ValidationErrorCollector "
+        f"BaseParameter DefaultField {_PARAMETERS}",
     ),
     "buildbot.schedulers.timed": _m(_SCHEDULERS, "Nightly NightlyTriggerable Periodic"),
     "buildbot.schedulers.triggerable": _m(_SCHEDULERS, "Triggerable"),
@@ -273,7 +277,7 @@ MODULES: dict[str, _Module] = {
     "buildbot.www.hooks.github": _m(_EXTRAS, "GitHubEventHandler"),
     "buildbot.www.hooks.gitlab": _m(_EXTRAS, "GitLabHandler"),
     # util
-    "buildbot.util": _m(_EXTRAS, "bytes2unicode flatten unicode2bytes"),
+    "buildbot.util": _m((_EXTRAS, _CHANGEFILTER), "bytes2unicode flatten unicode2bytes NotABranch"),
     "buildbot.util.service": _m(_EXTRAS, "BuildbotService"),
     "buildbot.util.httpclientservice": _m(_EXTRAS, "HTTPClientService"),
     "buildbot.util.ssfilter": _m(_UTIL, "SourceStampFilter"),

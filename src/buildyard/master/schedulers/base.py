@@ -19,6 +19,7 @@ import structlog
 from buildyard.common.clock import Clock
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.service import ConfiguredService
+from buildyard.master.data.queries import Queries
 from buildyard.master.data.updates import Updates
 from buildyard.master.mq.base import MessageQueue
 
@@ -32,6 +33,8 @@ class SchedulerContext:
     clock: Clock
     # this master's id, known once the master started
     masterid: Callable[[], int]
+    # the reads no event carries (classified changes, builder ids); None until the master wires it
+    queries: Queries | None = None
 
 
 class SchedulerConfig(ConfigObject):

@@ -1,0 +1,62 @@
+"""The reads that services above ``data`` need and that no event carries.
+
+Schedulers see changes through ``changes/<id>/new`` events, but some of their work starts from
+the database: a restarted scheduler reloads the changes it classified and had not built yet, and a
+buildset needs the ids of the builders it names. :class:`Queries` answers those few questions,
+with the same shapes as events and the REST API; it never writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from buildyard.master.data import shapes
+from buildyard.master.db.connector import Database
+from buildyard.master.db.schedulers import ANY, Unfiltered
+
+__all__ = ["ANY", "Queries", "Unfiltered"]
+
+
+class Queries:
+    def __init__(self, *, db: Database) -> None:
+        self._db = db
+
+    async def get_change(self, changeid: int) -> dict[str, Any] | None:
+        """The change in its API shape (the body of its ``new`` event), or None."""
+        change = await self._db.changes.get_change(changeid)
+        if change is None:
+            return None
+        stamp = await self._db.sourcestamps.get_sourcestamp(change.sourcestampid)
+        return shapes.change(change, stamp)
+
+    async def get_change_classifications(
+        self,
+        schedulerid: int,
+        *,
+        branch: str | Unfiltered | None = ANY,
+        repository: str | Unfiltered | None = ANY,
+        project: str | Unfiltered | None = ANY,
+        codebase: str | Unfiltered | None = ANY,
+    ) -> dict[int, bool]:
+        """The scheduler's classified changes not acted upon yet, ``{changeid: important}`` by
+        ascending id; each argument given limits them to that value (``branch=None``: the
+        default branch)."""
+        return await self._db.schedulers.get_change_classifications(
+            schedulerid, branch=branch, repository=repository, project=project, codebase=codebase
+        )
+
+    async def scheduler_enabled(self, schedulerid: int) -> bool:
+        """Whether the scheduler may start builds (an unknown one counts as enabled)."""
+        scheduler = await self._db.schedulers.get_scheduler(schedulerid)
+        return scheduler is None or scheduler.enabled
+
+    async def builder_ids(self, names: Iterable[str]) -> list[int]:
+        """The ids of the known builders among ``names``, ascending; unknown names are left out
+        (as Buildbot does when a scheduler names a builder that does not exist)."""
+        wanted = set(names)
+        return [b.id for b in await self._db.builders.get_builders() if b.name in wanted]
+
+    async def builder_name(self, builderid: int) -> str | None:
+        builder = await self._db.builders.get_builder(builderid)
+        return None if builder is None else builder.name
