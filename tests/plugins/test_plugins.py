@@ -60,9 +60,9 @@ def test_worst_status_follows_buildbot() -> None:
 @pytest.mark.parametrize(
     ("namespace", "name", "issue"),
     [
-        (steps, "Trigger", 4),
+        (steps, "P4", 4),
         (steps, "SVN", 4),
-        (schedulers, "Triggerable", 4),
+        (schedulers, "NightlyTriggerable", 4),
         (changes, "HgPoller", 4),
         (util, "GerritChangeFilter", 4),
         (util, "WorkerChoiceParameter", 4),

@@ -157,6 +157,7 @@ class BuildMaster(Service):
             workers=self.workers,
             masterid=self._masterid,
             master_basedir=self.basedir,
+            schedulers=self._scheduler,
         )
         self.scheduler_manager = SchedulerManager(
             SchedulerContext(
@@ -183,6 +184,10 @@ class BuildMaster(Service):
         ):
             self.add_child(svc)
         self._reconfig_lock = asyncio.Lock()
+
+    def _scheduler(self, name: str) -> Any:
+        """The running scheduler named ``name`` (what a Trigger step fires), or None."""
+        return self.scheduler_manager.configured().get(name)
 
     def _masterid(self) -> int:
         assert self.masterid is not None, "the master has not started"

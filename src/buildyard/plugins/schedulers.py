@@ -7,14 +7,17 @@ from typing import Any
 from buildyard.master.schedulers.basic import AnyBranchScheduler, SingleBranchScheduler
 from buildyard.master.schedulers.forced import ForceScheduler
 from buildyard.master.schedulers.timed import Nightly, Periodic
+from buildyard.master.schedulers.triggerable import Dependent, Triggerable
 from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
 
 __all__ = [
     "AnyBranchScheduler",
+    "Dependent",
     "ForceScheduler",
     "Nightly",
     "Periodic",
     "SingleBranchScheduler",
+    "Triggerable",
 ]
 
 # Buildbot 4.3's names in this namespace.

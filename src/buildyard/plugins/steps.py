@@ -27,6 +27,7 @@ from buildyard.master.steps.transfer import (
     MultipleFileUpload,
     StringDownload,
 )
+from buildyard.master.steps.trigger import Trigger
 from buildyard.master.steps.worker import (
     CopyDirectory,
     FileExists,
@@ -65,6 +66,7 @@ __all__ = [
     "StringDownload",
     "Test",
     "TreeSize",
+    "Trigger",
     "WarningCountingShellCommand",
 ]
 
@@ -148,6 +150,7 @@ _NAMES = [
     "SubunitShellCommand",
     "Test",
     "TreeSize",
+    "Trigger",
     "Trial",
     "Trigger",
     "UbuCowbuilder",

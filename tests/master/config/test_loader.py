@@ -308,14 +308,14 @@ def test_placeholders_reported_before_an_exception_are_kept(
     path = write_config(
         """
         from buildbot.plugins import *
-        s = steps.Trigger(schedulerNames=["make"])
+        s = steps.SVN(repourl="make")
         1 / 0
         """
     )
     assert [(line, message) for _, line, message in _where(_errors(basedir))] == [
         (
-            line_of(path, "Trigger"),
-            "steps.Trigger is not implemented yet (buildyard issue #4)",
+            line_of(path, "SVN"),
+            "steps.SVN is not implemented yet (buildyard issue #4)",
         ),
         (line_of(path, "1 / 0"), "ZeroDivisionError: division by zero"),
     ]

@@ -223,15 +223,15 @@ def test_stand_in_is_reported_once_per_load_and_stays_inert() -> None:
     with collecting_config_errors(errors):
         first_line, lock = _line(), util.GerritChangeFilter("l")
         access = lock.access("exclusive")
-        steps.Trigger(schedulerNames=["a"], locks=[access])
-        steps.Trigger(schedulerNames=["b"])
+        steps.SVN(repourl="a", locks=[access])
+        steps.SVN(repourl="b")
         factory = BuildFactory()
-        factory.addStep(steps.Trigger(schedulerNames=["c"]))
+        factory.addStep(steps.SVN(repourl="c"))
         report_if_placeholder(util.GerritChangeFilter)  # handed over uncalled: already reported
         report_if_placeholder(util.enforceChosenWorker)
     assert [e.message for e in errors.errors] == [
         "util.GerritChangeFilter is not implemented yet (buildyard issue #4)",
-        "steps.Trigger is not implemented yet (buildyard issue #4)",
+        "steps.SVN is not implemented yet (buildyard issue #4)",
         "util.enforceChosenWorker is not implemented yet (buildyard issue #4)",
     ]
     assert errors.errors[0].location is not None
@@ -241,12 +241,12 @@ def test_stand_in_is_reported_once_per_load_and_stays_inert() -> None:
 
     again = ConfigErrors()
     with collecting_config_errors(again):
-        steps.Trigger(schedulerNames=["a"])
+        steps.SVN(repourl="a")
     assert len(again) == 1  # a new load reports it again
 
 
 def test_subclass_of_a_stand_in_is_reported_by_its_buildbot_name() -> None:
-    class MyStep(steps.Trigger):  # type: ignore[misc]
+    class MyStep(steps.SVN):  # type: ignore[misc]
         def __init__(self, **kwargs: object) -> None:  # does not call super().__init__
             self.kwargs = kwargs
 
@@ -254,7 +254,7 @@ def test_subclass_of_a_stand_in_is_reported_by_its_buildbot_name() -> None:
     with collecting_config_errors(errors):
         MyStep(command="x")
     assert [e.message for e in errors.errors] == [
-        "steps.Trigger is not implemented yet (buildyard issue #4)"
+        "steps.SVN is not implemented yet (buildyard issue #4)"
     ]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import posixpath
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ class Build:
         log_limits: LogLimits | None = None,
         locks: LockRegistry | None = None,
         master_basedir: Path | None = None,
+        schedulers: Callable[[str], Any] | None = None,
     ) -> None:
         self.updates = updates
         self.db = db
@@ -79,6 +80,7 @@ class Build:
         self.properties = Properties()
         self.sourcestamps: list[SourceStamp] = []
         self.master_basedir = master_basedir
+        self.schedulers = schedulers
         self.steps: list[BuildStep] = []
         self.executed: list[BuildStep] = []
         self.runtime: BuildRuntime | None = None
@@ -152,6 +154,7 @@ class Build:
                 locks=self.locks,
                 build=self,
                 master_basedir=self.master_basedir,
+                schedulers=self.schedulers,
                 sourcestamps=list(self.sourcestamps),
             )
             await self._store_properties()

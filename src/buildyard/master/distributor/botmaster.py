@@ -41,6 +41,7 @@ class BotMaster(ServiceManager[Any]):
         workers: WorkerManager,
         masterid: Callable[[], int],
         master_basedir: Path | None = None,
+        schedulers: Callable[[str], Any] | None = None,
     ) -> None:
         super().__init__("botmaster", factory=Builder)
         self._updates = updates
@@ -51,6 +52,7 @@ class BotMaster(ServiceManager[Any]):
             workers=workers,
             masterid=masterid,
             master_basedir=master_basedir,
+            schedulers=schedulers,
         )
         self.add_child(self.brd)
 

@@ -65,6 +65,7 @@ class BuildRequestDistributor(Service):
         workers: WorkerManager,
         masterid: Callable[[], int],
         master_basedir: Path | None = None,
+        schedulers: Callable[[str], Any] | None = None,
     ) -> None:
         super().__init__("_brd")  # "_": no builder name can clash
         self._updates = updates
@@ -73,6 +74,7 @@ class BuildRequestDistributor(Service):
         self._workers = workers
         self._masterid = masterid
         self.master_basedir = master_basedir
+        self.schedulers = schedulers
         self._wake = asyncio.Event()
         self.wakeups = 0
         self.passes = 0
@@ -280,6 +282,7 @@ class BuildRequestDistributor(Service):
             ),
             locks=self.locks,
             master_basedir=self.master_basedir,
+            schedulers=self.schedulers,
         )
         self.building.add(build)
         self._load[conn.name] = self._load.get(conn.name, 0) + 1

@@ -261,6 +261,8 @@ class BuildsetScheduler(Scheduler):
         properties: Mapping[str, tuple[Any, str]] | None = None,
         waited_for: bool = False,
         external_idstring: str | None = None,
+        parent_buildid: int | None = None,
+        parent_relationship: str | None = None,
     ) -> BuildsetIds:
         """One buildset for these changes: per codebase of the scheduler, the stamp of its
         latest change, else the codebase's defaults."""
@@ -305,6 +307,8 @@ class BuildsetScheduler(Scheduler):
         builder_names: Sequence[str] | None = None,
         priority: int | Callable[..., Any] | None = None,
         waited_for: bool = False,
+        parent_buildid: int | None = None,
+        parent_relationship: str | None = None,
     ) -> BuildsetIds:
         """One buildset with a stamp per codebase of the scheduler (its defaults, overridden by
         the given stamp of that codebase), plus the given stamps of other codebases."""
@@ -332,6 +336,8 @@ class BuildsetScheduler(Scheduler):
             builder_names=builder_names,
             priority=priority,
             waited_for=waited_for,
+            parent_buildid=parent_buildid,
+            parent_relationship=parent_relationship,
         )
 
     async def add_buildset_for_sourcestamps(
@@ -345,6 +351,8 @@ class BuildsetScheduler(Scheduler):
         changes: Sequence[ChangeView] = (),
         waited_for: bool = False,
         external_idstring: str | None = None,
+        parent_buildid: int | None = None,
+        parent_relationship: str | None = None,
     ) -> BuildsetIds:
         """The buildset, on the known builders among ``builder_names`` (default: the
         scheduler's ``builderNames``, rendered). Properties: the given ones, then the
@@ -373,6 +381,8 @@ class BuildsetScheduler(Scheduler):
             builderids=builderids,
             waited_for=waited_for,
             external_idstring=external_idstring,
+            parent_buildid=parent_buildid,
+            parent_relationship=parent_relationship,
             priority=priority if isinstance(priority, int) else 0,
         )
 

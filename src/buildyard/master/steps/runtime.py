@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,8 @@ class BuildRuntime:
     build: Any = None
     # the master's base directory: where relative master paths (FileUpload's masterdest) lead
     master_basedir: Path | None = None
+    # the master's schedulers by name (for Trigger); None outside a master
+    schedulers: Callable[[str], Any] | None = None
     # the buildset's source stamps (model SourceStamp objects)
     sourcestamps: list[Any] = dataclasses.field(default_factory=list)
 

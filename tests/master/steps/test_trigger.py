@@ -1,0 +1,81 @@
+"""Trigger steps firing Triggerable schedulers, and a Dependent scheduler, in real builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from buildyard.master.model.results import Results
+from buildyard.testing.masters import running_master
+from buildyard.testing.processes import eventually
+
+BODY = """
+trig = schedulers.Triggerable(name="trig", builderNames=["child"])
+bad = schedulers.Triggerable(name="bad", builderNames=["failing"])
+c['schedulers'] = [
+    trig,
+    bad,
+    schedulers.Dependent(name="dep", upstream=trig, builderNames=["after"]),
+]
+
+def shell(name, command):
+    return steps.ShellCommand(name=name, command=command)
+
+c['builders'] = [
+    util.BuilderConfig(name="parent", workernames=["w1"], factory=util.BuildFactory([
+        steps.Trigger(name="wait", schedulerNames=["trig"], waitForFinish=True,
+                      set_properties={"x": util.Interpolate("%(prop:word)s!")},
+                      copy_properties=["word"]),
+        steps.Trigger(name="nowait", schedulerNames=["bad"]),
+        steps.Trigger(name="waitbad", schedulerNames=["bad"], waitForFinish=True),
+    ])),
+    util.BuilderConfig(name="child", workernames=["w1"], factory=util.BuildFactory([
+        shell("show", util.Interpolate("echo %(prop:x)s %(prop:word)s")),
+    ])),
+    util.BuilderConfig(name="failing", workernames=["w1"], factory=util.BuildFactory([
+        shell("fail", "exit 1"),
+    ])),
+    util.BuilderConfig(name="after", workernames=["w1"], factory=util.BuildFactory([
+        shell("after", "echo after"),
+    ])),
+]
+"""
+
+
+async def test_trigger_waits_passes_properties_and_dependent_follows(tmp_path: Path) -> None:
+    async with running_master(tmp_path, BODY) as running:
+        parent = await running.build("parent", properties={"word": "hi"})
+        db = running.master.db
+        assert [(s.name, s.results) for s in parent.steps] == [
+            ("wait", Results.SUCCESS),
+            ("nowait", Results.SUCCESS),  # not waiting: SUCCESS once triggered
+            ("waitbad", Results.FAILURE),  # waiting: the triggered build's FAILURE
+        ]
+        assert parent.build.results == Results.FAILURE
+        assert parent.step("wait").urls  # a link to each triggered request
+
+        builders = {b.name: b.id for b in await db.builders.get_builders()}
+        [child] = await db.builds.get_builds(builderid=builders["child"])
+        result = await running.result(child.id)
+        assert result.build.results == Results.SUCCESS
+        assert result.stdout("show") == "hi! hi\n"
+        assert result.properties["x"] == ("hi!", "Trigger")
+        assert result.properties["word"] == ("hi", "Trigger")
+        [request] = await db.buildrequests.get_buildrequests(builderid=builders["child"])
+        buildset = await db.buildsets.get_buildset(request.buildsetid)
+        assert buildset is not None
+        assert buildset.parent_buildid == parent.build.id
+        assert buildset.parent_relationship == "Triggered from"
+
+        # Dependent: the successful "trig" buildset made an "after" build
+        async def after_built() -> bool:
+            return any(
+                b.complete_at is not None
+                for b in await db.builds.get_builds(builderid=builders["after"])
+            )
+
+        await eventually(after_built, within=60)
+        [after] = await db.builds.get_builds(builderid=builders["after"])
+        assert after.results == Results.SUCCESS
+        # the failing buildsets of "bad" are not upstream of anything: two "failing" builds
+        failing = await db.builds.get_builds(builderid=builders["failing"])
+        assert len(failing) == 2
