@@ -304,12 +304,51 @@ class BuildRequestDistributor(Service):
     def builds_of(self, builder_name: str) -> list[Build]:
         return [b for b in self.building if b.name == builder_name]
 
+    # -- control (what the API's stop, cancel and rebuild do) ----------------------------------
+
     async def stop_build(self, buildid: int, reason: str) -> bool:
+        """Stop a build running on this master: it ends CANCELLED. False if it runs nowhere
+        here."""
         for build in list(self.building):
             if build.buildid == buildid:
                 await build.stop(reason)
                 return True
         return False
+
+    async def cancel_buildrequest(self, brid: int, reason: str) -> bool:
+        """Cancel a request: one still waiting is claimed and completed CANCELLED; one being
+        built here stops its build. False if it is complete, or built by another master."""
+        for build in list(self.building):
+            if any(r.id == brid for r in build.requests):
+                await build.stop(reason)
+                return True
+        if not await self._updates.claim_buildrequests([brid], masterid=self._masterid()):
+            return False
+        await self._updates.complete_buildrequests([brid], Results.CANCELLED)
+        log.info("buildrequest_cancelled", brid=brid, reason=reason)
+        return True
+
+    async def rebuild(self, buildid: int) -> tuple[int, dict[int, int]]:
+        """A new buildset for the build's builder, with the same source stamps and properties
+        as the build's buildset (``rebuilt_buildid`` set); returns (bsid, {builderid: brid})."""
+        build = await self._db.builds.get_build(buildid)
+        if build is None:
+            raise KeyError(f"no build {buildid}")
+        request = await self._db.buildrequests.get_buildrequest(build.buildrequestid)
+        assert request is not None
+        buildset = await self._db.buildsets.get_buildset(request.buildsetid)
+        assert buildset is not None
+        properties = await self._db.buildsets.get_buildset_properties(request.buildsetid)
+        bsid, brids = await self._updates.add_buildset(
+            scheduler="rebuild",
+            sourcestamps=list(buildset.sourcestamps),
+            reason=f"rebuild of build {build.number}",
+            properties=properties,
+            builderids=[build.builderid],
+            rebuilt_buildid=buildid,
+            priority=request.priority,
+        )
+        return bsid, dict(brids)
 
     def statistics(self) -> dict[str, int]:
         return {
