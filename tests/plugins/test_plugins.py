@@ -72,7 +72,7 @@ def test_worst_status_follows_buildbot() -> None:
         (util, "Authz", 5),
         (reporters, "MailNotifier", 6),
         (reporters, "BuildStatusGenerator", 6),
-        (secrets, "SecretInAFile", 4),
+        (secrets, "SecretInPass", 4),
     ],
 )
 def test_not_implemented_names_say_which_issue(namespace: object, name: str, issue: int) -> None:

@@ -1,10 +1,14 @@
-"""``secrets``: secret providers for ``c['secretsProviders']``; with ``util.Secret``, issue 4."""
+"""``secrets``: secret providers for ``c['secretsProviders']`` (used by ``util.Secret`` and
+``Interpolate('%(secret:name)s')``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from buildyard.master.secrets.providers import SecretInAFile
 from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
+
+__all__ = ["SecretInAFile"]
 
 # Buildbot 4.3's names in this namespace.
 _NAMES = [

@@ -11,6 +11,7 @@ RETRY (the worker was lost), given back to the queue so another build runs them.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import posixpath
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -61,6 +62,7 @@ class Build:
         locks: LockRegistry | None = None,
         master_basedir: Path | None = None,
         schedulers: Callable[[str], Any] | None = None,
+        secrets_providers: Sequence[Any] = (),
     ) -> None:
         self.updates = updates
         self.db = db
@@ -81,6 +83,7 @@ class Build:
         self.sourcestamps: list[SourceStamp] = []
         self.master_basedir = master_basedir
         self.schedulers = schedulers
+        self.secrets_providers = list(secrets_providers)
         self.steps: list[BuildStep] = []
         self.executed: list[BuildStep] = []
         self.runtime: BuildRuntime | None = None
@@ -155,13 +158,17 @@ class Build:
                 build=self,
                 master_basedir=self.master_basedir,
                 schedulers=self.schedulers,
+                secrets_providers=self.secrets_providers,
                 sourcestamps=list(self.sourcestamps),
             )
+            self.properties.build = self.runtime  # Interpolate's src:, worker: and secret:
             await self._store_properties()
             held = await self._acquire_locks()
             try:
                 if self.stopped:
                     results = Results.CANCELLED
+                elif not await self._do_build():
+                    results = Results.SKIPPED
                 else:
                     await self.updates.set_build_state_string(self.buildid, "building")
                     results = await self._run_steps(self.runtime)
@@ -176,6 +183,16 @@ class Build:
             results = Results.EXCEPTION
         await self._finish(results)
         return results
+
+    async def _do_build(self) -> bool:
+        """``BuilderConfig(do_build_if=...)``: called with the build; False skips it."""
+        check = getattr(self.config, "do_build_if", None)
+        if check is None:
+            return True
+        decided = check(self)
+        if inspect.isawaitable(decided):
+            decided = await decided
+        return bool(decided)
 
     async def _acquire_locks(self) -> Held:
         """Take the builder's locks (``BuilderConfig(locks=...)``); the time spent waiting is

@@ -28,6 +28,7 @@ from buildyard.master.config.master_config import (
 from buildyard.master.db.engine import normalize_url
 from buildyard.master.db.errors import UnsupportedDatabase
 from buildyard.master.schedulers.base import SchedulerConfig
+from buildyard.master.secrets.providers import SecretInAFile
 from buildyard.master.workers.config import Worker
 
 __all__ = ["did_you_mean", "read_config"]
@@ -415,7 +416,9 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
             reader, "change_source", "change sources", single=True, kind=ChangeSourceConfig
         ),
         services=_placeholders_only(reader, "services", "services (reporters)"),
-        secrets_providers=_placeholders_only(reader, "secretsProviders", "secret providers"),
+        secrets_providers=_placeholders_only(
+            reader, "secretsProviders", "secret providers", kind=SecretInAFile
+        ),
         projects=_placeholders_only(reader, "projects", "projects (util.Project)"),
         codebases=_placeholders_only(reader, "codebases", "codebases (util.Codebase)"),
         machines=_placeholders_only(reader, "machines", "machines"),

@@ -16,6 +16,8 @@ request, a worker that connects or changes state, a build that ends; and every
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
 import inspect
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +28,7 @@ import structlog
 
 from buildyard.common.service import Service
 from buildyard.master.builds.build import Build
+from buildyard.master.data import shapes
 from buildyard.master.data.updates import Updates
 from buildyard.master.db.connector import Database
 from buildyard.master.logs.writer import LogLimits
@@ -44,6 +47,84 @@ _WAKE_PATTERNS: tuple[tuple[str | None, ...], ...] = (
     ("workers", None, "connected"),
     ("workers", None, "state_updated"),
 )
+
+
+@dataclasses.dataclass(eq=False)
+class BuilderView:
+    """What master.cfg's callables get as a builder (Buildbot's Builder, read-only)."""
+
+    name: str
+    config: Any
+    builderid: int
+    _requests: list[BuildRequest]
+
+    async def getOldestRequestTime(self) -> datetime.datetime | None:
+        if not self._requests:
+            return None
+        return _utc(min(r.submitted_at for r in self._requests))
+
+    async def getNewestRequestTime(self) -> datetime.datetime | None:
+        if not self._requests:
+            return None
+        return _utc(max(r.submitted_at for r in self._requests))
+
+
+@dataclasses.dataclass(eq=False)
+class RequestView:
+    """A build request as nextBuild, nextWorker and canStartBuild get it."""
+
+    request: BuildRequest
+
+    @property
+    def id(self) -> int:
+        return self.request.id
+
+    @property
+    def bsid(self) -> int:
+        return self.request.buildsetid
+
+    @property
+    def buildername(self) -> str:
+        return self.request.buildername
+
+    @property
+    def priority(self) -> int:
+        return self.request.priority
+
+    @property
+    def submittedAt(self) -> datetime.datetime:
+        return _utc(self.request.submitted_at)
+
+
+@dataclasses.dataclass(eq=False)
+class WorkerView:
+    workername: str
+    info: dict[str, Any]
+    config: Any
+
+    @property
+    def name(self) -> str:
+        return self.workername
+
+
+@dataclasses.dataclass(eq=False)
+class WorkerForBuilderView:
+    """A worker as nextWorker and canStartBuild get it (``.worker.workername``)."""
+
+    worker: WorkerView
+    conn: WorkerConnection
+
+    @property
+    def name(self) -> str:
+        return self.worker.workername
+
+
+def _utc(epoch: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
+
+
+def _wfb(conn: WorkerConnection, worker: Any) -> WorkerForBuilderView:
+    return WorkerForBuilderView(WorkerView(conn.name, dict(conn.info), worker), conn)
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -145,11 +226,17 @@ class BuildRequestDistributor(Service):
         names.sort(key=lambda n: min(r.submitted_at for r in by_builder[self.builders[n][0]]))
         prioritize = getattr(self.config, "prioritize_builders", None)
         if prioritize is not None:
-            names = [str(n) for n in await _call(prioritize, self, names)]
+            views = [self._view(n, by_builder) for n in names]
+            ordered = await _call(prioritize, self, views)
+            names = [v.name if isinstance(v, BuilderView) else str(v) for v in ordered or ()]
         paused = await self._paused_workers()
         for name in names:
             builderid, config = self.builders[name]
             await self._fill(name, builderid, config, by_builder.get(builderid, []), paused)
+
+    def _view(self, name: str, by_builder: Mapping[int, list[BuildRequest]]) -> BuilderView:
+        builderid, config = self.builders[name]
+        return BuilderView(name, config, builderid, list(by_builder.get(builderid, [])))
 
     async def _paused_workers(self) -> set[str]:
         workers = await self._db.workers.get_workers(masterid=self._masterid())
@@ -179,17 +266,32 @@ class BuildRequestDistributor(Service):
         paused: set[str],
     ) -> None:
         requests = sorted(requests, key=lambda r: (-r.priority, r.submitted_at, r.id))
+        builder = BuilderView(name, config, builderid, requests)
         while requests:
             idle = self._idle_workers(config, paused)
             if not idle:
                 return
             request = requests[0]
             if config.next_build is not None:
-                chosen = await _call(config.next_build, self, requests)
+                chosen = await _call(config.next_build, builder, [RequestView(r) for r in requests])
                 if chosen is None:
                     return
-                request = chosen
-            conn, worker = await self._choose_worker(config, idle, request)
+                request = chosen.request if isinstance(chosen, RequestView) else chosen
+            if config.can_start_build is not None:
+                idle = [
+                    (conn, worker)
+                    for conn, worker in idle
+                    if await _call(
+                        config.can_start_build,
+                        builder,
+                        _wfb(conn, worker),
+                        RequestView(request),
+                    )
+                ]
+                if not idle:
+                    requests.remove(request)  # no worker may take it now: try the next one
+                    continue
+            conn, worker = await self._choose_worker(builder, idle, request)
             if conn is None:
                 return
             batch = [request, *await self._collapsible(config, request, requests)]
@@ -210,22 +312,27 @@ class BuildRequestDistributor(Service):
             )
 
     async def _choose_worker(
-        self, config: Any, idle: list[tuple[WorkerConnection, Any]], request: BuildRequest
+        self,
+        builder: BuilderView,
+        idle: list[tuple[WorkerConnection, Any]],
+        request: BuildRequest,
     ) -> tuple[WorkerConnection | None, Any]:
-        chooser = config.next_worker or getattr(self.config, "select_next_worker", None)
+        chooser = builder.config.next_worker or getattr(self.config, "select_next_worker", None)
         if chooser is None:
             return random.choice(idle)
-        chosen = await _call(chooser, self, [w for _c, w in idle], request)
-        for conn, worker in idle:
-            if chosen is worker or chosen is conn or getattr(chosen, "name", None) == conn.name:
-                return conn, worker
+        views = [_wfb(conn, worker) for conn, worker in idle]
+        chosen = await _call(chooser, builder, views, RequestView(request))
+        for view in views:
+            if chosen is view or chosen is view.worker or chosen is view.worker.config:
+                return view.conn, view.worker.config
         return None, None
 
     async def _collapsible(
         self, config: Any, request: BuildRequest, others: list[BuildRequest]
     ) -> list[BuildRequest]:
-        """The other pending requests that this build can run too (Buildbot's collapsing:
-        same builder, same source stamps), when collapsing is on."""
+        """The other pending requests that this build can run too, when collapsing is on:
+        by default those of the same builder with the same source stamps; a callable
+        ``collapseRequests(master, builder, req1, req2)`` gets the requests as API dicts."""
         collapse = config.collapse_requests
         if collapse is None:
             collapse = getattr(self.config, "collapse_requests", None)
@@ -234,12 +341,14 @@ class BuildRequestDistributor(Service):
         if collapse is False:
             return []
         mine = await self._stamps(request.buildsetid)
+        builder = BuilderView(request.buildername, config, request.builderid, others)
         found = []
         for other in others:
             if other.id == request.id:
                 continue
             if callable(collapse):
-                if await _call(collapse, self, request, other):
+                first, second = shapes.buildrequest(request), shapes.buildrequest(other)
+                if await _call(collapse, self, builder, first, second) is True:
                     found.append(other)
             elif await self._stamps(other.buildsetid) == mine:
                 found.append(other)
@@ -283,6 +392,7 @@ class BuildRequestDistributor(Service):
             locks=self.locks,
             master_basedir=self.master_basedir,
             schedulers=self.schedulers,
+            secrets_providers=list(getattr(master_config, "secrets_providers", ()) or ()),
         )
         self.building.add(build)
         self._load[conn.name] = self._load.get(conn.name, 0) + 1

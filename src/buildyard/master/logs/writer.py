@@ -56,12 +56,15 @@ class LogWriter:
         name: str,
         type: LogType,
         limits: LogLimits | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self._updates = updates
         self.logid = logid
         self.name = name
         self.type = type
         self.limits = limits or LogLimits()
+        # hides the values of the secrets the build used (they never reach the database)
+        self._redact = redact
         self._partial: dict[str, str] = {}
         self._pending: list[str] = []
         self._pending_size = 0
@@ -121,6 +124,8 @@ class LogWriter:
 
     def _lines(self, stream: str, text: str) -> None:
         prefix = STREAM_LETTERS.get(stream, "") if self.type == LogType.STDIO else ""
+        if self._redact is not None:
+            text = self._redact(text)
         for line in text.splitlines():
             for observer in self._observers:
                 observer(stream, line)

@@ -236,7 +236,14 @@ class BuildStep(ConfigObject):
         assert self.stepid is not None
         kind = LogType(type)
         logid = await rt.updates.add_log(self.stepid, name, kind)
-        writer = LogWriter(rt.updates, logid=logid, name=name, type=kind, limits=rt.log_limits)
+        writer = LogWriter(
+            rt.updates,
+            logid=logid,
+            name=name,
+            type=kind,
+            limits=rt.log_limits,
+            redact=rt.properties.redact,
+        )
         self.logs[name] = writer
         for observer in self._log_observers.get(name, ()):
             _attach(observer, writer)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from buildyard.master.data.updates import Updates
 from buildyard.master.logs.writer import LogLimits
 from buildyard.master.model.properties import Properties, render
+from buildyard.master.secrets.providers import lookup
 from buildyard.master.steps.locks import LockRegistry
 from buildyard.master.workers.connection import WorkerConnection
 
@@ -43,6 +44,8 @@ class BuildRuntime:
     master_basedir: Path | None = None
     # the master's schedulers by name (for Trigger); None outside a master
     schedulers: Callable[[str], Any] | None = None
+    # c['secretsProviders']
+    secrets_providers: Sequence[Any] = ()
     # the buildset's source stamps (model SourceStamp objects)
     sourcestamps: list[Any] = dataclasses.field(default_factory=list)
 
@@ -62,6 +65,27 @@ class BuildRuntime:
 
     async def render(self, value: Any) -> Any:
         return await render(value, self.properties)
+
+    # -- what rendering asks of the build (model.properties.RenderContext) --------------------
+
+    def sourcestamp(self, codebase: str) -> Mapping[str, Any] | None:
+        stamp = self.getSourceStamp(codebase)
+        if stamp is None:
+            return None
+        return {
+            "repository": stamp.repository,
+            "branch": stamp.branch,
+            "revision": stamp.revision,
+            "project": stamp.project,
+            "codebase": stamp.codebase,
+        }
+
+    @property
+    def worker_info(self) -> Mapping[str, Any]:
+        return {k: v for k, v in self.conn.info.items() if k != "environ"}
+
+    async def secret(self, name: str) -> str | None:
+        return await lookup(self.secrets_providers, name)
 
     def getAllSourceStamps(self) -> list[Any]:
         return list(self.sourcestamps)
