@@ -31,6 +31,8 @@ f.addStep(Custom(name="custom", command=["echo", "from custom"], warnOnWarnings=
 f.addStep(steps.ShellCommand(name="skipped", command="false",
                              doStepIf=lambda step: step.getProperty("word") == "nope"))
 f.addStep(steps.ShellCommand(name="hidden", command="true", hideStepIf=True))
+f.addStep(steps.ShellCommand(name="tailed", logfiles={"out": "out.txt"},
+                             command="echo one > out.txt; sleep 2.5; echo two >> out.txt"))
 c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=f)]
 """
 
@@ -49,5 +51,7 @@ async def test_shell_renderables_custom_steps_and_step_flags(tmp_path: Path, kin
     assert skipped.state_string == "'false' (skipped)"
     assert result.step("hidden").hidden
     assert not result.step("env").hidden
+    # logfiles: the file's lines in a stdio log of their own, as stdout (as Buildbot stores them)
+    assert result.stdout("tailed", "out") == "one\ntwo\n"
     # warnOnWarnings: the build is WARNINGS
     assert result.build.results == Results.WARNINGS
