@@ -26,7 +26,8 @@ pytestmark = pytest.mark.e2e
 CONFIG = """\
 from buildyard.plugins import *
 c = BuildmasterConfig = {{}}
-c['workers'] = [worker.Worker("w1", "pw", max_builds={max_builds})]
+c['workers'] = [worker.Worker("w1", "pw", max_builds={max_builds}, properties={{"wprop": "w"}},
+                             defaultProperties={{"greeting": "ignored", "wdefault": "d"}})]
 c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 c['properties'] = {{'greeting': 'hello'}}
@@ -122,7 +123,9 @@ async def test_a_build_runs_its_steps_and_stores_results_and_logs(
     assert (workdir / "b" / "build").is_dir()
 
     props = await m.db.builds.get_build_properties(build.id)
-    assert props["greeting"] == ("hello", "Global Configuration")
+    assert props["greeting"] == ("hello", "Global Configuration")  # a default does not win
+    assert props["wprop"] == ("w", "Worker")
+    assert props["wdefault"] == ("d", "Worker")
     assert props["from_scheduler"] == (1, "Scheduler")
     assert props["buildername"] == ("b", "Builder")
     assert props["buildnumber"] == (build.number, "Build")

@@ -195,12 +195,17 @@ class Build:
         return bool(decided)
 
     async def _acquire_locks(self) -> Held:
-        """Take the builder's locks (``BuilderConfig(locks=...)``); the time spent waiting is
+        """Take the builder's and the worker's locks (``locks=...``); the time spent waiting is
         the build's ``locks_duration_s``. A stop while waiting gives up."""
         assert self.buildid is not None
         wanted = [
             (self.locks.real(a.lockid, self.conn.name), a)
-            for a in accesses(await render(list(self.config.locks), self.properties))
+            for a in accesses(
+                await render(
+                    [*self.config.locks, *(getattr(self.worker_config, "locks", ()) or ())],
+                    self.properties,
+                )
+            )
         ]
         if not wanted:
             return []
@@ -298,7 +303,7 @@ class Build:
         worker = self.worker_config
         for name, value in dict(getattr(worker, "properties", {}) or {}).items():
             props.setProperty(name, value, "Worker")
-        for name, value in dict(getattr(worker, "defaultProperties", {}) or {}).items():
+        for name, value in dict(getattr(worker, "default_properties", {}) or {}).items():
             if not props.hasProperty(name):
                 props.setProperty(name, value, "Worker")
         props.setProperty("buildername", self.name, "Builder")
