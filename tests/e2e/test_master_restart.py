@@ -25,7 +25,7 @@ from buildyard.plugins import *
 c = BuildmasterConfig = {{}}
 c['workers'] = [worker.Worker("w1", "pw")]
 c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
-c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+c['db'] = {{'db_url': {db_url!r}}}
 f = util.BuildFactory([
     steps.ShellCommand(
         name="slow",
@@ -37,15 +37,15 @@ c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=f)]
 
 
 async def test_builds_left_by_a_killed_master_end_and_their_requests_run_again(
-    tmp_path: Path,
+    tmp_path: Path, db_url: str
 ) -> None:
     basedir = tmp_path / "master"
     basedir.mkdir()
     port = free_port()
     marker = tmp_path / "started"
-    (basedir / "master.cfg").write_text(CONFIG.format(port=port, marker=marker))
+    (basedir / "master.cfg").write_text(CONFIG.format(port=port, marker=marker, db_url=db_url))
     assert buildyard("upgrade-master", str(basedir)).returncode == 0
-    db = Database(f"sqlite:///{basedir / 'state.sqlite'}", clock=SystemClock(), basedir=basedir)
+    db = Database(db_url, clock=SystemClock(), basedir=basedir)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         # a request waiting before the master starts: its first distribution pass takes it
