@@ -14,6 +14,10 @@ Per connection (spec/worker-protocol.md sections 3, 5 and 12):
 5. on close every command in flight fails with ConnectionLost, and the worker is recorded as
    disconnected (event ``workers/<id>/disconnected``).
 
+Dropping a connection (a worker that stopped answering, a failed connect sequence, the listener
+stopping) aborts its TCP connection, as the reference does, rather than waiting for a WebSocket
+closing handshake the worker may never answer.
+
 Nothing else on the master depends on one connection: a fault ends that connection only.
 """
 
@@ -55,6 +59,8 @@ class WorkerListener(Service):
         self._dirs: dict[str, list[str]] = {}
         self.connections: dict[str, WorkerConnection] = {}
         self._runner: web.AppRunner | None = None
+        # the connection of every running handler, and its app, to drop them all when we stop
+        self._transports: dict[asyncio.Transport, web.Application] = {}
         self._listen: Listen | None = None
         self.masterid: int | None = None
         self.port: int | None = None
@@ -89,6 +95,9 @@ class WorkerListener(Service):
         if listen is not None:
             app = web.Application(client_max_size=MAX_FRAME)
             app.router.add_get("/{path:.*}", self._handle)
+            # the runner's cleanup waits for running handlers (60 s, and 60 s more after
+            # cancelling the request), and a handler runs as long as its worker is connected
+            app.on_shutdown.append(self._drop_all)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             try:
@@ -111,6 +120,11 @@ class WorkerListener(Service):
 
     async def stop_service(self) -> None:
         await self._close()
+
+    async def _drop_all(self, app: web.Application) -> None:
+        for transport, its_app in list(self._transports.items()):
+            if its_app is app:
+                transport.abort()
 
     # -- one connection ----------------------------------------------------------------------
 
@@ -145,6 +159,18 @@ class WorkerListener(Service):
         name, worker = self._authenticate(request)
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, autoping=True)
         await ws.prepare(request)
+        transport = request.transport
+        if transport is not None:
+            self._transports[transport] = request.app
+        try:
+            return await self._serve_worker(request, ws, name, worker)
+        finally:
+            if transport is not None:
+                self._transports.pop(transport, None)
+
+    async def _serve_worker(
+        self, request: web.Request, ws: web.WebSocketResponse, name: str, worker: Any
+    ) -> web.WebSocketResponse:
         old = self.connections.get(name)
         if old is not None and await old.answers(DUPLICATE_PING_TIMEOUT):
             log.warning(
@@ -163,6 +189,8 @@ class WorkerListener(Service):
             await self._keepalive(conn, worker, reader)
         except (ProtocolError, ConnectionError, TimeoutError) as exc:
             log.warning("worker_connection_ended", worker=name, reason=str(exc))
+            if request.transport is not None:  # it may not answer a closing handshake either
+                request.transport.abort()
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -242,8 +270,11 @@ class WorkerListener(Service):
             done, _ = await asyncio.wait({reader}, timeout=interval)
             if done:
                 return
-            async with asyncio.timeout(interval):
-                await conn.keepalive()
+            try:
+                async with asyncio.timeout(interval):
+                    await conn.keepalive()
+            except TimeoutError:
+                raise TimeoutError(f"no answer to keepalive within {interval:g} s") from None
 
     def statistics(self) -> dict[str, int]:
         return {**super().statistics(), "connections": len(self.connections)}
