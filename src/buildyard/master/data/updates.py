@@ -213,7 +213,16 @@ class Updates(PipelineUpdates):
         )
         await self._announce_worker(workerid, "state_updated")
 
-    async def _announce_worker(self, workerid: int, event: str) -> None:
+    async def worker_missing(
+        self, *, workerid: int, last_connection: str, notify: Sequence[str]
+    ) -> None:
+        """The worker has been gone for its ``missing_timeout``: ``workers/<id>/missing``, with
+        when it was last connected and whom to tell (reporters send the mail)."""
+        await self._announce_worker(
+            workerid, "missing", last_connection=last_connection, notify=list(notify)
+        )
+
+    async def _announce_worker(self, workerid: int, event: str, **extra: Any) -> None:
         worker = await self._db.workers.get_worker(workerid)
         if worker is None:
             return
@@ -230,5 +239,6 @@ class Updates(PipelineUpdates):
                 "paused": worker.paused,
                 "pause_reason": worker.pause_reason,
                 "graceful": worker.graceful,
+                **extra,
             },
         )

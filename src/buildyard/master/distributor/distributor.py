@@ -20,6 +20,7 @@ import dataclasses
 import datetime
 import inspect
 import random
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,8 @@ class BuildRequestDistributor(Service):
         self.building: set[Build] = set()
         self._build_tasks: dict[Build, asyncio.Task[None]] = {}
         self._load: dict[str, int] = {}
+        # connections asked to shut down (graceful), so each is asked once
+        self._shut_down: weakref.WeakSet[WorkerConnection] = weakref.WeakSet()
         # this master's real locks (MasterLock / WorkerLock), shared by every build
         self.locks = LockRegistry()
 
@@ -216,6 +219,7 @@ class BuildRequestDistributor(Service):
     async def distribute(self) -> None:
         if not self.builders or self.config is None:
             return
+        await self._shut_down_idle_graceful_workers()
         pending = await self._db.buildrequests.get_buildrequests(claimed=False)
         by_builder: dict[int, list[BuildRequest]] = {}
         for request in pending:
@@ -237,6 +241,21 @@ class BuildRequestDistributor(Service):
     def _view(self, name: str, by_builder: Mapping[int, list[BuildRequest]]) -> BuilderView:
         builderid, config = self.builders[name]
         return BuilderView(name, config, builderid, list(by_builder.get(builderid, [])))
+
+    async def _shut_down_idle_graceful_workers(self) -> None:
+        """Graceful shutdown: a worker marked so takes no new build, and once it runs none the
+        master asks it to shut down (``shutdown``; it exits)."""
+        connections = self._workers.listener.connections
+        for w in await self._db.workers.get_workers(masterid=self._masterid(), graceful=True):
+            conn = connections.get(w.name)
+            if conn is None or self._load.get(w.name, 0) or conn in self._shut_down:
+                continue
+            self._shut_down.add(conn)
+            log.info("worker_graceful_shutdown", worker=w.name)
+            try:
+                await conn.peer.request("shutdown")
+            except Exception as exc:  # it may be gone already
+                log.info("worker_shutdown_unanswered", worker=w.name, why=str(exc))
 
     async def _paused_workers(self) -> set[str]:
         workers = await self._db.workers.get_workers(masterid=self._masterid())

@@ -30,6 +30,7 @@ import contextlib
 import hmac
 import ntpath
 import posixpath
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,6 +48,8 @@ log = structlog.get_logger(__name__)
 
 PROTOCOL = "msgpack_experimental_v7"
 DEFAULT_KEEPALIVE = 3600.0
+# Buildbot's: how long a worker may be gone before it is announced missing
+DEFAULT_MISSING_TIMEOUT = 3600.0
 DUPLICATE_PING_TIMEOUT = 10.0
 
 
@@ -58,6 +61,8 @@ class WorkerListener(Service):
         # worker name -> the builder directories it should have (workerbuilddir of each builder)
         self._dirs: dict[str, list[str]] = {}
         self.connections: dict[str, WorkerConnection] = {}
+        # worker name -> the timer that announces it missing
+        self._missing: dict[str, asyncio.Task[None]] = {}
         self._runner: web.AppRunner | None = None
         # the connection of every running handler, and its app, to drop them all when we stop
         self._transports: dict[asyncio.Transport, web.Application] = {}
@@ -211,6 +216,7 @@ class WorkerListener(Service):
                         workerid=conn.workerid, masterid=self.masterid
                     )
                 log.info("worker_disconnected", worker=name)
+                self._start_missing_timer(name, conn.workerid, worker)
             if self.connections.get(name) is conn:
                 del self.connections[name]
         return ws
@@ -242,6 +248,7 @@ class WorkerListener(Service):
         conn.workerid = await self._updates.find_worker_id(conn.name)
         conn.attached = True
         self.connections[conn.name] = conn
+        self._cancel_missing_timer(conn.name)
         workerinfo = {k: info.get(k) for k in ("admin", "host", "access_uri", "version")}
         await self._updates.worker_connected(
             workerid=conn.workerid, masterid=self.masterid, workerinfo=workerinfo
@@ -275,6 +282,36 @@ class WorkerListener(Service):
                     await conn.keepalive()
             except TimeoutError:
                 raise TimeoutError(f"no answer to keepalive within {interval:g} s") from None
+
+    # -- a worker gone for its missing_timeout ----------------------------------------------
+
+    def _start_missing_timer(self, name: str, workerid: int, worker: Any) -> None:
+        timeout = getattr(worker, "missing_timeout", None)
+        timeout = DEFAULT_MISSING_TIMEOUT if timeout is None else float(timeout)
+        if timeout <= 0 or not self.running:
+            return
+        self._cancel_missing_timer(name)
+        self._missing[name] = self.spawn(
+            self._missing_after(name, workerid, worker, timeout), name=f"missing:{name}"
+        )
+
+    def _cancel_missing_timer(self, name: str) -> None:
+        task = self._missing.pop(name, None)
+        if task is not None:
+            task.cancel()
+
+    async def _missing_after(self, name: str, workerid: int, worker: Any, after: float) -> None:
+        gone_since = time.time()
+        await asyncio.sleep(after)
+        self._missing.pop(name, None)
+        if name in self.connections:
+            return
+        log.warning("worker_missing", worker=name, missing_for=after)
+        await self._updates.worker_missing(
+            workerid=workerid,
+            last_connection=time.ctime(gone_since),
+            notify=tuple(getattr(worker, "notify_on_missing", ()) or ()),
+        )
 
     def statistics(self) -> dict[str, int]:
         return {**super().statistics(), "connections": len(self.connections)}
