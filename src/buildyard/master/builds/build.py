@@ -130,13 +130,23 @@ class Build:
     async def run(self) -> Results:
         """Run to the end and settle the requests; returns the build's result."""
         first = self.requests[0]
-        self.buildid, self.number = await self.updates.add_build(
-            builderid=self.builderid,
-            buildrequestid=first.id,
-            workerid=self.conn.workerid,
-            masterid=self.masterid,
-            state_string="starting",
-        )
+        try:
+            self.buildid, self.number = await self.updates.add_build(
+                builderid=self.builderid,
+                buildrequestid=first.id,
+                workerid=self.conn.workerid,
+                masterid=self.masterid,
+                state_string="starting",
+            )
+        except Exception:
+            # the build could not start: its requests go back to the queue
+            log.exception("build_not_started", builder=self.name)
+            await asyncio.shield(
+                self.updates.unclaim_buildrequests(
+                    [r.id for r in self.requests], masterid=self.masterid
+                )
+            )
+            return Results.RETRY
         log.info("build_started", builder=self.name, number=self.number, worker=self.conn.name)
         results = Results.EXCEPTION
         try:

@@ -1,0 +1,113 @@
+"""LogWriter against a real database: lines whole and in order, stream letters, size limits,
+observers, redaction, compression, and the events a follower sees."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from buildyard.master.data.updates import Updates
+from buildyard.master.db import schema as t
+from buildyard.master.db.connector import Database
+from buildyard.master.logs.writer import LogLimits, LogWriter
+from buildyard.master.model.logs import LogType
+from buildyard.master.mq.local import LocalMQ
+from buildyard.testing.clock import FakeClock
+from tests.master.db import _rows
+
+
+async def _writer(
+    database: Database, clock: FakeClock, kind: LogType = LogType.STDIO, **limits: object
+) -> tuple[LogWriter, Updates, LocalMQ]:
+    mq = LocalMQ()
+    updates = Updates(db=database, mq=mq, clock=clock)
+    _builderid, _buildid, stepid = await _rows.add_running_step(database)
+    logid = await updates.add_log(stepid, "stdio", kind)
+    writer = LogWriter(
+        updates,
+        logid=logid,
+        name="stdio",
+        type=kind,
+        limits=LogLimits(**limits),  # type: ignore[arg-type]
+    )
+    return writer, updates, mq
+
+
+async def _text(database: Database, logid: int) -> str:
+    log = await database.logs.get_log(logid)
+    assert log is not None
+    return await database.logs.get_log_lines(logid, 0, log.num_lines - 1)
+
+
+async def test_pieces_become_whole_lines_with_their_stream(
+    database: Database, clock: FakeClock
+) -> None:
+    writer, _updates, mq = await _writer(database, clock)
+    seen: list[tuple[str, str]] = []
+    writer.add_observer(lambda stream, line: seen.append((stream, line)))
+    appends = mq.subscribe(("logs", None, "append"))
+    writer.add_header("running\n")
+    writer.add_stdout("hel")
+    writer.add_stderr("oops\nhalf")
+    writer.add_stdout("lo\nworld\n")
+    await writer.flush()
+    assert (await appends.get())[1]["num_lines"] >= 1  # a follower sees lines as they come
+    writer.add_stdout("no newline at the end")
+    await writer.finish()
+    assert await _text(database, writer.logid) == (
+        "hrunning\neoops\nohello\noworld\nehalf\nono newline at the end\n"
+    )
+    assert ("stdout", "hello") in seen
+    assert ("stderr", "half") in seen
+    log = await database.logs.get_log(writer.logid)
+    assert log is not None
+    assert log.complete
+
+
+async def test_max_size_keeps_the_start_and_the_tail(database: Database, clock: FakeClock) -> None:
+    writer, _u, _mq = await _writer(database, clock, max_size=40, max_tail_size=12)
+    for i in range(20):
+        writer.add_stdout(f"line {i:02}\n")  # 9 characters each with its letter
+    await writer.finish()
+    lines = (await _text(database, writer.logid)).splitlines()
+    assert lines[:4] == ["oline 00", "oline 01", "oline 02", "oline 03"]
+    assert lines[4].startswith("hlog size limit of 40 characters reached: ")
+    assert lines[5:] == ["oline 19"]  # what fits in the 12-character tail
+
+
+async def test_secrets_are_redacted_before_they_are_stored(
+    database: Database, clock: FakeClock
+) -> None:
+    mq = LocalMQ()
+    updates = Updates(db=database, mq=mq, clock=clock)
+    _b, _build, stepid = await _rows.add_running_step(database)
+    logid = await updates.add_log(stepid, "stdio", LogType.STDIO)
+    writer = LogWriter(
+        updates,
+        logid=logid,
+        name="stdio",
+        type=LogType.STDIO,
+        redact=lambda text: text.replace("hunter2", "<password>"),
+    )
+    writer.add_stdout("the password is hunter2\n")
+    await writer.finish()
+    assert await _text(database, logid) == "othe password is <password>\n"
+
+
+async def test_a_finished_log_is_compressed_with_the_configured_method(
+    database: Database, clock: FakeClock
+) -> None:
+    writer, _u, _mq = await _writer(database, clock, compression="bz2", flush_size=100)
+    text = "".join(f"compiling unit {i}\n" for i in range(500))
+    writer.add_stdout(text)
+    await writer.finish()
+    async with database.reading() as conn:
+        codes = set(
+            (
+                await conn.execute(
+                    sa.select(t.logchunks.c.compressed).where(t.logchunks.c.logid == writer.logid)
+                )
+            ).scalars()
+        )
+    assert codes == {2}
+    stored = await _text(database, writer.logid)
+    assert stored == "".join("o" + line for line in text.splitlines(keepends=True))
