@@ -2,7 +2,8 @@
 # Set up a development environment (idempotent; fast when nothing changed):
 #   .venv/                     buildyard in editable mode with its dev tools
 #   PostgreSQL server binaries  (installed with apt-get when missing and we are root)
-#   the stock Buildbot 4.3.0 master and worker in their own venv, for compatibility tests only
+#   the stock Buildbot 4.3.0 master, worker and www in their own venv, for compatibility tests
+#     and benchmarks only
 #     ($BUILDYARD_BUILDBOT_VENV, default ~/.cache/buildyard/buildbot-4.3.0; never imported by buildyard)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,11 @@ BB_VENV=${BUILDYARD_BUILDBOT_VENV:-$HOME/.cache/buildyard/buildbot-4.3.0}
 if [ ! -f "$BB_VENV/.complete" ]; then
     rm -rf "$BB_VENV"
     "$PYTHON" -m venv "$BB_VENV"
-    "$BB_VENV/bin/python" -m pip install -q buildbot==4.3.0 buildbot-worker==4.3.0
+    "$BB_VENV/bin/python" -m pip install -q buildbot==4.3.0 buildbot-worker==4.3.0 buildbot-www==4.3.0
     touch "$BB_VENV/.complete"
+fi
+# buildbot-www serves Buildbot's REST API (bench/builds.py forces builds through it); venvs made
+# before it was added get it here
+if ! "$BB_VENV/bin/python" -c 'import buildbot_www' 2>/dev/null; then
+    "$BB_VENV/bin/python" -m pip install -q buildbot-www==4.3.0
 fi

@@ -2,6 +2,11 @@
 
 ``port`` takes Buildbot's forms: an integer (all interfaces) or a strports string
 ``tcp:PORT[:interface=ADDR]``. Without ``c['www']`` no web server runs.
+
+Reads go to the data API (:mod:`.rest`); control actions (:mod:`.control`, only ``force`` so
+far) go to the running force schedulers, which the service finds as Buildbot's data layer does
+(``master.allSchedulers()``): through the service tree, its sibling ``scheduler_manager``'s
+children that have a ``force`` method, so the www imports nothing of the schedulers package.
 """
 
 from __future__ import annotations
@@ -15,21 +20,24 @@ from aiohttp import web
 from buildyard.common.ports import Listen, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
-from buildyard.master.www import rest
+from buildyard.master.www import control, rest
 
 log = structlog.get_logger(__name__)
 
 
-def make_app(*, data: DataAPI, title: str) -> web.Application:
+def make_app(
+    *, data: DataAPI, title: str, force_schedulers: control.ForceSchedulers | None = None
+) -> web.Application:
     app = web.Application()
     app[rest.DATA_API] = data
+    app[control.FORCE_SCHEDULERS] = force_schedulers or dict
 
     async def index(_request: web.Request) -> web.Response:
         return web.Response(
             text=f"{title}: a buildyard master. REST API: /api/v2/ (the web UI comes later).\n"
         )
 
-    app.add_routes([web.get("/", index), *rest.routes()])
+    app.add_routes([web.get("/", index), *rest.routes(), *control.routes()])
     return app
 
 
@@ -55,7 +63,8 @@ class WWWService(Service):
             await self._close()
             self._listen, self._title = listen, title
             return
-        runner = web.AppRunner(make_app(data=self._data, title=title), access_log=None)
+        app = make_app(data=self._data, title=title, force_schedulers=self._force_schedulers)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, host=listen.host, port=listen.port).start()
@@ -72,6 +81,17 @@ class WWWService(Service):
             port=self.port,
             url=f"http://{listen.host or 'localhost'}:{self.port}/",
         )
+
+    def _force_schedulers(self) -> dict[str, Any]:
+        """The running schedulers that take ``force`` (ForceScheduler), by name."""
+        master = self.parent
+        if master is None or "scheduler_manager" not in master:
+            return {}
+        return {
+            svc.name: svc
+            for svc in master.child("scheduler_manager")
+            if callable(getattr(svc, "force", None))
+        }
 
     async def _close(self) -> None:
         if self._runner is not None:

@@ -1,0 +1,100 @@
+"""POST /api/v2/forceschedulers/<name> (JSON-RPC force) against a running master."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from buildyard.master.config.loader import load_master_config
+from buildyard.master.db import migrate
+from buildyard.master.master import BuildMaster
+from buildyard.testing.postgres import free_port
+
+CONFIG = """\
+from buildyard.plugins import *
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker("w1", "pw")]
+c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
+c['www'] = {{'port': 'tcp:{www}:interface=127.0.0.1'}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=util.BuildFactory())]
+c['schedulers'] = [schedulers.ForceScheduler(
+    name="force", builderNames=["b"],
+    properties=[util.IntParameter(name="count", default=1)],
+)]
+"""
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[tuple[str, BuildMaster]]:
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    www = free_port()
+    (basedir / "master.cfg").write_text(CONFIG.format(port=free_port(), www=www))
+    m = BuildMaster(basedir, config=load_master_config(basedir))
+    await migrate.upgrade(m.db)
+    await m.start()
+    try:
+        yield f"http://127.0.0.1:{www}/api/v2", m
+    finally:
+        await m.stop()
+
+
+async def _post(url: str, body: Any, *, raw: bytes | None = None) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session:
+        if raw is not None:
+            resp = await session.post(url, data=raw, headers={"Content-Type": "application/json"})
+        else:
+            resp = await session.post(url, json=body)
+        async with resp:
+            return resp.status, await resp.json()
+
+
+def _rpc(**params: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": "force", "id": 7, "params": params}
+
+
+async def test_force_adds_a_buildset_and_bad_requests_get_clear_errors(
+    api: tuple[str, BuildMaster],
+) -> None:
+    url, m = api
+    builderid = await m.data.updates.find_builder_id("b")
+    status, reply = await _post(
+        f"{url}/forceschedulers/force", _rpc(builderid=builderid, reason="because", count="3")
+    )
+    assert status == 200, reply
+    bsid, brids = reply["result"]
+    assert reply["id"] == 7
+    assert list(brids) == [str(builderid)]
+    buildset = await m.db.buildsets.get_buildset(bsid)
+    assert buildset is not None
+    assert "because" in (buildset.reason or "")
+    props = await m.db.buildsets.get_buildset_properties(bsid)
+    assert props["count"] == (3, "Force Build Form")
+    assert props["scheduler"] == ("force", "Scheduler")
+
+    # a field the scheduler refuses: 400, naming the field
+    status, reply = await _post(
+        f"{url}/forceschedulers/force", _rpc(builderid=builderid, count="x")
+    )
+    assert status == 400
+    assert reply["error"]["code"] == -32602
+    assert "count" in str(reply["error"]["message"])
+    # an unknown scheduler, an unknown method, bad JSON, a batch
+    status, reply = await _post(f"{url}/forceschedulers/nope", _rpc(builderid=builderid))
+    assert (status, reply["error"]["code"]) == (404, -32600)
+    status, reply = await _post(
+        f"{url}/forceschedulers/force",
+        {"jsonrpc": "2.0", "method": "stop", "id": 1, "params": {}},
+    )
+    assert (status, reply["error"]["code"]) == (501, -32601)
+    status, reply = await _post(f"{url}/forceschedulers/force", None, raw=b"{not json")
+    assert (status, reply["error"]["code"]) == (400, -32700)
+    status, reply = await _post(f"{url}/forceschedulers/force", [_rpc()])
+    assert (status, reply["error"]["code"]) == (400, -32600)
+    # nothing else was added
+    assert len(await m.db.buildsets.get_buildsets()) == 1
