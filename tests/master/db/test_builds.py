@@ -233,6 +233,19 @@ async def test_build_properties(database: Database, clock: FakeClock) -> None:
     # one row per name, the value as JSON (spec section 1)
     assert [tuple(r) for r in rows] == [("got_revision", '"def"'), ("n", '{"a": [1, null]}')]
 
+    # several at once: replaced and added, still one row per name
+    await repo.set_build_properties(buildid, {"n": (2, "Step"), "new": ([True], "Step")})
+    assert await repo.get_build_properties(buildid) == {
+        "got_revision": ("def", "Git2"),
+        "n": (2, "Step"),
+        "new": ([True], "Step"),
+    }
+    async with database.reading() as c:
+        count = (
+            await c.execute(sa.select(sa.func.count()).select_from(t.build_properties))
+        ).scalar()
+    assert count == 3
+
 
 async def test_build_data(database: Database, clock: FakeClock) -> None:
     repo = _repo(database, clock)

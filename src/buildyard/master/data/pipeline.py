@@ -216,9 +216,7 @@ class PipelineUpdates:
         """Store these properties of the build (the changed ones); one event with them."""
         if not properties:
             return
-        async with self._db.transaction() as conn:
-            for name, (value, source) in properties.items():
-                await self._db.builds.set_build_property(buildid, name, value, source, conn=conn)
+        await self._db.builds.set_build_properties(buildid, properties)
         self._mq.produce(
             ("builds", str(buildid), "properties", "update"),
             {name: [value, source] for name, (value, source) in properties.items()},

@@ -8,7 +8,7 @@ decides, and the loser takes the next number.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -236,6 +236,27 @@ class BuildsRepository(Repository):
                 await c.execute(
                     bp.insert().values(buildid=buildid, name=name, value=stored, source=source)
                 )
+
+    async def set_build_properties(
+        self,
+        buildid: int,
+        properties: Mapping[str, tuple[JsonValue, str]],
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> None:
+        """Create or replace several properties at once: one delete and one insert."""
+        if not properties:
+            return
+        bp = t.build_properties
+        rows = [
+            {"buildid": buildid, "name": name, "value": json.dumps(value), "source": source}
+            for name, (value, source) in properties.items()
+        ]
+        async with self._write(conn) as c:
+            await c.execute(
+                bp.delete().where(bp.c.buildid == buildid, bp.c.name.in_(list(properties)))
+            )
+            await c.execute(bp.insert(), rows)
 
     async def get_build_properties(
         self, buildid: int, *, conn: AsyncConnection | None = None
