@@ -8,11 +8,25 @@ handlers here later; reading never writes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from buildyard.master.data.errors import InvalidQuery, NotFound
-from buildyard.master.data.resources import builders, masters
+from buildyard.master.data.resources import (
+    builders,
+    buildrequests,
+    builds,
+    buildsets,
+    changes,
+    changesources,
+    logs,
+    masters,
+    properties,
+    schedulers,
+    sourcestamps,
+    steps,
+    workers,
+)
 from buildyard.master.data.resources.base import Collection, Endpoint, Item
 from buildyard.master.data.resultspec import IDENTIFIER_RE, MAX_INT, MIN_INT, ResultSpec, parse
 from buildyard.master.db.connector import Database
@@ -23,7 +37,22 @@ _INT_RE = re.compile(r"^-?\d+$")
 class DataAPI:
     def __init__(self, *, db: Database, endpoints: Iterable[Endpoint] = ()) -> None:
         self._db = db
-        self._endpoints: list[Endpoint] = [*masters.ENDPOINTS, *builders.ENDPOINTS, *endpoints]
+        self._endpoints: list[Endpoint] = [
+            *masters.ENDPOINTS,
+            *builders.ENDPOINTS,
+            *builds.ENDPOINTS,
+            *steps.ENDPOINTS,
+            *logs.ENDPOINTS,
+            *properties.ENDPOINTS,
+            *buildrequests.ENDPOINTS,
+            *buildsets.ENDPOINTS,
+            *changes.ENDPOINTS,
+            *sourcestamps.ENDPOINTS,
+            *workers.ENDPOINTS,
+            *schedulers.ENDPOINTS,
+            *changesources.ENDPOINTS,
+            *endpoints,
+        ]
 
     def register(self, *endpoints: Endpoint) -> None:
         self._endpoints.extend(endpoints)
@@ -73,6 +102,18 @@ class DataAPI:
         if item is None:
             raise NotFound(f"no such {ep.rtype.name}: {'/'.join(_split(path))}")
         return spec.select(item)
+
+    async def raw_log(self, path: str | Sequence[str]) -> logs.RawLog:
+        """The log a ``.../raw`` or ``.../raw_inline`` path names (give the path without that
+        last segment); NotFound if the path names no log."""
+        ep, kw = self._match(_split(path))
+        if ep.rtype is not logs.LOG or ep.item is None:
+            raise NotFound(f"invalid path: {'/'.join(_split(path))}")
+        return await logs.raw_log(self._db, kw)
+
+    def raw_log_text(self, raw: logs.RawLog) -> AsyncIterator[str]:
+        """The text of a raw download in pieces (a batch of lines each)."""
+        return logs.raw_chunks(self._db, raw)
 
     async def get_with_args(
         self, path: str | Sequence[str], args: Mapping[str, Sequence[str]]

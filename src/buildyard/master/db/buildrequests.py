@@ -78,6 +78,44 @@ def _request(row: sa.Row[Any]) -> BuildRequest:
     )
 
 
+def _filtered(
+    *,
+    builderid: int | None,
+    complete: bool | None,
+    claimed: bool | int | None,
+    bsid: int | None,
+    branch: str | None,
+    repository: str | None,
+) -> sa.Select[Any]:
+    stmt = _select()
+    done = sa.func.coalesce(_br.c.complete, 0)
+    if claimed is True:
+        stmt = stmt.where(_cl.c.brid.is_not(None))
+    elif claimed is False:
+        stmt = stmt.where(_cl.c.brid.is_(None), done == 0)
+    elif claimed is not None:
+        stmt = stmt.where(_cl.c.masterid == claimed)
+    if builderid is not None:
+        stmt = stmt.where(_br.c.builderid == builderid)
+    if complete is not None:
+        stmt = stmt.where(done != 0 if complete else done == 0)
+    if bsid is not None:
+        stmt = stmt.where(_br.c.buildsetid == bsid)
+    if branch is not None or repository is not None:
+        ss, bss = t.sourcestamps, t.buildset_sourcestamps
+        stamps = (
+            sa.select(bss.c.buildsetid)
+            .join(ss, ss.c.id == bss.c.sourcestampid)
+            .where(bss.c.buildsetid == _br.c.buildsetid)
+        )
+        if branch is not None:
+            stamps = stamps.where(ss.c.branch == branch)
+        if repository is not None:
+            stamps = stamps.where(ss.c.repository == repository)
+        stmt = stmt.where(stamps.exists())
+    return stmt
+
+
 class BuildRequestsRepository(Repository):
     async def get_buildrequest(
         self, brid: int, *, conn: AsyncConnection | None = None
@@ -104,35 +142,42 @@ class BuildRequestsRepository(Repository):
         master may still claim); an int = claimed by that master id. ``branch`` and
         ``repository`` match any stamp of the request's buildset.
         """
-        stmt = _select()
-        done = sa.func.coalesce(_br.c.complete, 0)
-        if claimed is True:
-            stmt = stmt.where(_cl.c.brid.is_not(None))
-        elif claimed is False:
-            stmt = stmt.where(_cl.c.brid.is_(None), done == 0)
-        elif claimed is not None:
-            stmt = stmt.where(_cl.c.masterid == claimed)
-        if builderid is not None:
-            stmt = stmt.where(_br.c.builderid == builderid)
-        if complete is not None:
-            stmt = stmt.where(done != 0 if complete else done == 0)
-        if bsid is not None:
-            stmt = stmt.where(_br.c.buildsetid == bsid)
-        if branch is not None or repository is not None:
-            ss, bss = t.sourcestamps, t.buildset_sourcestamps
-            stamps = (
-                sa.select(bss.c.buildsetid)
-                .join(ss, ss.c.id == bss.c.sourcestampid)
-                .where(bss.c.buildsetid == _br.c.buildsetid)
-            )
-            if branch is not None:
-                stamps = stamps.where(ss.c.branch == branch)
-            if repository is not None:
-                stamps = stamps.where(ss.c.repository == repository)
-            stmt = stmt.where(stamps.exists())
-        stmt = apply(stmt, options, _COLUMNS, default_order=[_br.c.id])
+        stmt = apply(
+            _filtered(
+                builderid=builderid,
+                complete=complete,
+                claimed=claimed,
+                bsid=bsid,
+                branch=branch,
+                repository=repository,
+            ),
+            options,
+            _COLUMNS,
+            default_order=[_br.c.id],
+        )
         async with self._read(conn) as c:
             return [_request(r) for r in await c.execute(stmt)]
+
+    async def count_buildrequests(
+        self,
+        *,
+        builderid: int | None = None,
+        complete: bool | None = None,
+        claimed: bool | int | None = None,
+        bsid: int | None = None,
+        options: QueryOptions | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> int:
+        """How many requests get_buildrequests would return without paging."""
+        stmt = _filtered(
+            builderid=builderid,
+            complete=complete,
+            claimed=claimed,
+            bsid=bsid,
+            branch=None,
+            repository=None,
+        )
+        return await self._count(stmt, options, _COLUMNS, conn)
 
     async def claim_buildrequests(
         self,

@@ -38,6 +38,8 @@ _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     "locks_duration_s": _b.c.locks_duration_s,
     "state_string": _b.c.state_string,
     "results": _b.c.results,
+    # derived: a build is complete once it has a complete_at
+    "complete": sa.case((_b.c.complete_at.is_not(None), 1), else_=0),
 }
 # attempts at a free build number before giving up (each loss means another master won one)
 _NUMBER_ATTEMPTS = 50
@@ -59,6 +61,21 @@ def _build(row: sa.Row[Any]) -> Build:
         state_string=row.state_string,
         results=None if row.results is None else Results(row.results),
     )
+
+
+def _filtered(
+    builderid: int | None, buildrequestid: int | None, workerid: int | None, complete: bool | None
+) -> sa.Select[Any]:
+    stmt = sa.select(_b)
+    if builderid is not None:
+        stmt = stmt.where(_b.c.builderid == builderid)
+    if buildrequestid is not None:
+        stmt = stmt.where(_b.c.buildrequestid == buildrequestid)
+    if workerid is not None:
+        stmt = stmt.where(_b.c.workerid == workerid)
+    if complete is not None:
+        stmt = stmt.where(_b.c.complete_at.is_not(None) if complete else _b.c.complete_at.is_(None))
+    return stmt
 
 
 def _stamp_key(stamps: Sequence[SourceStamp]) -> set[tuple[str, str | None, str]]:
@@ -139,20 +156,29 @@ class BuildsRepository(Repository):
         conn: AsyncConnection | None = None,
     ) -> list[Build]:
         """Builds matching every given criterion, then ``options`` (by id when unordered)."""
-        stmt = sa.select(_b)
-        if builderid is not None:
-            stmt = stmt.where(_b.c.builderid == builderid)
-        if buildrequestid is not None:
-            stmt = stmt.where(_b.c.buildrequestid == buildrequestid)
-        if workerid is not None:
-            stmt = stmt.where(_b.c.workerid == workerid)
-        if complete is not None:
-            stmt = stmt.where(
-                _b.c.complete_at.is_not(None) if complete else _b.c.complete_at.is_(None)
-            )
-        stmt = apply(stmt, options, _COLUMNS, default_order=[_b.c.id])
+        stmt = apply(
+            _filtered(builderid, buildrequestid, workerid, complete),
+            options,
+            _COLUMNS,
+            default_order=[_b.c.id],
+        )
         async with self._read(conn) as c:
             return [_build(r) for r in await c.execute(stmt)]
+
+    async def count_builds(
+        self,
+        *,
+        builderid: int | None = None,
+        buildrequestid: int | None = None,
+        workerid: int | None = None,
+        complete: bool | None = None,
+        options: QueryOptions | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> int:
+        """How many builds get_builds would return without paging."""
+        return await self._count(
+            _filtered(builderid, buildrequestid, workerid, complete), options, _COLUMNS, conn
+        )
 
     async def get_prev_successful_build(
         self,

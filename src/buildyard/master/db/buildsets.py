@@ -50,6 +50,14 @@ def results_or_none(value: int | None) -> Results | None:
     return None if value is None or value == INCOMPLETE_RESULTS else Results(value)
 
 
+def _filtered(complete: bool | None) -> sa.Select[Any]:
+    stmt = sa.select(_bs)
+    if complete is not None:
+        done = sa.func.coalesce(_bs.c.complete, 0)
+        stmt = stmt.where(done != 0 if complete else done == 0)
+    return stmt
+
+
 class BuildsetsRepository(Repository):
     def __init__(self, *, engine: AsyncEngine, clock: Clock) -> None:
         super().__init__(engine=engine, clock=clock)
@@ -175,13 +183,19 @@ class BuildsetsRepository(Repository):
         conn: AsyncConnection | None = None,
     ) -> list[Buildset]:
         """Buildsets (all, complete or incomplete), then ``options`` (by id when unordered)."""
-        stmt = sa.select(_bs)
-        if complete is not None:
-            done = sa.func.coalesce(_bs.c.complete, 0)
-            stmt = stmt.where(done != 0 if complete else done == 0)
-        stmt = apply(stmt, options, _COLUMNS, default_order=[_bs.c.id])
+        stmt = apply(_filtered(complete), options, _COLUMNS, default_order=[_bs.c.id])
         async with self._read(conn) as c:
             return await self._load(c, stmt)
+
+    async def count_buildsets(
+        self,
+        complete: bool | None = None,
+        options: QueryOptions | None = None,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> int:
+        """How many buildsets get_buildsets would return without paging."""
+        return await self._count(_filtered(complete), options, _COLUMNS, conn)
 
     async def get_buildset_properties(
         self, bsid: int, *, conn: AsyncConnection | None = None

@@ -69,6 +69,15 @@ def sourcestamp_from_row(row: sa.Row[Any]) -> SourceStamp:
     )
 
 
+def _of_buildset(stmt: sa.Select[Any], buildsetid: int | None) -> sa.Select[Any]:
+    if buildsetid is None:
+        return stmt
+    bss = t.buildset_sourcestamps
+    return stmt.where(
+        _ss.c.id.in_(sa.select(bss.c.sourcestampid).where(bss.c.buildsetid == buildsetid))
+    )
+
+
 class SourcestampsRepository(Repository):
     async def find_sourcestamp_id(
         self,
@@ -135,15 +144,25 @@ class SourcestampsRepository(Repository):
         conn: AsyncConnection | None = None,
     ) -> list[SourceStamp]:
         """Every stamp, or those of one buildset; filtered, sorted and paged by ``options``."""
-        stmt = select_sourcestamps()
-        if buildsetid is not None:
-            bss = t.buildset_sourcestamps
-            stmt = stmt.where(
-                _ss.c.id.in_(sa.select(bss.c.sourcestampid).where(bss.c.buildsetid == buildsetid))
-            )
-        stmt = apply(stmt, options, _COLUMNS, default_order=[_ss.c.id])
+        stmt = apply(
+            _of_buildset(select_sourcestamps(), buildsetid),
+            options,
+            _COLUMNS,
+            default_order=[_ss.c.id],
+        )
         async with self._read(conn) as c:
             return [sourcestamp_from_row(r) for r in await c.execute(stmt)]
+
+    async def count_sourcestamps(
+        self,
+        buildsetid: int | None = None,
+        options: QueryOptions | None = None,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> int:
+        """How many stamps get_sourcestamps would return without paging."""
+        stmt = _of_buildset(sa.select(_ss.c.id), buildsetid)
+        return await self._count(stmt, options, _COLUMNS, conn)
 
     async def get_sourcestamps_for_build(
         self, buildid: int, *, conn: AsyncConnection | None = None

@@ -30,10 +30,13 @@ def _error(message: str, status: int) -> web.Response:
     )
 
 
-async def get(request: web.Request) -> web.Response:
+async def get(request: web.Request) -> web.StreamResponse:
     path = request.match_info["path"]
     if path.endswith("/") or not path:
         return _error(f"invalid path: {path!r}", 404)
+    prefix, _, last = path.rpartition("/")
+    if last in _RAW and prefix:
+        return await _raw_log(request, prefix, inline=last == "raw_inline")
     args: dict[str, list[str]] = defaultdict(list)
     for key, value in request.query.items():
         args[key].append(value)
@@ -53,6 +56,28 @@ async def get(request: web.Request) -> web.Response:
         meta = {} if result.total is None else {"total": result.total}
         return _reply(request, {plural: result.items, "meta": meta})
     return _reply(request, {plural: [result], "meta": {}})
+
+
+_RAW = ("raw", "raw_inline")
+
+
+async def _raw_log(request: web.Request, path: str, *, inline: bool) -> web.StreamResponse:
+    """A log's text as a download, streamed a batch of lines at a time (spec 5.5)."""
+    api = request.app[DATA_API]
+    try:
+        raw = await api.raw_log(path)
+    except NotFound as exc:
+        return _error(str(exc), 404)
+    response = web.StreamResponse()
+    response.content_type = raw.content_type
+    response.charset = "utf-8"
+    if not inline:
+        response.headers["Content-Disposition"] = f"attachment; filename={raw.filename}"
+    await response.prepare(request)
+    async for text in api.raw_log_text(raw):
+        await response.write(text.encode("utf-8"))
+    await response.write_eof()
+    return response
 
 
 def routes() -> list[web.RouteDef]:
