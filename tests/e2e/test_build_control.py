@@ -36,6 +36,8 @@ c['builders'] = [
     ])),
 ]
 c['collapseRequests'] = False
+# one build at a time, so the order of build numbers is the order builds were chosen in
+c['workers'] = [worker.Worker("w1", "pw", max_builds=1)]
 """
 
 

@@ -13,6 +13,8 @@ from buildyard.testing.processes import eventually
 
 BODY = """
 c['secretsProviders'] = [secrets.SecretInAFile({secrets!r})]
+# one build at a time, so the order of build numbers is the order builds were chosen in
+c['workers'] = [worker.Worker("w1", "pw", max_builds=1)]
 
 def echo(name, text):
     return util.BuildFactory([steps.ShellCommand(name=name, command=["echo", text])])

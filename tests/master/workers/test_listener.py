@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import itertools
@@ -198,7 +199,14 @@ async def test_a_silent_old_connection_is_replaced_by_the_new_one(
         new = await session.ws_connect(url, headers=headers)
         await attach(new)
         await eventually(lambda: listener.connections.get("w1") not in (None, first), within=10)
-        # the old one was dropped (and its clean-up done) before the new one attached
+
+        # the new one is recorded (just after it enters .connections) ...
+        async def one_connected() -> bool:
+            return await connected_count(database) == 1
+
+        await eventually(one_connected, within=10)
+        # ... and the old one's clean-up does not record it as gone
+        await asyncio.sleep(0.3)
         assert await connected_count(database) == 1
         await old.close()
         await new.close()
