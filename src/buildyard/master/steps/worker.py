@@ -259,7 +259,7 @@ class CompositeStepMixin:
     worker, except the transfers', which are relative to the step's workdir.
     """
 
-    rc_log: LogWriter
+    rc_log: LogWriter | None = None
 
     def _composite_step(self) -> BuildStep:
         assert isinstance(self, BuildStep), "CompositeStepMixin goes with BuildStep"
@@ -300,9 +300,8 @@ class CompositeStepMixin:
         abandonOnFailure: bool,
         evaluateCommand: Callable[[RemoteCommand], Any],
     ) -> Any:
-        rc_log = getattr(self, "rc_log", None)
-        if rc_log is not None:
-            command.useLog(rc_log, False)
+        if self.rc_log is not None:
+            command.useLog(self.rc_log, False)
         await self._composite_step().runCommand(command)
         if abandonOnFailure and command.didFail():
             raise BuildStepFailed(f"{command.remote_command} failed")

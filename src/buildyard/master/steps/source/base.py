@@ -8,30 +8,26 @@ A build without a stamp for the codebase fails the step ("Codebase X not in buil
 
 A subclass implements ``async def run_vc(self, branch, revision, patch)``; ``patch`` is
 Buildbot's tuple ``(level, diff, subdir)`` or None. The helpers that a VC step needs are here
-too, with Buildbot's names (its CompositeStepMixin): :meth:`runRemoteCommand`,
-:meth:`runRmdir`, :meth:`pathExists`, :meth:`runMkdir`, :meth:`downloadFileContentToWorker`;
-their output goes to the log opened by :meth:`addLogForRemoteCommands`.
+too, through Buildbot's CompositeStepMixin (:mod:`buildyard.master.steps.worker`):
+``runRemoteCommand``, ``runRmdir``, ``pathExists``, ``runMkdir``,
+``downloadFileContentToWorker``; their output goes to the log opened by
+``addLogForRemoteCommands``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import ntpath
-import os
 import posixpath
-import tempfile
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, ClassVar
 
 from buildyard.common.errors import config_error
-from buildyard.master.logs.writer import LogWriter
 from buildyard.master.model.properties import Interpolate, is_renderable
 from buildyard.master.model.results import Results
 from buildyard.master.steps.base import BuildStep, BuildStepFailed
-from buildyard.master.steps.remotecommand import RemoteCommand, RemoteShellCommand
+from buildyard.master.steps.remotecommand import RemoteShellCommand
+from buildyard.master.steps.worker import CompositeStepMixin
 
 __all__ = ["Patch", "Source"]
 
@@ -50,7 +46,7 @@ def _is_retry(value: object) -> bool:
     )
 
 
-class Source(BuildStep):
+class Source(CompositeStepMixin, BuildStep):
     """A step that checks out sources; subclasses implement :meth:`run_vc`."""
 
     haltOnFailure: Any = True
@@ -111,7 +107,6 @@ class Source(BuildStep):
         )
         # per build
         self.sourcestamp: Any = None
-        self.stdio_log: LogWriter | None = None
 
     # -- what a subclass implements ------------------------------------------------------------
 
@@ -216,94 +211,9 @@ class Source(BuildStep):
         cmd = RemoteShellCommand(
             self.workdir, command, env=self.env, logEnviron=self.logEnviron, timeout=self.timeout
         )
-        if self.stdio_log is not None:
-            cmd.useLog(self.stdio_log, False, "stdio")
+        if self.rc_log is not None:
+            cmd.useLog(self.rc_log, False, "stdio")
         await self.runCommand(cmd)
         if cmd.didFail():
             raise BuildStepFailed("the patch did not apply")
         return cmd.rc or 0
-
-    # -- Buildbot's CompositeStepMixin ---------------------------------------------------------
-
-    async def addLogForRemoteCommands(self, logname: str) -> LogWriter:
-        """Open the log the file-system commands below write to."""
-        self.stdio_log = await self.addLog(logname)
-        return self.stdio_log
-
-    async def runRemoteCommand(
-        self,
-        cmd: str,
-        args: dict[str, Any],
-        abandonOnFailure: bool = True,
-        evaluateCommand: Callable[[RemoteCommand], Any] | None = None,
-    ) -> Any:
-        """Run a file-system command (step-level arguments); a failure fails the step unless
-        ``abandonOnFailure`` is False. Returns ``evaluateCommand(cmd)`` (default: whether it
-        failed, as Buildbot)."""
-        command = RemoteCommand(cmd, args)
-        if self.stdio_log is not None:
-            command.useLog(self.stdio_log, False, "stdio")
-        await self.runCommand(command)
-        if abandonOnFailure and command.didFail():
-            raise BuildStepFailed(f"{cmd} failed")
-        result = (evaluateCommand or RemoteCommand.didFail)(command)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
-    async def runRmdir(
-        self,
-        dir: str,
-        timeout: float | None = None,  # noqa: ASYNC109  # Buildbot's keyword: the worker's limit
-        abandonOnFailure: bool = True,
-    ) -> bool:
-        """Remove ``dir`` (relative to the builder's directory); True if that failed."""
-        args: dict[str, Any] = {"dir": dir, "logEnviron": self.logEnviron}
-        if timeout:
-            args["timeout"] = timeout
-        return bool(await self.runRemoteCommand("rmdir", args, abandonOnFailure))
-
-    async def runMkdir(self, dir: str, abandonOnFailure: bool = True) -> bool:
-        args = {"dir": dir, "logEnviron": self.logEnviron}
-        return bool(await self.runRemoteCommand("mkdir", args, abandonOnFailure))
-
-    async def pathExists(self, path: str) -> bool:
-        """Whether ``path`` (relative to the builder's directory) exists on the worker."""
-        args = {"file": path, "logEnviron": self.logEnviron}
-        return bool(
-            await self.runRemoteCommand(
-                "stat", args, abandonOnFailure=False, evaluateCommand=lambda c: not c.didFail()
-            )
-        )
-
-    async def downloadFileContentToWorker(
-        self,
-        workerdest: str,
-        strfile: str | bytes,
-        abandonOnFailure: bool = False,
-        mode: int | None = None,
-        workdir: str | None = None,
-    ) -> int | None:
-        """Write ``strfile`` to ``workerdest`` (relative to ``workdir``, default the step's)
-        on the worker; returns the transfer's rc."""
-        self.checkWorkerHasCommand("downloadFile")
-        rt = self._runtime()
-        paths = self.path_module()
-        target = paths.join(rt.builder_dir, workdir or self.workdir or "", workerdest)
-        data = strfile.encode() if isinstance(strfile, str) else strfile
-        fd, name = tempfile.mkstemp(prefix="buildyard-download-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            result = await rt.conn.download_file(Path(name), target, blocksize=32 * 1024, mode=mode)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-        if result.failure is not None or result.rc not in (0, None):
-            if self.stdio_log is not None:
-                self.stdio_log.add_stderr(
-                    result.text("stderr") or f"could not write {workerdest} on the worker\n"
-                )
-            if abandonOnFailure:
-                raise BuildStepFailed(f"could not write {workerdest} on the worker")
-        return result.rc

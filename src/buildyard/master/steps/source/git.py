@@ -467,8 +467,8 @@ class Git(Source):
             git_dir = self.path_module().join(self.workdir, ".git")
             return "update" if await self.pathExists(git_dir) else "clone"
         cmd = RemoteCommand("listdir", {"dir": self.workdir})
-        if self.stdio_log is not None:
-            cmd.useLog(self.stdio_log, False, "stdio")
+        if self.rc_log is not None:
+            cmd.useLog(self.rc_log, False, "stdio")
         await self.runCommand(cmd)
         if "files" not in cmd.updates:
             return "clone"
@@ -543,8 +543,8 @@ class Git(Source):
             collectStdout=collectStdout,
             initialStdin=initialStdin,
         )
-        if self.stdio_log is not None:
-            cmd.useLog(self.stdio_log, False, "stdio")
+        if self.rc_log is not None:
+            cmd.useLog(self.rc_log, False, "stdio")
         await self.runCommand(cmd)
         if abandonOnFailure and cmd.didFail():
             raise BuildStepFailed(f"git {command[0] if command else ''} failed")
