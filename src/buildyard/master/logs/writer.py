@@ -146,12 +146,12 @@ class LogWriter:
         self._pending_size += len(line)
         self.num_lines += 1
         if self._pending_size >= limits.flush_size:
-            self._flush_soon(now=True)
+            self._flush_soon()
         elif self._timer is None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(limits.flush_interval, self._flush_soon)
 
-    def _flush_soon(self, now: bool = False) -> None:
+    def _flush_soon(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
