@@ -30,6 +30,23 @@ def test_long_lines_are_cut() -> None:
     assert s.finish(now=3.0) == ["z\n", [1], [2.0]]
 
 
+def test_only_newline_ends_a_line_and_custom_regexes_apply() -> None:
+    s = LineSplitter(Settings())
+    # form feed, vertical tab and the like stay inside their line, as in the stock worker
+    assert s.append("a\x0cb\x0bc\n\n", now=1.0) == ["a\x0cb\x0bc\n\n", [5, 6], [1.0, 1.0]]
+    custom = LineSplitter(Settings(newline_re=";"))
+    assert custom.append("x;y\n", now=1.0) == ["x\ny\n", [1, 3], [1.0, 1.0]]
+
+
+def test_a_big_piece_gets_every_line_offset() -> None:
+    lines = [f"line {i}" + "x" * (i % 50) for i in range(5000)]
+    s = LineSplitter(Settings())
+    text, offsets, times = s.append("\n".join(lines) + "\npartial", now=2.0) or ["", [], []]
+    assert text.split("\n")[:-1] == lines
+    assert offsets == [i for i, char in enumerate(text) if char == "\n"]
+    assert times == [2.0] * 5000
+
+
 async def test_buffering_merges_streams_and_flushes_on_size_and_time() -> None:
     sent: list[tuple[str, dict[str, Any]]] = []
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import string
 import zlib
 
 import pytest
@@ -24,6 +26,13 @@ def _repo(database: Database, clock: FakeClock) -> LogsRepository:
 async def _log(database: Database, clock: FakeClock, type: str = "s") -> int:
     _builderid, _buildid, stepid = await _rows.add_running_step(database)
     return await _repo(database, clock).add_log(stepid, "stdio", "stdio", type)
+
+
+async def _span(repo: LogsRepository, logid: int, content: str) -> tuple[int, int]:
+    """The (first, last) line numbers an append got, from the log's line count after it."""
+    lg = await repo.append_log(logid, content)
+    assert lg is not None
+    return lg.num_lines - content.count("\n"), lg.num_lines - 1
 
 
 async def _chunks(database: Database, logid: int) -> list[tuple[int, int, bytes, int]]:
@@ -78,8 +87,8 @@ async def test_duplicate_slug_is_a_clear_error(database: Database, clock: FakeCl
 async def test_append_and_read_lines(database: Database, clock: FakeClock) -> None:
     repo = _repo(database, clock)
     logid = await _log(database, clock)
-    assert await repo.append_log(logid, "hline one\nostdout\n") == (0, 1)
-    assert await repo.append_log(logid, "eerr\n\n") == (2, 3)
+    assert await _span(repo, logid, "hline one\nostdout\n") == (0, 1)
+    assert await _span(repo, logid, "eerr\n\n") == (2, 3)
     # stream prefixes are kept as given; an empty line is a line
     assert await repo.get_log_lines(logid, 0, 3) == "hline one\nostdout\neerr\n\n"
     assert await repo.get_log_lines(logid, 1, 2) == "ostdout\neerr\n"
@@ -107,7 +116,7 @@ async def test_chunks_hold_at_most_1000_lines(database: Database, clock: FakeClo
     repo = _repo(database, clock)
     logid = await _log(database, clock, "t")
     content = "".join(f"line {i}\n" for i in range(2500))
-    assert await repo.append_log(logid, content) == (0, 2499)
+    assert await _span(repo, logid, content) == (0, 2499)
     chunks = await _chunks(database, logid)
     assert [(first, last) for first, last, _, _ in chunks] == [(0, 999), (1000, 1999), (2000, 2499)]
     assert chunks[1][2] == "\n".join(f"line {i}" for i in range(1000, 2000)).encode()
@@ -122,7 +131,7 @@ async def test_chunks_hold_at_most_64k_bytes(database: Database, clock: FakeCloc
     logid = await _log(database, clock, "t")
     # 100-byte lines (99 + newline): 655 fit in 65536 bytes, the 656th does not
     lines = [f"{i:04d}" + "x" * 95 + "\n" for i in range(700)]
-    assert await repo.append_log(logid, "".join(lines)) == (0, 699)
+    assert await _span(repo, logid, "".join(lines)) == (0, 699)
     chunks = await _chunks(database, logid)
     assert [(first, last) for first, last, _, _ in chunks] == [(0, 654), (655, 699)]
     assert len(chunks[0][2]) == 655 * 100 - 1
@@ -135,12 +144,12 @@ async def test_overlong_line_gets_own_truncated_chunk(database: Database, clock:
     logid = await _log(database, clock, "t")
     # a 3-byte character straddles the cut at 65535 bytes: it goes entirely
     long = "a" * 65533 + "€" + "b" * 10
-    assert await repo.append_log(logid, f"before\n{long}\nafter\n") == (0, 2)
+    assert await _span(repo, logid, f"before\n{long}\nafter\n") == (0, 2)
     chunks = await _chunks(database, logid)
     assert [(first, last) for first, last, _, _ in chunks] == [(0, 0), (1, 1), (2, 2)]
     assert chunks[1][2] == b"a" * 65533
     exactly = "c" * 65535
-    assert await repo.append_log(logid, exactly + "\n") == (3, 3)
+    assert await _span(repo, logid, exactly + "\n") == (3, 3)
     assert (await _chunks(database, logid))[3][2] == exactly.encode()
     assert await repo.get_log_lines(logid, 1, 3) == "a" * 65533 + "\nafter\n" + exactly + "\n"
     log = await repo.get_log(logid)
@@ -163,8 +172,8 @@ def test_chunk_lines_limits() -> None:
 async def test_concurrent_appends_do_not_overlap(database: Database, clock: FakeClock) -> None:
     repo = _repo(database, clock)
     logid = await _log(database, clock)
-    spans = await asyncio.gather(*(repo.append_log(logid, f"o{i}\no{i}\n") for i in range(6)))
-    assert sorted(s for s in spans if s is not None) == [(i, i + 1) for i in range(0, 12, 2)]
+    spans = await asyncio.gather(*(_span(repo, logid, f"o{i}\no{i}\n") for i in range(6)))
+    assert sorted(spans) == [(i, i + 1) for i in range(0, 12, 2)]
     text = await repo.get_log_lines(logid, 0, 11)
     lines = text.splitlines()
     assert len(lines) == 12 and all(lines[i] == lines[i + 1] for i in range(0, 12, 2))
@@ -244,3 +253,87 @@ async def test_raw_compression_leaves_the_chunks(database: Database, clock: Fake
     before = await _chunks(database, logid)
     assert await repo.compress_log(logid, "raw") == 0
     assert await _chunks(database, logid) == before
+
+
+def _chunk_lines_line_by_line(content: str) -> list[tuple[bytes, int]]:
+    """The chunking rule spelled out one line at a time, to check the fast version against."""
+    chunks: list[tuple[bytes, int]] = []
+    lines: list[bytes] = []
+    for text in content[:-1].split("\n"):
+        line = text.encode("utf-8") + b"\n"
+        size = sum(len(x) for x in lines)
+        if lines and (size + len(line) > 65536 or len(lines) == 1000):
+            chunks.append((b"".join(lines)[:-1], len(lines)))
+            lines = []
+        if len(line) > 65536:
+            whole = line[:-1]
+            cut = whole[:65535].decode("utf-8", "ignore").encode() if len(whole) > 65536 else whole
+            chunks.append((cut, 1))
+        else:
+            lines.append(line)
+    if lines:
+        chunks.append((b"".join(lines)[:-1], len(lines)))
+    return chunks
+
+
+def test_chunk_lines_matches_the_line_by_line_rule() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        lines = []
+        for _ in range(rng.choice([1, 3, 40, 1200, 2100])):
+            size = rng.choice([0, 1, 9, 99, 999, 30000, 65535, 65536, 65537, 70000])
+            size = max(0, size + rng.choice([-1, 0, 0, 1]))
+            char = rng.choice(["a", "\u00e9", "\u20ac"])
+            lines.append(char * (size // len(char.encode())) + "\n")
+        content = "".join(lines)
+        assert list(chunk_lines(content)) == _chunk_lines_line_by_line(content)
+
+
+async def test_big_appends_are_stored_compressed_at_once(
+    database: Database, clock: FakeClock
+) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock)
+    # 2000 lines of 100 bytes: 4 chunks of 64 KB or less, all worth compressing
+    big = "".join(f"o{i:06d} " + "y" * 91 + "\n" for i in range(2000))
+    await repo.append_log(logid, big, compression="gz")
+    # two small appends: raw until compress_log merges them
+    await repo.append_log(logid, "osmall one\n", compression="gz")
+    await repo.append_log(logid, "osmall two\n", compression="gz")
+    chunks = await _chunks(database, logid)
+    assert [(first, last, packing) for first, last, _, packing in chunks] == [
+        (0, 654, 1),
+        (655, 1309, 1),
+        (1310, 1964, 1),
+        (1965, 1999, 0),  # 3.5 KB: below the size worth compressing
+        (2000, 2000, 0),
+        (2001, 2001, 0),
+    ]
+    assert zlib.decompress(chunks[1][2]).startswith(b"o000655 ")
+    assert await repo.get_log_lines(logid, 1963, 2001) == (
+        "".join(big.splitlines(True)[1963:]) + "osmall one\nosmall two\n"
+    )
+    # compress_log merges the run of raw chunks, and leaves the packed ones
+    assert await repo.compress_log(logid, "gz") > 0
+    after = await _chunks(database, logid)
+    assert [(first, last, packing) for first, last, _, packing in after] == [
+        (0, 654, 1),
+        (655, 1309, 1),
+        (1310, 1964, 1),
+        (1965, 2001, 1),
+    ]
+    assert after[:3] == chunks[:3]
+    assert await repo.get_log_lines(logid, 0, 2001) == big + "osmall one\nosmall two\n"
+
+
+async def test_an_append_that_would_not_shrink_stays_raw(
+    database: Database, clock: FakeClock
+) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock, "t")
+    # random letters have no repeats for lz4 to find (it does no entropy coding): packed is bigger
+    rng = random.Random(3)
+    noise = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(20000))
+    await repo.append_log(logid, noise + "\n", compression="lz4")
+    ((first, last, content, packing),) = await _chunks(database, logid)
+    assert (first, last, packing) == (0, 0, 0) and content == noise.encode()

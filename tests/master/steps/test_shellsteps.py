@@ -106,7 +106,9 @@ async def test_shellarg_renders_to_a_copy_that_renders_to_itself() -> None:
 
 
 class _Appender:
-    async def append_log(self, logid: int, content: str) -> tuple[int, int] | None:
+    async def append_log(
+        self, logid: int, content: str, *, compression: str = "raw"
+    ) -> tuple[int, int] | None:
         return None
 
     async def finish_log(self, logid: int) -> None:

@@ -17,7 +17,7 @@ from buildyard.master.data import shapes
 from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import AlreadyClaimed, BuildsetAlreadyComplete
 from buildyard.master.model.buildsets import BuildsetIds
-from buildyard.master.model.logs import LogType
+from buildyard.master.model.logs import Log, LogType
 from buildyard.master.model.properties import JsonValue, PropertyValue
 from buildyard.master.model.results import Results, worst
 from buildyard.master.model.sourcestamps import SourceStampSpec
@@ -271,19 +271,25 @@ class PipelineUpdates:
         await self._announce_log(logid, "new")
         return logid
 
-    async def _announce_log(self, logid: int, event: str) -> None:
-        lg = await self._db.logs.get_log(logid)
+    async def _announce_log(self, logid: int, event: str, lg: Log | None = None) -> None:
+        if lg is None:
+            lg = await self._db.logs.get_log(logid)
         if lg is None:
             return
         body = shapes.log(lg)
         self._mq.produce(("logs", str(logid), event), body)
         self._mq.produce(("steps", str(lg.stepid), "logs", lg.slug, event), body)
 
-    async def append_log(self, logid: int, content: str) -> tuple[int, int] | None:
-        """Append whole lines (each ending in ``\\n``); returns their (first, last) numbers."""
-        lines = await self._db.logs.append_log(logid, content)
-        await self._announce_log(logid, "append")
-        return lines
+    async def append_log(
+        self, logid: int, content: str, *, compression: str = "raw"
+    ) -> tuple[int, int] | None:
+        """Append whole lines (each ending in ``\\n``), big chunks compressed with
+        ``compression``; returns their (first, last) numbers."""
+        lg = await self._db.logs.append_log(logid, content, compression=compression)
+        if lg is None:
+            return None
+        await self._announce_log(logid, "append", lg)
+        return lg.num_lines - content.count("\n"), lg.num_lines - 1
 
     async def finish_log(self, logid: int) -> None:
         await self._db.logs.finish_log(logid)

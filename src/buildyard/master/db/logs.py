@@ -6,14 +6,17 @@ one, at most :data:`MAX_CHUNK_LINES` lines and :data:`MAX_CHUNK_BYTES` bytes per
 long for a row of its own is cut to 65535 bytes (at a character boundary). Stdio logs keep each
 line's one-character stream prefix exactly as the caller gave it.
 
-Chunks are written raw (``compressed = 0``); :meth:`LogsRepository.compress_log` later merges
-small chunks and stores them compressed with the chosen method (:mod:`.compression`: gz, bz2,
-lz4, zstd, with Buildbot's ids and formats). Buildbot's brotli chunks are refused with a DbError.
+An append may ask for a compression method (:mod:`.compression`: gz, bz2, lz4, zstd, with
+Buildbot's ids and formats): its chunks big enough to gain are stored compressed at once, the
+others raw (``compressed = 0``). When the log is finished, :meth:`LogsRepository.compress_log`
+merges runs of small raw chunks and stores them compressed. Buildbot's brotli chunks are refused
+with a DbError.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +32,11 @@ MAX_CHUNK_BYTES = 65536
 MAX_CHUNK_LINES = 1000
 MAX_SLUG_LENGTH = 50
 RAW = compression.RAW
+compression_id = compression.method_id
+# chunks this big are compressed as they are appended; smaller ones wait for compress_log
+COMPRESS_FROM = 8192
+# appends this big are compressed in a thread (zlib, bz2, lz4 and zstd release the GIL)
+THREAD_FROM = 256 * 1024
 
 _l, _lc = t.logs, t.logchunks
 
@@ -53,30 +61,54 @@ def _truncate(line: bytes) -> bytes:
 def chunk_lines(content: str) -> Iterator[tuple[bytes, int]]:
     """Split whole lines into stored chunks: (content without the last newline, line count).
 
-    Lines go into the current chunk while it stays within both limits (counting each line's
-    newline); a line that does not fit in a chunk of its own gets one, truncated if needed.
+    A chunk takes lines while it stays within both limits (counting each line's newline); a
+    line that does not fit in a chunk of its own gets one, truncated if needed. The text is
+    encoded once and cut at newlines found by ``bytes`` methods, so a big append costs a few
+    operations per chunk, not per line.
     """
     if not content.endswith("\n"):
         raise ValueError("log content must be whole lines, ending with a newline")
-    lines: list[bytes] = []
-    size = 0
-    for text in content[:-1].split("\n"):
-        line = text.encode("utf-8") + b"\n"
-        if lines and (size + len(line) > MAX_CHUNK_BYTES or len(lines) == MAX_CHUNK_LINES):
-            yield b"".join(lines)[:-1], len(lines)
-            lines, size = [], 0
-        if len(line) > MAX_CHUNK_BYTES:
-            stored = line[:-1]
-            yield (_truncate(stored) if len(stored) > MAX_CHUNK_BYTES else stored), 1
+    data = content.encode("utf-8")
+    pos, end = 0, len(data)
+    while pos < end:
+        stop = pos + MAX_CHUNK_BYTES
+        if stop >= end:
+            cut = end
         else:
-            lines.append(line)
-            size += len(line)
-    if lines:
-        yield b"".join(lines)[:-1], len(lines)
+            newline = data.rfind(b"\n", pos, stop)
+            if newline < 0:  # one line longer than a chunk
+                newline = data.index(b"\n", pos)
+                line = data[pos:newline]
+                yield (_truncate(line) if len(line) > MAX_CHUNK_BYTES else line), 1
+                pos = newline + 1
+                continue
+            cut = newline + 1
+        count = data.count(b"\n", pos, cut)
+        if count > MAX_CHUNK_LINES:
+            newline = pos - 1
+            for _ in range(MAX_CHUNK_LINES):
+                newline = data.index(b"\n", newline + 1)
+            cut, count = newline + 1, MAX_CHUNK_LINES
+        yield data[pos : cut - 1], count
+        pos = cut
 
 
 def _decompress(content: bytes, compressed: int) -> bytes:
     return compression.unpack(content, compressed)
+
+
+def _pack_chunks(chunks: Iterable[tuple[bytes, int]], method: int) -> list[tuple[bytes, int, int]]:
+    """(stored content, line count, compression id) for each chunk: packed with ``method``
+    when it is big enough to gain and does shrink, raw otherwise."""
+    out = []
+    for raw, count in chunks:
+        if method != RAW and len(raw) >= COMPRESS_FROM:
+            packed = compression.pack(raw, method)
+            if len(packed) < len(raw):
+                out.append((packed, count, method))
+                continue
+        out.append((raw, count, RAW))
+    return out
 
 
 class LogsRepository(Repository):
@@ -131,33 +163,53 @@ class LogsRepository(Repository):
             return [_log(r) for r in await c.execute(stmt)]
 
     async def append_log(
-        self, logid: int, content: str, *, conn: AsyncConnection | None = None
-    ) -> tuple[int, int] | None:
-        """Append whole lines; returns the (first, last) line numbers they got, or None if
-        there is no such log. Concurrent appends to one log are serialized."""
-        chunks = list(chunk_lines(content))
+        self,
+        logid: int,
+        content: str,
+        *,
+        compression: str | int = RAW,
+        conn: AsyncConnection | None = None,
+    ) -> Log | None:
+        """Append whole lines; returns the log as it is after them (its ``num_lines`` counts
+        them: they are lines ``num_lines - count .. num_lines - 1``), or None if there is no
+        such log. Concurrent appends to one log are serialized.
+
+        With a ``compression`` method, each chunk of at least :data:`COMPRESS_FROM` bytes is
+        stored compressed when that makes it smaller (big appends are packed in a thread, off
+        the event loop); smaller chunks stay raw until :meth:`compress_log` merges them.
+        """
+        method = compression if isinstance(compression, int) else compression_id(compression)
+        pieces = list(chunk_lines(content))
+        total = sum(count for _, count in pieces)
+        if method != RAW and len(content) >= THREAD_FROM:
+            chunks = await asyncio.to_thread(_pack_chunks, pieces, method)
+        else:
+            chunks = _pack_chunks(pieces, method)
+        bump = (
+            _l.update()
+            .where(_l.c.id == logid)
+            .values(num_lines=_l.c.num_lines + total)
+            .returning(*_l.c)
+        )
         async with self._write(conn) as c:
-            num_lines = (
-                await c.execute(sa.select(_l.c.num_lines).where(_l.c.id == logid).with_for_update())
-            ).scalar()
-            if num_lines is None:
+            row = (await c.execute(bump)).first()
+            if row is None:
                 return None
+            line = row.num_lines - total
             rows = []
-            line = num_lines
-            for stored, count in chunks:
+            for stored, count, packing in chunks:
                 rows.append(
                     {
                         "logid": logid,
                         "first_line": line,
                         "last_line": line + count - 1,
                         "content": stored,
-                        "compressed": RAW,
+                        "compressed": packing,
                     }
                 )
                 line += count
             await c.execute(_lc.insert(), rows)
-            await c.execute(_l.update().where(_l.c.id == logid).values(num_lines=line))
-        return num_lines, line - 1
+        return _log(row)
 
     async def get_log_lines(
         self, logid: int, first_line: int, last_line: int, *, conn: AsyncConnection | None = None
@@ -191,13 +243,17 @@ class LogsRepository(Repository):
     async def compress_log(
         self, logid: int, method: str = "gz", *, conn: AsyncConnection | None = None
     ) -> int:
-        """Merge runs of adjacent chunks (within the row limits) into chunks compressed with
-        ``method`` (raw: nothing to do); returns the bytes saved. Groups that would not shrink,
-        or not fit, are left alone.
+        """Merge runs of adjacent raw chunks (within the row limits) into chunks compressed
+        with ``method`` (raw: nothing to do); returns the bytes saved. Chunks already
+        compressed (as big appends are) stay as they are; groups that would not shrink are left
+        alone.
 
         Each group is rewritten in its own transaction (unless ``conn`` is given), so readers
         never see lines missing.
         """
+        packing = compression.method_id(method)
+        if packing == RAW:
+            return 0
         async with self._read(conn) as c:
             sizes = list(
                 await c.execute(
@@ -211,30 +267,24 @@ class LogsRepository(Repository):
                     .order_by(_lc.c.first_line)
                 )
             )
-        # runs of chunks to merge: [first_line, last_line, stored bytes, chunks, all compressed]
+        # runs of raw chunks to merge: [first_line, last_line, bytes]; None after a packed one
         groups: list[list[int]] = []
+        current: list[int] | None = None
         for row in sizes:
-            group = groups[-1] if groups else None
-            if (
-                group is not None
-                and group[2] + row.size <= MAX_CHUNK_BYTES
-                and row.last_line - group[0] < MAX_CHUNK_LINES
+            if row.compressed != RAW:
+                current = None
+            elif (
+                current is not None
+                and current[2] + 1 + row.size < MAX_CHUNK_BYTES
+                and row.last_line - current[0] < MAX_CHUNK_LINES
             ):
-                group[1] = row.last_line
-                group[2] += row.size
-                group[3] += 1
-                group[4] = int(group[4] and row.compressed != RAW)
+                current[1] = row.last_line
+                current[2] += 1 + row.size
             else:
-                groups.append(
-                    [row.first_line, row.last_line, row.size, 1, int(row.compressed != RAW)]
-                )
-        packing = compression.method_id(method)
-        if packing == RAW:
-            return 0
+                current = [row.first_line, row.last_line, row.size]
+                groups.append(current)
         saved = 0
-        for first, last, _size, count, all_compressed in groups:
-            if count == 1 and all_compressed:
-                continue
+        for first, last, _size in groups:
             saved += await self._compress_group(logid, first, last, packing, conn)
         return saved
 

@@ -26,7 +26,9 @@ STREAM_LETTERS = {"stdout": "o", "stderr": "e", "header": "h"}
 
 
 class LogAppender(Protocol):
-    async def append_log(self, logid: int, content: str) -> tuple[int, int] | None: ...
+    async def append_log(
+        self, logid: int, content: str, *, compression: str = "raw"
+    ) -> tuple[int, int] | None: ...
 
     async def finish_log(self, logid: int) -> None: ...
 
@@ -41,7 +43,7 @@ LineObserver = Callable[[str, str], None]
 class LogLimits:
     max_size: int | None = None
     max_tail_size: int | None = None
-    flush_size: int = 64 * 1024
+    flush_size: int = 1024 * 1024
     flush_interval: float = 1.0
     # c['logCompressionMethod'], applied once the log is finished
     compression: str = "gz"
@@ -123,15 +125,32 @@ class LogWriter:
             self._lines(stream, text)
 
     def _lines(self, stream: str, text: str) -> None:
-        prefix = STREAM_LETTERS.get(stream, "") if self.type == LogType.STDIO else ""
+        """Whole lines (``text`` ends with a newline) to the observers and the store.
+
+        Work is done on the whole block with ``str`` methods; only observers, and a block that
+        crosses ``c['logMaxSize']``, are fed line by line.
+        """
         if self._redact is not None:
             text = self._redact(text)
-        for line in text.splitlines():
-            for observer in self._observers:
-                observer(stream, line)
-            self._store(prefix + line + "\n")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        if self._observers:
+            for line in text[:-1].split("\n"):
+                for observer in self._observers:
+                    observer(stream, line)
+        prefix = STREAM_LETTERS.get(stream, "") if self.type == LogType.STDIO else ""
+        if prefix:
+            text = prefix + text[:-1].replace("\n", "\n" + prefix) + "\n"
+        max_size = self.limits.max_size
+        if max_size is None or self._stored + len(text) <= max_size:
+            self._queue(text, text.count("\n"))
+        else:
+            for line in text[:-1].split("\n"):
+                self._store(line + "\n")
 
     def _store(self, line: str) -> None:
+        """One line near ``c['logMaxSize']``: stored while it fits, then cut (and kept in the
+        tail when ``c['logMaxTailSize']`` asks)."""
         limits = self.limits
         if limits.max_size is not None and self._stored + len(line) > limits.max_size:
             self._cut += len(line)
@@ -141,15 +160,18 @@ class LogWriter:
                 while self._tail_size > limits.max_tail_size and self._tail:
                     self._tail_size -= len(self._tail.popleft())
             return
-        self._stored += len(line)
-        self._pending.append(line)
-        self._pending_size += len(line)
-        self.num_lines += 1
-        if self._pending_size >= limits.flush_size:
+        self._queue(line, 1)
+
+    def _queue(self, text: str, lines: int) -> None:
+        self._stored += len(text)
+        self._pending.append(text)
+        self._pending_size += len(text)
+        self.num_lines += lines
+        if self._pending_size >= self.limits.flush_size:
             self._flush_soon()
         elif self._timer is None:
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(limits.flush_interval, self._flush_soon)
+            self._timer = loop.call_later(self.limits.flush_interval, self._flush_soon)
 
     def _flush_soon(self) -> None:
         if self._timer is not None:
@@ -166,14 +188,16 @@ class LogWriter:
             while self._pending:
                 content = "".join(self._pending)
                 self._pending, self._pending_size = [], 0
-                await self._updates.append_log(self.logid, content)
+                await self._updates.append_log(
+                    self.logid, content, compression=self.limits.compression
+                )
 
     async def finish(self) -> None:
         """Complete held partial lines, store what waits, and close the log."""
         if self.finished:
             return
         for stream in list(self._partial):
-            self._lines(stream, self._partial.pop(stream))
+            self._lines(stream, self._partial.pop(stream) + "\n")
         if self._cut:
             letter = "h" if self.type == LogType.STDIO else ""
             note = (

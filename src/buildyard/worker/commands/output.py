@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
+import operator
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -45,10 +47,17 @@ Lines = list[Any]  # [text, [nl_offsets], [times]]
 
 
 class LineSplitter:
-    """Turns chunks of text into complete lines, with the time each line started arriving."""
+    """Turns chunks of text into complete lines, with the time each line started arriving.
+
+    Output comes in big pieces, so the common case is done on the whole piece with ``str``
+    methods (C loops): the newline regex runs only when the piece holds a character it could
+    match, and lines are cut one by one only when one is over ``max_line_length``.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._newline = re.compile(settings.newline_re)
+        # the default regex only matches at these characters: without them it has no work
+        self._triggers = "\r\x1b\x08" if settings.newline_re == DEFAULT_NEWLINE_RE else None
         self._max = max(1, settings.max_line_length)
         self._partial = ""
         self._partial_time: float | None = None
@@ -58,17 +67,27 @@ class LineSplitter:
         if not data:
             return None
         started = self._partial_time if self._partial_time is not None else now
-        text = self._newline.sub("\n", self._partial + data)
+        text = self._partial + data
+        if self._triggers is None or any(c in text for c in self._triggers):
+            text = self._newline.sub("\n", text)
         cut = text.rfind("\n")
         complete, rest = text[: cut + 1], text[cut + 1 :]
-        lines = complete.splitlines(keepends=True)
+        bodies = complete[:-1].split("\n") if complete else []
         # a partial line over the limit is sent in pieces now, its tail kept
+        cut_rest = len(rest) > self._max
         while len(rest) > self._max:
-            lines.append(rest[: self._max])
+            bodies.append(rest[: self._max])
             rest = rest[self._max :]
         self._partial = rest
-        self._partial_time = (started if not lines else now) if rest else None
-        return self._pack(lines, started, now)
+        self._partial_time = (started if not bodies else now) if rest else None
+        if not bodies:
+            return None
+        if cut_rest or max(map(len, bodies)) > self._max:
+            return self._pack(bodies, started, now)
+        # every line fits: the text is the lines as they came, offsets are where each ends
+        ends = itertools.accumulate(map(operator.add, map(len, bodies), itertools.repeat(1)))
+        offsets = list(map(operator.sub, ends, itertools.repeat(1)))
+        return [complete, offsets, [started] + [now] * (len(bodies) - 1)]
 
     def finish(self, now: float | None = None) -> Lines | None:
         """The command ended: a held partial line is completed with ``\\n``."""
@@ -80,10 +99,11 @@ class LineSplitter:
         self._partial, self._partial_time = "", None
         return self._pack(lines, started, now)
 
-    def _pack(self, lines: list[str], started: float, now: float) -> Lines | None:
+    def _pack(self, bodies: list[str], started: float, now: float) -> Lines | None:
+        """Lines (without their newlines) cut to ``max_line_length``, one at a time."""
         pieces: list[str] = []
-        for line in lines:
-            body = line[:-1] if line.endswith("\n") else line
+        for line in bodies:
+            body = line
             if not body:
                 pieces.append("\n")
             while body:
@@ -180,7 +200,7 @@ class Outbox:
 def _merge(first: Lines, then: Lines) -> Lines:
     text, offsets, times = first
     base = len(text)
-    return [text + then[0], offsets + [base + o for o in then[1]], times + then[2]]
+    return [text + then[0], offsets + list(map(base.__add__, then[1])), times + then[2]]
 
 
 class CommandOutput:
