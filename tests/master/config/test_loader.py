@@ -122,6 +122,8 @@ def test_defaults_when_keys_are_absent(write_config: WriteConfig, basedir: Path)
     assert config.title == "Buildbot"
     assert (config.housekeeping_interval, config.housekeeping_expire_after) == (60.0, 600.0)
     assert config.www["port"] is None
+    # Buildbot 4.3's default when zstandard is installed, as it always is with buildyard
+    assert config.log_compression_method == "zstd"
 
 
 def test_db_url_key_when_no_db_dict(write_config: WriteConfig, basedir: Path) -> None:

@@ -343,8 +343,12 @@ def _caches(reader: _Reader) -> Mapping[str, int]:
     return types.MappingProxyType(caches)
 
 
+# Buildbot 4.3's default when its zstandard package is installed (buildyard always has it)
+DEFAULT_LOG_COMPRESSION = "zstd"
+
+
 def _log_compression(reader: _Reader) -> str:
-    method = reader.string("logCompressionMethod", "gz")
+    method = reader.string("logCompressionMethod", DEFAULT_LOG_COMPRESSION)
     if method not in _LOG_COMPRESSION:
         extra = " (br, brotli, is not supported by buildyard)" if method == "br" else ""
         reader.error(
@@ -352,7 +356,7 @@ def _log_compression(reader: _Reader) -> str:
             f"c['logCompressionMethod'] must be one of "
             f"{', '.join(map(repr, _LOG_COMPRESSION))}{extra}",
         )
-        return "gz"
+        return DEFAULT_LOG_COMPRESSION
     return method
 
 

@@ -152,7 +152,7 @@ class MasterConfig:
 
     # logs
     log_compression_limit: int = 4 * 1024
-    log_compression_method: str = "gz"
+    log_compression_method: str = "zstd"
     log_max_size: int | None = None
     log_max_tail_size: int | None = None
     log_encoding: str = "utf-8"

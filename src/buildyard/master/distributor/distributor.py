@@ -406,7 +406,7 @@ class BuildRequestDistributor(Service):
             log_limits=LogLimits(
                 max_size=getattr(master_config, "log_max_size", None),
                 max_tail_size=getattr(master_config, "log_max_tail_size", None),
-                compression=getattr(master_config, "log_compression_method", "gz"),
+                compression=getattr(master_config, "log_compression_method", "zstd"),
             ),
             locks=self.locks,
             master_basedir=self.master_basedir,

@@ -45,8 +45,8 @@ class LogLimits:
     max_tail_size: int | None = None
     flush_size: int = 1024 * 1024
     flush_interval: float = 1.0
-    # c['logCompressionMethod'], applied once the log is finished
-    compression: str = "gz"
+    # c['logCompressionMethod']: big appends are stored compressed, the rest once finished
+    compression: str = "zstd"
 
 
 class LogWriter:
