@@ -275,8 +275,7 @@ class Build:
             text += f" (stopped: {self._stop_reason})"
         try:
             await self._store_properties()
-            await self.updates.set_build_state_string(self.buildid, text)
-            await self.updates.finish_build(self.buildid, results)
+            await self.updates.finish_build(self.buildid, results, state_string=text)
             brids = [r.id for r in self.requests]
             if results == Results.RETRY:
                 await self.updates.unclaim_buildrequests(brids, masterid=self.masterid)

@@ -2,7 +2,9 @@
 
 Part of :class:`~buildyard.master.data.updates.Updates` (the single writer): each method is one
 transaction, then the events that announce it, with Buildbot's routing keys
-(spec/rest-api.md section 7.3) and the entity's API shape as body.
+(spec/rest-api.md section 7.3) and the entity's API shape as body. The bodies are read in the
+writing transaction, so an event shows exactly the change it announces and costs no transaction
+of its own. (A buildset's completion is the exception: see :meth:`complete_buildrequests`.)
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from buildyard.master.data import shapes
 from buildyard.master.db.connector import Database
@@ -25,6 +28,9 @@ from buildyard.master.mq import keys
 from buildyard.master.mq.base import MessageQueue
 
 log = structlog.get_logger(__name__)
+
+# an event to send once the transaction that made it true is committed: (routing key, body)
+Message = tuple[tuple[str, ...], Any]
 
 _NOT_IDENTIFIER = re.compile(r"[^a-zA-Z0-9_-]")
 SLUG_LENGTH = 50
@@ -59,24 +65,26 @@ class PipelineUpdates:
         project: str = "",
     ) -> int:
         """Record a change; announced as ``changes/<id>/new`` with the change as body."""
-        changeid = await self._db.changes.add_change(
-            author=author,
-            committer=committer,
-            files=files,
-            comments=comments,
-            revision=revision,
-            when_timestamp=when_timestamp,
-            branch=branch,
-            category=category,
-            revlink=revlink,
-            properties=properties,
-            repository=repository,
-            codebase=codebase,
-            project=project,
-        )
-        change = await self._db.changes.get_change(changeid)
-        assert change is not None
-        stamp = await self._db.sourcestamps.get_sourcestamp(change.sourcestampid)
+        async with self._db.transaction() as c:
+            changeid = await self._db.changes.add_change(
+                conn=c,
+                author=author,
+                committer=committer,
+                files=files,
+                comments=comments,
+                revision=revision,
+                when_timestamp=when_timestamp,
+                branch=branch,
+                category=category,
+                revlink=revlink,
+                properties=properties,
+                repository=repository,
+                codebase=codebase,
+                project=project,
+            )
+            change = await self._db.changes.get_change(changeid, conn=c)
+            assert change is not None
+            stamp = await self._db.sourcestamps.get_sourcestamp(change.sourcestampid, conn=c)
         self._mq.produce(("changes", str(changeid), "new"), shapes.change(change, stamp))
         return changeid
 
@@ -99,76 +107,99 @@ class PipelineUpdates:
     ) -> BuildsetIds:
         """A buildset and one request per builder; ``buildsets/<id>/new`` (with the
         scheduler's name) then each request's ``new``."""
-        ids = await self._db.buildsets.add_buildset(
-            sourcestamps=sourcestamps,
-            reason=reason,
-            properties=properties,
-            builderids=builderids,
-            waited_for=waited_for,
-            external_idstring=external_idstring,
-            parent_buildid=parent_buildid,
-            parent_relationship=parent_relationship,
-            rebuilt_buildid=rebuilt_buildid,
-            priority=priority,
-        )
-        body = await self._buildset_body(ids.bsid)
+        async with self._db.transaction() as c:
+            ids = await self._db.buildsets.add_buildset(
+                conn=c,
+                sourcestamps=sourcestamps,
+                reason=reason,
+                properties=properties,
+                builderids=builderids,
+                waited_for=waited_for,
+                external_idstring=external_idstring,
+                parent_buildid=parent_buildid,
+                parent_relationship=parent_relationship,
+                rebuilt_buildid=rebuilt_buildid,
+                priority=priority,
+            )
+            body = await self._buildset_body(ids.bsid, c)
+            requests = await self._request_messages(ids.brids.values(), "new", c)
         self._mq.produce(("buildsets", str(ids.bsid), "new"), {**body, "scheduler": scheduler})
-        await self._announce_requests(ids.brids.values(), "new")
+        self._produce(requests)
         log.info("buildset_added", bsid=ids.bsid, scheduler=scheduler, reason=reason)
         return ids
 
-    async def _buildset_body(self, bsid: int) -> dict[str, Any]:
-        bs = await self._db.buildsets.get_buildset(bsid)
+    async def _buildset_body(self, bsid: int, conn: AsyncConnection) -> dict[str, Any]:
+        bs = await self._db.buildsets.get_buildset(bsid, conn=conn)
         assert bs is not None
-        stamps = [await self._db.sourcestamps.get_sourcestamp(i) for i in bs.sourcestamps]
-        return shapes.buildset(bs, [s for s in stamps if s is not None])
+        by_id = {ss.id: ss for ss in await self._db.sourcestamps.get_sourcestamps(bsid, conn=conn)}
+        return shapes.buildset(bs, [by_id[i] for i in bs.sourcestamps if i in by_id])
 
-    async def _announce_requests(self, brids: Iterable[int], event: str) -> None:
+    def _produce(self, messages: Iterable[Message]) -> None:
+        for key, body in messages:
+            self._mq.produce(key, body)
+
+    async def _request_messages(
+        self, brids: Iterable[int], event: str, conn: AsyncConnection
+    ) -> list[Message]:
+        messages: list[Message] = []
         for brid in brids:
-            br = await self._db.buildrequests.get_buildrequest(brid)
+            br = await self._db.buildrequests.get_buildrequest(brid, conn=conn)
             if br is None:
                 continue
             body = shapes.buildrequest(br)
-            for key in keys.buildrequest_event(br.id, br.builderid, br.buildsetid, event):
-                self._mq.produce(key, body)
+            messages += [
+                (key, body)
+                for key in keys.buildrequest_event(br.id, br.builderid, br.buildsetid, event)
+            ]
+        return messages
 
     async def claim_buildrequests(self, brids: Sequence[int], *, masterid: int) -> bool:
         """Claim all of them for this master, or none (False: another master was faster)."""
         try:
-            await self._db.buildrequests.claim_buildrequests(brids, masterid)
+            async with self._db.transaction() as c:
+                await self._db.buildrequests.claim_buildrequests(brids, masterid, conn=c)
+                messages = await self._request_messages(brids, "claimed", c)
         except AlreadyClaimed:
             return False
-        await self._announce_requests(brids, "claimed")
+        self._produce(messages)
         return True
 
     async def unclaim_buildrequests(self, brids: Sequence[int], *, masterid: int) -> None:
         """Give the requests back to the queue (a build could not start, or ended RETRY)."""
-        released = await self._db.buildrequests.unclaim_buildrequests(brids, masterid)
-        await self._announce_requests(released, "unclaimed")
+        async with self._db.transaction() as c:
+            released = await self._db.buildrequests.unclaim_buildrequests(brids, masterid, conn=c)
+            messages = await self._request_messages(released, "unclaimed", c)
+        self._produce(messages)
 
     async def complete_buildrequests(self, brids: Sequence[int], results: Results) -> None:
         """Complete the requests; a buildset whose requests are all complete completes too,
-        with the worst of their results."""
-        await self._db.buildrequests.complete_buildrequests(brids, results)
-        await self._announce_requests(brids, "complete")
-        bsids = set()
-        for brid in brids:
-            br = await self._db.buildrequests.get_buildrequest(brid)
-            if br is not None:
-                bsids.add(br.buildsetid)
-        for bsid in sorted(bsids):
+        with the worst of their results.
+
+        The buildset is checked in a transaction of its own, after the requests' one is
+        committed: two masters completing a buildset's last two requests at once would each
+        see the other's as incomplete inside their own transactions, and neither would
+        complete it.
+        """
+        async with self._db.transaction() as c:
+            await self._db.buildrequests.complete_buildrequests(brids, results, conn=c)
+            messages = await self._request_messages(brids, "complete", c)
+        self._produce(messages)
+        bsids = sorted({body["buildsetid"] for key, body in messages if key[0] == "buildrequests"})
+        for bsid in bsids:
             await self._maybe_complete_buildset(bsid)
 
     async def _maybe_complete_buildset(self, bsid: int) -> None:
-        if await self._db.buildrequests.incomplete_requests_of_buildset(bsid):
-            return
-        requests = await self._db.buildrequests.get_buildrequests(bsid=bsid)
-        results = worst(r.results for r in requests if r.results is not None)
-        try:
-            await self._db.buildsets.complete_buildset(bsid, results)
-        except BuildsetAlreadyComplete:
-            return  # another request's completion got there first
-        self._mq.produce(("buildsets", str(bsid), "complete"), await self._buildset_body(bsid))
+        async with self._db.transaction() as c:
+            if await self._db.buildrequests.incomplete_requests_of_buildset(bsid, conn=c):
+                return
+            requests = await self._db.buildrequests.get_buildrequests(bsid=bsid, conn=c)
+            results = worst(r.results for r in requests if r.results is not None)
+            try:
+                await self._db.buildsets.complete_buildset(bsid, results, conn=c)
+            except BuildsetAlreadyComplete:
+                return  # another request's completion got there first
+            body = await self._buildset_body(bsid, c)
+        self._mq.produce(("buildsets", str(bsid), "complete"), body)
 
     # -- builds --------------------------------------------------------------------------------
 
@@ -182,33 +213,45 @@ class PipelineUpdates:
         state_string: str = "created",
     ) -> tuple[int, int]:
         """A new build; returns (buildid, number)."""
-        buildid, number = await self._db.builds.add_build(
-            builderid=builderid,
-            buildrequestid=buildrequestid,
-            workerid=workerid,
-            masterid=masterid,
-            state_string=state_string,
-        )
-        await self._announce_build(buildid, "new")
+        async with self._db.transaction() as c:
+            buildid, number = await self._db.builds.add_build(
+                builderid=builderid,
+                buildrequestid=buildrequestid,
+                workerid=workerid,
+                masterid=masterid,
+                state_string=state_string,
+                conn=c,
+            )
+            messages = await self._build_messages(buildid, "new", c)
+        self._produce(messages)
         return buildid, number
 
-    async def _announce_build(self, buildid: int, event: str) -> None:
-        b = await self._db.builds.get_build(buildid)
+    async def _build_messages(
+        self, buildid: int, event: str, conn: AsyncConnection
+    ) -> list[Message]:
+        b = await self._db.builds.get_build(buildid, conn=conn)
         if b is None:
-            return
+            return []
         body = shapes.build(b)
-        self._mq.produce(("builders", str(b.builderid), "builds", str(b.number), event), body)
-        self._mq.produce(("builds", str(buildid), event), body)
+        messages: list[Message] = [
+            (("builders", str(b.builderid), "builds", str(b.number), event), body),
+            (("builds", str(buildid), event), body),
+        ]
         if b.workerid is not None:
-            self._mq.produce(("workers", str(b.workerid), "builds", str(buildid), event), body)
+            messages.append((("workers", str(b.workerid), "builds", str(buildid), event), body))
+        return messages
 
     async def set_build_state_string(self, buildid: int, state_string: str) -> None:
-        await self._db.builds.set_build_state_string(buildid, state_string)
-        await self._announce_build(buildid, "update")
+        async with self._db.transaction() as c:
+            await self._db.builds.set_build_state_string(buildid, state_string, conn=c)
+            messages = await self._build_messages(buildid, "update", c)
+        self._produce(messages)
 
     async def add_build_locks_duration(self, buildid: int, duration_s: int) -> None:
-        await self._db.builds.add_build_locks_duration(buildid, duration_s)
-        await self._announce_build(buildid, "update")
+        async with self._db.transaction() as c:
+            await self._db.builds.add_build_locks_duration(buildid, duration_s, conn=c)
+            messages = await self._build_messages(buildid, "update", c)
+        self._produce(messages)
 
     async def set_build_properties(
         self, buildid: int, properties: Mapping[str, tuple[JsonValue, str]]
@@ -222,63 +265,86 @@ class PipelineUpdates:
             {name: [value, source] for name, (value, source) in properties.items()},
         )
 
-    async def finish_build(self, buildid: int, results: Results) -> None:
-        await self._db.builds.finish_build(buildid, results)
-        await self._announce_build(buildid, "finished")
+    async def finish_build(
+        self, buildid: int, results: Results, *, state_string: str | None = None
+    ) -> None:
+        """The build ended with ``results`` (and, when given, its final state string)."""
+        async with self._db.transaction() as c:
+            if state_string is not None:
+                await self._db.builds.set_build_state_string(buildid, state_string, conn=c)
+            await self._db.builds.finish_build(buildid, results, conn=c)
+            messages = await self._build_messages(buildid, "finished", c)
+        self._produce(messages)
 
     # -- steps ---------------------------------------------------------------------------------
 
     async def add_step(self, buildid: int, name: str) -> tuple[int, int, str]:
         """A new step at the end of the build; returns (stepid, number, the name it got:
         unique in the build)."""
-        stepid, number, got = await self._db.steps.add_step(buildid, name, "pending")
-        await self._announce_step(stepid, "new")
+        async with self._db.transaction() as c:
+            stepid, number, got = await self._db.steps.add_step(buildid, name, "pending", conn=c)
+            messages = await self._step_messages(stepid, "new", c)
+        self._produce(messages)
         return stepid, number, got
 
-    async def _announce_step(self, stepid: int, event: str) -> None:
-        s = await self._db.steps.get_step(stepid)
+    async def _step_messages(self, stepid: int, event: str, conn: AsyncConnection) -> list[Message]:
+        s = await self._db.steps.get_step(stepid, conn=conn)
         if s is None:
-            return
+            return []
         body = shapes.step(s)
-        self._mq.produce(("builds", str(s.buildid), "steps", str(stepid), event), body)
-        self._mq.produce(("steps", str(stepid), event), body)
+        return [
+            (("builds", str(s.buildid), "steps", str(stepid), event), body),
+            (("steps", str(stepid), event), body),
+        ]
 
     async def start_step(self, stepid: int, *, locks_acquired: bool = False) -> None:
-        await self._db.steps.start_step(stepid, locks_acquired=locks_acquired)
-        await self._announce_step(stepid, "started")
+        async with self._db.transaction() as c:
+            await self._db.steps.start_step(stepid, locks_acquired=locks_acquired, conn=c)
+            messages = await self._step_messages(stepid, "started", c)
+        self._produce(messages)
 
     async def set_step_locks_acquired_at(self, stepid: int, when: int) -> None:
-        await self._db.steps.set_step_locks_acquired_at(stepid, when)
-        await self._announce_step(stepid, "updated")
+        async with self._db.transaction() as c:
+            await self._db.steps.set_step_locks_acquired_at(stepid, when, conn=c)
+            messages = await self._step_messages(stepid, "updated", c)
+        self._produce(messages)
 
     async def set_step_state_string(self, stepid: int, state_string: str) -> None:
-        await self._db.steps.set_step_state_string(stepid, state_string)
-        await self._announce_step(stepid, "updated")
+        async with self._db.transaction() as c:
+            await self._db.steps.set_step_state_string(stepid, state_string, conn=c)
+            messages = await self._step_messages(stepid, "updated", c)
+        self._produce(messages)
 
     async def add_step_url(self, stepid: int, name: str, url: str) -> None:
-        await self._db.steps.add_step_url(stepid, name, url)
-        await self._announce_step(stepid, "updated")
+        async with self._db.transaction() as c:
+            await self._db.steps.add_step_url(stepid, name, url, conn=c)
+            messages = await self._step_messages(stepid, "updated", c)
+        self._produce(messages)
 
     async def finish_step(self, stepid: int, results: Results, *, hidden: bool = False) -> None:
-        await self._db.steps.finish_step(stepid, results, hidden=hidden)
-        await self._announce_step(stepid, "finished")
+        async with self._db.transaction() as c:
+            await self._db.steps.finish_step(stepid, results, hidden=hidden, conn=c)
+            messages = await self._step_messages(stepid, "finished", c)
+        self._produce(messages)
 
     # -- logs ----------------------------------------------------------------------------------
 
     async def add_log(self, stepid: int, name: str, type: LogType | str) -> int:
         """A new empty log of the step, its slug made from ``name``."""
-        logid = await self._db.logs.add_log(stepid, name, slugify(name), type)
-        await self._announce_log(logid, "new")
+        async with self._db.transaction() as c:
+            logid = await self._db.logs.add_log(stepid, name, slugify(name), type, conn=c)
+            lg = await self._db.logs.get_log(logid, conn=c)
+        self._produce(self._log_messages(lg, "new"))
         return logid
 
-    async def _announce_log(self, logid: int, event: str, lg: Log | None = None) -> None:
+    def _log_messages(self, lg: Log | None, event: str) -> list[Message]:
         if lg is None:
-            lg = await self._db.logs.get_log(logid)
-        if lg is None:
-            return
+            return []
         body = shapes.log(lg)
-        self._mq.produce(("logs", str(logid), event), body)
-        self._mq.produce(("steps", str(lg.stepid), "logs", lg.slug, event), body)
+        return [
+            (("logs", str(lg.id), event), body),
+            (("steps", str(lg.stepid), "logs", lg.slug, event), body),
+        ]
 
     async def append_log(
         self, logid: int, content: str, *, compression: str = "raw"
@@ -288,12 +354,14 @@ class PipelineUpdates:
         lg = await self._db.logs.append_log(logid, content, compression=compression)
         if lg is None:
             return None
-        await self._announce_log(logid, "append", lg)
+        self._produce(self._log_messages(lg, "append"))
         return lg.num_lines - content.count("\n"), lg.num_lines - 1
 
     async def finish_log(self, logid: int) -> None:
-        await self._db.logs.finish_log(logid)
-        await self._announce_log(logid, "finished")
+        async with self._db.transaction() as c:
+            await self._db.logs.finish_log(logid, conn=c)
+            lg = await self._db.logs.get_log(logid, conn=c)
+        self._produce(self._log_messages(lg, "finished"))
 
     async def compress_log(self, logid: int, method: str = "gz") -> int:
         """Store the finished log compressed with ``method`` (c['logCompressionMethod'])."""
