@@ -111,11 +111,8 @@ class _Appender:
     ) -> tuple[int, int] | None:
         return None
 
-    async def finish_log(self, logid: int) -> None:
+    async def finish_log(self, logid: int, *, compression: str = "raw") -> None:
         return None
-
-    async def compress_log(self, logid: int, method: str = "gz") -> int:
-        return 0
 
 
 async def test_log_observers_get_lines_by_stream() -> None:

@@ -278,12 +278,18 @@ class PipelineUpdates:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    async def add_step(self, buildid: int, name: str) -> tuple[int, int, str]:
+    async def add_step(
+        self, buildid: int, name: str, *, start: bool = False, locks_acquired: bool = False
+    ) -> tuple[int, int, str]:
         """A new step at the end of the build; returns (stepid, number, the name it got:
-        unique in the build)."""
+        unique in the build). With ``start``, it is started in the same transaction (as
+        :meth:`start_step` does), and both events are sent."""
         async with self._db.transaction() as c:
             stepid, number, got = await self._db.steps.add_step(buildid, name, "pending", conn=c)
             messages = await self._step_messages(stepid, "new", c)
+            if start:
+                await self._db.steps.start_step(stepid, locks_acquired=locks_acquired, conn=c)
+                messages += await self._step_messages(stepid, "started", c)
         self._produce(messages)
         return stepid, number, got
 
@@ -321,8 +327,18 @@ class PipelineUpdates:
             messages = await self._step_messages(stepid, "updated", c)
         self._produce(messages)
 
-    async def finish_step(self, stepid: int, results: Results, *, hidden: bool = False) -> None:
+    async def finish_step(
+        self,
+        stepid: int,
+        results: Results,
+        *,
+        hidden: bool = False,
+        state_string: str | None = None,
+    ) -> None:
+        """The step ended with ``results`` (and, when given, its final state string)."""
         async with self._db.transaction() as c:
+            if state_string is not None:
+                await self._db.steps.set_step_state_string(stepid, state_string, conn=c)
             await self._db.steps.finish_step(stepid, results, hidden=hidden, conn=c)
             messages = await self._step_messages(stepid, "finished", c)
         self._produce(messages)
@@ -357,15 +373,14 @@ class PipelineUpdates:
         self._produce(self._log_messages(lg, "append"))
         return lg.num_lines - content.count("\n"), lg.num_lines - 1
 
-    async def finish_log(self, logid: int) -> None:
+    async def finish_log(self, logid: int, *, compression: str = "raw") -> None:
+        """Close the log; its small raw chunks are merged and stored compressed with
+        ``compression`` (c['logCompressionMethod']) in the same transaction."""
         async with self._db.transaction() as c:
+            await self._db.logs.compress_log(logid, compression, conn=c)
             await self._db.logs.finish_log(logid, conn=c)
             lg = await self._db.logs.get_log(logid, conn=c)
         self._produce(self._log_messages(lg, "finished"))
-
-    async def compress_log(self, logid: int, method: str = "gz") -> int:
-        """Store the finished log compressed with ``method`` (c['logCompressionMethod'])."""
-        return await self._db.logs.compress_log(logid, method)
 
     # -- state of schedulers and change sources ------------------------------------------------
 

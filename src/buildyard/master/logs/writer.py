@@ -30,9 +30,7 @@ class LogAppender(Protocol):
         self, logid: int, content: str, *, compression: str = "raw"
     ) -> tuple[int, int] | None: ...
 
-    async def finish_log(self, logid: int) -> None: ...
-
-    async def compress_log(self, logid: int, method: str = "gz") -> int: ...
+    async def finish_log(self, logid: int, *, compression: str = "raw") -> None: ...
 
 
 # (stream, line without its newline); stream is "stdout", "stderr", "header" or "" (text logs)
@@ -216,8 +214,6 @@ class LogWriter:
         if self._flushing is not None:
             await asyncio.shield(self._flushing)
         await self.flush()
-        await self._updates.finish_log(self.logid)
-        if self.limits.compression != "raw":
-            await self._updates.compress_log(self.logid, self.limits.compression)
+        await self._updates.finish_log(self.logid, compression=self.limits.compression)
         for callback in self._on_finish:
             callback()

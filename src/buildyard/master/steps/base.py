@@ -356,12 +356,13 @@ class BuildStep(ConfigObject):
         self.build = build
         updates = build.updates
         name = str(await render(self.name, build.properties))
-        self.stepid, self.number, self.name = await updates.add_step(build.buildid, name)
         wanted = [
             (build.locks.real(a.lockid, build.conn.name), a)
             for a in accesses(await render(self.locks, build.properties))
         ]
-        await updates.start_step(self.stepid, locks_acquired=not wanted)
+        self.stepid, self.number, self.name = await updates.add_step(
+            build.buildid, name, start=True, locks_acquired=not wanted
+        )
         build.current_step = self
         held: Held = []
         try:
@@ -375,9 +376,14 @@ class BuildStep(ConfigObject):
         for writer in self.logs.values():
             if not writer.finished:
                 await writer.finish()
-        await self.updateSummary()
         hidden = await self._hidden(results)
-        await updates.finish_step(self.stepid, results, hidden=hidden)
+        summary = self.getResultSummary()
+        text = summary.get("step", "")
+        changed = text != self._summary.get("step")
+        self._summary = dict(summary)
+        await updates.finish_step(
+            self.stepid, results, hidden=hidden, state_string=text if changed else None
+        )
         return results
 
     async def _acquire(
