@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from buildyard.master.model.results import Results
+from buildyard.master.model.sourcestamps import SourceStampSpec
 from buildyard.testing.masters import running_master
 from buildyard.testing.processes import eventually
 
@@ -79,3 +80,72 @@ async def test_trigger_waits_passes_properties_and_dependent_follows(tmp_path: P
         # the failing buildsets of "bad" are not upstream of anything: two "failing" builds
         failing = await db.builds.get_builds(builderid=builders["failing"])
         assert len(failing) == 2
+
+
+STOP_BODY = """
+c['schedulers'] = [
+    schedulers.Triggerable(name="run", builderNames=["sleeper"]),
+    schedulers.Triggerable(name="queue", builderNames=["nowhere"]),
+]
+c['workers'] = [worker.Worker("w1", "pw"), worker.Worker("absent", "pw")]
+c['builders'] = [
+    util.BuilderConfig(name="parent", workernames=["w1"], factory=util.BuildFactory([
+        steps.Trigger(name="both", schedulerNames=["run", "queue"], waitForFinish=True),
+    ])),
+    util.BuilderConfig(name="sleeper", workernames=["w1"], factory=util.BuildFactory([
+        steps.ShellCommand(name="sleep", command="sleep 60"),
+    ])),
+    # its only worker never connects: the request waits
+    util.BuilderConfig(name="nowhere", workernames=["absent"], factory=util.BuildFactory([
+        steps.ShellCommand(name="never", command="true"),
+    ])),
+]
+"""
+
+
+STAMP: SourceStampSpec = {
+    "branch": None,
+    "revision": None,
+    "repository": "",
+    "project": "",
+    "codebase": "",
+}
+
+
+async def test_stopping_the_parent_cancels_what_it_triggered(tmp_path: Path) -> None:
+    async with running_master(tmp_path, STOP_BODY) as running:
+        m, db = running.master, running.master.db
+        builderids = {b.name: b.id for b in await db.builders.get_builders()}
+        parent_brid = (
+            await m.data.updates.add_buildset(
+                scheduler="test",
+                sourcestamps=[STAMP],
+                reason="test",
+                properties={},
+                builderids=[builderids["parent"]],
+            )
+        ).brids[builderids["parent"]]
+
+        async def child_sleeping() -> bool:
+            builds = await db.builds.get_builds(builderid=builderids["sleeper"])
+            return bool(builds) and bool(await db.steps.get_steps(builds[0].id))
+
+        await eventually(child_sleeping, within=60)
+        [parent] = await db.builds.get_builds(buildrequestid=parent_brid)
+        [child] = await db.builds.get_builds(builderid=builderids["sleeper"])
+        [waiting] = await db.buildrequests.get_buildrequests(builderid=builderids["nowhere"])
+        assert not waiting.complete
+        assert await m.botmaster.brd.stop_build(parent.id, "enough")
+
+        async def all_done() -> bool:
+            requests = await db.buildrequests.get_buildrequests()
+            return all(r.complete for r in requests)
+
+        await eventually(all_done, within=60)
+        assert (await running.result(parent.id)).build.results == Results.CANCELLED
+        stopped = await running.result(child.id)
+        assert stopped.build.results == Results.CANCELLED
+        assert "parent build was interrupted" in stopped.build.state_string
+        cancelled = await db.buildrequests.get_buildrequest(waiting.id)
+        assert cancelled is not None and cancelled.results == Results.CANCELLED
+        assert not await db.builds.get_builds(builderid=builderids["nowhere"])

@@ -14,7 +14,7 @@ import asyncio
 import inspect
 import posixpath
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ class Build:
         master_basedir: Path | None = None,
         schedulers: Callable[[str], Any] | None = None,
         secrets_providers: Sequence[Any] = (),
+        cancel_buildrequest: Callable[[int, str], Awaitable[bool]] | None = None,
     ) -> None:
         self.updates = updates
         self.db = db
@@ -83,6 +84,7 @@ class Build:
         self.sourcestamps: list[SourceStamp] = []
         self.master_basedir = master_basedir
         self.schedulers = schedulers
+        self.cancel_buildrequest = cancel_buildrequest
         self.secrets_providers = list(secrets_providers)
         self.steps: list[BuildStep] = []
         self.executed: list[BuildStep] = []
@@ -168,6 +170,7 @@ class Build:
                 build=self,
                 master_basedir=self.master_basedir,
                 schedulers=self.schedulers,
+                cancel_buildrequest=self.cancel_buildrequest,
                 secrets_providers=self.secrets_providers,
                 sourcestamps=list(self.sourcestamps),
             )

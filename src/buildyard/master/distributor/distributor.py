@@ -411,6 +411,7 @@ class BuildRequestDistributor(Service):
             locks=self.locks,
             master_basedir=self.master_basedir,
             schedulers=self.schedulers,
+            cancel_buildrequest=self.cancel_buildrequest,
             secrets_providers=list(getattr(master_config, "secrets_providers", ()) or ()),
         )
         self.building.add(build)

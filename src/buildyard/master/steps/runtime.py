@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,8 @@ class BuildRuntime:
     master_basedir: Path | None = None
     # the master's schedulers by name (for Trigger); None outside a master
     schedulers: Callable[[str], Any] | None = None
+    # cancels a build request, (brid, reason) -> done (an interrupted Trigger's requests)
+    cancel_buildrequest: Callable[[int, str], Awaitable[bool]] | None = None
     # c['secretsProviders']
     secrets_providers: Sequence[Any] = ()
     # the buildset's source stamps (model SourceStamp objects)

@@ -5,7 +5,8 @@ The triggered buildsets get this build's source stamps (with ``got_revision`` as
 ones given (``sourceStamps``); properties from ``set_properties`` (rendered) and
 ``copy_properties`` (copied from this build), with source "Trigger". With ``waitForFinish`` the
 step's result is the worst of the triggered buildsets' results (those of
-``unimportantSchedulerNames`` left out); stopping the build stops the wait.
+``unimportantSchedulerNames`` left out). Stopping the build stops the wait and cancels the
+triggered requests: those still waiting end CANCELLED, builds already running are stopped.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import structlog
+
 from buildyard.common.errors import config_error
 from buildyard.master.model.results import Results, worst
 from buildyard.master.steps.base import BuildStep, BuildStepFailed
+
+log = structlog.get_logger(__name__)
 
 __all__ = ["Trigger"]
 
@@ -77,6 +82,8 @@ class Trigger(BuildStep):
         kwargs.setdefault("flunkOnFailure", True)
         super().__init__(**kwargs)
         self._waiting: asyncio.Future[Any] | None = None
+        # the requests this step made, cancelled if it is interrupted
+        self._brids: list[int] = []
 
     def getCurrentSummary(self) -> dict[str, str]:
         if self.description is not None:
@@ -145,6 +152,7 @@ class Trigger(BuildStep):
             except RuntimeError as exc:  # a disabled scheduler
                 raise BuildStepFailed(str(exc)) from exc
             waits.append((name, result))
+            self._brids.extend(ids.brids.values())
             for brid in ids.brids.values():
                 await self.addURL(f"{name} #{ids.bsid} (request {brid})", f"buildrequests/{brid}")
         if not self.waitForFinish:
@@ -167,6 +175,15 @@ class Trigger(BuildStep):
         return int(worst(important))
 
     async def interrupt(self, reason: str) -> None:
+        """Cancel what this step triggered, as Buildbot does: a request still waiting is
+        completed CANCELLED, a build already running is stopped."""
         await super().interrupt(reason)
+        cancel = self._runtime().cancel_buildrequest if self.build is not None else None
+        if cancel is not None:
+            for brid in self._brids:
+                try:
+                    await cancel(brid, "parent build was interrupted")
+                except Exception:
+                    log.exception("trigger_cancel_failed", brid=brid)
         if self._waiting is not None:
             self._waiting.cancel()
