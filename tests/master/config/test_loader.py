@@ -205,6 +205,7 @@ def test_bad_values_point_at_their_keys(write_config: WriteConfig, basedir: Path
         + "c['logCompressionMethod'] = 'br'\n"
         + "c['masterHouseKeeping'] = {'interval': 60, 'expireAfter': 10}\n"
         + "c['mq'] = {'type': 'wamp'}\n"
+        + "c['logEncoding'] = 'no-such-codec'\n"
     )
     found = {line: message for _, line, message in _where(_errors(basedir))}
     assert set(found) == {
@@ -213,9 +214,11 @@ def test_bad_values_point_at_their_keys(write_config: WriteConfig, basedir: Path
         line_of(path, "c['logCompressionMethod'] = 'br'"),
         line_of(path, "'expireAfter': 10"),
         line_of(path, "c['mq']"),
+        line_of(path, "c['logEncoding']"),
     }
     assert "c['title'] must be a string, not int" in found[line_of(path, "c['title'] = 42")]
     assert "did you mean 'port'?" in found[line_of(path, "c['www'] = {'prot'")]
+    assert "'no-such-codec' is not a known encoding" in found[line_of(path, "c['logEncoding']")]
 
 
 def test_cross_references(write_config: WriteConfig, basedir: Path) -> None:

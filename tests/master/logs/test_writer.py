@@ -63,6 +63,30 @@ async def test_pieces_become_whole_lines_with_their_stream(
     assert log.complete
 
 
+async def test_bytes_are_decoded_with_the_log_encoding(
+    database: Database, clock: FakeClock
+) -> None:
+    writer, _u, _mq = await _writer(database, clock, encoding="latin-1")
+    writer.add_stdout("caf\u00e9 ".encode("latin-1"))
+    writer.add_stdout(b"ok\n")
+    await writer.finish()
+    assert await _text(database, writer.logid) == "ocaf\u00e9 ok\n"
+
+
+async def test_utf8_bytes_cut_in_a_character_and_bad_bytes(
+    database: Database, clock: FakeClock
+) -> None:
+    # utf-8 (the default): a character cut between two pieces is whole; a bad byte is U+FFFD
+    utf8, _u, _mq = await _writer(database, clock)
+    euro = "\u20ac".encode()
+    utf8.add_stdout(b"a" + euro[:2])
+    utf8.add_stderr(b"\xffbad\n")
+    utf8.add_stdout(euro[2:] + b"b\n")
+    utf8.add_stdout(euro[:1])  # cut at the end: replaced when the log finishes
+    await utf8.finish()
+    assert await _text(database, utf8.logid) == "e\ufffdbad\noa\u20acb\no\ufffd\n"
+
+
 async def test_max_size_keeps_the_start_and_the_tail(database: Database, clock: FakeClock) -> None:
     writer, _u, _mq = await _writer(database, clock, max_size=40, max_tail_size=12)
     for i in range(20):

@@ -7,6 +7,7 @@ set the key (:mod:`.assignments`), so one load reports them all. Checks that spa
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import re
 import types
@@ -360,6 +361,16 @@ def _log_compression(reader: _Reader) -> str:
     return method
 
 
+def _log_encoding(reader: _Reader) -> str:
+    encoding = reader.string("logEncoding", "utf-8")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        reader.error("logEncoding", f"c['logEncoding'] {encoding!r} is not a known encoding")
+        return "utf-8"
+    return encoding
+
+
 def _housekeeping(reader: _Reader) -> tuple[float, float]:
     given = reader.mapping("masterHouseKeeping")
     reader.unknown_subkeys("masterHouseKeeping", given, frozenset(_HOUSEKEEPING_KEYS))
@@ -443,7 +454,7 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
         log_compression_method=_log_compression(reader),
         log_max_size=reader.optional_int("logMaxSize"),
         log_max_tail_size=reader.optional_int("logMaxTailSize"),
-        log_encoding=reader.string("logEncoding", "utf-8"),
+        log_encoding=_log_encoding(reader),
         caches=_caches(reader),
         housekeeping_interval=interval,
         housekeeping_expire_after=expire_after,

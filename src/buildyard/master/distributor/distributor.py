@@ -407,6 +407,7 @@ class BuildRequestDistributor(Service):
                 max_size=getattr(master_config, "log_max_size", None),
                 max_tail_size=getattr(master_config, "log_max_tail_size", None),
                 compression=getattr(master_config, "log_compression_method", "zstd"),
+                encoding=getattr(master_config, "log_encoding", "utf-8"),
             ),
             locks=self.locks,
             master_basedir=self.master_basedir,

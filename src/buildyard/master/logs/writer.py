@@ -15,6 +15,7 @@ a header line says so); ``c['logMaxTailSize']`` then keeps the last lines of wha
 from __future__ import annotations
 
 import asyncio
+import codecs
 import collections
 import dataclasses
 from collections.abc import Callable
@@ -45,6 +46,8 @@ class LogLimits:
     flush_interval: float = 1.0
     # c['logCompressionMethod']: big appends are stored compressed, the rest once finished
     compression: str = "zstd"
+    # c['logEncoding']: how text given as bytes is decoded (a step's logEncoding comes first)
+    encoding: str = "utf-8"
 
 
 class LogWriter:
@@ -57,12 +60,17 @@ class LogWriter:
         type: LogType,
         limits: LogLimits | None = None,
         redact: Callable[[str], str] | None = None,
+        encoding: str | None = None,
     ) -> None:
         self._updates = updates
         self.logid = logid
         self.name = name
         self.type = type
         self.limits = limits or LogLimits()
+        # bytes given to add_* are decoded with this (bad bytes become U+FFFD), per stream
+        self.encoding = encoding or self.limits.encoding
+        codecs.lookup(self.encoding)  # LookupError now, not at the first bytes
+        self._decoders: dict[str, codecs.IncrementalDecoder] = {}
         # hides the values of the secrets the build used (they never reach the database)
         self._redact = redact
         self._partial: dict[str, str] = {}
@@ -90,16 +98,16 @@ class LogWriter:
 
     # -- text in -------------------------------------------------------------------------------
 
-    def add_stdout(self, text: str) -> None:
+    def add_stdout(self, text: str | bytes) -> None:
         self._add("stdout", text)
 
-    def add_stderr(self, text: str) -> None:
+    def add_stderr(self, text: str | bytes) -> None:
         self._add("stderr", text)
 
-    def add_header(self, text: str) -> None:
+    def add_header(self, text: str | bytes) -> None:
         self._add("header", text)
 
-    def add_content(self, text: str) -> None:
+    def add_content(self, text: str | bytes) -> None:
         """Text of a text or html log (no streams)."""
         self._add("", text)
 
@@ -109,9 +117,15 @@ class LogWriter:
     addHeader = add_header
     addContent = add_content
 
-    def _add(self, stream: str, text: str) -> None:
+    def _add(self, stream: str, text: str | bytes) -> None:
         if self.finished:
             raise RuntimeError(f"log {self.name!r} is finished: no more text can be added")
+        if isinstance(text, bytes):
+            decoder = self._decoders.get(stream)
+            if decoder is None:
+                decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
+                self._decoders[stream] = decoder
+            text = decoder.decode(text)
         if not text:
             return
         text = self._partial.pop(stream, "") + text
@@ -194,6 +208,9 @@ class LogWriter:
         """Complete held partial lines, store what waits, and close the log."""
         if self.finished:
             return
+        for stream, decoder in self._decoders.items():
+            if rest := decoder.decode(b"", final=True):
+                self._partial[stream] = self._partial.get(stream, "") + rest
         for stream in list(self._partial):
             self._lines(stream, self._partial.pop(stream) + "\n")
         if self._cut:

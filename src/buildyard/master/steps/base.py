@@ -243,6 +243,7 @@ class BuildStep(ConfigObject):
             type=kind,
             limits=rt.log_limits,
             redact=rt.properties.redact,
+            encoding=logEncoding or self.logEncoding,
         )
         self.logs[name] = writer
         for observer in self._log_observers.get(name, ()):

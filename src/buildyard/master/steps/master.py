@@ -175,7 +175,8 @@ class MasterShellCommand(BuildStep):
         return int(Results.SUCCESS)
 
     async def _pump(self, stream: asyncio.StreamReader, add: Callable[[str], None]) -> None:
-        decoder = codecs.getincrementaldecoder(self.logEncoding or "utf-8")(errors="replace")
+        encoding = self.logEncoding or self._runtime().log_limits.encoding
+        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
         loop = asyncio.get_running_loop()
         while chunk := await stream.read(_CHUNK):
             self._last_output = loop.time()
