@@ -294,6 +294,8 @@ class BuildMaster(Service):
             }
         )
         await self.www.reconfigure(config.www, title=config.title)
+        self.data.updates.revlink_hook = config.revlink
+        self.data.updates.codebase_hook = config.codebase_generator
         self.config = config
         return {
             "workers": workers,

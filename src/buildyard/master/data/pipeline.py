@@ -10,7 +10,7 @@ of its own. (A buildset's completion is the exception: see :meth:`complete_build
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -44,6 +44,10 @@ def slugify(name: str) -> str:
 class PipelineUpdates:
     _db: Database
     _mq: MessageQueue
+    # c['revlink'] (revision, repository) -> url, and c['codebaseGenerator'] (the change as a
+    # dict) -> codebase: set by the master at each (re)config
+    revlink_hook: Callable[[str, str], Any] | None = None
+    codebase_hook: Callable[[dict[str, Any]], Any] | None = None
 
     # -- changes -------------------------------------------------------------------------------
 
@@ -61,10 +65,40 @@ class PipelineUpdates:
         revlink: str | None = "",
         properties: Mapping[str, PropertyValue] | None = None,
         repository: str = "",
-        codebase: str = "",
+        codebase: str | None = None,
         project: str = "",
     ) -> int:
-        """Record a change; announced as ``changes/<id>/new`` with the change as body."""
+        """Record a change; announced as ``changes/<id>/new`` with the change as body.
+
+        As in Buildbot: without a ``revlink``, c['revlink'] makes one from the revision and
+        repository; without a ``codebase``, c['codebaseGenerator'] picks it from the change
+        (as a dict), else it is "". A hook that raises is logged and left out: the change is
+        recorded all the same.
+        """
+        if not revlink and revision and repository and self.revlink_hook is not None:
+            try:
+                revlink = str(self.revlink_hook(revision, repository) or "")
+            except Exception:
+                log.exception("revlink_failed", revision=revision, repository=repository)
+        if codebase is None and self.codebase_hook is not None:
+            chdict = {
+                "author": author,
+                "committer": committer,
+                "files": list(files),
+                "comments": comments,
+                "revision": revision,
+                "when_timestamp": when_timestamp,
+                "branch": branch,
+                "category": category,
+                "revlink": revlink,
+                "properties": dict(properties or {}),
+                "repository": repository,
+                "project": project,
+            }
+            try:
+                codebase = str(self.codebase_hook(chdict))
+            except Exception:
+                log.exception("codebase_generator_failed", revision=revision)
         async with self._db.transaction() as c:
             changeid = await self._db.changes.add_change(
                 conn=c,
@@ -79,7 +113,7 @@ class PipelineUpdates:
                 revlink=revlink,
                 properties=properties,
                 repository=repository,
-                codebase=codebase,
+                codebase=codebase or "",
                 project=project,
             )
             change = await self._db.changes.get_change(changeid, conn=c)
