@@ -270,6 +270,8 @@ class BuildRequestDistributor(Service):
             worker = configured.get(name)
             if conn is None or worker is None or not conn.attached or name in paused:
                 continue
+            if conn.peer.closed:  # lost, but its handler has not removed it yet
+                continue
             limit = getattr(worker, "max_builds", None)
             if limit is not None and self._load.get(name, 0) >= int(limit):
                 continue
