@@ -50,7 +50,7 @@ from buildyard.master.mq.local import LocalMQ
 from buildyard.master.schedulers.base import SchedulerContext
 from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.workers.manager import WorkerManager
-from buildyard.master.www.app import WWWService
+from buildyard.master.www.app import Site, WWWService
 
 log = structlog.get_logger(__name__)
 
@@ -293,7 +293,15 @@ class BuildMaster(Service):
                 for i, s in enumerate(config.change_sources)
             }
         )
-        await self.www.reconfigure(config.www, title=config.title)
+        await self.www.reconfigure(
+            config.www,
+            site=Site(
+                title=config.title,
+                title_url=config.title_url,
+                buildbot_url=config.buildbot_url,
+                multi_master=config.multi_master,
+            ),
+        )
         self.data.updates.revlink_hook = config.revlink
         self.data.updates.codebase_hook = config.codebase_generator
         self.config = config

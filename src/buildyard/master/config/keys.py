@@ -14,6 +14,7 @@ import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from buildyard.common import ui_assets
 from buildyard.common.config_object import is_placeholder, report_if_placeholder
 from buildyard.common.errors import config_error, config_warning
 from buildyard.common.ports import msgpack_listen, parse_port
@@ -71,6 +72,8 @@ _WWW_KEYS = frozenset(
         "project_widgets",
         "rest_minimum_version",
         "theme",
+        # buildyard's: which web UI the master serves (buildyard.common.ui_assets)
+        "ui",
         "ui_default_config",
         "versions",
         "ws_ping_interval",
@@ -299,6 +302,15 @@ def _www(reader: _Reader) -> Mapping[str, object]:
             parse_port(port)
         except ValueError as exc:
             reader.error("www", f"c['www']['port']: {exc}")
+    ui = www.get("ui")
+    if ui is not None:
+        if not isinstance(ui, str):
+            reader.error("www", f"c['www']['ui'] must be a string, not {_type_name(ui)}")
+        else:
+            try:
+                ui_assets.locate(ui)
+            except ValueError as exc:
+                reader.error("www", str(exc))
     return types.MappingProxyType(www)
 
 

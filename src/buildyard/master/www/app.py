@@ -11,22 +11,28 @@ children that have a ``force`` method, so the www imports nothing of the schedul
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from aiohttp import web
 
+from buildyard.common import ui_assets
 from buildyard.common.ports import Listen, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
-from buildyard.master.www import control, rest
+from buildyard.master.www import control, rest, ui
 
 log = structlog.get_logger(__name__)
 
 
 def make_app(
-    *, data: DataAPI, title: str, force_schedulers: control.ForceSchedulers | None = None
+    *,
+    data: DataAPI,
+    title: str,
+    force_schedulers: control.ForceSchedulers | None = None,
+    ui_routes: list[web.AbstractRouteDef] | None = None,
 ) -> web.Application:
     app = web.Application()
     app[rest.DATA_API] = data
@@ -37,8 +43,19 @@ def make_app(
             text=f"{title}: a buildyard master. REST API: /api/v2/ (the web UI comes later).\n"
         )
 
-    app.add_routes([web.get("/", index), *rest.routes(), *control.routes()])
+    pages = ui_routes if ui_routes is not None else [web.get("/", index)]
+    app.add_routes([*rest.routes(), *control.routes(), *pages])
     return app
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Site:
+    """What the web server shows of the master's configuration (c['title'], ...)."""
+
+    title: str = "buildyard"
+    title_url: str = "http://buildbot.net/"
+    buildbot_url: str = "http://localhost:8080/"
+    multi_master: bool = False
 
 
 class WWWService(Service):
@@ -47,23 +64,39 @@ class WWWService(Service):
         self._data = data
         self._runner: web.AppRunner | None = None
         self._listen: Listen | None = None
-        self._title = "buildyard"
+        self._site = Site()
+        self._www: Mapping[str, Any] = {}
         self.port: int | None = None
 
-    async def reconfigure(self, www: Mapping[str, Any], *, title: str) -> None:
+    async def reconfigure(self, www: Mapping[str, Any], *, site: Site) -> None:
         """Serve on ``www['port']``, restarting the listener only when the address changed.
 
         The new listener is bound before the old one closes, so a port that cannot be had
         (OSError) leaves the current one serving.
         """
         listen = parse_port(www["port"]) if www.get("port") is not None else None
-        if listen == self._listen and title == self._title:
+        if listen == self._listen and site == self._site and dict(www) == dict(self._www):
             return
         if listen is None or not self.running:
             await self._close()
-            self._listen, self._title = listen, title
+            self._listen, self._site, self._www = listen, site, www
             return
-        app = make_app(data=self._data, title=title, force_schedulers=self._force_schedulers)
+        ui_routes = None
+        if www.get("ui") is not None:
+            config = ui.frontend_config(
+                title=site.title,
+                title_url=site.title_url,
+                buildbot_url=site.buildbot_url,
+                multi_master=site.multi_master,
+                www=www,
+            )
+            ui_routes = ui.routes(ui_assets.locate(str(www["ui"])), lambda: config)
+        app = make_app(
+            data=self._data,
+            title=site.title,
+            force_schedulers=self._force_schedulers,
+            ui_routes=ui_routes,
+        )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -72,7 +105,7 @@ class WWWService(Service):
             await runner.cleanup()
             raise
         await self._close()
-        self._runner, self._listen, self._title = runner, listen, title
+        self._runner, self._listen, self._site, self._www = runner, listen, site, www
         sockets = runner.addresses
         self.port = int(sockets[0][1]) if sockets else listen.port
         log.info(

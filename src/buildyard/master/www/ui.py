@@ -1,0 +1,110 @@
+"""Buildbot's web UI (buildbot-www 4.3.0) served by the master: spec/rest-api.md sections 1-2.
+
+With ``c['www']['ui']`` set (:mod:`buildyard.common.ui_assets`), ``/`` is the package's
+``index.html`` with the frontend config injected where its placeholder comment is, the files
+beside it (``/assets/...``, ``/icon.png``, ...) are served as they are, ``/config`` gives the
+same config as JSON and ``/api`` the API's address. The UI routes with ``#``, so nothing else
+is needed of the server. The config's ``buildbotURL`` must be the address the browser uses
+(``c['buildbotURL']``), or the UI warns on its home page.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+import buildyard
+
+PLACEHOLDER = " <!-- BUILDBOT_CONFIG_PLACEHOLDER -->"
+# the API version the UI is written against: it reads this entry
+BUILDBOT_VERSION = "4.3.0"
+# c['www'] keys the UI reads as they are, when they are plain JSON
+PASSED_THROUGH = ("ui_default_config", "project_widgets", "default_page", "theme")
+
+
+def frontend_config(
+    *,
+    title: str,
+    title_url: str,
+    buildbot_url: str,
+    multi_master: bool,
+    www: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What ``window.buildbotFrontendConfig`` holds (no authentication yet: anonymous)."""
+    config: dict[str, Any] = {
+        "title": title,
+        "titleURL": title_url,
+        "buildbotURL": buildbot_url,
+        "multiMaster": multi_master,
+        "versions": [
+            ["buildyard", buildyard.__version__],
+            ["Python", platform.python_version()],
+            ["Buildbot", BUILDBOT_VERSION],
+        ],
+        "auth": {"name": "NoAuth"},
+        "avatar_methods": [],
+        "user": {"anonymous": True},
+        "plugins": {},
+        "ui_default_config": {},
+        "port": www.get("port"),
+    }
+    for key in PASSED_THROUGH:
+        value = www.get(key)
+        if value is None:
+            continue
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        config[key] = value
+    return config
+
+
+def _script(config: Mapping[str, Any]) -> str:
+    # ASCII-only JSON; "</" escaped so no value can end the script element
+    text = json.dumps(config, ensure_ascii=True).replace("</", "<\\/")
+    return f'<script id="bb-config">window.buildbotFrontendConfig = {text};</script>'
+
+
+def routes(static: Path, config: Callable[[], Mapping[str, Any]]) -> list[web.AbstractRouteDef]:
+    """The UI's routes, for files under ``static`` (the directory of its index.html)."""
+    template = (static / "index.html").read_text(encoding="utf-8")
+    if PLACEHOLDER not in template:
+        raise ValueError(f"{static / 'index.html'} has no {PLACEHOLDER.strip()!r} to replace")
+
+    async def index(_request: web.Request) -> web.Response:
+        return web.Response(
+            text=template.replace(PLACEHOLDER, _script(config()), 1),
+            content_type="text/html",
+            headers={"Cache-Control": "public,max-age=0"},
+        )
+
+    async def frontend(_request: web.Request) -> web.Response:
+        return web.json_response(config())
+
+    async def api(_request: web.Request) -> web.Response:
+        url = str(config()["buildbotURL"])
+        return web.json_response({"api_versions": {"v2": f"{url}api/v2"}})
+
+    def file(path: Path) -> Callable[[web.Request], Any]:
+        async def serve(_request: web.Request) -> web.FileResponse:
+            return web.FileResponse(path)
+
+        return serve
+
+    found: list[web.AbstractRouteDef] = [
+        web.get("/", index),
+        web.get("/config", frontend),
+        web.get("/api", api),
+    ]
+    for path in sorted(static.iterdir()):
+        if path.is_file() and path.name != "index.html":
+            found.append(web.get(f"/{path.name}", file(path)))
+        elif path.is_dir():
+            found.append(web.static(f"/{path.name}", path))
+    return found
