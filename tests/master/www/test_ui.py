@@ -59,6 +59,10 @@ async def test_buildbot_www_is_served_with_its_config(tmp_path: Path) -> None:
                 assert await resp.read() == (static / asset).read_bytes()
         async with http.get(f"{base}/icon.svg") as resp:
             assert resp.status == 200
+        # the UI asks for its icon at buildbotURL + "/icon.png"
+        async with http.get(f"{base}//icon.png") as resp:
+            assert resp.status == 200
+            assert await resp.read() == (static / "icon.png").read_bytes()
 
         async with http.get(f"{base}/config") as resp:
             assert await resp.json() == injected

@@ -34,7 +34,10 @@ def make_app(
     force_schedulers: control.ForceSchedulers | None = None,
     ui_routes: list[web.AbstractRouteDef] | None = None,
 ) -> web.Application:
-    app = web.Application()
+    # buildbot-www asks for "<buildbotURL>/icon.png": "//icon.png" is redirected to "/icon.png"
+    app = web.Application(
+        middlewares=[web.normalize_path_middleware(append_slash=False, merge_slashes=True)]
+    )
     app[rest.DATA_API] = data
     app[control.FORCE_SCHEDULERS] = force_schedulers or dict
 
