@@ -20,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from buildyard.master.db import sqlite_driver
 from buildyard.master.db.errors import DbError, UnsupportedDatabase
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -59,7 +60,10 @@ def make_engine(url: sa.URL, **kwargs: Any) -> AsyncEngine:
         if not url.database or url.database == ":memory:":
             raise UnsupportedDatabase("make_engine needs a SQLite file, not an in-memory database")
         engine = create_async_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+            url,
+            module=sqlite_driver.dbapi(),
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **kwargs,
         )
         _configure_sqlite(engine)
         return engine
