@@ -31,16 +31,6 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
     fi
 fi
 
-# the browser tests drive Debian's Chromium through Playwright
-if ! command -v chromium >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
-    else
-        echo "the browser tests need Chromium: sudo apt-get install chromium" >&2
-        exit 1
-    fi
-fi
-
 BB_VENV=${BUILDYARD_BUILDBOT_VENV:-$HOME/.cache/buildyard/buildbot-4.3.0}
 if [ ! -f "$BB_VENV/.complete" ]; then
     rm -rf "$BB_VENV"

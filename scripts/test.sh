@@ -3,6 +3,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# the browser tests drive Debian's Chromium through Playwright
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+    else
+        echo "the browser tests need Chromium: sudo apt-get install chromium" >&2
+        exit 1
+    fi
+fi
+
 export BUILDYARD_BUILDBOT_VENV=${BUILDYARD_BUILDBOT_VENV:-$HOME/.cache/buildyard/buildbot-4.3.0}
 echo "== ruff"; .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
