@@ -62,7 +62,7 @@ def test_worst_status_follows_buildbot() -> None:
     [
         (steps, "P4", 4),
         (steps, "SVN", 4),
-        (schedulers, "NightlyTriggerable", 4),
+        (schedulers, "Try_Jobdir", 4),
         (changes, "HgPoller", 4),
         (util, "GerritChangeFilter", 4),
         (util, "WorkerChoiceParameter", 4),

@@ -6,7 +6,7 @@ from typing import Any
 
 from buildyard.master.schedulers.basic import AnyBranchScheduler, SingleBranchScheduler
 from buildyard.master.schedulers.forced import ForceScheduler
-from buildyard.master.schedulers.timed import Nightly, Periodic
+from buildyard.master.schedulers.timed import Nightly, NightlyTriggerable, Periodic
 from buildyard.master.schedulers.triggerable import Dependent, Triggerable
 from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
 
@@ -15,6 +15,7 @@ __all__ = [
     "Dependent",
     "ForceScheduler",
     "Nightly",
+    "NightlyTriggerable",
     "Periodic",
     "SingleBranchScheduler",
     "Triggerable",

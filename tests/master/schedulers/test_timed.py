@@ -10,8 +10,9 @@ import pytest
 
 from buildyard.common.errors import ConfigError
 from buildyard.master.data.updates import Updates
+from buildyard.master.model.results import Results
 from buildyard.master.schedulers.base import SchedulerContext
-from buildyard.master.schedulers.timed import Nightly, Periodic, TimedScheduler
+from buildyard.master.schedulers.timed import Nightly, NightlyTriggerable, Periodic, TimedScheduler
 from buildyard.testing.clock import FakeClock
 from buildyard.testing.processes import eventually
 from tests.master.schedulers.conftest import AddChange, Buildsets, running, settle
@@ -122,6 +123,46 @@ async def test_nightly_restart_keeps_its_last_build_time(
         await armed(sched, clock, HALF_PAST)
         assert sched.next_build_at == ELEVEN
         assert buildsets.pending() == 0
+
+
+async def test_nightly_triggerable_builds_the_last_trigger_at_its_time(
+    ctx: SchedulerContext, clock: FakeClock, buildsets: Buildsets, updates: Updates
+) -> None:
+    config = NightlyTriggerable("nt", ["b1"], minute=[0, 30], properties={"mine": 1})
+    stamp = {"codebase": "", "branch": "main", "revision": "abc", "repository": "r", "project": ""}
+    async with running(config, ctx) as sched:
+        await armed(sched, clock, None)
+        # not triggered: its time passes without a build
+        clock.advance(HALF_PAST - START)
+        await armed(sched, clock, HALF_PAST)
+        assert buildsets.pending() == 0
+        # triggered twice: the later trigger is the one built; the Trigger step is done at once
+        ids, result = await sched.trigger(waited_for=True, sourcestamps=[stamp])
+        assert ids is None and result.result() == Results.SUCCESS
+        later = {**stamp, "revision": "def"}
+        await sched.trigger(
+            waited_for=True,
+            sourcestamps=[later],
+            set_props={"word": ("hi", "Trigger")},
+            parent_buildid=None,
+            parent_relationship="Triggered from",
+        )
+    # the trigger outlives a restart
+    async with running(config, ctx) as sched:
+        await armed(sched, clock, HALF_PAST)
+        clock.advance(ELEVEN - HALF_PAST)
+        seen = await buildsets.next()
+        await armed(sched, clock, ELEVEN)
+        objectid = await updates.get_object_id("nt", "buildbot.schedulers.timed.NightlyTriggerable")
+        assert await updates.get_state(objectid, "lastTrigger") is None
+        # built once: the next time has nothing to build
+        clock.advance(1800)
+        await armed(sched, clock, ELEVEN + 1800)
+        assert buildsets.pending() == 0
+    assert seen.reason == "The NightlyTriggerable scheduler named 'nt' triggered this build"
+    assert seen.stamps == [("", "main", "def", "r", "")]
+    assert seen.properties["word"] == ("hi", "Trigger")
+    assert seen.properties["mine"] == (1, "Scheduler")
 
 
 async def test_only_if_changed_builds_the_first_time_then_only_on_changes(

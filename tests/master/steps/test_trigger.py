@@ -12,6 +12,8 @@ from buildyard.testing.processes import eventually
 BODY = """
 trig = schedulers.Triggerable(name="trig", builderNames=["child"])
 bad = schedulers.Triggerable(name="bad", builderNames=["failing"])
+# the two "bad" requests would be collapsed into one build when the second comes in time
+c['collapseRequests'] = False
 c['schedulers'] = [
     trig,
     bad,
@@ -154,3 +156,36 @@ async def test_stopping_the_parent_cancels_what_it_triggered(tmp_path: Path) -> 
         cancelled = await db.buildrequests.get_buildrequest(waiting.id)
         assert cancelled is not None and cancelled.results == Results.CANCELLED
         assert not await db.builds.get_builds(builderid=builderids["nowhere"])
+
+
+NIGHTLY_BODY = """
+c['schedulers'] = [schedulers.NightlyTriggerable(name="later", builderNames=["child"], hour=3)]
+c['builders'] = [
+    util.BuilderConfig(name="parent", workernames=["w1"], factory=util.BuildFactory([
+        steps.Trigger(name="tonight", schedulerNames=["later"], waitForFinish=True,
+                      set_properties={"why": "nightly"}),
+    ])),
+    util.BuilderConfig(name="child", workernames=["w1"], factory=util.BuildFactory([
+        steps.ShellCommand(name="never", command="true"),
+    ])),
+]
+"""
+
+
+async def test_triggering_a_nightly_triggerable_records_the_trigger(tmp_path: Path) -> None:
+    async with running_master(tmp_path, NIGHTLY_BODY) as running:
+        parent = await running.build("parent", properties={"word": "hi"})
+        assert [(s.name, s.results) for s in parent.steps] == [("tonight", Results.SUCCESS)]
+        assert not parent.step("tonight").urls  # no buildset yet: it builds at 3 o'clock
+        updates = running.master.data.updates
+        objectid = await updates.get_object_id(
+            "later", "buildbot.schedulers.timed.NightlyTriggerable"
+        )
+        stamps, props, parent_buildid, relationship = await updates.get_state(
+            objectid, "lastTrigger"
+        )
+        assert props == {"why": ["nightly", "Trigger"]}
+        assert parent_buildid == parent.build.id and relationship == "Triggered from"
+        assert [s["codebase"] for s in stamps] == [""]
+        assert await running.master.db.buildsets.get_buildsets() != []  # only the parent's
+        assert len(await running.master.db.buildsets.get_buildsets()) == 1

@@ -16,14 +16,16 @@ a new scheduler and the first after ``onlyIfChanged`` was turned on (state
 
 from __future__ import annotations
 
+import asyncio
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 
 from buildyard.common.config_object import is_placeholder
 from buildyard.common.errors import config_error
+from buildyard.master.model.results import Results
 from buildyard.master.schedulers.arguments import SchedulerBase
 from buildyard.master.schedulers.base import SchedulerContext
 from buildyard.master.schedulers.change import ChangeView
@@ -31,7 +33,7 @@ from buildyard.master.schedulers.changefilter import NOT_A_BRANCH, ChangeFilter
 from buildyard.master.schedulers.cron import CronRule
 from buildyard.master.schedulers.service import BuildsetScheduler
 
-__all__ = ["Nightly", "Periodic", "Timed"]
+__all__ = ["Nightly", "NightlyTriggerable", "Periodic", "Timed"]
 
 log = structlog.get_logger(__name__)
 
@@ -236,6 +238,28 @@ class Nightly(Timed):
         return self.force_rule is not None and self.force_rule.matches(when, tz)
 
 
+class NightlyTriggerable(Nightly):
+    """A Nightly that builds only what a Trigger step gave it since its last firing: at its
+    times it builds the last trigger's source stamps and properties (parent build included),
+    and nothing if it was not triggered. The trigger is kept in its state (``lastTrigger``), so
+    a restart does not lose it. A Trigger step waiting for it gets SUCCESS at once."""
+
+    buildbot_class = "buildbot.schedulers.timed.NightlyTriggerable"
+
+    def __init__(
+        self,
+        name: str,
+        builderNames: Sequence[str],
+        *,
+        reason: str = "The NightlyTriggerable scheduler named '%(name)s' triggered this build",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name, builderNames, reason=reason, **kwargs)
+
+    def make_service(self, name: str, ctx: SchedulerContext) -> NightlyTriggerableScheduler:
+        return NightlyTriggerableScheduler(name, self, ctx)
+
+
 class TimedScheduler(BuildsetScheduler):
     """The running Periodic or Nightly."""
 
@@ -331,3 +355,65 @@ class TimedScheduler(BuildsetScheduler):
                 priority=cfg.priority,
             )
         self._is_first_build = False
+
+
+class NightlyTriggerableScheduler(TimedScheduler):
+    """The running NightlyTriggerable."""
+
+    def __init__(self, name: str, config: Timed, ctx: SchedulerContext) -> None:
+        super().__init__(name, config, ctx)
+        # (stamps, {name: [value, source]}, parent build, relationship) of the last trigger
+        self._last_trigger: list[Any] | None = None
+
+    async def start_work(self) -> None:
+        stored = await self.get_state("lastTrigger", None)
+        self._last_trigger = None
+        if (
+            isinstance(stored, list)
+            and len(stored) == 4
+            and isinstance(stored[0], list)
+            and isinstance(stored[1], dict)
+        ):
+            self._last_trigger = stored
+        elif stored is not None:
+            log.warning("last_trigger_unreadable", scheduler=self.name, state=repr(stored)[:200])
+        await super().start_work()
+
+    async def trigger(
+        self,
+        *,
+        waited_for: bool,
+        sourcestamps: Sequence[Mapping[str, Any]] = (),
+        set_props: Mapping[str, tuple[Any, str]] | None = None,
+        parent_buildid: int | None = None,
+        parent_relationship: str | None = None,
+    ) -> tuple[None, asyncio.Future[Results]]:
+        """Remember this trigger for the next firing (a later one replaces it); no buildset
+        now, so no ids, and the result is SUCCESS at once."""
+        if not self.enabled:
+            raise RuntimeError(f"scheduler {self.name!r} is disabled: it cannot be triggered")
+        props = {name: [value, source] for name, (value, source) in (set_props or {}).items()}
+        trigger = [[dict(ss) for ss in sourcestamps], props, parent_buildid, parent_relationship]
+        async with self.lock:
+            await self.set_state("lastTrigger", trigger)
+            self._last_trigger = trigger
+        done: asyncio.Future[Results] = asyncio.get_running_loop().create_future()
+        done.set_result(Results.SUCCESS)
+        return None, done
+
+    async def start_build(self) -> None:
+        """One firing (the lock is held): the last trigger's buildset, if there was one."""
+        trigger, self._last_trigger = self._last_trigger, None
+        if trigger is None:
+            log.info("scheduled_build_skipped", scheduler=self.name, reason="not triggered")
+            return
+        await self.set_state("lastTrigger", None)
+        stamps, props, parent_buildid, parent_relationship = trigger
+        await self.add_buildset_for_sourcestamps_with_defaults(
+            reason=self.config.reason,
+            sourcestamps=stamps,
+            properties={name: (value, source) for name, (value, source) in props.items()},
+            priority=self.config.priority,
+            parent_buildid=parent_buildid,
+            parent_relationship=parent_relationship,
+        )

@@ -152,6 +152,8 @@ class Trigger(BuildStep):
             except RuntimeError as exc:  # a disabled scheduler
                 raise BuildStepFailed(str(exc)) from exc
             waits.append((name, result))
+            if ids is None:  # a NightlyTriggerable: it builds at its next time
+                continue
             self._brids.extend(ids.brids.values())
             for brid in ids.brids.values():
                 await self.addURL(f"{name} #{ids.bsid} (request {brid})", f"buildrequests/{brid}")
