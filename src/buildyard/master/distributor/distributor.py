@@ -35,6 +35,7 @@ from buildyard.master.db.connector import Database
 from buildyard.master.logs.writer import LogLimits
 from buildyard.master.model.buildrequests import BuildRequest
 from buildyard.master.model.results import Results
+from buildyard.master.model.workers import Worker
 from buildyard.master.mq.base import MessageQueue
 from buildyard.master.steps.locks import LockRegistry
 from buildyard.master.workers.connection import WorkerConnection
@@ -219,7 +220,11 @@ class BuildRequestDistributor(Service):
     async def distribute(self) -> None:
         if not self.builders or self.config is None:
             return
-        await self._shut_down_idle_graceful_workers()
+        workers = await self._db.workers.get_workers(masterid=self._masterid())
+        await self._shut_down_idle_graceful_workers([w for w in workers if w.graceful])
+        paused = {w.name for w in workers if w.paused or w.graceful}
+        if not self._any_idle_worker(paused):
+            return  # no build can start: the requests need not be read
         pending = await self._db.buildrequests.get_buildrequests(claimed=False)
         by_builder: dict[int, list[BuildRequest]] = {}
         for request in pending:
@@ -233,7 +238,6 @@ class BuildRequestDistributor(Service):
             views = [self._view(n, by_builder) for n in names]
             ordered = await _call(prioritize, self, views)
             names = [v.name if isinstance(v, BuilderView) else str(v) for v in ordered or ()]
-        paused = await self._paused_workers()
         for name in names:
             builderid, config = self.builders[name]
             await self._fill(name, builderid, config, by_builder.get(builderid, []), paused)
@@ -242,11 +246,11 @@ class BuildRequestDistributor(Service):
         builderid, config = self.builders[name]
         return BuilderView(name, config, builderid, list(by_builder.get(builderid, [])))
 
-    async def _shut_down_idle_graceful_workers(self) -> None:
+    async def _shut_down_idle_graceful_workers(self, graceful: Sequence[Worker]) -> None:
         """Graceful shutdown: a worker marked so takes no new build, and once it runs none the
         master asks it to shut down (``shutdown``; it exits)."""
         connections = self._workers.listener.connections
-        for w in await self._db.workers.get_workers(masterid=self._masterid(), graceful=True):
+        for w in graceful:
             conn = connections.get(w.name)
             if conn is None or self._load.get(w.name, 0) or conn in self._shut_down:
                 continue
@@ -257,15 +261,17 @@ class BuildRequestDistributor(Service):
             except Exception as exc:  # it may be gone already
                 log.info("worker_shutdown_unanswered", worker=w.name, why=str(exc))
 
-    async def _paused_workers(self) -> set[str]:
-        workers = await self._db.workers.get_workers(masterid=self._masterid())
-        return {w.name for w in workers if w.paused or w.graceful}
+    def _any_idle_worker(self, paused: set[str]) -> bool:
+        every = {name for _id, config in self.builders.values() for name in config.workernames}
+        return bool(self._idle_workers(None, paused, sorted(every)))
 
-    def _idle_workers(self, config: Any, paused: set[str]) -> list[tuple[WorkerConnection, Any]]:
+    def _idle_workers(
+        self, config: Any, paused: set[str], names: Sequence[str] | None = None
+    ) -> list[tuple[WorkerConnection, Any]]:
         connections = self._workers.listener.connections
         configured = {c.name: c.config for c in self._workers.configured().values()}
         idle = []
-        for name in config.workernames:
+        for name in config.workernames if names is None else names:
             conn = connections.get(name)
             worker = configured.get(name)
             if conn is None or worker is None or not conn.attached or name in paused:
