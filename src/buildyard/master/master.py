@@ -168,7 +168,7 @@ class BuildMaster(Service):
                 queries=Queries(db=self.db),
             )
         )
-        self.www = WWWService(data=data.api)
+        self.www = WWWService(data=data.api, mq=self.mq)
         for svc in (
             DatabaseService(self.db),
             _MQService(self.mq),

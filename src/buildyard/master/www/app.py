@@ -22,7 +22,8 @@ from buildyard.common import ui_assets
 from buildyard.common.ports import Listen, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
-from buildyard.master.www import control, rest, ui
+from buildyard.master.mq.base import MessageQueue
+from buildyard.master.www import control, events, rest, ui
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +34,7 @@ def make_app(
     title: str,
     force_schedulers: control.ForceSchedulers | None = None,
     ui_routes: list[web.AbstractRouteDef] | None = None,
+    mq: MessageQueue | None = None,
 ) -> web.Application:
     # buildbot-www asks for "<buildbotURL>/icon.png": "//icon.png" is redirected to "/icon.png"
     app = web.Application(
@@ -48,6 +50,8 @@ def make_app(
 
     pages = ui_routes if ui_routes is not None else [web.get("/", index)]
     app.add_routes([*rest.routes(), *control.routes(), *pages])
+    if mq is not None:
+        events.setup(app, mq)
     return app
 
 
@@ -62,9 +66,10 @@ class Site:
 
 
 class WWWService(Service):
-    def __init__(self, *, data: DataAPI) -> None:
+    def __init__(self, *, data: DataAPI, mq: MessageQueue | None = None) -> None:
         super().__init__("www")
         self._data = data
+        self._mq = mq
         self._runner: web.AppRunner | None = None
         self._listen: Listen | None = None
         self._site = Site()
@@ -99,6 +104,7 @@ class WWWService(Service):
             title=site.title,
             force_schedulers=self._force_schedulers,
             ui_routes=ui_routes,
+            mq=self._mq,
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
