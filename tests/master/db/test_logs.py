@@ -337,3 +337,19 @@ async def test_an_append_that_would_not_shrink_stays_raw(
     await repo.append_log(logid, noise + "\n", compression="lz4")
     ((first, last, content, packing),) = await _chunks(database, logid)
     assert (first, last, packing) == (0, 0, 0) and content == noise.encode()
+
+
+async def test_reading_a_log_a_few_chunks_at_a_time(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    logid = await _log(database, clock, "t")
+    lines = [f"line {i}\n" for i in range(2500)]  # stored: 1000, 1000, 400, then 100 lines
+    await repo.append_log(logid, "".join(lines[:2400]), compression="gz")
+    await repo.append_log(logid, "".join(lines[2400:]))  # a raw chunk after packed ones
+    text, after = await repo.get_log_text_from(logid, 0, chunks=2)
+    assert (text, after) == ("".join(lines[:2000]), 2000)
+    text, after = await repo.get_log_text_from(logid, after, chunks=2)
+    assert (text, after) == ("".join(lines[2000:]), 2500)
+    # from the middle of a chunk
+    text, after = await repo.get_log_text_from(logid, 1500, chunks=1)
+    assert (text, after) == ("".join(lines[1500:2000]), 2000)
+    assert await repo.get_log_text_from(logid, 2500, chunks=5) == ("", 2500)

@@ -236,6 +236,30 @@ class LogsRepository(Repository):
                 out.extend(f"{line}\n" for line in lines[start:stop])
         return "".join(out)
 
+    async def get_log_text_from(
+        self, logid: int, first_line: int, *, chunks: int, conn: AsyncConnection | None = None
+    ) -> tuple[str, int]:
+        """The text of up to ``chunks`` stored chunks from the one holding ``first_line`` on,
+        starting at that line; returns (the lines, each ending with a newline; the line after
+        them). The way to read a whole log a few chunks at a time."""
+        stmt = (
+            sa.select(_lc.c.first_line, _lc.c.last_line, _lc.c.content, _lc.c.compressed)
+            .where(_lc.c.logid == logid, _lc.c.last_line >= first_line)
+            .order_by(_lc.c.first_line)
+            .limit(chunks)
+        )
+        out: list[str] = []
+        following = first_line
+        async with self._read(conn) as c:
+            for row in await c.execute(stmt):
+                text = _decompress(bytes(row.content), row.compressed).decode("utf-8", "replace")
+                if row.first_line < first_line:
+                    text = "\n".join(text.split("\n")[first_line - row.first_line :])
+                out.append(text)
+                out.append("\n")
+                following = row.last_line + 1
+        return "".join(out), following
+
     async def finish_log(self, logid: int, *, conn: AsyncConnection | None = None) -> None:
         async with self._write(conn) as c:
             await c.execute(_l.update().where(_l.c.id == logid).values(complete=1))

@@ -2,13 +2,14 @@
 
 A log is named by its id or by its step (any form of :data:`STEP_PREFIXES`) and slug. Its lines
 are read as a ``logchunk`` (``.../contents``, spec/rest-api.md section 5.5: ``offset`` and
-``limit`` count lines) or streamed whole by :func:`raw_chunks` in batches of lines, so a
+``limit`` count lines) or streamed whole by :func:`raw_chunks` a few stored chunks at a time, so a
 download of any size holds one batch in memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -48,8 +49,10 @@ LOG_PREFIXES: tuple[tuple[str, ...], ...] = (
     ("logs", "n:logid"),
     *((*p, "logs", "i:log_slug") for p in STEP_PREFIXES),
 )
-# lines read per query by a raw download
-RAW_BATCH_LINES = 1000
+# stored chunks (64 KB of text at most each) read per query by a raw download
+RAW_BATCH_CHUNKS = 16
+# a stdio line's stream letter, dropped from downloads
+_STREAM_TAG = re.compile(r"^.", re.MULTILINE)
 
 
 async def resolve_log(db: Database, kw: Mapping[str, Any]) -> Log | None:
@@ -133,10 +136,11 @@ async def raw_log(db: Database, kw: Mapping[str, Any]) -> RawLog:
 
 
 async def raw_chunks(
-    db: Database, raw: RawLog, *, batch: int = RAW_BATCH_LINES
+    db: Database, raw: RawLog, *, batch: int = RAW_BATCH_CHUNKS
 ) -> AsyncIterator[str]:
-    """The log's text for download, ``batch`` lines per piece: stdio logs get a preamble and
-    lose their stream tags (``o``/``e``/``h``)."""
+    """The log's text for download, ``batch`` stored chunks per piece (so memory stays flat
+    whatever the log's size): stdio logs get a preamble and lose their stream tags
+    (``o``/``e``/``h``)."""
     lg = raw.log
     stdio = lg.type is LogType.STDIO
     if stdio:
@@ -144,12 +148,15 @@ async def raw_chunks(
             f"Builder: {raw.builder_name}\nBuild number: {raw.build_number}\n"
             f"Worker name: {raw.worker_name}\n"
         )
-    for first in range(0, lg.num_lines, batch):
-        text = await db.logs.get_log_lines(lg.id, first, min(first + batch, lg.num_lines) - 1)
-        if stdio:
-            # each line ends with "\n": the last piece of the split is empty
-            text = "".join(f"{line[1:]}\n" for line in text.split("\n")[:-1])
-        yield text
+    line = 0
+    while line < lg.num_lines:
+        text, after = await db.logs.get_log_text_from(lg.id, line, chunks=batch)
+        if after <= line:
+            return  # fewer lines stored than counted (the log changed under us)
+        if after > lg.num_lines:  # lines appended since the download began: not ours
+            text = "".join(f"{x}\n" for x in text.split("\n")[: lg.num_lines - line])
+        line = after
+        yield _STREAM_TAG.sub("", text) if stdio else text
 
 
 ENDPOINTS = (
