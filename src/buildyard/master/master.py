@@ -41,6 +41,7 @@ from buildyard.master.config.master_config import MasterConfig
 from buildyard.master.data.api import DataAPI
 from buildyard.master.data.housekeeping import Housekeeping
 from buildyard.master.data.queries import Queries
+from buildyard.master.data.resources import forceschedulers
 from buildyard.master.data.updates import Updates
 from buildyard.master.db import migrate
 from buildyard.master.db.connector import Database
@@ -169,6 +170,7 @@ class BuildMaster(Service):
             )
         )
         self.www = WWWService(data=data.api, mq=self.mq)
+        data.api.register(*forceschedulers.endpoints(self._force_scheduler_data))
         for svc in (
             DatabaseService(self.db),
             _MQService(self.mq),
@@ -188,6 +190,12 @@ class BuildMaster(Service):
     def _scheduler(self, name: str) -> Any:
         """The running scheduler named ``name`` (what a Trigger step fires), or None."""
         return self.scheduler_manager.configured().get(name)
+
+    def _force_scheduler_data(self) -> list[dict[str, Any]]:
+        """The ``forcescheduler`` resources of the running force schedulers, by name."""
+        running: list[Any] = list(self.scheduler_manager.configured().values())
+        found = [s.data() for s in running if callable(getattr(s, "force", None))]
+        return sorted(found, key=lambda item: str(item["name"]))
 
     def _masterid(self) -> int:
         assert self.masterid is not None, "the master has not started"
