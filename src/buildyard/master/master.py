@@ -26,6 +26,7 @@ import asyncio
 import os
 import signal
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,7 @@ class BuildMaster(Service):
                 queries=Queries(db=self.db),
             )
         )
-        self.www = WWWService(data=data.api, mq=self.mq)
+        self.www = WWWService(data=data.api, mq=self.mq, control_actions=_Control(self))
         data.api.register(*forceschedulers.endpoints(self._force_scheduler_data))
         for svc in (
             DatabaseService(self.db),
@@ -400,3 +401,49 @@ class BuildMaster(Service):
 
     async def _reconfig_task(self) -> None:
         await self.reconfig()
+
+
+class _Control:
+    """The control actions of the REST API (www.control.Control), done by this master."""
+
+    def __init__(self, master: BuildMaster) -> None:
+        self._master = master
+
+    async def stop_build(self, buildid: int, reason: str) -> bool:
+        return await self._master.botmaster.brd.stop_build(buildid, reason)
+
+    async def rebuild(self, buildid: int) -> tuple[int, Mapping[int, int]]:
+        return await self._master.botmaster.brd.rebuild(buildid)
+
+    async def cancel_buildrequest(self, brid: int, reason: str) -> bool:
+        return await self._master.botmaster.brd.cancel_buildrequest(brid, reason)
+
+    async def worker_action(self, workerid: int, action: str, reason: str | None) -> None:
+        """pause / unpause, stop (graceful shutdown: no new build, then the worker is asked
+        to shut down once idle) or kill (disconnected now)."""
+        master = self._master
+        worker = await master.db.workers.get_worker(workerid)
+        if worker is None:
+            return
+        updates = master.data.updates
+        if action == "kill":
+            conn = master.workers.listener.connections.get(worker.name)
+            if conn is not None:
+                await conn.abort()
+            return
+        if action == "stop":
+            await updates.set_worker_state(
+                workerid=workerid, paused=worker.paused, graceful=True, pause_reason=None
+            )
+        else:
+            paused = action == "pause"
+            await updates.set_worker_state(
+                workerid=workerid,
+                paused=paused,
+                graceful=worker.graceful,
+                pause_reason=reason if paused else None,
+            )
+        master.botmaster.brd.maybe_start_builds()
+
+    async def enable_scheduler(self, schedulerid: int, enabled: bool) -> None:
+        await self._master.data.updates.set_scheduler_enabled(schedulerid, enabled)

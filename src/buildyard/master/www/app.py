@@ -35,6 +35,7 @@ def make_app(
     force_schedulers: control.ForceSchedulers | None = None,
     ui_routes: list[web.AbstractRouteDef] | None = None,
     mq: MessageQueue | None = None,
+    control_actions: control.Control | None = None,
 ) -> web.Application:
     # buildbot-www asks for "<buildbotURL>/icon.png": "//icon.png" is redirected to "/icon.png"
     app = web.Application(
@@ -42,6 +43,7 @@ def make_app(
     )
     app[rest.DATA_API] = data
     app[control.FORCE_SCHEDULERS] = force_schedulers or dict
+    app[control.CONTROL] = control_actions
 
     async def index(_request: web.Request) -> web.Response:
         return web.Response(
@@ -66,10 +68,17 @@ class Site:
 
 
 class WWWService(Service):
-    def __init__(self, *, data: DataAPI, mq: MessageQueue | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        data: DataAPI,
+        mq: MessageQueue | None = None,
+        control_actions: control.Control | None = None,
+    ) -> None:
         super().__init__("www")
         self._data = data
         self._mq = mq
+        self._control = control_actions
         self._runner: web.AppRunner | None = None
         self._listen: Listen | None = None
         self._site = Site()
@@ -105,6 +114,7 @@ class WWWService(Service):
             force_schedulers=self._force_schedulers,
             ui_routes=ui_routes,
             mq=self._mq,
+            control_actions=self._control,
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

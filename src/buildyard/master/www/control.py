@@ -1,10 +1,17 @@
 """POST /api/v2/<path>: control actions in JSON-RPC 2.0, as Buildbot's REST API takes them.
 
-Only ``force`` on ``forceschedulers/<name>`` exists so far::
-
     POST /api/v2/forceschedulers/force
     {"jsonrpc": "2.0", "method": "force", "id": 1, "params": {"builderid": 3, "reason": "x"}}
     -> {"id": 1, "jsonrpc": "2.0", "result": [bsid, {"3": brid}]}
+
+The actions (spec/rest-api.md section 6), on any path that names the entity:
+
+- a build (``builds/<id>``, ``builders/<b>/builds/<n>``): ``stop`` (``reason``), ``rebuild``
+  (``[bsid, {builderid: brid}]``);
+- a build request: ``cancel`` (``reason``);
+- a worker: ``pause`` (``reason``), ``unpause``, ``stop`` (graceful shutdown), ``kill``;
+- a scheduler: ``enable`` (``enabled``, a boolean);
+- a force scheduler: ``force``.
 
 As in Buildbot (``www/rest.py`` ``renderJsonRpc``): the body must be ``application/json``; one
 object (no batches) with ``jsonrpc`` "2.0", a string ``method``, an ``id`` and an object
@@ -12,26 +19,54 @@ object (no batches) with ``jsonrpc`` "2.0", a string ``method``, an ``id`` and a
 username field). Errors answer ``{"jsonrpc", "id", "error": {"code", "message"}}`` with
 Buildbot's HTTP statuses: 400 for a bad request (-32700, -32600) or fields the scheduler refused
 (-32602, ``message`` maps each field's fullName to its error), 404 for an unknown path or
-scheduler, 501 for an unknown method.
+entity, 501 for an action the entity does not have.
 
-The www sees the schedulers only through :data:`FORCE_SCHEDULERS`, a callable giving the running
-force schedulers by name (objects with ``force(owner, builderNames=None, builderid=None,
-**fields) -> (bsid, {builderid: brid})``); it imports nothing of the schedulers package.
+The www does the actions through :data:`FORCE_SCHEDULERS` (a callable giving the running force
+schedulers by name) and :data:`CONTROL` (a :class:`Control`, which the master implements); it
+imports nothing of the schedulers, builds or workers.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
+
+from buildyard.master.data.errors import NotFound
+from buildyard.master.www import rest
 
 log = structlog.get_logger(__name__)
 
 ForceSchedulers = Callable[[], Mapping[str, Any]]
 FORCE_SCHEDULERS: web.AppKey[ForceSchedulers] = web.AppKey("force_schedulers")
+
+
+class Control(Protocol):
+    """What the master does for the control actions (it implements this; the www imports
+    nothing of builds, workers or schedulers)."""
+
+    async def stop_build(self, buildid: int, reason: str) -> bool: ...
+
+    async def rebuild(self, buildid: int) -> tuple[int, Mapping[int, int]]: ...
+
+    async def cancel_buildrequest(self, brid: int, reason: str) -> bool: ...
+
+    async def worker_action(self, workerid: int, action: str, reason: str | None) -> None: ...
+
+    async def enable_scheduler(self, schedulerid: int, enabled: bool) -> None: ...
+
+
+CONTROL: web.AppKey[Control | None] = web.AppKey("control")
+# the actions of each resource type (the entity the path names), as Buildbot 4.3 has them
+ACTIONS: Mapping[str, tuple[str, ...]] = {
+    "build": ("stop", "rebuild"),
+    "buildrequest": ("cancel",),
+    "worker": ("stop", "kill", "pause", "unpause"),
+    "scheduler": ("enable",),
+}
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -90,17 +125,65 @@ async def _force(request: web.Request, name: str, params: dict[str, Any]) -> Any
     return [bsid, {str(builderid): brid for builderid, brid in brids.items()}]
 
 
+def _reason(params: Mapping[str, Any], default: str | None) -> str | None:
+    reason = params.get("reason", default)
+    if reason is not None and not isinstance(reason, str):
+        raise _JsonRpcError("'reason' must be a string", INVALID_PARAMS, 400)
+    return reason
+
+
+async def _act(request: web.Request, path: tuple[str, ...], method: str, params: Any) -> Any:
+    """Run ``method`` on the entity ``path`` names (a build, request, worker or scheduler)."""
+    api = request.app[rest.DATA_API]
+    try:
+        rtype = api.endpoint(path).rtype.name
+        entity = await api.get(path)
+    except NotFound as exc:
+        raise _JsonRpcError(str(exc), INVALID_REQUEST, 404) from exc
+    if rtype not in ACTIONS or not isinstance(entity, dict):
+        raise _JsonRpcError(f"invalid path: {'/'.join(path)}", INVALID_REQUEST, 404)
+    if method not in ACTIONS[rtype]:
+        raise _JsonRpcError(f"action: {method} is not supported", METHOD_NOT_FOUND, 501)
+    control = request.app[CONTROL]
+    if control is None:
+        raise _JsonRpcError("this master takes no control actions", METHOD_NOT_FOUND, 501)
+    if rtype == "build":
+        if method == "rebuild":
+            bsid, brids = await control.rebuild(entity["buildid"])
+            return [bsid, {str(builderid): brid for builderid, brid in brids.items()}]
+        reason = _reason(params, "no reason") or "no reason"
+        if not await control.stop_build(entity["buildid"], reason):
+            raise _JsonRpcError("the build is not running on this master", INVALID_REQUEST, 400)
+        return None
+    if rtype == "buildrequest":
+        reason = _reason(params, "no reason") or "no reason"
+        if not await control.cancel_buildrequest(entity["buildrequestid"], reason):
+            raise _JsonRpcError(
+                "the build request is complete or built by another master", INVALID_REQUEST, 400
+            )
+        return None
+    if rtype == "worker":
+        await control.worker_action(entity["workerid"], method, _reason(params, None))
+        return None
+    enabled = params.get("enabled")
+    if not isinstance(enabled, bool):
+        raise _JsonRpcError("'enabled' must be true or false", INVALID_PARAMS, 400)
+    await control.enable_scheduler(entity["schedulerid"], enabled)
+    return None
+
+
 async def post(request: web.Request) -> web.Response:
     reply: dict[str, Any] = {"jsonrpc": "2.0"}
     path = tuple(request.match_info["path"].strip("/").split("/"))
     try:
         method, ident, params = _decode(await request.read(), request.content_type)
         reply["id"] = ident
-        if len(path) != 2 or path[0] != "forceschedulers":
-            raise _JsonRpcError(f"invalid path: {'/'.join(path)}", INVALID_REQUEST, 404)
-        if method != "force":
-            raise _JsonRpcError(f"action: {method} is not supported", METHOD_NOT_FOUND, 501)
-        reply["result"] = await _force(request, path[1], params)
+        if len(path) == 2 and path[0] == "forceschedulers":
+            if method != "force":
+                raise _JsonRpcError(f"action: {method} is not supported", METHOD_NOT_FOUND, 501)
+            reply["result"] = await _force(request, path[1], params)
+        else:
+            reply["result"] = await _act(request, path, method, params)
         status = 200
     except _JsonRpcError as exc:
         reply["error"] = {"code": exc.code, "message": exc.message}
