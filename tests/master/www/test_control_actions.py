@@ -123,6 +123,7 @@ async def test_control_actions(tmp_path: Path) -> None:
         assert buildset is not None and buildset.rebuilt_buildid == build.id
         # and stop that one too, by cancelling its request
         rebuilt = brids[str(slow)]
+
         async def rebuilding() -> bool:
             return bool(await db.builds.get_builds(buildrequestid=rebuilt))
 
