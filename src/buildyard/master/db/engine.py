@@ -76,7 +76,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # take BEGIN into our own hands (pysqlite's implicit transactions defeat IMMEDIATE)
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # (WAL mode: sqlite_driver sets it as it opens the connection)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
+import time
 from typing import Any
 
 import aiosqlite
@@ -100,11 +101,33 @@ class _Connection(AsyncAdapt_aiosqlite_connection):
     _cursor_cls = OneHopCursor
 
 
+def _use_wal(raw: sqlite3.Connection, timeout: float) -> None:
+    """Put the database in WAL mode. SQLite may answer "database is locked" at once, without
+    waiting out the busy timeout, while another connection is switching the same new file to
+    WAL (several masters starting together on a fresh database): retry until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            raw.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)  # in the connection's own thread, not the event loop's
+
+
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
-    """Pass as ``module=`` to ``create_async_engine("sqlite+aiosqlite://...")``."""
+    """Pass as ``module=`` to ``create_async_engine("sqlite+aiosqlite://...")``; every
+    connection it opens is in WAL mode."""
 
     def connect(self, *arg: Any, **kw: Any) -> _Connection:
         adapted = super().connect(*arg, **kw)
+        conn: aiosqlite.Connection = adapted._connection  # type: ignore[assignment]
+        try:
+            await_(conn._execute(_use_wal, conn._conn, float(kw.get("timeout", 5.0))))  # type: ignore[no-untyped-call]
+        except Exception:
+            adapted.close()
+            raise
         return _Connection(self, adapted._connection)
 
 
