@@ -1,99 +1,125 @@
 """The data API's events for browsers: ``/ws`` (WebSocket) and ``/sse`` (server-sent events).
 
-spec/rest-api.md section 7. A client subscribes to paths, routing-key patterns with ``*`` for
-any one segment (``builds/*/*``, ``builders/3/builds/*/*``; a pattern matches keys of its own
-length only) and gets each matching event as ``{"k": "builds/12/finished", "m": {...}}``.
+spec/rest-api.md section 7. A client subscribes to paths, routing-key patterns split on ``/``
+with ``*`` for any one segment (``builds/*/*``, ``builders/3/builds/*/*``; a pattern matches
+keys of its own length only, as in Buildbot nothing else is translated), and gets each matching
+event as ``{"k": "builds/12/finished", "m": {...}}``.
 
-``/ws`` takes JSON text frames, each with the client's ``_id``: ``startConsuming`` and
+``/ws`` takes JSON frames, each with the client's ``_id``: ``startConsuming`` and
 ``stopConsuming`` with a ``path``, and ``ping``. Every command is answered with a ``code``
 (events never have one); a bad frame is answered with an error and changes nothing else, so the
 socket and its other subscriptions go on. Buildbot's UI waits for the 200 of
 ``startConsuming`` before it reads the matching REST path, so the answer comes only once the
 subscription is live.
 
-``/sse/listen[/<path>]`` streams ``event: handshake`` with the stream's id, then ``event: event``
-with ``{"key": [...], "message": {...}}``; ``/sse/add/<id>/<path>`` and ``/sse/remove/<id>/<path>``
-change what it follows.
+``/sse/listen[/<path>]`` (or ``/sse[/<path>]``) streams ``event: handshake`` with the stream's
+id, then ``event: event`` with ``{"key": [...], "message": {...}}``; ``/sse/add/<id>/<path>``
+and ``/sse/remove/<id>/<path>`` change what it follows.
 
-Every socket and stream is closed when the web server stops, so stopping never waits on them.
+Ownership: each socket or stream's subscriptions are drained by tasks of a TaskGroup that its
+request handler owns; when the client goes (or the handler is cancelled) they are cancelled and
+their MQ subscriptions closed. When the web server stops, every socket and stream is closed
+actively (the server would otherwise wait for their handlers), each within
+:data:`CLOSE_TIMEOUT` seconds, after which its connection is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
+import datetime
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from buildyard.master.mq.base import Body, Key, MessageQueue, Pattern, Subscription
 
 log = structlog.get_logger(__name__)
 
 MQ: web.AppKey[MessageQueue] = web.AppKey("mq")
-# the open sockets and streams, closed when the app shuts down
-_OPEN: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("open_sockets")
+_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("ws_sockets")
 _STREAMS: web.AppKey[dict[str, _Stream]] = web.AppKey("sse_streams")
 
+# how long a closing socket waits for the client's close frame, and a stopping server for a
+# socket or stream to end before it drops the connection
+CLOSE_TIMEOUT = 1.0
+# a WebSocket ping this often; a client that does not answer within half of it is dropped
+WS_HEARTBEAT = 30.0
+# an SSE comment line this often: a client that went away is noticed when the write fails
+SSE_KEEPALIVE = 15.0
 
-def pattern(path: str) -> Pattern:
-    """``builds/*/new`` -> ("builds", None, "new"); ValueError for an empty path."""
-    parts = [p for p in path.strip("/").split("/")]
-    if not path.strip("/") or any(not p for p in parts):
-        raise ValueError(f"invalid path {path!r}")
-    return tuple(None if p == "*" else p for p in parts)
+
+def parse_path(path: str) -> Pattern:
+    """Buildbot's reading of a subscription path: ``builds/*/new`` -> ("builds", None, "new").
+
+    Nothing is rejected: a path no key can match (``builds//x``) subscribes to nothing."""
+    return tuple(None if part == "*" else part for part in path.split("/"))
 
 
-def event(key: Key, body: Body) -> dict[str, Any]:
-    return {"k": "/".join(key), "m": body}
+def _json_default(value: object) -> Any:
+    # as Buildbot's encoder: datetimes as UNIX epoch seconds, anything else unknown as null
+    if isinstance(value, datetime.datetime):
+        return calendar.timegm(value.utctimetuple())
+    return None
+
+
+Send = Callable[[Key, Body], Awaitable[None]]
 
 
 class _Consumer:
-    """One client's subscriptions by path, each drained into ``send`` by its own task."""
+    """One client's subscriptions by path, each drained into ``send`` by a task of ``tasks``
+    (the TaskGroup of the request handler that serves the client)."""
 
-    def __init__(self, mq: MessageQueue, send: Any) -> None:
+    def __init__(self, mq: MessageQueue, send: Send, tasks: asyncio.TaskGroup) -> None:
         self._mq = mq
         self._send = send
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._group = tasks
+        self._followed: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
 
-    def start(self, path: str) -> None:
+    def start(self, path: str, pattern: Pattern) -> None:
         """Follow ``path`` (again: nothing changes); the subscription is live on return."""
-        if path in self._tasks:
+        if path in self._followed:
             return
-        sub = self._mq.subscribe(pattern(path))
-        self._tasks[path] = asyncio.get_running_loop().create_task(self._pump(sub))
+        sub = self._mq.subscribe(pattern)
+        self._followed[path] = (sub, self._group.create_task(self._pump(path, sub)))
 
     def stop(self, path: str) -> bool:
-        task = self._tasks.pop(path, None)
-        if task is None:
+        """Stop following ``path`` (no event is taken for it after this); False if it was not
+        followed."""
+        followed = self._followed.pop(path, None)
+        if followed is None:
             return False
-        task.cancel()
+        self._end(*followed)
         return True
 
-    async def _pump(self, sub: Subscription) -> None:
+    def close(self) -> None:
+        """Stop following everything (the TaskGroup's owner waits for the cancelled tasks)."""
+        for followed in self._followed.values():
+            self._end(*followed)
+        self._followed.clear()
+
+    @staticmethod
+    def _end(sub: Subscription, task: asyncio.Task[None]) -> None:
+        # closed here, not only by the task: a task cancelled before it ever ran would leave
+        # its subscription in the MQ, filling up
+        sub.close()
+        task.cancel()
+
+    async def _pump(self, path: str, sub: Subscription) -> None:
         async with sub:
             async for key, body in sub:
                 try:
                     await self._send(key, body)
+                except (TypeError, ValueError):
+                    # a body JSON cannot hold: that event is lost, not the subscription
+                    log.exception("event_not_sent", path=path, key="/".join(key))
                 except (ConnectionError, RuntimeError):
-                    return  # the client is gone; closing ends the others
-
-    async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    @property
-    def paths(self) -> Iterable[str]:
-        return self._tasks.keys()
+                    return  # the client is gone; its handler ends the rest
 
 
 # -- /ws --------------------------------------------------------------------------------------
@@ -103,170 +129,220 @@ def _reply(ident: Any, code: int, **fields: Any) -> dict[str, Any]:
     return {**fields, "code": code, "_id": ident}
 
 
-def _answer(frame: str, consumer: _Consumer) -> dict[str, Any]:
+# what each command takes besides "cmd" (and "type", which Buildbot ignores)
+_ARGUMENTS = {
+    "startConsuming": {"path", "_id"},
+    "stopConsuming": {"path", "_id"},
+    "ping": {"_id"},
+}
+
+
+def _answer(frame: str | bytes, consumer: _Consumer) -> dict[str, Any]:
     """The reply to one client frame (subscriptions changed as it asks)."""
     try:
         message = json.loads(frame)
-    except ValueError as exc:
+    except ValueError as exc:  # UnicodeDecodeError too
         return _reply(None, 400, error=f"invalid JSON in websocket frame: {exc}")
     if not isinstance(message, dict):
         return _reply(None, 400, error="a websocket frame must be a JSON object")
     ident = message.get("_id")
-    if ident is None and "type" not in message:
+    if ident is None and message.get("type") is None:
         return _reply(None, 400, error="no '_id' or 'type' in websocket frame")
     cmd = message.get("cmd")
     if cmd is None:
-        return _reply(ident, 400, error="no 'cmd' in websocket frame")
+        return _reply(None, 400, error="no 'cmd' in websocket frame")
+    if not isinstance(cmd, str) or cmd not in _ARGUMENTS:
+        return _reply(ident, 404, error=f"no such command type '{cmd}'")
+    given = {k for k, v in message.items() if k not in ("cmd", "type")}
+    expected = _ARGUMENTS[cmd]
+    if given != expected:
+        missing, extra = sorted(expected - given), sorted(given - expected)
+        problem = "; ".join(
+            [*(f"missing {name!r}" for name in missing), *(f"unexpected {x!r}" for x in extra)]
+        )
+        return _reply(ident, 400, error=f"Invalid method argument '{cmd}: {problem}'")
     if cmd == "ping":
         return _reply(ident, 200, msg="pong")
-    if cmd not in ("startConsuming", "stopConsuming"):
-        return _reply(ident, 404, error=f"no such command type '{cmd}'")
-    path = message.get("path")
+    path = message["path"]
     if not isinstance(path, str):
-        return _reply(ident, 400, error=f"'{cmd}' needs a 'path' string")
-    try:
-        if cmd == "startConsuming":
-            consumer.start(path)
-        elif not consumer.stop(path):
-            return _reply(ident, 400, error=f"path was not consumed '{path}'")
-    except ValueError as exc:
-        return _reply(ident, 400, error=str(exc))
+        return _reply(ident, 400, error=f"invalid path format '{path}'")
+    if cmd == "startConsuming":
+        consumer.start(path, parse_path(path))
+    elif not consumer.stop(path):
+        return _reply(ident, 400, error=f"path was not consumed '{path}'")
     return _reply(ident, 200, msg="OK")
 
 
+def _ws_json(message: dict[str, Any]) -> str:
+    return json.dumps(message, default=_json_default, separators=(",", ":"))
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    # a client that does not answer our closing frame is not waited for long
-    ws = web.WebSocketResponse(heartbeat=30, timeout=2)
+    ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT, timeout=CLOSE_TIMEOUT)
     await ws.prepare(request)
-    request.app[_OPEN].add(ws)
+    sockets = request.app[_SOCKETS]
+    sockets.add(ws)
 
     async def send(key: Key, body: Body) -> None:
-        await ws.send_json(event(key, body))
+        await ws.send_str(_ws_json({"k": "/".join(key), "m": body}))
 
-    consumer = _Consumer(request.app[MQ], send)
     try:
-        async for msg in ws:
-            if msg.type == WSMsgType.TEXT:
-                try:
-                    reply = _answer(msg.data, consumer)
-                except Exception as exc:
-                    log.exception("ws_command_failed")
-                    reply = _reply(None, 500, error=f"internal error: {exc}")
-                await ws.send_json(reply)
-            elif msg.type == WSMsgType.BINARY:
-                await ws.send_json(_reply(None, 400, error="binary frames are not understood"))
+        async with asyncio.TaskGroup() as tasks:
+            consumer = _Consumer(request.app[MQ], send, tasks)
+            try:
+                async for msg in ws:
+                    if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                        continue
+                    try:
+                        reply = _answer(msg.data, consumer)
+                    except Exception as exc:
+                        log.exception("ws_command_failed")
+                        reply = _reply(None, 500, error=f"Internal Error '{exc}'")
+                    await ws.send_str(_ws_json(reply))
+            except (ConnectionError, RuntimeError):
+                pass  # the client went away while we answered
+            finally:
+                consumer.close()
     finally:
-        request.app[_OPEN].discard(ws)
-        await consumer.close()
+        sockets.discard(ws)
     return ws
 
 
 # -- /sse -------------------------------------------------------------------------------------
 
 
-# a comment line this often: a client that went away is noticed when it fails
-SSE_KEEPALIVE = 15.0
-
-
 class _Stream:
-    def __init__(self, response: web.StreamResponse, mq: MessageQueue) -> None:
-        self.response = response
-        self.consumer = _Consumer(mq, self.send)
+    def __init__(self, request: web.Request, response: web.StreamResponse) -> None:
+        self._request = request
+        self._response = response
         self._lock = asyncio.Lock()
-        # set when the server stops
+        # set to end the stream (the server stops, or the client is gone)
         self.done = asyncio.Event()
+        # set once the handler has let go of the stream
+        self.ended = asyncio.Event()
+        self.consumer: _Consumer | None = None
 
     async def send(self, key: Key, body: Body) -> None:
-        await self.write("event", json.dumps({"key": list(key), "message": body}))
+        message = json.dumps({"key": list(key), "message": body}, default=_json_default)
+        await self.write("event", message)
 
     async def write(self, name: str, data: str) -> None:
         await self.raw(f"event: {name}\ndata: {data}\n\n")
 
     async def raw(self, text: str) -> None:
-        async with self._lock:
-            await self.response.write(text.encode())
+        try:
+            async with self._lock:
+                await self._response.write(text.encode())
+        except (ConnectionError, RuntimeError):
+            self.done.set()
+            raise
+
+    def abort(self) -> None:
+        """Drop the connection (a write stuck on a client that does not read fails)."""
+        if self._request.transport is not None:
+            self._request.transport.close()
 
 
-async def sse_listen(request: web.Request) -> web.StreamResponse:
+def _sse_segments(tail: str) -> list[str]:
+    parts = tail.split("/") if tail else []
+    if parts and parts[-1] == "":
+        parts.pop()
+    return parts
+
+
+def _text(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text)
+
+
+async def sse(request: web.Request) -> web.StreamResponse:
+    """``/sse[/listen|add|remove][/...]``, Buildbot's one resource for all three."""
+    parts = _sse_segments(request.match_info.get("tail", ""))
+    command = "listen"
+    if parts and parts[0] in ("listen", "add", "remove"):
+        command, parts = parts[0], parts[1:]
+    if command == "listen":
+        return await _listen(request, "/".join(parts), bool(parts))
+    if not parts:
+        return _text(400, "need uuid")
+    stream = request.app[_STREAMS].get(parts[0])
+    if stream is None or stream.consumer is None:
+        return _text(400, "unknown uuid")
+    path = "/".join(parts[1:])
+    if command == "add":
+        stream.consumer.start(path, parse_path(path) if parts[1:] else ())
+    elif not stream.consumer.stop(path):
+        return _text(404, "consumer is not listening to this event")
+    return _text(200, "ok")
+
+
+async def _listen(request: web.Request, path: str, follow: bool) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
     ident = str(uuid.uuid4())
-    stream = _Stream(response, request.app[MQ])
-    path = request.match_info.get("path", "")
-    if path:
-        try:
-            stream.consumer.start(path)
-        except ValueError as exc:
-            await stream.write("error", json.dumps(str(exc)))
-            return response
+    stream = _Stream(request, response)
     streams = request.app[_STREAMS]
     streams[ident] = stream
     try:
-        await stream.write("handshake", ident)
-        # the stream lasts until the client goes (a write fails) or the server stops
-        while not stream.done.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SSE_KEEPALIVE):
-                    await stream.done.wait()
-            if not stream.done.is_set():
-                await stream.raw(": keepalive\n\n")
-    except (ConnectionError, RuntimeError):
-        pass  # the client went away
+        async with asyncio.TaskGroup() as tasks:
+            stream.consumer = _Consumer(request.app[MQ], stream.send, tasks)
+            try:
+                if follow:
+                    stream.consumer.start(path, parse_path(path))
+                await stream.write("handshake", ident)
+                # the stream lasts until the client goes (a write fails) or the server stops
+                while not stream.done.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(SSE_KEEPALIVE):
+                            await stream.done.wait()
+                    if not stream.done.is_set():
+                        await stream.raw(": keepalive\n\n")
+            except (ConnectionError, RuntimeError):
+                pass  # the client went away
+            finally:
+                streams.pop(ident, None)
+                stream.consumer.close()
     finally:
-        streams.pop(ident, None)
-        await stream.consumer.close()
+        stream.ended.set()
     return response
-
-
-async def _change(request: web.Request, add: bool) -> web.Response:
-    stream = request.app[_STREAMS].get(request.match_info["uuid"])
-    if stream is None:
-        return web.Response(status=400, text="unknown uuid")
-    path = request.match_info["path"]
-    try:
-        if add:
-            stream.consumer.start(path)
-        elif not stream.consumer.stop(path):
-            return web.Response(status=400, text=f"path was not consumed '{path}'")
-    except ValueError as exc:
-        return web.Response(status=400, text=str(exc))
-    return web.Response(text="ok")
-
-
-async def sse_add(request: web.Request) -> web.Response:
-    return await _change(request, add=True)
-
-
-async def sse_remove(request: web.Request) -> web.Response:
-    return await _change(request, add=False)
 
 
 # -- wiring -----------------------------------------------------------------------------------
 
 
+async def _close_socket(ws: web.WebSocketResponse) -> None:
+    # a timeout makes aiohttp drop the connection (a client that does not read)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT * 2):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+
+async def _end_stream(stream: _Stream) -> None:
+    stream.done.set()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await stream.ended.wait()
+    except TimeoutError:
+        stream.abort()
+
+
 async def _close_all(app: web.Application) -> None:
-    for stream in list(app[_STREAMS].values()):
-        stream.done.set()
-    sockets: set[web.WebSocketResponse] = app[_OPEN]
-    await asyncio.gather(
-        *(ws.close(code=1001, message=b"server shutting down") for ws in list(sockets)),
-        return_exceptions=True,
-    )
+    """on_shutdown: end every socket and stream, so the server has no handler to wait for."""
+    sockets: set[web.WebSocketResponse] = app[_SOCKETS]
+    async with asyncio.TaskGroup() as tasks:
+        for ws in list(sockets):
+            tasks.create_task(_close_socket(ws))
+        for stream in list(app[_STREAMS].values()):
+            tasks.create_task(_end_stream(stream))
 
 
 def setup(app: web.Application, mq: MessageQueue) -> None:
+    """Serve ``/ws`` and ``/sse`` on ``app`` with the events of ``mq``."""
     app[MQ] = mq
-    app[_OPEN] = set()
+    app[_SOCKETS] = set()
     app[_STREAMS] = {}
     app.on_shutdown.append(_close_all)
     app.add_routes(
-        [
-            web.get("/ws", websocket),
-            web.get("/sse/listen", sse_listen),
-            web.get("/sse/listen/{path:.+}", sse_listen),
-            web.get("/sse/add/{uuid}/{path:.+}", sse_add),
-            web.get("/sse/remove/{uuid}/{path:.+}", sse_remove),
-        ]
+        [web.get("/ws", websocket), web.get("/sse", sse), web.get("/sse/{tail:.*}", sse)]
     )

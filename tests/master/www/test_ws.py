@@ -1,0 +1,257 @@
+"""/ws on a real master over loopback: subscriptions, a real build's events, ping, bad frames
+answered without harm to the rest, released subscriptions, and a quick stop with clients on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from buildyard.master.model.results import Results
+from buildyard.testing.masters import Running, running_master
+from buildyard.testing.processes import eventually
+
+BODY = """
+c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=util.BuildFactory([
+    steps.ShellCommand(name="hi", command="echo hi"),
+]))]
+c['www'] = {'port': 'tcp:0:interface=127.0.0.1'}
+"""
+
+WS = aiohttp.ClientWebSocketResponse
+
+
+@asynccontextmanager
+async def _socket(
+    tmp_path: Path, db_url: str = "sqlite:///state.sqlite"
+) -> AsyncIterator[tuple[Running, WS]]:
+    async with (
+        running_master(tmp_path, BODY, db_url=db_url) as running,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"http://127.0.0.1:{running.master.www.port}/ws") as ws,
+    ):
+        yield running, ws
+
+
+def _subscriptions(running: Running) -> int:
+    return running.master.mq.statistics()["subscriptions"]
+
+
+async def _receive(ws: WS) -> dict[str, Any]:
+    async with asyncio.timeout(10):
+        message = await ws.receive()
+    assert message.type == aiohttp.WSMsgType.TEXT, message
+    decoded = json.loads(message.data)
+    assert isinstance(decoded, dict)
+    return decoded
+
+
+async def _command(ws: WS, **frame: Any) -> dict[str, Any]:
+    """Send one command and return its answer, which must come before any event."""
+    await ws.send_json(frame)
+    reply = await _receive(ws)
+    assert "code" in reply, reply
+    return reply
+
+
+async def _events_until(ws: WS, *last: str) -> list[dict[str, Any]]:
+    """Events (no answer may come in between) until every key of ``last`` has been seen."""
+    seen: list[dict[str, Any]] = []
+    waiting = set(last)
+    async with asyncio.timeout(60):
+        while waiting:
+            message = await _receive(ws)
+            assert set(message) == {"k", "m"}, message
+            seen.append(message)
+            waiting.discard(message["k"])
+    return seen
+
+
+async def _rest(running: Running, path: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{running.master.www.port}/api/v2/{path}") as resp,
+    ):
+        body = await resp.json(content_type=None)
+        assert resp.status == 200, body
+        return dict(body)
+
+
+async def _buildset(running: Running, brid: int) -> int:
+    [request] = (await _rest(running, f"buildrequests/{brid}"))["buildrequests"]
+    return int(request["buildsetid"])
+
+
+async def test_build_events_reach_each_subscription(tmp_path: Path, db_url: str) -> None:
+    async with _socket(tmp_path, db_url) as (running, ws):
+        base = _subscriptions(running)
+        for ident, path in enumerate(["builds/*/*", "builders/*/builds/*/*", "steps/*/*"], 1):
+            reply = await _command(ws, cmd="startConsuming", path=path, _id=ident)
+            assert reply == {"msg": "OK", "code": 200, "_id": ident}
+        assert _subscriptions(running) == base + 3
+
+        result = await running.build("b")
+        assert result.build.results == Results.SUCCESS
+        build, step = result.build, result.steps[0]
+        by_builder = f"builders/{build.builderid}/builds/{build.number}"
+        events = await _events_until(
+            ws,
+            f"builds/{build.id}/finished",
+            f"{by_builder}/finished",
+            f"steps/{step.id}/finished",
+        )
+        keys = [e["k"] for e in events]
+        # each once, in the order produced, per subscription
+        of_build = [k for k in keys if k.startswith("builds/")]
+        assert of_build[0] == f"builds/{build.id}/new"
+        assert of_build[-1] == f"builds/{build.id}/finished"
+        assert set(of_build[1:-1]) <= {f"builds/{build.id}/update"}
+        assert keys.index(f"{by_builder}/new") < keys.index(f"{by_builder}/finished")
+        assert keys.index(f"steps/{step.id}/new") < keys.index(f"steps/{step.id}/finished")
+        # builds/*/* has three segments: builds/1/properties/update is not one of them
+        assert all(len(k.split("/")) == 3 for k in keys if not k.startswith("builders/"))
+
+        bodies = {e["k"]: e["m"] for e in events}
+        new = bodies[f"builds/{build.id}/new"]
+        assert (new["buildid"], new["number"], new["builderid"]) == (
+            build.id,
+            build.number,
+            build.builderid,
+        )
+        assert new["complete"] is False and new["results"] is None
+        # the finished event is the entity the REST API gives
+        [rest] = (await _rest(running, f"builds/{build.id}"))["builds"]
+        assert bodies[f"builds/{build.id}/finished"] == rest
+        assert bodies[f"{by_builder}/finished"] == rest
+        assert rest["complete"] is True and rest["results"] == Results.SUCCESS
+        [rest_step] = (await _rest(running, f"steps/{step.id}"))["steps"]
+        assert bodies[f"steps/{step.id}/finished"] == rest_step
+
+
+async def test_frames_are_compact_json_as_buildbot_sends_them(tmp_path: Path) -> None:
+    async with _socket(tmp_path) as (_running, ws):
+        await ws.send_str('{"cmd":"ping","_id":7}')
+        async with asyncio.timeout(10):
+            assert await ws.receive_str() == '{"msg":"pong","code":200,"_id":7}'
+
+
+async def test_stop_consuming_stops_the_events_and_the_subscription(tmp_path: Path) -> None:
+    async with _socket(tmp_path) as (running, ws):
+        base = _subscriptions(running)
+        await _command(ws, cmd="startConsuming", path="builds/*/*", _id=1)
+        await _command(ws, cmd="startConsuming", path="buildsets/*/complete", _id=2)
+        first = await running.build("b")
+        bsid = await _buildset(running, first.build.buildrequestid)
+        await _events_until(ws, f"builds/{first.build.id}/finished", f"buildsets/{bsid}/complete")
+
+        reply = await _command(ws, cmd="stopConsuming", path="builds/*/*", _id=3)
+        assert reply == {"msg": "OK", "code": 200, "_id": 3}
+        assert _subscriptions(running) == base + 1
+        second = await running.build("b")
+        bsid = await _buildset(running, second.build.buildrequestid)
+        # the other subscription still works, and it is all that comes
+        [event] = await _events_until(ws, f"buildsets/{bsid}/complete")
+        assert event["m"]["bsid"] == bsid
+        assert await _command(ws, cmd="ping", _id=4) == {"msg": "pong", "code": 200, "_id": 4}
+
+        assert await _command(ws, cmd="stopConsuming", path="builds/*/*", _id=5) == {
+            "error": "path was not consumed 'builds/*/*'",
+            "code": 400,
+            "_id": 5,
+        }
+
+
+async def test_bad_frames_get_errors_and_the_subscription_goes_on(tmp_path: Path) -> None:
+    async with _socket(tmp_path) as (running, ws):
+        base = _subscriptions(running)
+        await _command(ws, cmd="startConsuming", path="builds/*/*", _id=1)
+        # the same path again: OK, and still one subscription
+        assert await _command(ws, cmd="startConsuming", path="builds/*/*", _id=2) == {
+            "msg": "OK",
+            "code": 200,
+            "_id": 2,
+        }
+        assert _subscriptions(running) == base + 1
+
+        await ws.send_str("{not json")
+        reply = await _receive(ws)
+        assert (reply["code"], reply["_id"]) == (400, None) and "error" in reply
+        await ws.send_str("[1, 2]")
+        assert (await _receive(ws))["code"] == 400
+        assert await _command(ws, cmd="startConsuming", path="x/*") == {
+            "error": "no '_id' or 'type' in websocket frame",
+            "code": 400,
+            "_id": None,
+        }
+        assert await _command(ws, _id=3) == {
+            "error": "no 'cmd' in websocket frame",
+            "code": 400,
+            "_id": None,
+        }
+        assert await _command(ws, cmd="explode", _id=4) == {
+            "error": "no such command type 'explode'",
+            "code": 404,
+            "_id": 4,
+        }
+        missing = await _command(ws, cmd="startConsuming", _id=5)
+        assert (missing["code"], missing["_id"]) == (400, 5) and "path" in missing["error"]
+        extra = await _command(ws, cmd="ping", _id=6, colour="red")
+        assert (extra["code"], extra["_id"]) == (400, 6) and "colour" in extra["error"]
+        assert await _command(ws, cmd="startConsuming", path=3, _id=7) == {
+            "error": "invalid path format '3'",
+            "code": 400,
+            "_id": 7,
+        }
+        # a binary frame is read as JSON too, as Buildbot does
+        await ws.send_bytes(b'{"cmd": "ping", "_id": 8}')
+        assert await _receive(ws) == {"msg": "pong", "code": 200, "_id": 8}
+        # a "type" without "_id" passes the first check, not the command's
+        typed = await _command(ws, cmd="ping", type="x")
+        assert (typed["code"], typed["_id"]) == (400, None)
+        assert _subscriptions(running) == base + 1
+
+        result = await running.build("b")
+        events = await _events_until(ws, f"builds/{result.build.id}/finished")
+        keys = [e["k"] for e in events]
+        assert keys[0] == f"builds/{result.build.id}/new"
+        assert len(keys) == len(set(keys))  # each once, despite the second startConsuming
+
+
+async def test_closing_the_socket_releases_its_subscriptions(tmp_path: Path) -> None:
+    async with running_master(tmp_path, BODY) as running, aiohttp.ClientSession() as http:
+        base = _subscriptions(running)
+        ws = await http.ws_connect(f"http://127.0.0.1:{running.master.www.port}/ws")
+        await _command(ws, cmd="startConsuming", path="builds/*/*", _id=1)
+        await _command(ws, cmd="startConsuming", path="steps/*/*", _id=2)
+        assert _subscriptions(running) == base + 2
+        await ws.close()
+        await eventually(lambda: _subscriptions(running) == base, within=10)
+
+
+async def test_stopping_the_master_does_not_wait_for_open_sockets(tmp_path: Path) -> None:
+    async with aiohttp.ClientSession() as http, running_master(tmp_path, BODY) as running:
+        base = _subscriptions(running)
+        url = f"http://127.0.0.1:{running.master.www.port}/ws"
+        reading, idle = await http.ws_connect(url), await http.ws_connect(url)
+        for ws in (reading, idle):
+            await _command(ws, cmd="startConsuming", path="builds/*/*", _id=1)
+        assert _subscriptions(running) == base + 2
+        # one client reads (and so answers the closing frame), the other never does
+        closing = asyncio.get_running_loop().create_task(reading.receive())
+        started = time.monotonic()
+        await running.master.stop()
+        took = time.monotonic() - started
+        # without the sockets closed, aiohttp waits up to a minute for their handlers
+        assert took < 5, f"the master took {took:.1f}s to stop"
+        async with asyncio.timeout(5):
+            message = await closing
+        assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1001)
+        async with asyncio.timeout(5):
+            message = await idle.receive()
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
