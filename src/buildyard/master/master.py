@@ -403,6 +403,10 @@ class BuildMaster(Service):
         await self.reconfig()
 
 
+# how long a killed worker has to acknowledge ``shutdown`` before its connection is dropped
+KILL_ANSWER_TIMEOUT = 10.0
+
+
 class _Control:
     """The control actions of the REST API (www.control.Control), done by this master."""
 
@@ -418,9 +422,15 @@ class _Control:
     async def cancel_buildrequest(self, brid: int, reason: str) -> bool:
         return await self._master.botmaster.brd.cancel_buildrequest(brid, reason)
 
+    async def set_buildrequest_priority(self, brid: int, priority: int) -> bool:
+        changed = await self._master.data.updates.set_buildrequest_priority(brid, priority)
+        self._master.botmaster.brd.maybe_start_builds()
+        return changed
+
     async def worker_action(self, workerid: int, action: str, reason: str | None) -> None:
-        """pause / unpause, stop (graceful shutdown: no new build, then the worker is asked
-        to shut down once idle) or kill (disconnected now)."""
+        """As Buildbot's ``Worker.controlWorker``: pause (with ``reason``) / unpause; stop
+        (graceful shutdown: no new build, and the worker is told to shut down once idle); kill
+        (told to shut down now, whatever it runs)."""
         master = self._master
         worker = await master.db.workers.get_worker(workerid)
         if worker is None:
@@ -428,21 +438,24 @@ class _Control:
         updates = master.data.updates
         if action == "kill":
             conn = master.workers.listener.connections.get(worker.name)
-            if conn is not None:
+            if conn is None:
+                return  # not connected here: already shut down, as far as this master knows
+            log.info("worker_kill", worker=worker.name)
+            try:
+                async with asyncio.timeout(KILL_ANSWER_TIMEOUT):
+                    await conn.peer.request("shutdown")
+            except Exception as exc:  # no answer: drop it (it then reconnects, or not)
+                log.info("worker_shutdown_unanswered", worker=worker.name, why=repr(exc))
                 await conn.abort()
             return
         if action == "stop":
-            await updates.set_worker_state(
-                workerid=workerid, paused=worker.paused, graceful=True, pause_reason=None
-            )
+            paused, graceful, pause_reason = worker.paused, True, worker.pause_reason
         else:
-            paused = action == "pause"
-            await updates.set_worker_state(
-                workerid=workerid,
-                paused=paused,
-                graceful=worker.graceful,
-                pause_reason=reason if paused else None,
-            )
+            paused, graceful = action == "pause", worker.graceful
+            pause_reason = reason if paused else None
+        await updates.set_worker_state(
+            workerid=workerid, paused=paused, graceful=graceful, pause_reason=pause_reason
+        )
         master.botmaster.brd.maybe_start_builds()
 
     async def enable_scheduler(self, schedulerid: int, enabled: bool) -> None:

@@ -15,6 +15,7 @@ import structlog
 from buildyard.common.clock import Clock
 from buildyard.master.data.pipeline import PipelineUpdates
 from buildyard.master.db.connector import Database
+from buildyard.master.db.errors import NotClaimed
 from buildyard.master.model.masters import DeactivationCleanup
 from buildyard.master.model.results import Results
 from buildyard.master.mq import keys
@@ -142,6 +143,18 @@ class Updates(PipelineUpdates):
             }
             for key in keys.buildrequest_event(brid, builderid, bsid, "unclaimed"):
                 self._mq.produce(key, body)
+
+    # -- build requests ------------------------------------------------------------------------
+
+    async def set_buildrequest_priority(self, brid: int, priority: int) -> bool:
+        """Change the priority of a request not complete yet (the next distribution pass
+        orders by it); False, changing nothing, if it is complete or unknown. No event, as in
+        Buildbot."""
+        try:
+            await self._db.buildrequests.set_buildrequests_priority([brid], priority)
+        except NotClaimed:
+            return False
+        return True
 
     # -- builders ------------------------------------------------------------------------------
 

@@ -168,6 +168,9 @@ class BuildRequestDistributor(Service):
         self.building: set[Build] = set()
         self._build_tasks: dict[Build, asyncio.Task[None]] = {}
         self._load: dict[str, int] = {}
+        # requests a pass is claiming, set once their build is in `building` (or the claim
+        # failed): a cancel that comes meanwhile waits for it
+        self._starting: dict[int, asyncio.Event] = {}
         # connections asked to shut down (graceful), so each is asked once
         self._shut_down: weakref.WeakSet[WorkerConnection] = weakref.WeakSet()
         # this master's real locks (MasterLock / WorkerLock), shared by every build
@@ -324,19 +327,25 @@ class BuildRequestDistributor(Service):
             batch = [request, *await self._collapsible(config, request, requests)]
             for r in batch:
                 requests.remove(r)
-            if not await self._updates.claim_buildrequests(
-                [r.id for r in batch], masterid=self._masterid()
-            ):
-                log.info("buildrequest_claimed_elsewhere", builder=name, brid=request.id)
-                continue
-            self._start(
-                name=name,
-                builderid=builderid,
-                config=config,
-                requests=batch,
-                conn=conn,
-                worker=worker,
-            )
+            brids = [r.id for r in batch]
+            started = asyncio.Event()
+            self._starting.update(dict.fromkeys(brids, started))
+            try:
+                if not await self._updates.claim_buildrequests(brids, masterid=self._masterid()):
+                    log.info("buildrequest_claimed_elsewhere", builder=name, brid=request.id)
+                    continue
+                self._start(
+                    name=name,
+                    builderid=builderid,
+                    config=config,
+                    requests=batch,
+                    conn=conn,
+                    worker=worker,
+                )
+            finally:
+                for brid in brids:
+                    self._starting.pop(brid, None)
+                started.set()
 
     async def _choose_worker(
         self,
@@ -456,20 +465,34 @@ class BuildRequestDistributor(Service):
 
     async def cancel_buildrequest(self, brid: int, reason: str) -> bool:
         """Cancel a request: one still waiting is claimed and completed CANCELLED; one being
-        built here stops its build. False if it is complete, or built by another master."""
-        for build in list(self.building):
-            if any(r.id == brid for r in build.requests):
-                await build.stop(reason)
-                return True
-        if not await self._updates.claim_buildrequests([brid], masterid=self._masterid()):
-            return False
+        built here stops its build. False if it is complete, or built by another master.
+
+        A pass may be claiming the request at the same time: if it wins, its build is
+        stopped (the claim it holds meanwhile is waited for)."""
+        claimed_elsewhere = False
+        while True:
+            starting = self._starting.get(brid)
+            if starting is not None:  # being claimed by a pass: its build, if any, is coming
+                await starting.wait()
+            for build in list(self.building):
+                if any(r.id == brid for r in build.requests):
+                    await build.stop(reason)
+                    return True
+            if claimed_elsewhere:
+                return False
+            if await self._updates.claim_buildrequests([brid], masterid=self._masterid()):
+                break
+            claimed_elsewhere = True  # by a pass of ours, maybe: look once more
         await self._updates.complete_buildrequests([brid], Results.CANCELLED)
         log.info("buildrequest_cancelled", brid=brid, reason=reason)
         return True
 
     async def rebuild(self, buildid: int) -> tuple[int, dict[int, int]]:
-        """A new buildset for the build's builder, with the same source stamps and properties
-        as the build's buildset (``rebuilt_buildid`` set); returns (bsid, {builderid: brid})."""
+        """A copy of the build's buildset for the build's builder, as Buildbot's
+        ``rebuildBuildrequest`` makes it: the same source stamps, properties, external id and
+        parent, reason ``rebuild``, default priority, and ``rebuilt_buildid`` naming the
+        original build (the first build of the first buildset in a chain of rebuilds).
+        Returns (bsid, {builderid: brid}); KeyError if there is no such build."""
         build = await self._db.builds.get_build(buildid)
         if build is None:
             raise KeyError(f"no build {buildid}")
@@ -478,14 +501,20 @@ class BuildRequestDistributor(Service):
         buildset = await self._db.buildsets.get_buildset(request.buildsetid)
         assert buildset is not None
         properties = await self._db.buildsets.get_buildset_properties(request.buildsetid)
+        rebuilt = buildset.rebuilt_buildid
+        if rebuilt is None:
+            first = await self._db.builds.get_builds(buildrequestid=request.id)
+            rebuilt = first[0].id if first else buildid
         bsid, brids = await self._updates.add_buildset(
             scheduler="rebuild",
             sourcestamps=list(buildset.sourcestamps),
-            reason=f"rebuild of build {build.number}",
+            reason="rebuild",
             properties=properties,
-            builderids=[build.builderid],
-            rebuilt_buildid=buildid,
-            priority=request.priority,
+            builderids=[request.builderid],
+            external_idstring=buildset.external_idstring,
+            parent_buildid=buildset.parent_buildid,
+            parent_relationship=buildset.parent_relationship,
+            rebuilt_buildid=rebuilt,
         )
         return bsid, dict(brids)
 

@@ -3,10 +3,12 @@
 ``port`` takes Buildbot's forms: an integer (all interfaces) or a strports string
 ``tcp:PORT[:interface=ADDR]``. Without ``c['www']`` no web server runs.
 
-Reads go to the data API (:mod:`.rest`); control actions (:mod:`.control`, only ``force`` so
-far) go to the running force schedulers, which the service finds as Buildbot's data layer does
+Reads go to the data API (:mod:`.rest`). Control actions (:mod:`.control`): ``force`` goes to
+the running force schedulers, which the service finds as Buildbot's data layer does
 (``master.allSchedulers()``): through the service tree, its sibling ``scheduler_manager``'s
-children that have a ``force`` method, so the www imports nothing of the schedulers package.
+children that have a ``force`` method; the others (stop, rebuild, cancel, set_priority, the
+worker actions, enable) go to the ``control_actions`` the master hands in. So the www imports
+nothing of the schedulers, distributor or workers packages.
 """
 
 from __future__ import annotations

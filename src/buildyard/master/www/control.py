@@ -8,10 +8,22 @@ The actions (spec/rest-api.md section 6), on any path that names the entity:
 
 - a build (``builds/<id>``, ``builders/<b>/builds/<n>``): ``stop`` (``reason``), ``rebuild``
   (``[bsid, {builderid: brid}]``);
-- a build request: ``cancel`` (``reason``);
-- a worker: ``pause`` (``reason``), ``unpause``, ``stop`` (graceful shutdown), ``kill``;
-- a scheduler: ``enable`` (``enabled``, a boolean);
+- a build request (``buildrequests/<id>``): ``cancel`` (``reason``), ``set_priority``
+  (``priority``, an integer);
+- a worker (``workers/<id or name>``, also under ``masters/<m>/`` and ``builders/<b>/``):
+  ``pause`` (``reason``), ``unpause``, ``stop`` (graceful shutdown: no new build, then the
+  worker is told to shut down once idle), ``kill`` (told to shut down now);
+- a scheduler (``schedulers/<id>``, ``masters/<m>/schedulers/<id>``): ``enable``
+  (``enabled``, a boolean);
 - a force scheduler: ``force``.
+
+Parameters are Buildbot's: ``reason`` defaults to ``"no reason"`` (a paused worker shows it as
+its ``pause_reason``); others (``owner``, and ``results`` for ``stop``, which Buildbot's REST
+endpoint does not pass on either: a stopped build always ends CANCELLED) are ignored. Where
+Buildbot would answer 200 and do nothing, or fail with a 500, buildyard says what is wrong: a
+parameter of the wrong type is a 400 (-32602) naming it, a build that is not running here or a
+request that is complete a 400 (-32600), an unknown entity a 404, and an action the resource
+has not (also on a scheduler, which Buildbot ignores) a 501; none of these changes anything.
 
 As in Buildbot (``www/rest.py`` ``renderJsonRpc``): the body must be ``application/json``; one
 object (no batches) with ``jsonrpc`` "2.0", a string ``method``, an ``id`` and an object
@@ -54,6 +66,8 @@ class Control(Protocol):
 
     async def cancel_buildrequest(self, brid: int, reason: str) -> bool: ...
 
+    async def set_buildrequest_priority(self, brid: int, priority: int) -> bool: ...
+
     async def worker_action(self, workerid: int, action: str, reason: str | None) -> None: ...
 
     async def enable_scheduler(self, schedulerid: int, enabled: bool) -> None: ...
@@ -63,7 +77,7 @@ CONTROL: web.AppKey[Control | None] = web.AppKey("control")
 # the actions of each resource type (the entity the path names), as Buildbot 4.3 has them
 ACTIONS: Mapping[str, tuple[str, ...]] = {
     "build": ("stop", "rebuild"),
-    "buildrequest": ("cancel",),
+    "buildrequest": ("cancel", "set_priority"),
     "worker": ("stop", "kill", "pause", "unpause"),
     "scheduler": ("enable",),
 }
@@ -125,45 +139,58 @@ async def _force(request: web.Request, name: str, params: dict[str, Any]) -> Any
     return [bsid, {str(builderid): brid for builderid, brid in brids.items()}]
 
 
-def _reason(params: Mapping[str, Any], default: str | None) -> str | None:
-    reason = params.get("reason", default)
-    if reason is not None and not isinstance(reason, str):
+def _reason(params: Mapping[str, Any]) -> str:
+    reason = params.get("reason", "no reason")
+    if not isinstance(reason, str):
         raise _JsonRpcError("'reason' must be a string", INVALID_PARAMS, 400)
     return reason
 
 
 async def _act(request: web.Request, path: tuple[str, ...], method: str, params: Any) -> Any:
-    """Run ``method`` on the entity ``path`` names (a build, request, worker or scheduler)."""
+    """Run ``method`` on the entity ``path`` names (a build, request, worker or scheduler).
+
+    As in Buildbot, the path is checked first (404), then the action (501), then the entity
+    (404); the parameters are checked before anything is done."""
     api = request.app[rest.DATA_API]
     try:
-        rtype = api.endpoint(path).rtype.name
-        entity = await api.get(path)
+        endpoint = api.endpoint(path)
     except NotFound as exc:
         raise _JsonRpcError(str(exc), INVALID_REQUEST, 404) from exc
-    if rtype not in ACTIONS or not isinstance(entity, dict):
-        raise _JsonRpcError(f"invalid path: {'/'.join(path)}", INVALID_REQUEST, 404)
-    if method not in ACTIONS[rtype]:
+    rtype = endpoint.rtype.name
+    if endpoint.item is None or method not in ACTIONS.get(rtype, ()):
         raise _JsonRpcError(f"action: {method} is not supported", METHOD_NOT_FOUND, 501)
     control = request.app[CONTROL]
     if control is None:
         raise _JsonRpcError("this master takes no control actions", METHOD_NOT_FOUND, 501)
+    try:
+        entity = await api.get(path)
+    except NotFound as exc:
+        raise _JsonRpcError(str(exc), INVALID_REQUEST, 404) from exc
+    assert isinstance(entity, dict)
     if rtype == "build":
         if method == "rebuild":
             bsid, brids = await control.rebuild(entity["buildid"])
             return [bsid, {str(builderid): brid for builderid, brid in brids.items()}]
-        reason = _reason(params, "no reason") or "no reason"
-        if not await control.stop_build(entity["buildid"], reason):
+        if not await control.stop_build(entity["buildid"], _reason(params)):
             raise _JsonRpcError("the build is not running on this master", INVALID_REQUEST, 400)
         return None
     if rtype == "buildrequest":
-        reason = _reason(params, "no reason") or "no reason"
-        if not await control.cancel_buildrequest(entity["buildrequestid"], reason):
+        brid = entity["buildrequestid"]
+        if method == "set_priority":
+            priority = params.get("priority")
+            if not isinstance(priority, int) or isinstance(priority, bool):
+                raise _JsonRpcError("'priority' must be an integer", INVALID_PARAMS, 400)
+            if not await control.set_buildrequest_priority(brid, priority):
+                raise _JsonRpcError("the build request is complete", INVALID_REQUEST, 400)
+            return None
+        if not await control.cancel_buildrequest(brid, _reason(params)):
             raise _JsonRpcError(
                 "the build request is complete or built by another master", INVALID_REQUEST, 400
             )
         return None
     if rtype == "worker":
-        await control.worker_action(entity["workerid"], method, _reason(params, None))
+        reason = _reason(params) if method == "pause" else None
+        await control.worker_action(entity["workerid"], method, reason)
         return None
     enabled = params.get("enabled")
     if not isinstance(enabled, bool):
