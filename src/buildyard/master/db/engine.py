@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from buildyard.master.db import sqlite_driver
 from buildyard.master.db.errors import DbError, UnsupportedDatabase
 
+# how long a SQLite statement waits for a lock another connection holds
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "buildyard_write"
 
@@ -53,7 +54,11 @@ def sync_url(url: sa.URL) -> sa.URL:
     return url.set(drivername="postgresql+psycopg")
 
 
-def make_engine(url: sa.URL, **kwargs: Any) -> AsyncEngine:
+def make_engine(
+    url: sa.URL, *, sqlite_timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000, **kwargs: Any
+) -> AsyncEngine:
+    """The engine for ``url``; on SQLite a statement waits up to ``sqlite_timeout`` seconds for
+    a lock another connection holds (without blocking the event loop) before it fails."""
     if url.get_backend_name() == "sqlite":
         # an in-memory database would be empty on every pooled connection: Database maps
         # "sqlite://" to a private temp file before it gets here
@@ -62,7 +67,7 @@ def make_engine(url: sa.URL, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(
             url,
             module=sqlite_driver.dbapi(),
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            connect_args={"timeout": sqlite_timeout},
             **kwargs,
         )
         _configure_sqlite(engine)
@@ -76,10 +81,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # take BEGIN into our own hands (pysqlite's implicit transactions defeat IMMEDIATE)
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        # (WAL mode: sqlite_driver sets it as it opens the connection)
+        # (WAL mode, and no busy timeout: sqlite_driver sets them as it opens the connection)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
