@@ -348,3 +348,39 @@ async def test_cancel_while_a_pass_claims_the_request(
         assert (await _done(running, brid)).results == Results.CANCELLED
         [build] = await running.master.db.builds.get_builds(buildrequestid=brid)
         assert (await running.result(build.id)).build.results == Results.CANCELLED
+
+
+async def test_stop_while_a_step_is_being_added(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop that comes while the build adds its step (before the step runs, so before it is
+    the build's current step) still keeps the step's command from running: CANCELLED at once,
+    not after the 60 s sleep."""
+    port = free_port()
+    async with (
+        running_master(tmp_path, BODY.format(port=port)) as running,
+        aiohttp.ClientSession() as http,
+    ):
+        api, updates = Api(http, port), running.master.data.updates
+        add_step = updates.add_step
+        adding, release = asyncio.Event(), asyncio.Event()
+
+        async def held_add_step(*args: Any, **kwargs: Any) -> Any:
+            added = await add_step(*args, **kwargs)
+            adding.set()
+            await release.wait()
+            return added
+
+        monkeypatch.setattr(updates, "add_step", held_add_step)
+        brid = await _request(running, "slow")
+        async with asyncio.timeout(30):
+            await adding.wait()
+        [build] = await running.master.db.builds.get_builds(buildrequestid=brid)
+        await api.ok(f"builds/{build.id}", "stop", reason="enough")
+        release.set()
+        async with asyncio.timeout(30):
+            assert (await _done(running, brid)).results == Results.CANCELLED
+        result = await running.result(build.id)
+        assert result.build.results == Results.CANCELLED
+        [step] = result.steps
+        assert step.results == Results.CANCELLED

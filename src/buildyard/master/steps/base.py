@@ -365,6 +365,8 @@ class BuildStep(ConfigObject):
             build.buildid, name, start=True, locks_acquired=not wanted
         )
         build.current_step = self
+        if getattr(build.build, "stopped", False):  # stopped while the step was being added
+            self.stopped = True
         held: Held = []
         try:
             if wanted:

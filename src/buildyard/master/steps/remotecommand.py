@@ -113,6 +113,7 @@ class RemoteCommand:
         self.interrupted = False
         self._conn: WorkerConnection | None = None
         self._task: asyncio.Task[CommandResult] | None = None
+        self._late_interrupt: asyncio.Task[None] | None = None
         self._command_id: str | None = None
         self._observers: list[Callable[[str, Any], None]] = []
 
@@ -214,6 +215,18 @@ class RemoteCommand:
 
     def _got_id(self, command_id: str) -> None:
         self._command_id = command_id
+        if self.interrupted and self._conn is not None:
+            # interrupted after run() began but before the command had an id: the interrupt
+            # goes out right after the command itself
+            conn = self._conn
+            self._late_interrupt = asyncio.get_running_loop().create_task(
+                self._interrupt_late(conn, command_id)
+            )
+
+    @staticmethod
+    async def _interrupt_late(conn: WorkerConnection, command_id: str) -> None:
+        with contextlib.suppress(RemoteError, ConnectionError):
+            await conn.interrupt(command_id, "interrupted")
 
     # -- what the step reads afterwards --------------------------------------------------------
 
