@@ -29,6 +29,7 @@ import asyncio
 import collections
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.connectors.asyncio import (
@@ -37,7 +38,7 @@ from sqlalchemy.connectors.asyncio import (
     AsyncAdapt_dbapi_module,
 )
 from sqlalchemy.util import EMPTY_DICT
-from sqlalchemy.util.concurrency import await_
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 # the first and the longest pause before a locked statement is tried again, in seconds
 RETRY_FIRST = 0.001
@@ -66,30 +67,45 @@ class _Raw:
         self.timeout = timeout
 
     def run(self, operation: str, parameters: Any, many: bool) -> sqlite3.Cursor:
-        """Execute, waiting out locks on the event loop; the cursor holds the result."""
-        pause = RETRY_FIRST
-        give_up: float | None = None
-        while True:
-            cursor = self.sqlite.cursor()
-            try:
-                if many:
-                    cursor.executemany(operation, parameters)
-                elif parameters is None:
-                    cursor.execute(operation)
-                else:
-                    cursor.execute(operation, parameters)
-                return cursor
-            except sqlite3.OperationalError as error:
+        """Execute; the cursor holds the result. A locked database is waited for on the
+        event loop when SQLAlchemy runs this in its greenlet; on the fast path (outside one,
+        see :func:`begin`) the lock was taken when the transaction began, and the error is
+        raised at once."""
+        cursor = self.sqlite.cursor()
+        try:
+            _execute(cursor, operation, parameters, many)
+            return cursor
+        except sqlite3.OperationalError as error:
+            if not _busy(error) or not in_greenlet():
                 cursor.close()
-                if not _busy(error):
-                    raise
-                now = time.monotonic()
-                if give_up is None:
-                    give_up = now + self.timeout
-                if now >= give_up:
-                    raise
-            await_(asyncio.sleep(pause))
-            pause = min(pause * 2, RETRY_LONGEST)
+                raise
+        await_(_retrying(self, lambda: _execute(cursor, operation, parameters, many)))
+        return cursor
+
+
+def _execute(cursor: sqlite3.Cursor, operation: str, parameters: Any, many: bool) -> None:
+    if many:
+        cursor.executemany(operation, parameters)
+    elif parameters is None:
+        cursor.execute(operation)
+    else:
+        cursor.execute(operation, parameters)
+
+
+async def _retrying(raw: _Raw, attempt: Callable[[], object]) -> None:
+    """Try ``attempt`` until the database is not locked, sleeping 1 ms doubling up to 20 ms
+    in between, for at most the connection's timeout."""
+    give_up = time.monotonic() + raw.timeout
+    pause = RETRY_FIRST
+    while True:
+        try:
+            attempt()
+            return
+        except sqlite3.OperationalError as error:
+            if not _busy(error) or time.monotonic() >= give_up:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, RETRY_LONGEST)
 
 
 class _Ready:
@@ -136,7 +152,8 @@ class InLoopCursor(AsyncAdapt_dbapi_cursor):
 
     def _run(self, operation: str, parameters: Any, many: bool) -> None:
         raw: _Raw = self._connection  # type: ignore[assignment]
-        await_(_READY)
+        if in_greenlet():
+            await_(_READY)
         try:
             cursor = raw.run(operation, parameters, many)
         except Exception as error:
@@ -263,3 +280,28 @@ class InLoopDBAPI(AsyncAdapt_dbapi_module):
 
 def dbapi() -> InLoopDBAPI:
     return InLoopDBAPI()
+
+
+async def begin(raw: Any, *, write: bool) -> None:
+    """Open a transaction on ``raw`` (the ``driver_connection`` of a connection of this
+    module), waiting on the loop for the database lock: a write transaction takes the write
+    lock (``BEGIN IMMEDIATE``), a read transaction its snapshot (it reads the header). The
+    transaction's statements then meet no lock, so they can run outside SQLAlchemy's greenlet
+    (engine.py's fast path)."""
+    assert isinstance(raw, _Raw)
+    sqlite = raw.sqlite
+    if write:
+        await _retrying(raw, lambda: sqlite.execute("BEGIN IMMEDIATE").close())
+        return
+    sqlite.execute("BEGIN").close()
+    try:
+        await _retrying(raw, lambda: sqlite.execute("PRAGMA schema_version").close())
+    except BaseException:
+        sqlite.execute("ROLLBACK").close()
+        raise
+
+
+def in_transaction(raw: Any) -> bool:
+    """Whether the driver connection ``raw`` is inside a transaction."""
+    assert isinstance(raw, _Raw)
+    return raw.sqlite.in_transaction
