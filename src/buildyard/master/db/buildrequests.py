@@ -20,6 +20,7 @@ from buildyard.master.db import schema as t
 from buildyard.master.db.base import Repository
 from buildyard.master.db.buildsets import results_or_none
 from buildyard.master.db.errors import AlreadyClaimed, NotClaimed
+from buildyard.master.db.prepared import Prepared
 from buildyard.master.db.query import QueryOptions, apply
 from buildyard.master.model.buildrequests import BuildRequest
 from buildyard.master.model.results import Results
@@ -58,6 +59,9 @@ def _select() -> sa.Select[Any]:
             t.builders, t.builders.c.id == _br.c.builderid
         )
     )
+
+
+_REQUEST = Prepared(_select().where(_br.c.id == sa.bindparam("brid")))
 
 
 def _request(row: sa.Row[Any]) -> BuildRequest:
@@ -121,7 +125,7 @@ class BuildRequestsRepository(Repository):
         self, brid: int, *, conn: AsyncConnection | None = None
     ) -> BuildRequest | None:
         async with self._read(conn) as c:
-            row = (await c.execute(_select().where(_br.c.id == brid))).first()
+            row = (await _REQUEST.execute(c, {"brid": brid})).first()
         return _request(row) if row else None
 
     async def get_buildrequests(

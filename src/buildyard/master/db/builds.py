@@ -18,6 +18,7 @@ from buildyard.common.clock import Clock
 from buildyard.master.db import schema as t
 from buildyard.master.db.base import Repository, inserted_id
 from buildyard.master.db.errors import DbError
+from buildyard.master.db.prepared import Prepared
 from buildyard.master.db.query import QueryOptions, apply
 from buildyard.master.db.sourcestamps import SourcestampsRepository
 from buildyard.master.model.builds import Build, BuildData
@@ -61,6 +62,14 @@ def _build(row: sa.Row[Any]) -> Build:
         state_string=row.state_string,
         results=None if row.results is None else Results(row.results),
     )
+
+
+_BUILD = Prepared(sa.select(_b).where(_b.c.id == sa.bindparam("buildid")))
+_SET_STATE = Prepared(
+    _b.update()
+    .where(_b.c.id == sa.bindparam("buildid"))
+    .values(state_string=sa.bindparam("state_string"))
+)
 
 
 def _filtered(
@@ -134,7 +143,7 @@ class BuildsRepository(Repository):
 
     async def get_build(self, buildid: int, *, conn: AsyncConnection | None = None) -> Build | None:
         async with self._read(conn) as c:
-            row = (await c.execute(sa.select(_b).where(_b.c.id == buildid))).first()
+            row = (await _BUILD.execute(c, {"buildid": buildid})).first()
         return _build(row) if row else None
 
     async def get_build_by_number(
@@ -217,7 +226,7 @@ class BuildsRepository(Repository):
         self, buildid: int, state_string: str, *, conn: AsyncConnection | None = None
     ) -> None:
         async with self._write(conn) as c:
-            await c.execute(_b.update().where(_b.c.id == buildid).values(state_string=state_string))
+            await _SET_STATE.execute(c, {"buildid": buildid, "state_string": state_string})
 
     async def add_build_locks_duration(
         self, buildid: int, duration_s: int, *, conn: AsyncConnection | None = None

@@ -178,6 +178,15 @@ class _SQLiteConnection(AsyncConnection):
         return sync.execute(statement, parameters, execution_options=execution_options)
 
 
+def sqlite_of(conn: AsyncConnection) -> sqlite3.Connection | None:
+    """The sqlite3 connection under a transaction of the fast path (None for any other)."""
+    if type(conn) is not _SQLiteConnection:
+        return None
+    sync = conn.sync_connection
+    assert sync is not None
+    return sqlite_driver.sqlite_of(sync.connection.driver_connection)
+
+
 async def _sqlite_checkout(engine: AsyncEngine) -> sa.Connection:
     idle = _IDLE.get(engine.sync_engine)
     while idle:

@@ -26,6 +26,7 @@ from buildyard.master.db import compression
 from buildyard.master.db import schema as t
 from buildyard.master.db.base import Repository, inserted_id
 from buildyard.master.db.errors import LogSlugExists
+from buildyard.master.db.prepared import Prepared
 from buildyard.master.model.logs import Log, LogType
 
 MAX_CHUNK_BYTES = 65536
@@ -39,6 +40,7 @@ COMPRESS_FROM = 8192
 THREAD_FROM = 256 * 1024
 
 _l, _lc = t.logs, t.logchunks
+_LOG = Prepared(sa.select(_l).where(_l.c.id == sa.bindparam("logid")))
 
 
 def _log(row: sa.Row[Any]) -> Log:
@@ -145,7 +147,7 @@ class LogsRepository(Repository):
 
     async def get_log(self, logid: int, *, conn: AsyncConnection | None = None) -> Log | None:
         async with self._read(conn) as c:
-            row = (await c.execute(sa.select(_l).where(_l.c.id == logid))).first()
+            row = (await _LOG.execute(c, {"logid": logid})).first()
         return _log(row) if row else None
 
     async def get_log_by_slug(

@@ -305,3 +305,9 @@ def in_transaction(raw: Any) -> bool:
     """Whether the driver connection ``raw`` is inside a transaction."""
     assert isinstance(raw, _Raw)
     return raw.sqlite.in_transaction
+
+
+def sqlite_of(raw: Any) -> sqlite3.Connection:
+    """The sqlite3 connection of the driver connection ``raw``."""
+    assert isinstance(raw, _Raw)
+    return raw.sqlite

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from buildyard.master.db import schema as t
 from buildyard.master.db.base import Repository, inserted_id
 from buildyard.master.db.errors import DbError
+from buildyard.master.db.prepared import Prepared
 from buildyard.master.model.results import Results
 from buildyard.master.model.steps import Step, StepUrl
 
@@ -23,6 +24,12 @@ MAX_NAME_LENGTH = 50
 _ATTEMPTS = 20
 
 _s = t.steps
+_STEP = Prepared(sa.select(_s).where(_s.c.id == sa.bindparam("stepid")))
+_SET_STATE = Prepared(
+    _s.update()
+    .where(_s.c.id == sa.bindparam("stepid"))
+    .values(state_string=sa.bindparam("state_string"))
+)
 
 
 def _step(row: sa.Row[Any]) -> Step:
@@ -104,8 +111,10 @@ class StepsRepository(Repository):
     ) -> Step | None:
         """A step by id, or by ``buildid`` with its ``number`` or ``name``."""
         if stepid is not None:
-            where = _s.c.id == stepid
-        elif buildid is not None and number is not None:
+            async with self._read(conn) as c:
+                row = (await _STEP.execute(c, {"stepid": stepid})).first()
+            return _step(row) if row else None
+        if buildid is not None and number is not None:
             where = sa.and_(_s.c.buildid == buildid, _s.c.number == number)
         elif buildid is not None and name is not None:
             where = sa.and_(_s.c.buildid == buildid, _s.c.name == name)
@@ -149,7 +158,7 @@ class StepsRepository(Repository):
         self, stepid: int, state_string: str, *, conn: AsyncConnection | None = None
     ) -> None:
         async with self._write(conn) as c:
-            await c.execute(_s.update().where(_s.c.id == stepid).values(state_string=state_string))
+            await _SET_STATE.execute(c, {"stepid": stepid, "state_string": state_string})
 
     async def add_step_url(
         self, stepid: int, name: str, url: str, *, conn: AsyncConnection | None = None

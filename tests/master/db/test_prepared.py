@@ -1,0 +1,80 @@
+"""Prepared statements: the same rows, counts and errors as SQLAlchemy gives, on both backends
+(on SQLite they run straight on sqlite3); statements whose values SQLAlchemy converts are
+refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from buildyard.master.db import schema as t
+from buildyard.master.db.connector import Database
+from buildyard.master.db.engine import sqlite_of
+from buildyard.master.db.prepared import Prepared
+from buildyard.testing.clock import FakeClock
+
+_m = t.masters
+_BY_NAME = Prepared(
+    sa.select(_m.c.id, _m.c.name, sa.literal(7).label("seven"))
+    .where(_m.c.name == sa.bindparam("name"))
+    .order_by(_m.c.id)
+)
+_RENAME = Prepared(
+    _m.update().where(_m.c.name == sa.bindparam("old")).values(name=sa.bindparam("new"))
+)
+_INSERT = Prepared(
+    _m.insert().values(
+        name=sa.bindparam("name"),
+        name_hash=sa.bindparam("name_hash"),
+        active=0,
+        last_active=sa.bindparam("last_active"),
+    )
+)
+
+
+async def test_rows_counts_and_errors_are_sqlalchemys(database: Database) -> None:
+    async with database.transaction() as c:
+        assert (sqlite_of(c) is not None) == (database.backend == "sqlite")
+        for name, when in (("a", 1), ("b", 2)):
+            inserted = await _INSERT.execute(
+                c, {"name": name, "name_hash": name * 40, "last_active": when}
+            )
+            assert inserted.rowcount == 1
+        found = await _BY_NAME.execute(c, {"name": "b"})
+        [row] = found.all()
+        assert (row.name, row.seven, row[1]) == ("b", 7, "b")
+        plain = (await c.execute(_BY_NAME.stmt, {"name": "b"})).one()
+        assert tuple(row) == tuple(plain)
+        assert (await _BY_NAME.execute(c, {"name": "none"})).first() is None
+        assert (await _RENAME.execute(c, {"old": "a", "new": "c"})).rowcount == 1
+        assert (await _BY_NAME.execute(c, {"name": "c"})).scalar() is not None
+        with pytest.raises(sa.exc.IntegrityError):
+            async with c.begin_nested():
+                await _INSERT.execute(c, {"name": "b", "name_hash": "b" * 40, "last_active": 3})
+        with pytest.raises(sa.exc.SQLAlchemyError, match="name"):
+            await _BY_NAME.execute(c, {})
+    async with database.reading() as c:
+        names = (await c.execute(sa.select(_m.c.name).order_by(_m.c.name))).scalars().all()
+    assert names == ["b", "c"]
+
+
+@pytest.mark.parametrize(
+    "stmt",
+    [
+        sa.select(t.logchunks.c.logid).where(t.logchunks.c.content == sa.bindparam("blob")),
+        sa.select(_m.c.id).where(_m.c.id.in_(sa.bindparam("ids", expanding=True))),
+    ],
+    ids=["converted-value", "expanding-in"],
+)
+async def test_statements_sqlalchemy_must_convert_are_refused(
+    tmp_path: Path, stmt: sa.Select[tuple[int]]
+) -> None:
+    db = Database(f"sqlite:///{tmp_path}/x.sqlite", clock=FakeClock())
+    try:
+        async with db.reading() as c:
+            with pytest.raises(TypeError, match="not a statement to prepare"):
+                await Prepared(stmt).execute(c, {"blob": b"x", "ids": [1]})
+    finally:
+        await db.close()
