@@ -18,6 +18,7 @@ from buildyard.common.clock import Clock
 from buildyard.master.db import schema as t
 from buildyard.master.db.base import Repository, inserted_id
 from buildyard.master.db.errors import BuildsetAlreadyComplete
+from buildyard.master.db.prepared import Prepared
 from buildyard.master.db.query import QueryOptions, apply
 from buildyard.master.db.sourcestamps import SourcestampsRepository
 from buildyard.master.model.buildsets import Buildset, BuildsetIds
@@ -56,6 +57,30 @@ def _filtered(complete: bool | None) -> sa.Select[Any]:
         done = sa.func.coalesce(_bs.c.complete, 0)
         stmt = stmt.where(done != 0 if complete else done == 0)
     return stmt
+
+
+_BUILDSET = Prepared(sa.select(_bs).where(_bs.c.id == sa.bindparam("bsid")))
+_STAMPS_OF = Prepared(
+    sa.select(t.buildset_sourcestamps.c.sourcestampid)
+    .where(t.buildset_sourcestamps.c.buildsetid == sa.bindparam("bsid"))
+    .order_by(t.buildset_sourcestamps.c.id)
+)
+
+
+def _buildset(r: Any, sourcestamps: tuple[int, ...]) -> Buildset:
+    return Buildset(
+        id=r.id,
+        external_idstring=r.external_idstring,
+        reason=r.reason,
+        submitted_at=r.submitted_at,
+        complete=bool(r.complete),
+        complete_at=r.complete_at,
+        results=results_or_none(r.results),
+        parent_buildid=r.parent_buildid,
+        parent_relationship=r.parent_relationship,
+        rebuilt_buildid=r.rebuilt_buildid,
+        sourcestamps=sourcestamps,
+    )
 
 
 class BuildsetsRepository(Repository):
@@ -172,8 +197,11 @@ class BuildsetsRepository(Repository):
         self, bsid: int, *, conn: AsyncConnection | None = None
     ) -> Buildset | None:
         async with self._read(conn) as c:
-            found = await self._load(c, sa.select(_bs).where(_bs.c.id == bsid))
-        return found[0] if found else None
+            row = (await _BUILDSET.execute(c, {"bsid": bsid})).first()
+            if row is None:
+                return None
+            links = await _STAMPS_OF.execute(c, {"bsid": bsid})
+        return _buildset(row, tuple(links.scalars()))
 
     async def get_buildsets(
         self,
@@ -225,19 +253,4 @@ class BuildsetsRepository(Repository):
             )
             for link in links:
                 stamps.setdefault(link.buildsetid, []).append(link.sourcestampid)
-        return [
-            Buildset(
-                id=r.id,
-                external_idstring=r.external_idstring,
-                reason=r.reason,
-                submitted_at=r.submitted_at,
-                complete=bool(r.complete),
-                complete_at=r.complete_at,
-                results=results_or_none(r.results),
-                parent_buildid=r.parent_buildid,
-                parent_relationship=r.parent_relationship,
-                rebuilt_buildid=r.rebuilt_buildid,
-                sourcestamps=tuple(stamps.get(r.id, ())),
-            )
-            for r in rows
-        ]
+        return [_buildset(r, tuple(stamps.get(r.id, ()))) for r in rows]

@@ -18,6 +18,7 @@ from buildyard.master.db import schema as t
 from buildyard.master.db.arbitration import find_or_create_id
 from buildyard.master.db.base import Repository, inserted_id
 from buildyard.master.db.hashes import multi_hash
+from buildyard.master.db.prepared import Prepared
 from buildyard.master.db.query import QueryOptions, apply
 from buildyard.master.model.sourcestamps import Patch, SourceStamp
 
@@ -76,6 +77,19 @@ def _of_buildset(stmt: sa.Select[Any], buildsetid: int | None) -> sa.Select[Any]
     return stmt.where(
         _ss.c.id.in_(sa.select(bss.c.sourcestampid).where(bss.c.buildsetid == buildsetid))
     )
+
+
+_OF_BUILDSET = Prepared(
+    select_sourcestamps()
+    .where(
+        _ss.c.id.in_(
+            sa.select(t.buildset_sourcestamps.c.sourcestampid).where(
+                t.buildset_sourcestamps.c.buildsetid == sa.bindparam("buildsetid")
+            )
+        )
+    )
+    .order_by(_ss.c.id)
+)
 
 
 class SourcestampsRepository(Repository):
@@ -144,6 +158,10 @@ class SourcestampsRepository(Repository):
         conn: AsyncConnection | None = None,
     ) -> list[SourceStamp]:
         """Every stamp, or those of one buildset; filtered, sorted and paged by ``options``."""
+        if buildsetid is not None and options is None:  # the pipeline's: prepared
+            async with self._read(conn) as c:
+                found = await _OF_BUILDSET.execute(c, {"buildsetid": buildsetid})
+            return [sourcestamp_from_row(r) for r in found.all()]
         stmt = apply(
             _of_buildset(select_sourcestamps(), buildsetid),
             options,
