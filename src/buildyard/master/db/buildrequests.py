@@ -120,6 +120,18 @@ def _filtered(
     return stmt
 
 
+_CLAIMABLE = Prepared(
+    _filtered(
+        builderid=None, complete=None, claimed=False, bsid=None, branch=None, repository=None
+    ).order_by(_br.c.id)
+)
+_OF_BUILDSET = Prepared(
+    _filtered(builderid=None, complete=None, claimed=None, bsid=None, branch=None, repository=None)
+    .where(_br.c.buildsetid == sa.bindparam("bsid"))
+    .order_by(_br.c.id)
+)
+
+
 class BuildRequestsRepository(Repository):
     async def get_buildrequest(
         self, brid: int, *, conn: AsyncConnection | None = None
@@ -146,6 +158,17 @@ class BuildRequestsRepository(Repository):
         master may still claim); an int = claimed by that master id. ``branch`` and
         ``repository`` match any stamp of the request's buildset.
         """
+        if all(x is None for x in (builderid, complete, branch, repository, options)):
+            # the distributor's (claimable requests, each pass) and the pipeline's (a
+            # buildset's requests, as it completes): prepared
+            prepared, given = None, {}
+            if claimed is False and bsid is None:
+                prepared = _CLAIMABLE
+            elif claimed is None and bsid is not None:
+                prepared, given = _OF_BUILDSET, {"bsid": bsid}
+            if prepared is not None:
+                async with self._read(conn) as c:
+                    return [_request(r) for r in (await prepared.execute(c, given)).all()]
         stmt = apply(
             _filtered(
                 builderid=builderid,

@@ -22,6 +22,7 @@ from buildyard.master.db import schema as t
 from buildyard.master.db.arbitration import find_or_create_id, insert_ignoring_duplicates
 from buildyard.master.db.base import Repository
 from buildyard.master.db.errors import DbError
+from buildyard.master.db.prepared import Prepared
 from buildyard.master.db.query import QueryOptions, apply
 from buildyard.master.model.workers import ConfiguredOn, Worker
 
@@ -77,6 +78,53 @@ def _info(row: sa.Row[Any]) -> dict[str, Any]:
     return info
 
 
+def _assemble(
+    rows: Sequence[Any], configured: Sequence[Any], connected: Sequence[Any]
+) -> list[Worker]:
+    """Workers from their rows, their (workerid, masterid, builderid) configuration links and
+    their (workerid, masterid) connections."""
+    on: defaultdict[int, list[ConfiguredOn]] = defaultdict(list)
+    for cfg in configured:
+        on[cfg.workerid].append(ConfiguredOn(masterid=cfg.masterid, builderid=cfg.builderid))
+    to: defaultdict[int, list[int]] = defaultdict(list)
+    for link in connected:
+        to[link.workerid].append(link.masterid)
+    return [
+        Worker(
+            id=r.id,
+            name=r.name,
+            workerinfo=_info(r),
+            paused=bool(r.paused),
+            pause_reason=r.pause_reason,
+            graceful=bool(r.graceful),
+            connected_to=tuple(to[r.id]),
+            configured_on=tuple(on[r.id]),
+        )
+        for r in rows
+    ]
+
+
+# get_workers(masterid=...): the workers configured on a master, their links there, and their
+# connection to it (the links' workers are all among those workers)
+_ON_MASTER = (
+    sa.select(_cw.c.workerid)
+    .join(_bm, _bm.c.id == _cw.c.buildermasterid)
+    .where(_bm.c.masterid == sa.bindparam("masterid"))
+)
+_OF_MASTER = Prepared(sa.select(_w).where(_w.c.id.in_(_ON_MASTER)).order_by(_w.c.id))
+_CONFIGURED_OF_MASTER = Prepared(
+    sa.select(_cw.c.workerid, _bm.c.masterid, _bm.c.builderid)
+    .join(_bm, _bm.c.id == _cw.c.buildermasterid)
+    .where(_bm.c.masterid == sa.bindparam("masterid"))
+    .order_by(_cw.c.workerid, _bm.c.masterid, _bm.c.builderid)
+)
+_CONNECTED_OF_MASTER = Prepared(
+    sa.select(_conn.c.workerid, _conn.c.masterid)
+    .where(_conn.c.masterid == sa.bindparam("masterid"), _conn.c.workerid.in_(_ON_MASTER))
+    .order_by(_conn.c.workerid, _conn.c.masterid)
+)
+
+
 class WorkersRepository(Repository):
     async def find_worker_id(self, name: str, *, conn: AsyncConnection | None = None) -> int:
         """The id of the worker called ``name``, created (unpaused, no info) if it is new."""
@@ -127,6 +175,14 @@ class WorkersRepository(Repository):
         builder: only workers configured there are returned, ``configured_on`` lists only the
         matching links, and with ``masterid`` ``connected_to`` lists at most that master.
         """
+        if masterid is not None and all(x is None for x in (builderid, paused, graceful, options)):
+            # the distributor's, each pass: prepared
+            async with self._read(conn) as c:
+                given = {"masterid": masterid}
+                rows = (await _OF_MASTER.execute(c, given)).all()
+                configured = (await _CONFIGURED_OF_MASTER.execute(c, given)).all()
+                connected = (await _CONNECTED_OF_MASTER.execute(c, given)).all()
+            return _assemble(rows, configured, connected)
         stmt = apply(
             _filtered(masterid, builderid, paused, graceful),
             options,
@@ -162,37 +218,23 @@ class WorkersRepository(Repository):
         ids = [r.id for r in rows]
         if not ids:
             return []
-        configured: defaultdict[int, list[ConfiguredOn]] = defaultdict(list)
-        for cfg in await c.execute(
-            sa.select(_cw.c.workerid, _bm.c.masterid, _bm.c.builderid)
-            .join(_bm, _bm.c.id == _cw.c.buildermasterid)
-            .where(_cw.c.workerid.in_(ids), *_link_conditions(masterid, builderid))
-            .order_by(_cw.c.workerid, _bm.c.masterid, _bm.c.builderid)
-        ):
-            configured[cfg.workerid].append(
-                ConfiguredOn(masterid=cfg.masterid, builderid=cfg.builderid)
+        configured = (
+            await c.execute(
+                sa.select(_cw.c.workerid, _bm.c.masterid, _bm.c.builderid)
+                .join(_bm, _bm.c.id == _cw.c.buildermasterid)
+                .where(_cw.c.workerid.in_(ids), *_link_conditions(masterid, builderid))
+                .order_by(_cw.c.workerid, _bm.c.masterid, _bm.c.builderid)
             )
+        ).all()
         connected_stmt = sa.select(_conn.c.workerid, _conn.c.masterid).where(
             _conn.c.workerid.in_(ids)
         )
         if masterid is not None:
             connected_stmt = connected_stmt.where(_conn.c.masterid == masterid)
-        connected: defaultdict[int, list[int]] = defaultdict(list)
-        for link in await c.execute(connected_stmt.order_by(_conn.c.workerid, _conn.c.masterid)):
-            connected[link.workerid].append(link.masterid)
-        return [
-            Worker(
-                id=r.id,
-                name=r.name,
-                workerinfo=_info(r),
-                paused=bool(r.paused),
-                pause_reason=r.pause_reason,
-                graceful=bool(r.graceful),
-                connected_to=tuple(connected[r.id]),
-                configured_on=tuple(configured[r.id]),
-            )
-            for r in rows
-        ]
+        connected = (
+            await c.execute(connected_stmt.order_by(_conn.c.workerid, _conn.c.masterid))
+        ).all()
+        return _assemble(rows, configured, connected)
 
     async def worker_connected(
         self,
