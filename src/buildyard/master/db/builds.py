@@ -65,6 +65,11 @@ def _build(row: sa.Row[Any]) -> Build:
 
 
 _BUILD = Prepared(sa.select(_b).where(_b.c.id == sa.bindparam("buildid")))
+_FINISH = Prepared(
+    _b.update()
+    .where(_b.c.id == sa.bindparam("buildid"))
+    .values(complete_at=sa.bindparam("complete_at"), results=sa.bindparam("results"))
+)
 _SET_STATE = Prepared(
     _b.update()
     .where(_b.c.id == sa.bindparam("buildid"))
@@ -243,10 +248,8 @@ class BuildsRepository(Repository):
         self, buildid: int, results: Results, *, conn: AsyncConnection | None = None
     ) -> None:
         async with self._write(conn) as c:
-            await c.execute(
-                _b.update()
-                .where(_b.c.id == buildid)
-                .values(complete_at=self._now(), results=int(results))
+            await _FINISH.execute(
+                c, {"buildid": buildid, "complete_at": self._now(), "results": int(results)}
             )
 
     async def set_build_property(

@@ -25,6 +25,22 @@ _ATTEMPTS = 20
 
 _s = t.steps
 _STEP = Prepared(sa.select(_s).where(_s.c.id == sa.bindparam("stepid")))
+_BY_ID = _s.c.id == sa.bindparam("stepid")
+_START = Prepared(_s.update().where(_BY_ID).values(started_at=sa.bindparam("when")))
+_START_LOCKED = Prepared(
+    _s.update()
+    .where(_BY_ID)
+    .values(started_at=sa.bindparam("when"), locks_acquired_at=sa.bindparam("when"))
+)
+_FINISH = Prepared(
+    _s.update()
+    .where(_BY_ID)
+    .values(
+        complete_at=sa.bindparam("complete_at"),
+        results=sa.bindparam("results"),
+        hidden=sa.bindparam("hidden"),
+    )
+)
 _SET_STATE = Prepared(
     _s.update()
     .where(_s.c.id == sa.bindparam("stepid"))
@@ -140,11 +156,11 @@ class StepsRepository(Repository):
     ) -> None:
         """Record the start (now by default); ``locks_acquired`` also sets locks_acquired_at."""
         when = self._now() if started_at is None else started_at
-        values: dict[str, int] = {"started_at": when}
-        if locks_acquired:
-            values["locks_acquired_at"] = when
         async with self._write(conn) as c:
-            await c.execute(_s.update().where(_s.c.id == stepid).values(**values))
+            if locks_acquired:
+                await _START_LOCKED.execute(c, {"stepid": stepid, "when": when})
+            else:
+                await _START.execute(c, {"stepid": stepid, "when": when})
 
     async def set_step_locks_acquired_at(
         self, stepid: int, locks_acquired_at: int, *, conn: AsyncConnection | None = None
@@ -193,8 +209,12 @@ class StepsRepository(Repository):
         conn: AsyncConnection | None = None,
     ) -> None:
         async with self._write(conn) as c:
-            await c.execute(
-                _s.update()
-                .where(_s.c.id == stepid)
-                .values(complete_at=self._now(), results=int(results), hidden=int(hidden))
+            await _FINISH.execute(
+                c,
+                {
+                    "stepid": stepid,
+                    "complete_at": self._now(),
+                    "results": int(results),
+                    "hidden": int(hidden),
+                },
             )
