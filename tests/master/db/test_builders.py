@@ -270,3 +270,16 @@ async def test_find_builder_ids_reads_known_and_creates_new(database: Database) 
     assert len(set(ids.values())) == len(names)
     assert await database.builders.find_builder_ids(names) == ids
     assert {b.name: b.id for b in await database.builders.get_builders()} == ids
+
+
+async def test_ids_by_name_reads_known_builders_and_creates_none(
+    database: Database, clock: FakeClock
+) -> None:
+    repo = _repo(database, clock)
+    ids = await repo.find_builder_ids(["a", "b", "c"])
+    before = await _count(database, t.builders)
+    assert await repo.ids_by_name(["b"]) == {"b": ids["b"]}
+    assert await repo.ids_by_name(["nope"]) == {}
+    assert await repo.ids_by_name(["c", "nope", "a"]) == {"a": ids["a"], "c": ids["c"]}
+    assert await repo.ids_by_name([]) == {}
+    assert await _count(database, t.builders) == before

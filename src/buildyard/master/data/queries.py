@@ -54,8 +54,7 @@ class Queries:
     async def builder_ids(self, names: Iterable[str]) -> list[int]:
         """The ids of the known builders among ``names``, ascending; unknown names are left out
         (as Buildbot does when a scheduler names a builder that does not exist)."""
-        wanted = set(names)
-        return [b.id for b in await self._db.builders.get_builders() if b.name in wanted]
+        return sorted((await self._db.builders.ids_by_name(names)).values())
 
     async def builder_name(self, builderid: int) -> str | None:
         builder = await self._db.builders.get_builder(builderid)

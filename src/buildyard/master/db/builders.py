@@ -9,7 +9,7 @@ the ``configured_workers`` rows that hang off it.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +19,7 @@ from buildyard.master.db import schema as t
 from buildyard.master.db.arbitration import find_or_create_id, insert_ignoring_duplicates
 from buildyard.master.db.base import Repository
 from buildyard.master.db.hashes import name_hash
+from buildyard.master.db.prepared import Prepared
 from buildyard.master.db.query import QueryOptions, apply
 from buildyard.master.model.builders import Builder
 
@@ -59,6 +60,11 @@ def _link_rows(builderid: int, masterid: int) -> sa.Select[int]:
 _BATCH = 500
 
 
+_ID_BY_HASH = Prepared(
+    sa.select(t.builders.c.id).where(t.builders.c.name_hash == sa.bindparam("name_hash"))
+)
+
+
 class BuildersRepository(Repository):
     async def find_builder_id(self, name: str, *, conn: AsyncConnection | None = None) -> int:
         """The id of the builder called ``name``, created (with no info) if it is new."""
@@ -94,6 +100,29 @@ class BuildersRepository(Repository):
             for name in names:
                 if name not in ids:
                     ids[name] = await self.find_builder_id(name, conn=c)
+        return ids
+
+    async def ids_by_name(
+        self, names: Iterable[str], *, conn: AsyncConnection | None = None
+    ) -> dict[str, int]:
+        """The ids of the known builders among ``names`` (unknown ones are left out); read
+        by name hash, however many builders there are."""
+        hashes = {name_hash(n): n for n in names}
+        ids: dict[str, int] = {}
+        async with self._read(conn) as c:
+            if len(hashes) == 1:  # a force or a trigger of one builder: prepared
+                [(h, name)] = hashes.items()
+                found = (await _ID_BY_HASH.execute(c, {"name_hash": h})).scalar()
+                return {} if found is None else {name: int(found)}
+            keys = list(hashes)
+            for start in range(0, len(keys), _BATCH):
+                rows = await c.execute(
+                    sa.select(t.builders.c.id, t.builders.c.name_hash).where(
+                        t.builders.c.name_hash.in_(keys[start : start + _BATCH])
+                    )
+                )
+                for row in rows:
+                    ids[hashes[row.name_hash]] = int(row.id)
         return ids
 
     async def get_builder(

@@ -177,6 +177,11 @@ class _SQLiteConnection(AsyncConnection):
             return sync.execute(statement, parameters)
         return sync.execute(statement, parameters, execution_options=execution_options)
 
+    def begin_nested(self) -> Any:
+        sync = self.sync_connection
+        assert sync is not None
+        return _Savepoint(sync)
+
 
 def sqlite_of(conn: AsyncConnection) -> sqlite3.Connection | None:
     """The sqlite3 connection under a transaction of the fast path (None for any other)."""
@@ -185,6 +190,28 @@ def sqlite_of(conn: AsyncConnection) -> sqlite3.Connection | None:
     sync = conn.sync_connection
     assert sync is not None
     return sqlite_driver.sqlite_of(sync.connection.driver_connection)
+
+
+class _Savepoint:
+    """``async with conn.begin_nested():`` on the fast path: SAVEPOINT, then RELEASE, or
+    ROLLBACK TO on an error, straight on the Connection."""
+
+    __slots__ = ("_sync", "_transaction")
+
+    def __init__(self, sync: sa.Connection) -> None:
+        self._sync = sync
+        self._transaction: sa.NestedTransaction | None = None
+
+    async def __aenter__(self) -> _Savepoint:
+        self._transaction = self._sync.begin_nested()
+        return self
+
+    async def __aexit__(self, kind: object, error: object, _traceback: object) -> None:
+        assert self._transaction is not None
+        if kind is None:
+            self._transaction.commit()
+        else:
+            self._transaction.rollback()
 
 
 async def _sqlite_checkout(engine: AsyncEngine) -> sa.Connection:
