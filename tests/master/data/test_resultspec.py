@@ -55,6 +55,7 @@ def test_field_selection() -> None:
         ({"order": ["nope"]}, "no such field 'nope'"),
         ({"field": ["name"], "active": ["1"]}, "'active' is used in a filter"),
         ({"masterid__lt": ["1", "2"]}, "takes one value"),
+        ({"name": ["a\x00b"]}, "a NUL character"),
     ],
 )
 def test_bad_queries_say_what_is_wrong(args: dict[str, list[str]], message: str) -> None:
@@ -86,3 +87,10 @@ def test_pushdown_only_when_every_field_is_a_column() -> None:
 def test_integers_no_column_can_hold_are_refused(args: dict[str, list[str]]) -> None:
     with pytest.raises(InvalidQuery, match="out of range"):
         parse(args, FIELDS)
+
+
+def test_comparing_a_list_with_a_string_matches_nothing() -> None:
+    fields = {**FIELDS, "tags": FieldType.OTHER}
+    items = [{**i, "tags": ["x"]} for i in ITEMS]
+    assert parse({"tags__ge": ["x"]}, fields).apply(items) == ([], 0)
+    assert len(parse({"tags__contains": ["x"]}, fields).apply(items)[0]) == 3

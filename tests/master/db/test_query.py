@@ -35,3 +35,33 @@ async def test_boolean_filter_on_integer_flag(database: Database) -> None:
     assert [m.name for m in await database.masters.get_masters(active)] == ["a"]
     inactive = QueryOptions(filters=(Filter(field="active", op=Op.NE, values=(True,)),))
     assert [m.name for m in await database.masters.get_masters(inactive)] == ["b"]
+
+
+async def test_integers_beyond_a_column_are_still_bounds(database: Database) -> None:
+    # PostgreSQL's INTEGER columns are 32-bit; a filter value beyond them compares all the same
+    await _builders(database)
+
+    def named(op: Op, value: int) -> QueryOptions:
+        return QueryOptions(filters=(Filter(field="builderid", op=op, values=(value,)),))
+
+    big = 2**40
+    assert len(await database.builders.get_builders(options=named(Op.LT, big))) == 3
+    assert await database.builders.get_builders(options=named(Op.GT, big)) == []
+    assert await database.builders.get_builders(options=named(Op.EQ, -big)) == []
+    both = QueryOptions(filters=(Filter(field="builderid", op=Op.NE, values=(big, -big)),))
+    assert await database.builders.count_builders(options=both) == 3
+
+
+async def test_contains_is_a_plain_substring_of_text_only(database: Database) -> None:
+    await _builders(database)
+
+    def containing(field: str, *values: object) -> QueryOptions:
+        return QueryOptions(filters=(Filter(field=field, op=Op.CONTAINS, values=values),))
+
+    # % and _ are characters, not LIKE wildcards
+    assert await database.builders.get_builders(options=containing("description", "%")) == []
+    assert await database.builders.get_builders(options=containing("description", "_")) == []
+    found = await database.builders.get_builders(options=containing("description", "lph"))
+    assert [b.name for b in found] == ["c"]
+    # a number contains nothing (as the Python filters have it)
+    assert await database.builders.get_builders(options=containing("builderid", 1)) == []

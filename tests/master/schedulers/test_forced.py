@@ -391,3 +391,10 @@ def test_bad_arguments_are_config_errors(build: Any, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         build()
     assert message in info.value.message
+
+
+async def test_a_priority_no_request_can_hold_is_refused(ctx: SchedulerContext) -> None:
+    async with running(full(), ctx) as sched:
+        with pytest.raises(CollectedValidationError) as info:
+            await sched.force("anonymous", username="Bob <b@x.org>", priority=str(2**31))
+    assert info.value.errors["priority"] == f"priority {2**31} is out of range"

@@ -235,6 +235,10 @@ async def test_request_worker_and_scheduler_actions(tmp_path: Path, db_url: str)
             f"buildrequests/{high}", "set_priority", priority="5"
         )
         assert (status, code) == (400, -32602) and "priority" in message
+        status, code, message = await api.error(
+            f"buildrequests/{high}", "set_priority", priority=2**31
+        )
+        assert (status, code, message) == (400, -32602, "'priority' is out of range")
         assert (await api.get(f"buildrequests/{high}"))["buildrequests"][0]["priority"] == 0
         assert await api.ok(f"buildrequests/{high}", "set_priority", priority=5) is None
         assert (await api.get(f"buildrequests/{high}"))["buildrequests"][0]["priority"] == 5

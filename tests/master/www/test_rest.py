@@ -71,3 +71,36 @@ async def test_bad_requests_say_what_is_wrong(
     resp = await client.get(path)
     assert resp.status == status
     assert message in (await resp.json(content_type=None))["error"]
+
+
+async def test_raw_is_a_name_except_after_a_log(
+    client: TestClient[web.Request, web.Application], database: Database
+) -> None:
+    # only a log path followed by raw/raw_inline is a download; a builder may be called "raw"
+    await database.builders.find_builder_id("raw")
+    body = await (await client.get("/api/v2/builders/raw", headers=JSON)).json()
+    assert [b["name"] for b in body["builders"]] == ["raw"]
+    assert (await client.get("/api/v2/builders/raw_inline")).status == 404
+
+
+async def test_a_patch_body_is_sent_as_null(
+    client: TestClient[web.Request, web.Application], database: Database
+) -> None:
+    # bytes have no JSON form: null, as Buildbot's encoder sends them
+    ssid = await database.sourcestamps.find_sourcestamp_id(
+        branch="main",
+        revision="abc",
+        repository="r",
+        project="p",
+        codebase="",
+        patch_body=b"--- a\n+++ b\n",
+        patch_level=1,
+        patch_author="me",
+        patch_comment="c",
+    )
+    for headers in (JSON, {}):
+        resp = await client.get(f"/api/v2/sourcestamps/{ssid}", headers=headers)
+        assert resp.status == 200
+        [stamp] = (await resp.json(content_type=None))["sourcestamps"]
+        assert stamp["patch"]["body"] is None
+        assert stamp["patch"]["author"] == "me"

@@ -28,7 +28,13 @@ from buildyard.master.data.resources import (
     workers,
 )
 from buildyard.master.data.resources.base import Collection, Endpoint, Item
-from buildyard.master.data.resultspec import IDENTIFIER_RE, MAX_INT, MIN_INT, ResultSpec, parse
+from buildyard.master.data.resultspec import (
+    IDENTIFIER_RE,
+    MAX_COLUMN_INT,
+    MIN_COLUMN_INT,
+    ResultSpec,
+    parse,
+)
 from buildyard.master.db.connector import Database
 
 _INT_RE = re.compile(r"^-?\d+$")
@@ -57,6 +63,11 @@ class DataAPI:
     def register(self, *endpoints: Endpoint) -> None:
         self._endpoints.extend(endpoints)
 
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every endpoint, in matching order (what the OpenAPI description is made from)."""
+        return tuple(self._endpoints)
+
     def _match(self, path: Sequence[str]) -> tuple[Endpoint, dict[str, Any]]:
         # first match wins: integer (n:) patterns are listed before string (s:) ones
         for ep in self._endpoints:
@@ -71,7 +82,7 @@ class DataAPI:
                 kind, name = pat.split(":", 1)
                 if kind == "n":
                     # an id no database column can hold matches nothing (404), not a crash
-                    if not _INT_RE.match(seg) or not MIN_INT <= int(seg) <= MAX_INT:
+                    if not _INT_RE.match(seg) or not MIN_COLUMN_INT <= int(seg) <= MAX_COLUMN_INT:
                         break
                     kw[name] = int(seg)
                 elif kind == "i":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -27,9 +28,12 @@ class FieldType(enum.Enum):
     OTHER = "other"  # lists, objects: selectable, not filterable by value
 
 
-# what the databases store in an integer column
+# the integers a query argument may give (filters compare them as 64-bit integers)
 MAX_INT = 2**63 - 1
 MIN_INT = -(2**63)
+# what an integer column holds on every backend (PostgreSQL's INTEGER): ids, priorities
+MAX_COLUMN_INT = 2**31 - 1
+MIN_COLUMN_INT = -(2**31)
 _TRUE = {"on", "true", "yes", "1"}
 _FALSE = {"off", "false", "no", "0"}
 IDENTIFIER_RE = re.compile(r"^[a-zA-Z_-][a-zA-Z0-9._-]*$")
@@ -56,6 +60,8 @@ def parse_value(kind: FieldType, raw: str, *, field: str) -> Any:
         raise InvalidQuery(f"invalid boolean value {raw!r} for field {field!r}")
     if kind is FieldType.IDENTIFIER and not IDENTIFIER_RE.match(raw):
         raise InvalidQuery(f"invalid identifier value {raw!r} for field {field!r}")
+    if "\x00" in raw:  # no text column holds one (PostgreSQL refuses it even in a query)
+        raise InvalidQuery(f"invalid value {raw!r} for field {field!r}: a NUL character")
     return raw
 
 
@@ -81,14 +87,18 @@ class FieldFilter:
         if value is None:
             return False
         target = vals[0]
-        return bool(
-            {
-                "lt": value < target,
-                "le": value <= target,
-                "gt": value > target,
-                "ge": value >= target,
-            }[op]
-        )
+        try:
+            return bool(_COMPARE[op](value, target))
+        except TypeError:  # a list or object field compared with a string: no match
+            return False
+
+
+_COMPARE: Mapping[str, Callable[[Any, Any], Any]] = {
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
 
 
 _DB_OPS = {

@@ -45,28 +45,42 @@ class UnknownField(ValueError):
     pass
 
 
+def _bound(value: Any) -> sa.ColumnElement[Any]:
+    return value if isinstance(value, sa.ColumnElement) else sa.literal(value)
+
+
 def _condition(col: sa.ColumnElement[Any], f: Filter) -> sa.ColumnElement[bool]:
     # booleans are stored as 0/1 small integers; PostgreSQL will not compare those with true/false
-    vals = tuple(int(v) if isinstance(v, bool) else v for v in f.values)
+    raw = tuple(int(v) if isinstance(v, bool) else v for v in f.values)
+    # integers are compared as 64-bit ones: PostgreSQL's INTEGER columns are 32-bit, and a value
+    # beyond that (a far-off timestamp) is still a fine bound; its indexes serve int4 vs int8
+    wide = isinstance(col.type, sa.Integer)
+    vals: tuple[Any, ...] = tuple(
+        sa.literal(v, sa.BigInteger) if wide and isinstance(v, int) else v for v in raw
+    )
     match f.op:
         case Op.EQ | Op.IN:
             if len(vals) == 1:
-                return col.is_(None) if vals[0] is None else col == vals[0]
+                return col.is_(None) if raw[0] is None else col == vals[0]
             return col.in_(vals)
         case Op.NE:
             if len(vals) == 1:
-                return col.is_not(None) if vals[0] is None else col != vals[0]
+                return col.is_not(None) if raw[0] is None else col != vals[0]
             return col.not_in(vals)
         case Op.LT:
-            return col < sa.literal(vals[0])
+            return col < _bound(vals[0])
         case Op.LE:
-            return col <= sa.literal(vals[0])
+            return col <= _bound(vals[0])
         case Op.GT:
-            return col > sa.literal(vals[0])
+            return col > _bound(vals[0])
         case Op.GE:
-            return col >= sa.literal(vals[0])
+            return col >= _bound(vals[0])
         case Op.CONTAINS:
-            return sa.or_(*(col.contains(v) for v in vals))
+            # a substring of a text column (``%`` and ``_`` are plain characters); a number
+            # contains nothing, as in resultspec.FieldFilter.matches
+            if not isinstance(col.type, sa.String):
+                return sa.false()
+            return sa.or_(*(col.contains(str(v), autoescape=True) for v in raw))
 
 
 def count_of(

@@ -36,6 +36,7 @@ __all__ = ["ForceScheduler", "ForceSchedulerService"]
 # Buildbot's identifier rule (util.identifiers.ident_re)
 _IDENTIFIER = re.compile("^[a-zA-Z\u00a0-\U0010ffff_-][a-zA-Z0-9\u00a0-\U0010ffff_-]*$")
 _FORM = "Force Build Form"
+_PRIORITY_LIMIT = 2**31
 
 
 class ForceScheduler(SchedulerBase):
@@ -228,6 +229,10 @@ class ForceSchedulerService(BuildsetScheduler):
         priority = await collector.collectValidationErrors(
             cfg.priority_parameter.fullName, cfg.priority_parameter.getFromKwargs, values
         )
+        if isinstance(priority, int) and not -_PRIORITY_LIMIT <= priority < _PRIORITY_LIMIT:
+            # a request's priority is a 32-bit integer in the database (PostgreSQL's INTEGER)
+            name = cfg.priority_parameter.fullName or "priority"
+            collector.errors[name] = f"priority {priority} is out of range"
         properties: dict[str, Any] = {}
         sourcestamps: dict[str, dict[str, Any]] = {}
         for param in cfg.forced_properties:

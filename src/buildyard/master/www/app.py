@@ -25,7 +25,7 @@ from buildyard.common.ports import Listen, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.mq.base import MessageQueue
-from buildyard.master.www import control, events, rest, ui
+from buildyard.master.www import control, events, openapi, rest, ui
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +53,7 @@ def make_app(
         )
 
     pages = ui_routes if ui_routes is not None else [web.get("/", index)]
-    app.add_routes([*rest.routes(), *control.routes(), *pages])
+    app.add_routes([*openapi.routes(), *rest.routes(), *control.routes(), *pages])
     if mq is not None:
         events.setup(app, mq)
     return app

@@ -48,6 +48,7 @@ import structlog
 from aiohttp import web
 
 from buildyard.master.data.errors import NotFound
+from buildyard.master.data.resultspec import MAX_COLUMN_INT, MIN_COLUMN_INT
 from buildyard.master.www import rest
 
 log = structlog.get_logger(__name__)
@@ -180,6 +181,8 @@ async def _act(request: web.Request, path: tuple[str, ...], method: str, params:
             priority = params.get("priority")
             if not isinstance(priority, int) or isinstance(priority, bool):
                 raise _JsonRpcError("'priority' must be an integer", INVALID_PARAMS, 400)
+            if not MIN_COLUMN_INT <= priority <= MAX_COLUMN_INT:  # what the database holds
+                raise _JsonRpcError("'priority' is out of range", INVALID_PARAMS, 400)
             if not await control.set_buildrequest_priority(brid, priority):
                 raise _JsonRpcError("the build request is complete", INVALID_REQUEST, 400)
             return None

@@ -17,11 +17,17 @@ DATA_API = web.AppKey("data_api", DataAPI)
 log = structlog.get_logger(__name__)
 
 
+def _unknown(_value: object) -> None:
+    # as Buildbot's encoder: a value JSON has no form for (a patch's bytes) is sent as null
+    return None
+
+
 def _reply(request: web.Request, body: Any, status: int = 200) -> web.Response:
     if "application/json" in request.headers.get("Accept", ""):
-        text = json.dumps(body, separators=(",", ":"))
+        text = json.dumps(body, separators=(",", ":"), default=_unknown)
         return web.Response(text=text, status=status, content_type="application/json")
-    return web.Response(text=json.dumps(body, indent=2), status=status, content_type="text/plain")
+    text = json.dumps(body, indent=2, default=_unknown)
+    return web.Response(text=text, status=status, content_type="text/plain")
 
 
 def _error(message: str, status: int) -> web.Response:
@@ -34,13 +40,14 @@ async def get(request: web.Request) -> web.StreamResponse:
     path = request.match_info["path"]
     if path.endswith("/") or not path:
         return _error(f"invalid path: {path!r}", 404)
+    api = request.app[DATA_API]
     prefix, _, last = path.rpartition("/")
-    if last in _RAW and prefix:
+    # ``raw`` is also a name a builder or a log's slug may have: only after a log is it a download
+    if last in _RAW and prefix and _names_log(api, prefix):
         return await _raw_log(request, prefix, inline=last == "raw_inline")
     args: dict[str, list[str]] = defaultdict(list)
     for key, value in request.query.items():
         args[key].append(value)
-    api = request.app[DATA_API]
     try:
         ep = api.endpoint(path)
         result = await api.get_with_args(path, args)
@@ -59,6 +66,14 @@ async def get(request: web.Request) -> web.StreamResponse:
 
 
 _RAW = ("raw", "raw_inline")
+
+
+def _names_log(api: DataAPI, path: str) -> bool:
+    try:
+        ep = api.endpoint(path)
+    except NotFound:
+        return False
+    return ep.rtype.name == "log" and ep.item is not None
 
 
 async def _raw_log(request: web.Request, path: str, *, inline: bool) -> web.StreamResponse:

@@ -1,4 +1,9 @@
-"""What a resource module declares: field types, and endpoints by path pattern."""
+"""What a resource module declares: field types, and endpoints by path pattern.
+
+A field's :class:`FieldType` says how a query argument on it parses; its :class:`JsonType` says
+what value the API sends (nullable, a list of what, an object with which keys), which the OpenAPI
+description (``www/openapi.py``) is generated from.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +24,72 @@ class Collection:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class JsonType:
+    """The JSON value of a field as the API sends it. ``kind`` is a JSON Schema type
+    (``integer``, ``string``, ``boolean``, ``array``, ``object``) or ``any``."""
+
+    kind: str
+    nullable: bool = False
+    # an array's items; an array of ``length`` values (a pair, ...) takes one type per position
+    items: JsonType | tuple[JsonType, ...] | None = None
+    # an object's keys, every one present; ``values``: the values of a map with any keys
+    properties: Mapping[str, JsonType] | None = None
+    values: JsonType | None = None
+
+
+INT = JsonType(kind="integer")
+STR = JsonType(kind="string")
+BOOL = JsonType(kind="boolean")
+ANY = JsonType(kind="any")
+
+
+def nullable(t: JsonType) -> JsonType:
+    return dataclasses.replace(t, nullable=True)
+
+
+def list_of(t: JsonType) -> JsonType:
+    return JsonType(kind="array", items=t)
+
+
+def obj(**properties: JsonType) -> JsonType:
+    return JsonType(kind="object", properties=properties)
+
+
+def map_of(t: JsonType) -> JsonType:
+    return JsonType(kind="object", values=t)
+
+
+# ``{name: [value, source]}``, as builds, buildsets and changes carry their properties
+PROPERTIES = map_of(JsonType(kind="array", items=(ANY, STR)))
+_PLAIN = {
+    FieldType.INTEGER: INT,
+    FieldType.DATETIME: INT,  # epoch seconds
+    FieldType.STRING: STR,
+    FieldType.IDENTIFIER: STR,
+    FieldType.BOOLEAN: BOOL,
+    FieldType.OTHER: ANY,
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ResourceType:
     name: str
     plural: str
     fields: Mapping[str, FieldType]
+    # the JSON type of each field whose value is not simply its FieldType's, never null
+    # (nullable fields, lists, objects); see :meth:`json_type`
+    json: Mapping[str, JsonType] = dataclasses.field(default_factory=dict)
+    # the whole entity's type when it is not an object of ``fields`` (a properties map)
+    entity: JsonType | None = None
+
+    def json_type(self, field: str) -> JsonType:
+        return self.json.get(field) or _PLAIN[self.fields[field]]
+
+    def json_entity(self) -> JsonType:
+        """The type of one entity (as REST items and event bodies carry it)."""
+        return self.entity or JsonType(
+            kind="object", properties={f: self.json_type(f) for f in self.fields}
+        )
 
 
 CollectionHandler = Callable[[Database, Mapping[str, Any], ResultSpec], Awaitable[Collection]]

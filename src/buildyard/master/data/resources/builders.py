@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from buildyard.master.data.resources.base import Collection, Endpoint, Item, ResourceType, page
+from buildyard.master.data.resources.base import (
+    INT,
+    STR,
+    Collection,
+    Endpoint,
+    Item,
+    ResourceType,
+    list_of,
+    nullable,
+    page,
+)
 from buildyard.master.data.resultspec import FieldType, ResultSpec
 from buildyard.master.db.connector import Database
 from buildyard.master.db.query import QueryOptions
@@ -23,6 +33,14 @@ BUILDER = ResourceType(
         "description_html": FieldType.STRING,
         "projectid": FieldType.INTEGER,
         "tags": FieldType.OTHER,
+    },
+    json={
+        "masterids": list_of(INT),
+        "description": nullable(STR),
+        "description_format": nullable(STR),
+        "description_html": nullable(STR),
+        "projectid": nullable(INT),
+        "tags": list_of(STR),
     },
 )
 _DB_FIELDS = {

@@ -12,7 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from buildyard.master.data import shapes
-from buildyard.master.data.resources.base import Collection, Endpoint, Item, ResourceType, page
+from buildyard.master.data.resources.base import (
+    INT,
+    PROPERTIES,
+    Collection,
+    Endpoint,
+    Item,
+    ResourceType,
+    nullable,
+    page,
+)
 from buildyard.master.data.resources.builds import select_properties
 from buildyard.master.data.resultspec import FieldType, ResultSpec
 from buildyard.master.db.connector import Database
@@ -35,6 +44,14 @@ BUILDREQUEST = ResourceType(
         "complete_at": FieldType.DATETIME,
         "waited_for": FieldType.BOOLEAN,
         "properties": FieldType.OTHER,
+    },
+    json={
+        "claimed_at": nullable(INT),
+        "claimed_by_masterid": nullable(INT),
+        "results": nullable(INT),
+        "complete_at": nullable(INT),
+        # null unless asked for with ``property=``
+        "properties": nullable(PROPERTIES),
     },
 )
 _DB_FIELDS = {f: f for f in BUILDREQUEST.fields if f != "properties"}

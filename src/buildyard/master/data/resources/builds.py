@@ -12,7 +12,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from buildyard.master.data import shapes
-from buildyard.master.data.resources.base import Collection, Endpoint, Item, ResourceType, page
+from buildyard.master.data.resources.base import (
+    INT,
+    PROPERTIES,
+    Collection,
+    Endpoint,
+    Item,
+    ResourceType,
+    nullable,
+    page,
+)
 from buildyard.master.data.resultspec import FieldType, ResultSpec
 from buildyard.master.db.connector import Database
 from buildyard.master.db.query import Filter, Op, QueryOptions
@@ -36,6 +45,12 @@ BUILD = ResourceType(
         "results": FieldType.INTEGER,
         "state_string": FieldType.STRING,
         "properties": FieldType.OTHER,
+    },
+    json={
+        "workerid": nullable(INT),
+        "complete_at": nullable(INT),
+        "results": nullable(INT),
+        "properties": PROPERTIES,
     },
 )
 _DB_FIELDS = {f: f for f in BUILD.fields if f != "properties"}

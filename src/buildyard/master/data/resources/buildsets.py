@@ -6,7 +6,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from buildyard.master.data import shapes
-from buildyard.master.data.resources.base import Collection, Endpoint, Item, ResourceType, page
+from buildyard.master.data.resources import sourcestamps
+from buildyard.master.data.resources.base import (
+    INT,
+    STR,
+    Collection,
+    Endpoint,
+    Item,
+    ResourceType,
+    list_of,
+    nullable,
+    page,
+)
 from buildyard.master.data.resultspec import FieldType, ResultSpec
 from buildyard.master.db.connector import Database
 from buildyard.master.db.query import QueryOptions
@@ -28,6 +39,16 @@ BUILDSET = ResourceType(
         "sourcestamps": FieldType.OTHER,
         "parent_buildid": FieldType.INTEGER,
         "parent_relationship": FieldType.STRING,
+    },
+    json={
+        "external_idstring": nullable(STR),
+        "reason": nullable(STR),
+        "rebuilt_buildid": nullable(INT),
+        "complete_at": nullable(INT),
+        "results": nullable(INT),
+        "sourcestamps": list_of(sourcestamps.SOURCESTAMP.json_entity()),
+        "parent_buildid": nullable(INT),
+        "parent_relationship": nullable(STR),
     },
 )
 _DB_FIELDS = {f: f for f in BUILDSET.fields if f != "sourcestamps"}

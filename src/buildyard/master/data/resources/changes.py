@@ -7,7 +7,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from buildyard.master.data import shapes
-from buildyard.master.data.resources.base import Collection, Endpoint, Item, ResourceType, page
+from buildyard.master.data.resources import sourcestamps
+from buildyard.master.data.resources.base import (
+    INT,
+    PROPERTIES,
+    STR,
+    Collection,
+    Endpoint,
+    Item,
+    ResourceType,
+    list_of,
+    nullable,
+    page,
+)
 from buildyard.master.data.resources.builds import BUILD_PREFIXES, resolve_build
 from buildyard.master.data.resultspec import FieldType, ResultSpec
 from buildyard.master.db.connector import Database
@@ -34,6 +46,17 @@ CHANGE = ResourceType(
         "project": FieldType.STRING,
         "codebase": FieldType.STRING,
         "sourcestamp": FieldType.OTHER,
+    },
+    json={
+        "parent_changeids": list_of(INT),
+        "committer": nullable(STR),
+        "files": list_of(STR),
+        "revision": nullable(STR),
+        "branch": nullable(STR),
+        "category": nullable(STR),
+        "revlink": nullable(STR),
+        "properties": PROPERTIES,
+        "sourcestamp": nullable(sourcestamps.SOURCESTAMP.json_entity()),
     },
 )
 _DB_FIELDS = {

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from buildyard.master.data.resources.base import Collection, Endpoint, Item, ResourceType, page
+from buildyard.master.data.resources import masters
+from buildyard.master.data.resources.base import (
+    Collection,
+    Endpoint,
+    Item,
+    ResourceType,
+    nullable,
+    page,
+)
 from buildyard.master.data.resources.schedulers import EmbeddedMasters
 from buildyard.master.data.resultspec import FieldType, ResultSpec
 from buildyard.master.db.connector import Database
@@ -19,6 +27,7 @@ CHANGESOURCE = ResourceType(
         "name": FieldType.STRING,
         "master": FieldType.OTHER,
     },
+    json={"master": nullable(masters.MASTER.json_entity())},
 )
 _DB_FIELDS = {"changesourceid": "changesourceid", "name": "name"}
 

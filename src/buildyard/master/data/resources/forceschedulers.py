@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from buildyard.master.data.resources.base import Collection, Endpoint, Item, ResourceType
+from buildyard.master.data.resources.base import (
+    ANY,
+    STR,
+    Collection,
+    Endpoint,
+    Item,
+    ResourceType,
+    list_of,
+    map_of,
+)
 from buildyard.master.data.resultspec import FieldType, ResultSpec
 from buildyard.master.db.connector import Database
 
@@ -25,6 +34,11 @@ FORCESCHEDULER = ResourceType(
         "builder_names": FieldType.OTHER,
         "enabled": FieldType.BOOLEAN,
         "all_fields": FieldType.OTHER,
+    },
+    json={
+        "builder_names": list_of(STR),
+        # each field as the scheduler describes it (name, fullName, type, default, ...)
+        "all_fields": list_of(map_of(ANY)),
     },
 )
 

@@ -90,7 +90,8 @@ async def _contents(db: Database, kw: Mapping[str, Any], spec: ResultSpec) -> Co
     last = max(0, lg.num_lines - 1) if spec.limit is None else first + spec.limit - 1
     if first < 0 or last < 0 or first > last:
         raise NotFound(f"no lines {first}..{last} in log {lg.id}")
-    content = await db.logs.get_log_lines(lg.id, first, last)
+    # lines past the end are none (and a bound past any line count is not for the database)
+    content = await db.logs.get_log_lines(lg.id, first, min(last, lg.num_lines - 1))
     chunk = {"logid": lg.id, "firstline": first, "content": content}
     return Collection(items=[ResultSpec(fields=spec.fields).select(chunk)], total=None)
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from buildyard.master.data.resources.base import Endpoint, Item, ResourceType
+from buildyard.master.data.resources.base import PROPERTIES, Endpoint, Item, ResourceType
 from buildyard.master.data.resources.builds import BUILD_PREFIXES, resolve_build, select_properties
 from buildyard.master.db.connector import Database
 
-PROPERTY = ResourceType(name="property", plural="properties", fields={})
+PROPERTY = ResourceType(name="property", plural="properties", fields={}, entity=PROPERTIES)
 
 
 async def _build_properties(db: Database, kw: Mapping[str, Any]) -> Item | None:

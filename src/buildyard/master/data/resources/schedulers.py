@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from buildyard.master.data.resources import masters
-from buildyard.master.data.resources.base import Collection, Endpoint, Item, ResourceType, page
+from buildyard.master.data.resources.base import (
+    Collection,
+    Endpoint,
+    Item,
+    ResourceType,
+    nullable,
+    page,
+)
 from buildyard.master.data.resultspec import FieldType, ResultSpec
 from buildyard.master.db.connector import Database
 from buildyard.master.db.query import QueryOptions
@@ -22,6 +29,7 @@ SCHEDULER = ResourceType(
         "enabled": FieldType.BOOLEAN,
         "master": FieldType.OTHER,
     },
+    json={"master": nullable(masters.MASTER.json_entity())},
 )
 _SCHEDULER_DB_FIELDS = {"schedulerid": "schedulerid", "name": "name", "enabled": "enabled"}
 

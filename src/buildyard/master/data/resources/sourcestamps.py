@@ -7,11 +7,30 @@ from collections.abc import Mapping
 from typing import Any
 
 from buildyard.master.data import shapes
-from buildyard.master.data.resources.base import Collection, Endpoint, Item, ResourceType, page
+from buildyard.master.data.resources.base import (
+    INT,
+    STR,
+    Collection,
+    Endpoint,
+    Item,
+    ResourceType,
+    nullable,
+    obj,
+    page,
+)
 from buildyard.master.data.resultspec import FieldType, ResultSpec
 from buildyard.master.db.connector import Database
 from buildyard.master.db.query import QueryOptions
 
+# the body is bytes, which the API sends as null (as Buildbot does)
+PATCH = obj(
+    patchid=INT,
+    body=nullable(STR),
+    level=INT,
+    subdir=nullable(STR),
+    author=STR,
+    comment=STR,
+)
 SOURCESTAMP = ResourceType(
     name="sourcestamp",
     plural="sourcestamps",
@@ -24,6 +43,11 @@ SOURCESTAMP = ResourceType(
         "codebase": FieldType.STRING,
         "patch": FieldType.OTHER,
         "created_at": FieldType.DATETIME,
+    },
+    json={
+        "branch": nullable(STR),
+        "revision": nullable(STR),
+        "patch": nullable(PATCH),
     },
 )
 _DB_FIELDS = {f: f for f in SOURCESTAMP.fields if f != "patch"}

@@ -9,7 +9,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from buildyard.master.data import shapes
-from buildyard.master.data.resources.base import Collection, Endpoint, Item, ResourceType
+from buildyard.master.data.resources.base import (
+    INT,
+    STR,
+    Collection,
+    Endpoint,
+    Item,
+    ResourceType,
+    list_of,
+    nullable,
+    obj,
+)
 from buildyard.master.data.resources.builds import BUILD_PREFIXES, resolve_build
 from buildyard.master.data.resultspec import FieldType, ResultSpec
 from buildyard.master.db.connector import Database
@@ -31,6 +41,13 @@ STEP = ResourceType(
         "state_string": FieldType.STRING,
         "urls": FieldType.OTHER,
         "hidden": FieldType.BOOLEAN,
+    },
+    json={
+        "started_at": nullable(INT),
+        "locks_acquired_at": nullable(INT),
+        "complete_at": nullable(INT),
+        "results": nullable(INT),
+        "urls": list_of(obj(name=STR, url=STR)),
     },
 )
 

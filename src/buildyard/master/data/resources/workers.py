@@ -9,7 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from buildyard.master.data.resources.base import Collection, Endpoint, Item, ResourceType, page
+from buildyard.master.data.resources.base import (
+    ANY,
+    INT,
+    STR,
+    Collection,
+    Endpoint,
+    Item,
+    ResourceType,
+    list_of,
+    map_of,
+    nullable,
+    obj,
+    page,
+)
 from buildyard.master.data.resultspec import FieldType, ResultSpec
 from buildyard.master.db.connector import Database
 from buildyard.master.db.query import QueryOptions
@@ -27,6 +40,12 @@ WORKER = ResourceType(
         "paused": FieldType.BOOLEAN,
         "pause_reason": FieldType.STRING,
         "graceful": FieldType.BOOLEAN,
+    },
+    json={
+        "connected_to": list_of(obj(masterid=INT)),
+        "configured_on": list_of(obj(masterid=INT, builderid=INT)),
+        "workerinfo": map_of(ANY),
+        "pause_reason": nullable(STR),
     },
 )
 _DB_FIELDS = {f: f for f in ("workerid", "name", "paused", "pause_reason", "graceful")}
