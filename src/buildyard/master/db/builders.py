@@ -85,18 +85,8 @@ class BuildersRepository(Repository):
         A master with thousands of builders configures them all at every start: known ones are
         read in a few batched SELECTs, and only new ones pay for an INSERT.
         """
-        hashes = {name_hash(n): n for n in names}
-        ids: dict[str, int] = {}
         async with self._write(conn) as c:
-            keys = list(hashes)
-            for start in range(0, len(keys), _BATCH):
-                rows = await c.execute(
-                    sa.select(t.builders.c.id, t.builders.c.name_hash).where(
-                        t.builders.c.name_hash.in_(keys[start : start + _BATCH])
-                    )
-                )
-                for row in rows:
-                    ids[hashes[row.name_hash]] = int(row.id)
+            ids = await self.ids_by_name(names, conn=c)
             for name in names:
                 if name not in ids:
                     ids[name] = await self.find_builder_id(name, conn=c)
@@ -114,6 +104,7 @@ class BuildersRepository(Repository):
                 [(h, name)] = hashes.items()
                 found = (await _ID_BY_HASH.execute(c, {"name_hash": h})).scalar()
                 return {} if found is None else {name: int(found)}
+            # batched: a master with thousands of builders configures them all at every start
             keys = list(hashes)
             for start in range(0, len(keys), _BATCH):
                 rows = await c.execute(
