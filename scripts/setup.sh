@@ -32,6 +32,11 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
 fi
 
 BB_VENV=${BUILDYARD_BUILDBOT_VENV:-$HOME/.cache/buildyard/buildbot-4.3.0}
+# one setup at a time builds it (two at once, as in parallel checkouts, would remove each
+# other's half-made venv)
+mkdir -p "$(dirname "$BB_VENV")"
+exec 9>"$BB_VENV.lock"
+flock 9
 if [ ! -f "$BB_VENV/.complete" ]; then
     rm -rf "$BB_VENV"
     "$PYTHON" -m venv "$BB_VENV"
@@ -43,3 +48,4 @@ fi
 if ! "$BB_VENV/bin/python" -c 'import buildbot_www' 2>/dev/null; then
     "$BB_VENV/bin/python" -m pip install -q buildbot-www==4.3.0
 fi
+flock -u 9
