@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from buildyard.testing.processes import eventually
+from buildyard.worker.commands.runprocess import PIPE_SIZE
 from buildyard.worker.commands.shell import build_env
 from tests.worker.helpers import run, start
 
@@ -336,3 +337,25 @@ async def test_a_slow_master_slows_the_command_instead_of_growing_memory(tmp_pat
     await task
     assert received == 3_000_000
     assert deepest <= MAX_BACKLOG + 4, deepest
+
+
+async def test_loud_output_on_both_streams_arrives_whole_and_in_order(tmp_path: Path) -> None:
+    script = (
+        "import fcntl, sys\n"
+        "print('pipe', fcntl.fcntl(1, fcntl.F_GETPIPE_SZ), file=sys.stderr, flush=True)\n"
+        "for i in range(60000):\n"
+        "    print(f'line {i:06d} ' + 'x' * 80)\n"
+        "    if i % 20000 == 0:\n"
+        "        sys.stdout.flush(); print(f'err {i}', file=sys.stderr, flush=True)\n"
+    )
+    r = await run(
+        "shell",
+        {"workdir": str(tmp_path), "command": ["python3", "-c", script], "logEnviron": False},
+        tmp_path,
+    )
+    assert r.last("rc") == 0
+    assert r.text("stdout") == "".join(f"line {i:06d} {'x' * 80}\n" for i in range(60000))
+    size, *errors = r.text("stderr").splitlines()
+    assert errors == ["err 0", "err 20000", "err 40000"]
+    # a loud child writes into a 1 MiB pipe (Linux's default is 64 KiB)
+    assert size == f"pipe {PIPE_SIZE}"

@@ -30,9 +30,11 @@ async def _log(database: Database, clock: FakeClock, type: str = "s") -> int:
 
 async def _span(repo: LogsRepository, logid: int, content: str) -> tuple[int, int]:
     """The (first, last) line numbers an append got, from the log's line count after it."""
-    lg = await repo.append_log(logid, content)
-    assert lg is not None
-    return lg.num_lines - content.count("\n"), lg.num_lines - 1
+    appended = await repo.append_log(logid, content)
+    assert appended is not None
+    lg, count = appended
+    assert count == content.count("\n")
+    return lg.num_lines - count, lg.num_lines - 1
 
 
 async def _chunks(database: Database, logid: int) -> list[tuple[int, int, bytes, int]]:

@@ -401,11 +401,12 @@ class PipelineUpdates:
     ) -> tuple[int, int] | None:
         """Append whole lines (each ending in ``\\n``), big chunks compressed with
         ``compression``; returns their (first, last) numbers."""
-        lg = await self._db.logs.append_log(logid, content, compression=compression)
-        if lg is None:
+        appended = await self._db.logs.append_log(logid, content, compression=compression)
+        if appended is None:
             return None
+        lg, count = appended
         self._produce(self._log_messages(lg, "append"))
-        return lg.num_lines - content.count("\n"), lg.num_lines - 1
+        return lg.num_lines - count, lg.num_lines - 1
 
     async def finish_log(self, logid: int, *, compression: str = "raw") -> None:
         """Close the log; its small raw chunks are merged and stored compressed with

@@ -171,10 +171,10 @@ class LogsRepository(Repository):
         *,
         compression: str | int = RAW,
         conn: AsyncConnection | None = None,
-    ) -> Log | None:
-        """Append whole lines; returns the log as it is after them (its ``num_lines`` counts
-        them: they are lines ``num_lines - count .. num_lines - 1``), or None if there is no
-        such log. Concurrent appends to one log are serialized.
+    ) -> tuple[Log, int] | None:
+        """Append whole lines; returns the log as it is after them and their count (they are
+        lines ``num_lines - count .. num_lines - 1``), or None if there is no such log.
+        Concurrent appends to one log are serialized.
 
         With a ``compression`` method, each chunk of at least :data:`COMPRESS_FROM` bytes is
         stored compressed when that makes it smaller (big appends are packed in a thread, off
@@ -211,7 +211,7 @@ class LogsRepository(Repository):
                 )
                 line += count
             await c.execute(_lc.insert(), rows)
-        return _log(row)
+        return _log(row), total
 
     async def get_log_lines(
         self, logid: int, first_line: int, last_line: int, *, conn: AsyncConnection | None = None

@@ -86,8 +86,6 @@ class LogWriter:
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
         self.finished = False
-        # what the step may want back: every line per stream, when asked for (collectStdout)
-        self.num_lines = 0
 
     def add_observer(self, observer: LineObserver) -> None:
         self._observers.append(observer)
@@ -155,7 +153,7 @@ class LogWriter:
             text = prefix + text[:-1].replace("\n", "\n" + prefix) + "\n"
         max_size = self.limits.max_size
         if max_size is None or self._stored + len(text) <= max_size:
-            self._queue(text, text.count("\n"))
+            self._queue(text)
         else:
             for line in text[:-1].split("\n"):
                 self._store(line + "\n")
@@ -172,13 +170,12 @@ class LogWriter:
                 while self._tail_size > limits.max_tail_size and self._tail:
                     self._tail_size -= len(self._tail.popleft())
             return
-        self._queue(line, 1)
+        self._queue(line)
 
-    def _queue(self, text: str, lines: int) -> None:
+    def _queue(self, text: str) -> None:
         self._stored += len(text)
         self._pending.append(text)
         self._pending_size += len(text)
-        self.num_lines += lines
         if self._pending_size >= self.limits.flush_size:
             self._flush_soon()
         elif self._timer is None:

@@ -197,10 +197,37 @@ class Outbox:
         self._task.cancel()
 
 
-def _merge(first: Lines, then: Lines) -> Lines:
-    text, offsets, times = first
-    base = len(text)
-    return [text + then[0], offsets + list(map(base.__add__, then[1])), times + then[2]]
+class _Run:
+    """Lines of one stream that came in a row, kept as they came and joined once, when sent
+    (joining at each arrival would copy the buffer again for every pipe read)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, lines: Lines) -> None:
+        self.parts = [lines]
+
+    def joined(self) -> Lines:
+        if len(self.parts) == 1:
+            return self.parts[0]
+        texts: list[str] = []
+        offsets: list[int] = []
+        times: list[float] = []
+        base = 0
+        for text, ends, started in self.parts:
+            texts.append(text)
+            offsets.extend(map(base.__add__, ends) if base else ends)
+            times.extend(started)
+            base += len(text)
+        return ["".join(texts), offsets, times]
+
+
+def _sendable(pair: list[Any]) -> list[Any]:
+    key, value = pair
+    if isinstance(value, _Run):
+        return [key, value.joined()]
+    if key == "log" and isinstance(value[1], _Run):
+        return [key, [value[0], value[1].joined()]]
+    return pair
 
 
 class CommandOutput:
@@ -243,13 +270,13 @@ class CommandOutput:
         if isinstance(stream, tuple):  # a logfile: its lines go inside [name, lines]
             key, name = stream
             if last is not None and last[0] == key and last[1][0] == name:
-                last[1][1] = _merge(last[1][1], lines)
+                last[1][1].parts.append(lines)
             else:
-                self._pending.append([key, [name, lines]])
+                self._pending.append([key, [name, _Run(lines)]])
         elif last is not None and last[0] == stream:
-            last[1] = _merge(last[1], lines)
+            last[1].parts.append(lines)
         else:
-            self._pending.append([stream, lines])
+            self._pending.append([stream, _Run(lines)])
         self._size += len(lines[0]) + 8 * (len(lines[1]) + len(lines[2]))
         if self._size >= self.settings.buffer_size:
             self.flush()
@@ -262,7 +289,7 @@ class CommandOutput:
             self._timer.cancel()
             self._timer = None
         if self._pending:
-            self.outbox.put("update", args=self._pending)
+            self.outbox.put("update", args=[_sendable(pair) for pair in self._pending])
         self._pending = []
         self._size = 0
 

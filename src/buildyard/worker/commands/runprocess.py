@@ -18,6 +18,7 @@ import asyncio
 import codecs
 import contextlib
 import errno
+import fcntl
 import os
 import pty
 import re
@@ -33,7 +34,11 @@ from buildyard.worker.commands.output import CommandOutput
 
 log = structlog.get_logger(__name__)
 
-READ_SIZE = 64 * 1024
+# a loud child fills a bigger pipe before it waits (Linux; elsewhere the system's size): fewer,
+# bigger reads, and fewer wake-ups on both sides
+PIPE_SIZE = 1024 * 1024
+# output waiting to be sent past which the pipe is no longer read (the child then waits)
+HIGH_WATER = 1024 * 1024
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
@@ -118,7 +123,7 @@ class RunProcess:
         started = time.monotonic()
         self._last_output = started
         try:
-            proc, pty_out = await self._spawn()
+            proc, outputs = await self._spawn()
         except OSError as exc:
             self.output.text("stderr", f"error starting {self.argv[0]!r}: {exc}\n")
             return -1 if exc.errno is None else 1
@@ -126,7 +131,7 @@ class RunProcess:
         log.info("process_started", pid=proc.pid, workdir=self.workdir)
         if self._kill_requested():  # interrupted while the process was being started
             self._stop_started()
-        await self._wait(proc, pty_out, started)
+        await self._wait(proc, outputs, started)
         await self._last_of_logfiles()
         rc = proc.returncode
         assert rc is not None
@@ -138,22 +143,26 @@ class RunProcess:
         return rc
 
     async def _wait(
-        self, proc: asyncio.subprocess.Process, pty_out: int | None, started: float
+        self, proc: asyncio.subprocess.Process, outputs: list[tuple[int, str]], started: float
     ) -> None:
         """Until the child exited and its output ended, with timeouts and logfiles watched."""
         loop = asyncio.get_running_loop()
         watchdog = loop.create_task(self._watchdog(started))
         tails = [loop.create_task(w.watch()) for w in self.watchers]
-        transport: asyncio.BaseTransport | None = None
+        transports: list[asyncio.BaseTransport] = []
         try:
-            if pty_out is not None:
-                reader = asyncio.StreamReader()
-                transport, _ = await loop.connect_read_pipe(
-                    lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(pty_out, "rb", 0)
-                )
-                readers = [self._read(reader, "stdout")]
-            else:
-                readers = [self._read(proc.stdout, "stdout"), self._read(proc.stderr, "stderr")]
+            readers = []
+            files = [(os.fdopen(fd, "rb", 0), name) for fd, name in outputs]
+            for i, (file, name) in enumerate(files):
+                pipe = _PipeReader()
+                try:
+                    transport, _ = await loop.connect_read_pipe(pipe.protocol, file)
+                except BaseException:
+                    for unread, _name in files[i:]:
+                        unread.close()
+                    raise
+                transports.append(transport)
+                readers.append(self._read(pipe, name))
             if self.initial_stdin is not None:
                 readers.append(self._feed(proc))
             await asyncio.gather(*readers, proc.wait())
@@ -161,8 +170,8 @@ class RunProcess:
             watchdog.cancel()
             for tail in tails:
                 tail.cancel()
-            if transport is not None:
-                transport.close()
+            for pipe_transport in transports:
+                pipe_transport.close()
             if self._kill_task is not None:
                 self._kill_task.cancel()
             if proc.returncode is None:  # cancelled: leave nothing behind
@@ -180,34 +189,37 @@ class RunProcess:
             for watcher in self.watchers:
                 watcher.close()
 
-    async def _spawn(self) -> tuple[asyncio.subprocess.Process, int | None]:
-        """The child, and the pseudo-terminal's side to read its output from (with use_pty)."""
-        pty_out: int | None = None
-        terminal: int | None = None
+    async def _spawn(self) -> tuple[asyncio.subprocess.Process, list[tuple[int, str]]]:
+        """The child, and the ends to read its output from with their stream names: its
+        stdout and stderr pipes, or with use_pty the pseudo-terminal's side."""
         if self.use_pty:
             pty_out, terminal = pty.openpty()
-        stdin: int = terminal if terminal is not None else asyncio.subprocess.DEVNULL
+            outputs, theirs = [(pty_out, "stdout")], [terminal]
+            stdin, stdout, stderr = terminal, terminal, terminal
+        else:
+            (out_r, out_w), (err_r, err_w) = _pipe(), _pipe()
+            outputs, theirs = [(out_r, "stdout"), (err_r, "stderr")], [out_w, err_w]
+            stdin, stdout, stderr = asyncio.subprocess.DEVNULL, out_w, err_w
         if self.initial_stdin is not None:
             stdin = asyncio.subprocess.PIPE
-        out = terminal if terminal is not None else asyncio.subprocess.PIPE
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self.argv,
                 cwd=self.workdir,
                 env=self.env,
                 stdin=stdin,
-                stdout=out,
-                stderr=out,
+                stdout=stdout,
+                stderr=stderr,
                 start_new_session=True,
             )
         except OSError:
-            if pty_out is not None:
-                os.close(pty_out)
+            for fd, _name in outputs:
+                os.close(fd)
             raise
         finally:
-            if terminal is not None:
-                os.close(terminal)  # the child has its copies; end of file when they close
-        return proc, pty_out
+            for fd in theirs:
+                os.close(fd)  # the child has its copies; end of file when they close
+        return proc, outputs
 
     async def _feed(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdin is not None
@@ -221,10 +233,9 @@ class RunProcess:
     def _saw_output(self) -> None:
         self._last_output = time.monotonic()
 
-    async def _read(self, stream: asyncio.StreamReader | None, name: str) -> None:
-        assert stream is not None
+    async def _read(self, pipe: _PipeReader, name: str) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        while chunk := await _read_some(stream):
+        while chunk := await pipe.read():
             self._saw_output()
             if self.want[name] and not self._over_max_lines():
                 text = decoder.decode(chunk)
@@ -306,13 +317,77 @@ class RunProcess:
             os.killpg(self._proc.pid, sig)
 
 
-async def _read_some(stream: asyncio.StreamReader) -> bytes:
-    try:
-        return await stream.read(READ_SIZE)
-    except OSError as exc:  # a pseudo-terminal whose other side closed: its end of file
-        if exc.errno == errno.EIO:
+def _pipe() -> tuple[int, int]:
+    """A pipe for the child's output: (our end, the child's)."""
+    ours, theirs = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):  # Linux only, and at most pipe-max-size
+        fcntl.fcntl(ours, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    return ours, theirs
+
+
+class _PipeReader(asyncio.Protocol):
+    """One output of the child as it comes: :meth:`read` returns everything that arrived since
+    the last read, whole; the pipe is not read while more than :data:`HIGH_WATER` bytes wait."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._eof = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._transport: asyncio.ReadTransport | None = None
+        self._paused = False
+
+    def protocol(self) -> _PipeReader:
+        """The protocol factory connect_read_pipe wants: this reader."""
+        return self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.ReadTransport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > HIGH_WATER and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # a pseudo-terminal whose other side closed ends with EIO: that is its end of file
+        if exc is not None and not (isinstance(exc, OSError) and exc.errno == errno.EIO):
+            self._error = exc
+        self._eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        """What arrived since the last read; b"" at the end."""
+        while not self._chunks and not self._eof:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if not self._chunks:
+            if self._error is not None:
+                raise self._error
             return b""
-        raise
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._size = 0
+        if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+        return data
 
 
 def display_command(command: str | Sequence[str]) -> str:
