@@ -326,6 +326,10 @@ async def test_big_appends_are_stored_compressed_at_once(
     ]
     assert after[:3] == chunks[:3]
     assert await repo.get_log_lines(logid, 0, 2001) == big + "osmall one\nosmall two\n"
+    # a zlib stream's second byte names its level: the live appends were packed at the fastest
+    # (1), the merge at the end at the default (6), as Buildbot's reader takes any
+    assert {chunk[2][:2] for chunk in after[:3]} == {b"\x78\x01"}
+    assert after[3][2][:2] == b"\x78\x9c"
 
 
 async def test_an_append_that_would_not_shrink_stays_raw(

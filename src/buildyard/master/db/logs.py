@@ -100,12 +100,13 @@ def _decompress(content: bytes, compressed: int) -> bytes:
 
 
 def _pack_chunks(chunks: Iterable[tuple[bytes, int]], method: int) -> list[tuple[bytes, int, int]]:
-    """(stored content, line count, compression id) for each chunk: packed with ``method``
-    when it is big enough to gain and does shrink, raw otherwise."""
+    """(stored content, line count, compression id) for each chunk of a live append: packed
+    with ``method`` (at its live level) when it is big enough to gain and does shrink, raw
+    otherwise."""
     out = []
     for raw, count in chunks:
         if method != RAW and len(raw) >= COMPRESS_FROM:
-            packed = compression.pack(raw, method)
+            packed = compression.pack(raw, method, live=True)
             if len(packed) < len(raw):
                 out.append((packed, count, method))
                 continue
