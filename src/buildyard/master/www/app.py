@@ -3,12 +3,13 @@
 ``port`` takes Buildbot's forms: an integer (all interfaces) or a strports string
 ``tcp:PORT[:interface=ADDR]``. Without ``c['www']`` no web server runs.
 
-Reads go to the data API (:mod:`.rest`). Control actions (:mod:`.control`): ``force`` goes to
-the running force schedulers, which the service finds as Buildbot's data layer does
-(``master.allSchedulers()``): through the service tree, its sibling ``scheduler_manager``'s
-children that have a ``force`` method; the others (stop, rebuild, cancel, set_priority, the
-worker actions, enable) go to the ``control_actions`` the master hands in. So the www imports
-nothing of the schedulers, distributor or workers packages.
+Without ``c['www']['ui']``, ``/`` is the master's own UI (:mod:`.builtin_ui`); with it, the
+UI it names (:mod:`.ui`). Reads go to the data API (:mod:`.rest`). Control actions
+(:mod:`.control`): ``force`` goes to the running force schedulers, which the service finds as
+Buildbot's data layer does (``master.allSchedulers()``): through the service tree, its sibling
+``scheduler_manager``'s children that have a ``force`` method; the others (stop, rebuild,
+cancel, set_priority, the worker actions, enable) go to the ``control_actions`` the master
+hands in. So the www imports nothing of the schedulers, distributor or workers packages.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from buildyard.common.ports import Listen, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.mq.base import MessageQueue
-from buildyard.master.www import control, events, openapi, rest, ui
+from buildyard.master.www import builtin_ui, control, events, openapi, rest, ui
 
 log = structlog.get_logger(__name__)
 
@@ -47,12 +48,7 @@ def make_app(
     app[control.FORCE_SCHEDULERS] = force_schedulers or dict
     app[control.CONTROL] = control_actions
 
-    async def index(_request: web.Request) -> web.Response:
-        return web.Response(
-            text=f"{title}: a buildyard master. REST API: /api/v2/ (the web UI comes later).\n"
-        )
-
-    pages = ui_routes if ui_routes is not None else [web.get("/", index)]
+    pages = ui_routes if ui_routes is not None else builtin_ui.routes(title=title)
     app.add_routes([*openapi.routes(), *rest.routes(), *control.routes(), *pages])
     if mq is not None:
         events.setup(app, mq)
