@@ -16,6 +16,7 @@ from buildyard.master.steps.base import BuildStepFailed, CommandMixin, ShellMixi
 from buildyard.master.steps.remotecommand import RemoteCommand, RemoteShellCommand
 from buildyard.master.steps.source.base import Source
 from buildyard.master.steps.worker import CompositeStepMixin
+from buildyard.master.www.auth import NoAuth
 from buildyard.plugins import schedulers
 
 __all__ = [
@@ -67,7 +68,6 @@ ReconfigurablePollingChangeSource = not_implemented(
 # Buildbot's deprecated name for SingleBranchScheduler.
 Scheduler = schedulers.SingleBranchScheduler
 
-NoAuth = not_implemented("buildbot.www.auth.NoAuth", _WWW)
 BaseHookHandler = not_implemented("buildbot.www.hooks.base.BaseHookHandler", _WWW)
 GitHubEventHandler = not_implemented("buildbot.www.hooks.github.GitHubEventHandler", _WWW)
 GitLabHandler = not_implemented("buildbot.www.hooks.gitlab.GitLabHandler", _WWW)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 from collections.abc import Mapping
@@ -170,7 +171,13 @@ class BuildMaster(Service):
                 queries=Queries(db=self.db),
             )
         )
-        self.www = WWWService(data=data.api, mq=self.mq, control_actions=_Control(self))
+        self.www = WWWService(
+            data=data.api,
+            mq=self.mq,
+            control_actions=_Control(self),
+            session_secret=self._session_secret,
+            clock=self.clock,
+        )
         data.api.register(*forceschedulers.endpoints(self._force_scheduler_data))
         for svc in (
             DatabaseService(self.db),
@@ -187,6 +194,16 @@ class BuildMaster(Service):
         ):
             self.add_child(svc)
         self._reconfig_lock = asyncio.Lock()
+
+    async def _session_secret(self) -> str:
+        """The key that signs the web sessions: made once, kept in the database state where
+        Buildbot keeps it (so a Buildbot master's sessions stay valid too)."""
+        updates = self.data.updates
+        objectid = await updates.get_object_id("www", "buildbot.www.service.WWWService")
+        found = await updates.atomic_create_or_get_state(
+            objectid, "session_secret", secrets.token_hex(32)
+        )
+        return str(found)
 
     def _scheduler(self, name: str) -> Any:
         """The running scheduler named ``name`` (what a Trigger step fires), or None."""

@@ -3,7 +3,9 @@
 Implemented: ``BuilderConfig``, ``BuildFactory``, the result codes ``SUCCESS`` ... ``CANCELLED``,
 ``Results`` (their names, indexed by code), ``worst_status``, and the properties and renderables
 (``Property``, ``Interpolate``, ``renderer``, ``Transform``, ``FlattenList``, ``WithProperties``,
-``Secret``). Everything else Buildbot 4.3
+``Secret``), and the web server's authentication (``NoAuth``, ``UserPasswordAuth``,
+``HTPasswdAuth``, ``RemoteUserAuth``, ``CustomAuth``) and authorization (``Authz``, its endpoint
+and role matchers, ``fnmatchStrMatcher``, ``reStrMatcher``). Everything else Buildbot 4.3
 registers here is a stand-in naming the issue that brings it; ``util.repo`` and ``util.svn``
 hold Buildbot's dotted names.
 """
@@ -53,6 +55,31 @@ from buildyard.master.schedulers.forceparams import (
 )
 from buildyard.master.steps.locks import MasterLock, WorkerLock
 from buildyard.master.steps.shellsequence import ShellArg
+from buildyard.master.www.auth import (
+    CustomAuth,
+    HTPasswdAuth,
+    NoAuth,
+    RemoteUserAuth,
+    UserPasswordAuth,
+)
+from buildyard.master.www.authz import (
+    AnyControlEndpointMatcher,
+    AnyEndpointMatcher,
+    Authz,
+    BranchEndpointMatcher,
+    EnableSchedulerEndpointMatcher,
+    ForceBuildEndpointMatcher,
+    RebuildBuildEndpointMatcher,
+    RolesFromDomain,
+    RolesFromEmails,
+    RolesFromGroups,
+    RolesFromOwner,
+    RolesFromUsername,
+    StopBuildEndpointMatcher,
+    ViewBuildsEndpointMatcher,
+    fnmatchStrMatcher,
+    reStrMatcher,
+)
 from buildyard.plugins._namespace import (
     PIPELINE,
     REPORTING,
@@ -71,33 +98,54 @@ __all__ = [
     "SKIPPED",
     "SUCCESS",
     "WARNINGS",
+    "AnyControlEndpointMatcher",
+    "AnyEndpointMatcher",
     "AnyPropertyParameter",
+    "Authz",
     "BooleanParameter",
+    "BranchEndpointMatcher",
     "BuildFactory",
     "BuilderConfig",
     "ChangeFilter",
     "ChoiceStringParameter",
     "CodebaseParameter",
+    "CustomAuth",
+    "EnableSchedulerEndpointMatcher",
     "FileParameter",
     "FixedParameter",
     "FlattenList",
+    "ForceBuildEndpointMatcher",
+    "HTPasswdAuth",
     "IntParameter",
     "Interpolate",
     "LogLineObserver",
     "MasterLock",
     "NestedParameter",
+    "NoAuth",
     "ParameterGroup",
     "PatchParameter",
     "Property",
+    "RebuildBuildEndpointMatcher",
+    "RemoteUserAuth",
     "Results",
+    "RolesFromDomain",
+    "RolesFromEmails",
+    "RolesFromGroups",
+    "RolesFromOwner",
+    "RolesFromUsername",
     "Secret",
     "ShellArg",
+    "StopBuildEndpointMatcher",
     "StringParameter",
     "TextParameter",
     "Transform",
     "UserNameParameter",
+    "UserPasswordAuth",
+    "ViewBuildsEndpointMatcher",
     "WithProperties",
     "WorkerLock",
+    "fnmatchStrMatcher",
+    "reStrMatcher",
     "renderer",
     "worst_status",
 ]

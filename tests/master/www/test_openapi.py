@@ -140,7 +140,7 @@ async def test_query_parameters_follow_the_fields(client: Client) -> None:
     get = doc["paths"]["/builds/{buildid}"]["get"]
     # one build: only ``field``; filters on it are a 400
     assert [p.get("$ref") for p in get["parameters"][1:]] == ["#/components/parameters/build.field"]
-    assert set(get["responses"]) == {"200", "400", "404"}
+    assert set(get["responses"]) == {"200", "400", "403", "404"}
     [path_param] = doc["paths"]["/builders/{builderid_or_name}"]["get"]["parameters"][:1]
     assert path_param["in"] == "path"
     assert len(path_param["schema"]["anyOf"]) == 2

@@ -44,7 +44,7 @@ async def test_buildbot_www_is_served_with_its_config(tmp_path: Path) -> None:
         assert injected["buildbotURL"] == f"http://127.0.0.1:{port}/"
         assert injected["title"] == "Yard </script> \u00e9"  # escaped in the page, whole in JSON
         assert "</script> " not in found.group(1) and "\u00e9" not in found.group(1)
-        assert injected["auth"] == {"name": "NoAuth"}
+        assert injected["auth"]["name"] == "NoAuth" and injected["auth"]["oauth2"] is False
         assert injected["user"] == {"anonymous": True}
         assert injected["ui_default_config"] == {"Builders.buildFetchLimit": 5}
         assert ["Buildbot", "4.3.0"] in injected["versions"]

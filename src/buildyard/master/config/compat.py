@@ -267,8 +267,9 @@ MODULES: dict[str, _Module] = {
     ),
     "buildbot.www.authz.endpointmatchers": _m(
         _UTIL,
-        "AnyControlEndpointMatcher AnyEndpointMatcher EnableSchedulerEndpointMatcher "
-        "ForceBuildEndpointMatcher RebuildBuildEndpointMatcher StopBuildEndpointMatcher",
+        "AnyControlEndpointMatcher AnyEndpointMatcher BranchEndpointMatcher "
+        "EnableSchedulerEndpointMatcher ForceBuildEndpointMatcher RebuildBuildEndpointMatcher "
+        "StopBuildEndpointMatcher ViewBuildsEndpointMatcher",
     ),
     "buildbot.www.oauth2": _m(_UTIL, "BitbucketAuth GitHubAuth GitLabAuth GoogleAuth"),
     "buildbot.www.avatar": _m(_UTIL, "AvatarGitHub AvatarGravatar"),

@@ -8,6 +8,7 @@ set the key (:mod:`.assignments`), so one load reports them all. Checks that spa
 from __future__ import annotations
 
 import codecs
+import datetime
 import difflib
 import re
 import types
@@ -302,6 +303,7 @@ def _www(reader: _Reader) -> Mapping[str, object]:
             parse_port(port)
         except ValueError as exc:
             reader.error("www", f"c['www']['port']: {exc}")
+    _www_auth(reader, www)
     ui = www.get("ui")
     if ui is not None:
         if not isinstance(ui, str):
@@ -312,6 +314,31 @@ def _www(reader: _Reader) -> Mapping[str, object]:
             except ValueError as exc:
                 reader.error("www", str(exc))
     return types.MappingProxyType(www)
+
+
+def _www_auth(reader: _Reader, www: Mapping[str, object]) -> None:
+    # the plugins live in buildyard.master.www, which this package may not import: they are
+    # known by the methods the web server calls (Buildbot's names)
+    auth, authz = www.get("auth"), www.get("authz")
+    is_auth = callable(getattr(auth, "getConfigDict", None)) and hasattr(auth, "authenticate")
+    if auth is not None and not is_placeholder(auth) and not is_auth:
+        reader.error(
+            "www",
+            "c['www']['auth'] must be an authentication plugin (util.UserPasswordAuth, "
+            f"util.HTPasswdAuth, util.RemoteUserAuth, ...), not {auth!r}",
+        )
+    is_authz = hasattr(authz, "allowRules") and hasattr(authz, "roleMatchers")
+    if authz is not None and not is_placeholder(authz) and not is_authz:
+        reader.error("www", f"c['www']['authz'] must be a util.Authz, not {authz!r}")
+    expiration = www.get("cookie_expiration_time")
+    if expiration is not None and not (
+        isinstance(expiration, datetime.timedelta) and expiration.total_seconds() > 0
+    ):
+        reader.error(
+            "www",
+            "c['www']['cookie_expiration_time'] must be a positive datetime.timedelta, "
+            f"not {expiration!r}",
+        )
 
 
 def _validation(reader: _Reader) -> Mapping[str, re.Pattern[str]]:

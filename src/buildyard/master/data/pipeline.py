@@ -426,6 +426,11 @@ class PipelineUpdates:
     async def get_state(self, objectid: int, name: str, default: Any = None) -> Any:
         return await self._db.state.get_state(objectid, name, default)
 
+    async def atomic_create_or_get_state(self, objectid: int, name: str, value: Any) -> Any:
+        """The value stored as ``name``; ``value`` is stored first if there is none (the
+        first of racing callers wins, and all of them get its value)."""
+        return await self._db.state.atomic_create_or_get_state(objectid, name, value)
+
     async def set_state(self, objectid: int, name: str, value: Any) -> None:
         """Store a JSON value as the object's ``name`` (TypeError if it is not JSON)."""
         await self._db.state.set_state(objectid, name, value)

@@ -196,6 +196,13 @@ class ForceSchedulerService(BuildsetScheduler):
             return list(self.config.builder_names)
         return sorted(set(builder_names) & set(self.config.builder_names))
 
+    async def computeBuilderNames(
+        self, builderNames: Sequence[str] | None = None, builderid: object = None
+    ) -> list[str]:
+        """The builders a force with these arguments would build (as Buildbot's; the www's
+        authorization asks it)."""
+        return await self._builder_names(builderNames, builderid)
+
     async def force(
         self,
         owner: str | None,

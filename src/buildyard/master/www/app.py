@@ -10,23 +10,32 @@ Buildbot's data layer does (``master.allSchedulers()``): through the service tre
 ``scheduler_manager``'s children that have a ``force`` method; the others (stop, rebuild,
 cancel, set_priority, the worker actions, enable) go to the ``control_actions`` the master
 hands in. So the www imports nothing of the schedulers, distributor or workers packages.
+
+Every request is authenticated by ``c['www']['auth']`` (:mod:`.auth`: a session cookie, or a
+proxy's header) and every REST read or action authorized by ``c['www']['authz']``
+(:mod:`.authz`) before it does anything. The live events (/ws, /sse) are not checked, as in
+Buildbot.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import datetime
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
 from aiohttp import web
 
 from buildyard.common import ui_assets
+from buildyard.common.clock import Clock, SystemClock
 from buildyard.common.ports import Listen, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.mq.base import MessageQueue
-from buildyard.master.www import builtin_ui, control, events, openapi, rest, ui
+from buildyard.master.www import auth, builtin_ui, control, events, openapi, rest, ui
+from buildyard.master.www.authz import Authz
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +48,13 @@ def make_app(
     ui_routes: list[web.AbstractRouteDef] | None = None,
     mq: MessageQueue | None = None,
     control_actions: control.Control | None = None,
+    authentication: auth.AuthBase | None = None,
+    authz: Authz | None = None,
+    sessions: auth.Sessions | None = None,
 ) -> web.Application:
+    """The web server's application. Without ``authentication`` nobody logs in; without
+    ``authz`` everything is allowed; without ``sessions``, sessions are signed with a secret
+    of this application's own."""
     # buildbot-www asks for "<buildbotURL>/icon.png": "//icon.png" is redirected to "/icon.png"
     app = web.Application(
         middlewares=[web.normalize_path_middleware(append_slash=False, merge_slashes=True)]
@@ -47,6 +62,12 @@ def make_app(
     app[rest.DATA_API] = data
     app[control.FORCE_SCHEDULERS] = force_schedulers or dict
     app[control.CONTROL] = control_actions
+    auth.setup(
+        app,
+        auth=authentication or auth.NoAuth(),
+        authz=authz or Authz(),
+        sessions=sessions or auth.Sessions(secrets.token_hex(32), clock=SystemClock()),
+    )
 
     pages = ui_routes if ui_routes is not None else builtin_ui.routes(title=title)
     app.add_routes([*openapi.routes(), *rest.routes(), *control.routes(), *pages])
@@ -72,11 +93,18 @@ class WWWService(Service):
         data: DataAPI,
         mq: MessageQueue | None = None,
         control_actions: control.Control | None = None,
+        session_secret: Callable[[], Awaitable[str]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """``session_secret`` gives the key that signs session cookies (the master keeps it
+        in the database, so sessions outlive a restart); without it, each start makes one."""
         super().__init__("www")
         self._data = data
         self._mq = mq
         self._control = control_actions
+        self._session_secret = session_secret
+        self._secret: str | None = None
+        self._clock = clock or SystemClock()
         self._runner: web.AppRunner | None = None
         self._listen: Listen | None = None
         self._site = Site()
@@ -96,6 +124,23 @@ class WWWService(Service):
             await self._close()
             self._listen, self._site, self._www = listen, site, www
             return
+        authentication = www.get("auth")
+        if not isinstance(authentication, auth.AuthBase):
+            authentication = auth.NoAuth()
+        authz = www.get("authz")
+        if not isinstance(authz, Authz):
+            authz = Authz()
+        if self._secret is None:
+            get_secret = self._session_secret
+            self._secret = await get_secret() if get_secret is not None else secrets.token_hex(32)
+        lifetime = www.get("cookie_expiration_time")
+        sessions = auth.Sessions(
+            self._secret,
+            clock=self._clock,
+            lifetime=lifetime.total_seconds()
+            if isinstance(lifetime, datetime.timedelta)
+            else auth.DEFAULT_LIFETIME,
+        )
         ui_routes = None
         if www.get("ui") is not None:
             config = ui.frontend_config(
@@ -104,8 +149,13 @@ class WWWService(Service):
                 buildbot_url=site.buildbot_url,
                 multi_master=site.multi_master,
                 www=www,
+                auth=authentication.getConfigDict(),
             )
-            ui_routes = ui.routes(ui_assets.locate(str(www["ui"])), lambda: config)
+
+            def request_config(request: web.Request) -> Mapping[str, Any]:
+                return {**config, "user": dict(auth.user(request))}
+
+            ui_routes = ui.routes(ui_assets.locate(str(www["ui"])), request_config)
         app = make_app(
             data=self._data,
             title=site.title,
@@ -113,6 +163,9 @@ class WWWService(Service):
             ui_routes=ui_routes,
             mq=self._mq,
             control_actions=self._control,
+            authentication=authentication,
+            authz=authz,
+            sessions=sessions,
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

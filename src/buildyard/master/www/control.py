@@ -27,11 +27,13 @@ has not (also on a scheduler, which Buildbot ignores) a 501; none of these chang
 
 As in Buildbot (``www/rest.py`` ``renderJsonRpc``): the body must be ``application/json``; one
 object (no batches) with ``jsonrpc`` "2.0", a string ``method``, an ``id`` and an object
-``params``; without authentication the owner is ``"anonymous"`` (so the scheduler takes its
-username field). Errors answer ``{"jsonrpc", "id", "error": {"code", "message"}}`` with
-Buildbot's HTTP statuses: 400 for a bad request (-32700, -32600) or fields the scheduler refused
-(-32602, ``message`` maps each field's fullName to its error), 404 for an unknown path or
-entity, 501 for an action the entity does not have.
+``params``; a force's owner is the logged-in user's email (else username), or ``"anonymous"``
+without one (so the scheduler takes its username field). Errors answer ``{"jsonrpc", "id",
+"error": {"code", "message"}}`` with Buildbot's HTTP statuses: 400 for a bad request (-32700,
+-32600) or fields the scheduler refused (-32602, ``message`` maps each field's fullName to its
+error), 403 (-32600) for a user without the role ``c['www']['authz']`` asks for the action
+(checked once the path and action are known to exist, before anything is done), 404 for an
+unknown path or entity, 501 for an action the entity does not have.
 
 The www does the actions through :data:`FORCE_SCHEDULERS` (a callable giving the running force
 schedulers by name) and :data:`CONTROL` (a :class:`Control`, which the master implements); it
@@ -49,7 +51,7 @@ from aiohttp import web
 
 from buildyard.master.data.errors import NotFound
 from buildyard.master.data.resultspec import MAX_COLUMN_INT, MIN_COLUMN_INT
-from buildyard.master.www import rest
+from buildyard.master.www import auth, rest
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +131,7 @@ async def _force(request: web.Request, name: str, params: dict[str, Any]) -> Any
     scheduler = request.app[FORCE_SCHEDULERS]().get(name)
     if scheduler is None:
         raise _JsonRpcError(f"no such forcescheduler: {name!r}", INVALID_REQUEST, 404)
-    params["owner"] = "anonymous"  # no authentication yet
+    params["owner"] = auth.owner(auth.user(request))
     try:
         bsid, brids = await scheduler.force(**params)
     except TypeError as exc:  # a parameter force() does not take
@@ -138,6 +140,23 @@ async def _force(request: web.Request, name: str, params: dict[str, Any]) -> Any
         errors = getattr(exc, "errors", None)
         raise _JsonRpcError(errors or str(exc), INVALID_PARAMS, 400) from exc
     return [bsid, {str(builderid): brid for builderid, brid in brids.items()}]
+
+
+async def _authorize(
+    request: web.Request, path: tuple[str, ...], method: str, params: Mapping[str, Any]
+) -> None:
+    """Refuse (403) an action the user has not the role for, before anything is done."""
+    try:
+        await auth.check(
+            request,
+            request.app[rest.DATA_API],
+            path,
+            method,
+            params,
+            force_schedulers=request.app[FORCE_SCHEDULERS],
+        )
+    except auth.Forbidden as exc:
+        raise _JsonRpcError(exc.message, INVALID_REQUEST, 403) from exc
 
 
 def _reason(params: Mapping[str, Any]) -> str:
@@ -163,6 +182,7 @@ async def _act(request: web.Request, path: tuple[str, ...], method: str, params:
     control = request.app[CONTROL]
     if control is None:
         raise _JsonRpcError("this master takes no control actions", METHOD_NOT_FOUND, 501)
+    await _authorize(request, path, method, params)
     try:
         entity = await api.get(path)
     except NotFound as exc:
@@ -211,6 +231,7 @@ async def post(request: web.Request) -> web.Response:
         if len(path) == 2 and path[0] == "forceschedulers":
             if method != "force":
                 raise _JsonRpcError(f"action: {method} is not supported", METHOD_NOT_FOUND, 501)
+            await _authorize(request, path, method, params)
             reply["result"] = await _force(request, path[1], params)
         else:
             reply["result"] = await _act(request, path, method, params)

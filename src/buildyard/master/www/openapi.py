@@ -16,6 +16,8 @@ What the description says of the server, and why:
 - Errors are ``{"error": "..."}`` sent as ``text/plain`` (as Buildbot does); a reply is JSON as
   ``application/json`` when the request accepts it, else pretty-printed as ``text/plain``.
 - Control actions (:mod:`.control`) are POSTs of JSON-RPC 2.0 on the entities that have them.
+- Every operation may be refused with a 403 (:mod:`.authz`); none answers 401: a session that
+  is not valid is anonymous, and logging in (``/auth/login``) is outside the API.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ _PLACEHOLDERS: Mapping[str, Schema] = {
     # a path segment: anything but a slash (even an encoded one splits the path)
     "s": {"type": "string", "pattern": "^[^/]+$"},
 }
+_FORBIDDEN = (
+    "Refused: the user lacks the role c['www']['authz'] asks for (or, with RemoteUserAuth, "
+    "the request has no user header)"
+)
 # a reply is JSON either way (text/plain: pretty-printed, for clients that accept no JSON)
 _REPLY_TYPES = ("application/json", "text/plain")
 
@@ -221,6 +227,7 @@ def _get(group: Sequence[Endpoint], path_params: list[Schema], shared: dict[str,
                 "content": {t: {"schema": ok} for t in _REPLY_TYPES},
             },
             "400": _error("A bad query argument."),
+            "403": _error(_FORBIDDEN),
             "404": _error("No such path or item."),
         },
     }
@@ -236,6 +243,7 @@ def _raw(path_params: list[Schema], *, inline: bool) -> Schema:
                 "description": "The text; stdio logs have a preamble and no stream letters.",
                 "content": {"text/plain": {"schema": text}, "text/html": {"schema": text}},
             },
+            "403": _error(_FORBIDDEN),
             "404": _error("No such log."),
         },
     }
@@ -273,6 +281,7 @@ def _post(rtype: ResourceType, path_params: list[Schema]) -> Schema:
                 }
                 for status, description in (
                     ("400", "A bad request (-32700, -32600) or parameters (-32602)."),
+                    ("403", _FORBIDDEN + " (-32600)."),
                     ("404", "No such path or entity (-32600)."),
                     ("501", "An action the entity has not (-32601)."),
                 )

@@ -12,6 +12,7 @@ from aiohttp import web
 from buildyard.master.data.api import DataAPI
 from buildyard.master.data.errors import InvalidQuery, NotFound
 from buildyard.master.data.resources.base import Collection
+from buildyard.master.www import auth
 
 DATA_API = web.AppKey("data_api", DataAPI)
 log = structlog.get_logger(__name__)
@@ -41,6 +42,10 @@ async def get(request: web.Request) -> web.StreamResponse:
     if path.endswith("/") or not path:
         return _error(f"invalid path: {path!r}", 404)
     api = request.app[DATA_API]
+    try:  # as Buildbot: a read is the action "get", checked before anything is read
+        await auth.check(request, api, tuple(path.split("/")), "get", {})
+    except auth.Forbidden as exc:
+        return _error(exc.message, 403)
     prefix, _, last = path.rpartition("/")
     # ``raw`` is also a name a builder or a log's slug may have: only after a log is it a download
     if last in _RAW and prefix and _names_log(api, prefix):

@@ -34,8 +34,10 @@ def frontend_config(
     buildbot_url: str,
     multi_master: bool,
     www: Mapping[str, Any],
+    auth: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What ``window.buildbotFrontendConfig`` holds (no authentication yet: anonymous)."""
+    """What ``window.buildbotFrontendConfig`` holds; ``auth`` is the authentication plugin's
+    entry, and ``user`` (anonymous here) is replaced by each request's user."""
     config: dict[str, Any] = {
         "title": title,
         "titleURL": title_url,
@@ -46,7 +48,7 @@ def frontend_config(
             ["Python", platform.python_version()],
             ["Buildbot", BUILDBOT_VERSION],
         ],
-        "auth": {"name": "NoAuth"},
+        "auth": dict(auth) if auth is not None else {"name": "NoAuth", "oauth2": False},
         "avatar_methods": [],
         "user": {"anonymous": True},
         "plugins": {},
@@ -71,24 +73,27 @@ def _script(config: Mapping[str, Any]) -> str:
     return f'<script id="bb-config">window.buildbotFrontendConfig = {text};</script>'
 
 
-def routes(static: Path, config: Callable[[], Mapping[str, Any]]) -> list[web.AbstractRouteDef]:
-    """The UI's routes, for files under ``static`` (the directory of its index.html)."""
+def routes(
+    static: Path, config: Callable[[web.Request], Mapping[str, Any]]
+) -> list[web.AbstractRouteDef]:
+    """The UI's routes, for files under ``static`` (the directory of its index.html);
+    ``config`` gives the frontend config for a request (its user's)."""
     template = (static / "index.html").read_text(encoding="utf-8")
     if PLACEHOLDER not in template:
         raise ValueError(f"{static / 'index.html'} has no {PLACEHOLDER.strip()!r} to replace")
 
-    async def index(_request: web.Request) -> web.Response:
+    async def index(request: web.Request) -> web.Response:
         return web.Response(
-            text=template.replace(PLACEHOLDER, _script(config()), 1),
+            text=template.replace(PLACEHOLDER, _script(config(request)), 1),
             content_type="text/html",
-            headers={"Cache-Control": "public,max-age=0"},
+            headers={"Cache-Control": "private,max-age=0"},  # it names the user
         )
 
-    async def frontend(_request: web.Request) -> web.Response:
-        return web.json_response(config())
+    async def frontend(request: web.Request) -> web.Response:
+        return web.json_response(config(request))
 
-    async def api(_request: web.Request) -> web.Response:
-        url = str(config()["buildbotURL"])
+    async def api(request: web.Request) -> web.Response:
+        url = str(config(request)["buildbotURL"])
         return web.json_response({"api_versions": {"v2": f"{url}api/v2"}})
 
     def file(path: Path) -> Callable[[web.Request], Any]:
