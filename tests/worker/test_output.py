@@ -68,7 +68,13 @@ async def test_buffering_merges_streams_and_flushes_on_size_and_time() -> None:
     assert [p[0] for p in pairs] == ["stdout", "stderr"]
     assert pairs[0][1][:2] == ["a\nb\n", [1, 3]]
     out.text("stdout", "x" * 200 + "\n")  # over buffer_size: sent at once
-    out.update("rc", 0)
+    out.update("files", ["f"])  # sent at once
+    out.text("header", "done\n")
+    out.update("rc", 0)  # the end of the command: sent with complete's update
+    out.update("elapsed", 0.5)
+    await asyncio.sleep(0)
+    assert [op for op, _ in sent] == ["update", "update", "update"]
     await out.complete(None)
-    assert [op for op, _ in sent] == ["update", "update", "update", "complete"]
+    assert [op for op, _ in sent] == ["update", "update", "update", "update", "complete"]
+    assert [p[0] for p in sent[-2][1]["args"]] == ["header", "rc", "elapsed"]
     assert sent[-1][1]["args"] is None

@@ -230,6 +230,10 @@ def _sendable(pair: list[Any]) -> list[Any]:
     return pair
 
 
+# the pairs that end a command, just before its complete
+_ENDING = frozenset({"rc", "elapsed"})
+
+
 class CommandOutput:
     """Buffers one command's updates and sends them through its :class:`Outbox`."""
 
@@ -261,9 +265,15 @@ class CommandOutput:
             self._buffer(("log", name), lines)
 
     def update(self, key: str, value: Any) -> None:
-        """A non-text pair (rc, elapsed, files, ...): sent at once, after what is buffered."""
+        """A non-text pair (files, ...): sent at once, after what is buffered. ``rc`` and
+        ``elapsed`` come as a command ends: they wait (as text does) for ``complete``, which
+        follows at once, so a command's end costs the master one update, not three."""
         self._pending.append([key, value])
-        self.flush()
+        if key not in _ENDING:
+            self.flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.settings.buffer_timeout, self.flush)
 
     def _buffer(self, stream: str | tuple[str, str], lines: Lines) -> None:
         last = self._pending[-1] if self._pending else None
