@@ -42,6 +42,8 @@ async def test_rows_counts_and_errors_are_sqlalchemys(database: Database) -> Non
                 c, {"name": name, "name_hash": name * 40, "last_active": when}
             )
             assert inserted.rowcount == 1
+            by_name = sa.select(_m.c.id).where(_m.c.name == name)
+            assert inserted.inserted_id() == (await c.execute(by_name)).scalar()
         found = await _BY_NAME.execute(c, {"name": "b"})
         [row] = found.all()
         assert (row.name, row.seven, row[1]) == ("b", 7, "b")
@@ -58,6 +60,22 @@ async def test_rows_counts_and_errors_are_sqlalchemys(database: Database) -> Non
     async with database.reading() as c:
         names = (await c.execute(sa.select(_m.c.name).order_by(_m.c.name))).scalars().all()
     assert names == ["b", "c"]
+
+
+async def test_execute_many_runs_once_per_set_of_parameters(database: Database) -> None:
+    rows = [{"name": f"m{i}", "name_hash": f"{i:040d}", "last_active": i} for i in range(3)]
+    async with database.transaction() as c:
+        await _INSERT.execute_many(c, rows)
+        await _INSERT.execute_many(c, [])
+        await _RENAME.execute_many(c, [{"old": "m0", "new": "x0"}, {"old": "m2", "new": "x2"}])
+        with pytest.raises(sa.exc.IntegrityError):
+            async with c.begin_nested():
+                await _INSERT.execute_many(c, [rows[1]])
+        with pytest.raises(sa.exc.SQLAlchemyError, match="name"):
+            await _INSERT.execute_many(c, [{"name": "y"}])
+    async with database.reading() as c:
+        stored = await c.execute(sa.select(_m.c.name, _m.c.last_active).order_by(_m.c.name))
+        assert [tuple(r) for r in stored] == [("m1", 1), ("x0", 0), ("x2", 2)]
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from buildyard.common.clock import Clock
 from buildyard.master.db import schema as t
-from buildyard.master.db.base import Repository, inserted_id
+from buildyard.master.db.base import Repository
 from buildyard.master.db.errors import DbError
 from buildyard.master.db.prepared import Prepared
 from buildyard.master.db.query import QueryOptions, apply
@@ -65,6 +65,34 @@ def _build(row: sa.Row[Any]) -> Build:
 
 
 _BUILD = Prepared(sa.select(_b).where(_b.c.id == sa.bindparam("buildid")))
+_TOP_NUMBER = Prepared(
+    sa.select(sa.func.max(_b.c.number)).where(_b.c.builderid == sa.bindparam("builderid"))
+)
+_ADD = Prepared(
+    _b.insert().values(
+        number=sa.bindparam("number"),
+        builderid=sa.bindparam("builderid"),
+        buildrequestid=sa.bindparam("buildrequestid"),
+        workerid=sa.bindparam("workerid"),
+        masterid=sa.bindparam("masterid"),
+        started_at=sa.bindparam("started_at"),
+        complete_at=None,
+        locks_duration_s=0,
+        state_string=sa.bindparam("state_string"),
+    )
+)
+_bp = t.build_properties
+_DELETE_PROPERTY = Prepared(
+    _bp.delete().where(_bp.c.buildid == sa.bindparam("buildid"), _bp.c.name == sa.bindparam("name"))
+)
+_ADD_PROPERTY = Prepared(
+    _bp.insert().values(
+        buildid=sa.bindparam("buildid"),
+        name=sa.bindparam("name"),
+        value=sa.bindparam("value"),
+        source=sa.bindparam("source"),
+    )
+)
 _FINISH = Prepared(
     _b.update()
     .where(_b.c.id == sa.bindparam("buildid"))
@@ -117,20 +145,19 @@ class BuildsRepository(Repository):
             for _ in range(_NUMBER_ATTEMPTS):
                 try:
                     async with c.begin_nested():
-                        result = await c.execute(
-                            _b.insert().values(
-                                number=number,
-                                builderid=builderid,
-                                buildrequestid=buildrequestid,
-                                workerid=workerid,
-                                masterid=masterid,
-                                started_at=self._now(),
-                                complete_at=None,
-                                locks_duration_s=0,
-                                state_string=state_string,
-                            )
+                        added = await _ADD.execute(
+                            c,
+                            {
+                                "number": number,
+                                "builderid": builderid,
+                                "buildrequestid": buildrequestid,
+                                "workerid": workerid,
+                                "masterid": masterid,
+                                "started_at": self._now(),
+                                "state_string": state_string,
+                            },
                         )
-                        return inserted_id(result), number
+                        return added.inserted_id(), number
                 except sa.exc.IntegrityError as exc:
                     following = await self._next_number(c, builderid)
                     if following <= number:
@@ -140,10 +167,7 @@ class BuildsRepository(Repository):
             raise DbError(f"no free build number for builder {builderid} after many attempts")
 
     async def _next_number(self, c: AsyncConnection, builderid: int) -> int:
-        top = await c.execute(
-            sa.select(sa.func.max(_b.c.number)).where(_b.c.builderid == builderid)
-        )
-        found = top.scalar()
+        found = (await _TOP_NUMBER.execute(c, {"builderid": builderid})).scalar()
         return 1 if found is None else int(found) + 1
 
     async def get_build(self, buildid: int, *, conn: AsyncConnection | None = None) -> Build | None:
@@ -285,16 +309,15 @@ class BuildsRepository(Repository):
         """Create or replace several properties at once: one delete and one insert."""
         if not properties:
             return
-        bp = t.build_properties
         rows = [
             {"buildid": buildid, "name": name, "value": json.dumps(value), "source": source}
             for name, (value, source) in properties.items()
         ]
         async with self._write(conn) as c:
-            await c.execute(
-                bp.delete().where(bp.c.buildid == buildid, bp.c.name.in_(list(properties)))
+            await _DELETE_PROPERTY.execute_many(
+                c, [{"buildid": buildid, "name": name} for name in properties]
             )
-            await c.execute(bp.insert(), rows)
+            await _ADD_PROPERTY.execute_many(c, rows)
 
     async def get_build_properties(
         self, buildid: int, *, conn: AsyncConnection | None = None

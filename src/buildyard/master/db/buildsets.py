@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from buildyard.common.clock import Clock
 from buildyard.master.db import schema as t
-from buildyard.master.db.base import Repository, inserted_id
+from buildyard.master.db.base import Repository
 from buildyard.master.db.errors import BuildsetAlreadyComplete
 from buildyard.master.db.prepared import Prepared
 from buildyard.master.db.query import QueryOptions, apply
@@ -60,6 +60,43 @@ def _filtered(complete: bool | None) -> sa.Select[Any]:
 
 
 _BUILDSET = Prepared(sa.select(_bs).where(_bs.c.id == sa.bindparam("bsid")))
+_ADD = Prepared(
+    _bs.insert().values(
+        external_idstring=sa.bindparam("external_idstring"),
+        reason=sa.bindparam("reason"),
+        submitted_at=sa.bindparam("submitted_at"),
+        complete=0,
+        complete_at=None,
+        results=INCOMPLETE_RESULTS,
+        parent_buildid=sa.bindparam("parent_buildid"),
+        parent_relationship=sa.bindparam("parent_relationship"),
+        rebuilt_buildid=sa.bindparam("rebuilt_buildid"),
+    )
+)
+_ADD_PROPERTY = Prepared(
+    t.buildset_properties.insert().values(
+        buildsetid=sa.bindparam("buildsetid"),
+        property_name=sa.bindparam("property_name"),
+        property_value=sa.bindparam("property_value"),
+    )
+)
+_ADD_STAMP = Prepared(
+    t.buildset_sourcestamps.insert().values(
+        buildsetid=sa.bindparam("buildsetid"), sourcestampid=sa.bindparam("sourcestampid")
+    )
+)
+_ADD_REQUEST = Prepared(
+    t.buildrequests.insert().values(
+        buildsetid=sa.bindparam("buildsetid"),
+        builderid=sa.bindparam("builderid"),
+        priority=sa.bindparam("priority"),
+        complete=0,
+        results=INCOMPLETE_RESULTS,
+        submitted_at=sa.bindparam("submitted_at"),
+        complete_at=None,
+        waited_for=sa.bindparam("waited_for"),
+    )
+)
 _STAMPS_OF = Prepared(
     sa.select(t.buildset_sourcestamps.c.sourcestampid)
     .where(t.buildset_sourcestamps.c.buildsetid == sa.bindparam("bsid"))
@@ -120,52 +157,45 @@ class BuildsetsRepository(Repository):
                 if ssid not in ssids:
                     ssids.append(ssid)
             when = self._now() if submitted_at is None else submitted_at
-            result = await c.execute(
-                _bs.insert().values(
-                    external_idstring=external_idstring,
-                    reason=reason,
-                    submitted_at=when,
-                    complete=0,
-                    complete_at=None,
-                    results=INCOMPLETE_RESULTS,
-                    parent_buildid=parent_buildid,
-                    parent_relationship=parent_relationship,
-                    rebuilt_buildid=rebuilt_buildid,
-                )
+            added = await _ADD.execute(
+                c,
+                {
+                    "external_idstring": external_idstring,
+                    "reason": reason,
+                    "submitted_at": when,
+                    "parent_buildid": parent_buildid,
+                    "parent_relationship": parent_relationship,
+                    "rebuilt_buildid": rebuilt_buildid,
+                },
             )
-            bsid = inserted_id(result)
-            if properties:
-                await c.execute(
-                    t.buildset_properties.insert(),
-                    [
-                        {
-                            "buildsetid": bsid,
-                            "property_name": name,
-                            "property_value": json.dumps([value, source]),
-                        }
-                        for name, (value, source) in properties.items()
-                    ],
-                )
-            if ssids:
-                await c.execute(
-                    t.buildset_sourcestamps.insert(),
-                    [{"buildsetid": bsid, "sourcestampid": ssid} for ssid in ssids],
-                )
+            bsid = added.inserted_id()
+            await _ADD_PROPERTY.execute_many(
+                c,
+                [
+                    {
+                        "buildsetid": bsid,
+                        "property_name": name,
+                        "property_value": json.dumps([value, source]),
+                    }
+                    for name, (value, source) in properties.items()
+                ],
+            )
+            await _ADD_STAMP.execute_many(
+                c, [{"buildsetid": bsid, "sourcestampid": ssid} for ssid in ssids]
+            )
             brids: dict[int, int] = {}
             for builderid in builderids:
-                result = await c.execute(
-                    t.buildrequests.insert().values(
-                        buildsetid=bsid,
-                        builderid=builderid,
-                        priority=priority,
-                        complete=0,
-                        results=INCOMPLETE_RESULTS,
-                        submitted_at=when,
-                        complete_at=None,
-                        waited_for=1 if waited_for else 0,
-                    )
+                request = await _ADD_REQUEST.execute(
+                    c,
+                    {
+                        "buildsetid": bsid,
+                        "builderid": builderid,
+                        "priority": priority,
+                        "submitted_at": when,
+                        "waited_for": 1 if waited_for else 0,
+                    },
                 )
-                brids[builderid] = inserted_id(result)
+                brids[builderid] = request.inserted_id()
         return BuildsetIds(bsid=bsid, brids=brids)
 
     async def complete_buildset(

@@ -89,12 +89,37 @@ class Prepared:
         try:
             cursor = raw.execute(compiled.sql, values)
             rows = cursor.fetchall() if compiled.row is not None else []
-            count = cursor.rowcount
+            count, lastrowid = cursor.rowcount, cursor.lastrowid
             cursor.close()
         except sqlite3.Error as exc:
             raise sa.exc.DBAPIError.instance(compiled.sql, values, exc, sqlite3.Error) from exc
         make = compiled.row
-        return _Rows([make._make(r) for r in rows] if make is not None else [], count)
+        return _Rows([make._make(r) for r in rows] if make is not None else [], count, lastrowid)
+
+    async def execute_many(
+        self, conn: AsyncConnection, params: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """The statement (an INSERT, UPDATE or DELETE) once for each set of parameters."""
+        if not params:
+            return
+        raw = sqlite_of(conn)
+        if raw is None:
+            await conn.execute(self.stmt, [dict(p) for p in params])
+            return
+        compiled = self._sqlite or self._compile_sqlite(conn.dialect)
+        if compiled.row is not None:
+            raise TypeError(f"execute_many is for statements without rows: {compiled.sql}")
+        try:
+            values = [
+                [given[name] if need else value for name, need, value in compiled.plan]
+                for given in params
+            ]
+        except KeyError as missing:
+            raise sa.exc.ArgumentError(f"no value for parameter {missing} of {self.stmt}") from None
+        try:
+            raw.executemany(compiled.sql, values).close()
+        except sqlite3.Error as exc:
+            raise sa.exc.DBAPIError.instance(compiled.sql, values, exc, sqlite3.Error) from exc
 
 
 class Result:
@@ -116,16 +141,25 @@ class Result:
     def scalars(self) -> list[Any]:
         return [row[0] for row in self.all()]
 
+    def inserted_id(self) -> int:
+        """The primary key of the row an INSERT just added."""
+        raise NotImplementedError
+
 
 class _Rows(Result):
-    __slots__ = ("_rows", "rowcount")
+    __slots__ = ("_lastrowid", "_rows", "rowcount")
 
-    def __init__(self, rows: list[Any], rowcount: int) -> None:
+    def __init__(self, rows: list[Any], rowcount: int, lastrowid: int | None) -> None:
         self._rows = rows
         self.rowcount = rowcount
+        self._lastrowid = lastrowid
 
     def all(self) -> Sequence[Any]:
         return self._rows
+
+    def inserted_id(self) -> int:
+        assert self._lastrowid is not None
+        return self._lastrowid
 
 
 class _Wrapped(Result):
@@ -140,3 +174,8 @@ class _Wrapped(Result):
         if self._rows is None:
             self._rows = self._result.all() if self._result.returns_rows else []
         return self._rows
+
+    def inserted_id(self) -> int:
+        key = self._result.inserted_primary_key
+        assert key is not None
+        return int(key[0])

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from buildyard.master.db import schema as t
-from buildyard.master.db.base import Repository, inserted_id
+from buildyard.master.db.base import Repository
 from buildyard.master.db.errors import DbError
 from buildyard.master.db.prepared import Prepared
 from buildyard.master.model.results import Results
@@ -25,6 +25,19 @@ _ATTEMPTS = 20
 
 _s = t.steps
 _STEP = Prepared(sa.select(_s).where(_s.c.id == sa.bindparam("stepid")))
+_OF_BUILD = _s.c.buildid == sa.bindparam("buildid")
+_TOP_NUMBER = Prepared(sa.select(sa.func.max(_s.c.number)).where(_OF_BUILD))
+_NAMES = Prepared(sa.select(_s.c.name).where(_OF_BUILD))
+_ADD = Prepared(
+    _s.insert().values(
+        buildid=sa.bindparam("buildid"),
+        number=sa.bindparam("number"),
+        name=sa.bindparam("name"),
+        state_string=sa.bindparam("state_string"),
+        urls_json="[]",
+        hidden=0,
+    )
+)
 _BY_ID = _s.c.id == sa.bindparam("stepid")
 _START = Prepared(_s.update().where(_BY_ID).values(started_at=sa.bindparam("when")))
 _START_LOCKED = Prepared(
@@ -85,27 +98,24 @@ class StepsRepository(Repository):
         if len(name) > MAX_NAME_LENGTH:
             raise ValueError(f"step name {name!r} is longer than {MAX_NAME_LENGTH} characters")
         async with self._write(conn) as c:
+            of_build = {"buildid": buildid}
             for _ in range(_ATTEMPTS):
-                top = await c.execute(
-                    sa.select(sa.func.max(_s.c.number)).where(_s.c.buildid == buildid)
-                )
-                found = top.scalar()
+                found = (await _TOP_NUMBER.execute(c, of_build)).scalar()
                 number = 0 if found is None else int(found) + 1
-                names = await c.execute(sa.select(_s.c.name).where(_s.c.buildid == buildid))
+                names = await _NAMES.execute(c, of_build)
                 got = unique_name(name, set(names.scalars()))
                 try:
                     async with c.begin_nested():
-                        result = await c.execute(
-                            _s.insert().values(
-                                buildid=buildid,
-                                number=number,
-                                name=got,
-                                state_string=state_string,
-                                urls_json="[]",
-                                hidden=0,
-                            )
+                        added = await _ADD.execute(
+                            c,
+                            {
+                                "buildid": buildid,
+                                "number": number,
+                                "name": got,
+                                "state_string": state_string,
+                            },
                         )
-                        return inserted_id(result), number, got
+                        return added.inserted_id(), number, got
                 except sa.exc.IntegrityError as exc:
                     if not await self._build_exists(c, buildid):
                         raise DbError(f"cannot add step {name!r}: no build {buildid}") from exc
