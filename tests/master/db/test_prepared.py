@@ -4,6 +4,7 @@ refused."""
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ async def test_execute_many_runs_once_per_set_of_parameters(database: Database) 
 @pytest.mark.parametrize(
     "stmt",
     [
-        sa.select(t.logchunks.c.logid).where(t.logchunks.c.content == sa.bindparam("blob")),
+        sa.select(_m.c.id).where(_m.c.last_active == sa.bindparam("when", type_=sa.DateTime())),
         sa.select(_m.c.id).where(_m.c.id.in_(sa.bindparam("ids", expanding=True))),
     ],
     ids=["converted-value", "expanding-in"],
@@ -93,6 +94,6 @@ async def test_statements_sqlalchemy_must_convert_are_refused(
     try:
         async with db.reading() as c:
             with pytest.raises(TypeError, match="not a statement to prepare"):
-                await Prepared(stmt).execute(c, {"blob": b"x", "ids": [1]})
+                await Prepared(stmt).execute(c, {"when": datetime.datetime.now(), "ids": [1]})
     finally:
         await db.close()

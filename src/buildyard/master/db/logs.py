@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from buildyard.master.db import compression
 from buildyard.master.db import schema as t
-from buildyard.master.db.base import Repository, inserted_id
+from buildyard.master.db.base import Repository
 from buildyard.master.db.errors import LogSlugExists
 from buildyard.master.db.prepared import Prepared
 from buildyard.master.model.logs import Log, LogType
@@ -41,6 +41,53 @@ THREAD_FROM = 256 * 1024
 
 _l, _lc = t.logs, t.logchunks
 _LOG = Prepared(sa.select(_l).where(_l.c.id == sa.bindparam("logid")))
+_BY_ID = _l.c.id == sa.bindparam("logid")
+_ADD = Prepared(
+    _l.insert().values(
+        name=sa.bindparam("name"),
+        slug=sa.bindparam("slug"),
+        stepid=sa.bindparam("stepid"),
+        complete=0,
+        num_lines=0,
+        type=sa.bindparam("type"),
+    )
+)
+_BUMP = Prepared(
+    _l.update()
+    .where(_BY_ID)
+    .values(num_lines=_l.c.num_lines + sa.bindparam("count"))
+    .returning(*_l.c)
+)
+_FINISH = Prepared(_l.update().where(_BY_ID).values(complete=1))
+_ADD_CHUNK = Prepared(
+    _lc.insert().values(
+        logid=sa.bindparam("logid"),
+        first_line=sa.bindparam("first_line"),
+        last_line=sa.bindparam("last_line"),
+        content=sa.bindparam("content"),
+        compressed=sa.bindparam("compressed"),
+    )
+)
+_OF_LOG = _lc.c.logid == sa.bindparam("logid")
+_CHUNK_SIZES = Prepared(
+    sa.select(
+        _lc.c.first_line,
+        _lc.c.last_line,
+        _lc.c.compressed,
+        sa.func.length(_lc.c.content).label("size"),
+    )
+    .where(_OF_LOG)
+    .order_by(_lc.c.first_line)
+)
+_IN_RANGE = sa.and_(
+    _OF_LOG,
+    _lc.c.first_line >= sa.bindparam("first"),
+    _lc.c.last_line <= sa.bindparam("last"),
+)
+_CHUNKS_IN_RANGE = Prepared(
+    sa.select(_lc.c.content, _lc.c.compressed).where(_IN_RANGE).order_by(_lc.c.first_line)
+)
+_DELETE_RANGE = Prepared(_lc.delete().where(_IN_RANGE))
 
 
 def _log(row: sa.Row[Any]) -> Log:
@@ -132,17 +179,10 @@ class LogsRepository(Repository):
             raise ValueError(f"log slug {slug!r} is longer than {MAX_SLUG_LENGTH} characters")
         try:
             async with self._write(conn) as c, c.begin_nested():
-                result = await c.execute(
-                    _l.insert().values(
-                        name=name,
-                        slug=slug,
-                        stepid=stepid,
-                        complete=0,
-                        num_lines=0,
-                        type=kind.value,
-                    )
+                added = await _ADD.execute(
+                    c, {"name": name, "slug": slug, "stepid": stepid, "type": kind.value}
                 )
-                return inserted_id(result)
+                return added.inserted_id()
         except sa.exc.IntegrityError as exc:
             raise LogSlugExists(f"step {stepid} already has a log with slug {slug!r}") from exc
 
@@ -188,14 +228,8 @@ class LogsRepository(Repository):
             chunks = await asyncio.to_thread(_pack_chunks, pieces, method)
         else:
             chunks = _pack_chunks(pieces, method)
-        bump = (
-            _l.update()
-            .where(_l.c.id == logid)
-            .values(num_lines=_l.c.num_lines + total)
-            .returning(*_l.c)
-        )
         async with self._write(conn) as c:
-            row = (await c.execute(bump)).first()
+            row = (await _BUMP.execute(c, {"logid": logid, "count": total})).first()
             if row is None:
                 return None
             line = row.num_lines - total
@@ -211,7 +245,7 @@ class LogsRepository(Repository):
                     }
                 )
                 line += count
-            await c.execute(_lc.insert(), rows)
+            await _ADD_CHUNK.execute_many(c, rows)
         return _log(row), total
 
     async def get_log_lines(
@@ -265,7 +299,7 @@ class LogsRepository(Repository):
 
     async def finish_log(self, logid: int, *, conn: AsyncConnection | None = None) -> None:
         async with self._write(conn) as c:
-            await c.execute(_l.update().where(_l.c.id == logid).values(complete=1))
+            await _FINISH.execute(c, {"logid": logid})
 
     async def compress_log(
         self, logid: int, method: str = "gz", *, conn: AsyncConnection | None = None
@@ -282,18 +316,7 @@ class LogsRepository(Repository):
         if packing == RAW:
             return 0
         async with self._read(conn) as c:
-            sizes = list(
-                await c.execute(
-                    sa.select(
-                        _lc.c.first_line,
-                        _lc.c.last_line,
-                        _lc.c.compressed,
-                        sa.func.length(_lc.c.content).label("size"),
-                    )
-                    .where(_lc.c.logid == logid)
-                    .order_by(_lc.c.first_line)
-                )
-            )
+            sizes = (await _CHUNK_SIZES.execute(c, {"logid": logid})).all()
         # runs of raw chunks to merge: [first_line, last_line, bytes]; None after a packed one
         groups: list[list[int]] = []
         current: list[int] | None = None
@@ -318,29 +341,24 @@ class LogsRepository(Repository):
     async def _compress_group(
         self, logid: int, first: int, last: int, packing: int, conn: AsyncConnection | None
     ) -> int:
-        in_range = sa.and_(_lc.c.logid == logid, _lc.c.first_line >= first, _lc.c.last_line <= last)
+        in_range = {"logid": logid, "first": first, "last": last}
         async with self._write(conn) as c:
-            rows = list(
-                await c.execute(
-                    sa.select(_lc.c.content, _lc.c.compressed)
-                    .where(in_range)
-                    .order_by(_lc.c.first_line)
-                )
-            )
+            rows = (await _CHUNKS_IN_RANGE.execute(c, in_range)).all()
             old_size = sum(len(r.content) for r in rows)
             raw = b"\n".join(_decompress(bytes(r.content), r.compressed) for r in rows)
             packed = compression.pack(raw, packing)
             if len(packed) >= old_size or len(packed) > MAX_CHUNK_BYTES:
                 return 0
-            await c.execute(_lc.delete().where(in_range))
-            await c.execute(
-                _lc.insert().values(
-                    logid=logid,
-                    first_line=first,
-                    last_line=last,
-                    content=packed,
-                    compressed=packing,
-                )
+            await _DELETE_RANGE.execute(c, in_range)
+            await _ADD_CHUNK.execute(
+                c,
+                {
+                    "logid": logid,
+                    "first_line": first,
+                    "last_line": last,
+                    "content": packed,
+                    "compressed": packing,
+                },
             )
         return old_size - len(packed)
 

@@ -10,7 +10,8 @@ tuples with named fields. Anywhere else (PostgreSQL, or a connection of another 
 plain ``conn.execute``.
 
 Only statements SQLAlchemy would pass through untouched qualify: no type that converts values
-on the way in or out (``LargeBinary``, ``Boolean``, ``JSON``...) and no expanding ``IN``;
+on the way in or out (``Boolean``, ``JSON``, ``DateTime``...; ``LargeBinary`` only wraps bytes,
+which sqlite3 takes and gives as they are) and no expanding ``IN``;
 :class:`Prepared` refuses others when it compiles them, so a wrong use fails in every test.
 Errors are SQLAlchemy's (``sa.exc.IntegrityError``...), as callers expect.
 """
@@ -40,6 +41,12 @@ def _row_class(fields: list[str]) -> Any:
     return collections.namedtuple("Row", fields, rename=True)
 
 
+def _as_is(type_: Any) -> bool:
+    """Whether sqlite3 takes and gives values of this type as they are, whatever SQLAlchemy's
+    processors do: blobs are ``bytes`` both ways (the processors only wrap them)."""
+    return isinstance(type_, sa.LargeBinary)
+
+
 class Prepared:
     __slots__ = ("_sqlite", "stmt")
 
@@ -49,9 +56,9 @@ class Prepared:
 
     def _compile_sqlite(self, dialect: sa.Dialect) -> _Compiled:
         compiled: Any = self.stmt.compile(dialect=dialect)
-        if compiled._bind_processors:
-            raise TypeError(f"not a statement to prepare (values are converted): {compiled}")
         binds = compiled.binds
+        if any(not _as_is(binds[name].type) for name in compiled._bind_processors):
+            raise TypeError(f"not a statement to prepare (values are converted): {compiled}")
         names = tuple(compiled.positiontup or ())
         for name in names:
             if binds[name].expanding:
@@ -68,7 +75,7 @@ class Prepared:
         if columns:
             for column in columns:
                 processor = column[3]._cached_result_processor(dialect, None)
-                if processor is not None:
+                if processor is not None and not _as_is(column[3]):
                     raise TypeError(f"not a statement to prepare (results converted): {compiled}")
             row = _row_class([c[0] for c in columns])
         self._sqlite = _Compiled(str(compiled), plan, row)
