@@ -1,5 +1,6 @@
 """The built-in UI in headless Chromium against a real master and worker: forcing a build from
-a builder's page, and a running build's live log and Stop."""
+a builder's page, a running build's live log and Stop, and the other actions (Rebuild, a
+worker's Pause and Unpause, a pending request's Cancel), each checked in the database."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from playwright.async_api import Page
 
 from buildyard.master.model.results import Results
 from buildyard.testing.browser import artifacts_dir, chromium, screenshot
-from buildyard.testing.masters import running_master
+from buildyard.testing.masters import Running, running_master
 from buildyard.testing.postgres import free_port
+from buildyard.testing.processes import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -127,4 +129,94 @@ async def test_live_log_of_a_running_build_and_stop(
 
         result = await running.result(1)
         assert result.build.results == Results.CANCELLED
+        assert problems == []
+
+
+async def _request(running: Running, builder: str) -> int:
+    """A build request for ``builder`` (as a scheduler would make it): its id."""
+    updates = running.master.data.updates
+    builderid = await updates.find_builder_id(builder)
+    _bsid, brids = await updates.add_buildset(
+        scheduler="test",
+        sourcestamps=[
+            {"branch": None, "revision": None, "repository": "", "project": "", "codebase": ""}
+        ],
+        reason="test",
+        properties={},
+        builderids=[builderid],
+    )
+    return brids[builderid]
+
+
+async def test_rebuild_pause_cancel_and_unpause(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    port = free_port()
+    shots = artifacts_dir(request.node.name)
+    body = BODY.format(port=port, python=sys.executable, slow=SLOW, colour=COLOUR)
+    async with running_master(tmp_path, body) as running, chromium() as browser:
+        db = running.master.db
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        problems: list[str] = []
+        _watch(page, problems)
+        first = await running.build("hello")
+        assert first.build.results == Results.SUCCESS
+        builderid = first.build.builderid
+
+        # Rebuild on a finished build's page: a new request, whose build the page follows
+        base = f"http://127.0.0.1:{port}/"
+        await page.goto(f"{base}#/builders/{builderid}/builds/1")
+        await page.get_by_role("button", name="Rebuild").click()
+        await page.wait_for_url(re.compile(rf"#/builders/{builderid}/builds/2$"), timeout=30_000)
+        await page.locator("#build-result [data-results='0']").wait_for(timeout=60_000)
+        await screenshot(page, shots, "rebuilt")
+        builds = await db.builds.get_builds(builderid=builderid)
+        assert [b.number for b in builds] == [1, 2]
+        assert builds[1].results == Results.SUCCESS
+        assert builds[1].buildrequestid != builds[0].buildrequestid
+
+        # Pause the worker from its page
+        w1 = await db.workers.get_worker(name="w1")
+        assert w1 is not None
+        assert not w1.paused
+        await page.goto(f"{base}#/workers/{w1.id}")
+        await page.get_by_role("button", name="Pause").click()
+        await page.get_by_role("button", name="Unpause").wait_for(timeout=30_000)
+        await page.locator("h1 .state.paused").wait_for()
+        paused = await db.workers.get_worker(name="w1")
+        assert paused is not None
+        assert paused.paused
+        assert paused.pause_reason == "from the web UI"
+        await screenshot(page, shots, "paused")
+
+        # a request for the paused worker's builder waits: cancel it from the Pending page
+        brid = await _request(running, "hello")
+        await page.goto(f"{base}#/pending")
+        row = page.locator(f"tr[data-buildrequestid='{brid}']")
+        await row.wait_for(timeout=30_000)
+        await screenshot(page, shots, "pending")
+        await row.get_by_role("button", name="Cancel").click()
+        await row.wait_for(state="detached", timeout=30_000)
+        cancelled = await db.buildrequests.get_buildrequest(brid)
+        assert cancelled is not None
+        assert cancelled.complete
+        assert cancelled.results == Results.CANCELLED
+        assert await db.builds.get_builds(buildrequestid=brid) == []
+
+        # another waits until the worker is unpaused from its page, then it is built
+        waiting = await _request(running, "hello")
+        await page.goto(f"{base}#/workers/{w1.id}")
+        await page.get_by_role("button", name="Unpause").click()
+        await page.get_by_role("button", name="Pause").wait_for(timeout=30_000)
+        assert await page.locator("h1 .state.paused").count() == 0
+        unpaused = await db.workers.get_worker(name="w1")
+        assert unpaused is not None
+        assert not unpaused.paused
+
+        async def built() -> bool:
+            found = await db.builds.get_builds(buildrequestid=waiting)
+            return bool(found) and found[0].results == Results.SUCCESS
+
+        await eventually(built, within=60)
+        await screenshot(page, shots, "unpaused")
         assert problems == []

@@ -1,5 +1,6 @@
 """The built-in UI's files served at / when c['www']['ui'] is not set: the index (with the
-escaped title), every static file with its content type, and 404 for anything else."""
+escaped title), every static file with its content type, and 404 for anything else; /config,
+which tells the UI who is logged in."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from buildyard.common.clock import SystemClock
 from buildyard.master.data.api import DataAPI
 from buildyard.master.db.connector import Database
 from buildyard.master.www import builtin_ui
 from buildyard.master.www.app import make_app
+from buildyard.master.www.auth import COOKIE, Sessions, UserPasswordAuth
 
 Client = TestClient[web.Request, web.Application]
 
@@ -46,6 +49,7 @@ async def test_index_is_the_ui_with_the_escaped_title(client: Client) -> None:
         ("builder.js", "text/javascript"),
         ("ansi.js", "text/javascript"),
         ("dom.js", "text/javascript"),
+        ("session.js", "text/javascript"),
         ("style.css", "text/css"),
     ],
 )
@@ -70,3 +74,44 @@ async def test_every_module_imported_is_served(client: Client) -> None:
 )
 async def test_unknown_files_are_404(client: Client, path: str) -> None:
     assert (await client.get(path)).status == 404
+
+
+async def test_config_says_the_user_is_anonymous_without_authentication(client: Client) -> None:
+    resp = await client.get("/config")
+    assert resp.status == 200
+    assert resp.headers["Cache-Control"] == "private,max-age=0"
+    config = await resp.json()
+    assert config["user"] == {"anonymous": True}
+    assert config["auth"]["name"] == "NoAuth"
+    assert config["title"] == "Yard <b>&"
+
+
+async def test_config_names_the_logged_in_user(database: Database) -> None:
+    sessions = Sessions("s" * 32, clock=SystemClock())
+    app = make_app(
+        data=DataAPI(db=database),
+        title="t",
+        authentication=UserPasswordAuth({"alice": "pw"}),
+        sessions=sessions,
+    )
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        anonymous = await (await c.get("/config")).json()
+        assert anonymous["user"] == {"anonymous": True}
+        # a password plugin: the UI offers a login
+        assert anonymous["auth"]["name"] == "UserPasswordAuth"
+        login = await c.post(
+            "/auth/login",
+            data={"username": "alice", "password": "pw", "redirect": "/"},
+            allow_redirects=False,
+        )
+        assert login.status == 303
+        token = login.cookies[COOKIE].value
+        c.session.cookie_jar.clear()  # only the Cookie headers below count
+        resp = await c.get("/config", headers={"Cookie": f"{COOKIE}={token}"})
+        assert (await resp.json())["user"] == {
+            "username": "alice",
+            "email": "alice",
+            "groups": [],
+        }
+        forged = await c.get("/config", headers={"Cookie": f"{COOKIE}={token}x"})
+        assert (await forged.json())["user"] == {"anonymous": True}

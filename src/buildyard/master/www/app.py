@@ -4,12 +4,14 @@
 ``tcp:PORT[:interface=ADDR]``. Without ``c['www']`` no web server runs.
 
 Without ``c['www']['ui']``, ``/`` is the master's own UI (:mod:`.builtin_ui`); with it, the
-UI it names (:mod:`.ui`). Reads go to the data API (:mod:`.rest`). Control actions
-(:mod:`.control`): ``force`` goes to the running force schedulers, which the service finds as
-Buildbot's data layer does (``master.allSchedulers()``): through the service tree, its sibling
-``scheduler_manager``'s children that have a ``force`` method; the others (stop, rebuild,
-cancel, set_priority, the worker actions, enable) go to the ``control_actions`` the master
-hands in. So the www imports nothing of the schedulers, distributor or workers packages.
+UI it names (:mod:`.ui`). Either way ``/config`` is Buildbot's frontend config with the
+request's user in it (how a UI knows who is logged in). Reads go to the data API
+(:mod:`.rest`). Control actions (:mod:`.control`): ``force`` goes to the running force
+schedulers, which the service finds as Buildbot's data layer does
+(``master.allSchedulers()``): through the service tree, its sibling ``scheduler_manager``'s
+children that have a ``force`` method; the others (stop, rebuild, cancel, set_priority, the
+worker actions, enable) go to the ``control_actions`` the master hands in. So the www imports
+nothing of the schedulers, distributor or workers packages.
 
 Every request is authenticated by ``c['www']['auth']`` (:mod:`.auth`: a session cookie, or a
 proxy's header) and every REST read or action authorized by ``c['www']['authz']``
@@ -141,21 +143,22 @@ class WWWService(Service):
             if isinstance(lifetime, datetime.timedelta)
             else auth.DEFAULT_LIFETIME,
         )
-        ui_routes = None
+        config = ui.frontend_config(
+            title=site.title,
+            title_url=site.title_url,
+            buildbot_url=site.buildbot_url,
+            multi_master=site.multi_master,
+            www=www,
+            auth=authentication.getConfigDict(),
+        )
+
+        def request_config(request: web.Request) -> Mapping[str, Any]:
+            return {**config, "user": dict(auth.user(request))}
+
         if www.get("ui") is not None:
-            config = ui.frontend_config(
-                title=site.title,
-                title_url=site.title_url,
-                buildbot_url=site.buildbot_url,
-                multi_master=site.multi_master,
-                www=www,
-                auth=authentication.getConfigDict(),
-            )
-
-            def request_config(request: web.Request) -> Mapping[str, Any]:
-                return {**config, "user": dict(auth.user(request))}
-
             ui_routes = ui.routes(ui_assets.locate(str(www["ui"])), request_config)
+        else:
+            ui_routes = builtin_ui.routes(title=site.title, config=request_config)
         app = make_app(
             data=self._data,
             title=site.title,

@@ -410,7 +410,7 @@ def _basic(request: web.Request) -> tuple[str, str] | None:
 def _form_page(request: web.Request, target: str, error: str | None, status: int) -> web.Response:
     message = f'<p class="error">{html.escape(error)}</p>' if error else ""
     page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Log in</title></head>
+<html><head><meta charset="utf-8"><title>Log in</title><link rel="icon" href="data:,"></head>
 <body>
 <h1>Log in</h1>
 {message}

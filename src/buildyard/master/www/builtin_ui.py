@@ -6,14 +6,23 @@ client does, so nothing else is needed of the server. ``index.html`` has ``c['ti
 (HTML-escaped) in place of ``{{title}}``; every other file is served under ``/static/`` with
 its content type. The files are read once, when the routes are made (at each reconfiguration
 of the web server), and only those files are served: no path from a request reaches the disk.
+
+``/config`` is Buildbot's frontend config as JSON (as Buildbot serves it beside its own UI):
+the UI reads its ``user`` entry (who is logged in, ``{"anonymous": true}`` if nobody) and its
+``auth`` entry (the plugin's name: ``NoAuth`` has no login) to show the user, or a "Log in"
+link, in its top bar.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+
+from buildyard.master.www import auth
 
 STATIC = Path(__file__).parent / "static"
 # module scripts are only run when served with a JavaScript type
@@ -29,8 +38,15 @@ CONTENT_TYPES = {
 CACHE_CONTROL = "no-cache"
 
 
-def routes(*, title: str, static: Path = STATIC) -> list[web.AbstractRouteDef]:
-    """``/`` (the index, with ``title``) and ``/static/<file>`` for the files of ``static``."""
+Config = Callable[[web.Request], Mapping[str, Any]]
+
+
+def routes(
+    *, title: str, static: Path = STATIC, config: Config | None = None
+) -> list[web.AbstractRouteDef]:
+    """``/`` (the index, with ``title``), ``/static/<file>`` for the files of ``static`` and
+    ``/config``: what ``config`` gives for a request (its user's), or without it the title,
+    the authentication plugin's entry and the request's user."""
     index = (static / "index.html").read_text(encoding="utf-8")
     index = index.replace("{{title}}", html.escape(title))
     files = {
@@ -60,4 +76,24 @@ def routes(*, title: str, static: Path = STATIC) -> list[web.AbstractRouteDef]:
             headers={"Cache-Control": CACHE_CONTROL},
         )
 
-    return [web.get("/", serve_index), web.get("/static/{name}", serve_file)]
+    def minimal_config(request: web.Request) -> Mapping[str, Any]:
+        plugin = request.app.get(auth.AUTH)
+        return {
+            "title": title,
+            "auth": plugin.getConfigDict() if plugin is not None else {"name": "NoAuth"},
+            "user": dict(auth.user(request)),
+        }
+
+    get_config = config or minimal_config
+
+    async def serve_config(request: web.Request) -> web.Response:
+        # it names the user: never kept by a shared cache
+        return web.json_response(
+            get_config(request), headers={"Cache-Control": "private,max-age=0"}
+        )
+
+    return [
+        web.get("/", serve_index),
+        web.get("/static/{name}", serve_file),
+        web.get("/config", serve_config),
+    ]

@@ -5,6 +5,7 @@
 import { builder, events, list, one, rpc, worker } from "./api.js";
 import { buildPage } from "./build.js";
 import { builderPage, buildRows } from "./builder.js";
+import { actionError, loadSession, renderUser } from "./session.js";
 import {
   ago,
   append,
@@ -344,17 +345,19 @@ const WORKER_BUILDS = 25;
 async function workerPage(page, workerid) {
   const offset = page.offset();
   const head = h("div");
+  const message = h("div", { class: "action-message" });
   const builds = h("div");
-  replace(page.root, head, h("h2", {}, "Builds"), builds);
+  replace(page.root, head, message, h("h2", {}, "Builds"), builds);
   const loadWorker = async () => {
     const w = await one(`workers/${workerid}`, "workers");
     if (page.closed) return;
     const action = async (method) => {
+      replace(message);
       try {
         await rpc(`workers/${workerid}`, method, { reason: "from the web UI" });
         await loadWorker();
       } catch (err) {
-        append(head, [errorBox(err)]);
+        replace(message, actionError(err));
       }
     };
     const info = Object.entries(w.workerinfo || {}).map(([k, v]) =>
@@ -468,7 +471,8 @@ const PENDING_PAGE = 50;
 async function pendingPage(page) {
   const offset = page.offset();
   const body = h("div");
-  replace(page.root, h("h1", {}, "Pending build requests"), body);
+  const message = h("div", { class: "action-message" });
+  replace(page.root, h("h1", {}, "Pending build requests"), message, body);
   const load = async () => {
     const { items, total } = await list("buildrequests", "buildrequests", {
       claimed: "false",
@@ -477,7 +481,7 @@ async function pendingPage(page) {
       limit: PENDING_PAGE,
       offset,
     });
-    const rows = await requestRows(items, () => view.now(), body);
+    const rows = await requestRows(items, () => view.now(), message);
     if (page.closed) return;
     replace(
       body,
@@ -490,8 +494,11 @@ async function pendingPage(page) {
   await view.now();
 }
 
-/** A table of build requests with their builders and a Cancel button each. */
-export async function requestRows(items, changed, where) {
+/**
+ * A table of build requests with their builders and a Cancel button each; a refused or failed
+ * cancel is shown in `message` (an element the page keeps across reloads of the table).
+ */
+export async function requestRows(items, changed, message) {
   const names = new Map();
   await Promise.all(
     [...new Set(items.map((r) => r.builderid))].map(async (id) => {
@@ -519,12 +526,13 @@ export async function requestRows(items, changed, where) {
             class: "danger",
             onclick: async (ev) => {
               ev.target.disabled = true;
+              replace(message);
               try {
                 await rpc(`buildrequests/${r.buildrequestid}`, "cancel", {
                   reason: "cancelled from the web UI",
                 });
               } catch (err) {
-                append(where, [errorBox(err)]);
+                replace(message, actionError(err));
               }
               changed();
             },
@@ -624,6 +632,9 @@ async function route() {
 }
 
 function start() {
+  const user = document.getElementById("user");
+  loadSession().then(() => renderUser(user));
+  window.addEventListener("hashchange", () => renderUser(user));
   const status = document.getElementById("ws-status");
   events.statusHandlers.add((connected) => {
     status.className = connected ? "ws on" : "ws off";

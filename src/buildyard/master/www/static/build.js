@@ -5,6 +5,7 @@ import { newAnsiState, renderAnsi } from "./ansi.js";
 import { get, list, one, rpc, worker } from "./api.js";
 import { changeView } from "./app.js";
 import { followRequest } from "./builder.js";
+import { actionError } from "./session.js";
 import {
   append,
   badge,
@@ -316,7 +317,7 @@ export async function buildPage(page, builderid, number) {
             await rpc(`builds/${buildid}`, "stop", { reason: "stopped from the web UI" });
             replace(actionMessage, "Stopping…");
           } catch (err) {
-            replace(actionMessage, errorBox(err));
+            replace(actionMessage, actionError(err));
             stop.disabled = false;
           }
         },
@@ -334,7 +335,7 @@ export async function buildPage(page, builderid, number) {
             replace(actionMessage, `Build request ${brid} submitted; waiting for its build…`);
             await followRequest(page, brid, actionMessage);
           } catch (err) {
-            replace(actionMessage, errorBox(err));
+            replace(actionMessage, actionError(err));
           } finally {
             rebuild.disabled = false;
           }

@@ -2,6 +2,7 @@
 
 import { builder, list, one, rpc, worker } from "./api.js";
 import { requestRows, workerState } from "./app.js";
+import { actionError } from "./session.js";
 import { append, badge, debounce, duration, errorBox, formatTime, h, pager, replace, table } from "./dom.js";
 
 /** Rows of builds: number, result, state, started, duration, worker (or builder). */
@@ -54,6 +55,7 @@ export async function builderPage(page, builderid) {
   const forms = h("div", { class: "force-forms" });
   const builds = h("div");
   const pending = h("div");
+  const pendingMessage = h("div", { class: "action-message" });
   const workers = h("div");
   replace(
     page.root,
@@ -64,6 +66,7 @@ export async function builderPage(page, builderid) {
     h("h2", {}, "Builds"),
     builds,
     h("h2", {}, "Pending build requests"),
+    pendingMessage,
     pending,
     h("h2", {}, "Workers"),
     workers,
@@ -92,7 +95,7 @@ export async function builderPage(page, builderid) {
       replace(pending, h("p", { class: "muted" }, "none"));
       return;
     }
-    const rows = await requestRows(items, loadPending, pending);
+    const rows = await requestRows(items, loadPending, pendingMessage);
     if (page.closed) return;
     replace(pending, rows, total > items.length ? h("p", {}, `… and ${total - items.length} more`) : null);
   };
@@ -248,7 +251,7 @@ function forceForm(page, scheduler, builderid) {
             }
             replace(message, errorBox({ message: "Please correct the fields." }));
           } else {
-            replace(message, errorBox(err));
+            replace(message, actionError(err));
           }
         } finally {
           submit.disabled = false;
