@@ -132,6 +132,26 @@ _OF_BUILDSET = Prepared(
 )
 
 
+_CLAIM = Prepared(
+    _cl.insert().values(
+        brid=sa.bindparam("brid"),
+        masterid=sa.bindparam("masterid"),
+        claimed_at=sa.bindparam("claimed_at"),
+    )
+)
+_INCOMPLETE = sa.func.coalesce(_br.c.complete, 0) != 1
+_COMPLETE_ONE = Prepared(
+    _br.update()
+    .where(_br.c.id == sa.bindparam("brid"), _INCOMPLETE)
+    .values(complete=1, results=sa.bindparam("results"), complete_at=sa.bindparam("complete_at"))
+)
+_INCOMPLETE_OF_BUILDSET = Prepared(
+    sa.select(_br.c.id)
+    .where(_br.c.buildsetid == sa.bindparam("bsid"), sa.func.coalesce(_br.c.complete, 0) == 0)
+    .order_by(_br.c.id)
+)
+
+
 class BuildRequestsRepository(Repository):
     async def get_buildrequest(
         self, brid: int, *, conn: AsyncConnection | None = None
@@ -223,14 +243,9 @@ class BuildRequestsRepository(Repository):
         try:
             # the savepoint undoes a partial claim even inside a caller's transaction
             async with self._write(conn) as c, c.begin_nested():
-                for batch in _batches(ids):
-                    await c.execute(
-                        _cl.insert(),
-                        [
-                            {"brid": brid, "masterid": masterid, "claimed_at": when}
-                            for brid in batch
-                        ],
-                    )
+                await _CLAIM.execute_many(
+                    c, [{"brid": brid, "masterid": masterid, "claimed_at": when} for brid in ids]
+                )
         except sa.exc.IntegrityError as exc:
             raise AlreadyClaimed(
                 f"master {masterid} could not claim build requests {ids}: some are already "
@@ -267,6 +282,16 @@ class BuildRequestsRepository(Repository):
         if not ids:
             return
         when = self._now() if complete_at is None else complete_at
+        if len(ids) == 1:  # a build's own request: the common case
+            async with self._write(conn) as c:
+                one = await _COMPLETE_ONE.execute(
+                    c, {"brid": ids[0], "results": int(results), "complete_at": when}
+                )
+                if one.rowcount != 1:
+                    raise NotClaimed(
+                        f"tried to complete build request {ids[0]}, but it was not incomplete"
+                    )
+            return
         async with self._write(conn) as c, c.begin_nested():
             for batch in _batches(ids):
                 done = await c.execute(
@@ -301,10 +326,5 @@ class BuildRequestsRepository(Repository):
         self, bsid: int, *, conn: AsyncConnection | None = None
     ) -> list[int]:
         """Ids of the buildset's requests not complete yet (empty: the buildset is done)."""
-        stmt = (
-            sa.select(_br.c.id)
-            .where(_br.c.buildsetid == bsid, sa.func.coalesce(_br.c.complete, 0) == 0)
-            .order_by(_br.c.id)
-        )
         async with self._read(conn) as c:
-            return list((await c.execute(stmt)).scalars())
+            return (await _INCOMPLETE_OF_BUILDSET.execute(c, {"bsid": bsid})).scalars()

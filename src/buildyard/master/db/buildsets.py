@@ -73,6 +73,17 @@ _ADD = Prepared(
         rebuilt_buildid=sa.bindparam("rebuilt_buildid"),
     )
 )
+_COMPLETE = Prepared(
+    _bs.update()
+    .where(_bs.c.id == sa.bindparam("bsid"), sa.func.coalesce(_bs.c.complete, 0) != 1)
+    .values(complete=1, results=sa.bindparam("results"), complete_at=sa.bindparam("complete_at"))
+)
+_bsp = t.buildset_properties
+_PROPERTIES = Prepared(
+    sa.select(_bsp.c.property_name, _bsp.c.property_value).where(
+        _bsp.c.buildsetid == sa.bindparam("bsid")
+    )
+)
 _ADD_PROPERTY = Prepared(
     t.buildset_properties.insert().values(
         buildsetid=sa.bindparam("buildsetid"),
@@ -211,14 +222,13 @@ class BuildsetsRepository(Repository):
         Two requests finishing at once may both try: exactly one succeeds.
         """
         async with self._write(conn) as c:
-            done = await c.execute(
-                _bs.update()
-                .where(_bs.c.id == bsid, sa.func.coalesce(_bs.c.complete, 0) != 1)
-                .values(
-                    complete=1,
-                    results=int(results),
-                    complete_at=self._now() if complete_at is None else complete_at,
-                )
+            done = await _COMPLETE.execute(
+                c,
+                {
+                    "bsid": bsid,
+                    "results": int(results),
+                    "complete_at": self._now() if complete_at is None else complete_at,
+                },
             )
             if done.rowcount != 1:
                 raise BuildsetAlreadyComplete(f"buildset {bsid} is already complete or unknown")
@@ -259,11 +269,9 @@ class BuildsetsRepository(Repository):
         self, bsid: int, *, conn: AsyncConnection | None = None
     ) -> dict[str, PropertyValue]:
         """name -> (value, source); unreadable rows are skipped, as in Buildbot."""
-        bsp = t.buildset_properties
-        stmt = sa.select(bsp.c.property_name, bsp.c.property_value).where(bsp.c.buildsetid == bsid)
         props: dict[str, PropertyValue] = {}
         async with self._read(conn) as c:
-            for row in await c.execute(stmt):
+            for row in (await _PROPERTIES.execute(c, {"bsid": bsid})).all():
                 try:
                     value, source = json.loads(row.property_value)
                 except (ValueError, TypeError):
