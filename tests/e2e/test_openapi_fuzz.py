@@ -93,6 +93,12 @@ def _text(ctx: schemathesis.DeserializationContext, response: schemathesis.Respo
     return json.loads(response.text)
 
 
+@schemathesis.deserializer("application/octet-stream")
+def _bytes(ctx: schemathesis.DeserializationContext, response: schemathesis.Response) -> Any:
+    # a build's data value: bytes, described as a binary string
+    return response.content.decode("latin-1")
+
+
 def _serve(
     tmp_path: Path, db_url: str, www: int, ready: threading.Event, stop: threading.Event
 ) -> None:
@@ -118,6 +124,38 @@ def _serve(
                 return len(builds) == 3 and all(b.complete_at is not None for b in builds)
 
             await eventually(change_built, within=60)
+            # a build's data and a step's test results (what custom steps record), and a
+            # project; the data is named as the force scheduler, the one ``name`` parameter
+            updates = running.master.data.updates
+            [first, *_] = await db.builds.get_builds()
+            [step, *_] = await db.steps.get_steps(buildid=first.id)
+            await updates.set_build_data(first.id, "force", b"\x00\xffbytes", "fuzz")
+            setid = await updates.add_test_result_set(
+                builderid=first.builderid,
+                buildid=first.id,
+                stepid=step.id,
+                description="unit",
+                category="pass_fail",
+                value_unit="boolean",
+            )
+            await updates.add_test_results(
+                first.builderid,
+                setid,
+                [
+                    {"test_name": "t1", "line": 3, "value": "1"},
+                    {"test_code_path": "a.py", "value": "0"},
+                ],
+            )
+            await updates.complete_test_result_set(setid, tests_passed=1, tests_failed=1)
+            project = await db.projects.find_project_id("proj")
+            await db.builders.update_builder_info(
+                first.builderid,
+                description="d",
+                description_format=None,
+                description_html=None,
+                projectid=project,
+                tags=["t1", "t2"],
+            )
             ready.set()
             await asyncio.to_thread(stop.wait)
 
@@ -192,6 +230,9 @@ def _known(api: str) -> dict[str, Any]:
         "schedulerid": first("schedulers")["schedulerid"],
         "changesourceid": first("changesources").get("changesourceid"),
         "name": first("forceschedulers")["name"],
+        "test_result_setid": first("test_result_sets")["test_result_setid"],
+        "projectid": first("projects")["projectid"],
+        "projectid_or_projectname": first("projects")["name"],
     }
     return {name: value for name, value in known.items() if value is not None}
 
@@ -304,7 +345,8 @@ def test_entities_have_every_field(api: str) -> None:
     seen: set[str] = set()
     for template in doc["paths"]:
         names = re.findall(r"{(\w+)}", template)
-        if template.endswith(("/raw", "/raw_inline")) or not set(names) <= set(known):
+        downloads = ("/raw", "/raw_inline", "/value")
+        if template.endswith(downloads) or not set(names) <= set(known):
             continue
         url = api + template.format(**{n: known[n] for n in names})
         reply = requests.get(url, headers={"Accept": "application/json"}, timeout=10)
@@ -332,4 +374,8 @@ def test_entities_have_every_field(api: str) -> None:
         "changes",
         "schedulers",
         "forceschedulers",
+        "build_data",
+        "test_result_sets",
+        "test_results",
+        "projects",
     }

@@ -13,6 +13,7 @@ from typing import Any
 
 from buildyard.master.data.errors import InvalidQuery, NotFound
 from buildyard.master.data.resources import (
+    build_data,
     builders,
     buildrequests,
     builds,
@@ -21,13 +22,15 @@ from buildyard.master.data.resources import (
     changesources,
     logs,
     masters,
+    projects,
     properties,
     schedulers,
     sourcestamps,
     steps,
+    test_results,
     workers,
 )
-from buildyard.master.data.resources.base import Collection, Endpoint, Item
+from buildyard.master.data.resources.base import Collection, Endpoint, Item, RawData
 from buildyard.master.data.resultspec import (
     IDENTIFIER_RE,
     MAX_COLUMN_INT,
@@ -57,6 +60,9 @@ class DataAPI:
             *workers.ENDPOINTS,
             *schedulers.ENDPOINTS,
             *changesources.ENDPOINTS,
+            *build_data.ENDPOINTS,
+            *test_results.ENDPOINTS,
+            *projects.ENDPOINTS,
             *endpoints,
         ]
 
@@ -106,13 +112,25 @@ class DataAPI:
         spec = spec or ResultSpec()
         if ep.collection is not None:
             return await ep.collection(self._db, kw, spec)
-        assert ep.item is not None
+        if ep.item is None:  # a download: see get_raw
+            raise NotFound(f"invalid path: {'/'.join(_split(path))}")
         if not spec.is_empty and spec.filters:
             raise InvalidQuery("this is not a collection")
         item = await ep.item(self._db, kw)
         if item is None:
             raise NotFound(f"no such {ep.rtype.name}: {'/'.join(_split(path))}")
+        if spec.properties and ep.properties is not None:
+            item = await ep.properties(self._db, item, spec.properties)
         return spec.select(item)
+
+    async def get_raw(self, path: str | Sequence[str]) -> RawData:
+        """The download a raw path names (``builds/<id>/data/<name>/value``); NotFound if it
+        names none."""
+        ep, kw = self._match(_split(path))
+        raw = None if ep.raw is None else await ep.raw(self._db, kw)
+        if raw is None:
+            raise NotFound(f"no such {ep.rtype.name}: {'/'.join(_split(path))}")
+        return raw
 
     async def raw_log(self, path: str | Sequence[str]) -> logs.RawLog:
         """The log a ``.../raw`` or ``.../raw_inline`` path names (give the path without that
@@ -131,7 +149,7 @@ class DataAPI:
     ) -> Collection | Item:
         """``get`` with REST query arguments parsed against the endpoint's resource type."""
         ep = self.endpoint(path)
-        return await self.get(path, parse(args, ep.rtype.fields))
+        return await self.get(path, parse(args, ep.rtype.value_types()))
 
 
 def _split(path: str | Sequence[str]) -> tuple[str, ...]:

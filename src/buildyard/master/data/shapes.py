@@ -15,6 +15,7 @@ from buildyard.master.model.changes import Change
 from buildyard.master.model.logs import Log
 from buildyard.master.model.sourcestamps import SourceStamp
 from buildyard.master.model.steps import Step
+from buildyard.master.model.test_results import TestResultSet
 
 Item = dict[str, Any]
 
@@ -146,4 +147,19 @@ def log(lg: Log) -> Item:
         "complete": lg.complete,
         "num_lines": lg.num_lines,
         "type": str(lg.type),
+    }
+
+
+def test_result_set(s: TestResultSet) -> Item:
+    return {
+        "test_result_setid": s.id,
+        "builderid": s.builderid,
+        "buildid": s.buildid,
+        "stepid": s.stepid,
+        "description": s.description,
+        "category": s.category,
+        "value_unit": s.value_unit,
+        "tests_passed": s.tests_passed,
+        "tests_failed": s.tests_failed,
+        "complete": s.complete,
     }

@@ -13,11 +13,13 @@ from typing import Any
 import structlog
 
 from buildyard.common.clock import Clock
+from buildyard.master.data import shapes
 from buildyard.master.data.pipeline import PipelineUpdates
 from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import NotClaimed
 from buildyard.master.model.masters import DeactivationCleanup
 from buildyard.master.model.results import Results
+from buildyard.master.model.test_results import NewTestResult
 from buildyard.master.mq import keys
 from buildyard.master.mq.base import MessageQueue
 
@@ -155,6 +157,77 @@ class Updates(PipelineUpdates):
         except NotClaimed:
             return False
         return True
+
+    # -- build data and test results -----------------------------------------------------------
+
+    async def set_build_data(self, buildid: int, name: str, value: bytes, source: str) -> None:
+        """Create or replace the build's blob ``name`` (Buildbot's ``setBuildData``); read
+        back under ``builds/<id>/data``. No event, as in Buildbot."""
+        await self._db.builds.add_build_data(buildid, name, bytes(value), source)
+
+    async def add_test_result_set(
+        self,
+        *,
+        builderid: int,
+        buildid: int,
+        stepid: int,
+        description: str | None,
+        category: str,
+        value_unit: str,
+    ) -> int:
+        """A new, incomplete set of test results of a step; announced as
+        ``test_result_sets/<id>/new``. Returns its id."""
+        setid = await self._db.test_results.add_test_result_set(
+            builderid=builderid,
+            buildid=buildid,
+            stepid=stepid,
+            description=description,
+            category=category,
+            value_unit=value_unit,
+        )
+        await self._announce_test_result_set(setid, "new")
+        return setid
+
+    async def complete_test_result_set(
+        self,
+        test_result_setid: int,
+        *,
+        tests_passed: int | None = None,
+        tests_failed: int | None = None,
+    ) -> None:
+        """Mark the set complete with its counts; ``test_result_sets/<id>/completed``.
+        :class:`~buildyard.master.db.errors.TestResultSetAlreadyComplete` if it was already
+        (or is unknown)."""
+        await self._db.test_results.complete_test_result_set(
+            test_result_setid, tests_passed=tests_passed, tests_failed=tests_failed
+        )
+        await self._announce_test_result_set(test_result_setid, "completed")
+
+    async def add_test_results(
+        self,
+        builderid: int,
+        test_result_setid: int,
+        result_values: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Add results to a set: each a dict with ``value`` and at least one of ``test_name``
+        and ``test_code_path`` (optional ``line``, ``duration_ns``), as Buildbot's
+        ``addTestResults`` takes them. No event: readers wait for the set's ``completed``."""
+        rows = [
+            NewTestResult(
+                test_name=r.get("test_name"),
+                test_code_path=r.get("test_code_path"),
+                line=r.get("line"),
+                duration_ns=r.get("duration_ns"),
+                value=str(r["value"]),
+            )
+            for r in result_values
+        ]
+        await self._db.test_results.add_test_results(builderid, test_result_setid, rows)
+
+    async def _announce_test_result_set(self, setid: int, event: str) -> None:
+        found = await self._db.test_results.get_test_result_set(setid)
+        if found is not None:
+            self._mq.produce(("test_result_sets", str(setid), event), shapes.test_result_set(found))
 
     # -- builders ------------------------------------------------------------------------------
 

@@ -106,9 +106,33 @@ _SET_STATE = Prepared(
 
 
 def _filtered(
-    builderid: int | None, buildrequestid: int | None, workerid: int | None, complete: bool | None
+    builderid: int | None,
+    buildrequestid: int | None,
+    workerid: int | None,
+    complete: bool | None,
+    *,
+    changeid: int | None = None,
+    parent_buildid: int | None = None,
 ) -> sa.Select[Any]:
     stmt = sa.select(_b)
+    br, bs, bss = t.buildrequests, t.buildsets, t.buildset_sourcestamps
+    if changeid is not None:
+        # the builds of the buildsets that include the change's source stamp
+        of_change = (
+            sa.select(br.c.id)
+            .join(bss, bss.c.buildsetid == br.c.buildsetid)
+            .join(t.changes, t.changes.c.sourcestampid == bss.c.sourcestampid)
+            .where(t.changes.c.changeid == changeid)
+        )
+        stmt = stmt.where(_b.c.buildrequestid.in_(of_change))
+    if parent_buildid is not None:
+        # the builds of the buildsets the build triggered
+        triggered = (
+            sa.select(br.c.id)
+            .join(bs, bs.c.id == br.c.buildsetid)
+            .where(bs.c.parent_buildid == parent_buildid)
+        )
+        stmt = stmt.where(_b.c.buildrequestid.in_(triggered))
     if builderid is not None:
         stmt = stmt.where(_b.c.builderid == builderid)
     if buildrequestid is not None:
@@ -190,12 +214,25 @@ class BuildsRepository(Repository):
         buildrequestid: int | None = None,
         workerid: int | None = None,
         complete: bool | None = None,
+        changeid: int | None = None,
+        parent_buildid: int | None = None,
         options: QueryOptions | None = None,
         conn: AsyncConnection | None = None,
     ) -> list[Build]:
-        """Builds matching every given criterion, then ``options`` (by id when unordered)."""
+        """Builds matching every given criterion, then ``options`` (by id when unordered).
+
+        ``changeid``: the builds of buildsets that include the change's source stamp;
+        ``parent_buildid``: the builds of buildsets that build triggered.
+        """
         stmt = apply(
-            _filtered(builderid, buildrequestid, workerid, complete),
+            _filtered(
+                builderid,
+                buildrequestid,
+                workerid,
+                complete,
+                changeid=changeid,
+                parent_buildid=parent_buildid,
+            ),
             options,
             _COLUMNS,
             default_order=[_b.c.id],
@@ -210,13 +247,21 @@ class BuildsRepository(Repository):
         buildrequestid: int | None = None,
         workerid: int | None = None,
         complete: bool | None = None,
+        changeid: int | None = None,
+        parent_buildid: int | None = None,
         options: QueryOptions | None = None,
         conn: AsyncConnection | None = None,
     ) -> int:
         """How many builds get_builds would return without paging."""
-        return await self._count(
-            _filtered(builderid, buildrequestid, workerid, complete), options, _COLUMNS, conn
+        stmt = _filtered(
+            builderid,
+            buildrequestid,
+            workerid,
+            complete,
+            changeid=changeid,
+            parent_buildid=parent_buildid,
         )
+        return await self._count(stmt, options, _COLUMNS, conn)
 
     async def get_prev_successful_build(
         self,
@@ -355,10 +400,19 @@ class BuildsRepository(Repository):
                     raise DbError(f"cannot add data {name!r} to build {buildid}: {exc}") from exc
 
     async def get_build_data(
-        self, buildid: int, name: str, *, conn: AsyncConnection | None = None
+        self,
+        buildid: int,
+        name: str,
+        *,
+        with_value: bool = True,
+        conn: AsyncConnection | None = None,
     ) -> BuildData | None:
+        """The named blob of a build; without ``with_value`` its value is not read (None)."""
         bd = t.build_data
-        stmt = sa.select(bd).where(bd.c.buildid == buildid, bd.c.name == name)
+        columns = [bd.c.buildid, bd.c.name, bd.c.length, bd.c.source]
+        stmt = sa.select(*columns, *([bd.c.value] if with_value else [])).where(
+            bd.c.buildid == buildid, bd.c.name == name
+        )
         async with self._read(conn) as c:
             row = (await c.execute(stmt)).first()
         if row is None:
@@ -368,7 +422,7 @@ class BuildsRepository(Repository):
             name=row.name,
             length=row.length,
             source=row.source,
-            value=bytes(row.value),
+            value=bytes(row.value) if with_value else None,
         )
 
     async def get_all_build_data(

@@ -99,6 +99,15 @@ class ProjectsRepository(Repository):
             row = (await c.execute(sa.select(_p).where(_p.c.id == projectid))).first()
         return _project(row) if row else None
 
+    async def get_project_by_name(
+        self, name: str, *, conn: AsyncConnection | None = None
+    ) -> Project | None:
+        """The project called ``name`` (never created here)."""
+        stmt = sa.select(_p).where(_p.c.name_hash == name_hash(name), _p.c.name == name)
+        async with self._read(conn) as c:
+            row = (await c.execute(stmt)).first()
+        return _project(row) if row else None
+
     async def get_projects(
         self,
         *,

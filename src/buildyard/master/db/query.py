@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 
 class Op(enum.StrEnum):
@@ -45,6 +48,32 @@ class UnknownField(ValueError):
     pass
 
 
+class _position(FunctionElement[int]):  # noqa: N801 (a SQL function's name)
+    """Where ``needle`` first occurs in ``haystack`` (1-based; 0: nowhere), comparing characters
+    exactly on every backend. ``LIKE`` would not: SQLite's ignores ASCII case, PostgreSQL's
+    does not, and ``%``/``_`` need escaping."""
+
+    type = sa.Integer()
+    inherit_cache = True
+    name = "position"
+
+
+@compiles(_position)
+def _position_default(element: _position, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"strpos({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_position, "sqlite")
+def _position_sqlite(element: _position, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"instr({compiler.process(element.clauses, **kw)})"
+
+
+def contains(col: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
+    """``value`` is a substring of the text column ``col`` (case-sensitive, as Buildbot's
+    ``contains`` is on the values it filters in Python); NULL contains nothing."""
+    return _position(col, sa.literal(value, sa.Text)) > 0
+
+
 def _bound(value: Any) -> sa.ColumnElement[Any]:
     return value if isinstance(value, sa.ColumnElement) else sa.literal(value)
 
@@ -76,11 +105,11 @@ def _condition(col: sa.ColumnElement[Any], f: Filter) -> sa.ColumnElement[bool]:
         case Op.GE:
             return col >= _bound(vals[0])
         case Op.CONTAINS:
-            # a substring of a text column (``%`` and ``_`` are plain characters); a number
-            # contains nothing, as in resultspec.FieldFilter.matches
+            # a substring of a text column, case-sensitive everywhere; a number contains
+            # nothing, as in resultspec.FieldFilter.matches
             if not isinstance(col.type, sa.String):
                 return sa.false()
-            return sa.or_(*(col.contains(str(v), autoescape=True) for v in raw))
+            return sa.or_(*(contains(col, str(v)) for v in raw))
 
 
 def count_of(

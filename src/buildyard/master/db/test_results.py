@@ -67,6 +67,22 @@ def _set(row: sa.Row[Any]) -> TestResultSet:
     )
 
 
+def _sets_filtered(
+    builderid: int | None, buildid: int | None, stepid: int | None, complete: bool | None
+) -> sa.Select[Any]:
+    stmt = sa.select(_sets)
+    for column, wanted in (
+        (_sets.c.builderid, builderid),
+        (_sets.c.buildid, buildid),
+        (_sets.c.stepid, stepid),
+    ):
+        if wanted is not None:
+            stmt = stmt.where(column == wanted)
+    if complete is not None:
+        stmt = stmt.where(_sets.c.complete == int(complete))
+    return stmt
+
+
 def _select_results() -> sa.Select[Any]:
     return sa.select(_res, _names.c.name, _paths.c.path).select_from(
         _res.outerjoin(_names, _names.c.id == _res.c.test_nameid).outerjoin(
@@ -161,19 +177,24 @@ class TestResultsRepository(Repository):
         conn: AsyncConnection | None = None,
     ) -> list[TestResultSet]:
         """Sets matching every given criterion, then ``options`` (by id when unordered)."""
-        stmt = sa.select(_sets)
-        for column, wanted in (
-            (_sets.c.builderid, builderid),
-            (_sets.c.buildid, buildid),
-            (_sets.c.stepid, stepid),
-        ):
-            if wanted is not None:
-                stmt = stmt.where(column == wanted)
-        if complete is not None:
-            stmt = stmt.where(_sets.c.complete == int(complete))
+        stmt = _sets_filtered(builderid, buildid, stepid, complete)
         stmt = apply(stmt, options, _SET_COLUMNS, default_order=[_sets.c.id])
         async with self._read(conn) as c:
             return [_set(r) for r in await c.execute(stmt)]
+
+    async def count_test_result_sets(
+        self,
+        *,
+        builderid: int | None = None,
+        buildid: int | None = None,
+        stepid: int | None = None,
+        complete: bool | None = None,
+        options: QueryOptions | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> int:
+        """How many sets get_test_result_sets would return without paging."""
+        stmt = _sets_filtered(builderid, buildid, stepid, complete)
+        return await self._count(stmt, options, _SET_COLUMNS, conn)
 
     async def add_test_results(
         self,
@@ -268,6 +289,17 @@ class TestResultsRepository(Repository):
         stmt = apply(stmt, options, _RESULT_COLUMNS, default_order=[_res.c.id])
         async with self._read(conn) as c:
             return [_result(r) for r in await c.execute(stmt)]
+
+    async def count_test_results(
+        self,
+        test_result_setid: int,
+        options: QueryOptions | None = None,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> int:
+        """How many results get_test_results would return without paging."""
+        stmt = _select_results().where(_res.c.test_result_setid == test_result_setid)
+        return await self._count(stmt, options, _RESULT_COLUMNS, conn)
 
     async def get_test_names(
         self,

@@ -43,6 +43,7 @@ from buildyard.master.steps.remotecommand import (
     RemoteCommandFailed,
     RemoteShellCommand,
 )
+from buildyard.master.steps.test_results import TestResultRecorder
 from buildyard.protocol.errors import ConnectionLost
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ class BuildStep(ConfigObject):
         self.stopped = False
         self.timed_out = False
         self.max_lines_reached = False
+        self._test_results: dict[int, TestResultRecorder] = {}
         self._summary: dict[str, str] = {}
         self._log_observers: dict[str, list[Any]] = {}
         self._lock_wait: asyncio.Task[Held] | None = None
@@ -276,6 +278,55 @@ class BuildStep(ConfigObject):
     async def addURL(self, name: str, url: str) -> None:
         assert self.stepid is not None
         await self._runtime().updates.add_step_url(self.stepid, name, url)
+
+    async def setBuildData(self, name: str, value: bytes, source: str) -> None:
+        """Store a named blob on the build (``builds/<id>/data/<name>``)."""
+        await self._runtime().updates.set_build_data(self._runtime().buildid, name, value, source)
+
+    async def addTestResultSets(self) -> None:
+        """Called before run(): a step that reports test results may add its sets here."""
+
+    async def addTestResultSet(
+        self, description: str | None, category: str, value_unit: str
+    ) -> int:
+        """A new set of test results of this step; returns its id for ``addTestResult``. The
+        set is completed, with its pass/fail counts, when the step ends."""
+        rt = self._runtime()
+        assert self.stepid is not None
+        setid = await rt.updates.add_test_result_set(
+            builderid=rt.builderid,
+            buildid=rt.buildid,
+            stepid=self.stepid,
+            description=description,
+            category=category,
+            value_unit=value_unit,
+        )
+        self._test_results[setid] = TestResultRecorder(
+            updates=rt.updates,
+            builderid=rt.builderid,
+            setid=setid,
+            category=category,
+            value_unit=value_unit,
+        )
+        return setid
+
+    def addTestResult(
+        self,
+        setid: int,
+        value: str,
+        test_name: str | None = None,
+        test_code_path: str | None = None,
+        line: int | None = None,
+        duration_ns: int | None = None,
+    ) -> None:
+        """Record one result in a set this step added (written when the step ends)."""
+        self._test_results[setid].add(
+            value,
+            test_name=test_name,
+            test_code_path=test_code_path,
+            line=line,
+            duration_ns=duration_ns,
+        )
 
     async def runCommand(self, command: RemoteCommand) -> RemoteCommand:
         """Run ``command`` on the build's worker; the step can be stopped meanwhile."""
@@ -379,6 +430,8 @@ class BuildStep(ConfigObject):
         for writer in self.logs.values():
             if not writer.finished:
                 await writer.finish()
+        for recorder in self._test_results.values():
+            await recorder.finish()
         hidden = await self._hidden(results)
         summary = self.getResultSummary()
         text = summary.get("step", "")
@@ -419,6 +472,7 @@ class BuildStep(ConfigObject):
             if self.workdir is None:  # Buildbot's default: the build's (the factory's) workdir
                 self.workdir = build.workdir
             await self.updateSummary()
+            await self.addTestResultSets()
             outcome = await self.run()
             results = Results(outcome)
             if self.stopped and results not in (Results.RETRY, Results.EXCEPTION):

@@ -140,13 +140,16 @@ def _repeated(schema: Schema) -> Schema:
     return {"type": "array", "items": schema}
 
 
-def _query_parameters(rtype: ResourceType, *, collection: bool) -> list[Schema]:
+def _query_parameters(
+    rtype: ResourceType, *, collection: bool, properties: bool = False
+) -> list[Schema]:
     names = sorted(rtype.fields)
     if not names:  # not an object of fields (a properties map)
         return []
     params = [_query("field", _repeated({"enum": names}), "Return only these fields.")]
+    wanted = _query("property", _repeated({"type": "string"}), "Properties to fill in (`*`: all).")
     if not collection:
-        return params
+        return [*params, wanted] if properties else params
     params += [
         _query("limit", _COUNT, "At most this many items (after filters and order)."),
         _query("offset", _COUNT, "Skip this many items (after filters and order)."),
@@ -155,10 +158,12 @@ def _query_parameters(rtype: ResourceType, *, collection: bool) -> list[Schema]:
             _repeated({"enum": [*names, *(f"-{n}" for n in names)]}),
             "Sort by these fields (`-`: descending); null sorts first ascending.",
         ),
-        _query("property", _repeated({"type": "string"}), "Properties to fill in (`*`: all)."),
+        wanted,
     ]
+    # a list field's filters take its elements (``tags__contains=x``)
+    value_types = rtype.value_types()
     for name in names:
-        value = _value_schema(rtype.fields[name])
+        value = _value_schema(value_types[name])
         params.append(_query(name, _repeated(value), f"Only items whose {name} is one of these."))
         for op in _OPS:
             schema = value if op in _ONE_VALUE_OPS else _repeated(value)
@@ -211,8 +216,9 @@ def _get(group: Sequence[Endpoint], path_params: list[Schema], shared: dict[str,
     collection = any(ep.collection is not None for ep in group)
     rtypes = {ep.rtype.name: ep.rtype for ep in group}
     query: dict[str, Schema] = {}  # by name: a parameter name appears once in an operation
+    properties = any(ep.properties is not None for ep in group)
     for rtype in rtypes.values():
-        for param in _query_parameters(rtype, collection=collection):
+        for param in _query_parameters(rtype, collection=collection, properties=properties):
             key = f"{rtype.name}.{param['name']}"
             shared[key] = param
             query.setdefault(param["name"], {"$ref": f"#/components/parameters/{key}"})
@@ -245,6 +251,24 @@ def _raw(path_params: list[Schema], *, inline: bool) -> Schema:
             },
             "403": _error(_FORBIDDEN),
             "404": _error("No such log."),
+        },
+    }
+
+
+def _download(path_params: list[Schema]) -> Schema:
+    return {
+        "summary": "The value's bytes as a download",
+        "parameters": path_params,
+        "responses": {
+            "200": {
+                "description": "The bytes, as an attachment named after the value.",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            },
+            "400": _error("A bad query argument."),
+            "403": _error(_FORBIDDEN),
+            "404": _error("No such path or value."),
         },
     }
 
@@ -375,6 +399,9 @@ def document(endpoints: Iterable[Endpoint], *, title: str = "buildyard") -> Sche
     parameters: dict[str, Schema] = {}
     for group in groups.values():
         template, path_params = _template(group)
+        if all(ep.raw is not None for ep in group):
+            paths[template] = {"get": _download(path_params)}
+            continue
         item: Schema = {"get": _get(group, path_params, parameters)}
         for ep in group:
             schemas[_component(ep.rtype)] = _entity_schema(ep.rtype)

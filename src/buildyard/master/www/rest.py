@@ -11,7 +11,8 @@ from aiohttp import web
 
 from buildyard.master.data.api import DataAPI
 from buildyard.master.data.errors import InvalidQuery, NotFound
-from buildyard.master.data.resources.base import Collection
+from buildyard.master.data.resources.base import Collection, RawData
+from buildyard.master.data.resultspec import parse
 from buildyard.master.www import auth
 
 DATA_API = web.AppKey("data_api", DataAPI)
@@ -55,6 +56,10 @@ async def get(request: web.Request) -> web.StreamResponse:
         args[key].append(value)
     try:
         ep = api.endpoint(path)
+        if ep.raw is not None:
+            # query arguments are checked as for the entity (Buildbot does), then unused
+            parse(args, ep.rtype.value_types())
+            return _raw_data(await api.get_raw(path))
         result = await api.get_with_args(path, args)
     except NotFound as exc:
         return _error(str(exc), 404)
@@ -71,6 +76,15 @@ async def get(request: web.Request) -> web.StreamResponse:
 
 
 _RAW = ("raw", "raw_inline")
+
+
+def _raw_data(raw: RawData) -> web.Response:
+    """A download (a build's data value), as an attachment named after it."""
+    return web.Response(
+        body=raw.body,
+        content_type=raw.content_type,
+        headers={"Content-Disposition": f"attachment; filename={raw.filename}"},
+    )
 
 
 def _names_log(api: DataAPI, path: str) -> bool:

@@ -8,7 +8,7 @@ description (``www/openapi.py``) is generated from.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from buildyard.master.data.resultspec import FieldType, ResultSpec
@@ -70,6 +70,8 @@ _PLAIN = {
     FieldType.OTHER: ANY,
 }
 
+_ELEMENT_TYPES = {"integer": FieldType.INTEGER, "string": FieldType.STRING}
+
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ResourceType:
@@ -85,6 +87,19 @@ class ResourceType:
     def json_type(self, field: str) -> JsonType:
         return self.json.get(field) or _PLAIN[self.fields[field]]
 
+    def value_types(self) -> dict[str, FieldType]:
+        """How a filter's value on each field parses: a field's own type, or for a list of
+        integers or strings the type of its elements (``tags__contains=x``, as Buildbot parses
+        a list field's argument by its element type)."""
+        types = dict(self.fields)
+        for name, kind in self.fields.items():
+            t = self.json.get(name)
+            if kind is FieldType.OTHER and t is not None and t.kind == "array":
+                element = t.items
+                if isinstance(element, JsonType) and element.kind in _ELEMENT_TYPES:
+                    types[name] = _ELEMENT_TYPES[element.kind]
+        return types
+
     def json_entity(self) -> JsonType:
         """The type of one entity (as REST items and event bodies carry it)."""
         return self.entity or JsonType(
@@ -92,8 +107,20 @@ class ResourceType:
         )
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RawData:
+    """A download (a build's data value): its bytes, sent as ``content_type``."""
+
+    body: bytes
+    content_type: str
+    filename: str
+
+
 CollectionHandler = Callable[[Database, Mapping[str, Any], ResultSpec], Awaitable[Collection]]
 ItemHandler = Callable[[Database, Mapping[str, Any]], Awaitable[Item | None]]
+RawHandler = Callable[[Database, Mapping[str, Any]], Awaitable[RawData | None]]
+# fills an item's ``properties`` with the ``property=`` names asked for (builds, requests)
+PropertiesHandler = Callable[[Database, Item, Sequence[str]], Awaitable[Item]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +132,10 @@ class Endpoint:
     rtype: ResourceType
     collection: CollectionHandler | None = None
     item: ItemHandler | None = None
+    # a download rather than JSON (``.../data/<name>/value``)
+    raw: RawHandler | None = None
+    # on an item endpoint: how ``property=`` adds the item's properties
+    properties: PropertiesHandler | None = None
 
 
 async def page(

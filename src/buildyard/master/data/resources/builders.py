@@ -70,7 +70,11 @@ def to_api(b: Builder) -> Item:
 
 
 async def _builders(db: Database, kw: Mapping[str, Any], spec: ResultSpec) -> Collection:
-    scope = {"masterid": kw.get("masterid")}
+    scope = {
+        "masterid": kw.get("masterid"),
+        "projectid": kw.get("projectid"),
+        "workerid": kw.get("workerid"),
+    }
 
     async def in_db(options: QueryOptions) -> tuple[list[Item], int]:
         async with db.reading() as conn:  # rows and total from one snapshot
@@ -103,6 +107,8 @@ ENDPOINTS = (
     Endpoint(pattern=("builders", "n:builderid"), rtype=BUILDER, item=_builder),
     Endpoint(pattern=("builders", "s:name"), rtype=BUILDER, item=_builder_by_name),
     Endpoint(pattern=("masters", "n:masterid", "builders"), rtype=BUILDER, collection=_builders),
+    Endpoint(pattern=("projects", "n:projectid", "builders"), rtype=BUILDER, collection=_builders),
+    Endpoint(pattern=("workers", "n:workerid", "builders"), rtype=BUILDER, collection=_builders),
     Endpoint(
         pattern=("masters", "n:masterid", "builders", "n:builderid"), rtype=BUILDER, item=_builder
     ),

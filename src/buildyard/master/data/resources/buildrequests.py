@@ -8,7 +8,7 @@ every other field, are plain column filters.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from buildyard.master.data import shapes
@@ -100,6 +100,12 @@ async def _buildrequest(db: Database, kw: Mapping[str, Any]) -> Item | None:
     return None if br is None else shapes.buildrequest(br)
 
 
+async def _buildrequest_properties(db: Database, item: Item, names: Sequence[str]) -> Item:
+    # ``property=`` on one request: its buildset's, as on a list of them
+    props = await db.buildsets.get_buildset_properties(item["buildsetid"])
+    return {**item, "properties": select_properties(props, names)}
+
+
 ENDPOINTS = (
     Endpoint(pattern=("buildrequests",), rtype=BUILDREQUEST, collection=_buildrequests),
     Endpoint(
@@ -107,5 +113,10 @@ ENDPOINTS = (
         rtype=BUILDREQUEST,
         collection=_buildrequests,
     ),
-    Endpoint(pattern=("buildrequests", "n:buildrequestid"), rtype=BUILDREQUEST, item=_buildrequest),
+    Endpoint(
+        pattern=("buildrequests", "n:buildrequestid"),
+        rtype=BUILDREQUEST,
+        item=_buildrequest,
+        properties=_buildrequest_properties,
+    ),
 )

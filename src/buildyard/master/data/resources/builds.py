@@ -115,6 +115,9 @@ async def _builds(db: Database, kw: Mapping[str, Any], spec: ResultSpec) -> Coll
     scope: dict[str, Any] = {
         "buildrequestid": kw.get("buildrequestid"),
         "workerid": kw.get("workerid"),
+        "changeid": kw.get("changeid"),
+        # builds/<id>/triggered_builds: those of the buildsets the build started
+        "parent_buildid": kw.get("parent_buildid"),
     }
     if "builderid" in kw or "buildername" in kw:
         scope["builderid"] = await builder_id(db, kw)
@@ -137,9 +140,19 @@ async def _builds(db: Database, kw: Mapping[str, Any], spec: ResultSpec) -> Coll
     return await page(spec, _DB_FIELDS, in_db, everything)
 
 
+async def _triggered_builds(db: Database, kw: Mapping[str, Any], spec: ResultSpec) -> Collection:
+    return await _builds(db, {"parent_buildid": kw["buildid"]}, spec)
+
+
 async def _build(db: Database, kw: Mapping[str, Any]) -> Item | None:
     b = await resolve_build(db, kw)
     return None if b is None else shapes.build(b)
+
+
+async def _build_properties(db: Database, item: Item, names: Sequence[str]) -> Item:
+    # ``property=`` on one build, as on a list of them
+    props = await db.builds.get_build_properties(item["buildid"])
+    return {**item, "properties": select_properties(props, names)}
 
 
 ENDPOINTS = (
@@ -150,5 +163,14 @@ ENDPOINTS = (
         pattern=("buildrequests", "n:buildrequestid", "builds"), rtype=BUILD, collection=_builds
     ),
     Endpoint(pattern=("workers", "n:workerid", "builds"), rtype=BUILD, collection=_builds),
-    *(Endpoint(pattern=p, rtype=BUILD, item=_build) for p in BUILD_PREFIXES),
+    Endpoint(pattern=("changes", "n:changeid", "builds"), rtype=BUILD, collection=_builds),
+    Endpoint(
+        pattern=("builds", "n:buildid", "triggered_builds"),
+        rtype=BUILD,
+        collection=_triggered_builds,
+    ),
+    *(
+        Endpoint(pattern=p, rtype=BUILD, item=_build, properties=_build_properties)
+        for p in BUILD_PREFIXES
+    ),
 )
