@@ -238,9 +238,7 @@ class RunProcess:
         while chunk := await pipe.read():
             self._saw_output()
             if self.want[name] and not self._over_max_lines():
-                text = decoder.decode(chunk)
-                self.output.text(name, text)
-                self._count_lines(text)
+                self.output.text(name, self._within_max_lines(decoder.decode(chunk)))
                 # a master slower than the child: stop reading, the pipe fills, the child waits
                 await self.output.drain()
         if self.want[name]:
@@ -249,16 +247,25 @@ class RunProcess:
     def _over_max_lines(self) -> bool:
         return self.max_lines is not None and self.line_count > self.max_lines
 
-    def _count_lines(self, text: str) -> None:
-        if self.max_lines is None or self._over_max_lines():
-            return
-        self.line_count += len(_LINE_END.findall(text))
-        if self._over_max_lines():  # what comes after is dropped, the child is killed
-            self.output.update("failure_reason", "max_lines_failure")
-            self.kill(
-                f"command exceeds max lines: {self.line_count}/{self.max_lines} "
-                f"written/allowed running {self.display}"
-            )
+    def _within_max_lines(self, text: str) -> str:
+        """``text`` as far as ``max_lines`` allows: the line that goes over the limit is the
+        last one sent (whatever the size of the reads); the child is then killed."""
+        if self.max_lines is None:
+            return text
+        allowed = self.max_lines - self.line_count
+        count = 0
+        for end in _LINE_END.finditer(text):
+            count += 1
+            if count > allowed:
+                self.line_count += count
+                self.output.update("failure_reason", "max_lines_failure")
+                self.kill(
+                    f"command exceeds max lines: {self.line_count}/{self.max_lines} "
+                    f"written/allowed running {self.display}"
+                )
+                return text[: end.end()]
+        self.line_count += count
+        return text
 
     async def _watchdog(self, started: float) -> None:
         while True:
