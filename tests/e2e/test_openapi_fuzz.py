@@ -156,6 +156,25 @@ def _serve(
                 projectid=project,
                 tags=["t1", "t2"],
             )
+            # a codebase of the project: a commit at the patched build's revision, a child of
+            # it and a branch on each
+            codebaseid = await updates.find_codebase_id(projectid=project, name="cb")
+            assert codebaseid is not None
+            parent = None
+            for n, revision in enumerate(("abc123", "abc124")):
+                parent = await updates.add_commit(
+                    codebaseid=codebaseid,
+                    author="me",
+                    committer="you" if n else None,
+                    comments=f"commit {n}",
+                    when_timestamp=100 + n,
+                    revision=revision,
+                    parent_commitid=parent,
+                )
+                branch = "main" if n else "old"
+                await updates.update_branch(
+                    codebaseid=codebaseid, name=branch, commitid=parent, last_timestamp=100 + n
+                )
             ready.set()
             await asyncio.to_thread(stop.wait)
 
@@ -233,6 +252,19 @@ def _known(api: str) -> dict[str, Any]:
         "test_result_setid": first("test_result_sets")["test_result_setid"],
         "projectid": first("projects")["projectid"],
         "projectid_or_projectname": first("projects")["name"],
+    }
+    codebase = first("codebases")
+    commits = requests.get(
+        f"{api}/codebases/{codebase['codebaseid']}/commits?order=commitid", timeout=10
+    ).json()["commits"]
+    known |= {
+        "codebaseid": codebase["codebaseid"],
+        "codebasename": codebase["name"],
+        "branchid": first(f"codebases/{codebase['codebaseid']}/branches")["branchid"],
+        "commitid": commits[-1]["commitid"],
+        "commitid1": commits[0]["commitid"],
+        "commitid2": commits[-1]["commitid"],
+        "revision": commits[-1]["revision"],
     }
     return {name: value for name, value in known.items() if value is not None}
 
@@ -378,4 +410,9 @@ def test_entities_have_every_field(api: str) -> None:
         "test_result_sets",
         "test_results",
         "projects",
+        "codebases",
+        "branches",
+        "commits",
+        "commit_graphs",
+        "specs",
     }

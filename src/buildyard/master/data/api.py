@@ -20,10 +20,12 @@ from buildyard.master.data.resources import (
     buildsets,
     changes,
     changesources,
+    codebases,
     logs,
     masters,
     projects,
     properties,
+    root,
     schedulers,
     sourcestamps,
     steps,
@@ -63,8 +65,11 @@ class DataAPI:
             *build_data.ENDPOINTS,
             *test_results.ENDPOINTS,
             *projects.ENDPOINTS,
+            *codebases.ENDPOINTS,
             *endpoints,
         ]
+        # what the API offers (``/``, ``application.spec``), read from the list when asked
+        self._endpoints.extend(root.endpoints(lambda: self._endpoints))
 
     def register(self, *endpoints: Endpoint) -> None:
         self._endpoints.extend(endpoints)

@@ -12,6 +12,7 @@ from buildyard.master.model.buildrequests import BuildRequest
 from buildyard.master.model.builds import Build
 from buildyard.master.model.buildsets import Buildset
 from buildyard.master.model.changes import Change
+from buildyard.master.model.codebases import Codebase, CodebaseBranch, CodebaseCommit
 from buildyard.master.model.logs import Log
 from buildyard.master.model.sourcestamps import SourceStamp
 from buildyard.master.model.steps import Step
@@ -162,4 +163,31 @@ def test_result_set(s: TestResultSet) -> Item:
         "tests_passed": s.tests_passed,
         "tests_failed": s.tests_failed,
         "complete": s.complete,
+    }
+
+
+def codebase(cb: Codebase) -> Item:
+    return {"codebaseid": cb.id, "projectid": cb.projectid, "name": cb.name, "slug": cb.slug}
+
+
+def branch(br: CodebaseBranch) -> Item:
+    return {
+        "branchid": br.id,
+        "codebaseid": br.codebaseid,
+        "name": br.name,
+        "commitid": br.commitid,
+        "last_timestamp": br.last_timestamp,
+    }
+
+
+def commit(co: CodebaseCommit) -> Item:
+    return {
+        "commitid": co.id,
+        "codebaseid": co.codebaseid,
+        "author": co.author,
+        "committer": co.committer,
+        "comments": co.comments,
+        "when_timestamp": co.when_timestamp,
+        "revision": co.revision,
+        "parent_commitid": co.parent_commitid,
     }

@@ -229,6 +229,68 @@ class Updates(PipelineUpdates):
         if found is not None:
             self._mq.produce(("test_result_sets", str(setid), event), shapes.test_result_set(found))
 
+    # -- codebases, branches, commits ----------------------------------------------------------
+
+    async def find_codebase_id(
+        self, *, projectid: int, name: str, auto_create: bool = True
+    ) -> int | None:
+        """The id of the project's codebase ``name``, created if new and ``auto_create``
+        (else None). No event, as in Buildbot."""
+        return await self._db.codebases.find_codebase_id(
+            projectid=projectid, name=name, auto_create=auto_create
+        )
+
+    async def update_codebase_info(self, *, codebaseid: int, projectid: int, slug: str) -> None:
+        """Move the codebase to a project and give it a slug; ``codebases/<id>/update``."""
+        await self._db.codebases.update_codebase_info(
+            codebaseid=codebaseid, projectid=projectid, slug=slug
+        )
+        found = await self._db.codebases.get_codebase(codebaseid)
+        if found is not None:
+            self._mq.produce(("codebases", str(codebaseid), "update"), shapes.codebase(found))
+
+    async def update_branch(
+        self, *, codebaseid: int, name: str, commitid: int | None = None, last_timestamp: int
+    ) -> None:
+        """Create the codebase's branch ``name`` or move its head to ``commitid``;
+        ``branches/<id>/update``."""
+        branchid = await self._db.codebase_branches.update_branch(
+            codebaseid=codebaseid, name=name, commitid=commitid, last_timestamp=last_timestamp
+        )
+        found = await self._db.codebase_branches.get_branch(branchid)
+        if found is not None:
+            self._mq.produce(("branches", str(branchid), "update"), shapes.branch(found))
+
+    async def add_commit(
+        self,
+        *,
+        codebaseid: int,
+        author: str,
+        committer: str | None = None,
+        files: Sequence[str] | None = None,
+        comments: str,
+        when_timestamp: int,
+        revision: str,
+        parent_commitid: int | None = None,
+    ) -> int:
+        """A new commit of the codebase (``files`` are not kept, as in Buildbot); announced as
+        ``commits/<id>/new`` and ``codebases/<codebaseid>/commits/<id>/new``. Returns its id."""
+        commitid = await self._db.codebase_commits.add_commit(
+            codebaseid=codebaseid,
+            author=author,
+            committer=committer,
+            comments=comments,
+            when_timestamp=when_timestamp,
+            revision=revision,
+            parent_commitid=parent_commitid,
+        )
+        found = await self._db.codebase_commits.get_commit(commitid)
+        if found is not None:
+            body = shapes.commit(found)
+            self._mq.produce(("commits", str(commitid), "new"), body)
+            self._mq.produce(("codebases", str(codebaseid), "commits", str(commitid), "new"), body)
+        return commitid
+
     # -- builders ------------------------------------------------------------------------------
 
     async def find_builder_id(self, name: str) -> int:

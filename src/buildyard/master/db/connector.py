@@ -20,6 +20,11 @@ from buildyard.master.db.builds import BuildsRepository
 from buildyard.master.db.buildsets import BuildsetsRepository
 from buildyard.master.db.changes import ChangesRepository
 from buildyard.master.db.changesources import ChangeSourcesRepository
+from buildyard.master.db.codebases import (
+    CodebaseBranchesRepository,
+    CodebaseCommitsRepository,
+    CodebasesRepository,
+)
 from buildyard.master.db.engine import (
     make_engine,
     normalize_url,
@@ -58,6 +63,9 @@ class Database:
         self.state = StateRepository(engine=engine, clock=clock)
         self.projects = ProjectsRepository(engine=engine, clock=clock)
         self.users = UsersRepository(engine=engine, clock=clock)
+        self.codebases = CodebasesRepository(engine=engine, clock=clock)
+        self.codebase_branches = CodebaseBranchesRepository(engine=engine, clock=clock)
+        self.codebase_commits = CodebaseCommitsRepository(engine=engine, clock=clock)
         self.sourcestamps = SourcestampsRepository(engine=engine, clock=clock)
         self.changes = ChangesRepository(engine=engine, clock=clock)
         self.buildsets = BuildsetsRepository(engine=engine, clock=clock)

@@ -104,6 +104,21 @@ def _result(row: sa.Row[Any]) -> TestResult:
     )
 
 
+def _sets_for_commits(commitids: Sequence[int]) -> sa.Select[Any]:
+    co, ss, bss = t.codebase_commits, t.sourcestamps, t.buildset_sourcestamps
+    br, b = t.buildrequests, t.builds
+    buildids = (
+        sa.select(b.c.id)
+        .select_from(co)
+        .join(ss, ss.c.revision == co.c.revision)
+        .join(bss, bss.c.sourcestampid == ss.c.id)
+        .join(br, br.c.buildsetid == bss.c.buildsetid)
+        .join(b, b.c.buildrequestid == br.c.id)
+        .where(co.c.id.in_(list(commitids)))
+    )
+    return sa.select(_sets).where(_sets.c.buildid.in_(buildids))
+
+
 class TestResultsRepository(Repository):
     __test__ = False  # not a pytest test class
 
@@ -195,6 +210,30 @@ class TestResultsRepository(Repository):
         """How many sets get_test_result_sets would return without paging."""
         stmt = _sets_filtered(builderid, buildid, stepid, complete)
         return await self._count(stmt, options, _SET_COLUMNS, conn)
+
+    async def get_test_result_sets_for_commits(
+        self,
+        commitids: Sequence[int],
+        *,
+        options: QueryOptions | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> list[TestResultSet]:
+        """Sets of builds of a buildset on a stamp at the revision of one of ``commitids``,
+        each once (by id when unordered). As Buildbot, by revision alone: a stamp names no
+        codebase row."""
+        stmt = _sets_for_commits(commitids)
+        stmt = apply(stmt, options, _SET_COLUMNS, default_order=[_sets.c.id])
+        async with self._read(conn) as c:
+            return [_set(r) for r in await c.execute(stmt)]
+
+    async def count_test_result_sets_for_commits(
+        self,
+        commitids: Sequence[int],
+        *,
+        options: QueryOptions | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> int:
+        return await self._count(_sets_for_commits(commitids), options, _SET_COLUMNS, conn)
 
     async def add_test_results(
         self,

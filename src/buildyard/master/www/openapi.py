@@ -393,6 +393,9 @@ def document(endpoints: Iterable[Endpoint], *, title: str = "buildyard") -> Sche
     """The OpenAPI 3.1 description of the REST API that serves ``endpoints``."""
     groups: dict[tuple[str, ...], list[Endpoint]] = {}
     for ep in endpoints:
+        if not ep.pattern:
+            # the root (``/api/v2`` itself, its root links) has no template below the server URL
+            continue
         groups.setdefault(_path_shape(ep.pattern), []).append(ep)
     paths: dict[str, Schema] = {}
     schemas: dict[str, Schema] = dict(_COMPONENTS)

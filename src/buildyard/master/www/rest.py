@@ -42,9 +42,19 @@ async def get(request: web.Request) -> web.StreamResponse:
     path = request.match_info["path"]
     if path.endswith("/") or not path:
         return _error(f"invalid path: {path!r}", 404)
+    return await _get(request, path)
+
+
+async def get_root(request: web.Request) -> web.StreamResponse:
+    """``/api/v2`` itself: the root links (Buildbot's ``rootlinks``)."""
+    return await _get(request, "")
+
+
+async def _get(request: web.Request, path: str) -> web.StreamResponse:
     api = request.app[DATA_API]
+    segments = tuple(path.split("/")) if path else ()
     try:  # as Buildbot: a read is the action "get", checked before anything is read
-        await auth.check(request, api, tuple(path.split("/")), "get", {})
+        await auth.check(request, api, segments, "get", {})
     except auth.Forbidden as exc:
         return _error(exc.message, 403)
     prefix, _, last = path.rpartition("/")
@@ -115,4 +125,4 @@ async def _raw_log(request: web.Request, path: str, *, inline: bool) -> web.Stre
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/api/v2/{path:.*}", get)]
+    return [web.get("/api/v2", get_root), web.get("/api/v2/{path:.*}", get)]
