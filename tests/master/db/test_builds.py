@@ -175,6 +175,38 @@ async def test_state_finish_locks_and_get_builds(database: Database, clock: Fake
     assert [x.id for x in await repo.get_builds(options=warned)] == [a]
 
 
+async def test_running_builds_of_several_workers(database: Database, clock: FakeClock) -> None:
+    # on SQLite, the running builds of workers with most of the builds are read from the whole
+    # table (BuildsRepository._columns), of the others through builds_workerid: same answers
+    repo = _repo(database, clock)
+    masterid, builderid, brid, w1 = await _setup(database)
+    w2, w3 = await _rows.add_worker(database, "w2"), await _rows.add_worker(database, "w3")
+    running: list[tuple[int, int]] = []  # (workerid, buildid)
+    for i in range(30):
+        workerid = w1 if i < 20 else w2 if i < 28 else w3
+        buildid, _ = await repo.add_build(
+            builderid=builderid,
+            buildrequestid=brid,
+            workerid=workerid,
+            masterid=masterid,
+            state_string="s",
+        )
+        if i % 3:
+            await repo.finish_build(buildid, Results.SUCCESS)
+        else:
+            running.append((workerid, buildid))
+    for workers in [(w1, w2), (w2, w3), (w1, w2, w3), (w3, None)]:
+        options = QueryOptions(
+            filters=(Filter(field="workerid", op=Op.EQ, values=workers),),
+            order=("-workerid", "-buildid"),
+            limit=50,
+        )
+        expected = [b for _w, b in sorted((r for r in running if r[0] in workers), reverse=True)]
+        got = await repo.get_builds(complete=False, options=options)
+        assert [b.id for b in got] == expected
+        assert await repo.count_builds(complete=False, options=options) == len(expected)
+
+
 async def test_prev_successful_build_matches_stamps(database: Database, clock: FakeClock) -> None:
     repo = _repo(database, clock)
     masterid = await _rows.add_master(database)

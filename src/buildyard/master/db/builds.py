@@ -19,7 +19,7 @@ from buildyard.master.db import schema as t
 from buildyard.master.db.base import Repository
 from buildyard.master.db.errors import DbError
 from buildyard.master.db.prepared import Prepared
-from buildyard.master.db.query import QueryOptions, apply
+from buildyard.master.db.query import Op, QueryOptions, apply
 from buildyard.master.db.sourcestamps import SourcestampsRepository
 from buildyard.master.model.builds import Build, BuildData
 from buildyard.master.model.properties import JsonValue, PropertyValue
@@ -42,6 +42,13 @@ _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     # derived: a build is complete once it has a complete_at
     "complete": sa.case((_b.c.complete_at.is_not(None), 1), else_=0),
 }
+# The same, but with ``workerid`` unusable as an index key (``workerid + 0``): for SQLite's
+# planner, which has no statistics and so looks the running builds (``complete_at IS NULL``,
+# not indexed) of many workers up through ``builds_workerid``, one table lookup per build of
+# theirs, several times slower than reading the whole table once when those are most builds.
+_SCAN_COLUMNS = {**_COLUMNS, "workerid": _b.c.workerid + 0}
+# a reading of the table costs about this many lookups through an index, per row
+_SCAN_COST = 8
 # attempts at a free build number before giving up (each loss means another master won one)
 _NUMBER_ATTEMPTS = 50
 # candidate builds examined per query when looking for the previous successful build
@@ -207,6 +214,28 @@ class BuildsRepository(Repository):
             row = (await c.execute(stmt)).first()
         return _build(row) if row else None
 
+    async def _columns(
+        self, c: AsyncConnection, complete: bool | None, options: QueryOptions | None
+    ) -> Mapping[str, sa.ColumnElement[Any]]:
+        """The columns to filter running builds of several workers by on SQLite: through
+        ``builds_workerid`` unless those workers' builds (counted in the index alone) are more
+        than one in :data:`_SCAN_COST` of all builds, when reading the table is quicker."""
+        if complete is not False or options is None or c.dialect.name != "sqlite":
+            return _COLUMNS
+        workers = [
+            f
+            for f in options.filters
+            if f.field == "workerid" and f.op in (Op.EQ, Op.IN) and len(f.values) > 1
+        ]
+        if not workers:
+            return _COLUMNS
+        ids = [v for v in workers[0].values if v is not None]
+        theirs = sa.select(sa.func.count()).where(_b.c.workerid.in_(ids))
+        every = sa.select(sa.func.max(_b.c.id))
+        n_theirs = (await c.execute(theirs)).scalar_one()
+        n_every = (await c.execute(every)).scalar() or 0
+        return _SCAN_COLUMNS if n_theirs * _SCAN_COST > n_every else _COLUMNS
+
     async def get_builds(
         self,
         *,
@@ -224,20 +253,17 @@ class BuildsRepository(Repository):
         ``changeid``: the builds of buildsets that include the change's source stamp;
         ``parent_buildid``: the builds of buildsets that build triggered.
         """
-        stmt = apply(
-            _filtered(
-                builderid,
-                buildrequestid,
-                workerid,
-                complete,
-                changeid=changeid,
-                parent_buildid=parent_buildid,
-            ),
-            options,
-            _COLUMNS,
-            default_order=[_b.c.id],
+        filtered = _filtered(
+            builderid,
+            buildrequestid,
+            workerid,
+            complete,
+            changeid=changeid,
+            parent_buildid=parent_buildid,
         )
         async with self._read(conn) as c:
+            columns = await self._columns(c, complete, options)
+            stmt = apply(filtered, options, columns, default_order=[_b.c.id])
             return [_build(r) for r in await c.execute(stmt)]
 
     async def count_builds(
@@ -261,7 +287,8 @@ class BuildsRepository(Repository):
             changeid=changeid,
             parent_buildid=parent_buildid,
         )
-        return await self._count(stmt, options, _COLUMNS, conn)
+        async with self._read(conn) as c:
+            return await self._count(stmt, options, await self._columns(c, complete, options), c)
 
     async def get_prev_successful_build(
         self,

@@ -203,6 +203,26 @@ export function builder(id) {
   return cached("builders", id, () => one(`builders/${id}`, "builders"));
 }
 
+/**
+ * Read the builders of `ids` not read yet with one request (builderid__eq), so that builder(id)
+ * then answers each from the cache; an id missing from the answer (or a failed request) is left
+ * to its own request, as builder(id) makes it.
+ */
+export async function loadBuilders(ids) {
+  const missing = [...new Set(ids)].filter((id) => !cache.has(`builders/${id}`));
+  if (missing.length < 2) return;
+  const batch = list("builders", "builders", { builderid__eq: missing, limit: missing.length }).then(
+    ({ items }) => new Map(items.map((b) => [b.builderid, b])),
+    () => new Map(),
+  );
+  for (const id of missing) {
+    cached("builders", id, () =>
+      batch.then((found) => found.get(id) || one(`builders/${id}`, "builders")),
+    );
+  }
+  await batch;
+}
+
 export function worker(id) {
   return cached("workers", id, () =>
     one(`workers/${id}`, "workers", { field: ["workerid", "name"] }),

@@ -2,7 +2,7 @@
 // Every list is read one page at a time from the server (limit/offset, meta.total), and pages
 // follow the master's events on /ws, reloading only what an event concerns.
 
-import { builder, events, list, one, rpc, worker } from "./api.js";
+import { builder, events, list, loadBuilders, one, rpc, worker } from "./api.js";
 import { buildPage } from "./build.js";
 import { builderPage, buildRows } from "./builder.js";
 import { actionError, loadSession, renderUser } from "./session.js";
@@ -145,13 +145,11 @@ async function buildersPage(page) {
     const params = { order: "name", limit: BUILDERS_PAGE, offset };
     if (filter) params.name__contains = filter;
     const { items, total } = await list("builders", "builders", params);
-    const lasts = await Promise.all(
-      items.map((b) =>
-        list(`builders/${b.builderid}/builds`, "builds", { order: "-number", limit: 1 }).then(
-          (r) => r.items[0] || null,
-        ),
-      ),
+    const byBuilder = await lastBuilds(
+      items.map((b) => b.builderid),
+      1,
     );
+    const lasts = items.map((b) => byBuilder.get(b.builderid)[0] || null);
     if (page.closed) return;
     shown = new Set(items.map((b) => b.builderid));
     const rows = items.map((b, i) => {
@@ -191,6 +189,38 @@ async function buildersPage(page) {
   await view.now();
 }
 
+/**
+ * The last `count` builds of each builder, newest first: what `builders/<id>/builds?order=-number
+ * &limit=<count>` gives for each, read with one request for them all, the most recent builds of
+ * those builders (builderid__eq, by -buildid: a builder's build numbers grow with its build ids).
+ * A builder with fewer than `count` there, when that answer is not all their builds, has its own
+ * request. `fields`: only these (and builderid and number) are read.
+ */
+async function lastBuilds(builderids, count, fields) {
+  const found = new Map(builderids.map((id) => [id, []]));
+  if (!builderids.length) return found;
+  const limit = Math.max(count * builderids.length, Math.min(4 * count * builderids.length, 500));
+  const params = { builderid__eq: builderids, order: "-buildid", limit };
+  if (fields) params.field = [...new Set([...fields, "builderid", "number"])];
+  const { items, total } = await list("builds", "builds", params);
+  for (const build of items) {
+    const builds = found.get(build.builderid);
+    if (builds && builds.length < count) builds.push(build);
+  }
+  if (total > items.length) {
+    await Promise.all(
+      builderids
+        .filter((id) => found.get(id).length < count)
+        .map(async (id) => {
+          const own = { order: "-number", limit: count };
+          if (fields) own.field = fields;
+          found.set(id, (await list(`builders/${id}/builds`, "builds", own)).items);
+        }),
+    );
+  }
+  return found;
+}
+
 function resultText(build) {
   if (!build.complete) return "running";
   return badgeName(build.results);
@@ -216,15 +246,12 @@ async function gridPage(page) {
       limit: GRID_BUILDERS,
       offset,
     });
-    const builds = await Promise.all(
-      items.map((b) =>
-        list(`builders/${b.builderid}/builds`, "builds", {
-          order: "-number",
-          limit: GRID_BUILDS,
-          field: ["buildid", "number", "results", "complete", "state_string"],
-        }).then((r) => r.items),
-      ),
+    const byBuilder = await lastBuilds(
+      items.map((b) => b.builderid),
+      GRID_BUILDS,
+      ["buildid", "number", "results", "complete", "state_string"],
     );
+    const builds = items.map((b) => byBuilder.get(b.builderid));
     if (page.closed) return;
     shown = new Set(items.map((b) => b.builderid));
     const rows = items.map((b, i) =>
@@ -285,6 +312,7 @@ async function workersPage(page) {
         })
       : { items: [] };
     const names = new Map();
+    await loadBuilders(running.items.map((b) => b.builderid));
     await Promise.all(
       [...new Set(running.items.map((b) => b.builderid))].map(async (id) => {
         names.set(id, (await builder(id)).name);
@@ -500,6 +528,7 @@ async function pendingPage(page) {
  */
 export async function requestRows(items, changed, message) {
   const names = new Map();
+  await loadBuilders(items.map((r) => r.builderid));
   await Promise.all(
     [...new Set(items.map((r) => r.builderid))].map(async (id) => {
       try {

@@ -1,6 +1,6 @@
 // A builder's page: its builds (paged), pending requests, workers and force forms.
 
-import { builder, list, one, rpc, worker } from "./api.js";
+import { builder, list, loadBuilders, one, rpc, worker } from "./api.js";
 import { requestRows, workerState } from "./app.js";
 import { actionError } from "./session.js";
 import { append, badge, debounce, duration, errorBox, formatTime, h, pager, replace, table } from "./dom.js";
@@ -8,6 +8,7 @@ import { append, badge, debounce, duration, errorBox, formatTime, h, pager, repl
 /** Rows of builds: number, result, state, started, duration, worker (or builder). */
 export async function buildRows(builds, { builderColumn = false } = {}) {
   const names = new Map();
+  if (builderColumn) await loadBuilders(builds.map((b) => b.builderid));
   const ids = builderColumn
     ? [...new Set(builds.map((b) => `b${b.builderid}`))]
     : [...new Set(builds.map((b) => `w${b.workerid}`))];
