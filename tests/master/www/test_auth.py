@@ -137,7 +137,7 @@ async def test_anonymous_and_forged_sessions(users: Site) -> None:
     forged = json.loads(base64.urlsafe_b64decode(payload + "=="))
     forged["user_info"]["username"] = "marge"
     body = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
-    for bad in (f"{header}.{body}.{signature}", "garbage", token[:-2]):
+    for bad in (f"{header}.{body}.{signature}", "garbage", token[:-2], "a.b.\u00e9", "\u00e9.b.c"):
         assert (await users.config(bad))["user"] == {"anonymous": True}
 
 
@@ -166,9 +166,37 @@ async def test_the_login_form(users: Site) -> None:
 
 @MODULE
 async def test_redirects_stay_on_this_server(users: Site) -> None:
-    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+    # browsers drop tabs and newlines from an address and read a backslash as a slash
+    for target in (
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/%09/evil.example",
+        "/%0a/evil.example",
+        "/x\\/evil.example",
+    ):
         resp = await users.login("homer", "doh!", redirect=target)
-        assert resp.headers["Location"] == "/"
+        assert resp.headers["Location"] == "/", target
+        async with users.http.get(
+            f"{users.base}/auth/logout?redirect={target}", allow_redirects=False
+        ) as out:
+            assert out.headers["Location"] == "/", target
+
+
+@MODULE
+async def test_a_login_form_of_another_site_is_refused(users: Site) -> None:
+    form = {"username": "homer", "password": "doh!", "redirect": "/"}
+    url = f"{users.base}/auth/login"
+    async with users.http.post(
+        url, data=form, headers={"Origin": "https://evil.example"}, allow_redirects=False
+    ) as resp:
+        assert resp.status == 403
+        assert COOKIE not in resp.cookies
+    async with users.http.post(
+        url, data=form, headers={"Origin": users.base}, allow_redirects=False
+    ) as resp:
+        assert resp.status == 303
+        assert COOKIE in resp.cookies
 
 
 @MODULE
@@ -339,3 +367,12 @@ def test_apr1_matches_openssl() -> None:
     assert htpasswd.apr1(b"doh!", b"abcdefgh") == "$apr1$abcdefgh$XuOZU6wBy5ChMKOY9vVN61"
     assert htpasswd.check("doh!", "$apr1$abcdefgh$XuOZU6wBy5ChMKOY9vVN61")
     assert not htpasswd.check("doh", "$apr1$abcdefgh$XuOZU6wBy5ChMKOY9vVN61")
+
+
+def test_bcrypt_reads_72_bytes_of_a_password_as_htpasswd_does() -> None:
+    long = "x" * 80
+    # htpasswd -B (and bcrypt) hash the first 72 bytes; the binding refuses longer passwords
+    hashed = bcrypt.hashpw(long.encode()[:72], bcrypt.gensalt(rounds=4)).decode()
+    assert htpasswd.check(long, hashed)
+    assert htpasswd.check("x" * 72, hashed)
+    assert not htpasswd.check("x" * 71, hashed)

@@ -381,6 +381,21 @@ async def test_force_builder_filter(site: Site) -> None:
     quick = await site.running.master.data.updates.find_builder_id("quick")
     await site.refused("alice", "forceschedulers/force", "force", builderid=quick)
     assert await _buildsets(site.running) == before
+    # builder names of another shape are refused before the check, which could read them
+    # otherwise than the scheduler does ({"quick": 1} named "quick" to one, everything to the
+    # other)
+    slow = await site.running.master.data.updates.find_builder_id("slow")
+    for odd in (
+        {"builderNames": {"quick": 1}},
+        {"builderNames": {"quick": 1}, "builderid": slow},
+        {"builderNames": "quick"},
+        {"builderNames": ["quick", 1]},
+        {"builderid": "quick"},
+        {"builderid": True},
+    ):
+        status, reply = await site.call("alice", "forceschedulers/force", "force", **odd)
+        assert (status, reply["error"]["code"]) == (400, -32602), (odd, reply)
+    assert await _buildsets(site.running) == before
     # ops may rebuild "quick" builds, not "slow" ones (RebuildBuildEndpointMatcher's builder)
     brid = await _request(site.running, "slow")
     buildid = await _running_build(site.running, brid)

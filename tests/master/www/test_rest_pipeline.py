@@ -89,3 +89,7 @@ async def test_raw_log_download(served: tuple[Client, Rows]) -> None:
     inline = await client.get(f"/api/v2/logs/{rows.summary_log}/raw_inline")
     assert "Content-Disposition" not in inline.headers
     assert await inline.text() == "".join(f"line {i}\n" for i in range(5))
+    # a log is shown sandboxed: an html log's script never runs with the viewer's session
+    for response in (resp, inline):
+        assert response.headers["Content-Security-Policy"] == "sandbox"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -186,6 +186,11 @@ class ForceSchedulerService(BuildsetScheduler):
     async def _builder_names(
         self, builder_names: Sequence[str] | None, builderid: object
     ) -> list[str]:
+        if builder_names is not None and (
+            isinstance(builder_names, str | bytes | Mapping)
+            or not all(isinstance(name, str) for name in builder_names)
+        ):
+            raise ValidationError(f"builderNames must be a list of strings: {builder_names!r}")
         if builder_names is None:
             if builderid is not None:
                 try:

@@ -29,6 +29,7 @@ import hmac
 import html
 import json
 import re
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -313,6 +314,8 @@ class Sessions:
 
     def decode(self, token: str) -> dict[str, Any] | None:
         """The user details of a valid, unexpired token; None for anything else."""
+        if not token.isascii():  # a token is base64url: anything else is not one of ours
+            return None
         parts = token.split(".")
         if len(parts) != 3:
             return None
@@ -388,10 +391,17 @@ def _redirect(location: str, status: int) -> web.Response:
 
 
 def _target(value: str | None) -> str:
-    """Where to go after a login or logout: a path on this server, else ``/``."""
-    if value and value.startswith("/") and not value.startswith(("//", "/\\")):
-        return value
-    return "/"
+    """Where to go after a login or logout: a path on this server, else ``/``. Browsers drop
+    tabs and newlines from an address and read ``\\`` as ``/``, so an address with any of
+    them (``/<tab>/evil.example``) is refused like ``//evil.example``."""
+    if not value or not value.startswith("/") or value.startswith("//"):
+        return "/"
+    if "\\" in value or any(ord(char) <= 0x20 or ord(char) == 0x7F for char in value):
+        return "/"
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
 
 
 def _basic(request: web.Request) -> tuple[str, str] | None:
@@ -459,6 +469,10 @@ async def _login(request: web.Request) -> web.Response:
 
 
 async def _login_form(request: web.Request) -> web.Response:
+    origin = request.headers.get("Origin")
+    if origin is not None and urllib.parse.urlsplit(origin).netloc != request.host:
+        # a form of another site logging the browser in (as its own user): refused
+        return web.Response(text="login refused: the form is not this server's", status=403)
     form = await request.post()
     target = _target(str(form.get("redirect") or request.query.get("redirect") or ""))
     if not request.app[AUTH].takes_passwords:

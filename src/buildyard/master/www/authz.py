@@ -263,8 +263,10 @@ class ForceBuildEndpointMatcher(_BuilderMatcher):
         if scheduler is None:
             return None
         wanted = target.options.get("builderNames")
-        if not (isinstance(wanted, list) and all(isinstance(n, str) for n in wanted)):
-            wanted = None  # not a list of names: force() refuses it, after this check
+        if wanted is not None and not (
+            isinstance(wanted, list) and all(isinstance(n, str) for n in wanted)
+        ):
+            return Match()  # not a list of names: the rule applies (its role is needed)
         names = await scheduler.computeBuilderNames(wanted, target.options.get("builderid"))
         return Match() if any(strings(name, self.builder) for name in names) else None
 

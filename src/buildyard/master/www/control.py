@@ -142,6 +142,22 @@ async def _force(request: web.Request, name: str, params: dict[str, Any]) -> Any
     return [bsid, {str(builderid): brid for builderid, brid in brids.items()}]
 
 
+def _force_targets(params: Mapping[str, Any]) -> None:
+    """Refuse (400) builder names or a builder id of the wrong shape, before the authorization
+    asks the scheduler which builders they name (both must see the same builders)."""
+    names = params.get("builderNames")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(name, str) for name in names)
+    ):
+        raise _JsonRpcError("'builderNames' must be a list of strings", INVALID_PARAMS, 400)
+    builderid = params.get("builderid")
+    if builderid is not None and not (
+        (isinstance(builderid, int) and not isinstance(builderid, bool))
+        or (isinstance(builderid, str) and builderid.isdigit())
+    ):
+        raise _JsonRpcError("'builderid' must be an integer", INVALID_PARAMS, 400)
+
+
 async def _authorize(
     request: web.Request, path: tuple[str, ...], method: str, params: Mapping[str, Any]
 ) -> None:
@@ -231,6 +247,7 @@ async def post(request: web.Request) -> web.Response:
         if len(path) == 2 and path[0] == "forceschedulers":
             if method != "force":
                 raise _JsonRpcError(f"action: {method} is not supported", METHOD_NOT_FOUND, 501)
+            _force_targets(params)
             await _authorize(request, path, method, params)
             reply["result"] = await _force(request, path[1], params)
         else:

@@ -89,7 +89,9 @@ def check(password: str, hashed: str) -> bool:
     kind = scheme(hashed)
     if kind == "bcrypt":
         try:
-            return bcrypt.checkpw(secret, hashed.encode("ascii"))
+            # bcrypt reads 72 bytes of a password (htpasswd -B hashes those), and the binding
+            # refuses longer ones
+            return bcrypt.checkpw(secret[:72], hashed.encode("ascii"))
         except ValueError:  # a malformed hash
             return False
     if kind == "apr1":

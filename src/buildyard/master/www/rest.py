@@ -115,6 +115,10 @@ async def _raw_log(request: web.Request, path: str, *, inline: bool) -> web.Stre
     response = web.StreamResponse()
     response.content_type = raw.content_type
     response.charset = "utf-8"
+    # a build's html log is the build's text, not the master's page: shown in a sandbox (no
+    # script, a unique origin), so it can never act with the viewer's session
+    response.headers["Content-Security-Policy"] = "sandbox"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     if not inline:
         response.headers["Content-Disposition"] = f"attachment; filename={raw.filename}"
     await response.prepare(request)
