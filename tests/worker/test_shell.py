@@ -242,6 +242,9 @@ async def test_max_lines_kills_the_command(tmp_path: Path) -> None:
     assert "/10 written/allowed running seq 1 100000" in r.text("header")
     # output stops at the line that went over the limit, whatever the size of the reads
     assert r.text("stdout") == "".join(f"{i}\n" for i in range(1, 12))
+    # and the failure is told after the output it is about
+    keys = [k for k, _ in r.updates]
+    assert keys.index("failure_reason") > max(i for i, k in enumerate(keys) if k == "stdout")
 
 
 async def test_max_lines_not_reached(tmp_path: Path) -> None:
@@ -359,3 +362,14 @@ async def test_loud_output_on_both_streams_arrives_whole_and_in_order(tmp_path: 
     assert errors == ["err 0", "err 20000", "err 40000"]
     # a loud child writes into a 1 MiB pipe (Linux's default is 64 KiB)
     assert size == f"pipe {PIPE_SIZE}"
+
+
+async def test_a_command_that_cannot_start_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    for _ in range(3):
+        r = await run("shell", {"workdir": str(tmp_path), "command": ["echo", "a\0b"]}, tmp_path)
+        assert r.failure is not None  # a NUL cannot be in an argument
+    assert open_fds() == before

@@ -197,7 +197,13 @@ class RunProcess:
             outputs, theirs = [(pty_out, "stdout")], [terminal]
             stdin, stdout, stderr = terminal, terminal, terminal
         else:
-            (out_r, out_w), (err_r, err_w) = _pipe(), _pipe()
+            out_r, out_w = _pipe()
+            try:
+                err_r, err_w = _pipe()
+            except BaseException:
+                os.close(out_r)
+                os.close(out_w)
+                raise
             outputs, theirs = [(out_r, "stdout"), (err_r, "stderr")], [out_w, err_w]
             stdin, stdout, stderr = asyncio.subprocess.DEVNULL, out_w, err_w
         if self.initial_stdin is not None:
@@ -212,7 +218,7 @@ class RunProcess:
                 stderr=stderr,
                 start_new_session=True,
             )
-        except OSError:
+        except BaseException:  # OSError, ValueError (a NUL in argv), cancellation...
             for fd, _name in outputs:
                 os.close(fd)
             raise
@@ -238,7 +244,10 @@ class RunProcess:
         while chunk := await pipe.read():
             self._saw_output()
             if self.want[name] and not self._over_max_lines():
-                self.output.text(name, self._within_max_lines(decoder.decode(chunk)))
+                text, over = self._within_max_lines(decoder.decode(chunk))
+                self.output.text(name, text)
+                if over:  # after the text it is about
+                    self._over_max_lines_now()
                 # a master slower than the child: stop reading, the pipe fills, the child waits
                 await self.output.drain()
         if self.want[name]:
@@ -247,25 +256,28 @@ class RunProcess:
     def _over_max_lines(self) -> bool:
         return self.max_lines is not None and self.line_count > self.max_lines
 
-    def _within_max_lines(self, text: str) -> str:
-        """``text`` as far as ``max_lines`` allows: the line that goes over the limit is the
-        last one sent (whatever the size of the reads); the child is then killed."""
+    def _within_max_lines(self, text: str) -> tuple[str, bool]:
+        """``text`` as far as ``max_lines`` allows, and whether it went over: the line that
+        goes over the limit is the last one sent (whatever the size of the reads)."""
         if self.max_lines is None:
-            return text
+            return text, False
         allowed = self.max_lines - self.line_count
         count = 0
         for end in _LINE_END.finditer(text):
             count += 1
             if count > allowed:
                 self.line_count += count
-                self.output.update("failure_reason", "max_lines_failure")
-                self.kill(
-                    f"command exceeds max lines: {self.line_count}/{self.max_lines} "
-                    f"written/allowed running {self.display}"
-                )
-                return text[: end.end()]
+                return text[: end.end()], True
         self.line_count += count
-        return text
+        return text, False
+
+    def _over_max_lines_now(self) -> None:
+        """The output went over ``max_lines``: the command fails and the child is killed."""
+        self.output.update("failure_reason", "max_lines_failure")
+        self.kill(
+            f"command exceeds max lines: {self.line_count}/{self.max_lines} "
+            f"written/allowed running {self.display}"
+        )
 
     async def _watchdog(self, started: float) -> None:
         while True:
