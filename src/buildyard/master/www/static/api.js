@@ -89,7 +89,10 @@ function matches(pattern, key) {
  * One WebSocket for the page, shared by every subscriber. subscribe(path, callback) sends
  * startConsuming once per path and calls callback(key, message) for each event; the function
  * it returns unsubscribes. The socket reconnects after a loss and consumes its paths again;
- * onReconnect callbacks then run, so pages can read what they missed.
+ * onReconnect callbacks then run, so pages can read what they missed. subscribed() resolves
+ * once the server has answered every startConsuming sent so far: from then on no event of
+ * those paths is missed, so a page reads its state after it (reading before could miss a
+ * change made between the read and the subscription).
  */
 class Events {
   constructor() {
@@ -101,6 +104,9 @@ class Events {
     this.retry = 500;
     this.everConnected = false;
     this.statusHandlers = new Set();
+    this.answers = new Map(); // _id -> resolve, for the commands waiting for their answer
+    this.consuming = new Set(); // the answers of the startConsuming not answered yet
+    this.openWaiters = []; // subscribed() calls waiting for the socket to open
   }
 
   connect() {
@@ -113,7 +119,8 @@ class Events {
     socket.onopen = () => {
       this.connected = true;
       this.retry = 500;
-      for (const path of this.handlers.keys()) this.send("startConsuming", path);
+      for (const path of this.handlers.keys()) this.consume(path);
+      for (const resolve of this.openWaiters.splice(0)) resolve();
       if (this.everConnected) for (const cb of this.reconnectHandlers) cb();
       this.everConnected = true;
       this.status();
@@ -125,7 +132,15 @@ class Events {
       } catch {
         return;
       }
-      if (typeof frame.k !== "string") return; // a command's answer
+      if (typeof frame.k !== "string") {
+        // a command's answer
+        const resolve = this.answers.get(frame._id);
+        if (resolve) {
+          this.answers.delete(frame._id);
+          resolve();
+        }
+        return;
+      }
       for (const [path, callbacks] of this.handlers) {
         if (!matches(path, frame.k)) continue;
         for (const cb of [...callbacks]) {
@@ -140,6 +155,9 @@ class Events {
     socket.onclose = () => {
       this.connected = false;
       this.socket = null;
+      // what waited for an answer will not get one: the reconnection reads everything again
+      for (const resolve of this.answers.values()) resolve();
+      this.answers.clear();
       this.status();
       setTimeout(() => this.connect(), this.retry);
       this.retry = Math.min(this.retry * 2, 10000);
@@ -154,7 +172,26 @@ class Events {
     if (!this.connected || !this.socket) return;
     const frame = { cmd, _id: this.nextId++ };
     if (path !== undefined) frame.path = path;
+    const answered = new Promise((resolve) => this.answers.set(frame._id, resolve));
     this.socket.send(JSON.stringify(frame));
+    return answered;
+  }
+
+  /** Resolves once the socket is open and every startConsuming sent so far is answered (at
+   * most `ms` later). */
+  subscribed(ms = 5000) {
+    const ready = (async () => {
+      if (!this.connected) await new Promise((resolve) => this.openWaiters.push(resolve));
+      await Promise.all([...this.consuming]);
+    })();
+    return Promise.race([ready, new Promise((resolve) => setTimeout(resolve, ms))]);
+  }
+
+  consume(path) {
+    const answered = this.send("startConsuming", path);
+    if (!answered) return;
+    this.consuming.add(answered);
+    answered.then(() => this.consuming.delete(answered));
   }
 
   subscribe(path, callback) {
@@ -162,7 +199,7 @@ class Events {
     if (!callbacks) {
       callbacks = new Set();
       this.handlers.set(path, callbacks);
-      this.send("startConsuming", path);
+      this.consume(path);
     }
     callbacks.add(callback);
     return () => {

@@ -43,6 +43,11 @@ export class Page {
     this.cleanups.push(events.onReconnect(() => !this.closed && callback()));
   }
 
+  /** Resolves once the server sends this page's events (see Events.subscribed). */
+  subscribed() {
+    return events.subscribed();
+  }
+
   every(ms, callback) {
     const timer = setInterval(() => !this.closed && callback(), ms);
     this.cleanups.push(() => clearInterval(timer));

@@ -478,7 +478,10 @@ export async function buildPage(page, builderid, number) {
     refreshProps();
     for (const view of stepViews.values()) if (view.open) view.loadLogs().catch(console.error);
   });
-  await renderHead();
+  // the build as it is once its events are followed: what changed before is in what is read
+  await page.subscribed();
+  if (page.closed) return;
+  await reloadBuild();
   await Promise.all([loadSteps(), loadProps(), loadChanges(), loadNav()]);
   document.title = `${b.name} #${number} - ${resultName(current.results, current.complete)}`;
 }
