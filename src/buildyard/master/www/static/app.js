@@ -91,8 +91,16 @@ export class Page {
 function reloader(page, load, ms = 400) {
   let running = null;
   let again = false;
+  let first = true;
   const run = async () => {
     if (page.closed) return;
+    if (first) {
+      // the first read waits until the page's events are followed (pages subscribe, then
+      // read), so nothing that changes in between is missed
+      first = false;
+      await page.subscribed();
+      if (page.closed) return;
+    }
     if (running) {
       again = true;
       return;

@@ -139,6 +139,9 @@ export async function builderPage(page, builderid) {
     refreshPending();
     refreshWorkers();
   });
+  // read once the events are followed, so nothing that changes in between is missed
+  await page.subscribed();
+  if (page.closed) return;
   await Promise.all([loadForms(), loadBuilds(), loadPending(), loadWorkers()]);
 }
 
