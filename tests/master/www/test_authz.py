@@ -525,3 +525,24 @@ def test_buildbot_names_and_import_paths(tmp_path: Path) -> None:
         "ViewBuildsEndpointMatcher",
         "BranchEndpointMatcher",
     ]
+
+
+def test_role_matchers_read_what_authentication_said_of_the_user() -> None:
+    from buildyard.master.www import authz
+
+    groups = authz.RolesFromGroups(groupPrefix="bb-")
+    assert groups.roles({"groups": ["bb-admins", "users", "bb-ops", 3]}) == ["admins", "ops"]
+    assert groups.roles({"groups": "bb-admins"}) == []  # not a list: no group
+    assert groups.roles({"username": "x"}) == []
+    emails = authz.RolesFromEmails(admins=["a@x.org"], ops=["a@x.org", "b@y.org"])
+    assert emails.roles({"email": "a@x.org"}) == ["admins", "ops"]
+    assert emails.roles({"email": "c@x.org"}) == []
+    domain = authz.RolesFromDomain(devs=["x.org"])
+    assert domain.roles({"email": "c@x.org"}) == ["devs"]
+    assert domain.roles({"email": "c@y.org"}) == []
+    names = authz.RolesFromUsername(roles=["admins"], usernames=["alice"])
+    assert names.roles({"username": "alice"}) == ["admins"]
+    assert names.roles({"username": "bob"}) == []
+    owner = authz.RolesFromOwner(role="owner")
+    assert owner.owner_roles({"email": "a@x.org"}, "a@x.org") == ["owner"]
+    assert owner.owner_roles({"email": "a@x.org"}, "b@x.org") == []

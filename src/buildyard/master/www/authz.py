@@ -333,7 +333,10 @@ class RolesFromGroups(RolesFromBase):
 
     def roles(self, user: Mapping[str, Any]) -> list[str]:
         prefix = self.groupPrefix
-        return [g[len(prefix) :] for g in user.get("groups") or () if g.startswith(prefix)]
+        groups = user.get("groups") or ()
+        if not isinstance(groups, list | tuple):
+            return []
+        return [g[len(prefix) :] for g in groups if isinstance(g, str) and g.startswith(prefix)]
 
 
 class RolesFromEmails(RolesFromBase):
