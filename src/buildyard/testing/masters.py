@@ -66,6 +66,18 @@ class Running:
         [build] = await db.builds.get_builds(buildrequestid=brids[builderid])
         return await self.result(build.id)
 
+    async def started_build(self, brid: int, *, within: float = 60) -> int:
+        """The id of the build of request ``brid``, once its first step has started."""
+        db = self.master.db
+
+        async def started() -> bool:
+            builds = await db.builds.get_builds(buildrequestid=brid)
+            return bool(builds) and bool(await db.steps.get_steps(builds[0].id))
+
+        await eventually(started, within=within)
+        [build] = await db.builds.get_builds(buildrequestid=brid)
+        return build.id
+
     async def result(self, buildid: int) -> BuildResult:
         db = self.master.db
         build = await db.builds.get_build(buildid)

@@ -144,19 +144,6 @@ async def _request_of(running: Running, brid: int) -> BuildRequest:
     return request
 
 
-async def _running_build(running: Running, brid: int) -> int:
-    """The id of the build of ``brid`` once its first step has started."""
-    db = running.master.db
-
-    async def started() -> bool:
-        builds = await db.builds.get_builds(buildrequestid=brid)
-        return bool(builds) and bool(await db.steps.get_steps(builds[0].id))
-
-    await eventually(started, within=60)
-    [build] = await db.builds.get_builds(buildrequestid=brid)
-    return build.id
-
-
 async def _finished(running: Running, buildid: int) -> None:
     db = running.master.db
 
@@ -225,7 +212,7 @@ async def _delta(count: Callable[[], Awaitable[int]], start: int) -> int:
 
 async def _stop(site: Site) -> tuple[str, dict[str, Any], Callable[[], Awaitable[Any]]]:
     running = site.running
-    buildid = await _running_build(running, await _request(running, "slow"))
+    buildid = await running.started_build(await _request(running, "slow"))
 
     async def state() -> Any:
         build = await running.master.db.builds.get_build(buildid)
@@ -330,7 +317,7 @@ async def test_the_owner_of_a_forced_build_may_stop_it(site: Site) -> None:
     props = await site.running.master.db.buildsets.get_buildset_properties(bsid)
     assert props["owner"][0] == "alice"
     [brid] = brids.values()
-    buildid = await _running_build(site.running, brid)
+    buildid = await site.running.started_build(brid)
 
     message = await site.refused("bob", f"builds/{buildid}", "stop", reason="bob's")
     assert "'owner'" in message  # the role StopBuildEndpointMatcher asks for
@@ -398,7 +385,7 @@ async def test_force_builder_filter(site: Site) -> None:
     assert await _buildsets(site.running) == before
     # ops may rebuild "quick" builds, not "slow" ones (RebuildBuildEndpointMatcher's builder)
     brid = await _request(site.running, "slow")
-    buildid = await _running_build(site.running, brid)
+    buildid = await site.running.started_build(brid)
     await site.refused("ops", f"builds/{buildid}", "rebuild")
     assert await _buildsets(site.running) == before + 1
     await site.ok("admin", f"builds/{buildid}", "stop")

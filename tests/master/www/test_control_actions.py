@@ -105,19 +105,6 @@ async def _done(running: Running, brid: int) -> BuildRequest:
     return request
 
 
-async def _building(running: Running, brid: int) -> int:
-    """The id of the build of ``brid``, once its first step has started."""
-    db = running.master.db
-
-    async def started() -> bool:
-        builds = await db.builds.get_builds(buildrequestid=brid)
-        return bool(builds) and bool(await db.steps.get_steps(builds[0].id))
-
-    await eventually(started, within=60)
-    [build] = await db.builds.get_builds(buildrequestid=brid)
-    return build.id
-
-
 async def _distribution_passes(running: Running) -> None:
     """Wait for two distribution passes to start and end after this call: anything the
     distributor would do with the requests now waiting, it has done."""
@@ -142,7 +129,7 @@ async def test_build_actions(tmp_path: Path, db_url: str) -> None:
         # stop a running build: it ends CANCELLED with the reason; `results` is not taken
         # (Buildbot's endpoint passes only the reason on)
         brid = await _request(running, "slow")
-        buildid = await _building(running, brid)
+        buildid = await running.started_build(brid)
         status, code, message = await api.error(f"builds/{buildid}", "stop", reason=42)
         assert (status, code) == (400, -32602) and "reason" in message
         assert await api.ok(f"builds/{buildid}", "stop", reason="enough", results=2) is None
@@ -176,7 +163,7 @@ async def test_build_actions(tmp_path: Path, db_url: str) -> None:
 
         # cancelling the rebuild's request while it builds stops its build
         rebuilt = brids[str(slow)]
-        rebuilt_build = await _building(running, rebuilt)
+        rebuilt_build = await running.started_build(rebuilt)
         assert await api.ok(f"buildrequests/{rebuilt}", "cancel", reason="no") is None
         assert (await _done(running, rebuilt)).results == Results.CANCELLED
         assert (await running.result(rebuilt_build)).build.results == Results.CANCELLED
