@@ -9,6 +9,7 @@ comes back empty.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -282,28 +283,16 @@ class BuildRequestsRepository(Repository):
         if not ids:
             return
         when = self._now() if complete_at is None else complete_at
-        if len(ids) == 1:  # a build's own request: the common case
-            async with self._write(conn) as c:
-                one = await _COMPLETE_ONE.execute(
-                    c, {"brid": ids[0], "results": int(results), "complete_at": when}
-                )
-                if one.rowcount != 1:
+        values = {"results": int(results), "complete_at": when}
+        # one request (a build's own, the common case) needs no savepoint to be all or nothing
+        atomic = contextlib.nullcontext() if len(ids) == 1 else None
+        async with self._write(conn) as c, atomic or c.begin_nested():
+            for brid in ids:
+                done = await _COMPLETE_ONE.execute(c, {"brid": brid, **values})
+                if done.rowcount != 1:
+                    # leaving the savepoint with this error undoes the ones before it
                     raise NotClaimed(
-                        f"tried to complete build request {ids[0]}, but it was not incomplete"
-                    )
-            return
-        async with self._write(conn) as c, c.begin_nested():
-            for batch in _batches(ids):
-                done = await c.execute(
-                    _br.update()
-                    .where(_br.c.id.in_(batch), sa.func.coalesce(_br.c.complete, 0) != 1)
-                    .values(complete=1, results=int(results), complete_at=when)
-                )
-                if done.rowcount != len(batch):
-                    # leaving the savepoint with this error undoes the batches before it
-                    raise NotClaimed(
-                        f"tried to complete build requests {list(batch)}, but only "
-                        f"{done.rowcount} were incomplete"
+                        f"tried to complete build requests {ids}, but {brid} was not incomplete"
                     )
 
     async def set_buildrequests_priority(
