@@ -1,9 +1,10 @@
-"""Migrations on both backends: what ``migrate.upgrade`` builds, and that it is the spec's schema.
+"""Migrations on both backends: what ``migrate.upgrade`` builds, and that it is the schema
+docs/database.md documents.
 
-Three sources must agree: the spec (a verbatim copy of spec/database.md, ``database_spec.md``
-next to this file, parsed from its section 2), the database that the migrations build (reflected
-with SQLAlchemy's inspector), and ``schema.py``'s metadata (compared by Alembic's autogenerate).
-A schema.py change without a migration, or a migration that drifts from the spec, fails here.
+Three sources must agree: the schema as docs/database.md states it (its "Tables" section, in a
+one-line-per-table notation), the database that the migrations build (reflected with
+SQLAlchemy's inspector), and ``schema.py``'s metadata (compared by Alembic's autogenerate).
+A schema.py change without a migration, or a migration that drifts from the docs, fails here.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from buildyard.testing.clock import FakeClock
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-SPEC = Path(__file__).with_name("database_spec.md")
+SPEC = Path(__file__).parents[3] / "docs" / "database.md"
 T = TypeVar("T")
 
 # ---------------------------------------------------------------------------------------------
@@ -69,9 +70,10 @@ class Table:
 
 
 # ---------------------------------------------------------------------------------------------
-# Spec section 2: `col TYPE [PK|NN] [=default] [→table.col(on-delete)]`; `idx: [U ]name(cols); ...`
+# docs/database.md, "Tables":
+# `col TYPE [PK|NN] [=default] [→table.col(on-delete)]`; `idx: [U ]name(cols); ...`
 
-_SECTION_RE = re.compile(r"^## 2\. Tables \((\d+)\)\n(.*?)^## ", re.MULTILINE | re.DOTALL)
+_SECTION_RE = re.compile(r"^## Tables \((\d+)\)\n(.*?)^## ", re.MULTILINE | re.DOTALL)
 _TABLE_RE = re.compile(r"^- \*\*(\w+)\*\*: (.+?)\s*$")
 _IDX_RE = re.compile(r"^\s+idx: (.+?)\s*$")
 _COLUMN_RE = re.compile(r"^(\w+) ([A-Z]+)(?:\((\d+)\))?(?:/\w+)?((?: \S+)*)$")
@@ -106,9 +108,9 @@ def _spec_column(table: str, text: str) -> tuple[Column, bool, ForeignKey | None
 
 
 def parse_spec(text: str) -> dict[str, Table]:
-    """Section 2 of the database spec, table by table."""
+    """The "Tables" section of docs/database.md, table by table."""
     section = _SECTION_RE.search(text)
-    assert section is not None, "spec has no '## 2. Tables (N)' section"
+    assert section is not None, "docs/database.md has no '## Tables (N)' section"
     tables: dict[str, Table] = {}
     current: str | None = None
     for line in section[2].splitlines():
