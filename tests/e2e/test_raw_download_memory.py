@@ -1,4 +1,7 @@
-"""Downloading a 500 MB log from a master process: its memory stays flat (spec 5.5)."""
+"""Downloading a 500 MB log from a master process: its memory stays flat.
+
+docs/rest-api.md, "Log contents".
+"""
 
 from __future__ import annotations
 

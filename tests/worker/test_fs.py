@@ -1,4 +1,4 @@
-"""File-system commands against real files (spec section 8)."""
+"""File-system commands against real files (docs/worker-protocol.md)."""
 
 from __future__ import annotations
 

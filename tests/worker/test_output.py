@@ -1,4 +1,4 @@
-"""Line splitting and buffering of command output (spec section 9)."""
+"""Line splitting and buffering of command output (docs/worker-protocol.md)."""
 
 from __future__ import annotations
 

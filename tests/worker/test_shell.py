@@ -1,4 +1,4 @@
-"""The shell command against real processes (spec sections 8-10)."""
+"""The shell command against real processes (docs/worker-protocol.md)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,4 @@
-"""The build master: everything that runs in the master process. See DESIGN.md for its layers."""
+"""The build master: everything that runs in the master process.
+
+docs/architecture.md describes its services and layers.
+"""

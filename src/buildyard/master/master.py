@@ -15,7 +15,7 @@ The tree (reachable as attributes, as in Buildbot)::
     ├── scheduler_manager  SchedulerManager: a child per scheduler
     └── www                the web server
 
-Start-up follows Buildbot's order (spec/database.md section 6): find this master's id, clean up
+Start-up follows Buildbot's order (docs/database.md, "Masters"): find this master's id, clean up
 after its previous run if that one died, expire silent masters, apply the configuration, then
 check in as active and keep checking in.
 """
@@ -247,7 +247,7 @@ class BuildMaster(Service):
         )
 
     async def stop(self) -> None:
-        """Stop in the order that keeps the database honest (spec/database.md section 6).
+        """Stop in the order that keeps the database honest (docs/database.md, "Masters").
 
         The heartbeat goes first, so nothing marks this master active again; then the
         services that do work; then, while the database and the queue are still up, this

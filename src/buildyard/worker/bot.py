@@ -1,7 +1,7 @@
 """The worker's connection to its master: handshake, requests, commands, reconnection.
 
-:class:`Bot` connects to ``ws://HOST:PORT/`` with ``Authorization: Basic`` (spec section 3),
-answers the master's requests through a :class:`~buildyard.protocol.peer.Peer` (section 7.1),
+:class:`Bot` connects to ``ws://HOST:PORT/`` with ``Authorization: Basic``, answers
+the master's requests through a :class:`~buildyard.protocol.peer.Peer` (docs/worker-protocol.md),
 runs commands in tasks of their own, and after any drop or refused handshake reconnects with
 exponential backoff (1 s doubling to 60 s, with jitter). Commands do not outlive their
 connection: a drop interrupts them. Message bodies are never logged.

@@ -1,4 +1,4 @@
-"""REST query arguments -> result specs (spec/rest-api.md 3.1)."""
+"""REST query arguments -> result specs (docs/rest-api.md, "Query arguments")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Races lost for real: a second writer blocked behind an uncommitted first one must, once the
-first commits, read the winner's row instead of failing (spec/database.md section 7).
+first commits, read the winner's row instead of failing (docs/database.md, "Several masters
+on one database").
 
 Only PostgreSQL lets two write transactions overlap; SQLite serialises them (BEGIN IMMEDIATE), so
 the lost-race branches are unreachable there and those tests are skipped on it.

@@ -262,7 +262,7 @@ async def test_build_properties(database: Database, clock: FakeClock) -> None:
                 )
             )
         ).all()
-    # one row per name, the value as JSON (spec section 1)
+    # one row per name, the value as JSON (docs/database.md, "Conventions")
     assert [tuple(r) for r in rows] == [("got_revision", '"def"'), ("n", '{"a": [1, null]}')]
 
     # several at once: replaced and added, still one row per name

@@ -95,7 +95,7 @@ async def test_add_change_round_trip(database: Database, clock: FakeClock) -> No
         stored = (await c.execute(sa.select(t.change_properties.c.property_value))).scalars()
         values = sorted(stored)
     assert [tuple(u) for u in users] == [(changeid, 7)]
-    # spec section 1: change properties are stored as JSON [value, source]
+    # docs/database.md, "Conventions": change properties are stored as JSON [value, source]
     assert values == ['[42, "Change"]', '[["x", "y"], "Change"]']
 
 

@@ -45,7 +45,7 @@ async def test_find_creates_with_hash_and_values(database: Database, clock: Fake
     assert ss.created_at == int(clock.now())
     async with database.reading() as c:
         stored = (await c.execute(sa.select(t.sourcestamps.c.ss_hash))).scalar_one()
-    # spec section 1: order branch, revision, repository, project, codebase, patchid
+    # docs/database.md, "Conventions": branch, revision, repository, project, codebase, patchid
     assert stored == multi_hash("main", "abc", "r", "p", "cb", None)
 
 

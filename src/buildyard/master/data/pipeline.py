@@ -2,7 +2,7 @@
 
 Part of :class:`~buildyard.master.data.updates.Updates` (the single writer): each method is one
 transaction, then the events that announce it, with Buildbot's routing keys
-(spec/rest-api.md section 7.3) and the entity's API shape as body. The bodies are read in the
+(docs/rest-api.md, "Routing keys") and the entity's API shape as body. The bodies are read in the
 writing transaction, so an event shows exactly the change it announces and costs no transaction
 of its own. (A buildset's completion is the exception: see :meth:`complete_buildrequests`.)
 """

@@ -1,6 +1,7 @@
 """REST query arguments -> a result spec: filters, fields, order, limit, offset.
 
-Implements spec/rest-api.md section 3.1. Field values are parsed by the resource's field types.
+Implements docs/rest-api.md, "Query arguments". Field values are parsed by the resource's
+field types.
 Filters and order on fields the database stores are pushed into SQL
 (:meth:`ResultSpec.query_options`); the rest is applied to the rows in Python
 (:meth:`ResultSpec.apply`).

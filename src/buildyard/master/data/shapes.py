@@ -1,4 +1,4 @@
-"""The API shape of each entity (spec/rest-api.md section 4), shared by events and REST reads.
+"""The API shape of each entity (docs/rest-api.md, "Resources"), shared by events and REST reads.
 
 Buildbot's events carry the same dict the REST API returns for the entity, so consumers (the web
 UI, reporters) can use either. Properties are left out here: the API adds them only on request.

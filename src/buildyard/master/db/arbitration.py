@@ -1,4 +1,4 @@
-"""How repositories let unique indexes arbitrate between concurrent writers (spec section 7).
+"""How repositories let unique indexes arbitrate between concurrent writers (docs/database.md).
 
 Several masters share one database, so "read, then write if absent" is never enough: two masters
 can both read "absent". Every helper here INSERTs inside a savepoint and, when the unique index

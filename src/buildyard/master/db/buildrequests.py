@@ -1,10 +1,10 @@
 """The build requests connector: reading requests, and claiming them across masters.
 
 Claims are rows of ``buildrequest_claims``, unique on ``brid``: whichever master inserts first
-owns the request (spec/database.md section 4). A claim of several requests is one transaction,
-so it takes all of them or none. Completing a request does not complete its buildset; the
-data layer does that when :meth:`BuildRequestsRepository.incomplete_requests_of_buildset`
-comes back empty.
+owns the request (docs/database.md, "Build request claims"). A claim of several requests is
+one transaction, so it takes all of them or none. Completing a request does not complete its
+buildset; the data layer does that when
+:meth:`BuildRequestsRepository.incomplete_requests_of_buildset` comes back empty.
 """
 
 from __future__ import annotations

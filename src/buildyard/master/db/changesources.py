@@ -2,7 +2,7 @@
 
 Like schedulers, every master configures the same change sources but each runs on one master
 only: the owner row in ``changesource_masters`` (keyed by change source id) is claimed by INSERT,
-and the key decides between masters claiming at once (spec/database.md section 5).
+and the key decides between masters claiming at once (docs/database.md, "Owners").
 """
 
 from __future__ import annotations

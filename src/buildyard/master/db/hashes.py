@@ -1,4 +1,4 @@
-"""The hashes that make TEXT names unique-indexable (spec/database.md section 1)."""
+"""The hashes that make TEXT names unique-indexable (docs/database.md, "Conventions")."""
 
 from __future__ import annotations
 

@@ -151,7 +151,7 @@ class MastersRepository(Repository):
     async def deactivation_cleanup(
         self, masterid: int, *, conn: AsyncConnection | None = None
     ) -> DeactivationCleanup:
-        """Undo what a gone master left behind (spec/database.md section 6, steps 1-6).
+        """Undo what a gone master left behind (docs/database.md, "Masters", the cleanup).
 
         Its links go; its unfinished builds, steps and logs are finished with RETRY; the claims
         it held on incomplete requests are released so that live masters take them.

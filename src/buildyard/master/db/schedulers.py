@@ -2,7 +2,7 @@
 
 Every master configures the same schedulers, but each runs on one master only: the owner row in
 ``scheduler_masters`` (keyed by scheduler id) is claimed by INSERT, and the unique key decides
-between masters claiming at once (spec/database.md section 5). ``scheduler_changes`` holds the
+between masters claiming at once (docs/database.md, "Owners"). ``scheduler_changes`` holds the
 changes a scheduler has classified (important or not) and not yet acted upon.
 """
 

@@ -1,4 +1,4 @@
-"""Every table of the store, on one MetaData (spec/database.md section 2, Buildbot 4.3.0's schema).
+"""Every table of the store, on one MetaData (docs/database.md, "Tables").
 
 Timestamps are INT epoch seconds; booleans are small integers 0/1; ``*_hash`` columns are the sha1
 of the name (see :mod:`buildyard.master.db.hashes`).

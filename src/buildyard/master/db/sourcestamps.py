@@ -1,8 +1,8 @@
 """The source stamps connector: find-or-create stamps by value, read them with their patch.
 
-A stamp is identified by ``ss_hash`` (spec/database.md section 1): the sha1 of branch, revision,
-repository, project, codebase and patch id. Equal values share one row; a patch is never shared,
-so a stamp with a patch is always new.
+A stamp is identified by ``ss_hash`` (docs/database.md, "Conventions"): the sha1 of branch,
+revision, repository, project, codebase and patch id. Equal values share one row; a patch is
+never shared, so a stamp with a patch is always new.
 """
 
 from __future__ import annotations

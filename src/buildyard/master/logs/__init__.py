@@ -1,1 +1,4 @@
-"""logs (see DESIGN.md for its role and imports)."""
+"""Step logs: the writer that turns command output into stored lines, and log observers.
+
+May import buildyard.master.data, db, mq, secrets, model, buildyard.protocol and
+buildyard.common."""

@@ -153,7 +153,7 @@ class ForceScheduler(SchedulerBase):
         return out
 
     def field_specs(self) -> list[dict[str, Any]]:
-        """``all_fields`` as the REST API shows them (spec/rest-api.md section 4)."""
+        """``all_fields`` as the REST API shows them (docs/rest-api.md, "Resources")."""
         return [field.getSpec() for field in self.all_fields]
 
     def make_service(self, name: str, ctx: SchedulerContext) -> ForceSchedulerService:
@@ -172,7 +172,7 @@ class ForceSchedulerService(BuildsetScheduler):
         self.validation: Mapping[str, re.Pattern[str]] = DEFAULT_PROPERTY_VALIDATION
 
     def data(self) -> dict[str, Any]:
-        """The ``forcescheduler`` resource (spec/rest-api.md section 4)."""
+        """The ``forcescheduler`` resource (docs/rest-api.md, "Resources")."""
         cfg = self.config
         return {
             "name": cfg.name,

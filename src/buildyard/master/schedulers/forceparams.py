@@ -1,7 +1,7 @@
 """The fields of a ``ForceScheduler`` form: ``util.StringParameter``, ``util.IntParameter``, ...
 
 A parameter is a master.cfg value that also does two jobs at force time: it describes its form
-field (:meth:`BaseParameter.getSpec`, the JSON the web UI draws: spec/rest-api.md section 4) and
+field (:meth:`BaseParameter.getSpec`, the JSON the web UI draws: docs/rest-api.md, "Resources") and
 it turns the submitted values into a property or a source stamp
 (:meth:`BaseParameter.updateFromKwargs`). Submitted values arrive as lists, keyed by the field's
 ``fullName`` (``<parent>_<name>`` inside a nest). A value that does not validate raises

@@ -1,1 +1,3 @@
-"""secrets (see DESIGN.md for its role and imports)."""
+"""Secrets: the providers of ``c['secretsProviders']`` and the lookup builds render with.
+
+May import buildyard.master.model and buildyard.common."""

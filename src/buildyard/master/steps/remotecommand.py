@@ -34,10 +34,10 @@ def worker_args(
     windows: bool = False,
     home: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Buildbot's step-level command arguments as the worker takes them (worker-protocol.md
-    section 8): paths joined to the builder's directory on the worker, ``dir`` lists as
-    ``paths``, camelCase transfer names in snake_case. Arguments already in the worker's form
-    pass through."""
+    """Buildbot's step-level command arguments as the worker takes them
+    (docs/worker-protocol.md, "Commands"): paths joined to the builder's directory on the
+    worker, ``dir`` lists as ``paths``, camelCase transfer names in snake_case. Arguments
+    already in the worker's form pass through."""
     join = ntpath.join if windows else posixpath.join
     a = dict(args)
 

@@ -1,6 +1,6 @@
 """The worker endpoint: msgpack_experimental_v7 over WebSocket, on ``c['protocols']``' port.
 
-Per connection (spec/worker-protocol.md sections 3, 5 and 12):
+Per connection (docs/worker-protocol.md):
 
 1. the HTTP upgrade must carry ``Authorization: Basic name:password`` of a configured worker
    (401 when missing or wrong, 400 when malformed); refusals are logged with the worker's name;

@@ -1,4 +1,4 @@
-"""The master's end of file transfers (spec/worker-protocol.md section 11).
+"""The master's end of file transfers (docs/worker-protocol.md, "File transfers").
 
 A transfer is a command whose data flows through extra worker requests keyed by its command id:
 ``update_upload_file_write``/``_close``/``_utime`` and ``update_upload_directory_write``/``_unpack``

@@ -4,7 +4,7 @@
     {"jsonrpc": "2.0", "method": "force", "id": 1, "params": {"builderid": 3, "reason": "x"}}
     -> {"id": 1, "jsonrpc": "2.0", "result": [bsid, {"3": brid}]}
 
-The actions (spec/rest-api.md section 6), on any path that names the entity:
+The actions (docs/rest-api.md, "Control actions"), on any path that names the entity:
 
 - a build (``builds/<id>``, ``builders/<b>/builds/<n>``): ``stop`` (``reason``), ``rebuild``
   (``[bsid, {builderid: brid}]``);

@@ -1,6 +1,6 @@
 """The data API's events for browsers: ``/ws`` (WebSocket) and ``/sse`` (server-sent events).
 
-spec/rest-api.md section 7. A client subscribes to paths, routing-key patterns split on ``/``
+docs/rest-api.md, "Live events". A client subscribes to paths, routing-key patterns split on ``/``
 with ``*`` for any one segment (``builds/*/*``, ``builders/3/builds/*/*``; a pattern matches
 keys of its own length only, as in Buildbot nothing else is translated), and gets each matching
 event as ``{"k": "builds/12/finished", "m": {...}}``.

@@ -1,4 +1,4 @@
-"""GET /api/v2/<path>: the data API's reads in Buildbot's REST envelope (spec/rest-api.md 3)."""
+"""GET /api/v2/<path>: the data API's reads in Buildbot's REST envelope (docs/rest-api.md)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,9 @@ def _names_log(api: DataAPI, path: str) -> bool:
 
 
 async def _raw_log(request: web.Request, path: str, *, inline: bool) -> web.StreamResponse:
-    """A log's text as a download, streamed a batch of lines at a time (spec 5.5)."""
+    """A log's text as a download, streamed a batch of lines at a time.
+
+    docs/rest-api.md, "Log contents"."""
     api = request.app[DATA_API]
     try:
         raw = await api.raw_log(path)

@@ -1,4 +1,4 @@
-"""Buildbot's web UI (buildbot-www 4.3.0) served by the master: spec/rest-api.md sections 1-2.
+"""Buildbot's web UI (buildbot-www 4.3.0) served by the master (docs/rest-api.md, "The web UIs").
 
 With ``c['www']['ui']`` set (:mod:`buildyard.common.ui_assets`), ``/`` is the package's
 ``index.html`` with the frontend config injected where its placeholder comment is, the files

@@ -3,7 +3,7 @@
 A command is created by ``start_command`` (:func:`create`), runs in a task of its own
 (:func:`execute`), reports through its :class:`CommandOutput`, and ends with ``complete``:
 ``None`` when it ran to the end, the traceback text when it raised. ``elapsed`` is sent after a
-run that was not interrupted (spec sections 8-10).
+run that was not interrupted (docs/worker-protocol.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""File-system commands: stat, glob, listdir, mkdir, rmdir, rmfile, cpdir (spec section 8).
+"""File-system commands: stat, glob, listdir, mkdir, rmdir, rmfile, cpdir (docs/worker-protocol.md).
 
 In-process commands report an OSError as a ``header`` line and ``rc`` = its errno. ``rmdir``
 and ``cpdir`` run ``rm -rf`` / ``cp -R -P -p`` like the stock POSIX worker, so their output

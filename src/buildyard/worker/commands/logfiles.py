@@ -1,4 +1,6 @@
-"""Tailing the files of a shell command's ``logfiles`` into ``log`` updates (spec section 8).
+"""Tailing the files of a shell command's ``logfiles`` into ``log`` updates.
+
+docs/worker-protocol.md, "Commands" and "Updates".
 
 A watcher is made before the process starts and remembers the file's (ctime, mtime, size) then:
 until that changes, the file is an old one and nothing is sent. Once it changes the file is read

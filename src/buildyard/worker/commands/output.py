@@ -1,7 +1,7 @@
 """What a running command sends back: ``update`` pairs, output lines, and ``complete``.
 
-Spec sections 9 and 10. Output text is cut into complete lines (``newline_re`` matches become
-``\\n``, lines over ``max_line_length`` are split), each stream sent as
+docs/worker-protocol.md, "Updates". Output text is cut into complete lines (``newline_re``
+matches become ``\\n``, lines over ``max_line_length`` are split), each stream sent as
 ``[text, [nl_offsets], [times]]``. Pairs are buffered until ``buffer_size`` (accounted as Buildbot
 does) or ``buffer_timeout`` seconds after the first buffered pair; any non-text pair flushes at
 once. Every message of one command leaves through one :class:`Outbox`, in order, so all of its

@@ -1,4 +1,4 @@
-"""``shell``: run a command line in ``workdir`` (spec section 8)."""
+"""``shell``: run a command line in ``workdir`` (docs/worker-protocol.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""File transfers: upload_file, upload_directory, download_file (spec section 11).
+"""File transfers: upload_file, upload_directory, download_file (docs/worker-protocol.md).
 
 Data moves in blocks of ``blocksize``; each block is one request the master must answer before
 the next goes (flow control). ``maxsize`` caps what is sent or written: reaching it with data

@@ -1,7 +1,7 @@
 """The ``log`` and ``logchunk`` resources, and raw log downloads.
 
 A log is named by its id or by its step (any form of :data:`STEP_PREFIXES`) and slug. Its lines
-are read as a ``logchunk`` (``.../contents``, spec/rest-api.md section 5.5: ``offset`` and
+are read as a ``logchunk`` (``.../contents``, docs/rest-api.md, "Log contents": ``offset`` and
 ``limit`` count lines) or streamed whole by :func:`raw_chunks` a few stored chunks at a time, so a
 download of any size holds one batch in memory.
 """

@@ -1,12 +1,12 @@
-"""Initial schema: the 42 tables of Buildbot 4.3.0 (spec/database.md section 2).
+"""Initial schema: the 42 tables of Buildbot 4.3.0 (docs/database.md, "Tables").
 
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-22
 
 Drafted with ``alembic revision --autogenerate`` against an empty database, then reordered to
-follow the spec and reviewed. Written out table by table on purpose: ``schema.py`` moves on with
-later revisions, this file must keep creating the schema as it was at 0001.
+follow docs/database.md and reviewed. Written out table by table on purpose: ``schema.py``
+moves on with later revisions, this file must keep creating the schema as it was at 0001.
 
 ``buildsets`` and ``builds`` refer to each other (``builds -> buildrequests -> buildsets`` and
 ``buildsets.parent_buildid/rebuilt_buildid -> builds``). PostgreSQL gets the two back-references
@@ -82,7 +82,7 @@ def _is_sqlite() -> bool:
     return op.get_context().dialect.name == "sqlite"
 
 
-def upgrade() -> None:  # noqa: PLR0915 - one statement per table and index, in spec order
+def upgrade() -> None:  # noqa: PLR0915 - one statement per table and index, in the docs' order
     op.create_table(
         "masters",
         _id(),
