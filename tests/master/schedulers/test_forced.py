@@ -3,6 +3,8 @@ field specs the web UI draws, and the checks of its arguments."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
@@ -398,3 +400,149 @@ async def test_a_priority_no_request_can_hold_is_refused(ctx: SchedulerContext) 
         with pytest.raises(CollectedValidationError) as info:
             await sched.force("anonymous", username="Bob <b@x.org>", priority=str(2**31))
     assert info.value.errors["priority"] == f"priority {2**31} is out of range"
+
+
+# -- master.cfg subclasses keep Buildbot's extension points --------------------------------------
+
+
+class JsonParameter(TextParameter):
+    """A field whose text is JSON: the conversion hook."""
+
+    def parse_from_arg(self, s: Any) -> Any:
+        try:
+            return json.loads(s)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"{self.name}: not JSON ({exc.msg})") from None
+
+
+class ShoutParameter(StringParameter):
+    """The whole-value hook: gets the request as lists by fullName."""
+
+    def getFromKwargs(self, kwargs: Any) -> Any:  # noqa: N802 - Buildbot's hook
+        return str(kwargs.get(self.fullName, ["quiet"])[0]).upper()
+
+
+class PairParameter(StringParameter):
+    """The everything hook: sets two properties from one field."""
+
+    def updateFromKwargs(  # noqa: N802 - Buildbot's hook
+        self, properties: dict[str, Any], kwargs: Any, collector: Any = None, **unused: Any
+    ) -> None:
+        left, _, right = str(kwargs.get(self.fullName, [":"])[0]).partition(":")
+        if not right:
+            raise ValidationError(f"{self.name}: expected left:right")
+        properties[f"{self.name}_left"] = left
+        properties[f"{self.name}_right"] = right
+
+
+class ReleaseCodebase(CodebaseParameter):
+    """The source stamp hook, asynchronous: the branch names a release, the stamp is derived."""
+
+    async def createSourcestamp(  # noqa: N802 - Buildbot's hook
+        self, properties: dict[str, Any], kwargs: Any
+    ) -> Any:
+        chosen = kwargs[self.fullName]
+        if chosen["branch"] == "none":
+            return None  # no stamp for this codebase
+        return {**chosen, "branch": f"release/{chosen['branch']}", "revision": "v1"}
+
+
+class ColoredParameter(StringParameter):
+    """A custom field that shows one more attribute to the UI."""
+
+    spec_attributes = ("color",)
+    color = "red"
+
+
+def extended() -> ForceScheduler:
+    return ForceScheduler(
+        "ext",
+        ["b1"],
+        codebases=[ReleaseCodebase("app", revision=None, repository="r", project="p")],
+        properties=[
+            JsonParameter("cfg"),
+            ShoutParameter("word"),
+            PairParameter("pair"),
+            ColoredParameter("c"),
+            StringParameter("many", multiple=True, default=["a", "b"]),
+            StringParameter("short", maxsize=3),
+            IntParameter("count"),
+            BooleanParameter("yes", default=True),
+            NestedParameter("grp", fields=[IntParameter("k", default=1)]),
+        ],
+    )
+
+
+async def test_overridden_extension_points_are_used(
+    ctx: SchedulerContext, buildsets: Buildsets
+) -> None:
+    async with running(extended(), ctx) as sched:
+        await sched.force(
+            OWNER,
+            cfg='{"jobs": [1, 2]}',
+            word="hello",
+            pair=["x:y"],  # a form posts lists; a JSON-RPC caller single values
+            many=["x", "y", " "],
+            count=3.0,
+            app_branch="2.1",
+        )
+        seen = await buildsets.next()
+    props = {name: value for name, (value, _source) in seen.properties.items()}
+    assert props["cfg"] == {"jobs": [1, 2]}
+    assert props["word"] == "HELLO"
+    assert (props["pair_left"], props["pair_right"]) == ("x", "y")
+    assert "pair" not in props
+    assert props["many"] == ["x", "y"]  # the blank one is not a value
+    assert (props["count"], props["yes"], props["grp"]) == (3, True, {"k": 1})
+    assert seen.stamps == [("app", "release/2.1", "v1", "r", "p")]
+
+
+async def test_refusals_of_hooks_and_groups_are_keyed_by_field(ctx: SchedulerContext) -> None:
+    async with running(extended(), ctx) as sched:
+        with pytest.raises(CollectedValidationError) as info:
+            await sched.force(
+                OWNER,
+                cfg="{nope",
+                pair="only-left",
+                short="abcd",
+                count=2.5,
+                grp_k="many",
+                app_branch="none",
+            )
+    assert info.value.errors == {
+        "cfg": "cfg: not JSON (Expecting property name enclosed in double quotes)",
+        "pair": "pair: expected left:right",
+        "short": "short: is too large 4 > 3",
+        "count": "count: 2.5 is not an integer",
+        "grp_k": "k: 'many' is not an integer",
+    }
+
+
+async def test_a_codebase_hook_may_decline_a_stamp(
+    ctx: SchedulerContext, buildsets: Buildsets
+) -> None:
+    async with running(extended(), ctx) as sched:
+        await sched.force(OWNER, cfg="{}", pair="a:b", app_branch="none")
+        seen = await buildsets.next()
+    # no stamp from the form: the scheduler's codebase defaults stand in
+    assert seen.stamps == [("app", "", "", "", "")]
+
+
+def test_a_custom_field_shows_its_spec_attributes() -> None:
+    spec = ColoredParameter("c").getSpec()
+    assert (spec["type"], spec["size"], spec["color"]) == ("text", 10, "red")
+    assert "color" not in StringParameter("s").getSpec()
+
+
+async def test_the_property_rules_come_from_the_service(
+    ctx: SchedulerContext, buildsets: Buildsets
+) -> None:
+    async with running(full(), ctx) as sched:
+        assert isinstance(sched, ForceSchedulerService)
+        sched.validation = {
+            "property_name": re.compile(r"^[a-z ]+$"),
+            "property_value": re.compile(r"^.*$"),
+        }
+        await sched.force(OWNER, s="a", any_name="two words", any_value="any value!")
+        seen = await buildsets.next()
+    assert seen.properties["two words"] == ("any value!", FORM)

@@ -1,14 +1,17 @@
 """``schedulers.ForceScheduler``: builds on request, from the web UI's form or the REST API.
 
-The scheduler's fields are a user name, a reason, a priority, one
+A :class:`ForceForm` holds the scheduler's fields: who forces (a user name), why (a reason), how
+urgently (a priority), then one
 :class:`~buildyard.master.schedulers.forceparams.CodebaseParameter` per codebase and the extra
-``properties`` parameters. :meth:`ForceSchedulerService.force` validates every submitted field
-(all errors together, keyed by field), turns them into properties (source
-``"Force Build Form"``) and source stamps, and adds one buildset.
+``properties`` parameters. :meth:`ForceForm.read` turns a request into a :class:`ForcedBuild`
+(or refuses it with every field's error at once, keyed by field), and
+:meth:`ForceSchedulerService.force` adds the buildset it describes. The form's values become
+properties with the source ``"Force Build Form"``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,21 +25,98 @@ from buildyard.master.schedulers.forceparams import (
     DEFAULT_PROPERTY_VALIDATION,
     BaseParameter,
     CodebaseParameter,
+    FormReading,
     IntParameter,
     NestedParameter,
     StringParameter,
     UserNameParameter,
     ValidationError,
-    ValidationErrorCollector,
 )
 from buildyard.master.schedulers.service import BuildsetScheduler
 
-__all__ = ["ForceScheduler", "ForceSchedulerService"]
+__all__ = ["ForceForm", "ForceScheduler", "ForceSchedulerService", "ForcedBuild"]
 
 # Buildbot's identifier rule (util.identifiers.ident_re)
 _IDENTIFIER = re.compile("^[a-zA-Z\u00a0-\U0010ffff_-][a-zA-Z0-9\u00a0-\U0010ffff_-]*$")
 _FORM = "Force Build Form"
+# a request's priority is a 32-bit integer in the database (PostgreSQL's INTEGER)
 _PRIORITY_LIMIT = 2**31
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ForcedBuild:
+    """What a valid force request asks for."""
+
+    owner: Any
+    reason: Any
+    priority: int
+    #: every property with its source, ``owner`` and ``reason`` included
+    properties: dict[str, tuple[Any, str]]
+    #: one stamp per codebase of the form, each with its ``codebase``
+    sourcestamps: list[dict[str, Any]]
+
+
+class ForceForm:
+    """The fields of one force scheduler, and how a request for it is read."""
+
+    def __init__(
+        self,
+        *,
+        username: BaseParameter,
+        reason: BaseParameter,
+        priority: BaseParameter,
+        fields: Sequence[BaseParameter],
+    ) -> None:
+        self.username = username
+        self.reason = reason
+        self.priority = priority
+        self.fields = list(fields)
+        #: the form as the web UI draws it: who, why and how urgently first, in one row
+        self.all_fields: list[BaseParameter] = [
+            NestedParameter(name="", fields=[username, reason, priority]),
+            *self.fields,
+        ]
+
+    async def read(
+        self,
+        submitted: Mapping[str, Any],
+        *,
+        owner: str | None,
+        validation: Mapping[str, re.Pattern[str]],
+    ) -> ForcedBuild:
+        """The build that ``submitted`` (values by field fullName) asks for. The form's user
+        name is the owner only when the request has none of its own (or is anonymous).
+
+        Raises CollectedValidationError with every refusing field's message."""
+        reading = FormReading(submitted, validation=validation)
+        why = await self._one(reading, self.reason)
+        if owner is None or owner == "anonymous":
+            owner = await self._one(reading, self.username)
+        urgency = await self._one(reading, self.priority)
+        if isinstance(urgency, int) and not -_PRIORITY_LIMIT <= urgency < _PRIORITY_LIMIT:
+            reading.errors[self.priority.fullName or "priority"] = (
+                f"priority {urgency} is out of range"
+            )
+        await reading.read(self.fields, reading.properties)
+        reading.raise_refusals()
+        properties = {name: (value, _FORM) for name, value in reading.properties.items()}
+        properties.update(reason=(why, _FORM), owner=(owner, _FORM))
+        return ForcedBuild(
+            owner=owner,
+            reason=why,
+            priority=urgency if isinstance(urgency, int) else 0,
+            properties=properties,
+            sourcestamps=[
+                {**stamp, "codebase": codebase} for codebase, stamp in reading.sourcestamps.items()
+            ],
+        )
+
+    @staticmethod
+    async def _one(reading: FormReading, field: BaseParameter) -> Any:
+        """The value of one field on its own (None when it refuses, recorded in ``reading``)."""
+        found: dict[str, Any] = {}
+        await reading.read([field], found)
+        return found.get(field.name)
 
 
 class ForceScheduler(SchedulerBase):
@@ -104,13 +184,13 @@ class ForceScheduler(SchedulerBase):
             else:
                 config_error(f"{kind}: properties must be a list of BaseParameters: {properties!r}")
 
-        self.all_fields: list[BaseParameter] = [
-            NestedParameter(
-                name="",
-                fields=[self.username_parameter, self.reason_parameter, self.priority_parameter],
-            ),
-            *self.forced_properties,
-        ]
+        self.form = ForceForm(
+            username=self.username_parameter,
+            reason=self.reason_parameter,
+            priority=self.priority_parameter,
+            fields=self.forced_properties,
+        )
+        self.all_fields = self.form.all_fields
         self.reason_string = "A build was forced by '%(owner)s': %(reason)s"
         try:
             _ = reasonString % {"owner": "", "reason": ""}
@@ -154,7 +234,7 @@ class ForceScheduler(SchedulerBase):
 
     def field_specs(self) -> list[dict[str, Any]]:
         """``all_fields`` as the REST API shows them (docs/rest-api.md, "Resources")."""
-        return [field.getSpec() for field in self.all_fields]
+        return [field.getSpec() for field in self.form.all_fields]
 
     def make_service(self, name: str, ctx: SchedulerContext) -> ForceSchedulerService:
         return ForceSchedulerService(name, self, ctx)
@@ -228,47 +308,11 @@ class ForceSchedulerService(BuildsetScheduler):
             raise ValidationError(
                 f"ForceScheduler {cfg.name!r}: builderNames not specified or not supported"
             )
-        # every submitted value is a list, as a form posts them
-        values: dict[str, Any] = {k: v if isinstance(v, list) else [v] for k, v in kwargs.items()}
-        collector = ValidationErrorCollector()
-        reason = await collector.collectValidationErrors(
-            cfg.reason_parameter.fullName, cfg.reason_parameter.getFromKwargs, values
-        )
-        if owner is None or owner == "anonymous":
-            owner = await collector.collectValidationErrors(
-                cfg.username_parameter.fullName, cfg.username_parameter.getFromKwargs, values
-            )
-        priority = await collector.collectValidationErrors(
-            cfg.priority_parameter.fullName, cfg.priority_parameter.getFromKwargs, values
-        )
-        if isinstance(priority, int) and not -_PRIORITY_LIMIT <= priority < _PRIORITY_LIMIT:
-            # a request's priority is a 32-bit integer in the database (PostgreSQL's INTEGER)
-            name = cfg.priority_parameter.fullName or "priority"
-            collector.errors[name] = f"priority {priority} is out of range"
-        properties: dict[str, Any] = {}
-        sourcestamps: dict[str, dict[str, Any]] = {}
-        for param in cfg.forced_properties:
-            await collector.collectValidationErrors(
-                param.fullName,
-                param.updateFromKwargs,
-                master=None,
-                properties=properties,
-                changes=[],
-                sourcestamps=sourcestamps,
-                collector=collector,
-                kwargs=values,
-                validation=self.validation,
-            )
-        collector.maybeRaiseCollectedErrors()
-
-        props = {name: (value, _FORM) for name, value in properties.items()}
-        props["reason"] = (reason, _FORM)
-        props["owner"] = (owner, _FORM)
-        stamps = [{**ss, "codebase": codebase} for codebase, ss in sourcestamps.items()]
+        build = await cfg.form.read(kwargs, owner=owner, validation=self.validation)
         return await self.add_buildset_for_sourcestamps_with_defaults(
-            reason=cfg.reason_string % {"owner": owner, "reason": reason},
-            sourcestamps=stamps,
-            properties=props,
+            reason=cfg.reason_string % {"owner": build.owner, "reason": build.reason},
+            sourcestamps=build.sourcestamps,
+            properties=build.properties,
             builder_names=names,
-            priority=priority if isinstance(priority, int) else 0,
+            priority=build.priority,
         )

@@ -1,23 +1,34 @@
 """The fields of a ``ForceScheduler`` form: ``util.StringParameter``, ``util.IntParameter``, ...
 
-A parameter is a master.cfg value that also does two jobs at force time: it describes its form
-field (:meth:`BaseParameter.getSpec`, the JSON the web UI draws: docs/rest-api.md, "Resources") and
-it turns the submitted values into a property or a source stamp
-(:meth:`BaseParameter.updateFromKwargs`). Submitted values arrive as lists, keyed by the field's
-``fullName`` (``<parent>_<name>`` inside a nest). A value that does not validate raises
-:class:`ValidationError`; the scheduler collects every field's error (keyed by ``fullName``) and
-raises them together as :class:`CollectedValidationError`.
+A parameter is a master.cfg value with two jobs. It describes its form field
+(:meth:`BaseParameter.describe`, the JSON the web UI draws: docs/rest-api.md, "Resources"), and
+it reads its part of a force request.
 
-Method and attribute names are Buildbot's, since master.cfg files subclass these classes
-(``CodebaseParameter.createSourcestamp``, ``updateFromKwargs``...).
+Reading a request: the scheduler opens a :class:`FormReading` over the submitted values (keyed
+by each field's ``fullName``: ``<group>_<name>`` inside a named group) and asks each field to
+:meth:`~BaseParameter.contribute` to it. A plain field reads its value through a small pipeline
+of stages built from its arguments (blank values dropped, the default or "needs to be
+specified", ``regex``, ``maxsize``), then its type's conversion; the value lands in a properties
+dict under the field's name. A group collects its children into a dict; a codebase group turns
+that dict into a source stamp. A field that refuses its value raises :class:`ValidationError`;
+the reading records the message under the field's ``fullName`` and goes on, so the user sees
+every refusal at once (:class:`CollectedValidationError`).
+
+master.cfg code may subclass the parameters with Buildbot's extension points, and they are
+honoured: ``parse_from_arg``/``parse_from_args`` (the conversion), ``getFromKwargs(kwargs)`` (a
+field's whole value, given the submitted lists), ``updateFromKwargs(properties, kwargs, ...)``
+(anything, such as several properties), ``CodebaseParameter.createSourcestamp`` and
+``ChoiceStringParameter.getChoices``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import inspect
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import config_error
@@ -31,6 +42,7 @@ __all__ = [
     "CollectedValidationError",
     "FileParameter",
     "FixedParameter",
+    "FormReading",
     "IntParameter",
     "NestedParameter",
     "ParameterGroup",
@@ -42,10 +54,11 @@ __all__ = [
     "ValidationErrorCollector",
 ]
 
+# the scheduler's own arguments in a force request: no field may take these names
 _RESERVED = frozenset({"owner", "builderNames", "builderid"})
-# Buildbot's e-mail address rule for the user name field (reporters.mail.VALID_EMAIL_ADDR)
-_EMAIL_ADDRESS = re.compile(r"(?:\S+@[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+\.?)")
-# Buildbot's default c['validation'] patterns for AnyPropertyParameter
+# a user name must contain an e-mail address (Buildbot accepts the same shapes)
+_EMAIL_ADDRESS = re.compile(r"\S+@[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+\.?")
+# c['validation']'s defaults: what AnyPropertyParameter lets users name and set
 DEFAULT_PROPERTY_VALIDATION: Mapping[str, re.Pattern[str]] = {
     "property_name": re.compile(r"^[\w\.\-/~:]*$"),
     "property_value": re.compile(r"^[\w\.\-/~:]*$"),
@@ -65,32 +78,149 @@ class CollectedValidationError(ValidationError):
         super().__init__("\n".join(f"{name}: {message}" for name, message in self.errors.items()))
 
 
-class ValidationErrorCollector:
-    """Runs field validations, keeping their errors instead of stopping at the first."""
+# ---------------------------------------------------------------------------------------------
+# One request being read
 
-    def __init__(self) -> None:
+
+class FormReading:
+    """One force request being read: what was submitted, and what the fields make of it.
+
+    ``properties`` and ``sourcestamps`` (by codebase) fill up as fields contribute; ``errors``
+    holds each refusing field's message by its ``fullName``. ``validation`` is
+    ``c['validation']``, for the fields that let users name properties.
+    """
+
+    def __init__(
+        self,
+        submitted: Mapping[Any, Any] | None = None,
+        *,
+        validation: Mapping[str, re.Pattern[str]] = DEFAULT_PROPERTY_VALIDATION,
+    ) -> None:
+        # a form posts every value as a list; a JSON-RPC caller may send single values
+        self._submitted: dict[Any, tuple[Any, ...]] = {
+            key: tuple(value) if isinstance(value, list | tuple) else (value,)
+            for key, value in (submitted or {}).items()
+        }
+        self.validation = validation
+        self.properties: dict[str, Any] = {}
+        self.sourcestamps: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, str] = {}
+
+    def submitted(self, key: str | None) -> tuple[Any, ...]:
+        """What was posted under ``key`` (possibly nothing)."""
+        return self._submitted.get(key, ())
+
+    def as_kwargs(self) -> dict[Any, Any]:
+        """The request in Buildbot's shape, a list per key, for extension points written
+        against it."""
+        return {key: list(values) for key, values in self._submitted.items()}
+
+    @contextlib.contextmanager
+    def refusals_of(self, field: BaseParameter) -> Iterator[None]:
+        """Record a ValueError raised while ``field`` reads as its refusal, and go on."""
+        try:
+            yield
+        except CollectedValidationError as refusals:
+            self.errors.update(refusals.errors)
+        except ValueError as refusal:
+            self.errors[field.fullName or ""] = str(refusal)
+
+    async def read(self, fields: Sequence[BaseParameter], into: dict[str, Any]) -> None:
+        """Let each of ``fields`` put its value into ``into``, recording refusals."""
+        for field in fields:
+            with self.refusals_of(field):
+                await field.contribute(self, into)
+
+    def raise_refusals(self) -> None:
+        if self.errors:
+            raise CollectedValidationError(self.errors)
+
+    # Buildbot's names, for updateFromKwargs overrides that get this object as ``collector``
 
     async def collectValidationErrors(
         self, name: str | None, fn: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> Any:
-        """``fn(*args, **kwargs)`` (awaited if it returns an awaitable); a ValueError it
-        raises is recorded under ``name`` and None returned."""
+        """``fn(*args, **kwargs)``, awaited if need be; a ValueError is recorded under
+        ``name`` and None returned."""
         try:
             result = fn(*args, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-        except CollectedValidationError as err:
-            self.errors.update(err.errors)
-            return None
-        except ValueError as err:
-            self.errors[str(name or "")] = str(err)
-            return None
-        return result
+            return await result if inspect.isawaitable(result) else result
+        except CollectedValidationError as refusals:
+            self.errors.update(refusals.errors)
+        except ValueError as refusal:
+            self.errors[name or ""] = str(refusal)
+        return None
 
     def maybeRaiseCollectedErrors(self) -> None:
-        if self.errors:
-            raise CollectedValidationError(self.errors)
+        self.raise_refusals()
+
+
+#: what master.cfg code written for Buildbot calls the object collecting a request's refusals
+ValidationErrorCollector = FormReading
+
+
+# ---------------------------------------------------------------------------------------------
+# The stages a plain field's submitted values go through
+
+
+class _Stage(Protocol):
+    def __call__(self, values: tuple[Any, ...]) -> tuple[Any, ...]: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Fallback:
+    """No value given: the default (or the defaults, for a multiple field), unless required."""
+
+    label: str
+    required: bool
+    default: Any
+    multiple: bool
+
+    def __call__(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        if values:
+            return values
+        if self.required:
+            raise ValidationError(f"'{self.label}' needs to be specified")
+        return tuple(self.default) if self.multiple else (self.default,)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Matches:
+    label: str
+    pattern: re.Pattern[str]
+
+    def __call__(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        for value in values:
+            if self.pattern.match(str(value)) is None:
+                raise ValidationError(
+                    f"{self.label}:'{value}' does not match pattern '{self.pattern.pattern}'"
+                )
+        return values
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _SizeLimit:
+    label: str
+    maxsize: int
+
+    def __call__(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        for value in values:
+            size = len(value)
+            if size > self.maxsize:
+                raise ValidationError(f"{self.label}: is too large {size} > {self.maxsize}")
+        return values
+
+
+def _without_blanks(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A blank text box counts as not filled in."""
+    return tuple(v for v in values if not (isinstance(v, str) and not v.strip()))
+
+
+def _overrides(field: BaseParameter, hook: str) -> bool:
+    """Whether master.cfg code overrode Buildbot's extension point ``hook`` on this field."""
+    own = getattr(BaseParameter, hook)
+    found = getattr(type(field), hook)
+    return found is not own and getattr(found, "__module__", None) != __name__
 
 
 class _DefaultField:
@@ -102,27 +232,15 @@ class _DefaultField:
 DefaultField: Any = _DefaultField()
 
 
+# ---------------------------------------------------------------------------------------------
+# The parameters
+
+
 class BaseParameter(ConfigObject):
     """One form field. Keyword arguments beyond those named become attributes (``default``,
     ``required``, ``multiple``, ``hide``, ``maxsize``, ``tooltip``, ``size``, ...)."""
 
-    spec_attributes: ClassVar[Sequence[str]] = (
-        "name",
-        "fullName",
-        "label",
-        "tablabel",
-        "type",
-        "default",
-        "required",
-        "multiple",
-        "regex",
-        "hide",
-        "maxsize",
-        "autopopulate",
-        "tooltip",
-    )
     name: str = ""
-    parentName: str | None = None
     label: str = ""
     tablabel: str = ""
     type: str = ""
@@ -134,6 +252,8 @@ class BaseParameter(ConfigObject):
     maxsize: int | None = None
     autopopulate: Any = None
     tooltip: str = ""
+    # the fullName of the group this field sits in ("" at the top or in an anonymous group)
+    _group: str = ""
 
     def __init__(
         self,
@@ -148,6 +268,11 @@ class BaseParameter(ConfigObject):
         if not isinstance(name, str):
             config_error(f"parameter name must be a string, not {name!r}")
             name = str(name)
+        if "value" in kw:
+            config_error(
+                f"parameter {name!r}: use default={kw['value']!r} instead of value=... to give "
+                "a default value"
+            )
         self.name = name
         self.label = name if label is None else label
         self.tablabel = self.label if tablabel is None else tablabel
@@ -156,80 +281,124 @@ class BaseParameter(ConfigObject):
                 self.regex = re.compile(regex)
             except re.error as exc:
                 config_error(f"parameter {name!r}: regex {regex!r} is not valid: {exc}")
-        if "value" in kw:
-            config_error(
-                f"parameter {name!r}: use default={kw['value']!r} instead of value=... to give "
-                "a default value"
-            )
-        for key, value in kw.items():
-            setattr(self, key, value)
+        vars(self).update(kw)
 
     @property
     def fullName(self) -> str | None:
-        """The field's unique name in the form: ``<parent>_<name>`` inside a named nest (None
-        for an anonymous nest at the top, as in Buildbot)."""
-        if self.parentName and self.name:
-            return f"{self.parentName}_{self.name}"
-        return self.name or self.parentName
+        """The field's key in a request: ``<group>_<name>`` inside a named group (None for an
+        anonymous group at the top, as Buildbot's UI expects)."""
+        if self._group and self.name:
+            return f"{self._group}_{self.name}"
+        return self.name or self._group or None
 
-    def setParent(self, parent: BaseParameter | None) -> None:
-        self.parentName = parent.fullName if parent else None
+    def _place_in(self, group: str) -> None:
+        self._group = group
 
-    def getFromKwargs(self, kwargs: Mapping[Any, Any]) -> Any:
-        """The field's value from the submitted ``kwargs`` (lists of values by fullName),
-        validated and converted; blank strings count as not given."""
-        args = [
-            a for a in kwargs.get(self.fullName, []) if not (isinstance(a, str) and not a.strip())
+    # -- the form field ------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """The field as the web UI reads it (the ``all_fields`` entries of the REST API)."""
+        return {
+            "name": self.name,
+            "fullName": self.fullName,
+            "label": self.label,
+            "tablabel": self.tablabel,
+            "type": self.type,
+            "default": self.default,
+            "required": self.required,
+            "multiple": self.multiple,
+            # a compiled pattern has no JSON form (Buildbot's UI gets null as well)
+            "regex": None,
+            "hide": self.hide,
+            "maxsize": self.maxsize,
+            "autopopulate": self.autopopulate,
+            "tooltip": self.tooltip,
+        }
+
+    def getSpec(self) -> dict[str, Any]:
+        """Buildbot's name for :meth:`describe`, with the ``spec_attributes`` that parameter
+        classes of master.cfg add (Buildbot's way for a custom field to show more)."""
+        spec = self.describe()
+        for cls in type(self).__mro__:
+            if cls.__module__ != __name__:
+                for attr in vars(cls).get("spec_attributes", ()):
+                    spec[attr] = getattr(self, attr, None)
+        return spec
+
+    # -- reading a request ---------------------------------------------------------------------
+
+    def _stages(self) -> list[_Stage]:
+        stages: list[_Stage] = [
+            _without_blanks,
+            _Fallback(self.label, self.required, self.default, self.multiple),
         ]
-        if not args:
-            if self.required:
-                raise ValidationError(f"'{self.label}' needs to be specified")
-            args = list(self.default) if self.multiple else [self.default]
         if self.regex is not None:
-            for arg in args:
-                if not self.regex.match(str(arg)):
-                    raise ValidationError(
-                        f"{self.label}:'{arg}' does not match pattern '{self.regex.pattern}'"
-                    )
+            stages.append(_Matches(self.label, self.regex))
         if self.maxsize is not None:
-            for arg in args:
-                if len(arg) > self.maxsize:
-                    raise ValidationError(f"{self.label}: is too large {len(arg)} > {self.maxsize}")
-        value = self.parse_from_args(args)
+            stages.append(_SizeLimit(self.label, self.maxsize))
+        return stages
+
+    def value_from(self, reading: FormReading) -> Any:
+        """The field's value in the request: its submitted values through the stages, then
+        converted by :meth:`parse_from_args`."""
+        values = reading.submitted(self.fullName)
+        for stage in self._stages():
+            values = stage(values)
+        value = self.parse_from_args(list(values))
         if value is None:
             raise ValidationError(f"need {self.fullName}: no default provided by config")
         return value
 
-    def updateFromKwargs(
-        self,
-        properties: dict[str, Any],
-        kwargs: dict[Any, Any],
-        collector: ValidationErrorCollector,
-        **unused: Any,
-    ) -> Any:
-        """Put the field's value into ``properties`` (under its name)."""
-        properties[self.name] = self.getFromKwargs(kwargs)
+    async def contribute(self, reading: FormReading, into: dict[str, Any]) -> None:
+        """Put what this field reads from the request into ``into`` (a properties dict): what
+        a master.cfg override of ``updateFromKwargs`` does, else :meth:`_contribute`."""
+        if not _overrides(self, "updateFromKwargs"):
+            await self._contribute(reading, into)
+            return
+        done = self.updateFromKwargs(
+            properties=into,
+            kwargs=reading.as_kwargs(),
+            collector=reading,
+            master=None,
+            changes=[],
+            sourcestamps=reading.sourcestamps,
+        )
+        if inspect.isawaitable(done):
+            await done
+
+    async def _contribute(self, reading: FormReading, into: dict[str, Any]) -> None:
+        """This kind of field's own contribution: its value under its name."""
+        if _overrides(self, "getFromKwargs"):
+            into[self.name] = self.getFromKwargs(reading.as_kwargs())
+        else:
+            into[self.name] = self.value_from(reading)
+
+    # Buildbot's extension points, for master.cfg subclasses (and code calling them)
 
     def parse_from_args(self, values: list[Any]) -> Any:
+        """The field's value from its checked values: the list converted one by one for a
+        ``multiple`` field, else the first one."""
         if self.multiple:
             return [self.parse_from_arg(v) for v in values]
         return self.parse_from_arg(values[0])
 
     def parse_from_arg(self, s: Any) -> Any:
+        """One submitted value converted to the property's value (as it is, here)."""
         return s
 
-    def getSpec(self) -> dict[str, Any]:
-        """The field as the web UI reads it."""
-        names: list[str] = []
-        for cls in reversed(type(self).__mro__):
-            for attr in cls.__dict__.get("spec_attributes", ()):
-                if attr not in names:
-                    names.append(attr)
-        spec = {attr: getattr(self, attr, None) for attr in names}
-        # Buildbot's JSON encoder turns the compiled pattern into null; the UI does not use it
-        if isinstance(spec.get("regex"), re.Pattern):
-            spec["regex"] = None
-        return spec
+    def getFromKwargs(self, kwargs: Mapping[Any, Any]) -> Any:
+        """The field's value, from the request in Buildbot's shape (lists by fullName)."""
+        return self.value_from(FormReading(kwargs))
+
+    def updateFromKwargs(
+        self,
+        properties: dict[str, Any],
+        kwargs: Mapping[Any, Any],
+        collector: FormReading | None = None,
+        **unused: Any,
+    ) -> Any:
+        """Put the field's value into ``properties``."""
+        properties[self.name] = self.getFromKwargs(kwargs)
 
 
 class FixedParameter(BaseParameter):
@@ -237,7 +406,6 @@ class FixedParameter(BaseParameter):
 
     type = "fixed"
     hide = True
-    default: Any = ""
 
     def parse_from_args(self, values: list[Any]) -> Any:
         return self.default
@@ -246,20 +414,26 @@ class FixedParameter(BaseParameter):
 class StringParameter(BaseParameter):
     """A one-line string."""
 
-    spec_attributes: ClassVar[Sequence[str]] = ("size",)
     type = "text"
     size = 10
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "size": self.size}
 
 
 class TextParameter(StringParameter):
     """A string that may span several lines."""
 
-    spec_attributes = ("cols", "rows")
     type = "textarea"
     cols = 80
     rows = 20
 
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "cols": self.cols, "rows": self.rows}
+
     def value_to_text(self, value: Any) -> str:
+        """How a value is shown in the text box (override with parse_from_arg for values that
+        are not strings)."""
         return str(value)
 
 
@@ -270,7 +444,8 @@ class IntParameter(StringParameter):
     default: Any = 0
 
     def parse_from_arg(self, s: Any) -> Any:
-        if isinstance(s, bool):
+        # int() would take True, and cut 2.5 to 2: a form field means neither
+        if isinstance(s, bool) or (isinstance(s, float) and not s.is_integer()):
             raise ValidationError(f"{self.label}: {s!r} is not an integer")
         try:
             return int(s)
@@ -279,18 +454,17 @@ class IntParameter(StringParameter):
 
 
 class BooleanParameter(BaseParameter):
-    """A check box: true only when the submitted value is ``True``."""
+    """A check box: true only when the one submitted value is ``True``."""
 
     type = "bool"
 
-    def getFromKwargs(self, kwargs: Mapping[Any, Any]) -> Any:
-        return kwargs.get(self.fullName, [self.default]) == [True]
+    def value_from(self, reading: FormReading) -> Any:
+        return (reading.submitted(self.fullName) or (self.default,)) == (True,)
 
 
 class UserNameParameter(StringParameter):
     """Who forces the build (the ``owner``); by default an e-mail address is required."""
 
-    spec_attributes = ("need_email",)
     type = "username"
     default: Any = ""
     size = 30
@@ -299,10 +473,12 @@ class UserNameParameter(StringParameter):
     def __init__(self, name: str = "username", label: str = "Your name:", **kw: Any) -> None:
         super().__init__(name, label, **kw)
 
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "need_email": self.need_email}
+
     def parse_from_arg(self, s: Any) -> Any:
-        if not s and not self.required:
-            return s
-        if self.need_email and (not isinstance(s, str) or _EMAIL_ADDRESS.search(s) is None):
+        wants_address = self.need_email and (s or self.required)
+        if wants_address and not (isinstance(s, str) and _EMAIL_ADDRESS.search(s)):
             raise ValidationError(
                 f"{self.name}: please fill in email address in the form 'User <email@email.com>'"
             )
@@ -312,10 +488,12 @@ class UserNameParameter(StringParameter):
 class ChoiceStringParameter(BaseParameter):
     """One of ``choices`` (any string when ``strict=False``)."""
 
-    spec_attributes = ("choices", "strict")
     type = "list"
     choices: Sequence[str] = ()
     strict = True
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "choices": list(self.choices), "strict": self.strict}
 
     def parse_from_arg(self, s: Any) -> Any:
         if self.strict and s not in self.choices:
@@ -327,24 +505,18 @@ class ChoiceStringParameter(BaseParameter):
     def getChoices(self, master: Any, scheduler: Any, buildername: str | None) -> Sequence[str]:
         return self.choices
 
-    def getSpec(self) -> dict[str, Any]:
-        spec = super().getSpec()
-        spec["choices"] = list(self.choices)
-        return spec
-
 
 class FileParameter(BaseParameter):
     """The content of an uploaded file (10 MB at most unless ``maxsize`` says otherwise)."""
 
     type = "file"
-    maxsize: int | None = 1024 * 1024 * 10
+    maxsize: int | None = 10 * 1024 * 1024
 
 
 class NestedParameter(BaseParameter):
     """A group of fields. Its children's full names start with its own (unless its name is
     empty); its value is a dict of theirs, or, when its name is empty, their values directly."""
 
-    spec_attributes = ("layout", "columns")
     type = "nested"
     layout = "vertical"
     fields: Sequence[BaseParameter] = ()
@@ -356,53 +528,50 @@ class NestedParameter(BaseParameter):
             config_error(f"parameter {name!r}: fields must be parameters, not {list(fields)!r}")
             self.fields = [f for f in self.fields if isinstance(f, BaseParameter)]
         if self.columns is None:
-            self.columns = 2 if len([f for f in self.fields if not f.hide]) >= 4 else 1
+            visible = sum(1 for f in self.fields if not f.hide)
+            self.columns = 2 if visible >= 4 else 1
         if self.columns > 4:
             config_error("UI only support up to 4 columns in nested parameters")
-        self.setParent(None)
+        self._place_in("")
 
-    def setParent(self, parent: BaseParameter | None) -> None:
-        super().setParent(parent)
+    def _place_in(self, group: str) -> None:
+        super()._place_in(group)
         for field in self.fields:
-            field.setParent(self)
+            field._place_in(self.fullName or "")
 
-    async def collectChildProperties(
-        self,
-        kwargs: dict[Any, Any],
-        properties: dict[str, Any],
-        collector: ValidationErrorCollector,
-        **kw: Any,
-    ) -> None:
-        """Collect the children's values into ``kwargs[self.fullName]`` as a dict."""
-        child_properties: dict[str, Any] = {}
-        for field in self.fields:
-            await collector.collectValidationErrors(
-                field.fullName,
-                field.updateFromKwargs,
-                kwargs=kwargs,
-                properties=child_properties,
-                collector=collector,
-                **kw,
-            )
-        kwargs[self.fullName] = child_properties
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "layout": self.layout,
+            "columns": self.columns,
+            "fields": [field.getSpec() for field in self.fields],
+        }
+
+    async def collected(self, reading: FormReading) -> dict[str, Any]:
+        """The children's values by name (a refusing child is recorded and left out)."""
+        values: dict[str, Any] = {}
+        await reading.read(self.fields, values)
+        return values
+
+    async def _contribute(self, reading: FormReading, into: dict[str, Any]) -> None:
+        if _overrides(self, "getFromKwargs"):
+            await super()._contribute(reading, into)
+            return
+        values = await self.collected(reading)
+        if self.name:
+            into.setdefault(self.name, {}).update(values)
+        else:
+            into.update(values)
 
     async def updateFromKwargs(
         self,
         properties: dict[str, Any],
-        kwargs: dict[Any, Any],
-        collector: ValidationErrorCollector,
-        **kw: Any,
+        kwargs: Mapping[Any, Any],
+        collector: FormReading | None = None,
+        **unused: Any,
     ) -> None:
-        await self.collectChildProperties(
-            kwargs=kwargs, properties=properties, collector=collector, **kw
-        )
-        target = properties.setdefault(self.name, {}) if self.name else properties
-        target.update(kwargs[self.fullName])
-
-    def getSpec(self) -> dict[str, Any]:
-        spec = super().getSpec()
-        spec["fields"] = [field.getSpec() for field in self.fields]
-        return spec
+        """What the group does with a request (for overrides that call it through super())."""
+        await self._contribute(collector or FormReading(kwargs), properties)
 
 
 ParameterGroup = NestedParameter
@@ -410,8 +579,6 @@ ParameterGroup = NestedParameter
 
 class AnyPropertyParameter(NestedParameter):
     """A property whose name and value the user both types."""
-
-    type = NestedParameter.type
 
     def __init__(self, name: str, **kw: Any) -> None:
         fields = [
@@ -423,33 +590,21 @@ class AnyPropertyParameter(NestedParameter):
     def getFromKwargs(self, kwargs: Mapping[Any, Any]) -> Any:
         raise ValidationError("AnyPropertyParameter can only be used by properties")
 
-    async def updateFromKwargs(
-        self,
-        properties: dict[str, Any],
-        kwargs: dict[Any, Any],
-        collector: ValidationErrorCollector,
-        **kw: Any,
-    ) -> None:
-        await self.collectChildProperties(
-            kwargs=kwargs, properties=properties, collector=collector, **kw
-        )
-        pname = kwargs[self.fullName].get("name", "")
-        pvalue = kwargs[self.fullName].get("value", "")
-        if not pname:
-            return
-        validation = kw.get("validation") or DEFAULT_PROPERTY_VALIDATION
-        if not validation["property_name"].match(pname) or not validation["property_value"].match(
-            pvalue
-        ):
-            raise ValidationError(f"bad property name='{pname}', value='{pvalue}'")
-        properties[pname] = pvalue
+    async def _contribute(self, reading: FormReading, into: dict[str, Any]) -> None:
+        typed = await self.collected(reading)
+        name, value = typed.get("name", ""), typed.get("value", "")
+        if not name:
+            return  # left empty: no property
+        rules = reading.validation
+        if not (rules["property_name"].match(name) and rules["property_value"].match(value)):
+            raise ValidationError(f"bad property name='{name}', value='{value}'")
+        into[name] = value
 
 
 class CodebaseParameter(NestedParameter):
     """The source stamp of one codebase: branch, revision, repository and project fields (a
     string makes the field fixed, None leaves it out) and optionally a ``patch``."""
 
-    type = NestedParameter.type
     codebase = ""
 
     def __init__(
@@ -464,61 +619,57 @@ class CodebaseParameter(NestedParameter):
         patch: BaseParameter | None = None,
         **kwargs: Any,
     ) -> None:
-        name = name or codebase
         if label is None and codebase:
-            label = "Codebase: " + codebase
-        given = {
-            "branch": branch,
-            "revision": revision,
-            "repository": repository,
-            "project": project,
-        }
-        fields: list[BaseParameter] = []
-        for key in sorted(given):
-            value = given[key]
-            if value is DefaultField:
-                value = StringParameter(name=key, label=key.capitalize() + ":")
-            elif isinstance(value, str):
-                value = FixedParameter(name=key, default=value)
-            if value:
-                fields.append(value)
+            label = f"Codebase: {codebase}"
+        fields = [
+            field
+            for key, given in sorted(
+                {
+                    "branch": branch,
+                    "revision": revision,
+                    "repository": repository,
+                    "project": project,
+                }.items()
+            )
+            if (field := self._stamp_field(key, given)) is not None
+        ]
         if patch is not None:
             if patch.name != "patch":
                 config_error("patch parameter of a codebase must be named 'patch'")
             fields.append(patch)
-            if self.columns is None and "columns" not in kwargs:
-                self.columns = 1
-        super().__init__(name=name, label=label, codebase=codebase, fields=fields, **kwargs)
+            kwargs.setdefault("columns", 1)
+        super().__init__(
+            name=name or codebase, label=label, codebase=codebase, fields=fields, **kwargs
+        )
+
+    @staticmethod
+    def _stamp_field(key: str, given: Any) -> BaseParameter | None:
+        """The field of one source stamp attribute: a text box by default, a fixed value for
+        a string, none for None (or another false value)."""
+        if given is DefaultField:
+            return StringParameter(name=key, label=f"{key.capitalize()}:")
+        if isinstance(given, str):
+            return FixedParameter(name=key, default=given) if given else None
+        return given or None
 
     def createSourcestamp(self, properties: dict[str, Any], kwargs: dict[Any, Any]) -> Any:
-        """The source stamp from the collected field values (override to compute one)."""
+        """The source stamp from the collected field values, which ``kwargs[self.fullName]``
+        holds (override to compute one; may return an awaitable, or None for no stamp)."""
         return kwargs.get(self.fullName, {})
 
-    async def updateFromKwargs(
-        self,
-        properties: dict[str, Any],
-        kwargs: dict[Any, Any],
-        collector: ValidationErrorCollector,
-        **kw: Any,
-    ) -> None:
-        sourcestamps: dict[str, Any] = kw.pop("sourcestamps", {})
-        await self.collectChildProperties(
-            kwargs=kwargs,
-            properties=properties,
-            collector=collector,
-            sourcestamps=sourcestamps,
-            **kw,
-        )
-        ss = self.createSourcestamp(properties, kwargs)
-        if inspect.isawaitable(ss):
-            ss = await ss
-        if ss is not None:
-            ss = dict(ss)
-            patch = ss.pop("patch", None)
-            if patch is not None:
-                for key, value in patch.items():
-                    ss["patch_" + key] = value
-            sourcestamps[self.codebase] = ss
+    async def _contribute(self, reading: FormReading, into: dict[str, Any]) -> None:
+        values = await self.collected(reading)
+        kwargs = reading.as_kwargs()
+        kwargs[self.fullName] = values
+        stamp = self.createSourcestamp(into, kwargs)
+        if inspect.isawaitable(stamp):
+            stamp = await stamp
+        if stamp is None:
+            return
+        flat = {key: value for key, value in dict(stamp).items() if key != "patch"}
+        # the stamp keeps a patch as patch_body, patch_level, ... (Buildbot's buildset form)
+        flat.update({f"patch_{key}": value for key, value in (stamp.get("patch") or {}).items()})
+        reading.sourcestamps[self.codebase] = flat
 
 
 class PatchParameter(NestedParameter):
@@ -528,12 +679,14 @@ class PatchParameter(NestedParameter):
 
     def __init__(self, **kwargs: Any) -> None:
         name = kwargs.pop("name", "patch")
-        default_fields: list[BaseParameter] = [
-            FileParameter("body"),
-            IntParameter("level", default=1),
-            StringParameter("author", default=""),
-            StringParameter("comment", default=""),
-            StringParameter("subdir", default="."),
+        fields = [
+            kwargs.pop(field.name, field)
+            for field in (
+                FileParameter("body"),
+                IntParameter("level", default=1),
+                StringParameter("author", default=""),
+                StringParameter("comment", default=""),
+                StringParameter("subdir", default="."),
+            )
         ]
-        fields = [kwargs.pop(field.name, field) for field in default_fields]
         super().__init__(name, fields=fields, **kwargs)
