@@ -158,3 +158,26 @@ async def test_configured_workers_follow_the_config(tmp_path: Path, upgraded: st
         await master.stop()
     assert await configured() == {"w": [], "w2": []}  # a stopped master configures nothing
     await master.db.close()
+
+
+async def test_validation_patterns_reach_the_force_schedulers(
+    tmp_path: Path, upgraded: str
+) -> None:
+    """c['validation'] decides what a force form's free-form property may be called."""
+    extra = """
+c['schedulers'] = [schedulers.ForceScheduler(
+    "force", ["a"], properties=[util.AnyPropertyParameter("any")])]
+c['validation'] = {'property_name': r'^[a-z ]+$'}
+"""
+    write(tmp_path, upgraded, free_port(), "a", extra=extra)
+    master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+    await master.start()
+    try:
+        force = master.scheduler_manager.configured()["force"]
+        owner = "Ann <ann@example.com>"
+        # a space is not in Buildbot's default pattern, but is in this master's
+        await force.force(owner, any_name="two words", any_value="v")  # type: ignore[attr-defined]
+        with pytest.raises(ValueError, match="bad property name='Upper'"):
+            await force.force(owner, any_name="Upper", any_value="v")  # type: ignore[attr-defined]
+    finally:
+        await master.stop()

@@ -51,6 +51,7 @@ from buildyard.master.db.errors import DbError
 from buildyard.master.distributor.botmaster import BotMaster
 from buildyard.master.mq.local import LocalMQ
 from buildyard.master.schedulers.base import SchedulerContext
+from buildyard.master.schedulers.forced import ForceSchedulerService
 from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.workers.manager import WorkerManager
 from buildyard.master.www.app import Site, WWWService
@@ -330,6 +331,10 @@ class BuildMaster(Service):
         )
         self.data.updates.revlink_hook = config.revlink
         self.data.updates.codebase_hook = config.codebase_generator
+        # c['validation']: what a force form's free-form properties may be named and set to
+        for service in self.scheduler_manager.configured().values():
+            if isinstance(service, ForceSchedulerService):
+                service.validation = config.validation
         self.config = config
         return {
             "workers": workers,
