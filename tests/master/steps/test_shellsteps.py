@@ -180,6 +180,7 @@ echo "all done"
 SUPPRESSIONS = """# comment
 
 b.c : deprecated : 5-15
+not a rule
 """
 
 BODY = f"""
@@ -335,6 +336,10 @@ async def test_steps_in_one_build(tmp_path: Path, kind: str) -> None:
         "b.c:20: warning: deprecated call\nc.c:5: Warning: thing\n"
     )
     assert result.step("compile").state_string == "compile (warnings)"
+    assert result.logs[("compile", "suppressionFile")] == (
+        "supp.txt: lines that are not suppressions, not applied:\n"
+        "line 4: 'not a rule' is not 'file-regexp : warning-regexp [: start[-end]]'\n"
+    )
     # the default pattern finds 4 (> maxWarnCount 2); warnings-count adds up over the build
     assert results("wc") == Results.FAILURE
     assert ("wc", "warnings (4)") in result.logs

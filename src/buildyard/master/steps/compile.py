@@ -9,7 +9,10 @@ lines ``file-re : warning-re`` optionally followed by ``: start[-end]``. The lin
 to a ``warnings (N)`` log, the count is added to the build property ``warnings-count`` and to
 the step's ``warnings`` statistic, and the step ends WARNINGS if it had any (FAILURE if more
 than ``maxWarnCount``). GNU make's "Entering/Leaving directory" lines keep track of the
-directory, so a suppression's file pattern sees ``dir/file.c``.
+directory, so a suppression's file pattern sees ``dir/file.c``. Suppressions are
+:class:`SuppressionRule` objects, compiled once; a ``suppressionList`` entry of the wrong shape
+is a config error, and suppression file lines that are not rules are listed in a
+``suppressionFile`` log of the step (and not applied).
 
 ``Test`` adds ``setTestResults(total, failed, passed, warnings)`` (statistics ``tests-total``,
 ``tests-failed``, ``tests-passed``, ``tests-warnings``) and a summary built from them.
@@ -17,12 +20,15 @@ directory, so a suppression's file pattern sees ``dir/file.c``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
+import structlog
+
 from buildyard.common.errors import config_error
-from buildyard.master.logs.observer import Consumer, LineConsumerLogObserver, LogLineObserver
+from buildyard.master.logs.observer import LogLineObserver
 from buildyard.master.model.properties import is_renderable
 from buildyard.master.model.results import Results, worst
 from buildyard.master.steps.base import BuildStep, ShellMixin
@@ -30,19 +36,22 @@ from buildyard.master.steps.remotecommand import RemoteCommand
 from buildyard.master.steps.shell import ShellCommand, shell_result_summary
 from buildyard.master.steps.worker import CompositeStepMixin
 
+log = structlog.get_logger(__name__)
+
 __all__ = [
     "CMake",
     "Compile",
     "Configure",
     "PerlModuleTest",
     "PerlModuleTestObserver",
+    "SuppressionRule",
     "Test",
     "WarningCountingShellCommand",
+    "parse_suppressions",
 ]
 
 # (file, line number, text) of a warning, as a warningExtractor gives it
 WarningInfo = tuple[str | None, int | None, str]
-Suppression = tuple[Any, Any, int | None, int | None]
 
 
 class Configure(ShellCommand):
@@ -79,13 +88,151 @@ class _Statistics:
         self.statistics[name] = value
 
 
-class _Unset:
-    pass
+_UNSET: Any = object()
 
 
-_UNSET = _Unset()
-_COMMENT_OR_EMPTY = re.compile(r"^\s*(#.*)?$")
-_SUPPRESSION_LINE = re.compile(r"^\s*(.+?)\s*:\s*(.+?)\s*(?:[:]\s*([0-9]+)(?:-([0-9]+))?\s*)?$")
+@dataclasses.dataclass(frozen=True, slots=True)
+class FoundWarning:
+    """A warning line as the step's ``warningExtractor`` reads it."""
+
+    file: str | None
+    line: int | None
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SuppressionRule:
+    """Warnings not to count: those whose file matches ``file`` (from its start), whose text
+    contains a match of ``text``, on a line in ``lines``. A missing part matches anything, and
+    so does ``file`` for a warning whose file is not known."""
+
+    file: re.Pattern[str] | None = None
+    text: re.Pattern[str] | None = None
+    lines: range | None = None
+
+    def covers(self, warning: FoundWarning) -> bool:
+        file, text, number = warning.file, warning.text, warning.line
+        return (
+            (self.file is None or file is None or self.file.match(file) is not None)
+            and (self.text is None or self.text.search(text) is not None)
+            and (self.lines is None or (number is not None and number in self.lines))
+        )
+
+    @classmethod
+    def from_entry(cls, entry: object) -> SuppressionRule:
+        """A ``suppressionList`` entry: ``(file-re, warning-re, start, end)``, each pattern a
+        string, a compiled pattern or None, and the line range inclusive (both bounds, or no
+        range). ValueError says what is wrong with the entry."""
+        if not (isinstance(entry, list | tuple) and len(entry) == 4):
+            raise ValueError(
+                f"suppression {entry!r}: expected (file-regexp, warning-regexp, start, end)"
+            )
+        file, text, start, end = entry
+        bounds = [b for b in (start, end) if b is not None]
+        if any(not isinstance(b, int) or isinstance(b, bool) for b in bounds):
+            raise ValueError(f"suppression {entry!r}: start and end must be line numbers or None")
+        lines = range(start, end + 1) if len(bounds) == 2 else None
+        return cls(_pattern(entry, file), _pattern(entry, text), lines)
+
+
+def _pattern(entry: object, given: object) -> re.Pattern[str] | None:
+    if given is None or isinstance(given, re.Pattern):
+        return given
+    if not isinstance(given, str):
+        raise ValueError(f"suppression {entry!r}: {given!r} is not a regular expression")
+    try:
+        return re.compile(given)
+    except re.error as exc:
+        raise ValueError(f"suppression {entry!r}: {given!r} is not valid: {exc}") from None
+
+
+_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+
+
+def parse_suppressions(text: str) -> tuple[list[SuppressionRule], list[str]]:
+    """The rules of a ``suppressionFile``, and a message for each line that is not one.
+
+    A line is ``file-regexp : warning-regexp``, optionally followed by ``: start`` or
+    ``: start-end`` (inclusive); blank lines and lines starting with ``#`` are skipped. The
+    file pattern ends at the first ``:``; the warning pattern may contain more."""
+    rules: list[SuppressionRule] = []
+    problems: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        file, colon, rest = line.partition(":")
+        lines: range | None = None
+        head, last_colon, tail = rest.rpartition(":")
+        if last_colon and (bounds := _RANGE.match(tail)):
+            first = int(bounds[1])
+            lines = range(first, int(bounds[2] or first) + 1)
+            rest = head
+        if not (colon and file.strip() and rest.strip()):
+            problems.append(
+                f"line {number}: {raw!r} is not 'file-regexp : warning-regexp [: start[-end]]'"
+            )
+            continue
+        try:
+            rules.append(SuppressionRule(re.compile(file.strip()), re.compile(rest.strip()), lines))
+        except re.error as exc:
+            problems.append(f"line {number}: {raw!r}: {exc}")
+    return rules, problems
+
+
+class DirectoryTracker:
+    """Where GNU make says it is: ``Entering directory 'x'`` lines push a directory, and
+    ``Leaving directory`` lines pop one, so warnings name their file from the top."""
+
+    def __init__(self, enter: re.Pattern[str] | None, leave: re.Pattern[str] | None) -> None:
+        self._enter = enter
+        self._leave = leave
+        self.stack: list[str] = []
+
+    def moved(self, line: str) -> bool:
+        """Whether ``line`` enters or leaves a directory (then it is not a warning)."""
+        if self._enter is not None and (entered := self._enter.search(line)):
+            self.stack.append(entered.group(1))
+            return True
+        if self._leave is not None and self.stack and self._leave.search(line):
+            self.stack.pop()
+            return True
+        return False
+
+    def qualify(self, file: str | None) -> str | None:
+        if not file or not self.stack:
+            return file
+        return "/".join([*self.stack, file])
+
+
+class _WarningCounter:
+    """Fed every line of the stdio log (any stream): counts the warnings the rules leave."""
+
+    def __init__(self, step: WarningCountingShellCommand, pattern: re.Pattern[str]) -> None:
+        self.step = step
+        self.pattern = pattern
+        self.directories = DirectoryTracker(
+            _compiled(step.directoryEnterPattern), _compiled(step.directoryLeavePattern)
+        )
+
+    def __call__(self, _stream: str, line: str) -> None:
+        if self.directories.moved(line):
+            return
+        match = self.pattern.match(line)
+        if match is None or self._suppressed(line, match):
+            return
+        self.step.loggedWarnings.append(line)
+        self.step.warnCount += 1
+
+    def _suppressed(self, line: str, match: re.Match[str]) -> bool:
+        rules = self.step.suppressions
+        if not rules:  # the extractor only runs when something may be suppressed
+            return False
+        file, number, text = self.step.warningExtractor(self.step, line, match)
+        warning = FoundWarning(
+            self.directories.qualify(file), int(number) if number else None, text
+        )
+        return any(rule.covers(warning) for rule in rules)
 
 
 class WarningCountingShellCommand(_Statistics, ShellMixin, CompositeStepMixin, BuildStep):
@@ -104,8 +251,9 @@ class WarningCountingShellCommand(_Statistics, ShellMixin, CompositeStepMixin, B
 
     warnCount = 0
     warningPattern: Any = "(?i).*warning[: ].*"
-    # GNU make's
-    directoryEnterPattern: Any = "make.*: Entering directory [\u2019\"`'](.*)[\u2019'`\"]"
+    # GNU make's: 'dir' in the C locale, \u2018dir\u2019 in UTF-8 ones (Buildbot's default
+    # misses the second form's opening quote)
+    directoryEnterPattern: Any = "make.*: Entering directory [\u2018\u2019\"`'](.*)[\u2019'`\"]"
     directoryLeavePattern: Any = "make.*: Leaving directory"
     suppressionFile: Any = None
 
@@ -120,7 +268,7 @@ class WarningCountingShellCommand(_Statistics, ShellMixin, CompositeStepMixin, B
         suppressionList: Any = None,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(warningPattern, _Unset):
+        if warningPattern is not _UNSET:
             self.warningPattern = warningPattern
         if directoryEnterPattern:
             self.directoryEnterPattern = directoryEnterPattern
@@ -129,6 +277,12 @@ class WarningCountingShellCommand(_Statistics, ShellMixin, CompositeStepMixin, B
         if suppressionFile:
             self.suppressionFile = suppressionFile
         self.suppressionList = suppressionList
+        if isinstance(suppressionList, list | tuple):  # a renderable is checked when rendered
+            for entry in suppressionList:
+                try:
+                    SuppressionRule.from_entry(entry)
+                except ValueError as exc:
+                    config_error(f"suppressionList: {exc}")
         self.warningExtractor: Callable[..., WarningInfo] = (
             warningExtractor or WarningCountingShellCommand.warnExtractWholeLine
         )
@@ -138,46 +292,34 @@ class WarningCountingShellCommand(_Statistics, ShellMixin, CompositeStepMixin, B
         rest = self.setupShellMixin(kwargs)
         super().__init__(**rest)
         self.statistics = {}
-        self.suppressions: list[Suppression] = []
-        self.directoryStack: list[str] = []
+        self.suppressions: list[SuppressionRule] = []
         self.warnCount = 0
         self.loggedWarnings: list[str] = []
-        if self.warningPattern is not None:
-            self.addLogObserver("stdio", LineConsumerLogObserver(self.warningLogConsumer))
 
     # -- suppressions ---------------------------------------------------------------------------
 
-    def addSuppression(self, suppressionList: Iterable[Sequence[Any]]) -> None:
-        """Add ``(file-re, warning-re, start, end)`` patterns of warnings not to count: a
-        regexp (string or compiled) or None (any) for the file and the text, and an inclusive
-        line range (None: unbounded)."""
-        for file_re, warn_re, start, end in suppressionList:
-            self.suppressions.append(
-                (
-                    re.compile(file_re) if isinstance(file_re, str) else file_re,
-                    re.compile(warn_re) if isinstance(warn_re, str) else warn_re,
-                    start,
-                    end,
-                )
-            )
+    def addSuppression(self, suppressionList: Iterable[Any]) -> None:
+        """Do not count the warnings these ``(file-re, warning-re, start, end)`` entries
+        describe (see :meth:`SuppressionRule.from_entry`)."""
+        self.suppressions.extend(SuppressionRule.from_entry(e) for e in suppressionList)
 
-    async def setup_suppression(self) -> None:
+    async def _load_suppressions(self) -> None:
+        """The rules of ``suppressionList`` and ``suppressionFile`` (read from the worker;
+        lines that are not rules are listed in a ``suppressionFile`` log, and not applied)."""
         if self.suppressionList is not None:
             self.addSuppression(self.suppressionList)
-        if self.suppressionFile is not None:
-            text = await self.getFileContentFromWorker(self.suppressionFile, abandonOnFailure=True)
-            assert text is not None
-            found: list[Suppression] = []
-            for line in text.split("\n"):
-                if _COMMENT_OR_EMPTY.match(line):
-                    continue
-                match = _SUPPRESSION_LINE.match(line)
-                if match:
-                    file, test, start, end = match.groups()
-                    first = int(start) if start is not None else None
-                    last = int(end) if end is not None else first
-                    found.append((file, test, first, last))
-            self.addSuppression(found)
+        if self.suppressionFile is None:
+            return
+        text = await self.getFileContentFromWorker(self.suppressionFile, abandonOnFailure=True)
+        rules, problems = parse_suppressions(text or "")
+        self.suppressions.extend(rules)
+        if problems:
+            log.warning("suppression_file_problems", file=self.suppressionFile, count=len(problems))
+            await self.addCompleteLog(
+                "suppressionFile",
+                f"{self.suppressionFile}: lines that are not suppressions, not applied:\n"
+                + "\n".join(problems),
+            )
 
     # -- warnings -------------------------------------------------------------------------------
 
@@ -190,59 +332,20 @@ class WarningCountingShellCommand(_Statistics, ShellMixin, CompositeStepMixin, B
         line_no = match.group(2)
         return (match.group(1), int(line_no) if line_no is not None else None, match.group(3))
 
-    def warningLogConsumer(self) -> Consumer:
-        """Count the warnings among the stdio log's lines (a LineConsumerLogObserver's)."""
-        warning_re = _compiled(self.warningPattern)
-        enter_re = _compiled(self.directoryEnterPattern)
-        leave_re = _compiled(self.directoryLeavePattern)
-        self.loggedWarnings = []
-        while True:
-            _, line = yield
-            if enter_re is not None:
-                entered = enter_re.search(line)
-                if entered:
-                    self.directoryStack.append(entered.group(1))
-                    continue
-            if leave_re is not None and self.directoryStack and leave_re.search(line):
-                self.directoryStack.pop()
-                continue
-            assert warning_re is not None
-            match = warning_re.match(line)
-            if match:
-                self.maybeAddWarning(self.loggedWarnings, line, match)
-
-    def maybeAddWarning(self, warnings: list[str], line: str, match: re.Match[str]) -> None:
-        if self.suppressions:
-            file, line_no, text = self.warningExtractor(self, line, match)
-            line_no = int(line_no) if line_no else line_no
-            if file and self.directoryStack:
-                file = "/".join(self.directoryStack) + "/" + file
-            for file_re, warn_re, start, end in self.suppressions:
-                if not (file is None or file_re is None or file_re.match(file)):
-                    continue
-                if not (warn_re is None or warn_re.search(text)):
-                    continue
-                if (
-                    start is not None
-                    and end is not None
-                    and not (line_no is not None and start <= line_no <= end)
-                ):
-                    continue
-                return  # suppressed
-        warnings.append(line)
-        self.warnCount += 1
-
     # -- running --------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        await self.setup_suppression()
+        await self._load_suppressions()
+        pattern = _compiled(self.warningPattern)
+        if pattern is not None:
+            self.addLogObserver("stdio", _WarningCounter(self, pattern))
         cmd = await self.makeRemoteShellCommand()
         await self.runCommand(cmd)
-        await self.finish_logs()
+        await self._finish_stdio()  # every line counted before the summary
         await self.createSummary()
         return int(self.evaluateCommand(cmd))
 
-    async def finish_logs(self) -> None:
+    async def _finish_stdio(self) -> None:
         stdio = self.logs.get("stdio")
         if stdio is not None:
             await stdio.finish()
