@@ -546,3 +546,14 @@ async def test_the_property_rules_come_from_the_service(
         await sched.force(OWNER, s="a", any_name="two words", any_value="any value!")
         seen = await buildsets.next()
     assert seen.properties["two words"] == ("any value!", FORM)
+
+
+def test_a_codebase_string_fixes_its_field() -> None:
+    spec = CodebaseParameter("c", branch="", revision=None, project="p").getSpec()
+    fields = {f["name"]: (f["type"], f["default"], f["fullName"]) for f in spec["fields"]}
+    assert fields == {
+        "branch": ("fixed", "", "c_branch"),  # an empty string is a value too
+        "project": ("fixed", "p", "c_project"),
+        "repository": ("text", "", "c_repository"),
+    }
+    assert (spec["label"], spec["columns"]) == ("Codebase: c", 1)

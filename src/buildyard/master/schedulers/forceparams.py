@@ -645,11 +645,11 @@ class CodebaseParameter(NestedParameter):
     @staticmethod
     def _stamp_field(key: str, given: Any) -> BaseParameter | None:
         """The field of one source stamp attribute: a text box by default, a fixed value for
-        a string, none for None (or another false value)."""
+        a string (even an empty one), none for None."""
         if given is DefaultField:
             return StringParameter(name=key, label=f"{key.capitalize()}:")
         if isinstance(given, str):
-            return FixedParameter(name=key, default=given) if given else None
+            return FixedParameter(name=key, default=given)
         return given or None
 
     def createSourcestamp(self, properties: dict[str, Any], kwargs: dict[Any, Any]) -> Any:
