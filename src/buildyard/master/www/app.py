@@ -36,7 +36,7 @@ from buildyard.common.ports import Listen, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.mq.base import MessageQueue
-from buildyard.master.www import auth, builtin_ui, control, events, openapi, rest, ui
+from buildyard.master.www import auth, builtin_ui, control, events, hooks, openapi, rest, ui
 from buildyard.master.www.authz import Authz
 
 log = structlog.get_logger(__name__)
@@ -53,6 +53,7 @@ def make_app(
     authentication: auth.AuthBase | None = None,
     authz: Authz | None = None,
     sessions: auth.Sessions | None = None,
+    change_hooks: hooks.ChangeHooks | None = None,
 ) -> web.Application:
     """The web server's application. Without ``authentication`` nobody logs in; without
     ``authz`` everything is allowed; without ``sessions``, sessions are signed with a secret
@@ -73,6 +74,7 @@ def make_app(
 
     pages = ui_routes if ui_routes is not None else builtin_ui.routes(title=title)
     app.add_routes([*openapi.routes(), *rest.routes(), *control.routes(), *pages])
+    hooks.setup(app, change_hooks)
     if mq is not None:
         events.setup(app, mq)
     return app
@@ -97,9 +99,12 @@ class WWWService(Service):
         control_actions: control.Control | None = None,
         session_secret: Callable[[], Awaitable[str]] | None = None,
         clock: Clock | None = None,
+        hook_services: hooks.HookServices | None = None,
     ) -> None:
         """``session_secret`` gives the key that signs session cookies (the master keeps it
-        in the database, so sessions outlive a restart); without it, each start makes one."""
+        in the database, so sessions outlive a restart); without it, each start makes one.
+        ``hook_services`` is what the change hooks record changes with (without it, every
+        dialect is refused)."""
         super().__init__("www")
         self._data = data
         self._mq = mq
@@ -107,6 +112,7 @@ class WWWService(Service):
         self._session_secret = session_secret
         self._secret: str | None = None
         self._clock = clock or SystemClock()
+        self._hook_services = hook_services
         self._runner: web.AppRunner | None = None
         self._listen: Listen | None = None
         self._site = Site()
@@ -169,6 +175,11 @@ class WWWService(Service):
             authentication=authentication,
             authz=authz,
             sessions=sessions,
+            change_hooks=hooks.ChangeHooks(
+                dialects=www.get("change_hook_dialects") or {},
+                auth=www.get("change_hook_auth"),
+                services=self._hook_services,
+            ),
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
