@@ -4,8 +4,9 @@ A request is read in full (at most :data:`MAX_BODY` bytes: a bigger one is a 413
 checked against ``c['www']['change_hook_auth']`` if set (HTTP Basic auth; 401 otherwise), and
 handed to its dialect's handler (:mod:`buildyard.master.changes.hooks`). The changes it returns
 are recorded one by one through the data layer's ``add_change``, exactly as a poller's are, so
-schedulers see them the same way; the answer goes out once they are stored: ``202`` with
-``"<n> change found"`` or ``"no change found"``, as Buildbot answers. A handler's
+schedulers see them the same way; the answer goes out once they are stored: ``200`` with
+``"<n> change found"`` or ``"no change found"``, as Buildbot answers (its code sets 202, but
+only after the body went out with 200). A handler's
 ``ValueError`` (a bad signature, an unknown event, a payload without a field it needs...) is a
 ``400`` with its message; anything else a ``500``. Each refusal is logged with the hook's name.
 ``/change_hook`` alone is the ``base`` dialect. GET is taken like POST, as Buildbot does.
@@ -183,7 +184,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             return _answer(500, "Error processing changes.")
         if not arguments:
             log.info("change_hook_no_change", hook=dialect)
-            return _answer(202, "no change found")
+            return _answer(200, "no change found")
         assert hooks.services is not None
         try:
             ids = [await hooks.services.changes.add_change(**args) for args in arguments]
@@ -191,4 +192,4 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             log.exception("change_hook_failed", hook=dialect, reason="recording the changes")
             return _answer(500, "Error processing changes.")
         log.info("change_hook_changes", hook=dialect, changeids=ids, src=src)
-        return _answer(202, f"{len(ids)} change found")
+        return _answer(200, f"{len(ids)} change found")

@@ -34,7 +34,7 @@ async def test_push_records_one_change_per_commit(tmp_path: Path) -> None:
         payload = p.gh_push()
         body = p.body(payload)
         answer = await hooks.post("/change_hook/github", data=body, headers=_headers("push", body))
-        assert (answer.status, answer.text) == (202, "3 change found")
+        assert (answer.status, answer.text) == (200, "3 change found")
         changes = await hooks.changes()
     assert [c["revision"] for c in changes] == p.SHA[1:4]
     first = changes[0]
@@ -47,7 +47,7 @@ async def test_push_records_one_change_per_commit(tmp_path: Path) -> None:
     assert first["repository"] == "https://github.com/harbor/lighthouse"
     assert first["project"] == "harbor/lighthouse"
     assert first["revlink"] == f"https://github.com/harbor/lighthouse/commit/{p.SHA[1]}"
-    # 2024-05-02T10:11:00+02:00
+    # 2004-05-02T10:11:00+02:00
     assert first["when_timestamp"] == 1714637460
     assert first["properties"] == {
         "event": ["push", "Change"],
@@ -61,7 +61,7 @@ async def test_tags_new_branches_deletions_and_skips(tmp_path: Path) -> None:
     async with hook_master(tmp_path, _dialects({"codebase": "lamp"})) as hooks:
         tag = p.gh_push("refs/tags/v1.2", created=True)
         answer = await hooks.post("/change_hook/github", tag, headers=_headers("push"))
-        assert (answer.status, answer.text) == (202, "1 change found")
+        assert (answer.status, answer.text) == (200, "1 change found")
         # a new branch: only its head commit
         branch = p.gh_push("refs/heads/fog", created=True)
         assert (await hooks.post("/change_hook/github", branch, headers=_headers("push"))).text == (
@@ -79,8 +79,8 @@ async def test_tags_new_branches_deletions_and_skips(tmp_path: Path) -> None:
             p.gh_push(commits=[p.gh_commit(6, "Tweak docs [skip ci]")]),
         ):
             answer = await hooks.post("/change_hook/github", nothing, headers=_headers("push"))
-            assert (answer.status, answer.text) == (202, "no change found")
-        assert (await hooks.post("/change_hook/github", {}, headers=_headers("ping"))).status == 202
+            assert (answer.status, answer.text) == (200, "no change found")
+        assert (await hooks.post("/change_hook/github", {}, headers=_headers("ping"))).status == 200
         changes = await hooks.changes()
     assert [(c["branch"], c["category"], c["revision"], c["codebase"]) for c in changes] == [
         ("v1.2", "tag", p.SHA[3], "lamp"),
@@ -100,7 +100,7 @@ async def test_custom_skips_and_form_encoded_payloads(tmp_path: Path) -> None:
         answer = await hooks.post(
             "/change_hook/github", data=form, headers={"X-GitHub-Event": "push"}
         )
-        assert (answer.status, answer.text) == (202, "1 change found")
+        assert (answer.status, answer.text) == (200, "1 change found")
         assert [c["revision"] for c in await hooks.changes()] == [p.SHA[2]]
 
 
@@ -118,12 +118,12 @@ async def test_pull_request_reads_files_and_message_from_the_api(
             answer = await hooks.post(
                 "/change_hook/github", p.gh_pull_request(action), headers=_headers("pull_request")
             )
-            assert (answer.status, answer.text) == (202, "1 change found")
+            assert (answer.status, answer.text) == (200, "1 change found")
         for ignored in ("closed", "labeled"):
             answer = await hooks.post(
                 "/change_hook/github", p.gh_pull_request(ignored), headers=_headers("pull_request")
             )
-            assert (answer.status, answer.text) == (202, "no change found")
+            assert (answer.status, answer.text) == (200, "no change found")
         github_api.head_message = "Blink [skip ci]"
         skipped = await hooks.post(
             "/change_hook/github", p.gh_pull_request("reopened"), headers=_headers("pull_request")
@@ -144,7 +144,7 @@ async def test_pull_request_reads_files_and_message_from_the_api(
     assert change["project"] == "harbor/lighthouse"
     assert change["repository"] == "https://github.com/harbor/lighthouse"
     assert change["revlink"] == "https://github.com/harbor/lighthouse/pull/42"
-    assert change["when_timestamp"] == 1718094600  # 2024-06-11T08:30:00Z
+    assert change["when_timestamp"] == 1718094600  # 2004-06-11T08:30:00Z
     props = {k: v[0] for k, v in change["properties"].items()}
     assert props == {
         "pullrequesturl": "https://github.com/harbor/lighthouse/pull/42",
@@ -166,7 +166,7 @@ async def test_signatures(tmp_path: Path) -> None:
         answer = await hooks.post(
             "/change_hook/github", data=body, headers=_headers("push", extra=sha1)
         )
-        assert answer.status == 202
+        assert answer.status == 200
         with structlog.testing.capture_logs() as logs:
             refused = [
                 await hooks.post("/change_hook/github", data=body, headers=_headers("push")),

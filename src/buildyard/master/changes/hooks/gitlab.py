@@ -71,7 +71,7 @@ class GitLabHandler(BaseHookHandler):
         elif event == "note":
             changes = self._process_note_addition_to_merge_request(payload, event, codebase)
         else:
-            log.info("change_hook_event_ignored", hook="gitlab", event=event)
+            log.info("change_hook_event_ignored", hook="gitlab", forge_event=event)
             changes = []
         if project:
             for change in changes:
