@@ -69,11 +69,13 @@ class HookClient:
 
 
 @contextlib.asynccontextmanager
-async def hook_master(tmp_path: Path, body: str) -> AsyncIterator[HookClient]:
+async def hook_master(
+    tmp_path: Path, body: str, *, exist_ok: bool = False
+) -> AsyncIterator[HookClient]:
     """A started master whose master.cfg is :data:`CONFIG` plus ``body`` (which sets
     ``c['www']['change_hook_dialects']``, ...)."""
     basedir = tmp_path / "master"
-    basedir.mkdir()
+    basedir.mkdir(exist_ok=exist_ok)
     port = free_port()
     (basedir / "master.cfg").write_text(CONFIG.format(port=port) + body)
     master = BuildMaster(basedir, config=load_master_config(basedir))

@@ -193,6 +193,10 @@ class PullRequestProperties:
         return found
 
 
+# Buildbot's name for it (buildbot.util.pullrequest)
+PullRequestMixin = PullRequestProperties
+
+
 def codebase_of(codebase: Any, payload: Any) -> dict[str, Any]:
     """The ``codebase`` keyword of a change: the option's value, or its result when it is a
     callable given the payload; nothing when the option is None."""
