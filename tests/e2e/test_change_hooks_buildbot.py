@@ -119,12 +119,21 @@ class Master:
             found = json.loads(response.read())["changes"]
             return int(found[0]["changeid"]) if found else 0
 
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}/api/v2/{path}", timeout=60) as response:
+            return json.loads(response.read())
+
     def buildsets(self, after: int) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(
-            f"{self.url}/api/v2/buildsets?order=bsid&bsid__gt={after}", timeout=60
-        ) as response:
-            found: list[dict[str, Any]] = json.loads(response.read())["buildsets"]
-            return found
+        """The buildsets after ``after``, each with its ``properties``."""
+        found: list[dict[str, Any]] = self.get("buildsets")["buildsets"]
+        found = sorted((b for b in found if b["bsid"] > after), key=lambda b: int(b["bsid"]))
+        for buildset in found:
+            [props] = self.get(f"buildsets/{buildset['bsid']}/properties")["properties"]
+            buildset["properties"] = props
+        return found
+
+    def last_bsid(self) -> int:
+        return max((int(b["bsid"]) for b in self.get("buildsets")["buildsets"]), default=0)
 
 
 def _start(kind: str, basedir: Path, config: str) -> Master:
@@ -478,3 +487,33 @@ def test_unknown_dialect_and_poller(twins: Twins) -> None:
         400,
         "Could not find pollers: nope",
     )
+
+
+def test_the_builds_the_hooks_start(twins: Twins) -> None:
+    """The scheduler (AnyBranchScheduler, no tree-stable timer) makes the same buildsets, with
+    the same source stamps and properties, from the changes of either master's hook."""
+    before = [m.last_bsid() for m in twins.both]
+    post_both(twins, "/change_hook/github", *_github("push", p.gh_push("refs/heads/lamp")))
+    post_both(twins, "/change_hook/github", *_github("pull_request", p.gh_pull_request(number=77)))
+    found: list[list[dict[str, Any]]] = [[], []]
+    deadline = time.monotonic() + 120
+    while any(len(f) < 4 for f in found) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        found = [m.buildsets(after) for m, after in zip(twins.both, before, strict=True)]
+    theirs, ours = (
+        [
+            {
+                "reason": b["reason"],
+                "external_idstring": b["external_idstring"],
+                "properties": b["properties"],
+                "sourcestamps": [
+                    {k: v for k, v in ss.items() if k not in ("ssid", "created_at")}
+                    for ss in b["sourcestamps"]
+                ],
+            }
+            for b in buildsets
+        ]
+        for buildsets in found
+    )
+    assert len(theirs) == 4
+    assert ours == theirs
