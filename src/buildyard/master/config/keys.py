@@ -309,6 +309,12 @@ def _www(reader: _Reader) -> Mapping[str, object]:
         hook_dialects.check_dialects(
             www["change_hook_dialects"], lambda message: reader.error("www", message)
         )
+        if port is None and www["change_hook_dialects"]:
+            config_warning(
+                "c['www']['change_hook_dialects'] is set but c['www']['port'] is not: no web "
+                "server runs, so no change hook can be reached",
+                location=reader.lines.location("www"),
+            )
     hook_dialects.check_auth(
         www.get("change_hook_auth"), lambda message: reader.error("www", message)
     )

@@ -112,7 +112,9 @@ class WWWService(Service):
         self._session_secret = session_secret
         self._secret: str | None = None
         self._clock = clock or SystemClock()
-        self._hook_services = hook_services
+        # one for the service's life: a reconfig that changes only the hooks swaps their
+        # settings in place, without a new listener
+        self._hooks = hooks.ChangeHooks(dialects={}, auth=None, services=hook_services)
         self._runner: web.AppRunner | None = None
         self._listen: Listen | None = None
         self._site = Site()
@@ -126,11 +128,18 @@ class WWWService(Service):
         (OSError) leaves the current one serving.
         """
         listen = parse_port(www["port"]) if www.get("port") is not None else None
-        if listen == self._listen and site == self._site and dict(www) == dict(self._www):
+        if (
+            listen == self._listen
+            and site == self._site
+            and hooks.without_hooks(www) == hooks.without_hooks(self._www)
+        ):
+            self._hooks.configure(www)
+            self._www = www
             return
         if listen is None or not self.running:
             await self._close()
             self._listen, self._site, self._www = listen, site, www
+            self._hooks.configure(www)
             return
         authentication = www.get("auth")
         if not isinstance(authentication, auth.AuthBase):
@@ -175,11 +184,7 @@ class WWWService(Service):
             authentication=authentication,
             authz=authz,
             sessions=sessions,
-            change_hooks=hooks.ChangeHooks(
-                dialects=www.get("change_hook_dialects") or {},
-                auth=www.get("change_hook_auth"),
-                services=self._hook_services,
-            ),
+            change_hooks=self._hooks,
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -190,6 +195,7 @@ class WWWService(Service):
             raise
         await self._close()
         self._runner, self._listen, self._site, self._www = runner, listen, site, www
+        self._hooks.configure(www)
         sockets = runner.addresses
         self.port = int(sockets[0][1]) if sockets else listen.port
         log.info(

@@ -68,14 +68,31 @@ class _Unauthorized(Exception):
     pass
 
 
+_SETTINGS = ("change_hook_dialects", "change_hook_auth")
+
+
+def without_hooks(www: Mapping[str, Any]) -> dict[str, Any]:
+    """``c['www']`` but for the hooks' settings (which change without a new listener)."""
+    return {k: v for k, v in www.items() if k not in _SETTINGS}
+
+
 @dataclasses.dataclass
 class ChangeHooks:
-    """The hooks of one web-server configuration; handlers are built on first use and kept."""
+    """The hooks of the web server; handlers are built on first use and kept until the next
+    :meth:`configure`."""
 
     dialects: Mapping[str, Any]
     auth: Sequence[Any] | None
     services: HookServices | None
     _handlers: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def configure(self, www: Mapping[str, Any]) -> None:
+        """Take ``c['www']``'s hook settings; the next request uses them."""
+        dialects = www.get("change_hook_dialects") or {}
+        auth = www.get("change_hook_auth")
+        if dialects != self.dialects or auth != self.auth:
+            self.dialects, self.auth = dialects, auth
+            self._handlers = {}
 
     def handler(self, dialect: str) -> Any:
         if dialect not in self.dialects or self.services is None:

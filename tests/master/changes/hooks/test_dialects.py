@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog
 
 from buildyard.common.errors import ConfigErrors
 from buildyard.master.config.loader import load_master_config
@@ -260,3 +261,60 @@ def test_change_hook_auth_config_errors(tmp_path: Path) -> None:
     text = str(raised.value)
     assert "missing.passwd' is not a file" in text
     assert "c['www']['change_hook_auth'] contains 'x'" in text
+
+
+BROKEN = """
+class Broken(object):
+    def __init__(self, master, options):
+        pass
+
+    def getChanges(self, request):
+        if request.args.get(b"crash"):
+            raise RuntimeError("boom")
+        return ([{"who": "old-style key"}], None)
+
+
+c['www']['change_hook_dialects'] = {'broken': {'custom_class': Broken}}
+"""
+
+
+async def test_a_failing_handler_is_a_500_and_stores_nothing(tmp_path: Path) -> None:
+    async with hook_master(tmp_path, BROKEN) as hooks:
+        with structlog.testing.capture_logs() as logs:
+            bad_change = await hooks.post("/change_hook/broken", data=b"")
+            crash = await hooks.post("/change_hook/broken?crash=1", data=b"")
+        assert [(a.status, a.text) for a in (bad_change, crash)] == [
+            (500, "Error processing changes."),
+        ] * 2
+        failures = [e for e in logs if e["event"] == "change_hook_failed"]
+        assert [e["hook"] for e in failures] == ["broken", "broken"]
+        assert "addChange does not take: who" in failures[0]["reason"]
+        assert await hooks.changes() == []
+
+
+async def test_reconfig_applies_new_dialects(tmp_path: Path) -> None:
+    async with hook_master(
+        tmp_path, "c['www']['change_hook_dialects'] = {'base': True}\n"
+    ) as hooks:
+        url = "/change_hook/gitorious"
+        form = {"payload": json.dumps(p.gitorious_push())}
+        assert (await hooks.post(url, data=form)).status == 400
+        cfg = hooks.master.basedir / "master.cfg"
+        cfg.write_text(cfg.read_text() + "c['www']['change_hook_dialects']['gitorious'] = True\n")
+        assert await hooks.master.reconfig()
+        answer = await hooks.post(url, data=form)
+        assert (answer.status, answer.text) == (200, "2 change found")
+        # a bad new value leaves the running hooks as they were
+        cfg.write_text(cfg.read_text() + "c['www']['change_hook_dialects']['gitea'] = True\n")
+        assert not await hooks.master.reconfig()
+        assert (await hooks.post(url, data=form)).status == 200
+
+
+def test_dialects_without_a_web_port_are_warned_about(tmp_path: Path) -> None:
+    config = CONFIG.format(port=8010).replace("c['www'] = {'port'", "c['www'] = {'_port'")
+    (tmp_path / "master.cfg").write_text(
+        config.replace("'_port': 'tcp:8010:interface=127.0.0.1'", "")
+        + "c['www']['change_hook_dialects'] = {'github': {}}\n"
+    )
+    loaded = load_master_config(tmp_path)
+    assert any("no change hook can be reached" in w for w in loaded.warnings)

@@ -42,7 +42,9 @@ class HookContext(Protocol):
         ...
 
 
-class _NoContext:
+class NoContext:
+    """The context of a handler the web server has not bound (no secrets, no pollers)."""
+
     async def secret(self, name: str) -> str | None:
         return None
 
@@ -112,7 +114,7 @@ class BaseHookHandler:
     def __init__(self, master: Any, options: Any) -> None:
         self.master = master
         self.options = options
-        self.context: HookContext = _NoContext()
+        self.context: HookContext = NoContext()
 
     def bind(self, context: HookContext) -> None:
         """The web server's context; set before the first request."""

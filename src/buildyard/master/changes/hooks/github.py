@@ -24,8 +24,8 @@ from buildyard.master.changes.hooks.base import (
     BaseHookHandler,
     Changes,
     HookContext,
+    NoContext,
     PullRequestProperties,
-    _NoContext,
     codebase_of,
     field,
     media_type,
@@ -91,7 +91,7 @@ class GitHubEventHandler(PullRequestProperties):
         self.master = master
         self.debug = debug
         self.verify = verify
-        self.context: HookContext = _NoContext()
+        self.context: HookContext = NoContext()
         self._renderer = BaseHookHandler(master, None)
         if self._strict and not self._secret:
             raise ValueError("Strict mode is requested while no secret is provided")
