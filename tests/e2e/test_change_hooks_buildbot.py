@@ -9,6 +9,7 @@ Where buildyard answers otherwise on purpose, the test says why.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import subprocess
 import sys
@@ -103,6 +104,8 @@ class Master:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+        except http.client.HTTPException as exc:
+            raise AssertionError(f"{method} {path} to the {self.kind} master: {exc!r}") from exc
 
     def changes(self, after: int = 0) -> list[dict[str, Any]]:
         with urllib.request.urlopen(
@@ -270,6 +273,18 @@ def test_github_push_tag_new_branch_force_push_and_deletion(twins: Twins) -> Non
         assert all(c["properties"]["event"] == ["push", "Change"] for c in changes)
 
 
+def test_github_form_encoded_payload(twins: Twins) -> None:
+    payload = p.gh_push("refs/heads/form", [p.gh_commit(8, "Sent as a form")])
+    data = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-GitHub-Event": "push",
+        "X-Hub-Signature": p.sign(data, GITHUB_SECRET, "sha1"),
+        "X-Hub-Signature-256": p.sign(data, GITHUB_SECRET),
+    }
+    assert post_both(twins, "/change_hook/github", data, headers)[0] == (200, "1 change found")
+
+
 def test_github_skips_and_unknown_refs(twins: Twins) -> None:
     for payload in (
         p.gh_push(commits=[p.gh_commit(4, "Docs only [ci skip]")]),
@@ -374,6 +389,24 @@ def test_gitlab(twins: Twins) -> None:
             "no change found",
         ),
         ({"X-Gitlab-Event": "Pipeline Hook"}, {"object_kind": "pipeline"}, "no change found"),
+        (
+            {"X-Gitlab-Event": "Note Hook"},
+            {
+                "object_kind": "note",
+                "object_attributes": {
+                    "id": 1244,
+                    "note": "retest please",
+                    "noteable_type": "MergeRequest",
+                },
+                "merge_request": p.gl_merge_request()["object_attributes"],
+            },
+            "1 change found",
+        ),
+        (
+            {"X-Gitlab-Event": "Note Hook"},
+            {"object_kind": "note", "object_attributes": {"id": 1245, "note": "on a commit"}},
+            "no change found",
+        ),
     ]
     for header, payload, found in cases:
         data, headers = _json({**header, **token}, payload)
