@@ -231,3 +231,36 @@ async def test_bad_requests_store_nothing(tmp_path: Path) -> None:
         assert (
             await hooks.post("/change_hook/github", p.gh_push(), headers=_headers("push"))
         ).text == ("3 change found")
+
+
+async def test_secret_and_token_from_the_secret_providers(
+    tmp_path: Path, github_api: FakeGitHub
+) -> None:
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    for name, value in {"gh-hook": SECRET, "gh-token": "tok-from-file"}.items():
+        (secrets_dir / name).write_text(value + "\n")
+        (secrets_dir / name).chmod(0o600)
+    body = (
+        f"c['secretsProviders'] = [secrets.SecretInAFile({str(secrets_dir)!r})]\n"
+        "c['www']['change_hook_dialects'] = {'github': {\n"
+        "    'secret': util.Secret('gh-hook'), 'strict': True,\n"
+        f"    'github_api_endpoint': {github_api.url!r},\n"
+        "    'token': util.Interpolate('%(secret:gh-token)s-%(prop:full_name)s'),\n"
+        "}}\n"
+    )
+    async with hook_master(tmp_path, body) as hooks:
+        data = p.body(p.gh_pull_request())
+        answer = await hooks.post(
+            "/change_hook/github", data=data, headers=_headers("pull_request", data)
+        )
+        assert (answer.status, answer.text) == (200, "1 change found")
+        wrong = {"X-Hub-Signature-256": p.sign(data, "gh-hook")}
+        refused = await hooks.post(
+            "/change_hook/github", data=data, headers=_headers("pull_request", extra=wrong)
+        )
+        assert (refused.status, refused.text) == (400, "Hash mismatch")
+    # the token rendered with the repository's full name, as Buildbot renders it
+    assert ("/repos/harbor/lighthouse/pulls/42/files", "token tok-from-file-harbor/lighthouse") in (
+        github_api.requests
+    )
