@@ -13,6 +13,9 @@ children that have a ``force`` method; the others (stop, rebuild, cancel, set_pr
 worker actions, enable) go to the ``control_actions`` the master hands in. So the www imports
 nothing of the schedulers, distributor or workers packages.
 
+``/change_hook/<dialect>`` (:mod:`.hooks`) records the changes of webhooks; a reconfig that
+changes only the hooks' settings keeps the listener.
+
 Every request is authenticated by ``c['www']['auth']`` (:mod:`.auth`: a session cookie, or a
 proxy's header) and every REST read or action authorized by ``c['www']['authz']``
 (:mod:`.authz`) before it does anything. The live events (/ws, /sse) are not checked, as in

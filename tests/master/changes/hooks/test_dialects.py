@@ -311,9 +311,11 @@ async def test_reconfig_applies_new_dialects(tmp_path: Path) -> None:
 
 
 def test_dialects_without_a_web_port_are_warned_about(tmp_path: Path) -> None:
-    config = CONFIG.format(port=8010).replace("c['www'] = {'port'", "c['www'] = {'_port'")
+    config = CONFIG.format(port=8010)
+    with_port = "c['www'] = {'port': 'tcp:8010:interface=127.0.0.1'}"
+    assert with_port in config
     (tmp_path / "master.cfg").write_text(
-        config.replace("'_port': 'tcp:8010:interface=127.0.0.1'", "")
+        config.replace(with_port, "c['www'] = {}")
         + "c['www']['change_hook_dialects'] = {'github': {}}\n"
     )
     loaded = load_master_config(tmp_path)
