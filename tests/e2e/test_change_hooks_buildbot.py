@@ -297,15 +297,22 @@ def test_github_skips_and_unknown_refs(twins: Twins) -> None:
 
 
 def test_github_pull_requests(twins: Twins) -> None:
+    recorded: list[dict[str, Any]] = []
     for action, found in [
         ("opened", "1 change found"),
         ("synchronize", "1 change found"),
         ("closed", "no change found"),
     ]:
-        payload = p.gh_pull_request(action, number=50 + len(found))
+        payload = p.gh_pull_request(action, number=50 + len(recorded))
         answer, changes = post_both(twins, "/change_hook/github", *_github("pull_request", payload))
         assert answer == (200, found)
-    assert changes == [] or changes[0]["category"] == "pull"
+        recorded += changes
+    # both read the head commit's message and the files from the (fake) GitHub API
+    assert [(c["branch"], c["category"], sorted(c["files"])) for c in recorded] == [
+        ("refs/pull/50/head", "pull", ["src/blink.c", "src/flash.c", "src/fog.c"]),
+        ("refs/pull/51/head", "pull", ["src/blink.c", "src/flash.c", "src/fog.c"]),
+    ]
+    assert recorded[0]["properties"]["github.number"] == [50, "Change"]
 
 
 def test_github_refusals(twins: Twins) -> None:
