@@ -307,7 +307,9 @@ def _www(reader: _Reader) -> Mapping[str, object]:
     _www_auth(reader, www)
     if www.get("change_hook_dialects") is not None:
         hook_dialects.check_dialects(
-            www["change_hook_dialects"], lambda message: reader.error("www", message)
+            www["change_hook_dialects"],
+            lambda message: reader.error("www", message),
+            lambda message: config_warning(message, location=reader.lines.location("www")),
         )
         if port is None and www["change_hook_dialects"]:
             config_warning(

@@ -320,3 +320,13 @@ def test_dialects_without_a_web_port_are_warned_about(tmp_path: Path) -> None:
     )
     loaded = load_master_config(tmp_path)
     assert any("no change hook can be reached" in w for w in loaded.warnings)
+
+
+def test_a_dialect_set_to_false_is_served_with_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "master.cfg").write_text(
+        CONFIG.format(port=8010) + "c['www']['change_hook_dialects'] = {'base': False}\n"
+    )
+    loaded = load_master_config(tmp_path)
+    assert any(
+        "['base'] is False, which does not turn the dialect off" in w for w in loaded.warnings
+    )

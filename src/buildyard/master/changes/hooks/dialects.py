@@ -30,8 +30,11 @@ def handler_class(dialect: str, options: Any) -> type[Any]:
     return DIALECTS[dialect][0]
 
 
-def check_dialects(dialects: object, report: Callable[[str], None]) -> None:
-    """Report (through ``report``) every mistake in a ``change_hook_dialects`` value."""
+def check_dialects(
+    dialects: object, report: Callable[[str], None], warn: Callable[[str], None]
+) -> None:
+    """Report (through ``report``) every mistake in a ``change_hook_dialects`` value, and
+    ``warn`` of what works otherwise than it reads."""
     if not isinstance(dialects, Mapping):
         report(
             "c['www']['change_hook_dialects'] must be a dictionary of dialect names, not "
@@ -58,6 +61,12 @@ def check_dialects(dialects: object, report: Callable[[str], None]) -> None:
             )
             continue
         if options is True or options is None:
+            continue
+        if options is False:
+            warn(
+                f"{where} is False, which does not turn the dialect off: it is served (as in "
+                "Buildbot); remove the key to turn it off"
+            )
             continue
         if not isinstance(options, Mapping):
             report(f"{where} must be True or a dictionary of options, not {options!r}")
