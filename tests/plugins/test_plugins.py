@@ -17,7 +17,16 @@ from buildyard.master.workers.config import Worker
 from buildyard.plugins import changes, reporters, schedulers, secrets, steps, util, worker
 from tests.master.config._files import buildbot_site_packages
 
-NAMESPACES = ("changes", "reporters", "schedulers", "secrets", "steps", "util", "worker")
+NAMESPACES = (
+    "changes",
+    "reporters",
+    "schedulers",
+    "secrets",
+    "steps",
+    "util",
+    "webhooks",
+    "worker",
+)
 
 
 def test_star_import_gives_buildbots_namespaces() -> None:

@@ -22,7 +22,6 @@ from buildyard.plugins import schedulers
 __all__ = [
     "AbstractLatentWorker",
     "AbstractWorker",
-    "BaseHookHandler",
     "BaseScheduler",
     "BufferLogObserver",
     "BuildStepFailed",
@@ -31,8 +30,6 @@ __all__ = [
     "CommandMixin",
     "CompositeStepMixin",
     "ConfigErrors",
-    "GitHubEventHandler",
-    "GitLabHandler",
     "HTTPClientService",
     "LineConsumerLogObserver",
     "LogObserver",
@@ -53,7 +50,7 @@ __all__ = [
     "unicode2bytes",
 ]
 
-_WORKERS, _PIPELINE, _WWW, _REPORTING = 3, 4, 5, 6
+_WORKERS, _PIPELINE, _REPORTING = 3, 4, 6
 
 AbstractWorker = not_implemented("buildbot.worker.AbstractWorker", _WORKERS)
 AbstractLatentWorker = not_implemented("buildbot.worker.AbstractLatentWorker", _WORKERS)
@@ -68,9 +65,6 @@ ReconfigurablePollingChangeSource = not_implemented(
 # Buildbot's deprecated name for SingleBranchScheduler.
 Scheduler = schedulers.SingleBranchScheduler
 
-BaseHookHandler = not_implemented("buildbot.www.hooks.base.BaseHookHandler", _WWW)
-GitHubEventHandler = not_implemented("buildbot.www.hooks.github.GitHubEventHandler", _WWW)
-GitLabHandler = not_implemented("buildbot.www.hooks.gitlab.GitLabHandler", _WWW)
 
 BuildbotService = not_implemented("buildbot.util.service.BuildbotService", _REPORTING)
 HTTPClientService = not_implemented("buildbot.util.httpclientservice.HTTPClientService", _REPORTING)

@@ -53,6 +53,7 @@ from buildyard.master.mq.local import LocalMQ
 from buildyard.master.schedulers.base import SchedulerContext
 from buildyard.master.schedulers.forced import ForceSchedulerService
 from buildyard.master.schedulers.manager import SchedulerManager
+from buildyard.master.secrets import providers as secret_providers
 from buildyard.master.workers.manager import WorkerManager
 from buildyard.master.www.app import Site, WWWService
 
@@ -178,6 +179,7 @@ class BuildMaster(Service):
             control_actions=_Control(self),
             session_secret=self._session_secret,
             clock=self.clock,
+            hook_services=_Hooks(self),
         )
         data.api.register(*forceschedulers.endpoints(self._force_scheduler_data))
         for svc in (
@@ -423,6 +425,20 @@ class BuildMaster(Service):
 
     async def _reconfig_task(self) -> None:
         await self.reconfig()
+
+
+class _Hooks:
+    """What the change hooks (www.hooks.HookServices) use of this master."""
+
+    def __init__(self, master: BuildMaster) -> None:
+        self.master = master
+        self.changes = master.data.updates
+
+    async def secret(self, name: str) -> str | None:
+        return await secret_providers.lookup(self.master.config.secrets_providers, name)
+
+    def pollers(self) -> dict[str, Any]:
+        return {s.name: s for s in self.master.change_svc if callable(getattr(s, "force", None))}
 
 
 # how long a killed worker has to acknowledge ``shutdown`` before its connection is dropped

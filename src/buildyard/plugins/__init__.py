@@ -1,6 +1,6 @@
 """master.cfg's vocabulary under Buildbot's names: ``from buildyard.plugins import *`` gives
-``util``, ``steps``, ``schedulers``, ``changes``, ``worker``, ``reporters`` and ``secrets``, as
-``from buildbot.plugins import *`` does.
+``util``, ``steps``, ``schedulers``, ``changes``, ``worker``, ``reporters``, ``secrets`` and
+``webhooks``, as ``from buildbot.plugins import *`` does.
 
 Each namespace has every name Buildbot 4.3 registers there. What buildyard implements is the
 real class; the rest are stand-ins that report "... is not implemented yet (buildyard issue #N)"
@@ -11,6 +11,6 @@ Outside the layers: re-exports only. May import anything in buildyard except bui
 and buildyard.master.master.
 """
 
-from buildyard.plugins import changes, reporters, schedulers, secrets, steps, util, worker
+from buildyard.plugins import changes, reporters, schedulers, secrets, steps, util, webhooks, worker
 
-__all__ = ["changes", "reporters", "schedulers", "secrets", "steps", "util", "worker"]
+__all__ = ["changes", "reporters", "schedulers", "secrets", "steps", "util", "webhooks", "worker"]

@@ -62,6 +62,7 @@ def test_star_import_of_buildbot_plugins() -> None:
         "secrets",
         "steps",
         "util",
+        "webhooks",
         "worker",
     }
 

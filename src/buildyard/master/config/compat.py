@@ -8,6 +8,8 @@ and ``steps.ShellCommand`` are the same class. A path outside the table fails wi
 :class:`UnsupportedBuildbotModule`; a Buildbot 0.8 path (``buildbot.status``,
 ``buildbot.buildslave``, ...) with :class:`Buildbot08Module`, which says what replaced it.
 Afterwards ``sys.modules`` holds no ``buildbot`` entry of ours; one there before is restored.
+The two ``twisted.cred`` modules that Buildbot's manual uses for ``change_hook_auth``
+(:data:`TWISTED_MODULES`) are answered the same way; other ``twisted`` imports are left alone.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ _EXTRAS = "buildyard.compat.extras"
 _FORCEPARAMS = "buildyard.master.schedulers.forceparams"
 _CHANGEFILTER = "buildyard.master.schedulers.changefilter"
 _PROPERTIES = "buildyard.master.model.properties"
+_HOOKS = "buildyard.master.changes.hooks"
+_WEBHOOKS = "buildyard.plugins.webhooks"
+_CREDENTIALS = "buildyard.master.changes.hooks.credentials"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,7 +91,9 @@ _VSTUDIO = (
 #: Every Buildbot module path that master.cfg may import, and what it holds. Parent packages
 #: (``buildbot``, ``buildbot.steps``, ...) are added by :func:`_with_parents`.
 MODULES: dict[str, _Module] = {
-    "buildbot.plugins": _m(_PLUGINS, "changes reporters schedulers secrets steps util worker"),
+    "buildbot.plugins": _m(
+        _PLUGINS, "changes reporters schedulers secrets steps util webhooks worker"
+    ),
     # configuration
     "buildbot.config": _m((_UTIL, _EXTRAS), "BuilderConfig ConfigErrors error"),
     "buildbot.config.builder": _m(_UTIL, "BuilderConfig"),
@@ -274,9 +281,26 @@ MODULES: dict[str, _Module] = {
     "buildbot.www.oauth2": _m(_UTIL, "BitbucketAuth GitHubAuth GitLabAuth GoogleAuth"),
     "buildbot.www.avatar": _m(_UTIL, "AvatarGitHub AvatarGravatar"),
     "buildbot.www.ldapuserinfo": _m(_UTIL, "LdapUserInfo"),
-    "buildbot.www.hooks.base": _m(_EXTRAS, "BaseHookHandler"),
-    "buildbot.www.hooks.github": _m(_EXTRAS, "GitHubEventHandler"),
-    "buildbot.www.hooks.gitlab": _m(_EXTRAS, "GitLabHandler"),
+    "buildbot.www.hooks.base": _m((f"{_HOOKS}.base", _WEBHOOKS), "BaseHookHandler base"),
+    "buildbot.www.hooks.github": _m(
+        (f"{_HOOKS}.github", _WEBHOOKS),
+        "DEFAULT_GITHUB_API_URL DEFAULT_SKIPS_PATTERN GitHubEventHandler GitHubHandler github",
+    ),
+    "buildbot.www.hooks.gitlab": _m((f"{_HOOKS}.gitlab", _WEBHOOKS), "GitLabHandler gitlab"),
+    "buildbot.www.hooks.bitbucket": _m(
+        (f"{_HOOKS}.bitbucket", _WEBHOOKS), "BitBucketHandler bitbucket"
+    ),
+    "buildbot.www.hooks.bitbucketcloud": _m(
+        (f"{_HOOKS}.bitbucket", _WEBHOOKS), "BitbucketCloudEventHandler bitbucketcloud"
+    ),
+    "buildbot.www.hooks.bitbucketserver": _m(
+        (f"{_HOOKS}.bitbucket", _WEBHOOKS), "BitbucketServerEventHandler bitbucketserver"
+    ),
+    "buildbot.www.hooks.gitorious": _m(
+        (f"{_HOOKS}.gitorious", _WEBHOOKS), "GitoriousHandler gitorious"
+    ),
+    "buildbot.www.hooks.poller": _m((f"{_HOOKS}.poller", _WEBHOOKS), "PollingHandler poller"),
+    "buildbot.util.pullrequest": _m(f"{_HOOKS}.base", "PullRequestMixin"),
     # util
     "buildbot.util": _m((_EXTRAS, _CHANGEFILTER), "bytes2unicode flatten unicode2bytes NotABranch"),
     "buildbot.util.service": _m(_EXTRAS, "BuildbotService"),
@@ -294,7 +318,16 @@ def _with_parents(modules: dict[str, _Module]) -> dict[str, _Module]:
     return everything
 
 
-_ALL_MODULES = _with_parents(MODULES)
+#: The Twisted modules master.cfg files import to build c['www']['change_hook_auth'], answered
+#: by buildyard's credential checkers (buildyard does not use Twisted).
+TWISTED_MODULES: dict[str, _Module] = {
+    "twisted.cred.strcred": _m(_CREDENTIALS, "makeChecker"),
+    "twisted.cred.checkers": _m(
+        _CREDENTIALS, "FilePasswordDB InMemoryUsernamePasswordDatabaseDontUse"
+    ),
+}
+
+_ALL_MODULES = _with_parents(MODULES) | _with_parents(TWISTED_MODULES)
 _PACKAGES = frozenset(n.rpartition(".")[0] for n in _ALL_MODULES if "." in n)
 
 # Buildbot 0.8 module paths, and what took their place.
@@ -313,6 +346,14 @@ _BUILDBOT_08 = {
 
 def _is_buildbot(name: str) -> bool:
     return name == "buildbot" or name.startswith("buildbot.")
+
+
+def _is_twisted(name: str) -> bool:
+    return name == "twisted" or name.startswith("twisted.")
+
+
+def _is_shimmed(name: str) -> bool:
+    return _is_buildbot(name) or _is_twisted(name)
 
 
 def _import_error(fullname: str) -> BuildbotImportError:
@@ -385,9 +426,12 @@ class _BuildbotFinder(importlib.abc.MetaPathFinder):
         path: Sequence[str] | None,
         target: types.ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
-        if not _is_buildbot(fullname):
+        if _is_twisted(fullname) and fullname in _ALL_MODULES:
+            spec: _Module | None = _ALL_MODULES[fullname]
+        elif not _is_buildbot(fullname):
             return None
-        spec = _ALL_MODULES.get(fullname)
+        else:
+            spec = _ALL_MODULES.get(fullname)
         if spec is None:
             raise _import_error(fullname)
         return importlib.machinery.ModuleSpec(
@@ -397,12 +441,14 @@ class _BuildbotFinder(importlib.abc.MetaPathFinder):
 
 @contextlib.contextmanager
 def buildbot_imports() -> Iterator[None]:
-    """Answer ``import buildbot...`` from buildyard for the duration of the block.
+    """Answer ``import buildbot...`` (and the few ``twisted.cred`` modules of
+    :data:`TWISTED_MODULES`) from buildyard for the duration of the block.
 
-    ``buildbot`` modules already in ``sys.modules`` (a real Buildbot imported by the same
-    process) are set aside for the block and put back afterwards; the stand-ins are dropped.
+    ``buildbot`` and ``twisted`` modules already in ``sys.modules`` (a real Buildbot imported by
+    the same process) are set aside for the block and put back afterwards; the stand-ins are
+    dropped.
     """
-    set_aside = {name: sys.modules.pop(name) for name in list(sys.modules) if _is_buildbot(name)}
+    set_aside = {name: sys.modules.pop(name) for name in list(sys.modules) if _is_shimmed(name)}
     finder = _BuildbotFinder()
     sys.meta_path.insert(0, finder)
     try:
@@ -410,6 +456,6 @@ def buildbot_imports() -> Iterator[None]:
     finally:
         with contextlib.suppress(ValueError):
             sys.meta_path.remove(finder)
-        for name in [n for n in sys.modules if _is_buildbot(n)]:
+        for name in [n for n in sys.modules if _is_shimmed(n)]:
             del sys.modules[name]
         sys.modules.update(set_aside)

@@ -21,6 +21,7 @@ from buildyard.common.errors import config_error, config_warning
 from buildyard.common.ports import msgpack_listen, parse_port
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.changes.base import ChangeSourceConfig
+from buildyard.master.changes.hooks import dialects as hook_dialects
 from buildyard.master.config.assignments import KeyLines
 from buildyard.master.config.master_config import (
     DEFAULT_DB_URL,
@@ -304,6 +305,21 @@ def _www(reader: _Reader) -> Mapping[str, object]:
         except ValueError as exc:
             reader.error("www", f"c['www']['port']: {exc}")
     _www_auth(reader, www)
+    if www.get("change_hook_dialects") is not None:
+        hook_dialects.check_dialects(
+            www["change_hook_dialects"],
+            lambda message: reader.error("www", message),
+            lambda message: config_warning(message, location=reader.lines.location("www")),
+        )
+        if port is None and www["change_hook_dialects"]:
+            config_warning(
+                "c['www']['change_hook_dialects'] is set but c['www']['port'] is not: no web "
+                "server runs, so no change hook can be reached",
+                location=reader.lines.location("www"),
+            )
+    hook_dialects.check_auth(
+        www.get("change_hook_auth"), lambda message: reader.error("www", message)
+    )
     ui = www.get("ui")
     if ui is not None:
         if not isinstance(ui, str):

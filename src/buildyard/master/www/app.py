@@ -13,6 +13,9 @@ children that have a ``force`` method; the others (stop, rebuild, cancel, set_pr
 worker actions, enable) go to the ``control_actions`` the master hands in. So the www imports
 nothing of the schedulers, distributor or workers packages.
 
+``/change_hook/<dialect>`` (:mod:`.hooks`) records the changes of webhooks; a reconfig that
+changes only the hooks' settings keeps the listener.
+
 Every request is authenticated by ``c['www']['auth']`` (:mod:`.auth`: a session cookie, or a
 proxy's header) and every REST read or action authorized by ``c['www']['authz']``
 (:mod:`.authz`) before it does anything. The live events (/ws, /sse) are not checked, as in
@@ -36,7 +39,7 @@ from buildyard.common.ports import Listen, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.mq.base import MessageQueue
-from buildyard.master.www import auth, builtin_ui, control, events, openapi, rest, ui
+from buildyard.master.www import auth, builtin_ui, control, events, hooks, openapi, rest, ui
 from buildyard.master.www.authz import Authz
 
 log = structlog.get_logger(__name__)
@@ -53,6 +56,7 @@ def make_app(
     authentication: auth.AuthBase | None = None,
     authz: Authz | None = None,
     sessions: auth.Sessions | None = None,
+    change_hooks: hooks.ChangeHooks | None = None,
 ) -> web.Application:
     """The web server's application. Without ``authentication`` nobody logs in; without
     ``authz`` everything is allowed; without ``sessions``, sessions are signed with a secret
@@ -73,6 +77,7 @@ def make_app(
 
     pages = ui_routes if ui_routes is not None else builtin_ui.routes(title=title)
     app.add_routes([*openapi.routes(), *rest.routes(), *control.routes(), *pages])
+    hooks.setup(app, change_hooks)
     if mq is not None:
         events.setup(app, mq)
     return app
@@ -97,9 +102,12 @@ class WWWService(Service):
         control_actions: control.Control | None = None,
         session_secret: Callable[[], Awaitable[str]] | None = None,
         clock: Clock | None = None,
+        hook_services: hooks.HookServices | None = None,
     ) -> None:
         """``session_secret`` gives the key that signs session cookies (the master keeps it
-        in the database, so sessions outlive a restart); without it, each start makes one."""
+        in the database, so sessions outlive a restart); without it, each start makes one.
+        ``hook_services`` is what the change hooks record changes with (without it, every
+        dialect is refused)."""
         super().__init__("www")
         self._data = data
         self._mq = mq
@@ -107,6 +115,9 @@ class WWWService(Service):
         self._session_secret = session_secret
         self._secret: str | None = None
         self._clock = clock or SystemClock()
+        # one for the service's life: a reconfig that changes only the hooks swaps their
+        # settings in place, without a new listener
+        self._hooks = hooks.ChangeHooks(dialects={}, auth=None, services=hook_services)
         self._runner: web.AppRunner | None = None
         self._listen: Listen | None = None
         self._site = Site()
@@ -120,11 +131,18 @@ class WWWService(Service):
         (OSError) leaves the current one serving.
         """
         listen = parse_port(www["port"]) if www.get("port") is not None else None
-        if listen == self._listen and site == self._site and dict(www) == dict(self._www):
+        if (
+            listen == self._listen
+            and site == self._site
+            and hooks.without_hooks(www) == hooks.without_hooks(self._www)
+        ):
+            self._hooks.configure(www)
+            self._www = www
             return
         if listen is None or not self.running:
             await self._close()
             self._listen, self._site, self._www = listen, site, www
+            self._hooks.configure(www)
             return
         authentication = www.get("auth")
         if not isinstance(authentication, auth.AuthBase):
@@ -169,6 +187,7 @@ class WWWService(Service):
             authentication=authentication,
             authz=authz,
             sessions=sessions,
+            change_hooks=self._hooks,
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -179,6 +198,7 @@ class WWWService(Service):
             raise
         await self._close()
         self._runner, self._listen, self._site, self._www = runner, listen, site, www
+        self._hooks.configure(www)
         sockets = runner.addresses
         self.port = int(sockets[0][1]) if sockets else listen.port
         log.info(

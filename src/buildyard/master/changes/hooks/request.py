@@ -1,0 +1,94 @@
+"""What a change hook handler is given: the parts of a web request that hook code reads.
+
+Buildbot hands its handlers a Twisted ``Request``; handlers use ``args``, ``content``,
+``getHeader``, ``uri`` and ``method``. :class:`HookRequest` has those with the same types
+(bytes, as Twisted gives them), built from a request already read in full, and nothing else:
+a handler cannot write the response (the web server answers from what ``getChanges`` returns
+or raises).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import io
+import urllib.parse
+from collections.abc import Mapping
+
+from buildyard.common.errors import BuildyardError
+
+
+class HookError(BuildyardError, ValueError):
+    """The request is wrong (bad signature, unknown event, a payload without a field the
+    dialect needs...): the hook answers 400 with this message. A ``ValueError`` because
+    Buildbot's handlers signal a bad request that way, and users' handlers still do."""
+
+
+def _form_fields(content_type: str, body: bytes) -> dict[bytes, list[bytes]]:
+    """The fields of a form body (urlencoded or multipart), as Twisted's ``args``."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    fields: dict[bytes, list[bytes]] = {}
+    if media == "application/x-www-form-urlencoded":
+        for key, values in urllib.parse.parse_qs(body, keep_blank_values=True).items():
+            fields.setdefault(key, []).extend(values)
+    elif media == "multipart/form-data":
+        head = f"Content-Type: {content_type}\r\n\r\n".encode()
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+        if not message.is_multipart():
+            raise HookError("the multipart/form-data body cannot be read")
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if not isinstance(name, str):
+                continue
+            value = part.get_payload(decode=True)
+            fields.setdefault(name.encode(), []).append(value if isinstance(value, bytes) else b"")
+    return fields
+
+
+class HookRequest:
+    """One webhook request, read in full: Twisted's names and types for what hooks use.
+
+    ``args`` holds the query's arguments followed by a form body's fields (urlencoded or
+    multipart), each name to its list of values, as bytes; ``content`` is the raw body, at its
+    start; ``getHeader`` is case-insensitive and gives bytes or None; ``uri`` is the path with
+    the query, ``path`` without; ``method`` is e.g. ``b"POST"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        path: str,
+        query_string: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> None:
+        self.method = method.encode()
+        self.path = path.encode()
+        self.uri = self.path + (b"?" + query_string.encode() if query_string else b"")
+        self._headers = {k.lower(): v for k, v in headers.items()}
+        self.content = io.BytesIO(body)
+        self.args: dict[bytes, list[bytes]] = {}
+        for key, values in urllib.parse.parse_qs(
+            query_string.encode(), keep_blank_values=True
+        ).items():
+            self.args[key] = list(values)
+        for key, values in _form_fields(self._headers.get("content-type", ""), body).items():
+            self.args.setdefault(key, []).extend(values)
+
+    def getHeader(self, name: str | bytes) -> bytes | None:
+        key = name.decode() if isinstance(name, bytes) else name
+        value = self._headers.get(key.lower())
+        return None if value is None else value.encode("latin-1", "replace")
+
+    def header(self, name: str) -> str | None:
+        """The header as text (buildyard's own handlers use this)."""
+        return self._headers.get(name.lower())
+
+    def arg(self, name: str) -> str | None:
+        """The first value of argument ``name`` as text, or None."""
+        values = self.args.get(name.encode())
+        return values[0].decode("utf-8", "replace") if values else None
+
+    def body(self) -> bytes:
+        return self.content.getvalue()

@@ -1,0 +1,212 @@
+"""``/change_hook/<dialect>``: webhooks that record changes (``c['www']['change_hook_dialects']``).
+
+A request is read in full (at most :data:`MAX_BODY` bytes: a bigger one is a 413, unread),
+checked against ``c['www']['change_hook_auth']`` if set (HTTP Basic auth; 401 otherwise), and
+handed to its dialect's handler (:mod:`buildyard.master.changes.hooks`). The changes it returns
+are recorded one by one through the data layer's ``add_change``, exactly as a poller's are, so
+schedulers see them the same way; the answer goes out once they are stored: ``200`` with
+``"<n> change found"`` or ``"no change found"``, as Buildbot answers (its code sets 202, but
+only after the body went out with 200). A handler's
+``ValueError`` (a bad signature, an unknown event, a payload without a field it needs...) is a
+``400`` with its message; anything else a ``500``. Each refusal is logged with the hook's name.
+``/change_hook`` alone is the ``base`` dialect. GET is taken like POST, as Buildbot does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+
+from buildyard.master.changes.hooks import dialects
+from buildyard.master.changes.hooks.base import (
+    BadChange,
+    HookContext,
+    Pollable,
+    change_arguments,
+    resolve,
+)
+from buildyard.master.changes.hooks.request import HookRequest
+
+log = structlog.get_logger(__name__)
+
+# GitHub does not deliver payloads above 25 MB; nothing a forge sends is bigger
+MAX_BODY = 25 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
+
+
+class ChangeWriter(Protocol):
+    @property
+    def add_change(self) -> Callable[..., Awaitable[int]]:
+        """Updates.add_change: records a change from its keywords; its id once stored."""
+        ...
+
+
+class HookServices(Protocol):
+    """What the master hands the hooks: where changes go, secrets and pollers (the
+    :class:`HookContext`), and the master object itself (users' handlers get it, as in
+    Buildbot)."""
+
+    @property
+    def changes(self) -> ChangeWriter: ...
+
+    @property
+    def master(self) -> Any: ...
+
+    async def secret(self, name: str) -> str | None: ...
+
+    def pollers(self) -> Mapping[str, Pollable]: ...
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+_SETTINGS = ("change_hook_dialects", "change_hook_auth")
+
+
+def without_hooks(www: Mapping[str, Any]) -> dict[str, Any]:
+    """``c['www']`` but for the hooks' settings (which change without a new listener)."""
+    return {k: v for k, v in www.items() if k not in _SETTINGS}
+
+
+@dataclasses.dataclass
+class ChangeHooks:
+    """The hooks of the web server; handlers are built on first use and kept until the next
+    :meth:`configure`."""
+
+    dialects: Mapping[str, Any]
+    auth: Sequence[Any] | None
+    services: HookServices | None
+    _handlers: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def configure(self, www: Mapping[str, Any]) -> None:
+        """Take ``c['www']``'s hook settings; the next request uses them."""
+        dialects = www.get("change_hook_dialects") or {}
+        auth = www.get("change_hook_auth")
+        if dialects != self.dialects or auth != self.auth:
+            self.dialects, self.auth = dialects, auth
+            self._handlers = {}
+
+    def handler(self, dialect: str) -> Any:
+        if dialect not in self.dialects or self.services is None:
+            raise ValueError(
+                f"The dialect specified, '{dialect}', wasn't whitelisted in change_hook"
+            )
+        found = self._handlers.get(dialect)
+        if found is None:
+            options = self.dialects[dialect]
+            found = dialects.handler_class(dialect, options)(self.services.master, options)
+            bind = getattr(found, "bind", None)
+            if callable(bind):
+                context: HookContext = self.services
+                bind(context)
+            self._handlers[dialect] = found
+        return found
+
+    async def check_auth(self, request: web.Request) -> None:
+        if not self.auth:
+            return
+        header = request.headers.get("Authorization", "")
+        kind, _, encoded = header.partition(" ")
+        if kind.lower() != "basic":
+            raise _Unauthorized("no credentials")
+        try:
+            user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise _Unauthorized("malformed credentials") from None
+        for checker in self.auth:
+            if await asyncio.to_thread(checker.check, user, password):
+                return
+        raise _Unauthorized(f"wrong credentials for {user!r}")
+
+
+HOOKS = web.AppKey("change_hooks", ChangeHooks)
+
+
+def setup(app: web.Application, hooks: ChangeHooks | None) -> None:
+    """Serve the change hooks of ``hooks`` (none: every dialect is refused) on ``app``."""
+    app[HOOKS] = hooks or ChangeHooks(dialects={}, auth=None, services=None)
+    app.add_routes(
+        [
+            web.route("*", "/change_hook", _serve),
+            web.route("*", "/change_hook/{dialect:[^/]*}", _serve),
+            web.route("*", "/change_hook/{dialect:[^/]*}/{tail:.*}", _serve),
+        ]
+    )
+
+
+def _answer(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
+
+
+async def _read_body(request: web.Request) -> bytes | None:
+    """The body, or None when it is over :data:`MAX_BODY`."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(_READ_CHUNK):
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _serve(request: web.Request) -> web.StreamResponse:
+    if request.method not in ("GET", "POST"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
+    hooks = request.app[HOOKS]
+    dialect = request.match_info.get("dialect") or "base"
+    with structlog.contextvars.bound_contextvars(remote=request.remote):
+        try:
+            await hooks.check_auth(request)
+        except _Unauthorized as exc:
+            log.warning("change_hook_refused", hook=dialect, status=401, reason=str(exc))
+            response = _answer(401, "Unauthorized")
+            response.headers["WWW-Authenticate"] = 'Basic realm="Protected area"'
+            return response
+        body = await _read_body(request)
+        if body is None:
+            reason = f"the request body is over {MAX_BODY} bytes"
+            log.warning("change_hook_refused", hook=dialect, status=413, reason=reason)
+            return _answer(413, reason)
+        try:
+            hook_request = HookRequest(
+                method=request.method,
+                path=request.path,
+                query_string=request.query_string,
+                headers=request.headers,
+                body=body,
+            )
+            handler = hooks.handler(dialect)
+            changes, src = await resolve(handler.getChanges(hook_request))
+            arguments = [change_arguments(chdict) for chdict in changes or []]
+        except ValueError as exc:
+            log.warning("change_hook_refused", hook=dialect, status=400, reason=str(exc))
+            return _answer(400, str(exc))
+        except BadChange as exc:
+            reason = f"the handler gave a bad change: {exc}"
+            log.error("change_hook_failed", hook=dialect, reason=reason)
+            return _answer(500, "Error processing changes.")
+        except Exception:
+            log.exception("change_hook_failed", hook=dialect)
+            return _answer(500, "Error processing changes.")
+        if not arguments:
+            log.info("change_hook_no_change", hook=dialect)
+            return _answer(200, "no change found")
+        assert hooks.services is not None
+        try:
+            ids = [await hooks.services.changes.add_change(**args) for args in arguments]
+        except Exception:
+            log.exception("change_hook_failed", hook=dialect, reason="recording the changes")
+            return _answer(500, "Error processing changes.")
+        log.info("change_hook_changes", hook=dialect, changeids=ids, src=src)
+        return _answer(200, f"{len(ids)} change found")

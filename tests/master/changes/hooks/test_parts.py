@@ -1,0 +1,115 @@
+"""The pieces of the hooks on their own: the request handlers get, times, a handler's change
+dict turned into add_change's keywords, and the credential checkers."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+
+from buildyard.master.changes.hooks.base import BadChange, change_arguments, field, timestamp
+from buildyard.master.changes.hooks.credentials import (
+    FilePasswordDB,
+    InMemoryUsernamePasswordDatabaseDontUse,
+)
+from buildyard.master.changes.hooks.request import HookError, HookRequest
+
+
+def _request(body: bytes, content_type: str, query: str = "") -> HookRequest:
+    return HookRequest(
+        method="POST",
+        path="/change_hook/base",
+        query_string=query,
+        headers={"Content-Type": content_type, "X-Thing": "yes"},
+        body=body,
+    )
+
+
+def test_request_arguments_from_query_and_forms() -> None:
+    req = _request(b"a=1&a=2&b=", "application/x-www-form-urlencoded", "a=0&c=3")
+    assert req.args == {b"a": [b"0", b"1", b"2"], b"c": [b"3"], b"b": [b""]}
+    assert (req.uri, req.path, req.method) == (
+        b"/change_hook/base?a=0&c=3",
+        b"/change_hook/base",
+        b"POST",
+    )
+    assert req.getHeader(b"x-thing") == b"yes"
+    assert req.getHeader("X-Missing") is None
+    assert req.content.read() == b"a=1&a=2&b="
+    multipart = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="poller"\r\n\r\none\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="poller"\r\n\r\ntwo\r\n--XyZ--\r\n'
+    )
+    req = _request(multipart, "multipart/form-data; boundary=XyZ")
+    assert req.args == {b"poller": [b"one", b"two"]}
+    # JSON bodies are not form fields
+    assert _request(b'{"a": 1}', "application/json", "x=1").args == {b"x": [b"1"]}
+
+
+def test_timestamps() -> None:
+    assert timestamp("2024-05-02T10:11:00+02:00") == 1714637460
+    assert timestamp("2024-06-11T08:30:00Z") == 1718094600
+    assert timestamp("2024-02-05 10:00:00+00:00") == 1707127200
+    assert timestamp("2024-02-05T10:00:00") == 1707127200  # no offset: UTC
+    for bad in ("yesterday", 1707127200, None):
+        with pytest.raises(HookError, match="ISO 8601"):
+            timestamp(bad)
+
+
+def test_field_names_the_missing_path() -> None:
+    payload = {"repository": {"links": {"self": [{"href": "x"}]}}}
+    assert field(payload, "repository", "links", "self", 0, "href") == "x"
+    with pytest.raises(HookError, match=r"^the payload has no 'repository\.links\.html'$"):
+        field(payload, "repository", "links", "html", "href")
+    with pytest.raises(HookError, match=r"'repository\.links\.self\.1'"):
+        field(payload, "repository", "links", "self", 1)
+
+
+def test_change_arguments() -> None:
+    when = datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.UTC)
+    args = change_arguments(
+        {
+            "author": b"A <a@example.org>",
+            "files": [b"x.c", "y.c"],
+            "when_timestamp": when,
+            "properties": {"event": "push", b"raw": 1},
+            "category": lambda change: f"cat-{change['branch']}",
+            "branch": "main",
+            "codebase": None,
+        }
+    )
+    assert args == {
+        "author": "A <a@example.org>",
+        "comments": "",
+        "repository": "",
+        "project": "",
+        "files": ["x.c", "y.c"],
+        "when_timestamp": 1704110400,
+        "properties": {"event": ("push", "Change"), "raw": (1, "Change")},
+        "category": "cat-main",
+        "branch": "main",
+        "codebase": None,
+    }
+    with pytest.raises(BadChange, match="keys addChange does not take: who"):
+        change_arguments({"who": "a"})
+    with pytest.raises(BadChange, match="no author"):
+        change_arguments({"revision": "r"})
+    with pytest.raises(BadChange, match="'branch' is int"):
+        change_arguments({"author": "a", "branch": 3})
+
+
+def test_credential_checkers(tmp_path: Path) -> None:
+    memory = InMemoryUsernamePasswordDatabaseDontUse(alice="pw")
+    assert memory.check("alice", "pw")
+    assert not memory.check("alice", "PW")
+    assert not memory.check("bob", "pw")
+    passwd = tmp_path / "hooks.passwd"
+    passwd.write_text("# comment\nhook:s3:cret\nother\n")
+    db = FilePasswordDB(passwd)
+    assert not db.check("hook", "s3:cret")  # the second field only, as Twisted splits
+    assert db.check("hook", "s3")
+    passwd.write_text("hook:new\n")  # read at each check
+    assert db.check("hook", "new")
+    passwd.unlink()
+    assert not db.check("hook", "new")
