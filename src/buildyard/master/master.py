@@ -292,18 +292,7 @@ class BuildMaster(Service):
         builders = await self.botmaster.apply_builders(
             masterid=self.masterid, configs=config.builders, master_config=config
         )
-        builder_ids = {
-            name: b.builderid
-            for name, b in self.botmaster.builders.items()
-            if b.builderid is not None
-        }
-        await self.data.updates.configure_workers(
-            masterid=self.masterid,
-            builders_of={
-                w.name: [builder_ids[b.name] for b in config.builders if w.name in b.workernames]
-                for w in config.workers
-            },
-        )
+        await self._configure_workers(config)
         await self.workers.listener.reconfigure(
             masterid=self.masterid,
             protocols=config.protocols,
@@ -338,12 +327,31 @@ class BuildMaster(Service):
             "change_sources": sources,
         }
 
+    async def _configure_workers(self, config: MasterConfig) -> None:
+        """Record which builders of this master each configured worker serves."""
+        assert self.masterid is not None
+        builder_ids = {
+            name: b.builderid
+            for name, b in self.botmaster.builders.items()
+            if b.builderid is not None
+        }
+        await self.data.updates.configure_workers(
+            masterid=self.masterid,
+            builders_of={
+                w.name: [builder_ids[b.name] for b in config.builders if w.name in b.workernames]
+                for w in config.workers
+            },
+        )
+
     async def _reregister(self) -> None:
-        """Link this master's builders again after another master expired it."""
+        """Record again what another master removed when it expired this one: the builders'
+        links, the workers configured for them, and the workers connected here."""
         assert self.masterid is not None
         await self.botmaster.apply_builders(
             masterid=self.masterid, configs=self.config.builders, master_config=self.config
         )
+        await self._configure_workers(self.config)
+        await self.workers.listener.record_connections()
 
     async def reconfig(self) -> bool:
         """Re-read master.cfg and apply it; a bad config leaves the running one untouched."""

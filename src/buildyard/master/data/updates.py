@@ -17,6 +17,7 @@ from buildyard.master.data import shapes
 from buildyard.master.data.pipeline import PipelineUpdates
 from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import NotClaimed
+from buildyard.master.db.masters import LOST_BUILD_STATE
 from buildyard.master.model.masters import DeactivationCleanup
 from buildyard.master.model.results import Results
 from buildyard.master.model.test_results import NewTestResult
@@ -58,7 +59,7 @@ class Updates(PipelineUpdates):
             # builders to announce.
             cleanup = await self._db.masters.deactivation_cleanup(masterid, conn=conn)
             await self._db.masters.set_master_state(masterid, active=False, conn=conn)
-        self._announce_cleanup(cleanup)
+        await self._announce_cleanup(cleanup)
         if master.active:
             self._mq.produce(
                 keys.master_event(masterid, "stopped"),
@@ -93,7 +94,7 @@ class Updates(PipelineUpdates):
                 ):
                     continue
                 cleanup = await self._db.masters.deactivation_cleanup(master.id, conn=conn)
-            self._announce_cleanup(cleanup)
+            await self._announce_cleanup(cleanup)
             if changed:
                 expired.append(master.id)
                 log.warning(
@@ -108,8 +109,10 @@ class Updates(PipelineUpdates):
                 )
         return expired
 
-    def _announce_cleanup(self, cleanup: DeactivationCleanup) -> None:
+    async def _announce_cleanup(self, cleanup: DeactivationCleanup) -> None:
         m = cleanup.masterid
+        for workerid in cleanup.workerids:
+            await self._announce_worker(workerid, "disconnected")
         for builderid in cleanup.builderids:
             self._mq.produce(
                 keys.builder_event(builderid, "stopped"), {"builderid": builderid, "masterid": m}
@@ -126,16 +129,19 @@ class Updates(PipelineUpdates):
             }
             self._mq.produce(("steps", str(stepid), "finished"), body)
         for buildid, builderid, number in cleanup.builds:
-            body = {
+            build_body: dict[str, Any] = {
                 "buildid": buildid,
                 "builderid": builderid,
                 "number": number,
                 "masterid": m,
                 "complete": True,
                 "results": int(Results.RETRY),
+                "state_string": LOST_BUILD_STATE,
             }
-            self._mq.produce(("builds", str(buildid), "finished"), body)
-            self._mq.produce(("builders", str(builderid), "builds", str(number), "finished"), body)
+            self._mq.produce(("builds", str(buildid), "finished"), build_body)
+            self._mq.produce(
+                ("builders", str(builderid), "builds", str(number), "finished"), build_body
+            )
         for brid, builderid, bsid in cleanup.unclaimed:
             body = {
                 "buildrequestid": brid,
