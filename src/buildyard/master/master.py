@@ -53,6 +53,7 @@ from buildyard.master.mq.local import LocalMQ
 from buildyard.master.schedulers.base import SchedulerContext
 from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.workers.manager import WorkerManager
+from buildyard.master.workers.transfers import JOURNAL, remove_interrupted_uploads
 from buildyard.master.www.app import Site, WWWService
 
 log = structlog.get_logger(__name__)
@@ -227,6 +228,8 @@ class BuildMaster(Service):
             await self.child("db").start()
             self.masterid = await updates.find_master_id(self.master_name)
             await updates.master_stopped(name=self.master_name, masterid=self.masterid)
+            # the partial files of uploads its previous run was receiving when it died
+            await asyncio.to_thread(remove_interrupted_uploads, self.basedir / JOURNAL)
             await updates.expire_masters(
                 expire_after=self.config.housekeeping_expire_after, force_housekeeping=True
             )
