@@ -139,8 +139,29 @@ async def test_expiry_marks_silent_master_inactive_and_undoes_what_it_held(
 
     events = drain(sub)
     keys = [k for k, _ in events]
+    # the whole resource under every key, as when a live master ends them
     finished = dict(events)[("builds", str(ids["buildid"]), "finished")]
     assert finished["state_string"] == "retry (master lost)"
+    assert (finished["started_at"], finished["complete"], finished["results"]) == (
+        1,
+        True,
+        Results.RETRY,
+    )
+    number = finished["number"]
+    assert dict(events)[("builders", str(ids["builderid"]), "builds", str(number), "finished")] == (
+        finished
+    )
+    step_event = dict(events)[
+        ("builds", str(ids["buildid"]), "steps", str(ids["stepid"]), "finished")
+    ]
+    assert (step_event["name"], step_event["results"], step_event["complete"]) == (
+        "shell",
+        Results.RETRY,
+        True,
+    )
+    assert ("steps", str(ids["stepid"]), "logs", "stdio", "finished") in keys
+    request = dict(events)[("buildrequests", str(ids["brid"]), "unclaimed")]
+    assert (request["claimed"], request["buildsetid"]) == (False, ids["bsid"])
     disconnected = dict(events)[("workers", str(w_dead), "disconnected")]
     assert disconnected["connected_to"] == []
     assert ("builders", str(ids["builderid"]), "stopped") in keys
