@@ -83,6 +83,7 @@ async def test_a_build_whose_worker_dies_is_retried_on_another_worker(
         )
         assert [b.results for b in builds] == [Results.RETRY, Results.SUCCESS]
         assert builds[1].workerid != first.workerid
+        assert builds[0].state_string.startswith("retry lost connection")  # as Buildbot says
         steps = await master.db.steps.get_steps(builds[0].id)
         assert [(s.name, s.results) for s in steps] == [
             ("first", Results.SUCCESS),

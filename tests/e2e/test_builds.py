@@ -102,6 +102,8 @@ async def test_a_build_runs_its_steps_and_stores_results_and_logs(
     [build] = await m.db.builds.get_builds(buildrequestid=brid)
     assert build.results == Results.FAILURE
     assert build.complete_at is not None
+    # the result, then what the failing step said (as Buildbot composes it)
+    assert build.state_string == "failed 'exit 3' (failure)"
     steps = await m.db.steps.get_steps(build.id)
     # "never" is skipped after haltOnFailure (no row); "cleanup" is alwaysRun
     assert [(s.name, s.results) for s in steps] == [

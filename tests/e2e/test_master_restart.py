@@ -1,5 +1,5 @@
-"""A master SIGKILLed mid-build and started again: the build it left is ended RETRY, and the
-request runs to completion exactly once more."""
+"""A master SIGKILLed mid-build and started again: the build it left is ended RETRY (its state
+string says so), and the request runs to completion exactly once more."""
 
 from __future__ import annotations
 
@@ -77,6 +77,8 @@ async def test_builds_left_by_a_killed_master_end_and_their_requests_run_again(
         await eventually(complete, within=90)
         builds = sorted(await db.builds.get_builds(buildrequestid=brid), key=lambda b: b.id)
         assert [b.results for b in builds] == [Results.RETRY, Results.SUCCESS]
+        # the build the dead master left says why it ended, no longer "building"
+        assert builds[0].state_string == "retry (master lost)"
         assert all(b.complete_at is not None for b in builds)
         [request] = await db.buildrequests.get_buildrequests(bsid=bsid)
         assert request.results == Results.SUCCESS

@@ -231,3 +231,14 @@ async def test_shutdown_request_stops_the_bot(
         peer = await fake.peers.get()
         assert await peer.request("shutdown") is None
         assert await task == 0
+
+
+def test_reconnection_is_quick_while_a_master_restarts_then_backs_off() -> None:
+    # a master back within the first 30 s is found within half a second of listening
+    for attempt, without in enumerate([0.0, 0.4, 3.0, 10.0, 29.9], start=1):
+        delays = [botmodule.backoff(attempt, without) for _ in range(50)]
+        assert all(0.25 <= d <= 0.5 for d in delays), (attempt, without, max(delays))
+    # a long outage: 1 s doubling to 60 s (jittered down to half)
+    assert all(0.5 <= botmodule.backoff(1, 30.0) <= 1.0 for _ in range(50))
+    assert all(2.0 <= botmodule.backoff(3, 45.0) <= 4.0 for _ in range(50))
+    assert all(30.0 <= botmodule.backoff(12, 600.0) <= 60.0 for _ in range(50))

@@ -55,6 +55,7 @@ from buildyard.master.schedulers.forced import ForceSchedulerService
 from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.secrets import providers as secret_providers
 from buildyard.master.workers.manager import WorkerManager
+from buildyard.master.workers.transfers import JOURNAL, remove_interrupted_uploads
 from buildyard.master.www.app import Site, WWWService
 
 log = structlog.get_logger(__name__)
@@ -230,6 +231,8 @@ class BuildMaster(Service):
             await self.child("db").start()
             self.masterid = await updates.find_master_id(self.master_name)
             await updates.master_stopped(name=self.master_name, masterid=self.masterid)
+            # the partial files of uploads its previous run was receiving when it died
+            await asyncio.to_thread(remove_interrupted_uploads, self.basedir / JOURNAL)
             await updates.expire_masters(
                 expire_after=self.config.housekeeping_expire_after, force_housekeeping=True
             )
@@ -295,18 +298,7 @@ class BuildMaster(Service):
         builders = await self.botmaster.apply_builders(
             masterid=self.masterid, configs=config.builders, master_config=config
         )
-        builder_ids = {
-            name: b.builderid
-            for name, b in self.botmaster.builders.items()
-            if b.builderid is not None
-        }
-        await self.data.updates.configure_workers(
-            masterid=self.masterid,
-            builders_of={
-                w.name: [builder_ids[b.name] for b in config.builders if w.name in b.workernames]
-                for w in config.workers
-            },
-        )
+        await self._configure_workers(config)
         await self.workers.listener.reconfigure(
             masterid=self.masterid,
             protocols=config.protocols,
@@ -345,12 +337,31 @@ class BuildMaster(Service):
             "change_sources": sources,
         }
 
+    async def _configure_workers(self, config: MasterConfig) -> None:
+        """Record which builders of this master each configured worker serves."""
+        assert self.masterid is not None
+        builder_ids = {
+            name: b.builderid
+            for name, b in self.botmaster.builders.items()
+            if b.builderid is not None
+        }
+        await self.data.updates.configure_workers(
+            masterid=self.masterid,
+            builders_of={
+                w.name: [builder_ids[b.name] for b in config.builders if w.name in b.workernames]
+                for w in config.workers
+            },
+        )
+
     async def _reregister(self) -> None:
-        """Link this master's builders again after another master expired it."""
+        """Record again what another master removed when it expired this one: the builders'
+        links, the workers configured for them, and the workers connected here."""
         assert self.masterid is not None
         await self.botmaster.apply_builders(
             masterid=self.masterid, configs=self.config.builders, master_config=self.config
         )
+        await self._configure_workers(self.config)
+        await self.workers.listener.record_connections()
 
     async def reconfig(self) -> bool:
         """Re-read master.cfg and apply it; a bad config leaves the running one untouched."""

@@ -1,10 +1,13 @@
 """The worker's connection to its master: handshake, requests, commands, reconnection.
 
-:class:`Bot` connects to ``ws://HOST:PORT/`` with ``Authorization: Basic``, answers
-the master's requests through a :class:`~buildyard.protocol.peer.Peer` (docs/worker-protocol.md),
-runs commands in tasks of their own, and after any drop or refused handshake reconnects with
-exponential backoff (1 s doubling to 60 s, with jitter). Commands do not outlive their
-connection: a drop interrupts them. Message bodies are never logged.
+:class:`Bot` connects to ``ws://HOST:PORT/`` with ``Authorization: Basic`` (docs/worker-protocol.md),
+answers the master's requests through a :class:`~buildyard.protocol.peer.Peer`,
+runs commands in tasks of their own, and after any drop or refused handshake reconnects: every
+0.25-0.5 s for the first 30 s without a master (a master being restarted is found within half a
+second of listening again, so the builds it gives back rerun at once), then with exponential
+backoff (1 s doubling to 60 s, with jitter; from the first attempt with ``maxretries``, so that
+its count spans as long as before). Commands do not outlive their connection: a drop
+interrupts them. Message bodies are never logged.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from buildyard.worker.commands.output import CommandOutput, Outbox, Settings
 
 log = structlog.get_logger(__name__)
 
+# reconnection: every QUICK_DELAY (jittered down to half) for QUICK_FOR seconds, then backoff
+QUICK_DELAY = 0.5
+QUICK_FOR = 30.0
 FIRST_DELAY = 1.0
 MAX_DELAY = 60.0
 SETTING_KEYS = ("buffer_size", "buffer_timeout", "newline_re", "max_line_length")
@@ -69,9 +75,17 @@ def os_release(path: Path = Path("/etc/os-release")) -> dict[str, str]:
     return found
 
 
-def backoff(attempt: int) -> float:
-    """Seconds to wait before reconnection attempt ``attempt`` (1, 2, ...), with jitter."""
-    delay = min(MAX_DELAY, FIRST_DELAY * 2 ** max(0, attempt - 1))
+def backoff(attempt: int, without_master: float = 0.0) -> float:
+    """Seconds to wait before reconnection attempt ``attempt`` (1, 2, ...), with jitter, when
+    the worker has been without a master for ``without_master`` seconds.
+
+    Quick attempts first: most outages are a master restarting, and a worker that waits seconds
+    after the master is back delays every build. Once the outage is long, the wait doubles.
+    """
+    if without_master < QUICK_FOR:
+        delay = QUICK_DELAY
+    else:
+        delay = min(MAX_DELAY, FIRST_DELAY * 2 ** max(0, attempt - 1))
     return float(delay * random.uniform(0.5, 1.0))  # jitter, not crypto
 
 
@@ -215,7 +229,9 @@ class Bot:
 
     async def run(self) -> int:
         """Connect and serve until shutdown; 1 if ``maxretries`` attempts in a row failed."""
-        failures = 0
+        failures = slow = 0
+        loop = asyncio.get_running_loop()
+        lost_at = loop.time()  # when the worker last had no master
         headers = {"Authorization": self._auth()}
         # no overall limit: the limit would apply to the connection's whole life
         timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT)
@@ -225,11 +241,18 @@ class Bot:
                 if self._shutdown.is_set():
                     break
                 failures = 0 if attached else failures + 1
+                if attached:
+                    lost_at, slow = loop.time(), 0
                 limit = self.config.maxretries
                 if limit is not None and failures >= limit:
                     log.error("giving_up", attempts=failures)
                     return 1
-                delay = backoff(max(1, failures))
+                # with maxretries, the attempts keep the backoff's spacing from the first, so
+                # that N attempts span as long as they did (quick ones would use them up)
+                without = loop.time() - lost_at if limit is None else QUICK_FOR
+                if without >= QUICK_FOR:
+                    slow += 1  # the backoff's attempts
+                delay = backoff(max(1, slow), without)
                 log.info("reconnecting", in_seconds=round(delay, 2))
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):

@@ -654,3 +654,26 @@ async def test_auth_credentials_are_stored_for_the_poll_only(
     assert poller.statistics()["failed_polls"] == 0
     assert await last_rev(ctx, url) == {"refs/heads/main": upstream.head()}
     assert not list((ctx.basedir / "gitpoller-work").glob(".buildyard-auth-*"))
+
+
+async def test_credentials_left_by_a_killed_master_go_at_the_next_poll(
+    ctx: ChangeSourceContext, database: Database, upstream: Upstream
+) -> None:
+    upstream.commit("initial")
+    url = f"file://{upstream.url}"
+    workdir = ctx.basedir / "gitpoller-work"
+    workdir.mkdir(parents=True)
+    # a process that has ended: what a master killed mid-poll left (its key and password)
+    proc = await asyncio.create_subprocess_exec("true")
+    assert await proc.wait() == 0
+    stale = workdir / f".buildyard-auth-{proc.pid}-x1"
+    stale.mkdir()
+    (stale / "ssh-key").write_text("PRIVATE KEY TEXT\n")
+    # a live process's (pid 1: init) and one of this master's are someone's poll in progress
+    live = [workdir / ".buildyard-auth-1-x2", workdir / f".buildyard-auth-{os.getpid()}-x3"]
+    for directory in live:
+        directory.mkdir()
+    poller = make_poller(ctx, url, auth_credentials=("user", "s3cret"))
+    await poller.poll()
+    assert poller.statistics()["failed_polls"] == 0
+    assert sorted(workdir.glob(".buildyard-auth-*")) == sorted(live)

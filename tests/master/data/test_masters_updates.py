@@ -101,6 +101,10 @@ async def test_expiry_marks_silent_master_inactive_and_undoes_what_it_held(
     live = await updates.find_master_id("live")
     await updates.master_active(name="dead", masterid=dead)
     ids = await _busy_master(database, dead)
+    w_dead = await updates.find_worker_id("w-dead")
+    w_live = await updates.find_worker_id("w-live")
+    await updates.worker_connected(workerid=w_dead, masterid=dead, workerinfo={})
+    await updates.worker_connected(workerid=w_live, masterid=live, workerinfo={})
     clock.advance(100)
     await updates.master_active(name="live", masterid=live)
     sub = mq.subscribe((None,) * 3, (None,) * 5, (None,) * 7)
@@ -124,10 +128,42 @@ async def test_expiry_marks_silent_master_inactive_and_undoes_what_it_held(
     # the incomplete request is free again; the completed one keeps its claim
     assert claims == [ids["done"]]
     assert (build.results, build.complete_at) == (Results.RETRY, int(clock.now()))
+    assert build.state_string == "retry (master lost)"  # no longer "building"
     assert step.results == Results.RETRY and step.complete_at == int(clock.now())
     assert log.complete == 1
+    # the dead master's workers are no longer connected anywhere; the live one's stay
+    dead_worker = await database.workers.get_worker(w_dead)
+    live_worker = await database.workers.get_worker(w_live)
+    assert dead_worker is not None and list(dead_worker.connected_to) == []
+    assert live_worker is not None and list(live_worker.connected_to) == [live]
 
-    keys = [k for k, _ in drain(sub)]
+    events = drain(sub)
+    keys = [k for k, _ in events]
+    # the whole resource under every key, as when a live master ends them
+    finished = dict(events)[("builds", str(ids["buildid"]), "finished")]
+    assert finished["state_string"] == "retry (master lost)"
+    assert (finished["started_at"], finished["complete"], finished["results"]) == (
+        1,
+        True,
+        Results.RETRY,
+    )
+    number = finished["number"]
+    assert dict(events)[("builders", str(ids["builderid"]), "builds", str(number), "finished")] == (
+        finished
+    )
+    step_event = dict(events)[
+        ("builds", str(ids["buildid"]), "steps", str(ids["stepid"]), "finished")
+    ]
+    assert (step_event["name"], step_event["results"], step_event["complete"]) == (
+        "shell",
+        Results.RETRY,
+        True,
+    )
+    assert ("steps", str(ids["stepid"]), "logs", "stdio", "finished") in keys
+    request = dict(events)[("buildrequests", str(ids["brid"]), "unclaimed")]
+    assert (request["claimed"], request["buildsetid"]) == (False, ids["bsid"])
+    disconnected = dict(events)[("workers", str(w_dead), "disconnected")]
+    assert disconnected["connected_to"] == []
     assert ("builders", str(ids["builderid"]), "stopped") in keys
     assert ("logs", str(ids["logid"]), "finished") in keys
     assert ("steps", str(ids["stepid"]), "finished") in keys

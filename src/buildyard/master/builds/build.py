@@ -273,9 +273,14 @@ class Build:
     async def _finish(self, results: Results) -> None:
         assert self.buildid is not None
         self.results = results
-        text = " ".join(self._texts) if self._texts else _FINAL_TEXT[results]
+        # as Buildbot composes it: the result, why it was stopped, that the worker was lost,
+        # then what the steps said of the build ("failed 'make' (failure)")
+        words = [_FINAL_TEXT[results]]
         if self.stopped and self._stop_reason:
-            text += f" (stopped: {self._stop_reason})"
+            words.append(f"({self._stop_reason})")
+        if results == Results.RETRY and (not self.conn.attached or self.conn.peer.closed):
+            words.append("lost connection")
+        text = " ".join([*words, *self._texts])
         try:
             await self._store_properties()
             await self.updates.finish_build(self.buildid, results, state_string=text)

@@ -743,13 +743,17 @@ class GitPollerService(ChangeSource):
     @contextlib.asynccontextmanager
     async def _auth(self, workdir: Path) -> AsyncIterator[_GitAuth]:
         """The ssh key, known hosts and credentials in a private directory of the workdir, for
-        the duration of ``ls-remote`` and ``fetch``; removed afterwards."""
+        the duration of ``ls-remote`` and ``fetch``; removed afterwards (and, if the master
+        was killed meanwhile, by the next poll in that workdir: see :func:`_remove_stale_auth`)."""
         config = self.config
         if config.ssh_private_key is None and config.auth_credentials is None:
             yield _GitAuth()
             return
+        await asyncio.to_thread(_remove_stale_auth, workdir)
         directory = Path(
-            await asyncio.to_thread(tempfile.mkdtemp, dir=workdir, prefix=".buildyard-auth-")
+            await asyncio.to_thread(
+                tempfile.mkdtemp, dir=workdir, prefix=f"{_AUTH_PREFIX}{os.getpid()}-"
+            )
         )
         try:
             options: list[str] = []
@@ -825,3 +829,29 @@ class GitPollerService(ChangeSource):
                 f"{_describe(args)} failed with exit code {process.returncode}: {message}"
             )
         return stdout.decode(config.encoding, errors="replace")
+
+
+# the private directories of polls' credentials: PREFIX<pid of the master>-<random>
+_AUTH_PREFIX = ".buildyard-auth-"
+
+
+def _remove_stale_auth(workdir: Path) -> None:
+    """Remove the credential directories that a master killed mid-poll left in ``workdir`` (a
+    private key, a password): those whose process is gone. The live ones of this master and of
+    any other running process are left alone (pollers may share a workdir)."""
+    for directory in workdir.glob(f"{_AUTH_PREFIX}*"):
+        pid_text = directory.name[len(_AUTH_PREFIX) :].partition("-")[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        log.info("stale_git_credentials_removed", path=str(directory))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

@@ -14,11 +14,10 @@ import structlog
 
 from buildyard.common.clock import Clock
 from buildyard.master.data import shapes
-from buildyard.master.data.pipeline import PipelineUpdates
+from buildyard.master.data.pipeline import Message, PipelineUpdates
 from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import NotClaimed
 from buildyard.master.model.masters import DeactivationCleanup
-from buildyard.master.model.results import Results
 from buildyard.master.model.test_results import NewTestResult
 from buildyard.master.mq import keys
 from buildyard.master.mq.base import MessageQueue
@@ -58,7 +57,7 @@ class Updates(PipelineUpdates):
             # builders to announce.
             cleanup = await self._db.masters.deactivation_cleanup(masterid, conn=conn)
             await self._db.masters.set_master_state(masterid, active=False, conn=conn)
-        self._announce_cleanup(cleanup)
+        await self._announce_cleanup(cleanup)
         if master.active:
             self._mq.produce(
                 keys.master_event(masterid, "stopped"),
@@ -93,7 +92,7 @@ class Updates(PipelineUpdates):
                 ):
                     continue
                 cleanup = await self._db.masters.deactivation_cleanup(master.id, conn=conn)
-            self._announce_cleanup(cleanup)
+            await self._announce_cleanup(cleanup)
             if changed:
                 expired.append(master.id)
                 log.warning(
@@ -108,43 +107,28 @@ class Updates(PipelineUpdates):
                 )
         return expired
 
-    def _announce_cleanup(self, cleanup: DeactivationCleanup) -> None:
+    async def _announce_cleanup(self, cleanup: DeactivationCleanup) -> None:
         m = cleanup.masterid
+        for workerid in cleanup.workerids:
+            await self._announce_worker(workerid, "disconnected")
         for builderid in cleanup.builderids:
             self._mq.produce(
                 keys.builder_event(builderid, "stopped"), {"builderid": builderid, "masterid": m}
             )
-        for logid, stepid in cleanup.logs:
-            body = {"logid": logid, "stepid": stepid, "complete": True}
-            self._mq.produce(("logs", str(logid), "finished"), body)
-        for stepid, buildid in cleanup.steps:
-            body = {
-                "stepid": stepid,
-                "buildid": buildid,
-                "complete": True,
-                "results": int(Results.RETRY),
-            }
-            self._mq.produce(("steps", str(stepid), "finished"), body)
-        for buildid, builderid, number in cleanup.builds:
-            body = {
-                "buildid": buildid,
-                "builderid": builderid,
-                "number": number,
-                "masterid": m,
-                "complete": True,
-                "results": int(Results.RETRY),
-            }
-            self._mq.produce(("builds", str(buildid), "finished"), body)
-            self._mq.produce(("builders", str(builderid), "builds", str(number), "finished"), body)
-        for brid, builderid, bsid in cleanup.unclaimed:
-            body = {
-                "buildrequestid": brid,
-                "builderid": builderid,
-                "buildsetid": bsid,
-                "claimed": False,
-            }
-            for key in keys.buildrequest_event(brid, builderid, bsid, "unclaimed"):
-                self._mq.produce(key, body)
+        # each with the whole resource and every key, as when a live master ends them
+        messages: list[Message] = []
+        async with self._db.reading() as c:
+            for logid, _stepid in cleanup.logs:
+                messages += self._log_messages(
+                    await self._db.logs.get_log(logid, conn=c), "finished"
+                )
+            for stepid, _buildid in cleanup.steps:
+                messages += await self._step_messages(stepid, "finished", c)
+            for buildid, _builderid, _number in cleanup.builds:
+                messages += await self._build_messages(buildid, "finished", c)
+            brids = [brid for brid, _builderid, _bsid in cleanup.unclaimed]
+            messages += await self._request_messages(brids, "unclaimed", c)
+        self._produce(messages)
 
     # -- build requests ------------------------------------------------------------------------
 

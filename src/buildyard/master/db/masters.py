@@ -20,6 +20,11 @@ from buildyard.master.db.query import QueryOptions, apply
 from buildyard.master.model.masters import DeactivationCleanup, Master
 from buildyard.master.model.results import Results
 
+# the state string of a build ended RETRY because its master was found gone (it died, or went
+# silent for longer than the housekeeping's expireAfter): a build's final string for RETRY, as
+# Buildbot writes it ("retry"), with the reason in parentheses
+LOST_BUILD_STATE = "retry (master lost)"
+
 _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     "masterid": t.masters.c.id,
     "name": t.masters.c.name,
@@ -153,12 +158,27 @@ class MastersRepository(Repository):
     ) -> DeactivationCleanup:
         """Undo what a gone master left behind (docs/database.md, "Masters", the cleanup).
 
-        Its links go; its unfinished builds, steps and logs are finished with RETRY; the claims
-        it held on incomplete requests are released so that live masters take them.
+        Its links go, and so do the connections of workers to it; its unfinished builds, steps
+        and logs are finished with RETRY (the builds' state string says why: see
+        :data:`LOST_BUILD_STATE`); the claims it held on incomplete requests are released so
+        that live masters take them.
         """
         now = self._now()
         async with self._write(conn) as c:
             builderids, schedulerids, changesourceids = await self._unlink(c, masterid)
+            workerids = sorted(
+                (
+                    await c.execute(
+                        sa.select(t.connected_workers.c.workerid).where(
+                            t.connected_workers.c.masterid == masterid
+                        )
+                    )
+                ).scalars()
+            )
+            if workerids:
+                await c.execute(
+                    t.connected_workers.delete().where(t.connected_workers.c.masterid == masterid)
+                )
             builds = [
                 (r.id, r.builderid, r.number)
                 for r in await c.execute(
@@ -202,7 +222,9 @@ class MastersRepository(Repository):
                 await c.execute(
                     t.builds.update()
                     .where(t.builds.c.id.in_(buildids))
-                    .values(results=int(Results.RETRY), complete_at=now)
+                    .values(
+                        results=int(Results.RETRY), complete_at=now, state_string=LOST_BUILD_STATE
+                    )
                 )
             unclaimed = [
                 (r.id, r.builderid, r.buildsetid)
@@ -237,5 +259,6 @@ class MastersRepository(Repository):
             builds=tuple(builds),
             steps=tuple(steps),
             logs=tuple(logs),
+            workerids=tuple(workerids),
             unclaimed=tuple(unclaimed),
         )

@@ -6,7 +6,9 @@ it, it picks the request (highest priority, then oldest; or the builder's ``next
 worker (``nextWorker``, else ``c['select_next_worker']``, else at random), claims the request
 (and the compatible older ones when requests collapse), and starts the build. A worker can
 take a build when it is connected, configured for the builder, neither paused nor shutting
-down gracefully, and runs fewer than its ``max_builds``.
+down gracefully, runs fewer than its ``max_builds``, and runs no build of that builder already
+(as in Buildbot, a worker runs one build of a builder at a time: the builds of one builder
+share its build directory on the worker; builds of different builders may run side by side).
 
 Passes run one at a time, woken by the events that may let a build start: a new or unclaimed
 request, a worker that connects or changes state, a build that ends; and every
@@ -164,10 +166,11 @@ class BuildRequestDistributor(Service):
         # builder name -> (builderid, BuilderConfig); set by the botmaster on (re)config
         self.builders: dict[str, tuple[int, Any]] = {}
         self.config: Any = None
-        # running builds, and how many each worker runs
+        # running builds, how many each worker runs, and the (worker, builder) pairs busy
         self.building: set[Build] = set()
         self._build_tasks: dict[Build, asyncio.Task[None]] = {}
         self._load: dict[str, int] = {}
+        self._busy: set[tuple[str, str]] = set()
         # requests a pass is claiming, set once their build is in `building` (or the claim
         # failed): a cancel that comes meanwhile waits for it
         self._starting: dict[int, asyncio.Event] = {}
@@ -284,6 +287,8 @@ class BuildRequestDistributor(Service):
             limit = getattr(worker, "max_builds", None)
             if limit is not None and self._load.get(name, 0) >= int(limit):
                 continue
+            if config is not None and (name, config.name) in self._busy:
+                continue  # one build of a builder per worker at a time
             idle.append((conn, worker))
         return idle
 
@@ -434,11 +439,12 @@ class BuildRequestDistributor(Service):
         )
         self.building.add(build)
         self._load[conn.name] = self._load.get(conn.name, 0) + 1
+        self._busy.add((conn.name, name))
         self._build_tasks[build] = self.spawn(
-            self._run_build(build, conn.name), name=f"build:{name}"
+            self._run_build(build, conn.name, name), name=f"build:{name}"
         )
 
-    async def _run_build(self, build: Build, worker: str) -> None:
+    async def _run_build(self, build: Build, worker: str, builder: str) -> None:
         try:
             results = await build.run()
             if results == Results.RETRY:
@@ -447,6 +453,7 @@ class BuildRequestDistributor(Service):
             self.building.discard(build)
             self._build_tasks.pop(build, None)
             self._load[worker] = max(0, self._load.get(worker, 1) - 1)
+            self._busy.discard((worker, builder))
             self.maybe_start_builds()
 
     def builds_of(self, builder_name: str) -> list[Build]:

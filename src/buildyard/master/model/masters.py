@@ -28,6 +28,8 @@ class DeactivationCleanup:
     builds: tuple[tuple[int, int, int], ...] = ()
     steps: tuple[tuple[int, int], ...] = ()
     logs: tuple[tuple[int, int], ...] = ()
+    # workers recorded as connected to that master, no longer so
+    workerids: tuple[int, ...] = ()
     # incomplete requests whose claim was released so live masters take them:
     # (brid, builderid, buildsetid)
     unclaimed: tuple[tuple[int, int, int], ...] = ()

@@ -35,7 +35,7 @@ from buildyard.master.model.sourcestamps import SourceStamp
 from buildyard.master.steps.base import BuildStep
 from buildyard.master.steps.remotecommand import RemoteCommand
 from buildyard.master.steps.worker import CompositeStepMixin, TransferCommand, bytes_reader
-from buildyard.master.workers.transfers import FileReader, FileWriter
+from buildyard.master.workers.transfers import JOURNAL, FileReader, FileWriter
 
 __all__ = [
     "DirectoryUpload",
@@ -106,6 +106,11 @@ class _TransferBuildStep(BuildStep):
         basedir = getattr(self._runtime(), "master_basedir", None)
         return Path(basedir or os.getcwd()) / expanded
 
+    def _journal(self) -> Path | None:
+        """The master's journal of uploads in progress (None outside a master)."""
+        basedir = getattr(self._runtime(), "master_basedir", None)
+        return None if basedir is None else Path(basedir) / JOURNAL
+
     def _step_workdir(self) -> str:
         return str(self.workdir or self._runtime().workdir)
 
@@ -145,7 +150,7 @@ class _TransferBuildStep(BuildStep):
         keepstamp: bool,
         mode: int | None,
     ) -> Results:
-        writer = FileWriter(dest, maxsize=maxsize)
+        writer = FileWriter(dest, maxsize=maxsize, journal=self._journal())
         args = {
             "workdir": self._step_workdir(),
             "workersrc": source,
@@ -176,7 +181,9 @@ class _TransferBuildStep(BuildStep):
         compress: str | None,
     ) -> Results:
         created = not await asyncio.to_thread(dest.exists)
-        writer = FileWriter(dest / ".upload.tar", maxsize=maxsize, unpack_into=dest)
+        writer = FileWriter(
+            dest / ".upload.tar", maxsize=maxsize, unpack_into=dest, journal=self._journal()
+        )
         args = {
             "workdir": self._step_workdir(),
             "workersrc": source,

@@ -34,7 +34,7 @@ from buildyard.master.logs.writer import LogWriter
 from buildyard.master.model.results import Results
 from buildyard.master.steps.base import BuildStep, BuildStepFailed
 from buildyard.master.steps.remotecommand import RemoteCommand
-from buildyard.master.workers.transfers import FileReader, FileWriter
+from buildyard.master.workers.transfers import JOURNAL, FileReader, FileWriter
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -368,7 +368,9 @@ class CompositeStepMixin:
         self._composite_step().checkWorkerHasCommand("uploadFile")
         with tempfile.TemporaryDirectory(prefix="buildyard-upload-") as tmp:
             dest = Path(tmp) / "content"
-            writer = FileWriter(dest, maxsize=None)
+            basedir = self._composite_step()._runtime().master_basedir
+            journal = None if basedir is None else basedir / JOURNAL
+            writer = FileWriter(dest, maxsize=None, journal=journal)
             args = {
                 "workdir": self._workdir(),
                 "workersrc": filename,

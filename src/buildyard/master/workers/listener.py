@@ -46,6 +46,9 @@ from buildyard.protocol.errors import ProtocolError
 
 log = structlog.get_logger(__name__)
 
+# what of the worker's get_worker_info answer the master records (the ``workerinfo`` field)
+_WORKERINFO_KEYS = ("admin", "host", "access_uri", "version")
+
 PROTOCOL = "msgpack_experimental_v7"
 DEFAULT_KEEPALIVE = 3600.0
 # Buildbot's: how long a worker may be gone before it is announced missing
@@ -249,7 +252,7 @@ class WorkerListener(Service):
         conn.attached = True
         self.connections[conn.name] = conn
         self._cancel_missing_timer(conn.name)
-        workerinfo = {k: info.get(k) for k in ("admin", "host", "access_uri", "version")}
+        workerinfo = {k: info.get(k) for k in _WORKERINFO_KEYS}
         await self._updates.worker_connected(
             workerid=conn.workerid, masterid=self.masterid, workerinfo=workerinfo
         )
@@ -268,6 +271,18 @@ class WorkerListener(Service):
                 if made.rc != 0:
                     log.warning("worker_mkdir_failed", worker=conn.name, rc=made.rc)
         log.info("worker_attached", worker=conn.name, version=info.get("version"), basedir=basedir)
+
+    async def record_connections(self) -> None:
+        """Record every attached worker as connected to this master again: another master that
+        found this one silent and expired it removed those rows (the workers stayed)."""
+        assert self.masterid is not None
+        for conn in list(self.connections.values()):
+            if not conn.attached or conn.workerid is None or conn.peer.closed:
+                continue
+            workerinfo = {k: conn.info.get(k) for k in _WORKERINFO_KEYS}
+            await self._updates.worker_connected(
+                workerid=conn.workerid, masterid=self.masterid, workerinfo=workerinfo
+            )
 
     async def _keepalive(
         self, conn: WorkerConnection, worker: Any, reader: asyncio.Task[None]
