@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[str, BuildMaster]]:
         await m.stop()
 
 
-async def _post(url: str, body: Any, *, raw: bytes | None = None) -> tuple[int, Any]:
+async def _post(url: str, body: Any, *, raw: bytes | io.BytesIO | None = None) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as session:
         if raw is not None:
             resp = await session.post(url, data=raw, headers={"Content-Type": "application/json"})
@@ -98,3 +100,51 @@ async def test_force_adds_a_buildset_and_bad_requests_get_clear_errors(
     assert (status, reply["error"]["code"]) == (400, -32600)
     # nothing else was added
     assert len(await m.db.buildsets.get_buildsets()) == 1
+
+
+async def test_a_deeply_nested_or_oversized_body_is_a_client_error(
+    api: tuple[str, BuildMaster],
+) -> None:
+    url, m = api
+    # the JSON parser recurses once per level: 100,000 levels is a parse error, not a crash
+    deep = b"[" * 100_000 + b"]" * 100_000
+    status, reply = await _post(f"{url}/forceschedulers/force", None, raw=deep)
+    assert (status, reply["error"]["code"]) == (400, -32700), reply
+    assert "nested too deeply" in reply["error"]["message"]
+    deep_in_params = b'{"jsonrpc": "2.0", "method": "force", "id": 1, "params": {"x": '
+    deep_in_params += b"{" * 50_000 + b"}" * 50_000 + b"}}"
+    status, reply = await _post(f"{url}/forceschedulers/force", None, raw=deep_in_params)
+    assert (status, reply["error"]["code"]) == (400, -32700), reply
+    # over the 1 MiB a request body may have: 413, in the JSON-RPC shape
+    big = json.dumps(_rpc(builderid=1, reason="x" * (1024 * 1024))).encode()
+    status, reply = await _post(f"{url}/forceschedulers/force", None, raw=io.BytesIO(big))
+    assert status == 413, reply
+    assert reply["error"]["code"] == -32600
+    assert "1048576" in reply["error"]["message"]
+    assert await m.db.buildsets.get_buildsets() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("reason", {"text": "x"}, "'reason' must be a string, number, boolean"),
+        ("count", [[1]], "'count' must be a string, number, boolean"),
+        ("branch", {"a": 1}, "'branch'"),
+        ("owner", {"a": 1}, "'owner'"),
+        # the scheduler's fields check their own types, naming the field
+        ("reason", 5, "reason: must be a string, not int"),
+        ("branch", 5, "branch: must be a string, not int"),
+        ("count", True, "count: must be a string or an integer, not bool"),
+    ],
+)
+async def test_a_value_of_the_wrong_type_is_refused_naming_the_parameter(
+    api: tuple[str, BuildMaster], field: str, value: Any, named: str
+) -> None:
+    url, m = api
+    builderid = await m.data.updates.find_builder_id("b")
+    status, reply = await _post(
+        f"{url}/forceschedulers/force", _rpc(builderid=builderid, **{field: value})
+    )
+    assert (status, reply["error"]["code"]) == (400, -32602), reply
+    assert named in str(reply["error"]["message"])
+    assert await m.db.buildsets.get_buildsets() == []

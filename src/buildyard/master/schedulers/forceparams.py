@@ -52,6 +52,9 @@ DEFAULT_PROPERTY_VALIDATION: Mapping[str, re.Pattern[str]] = {
 }
 
 
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+
+
 class ValidationError(ValueError):
     """A submitted value that the field refuses."""
 
@@ -129,6 +132,8 @@ class BaseParameter(ConfigObject):
     default: Any = ""
     required: bool = False
     multiple: bool = False
+    # what a submitted value may be (a form posts strings; API clients send JSON's scalars)
+    submitted_types: ClassVar[tuple[type, ...]] = (str, int, float, bool)
     regex: re.Pattern[str] | None = None
     hide: bool = False
     maxsize: int | None = None
@@ -181,6 +186,14 @@ class BaseParameter(ConfigObject):
         args = [
             a for a in kwargs.get(self.fullName, []) if not (isinstance(a, str) and not a.strip())
         ]
+        for arg in args:
+            if not isinstance(arg, self.submitted_types) or (
+                isinstance(arg, bool) and bool not in self.submitted_types
+            ):
+                kinds = " or ".join(_TYPE_NAMES[t] for t in self.submitted_types)
+                raise ValidationError(
+                    f"{self.fullName}: must be {kinds}, not {type(arg).__name__} {arg!r:.40}"
+                )
         if not args:
             if self.required:
                 raise ValidationError(f"'{self.label}' needs to be specified")
@@ -246,6 +259,8 @@ class FixedParameter(BaseParameter):
 class StringParameter(BaseParameter):
     """A one-line string."""
 
+    submitted_types = (str,)
+
     spec_attributes: ClassVar[Sequence[str]] = ("size",)
     type = "text"
     size = 10
@@ -268,6 +283,7 @@ class IntParameter(StringParameter):
 
     type = "int"
     default: Any = 0
+    submitted_types = (str, int)
 
     def parse_from_arg(self, s: Any) -> Any:
         if isinstance(s, bool):
@@ -338,6 +354,7 @@ class FileParameter(BaseParameter):
 
     type = "file"
     maxsize: int | None = 1024 * 1024 * 10
+    submitted_types = (str,)
 
 
 class NestedParameter(BaseParameter):
