@@ -14,6 +14,7 @@ Method and attribute names are Buildbot's, since master.cfg files subclass these
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -133,7 +134,7 @@ class BaseParameter(ConfigObject):
     required: bool = False
     multiple: bool = False
     # what a submitted value may be (a form posts strings; API clients send JSON's scalars)
-    submitted_types: ClassVar[tuple[type, ...]] = (str, int, float, bool)
+    submitted_types: ClassVar[tuple[builtins.type, ...]] = (str, int, float, bool)
     regex: re.Pattern[str] | None = None
     hide: bool = False
     maxsize: int | None = None
@@ -259,7 +260,7 @@ class FixedParameter(BaseParameter):
 class StringParameter(BaseParameter):
     """A one-line string."""
 
-    submitted_types = (str,)
+    submitted_types: ClassVar[tuple[builtins.type, ...]] = (str,)
 
     spec_attributes: ClassVar[Sequence[str]] = ("size",)
     type = "text"
@@ -283,7 +284,7 @@ class IntParameter(StringParameter):
 
     type = "int"
     default: Any = 0
-    submitted_types = (str, int)
+    submitted_types: ClassVar[tuple[builtins.type, ...]] = (str, int)
 
     def parse_from_arg(self, s: Any) -> Any:
         if isinstance(s, bool):
@@ -354,7 +355,7 @@ class FileParameter(BaseParameter):
 
     type = "file"
     maxsize: int | None = 1024 * 1024 * 10
-    submitted_types = (str,)
+    submitted_types: ClassVar[tuple[builtins.type, ...]] = (str,)
 
 
 class NestedParameter(BaseParameter):
