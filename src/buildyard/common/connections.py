@@ -53,6 +53,9 @@ LOG_INTERVAL = 30.0
 DEFAULT_HEADER_TIMEOUT = 30.0
 DEFAULT_IDLE_TIMEOUT = 120.0  # longer than a reverse proxy keeps idle upstream connections
 DEFAULT_MAX_PENDING = 256
+# how long a handler that reads a request's body waits for it (the guard leaves a connection
+# alone once a handler runs: the handler bounds what it waits for)
+BODY_TIMEOUT = 60.0
 # the accept errors that mean "out of open files or memory"; asyncio retries them after 1 s
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import pytest
 from buildyard.master.config.loader import load_master_config
 from buildyard.master.db import migrate
 from buildyard.master.master import BuildMaster
+from buildyard.master.www import control
 from buildyard.testing.postgres import free_port
 
 CONFIG = """\
@@ -147,4 +149,31 @@ async def test_a_value_of_the_wrong_type_is_refused_naming_the_parameter(
     )
     assert (status, reply["error"]["code"]) == (400, -32602), reply
     assert named in str(reply["error"]["message"])
+    assert await m.db.buildsets.get_buildsets() == []
+
+
+async def test_a_body_that_never_arrives_is_408(
+    api: tuple[str, BuildMaster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Headers that promise 100 bytes, then 10 of them: the handler does not wait forever."""
+    monkeypatch.setattr(control, "BODY_TIMEOUT", 0.5)
+    url, m = api
+    port = int(url.split(":")[2].split("/")[0])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST /api/v2/forceschedulers/force HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n" + b'{"jsonrpc"'
+        )
+        await writer.drain()
+        async with asyncio.timeout(30):
+            status = await reader.readline()
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert status.split()[1] == b"408", status + head
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        reply = json.loads(await reader.readexactly(length))
+        assert reply["error"]["code"] == -32600
+        assert "did not arrive within 0.5 s" in reply["error"]["message"]
+    finally:
+        writer.close()
     assert await m.db.buildsets.get_buildsets() == []

@@ -51,6 +51,7 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
+from buildyard.common.connections import BODY_TIMEOUT
 from buildyard.master.data.errors import NotFound
 from buildyard.master.data.resultspec import MAX_COLUMN_INT, MIN_COLUMN_INT
 from buildyard.master.www import auth, rest
@@ -87,8 +88,6 @@ ACTIONS: Mapping[str, tuple[str, ...]] = {
     "scheduler": ("enable",),
 }
 
-# how long a client may take to send a request's body (aiohttp limits its size: 1 MiB)
-BODY_TIMEOUT = 60.0
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
