@@ -183,15 +183,23 @@ async def test_idle_connections_beyond_the_cap_are_closed_oldest_first(
         assert await rest_answers(master)
 
 
+MALFORMED = {
+    "no-colon": b"No colon here\r\n",
+    "huge-header": b"X-Huge: " + b"a" * 20_000 + b"\r\n",
+    "many-headers": b"".join(b"X-%d: a\r\n" % n for n in range(200)),
+}
+
+
 @pytest.mark.parametrize("which", ["www", "workers"])
+@pytest.mark.parametrize("fault", list(MALFORMED))
 async def test_a_malformed_request_is_one_line_in_the_log(
-    master: BuildMaster, which: str, caplog: pytest.LogCaptureFixture
+    master: BuildMaster, which: str, fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with capture_logs() as events:
         for _ in range(3):
             async with connection(port_of(master, which)) as (reader, writer):
-                writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nNo colon here\r\n\r\n")
+                writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + MALFORMED[fault] + b"\r\n")
                 await writer.drain()
                 status = await asyncio.wait_for(reader.readline(), WAIT)
                 assert status.split()[1] == b"400", status
@@ -199,6 +207,6 @@ async def test_a_malformed_request_is_one_line_in_the_log(
     malformed = [e for e in events if e["event"] == "http_request_malformed"]
     assert len(malformed) == 3, events
     assert all(e["listener"] == which and "exc_info" not in e for e in malformed)
-    assert "Invalid header" in malformed[0]["fault"] or "Bad" in malformed[0]["fault"]
+    assert malformed[0]["fault"].startswith("400"), malformed[0]
     # nothing of it through the standard library's logging (aiohttp's traceback)
     assert [r for r in caplog.records if r.exc_info or r.name.startswith("aiohttp")] == []
