@@ -79,12 +79,8 @@ class ConnectionLimits:
         return max(1, min(DEFAULT_MAX_PENDING, soft // 8))
 
 
-# the keys a listener's options may have for its limits, and what each sets
-LIMIT_KEYS: Mapping[str, str] = {
-    "header_timeout": "header_timeout",
-    "idle_timeout": "idle_timeout",
-    "max_pending_connections": "max_pending",
-}
+# the keys of a listener's options that set its limits (read_limits)
+LIMIT_KEYS = frozenset({"header_timeout", "idle_timeout", "max_pending_connections"})
 
 
 def _seconds(key: str, value: object) -> float:
@@ -95,9 +91,7 @@ def _seconds(key: str, value: object) -> float:
     return float(value)
 
 
-def read_limits(
-    options: Mapping[str, object], *, idle_timeout: float = DEFAULT_IDLE_TIMEOUT
-) -> ConnectionLimits:
+def read_limits(options: Mapping[str, object]) -> ConnectionLimits:
     """The limits that ``options`` (a listener's settings) set; ValueError naming a bad one.
 
     Keys other than :data:`LIMIT_KEYS` are the caller's to check."""
@@ -110,7 +104,7 @@ def read_limits(
         header_timeout=DEFAULT_HEADER_TIMEOUT
         if header is None
         else _seconds("header_timeout", header),
-        idle_timeout=idle_timeout if idle is None else _seconds("idle_timeout", idle),
+        idle_timeout=DEFAULT_IDLE_TIMEOUT if idle is None else _seconds("idle_timeout", idle),
         max_pending=cap,
     )
 
