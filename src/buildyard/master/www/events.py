@@ -52,6 +52,8 @@ CLOSE_TIMEOUT = 1.0
 WS_HEARTBEAT = 30.0
 # an SSE comment line this often: a client that went away is noticed when the write fails
 SSE_KEEPALIVE = 15.0
+# an SSE write that cannot go out this long (the client stopped reading) ends the stream
+SSE_WRITE_TIMEOUT = 60.0
 # the paths one socket or stream may follow at once (each is an MQ subscription and a task;
 # Buildbot's UI follows a few dozen), and the largest /ws frame a client may send (commands
 # are a few hundred bytes; aiohttp's default would buffer 4 MiB per socket)
@@ -245,8 +247,13 @@ class _Stream:
 
     async def raw(self, text: str) -> None:
         try:
-            async with self._lock:
+            async with asyncio.timeout(SSE_WRITE_TIMEOUT), self._lock:
                 await self._response.write(text.encode())
+        except TimeoutError:
+            # a client that reads nothing: its events would pile up in the MQ without end
+            self.done.set()
+            self.abort()
+            raise ConnectionError(f"the client read nothing for {SSE_WRITE_TIMEOUT:g} s") from None
         except (ConnectionError, RuntimeError):
             self.done.set()
             raise
