@@ -195,4 +195,4 @@ async def test_more_idle_connections_than_open_files_leave_rest_and_builds_worki
     assert log.stat().st_size < LOG_BOUND, text[-5000:]
     if limits:  # the files ran out, and that was said in a line, not a line per retry
         failures = [line for line in text.splitlines() if "accept_failed" in line]
-        assert 1 <= len(failures) <= 3, failures
+        assert 1 <= len(failures) <= 10, failures  # one per 30 s: 258,460 tracebacks on main
