@@ -133,6 +133,21 @@ async def test_a_trickled_request_head_is_closed_though_bytes_keep_coming(
     assert await rest_answers(master)
 
 
+async def test_a_keep_alive_connection_is_closed_after_the_idle_timeout(
+    master: BuildMaster,
+) -> None:
+    """Two requests on one connection, then silence: the master closes it."""
+    async with connection(port_of(master, "www")) as (reader, writer):
+        for _ in range(2):
+            writer.write(b"GET /api/v2/builders HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await asyncio.wait_for(reader.readexactly(length), WAIT)
+        assert await closed_by_peer(reader)
+
+
 async def test_an_upgrade_without_credentials_is_refused_then_closed_when_idle(
     master: BuildMaster,
 ) -> None:
