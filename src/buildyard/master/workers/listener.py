@@ -14,6 +14,10 @@ Per connection (spec/worker-protocol.md sections 3, 5 and 12):
 5. on close every command in flight fails with ConnectionLost, and the worker is recorded as
    disconnected (event ``workers/<id>/disconnected``).
 
+Before step 1 a connection is pending: it must send its upgrade request within
+``header_timeout`` and is closed when over ``max_pending_connections``
+(:mod:`buildyard.common.connections`); steps 2 and 3 must end within ``attach_timeout``.
+
 Dropping a connection (a worker that stopped answering, a failed connect sequence, the listener
 stopping) aborts its TCP connection, as the reference does, rather than waiting for a WebSocket
 closing handshake the worker may never answer.
