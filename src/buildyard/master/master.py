@@ -33,6 +33,7 @@ from typing import Any
 
 import structlog
 
+from buildyard.common import connections
 from buildyard.common.clock import Clock, SystemClock
 from buildyard.common.errors import ConfigErrors
 from buildyard.common.service import Service
@@ -404,6 +405,10 @@ class BuildMaster(Service):
         start-up still ends in a clean stop. Returns the exit code.
         """
         loop = asyncio.get_running_loop()
+        # a process's share: open files up to the hard limit, and no log flood when they run out
+        soft, hard = connections.raise_open_file_limit()
+        log.info("open_file_limit", soft=soft, hard=hard)
+        connections.install_accept_error_handler(loop)
         stop = asyncio.Event()
         stops = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
         for sig in stops:

@@ -221,6 +221,45 @@ def test_bad_values_point_at_their_keys(write_config: WriteConfig, basedir: Path
     assert "'no-such-codec' is not a known encoding" in found[line_of(path, "c['logEncoding']")]
 
 
+def test_connection_limits_are_read_and_checked(write_config: WriteConfig, basedir: Path) -> None:
+    write_config(
+        GOOD
+        + "c['protocols'] = {'msgpack_experimental_v7': {'port': 9989, 'header_timeout': 5,"
+        + " 'attach_timeout': 60, 'max_pending_connections': 10}}\n"
+        + "c['www'] = {'port': 8010, 'header_timeout': 2.5, 'idle_timeout': 300,"
+        + " 'max_pending_connections': 100}\n"
+    )
+    config = load_master_config(basedir)
+    assert config.www["max_pending_connections"] == 100
+    assert config.protocols["msgpack_experimental_v7"]["attach_timeout"] == 60
+
+    path = write_config(
+        GOOD
+        + "c['protocols'] = {'msgpack_experimental_v7': {'port': 9989, 'attach_timout': 5}}\n"
+        + "c['www'] = {'port': 8010, 'header_timeout': {}}\n"
+    )
+    found = {line: message for _, line, message in _where(_errors(basedir))}
+    assert found == {
+        line_of(path, "c['protocols'] = {'msgpack_experimental_v7': {'port': 9989, 'attach_"): (
+            "unknown key 'attach_timout' in c['protocols']['msgpack_experimental_v7']; "
+            "did you mean 'attach_timeout'?"
+        ),
+        line_of(path, "c['www'] = {'port': 8010, 'header_timeout': {}}"): (
+            "c['www']: 'header_timeout' must be a number of seconds, not dict"
+        ),
+    }
+    for options, named in [
+        ("'max_pending_connections': 0", "'max_pending_connections' must be a positive integer"),
+        ("'attach_timeout': -1", "'attach_timeout' must be a positive number of seconds"),
+        ("'idle_timeout': float('inf')", "'idle_timeout' must be a positive number of seconds"),
+    ]:
+        write_config(
+            GOOD + f"c['protocols'] = {{'msgpack_experimental_v7': {{'port': 1, {options}}}}}\n"
+        )
+        [error] = _errors(basedir)
+        assert named in error.message
+
+
 def test_cross_references(write_config: WriteConfig, basedir: Path) -> None:
     path = write_config(
         """

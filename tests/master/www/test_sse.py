@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,41 @@ async def test_stopping_the_master_ends_open_streams(tmp_path: Path) -> None:
         async with asyncio.timeout(5):
             assert await stream.content.read() == b""  # the stream has ended
         stream.close()
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_its_subscription_freed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MQ's queues are unbounded: a stream whose writes cannot go out must end, or every
+    event it follows piles up in the master."""
+    monkeypatch.setattr(www_events, "SSE_WRITE_TIMEOUT", 1.0)
+    async with running_master(tmp_path, BODY) as running:
+        before = _subscriptions(running)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        _reader, writer = await asyncio.open_connection(
+            sock=await _connected(sock, running.master.www.port)
+        )
+        try:
+            writer.write(b"GET /sse/listen/builds/*/new HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            await writer.drain()
+            await eventually(lambda: _subscriptions(running) == before + 1, within=30)
+            body = {"padding": "x" * 65536}
+            # bounded: a few hundred MB of writes at most, though the kernel's buffers fill
+            # after a few MB and the stream ends a second later
+            for n in range(3000):
+                running.master.mq.produce(("builds", str(n), "new"), body)
+                await asyncio.sleep(0.01)
+                if _subscriptions(running) == before:
+                    break
+            assert _subscriptions(running) == before
+            assert running.master.mq.statistics()["max_backlog"] == 0
+        finally:
+            writer.close()
+
+
+async def _connected(sock: socket.socket, port: int | None) -> socket.socket:
+    assert port is not None
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock

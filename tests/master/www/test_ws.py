@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
+from structlog.testing import capture_logs
 
 from buildyard.master.model.results import Results
+from buildyard.master.www import events
 from buildyard.testing.masters import Running, running_master
 from buildyard.testing.processes import eventually
 
@@ -255,3 +259,72 @@ async def test_stopping_the_master_does_not_wait_for_open_sockets(tmp_path: Path
         async with asyncio.timeout(5):
             message = await idle.receive()
         assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+async def test_frames_that_would_cost_the_master_dearly_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deep nesting is a bad frame (not a logged crash); a socket follows at most
+    MAX_SUBSCRIPTIONS paths; a frame over MAX_WS_FRAME closes the socket (1009)."""
+    monkeypatch.setattr(events, "MAX_SUBSCRIPTIONS", 3)
+    async with _socket(tmp_path) as (running, ws):
+        before = _subscriptions(running)
+        with capture_logs() as logged:
+            await ws.send_str("[" * 20_000 + "]" * 20_000)  # under MAX_WS_FRAME
+            reply = await _receive(ws)
+        assert reply["code"] == 400 and "nested too deeply" in reply["error"], reply
+        assert [e for e in logged if e["log_level"] in ("error", "critical")] == []
+        for n in range(3):
+            reply = await _command(ws, cmd="startConsuming", path=f"builds/{n}/*", _id=n)
+            assert reply["code"] == 200, reply
+        reply = await _command(ws, cmd="startConsuming", path="builds/9/*", _id=9)
+        assert reply["code"] == 400 and "too many subscriptions" in reply["error"], reply
+        assert _subscriptions(running) == before + 3
+        # one subscription freed: one more may be taken
+        await _command(ws, cmd="stopConsuming", path="builds/0/*", _id=10)
+        reply = await _command(ws, cmd="startConsuming", path="builds/9/*", _id=11)
+        assert reply["code"] == 200, reply
+
+        await ws.send_str(json.dumps({"cmd": "ping", "_id": "x" * events.MAX_WS_FRAME}))
+        async with asyncio.timeout(10):
+            closing = await ws.receive()
+        assert closing.type == aiohttp.WSMsgType.CLOSE, closing
+        assert closing.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        await eventually(lambda: _subscriptions(running) == before, within=10)
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_its_subscription_freed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MQ's queues are unbounded: the heartbeat's unanswered ping ends a socket whose
+    client reads nothing, and with it the subscription."""
+    monkeypatch.setattr(events, "WS_HEARTBEAT", 1.0)
+    async with running_master(tmp_path, BODY) as running:
+        before = _subscriptions(running)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", running.master.www.port))
+        _reader, writer = await asyncio.open_connection(sock=sock)
+        try:
+            command = json.dumps({"cmd": "startConsuming", "path": "builds/*/new", "_id": 1})
+            # the upgrade, then one text frame, masked with a zero key (as a client must mask)
+            writer.write(
+                b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+                b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                + bytes([0x81, 0x80 | len(command)])
+                + b"\0\0\0\0"
+                + command.encode()
+            )
+            await writer.drain()
+            await eventually(lambda: _subscriptions(running) == before + 1, within=30)
+            body = {"padding": "x" * 65536}
+            for n in range(3000):  # bounded, as in the /sse test
+                running.master.mq.produce(("builds", str(n), "new"), body)
+                await asyncio.sleep(0.01)
+                if _subscriptions(running) == before:
+                    break
+            assert _subscriptions(running) == before
+        finally:
+            writer.close()

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from buildyard.common import ui_assets
 from buildyard.common.config_object import is_placeholder, report_if_placeholder
+from buildyard.common.connections import LIMIT_KEYS, read_limits
 from buildyard.common.errors import config_error, config_warning
-from buildyard.common.ports import msgpack_listen, parse_port
+from buildyard.common.ports import parse_port
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.changes.base import ChangeSourceConfig
 from buildyard.master.changes.hooks import dialects as hook_dialects
@@ -33,6 +34,7 @@ from buildyard.master.db.engine import normalize_url
 from buildyard.master.db.errors import UnsupportedDatabase
 from buildyard.master.schedulers.base import SchedulerConfig
 from buildyard.master.secrets.providers import SecretInAFile
+from buildyard.master.workers import listener
 from buildyard.master.workers.config import Worker
 
 __all__ = ["did_you_mean", "read_config"]
@@ -79,6 +81,8 @@ _WWW_KEYS = frozenset(
         "ui_default_config",
         "versions",
         "ws_ping_interval",
+        # buildyard's: the web port's connection limits (buildyard.common.connections)
+        *LIMIT_KEYS,
     }
 )
 _HOUSEKEEPING_KEYS = ("interval", "expireAfter")
@@ -285,8 +289,14 @@ def _protocols(reader: _Reader) -> Mapping[str, Mapping[str, object]]:
                 location=reader.lines.location("protocols"),
             )
         if name == "msgpack_experimental_v7":
+            for key in options:
+                if key not in listener.OPTION_KEYS:
+                    hint = did_you_mean(str(key), listener.OPTION_KEYS)
+                    reader.error(
+                        "protocols", f"unknown key {key!r} in c['protocols'][{name!r}]{hint}"
+                    )
             try:
-                msgpack_listen(options)
+                listener.read_options(options)
             except ValueError as exc:
                 reader.error("protocols", f"c['protocols'][{name!r}]: {exc}")
         protocols[name] = types.MappingProxyType(dict(options))
@@ -304,6 +314,10 @@ def _www(reader: _Reader) -> Mapping[str, object]:
             parse_port(port)
         except ValueError as exc:
             reader.error("www", f"c['www']['port']: {exc}")
+    try:
+        read_limits(www)
+    except ValueError as exc:
+        reader.error("www", f"c['www']: {exc}")
     _www_auth(reader, www)
     if www.get("change_hook_dialects") is not None:
         hook_dialects.check_dialects(

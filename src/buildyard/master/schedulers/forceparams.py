@@ -23,12 +23,13 @@ field's whole value, given the submitted lists), ``updateFromKwargs(properties, 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import config_error
@@ -211,6 +212,31 @@ class _SizeLimit:
         return values
 
 
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _OfKinds:
+    """Each submitted value is of one of the field's kinds (a form posts strings; API clients
+    send JSON's scalars, and may send objects or lists a field cannot take)."""
+
+    key: str | None
+    kinds: tuple[builtins.type, ...]
+
+    def __call__(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        for value in values:
+            # bool is an int to isinstance: a field that takes integers takes no booleans
+            if not isinstance(value, self.kinds) or (
+                isinstance(value, bool) and bool not in self.kinds
+            ):
+                names = [_TYPE_NAMES[t] for t in self.kinds]
+                kinds = " or ".join([", ".join(names[:-1]), names[-1]] if names[:-1] else names)
+                raise ValidationError(
+                    f"{self.key}: must be {kinds}, not {type(value).__name__} {value!r:.40}"
+                )
+        return values
+
+
 def _without_blanks(values: tuple[Any, ...]) -> tuple[Any, ...]:
     """A blank text box counts as not filled in."""
     return tuple(v for v in values if not (isinstance(v, str) and not v.strip()))
@@ -247,6 +273,8 @@ class BaseParameter(ConfigObject):
     default: Any = ""
     required: bool = False
     multiple: bool = False
+    # what a submitted value may be (a form posts strings; API clients send JSON's scalars)
+    submitted_types: ClassVar[tuple[builtins.type, ...]] = (str, int, float, bool)
     regex: re.Pattern[str] | None = None
     hide: bool = False
     maxsize: int | None = None
@@ -329,6 +357,7 @@ class BaseParameter(ConfigObject):
 
     def _stages(self) -> list[_Stage]:
         stages: list[_Stage] = [
+            _OfKinds(self.fullName, self.submitted_types),
             _without_blanks,
             _Fallback(self.label, self.required, self.default, self.multiple),
         ]
@@ -415,6 +444,7 @@ class StringParameter(BaseParameter):
     """A one-line string."""
 
     type = "text"
+    submitted_types: ClassVar[tuple[builtins.type, ...]] = (str,)
     size = 10
 
     def describe(self) -> dict[str, Any]:
@@ -441,6 +471,7 @@ class IntParameter(StringParameter):
     """An integer."""
 
     type = "int"
+    submitted_types: ClassVar[tuple[builtins.type, ...]] = (str, int, float)
     default: Any = 0
 
     def parse_from_arg(self, s: Any) -> Any:
@@ -510,6 +541,7 @@ class FileParameter(BaseParameter):
     """The content of an uploaded file (10 MB at most unless ``maxsize`` says otherwise)."""
 
     type = "file"
+    submitted_types: ClassVar[tuple[builtins.type, ...]] = (str,)
     maxsize: int | None = 10 * 1024 * 1024
 
 

@@ -14,6 +14,10 @@ Per connection (docs/worker-protocol.md):
 5. on close every command in flight fails with ConnectionLost, and the worker is recorded as
    disconnected (event ``workers/<id>/disconnected``).
 
+Before step 1 a connection is pending: it must send its upgrade request within
+``header_timeout`` and is closed when over ``max_pending_connections``
+(:mod:`buildyard.common.connections`); steps 2 and 3 must end within ``attach_timeout``.
+
 Dropping a connection (a worker that stopped answering, a failed connect sequence, the listener
 stopping) aborts its TCP connection, as the reference does, rather than waiting for a WebSocket
 closing handshake the worker may never answer.
@@ -27,6 +31,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import hmac
 import ntpath
 import posixpath
@@ -37,6 +42,14 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
+from buildyard.common.connections import (
+    LIMIT_KEYS,
+    ConnectionGuard,
+    ConnectionLimits,
+    GuardedSite,
+    ServerLog,
+    read_limits,
+)
 from buildyard.common.ports import Listen, msgpack_listen
 from buildyard.common.service import Service
 from buildyard.master.data.updates import Updates
@@ -54,6 +67,31 @@ DEFAULT_KEEPALIVE = 3600.0
 # Buildbot's: how long a worker may be gone before it is announced missing
 DEFAULT_MISSING_TIMEOUT = 3600.0
 DUPLICATE_PING_TIMEOUT = 10.0
+# from authentication to attached: get_worker_info, set_worker_settings, listdir, mkdir
+DEFAULT_ATTACH_TIMEOUT = 120.0
+OPTION_KEYS = frozenset({"port", "interface", "attach_timeout", *LIMIT_KEYS})
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerOptions:
+    listen: Listen
+    limits: ConnectionLimits
+    attach_timeout: float = DEFAULT_ATTACH_TIMEOUT
+
+
+def read_options(options: Mapping[str, object]) -> ListenerOptions:
+    """``c['protocols']['msgpack_experimental_v7']``; ValueError naming what is wrong.
+
+    Keys not in :data:`OPTION_KEYS` are the config's to warn about. The worker port has no use
+    for idle keep-alive connections: ``idle_timeout`` defaults to ``header_timeout``."""
+    listen = msgpack_listen(options)
+    limits = read_limits(options)
+    if options.get("idle_timeout") is None:
+        limits = dataclasses.replace(limits, idle_timeout=limits.header_timeout)
+    attach = options.get("attach_timeout", DEFAULT_ATTACH_TIMEOUT)
+    if isinstance(attach, bool) or not isinstance(attach, int | float) or not 0 < attach < 1e9:
+        raise ValueError(f"'attach_timeout' must be a positive number of seconds, not {attach!r}")
+    return ListenerOptions(listen=listen, limits=limits, attach_timeout=float(attach))
 
 
 class WorkerListener(Service):
@@ -70,6 +108,8 @@ class WorkerListener(Service):
         # the connection of every running handler, and its app, to drop them all when we stop
         self._transports: dict[asyncio.Transport, web.Application] = {}
         self._listen: Listen | None = None
+        self._options: ListenerOptions | None = None
+        self._guard: ConnectionGuard | None = None
         self.masterid: int | None = None
         self.port: int | None = None
 
@@ -88,10 +128,14 @@ class WorkerListener(Service):
             for name in b.workernames:
                 dirs.setdefault(name, []).append(b.workerbuilddir)
         self._dirs = dirs
-        options = protocols.get(PROTOCOL)
-        listen = msgpack_listen(options) if options is not None else None
+        given = protocols.get(PROTOCOL)
+        options = read_options(given) if given is not None else None
+        self._options = options
+        listen = options.listen if options is not None else None
         if listen != self._listen and self.running:
             await self._serve(listen)
+        elif self._guard is not None and options is not None:
+            self._guard.configure(options.limits)
         # connected workers that are no longer configured are dropped
         for name, conn in list(self.connections.items()):
             if name not in self._workers:
@@ -100,21 +144,26 @@ class WorkerListener(Service):
 
     async def _serve(self, listen: Listen | None) -> None:
         runner: web.AppRunner | None = None
+        guard: ConnectionGuard | None = None
         if listen is not None:
-            app = web.Application(client_max_size=MAX_FRAME)
+            assert self._options is not None
+            guard = ConnectionGuard(self._options.limits, name="workers")
+            app = web.Application(client_max_size=MAX_FRAME, middlewares=[guard.middleware])
             app.router.add_get("/{path:.*}", self._handle)
             # the runner's cleanup waits for running handlers (60 s, and 60 s more after
             # cancelling the request), and a handler runs as long as its worker is connected
             app.on_shutdown.append(self._drop_all)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(
+                app, access_log=None, handle_signals=False, logger=ServerLog("workers")
+            )
             await runner.setup()
             try:
-                await web.TCPSite(runner, host=listen.host, port=listen.port).start()
+                await GuardedSite(runner, host=listen.host, port=listen.port, guard=guard).start()
             except BaseException:
                 await runner.cleanup()
                 raise
         await self._close()
-        self._runner, self._listen = runner, listen
+        self._runner, self._listen, self._guard = runner, listen, guard
         if runner is not None and listen is not None:
             self.port = int(runner.addresses[0][1]) if runner.addresses else listen.port
             log.info("worker_listener_listening", host=listen.host or "*", port=self.port)
@@ -124,6 +173,7 @@ class WorkerListener(Service):
             await self._runner.cleanup()
         self._runner = None
         self._listen = None
+        self._guard = None
         self.port = None
 
     async def stop_service(self) -> None:
@@ -192,8 +242,15 @@ class WorkerListener(Service):
         conn = WorkerConnection(name=name, send=ws.send_bytes, abort=ws.close)
         # the reader belongs to this handler: it is cancelled and awaited before we return
         reader = asyncio.get_running_loop().create_task(self._read(ws, conn))
+        attach_timeout = (
+            self._options.attach_timeout if self._options is not None else DEFAULT_ATTACH_TIMEOUT
+        )
         try:
-            await self._attach(conn, worker)
+            try:
+                async with asyncio.timeout(attach_timeout):
+                    await self._attach(conn, worker)
+            except TimeoutError:
+                raise TimeoutError(f"not attached within {attach_timeout:g} s") from None
             await self._keepalive(conn, worker, reader)
         except (ProtocolError, ConnectionError, TimeoutError) as exc:
             log.warning("worker_connection_ended", worker=name, reason=str(exc))
@@ -329,4 +386,9 @@ class WorkerListener(Service):
         )
 
     def statistics(self) -> dict[str, int]:
-        return {**super().statistics(), "connections": len(self.connections)}
+        guard = self._guard.statistics() if self._guard is not None else {}
+        return {
+            **super().statistics(),
+            **{f"tcp_{key}": value for key, value in guard.items()},
+            "connections": len(self.connections),
+        }

@@ -1,7 +1,9 @@
 """The www service (``master.www``): an aiohttp server on ``c['www']['port']``.
 
 ``port`` takes Buildbot's forms: an integer (all interfaces) or a strports string
-``tcp:PORT[:interface=ADDR]``. Without ``c['www']`` no web server runs.
+``tcp:PORT[:interface=ADDR]``. Without ``c['www']`` no web server runs. Its connections are
+limited as :mod:`buildyard.common.connections` describes (``header_timeout``,
+``idle_timeout``, ``max_pending_connections``).
 
 Without ``c['www']['ui']``, ``/`` is the master's own UI (:mod:`.builtin_ui`); with it, the
 UI it names (:mod:`.ui`). Either way ``/config`` is Buildbot's frontend config with the
@@ -35,6 +37,7 @@ from aiohttp import web
 
 from buildyard.common import ui_assets
 from buildyard.common.clock import Clock, SystemClock
+from buildyard.common.connections import ConnectionGuard, GuardedSite, ServerLog, read_limits
 from buildyard.common.ports import Listen, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
@@ -189,10 +192,13 @@ class WWWService(Service):
             sessions=sessions,
             change_hooks=self._hooks,
         )
-        runner = web.AppRunner(app, access_log=None)
+        # connection limits: the guard sees each request begin and end, so it goes first
+        guard = ConnectionGuard(read_limits(www), name="www")
+        app.middlewares.insert(0, guard.middleware)
+        runner = web.AppRunner(app, access_log=None, logger=ServerLog("www"))
         await runner.setup()
         try:
-            await web.TCPSite(runner, host=listen.host, port=listen.port).start()
+            await GuardedSite(runner, host=listen.host, port=listen.port, guard=guard).start()
         except BaseException:
             await runner.cleanup()
             raise

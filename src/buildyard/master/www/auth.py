@@ -38,6 +38,7 @@ from aiohttp import web
 
 from buildyard.common.clock import Clock
 from buildyard.common.config_object import ConfigObject, is_placeholder
+from buildyard.common.connections import BODY_TIMEOUT
 from buildyard.common.errors import config_error
 from buildyard.master.data.api import DataAPI
 from buildyard.master.www import htpasswd
@@ -476,7 +477,11 @@ async def _login_form(request: web.Request) -> web.Response:
     if origin is not None and urllib.parse.urlsplit(origin).netloc != request.host:
         # a form of another site logging the browser in (as its own user): refused
         return web.Response(text="login refused: the form is not this server's", status=403)
-    form = await request.post()
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            form = await request.post()
+    except TimeoutError:
+        return web.Response(text=f"the form did not arrive within {BODY_TIMEOUT:g} s", status=408)
     target = _target(str(form.get("redirect") or request.query.get("redirect") or ""))
     if not request.app[AUTH].takes_passwords:
         raise web.HTTPSeeOther(target)

@@ -25,7 +25,8 @@ parameter of the wrong type is a 400 (-32602) naming it, a build that is not run
 request that is complete a 400 (-32600), an unknown entity a 404, and an action the resource
 has not (also on a scheduler, which Buildbot ignores) a 501; none of these changes anything.
 
-As in Buildbot (``www/rest.py`` ``renderJsonRpc``): the body must be ``application/json``; one
+As in Buildbot (``www/rest.py`` ``renderJsonRpc``): the body must be ``application/json`` (at
+most 1 MiB, else 413; sent within :data:`BODY_TIMEOUT`, else 408); one
 object (no batches) with ``jsonrpc`` "2.0", a string ``method``, an ``id`` and an object
 ``params``; a force's owner is the logged-in user's email (else username), or ``"anonymous"``
 without one (so the scheduler takes its username field). Errors answer ``{"jsonrpc", "id",
@@ -42,6 +43,7 @@ imports nothing of the schedulers, builds or workers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -49,6 +51,7 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
+from buildyard.common.connections import BODY_TIMEOUT
 from buildyard.master.data.errors import NotFound
 from buildyard.master.data.resultspec import MAX_COLUMN_INT, MIN_COLUMN_INT
 from buildyard.master.www import auth, rest
@@ -107,6 +110,8 @@ def _decode(body: bytes, content_type: str) -> tuple[str, Any, dict[str, Any]]:
         data = json.loads(body)
     except ValueError as exc:
         raise _JsonRpcError(f"JSON parse error: {exc!s}", PARSE_ERROR, 400) from exc
+    except RecursionError as exc:  # the parser recurses once per level of nesting
+        raise _JsonRpcError("JSON parse error: nested too deeply", PARSE_ERROR, 400) from exc
     if isinstance(data, list):
         raise _JsonRpcError("JSONRPC batch requests are not supported", INVALID_REQUEST, 400)
     if not isinstance(data, dict):
@@ -142,9 +147,28 @@ async def _force(request: web.Request, name: str, params: dict[str, Any]) -> Any
     return [bsid, {str(builderid): brid for builderid, brid in brids.items()}]
 
 
+def _is_field_value(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
 def _force_targets(params: Mapping[str, Any]) -> None:
     """Refuse (400) builder names or a builder id of the wrong shape, before the authorization
-    asks the scheduler which builders they name (both must see the same builders)."""
+    asks the scheduler which builders they name (both must see the same builders); and any
+    value a form cannot post (an object, a list of lists): each field's own type is the
+    scheduler's to check."""
+    for key, value in params.items():
+        if key == "builderNames":
+            continue
+        if not (
+            _is_field_value(value)
+            or (isinstance(value, list) and all(_is_field_value(v) for v in value))
+        ):
+            raise _JsonRpcError(
+                f"{key!r} must be a string, number, boolean or a list of them, "
+                f"not {_json_type(value)}",
+                INVALID_PARAMS,
+                400,
+            )
     names = params.get("builderNames")
     if names is not None and not (
         isinstance(names, list) and all(isinstance(name, str) for name in names)
@@ -156,6 +180,14 @@ def _force_targets(params: Mapping[str, Any]) -> None:
         or (isinstance(builderid, str) and builderid.isdigit())
     ):
         raise _JsonRpcError("'builderid' must be an integer", INVALID_PARAMS, 400)
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list of lists or objects"
+    return type(value).__name__
 
 
 async def _authorize(
@@ -238,11 +270,23 @@ async def _act(request: web.Request, path: tuple[str, ...], method: str, params:
     return None
 
 
+async def _body(request: web.Request) -> bytes:
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise _JsonRpcError(exc.text or "the body is too large", INVALID_REQUEST, 413) from exc
+    except TimeoutError as exc:
+        raise _JsonRpcError(
+            f"the body did not arrive within {BODY_TIMEOUT:g} s", INVALID_REQUEST, 408
+        ) from exc
+
+
 async def post(request: web.Request) -> web.Response:
     reply: dict[str, Any] = {"jsonrpc": "2.0"}
     path = tuple(request.match_info["path"].strip("/").split("/"))
     try:
-        method, ident, params = _decode(await request.read(), request.content_type)
+        method, ident, params = _decode(await _body(request), request.content_type)
         reply["id"] = ident
         if len(path) == 2 and path[0] == "forceschedulers":
             if method != "force":

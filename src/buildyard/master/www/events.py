@@ -52,6 +52,13 @@ CLOSE_TIMEOUT = 1.0
 WS_HEARTBEAT = 30.0
 # an SSE comment line this often: a client that went away is noticed when the write fails
 SSE_KEEPALIVE = 15.0
+# an SSE write that cannot go out this long (the client stopped reading) ends the stream
+SSE_WRITE_TIMEOUT = 60.0
+# the paths one socket or stream may follow at once (each is an MQ subscription and a task;
+# Buildbot's UI follows a few dozen), and the largest /ws frame a client may send (commands
+# are a few hundred bytes; aiohttp's default would buffer 4 MiB per socket)
+MAX_SUBSCRIPTIONS = 1000
+MAX_WS_FRAME = 64 * 1024
 
 
 def parse_path(path: str) -> Pattern:
@@ -81,12 +88,16 @@ class _Consumer:
         self._group = tasks
         self._followed: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
 
-    def start(self, path: str, pattern: Pattern) -> None:
-        """Follow ``path`` (again: nothing changes); the subscription is live on return."""
+    def start(self, path: str, pattern: Pattern) -> bool:
+        """Follow ``path`` (again: nothing changes); the subscription is live on return. False
+        (nothing done) when the client already follows :data:`MAX_SUBSCRIPTIONS` paths."""
         if path in self._followed:
-            return
+            return True
+        if len(self._followed) >= MAX_SUBSCRIPTIONS:
+            return False
         sub = self._mq.subscribe(pattern)
         self._followed[path] = (sub, self._group.create_task(self._pump(path, sub)))
+        return True
 
     def stop(self, path: str) -> bool:
         """Stop following ``path`` (no event is taken for it after this); False if it was not
@@ -143,6 +154,8 @@ def _answer(frame: str | bytes, consumer: _Consumer) -> dict[str, Any]:
         message = json.loads(frame)
     except ValueError as exc:  # UnicodeDecodeError too
         return _reply(None, 400, error=f"invalid JSON in websocket frame: {exc}")
+    except RecursionError:  # the parser recurses once per level of nesting
+        return _reply(None, 400, error="invalid JSON in websocket frame: nested too deeply")
     if not isinstance(message, dict):
         return _reply(None, 400, error="a websocket frame must be a JSON object")
     ident = message.get("_id")
@@ -167,7 +180,8 @@ def _answer(frame: str | bytes, consumer: _Consumer) -> dict[str, Any]:
     if not isinstance(path, str):
         return _reply(ident, 400, error=f"invalid path format '{path}'")
     if cmd == "startConsuming":
-        consumer.start(path, parse_path(path))
+        if not consumer.start(path, parse_path(path)):
+            return _reply(ident, 400, error=f"too many subscriptions (at most {MAX_SUBSCRIPTIONS})")
     elif not consumer.stop(path):
         return _reply(ident, 400, error=f"path was not consumed '{path}'")
     return _reply(ident, 200, msg="OK")
@@ -178,7 +192,9 @@ def _ws_json(message: dict[str, Any]) -> str:
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT, timeout=CLOSE_TIMEOUT)
+    ws = web.WebSocketResponse(
+        heartbeat=WS_HEARTBEAT, timeout=CLOSE_TIMEOUT, max_msg_size=MAX_WS_FRAME
+    )
     await ws.prepare(request)
     sockets = request.app[_SOCKETS]
     sockets.add(ws)
@@ -231,8 +247,13 @@ class _Stream:
 
     async def raw(self, text: str) -> None:
         try:
-            async with self._lock:
+            async with asyncio.timeout(SSE_WRITE_TIMEOUT), self._lock:
                 await self._response.write(text.encode())
+        except TimeoutError:
+            # a client that reads nothing: its events would pile up in the MQ without end
+            self.done.set()
+            self.abort()
+            raise ConnectionError(f"the client read nothing for {SSE_WRITE_TIMEOUT:g} s") from None
         except (ConnectionError, RuntimeError):
             self.done.set()
             raise
@@ -269,7 +290,8 @@ async def sse(request: web.Request) -> web.StreamResponse:
         return _text(400, "unknown uuid")
     path = "/".join(parts[1:])
     if command == "add":
-        stream.consumer.start(path, parse_path(path) if parts[1:] else ())
+        if not stream.consumer.start(path, parse_path(path) if parts[1:] else ()):
+            return _text(400, f"too many subscriptions (at most {MAX_SUBSCRIPTIONS})")
     elif not stream.consumer.stop(path):
         return _text(404, "consumer is not listening to this event")
     return _text(200, "ok")
@@ -289,7 +311,7 @@ async def _listen(request: web.Request, path: str, follow: bool) -> web.StreamRe
             stream.consumer = _Consumer(request.app[MQ], stream.send, tasks)
             try:
                 if follow:
-                    stream.consumer.start(path, parse_path(path))
+                    _ = stream.consumer.start(path, parse_path(path))  # the first: never refused
                 await stream.write("handshake", ident)
                 # the stream lasts until the client goes (a write fails) or the server stops
                 while not stream.done.is_set():

@@ -307,6 +307,8 @@ def _post(rtype: ResourceType, path_params: list[Schema]) -> Schema:
                     ("400", "A bad request (-32700, -32600) or parameters (-32602)."),
                     ("403", _FORBIDDEN + " (-32600)."),
                     ("404", "No such path or entity (-32600)."),
+                    ("408", "The body did not arrive within 60 s (-32600)."),
+                    ("413", "The body is over 1 MiB (-32600)."),
                     ("501", "An action the entity has not (-32601)."),
                 )
             },
