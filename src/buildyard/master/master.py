@@ -35,6 +35,7 @@ import structlog
 
 from buildyard.common.clock import Clock, SystemClock
 from buildyard.common.errors import ConfigErrors
+from buildyard.common.logging import add_redaction
 from buildyard.common.service import Service
 from buildyard.master.changes.base import ChangeSourceContext
 from buildyard.master.changes.manager import ChangeManager
@@ -52,6 +53,8 @@ from buildyard.master.distributor.botmaster import BotMaster
 from buildyard.master.mq.local import LocalMQ
 from buildyard.master.schedulers.base import SchedulerContext
 from buildyard.master.schedulers.manager import SchedulerManager
+from buildyard.master.secrets.redaction import Redactor
+from buildyard.master.workers.connection import WORKER_SETTINGS
 from buildyard.master.workers.manager import WorkerManager
 from buildyard.master.www.app import Site, WWWService
 
@@ -77,9 +80,9 @@ class DatabaseService(Service):
 
 
 class DataService(Service):
-    def __init__(self, *, db: Database, mq: LocalMQ, clock: Clock) -> None:
+    def __init__(self, *, db: Database, mq: LocalMQ, clock: Clock, redactor: Redactor) -> None:
         super().__init__("data")
-        self.updates = Updates(db=db, mq=mq, clock=clock)
+        self.updates = Updates(db=db, mq=mq, clock=clock, redactor=redactor)
         self.api = DataAPI(db=db)
 
 
@@ -133,7 +136,11 @@ class BuildMaster(Service):
 
         self.db = Database(config.db_url, clock=self.clock, basedir=self.basedir)
         self.mq = LocalMQ()
-        data = DataService(db=self.db, mq=self.mq, clock=self.clock)
+        # the values of the secrets builds used, hidden in everything stored or shown (the
+        # data writer, logs, /config, the master's own log); workers cut lines at this length
+        self.redactor = Redactor(cut_length=int(str(WORKER_SETTINGS["max_line_length"])))
+        self._unhook_log: Any = None
+        data = DataService(db=self.db, mq=self.mq, clock=self.clock, redactor=self.redactor)
         self.data = data
         self.caches = CacheManager()
         self.metrics = Metrics(self)
@@ -177,6 +184,7 @@ class BuildMaster(Service):
             control_actions=_Control(self),
             session_secret=self._session_secret,
             clock=self.clock,
+            redactor=self.redactor,
         )
         data.api.register(*forceschedulers.endpoints(self._force_scheduler_data))
         for svc in (
@@ -221,6 +229,8 @@ class BuildMaster(Service):
 
     async def start(self) -> None:
         self.failures = asyncio.Queue()
+        if self._unhook_log is None:
+            self._unhook_log = add_redaction(self.redactor.redact)
         updates = self.data.updates
         try:
             # the database first: everything after needs this master's id
@@ -277,6 +287,9 @@ class BuildMaster(Service):
         await super().stop()
         await self.db.close()  # also when the start failed before the db service ran
         log.info("master_stopped", master=self.master_name, masterid=self.masterid)
+        if self._unhook_log is not None:
+            self._unhook_log()
+            self._unhook_log = None
         if errors:
             raise ExceptionGroup("services failed to stop", errors)  # type: ignore[type-var]
 

@@ -36,6 +36,7 @@ from buildyard.common.ports import Listen, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.mq.base import MessageQueue
+from buildyard.master.secrets.redaction import Redactor
 from buildyard.master.www import auth, builtin_ui, control, events, openapi, rest, ui
 from buildyard.master.www.authz import Authz
 
@@ -97,6 +98,7 @@ class WWWService(Service):
         control_actions: control.Control | None = None,
         session_secret: Callable[[], Awaitable[str]] | None = None,
         clock: Clock | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         """``session_secret`` gives the key that signs session cookies (the master keeps it
         in the database, so sessions outlive a restart); without it, each start makes one."""
@@ -107,6 +109,8 @@ class WWWService(Service):
         self._session_secret = session_secret
         self._secret: str | None = None
         self._clock = clock or SystemClock()
+        # hides the secrets builds used in what /config shows
+        self._redactor = redactor or Redactor()
         self._runner: web.AppRunner | None = None
         self._listen: Listen | None = None
         self._site = Site()
@@ -152,8 +156,11 @@ class WWWService(Service):
             auth=authentication.getConfigDict(),
         )
 
+        redactor = self._redactor
+
         def request_config(request: web.Request) -> Mapping[str, Any]:
-            return {**config, "user": dict(auth.user(request))}
+            shown: dict[str, Any] = redactor.redact_value(config)
+            return {**shown, "user": dict(auth.user(request))}
 
         if www.get("ui") is not None:
             ui_routes = ui.routes(ui_assets.locate(str(www["ui"])), request_config)
