@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 from buildyard.common.logging import redact_secrets
 from buildyard.master.db import schema as t
 from buildyard.master.model.results import Results
+from buildyard.master.secrets.redaction import TORN_MIN
 from buildyard.testing.masters import running_master
 from buildyard.testing.workers import KINDS
 
@@ -135,8 +136,11 @@ async def test_no_secret_is_stored_or_logged_in_clear(tmp_path: Path, kind: str)
     assert result.properties["nested"] == ({"deep": ["v <tok>"]}, "Leaky <tok>")
     out = result.stdout("print")
     assert "plain <tok>\n" in out
-    for shift in range(-3, 4):
-        assert "x" * (4096 - 10 + shift) + "<tok>" + "y" * 40 + "\n" in out, shift
+    if kind == "buildyard":  # the line as printed, joined again where the worker cut it
+        for shift in range(-3, 4):
+            assert "x" * (4096 - 10 + shift) + "<tok>" + "y" * 40 + "\n" in out, shift
+    # (buildbot-worker 4.3.0 loses characters where it cuts a line, as many as its pipe reads
+    # decide: what is left of these lines varies, and only the checks below hold for it)
     assert "split <tok>\n" in out
     assert "<key>\n" in out
     assert "e<key>\n" in result.logs[("print", "stdio")]
@@ -144,11 +148,13 @@ async def test_no_secret_is_stored_or_logged_in_clear(tmp_path: Path, kind: str)
     assert ("leaky", "log <tok>") in result.logs
     assert "ValueError" in result.logs[("bad render", "err.text")]
     assert "<tok>" in result.logs[("bad render", "err.text")]
-    # nothing of either secret anywhere in the database, nor in the master's log
+    # nothing of either secret anywhere in the database, nor in the master's log (where the
+    # stock worker lost part of a secret at a cut, the rest is hidden from TORN_MIN up)
+    size = 4 if kind == "buildyard" else TORN_MIN
     for text in (stored, repr(master_log)):
-        assert _fragments(text, TOKEN) == set()
+        assert _fragments(text, TOKEN, size) == set()
         for line in KEY.split("\n")[1:-1]:
-            assert _fragments(text, line) == set()
+            assert _fragments(text, line, size) == set()
         assert "BEGIN TEST KEY" not in text and "END TEST KEY" not in text
     assert any("step_exception" in str(e) for e in master_log)
 

@@ -147,6 +147,20 @@ def test_a_long_secret_straddles_several_cuts() -> None:
 def test_a_cut_is_only_after_a_line_long_enough() -> None:
     redactor = _redactor(cut_length=4096)
     stream = redactor.stream()
-    # short lines end in a real newline: a secret does not continue across it
-    assert stream.feed("ghp_T0KEN\n") == "ghp_T0KEN\n"
-    assert stream.feed("/abc+123==\n") == "/abc+123==\n"
+    # a short line ends in a real newline: nothing is held back for a continuation (its
+    # pieces of the secret are hidden all the same, each as what a cut left)
+    assert stream.feed("ghp_T0KEN\n") == "<token>\n"
+    assert stream.held == 0
+    assert stream.feed("/abc+123==\n") == "<token>\n"
+
+
+def test_what_a_lossy_cut_leaves_of_a_secret_is_hidden() -> None:
+    """buildbot-worker 4.3.0 can lose thousands of characters at a cut: the line before ends
+    with the start of the secret, or the line after begins with its end, alone."""
+    stream = _redactor().stream()
+    out = stream.feed("x" * 30 + TOKEN[:9] + "\n\n" + TOKEN[4:] + " end\n")
+    assert out == "x" * 30 + "<token>\n\n<token> end\n"
+    # a piece too short to be told from ordinary text stays
+    assert stream.feed(TOKEN[:6] + "\n") == TOKEN[:6] + "\n"
+    # in the middle of a line, a piece is not torn by a cut
+    assert stream.feed("a " + TOKEN[:9] + " b\n") == "a " + TOKEN[:9] + " b\n"

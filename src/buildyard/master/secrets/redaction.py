@@ -27,6 +27,12 @@ __all__ = ["Redactor", "StreamRedactor"]
 _NO = -2
 _PARTIAL = -1
 
+# A torn secret: a line that ends with the first characters of a secret, or starts with its last
+# ones, shows at least this many of them (and a third of the secret) only by a worker's cut that
+# lost the rest (buildbot-worker 4.3.0 loses up to 4095 characters at a cut when a pipe read
+# holds more than one line): those characters are hidden too.
+TORN_MIN = 7
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Secret:
@@ -139,6 +145,8 @@ class StreamRedactor:
         for cut in cuts:
             for secret in secrets:
                 spans.extend(self._across(buf, cut, secret))
+        for secret in secrets:
+            spans.extend(self._torn(buf, secret, final=final))
         hold = n
         if not final:
             for secret in secrets:
@@ -209,6 +217,36 @@ class StreamRedactor:
             if end > cut:
                 yield (q, end, secret.marker)
             q = buf.find(value[0], q + 1, cut)
+
+    def _torn(self, buf: str, secret: _Secret, *, final: bool) -> Iterable[Span]:
+        """What is left of ``secret`` where a cut lost its other part (see TORN_MIN).
+
+        A piece of at least ``least`` characters holds one of the secret's blocks of
+        ``(least + 1) // 2`` characters, so only those are searched for (``str.find``)."""
+        value, n = secret.value, len(buf)
+        size = len(value)
+        least = max(TORN_MIN, size // 3)
+        if size <= least:
+            return
+        block = (least + 1) // 2
+        found: set[tuple[int, int]] = set()
+        for k in range(0, size - block + 1, block):
+            piece = value[k : k + block]
+            p = buf.find(piece)
+            while p >= 0:
+                start, first = p, k
+                while start > 0 and first > 0 and buf[start - 1] == value[first - 1]:
+                    start, first = start - 1, first - 1
+                end, last = p + block, k + block
+                while end < n and last < size and buf[end] == value[last]:
+                    end, last = end + 1, last + 1
+                if end - start >= least and (start, end) not in found:
+                    found.add((start, end))
+                    line_start = buf[start - 1] == "\n" if start else self._col == 0
+                    line_end = buf[end] == "\n" if end < n else final
+                    if (last == size and line_start) or (first == 0 and line_end):
+                        yield (start, end, secret.marker)
+                p = buf.find(piece, p + 1)
 
     def _partial_start(self, buf: str, secret: _Secret) -> int | None:
         """The first position from which the rest of ``buf`` could begin ``secret``."""
