@@ -140,7 +140,8 @@ class StreamRedactor:
 
     def _process(self, buf: str, secrets: tuple[_Secret, ...], *, final: bool) -> str:
         n = len(buf)
-        spans = _exact_spans(buf, secrets, 0, n)
+        # whole occurrences of the longer secrets are found with their torn starts (below)
+        spans = _exact_spans(buf, [s for s in secrets if len(s.value) <= _least(s)], 0, n)
         cuts = self._cuts(buf) if self._col + n >= self._cut_min else []
         for cut in cuts:
             for secret in secrets:
@@ -219,34 +220,30 @@ class StreamRedactor:
             q = buf.find(value[0], q + 1, cut)
 
     def _torn(self, buf: str, secret: _Secret, *, final: bool) -> Iterable[Span]:
-        """What is left of ``secret`` where a cut lost its other part (see TORN_MIN).
-
-        A piece of at least ``least`` characters holds one of the secret's blocks of
-        ``(least + 1) // 2`` characters, so only those are searched for (``str.find``)."""
+        """What is left of ``secret`` where a cut lost its other part (see TORN_MIN): a start
+        of it that ends a line holds its first ``least`` characters, an end of it that
+        begins a line its last ``least``, so those two are searched for (``str.find``)."""
         value, n = secret.value, len(buf)
-        size = len(value)
-        least = max(TORN_MIN, size // 3)
+        size, least = len(value), _least(secret)
         if size <= least:
             return
-        block = (least + 1) // 2
-        found: set[tuple[int, int]] = set()
-        for k in range(0, size - block + 1, block):
-            piece = value[k : k + block]
-            p = buf.find(piece)
-            while p >= 0:
-                start, first = p, k
-                while start > 0 and first > 0 and buf[start - 1] == value[first - 1]:
-                    start, first = start - 1, first - 1
-                end, last = p + block, k + block
-                while end < n and last < size and buf[end] == value[last]:
-                    end, last = end + 1, last + 1
-                if end - start >= least and (start, end) not in found:
-                    found.add((start, end))
-                    line_start = buf[start - 1] == "\n" if start else self._col == 0
-                    line_end = buf[end] == "\n" if end < n else final
-                    if (last == size and line_start) or (first == 0 and line_end):
-                        yield (start, end, secret.marker)
-                p = buf.find(piece, p + 1)
+        head, tail = value[:least], value[size - least :]
+        p = buf.find(head)
+        while p >= 0:
+            end, last = p + least, least
+            while end < n and last < size and buf[end] == value[last]:
+                end, last = end + 1, last + 1
+            if last == size or (buf[end] == "\n" if end < n else final):
+                yield (p, end, secret.marker)  # the whole secret, or its torn start
+            p = buf.find(head, p + 1)
+        p = buf.find(tail)
+        while p >= 0:
+            start, first = p, size - least
+            while start > 0 and first > 0 and buf[start - 1] == value[first - 1]:
+                start, first = start - 1, first - 1
+            if first > 0 and (buf[start - 1] == "\n" if start else self._col == 0):
+                yield (start, p + least, secret.marker)
+            p = buf.find(tail, p + 1)
 
     def _partial_start(self, buf: str, secret: _Secret) -> int | None:
         """The first position from which the rest of ``buf`` could begin ``secret``."""
@@ -292,6 +289,11 @@ class StreamRedactor:
             if found != _NO:
                 return found
         return self._match(buf, j, value, i + 1, cuts)
+
+
+def _least(secret: _Secret) -> int:
+    """The fewest characters of ``secret`` a torn piece of it shows to be hidden."""
+    return max(TORN_MIN, len(secret.value) // 3)
 
 
 def _exact_spans(text: str, secrets: Iterable[_Secret], start: int, end: int) -> list[Span]:
