@@ -10,9 +10,10 @@ Log output comes in pieces, and a secret can straddle them. :class:`StreamRedact
 the end of what it was given while that end could be the start of a secret, and matches a
 secret across the newlines a worker inserts when it cuts a long line (after ``cut_length``
 characters; buildbot-worker 4.3.0 cuts one character earlier and drops the character at the
-cut, which is matched too). With no secret registered a stream passes text through untouched;
-otherwise the work is a few ``str.find`` passes over the text (C loops), plus a look at each
-line long enough to have been cut and at the last few characters.
+cut, which is matched too; where it loses more, see :data:`TORN_MIN`). With no secret
+registered a stream passes text through untouched; otherwise the work is a few ``str.find``
+passes over the text per secret (C loops), plus a look at each line long enough to have been
+cut and at the last few characters.
 """
 
 from __future__ import annotations
