@@ -27,7 +27,7 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from buildyard.master.mq.local import LocalMQ
 from buildyard.master.schedulers.base import SchedulerContext
 from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.secrets.redaction import Redactor
-from buildyard.master.workers.connection import WORKER_SETTINGS
+from buildyard.master.workers.connection import MAX_LINE_LENGTH
 from buildyard.master.workers.manager import WorkerManager
 from buildyard.master.www.app import Site, WWWService
 
@@ -138,8 +138,8 @@ class BuildMaster(Service):
         self.mq = LocalMQ()
         # the values of the secrets builds used, hidden in everything stored or shown (the
         # data writer, logs, /config, the master's own log); workers cut lines at this length
-        self.redactor = Redactor(cut_length=int(str(WORKER_SETTINGS["max_line_length"])))
-        self._unhook_log: Any = None
+        self.redactor = Redactor(cut_length=MAX_LINE_LENGTH)
+        self._unhook_log: Callable[[], None] | None = None
         data = DataService(db=self.db, mq=self.mq, clock=self.clock, redactor=self.redactor)
         self.data = data
         self.caches = CacheManager()
