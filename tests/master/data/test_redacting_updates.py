@@ -1,5 +1,6 @@
 """The write path hides secret values in what it stores and announces: changes, buildsets,
-build and step texts, URLs, log names, properties, build data (real database, both backends)."""
+build and step texts, URLs, log names, properties, build data, worker info (real database,
+both backends)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,13 @@ async def test_every_text_a_build_writes_is_stored_and_announced_redacted(
     assert blob is not None and blob.value == b"data <tok>"
     binary = await database.builds.get_build_data(buildid, "binary")
     assert binary is not None and binary.value == b"\xff" + TOKEN.encode()  # not text: kept
+
+    workerid = await updates.find_worker_id("w1")
+    await updates.worker_connected(
+        workerid=workerid, masterid=masterid, workerinfo={"admin": f"ops {TOKEN}", "host": "h"}
+    )
+    worker = await database.workers.get_worker(workerid)
+    assert worker is not None and worker.workerinfo == {"admin": "ops <tok>", "host": "h"}
 
     announced = drain(events)
     assert len(announced) > 10

@@ -364,6 +364,7 @@ class Updates(PipelineUpdates):
         self, *, workerid: int, masterid: int, workerinfo: Mapping[str, Any]
     ) -> None:
         """Record the connection and what the worker says about itself; announce it."""
+        workerinfo = self.redactor.redact_value(dict(workerinfo))
         await self._db.workers.worker_connected(workerid, masterid, workerinfo)
         await self._announce_worker(workerid, "connected")
 
