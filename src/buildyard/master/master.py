@@ -27,7 +27,7 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ import structlog
 from buildyard.common import connections
 from buildyard.common.clock import Clock, SystemClock
 from buildyard.common.errors import ConfigErrors
+from buildyard.common.logging import add_redaction
 from buildyard.common.service import Service
 from buildyard.master.changes.base import ChangeSourceContext
 from buildyard.master.changes.manager import ChangeManager
@@ -55,6 +56,8 @@ from buildyard.master.schedulers.base import SchedulerContext
 from buildyard.master.schedulers.forced import ForceSchedulerService
 from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.secrets import providers as secret_providers
+from buildyard.master.secrets.redaction import Redactor
+from buildyard.master.workers.connection import MAX_LINE_LENGTH
 from buildyard.master.workers.manager import WorkerManager
 from buildyard.master.workers.transfers import JOURNAL, remove_interrupted_uploads
 from buildyard.master.www.app import Site, WWWService
@@ -81,9 +84,9 @@ class DatabaseService(Service):
 
 
 class DataService(Service):
-    def __init__(self, *, db: Database, mq: LocalMQ, clock: Clock) -> None:
+    def __init__(self, *, db: Database, mq: LocalMQ, clock: Clock, redactor: Redactor) -> None:
         super().__init__("data")
-        self.updates = Updates(db=db, mq=mq, clock=clock)
+        self.updates = Updates(db=db, mq=mq, clock=clock, redactor=redactor)
         self.api = DataAPI(db=db)
 
 
@@ -137,7 +140,11 @@ class BuildMaster(Service):
 
         self.db = Database(config.db_url, clock=self.clock, basedir=self.basedir)
         self.mq = LocalMQ()
-        data = DataService(db=self.db, mq=self.mq, clock=self.clock)
+        # the values of the secrets builds used, hidden in everything stored or shown (the
+        # data writer, logs, /config, the master's own log); workers cut lines at this length
+        self.redactor = Redactor(cut_length=MAX_LINE_LENGTH)
+        self._unhook_log: Callable[[], None] | None = None
+        data = DataService(db=self.db, mq=self.mq, clock=self.clock, redactor=self.redactor)
         self.data = data
         self.caches = CacheManager()
         self.metrics = Metrics(self)
@@ -182,6 +189,7 @@ class BuildMaster(Service):
             session_secret=self._session_secret,
             clock=self.clock,
             hook_services=_Hooks(self),
+            redactor=self.redactor,
         )
         data.api.register(*forceschedulers.endpoints(self._force_scheduler_data))
         for svc in (
@@ -226,6 +234,8 @@ class BuildMaster(Service):
 
     async def start(self) -> None:
         self.failures = asyncio.Queue()
+        if self._unhook_log is None:
+            self._unhook_log = add_redaction(self.redactor.redact)
         updates = self.data.updates
         try:
             # the database first: everything after needs this master's id
@@ -284,6 +294,9 @@ class BuildMaster(Service):
         await super().stop()
         await self.db.close()  # also when the start failed before the db service ran
         log.info("master_stopped", master=self.master_name, masterid=self.masterid)
+        if self._unhook_log is not None:
+            self._unhook_log()
+            self._unhook_log = None
         if errors:
             raise ExceptionGroup("services failed to stop", errors)  # type: ignore[type-var]
 

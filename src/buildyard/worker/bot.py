@@ -1,7 +1,7 @@
 """The worker's connection to its master: handshake, requests, commands, reconnection.
 
-:class:`Bot` connects to ``ws://HOST:PORT/`` with ``Authorization: Basic`` (docs/worker-protocol.md),
-answers the master's requests through a :class:`~buildyard.protocol.peer.Peer`,
+:class:`Bot` connects to ``ws://HOST:PORT/`` with ``Authorization: Basic``, answers the
+master's requests through a :class:`~buildyard.protocol.peer.Peer` (docs/worker-protocol.md),
 runs commands in tasks of their own, and after any drop or refused handshake reconnects: every
 0.25-0.5 s for the first 30 s without a master (a master being restarted is found within half a
 second of listening again, so the builds it gives back rerun at once), then with exponential

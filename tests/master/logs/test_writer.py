@@ -11,6 +11,7 @@ from buildyard.master.db.connector import Database
 from buildyard.master.logs.writer import LogLimits, LogWriter
 from buildyard.master.model.logs import LogType
 from buildyard.master.mq.local import LocalMQ
+from buildyard.master.secrets.redaction import Redactor
 from buildyard.testing.clock import FakeClock
 from tests.master.db import _rows
 
@@ -105,16 +106,32 @@ async def test_secrets_are_redacted_before_they_are_stored(
     updates = Updates(db=database, mq=mq, clock=clock)
     _b, _build, stepid = await _rows.add_running_step(database)
     logid = await updates.add_log(stepid, "stdio", LogType.STDIO)
-    writer = LogWriter(
-        updates,
-        logid=logid,
-        name="stdio",
-        type=LogType.STDIO,
-        redact=lambda text: text.replace("hunter2", "<password>"),
-    )
+    redactor = Redactor(cut_length=20)
+    redactor.add("hunter2", "password")
+    redactor.add("-----BEGIN KEY-----\nabc\n-----END KEY-----", "key")
+    writer = LogWriter(updates, logid=logid, name="stdio", type=LogType.STDIO, redactor=redactor)
+    seen: list[tuple[str, str]] = []
+    writer.add_observer(lambda stream, line: seen.append((stream, line)))
     writer.add_stdout("the password is hunter2\n")
+    writer.add_stdout("split across writes: hun")
+    writer.add_stdout("ter2 and ")
+    await writer.flush()  # a flush while the secret is half there stores none of it
+    assert "hun" not in await _text(database, logid)
+    writer.add_stdout("hunter2\n")
+    writer.add_stderr("-----BEGIN KEY-----\n")
+    await writer.flush()
+    assert "BEGIN" not in await _text(database, logid)  # a multi-line secret's first line waits
+    writer.add_stderr("abc\n-----END KEY----- done\n")
+    # a worker cut this line after 20 characters, in the middle of the secret
+    writer.add_stdout("x" * 16 + "hunt\n" + "er2 y\n")
     await writer.finish()
-    assert await _text(database, logid) == "othe password is <password>\n"
+    assert await _text(database, logid) == (
+        "othe password is <password>\n"
+        "osplit across writes: <password> and <password>\n"
+        "e<key> done\n"
+        "o" + "x" * 16 + "<password> y\n"
+    )
+    assert all("hun" not in line and "abc" not in line for _s, line in seen)
 
 
 async def test_a_finished_log_is_compressed_with_the_configured_method(

@@ -4,5 +4,5 @@ Every state change goes through :class:`~buildyard.master.data.updates.Updates`:
 transaction, then its events on the message queue. Reads go through
 :class:`~buildyard.master.data.api.DataAPI` with REST query semantics.
 
-May import buildyard.master.db, mq, model and buildyard.common.
+May import buildyard.master.db, mq, secrets, model and buildyard.common.
 """

@@ -26,6 +26,7 @@ from buildyard.master.model.results import Results, worst
 from buildyard.master.model.sourcestamps import SourceStampSpec
 from buildyard.master.mq import keys
 from buildyard.master.mq.base import MessageQueue
+from buildyard.master.secrets.redaction import Redactor
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +45,8 @@ def slugify(name: str) -> str:
 class PipelineUpdates:
     _db: Database
     _mq: MessageQueue
+    # hides secret values in what is stored (see updates.py)
+    redactor: Redactor
     # c['revlink'] (revision, repository) -> url, and c['codebaseGenerator'] (the change as a
     # dict) -> codebase: set by the master at each (re)config
     revlink_hook: Callable[[str, str], Any] | None = None
@@ -99,22 +102,23 @@ class PipelineUpdates:
                 codebase = str(self.codebase_hook(chdict))
             except Exception:
                 log.exception("codebase_generator_failed", revision=revision)
+        hide = self.redactor.redact_value
         async with self._db.transaction() as c:
             changeid = await self._db.changes.add_change(
                 conn=c,
-                author=author,
-                committer=committer,
-                files=files,
-                comments=comments,
-                revision=revision,
+                author=hide(author),
+                committer=hide(committer),
+                files=hide(files),
+                comments=hide(comments),
+                revision=hide(revision),
                 when_timestamp=when_timestamp,
-                branch=branch,
-                category=category,
-                revlink=revlink,
-                properties=properties,
-                repository=repository,
-                codebase=codebase or "",
-                project=project,
+                branch=hide(branch),
+                category=hide(category),
+                revlink=hide(revlink),
+                properties=self._hidden_properties(properties),
+                repository=hide(repository),
+                codebase=hide(codebase or ""),
+                project=hide(project),
             )
             change = await self._db.changes.get_change(changeid, conn=c)
             assert change is not None
@@ -141,12 +145,13 @@ class PipelineUpdates:
     ) -> BuildsetIds:
         """A buildset and one request per builder; ``buildsets/<id>/new`` (with the
         scheduler's name) then each request's ``new``."""
+        reason = self.redactor.redact(reason)
         async with self._db.transaction() as c:
             ids = await self._db.buildsets.add_buildset(
                 conn=c,
                 sourcestamps=sourcestamps,
                 reason=reason,
-                properties=properties,
+                properties=self._hidden_properties(properties) or {},
                 builderids=builderids,
                 waited_for=waited_for,
                 external_idstring=external_idstring,
@@ -167,6 +172,15 @@ class PipelineUpdates:
         assert bs is not None
         by_id = {ss.id: ss for ss in await self._db.sourcestamps.get_sourcestamps(bsid, conn=conn)}
         return shapes.buildset(bs, [by_id[i] for i in bs.sourcestamps if i in by_id])
+
+    def _hidden_properties(
+        self, properties: Mapping[str, tuple[Any, str]] | None
+    ) -> dict[str, tuple[Any, str]] | None:
+        """Properties with secret values hidden in their names, values and sources."""
+        if properties is None or not self.redactor.active:
+            return None if properties is None else dict(properties)
+        hide = self.redactor.redact_value
+        return {hide(k): (hide(v), hide(s)) for k, (v, s) in properties.items()}
 
     def _produce(self, messages: Iterable[Message]) -> None:
         for key, body in messages:
@@ -253,7 +267,7 @@ class PipelineUpdates:
                 buildrequestid=buildrequestid,
                 workerid=workerid,
                 masterid=masterid,
-                state_string=state_string,
+                state_string=self.redactor.redact(state_string),
                 conn=c,
             )
             messages = await self._build_messages(buildid, "new", c)
@@ -277,7 +291,9 @@ class PipelineUpdates:
 
     async def set_build_state_string(self, buildid: int, state_string: str) -> None:
         async with self._db.transaction() as c:
-            await self._db.builds.set_build_state_string(buildid, state_string, conn=c)
+            await self._db.builds.set_build_state_string(
+                buildid, self.redactor.redact(state_string), conn=c
+            )
             messages = await self._build_messages(buildid, "update", c)
         self._produce(messages)
 
@@ -293,6 +309,7 @@ class PipelineUpdates:
         """Store these properties of the build (the changed ones); one event with them."""
         if not properties:
             return
+        properties = self._hidden_properties(properties) or {}
         await self._db.builds.set_build_properties(buildid, properties)
         self._mq.produce(
             ("builds", str(buildid), "properties", "update"),
@@ -305,7 +322,9 @@ class PipelineUpdates:
         """The build ended with ``results`` (and, when given, its final state string)."""
         async with self._db.transaction() as c:
             if state_string is not None:
-                await self._db.builds.set_build_state_string(buildid, state_string, conn=c)
+                await self._db.builds.set_build_state_string(
+                    buildid, self.redactor.redact(state_string), conn=c
+                )
             await self._db.builds.finish_build(buildid, results, conn=c)
             messages = await self._build_messages(buildid, "finished", c)
         self._produce(messages)
@@ -318,6 +337,7 @@ class PipelineUpdates:
         """A new step at the end of the build; returns (stepid, number, the name it got:
         unique in the build). With ``start``, it is started in the same transaction (as
         :meth:`start_step` does), and both events are sent."""
+        name = self.redactor.redact(name)
         async with self._db.transaction() as c:
             stepid, number, got = await self._db.steps.add_step(buildid, name, "pending", conn=c)
             messages = await self._step_messages(stepid, "new", c)
@@ -351,13 +371,17 @@ class PipelineUpdates:
 
     async def set_step_state_string(self, stepid: int, state_string: str) -> None:
         async with self._db.transaction() as c:
-            await self._db.steps.set_step_state_string(stepid, state_string, conn=c)
+            await self._db.steps.set_step_state_string(
+                stepid, self.redactor.redact(state_string), conn=c
+            )
             messages = await self._step_messages(stepid, "updated", c)
         self._produce(messages)
 
     async def add_step_url(self, stepid: int, name: str, url: str) -> None:
         async with self._db.transaction() as c:
-            await self._db.steps.add_step_url(stepid, name, url, conn=c)
+            await self._db.steps.add_step_url(
+                stepid, self.redactor.redact(name), self.redactor.redact(url), conn=c
+            )
             messages = await self._step_messages(stepid, "updated", c)
         self._produce(messages)
 
@@ -372,7 +396,9 @@ class PipelineUpdates:
         """The step ended with ``results`` (and, when given, its final state string)."""
         async with self._db.transaction() as c:
             if state_string is not None:
-                await self._db.steps.set_step_state_string(stepid, state_string, conn=c)
+                await self._db.steps.set_step_state_string(
+                    stepid, self.redactor.redact(state_string), conn=c
+                )
             await self._db.steps.finish_step(stepid, results, hidden=hidden, conn=c)
             messages = await self._step_messages(stepid, "finished", c)
         self._produce(messages)
@@ -381,6 +407,7 @@ class PipelineUpdates:
 
     async def add_log(self, stepid: int, name: str, type: LogType | str) -> int:
         """A new empty log of the step, its slug made from ``name``."""
+        name = self.redactor.redact(name)
         async with self._db.transaction() as c:
             logid = await self._db.logs.add_log(stepid, name, slugify(name), type, conn=c)
             lg = await self._db.logs.get_log(logid, conn=c)

@@ -3,6 +3,12 @@
 Nothing else in the master writes to the database or produces state events; this is the one
 place to read to know "what changes when". Events are produced after the commit, so a consumer
 that reads the database on an event sees the change.
+
+It is also where secrets are hidden: every text a build renders and stores (state strings, step
+names and URLs, log names, properties, test results, build data, ...) passes
+:attr:`Updates.redactor` on its way in, so neither the database nor an event holds a secret
+value. Log content is the exception: the log writer redacts it as it streams (a secret can
+straddle its pieces), before it comes here.
 """
 
 from __future__ import annotations
@@ -21,15 +27,19 @@ from buildyard.master.model.masters import DeactivationCleanup
 from buildyard.master.model.test_results import NewTestResult
 from buildyard.master.mq import keys
 from buildyard.master.mq.base import MessageQueue
+from buildyard.master.secrets.redaction import Redactor
 
 log = structlog.get_logger(__name__)
 
 
 class Updates(PipelineUpdates):
-    def __init__(self, *, db: Database, mq: MessageQueue, clock: Clock) -> None:
+    def __init__(
+        self, *, db: Database, mq: MessageQueue, clock: Clock, redactor: Redactor | None = None
+    ) -> None:
         self._db = db
         self._mq = mq
         self._clock = clock
+        self.redactor = redactor or Redactor()
 
     # -- masters -------------------------------------------------------------------------------
 
@@ -146,8 +156,17 @@ class Updates(PipelineUpdates):
 
     async def set_build_data(self, buildid: int, name: str, value: bytes, source: str) -> None:
         """Create or replace the build's blob ``name`` (Buildbot's ``setBuildData``); read
-        back under ``builds/<id>/data``. No event, as in Buildbot."""
-        await self._db.builds.add_build_data(buildid, name, bytes(value), source)
+        back under ``builds/<id>/data``. No event, as in Buildbot. A value that is UTF-8 text
+        is stored redacted."""
+        value = bytes(value)
+        if self.redactor.active:
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+            else:
+                value = self.redactor.redact(text).encode("utf-8")
+        await self._db.builds.add_build_data(buildid, self.redactor.redact(name), value, source)
 
     async def add_test_result_set(
         self,
@@ -161,13 +180,14 @@ class Updates(PipelineUpdates):
     ) -> int:
         """A new, incomplete set of test results of a step; announced as
         ``test_result_sets/<id>/new``. Returns its id."""
+        hide = self.redactor.redact
         setid = await self._db.test_results.add_test_result_set(
             builderid=builderid,
             buildid=buildid,
             stepid=stepid,
-            description=description,
-            category=category,
-            value_unit=value_unit,
+            description=None if description is None else hide(description),
+            category=hide(category),
+            value_unit=hide(value_unit),
         )
         await self._announce_test_result_set(setid, "new")
         return setid
@@ -196,13 +216,14 @@ class Updates(PipelineUpdates):
         """Add results to a set: each a dict with ``value`` and at least one of ``test_name``
         and ``test_code_path`` (optional ``line``, ``duration_ns``), as Buildbot's
         ``addTestResults`` takes them. No event: readers wait for the set's ``completed``."""
+        hide = self.redactor.redact_value
         rows = [
             NewTestResult(
-                test_name=r.get("test_name"),
-                test_code_path=r.get("test_code_path"),
+                test_name=hide(r.get("test_name")),
+                test_code_path=hide(r.get("test_code_path")),
                 line=r.get("line"),
                 duration_ns=r.get("duration_ns"),
-                value=str(r["value"]),
+                value=hide(str(r["value"])),
             )
             for r in result_values
         ]
@@ -327,6 +348,7 @@ class Updates(PipelineUpdates):
         self, *, workerid: int, masterid: int, workerinfo: Mapping[str, Any]
     ) -> None:
         """Record the connection and what the worker says about itself; announce it."""
+        workerinfo = self.redactor.redact_value(dict(workerinfo))
         await self._db.workers.worker_connected(workerid, masterid, workerinfo)
         await self._announce_worker(workerid, "connected")
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from buildyard.master.model.logs import LogType
+from buildyard.master.secrets.redaction import Redactor, StreamRedactor
 
 STREAM_LETTERS = {"stdout": "o", "stderr": "e", "header": "h"}
 
@@ -59,7 +60,7 @@ class LogWriter:
         name: str,
         type: LogType,
         limits: LogLimits | None = None,
-        redact: Callable[[str], str] | None = None,
+        redactor: Redactor | None = None,
         encoding: str | None = None,
     ) -> None:
         self._updates = updates
@@ -71,8 +72,10 @@ class LogWriter:
         self.encoding = encoding or self.limits.encoding
         codecs.lookup(self.encoding)  # LookupError now, not at the first bytes
         self._decoders: dict[str, codecs.IncrementalDecoder] = {}
-        # hides the values of the secrets the build used (they never reach the database)
-        self._redact = redact
+        # hides the values of the secrets the master's builds used (they never reach the
+        # database nor an observer); one stream redactor per stream, as secrets straddle pieces
+        self._redactor = redactor
+        self._streams: dict[str, StreamRedactor] = {}
         self._partial: dict[str, str] = {}
         self._pending: list[str] = []
         self._pending_size = 0
@@ -124,6 +127,12 @@ class LogWriter:
                 decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
                 self._decoders[stream] = decoder
             text = decoder.decode(text)
+        if self._redactor is not None:
+            text = self._redacted(stream, text)
+        self._complete(stream, text)
+
+    def _complete(self, stream: str, text: str) -> None:
+        """Whole lines of ``stream`` out; a partial last line waits for the rest."""
         if not text:
             return
         text = self._partial.pop(stream, "") + text
@@ -134,14 +143,21 @@ class LogWriter:
         if text:
             self._lines(stream, text)
 
+    def _redacted(self, stream: str, text: str) -> str:
+        redactor = self._streams.get(stream)
+        if redactor is None:
+            assert self._redactor is not None
+            if not self._redactor.active:  # the cheap way while no secret is in use
+                return text
+            redactor = self._streams[stream] = self._redactor.stream()
+        return redactor.feed(text)
+
     def _lines(self, stream: str, text: str) -> None:
         """Whole lines (``text`` ends with a newline) to the observers and the store.
 
         Work is done on the whole block with ``str`` methods; only observers, and a block that
         crosses ``c['logMaxSize']``, are fed line by line.
         """
-        if self._redact is not None:
-            text = self._redact(text)
         if "\r" in text:
             text = text.replace("\r\n", "\n")
         if self._observers:
@@ -207,7 +223,9 @@ class LogWriter:
             return
         for stream, decoder in self._decoders.items():
             if rest := decoder.decode(b"", final=True):
-                self._partial[stream] = self._partial.get(stream, "") + rest
+                self._complete(stream, self._redacted(stream, rest) if self._redactor else rest)
+        for stream, redactor in self._streams.items():
+            self._complete(stream, redactor.flush())
         for stream in list(self._partial):
             self._lines(stream, self._partial.pop(stream) + "\n")
         if self._cut:

@@ -237,6 +237,9 @@ class Properties:
         """Remember that secret ``name`` has ``value``, so :meth:`redact` hides it."""
         if value.strip():
             self._used_secrets[value] = f"<{name}>"
+            use = getattr(self.build, "use_secret", None)
+            if use is not None:  # the build hides it wherever it stores text
+                use(value, name)
 
     def redact(self, text: str) -> str:
         """``text`` with the value of every secret rendered so far replaced by ``<name>``."""

@@ -1,3 +1,6 @@
-"""Secrets: the providers of ``c['secretsProviders']`` and the lookup builds render with.
+"""Secrets: the providers of ``c['secretsProviders']`` (:mod:`.providers`) and the redaction
+that hides the values builds used wherever the master stores or shows text
+(:mod:`.redaction`).
 
-May import buildyard.master.model and buildyard.common."""
+May import buildyard.master.model and buildyard.common.
+"""

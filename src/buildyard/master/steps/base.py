@@ -244,7 +244,7 @@ class BuildStep(ConfigObject):
             name=name,
             type=kind,
             limits=rt.log_limits,
-            redact=rt.properties.redact,
+            redactor=rt.updates.redactor,
             encoding=logEncoding or self.logEncoding,
         )
         self.logs[name] = writer
@@ -716,8 +716,6 @@ class ShellMixin:
                 text += " (timed out)"
             elif step.max_lines_reached:
                 text += " (max lines)"
-        if step.build is not None:
-            text = step.build.properties.redact(text)
         return {"step": text}
 
 

@@ -115,8 +115,7 @@ class MasterShellCommand(BuildStep):
         return {**os.environ, **given}, given
 
     async def run(self) -> int:
-        rt = self._runtime()
-        redact = rt.properties.redact
+        self._runtime()  # a RuntimeError outside a build
         command = self.command
         argv = self._argv(command)
         workdir = self._master_basedir() / (self.masterWorkdir or "")
@@ -125,12 +124,12 @@ class MasterShellCommand(BuildStep):
 
         stdio = await self.addLog("stdio")
         shown = command.strip() if isinstance(command, str) else " ".join(_words(command))
-        stdio.add_header(redact(f"{shown}\n\n"))
+        stdio.add_header(f"{shown}\n\n")
         stdio.add_header("** RUNNING ON BUILDMASTER **\n")
         stdio.add_header(f" in dir {workdir}\n")
-        stdio.add_header(redact(f" argv: {argv}\n"))
+        stdio.add_header(f" argv: {argv}\n")
         if self.logEnviron:
-            stdio.add_header(redact(f" env: {given!r}\n"))
+            stdio.add_header(f" env: {given!r}\n")
         if self.stopped:
             return int(Results.CANCELLED)
 

@@ -87,7 +87,15 @@ class BuildRuntime:
         return {k: v for k, v in self.conn.info.items() if k != "environ"}
 
     async def secret(self, name: str) -> str | None:
-        return await lookup(self.secrets_providers, name)
+        value = await lookup(self.secrets_providers, name)
+        if value is not None:
+            # hidden from now on wherever the master stores or shows text, before any use
+            self.updates.redactor.add(value, name)
+        return value
+
+    def use_secret(self, value: str, name: str) -> None:
+        """Buildbot's ``useSecret``: hide ``value`` as ``<name>`` (custom renderables)."""
+        self.updates.redactor.add(value, name)
 
     def getAllSourceStamps(self) -> list[Any]:
         return list(self.sourcestamps)

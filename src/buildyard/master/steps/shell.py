@@ -35,7 +35,7 @@ class ShellCommand(ShellMixin, BuildStep):
 
 def shell_result_summary(step: BuildStep) -> dict[str, str] | None:
     """Buildbot's ShellMixin summary for a finished step without ``descriptionDone``: the
-    command's first words and, unless SUCCESS, the result (secrets redacted). None when the
+    command's first words and, unless SUCCESS, the result. None when the
     step has a ``descriptionDone`` or no command to show (BuildStep's summary applies)."""
     if step.descriptionDone is not None:
         return None
@@ -48,8 +48,6 @@ def shell_result_summary(step: BuildStep) -> dict[str, str] | None:
             text += " (timed out)"
         elif step.max_lines_reached:
             text += " (max lines)"
-    if step.build is not None:
-        text = step.build.properties.redact(text)
     return {"step": text}
 
 

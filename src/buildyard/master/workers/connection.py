@@ -30,9 +30,11 @@ log = structlog.get_logger(__name__)
 # after buffer_timeout: 1 s (Buildbot's 5 s), so a live log follows its command within a second,
 # for at most one update a second of a command that prints slowly.
 NEWLINE_RE = r"(\r\n|\r(?=.)|\033\[u|\033\[[0-9]+;[0-9]+[Hf]|\033\[2J|\x08+)"
+# the worker ends a line after this many characters (buildbot-worker 4.3.0: one fewer)
+MAX_LINE_LENGTH = 4096
 WORKER_SETTINGS = {
     "newline_re": NEWLINE_RE,
-    "max_line_length": 4096,
+    "max_line_length": MAX_LINE_LENGTH,
     "buffer_timeout": 1,
     "buffer_size": 1024 * 1024,
 }

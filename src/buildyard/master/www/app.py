@@ -42,6 +42,7 @@ from buildyard.common.ports import Listen, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.mq.base import MessageQueue
+from buildyard.master.secrets.redaction import Redactor
 from buildyard.master.www import auth, builtin_ui, control, events, hooks, openapi, rest, ui
 from buildyard.master.www.authz import Authz
 
@@ -106,6 +107,7 @@ class WWWService(Service):
         session_secret: Callable[[], Awaitable[str]] | None = None,
         clock: Clock | None = None,
         hook_services: hooks.HookServices | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         """``session_secret`` gives the key that signs session cookies (the master keeps it
         in the database, so sessions outlive a restart); without it, each start makes one.
@@ -121,6 +123,8 @@ class WWWService(Service):
         # one for the service's life: a reconfig that changes only the hooks swaps their
         # settings in place, without a new listener
         self._hooks = hooks.ChangeHooks(dialects={}, auth=None, services=hook_services)
+        # hides the secrets builds used in what /config shows
+        self._redactor = redactor or Redactor()
         self._runner: web.AppRunner | None = None
         self._listen: Listen | None = None
         self._site = Site()
@@ -173,8 +177,11 @@ class WWWService(Service):
             auth=authentication.getConfigDict(),
         )
 
+        redactor = self._redactor
+
         def request_config(request: web.Request) -> Mapping[str, Any]:
-            return {**config, "user": dict(auth.user(request))}
+            shown: dict[str, Any] = redactor.redact_value(config)
+            return {**shown, "user": dict(auth.user(request))}
 
         if www.get("ui") is not None:
             ui_routes = ui.routes(ui_assets.locate(str(www["ui"])), request_config)
