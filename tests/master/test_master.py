@@ -158,3 +158,15 @@ async def test_configured_workers_follow_the_config(tmp_path: Path, upgraded: st
         await master.stop()
     assert await configured() == {"w": [], "w2": []}  # a stopped master configures nothing
     await master.db.close()
+
+
+async def test_a_throwaway_database_gets_its_schema_at_start(tmp_path: Path) -> None:
+    # Buildbot's docker example: c['db'] = {'db_url': 'sqlite://'}, and no upgrade-master
+    write(tmp_path, "sqlite://", free_port(), "a")
+    master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+    await master.start()
+    try:
+        assert set(master.botmaster.builders) == {"a"}
+        assert [b.name for b in await master.db.builders.get_builders()] == ["a"]
+    finally:
+        await master.stop()

@@ -59,13 +59,16 @@ log = structlog.get_logger(__name__)
 
 
 class DatabaseService(Service):
-    """Owns the engine: checks the schema at start, disposes the pool at stop."""
+    """Owns the engine: checks the schema at start (creates it in a throwaway ``sqlite://``
+    database, which nobody could have upgraded), disposes the pool at stop."""
 
     def __init__(self, db: Database) -> None:
         super().__init__("db")
         self.db = db
 
     async def start_service(self) -> None:
+        if self.db.throwaway:
+            await migrate.upgrade(self.db)
         if not await migrate.is_current(self.db):
             raise DbError(
                 f"the database at {self.db.url.render_as_string(hide_password=True)} is not at "

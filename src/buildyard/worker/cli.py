@@ -20,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+import buildyard
 from buildyard.common.pidfile import running_pid, signal_and_wait
 from buildyard.worker.bot import WorkerConfig
 
@@ -191,7 +192,12 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="buildyard-worker")
+    parser = argparse.ArgumentParser(
+        prog="buildyard-worker", description="Create, start, stop and restart a worker."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"buildyard-worker {buildyard.__version__}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("create-worker", help="write a worker's base directory")
     p.add_argument("basedir")

@@ -76,6 +76,11 @@ class Database:
         self.test_results = TestResultsRepository(engine=engine, clock=clock)
 
     @property
+    def throwaway(self) -> bool:
+        """Whether this is a ``sqlite://`` database, which lives only as long as this object."""
+        return self._scratch is not None
+
+    @property
     def backend(self) -> str:
         """ "sqlite" or "postgresql"."""
         return self.engine.dialect.name
