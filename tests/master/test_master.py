@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 import sqlalchemy as sa
 
@@ -100,6 +102,42 @@ async def test_reconfig_keeps_unchanged_builders_and_survives_a_taken_port(
         assert await master.reconfig() is False
         assert master.running
         assert (await _links(upgraded))[1] == ["a", "c"]
+    finally:
+        await master.stop()
+
+
+async def _get(port: int, path: str) -> Any:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}{path}", headers={"Accept": "application/json"}) as r,
+    ):
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def test_reconfig_of_title_url_and_www_settings_keeps_serving_on_the_same_port(
+    tmp_path: Path, upgraded: str
+) -> None:
+    port = free_port()
+    write(tmp_path, upgraded, port, "a")
+    master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+    await master.start()
+    try:
+        assert (await _get(port, "/config"))["title"] == "Buildbot"  # the default, as in Buildbot
+        extra = (
+            "c['title'] = 'Renamed'\n"
+            f"c['buildbotURL'] = 'http://127.0.0.1:{port}/'\n"
+            "c['www']['auth'] = util.UserPasswordAuth({'alice': 'pw'})\n"
+        )
+        write(tmp_path, upgraded, port, "a", extra=extra)
+        assert await master.reconfig() is True
+        assert master.www.port == port
+        config = await _get(port, "/config")
+        assert config["title"] == "Renamed"
+        assert config["buildbotURL"] == f"http://127.0.0.1:{port}/"
+        assert config["auth"]["name"] != "NoAuth"
+        names = [b["name"] for b in (await _get(port, "/api/v2/builders"))["builders"]]
+        assert names == ["a"]
     finally:
         await master.stop()
 

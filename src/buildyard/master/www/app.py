@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import secrets
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -32,7 +33,7 @@ from aiohttp import web
 
 from buildyard.common import ui_assets
 from buildyard.common.clock import Clock, SystemClock
-from buildyard.common.ports import Listen, parse_port
+from buildyard.common.ports import Listen, bind, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.mq.base import MessageQueue
@@ -88,6 +89,65 @@ class Site:
     multi_master: bool = False
 
 
+class WebChange:
+    """A prepared change of the web server (:meth:`WWWService.prepare`), in three steps.
+
+    ``apply()`` serves the new configuration next to the old one (on the same listening socket
+    when the address did not change, else on the new address, already bound); ``finish()``
+    then closes the old one, or ``revert()`` closes the new one and leaves the old one serving
+    exactly as before. The master calls ``finish()`` only once every other part of a
+    reconfiguration is in place, so a reconfiguration that fails anywhere reverts this too.
+    """
+
+    def __init__(
+        self,
+        service: WWWService,
+        *,
+        listen: Listen | None,
+        site: Site,
+        www: Mapping[str, Any],
+        runner: web.AppRunner | None = None,
+        sock: socket.socket | None = None,
+        changed: bool = True,
+    ) -> None:
+        self._service = service
+        self._listen, self._site, self._www = listen, site, www
+        self._runner, self._sock = runner, sock
+        self.changed = changed
+
+    async def apply(self) -> None:
+        if self._runner is not None and self._sock is not None:
+            # a duplicate: the server closes its socket when it stops, ours stays for the next
+            await web.SockSite(self._runner, self._sock.dup()).start()
+
+    async def finish(self) -> None:
+        if not self.changed:
+            return
+        svc = self._service
+        old_runner, old_sock = svc._runner, svc._sock
+        svc._runner, svc._sock = self._runner, self._sock
+        svc._listen, svc._site, svc._www = self._listen, self._site, self._www
+        if old_runner is not None:
+            await old_runner.cleanup()
+        if old_sock is not None and old_sock is not self._sock:
+            old_sock.close()
+        svc.port = int(self._sock.getsockname()[1]) if self._sock is not None else None
+        if self._listen is not None and self._sock is not None:
+            host = self._listen.host
+            log.info(
+                "www_listening",
+                host=host or "*",
+                port=svc.port,
+                url=f"http://{host or 'localhost'}:{svc.port}/",
+            )
+
+    async def revert(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._sock is not None and self._sock is not self._service._sock:
+            self._sock.close()
+
+
 class WWWService(Service):
     def __init__(
         self,
@@ -107,25 +167,44 @@ class WWWService(Service):
         self._session_secret = session_secret
         self._secret: str | None = None
         self._clock = clock or SystemClock()
+        # what serves now: the application's runner, and the listening socket it serves on
         self._runner: web.AppRunner | None = None
+        self._sock: socket.socket | None = None
         self._listen: Listen | None = None
         self._site = Site()
         self._www: Mapping[str, Any] = {}
         self.port: int | None = None
 
     async def reconfigure(self, www: Mapping[str, Any], *, site: Site) -> None:
-        """Serve on ``www['port']``, restarting the listener only when the address changed.
+        """Serve ``www`` now: :meth:`prepare`, then apply and finish (revert on failure)."""
+        change = await self.prepare(www, site=site)
+        try:
+            await change.apply()
+        except BaseException:
+            await change.revert()
+            raise
+        await change.finish()
 
-        The new listener is bound before the old one closes, so a port that cannot be had
-        (OSError) leaves the current one serving.
-        """
+    async def prepare(self, www: Mapping[str, Any], *, site: Site) -> WebChange:
+        """Everything a new ``c['www']`` needs that can fail, done before anything changes:
+        the session key, the UI's files, the application, and a new address bound (OSError
+        when it is taken). An unchanged address keeps its listening socket, so a new title,
+        ``buildbotURL`` or ``c['www']`` setting is served without a restart. Nothing is
+        served differently until the change is applied."""
         listen = parse_port(www["port"]) if www.get("port") is not None else None
         if listen == self._listen and site == self._site and dict(www) == dict(self._www):
-            return
+            return WebChange(self, listen=listen, site=site, www=www, changed=False)
         if listen is None or not self.running:
-            await self._close()
-            self._listen, self._site, self._www = listen, site, www
-            return
+            return WebChange(self, listen=listen, site=site, www=www)
+        runner = await self._runner_for(www, site)
+        try:
+            sock = self._sock if listen == self._listen and self._sock else bind(listen)
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return WebChange(self, listen=listen, site=site, www=www, runner=runner, sock=sock)
+
+    async def _runner_for(self, www: Mapping[str, Any], site: Site) -> web.AppRunner:
         authentication = www.get("auth")
         if not isinstance(authentication, auth.AuthBase):
             authentication = auth.NoAuth()
@@ -172,21 +251,7 @@ class WWWService(Service):
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        try:
-            await web.TCPSite(runner, host=listen.host, port=listen.port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        await self._close()
-        self._runner, self._listen, self._site, self._www = runner, listen, site, www
-        sockets = runner.addresses
-        self.port = int(sockets[0][1]) if sockets else listen.port
-        log.info(
-            "www_listening",
-            host=listen.host or "*",
-            port=self.port,
-            url=f"http://{listen.host or 'localhost'}:{self.port}/",
-        )
+        return runner
 
     def _force_schedulers(self) -> dict[str, Any]:
         """The running schedulers that take ``force`` (ForceScheduler), by name."""
@@ -199,12 +264,11 @@ class WWWService(Service):
             if callable(getattr(svc, "force", None))
         }
 
-    async def _close(self) -> None:
+    async def stop_service(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-        self._runner = None
+        if self._sock is not None:
+            self._sock.close()
+        self._runner, self._sock, self._listen = None, None, None
+        self._site, self._www = Site(), {}
         self.port = None
-
-    async def stop_service(self) -> None:
-        await self._close()
-        self._listen = None
