@@ -25,6 +25,7 @@ from buildyard.master.db.codebases import (
     CodebaseCommitsRepository,
     CodebasesRepository,
 )
+from buildyard.master.db.config_rows import ConfigRowsRepository
 from buildyard.master.db.engine import (
     make_engine,
     normalize_url,
@@ -74,6 +75,7 @@ class Database:
         self.steps = StepsRepository(engine=engine, clock=clock)
         self.logs = LogsRepository(engine=engine, clock=clock)
         self.test_results = TestResultsRepository(engine=engine, clock=clock)
+        self.config_rows = ConfigRowsRepository(engine=engine, clock=clock)
 
     @property
     def throwaway(self) -> bool:

@@ -30,6 +30,7 @@ import contextlib
 import hmac
 import ntpath
 import posixpath
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,7 +38,7 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
-from buildyard.common.ports import Listen, msgpack_listen
+from buildyard.common.ports import Listen, bind, msgpack_listen
 from buildyard.common.service import Service
 from buildyard.master.data.updates import Updates
 from buildyard.master.workers.connection import WorkerConnection
@@ -78,6 +79,30 @@ class WorkerListener(Service):
         workers: Sequence[Any],
         builders: Sequence[Any],
     ) -> None:
+        """Take a new configuration at once: :meth:`prepare`, :meth:`configure`, then apply
+        and finish the change of address (revert it on failure)."""
+        change = await self.prepare(protocols)
+        try:
+            self.configure(masterid=masterid, workers=workers, builders=builders)
+            await change.apply()
+        except BaseException:
+            await change.revert()
+            raise
+        await change.finish()
+
+    async def prepare(self, protocols: Mapping[str, Mapping[str, object]]) -> ListenerChange:
+        """Bind a new address of ``c['protocols']`` (OSError when it is taken) before anything
+        changes; nothing is served on it until the change is applied."""
+        options = protocols.get(PROTOCOL)
+        listen = msgpack_listen(options) if options is not None else None
+        if listen == self._listen or not self.running:
+            return ListenerChange(self, listen=listen, sock=None, moves=False)
+        return ListenerChange(
+            self, listen=listen, sock=bind(listen) if listen is not None else None, moves=True
+        )
+
+    def configure(self, *, masterid: int, workers: Sequence[Any], builders: Sequence[Any]) -> None:
+        """Which workers may connect, and the builder directories each should have."""
         self.masterid = masterid
         self._workers = {w.name: w for w in workers}
         dirs: dict[str, list[str]] = {}
@@ -85,36 +110,28 @@ class WorkerListener(Service):
             for name in b.workernames:
                 dirs.setdefault(name, []).append(b.workerbuilddir)
         self._dirs = dirs
-        options = protocols.get(PROTOCOL)
-        listen = msgpack_listen(options) if options is not None else None
-        if listen != self._listen and self.running:
-            await self._serve(listen)
-        # connected workers that are no longer configured are dropped
+
+    async def drop_unconfigured(self) -> None:
+        """Drop the connected workers that are no longer configured."""
         for name, conn in list(self.connections.items()):
             if name not in self._workers:
                 log.info("worker_dropped", worker=name, reason="no longer configured")
                 await conn.abort()
 
-    async def _serve(self, listen: Listen | None) -> None:
-        runner: web.AppRunner | None = None
-        if listen is not None:
-            app = web.Application(client_max_size=MAX_FRAME)
-            app.router.add_get("/{path:.*}", self._handle)
-            # the runner's cleanup waits for running handlers (60 s, and 60 s more after
-            # cancelling the request), and a handler runs as long as its worker is connected
-            app.on_shutdown.append(self._drop_all)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, host=listen.host, port=listen.port).start()
-            except BaseException:
-                await runner.cleanup()
-                raise
-        await self._close()
-        self._runner, self._listen = runner, listen
-        if runner is not None and listen is not None:
-            self.port = int(runner.addresses[0][1]) if runner.addresses else listen.port
-            log.info("worker_listener_listening", host=listen.host or "*", port=self.port)
+    async def _runner_on(self, sock: socket.socket) -> web.AppRunner:
+        app = web.Application(client_max_size=MAX_FRAME)
+        app.router.add_get("/{path:.*}", self._handle)
+        # the runner's cleanup waits for running handlers (60 s, and 60 s more after
+        # cancelling the request), and a handler runs as long as its worker is connected
+        app.on_shutdown.append(self._drop_all)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return runner
 
     async def _close(self) -> None:
         if self._runner is not None:
@@ -315,3 +332,48 @@ class WorkerListener(Service):
 
     def statistics(self) -> dict[str, int]:
         return {**super().statistics(), "connections": len(self.connections)}
+
+
+class ListenerChange:
+    """A prepared change of the listener's address (:meth:`WorkerListener.prepare`).
+
+    ``apply()`` serves the new address next to the old one; ``finish()`` closes the old one
+    (dropping the workers connected there, and those no longer configured); ``revert()``
+    closes the new one, and the old one serves on as before.
+    """
+
+    def __init__(
+        self,
+        listener: WorkerListener,
+        *,
+        listen: Listen | None,
+        sock: socket.socket | None,
+        moves: bool,
+    ) -> None:
+        self._listener = listener
+        self._listen, self._sock, self._moves = listen, sock, moves
+        self._runner: web.AppRunner | None = None
+
+    async def apply(self) -> None:
+        if self._sock is not None:
+            sock, self._sock = self._sock, None  # the site owns it from here
+            self._runner = await self._listener._runner_on(sock)
+
+    async def finish(self) -> None:
+        listener = self._listener
+        if self._moves:
+            await listener._close()
+            listener._runner, listener._listen = self._runner, self._listen
+            if self._runner is not None and self._listen is not None:
+                addresses = self._runner.addresses
+                listener.port = int(addresses[0][1]) if addresses else self._listen.port
+                log.info(
+                    "worker_listener_listening", host=self._listen.host or "*", port=listener.port
+                )
+        await listener.drop_unconfigured()
+
+    async def revert(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._sock is not None:
+            self._sock.close()
