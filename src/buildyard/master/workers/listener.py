@@ -6,9 +6,9 @@ Per connection (spec/worker-protocol.md sections 3, 5 and 12):
    (401 when missing or wrong, 400 when malformed); refusals are logged with the worker's name;
 2. a second connection under a name already connected pings the old one (``print``, 10 s): if
    it answers, the new socket is closed; if not, the old one is dropped and the new one proceeds;
-3. ``print attached``, ``get_worker_info``, the worker is recorded as connected (event
-   ``workers/<id>/connected``), ``set_worker_settings``, ``listdir`` of its basedir and ``mkdir``
-   of the builder directories it lacks;
+3. ``print attached``, ``get_worker_info``, ``set_worker_settings``, ``listdir`` of its basedir
+   and ``mkdir`` of the builder directories it lacks; only then is the worker recorded as
+   connected (event ``workers/<id>/connected``) and given builds;
 4. a ``keepalive`` every ``keepalive_interval`` seconds; no answer within the interval drops the
    worker; a protocol fault (bad frame, unknown response) closes the socket with the reason;
 5. on close every command in flight fails with ConnectionLost, and the worker is recorded as
@@ -266,10 +266,6 @@ class WorkerListener(Service):
         conn.attached = True
         self.connections[conn.name] = conn
         self._cancel_missing_timer(conn.name)
-        workerinfo = {k: info.get(k) for k in ("admin", "host", "access_uri", "version")}
-        await self._updates.worker_connected(
-            workerid=conn.workerid, masterid=self.masterid, workerinfo=workerinfo
-        )
         await conn.set_worker_settings()
         basedir = info.get("basedir")
         if isinstance(basedir, str):
@@ -284,6 +280,13 @@ class WorkerListener(Service):
                 )
                 if made.rc != 0:
                     log.warning("worker_mkdir_failed", worker=conn.name, rc=made.rc)
+        # only now may builds use it (their commands would race the settings and the builder
+        # directories otherwise); the "connected" event wakes the distributor
+        conn.ready = True
+        workerinfo = {k: info.get(k) for k in ("admin", "host", "access_uri", "version")}
+        await self._updates.worker_connected(
+            workerid=conn.workerid, masterid=self.masterid, workerinfo=workerinfo
+        )
         log.info("worker_attached", worker=conn.name, version=info.get("version"), basedir=basedir)
 
     async def _keepalive(
