@@ -3,6 +3,12 @@
 ``port`` takes Buildbot's forms: an integer (all interfaces) or a strports string
 ``tcp:PORT[:interface=ADDR]``. Without ``c['www']`` no web server runs.
 
+The service owns its listening socket; each configuration is an application served on it. A
+reconfiguration (:class:`WebChange`) is prepared (application built, a new address bound),
+applied (served next to the old one) and finished (old one closed) or reverted, so a new
+title, ``buildbotURL`` or ``c['www']`` setting on the same address needs no restart, and the
+master can undo a reconfiguration that fails elsewhere.
+
 Without ``c['www']['ui']``, ``/`` is the master's own UI (:mod:`.builtin_ui`); with it, the
 UI it names (:mod:`.ui`). Either way ``/config`` is Buildbot's frontend config with the
 request's user in it (how a UI knows who is logged in). Reads go to the data API
