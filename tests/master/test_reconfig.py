@@ -209,3 +209,27 @@ async def test_a_taken_port_changes_nothing(tmp_path: Path) -> None:
         assert master.workers.listener.port == worker_port
     finally:
         await master.stop()
+
+
+async def test_a_failed_reconfig_on_the_same_web_port_keeps_serving_the_old_site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db_url = await _upgraded(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    www_port, worker_port = free_port(), free_port()
+    cfg = tmp_path / "master.cfg"
+    cfg.write_text(OLD.format(www_port=www_port, worker_port=worker_port, db_url=db_url))
+    master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+    await master.start()
+    try:
+        before = await _seen(www_port)
+        # the new site is served on the same socket next to the old one, then taken back
+        cfg.write_text(NEW.format(www_port=www_port, worker_port=worker_port, db_url=db_url))
+        with monkeypatch.context() as patch:
+            patch.setattr(BuildMaster, "_apply_step", _fail_once_after("hooks", "New"))
+            assert await master.reconfig() is False
+        assert await _seen(www_port) == before
+        assert await master.reconfig() is True
+        assert (await _seen(www_port))["config"]["title"] == "New"
+        assert master.www.port == www_port
+    finally:
+        await master.stop()
