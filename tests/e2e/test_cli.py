@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -171,16 +173,19 @@ def test_start_refuses_a_bad_config_and_a_missing_one(tmp_path: Path) -> None:
     assert not (tmp_path / "buildyard.pid").exists()
 
 
+MASTER_COMMANDS = (
+    "create-master",
+    "upgrade-master",
+    "checkconfig",
+    "start",
+    "stop",
+    "restart",
+    "reconfig",
+)
+
+
 def test_every_command_has_help() -> None:
-    for command in (
-        "create-master",
-        "upgrade-master",
-        "checkconfig",
-        "start",
-        "stop",
-        "restart",
-        "reconfig",
-    ):
+    for command in MASTER_COMMANDS:
         result = buildyard(command, "--help")
         assert result.returncode == 0
         assert "basedir" in result.stdout
@@ -219,3 +224,59 @@ def test_database_problems_are_one_clear_line(tmp_path: Path) -> None:
     checked = buildyard("checkconfig", str(tmp_path))
     assert checked.returncode == 1
     assert "master.cfg:1:" in checked.stderr and "'mysql' is not supported" in checked.stderr
+
+
+def test_checkconfig_takes_the_config_file_as_buildbot_does(tmp_path: Path) -> None:
+    write_config(tmp_path, free_port(), builder("a"))
+    checked = buildyard("checkconfig", str(tmp_path / "master.cfg"))
+    assert checked.returncode == 0, checked.stderr
+    assert "Config file is good!" in checked.stdout
+    (tmp_path / "other.cfg").write_text("c = BuildmasterConfig = {'bogus': 1}\n")
+    other = buildyard("checkconfig", "other.cfg", cwd=tmp_path)
+    assert other.returncode == 1
+    assert "other.cfg:1:" in other.stderr and "bogus" in other.stderr
+    missing = buildyard("checkconfig", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1
+    assert "nowhere does not exist" in missing.stderr
+
+
+def test_version_and_help_texts_without_markup() -> None:
+    import buildyard as package
+
+    worker_cli = [sys.executable, "-m", "buildyard.worker.cli"]
+    version = buildyard("--version")
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"buildyard {package.__version__}"
+    worker_version = subprocess.run(
+        [*worker_cli, "--version"], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert worker_version.returncode == 0
+    assert worker_version.stdout.strip() == f"buildyard-worker {package.__version__}"
+    helps = [buildyard(*c, "--help") for c in ([], *([c] for c in MASTER_COMMANDS))]
+    helps += [
+        subprocess.run(
+            [*worker_cli, *c, "--help"], check=False, capture_output=True, text=True, timeout=60
+        )
+        for c in ([], ["create-worker"], ["start"], ["stop"], ["restart"])
+    ]
+    for result in helps:
+        assert result.returncode == 0, result.stderr
+        assert not re.search(r"`|\*\*|::|:\w+:", result.stdout), result.stdout
+
+
+def test_start_and_checkconfig_print_the_pb_warning(tmp_path: Path) -> None:
+    port = free_port()
+    write_config(tmp_path, port, builder("a"))
+    with (tmp_path / "master.cfg").open("a") as cfg:
+        cfg.write("c['protocols'] = {'pb': {'port': 'tcp:0:interface=127.0.0.1'}}\n")
+        cfg.write("c['db'] = {'db_url': 'sqlite://'}\n")  # a throwaway database: no upgrade
+    checked = buildyard("checkconfig", str(tmp_path))
+    assert checked.returncode == 0, checked.stderr
+    assert "warning:" in checked.stderr and "c['protocols']['pb'] is ignored" in checked.stderr
+    with ended_at_exit(lambda: read_pid(tmp_path)):
+        started = buildyard("start", str(tmp_path))
+        assert started.returncode == 0, started.stderr + started.stdout
+        assert "warning:" in started.stderr
+        assert "c['protocols']['pb'] is ignored" in started.stderr
+        stopped = buildyard("stop", str(tmp_path))
+        assert stopped.returncode == 0, stopped.stderr

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 import sqlalchemy as sa
 
@@ -104,6 +106,42 @@ async def test_reconfig_keeps_unchanged_builders_and_survives_a_taken_port(
         await master.stop()
 
 
+async def _get(port: int, path: str) -> Any:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}{path}", headers={"Accept": "application/json"}) as r,
+    ):
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def test_reconfig_of_title_url_and_www_settings_keeps_serving_on_the_same_port(
+    tmp_path: Path, upgraded: str
+) -> None:
+    port = free_port()
+    write(tmp_path, upgraded, port, "a")
+    master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+    await master.start()
+    try:
+        assert (await _get(port, "/config"))["title"] == "Buildbot"  # the default, as in Buildbot
+        extra = (
+            "c['title'] = 'Renamed'\n"
+            f"c['buildbotURL'] = 'http://127.0.0.1:{port}/'\n"
+            "c['www']['auth'] = util.UserPasswordAuth({'alice': 'pw'})\n"
+        )
+        write(tmp_path, upgraded, port, "a", extra=extra)
+        assert await master.reconfig() is True
+        assert master.www.port == port
+        config = await _get(port, "/config")
+        assert config["title"] == "Renamed"
+        assert config["buildbotURL"] == f"http://127.0.0.1:{port}/"
+        assert config["auth"]["name"] != "NoAuth"
+        names = [b["name"] for b in (await _get(port, "/api/v2/builders"))["builders"]]
+        assert names == ["a"]
+    finally:
+        await master.stop()
+
+
 async def test_failed_start_releases_what_it_registered(tmp_path: Path, upgraded: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -179,5 +217,17 @@ c['validation'] = {'property_name': r'^[a-z ]+$'}
         await force.force(owner, any_name="two words", any_value="v")  # type: ignore[attr-defined]
         with pytest.raises(ValueError, match="bad property name='Upper'"):
             await force.force(owner, any_name="Upper", any_value="v")  # type: ignore[attr-defined]
+    finally:
+        await master.stop()
+
+
+async def test_a_throwaway_database_gets_its_schema_at_start(tmp_path: Path) -> None:
+    # Buildbot's docker example: c['db'] = {'db_url': 'sqlite://'}, and no upgrade-master
+    write(tmp_path, "sqlite://", free_port(), "a")
+    master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+    await master.start()
+    try:
+        assert set(master.botmaster.builders) == {"a"}
+        assert [b.name for b in await master.db.builders.get_builders()] == ["a"]
     finally:
         await master.stop()

@@ -106,3 +106,43 @@ def test_worker_connects_is_set_up_and_reconnects_after_master_restart(tmp_path:
     finally:
         for proc in reversed(procs):
             end_popen(proc)
+
+
+def test_start_with_a_wrong_password_says_the_master_refused_it(tmp_path: Path) -> None:
+    master = tmp_path / "master"
+    assert buildyard("create-master", "-q", str(master)).returncode == 0
+    port = free_port()
+    (master / "master.cfg").write_text(CONFIG.format(port=port))
+    wrong, right = tmp_path / "wrong", tmp_path / "right"
+    for wdir, password in ((wrong, "not-pw"), (right, "pw")):
+        made = worker_cli("create-worker", "-q", str(wdir), f"127.0.0.1:{port}", "w1", password)
+        assert made.returncode == 0, made.stderr
+    proc = spawn_master(master)
+    try:
+        assert wait_for(lambda: listening(master, 1), timeout=60), (master / "out.log").read_text()
+        refused = worker_cli("start", str(wrong))
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "started" not in refused.stdout
+        assert "refused worker 'w1': wrong name or password" in refused.stderr
+        assert not (wrong / "buildyard-worker.pid").exists()  # the worker stopped
+
+        # in the foreground too: the refusal ends the worker, non-zero
+        foreground = subprocess.run(
+            [sys.executable, "-m", "buildyard.worker.cli", "start", "--nodaemon", str(wrong)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert foreground.returncode == 1
+        assert "the master refused worker w1" in foreground.stdout + foreground.stderr
+
+        started = worker_cli("start", str(right))
+        try:
+            assert started.returncode == 0, started.stdout + started.stderr
+            assert "connected to the master" in started.stdout
+        finally:
+            assert worker_cli("stop", str(right)).returncode == 0
+    finally:
+        end_popen(proc)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
+import buildyard
 from buildyard.common.pidfile import running_pid, signal_and_wait
 
 LOGFILE = "buildyard.log"
@@ -114,13 +115,22 @@ def cmd_upgrade_master(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_checkconfig(args: argparse.Namespace) -> int:
-    basedir = Path(args.basedir).resolve()
-    config = _load(basedir, args.config)
-    if config is None:
-        return 1
+def _print_warnings(config: object) -> None:
     for warning in config.warnings:  # type: ignore[attr-defined]
         print(f"warning: {warning}", file=sys.stderr)
+
+
+def cmd_checkconfig(args: argparse.Namespace) -> int:
+    basedir = Path(args.basedir).resolve()
+    configfile = args.config
+    if basedir.is_file():  # Buildbot's form: checkconfig path/to/master.cfg
+        basedir, configfile = basedir.parent, basedir.name
+    elif not basedir.exists():
+        return _fail(f"{basedir} does not exist (give the master's directory or its config file)")
+    config = _load(basedir, configfile)
+    if config is None:
+        return 1
+    _print_warnings(config)
     if not args.quiet:
         print("Config file is good!")
     return 0
@@ -140,6 +150,7 @@ def _run_master(basedir: Path, configfile: str) -> int:
     except ConfigErrors as errors:
         _print_config_errors(errors)
         return 1
+    _print_warnings(config)
 
     async def main() -> int:
         pidfile = basedir / PIDFILE
@@ -200,8 +211,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         return _fail(f"a master is already running in {basedir} (pid {pid})")
     if args.nodaemon:
         return _run_master(basedir, args.config)
-    if _load(basedir, args.config) is None:
+    config = _load(basedir, args.config)
+    if config is None:
         return 1
+    _print_warnings(config)  # the master logs them too, but a user starting it reads this
     logfile = basedir / LOGFILE
     offset = _log_offset(logfile)
     with logfile.open("ab") as log:
@@ -298,7 +311,10 @@ def cmd_reconfig(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="buildyard", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="buildyard", description="Create, check, start, stop and reconfigure a master."
+    )
+    parser.add_argument("--version", action="version", version=f"buildyard {buildyard.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
@@ -329,7 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     add("upgrade-master", cmd_upgrade_master, "bring the database schema up to date")
     p = add(
-        "checkconfig", cmd_checkconfig, "check master.cfg and report every mistake with its line"
+        "checkconfig",
+        cmd_checkconfig,
+        "check master.cfg and report every mistake with its line; basedir may also be the "
+        "config file itself",
     )
     p.add_argument("-q", "--quiet", action="store_true")
     p = add("start", cmd_start, "start the master (in the background unless --nodaemon)")

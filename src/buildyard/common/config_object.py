@@ -6,7 +6,7 @@ arguments are equal, which is what reconfig needs: a builder whose configuration
 keeps running.
 
 :func:`not_implemented` makes a stand-in class for a Buildbot class that buildyard has not
-built yet. Building one reports ``"steps.Git is not implemented yet (buildyard issue #4)"``
+built yet. Building one reports ``"reporters.MailNotifier is not implemented yet (reporters)"``
 through :func:`~buildyard.common.errors.config_error`, once per name per load, and gives back an
 inert object, so loading goes on and every other mistake is found in the same run.
 """
@@ -129,7 +129,7 @@ class _Placeholder(ConfigObject):
     """
 
     _placeholder_name: ClassVar[str]
-    _placeholder_issue: ClassVar[int]
+    _placeholder_feature: ClassVar[str]
 
     def __new__(cls, *args: object, **kwargs: object) -> Self:
         # Reported here rather than in __init__ so that a master.cfg subclass whose __init__
@@ -141,9 +141,7 @@ class _Placeholder(ConfigObject):
     def _report(cls) -> None:
         name = cls._placeholder_name
         if first_report(f"not-implemented:{name}"):
-            config_error(
-                f"{name} is not implemented yet (buildyard issue #{cls._placeholder_issue})"
-            )
+            config_error(f"{name} is not implemented yet ({cls._placeholder_feature})")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -157,18 +155,19 @@ class _Placeholder(ConfigObject):
         return self
 
 
-def not_implemented(qualified_name: str, issue: int) -> type[ConfigObject]:
-    """A stand-in class for ``qualified_name`` (e.g. ``"steps.Git"``), which issue ``issue``
-    implements. Building it reports a configuration error, once per name per load."""
+def not_implemented(qualified_name: str, feature: str) -> type[ConfigObject]:
+    """A stand-in class for ``qualified_name`` (e.g. ``"reporters.MailNotifier"``), part of
+    ``feature`` (what a user would look for, e.g. ``"reporters"``), which buildyard does not have
+    yet. Building it reports a configuration error, once per name per load."""
     short = qualified_name.rpartition(".")[2]
     return type(
         short,
         (_Placeholder,),
         {
             "_placeholder_name": qualified_name,
-            "_placeholder_issue": issue,
+            "_placeholder_feature": feature,
             "__qualname__": short,
-            "__doc__": f"{qualified_name}: not implemented yet (buildyard issue #{issue}).",
+            "__doc__": f"{qualified_name}: not implemented yet ({feature}).",
         },
     )
 

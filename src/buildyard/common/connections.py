@@ -37,6 +37,7 @@ import errno
 import logging
 import math
 import resource
+import socket
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -319,30 +320,43 @@ class ConnectionGuard:
 
 
 class GuardedSite(web.BaseSite):
-    """``web.TCPSite`` whose connections go through ``guard``."""
+    """``web.TCPSite`` (or, given ``sock``, ``web.SockSite``) whose connections go through
+    ``guard``."""
 
     def __init__(
-        self, runner: web.BaseRunner, *, host: str | None, port: int, guard: ConnectionGuard
+        self,
+        runner: web.BaseRunner,
+        *,
+        guard: ConnectionGuard,
+        host: str | None = None,
+        port: int = 0,
+        sock: socket.socket | None = None,
     ) -> None:
         super().__init__(runner)
         self._host = host
         self._port = port
+        self._sock = sock
         self._guard = guard
 
     @property
     def name(self) -> str:
+        if self._sock is not None:
+            host, port = self._sock.getsockname()[:2]
+            return f"http://{host}:{port}"
         return f"http://{self._host or '0.0.0.0'}:{self._port}"
 
     async def start(self) -> None:
         await super().start()
         server = self._runner.server
         assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            self._guard.protocol_factory(server),
-            self._host,
-            self._port,
-            backlog=self._backlog,
-        )
+        factory = self._guard.protocol_factory(server)
+        loop = asyncio.get_running_loop()
+        if self._sock is not None:
+            self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
+        else:
+            self._server = await loop.create_server(
+                factory, self._host, self._port, backlog=self._backlog
+            )
 
 
 # -- aiohttp's server log -----------------------------------------------------------------

@@ -1,11 +1,14 @@
 """Buildbot's port spellings: a number, or a strports string ``tcp:PORT[:interface=ADDR]``.
 
 Shared by the config checks (so checkconfig catches a bad port) and the servers that listen.
+:func:`bind` takes an address before anything serves on it, so a reconfiguration can hold
+every new port it needs before it changes anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import socket
 from collections.abc import Mapping
 
 
@@ -56,3 +59,24 @@ def msgpack_listen(options: Mapping[str, object]) -> Listen:
             raise ValueError(f"interface {interface!r} must be an address")
         listen = Listen(host=interface, port=listen.port)
     return listen
+
+
+def bind(listen: Listen) -> socket.socket:
+    """A listening, non-blocking socket on ``listen`` (every interface, IPv4 and IPv6 where the
+    system can, when its host is None); OSError if the address cannot be had. The caller owns
+    it: a server started on it (``loop.create_server(sock=...)``) closes it when it stops."""
+    if listen.host is None:
+        if socket.has_dualstack_ipv6():
+            sock = socket.create_server(
+                ("", listen.port), family=socket.AF_INET6, dualstack_ipv6=True
+            )
+        else:
+            sock = socket.create_server(("", listen.port))
+    else:
+        infos = socket.getaddrinfo(
+            listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _, _, _, address = infos[0]
+        sock = socket.create_server(address[:2], family=family)
+    sock.setblocking(False)
+    return sock

@@ -50,17 +50,19 @@ __all__ = [
     "unicode2bytes",
 ]
 
-_WORKERS, _PIPELINE, _REPORTING = 3, 4, 6
+_WORKERS = "custom worker classes"
+_SCHEDULING = "custom schedulers and change sources"
+_REPORTING = "custom services and reporters"
 
 AbstractWorker = not_implemented("buildbot.worker.AbstractWorker", _WORKERS)
 AbstractLatentWorker = not_implemented("buildbot.worker.AbstractLatentWorker", _WORKERS)
 Machine = not_implemented("buildbot.machine.base.Machine", _WORKERS)
 
-BaseScheduler = not_implemented("buildbot.schedulers.base.BaseScheduler", _PIPELINE)
-ChangeSource = not_implemented("buildbot.changes.base.ChangeSource", _PIPELINE)
-PollingChangeSource = not_implemented("buildbot.changes.base.PollingChangeSource", _PIPELINE)
+BaseScheduler = not_implemented("buildbot.schedulers.base.BaseScheduler", _SCHEDULING)
+ChangeSource = not_implemented("buildbot.changes.base.ChangeSource", _SCHEDULING)
+PollingChangeSource = not_implemented("buildbot.changes.base.PollingChangeSource", _SCHEDULING)
 ReconfigurablePollingChangeSource = not_implemented(
-    "buildbot.changes.base.ReconfigurablePollingChangeSource", _PIPELINE
+    "buildbot.changes.base.ReconfigurablePollingChangeSource", _SCHEDULING
 )
 # Buildbot's deprecated name for SingleBranchScheduler.
 Scheduler = schedulers.SingleBranchScheduler

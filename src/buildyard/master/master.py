@@ -23,6 +23,7 @@ check in as active and keep checking in.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import signal
@@ -48,6 +49,7 @@ from buildyard.master.data.queries import Queries
 from buildyard.master.data.resources import forceschedulers
 from buildyard.master.data.updates import Updates
 from buildyard.master.db import migrate
+from buildyard.master.db.config_rows import ConfigRows
 from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import DbError
 from buildyard.master.distributor.botmaster import BotMaster
@@ -58,21 +60,25 @@ from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.secrets import providers as secret_providers
 from buildyard.master.secrets.redaction import Redactor
 from buildyard.master.workers.connection import MAX_LINE_LENGTH
+from buildyard.master.workers.listener import ListenerChange
 from buildyard.master.workers.manager import WorkerManager
 from buildyard.master.workers.transfers import JOURNAL, remove_interrupted_uploads
-from buildyard.master.www.app import Site, WWWService
+from buildyard.master.www.app import Site, WebChange, WWWService
 
 log = structlog.get_logger(__name__)
 
 
 class DatabaseService(Service):
-    """Owns the engine: checks the schema at start, disposes the pool at stop."""
+    """Owns the engine: checks the schema at start (creates it in a throwaway ``sqlite://``
+    database, which nobody could have upgraded), disposes the pool at stop."""
 
     def __init__(self, db: Database) -> None:
         super().__init__("db")
         self.db = db
 
     async def start_service(self) -> None:
+        if self.db.throwaway:
+            await migrate.upgrade(self.db)
         if not await migrate.is_current(self.db):
             raise DbError(
                 f"the database at {self.db.url.render_as_string(hide_password=True)} is not at "
@@ -118,6 +124,39 @@ class _MQService(Service):
     def __init__(self, mq: LocalMQ) -> None:
         super().__init__("mq")
         self.mq = mq
+
+
+# The steps of applying a configuration, in order (see BuildMaster._apply).
+APPLY_STEPS = (
+    "housekeeping",
+    "workers",
+    "builders",
+    "worker_builders",
+    "worker_listener",
+    "schedulers",
+    "change_sources",
+    "www",
+    "hooks",
+)
+
+
+@dataclasses.dataclass(kw_only=True)
+class _Plan:
+    """One application of a configuration: the prepared changes of the listeners (None when
+    rolling back), and what each step reports."""
+
+    web: WebChange | None
+    listener: ListenerChange | None
+    results: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _site(config: MasterConfig) -> Site:
+    return Site(
+        title=config.title,
+        title_url=config.title_url,
+        buildbot_url=config.buildbot_url,
+        multi_master=config.multi_master,
+    )
 
 
 class BuildMaster(Service):
@@ -300,56 +339,144 @@ class BuildMaster(Service):
         if errors:
             raise ExceptionGroup("services failed to stop", errors)  # type: ignore[type-var]
 
-    async def _apply(self, config: MasterConfig) -> dict[str, Any]:
-        """Make the running services match ``config``; unchanged children keep running."""
+    async def _apply(
+        self, config: MasterConfig, *, running: MasterConfig | None = None
+    ) -> dict[str, Any]:
+        """Make the running services match ``config``, all or nothing; unchanged children keep
+        running.
+
+        What can fail without changing anything is done first: the web server's new
+        application, and any new address of the web server or the worker listener, bound.
+        Then the :data:`APPLY_STEPS` run in order. If one fails, every step is applied again
+        with ``running`` (the configuration that ran before), the new addresses are closed,
+        and the builders, workers, schedulers and change sources this attempt created in the
+        database are removed; then the error is raised. Without ``running`` (the first
+        configuration, at start) nothing is rolled back.
+        """
         assert self.masterid is not None
-        self.housekeeping.configure(
-            interval=config.housekeeping_interval, expire_after=config.housekeeping_expire_after
-        )
         for warning in config.warnings:
             log.warning("config_warning", message=warning)
-        workers = await self.workers.apply({w.name: w for w in config.workers})
-        builders = await self.botmaster.apply_builders(
-            masterid=self.masterid, configs=config.builders, master_config=config
-        )
-        await self._configure_workers(config)
-        await self.workers.listener.reconfigure(
-            masterid=self.masterid,
-            protocols=config.protocols,
-            workers=config.workers,
-            builders=config.builders,
-        )
-        schedulers = await self.scheduler_manager.apply(
-            {getattr(s, "name", f"scheduler-{i}"): s for i, s in enumerate(config.schedulers)}
-        )
-        sources = await self.change_svc.apply(
-            {
-                getattr(s, "name", f"changesource-{i}"): s
-                for i, s in enumerate(config.change_sources)
-            }
-        )
-        await self.www.reconfigure(
-            config.www,
-            site=Site(
-                title=config.title,
-                title_url=config.title_url,
-                buildbot_url=config.buildbot_url,
-                multi_master=config.multi_master,
-            ),
-        )
-        self.data.updates.revlink_hook = config.revlink
-        self.data.updates.codebase_hook = config.codebase_generator
-        # c['validation']: what a force form's free-form properties may be named and set to
-        for service in self.scheduler_manager.configured().values():
-            if isinstance(service, ForceSchedulerService):
-                service.validation = config.validation
+        web = await self.www.prepare(config.www, site=_site(config))
+        try:
+            listener = await self.workers.listener.prepare(config.protocols)
+        except BaseException:
+            await web.revert()
+            raise
+        before = await self.data.updates.config_rows() if running is not None else None
+        plan = _Plan(web=web, listener=listener)
+        done: list[str] = []
+        try:
+            for step in APPLY_STEPS:
+                done.append(step)  # first: a step that fails half-way is rolled back too
+                await self._apply_step(step, config, plan)
+        except BaseException as exc:
+            if running is not None and before is not None:
+                await self._roll_back(done, running, plan, before, exc)
+            else:
+                await listener.revert()
+                await web.revert()
+            raise
+        await listener.finish()
+        await web.finish()
         self.config = config
-        return {
-            "workers": workers,
-            "builders": builders,
-            "schedulers": schedulers,
-            "change_sources": sources,
-        }
+        return plan.results
+
+    async def _apply_step(self, step: str, config: MasterConfig, plan: _Plan) -> None:
+        """One of :data:`APPLY_STEPS`. ``plan`` holds the prepared changes of the listeners
+        (None when rolling back: those are reverted instead) and collects the results."""
+        assert self.masterid is not None
+        masterid = self.masterid
+        match step:
+            case "housekeeping":
+                self.housekeeping.configure(
+                    interval=config.housekeeping_interval,
+                    expire_after=config.housekeeping_expire_after,
+                )
+            case "workers":
+                plan.results["workers"] = await self.workers.apply(
+                    {w.name: w for w in config.workers}
+                )
+            case "builders":
+                plan.results["builders"] = await self.botmaster.apply_builders(
+                    masterid=masterid, configs=config.builders, master_config=config
+                )
+            case "worker_builders":
+                await self._configure_workers(config)
+            case "worker_listener":
+                self.workers.listener.configure(
+                    masterid=masterid, workers=config.workers, builders=config.builders
+                )
+                if plan.listener is not None:
+                    await plan.listener.apply()
+            case "schedulers":
+                plan.results["schedulers"] = await self.scheduler_manager.apply(
+                    {
+                        getattr(s, "name", f"scheduler-{i}"): s
+                        for i, s in enumerate(config.schedulers)
+                    }
+                )
+                # c['validation']: what a force form's free-form properties may be named and
+                # set to
+                for service in self.scheduler_manager.configured().values():
+                    if isinstance(service, ForceSchedulerService):
+                        service.validation = config.validation
+            case "change_sources":
+                plan.results["change_sources"] = await self.change_svc.apply(
+                    {
+                        getattr(s, "name", f"changesource-{i}"): s
+                        for i, s in enumerate(config.change_sources)
+                    }
+                )
+            case "www":
+                if plan.web is not None:
+                    await plan.web.apply()
+            case "hooks":
+                self.data.updates.revlink_hook = config.revlink
+                self.data.updates.codebase_hook = config.codebase_generator
+            case _:
+                raise ValueError(f"unknown apply step {step!r}")
+
+    async def _roll_back(
+        self,
+        done: list[str],
+        running: MasterConfig,
+        plan: _Plan,
+        before: ConfigRows,
+        exc: BaseException,
+    ) -> None:
+        """Undo a failed :meth:`_apply` (``done``: the steps it began): every step again with
+        ``running``; logged, never raised (the caller raises the failure that started it)."""
+        log.error(
+            "reconfig_rolling_back",
+            failed_step=done[-1],
+            error=f"{type(exc).__name__}: {exc}",
+            steps=done,
+        )
+        back = _Plan(web=None, listener=None)
+        failed: list[str] = []
+        # every step, not only those done: one step's change can undo what an earlier one
+        # made (a builder removed takes its workers' configured_workers rows with it), and
+        # for the parts that did not change, applying the running config changes nothing
+        for step in APPLY_STEPS:
+            try:
+                await self._apply_step(step, running, back)
+            except Exception:
+                log.exception("reconfig_rollback_step_failed", step=step)
+                failed.append(step)
+        if plan.listener is not None:
+            await plan.listener.revert()
+        if plan.web is not None:
+            await plan.web.revert()
+        try:
+            created = await self.data.updates.config_rows() - before
+            await self.data.updates.forget_config_rows(created)
+        except Exception:
+            log.exception("reconfig_rollback_step_failed", step="forget_created_rows")
+            failed.append("forget_created_rows")
+        if failed:
+            log.error("reconfig_rolled_back_partly", failed_steps=failed)
+        else:
+            log.info("reconfig_rolled_back", failed_step=done[-1])
 
     async def _configure_workers(self, config: MasterConfig) -> None:
         """Record which builders of this master each configured worker serves."""
@@ -395,10 +522,15 @@ class BuildMaster(Service):
             if new.db_url != self.config.db_url:
                 log.warning("config_warning", message="db_url cannot change on reconfig; ignored")
             try:
-                result = await self._apply(new)
+                result = await self._apply(new, running=self.config)
             except Exception as exc:
-                # e.g. the new www port is taken: what was applied stays, the master runs on
-                log.exception("reconfig_failed", reason=f"applying the new configuration: {exc}")
+                # e.g. the new www port is taken: nothing of the new configuration stays
+                log.error(
+                    "reconfig_failed",
+                    reason=f"applying the new configuration: {type(exc).__name__}: {exc}; "
+                    "the running configuration is unchanged",
+                    exc_info=exc,
+                )
                 return False
             self.reconfig_count += 1
             b = result["builders"]

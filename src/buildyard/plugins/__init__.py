@@ -3,9 +3,9 @@
 ``webhooks``, as ``from buildbot.plugins import *`` does.
 
 Each namespace has every name Buildbot 4.3 registers there. What buildyard implements is the
-real class; the rest are stand-ins that report "... is not implemented yet (buildyard issue #N)"
-when master.cfg builds one. A name that neither Buildbot nor buildyard knows raises
-AttributeError with the closest known names.
+real class; the rest are stand-ins that report "reporters.MailNotifier is not implemented yet
+(reporters)" (the missing feature) when master.cfg builds one. A name that neither Buildbot nor
+buildyard knows raises AttributeError with the closest known names.
 
 Outside the layers: re-exports only. May import anything in buildyard except buildyard.cli
 and buildyard.master.master.

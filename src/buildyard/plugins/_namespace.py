@@ -1,5 +1,5 @@
-"""What the plugin namespaces share: the issue numbers of what is not built yet, the stand-in
-classes for those names, and the error for a name nobody knows."""
+"""What the plugin namespaces share: the features that are not built yet, the stand-in classes
+for their names, and the error for a name nobody knows."""
 
 from __future__ import annotations
 
@@ -9,16 +9,22 @@ from typing import Any
 
 from buildyard.common.config_object import not_implemented
 
-# The buildyard issues that bring the names not implemented yet.
-WORKERS = 3  # worker kinds other than Worker (latent, local), their protocol
-PIPELINE = 4  # changes, schedulers, build requests, steps, properties, locks, secrets
-WWW = 5  # REST, www, authentication and authorization
-REPORTING = 6  # reporters, message formatters, services
+# The missing features the names not implemented yet belong to, as error messages name them.
+WORKERS = "latent and local workers"
+STEPS = "steps"
+SCHEDULERS = "schedulers"
+CHANGES = "change sources"
+SECRETS = "secret providers"
+HELPERS = "build configuration helpers"  # util's force parameters, filters, factories, ...
+WWW = "web authentication, users and manholes"
+REPORTING = "reporters"
 
 
-def placeholders(namespace: str, issues: Mapping[str, int]) -> dict[str, type]:
-    """A stand-in class for each ``name: issue`` of ``issues``, named ``namespace.name``."""
-    return {name: not_implemented(f"{namespace}.{name}", issue) for name, issue in issues.items()}
+def placeholders(namespace: str, features: Mapping[str, str]) -> dict[str, type]:
+    """A stand-in class for each ``name: feature`` of ``features``, named ``namespace.name``."""
+    return {
+        name: not_implemented(f"{namespace}.{name}", feature) for name, feature in features.items()
+    }
 
 
 def unknown_name(namespace: str, name: str, known: Iterable[str]) -> AttributeError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from buildyard.master.changes.gitpoller import GitPoller
-from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
+from buildyard.plugins._namespace import CHANGES, placeholders, unknown_name
 
 __all__ = ["GitPoller"]
 
@@ -27,7 +27,7 @@ _NAMES = [
 ]
 
 # Every name not imported above is a stand-in until its issue implements it.
-globals().update(placeholders("changes", {n: PIPELINE for n in _NAMES if n not in globals()}))
+globals().update(placeholders("changes", {n: CHANGES for n in _NAMES if n not in globals()}))
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,5 @@
-"""``reporters``: status pushers, notifiers, report generators and message formatters;
-issue 6.
-"""
+"""``reporters``: status pushers, notifiers, report generators and message formatters (not
+implemented yet: each is a stand-in)."""
 
 from __future__ import annotations
 
@@ -40,7 +39,7 @@ _NAMES = [
     "ZulipStatusPush",
 ]
 
-# Every name not imported above is a stand-in until its issue implements it.
+# Every name not imported above is a stand-in until buildyard implements it.
 globals().update(placeholders("reporters", {n: REPORTING for n in _NAMES if n not in globals()}))
 
 

@@ -1,4 +1,4 @@
-"""``schedulers``: what turns changes, clicks and clocks into build requests; issue 4."""
+"""``schedulers``: what turns changes, clicks and clocks into build requests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from buildyard.master.schedulers.basic import AnyBranchScheduler, SingleBranchSc
 from buildyard.master.schedulers.forced import ForceScheduler
 from buildyard.master.schedulers.timed import Nightly, NightlyTriggerable, Periodic
 from buildyard.master.schedulers.triggerable import Dependent, Triggerable
-from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
+from buildyard.plugins._namespace import SCHEDULERS, placeholders, unknown_name
 
 __all__ = [
     "AnyBranchScheduler",
@@ -35,8 +35,8 @@ _NAMES = [
     "Try_Userpass",
 ]
 
-# Every name not imported above is a stand-in until its issue implements it.
-globals().update(placeholders("schedulers", {n: PIPELINE for n in _NAMES if n not in globals()}))
+# Every name not imported above is a stand-in until buildyard implements it.
+globals().update(placeholders("schedulers", {n: SCHEDULERS for n in _NAMES if n not in globals()}))
 
 
 def __getattr__(name: str) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from buildyard.master.secrets.providers import SecretInAFile
-from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
+from buildyard.plugins._namespace import SECRETS, placeholders, unknown_name
 
 __all__ = ["SecretInAFile"]
 
@@ -19,8 +19,8 @@ _NAMES = [
     "VaultAuthenticatorToken",
 ]
 
-# Every name not imported above is a stand-in until its issue implements it.
-globals().update(placeholders("secrets", {n: PIPELINE for n in _NAMES if n not in globals()}))
+# Every name not imported above is a stand-in until buildyard implements it.
+globals().update(placeholders("secrets", {n: SECRETS for n in _NAMES if n not in globals()}))
 
 
 def __getattr__(name: str) -> Any:

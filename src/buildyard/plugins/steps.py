@@ -35,7 +35,7 @@ from buildyard.master.steps.worker import (
     RemoveDirectory,
     SetPropertiesFromEnv,
 )
-from buildyard.plugins._namespace import PIPELINE, placeholders, unknown_name
+from buildyard.plugins._namespace import STEPS, placeholders, unknown_name
 
 __all__ = [
     "Assert",
@@ -179,7 +179,7 @@ _NAMES = [
 ]
 
 # Every name not imported above is a stand-in until its issue implements it.
-globals().update(placeholders("steps", {n: PIPELINE for n in _NAMES if n not in globals()}))
+globals().update(placeholders("steps", {n: STEPS for n in _NAMES if n not in globals()}))
 
 
 def __getattr__(name: str) -> Any:

@@ -6,7 +6,7 @@ Implemented: ``BuilderConfig``, ``BuildFactory``, the result codes ``SUCCESS`` .
 ``Secret``), and the web server's authentication (``NoAuth``, ``UserPasswordAuth``,
 ``HTPasswdAuth``, ``RemoteUserAuth``, ``CustomAuth``) and authorization (``Authz``, its endpoint
 and role matchers, ``fnmatchStrMatcher``, ``reStrMatcher``). Everything else Buildbot 4.3
-registers here is a stand-in naming the issue that brings it; ``util.repo`` and ``util.svn``
+registers here is a stand-in naming the feature it belongs to; ``util.repo`` and ``util.svn``
 hold Buildbot's dotted names.
 """
 
@@ -81,7 +81,7 @@ from buildyard.master.www.authz import (
     reStrMatcher,
 )
 from buildyard.plugins._namespace import (
-    PIPELINE,
+    HELPERS,
     REPORTING,
     WORKERS,
     WWW,
@@ -150,7 +150,7 @@ __all__ = [
     "worst_status",
 ]
 
-# Issue 4: force scheduler parameters, change filters, properties and renderables, locks,
+# Force scheduler parameters, change filters, properties and renderables, locks,
 # ready-made factories, cancellers.
 _PIPELINE = [
     "AnyPropertyParameter",
@@ -200,7 +200,7 @@ _PIPELINE = [
     "DbConfig",
 ]
 
-# Issue 3: helpers of latent workers.
+# Helpers of latent workers.
 _WORKERS = [
     "Connection",
     "KubeCtlProxyConfigLoader",
@@ -208,7 +208,7 @@ _WORKERS = [
     "KubeInClusterConfigLoader",
 ]
 
-# Issue 5: web authentication and authorization, avatars, revision links, users, manholes.
+# Web authentication and authorization, avatars, revision links, users, manholes.
 _WWW = [
     "AnyControlEndpointMatcher",
     "AnyEndpointMatcher",
@@ -242,12 +242,12 @@ _WWW = [
     "TelnetManhole",
 ]
 
-_REPORTING = ["URLForBuild"]  # issue 6
+_REPORTING = ["URLForBuild"]
 
 # Buildbot 4.3's names in this namespace (worst_status is buildyard's addition).
 _NAMES = [*__all__, *_PIPELINE, *_WORKERS, *_WWW, *_REPORTING, "repo", "svn"]
-_ISSUE = {
-    **dict.fromkeys(_PIPELINE, PIPELINE),
+_FEATURE = {
+    **dict.fromkeys(_PIPELINE, HELPERS),
     **dict.fromkeys(_WORKERS, WORKERS),
     **dict.fromkeys(_WWW, WWW),
     **dict.fromkeys(_REPORTING, REPORTING),
@@ -257,7 +257,7 @@ repo = Namespace(
     "util.repo",
     placeholders(
         "util.repo",
-        dict.fromkeys(["DownloadsFromChangeSource", "DownloadsFromProperties"], PIPELINE),
+        dict.fromkeys(["DownloadsFromChangeSource", "DownloadsFromProperties"], HELPERS),
     ),
 )
 svn = Namespace(
@@ -266,13 +266,13 @@ svn = Namespace(
         "util.svn",
         dict.fromkeys(
             ["split_file_alwaystrunk", "split_file_branches", "split_file_projects_branches"],
-            PIPELINE,
+            HELPERS,
         ),
     ),
 )
 
-# Every name not defined above is a stand-in until its issue implements it.
-globals().update(placeholders("util", {n: _ISSUE[n] for n in _NAMES if n not in globals()}))
+# Every name not defined above is a stand-in until buildyard implements it.
+globals().update(placeholders("util", {n: _FEATURE[n] for n in _NAMES if n not in globals()}))
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""``worker``: ``Worker`` (implemented); latent and local workers arrive with issue 3."""
+"""``worker``: ``Worker`` (implemented); latent and local workers are stand-ins."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ _NAMES = [
     "OpenStackLatentWorker",
 ]
 
-# Every name not imported above is a stand-in until its issue implements it.
+# Every name not imported above is a stand-in until buildyard implements it.
 globals().update(placeholders("worker", {n: WORKERS for n in _NAMES if n not in globals()}))
 
 

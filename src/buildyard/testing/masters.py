@@ -43,26 +43,25 @@ class Running:
         sourcestamps: Sequence[SourceStampSpec] | None = None,
         within: float = 120,
     ) -> BuildResult:
-        """Request one build of ``builder`` and wait until it ended."""
+        """Request one build of ``builder`` and wait until it ended (its buildset's
+        ``complete`` event; ``within`` only bounds a build that never ends)."""
         updates = self.master.data.updates
         builderid = await updates.find_builder_id(builder)
         stamps: Sequence[SourceStampSpec] = sourcestamps or [
             {"branch": None, "revision": None, "repository": "", "project": "", "codebase": ""}
         ]
-        bsid, brids = await updates.add_buildset(
-            scheduler="test",
-            sourcestamps=stamps,
-            reason="test",
-            properties={k: (v, "Test") for k, v in (properties or {}).items()},
-            builderids=[builderid],
-        )
+        async with self.master.mq.subscribe(("buildsets", None, "complete")) as completed:
+            bsid, brids = await updates.add_buildset(
+                scheduler="test",
+                sourcestamps=stamps,
+                reason="test",
+                properties={k: (v, "Test") for k, v in (properties or {}).items()},
+                builderids=[builderid],
+            )
+            async with asyncio.timeout(within):
+                while (await completed.get())[0][1] != str(bsid):
+                    pass
         db = self.master.db
-
-        async def complete() -> bool:
-            bs = await db.buildsets.get_buildset(bsid)
-            return bs is not None and bs.complete
-
-        await eventually(complete, within=within)
         [build] = await db.builds.get_builds(buildrequestid=brids[builderid])
         return await self.result(build.id)
 
@@ -126,10 +125,17 @@ async def running_master(
     await master.start()
     worker_dir = tmp_path / "worker"
     try:
-        proc = await asyncio.to_thread(start_worker, worker, worker_dir, port, "w1", "pw")
+        # the worker is given builds once its connect sequence is over, which is when the
+        # master announces it connected
+        async with master.mq.subscribe(("workers", None, "connected")) as connected:
+            proc = await asyncio.to_thread(start_worker, worker, worker_dir, port, "w1", "pw")
+            try:
+                async with asyncio.timeout(120):  # bounds a worker that never connects
+                    await connected.get()
+            except BaseException:
+                end_popen(proc)
+                raise
         try:
-            listener = master.workers.listener
-            await eventually(lambda: "w1" in listener.connections, within=60)
             yield Running(master=master, worker_dir=worker_dir, basedir=basedir)
         finally:
             end_popen(proc)

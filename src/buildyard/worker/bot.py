@@ -197,6 +197,8 @@ class Bot:
         self.session: Session | None = None
         self._shutdown = asyncio.Event()
         self.connections = 0
+        # whether the master refused the last attempt (HTTP 401: wrong name or password)
+        self.refused = False
 
     def worker_info(self) -> dict[str, Any]:
         basedir = self.config.basedir
@@ -228,7 +230,10 @@ class Bot:
         return "Basic " + base64.b64encode(token).decode("ascii")
 
     async def run(self) -> int:
-        """Connect and serve until shutdown; 1 if ``maxretries`` attempts in a row failed."""
+        """Connect and serve until shutdown; 1 if ``maxretries`` attempts in a row failed, or
+        if the master refuses this worker's name or password before it was ever attached (a
+        mistake to fix in the worker's settings; after an attachment, a refusal is taken for a
+        master being reconfigured, and the worker keeps trying)."""
         failures = slow = 0
         loop = asyncio.get_running_loop()
         lost_at = loop.time()  # when the worker last had no master
@@ -240,6 +245,9 @@ class Bot:
                 attached = await self._connect_once(http, headers)
                 if self._shutdown.is_set():
                     break
+                if self.refused and self.connections == 0:
+                    log.error("worker_giving_up", reason="the master refused its name or password")
+                    return 1
                 failures = 0 if attached else failures + 1
                 if attached:
                     lost_at, slow = loop.time(), 0
@@ -263,12 +271,14 @@ class Bot:
     async def _connect_once(self, http: aiohttp.ClientSession, headers: dict[str, str]) -> bool:
         """One connection; True if it was established (so the backoff starts over)."""
         name, url = self.config.name, self.config.url
+        self.refused = False
         try:
             ws = await http.ws_connect(
                 url, headers=headers, max_msg_size=MAX_FRAME, autoping=True, heartbeat=None
             )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 401:
+                self.refused = True
                 log.error(
                     f"the master refused worker {name}: wrong name or password",
                     event_name="worker_refused",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+import buildyard
 from buildyard.common.pidfile import running_pid, signal_and_wait
 from buildyard.worker.bot import WorkerConfig
 
@@ -153,18 +154,65 @@ def cmd_start(args: argparse.Namespace) -> int:
             cwd=basedir,
             start_new_session=True,
         )
+    config = load_config(basedir)
+    answer = _first_answer(logfile, offset, proc)
+    tail = logfile.read_text(errors="replace")[offset:][-3000:]
+    if answer == "refused":
+        try:  # it stops by itself (Bot.run gives up on a first refusal)
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait(timeout=STOP_TIMEOUT)
+        return _fail(
+            f"the master at {config.host}:{config.port} refused worker {config.name!r}: wrong "
+            f"name or password (see {basedir / SETTINGS}); the worker stopped"
+        )
+    if answer in ("exited", "silent") or proc.poll() is not None:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=STOP_TIMEOUT)
+        return _fail(f"the worker did not start; the end of {logfile}:\n{tail}")
+    print(f"buildyard-worker started in {basedir} (pid {proc.pid}); log: {logfile}")
+    if answer == "connected":
+        print(f"connected to the master at {config.host}:{config.port}")
+    elif answer == "unanswered":
+        print(
+            f"warning: the master at {config.host}:{config.port} did not answer the first "
+            f"attempt; the worker keeps trying (see {logfile})",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"warning: no answer from the master at {config.host}:{config.port} within "
+            f"{START_TIMEOUT:.0f}s; the worker keeps trying (see {logfile})",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _first_answer(logfile: Path, offset: int, proc: subprocess.Popen[bytes]) -> str:
+    """How the started worker's first connection attempt ended, from its log: "connected",
+    "refused" (wrong name or password), "unanswered" (no master there, or an HTTP error),
+    "exited" (the process ended first), "silent" (it did not even log that it started), or
+    "waiting" when START_TIMEOUT ran out before an answer."""
     deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline and proc.poll() is None:
+    started = False
+    while True:
         with logfile.open("rb") as f:
             f.seek(offset)
-            if b"worker_started" in f.read():
-                print(f"buildyard-worker started in {basedir} (pid {proc.pid}); log: {logfile}")
-                return 0
+            text = f.read()
+        started = started or b"worker_started" in text
+        if b"worker_refused" in text:
+            return "refused"
+        if b"] connected " in text:
+            return "connected"
+        if b"connect_failed" in text or b"handshake_refused" in text:
+            return "unanswered"
+        if proc.poll() is not None:
+            return "exited"
+        if time.monotonic() >= deadline:
+            return "waiting" if started else "silent"
         time.sleep(0.1)
-    if proc.poll() is None:
-        proc.terminate()
-    tail = logfile.read_text(errors="replace")[offset:][-3000:]
-    return _fail(f"the worker did not start; the end of {logfile}:\n{tail}")
 
 
 def _stop(basedir: Path) -> int:
@@ -191,7 +239,12 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="buildyard-worker")
+    parser = argparse.ArgumentParser(
+        prog="buildyard-worker", description="Create, start, stop and restart a worker."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"buildyard-worker {buildyard.__version__}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("create-worker", help="write a worker's base directory")
     p.add_argument("basedir")

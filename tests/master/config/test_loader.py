@@ -359,7 +359,7 @@ def test_placeholders_reported_before_an_exception_are_kept(
     assert [(line, message) for _, line, message in _where(_errors(basedir))] == [
         (
             line_of(path, "SVN"),
-            "steps.SVN is not implemented yet (buildyard issue #4)",
+            "steps.SVN is not implemented yet (steps)",
         ),
         (line_of(path, "1 / 0"), "ZeroDivisionError: division by zero"),
     ]

@@ -23,7 +23,7 @@ from buildyard.master.builds.factory import BuildFactory
 from buildyard.master.workers.config import Worker
 from buildyard.plugins import steps, util
 
-Git = not_implemented("steps.Git", 4)
+Git = not_implemented("steps.Git", "steps")
 
 
 def _line() -> int:
@@ -212,9 +212,7 @@ def test_add_step_rejects_what_is_not_a_step() -> None:
 
 
 def test_stand_in_raises_outside_a_load() -> None:
-    with pytest.raises(
-        ConfigError, match=r"steps\.Git is not implemented yet \(buildyard issue #4\)"
-    ):
+    with pytest.raises(ConfigError, match=r"steps\.Git is not implemented yet \(steps\)"):
         Git(repourl="r")
 
 
@@ -230,9 +228,9 @@ def test_stand_in_is_reported_once_per_load_and_stays_inert() -> None:
         report_if_placeholder(util.GerritChangeFilter)  # handed over uncalled: already reported
         report_if_placeholder(util.enforceChosenWorker)
     assert [e.message for e in errors.errors] == [
-        "util.GerritChangeFilter is not implemented yet (buildyard issue #4)",
-        "steps.SVN is not implemented yet (buildyard issue #4)",
-        "util.enforceChosenWorker is not implemented yet (buildyard issue #4)",
+        "util.GerritChangeFilter is not implemented yet (build configuration helpers)",
+        "steps.SVN is not implemented yet (steps)",
+        "util.enforceChosenWorker is not implemented yet (build configuration helpers)",
     ]
     assert errors.errors[0].location is not None
     assert errors.errors[0].location.line == first_line
@@ -253,15 +251,14 @@ def test_subclass_of_a_stand_in_is_reported_by_its_buildbot_name() -> None:
     errors = ConfigErrors()
     with collecting_config_errors(errors):
         MyStep(command="x")
-    assert [e.message for e in errors.errors] == [
-        "steps.SVN is not implemented yet (buildyard issue #4)"
-    ]
+    assert [e.message for e in errors.errors] == ["steps.SVN is not implemented yet (steps)"]
 
 
 def test_stand_in_helpers() -> None:
     with collecting_config_errors(ConfigErrors()):
         docker = util.Interpolate("%(prop:x)s")
-        latent = not_implemented("worker.DockerLatentWorker", 3)("docker-1", "pw", image="x")
+        docker_worker = not_implemented("worker.DockerLatentWorker", "latent workers")
+        latent = docker_worker("docker-1", "pw", image="x")
     assert not is_placeholder(docker)  # properties and renderables are implemented
     assert is_placeholder(latent)
     assert is_placeholder(Git)

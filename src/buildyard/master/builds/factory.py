@@ -18,7 +18,7 @@ from buildyard.master.steps.base import BuildStep
 __all__ = ["BuildFactory"]
 
 # Buildbot wraps steps in DownloadSecretsToWorker/RemoveWorkerFileSecret for ``withSecrets``.
-_WithSecrets = not_implemented("util.BuildFactory.withSecrets", 4)
+_WithSecrets = not_implemented("util.BuildFactory.withSecrets", "secret files for a build")
 
 
 class BuildFactory(ConfigObject):

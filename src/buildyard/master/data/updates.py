@@ -21,6 +21,7 @@ import structlog
 from buildyard.common.clock import Clock
 from buildyard.master.data import shapes
 from buildyard.master.data.pipeline import Message, PipelineUpdates
+from buildyard.master.db.config_rows import ConfigRows
 from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import NotClaimed
 from buildyard.master.model.masters import DeactivationCleanup
@@ -325,6 +326,17 @@ class Updates(PipelineUpdates):
                 {"builderid": builderid, "masterid": masterid, "name": names[builderid]},
             )
         return ids
+
+    # -- what a configuration creates -----------------------------------------------------------
+
+    async def config_rows(self) -> ConfigRows:
+        """The ids of every builder, worker, scheduler and change source in the database."""
+        return await self._db.config_rows.get_config_rows()
+
+    async def forget_config_rows(self, rows: ConfigRows) -> None:
+        """Delete those of ``rows`` that nothing uses (a rolled-back reconfiguration's own)."""
+        async with self._db.transaction() as conn:
+            await self._db.config_rows.delete_unused(rows, conn=conn)
 
     # -- workers -------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from buildyard.master.db.codebases import (
     CodebaseCommitsRepository,
     CodebasesRepository,
 )
+from buildyard.master.db.config_rows import ConfigRowsRepository
 from buildyard.master.db.engine import (
     make_engine,
     normalize_url,
@@ -74,6 +75,12 @@ class Database:
         self.steps = StepsRepository(engine=engine, clock=clock)
         self.logs = LogsRepository(engine=engine, clock=clock)
         self.test_results = TestResultsRepository(engine=engine, clock=clock)
+        self.config_rows = ConfigRowsRepository(engine=engine, clock=clock)
+
+    @property
+    def throwaway(self) -> bool:
+        """Whether this is a ``sqlite://`` database, which lives only as long as this object."""
+        return self._scratch is not None
 
     @property
     def backend(self) -> str:

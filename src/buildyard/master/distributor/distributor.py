@@ -280,7 +280,7 @@ class BuildRequestDistributor(Service):
         for name in config.workernames if names is None else names:
             conn = connections.get(name)
             worker = configured.get(name)
-            if conn is None or worker is None or not conn.attached or name in paused:
+            if conn is None or worker is None or not conn.ready or name in paused:
                 continue
             if conn.peer.closed:  # lost, but its handler has not removed it yet
                 continue

@@ -88,7 +88,11 @@ class WorkerConnection:
         self.peer = Peer(send=send, handler=self._handle, name=f"worker {name}")
         self.info: dict[str, Any] = {}
         self.workerid: int | None = None
+        # the worker answered get_worker_info: its updates are taken
         self.attached = False
+        # the connect sequence is over (settings set, builder directories made): builds may
+        # use it
+        self.ready = False
         self._ids = itertools.count()
         self._running: dict[str, _Running] = {}
 

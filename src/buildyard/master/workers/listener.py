@@ -6,9 +6,9 @@ Per connection (docs/worker-protocol.md):
    (401 when missing or wrong, 400 when malformed); refusals are logged with the worker's name;
 2. a second connection under a name already connected pings the old one (``print``, 10 s): if
    it answers, the new socket is closed; if not, the old one is dropped and the new one proceeds;
-3. ``print attached``, ``get_worker_info``, the worker is recorded as connected (event
-   ``workers/<id>/connected``), ``set_worker_settings``, ``listdir`` of its basedir and ``mkdir``
-   of the builder directories it lacks;
+3. ``print attached``, ``get_worker_info``, ``set_worker_settings``, ``listdir`` of its basedir
+   and ``mkdir`` of the builder directories it lacks; only then is the worker recorded as
+   connected (event ``workers/<id>/connected``) and given builds;
 4. a ``keepalive`` every ``keepalive_interval`` seconds; no answer within the interval drops the
    worker; a protocol fault (bad frame, unknown response) closes the socket with the reason;
 5. on close every command in flight fails with ConnectionLost, and the worker is recorded as
@@ -35,6 +35,7 @@ import dataclasses
 import hmac
 import ntpath
 import posixpath
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,7 +51,7 @@ from buildyard.common.connections import (
     ServerLog,
     read_limits,
 )
-from buildyard.common.ports import Listen, msgpack_listen
+from buildyard.common.ports import Listen, bind, msgpack_listen
 from buildyard.common.service import Service
 from buildyard.master.data.updates import Updates
 from buildyard.master.workers.connection import WorkerConnection
@@ -121,6 +122,31 @@ class WorkerListener(Service):
         workers: Sequence[Any],
         builders: Sequence[Any],
     ) -> None:
+        """Take a new configuration at once: :meth:`prepare`, :meth:`configure`, then apply
+        and finish the change of address (revert it on failure)."""
+        change = await self.prepare(protocols)
+        try:
+            self.configure(masterid=masterid, workers=workers, builders=builders)
+            await change.apply()
+        except BaseException:
+            await change.revert()
+            raise
+        await change.finish()
+
+    async def prepare(self, protocols: Mapping[str, Mapping[str, object]]) -> ListenerChange:
+        """Read ``c['protocols']`` (ValueError naming what is wrong) and bind a new address
+        (OSError when it is taken) before anything changes; nothing is served on it until the
+        change is applied."""
+        given = protocols.get(PROTOCOL)
+        options = read_options(given) if given is not None else None
+        listen = options.listen if options is not None else None
+        if listen == self._listen or not self.running:
+            return ListenerChange(self, options=options, sock=None, moves=False)
+        sock = bind(listen) if listen is not None else None
+        return ListenerChange(self, options=options, sock=sock, moves=True)
+
+    def configure(self, *, masterid: int, workers: Sequence[Any], builders: Sequence[Any]) -> None:
+        """Which workers may connect, and the builder directories each should have."""
         self.masterid = masterid
         self._workers = {w.name: w for w in workers}
         dirs: dict[str, list[str]] = {}
@@ -128,45 +154,33 @@ class WorkerListener(Service):
             for name in b.workernames:
                 dirs.setdefault(name, []).append(b.workerbuilddir)
         self._dirs = dirs
-        given = protocols.get(PROTOCOL)
-        options = read_options(given) if given is not None else None
-        self._options = options
-        listen = options.listen if options is not None else None
-        if listen != self._listen and self.running:
-            await self._serve(listen)
-        elif self._guard is not None and options is not None:
-            self._guard.configure(options.limits)
-        # connected workers that are no longer configured are dropped
+
+    async def drop_unconfigured(self) -> None:
+        """Drop the connected workers that are no longer configured."""
         for name, conn in list(self.connections.items()):
             if name not in self._workers:
                 log.info("worker_dropped", worker=name, reason="no longer configured")
                 await conn.abort()
 
-    async def _serve(self, listen: Listen | None) -> None:
-        runner: web.AppRunner | None = None
-        guard: ConnectionGuard | None = None
-        if listen is not None:
-            assert self._options is not None
-            guard = ConnectionGuard(self._options.limits, name="workers")
-            app = web.Application(client_max_size=MAX_FRAME, middlewares=[guard.middleware])
-            app.router.add_get("/{path:.*}", self._handle)
-            # the runner's cleanup waits for running handlers (60 s, and 60 s more after
-            # cancelling the request), and a handler runs as long as its worker is connected
-            app.on_shutdown.append(self._drop_all)
-            runner = web.AppRunner(
-                app, access_log=None, handle_signals=False, logger=ServerLog("workers")
-            )
-            await runner.setup()
-            try:
-                await GuardedSite(runner, host=listen.host, port=listen.port, guard=guard).start()
-            except BaseException:
-                await runner.cleanup()
-                raise
-        await self._close()
-        self._runner, self._listen, self._guard = runner, listen, guard
-        if runner is not None and listen is not None:
-            self.port = int(runner.addresses[0][1]) if runner.addresses else listen.port
-            log.info("worker_listener_listening", host=listen.host or "*", port=self.port)
+    async def _runner_on(
+        self, sock: socket.socket, limits: ConnectionLimits
+    ) -> tuple[web.AppRunner, ConnectionGuard]:
+        guard = ConnectionGuard(limits, name="workers")
+        app = web.Application(client_max_size=MAX_FRAME, middlewares=[guard.middleware])
+        app.router.add_get("/{path:.*}", self._handle)
+        # the runner's cleanup waits for running handlers (60 s, and 60 s more after
+        # cancelling the request), and a handler runs as long as its worker is connected
+        app.on_shutdown.append(self._drop_all)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, logger=ServerLog("workers")
+        )
+        await runner.setup()
+        try:
+            await GuardedSite(runner, sock=sock, guard=guard).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return runner, guard
 
     async def _close(self) -> None:
         if self._runner is not None:
@@ -309,10 +323,6 @@ class WorkerListener(Service):
         conn.attached = True
         self.connections[conn.name] = conn
         self._cancel_missing_timer(conn.name)
-        workerinfo = {k: info.get(k) for k in _WORKERINFO_KEYS}
-        await self._updates.worker_connected(
-            workerid=conn.workerid, masterid=self.masterid, workerinfo=workerinfo
-        )
         await conn.set_worker_settings()
         basedir = info.get("basedir")
         if isinstance(basedir, str):
@@ -327,6 +337,13 @@ class WorkerListener(Service):
                 )
                 if made.rc != 0:
                     log.warning("worker_mkdir_failed", worker=conn.name, rc=made.rc)
+        # only now may builds use it (their commands would race the settings and the builder
+        # directories otherwise); the "connected" event wakes the distributor
+        conn.ready = True
+        workerinfo = {k: info.get(k) for k in _WORKERINFO_KEYS}
+        await self._updates.worker_connected(
+            workerid=conn.workerid, masterid=self.masterid, workerinfo=workerinfo
+        )
         log.info("worker_attached", worker=conn.name, version=info.get("version"), basedir=basedir)
 
     async def record_connections(self) -> None:
@@ -392,3 +409,56 @@ class WorkerListener(Service):
             **{f"tcp_{key}": value for key, value in guard.items()},
             "connections": len(self.connections),
         }
+
+
+class ListenerChange:
+    """A prepared change of the listener's options (:meth:`WorkerListener.prepare`).
+
+    ``apply()`` serves a new address next to the old one; ``finish()`` closes the old one
+    (dropping the workers connected there, and those no longer configured) and puts the new
+    options in force (new limits on an unchanged address too); ``revert()`` closes the new one,
+    and the old one serves on as before.
+    """
+
+    def __init__(
+        self,
+        listener: WorkerListener,
+        *,
+        options: ListenerOptions | None,
+        sock: socket.socket | None,
+        moves: bool,
+    ) -> None:
+        self._listener = listener
+        self._options, self._sock, self._moves = options, sock, moves
+        self._runner: web.AppRunner | None = None
+        self._guard: ConnectionGuard | None = None
+
+    async def apply(self) -> None:
+        if self._sock is not None and self._options is not None:
+            sock, self._sock = self._sock, None  # the site owns it from here
+            self._runner, self._guard = await self._listener._runner_on(sock, self._options.limits)
+
+    async def finish(self) -> None:
+        listener, options = self._listener, self._options
+        listener._options = options
+        if self._moves:
+            await listener._close()
+            listener._runner, listener._guard = self._runner, self._guard
+            listener._listen = options.listen if options is not None else None
+            if self._runner is not None and options is not None:
+                addresses = self._runner.addresses
+                listener.port = int(addresses[0][1]) if addresses else options.listen.port
+                log.info(
+                    "worker_listener_listening",
+                    host=options.listen.host or "*",
+                    port=listener.port,
+                )
+        elif listener._guard is not None and options is not None:
+            listener._guard.configure(options.limits)
+        await listener.drop_unconfigured()
+
+    async def revert(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._sock is not None:
+            self._sock.close()

@@ -5,6 +5,12 @@
 limited as :mod:`buildyard.common.connections` describes (``header_timeout``,
 ``idle_timeout``, ``max_pending_connections``).
 
+The service owns its listening socket; each configuration is an application served on it. A
+reconfiguration (:class:`WebChange`) is prepared (application built, a new address bound),
+applied (served next to the old one) and finished (old one closed) or reverted, so a new
+title, ``buildbotURL`` or ``c['www']`` setting on the same address needs no restart, and the
+master can undo a reconfiguration that fails elsewhere.
+
 Without ``c['www']['ui']``, ``/`` is the master's own UI (:mod:`.builtin_ui`); with it, the
 UI it names (:mod:`.ui`). Either way ``/config`` is Buildbot's frontend config with the
 request's user in it (how a UI knows who is logged in). Reads go to the data API
@@ -16,7 +22,7 @@ worker actions, enable) go to the ``control_actions`` the master hands in. So th
 nothing of the schedulers, distributor or workers packages.
 
 ``/change_hook/<dialect>`` (:mod:`.hooks`) records the changes of webhooks; a reconfig that
-changes only the hooks' settings keeps the listener.
+changes only the hooks' settings keeps the application.
 
 Every request is authenticated by ``c['www']['auth']`` (:mod:`.auth`: a session cookie, or a
 proxy's header) and every REST read or action authorized by ``c['www']['authz']``
@@ -29,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import secrets
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -38,7 +45,7 @@ from aiohttp import web
 from buildyard.common import ui_assets
 from buildyard.common.clock import Clock, SystemClock
 from buildyard.common.connections import ConnectionGuard, GuardedSite, ServerLog, read_limits
-from buildyard.common.ports import Listen, parse_port
+from buildyard.common.ports import Listen, bind, parse_port
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.mq.base import MessageQueue
@@ -97,6 +104,70 @@ class Site:
     multi_master: bool = False
 
 
+class WebChange:
+    """A prepared change of the web server (:meth:`WWWService.prepare`), in three steps.
+
+    ``apply()`` serves the new configuration next to the old one (on the same listening socket
+    when the address did not change, else on the new address, already bound); ``finish()``
+    then closes the old one, or ``revert()`` closes the new one and leaves the old one serving
+    exactly as before. The master calls ``finish()`` only once every other part of a
+    reconfiguration is in place, so a reconfiguration that fails anywhere reverts this too.
+    """
+
+    def __init__(
+        self,
+        service: WWWService,
+        *,
+        listen: Listen | None,
+        site: Site,
+        www: Mapping[str, Any],
+        runner: web.AppRunner | None = None,
+        guard: ConnectionGuard | None = None,
+        sock: socket.socket | None = None,
+        changed: bool = True,
+    ) -> None:
+        self._service = service
+        self._listen, self._site, self._www = listen, site, www
+        self._runner, self._guard, self._sock = runner, guard, sock
+        self.changed = changed
+
+    async def apply(self) -> None:
+        if self._runner is not None and self._guard is not None and self._sock is not None:
+            # a duplicate: the server closes its socket when it stops, ours stays for the next
+            await GuardedSite(self._runner, sock=self._sock.dup(), guard=self._guard).start()
+
+    async def finish(self) -> None:
+        svc = self._service
+        # the hooks' settings are the only part of a configuration served without a new
+        # application: they take effect here, whether or not the rest changed
+        svc._hooks.configure(self._www)
+        if not self.changed:
+            svc._www = self._www
+            return
+        old_runner, old_sock = svc._runner, svc._sock
+        svc._runner, svc._sock = self._runner, self._sock
+        svc._listen, svc._site, svc._www = self._listen, self._site, self._www
+        if old_runner is not None:
+            await old_runner.cleanup()
+        if old_sock is not None and old_sock is not self._sock:
+            old_sock.close()
+        svc.port = int(self._sock.getsockname()[1]) if self._sock is not None else None
+        if self._listen is not None and self._sock is not None:
+            host = self._listen.host
+            log.info(
+                "www_listening",
+                host=host or "*",
+                port=svc.port,
+                url=f"http://{host or 'localhost'}:{svc.port}/",
+            )
+
+    async def revert(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._sock is not None and self._sock is not self._service._sock:
+            self._sock.close()
+
+
 class WWWService(Service):
     def __init__(
         self,
@@ -121,36 +192,56 @@ class WWWService(Service):
         self._secret: str | None = None
         self._clock = clock or SystemClock()
         # one for the service's life: a reconfig that changes only the hooks swaps their
-        # settings in place, without a new listener
+        # settings in place, without a new application
         self._hooks = hooks.ChangeHooks(dialects={}, auth=None, services=hook_services)
         # hides the secrets builds used in what /config shows
         self._redactor = redactor or Redactor()
+        # what serves now: the application's runner, and the listening socket it serves on
         self._runner: web.AppRunner | None = None
+        self._sock: socket.socket | None = None
         self._listen: Listen | None = None
         self._site = Site()
         self._www: Mapping[str, Any] = {}
         self.port: int | None = None
 
     async def reconfigure(self, www: Mapping[str, Any], *, site: Site) -> None:
-        """Serve on ``www['port']``, restarting the listener only when the address changed.
+        """Serve ``www`` now: :meth:`prepare`, then apply and finish (revert on failure)."""
+        change = await self.prepare(www, site=site)
+        try:
+            await change.apply()
+        except BaseException:
+            await change.revert()
+            raise
+        await change.finish()
 
-        The new listener is bound before the old one closes, so a port that cannot be had
-        (OSError) leaves the current one serving.
-        """
+    async def prepare(self, www: Mapping[str, Any], *, site: Site) -> WebChange:
+        """Everything a new ``c['www']`` needs that can fail, done before anything changes:
+        the session key, the UI's files, the application, and a new address bound (OSError
+        when it is taken). An unchanged address keeps its listening socket, so a new title,
+        ``buildbotURL`` or ``c['www']`` setting is served without a restart. Nothing is
+        served differently until the change is applied."""
         listen = parse_port(www["port"]) if www.get("port") is not None else None
         if (
             listen == self._listen
             and site == self._site
             and hooks.without_hooks(www) == hooks.without_hooks(self._www)
         ):
-            self._hooks.configure(www)
-            self._www = www
-            return
+            return WebChange(self, listen=listen, site=site, www=www, changed=False)
         if listen is None or not self.running:
-            await self._close()
-            self._listen, self._site, self._www = listen, site, www
-            self._hooks.configure(www)
-            return
+            return WebChange(self, listen=listen, site=site, www=www)
+        runner, guard = await self._runner_for(www, site)
+        try:
+            sock = self._sock if listen == self._listen and self._sock else bind(listen)
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return WebChange(
+            self, listen=listen, site=site, www=www, runner=runner, guard=guard, sock=sock
+        )
+
+    async def _runner_for(
+        self, www: Mapping[str, Any], site: Site
+    ) -> tuple[web.AppRunner, ConnectionGuard]:
         authentication = www.get("auth")
         if not isinstance(authentication, auth.AuthBase):
             authentication = auth.NoAuth()
@@ -204,22 +295,7 @@ class WWWService(Service):
         app.middlewares.insert(0, guard.middleware)
         runner = web.AppRunner(app, access_log=None, logger=ServerLog("www"))
         await runner.setup()
-        try:
-            await GuardedSite(runner, host=listen.host, port=listen.port, guard=guard).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        await self._close()
-        self._runner, self._listen, self._site, self._www = runner, listen, site, www
-        self._hooks.configure(www)
-        sockets = runner.addresses
-        self.port = int(sockets[0][1]) if sockets else listen.port
-        log.info(
-            "www_listening",
-            host=listen.host or "*",
-            port=self.port,
-            url=f"http://{listen.host or 'localhost'}:{self.port}/",
-        )
+        return runner, guard
 
     def _force_schedulers(self) -> dict[str, Any]:
         """The running schedulers that take ``force`` (ForceScheduler), by name."""
@@ -232,12 +308,11 @@ class WWWService(Service):
             if callable(getattr(svc, "force", None))
         }
 
-    async def _close(self) -> None:
+    async def stop_service(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-        self._runner = None
+        if self._sock is not None:
+            self._sock.close()
+        self._runner, self._sock, self._listen = None, None, None
+        self._site, self._www = Site(), {}
         self.port = None
-
-    async def stop_service(self) -> None:
-        await self._close()
-        self._listen = None
