@@ -169,7 +169,9 @@ class Decoder:
 
     :meth:`feed` takes the bytes of one read and returns the top-level elements it completed
     (lists as Python lists, strings as bytes, numbers as int/float). ``pb`` is set once the
-    ``pb`` dialect was agreed; before that a vocab element is an error.
+    ``pb`` dialect was agreed; before that a vocab element is an error, and :meth:`feed`
+    returns after one top-level element (the caller sets ``pb`` and calls ``feed(b"")`` for
+    the rest).
     """
 
     def __init__(
@@ -200,7 +202,8 @@ class Decoder:
         done: list[Any] = []
         pos = 0
         end = len(buf)
-        while pos < end:
+        while pos < end and (self.pb or not done):
+            # before the dialect is agreed, one element at a time: the next may be vocab
             # the header: digits below 0x80 up to the type byte
             start = pos
             while pos < end and buf[pos] < 0x80:

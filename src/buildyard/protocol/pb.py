@@ -60,9 +60,15 @@ class Referenceable:
 class CallFailed(Exception):
     """Raised by a remote_ method: the call is answered with this failure."""
 
-    def __init__(self, value: str, type_name: str = "twisted.spread.pb.Error") -> None:
+    def __init__(
+        self,
+        value: str,
+        type_name: str = "twisted.spread.pb.Error",
+        parents: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(value)
-        self.failure = failure(type_name, value, (type_name, "builtins.Exception"))
+        # parents: the qualified names the peer's ``failure.check()`` matches
+        self.failure = failure(type_name, value, parents or (type_name, "builtins.Exception"))
 
 
 class RemoteReference:
@@ -203,8 +209,12 @@ class Broker:
 
     def feed(self, data: bytes) -> None:
         """Take the bytes of one read; ProtocolError (naming the fault) ends the connection."""
-        for sexp in self.decoder.feed(data):
-            self._received(sexp)
+        items = self.decoder.feed(data)
+        while items:
+            for sexp in items:
+                self._received(sexp)
+            # before the dialect was agreed the decoder stops after each element
+            items = self.decoder.feed(b"") if self.decoder.buffered else []
 
     def _received(self, sexp: Any) -> None:
         if not self._dialect_agreed:
@@ -248,59 +258,77 @@ class Broker:
     def _message(self, kind: bytes, body: list[Any]) -> None:
         if len(body) != 6:
             raise ProtocolError(f"a PB {kind.decode()} has 6 fields, not {len(body)}")
-        request_id, object_id, name, answer_required, net_args, net_kwargs = body
-        if not isinstance(request_id, int) or not isinstance(name, bytes):
+        request_id, object_id, name_bytes, answer_required, net_args, net_kwargs = body
+        if not isinstance(request_id, int) or not isinstance(name_bytes, bytes):
             raise ProtocolError("a PB message needs an integer request id and a method name")
         if len(self._tasks) >= MAX_RUNNING_CALLS:
             raise ProtocolError(f"{self.name} has over {MAX_RUNNING_CALLS} calls running")
+        name = name_bytes.decode("utf-8", "replace")
+        # The target and the arguments are resolved now, in arrival order: a decref right
+        # behind the call (Twisted sends one as soon as it drops its reference) must not
+        # remove the object before the call finds it.
+        call: Callable[[], Any] | None = None
+        try:
+            call = self._resolve(kind, object_id, name, net_args, net_kwargs)
+            error = None
+        except CallFailed as exc:
+            error = exc.failure
+        except JellyError as exc:
+            error = failure("builtins.ValueError", str(exc))
         task = asyncio.get_running_loop().create_task(
-            self._run_call(
-                kind, request_id, object_id, name, bool(answer_required), net_args, net_kwargs
-            )
+            self._run_call(request_id, name, bool(answer_required), call, error)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_call(  # noqa: PLR0917 (the message's fields, in order)
-        self,
-        kind: bytes,
-        request_id: int,
-        object_id: Any,
-        name_bytes: bytes,
-        answer_required: bool,
-        net_args: Any,
-        net_kwargs: Any,
-    ) -> None:
-        name = name_bytes.decode("utf-8", "replace")
-        try:
-            known = kind == b"message" and isinstance(object_id, int | bytes)
-            entry = self._local.get(object_id) if known else None
-            if entry is None:
-                raise CallFailed("Invalid Object ID")
-            args = unjelly(net_args, self)
-            kwargs = unjelly(net_kwargs, self)
-            if not isinstance(args, tuple | list) or not isinstance(kwargs, dict):
-                raise CallFailed("arguments must be a tuple and a dictionary")
-            if not all(isinstance(k, str | bytes) for k in kwargs):
-                raise CallFailed("keyword argument names must be strings")
-            method = getattr(entry[0], f"remote_{name}", None) if name.isidentifier() else None
-            if method is None:
-                raise CallFailed(f"No such method: remote_{name}", NO_SUCH_METHOD)
-            kw = {k.decode() if isinstance(k, bytes) else k: v for k, v in kwargs.items()}
+    def _resolve(
+        self, kind: bytes, object_id: Any, name: str, net_args: Any, net_kwargs: Any
+    ) -> Callable[[], Any]:
+        known = kind == b"message" and isinstance(object_id, int | bytes)
+        entry = self._local.get(object_id) if known else None
+        if entry is None:
+            raise CallFailed("Invalid Object ID")
+        args = unjelly(net_args, self)
+        kwargs = unjelly(net_kwargs, self)
+        if not isinstance(args, tuple | list) or not isinstance(kwargs, dict):
+            raise CallFailed("arguments must be a tuple and a dictionary")
+        if not all(isinstance(k, str | bytes) for k in kwargs):
+            raise CallFailed("keyword argument names must be strings")
+        method = getattr(entry[0], f"remote_{name}", None) if name.isidentifier() else None
+        if method is None:
+            raise CallFailed(f"No such method: remote_{name}", NO_SUCH_METHOD)
+        kw = {k.decode() if isinstance(k, bytes) else k: v for k, v in kwargs.items()}
+
+        def call() -> Any:
             try:
-                result = method(*args, **kw)
+                return method(*args, **kw)
             except TypeError as exc:
                 # most likely the wrong arguments: the caller's fault, said as Python says it
                 raise CallFailed(str(exc), "builtins.TypeError") from None
-            if inspect.isawaitable(result):
-                result = await result
-            answer = [b"answer", request_id, jelly(result, self)]
+
+        return call
+
+    async def _run_call(
+        self,
+        request_id: int,
+        name: str,
+        answer_required: bool,
+        call: Callable[[], Any] | None,
+        error: CopiedFailure | None,
+    ) -> None:
+        try:
+            if call is None:
+                assert error is not None
+                answer = [b"error", request_id, jelly(error, self)]
+            else:
+                result = call()
+                if inspect.isawaitable(result):
+                    result = await result
+                answer = [b"answer", request_id, jelly(result, self)]
         except asyncio.CancelledError:
             raise
         except CallFailed as exc:
             answer = [b"error", request_id, jelly(exc.failure, self)]
-        except JellyError as exc:
-            answer = [b"error", request_id, jelly(failure("builtins.ValueError", str(exc)), self)]
         except Exception as exc:
             log.exception("pb_call_failed", peer=self.name, method=name)
             qual = f"{type(exc).__module__}.{type(exc).__qualname__}"

@@ -9,16 +9,21 @@ from pathlib import Path
 from buildyard.testing.stock import buildbot_venv
 
 KINDS = ("stock", "buildyard")
+# the stock worker created with its defaults, so speaking PB (to the master's 'pb' port)
+STOCK_PB = "stock-pb"
 
 
 def _commands(kind: str) -> tuple[list[str], list[str]]:
     if kind == "stock":
         exe = str(buildbot_venv() / "bin" / "buildbot-worker")
         return [exe, "create-worker", "--protocol=msgpack_experimental_v7"], [exe, "start"]
+    if kind == STOCK_PB:
+        exe = str(buildbot_venv() / "bin" / "buildbot-worker")
+        return [exe, "create-worker"], [exe, "start"]
     if kind == "buildyard":
         module = [sys.executable, "-m", "buildyard.worker.cli"]
         return [*module, "create-worker"], [*module, "start"]
-    raise ValueError(f"no worker kind {kind!r}; one of {KINDS}")
+    raise ValueError(f"no worker kind {kind!r}; one of {(*KINDS, STOCK_PB)}")
 
 
 def start_worker(

@@ -274,16 +274,7 @@ def _protocols(reader: _Reader) -> Mapping[str, Mapping[str, object]]:
                 f"unknown protocol {name!r} in c['protocols']{did_you_mean(name, _PROTOCOLS)}",
             )
             continue
-        if name == "pb":
-            config_warning(
-                "c['protocols']['pb'] is ignored: PB workers cannot connect to buildyard yet. "
-                "Listen with c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}} and "
-                "recreate each worker with 'buildbot-worker create-worker "
-                "--protocol=msgpack_experimental_v7 ...' (or set protocol = "
-                "'msgpack_experimental_v7' in its buildbot.tac)",
-                location=reader.lines.location("protocols"),
-            )
-        if name == "msgpack_experimental_v7":
+        if name in ("msgpack_experimental_v7", "pb"):
             try:
                 msgpack_listen(options)
             except ValueError as exc:

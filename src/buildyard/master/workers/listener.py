@@ -28,10 +28,8 @@ import base64
 import binascii
 import contextlib
 import hmac
-import ntpath
-import posixpath
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -40,9 +38,11 @@ from aiohttp import WSMsgType, web
 from buildyard.common.ports import Listen, msgpack_listen
 from buildyard.common.service import Service
 from buildyard.master.data.updates import Updates
+from buildyard.master.workers import pb
 from buildyard.master.workers.connection import WorkerConnection
 from buildyard.protocol.codec import MAX_FRAME
 from buildyard.protocol.errors import ProtocolError
+from buildyard.protocol.pb import Broker
 
 log = structlog.get_logger(__name__)
 
@@ -58,8 +58,8 @@ class WorkerListener(Service):
         super().__init__("_listener")  # "_": no worker name can clash
         self._updates = updates
         self._workers: Mapping[str, Any] = {}
-        # worker name -> the builder directories it should have (workerbuilddir of each builder)
-        self._dirs: dict[str, list[str]] = {}
+        # worker name -> its builders: (name, workerbuilddir) pairs
+        self._dirs: dict[str, list[tuple[str, str]]] = {}
         self.connections: dict[str, WorkerConnection] = {}
         # worker name -> the timer that announces it missing
         self._missing: dict[str, asyncio.Task[None]] = {}
@@ -69,6 +69,10 @@ class WorkerListener(Service):
         self._listen: Listen | None = None
         self.masterid: int | None = None
         self.port: int | None = None
+        self._pb_server: asyncio.Server | None = None
+        self._pb_listen: Listen | None = None
+        self._pb_writers: set[asyncio.StreamWriter] = set()
+        self.pb_port: int | None = None
 
     async def reconfigure(
         self,
@@ -80,15 +84,19 @@ class WorkerListener(Service):
     ) -> None:
         self.masterid = masterid
         self._workers = {w.name: w for w in workers}
-        dirs: dict[str, list[str]] = {}
+        dirs: dict[str, list[tuple[str, str]]] = {}
         for b in builders:
             for name in b.workernames:
-                dirs.setdefault(name, []).append(b.workerbuilddir)
+                dirs.setdefault(name, []).append((b.name, str(b.workerbuilddir)))
         self._dirs = dirs
         options = protocols.get(PROTOCOL)
         listen = msgpack_listen(options) if options is not None else None
         if listen != self._listen and self.running:
             await self._serve(listen)
+        pb_options = protocols.get(pb.PROTOCOL)
+        pb_listen = msgpack_listen(pb_options) if pb_options is not None else None
+        if pb_listen != self._pb_listen and self.running:
+            await self._serve_pb(pb_listen)
         # connected workers that are no longer configured are dropped
         for name, conn in list(self.connections.items()):
             if name not in self._workers:
@@ -125,6 +133,78 @@ class WorkerListener(Service):
 
     async def stop_service(self) -> None:
         await self._close()
+        await self._close_pb()
+
+    # -- PB ----------------------------------------------------------------------------------
+
+    async def _serve_pb(self, listen: Listen | None) -> None:
+        server: asyncio.Server | None = None
+        if listen is not None:
+            server = await asyncio.start_server(self._pb_client, host=listen.host, port=listen.port)
+        await self._close_pb()
+        self._pb_server, self._pb_listen = server, listen
+        if server is not None and listen is not None:
+            self.pb_port = int(server.sockets[0].getsockname()[1])
+            log.info(
+                "worker_listener_listening",
+                protocol=pb.PROTOCOL,
+                host=listen.host or "*",
+                port=self.pb_port,
+            )
+
+    async def _close_pb(self) -> None:
+        server, self._pb_server = self._pb_server, None
+        self._pb_listen = None
+        self.pb_port = None
+        if server is not None:
+            server.close()
+        for writer in list(self._pb_writers):
+            writer.transport.abort()
+        if server is not None:
+            await server.wait_closed()
+
+    async def _pb_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One PB connection, from its first byte to its end (asyncio's server task)."""
+        address = writer.get_extra_info("peername")
+        peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+        self._pb_writers.add(writer)
+        login = pb.Login()
+        root = pb.LoginRoot(
+            peer=peer,
+            workers=lambda: self._workers,
+            may_connect=self.replace_duplicate,
+            login=login,
+        )
+        broker = Broker(write=writer.transport.write, root=root, name=f"pb peer {peer}")
+        read_task = asyncio.get_running_loop().create_task(pb.read_into(reader, broker, peer))
+        try:
+            broker.start()
+            waits: set[asyncio.Future[Any]] = {read_task, login.done}
+            await asyncio.wait(waits, timeout=pb.LOGIN_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            if not login.done.done():
+                if not read_task.done():
+                    log.warning("worker_refused", peer=peer, reason="no login in time")
+                return
+            name, worker, mind, perspective = login.done.result()
+            conn = pb.PbWorkerConnection(
+                name=name, broker=broker, mind=mind, abort=lambda: pb.close_writer(writer)
+            )
+            perspective.conn = conn
+            conn.shutdown_requested = lambda: self._shutdown_requested(conn)
+            log.info("worker_logged_in", worker=name, peer=peer, protocol=pb.PROTOCOL)
+            await self.run_connection(conn, worker, read_task, abort=writer.transport.abort)
+        finally:
+            login.done.cancel()
+            read_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await read_task
+            broker.close("connection closed")
+            writer.transport.abort()
+            self._pb_writers.discard(writer)
+
+    async def _shutdown_requested(self, conn: WorkerConnection) -> None:
+        if conn.workerid is not None:
+            await self._updates.request_graceful_shutdown(workerid=conn.workerid)
 
     async def _drop_all(self, app: web.Application) -> None:
         for transport, its_app in list(self._transports.items()):
@@ -176,32 +256,60 @@ class WorkerListener(Service):
     async def _serve_worker(
         self, request: web.Request, ws: web.WebSocketResponse, name: str, worker: Any
     ) -> web.WebSocketResponse:
+        if not await self.replace_duplicate(name):
+            await ws.close()
+            return ws
+        conn = WorkerConnection(name=name, send=ws.send_bytes, abort=ws.close)
+        # the reader belongs to this handler: it is cancelled and awaited before we return
+        reader = asyncio.get_running_loop().create_task(self._read(ws, conn))
+
+        def abort() -> None:
+            if request.transport is not None:  # it may not answer a closing handshake either
+                request.transport.abort()
+
+        try:
+            await self.run_connection(conn, worker, reader, abort=abort)
+        finally:
+            await ws.close()
+        return ws
+
+    async def replace_duplicate(self, name: str) -> bool:
+        """Whether a new connection for ``name`` may proceed: a connection already there that
+        still answers a ``print`` keeps its place (False); a silent one is dropped (True)."""
         old = self.connections.get(name)
         if old is not None and await old.answers(DUPLICATE_PING_TIMEOUT):
             log.warning(
                 "worker_duplicate_refused", worker=name, reason="already connected and answering"
             )
-            await ws.close()
-            return ws
+            return False
         if old is not None:
             log.warning("worker_duplicate_replaces", worker=name, reason="old connection silent")
             await old.abort()
-        conn = WorkerConnection(name=name, send=ws.send_bytes, abort=ws.close)
-        # the reader belongs to this handler: it is cancelled and awaited before we return
-        reader = asyncio.get_running_loop().create_task(self._read(ws, conn))
+        return True
+
+    async def run_connection(
+        self,
+        conn: WorkerConnection,
+        worker: Any,
+        reader: asyncio.Task[None],
+        *,
+        abort: Callable[[], None],
+    ) -> None:
+        """Attach ``conn`` and keep it alive until its ``reader`` (the task reading its socket)
+        ends; then record the disconnection. ``reader`` is cancelled and awaited before this
+        returns; ``abort`` drops the socket at once (after a fault)."""
+        name = conn.name
         try:
             await self._attach(conn, worker)
             await self._keepalive(conn, worker, reader)
         except (ProtocolError, ConnectionError, TimeoutError) as exc:
             log.warning("worker_connection_ended", worker=name, reason=str(exc))
-            if request.transport is not None:  # it may not answer a closing handshake either
-                request.transport.abort()
+            abort()
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             conn.lost("connection closed")
-            await ws.close()
             # The database first: once a worker is gone from .connections, it is gone everywhere.
             # A connection replaced by a newer one for the same name records nothing: the
             # connected row is the newer one's.
@@ -215,11 +323,10 @@ class WorkerListener(Service):
                     await self._updates.worker_disconnected(
                         workerid=conn.workerid, masterid=self.masterid
                     )
-                log.info("worker_disconnected", worker=name)
+                log.info("worker_disconnected", worker=name, protocol=conn.protocol)
                 self._start_missing_timer(name, conn.workerid, worker)
             if self.connections.get(name) is conn:
                 del self.connections[name]
-        return ws
 
     async def _read(self, ws: web.WebSocketResponse, conn: WorkerConnection) -> None:
         async for msg in ws:
@@ -254,20 +361,14 @@ class WorkerListener(Service):
             workerid=conn.workerid, masterid=self.masterid, workerinfo=workerinfo
         )
         await conn.set_worker_settings()
-        basedir = info.get("basedir")
-        if isinstance(basedir, str):
-            join = ntpath.join if info.get("system") == "nt" else posixpath.join
-            listing = await conn.run_command("listdir", {"path": basedir})
-            existing = set(listing.last("files") or ())
-            wanted = {*self._dirs.get(conn.name, ()), "info"}
-            missing = sorted(wanted - existing)
-            if missing:
-                made = await conn.run_command(
-                    "mkdir", {"paths": [join(basedir, d) for d in missing]}
-                )
-                if made.rc != 0:
-                    log.warning("worker_mkdir_failed", worker=conn.name, rc=made.rc)
-        log.info("worker_attached", worker=conn.name, version=info.get("version"), basedir=basedir)
+        await conn.setup_builders(self._dirs.get(conn.name, ()))
+        log.info(
+            "worker_attached",
+            worker=conn.name,
+            protocol=conn.protocol,
+            version=info.get("version"),
+            basedir=info.get("basedir"),
+        )
 
     async def _keepalive(
         self, conn: WorkerConnection, worker: Any, reader: asyncio.Task[None]
