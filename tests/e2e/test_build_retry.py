@@ -38,7 +38,7 @@ c['builders'] = [util.BuilderConfig(name="b", workernames=["w1", "w2"], factory=
 """
 
 
-@pytest.mark.parametrize("kind", (*KINDS, STOCK_PB))
+@pytest.mark.parametrize("kind", [*KINDS, STOCK_PB])
 async def test_a_build_whose_worker_dies_is_retried_on_another_worker(
     tmp_path: Path, kind: str
 ) -> None:

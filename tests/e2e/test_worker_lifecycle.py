@@ -46,7 +46,7 @@ async def _request(m: BuildMaster, pause: str) -> int:
     return brids[builderid]
 
 
-@pytest.mark.parametrize("kind", (*KINDS, STOCK_PB))
+@pytest.mark.parametrize("kind", [*KINDS, STOCK_PB])
 async def test_graceful_shutdown_then_missing(tmp_path: Path, kind: str) -> None:
     basedir = tmp_path / "master"
     basedir.mkdir()
