@@ -346,7 +346,8 @@ class LoginRoot(Referenceable):
         if self._login.done.done():
             raise CallFailed("already logged in")
         if not await self._may_connect(name):
-            raise CallFailed(f"worker {name} is already connected", "buildbot.Duplicate")
+            # as Buildbot: the stock worker logs the failure and exits
+            raise CallFailed("rejecting duplicate worker", "builtins.RuntimeError")
         perspective = Perspective()
         if not self._login.done.done():
             self._login.done.set_result((name, worker, mind, perspective))
