@@ -18,6 +18,7 @@ import structlog
 from buildyard.master.config.loader import load_master_config
 from buildyard.master.db import migrate
 from buildyard.master.master import BuildMaster
+from buildyard.master.workers.pb import PbWorkerConnection
 from buildyard.protocol import banana
 from buildyard.protocol.jelly import jelly
 from buildyard.testing.postgres import free_port
@@ -195,6 +196,7 @@ async def test_malformed_pb_leaves_the_master_and_a_connected_worker_alone(
     try:
         await eventually(lambda: "w1" in listener.connections, within=60)
         conn = listener.connections["w1"]
+        assert isinstance(conn, PbWorkerConnection)
         with structlog.testing.capture_logs() as logs:
             for _what, data in BAD_SESSIONS:
                 await _session(port, data)
@@ -214,10 +216,10 @@ async def test_malformed_pb_leaves_the_master_and_a_connected_worker_alone(
             rng = random.Random(1234)
             good = HELLO + _message(1, b"root", b"login", jelly(("w1",)), jelly({}))
             for _ in range(100):
-                data = bytearray(good)
+                mutated = bytearray(good)
                 for _ in range(rng.randint(1, 4)):
-                    data[rng.randrange(len(data))] = rng.randrange(256)
-                await _session(port, bytes(data[: rng.randint(1, len(data))]), listen=0)
+                    mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+                await _session(port, bytes(mutated[: rng.randint(1, len(mutated))]), listen=0)
 
         faults = [e for e in logs if e["event"] == "worker_protocol_fault"]
         assert any(
