@@ -56,11 +56,15 @@ async def master(tmp_path: Path) -> AsyncIterator[BuildMaster]:
 
 
 def _launch(
-    master: BuildMaster, workdir: Path, name: str = "w1", password: str = "pw"
+    master: BuildMaster,
+    workdir: Path,
+    name: str = "w1",
+    password: str = "pw",
+    *options: str,
 ) -> subprocess.Popen[bytes]:
     port = master.workers.listener.pb_port
     assert port is not None
-    return start_worker(STOCK_PB, workdir, port, name, password)
+    return start_worker(STOCK_PB, workdir, port, name, password, create_options=options)
 
 
 def _refused(workdir: Path) -> bool:
@@ -120,6 +124,52 @@ async def test_a_duplicate_is_refused_while_the_first_answers(
         if second is not None:
             end_popen(second)
         end_popen(first)
+
+
+async def test_builders_added_by_reconfig_reach_the_worker(
+    master: BuildMaster, tmp_path: Path
+) -> None:
+    listener = master.workers.listener
+    proc = await asyncio.to_thread(_launch, master, tmp_path / "w1")
+    try:
+        await eventually(lambda: "w1" in listener.connections, within=60)
+        conn = listener.connections["w1"]
+        cfg = master.basedir / "master.cfg"
+        cfg.write_text(
+            cfg.read_text()
+            + "c['builders'].append(util.BuilderConfig(name='c', workernames=['w1'],"
+            + " factory=util.BuildFactory()))\n"
+        )
+        assert await master.reconfig() is True
+        assert isinstance(conn, PbWorkerConnection)
+        await eventually(lambda: "c" in conn.builders, within=60)
+        assert (tmp_path / "w1" / "c").is_dir()
+        result = await conn.run_command(
+            "shell",
+            {"workdir": str(tmp_path / "w1" / "c"), "command": "pwd", "logEnviron": False},
+            builder_name="c",
+        )
+        assert result.text("stdout") == f"{tmp_path / 'w1' / 'c'}\n"
+    finally:
+        end_popen(proc)
+
+
+async def test_the_worker_asks_to_shut_down(master: BuildMaster, tmp_path: Path) -> None:
+    """``buildbot-worker create-worker --allow-shutdown=file``, then touching its
+    ``shutdown.stamp``: the worker calls ``shutdown`` on the master, which marks it graceful
+    and, as it runs no build, tells it to shut down; it exits."""
+    listener = master.workers.listener
+    workdir = tmp_path / "w1"
+    proc = await asyncio.to_thread(_launch, master, workdir, "w1", "pw", "--allow-shutdown=file")
+    try:
+        await eventually(lambda: "w1" in listener.connections, within=60)
+        (workdir / "shutdown.stamp").touch()
+        # the worker polls for its stamp file every 10 s
+        assert await asyncio.to_thread(proc.wait, 90) is not None
+        worker = await master.db.workers.get_worker(name="w1")
+        assert worker is not None and worker.graceful
+    finally:
+        end_popen(proc)
 
 
 def _message(request_id: Any, object_id: Any, name: Any, args: Any, kwargs: Any) -> bytes:

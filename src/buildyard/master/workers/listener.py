@@ -88,7 +88,15 @@ class WorkerListener(Service):
         for b in builders:
             for name in b.workernames:
                 dirs.setdefault(name, []).append((b.name, str(b.workerbuilddir)))
+        changed = {name for name in self.connections if dirs.get(name) != self._dirs.get(name)}
         self._dirs = dirs
+        # connected workers learn of builders added or changed (a PB worker runs a builder's
+        # commands only once it has that builder)
+        if self.running:
+            for name in sorted(changed):
+                if name in self._workers:
+                    conn = self.connections[name]
+                    _ = self.spawn(self._update_builders(conn), name=f"builders:{name}")
         options = protocols.get(PROTOCOL)
         listen = msgpack_listen(options) if options is not None else None
         if listen != self._listen and self.running:
@@ -102,6 +110,12 @@ class WorkerListener(Service):
             if name not in self._workers:
                 log.info("worker_dropped", worker=name, reason="no longer configured")
                 await conn.abort()
+
+    async def _update_builders(self, conn: WorkerConnection) -> None:
+        try:
+            await conn.setup_builders(self._dirs.get(conn.name, ()))
+        except (ProtocolError, ConnectionError) as exc:
+            log.warning("worker_builders_not_updated", worker=conn.name, reason=str(exc))
 
     async def _serve(self, listen: Listen | None) -> None:
         runner: web.AppRunner | None = None
