@@ -51,6 +51,8 @@ DEFAULT_KEEPALIVE = 3600.0
 # Buildbot's: how long a worker may be gone before it is announced missing
 DEFAULT_MISSING_TIMEOUT = 3600.0
 DUPLICATE_PING_TIMEOUT = 10.0
+# how long closing the PB listener waits for its connections' handlers to finish
+PB_HANDLER_GRACE = 10.0
 
 
 class WorkerListener(Service):
@@ -72,6 +74,9 @@ class WorkerListener(Service):
         self._pb_server: asyncio.Server | None = None
         self._pb_listen: Listen | None = None
         self._pb_writers: set[asyncio.StreamWriter] = set()
+        # the handler task of every PB connection (asyncio's server starts them), awaited when
+        # the listener closes so that each disconnection is recorded before the master stops
+        self._pb_handlers: set[asyncio.Task[Any]] = set()
         self.pb_port: int | None = None
 
     async def reconfigure(
@@ -174,6 +179,9 @@ class WorkerListener(Service):
             server.close()
         for writer in list(self._pb_writers):
             writer.transport.abort()
+        if self._pb_handlers:
+            # each ends once its reader saw the abort; bounded in case one is stuck in the DB
+            await asyncio.wait(set(self._pb_handlers), timeout=PB_HANDLER_GRACE)
         if server is not None:
             await server.wait_closed()
 
@@ -182,6 +190,9 @@ class WorkerListener(Service):
         address = writer.get_extra_info("peername")
         peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
         self._pb_writers.add(writer)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._pb_handlers.add(handler)
         login = pb.Login()
         root = pb.LoginRoot(
             peer=peer,
@@ -215,6 +226,8 @@ class WorkerListener(Service):
             broker.close("connection closed")
             writer.transport.abort()
             self._pb_writers.discard(writer)
+            if handler is not None:
+                self._pb_handlers.discard(handler)
 
     async def _shutdown_requested(self, conn: WorkerConnection) -> None:
         if conn.workerid is not None:
