@@ -18,6 +18,7 @@ import structlog
 from buildyard.master.config.loader import load_master_config
 from buildyard.master.db import migrate
 from buildyard.master.master import BuildMaster
+from buildyard.master.model.results import Results
 from buildyard.master.workers.pb import PbWorkerConnection
 from buildyard.protocol import banana
 from buildyard.protocol.jelly import jelly
@@ -170,6 +171,67 @@ async def test_the_worker_asks_to_shut_down(master: BuildMaster, tmp_path: Path)
         assert worker is not None and worker.graceful
     finally:
         end_popen(proc)
+
+
+ONE_AT_A_TIME = """\
+from buildyard.plugins import *
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker("w1", "pw")]
+c['protocols'] = {{'pb': {{'port': {port}, 'interface': '127.0.0.1'}}}}
+c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=util.BuildFactory([
+    steps.ShellCommand(command="sleep 1"),
+]))]
+c['collapseRequests'] = False
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+async def test_a_worker_runs_one_build_of_a_builder_at_a_time(tmp_path: Path) -> None:
+    """Two requests waiting when the worker connects: as in Buildbot, they run one after the
+    other (a PB worker runs one command per builder: a second would interrupt the first)."""
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    (basedir / "master.cfg").write_text(ONE_AT_A_TIME.format(port=free_port()))
+    m = BuildMaster(basedir, config=load_master_config(basedir))
+    await migrate.upgrade(m.db)
+    await m.start()
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        updates = m.data.updates
+        builderid = await updates.find_builder_id("b")
+        brids = []
+        for _ in range(2):
+            _bsid, ids = await updates.add_buildset(
+                scheduler="test",
+                sourcestamps=[
+                    {
+                        "branch": None,
+                        "revision": None,
+                        "repository": "",
+                        "project": "",
+                        "codebase": "",
+                    }
+                ],
+                reason="test",
+                properties={},
+                builderids=[builderid],
+            )
+            brids.append(ids[builderid])
+        proc = await asyncio.to_thread(_launch, m, tmp_path / "w1")
+
+        async def finished() -> bool:
+            requests = [await m.db.buildrequests.get_buildrequest(b) for b in brids]
+            return all(r is not None and r.complete for r in requests)
+
+        await eventually(finished, within=120)
+        builds = [b for brid in brids for b in await m.db.builds.get_builds(buildrequestid=brid)]
+        assert [b.results for b in builds] == [Results.SUCCESS, Results.SUCCESS]
+        first, second = sorted(builds, key=lambda b: b.id)
+        assert first.complete_at is not None and second.started_at >= first.complete_at
+    finally:
+        if proc is not None:
+            end_popen(proc)
+        await m.stop()
 
 
 def _message(request_id: Any, object_id: Any, name: Any, args: Any, kwargs: Any) -> bytes:

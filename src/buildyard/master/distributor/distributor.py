@@ -284,6 +284,12 @@ class BuildRequestDistributor(Service):
             limit = getattr(worker, "max_builds", None)
             if limit is not None and self._load.get(name, 0) >= int(limit):
                 continue
+            if config is not None and any(
+                b.name == config.name and b.conn is conn for b in self.building
+            ):
+                # as in Buildbot, a worker runs one build of a builder at a time: its builds
+                # share the builder's directory (and a PB worker runs one command per builder)
+                continue
             idle.append((conn, worker))
         return idle
 
