@@ -116,6 +116,8 @@ class Broker:
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
         self.on_close: list[Callable[[str], None]] = []
+        # set once the dialect is agreed and the peer's version seen: calls may go out
+        self.ready = asyncio.Event()
 
     # -- start ------------------------------------------------------------------------------
 
@@ -236,6 +238,7 @@ class Broker:
             if body != [PB_VERSION]:
                 raise ProtocolError(f"PB version {body!r}, not {PB_VERSION}")
             self._version_seen = True
+            self.ready.set()
             return
         if not self._version_seen:
             raise ProtocolError(f"{kind!r} before the PB version")
