@@ -115,7 +115,6 @@ class Broker:
         self._remote: dict[int | bytes, RemoteReference] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
-        self.on_close: list[Callable[[str], None]] = []
         # set once the dialect is agreed and the peer's version seen: calls may go out
         self.ready = asyncio.Event()
 
@@ -200,12 +199,6 @@ class Broker:
                 raise ProtocolError(f"{self.name} sent over {MAX_LOCAL_OBJECTS} objects")
             ref = self._remote[luid] = RemoteReference(self, luid)
         return ref
-
-    def forget(self, obj: Referenceable) -> None:
-        """Stop serving ``obj`` (its calls then fail as for an unknown object)."""
-        luid = self._luids.pop(id(obj), None)
-        if luid is not None:
-            self._local.pop(luid, None)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -386,8 +379,6 @@ class Broker:
             task.cancel()
         self._local.clear()
         self._luids.clear()
-        for callback in self.on_close:
-            callback(reason)
 
     def statistics(self) -> dict[str, int]:
         return {
