@@ -1,4 +1,6 @@
-"""The worker endpoint: msgpack_experimental_v7 over WebSocket, on ``c['protocols']``' port.
+"""The worker endpoints: msgpack_experimental_v7 over WebSocket, on ``c['protocols']``' port,
+and PB on ``c['protocols']['pb']`` (login and conversation in :mod:`.pb`); both may listen at
+once, and everything after the login (attach, keepalive, duplicates, disconnection) is shared.
 
 Per connection (spec/worker-protocol.md sections 3, 5 and 12):
 
@@ -442,4 +444,8 @@ class WorkerListener(Service):
         )
 
     def statistics(self) -> dict[str, int]:
-        return {**super().statistics(), "connections": len(self.connections)}
+        return {
+            **super().statistics(),
+            "connections": len(self.connections),
+            "pb_sockets": len(self._pb_writers),
+        }
