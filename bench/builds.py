@@ -4,7 +4,9 @@ Each master runs as its own process (``buildyard start --nodaemon``, ``buildbot 
 --nodaemon``) from the SAME master.cfg text (Buildbot's vocabulary; the ports come from the
 environment), on SQLite, with 4 local workers over ``msgpack_experimental_v7``: the buildyard
 master with buildyard-worker and with the stock buildbot-worker 4.3.0, Buildbot with the stock
-worker. The masters run one after another, never together.
+worker. ``--combinations stock-pb,buildbot-pb`` runs both masters with the stock worker created
+with its defaults, on PB, and compares those two. The masters run one after another, never
+together.
 
 Builds are requested as a user would, through each master's REST API: JSON-RPC ``force`` posted
 to ``/api/v2/forceschedulers/force`` (Buildbot needs buildbot-www for it, which scripts/setup.sh
@@ -56,7 +58,7 @@ import aiohttp
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen
 from buildyard.testing.stock import buildbot_venv
-from buildyard.testing.workers import start_worker
+from buildyard.testing.workers import STOCK_PB, start_worker
 
 WORKERS = 4
 
@@ -67,6 +69,7 @@ import os
 from buildbot.plugins import *
 
 WORKER_PORT = int(os.environ['BENCH_WORKER_PORT'])
+PB_PORT = int(os.environ['BENCH_PB_PORT'])
 WWW_PORT = int(os.environ['BENCH_WWW_PORT'])
 BIG_LINES = int(os.environ['BENCH_BIG_LINES'])
 WORKERS = ['w%d' % i for i in range(int(os.environ['BENCH_WORKERS']))]
@@ -75,6 +78,7 @@ c = BuildmasterConfig = {}
 c['workers'] = [worker.Worker(name, 'pw') for name in WORKERS]
 c['protocols'] = {
     'msgpack_experimental_v7': {'port': WORKER_PORT, 'interface': '127.0.0.1'},
+    'pb': {'port': 'tcp:%d:interface=127.0.0.1' % PB_PORT},
 }
 one = util.BuildFactory([steps.ShellCommand(command=['true'])])
 five = util.BuildFactory([steps.ShellCommand(name='s%d' % i, command=['true']) for i in range(5)])
@@ -205,10 +209,11 @@ def start_master(
     kind: str, worker_kind: str, root: Path, big_lines: int, *, quiet_buildbot: bool
 ) -> Master:
     basedir = root / "master"
-    worker_port, www_port = free_port(), free_port()
+    worker_port, www_port, pb_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "BENCH_WORKER_PORT": str(worker_port),
+        "BENCH_PB_PORT": str(pb_port),
         "BENCH_WWW_PORT": str(www_port),
         "BENCH_BIG_LINES": str(big_lines),
         "BENCH_WORKERS": str(WORKERS),
@@ -245,10 +250,9 @@ def start_master(
             300,
             "start",
         )
+        to = pb_port if worker_kind == STOCK_PB else worker_port
         for i in range(WORKERS):
-            master.workers.append(
-                start_worker(worker_kind, root / f"w{i}", worker_port, f"w{i}", "pw")
-            )
+            master.workers.append(start_worker(worker_kind, root / f"w{i}", to, f"w{i}", "pw"))
         _wait_for(
             lambda: master.query("SELECT count(*) FROM connected_workers")[0][0] == WORKERS,
             master,
@@ -551,7 +555,11 @@ COMBINATIONS = {
     "buildyard": ("buildyard", "buildyard", "buildyard + buildyard-worker"),
     "stock": ("buildyard", "stock", "buildyard + stock worker"),
     "buildbot": ("buildbot", "stock", "Buildbot 4.3.0 + stock worker"),
+    "stock-pb": ("buildyard", STOCK_PB, "buildyard + stock worker on PB"),
+    "buildbot-pb": ("buildbot", STOCK_PB, "Buildbot 4.3.0 + stock worker on PB"),
 }
+# what each combination is compared with
+BASELINE = {"stock-pb": "buildbot-pb"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -650,18 +658,18 @@ def rows(args: argparse.Namespace, own_time: float) -> list[Row]:
 
 def render(args: argparse.Namespace, results: dict[str, Figures], own_time: float) -> list[str]:
     kinds = list(results)
-    ours = [k for k in kinds if k != "buildbot"]
+    ours = [k for k in kinds if COMBINATIONS[k][0] != "buildbot"]
+    compared = [k for k in ours if BASELINE.get(k, "buildbot") in results]
     header = ["metric", *[COMBINATIONS[k][2] for k in kinds]]
-    if "buildbot" in results:
-        header += [f"{COMBINATIONS[k][2].split(' + ')[1]}: ours/Buildbot" for k in ours]
+    header += [f"{COMBINATIONS[k][2].split(' + ')[1]}: ours/Buildbot" for k in compared]
     table: list[list[str]] = [header]
     verdicts: list[str] = []
     for row in rows(args, own_time):
         values = {k: row.value(f) for k, f in results.items()}
         cells = [row.label, *[f"{values[k]:.3f}{row.unit}" for k in kinds]]
-        if "buildbot" in results:
-            for k in ours:
-                theirs = values["buildbot"]
+        if compared:
+            for k in compared:
+                theirs = values[BASELINE.get(k, "buildbot")]
                 cells.append(f"{values[k] / theirs:.3f}" if theirs else "-")
                 if row.target is not None and theirs:
                     ratio = values[k] / theirs

@@ -16,7 +16,7 @@ from buildyard.master.master import BuildMaster
 from buildyard.master.model.results import Results
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
-from buildyard.testing.workers import KINDS, start_worker
+from buildyard.testing.workers import KINDS, STOCK_PB, start_worker
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,8 @@ CONFIG = """\
 from buildyard.plugins import *
 c = BuildmasterConfig = {{}}
 c['workers'] = [worker.Worker("w1", "pw"), worker.Worker("w2", "pw")]
-c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
+c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}},
+                   'pb': {{'port': {pb_port}, 'interface': '127.0.0.1'}}}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 f = util.BuildFactory([
     steps.ShellCommand(name="first", command="echo first"),
@@ -37,23 +38,24 @@ c['builders'] = [util.BuilderConfig(name="b", workernames=["w1", "w2"], factory=
 """
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, STOCK_PB])
 async def test_a_build_whose_worker_dies_is_retried_on_another_worker(
     tmp_path: Path, kind: str
 ) -> None:
     basedir = tmp_path / "master"
     basedir.mkdir()
-    port = free_port()
+    port, pb_port = free_port(), free_port()
     marker = tmp_path / "started"
-    (basedir / "master.cfg").write_text(CONFIG.format(port=port, marker=marker))
+    (basedir / "master.cfg").write_text(CONFIG.format(port=port, pb_port=pb_port, marker=marker))
     master = BuildMaster(basedir, config=load_master_config(basedir))
     await migrate.upgrade(master.db)
     await master.start()
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    to = pb_port if kind == STOCK_PB else port
     try:
         for name in ("w1", "w2"):
             procs[name] = await asyncio.to_thread(
-                start_worker, kind, tmp_path / name, port, name, "pw"
+                start_worker, kind, tmp_path / name, to, name, "pw"
             )
         listener = master.workers.listener
         await eventually(lambda: {"w1", "w2"} <= set(listener.connections), within=60)

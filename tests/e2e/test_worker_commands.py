@@ -1,5 +1,6 @@
-"""The master's command layer against both workers, the stock buildbot-worker 4.3.0 and
-buildyard-worker: real processes, real files, the same expectations."""
+"""The master's command layer against every worker: the stock buildbot-worker 4.3.0 on
+msgpack and on PB (created with its defaults), and buildyard-worker: real processes, real files,
+the same expectations."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from buildyard.master.workers.connection import WorkerConnection
 from buildyard.protocol.errors import ConnectionLost
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
-from buildyard.testing.workers import KINDS, start_worker
+from buildyard.testing.workers import KINDS, STOCK_PB, start_worker
 
 pytestmark = pytest.mark.e2e
 
@@ -30,26 +31,28 @@ CONFIG = """\
 from buildyard.plugins import *
 c = BuildmasterConfig = {{}}
 c['workers'] = [worker.Worker("w1", "pw")]
-c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
+c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}},
+                   'pb': {{'port': 'tcp:{pb_port}:interface=127.0.0.1'}}}}
 c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=util.BuildFactory())]
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=(*KINDS, STOCK_PB))
 async def worker(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[WorkerConnection, Path, subprocess.Popen[bytes]]]:
     """A connected, attached worker of each kind, its base directory and its process."""
     basedir = tmp_path / "master"
     basedir.mkdir()
-    port = free_port()
-    (basedir / "master.cfg").write_text(CONFIG.format(port=port))
+    port, pb_port = free_port(), free_port()
+    (basedir / "master.cfg").write_text(CONFIG.format(port=port, pb_port=pb_port))
     master = BuildMaster(basedir, config=load_master_config(basedir))
     await migrate.upgrade(master.db)
     await master.start()
     workdir = tmp_path / "worker"
-    proc = await asyncio.to_thread(start_worker, request.param, workdir, port, "w1", "pw")
+    to = pb_port if request.param == STOCK_PB else port
+    proc = await asyncio.to_thread(start_worker, request.param, workdir, to, "w1", "pw")
     try:
         listener = master.workers.listener
         await eventually(

@@ -15,7 +15,7 @@ from buildyard.master.master import BuildMaster
 from buildyard.master.model.results import Results
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
-from buildyard.testing.workers import KINDS, start_worker
+from buildyard.testing.workers import KINDS, STOCK_PB, start_worker
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +23,8 @@ CONFIG = """\
 from buildyard.plugins import *
 c = BuildmasterConfig = {{}}
 c['workers'] = [worker.Worker("w1", "pw", missing_timeout=1, notify_on_missing=["ops@example.org"])]
-c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
+c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}},
+                   'pb': {{'port': {pb_port}, 'interface': '127.0.0.1'}}}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=util.BuildFactory([
     steps.ShellCommand(command=util.Interpolate("sleep %(prop:pause:-0)s")),
@@ -45,18 +46,19 @@ async def _request(m: BuildMaster, pause: str) -> int:
     return brids[builderid]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, STOCK_PB])
 async def test_graceful_shutdown_then_missing(tmp_path: Path, kind: str) -> None:
     basedir = tmp_path / "master"
     basedir.mkdir()
-    port = free_port()
-    (basedir / "master.cfg").write_text(CONFIG.format(port=port))
+    port, pb_port = free_port(), free_port()
+    (basedir / "master.cfg").write_text(CONFIG.format(port=port, pb_port=pb_port))
     m = BuildMaster(basedir, config=load_master_config(basedir))
     await migrate.upgrade(m.db)
     await m.start()
     proc: subprocess.Popen[bytes] | None = None
     try:
-        proc = await asyncio.to_thread(start_worker, kind, tmp_path / "w", port, "w1", "pw")
+        to = pb_port if kind == STOCK_PB else port
+        proc = await asyncio.to_thread(start_worker, kind, tmp_path / "w", to, "w1", "pw")
         await eventually(lambda: "w1" in m.workers.listener.connections, within=60)
         running = await _request(m, "2")
 

@@ -33,7 +33,7 @@ from buildyard.master.workers.connection import WorkerConnection
 from buildyard.protocol.errors import ConnectionLost
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
-from buildyard.testing.workers import KINDS, start_worker
+from buildyard.testing.workers import KINDS, STOCK_PB, start_worker
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +41,8 @@ CONFIG = """\
 from buildyard.plugins import *
 c = BuildmasterConfig = {{}}
 c['workers'] = [worker.Worker("w1", "pw", keepalive_interval={keepalive})]
-c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
+c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}},
+                   'pb': {{'port': {pb_port}, 'interface': '127.0.0.1'}}}}
 c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=util.BuildFactory())]
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
@@ -55,7 +56,9 @@ KEEPALIVE = 2.0
 async def running_master(tmp_path: Path, *, keepalive: float | None) -> AsyncIterator[BuildMaster]:
     basedir = tmp_path / "master"
     basedir.mkdir()
-    (basedir / "master.cfg").write_text(CONFIG.format(port=free_port(), keepalive=keepalive))
+    (basedir / "master.cfg").write_text(
+        CONFIG.format(port=free_port(), pb_port=free_port(), keepalive=keepalive)
+    )
     master = BuildMaster(basedir, config=load_master_config(basedir))
     await migrate.upgrade(master.db)
     await master.start()
@@ -83,7 +86,8 @@ async def connected_count(master: BuildMaster) -> int:
 
 
 async def launch(kind: str, workdir: Path, master: BuildMaster) -> subprocess.Popen[bytes]:
-    port = master.workers.listener.port
+    listener = master.workers.listener
+    port = listener.pb_port if kind == STOCK_PB else listener.port
     assert port is not None
     return await asyncio.to_thread(start_worker, kind, workdir, port, "w1", "pw")
 
@@ -126,7 +130,7 @@ def everything_the_master_logs() -> Iterator[io.StringIO]:
             structlog.reset_defaults()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, STOCK_PB])
 async def test_message_bodies_never_reach_the_masters_log(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,7 +210,7 @@ async def test_message_bodies_never_reach_the_masters_log(
 # -- 2. a silent worker is dropped within the keepalive window -----------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, STOCK_PB])
 async def test_a_silent_worker_is_dropped_within_the_keepalive_window(
     kind: str, tmp_path: Path
 ) -> None:
@@ -266,7 +270,7 @@ async def test_a_silent_worker_is_dropped_within_the_keepalive_window(
             kill_pid_in(pidfile)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, STOCK_PB])
 async def test_stopping_the_master_drops_its_workers_at_once(kind: str, tmp_path: Path) -> None:
     """A connected worker does not hold up the master's stop (aiohttp's cleanup would wait for
     its handler, 60 s and then 60 s more), and its disconnection is still recorded."""

@@ -642,7 +642,7 @@ class _Control:
             log.info("worker_kill", worker=worker.name)
             try:
                 async with asyncio.timeout(KILL_ANSWER_TIMEOUT):
-                    await conn.peer.request("shutdown")
+                    await conn.shutdown()
             except Exception as exc:  # no answer: drop it (it then reconnects, or not)
                 log.info("worker_shutdown_unanswered", worker=worker.name, why=repr(exc))
                 await conn.abort()

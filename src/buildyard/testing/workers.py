@@ -4,31 +4,44 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from buildyard.testing.stock import buildbot_venv
 
 KINDS = ("stock", "buildyard")
+# the stock worker created with its defaults, so speaking PB (to the master's 'pb' port)
+STOCK_PB = "stock-pb"
 
 
 def _commands(kind: str) -> tuple[list[str], list[str]]:
     if kind == "stock":
         exe = str(buildbot_venv() / "bin" / "buildbot-worker")
         return [exe, "create-worker", "--protocol=msgpack_experimental_v7"], [exe, "start"]
+    if kind == STOCK_PB:
+        exe = str(buildbot_venv() / "bin" / "buildbot-worker")
+        return [exe, "create-worker"], [exe, "start"]
     if kind == "buildyard":
         module = [sys.executable, "-m", "buildyard.worker.cli"]
         return [*module, "create-worker"], [*module, "start"]
-    raise ValueError(f"no worker kind {kind!r}; one of {KINDS}")
+    raise ValueError(f"no worker kind {kind!r}; one of {(*KINDS, STOCK_PB)}")
 
 
 def start_worker(
-    kind: str, basedir: Path, port: int, name: str, password: str
+    kind: str,
+    basedir: Path,
+    port: int,
+    name: str,
+    password: str,
+    *,
+    create_options: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """Create a worker in ``basedir`` for 127.0.0.1:``port`` and start it in the foreground
-    (output in ``basedir``.log); end it with ``processes.end_popen``."""
+    """Create a worker in ``basedir`` for 127.0.0.1:``port`` (with ``create_options`` of its
+    create-worker) and start it in the foreground (output in ``basedir``.log); end it with
+    ``processes.end_popen``."""
     create, start = _commands(kind)
     subprocess.run(
-        [*create, str(basedir), f"127.0.0.1:{port}", name, password],
+        [*create, *create_options, str(basedir), f"127.0.0.1:{port}", name, password],
         check=True,
         capture_output=True,
         timeout=120,

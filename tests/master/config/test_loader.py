@@ -135,13 +135,20 @@ def test_db_url_key_when_no_db_dict(write_config: WriteConfig, basedir: Path) ->
     assert load_master_config(basedir).db_url == "sqlite:///x.db"
 
 
-def test_pb_protocol_is_a_warning_not_an_error(write_config: WriteConfig, basedir: Path) -> None:
-    path = write_config(GOOD.replace("'msgpack_experimental_v7'", "'pb'"))
+def test_pb_protocol_is_accepted_in_buildbot_spellings(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    write_config(GOOD.replace("'msgpack_experimental_v7'", "'pb'"))
     config = load_master_config(basedir)
-    assert len(config.warnings) == 1
-    line = line_of(path, "c['protocols']")
-    assert config.warnings[0].startswith(f"{path}:{line}: ")
-    assert "msgpack_experimental_v7" in config.warnings[0]
+    assert not config.warnings
+    assert "pb" in config.protocols
+    write_config(
+        GOOD.replace("'msgpack_experimental_v7'", "'pb'").replace(
+            "{'port': 9989}", "{'port': 'tcp:nine'}"
+        )
+    )
+    with pytest.raises(ConfigErrors, match="c\\['protocols'\\]\\['pb'\\]: port 'tcp:nine'"):
+        load_master_config(basedir)
 
 
 # -- every mistake, once, with its file and line --------------------------------------------------

@@ -19,7 +19,7 @@ from buildyard.common import ui_assets
 from buildyard.common.config_object import is_placeholder, report_if_placeholder
 from buildyard.common.connections import LIMIT_KEYS, read_limits
 from buildyard.common.errors import config_error, config_warning
-from buildyard.common.ports import parse_port
+from buildyard.common.ports import msgpack_listen, parse_port
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.changes.base import ChangeSourceConfig
 from buildyard.master.changes.hooks import dialects as hook_dialects
@@ -279,15 +279,6 @@ def _protocols(reader: _Reader) -> Mapping[str, Mapping[str, object]]:
                 f"unknown protocol {name!r} in c['protocols']{did_you_mean(name, _PROTOCOLS)}",
             )
             continue
-        if name == "pb":
-            config_warning(
-                "c['protocols']['pb'] is ignored: PB workers cannot connect to buildyard yet. "
-                "Listen with c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}} and "
-                "recreate each worker with 'buildbot-worker create-worker "
-                "--protocol=msgpack_experimental_v7 ...' (or set protocol = "
-                "'msgpack_experimental_v7' in its buildbot.tac)",
-                location=reader.lines.location("protocols"),
-            )
         if name == "msgpack_experimental_v7":
             for key in options:
                 if key not in listener.OPTION_KEYS:
@@ -297,6 +288,11 @@ def _protocols(reader: _Reader) -> Mapping[str, Mapping[str, object]]:
                     )
             try:
                 listener.read_options(options)
+            except ValueError as exc:
+                reader.error("protocols", f"c['protocols'][{name!r}]: {exc}")
+        if name == "pb":
+            try:
+                msgpack_listen(options)
             except ValueError as exc:
                 reader.error("protocols", f"c['protocols'][{name!r}]: {exc}")
         protocols[name] = types.MappingProxyType(dict(options))

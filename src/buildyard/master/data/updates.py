@@ -379,6 +379,19 @@ class Updates(PipelineUpdates):
         )
         await self._announce_worker(workerid, "state_updated")
 
+    async def request_graceful_shutdown(self, *, workerid: int) -> None:
+        """The worker asked to be shut down (a PB worker's ``shutdown``): marked graceful, its
+        pause state kept, as Buildbot's ``shutdownRequested`` does."""
+        worker = await self._db.workers.get_worker(workerid)
+        if worker is None or worker.graceful:
+            return
+        await self.set_worker_state(
+            workerid=workerid,
+            paused=worker.paused,
+            graceful=True,
+            pause_reason=worker.pause_reason,
+        )
+
     async def worker_missing(
         self, *, workerid: int, last_connection: str, notify: Sequence[str]
     ) -> None:

@@ -263,7 +263,7 @@ class BuildRequestDistributor(Service):
             self._shut_down.add(conn)
             log.info("worker_graceful_shutdown", worker=w.name)
             try:
-                await conn.peer.request("shutdown")
+                await conn.shutdown()
             except Exception as exc:  # it may be gone already
                 log.info("worker_shutdown_unanswered", worker=w.name, why=str(exc))
 

@@ -1,4 +1,5 @@
-"""Workers seen from the master: their configuration, and (issue 3) their live connections.
+"""Workers seen from the master: their configuration, and their live connections over
+msgpack_experimental_v7 (issue 3: listener, connection) or PB (issue 13: pb).
 
 May import buildyard.master.data, db, mq, model, buildyard.protocol and buildyard.common.
 """

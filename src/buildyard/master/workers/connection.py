@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import Awaitable, Callable
+import ntpath
+import posixpath
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,9 @@ class _Running:
 
 
 class WorkerConnection:
+    # the worker protocol, for logs
+    protocol = "msgpack_experimental_v7"
+
     def __init__(self, *, name: str, send: Send, abort: Callable[[], Awaitable[object]]) -> None:
         self.name = name
         self._abort = abort
@@ -122,6 +127,26 @@ class WorkerConnection:
 
     async def keepalive(self) -> None:
         await self.peer.request("keepalive")
+
+    async def shutdown(self) -> None:
+        """Tell the worker to shut down (it exits)."""
+        await self.peer.request("shutdown")
+
+    async def setup_builders(self, builders: Sequence[tuple[str, str]]) -> None:
+        """Make sure the worker has the directories of ``builders`` ((name, workerbuilddir)
+        pairs), relative to its basedir: a ``listdir``, then a ``mkdir`` of those it lacks
+        (Buildbot's msgpack master does the same)."""
+        basedir = self.info.get("basedir")
+        if not isinstance(basedir, str):
+            return
+        join = ntpath.join if self.windows else posixpath.join
+        listing = await self.run_command("listdir", {"path": basedir})
+        existing = set(listing.last("files") or ())
+        missing = sorted({*(d for _name, d in builders), "info"} - existing)
+        if missing:
+            made = await self.run_command("mkdir", {"paths": [join(basedir, d) for d in missing]})
+            if made.rc != 0:
+                log.warning("worker_mkdir_failed", worker=self.name, rc=made.rc)
 
     async def get_worker_info(self) -> dict[str, Any]:
         info = await self.peer.request("get_worker_info")
@@ -169,7 +194,7 @@ class WorkerConnection:
             }
             if builder_name is not None:
                 fields["builder_name"] = builder_name
-            await self.peer.request("start_command", **fields)
+            await self._start_command(fields, running)
             failure = await running.done
             return CommandResult(updates=running.updates, failure=failure)
         finally:
@@ -178,6 +203,10 @@ class WorkerConnection:
                 writer.discard()  # no-op once the upload was closed or unpacked
             if reader is not None:
                 await reader.close()
+
+    async def _start_command(self, fields: dict[str, Any], running: _Running) -> None:
+        """Send ``start_command`` with ``fields`` (another protocol sends its own form)."""
+        await self.peer.request("start_command", **fields)
 
     async def upload_file(
         self,

@@ -1,4 +1,6 @@
-"""The worker endpoint: msgpack_experimental_v7 over WebSocket, on ``c['protocols']``' port.
+"""The worker endpoints: msgpack_experimental_v7 over WebSocket, on ``c['protocols']``' port,
+and PB on ``c['protocols']['pb']`` (login and conversation in :mod:`.pb`); both may listen at
+once, and everything after the login (attach, keepalive, duplicates, disconnection) is shared.
 
 Per connection (docs/worker-protocol.md):
 
@@ -33,11 +35,9 @@ import binascii
 import contextlib
 import dataclasses
 import hmac
-import ntpath
-import posixpath
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -54,9 +54,11 @@ from buildyard.common.connections import (
 from buildyard.common.ports import Listen, bind, msgpack_listen
 from buildyard.common.service import Service
 from buildyard.master.data.updates import Updates
+from buildyard.master.workers import pb
 from buildyard.master.workers.connection import WorkerConnection
 from buildyard.protocol.codec import MAX_FRAME
 from buildyard.protocol.errors import ProtocolError
+from buildyard.protocol.pb import Broker
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +70,8 @@ DEFAULT_KEEPALIVE = 3600.0
 # Buildbot's: how long a worker may be gone before it is announced missing
 DEFAULT_MISSING_TIMEOUT = 3600.0
 DUPLICATE_PING_TIMEOUT = 10.0
+# how long closing the PB listener waits for its connections' handlers to finish
+PB_HANDLER_GRACE = 10.0
 # from authentication to attached: get_worker_info, set_worker_settings, listdir, mkdir
 DEFAULT_ATTACH_TIMEOUT = 120.0
 OPTION_KEYS = frozenset({"port", "interface", "attach_timeout", *LIMIT_KEYS})
@@ -100,8 +104,8 @@ class WorkerListener(Service):
         super().__init__("_listener")  # "_": no worker name can clash
         self._updates = updates
         self._workers: Mapping[str, Any] = {}
-        # worker name -> the builder directories it should have (workerbuilddir of each builder)
-        self._dirs: dict[str, list[str]] = {}
+        # worker name -> its builders: (name, workerbuilddir) pairs
+        self._dirs: dict[str, list[tuple[str, str]]] = {}
         self.connections: dict[str, WorkerConnection] = {}
         # worker name -> the timer that announces it missing
         self._missing: dict[str, asyncio.Task[None]] = {}
@@ -113,6 +117,13 @@ class WorkerListener(Service):
         self._guard: ConnectionGuard | None = None
         self.masterid: int | None = None
         self.port: int | None = None
+        self._pb_server: asyncio.Server | None = None
+        self._pb_listen: Listen | None = None
+        self._pb_writers: set[asyncio.StreamWriter] = set()
+        # the handler task of every PB connection (asyncio's server starts them), awaited when
+        # the listener closes so that each disconnection is recorded before the master stops
+        self._pb_handlers: set[asyncio.Task[Any]] = set()
+        self.pb_port: int | None = None
 
     async def reconfigure(
         self,
@@ -140,20 +151,44 @@ class WorkerListener(Service):
         given = protocols.get(PROTOCOL)
         options = read_options(given) if given is not None else None
         listen = options.listen if options is not None else None
-        if listen == self._listen or not self.running:
-            return ListenerChange(self, options=options, sock=None, moves=False)
-        sock = bind(listen) if listen is not None else None
-        return ListenerChange(self, options=options, sock=sock, moves=True)
+        pb_options = protocols.get(pb.PROTOCOL)
+        pb_listen = msgpack_listen(pb_options) if pb_options is not None else None
+        change = ListenerChange(self, options=options, pb_listen=pb_listen)
+        try:
+            if listen != self._listen and self.running:
+                change.sock = bind(listen) if listen is not None else None
+                change.moves = True
+            if pb_listen != self._pb_listen and self.running:
+                change.pb_sock = bind(pb_listen) if pb_listen is not None else None
+                change.pb_moves = True
+        except BaseException:
+            await change.revert()
+            raise
+        return change
 
     def configure(self, *, masterid: int, workers: Sequence[Any], builders: Sequence[Any]) -> None:
         """Which workers may connect, and the builder directories each should have."""
         self.masterid = masterid
         self._workers = {w.name: w for w in workers}
-        dirs: dict[str, list[str]] = {}
+        dirs: dict[str, list[tuple[str, str]]] = {}
         for b in builders:
             for name in b.workernames:
-                dirs.setdefault(name, []).append(b.workerbuilddir)
+                dirs.setdefault(name, []).append((b.name, str(b.workerbuilddir)))
+        changed = {name for name in self.connections if dirs.get(name) != self._dirs.get(name)}
         self._dirs = dirs
+        # connected workers learn of builders added or changed (a PB worker runs a builder's
+        # commands only once it has that builder)
+        if self.running:
+            for name in sorted(changed):
+                if name in self._workers:
+                    conn = self.connections[name]
+                    _ = self.spawn(self._update_builders(conn), name=f"builders:{name}")
+
+    async def _update_builders(self, conn: WorkerConnection) -> None:
+        try:
+            await conn.setup_builders(self._dirs.get(conn.name, ()))
+        except (ProtocolError, ConnectionError) as exc:
+            log.warning("worker_builders_not_updated", worker=conn.name, reason=str(exc))
 
     async def drop_unconfigured(self) -> None:
         """Drop the connected workers that are no longer configured."""
@@ -192,6 +227,71 @@ class WorkerListener(Service):
 
     async def stop_service(self) -> None:
         await self._close()
+        await self._close_pb()
+
+    # -- PB ----------------------------------------------------------------------------------
+
+    async def _close_pb(self) -> None:
+        server, self._pb_server = self._pb_server, None
+        self._pb_listen = None
+        self.pb_port = None
+        if server is not None:
+            server.close()
+        for writer in list(self._pb_writers):
+            writer.transport.abort()
+        if self._pb_handlers:
+            # each ends once its reader saw the abort; bounded in case one is stuck in the DB
+            await asyncio.wait(set(self._pb_handlers), timeout=PB_HANDLER_GRACE)
+        if server is not None:
+            await server.wait_closed()
+
+    async def _pb_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One PB connection, from its first byte to its end (asyncio's server task)."""
+        address = writer.get_extra_info("peername")
+        peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+        self._pb_writers.add(writer)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._pb_handlers.add(handler)
+        login = pb.Login()
+        root = pb.LoginRoot(
+            peer=peer,
+            workers=lambda: self._workers,
+            may_connect=self.replace_duplicate,
+            login=login,
+        )
+        broker = Broker(write=writer.transport.write, root=root, name=f"pb peer {peer}")
+        read_task = asyncio.get_running_loop().create_task(pb.read_into(reader, broker, peer))
+        try:
+            broker.start()
+            waits: set[asyncio.Future[Any]] = {read_task, login.done}
+            await asyncio.wait(waits, timeout=pb.LOGIN_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            if not login.done.done():
+                if not read_task.done():
+                    log.warning("worker_refused", peer=peer, reason="no login in time")
+                return
+            name, worker, mind, perspective = login.done.result()
+            conn = pb.PbWorkerConnection(
+                name=name, broker=broker, mind=mind, abort=lambda: pb.close_writer(writer)
+            )
+            perspective.conn = conn
+            conn.shutdown_requested = lambda: self._shutdown_requested(conn)
+            log.info("worker_logged_in", worker=name, peer=peer, protocol=pb.PROTOCOL)
+            await self.run_connection(conn, worker, read_task, abort=writer.transport.abort)
+        finally:
+            login.done.cancel()
+            read_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await read_task
+            broker.close("connection closed")
+            writer.transport.abort()
+            self._pb_writers.discard(writer)
+            if handler is not None:
+                self._pb_handlers.discard(handler)
+
+    async def _shutdown_requested(self, conn: WorkerConnection) -> None:
+        if conn.workerid is not None:
+            await self._updates.request_graceful_shutdown(workerid=conn.workerid)
 
     async def _drop_all(self, app: web.Application) -> None:
         for transport, its_app in list(self._transports.items()):
@@ -243,19 +343,50 @@ class WorkerListener(Service):
     async def _serve_worker(
         self, request: web.Request, ws: web.WebSocketResponse, name: str, worker: Any
     ) -> web.WebSocketResponse:
+        if not await self.replace_duplicate(name):
+            await ws.close()
+            return ws
+        conn = WorkerConnection(name=name, send=ws.send_bytes, abort=ws.close)
+        # the reader belongs to this handler: it is cancelled and awaited before we return
+        reader = asyncio.get_running_loop().create_task(self._read(ws, conn))
+
+        def abort() -> None:
+            if request.transport is not None:  # it may not answer a closing handshake either
+                request.transport.abort()
+
+        try:
+            await self.run_connection(conn, worker, reader, abort=abort)
+        finally:
+            await ws.close()
+        return ws
+
+    async def replace_duplicate(self, name: str) -> bool:
+        """Whether a new connection for ``name`` may proceed: a connection already there that
+        still answers a ``print`` keeps its place (False); a silent one is dropped (True)."""
         old = self.connections.get(name)
         if old is not None and await old.answers(DUPLICATE_PING_TIMEOUT):
             log.warning(
                 "worker_duplicate_refused", worker=name, reason="already connected and answering"
             )
-            await ws.close()
-            return ws
+            return False
         if old is not None:
             log.warning("worker_duplicate_replaces", worker=name, reason="old connection silent")
             await old.abort()
-        conn = WorkerConnection(name=name, send=ws.send_bytes, abort=ws.close)
-        # the reader belongs to this handler: it is cancelled and awaited before we return
-        reader = asyncio.get_running_loop().create_task(self._read(ws, conn))
+        return True
+
+    async def run_connection(
+        self,
+        conn: WorkerConnection,
+        worker: Any,
+        reader: asyncio.Task[None],
+        *,
+        abort: Callable[[], None],
+    ) -> None:
+        """Attach ``conn`` (within ``attach_timeout``) and keep it alive until its ``reader``
+        (the task reading its socket) ends; then record the disconnection. ``reader`` is
+        cancelled and awaited before this returns; ``abort`` drops the socket at once (after a
+        fault)."""
+        name = conn.name
         attach_timeout = (
             self._options.attach_timeout if self._options is not None else DEFAULT_ATTACH_TIMEOUT
         )
@@ -268,14 +399,12 @@ class WorkerListener(Service):
             await self._keepalive(conn, worker, reader)
         except (ProtocolError, ConnectionError, TimeoutError) as exc:
             log.warning("worker_connection_ended", worker=name, reason=str(exc))
-            if request.transport is not None:  # it may not answer a closing handshake either
-                request.transport.abort()
+            abort()
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             conn.lost("connection closed")
-            await ws.close()
             # The database first: once a worker is gone from .connections, it is gone everywhere.
             # A connection replaced by a newer one for the same name records nothing: the
             # connected row is the newer one's.
@@ -289,11 +418,10 @@ class WorkerListener(Service):
                     await self._updates.worker_disconnected(
                         workerid=conn.workerid, masterid=self.masterid
                     )
-                log.info("worker_disconnected", worker=name)
+                log.info("worker_disconnected", worker=name, protocol=conn.protocol)
                 self._start_missing_timer(name, conn.workerid, worker)
             if self.connections.get(name) is conn:
                 del self.connections[name]
-        return ws
 
     async def _read(self, ws: web.WebSocketResponse, conn: WorkerConnection) -> None:
         async for msg in ws:
@@ -324,19 +452,7 @@ class WorkerListener(Service):
         self.connections[conn.name] = conn
         self._cancel_missing_timer(conn.name)
         await conn.set_worker_settings()
-        basedir = info.get("basedir")
-        if isinstance(basedir, str):
-            join = ntpath.join if info.get("system") == "nt" else posixpath.join
-            listing = await conn.run_command("listdir", {"path": basedir})
-            existing = set(listing.last("files") or ())
-            wanted = {*self._dirs.get(conn.name, ()), "info"}
-            missing = sorted(wanted - existing)
-            if missing:
-                made = await conn.run_command(
-                    "mkdir", {"paths": [join(basedir, d) for d in missing]}
-                )
-                if made.rc != 0:
-                    log.warning("worker_mkdir_failed", worker=conn.name, rc=made.rc)
+        await conn.setup_builders(self._dirs.get(conn.name, ()))
         # only now may builds use it (their commands would race the settings and the builder
         # directories otherwise); the "connected" event wakes the distributor
         conn.ready = True
@@ -344,7 +460,13 @@ class WorkerListener(Service):
         await self._updates.worker_connected(
             workerid=conn.workerid, masterid=self.masterid, workerinfo=workerinfo
         )
-        log.info("worker_attached", worker=conn.name, version=info.get("version"), basedir=basedir)
+        log.info(
+            "worker_attached",
+            worker=conn.name,
+            protocol=conn.protocol,
+            version=info.get("version"),
+            basedir=info.get("basedir"),
+        )
 
     async def record_connections(self) -> None:
         """Record every attached worker as connected to this master again: another master that
@@ -408,11 +530,13 @@ class WorkerListener(Service):
             **super().statistics(),
             **{f"tcp_{key}": value for key, value in guard.items()},
             "connections": len(self.connections),
+            "pb_sockets": len(self._pb_writers),
         }
 
 
 class ListenerChange:
-    """A prepared change of the listener's options (:meth:`WorkerListener.prepare`).
+    """A prepared change of the listeners' options (:meth:`WorkerListener.prepare`): the
+    msgpack listener's, and PB's.
 
     ``apply()`` serves a new address next to the old one; ``finish()`` closes the old one
     (dropping the workers connected there, and those no longer configured) and puts the new
@@ -425,23 +549,31 @@ class ListenerChange:
         listener: WorkerListener,
         *,
         options: ListenerOptions | None,
-        sock: socket.socket | None,
-        moves: bool,
+        pb_listen: Listen | None,
     ) -> None:
         self._listener = listener
-        self._options, self._sock, self._moves = options, sock, moves
+        self._options, self._pb_listen = options, pb_listen
+        # new addresses, bound by prepare()
+        self.sock: socket.socket | None = None
+        self.moves = False
+        self.pb_sock: socket.socket | None = None
+        self.pb_moves = False
         self._runner: web.AppRunner | None = None
         self._guard: ConnectionGuard | None = None
+        self._pb_server: asyncio.Server | None = None
 
     async def apply(self) -> None:
-        if self._sock is not None and self._options is not None:
-            sock, self._sock = self._sock, None  # the site owns it from here
+        if self.sock is not None and self._options is not None:
+            sock, self.sock = self.sock, None  # the site owns it from here
             self._runner, self._guard = await self._listener._runner_on(sock, self._options.limits)
+        if self.pb_sock is not None:
+            sock, self.pb_sock = self.pb_sock, None  # the server owns it from here
+            self._pb_server = await asyncio.start_server(self._listener._pb_client, sock=sock)
 
     async def finish(self) -> None:
         listener, options = self._listener, self._options
         listener._options = options
-        if self._moves:
+        if self.moves:
             await listener._close()
             listener._runner, listener._guard = self._runner, self._guard
             listener._listen = options.listen if options is not None else None
@@ -455,10 +587,25 @@ class ListenerChange:
                 )
         elif listener._guard is not None and options is not None:
             listener._guard.configure(options.limits)
+        if self.pb_moves:
+            await listener._close_pb()
+            listener._pb_server, listener._pb_listen = self._pb_server, self._pb_listen
+            if self._pb_server is not None and self._pb_listen is not None:
+                listener.pb_port = int(self._pb_server.sockets[0].getsockname()[1])
+                log.info(
+                    "worker_listener_listening",
+                    protocol=pb.PROTOCOL,
+                    host=self._pb_listen.host or "*",
+                    port=listener.pb_port,
+                )
         await listener.drop_unconfigured()
 
     async def revert(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._sock is not None:
-            self._sock.close()
+        if self._pb_server is not None:
+            self._pb_server.close()
+            await self._pb_server.wait_closed()
+        for sock in (self.sock, self.pb_sock):
+            if sock is not None:
+                sock.close()

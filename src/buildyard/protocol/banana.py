@@ -1,0 +1,280 @@
+"""Banana, the byte format under Twisted's Perspective Broker, without Twisted.
+
+An element is a header (a number in base-128 digits, least significant first, each byte below
+0x80) followed by one type byte (0x80 or above):
+
+=====  ==========  ======================================================================
+0x80   list        the header counts the elements that follow
+0x81   int         0 <= n < 2**31
+0x82   string      the header counts the bytes that follow
+0x83   neg         -2**31 <= n < 0; the header holds -n
+0x84   float       no header; 8 bytes of IEEE double, big-endian
+0x85   longint     n >= 2**31
+0x86   longneg     n < -2**31; the header holds -n
+0x87   vocab       the header numbers a word of the ``pb`` dialect's vocabulary
+=====  ==========  ======================================================================
+
+A connection starts in the ``none`` dialect (no vocab elements); once both ends agreed on
+``pb``, strings in :data:`VOCABULARY` travel as vocab numbers.
+
+:class:`Decoder` takes bytes as they arrive and yields every complete top-level element.
+Declared lengths above :data:`SIZE_LIMIT`, headers longer than :data:`PREFIX_LIMIT` bytes and
+lists nested deeper than ``max_depth`` are :class:`BananaError` before any of their data is
+buffered, and one top-level element may take at most ``max_message`` bytes on the wire, so a
+peer cannot make us hold more than that.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from buildyard.protocol.errors import ProtocolError
+
+LIST, INT, STRING, NEG, FLOAT, LONGINT, LONGNEG, VOCAB = range(0x80, 0x88)
+
+# Twisted's limits: a string or list may declare at most this many bytes/elements ...
+SIZE_LIMIT = 640 * 1024
+# ... and a header may be at most this many base-128 digits
+PREFIX_LIMIT = 64
+# Our own: Buildbot's messages nest a dozen levels at most, and one message (a file chunk
+# and its envelope) is well under a megabyte: a list that never closes cannot grow past this
+MAX_DEPTH = 64
+MAX_MESSAGE = 16 * 1024 * 1024
+
+_SMALLEST_INT = -(2**31)
+_LARGEST_INT = 2**31 - 1
+_LARGEST_LONG = 2 ** (PREFIX_LIMIT * 7) - 1
+
+# The ``pb`` dialect's words and their numbers, as Twisted defines them.
+VOCABULARY: dict[bytes, int] = {
+    word: number
+    for number, word in enumerate(
+        (
+            b"None",
+            b"class",
+            b"dereference",
+            b"reference",
+            b"dictionary",
+            b"function",
+            b"instance",
+            b"list",
+            b"module",
+            b"persistent",
+            b"tuple",
+            b"unpersistable",
+            b"copy",
+            b"cache",
+            b"cached",
+            b"remote",
+            b"local",
+            b"lcache",
+            b"version",
+            b"login",
+            b"password",
+            b"challenge",
+            b"logged_in",
+            b"not_logged_in",
+            b"cachemessage",
+            b"message",
+            b"answer",
+            b"error",
+            b"decref",
+            b"decache",
+            b"uncache",
+        ),
+        start=1,
+    )
+}
+_WORDS = {number: word for word, number in VOCABULARY.items()}
+
+_DOUBLE = struct.Struct("!d")
+
+
+class BananaError(ProtocolError):
+    """The peer sent bytes that are not banana, or over one of the limits."""
+
+
+def _header(n: int, out: bytearray) -> None:
+    while True:
+        out.append(n & 0x7F)
+        n >>= 7
+        if not n:
+            return
+
+
+def encode(obj: Any, *, pb: bool = True) -> bytes:
+    """One element as bytes; ``pb``: the dialect's words go as vocab numbers.
+
+    Only lists/tuples, ints, floats and bytes are banana; anything else is a TypeError
+    (jelly turns richer values into these first)."""
+    out = bytearray()
+    # an explicit stack: nesting is bounded by the caller's data, not by recursion
+    stack: list[Iterator[Any]] = [iter((obj,))]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+            continue
+        if isinstance(item, list | tuple):
+            if len(item) > SIZE_LIMIT:
+                raise BananaError(f"list of {len(item)} elements is over {SIZE_LIMIT}")
+            if len(stack) > MAX_DEPTH:
+                raise BananaError(f"lists nested deeper than {MAX_DEPTH}")
+            _header(len(item), out)
+            out.append(LIST)
+            stack.append(iter(item))
+        elif isinstance(item, bool):
+            raise TypeError("banana has no booleans (jelly them)")
+        elif isinstance(item, int):
+            if item > _LARGEST_LONG or -item > _LARGEST_LONG:
+                raise BananaError("int is too large for banana")
+            if item < _SMALLEST_INT:
+                _header(-item, out)
+                out.append(LONGNEG)
+            elif item < 0:
+                _header(-item, out)
+                out.append(NEG)
+            elif item <= _LARGEST_INT:
+                _header(item, out)
+                out.append(INT)
+            else:
+                _header(item, out)
+                out.append(LONGINT)
+        elif isinstance(item, float):
+            out.append(FLOAT)
+            out += _DOUBLE.pack(item)
+        elif isinstance(item, bytes):
+            number = VOCABULARY.get(item) if pb else None
+            if number is not None:
+                _header(number, out)
+                out.append(VOCAB)
+            else:
+                if len(item) > SIZE_LIMIT:
+                    raise BananaError(f"string of {len(item)} bytes is over {SIZE_LIMIT}")
+                _header(len(item), out)
+                out.append(STRING)
+                out += item
+        else:
+            raise TypeError(f"banana cannot carry {type(item).__name__}")
+    return bytes(out)
+
+
+_END = object()
+
+
+class Decoder:
+    """Incremental banana decoder for one connection.
+
+    :meth:`feed` takes the bytes of one read and returns the top-level elements it completed
+    (lists as Python lists, strings as bytes, numbers as int/float). ``pb`` is set once the
+    ``pb`` dialect was agreed; before that a vocab element is an error, and :meth:`feed`
+    returns after one top-level element (the caller sets ``pb`` and calls ``feed(b"")`` for
+    the rest).
+    """
+
+    def __init__(
+        self,
+        *,
+        size_limit: int = SIZE_LIMIT,
+        max_depth: int = MAX_DEPTH,
+        max_message: int = MAX_MESSAGE,
+    ) -> None:
+        self.size_limit = size_limit
+        self.max_depth = max_depth
+        self.max_message = max_message
+        # wire bytes of the top-level element being decoded, before this feed's buffer
+        self._message_bytes = 0
+        self.pb = False
+        self._buffer = bytearray()
+        # the lists being filled: [declared length, elements so far]
+        self._lists: list[tuple[int, list[Any]]] = []
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of an element."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Any]:  # noqa: PLR0915 (one loop, kept flat for speed)
+        self._buffer += data
+        buf = self._buffer
+        done: list[Any] = []
+        pos = 0
+        end = len(buf)
+        while pos < end and (self.pb or not done):
+            # before the dialect is agreed, one element at a time: the next may be vocab
+            # the header: digits below 0x80 up to the type byte
+            start = pos
+            while pos < end and buf[pos] < 0x80:
+                pos += 1
+                if pos - start > PREFIX_LIMIT:
+                    raise BananaError(f"header longer than {PREFIX_LIMIT} bytes")
+            if pos == end:
+                pos = start
+                break
+            n = 0
+            for shift, digit in enumerate(buf[start:pos]):
+                n |= digit << (7 * shift)
+            kind = buf[pos]
+            pos += 1
+            item: Any
+            if kind == LIST:
+                if n > self.size_limit:
+                    raise BananaError(
+                        f"list declares {n} elements, over the limit {self.size_limit}"
+                    )
+                if len(self._lists) >= self.max_depth:
+                    raise BananaError(f"lists nested deeper than {self.max_depth}")
+                if n:
+                    self._lists.append((n, []))
+                    continue
+                item = []
+            elif kind == STRING:
+                if n > self.size_limit:
+                    raise BananaError(
+                        f"string declares {n} bytes, over the limit {self.size_limit}"
+                    )
+                if end - pos < n:
+                    pos = start
+                    break
+                item = bytes(buf[pos : pos + n])
+                pos += n
+            elif kind in (INT, LONGINT):
+                item = n
+            elif kind in (NEG, LONGNEG):
+                item = -n
+            elif kind == FLOAT:
+                if end - pos < 8:
+                    pos = start
+                    break
+                (item,) = _DOUBLE.unpack_from(buf, pos)
+                pos += 8
+            elif kind == VOCAB:
+                if not self.pb:
+                    raise BananaError("vocab element before the pb dialect was agreed")
+                word = _WORDS.get(n)
+                if word is None:
+                    raise BananaError(f"vocab number {n} is not a word of the pb dialect")
+                item = word
+            else:
+                raise BananaError(f"unknown type byte 0x{kind:02x}")
+            # the element completes its list, which may complete the enclosing one, ...
+            while True:
+                if not self._lists:
+                    done.append(item)
+                    self._message_bytes = -pos
+                    break
+                length, items = self._lists[-1]
+                items.append(item)
+                if len(items) < length:
+                    break
+                self._lists.pop()
+                item = items
+        if self._lists and self._message_bytes + pos > self.max_message:
+            raise BananaError(f"one message is over {self.max_message} bytes")
+        self._message_bytes += pos
+        del buf[:pos]
+        if not self._lists:
+            self._message_bytes = 0
+        return done

@@ -1,0 +1,359 @@
+"""The PB listener against the stock buildbot-worker 4.3.0 created with its defaults, and
+against peers that break the protocol. (Commands and transfers over PB are covered with the
+other workers in test_worker_commands.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from buildyard.master.config.loader import load_master_config
+from buildyard.master.db import migrate
+from buildyard.master.master import BuildMaster
+from buildyard.master.model.results import Results
+from buildyard.master.workers.pb import PbWorkerConnection
+from buildyard.protocol import banana
+from buildyard.protocol.jelly import jelly
+from buildyard.testing.postgres import free_port
+from buildyard.testing.processes import end_popen, eventually
+from buildyard.testing.workers import STOCK_PB, start_worker
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """\
+from buildyard.plugins import *
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker("w1", "pw"), worker.Worker("w2", "pw2")]
+c['protocols'] = {{'pb': {{'port': 'tcp:{port}:interface=127.0.0.1'}}}}
+c['builders'] = [util.BuilderConfig(name="b", workernames=["w1", "w2"],
+                                    factory=util.BuildFactory())]
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+# what a Twisted client sends first: its choice of dialect, then the PB version
+HELLO = b"\x02\x82pb" + b"\x02\x80\x13\x87\x06\x81"
+
+
+@pytest.fixture
+async def master(tmp_path: Path) -> AsyncIterator[BuildMaster]:
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    (basedir / "master.cfg").write_text(CONFIG.format(port=free_port()))
+    m = BuildMaster(basedir, config=load_master_config(basedir))
+    await migrate.upgrade(m.db)
+    await m.start()
+    try:
+        yield m
+    finally:
+        await m.stop()
+
+
+def _launch(
+    master: BuildMaster,
+    workdir: Path,
+    name: str = "w1",
+    password: str = "pw",
+    *options: str,
+) -> subprocess.Popen[bytes]:
+    port = master.workers.listener.pb_port
+    assert port is not None
+    return start_worker(STOCK_PB, workdir, port, name, password, create_options=options)
+
+
+def _refused(workdir: Path) -> bool:
+    return "unauthorized login; check worker name and password" in _twistd_log(workdir)
+
+
+def _twistd_log(workdir: Path) -> str:
+    path = workdir / "twistd.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+async def test_a_refused_login_is_answered_as_twisted_does(
+    master: BuildMaster, tmp_path: Path
+) -> None:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with structlog.testing.capture_logs() as logs:
+            wrong = tmp_path / "wrong"
+            procs.append(await asyncio.to_thread(_launch, master, wrong, "w1", "nope"))
+            unknown = tmp_path / "unknown"
+            procs.append(await asyncio.to_thread(_launch, master, unknown, "w9", "pw"))
+            # the stock worker recognises Twisted's UnauthorizedLogin by its class name
+            for workdir in (wrong, unknown):
+                await eventually(lambda w=workdir: _refused(w), within=60)  # type: ignore[misc]
+        refusals = {
+            (e.get("worker"), e.get("reason")) for e in logs if e["event"] == "worker_refused"
+        }
+        assert ("w1", "wrong password") in refusals
+        assert ("w9", "unknown worker name") in refusals
+        assert master.workers.listener.connections == {}
+    finally:
+        for proc in procs:
+            end_popen(proc)
+
+
+async def test_a_duplicate_is_refused_while_the_first_answers(
+    master: BuildMaster, tmp_path: Path
+) -> None:
+    listener = master.workers.listener
+    first = await asyncio.to_thread(_launch, master, tmp_path / "first")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        await eventually(lambda: "w1" in listener.connections, within=60)
+        conn = listener.connections["w1"]
+        with structlog.testing.capture_logs() as logs:
+            second = await asyncio.to_thread(_launch, master, tmp_path / "second")
+            # as against Buildbot, the refused worker logs the failure and exits
+            assert await asyncio.to_thread(second.wait, 60) is not None
+        assert "rejecting duplicate worker" in _twistd_log(tmp_path / "second")
+        assert any(e["event"] == "worker_duplicate_refused" for e in logs)
+        assert listener.connections["w1"] is conn
+        result = await conn.run_command(
+            "shell", {"workdir": str(tmp_path), "command": "echo still here", "logEnviron": False}
+        )
+        assert result.text("stdout") == "still here\n"
+    finally:
+        if second is not None:
+            end_popen(second)
+        end_popen(first)
+
+
+async def test_builders_added_by_reconfig_reach_the_worker(
+    master: BuildMaster, tmp_path: Path
+) -> None:
+    listener = master.workers.listener
+    proc = await asyncio.to_thread(_launch, master, tmp_path / "w1")
+    try:
+        await eventually(lambda: "w1" in listener.connections, within=60)
+        conn = listener.connections["w1"]
+        cfg = master.basedir / "master.cfg"
+        cfg.write_text(
+            cfg.read_text()
+            + "c['builders'].append(util.BuilderConfig(name='c', workernames=['w1'],"
+            + " factory=util.BuildFactory()))\n"
+        )
+        assert await master.reconfig() is True
+        assert isinstance(conn, PbWorkerConnection)
+        await eventually(lambda: "c" in conn.builders, within=60)
+        assert (tmp_path / "w1" / "c").is_dir()
+        result = await conn.run_command(
+            "shell",
+            {"workdir": str(tmp_path / "w1" / "c"), "command": "pwd", "logEnviron": False},
+            builder_name="c",
+        )
+        assert result.text("stdout") == f"{tmp_path / 'w1' / 'c'}\n"
+    finally:
+        end_popen(proc)
+
+
+async def test_the_worker_asks_to_shut_down(master: BuildMaster, tmp_path: Path) -> None:
+    """``buildbot-worker create-worker --allow-shutdown=file``, then touching its
+    ``shutdown.stamp``: the worker calls ``shutdown`` on the master, which marks it graceful
+    and, as it runs no build, tells it to shut down; it exits."""
+    listener = master.workers.listener
+    workdir = tmp_path / "w1"
+    proc = await asyncio.to_thread(_launch, master, workdir, "w1", "pw", "--allow-shutdown=file")
+    try:
+        await eventually(lambda: "w1" in listener.connections, within=60)
+        (workdir / "shutdown.stamp").touch()
+        # the worker polls for its stamp file every 10 s
+        assert await asyncio.to_thread(proc.wait, 90) is not None
+        worker = await master.db.workers.get_worker(name="w1")
+        assert worker is not None and worker.graceful
+    finally:
+        end_popen(proc)
+
+
+ONE_AT_A_TIME = """\
+from buildyard.plugins import *
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker("w1", "pw")]
+c['protocols'] = {{'pb': {{'port': {port}, 'interface': '127.0.0.1'}}}}
+c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=util.BuildFactory([
+    steps.ShellCommand(command="sleep 1"),
+]))]
+c['collapseRequests'] = False
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+async def test_a_worker_runs_one_build_of_a_builder_at_a_time(tmp_path: Path) -> None:
+    """Two requests waiting when the worker connects: as in Buildbot, they run one after the
+    other (a PB worker runs one command per builder: a second would interrupt the first)."""
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    (basedir / "master.cfg").write_text(ONE_AT_A_TIME.format(port=free_port()))
+    m = BuildMaster(basedir, config=load_master_config(basedir))
+    await migrate.upgrade(m.db)
+    await m.start()
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        updates = m.data.updates
+        builderid = await updates.find_builder_id("b")
+        brids = []
+        for _ in range(2):
+            _bsid, ids = await updates.add_buildset(
+                scheduler="test",
+                sourcestamps=[
+                    {
+                        "branch": None,
+                        "revision": None,
+                        "repository": "",
+                        "project": "",
+                        "codebase": "",
+                    }
+                ],
+                reason="test",
+                properties={},
+                builderids=[builderid],
+            )
+            brids.append(ids[builderid])
+        proc = await asyncio.to_thread(_launch, m, tmp_path / "w1")
+
+        async def finished() -> bool:
+            requests = [await m.db.buildrequests.get_buildrequest(b) for b in brids]
+            return all(r is not None and r.complete for r in requests)
+
+        await eventually(finished, within=120)
+        builds = [b for brid in brids for b in await m.db.builds.get_builds(buildrequestid=brid)]
+        assert [b.results for b in builds] == [Results.SUCCESS, Results.SUCCESS]
+        first, second = sorted(builds, key=lambda b: b.id)
+        assert first.complete_at is not None and second.started_at >= first.complete_at
+    finally:
+        if proc is not None:
+            end_popen(proc)
+        await m.stop()
+
+
+def _message(request_id: Any, object_id: Any, name: Any, args: Any, kwargs: Any) -> bytes:
+    return banana.encode([b"message", request_id, object_id, name, 1, args, kwargs])
+
+
+BAD_SESSIONS: list[tuple[str, bytes]] = [
+    ("unknown type byte", b"\x01\x99"),
+    ("truncated string", b"\x10\x82abc"),
+    ("huge string", b"\x7f\x7f\x7f\x7f\x82"),
+    ("huge list", b"\x7f\x7f\x7f\x7f\x80"),
+    ("long header", b"\x01" * 100),
+    ("deep nesting", b"\x01\x80" * 100),
+    ("vocab before dialect", b"\x1b\x87"),
+    ("other dialect", b"\x04\x82none"),
+    ("wrong version", b"\x02\x82pb" + banana.encode([b"version", 5])),
+    ("not a list", HELLO + banana.encode(7)),
+    ("unknown message", HELLO + banana.encode([b"frobnicate", 1])),
+    ("answer to nothing", HELLO + banana.encode([b"answer", 99, 1])),
+    ("message of 3 fields", HELLO + banana.encode([b"message", 1, b"root"])),
+    (
+        "message id not an int",
+        HELLO + _message(b"x", b"root", b"login", [b"tuple"], [b"dictionary"]),
+    ),
+    ("login with an int", HELLO + _message(1, b"root", b"login", [b"tuple", 5], [b"dictionary"])),
+    ("login, no args", HELLO + _message(1, b"root", b"login", [b"tuple"], [b"dictionary"])),
+    ("unknown object", HELLO + _message(1, 999, b"login", [b"tuple"], [b"dictionary"])),
+    ("object id a list", HELLO + _message(1, [b"list"], b"x", [b"tuple"], [b"dictionary"])),
+    ("no such method", HELLO + _message(1, b"root", b"__init__", [b"tuple"], [b"dictionary"])),
+    ("args not jelly", HELLO + _message(1, b"root", b"login", [b"instance", b"os.system"], [])),
+    ("kwargs a list", HELLO + _message(1, b"root", b"login", [b"tuple"], [b"list"])),
+    ("decref of a list", HELLO + banana.encode([b"decref", [1]])),
+    ("decref of root", HELLO + banana.encode([b"decref", b"root"])),
+    (
+        "respond with garbage",
+        HELLO
+        + _message(1, b"root", b"login", jelly(("w1",)), jelly({}))
+        + _message(2, 1, b"respond", jelly((5, None)), jelly({})),
+    ),
+    (
+        "respond without a mind",
+        HELLO
+        + _message(1, b"root", b"login", jelly(("w1",)), jelly({}))
+        + _message(2, 1, b"respond", jelly((b"x" * 16,)), jelly({})),
+    ),
+]
+
+
+async def _session(port: int, data: bytes, *, listen: float = 0.5) -> bytes:
+    """Send ``data`` on a new connection; what the master answered before closing it or
+    within ``listen`` seconds (not a timing assertion: how long we read before leaving)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    received = b""
+    try:
+        writer.write(data)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(listen):
+                while chunk := await reader.read(65536):
+                    received += chunk
+    finally:
+        writer.transport.abort()
+    return received
+
+
+async def test_malformed_pb_leaves_the_master_and_a_connected_worker_alone(
+    master: BuildMaster, tmp_path: Path
+) -> None:
+    listener = master.workers.listener
+    port = listener.pb_port
+    assert port is not None
+    proc = await asyncio.to_thread(_launch, master, tmp_path / "w1")
+    try:
+        await eventually(lambda: "w1" in listener.connections, within=60)
+        conn = listener.connections["w1"]
+        assert isinstance(conn, PbWorkerConnection)
+        with structlog.testing.capture_logs() as logs:
+            for _what, data in BAD_SESSIONS:
+                await _session(port, data)
+            # a list that never closes: the master drops it at 16 MiB instead of buffering it
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            chunk = (b"\x00\x00\x01\x82" + b"x" * 2**14) * 64  # strings of 16 KiB
+            sent = 0
+            with contextlib.suppress(ConnectionError):
+                writer.write(HELLO + b"\x7f\x7f\x01\x80")
+                while sent < 64 * 2**20:
+                    writer.write(chunk)
+                    await writer.drain()
+                    sent += len(chunk)
+            writer.transport.abort()
+            assert sent < 64 * 2**20
+            # random mutations of a good login
+            rng = random.Random(1234)
+            good = HELLO + _message(1, b"root", b"login", jelly(("w1",)), jelly({}))
+            for _ in range(100):
+                mutated = bytearray(good)
+                for _ in range(rng.randint(1, 4)):
+                    mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+                await _session(port, bytes(mutated[: rng.randint(1, len(mutated))]), listen=0)
+
+        faults = [e for e in logs if e["event"] == "worker_protocol_fault"]
+        assert any(
+            "string declares 268435455 bytes, over the limit 655360" in e["fault"] for e in faults
+        )
+        assert any("one message is over 16777216 bytes" in e["fault"] for e in faults)
+        # each fault names the peer that made it
+        assert all(str(e["peer"]).startswith("127.0.0.1:") for e in faults)
+        assert not [e for e in logs if e.get("log_level") == "error"]
+        # every one of those connections is gone; the worker is the same, and works
+        await eventually(lambda: len(listener._pb_writers) == 1, within=30)
+        assert listener.connections == {"w1": conn}
+        assert conn.broker.statistics()["buffered"] == 0
+        result = await conn.run_command(
+            "shell", {"workdir": str(tmp_path), "command": "echo fine", "logEnviron": False}
+        )
+        assert (result.rc, result.text("stdout")) == (0, "fine\n")
+        # and another worker still logs in
+        other = await asyncio.to_thread(_launch, master, tmp_path / "w2", "w2", "pw2")
+        try:
+            await eventually(lambda: "w2" in listener.connections, within=60)
+        finally:
+            end_popen(other)
+    finally:
+        end_popen(proc)

@@ -1,0 +1,128 @@
+"""The PB broker, two of ours back to back (the stock worker's Twisted end is in
+tests/e2e/test_pb_worker.py and test_worker_commands.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from buildyard.protocol.errors import ConnectionLost, ProtocolError, RemoteError
+from buildyard.protocol.pb import Broker, CallFailed, Referenceable, RemoteReference
+
+
+class Counter(Referenceable):
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def remote_add(self, a: int, b: int = 0) -> int:
+        return a + b
+
+    async def remote_echo(self, value: Any) -> Any:
+        await asyncio.sleep(0)
+        return value
+
+    def remote_refuse(self) -> None:
+        raise CallFailed("no thanks", "some.Refusal")
+
+    def remote_crash(self) -> None:
+        raise KeyError("oops")
+
+    def remote_give(self) -> Referenceable:
+        return Counter()
+
+    async def remote_call_back(self, ref: RemoteReference) -> Any:
+        return await ref.call("add", 40, b=2)
+
+    def remote_keep(self, value: Any) -> None:
+        self.seen.append(value)
+
+
+async def _pair(
+    server_root: Referenceable, client_root: Referenceable | None = None
+) -> tuple[Broker, Broker]:
+    loop = asyncio.get_running_loop()
+    holder: dict[str, Broker] = {}
+
+    def to(name: str) -> Callable[[bytes], None]:
+        def write(data: bytes) -> None:
+            loop.call_soon(holder[name].feed, data)
+
+        return write
+
+    server = Broker(write=to("client"), root=server_root, name="server")
+    client = Broker(write=to("server"), root=client_root, name="client", server=False)
+    holder.update(server=server, client=client)
+    server.start()
+    async with asyncio.timeout(10):
+        await server.ready.wait()
+        await client.ready.wait()
+    return server, client
+
+
+async def test_calls_answers_errors_and_references_both_ways() -> None:
+    async with asyncio.timeout(30):
+        await _calls_answers_errors_and_references_both_ways()
+
+
+async def _calls_answers_errors_and_references_both_ways() -> None:
+    root = Counter()
+    _server, client = await _pair(root)
+    remote = client.root()
+    assert await remote.call("add", 1, b=2) == 3
+    value = {"s": "h\u00e9", "b": b"\x00", "t": (1, [2.5, None]), "flags": {True, False}}
+    assert await remote.call("echo", value) == value
+    with pytest.raises(RemoteError, match=r"some\.Refusal: no thanks"):
+        await remote.call("refuse")
+    with pytest.raises(RemoteError, match=r"builtins\.KeyError"):
+        await remote.call("crash")
+    with pytest.raises(RemoteError, match="NoSuchMethod: No such method: remote_nope"):
+        await remote.call("nope")
+    with pytest.raises(RemoteError, match="TypeError"):
+        await remote.call("add")
+    # an object of theirs, called by us; one of ours passed to them and called back
+    other = await remote.call("give")
+    assert isinstance(other, RemoteReference)
+    assert await other.call("add", 5) == 5
+    assert await remote.call("call_back", Counter()) == 42
+    # our reference handed back to its owner arrives as the object itself
+    await remote.call("keep", other)
+    assert isinstance(root.seen[0], Counter)
+
+
+async def test_decref_frees_the_object() -> None:
+    server, client = await _pair(Counter())
+    other = await client.root().call("give")
+    assert server.statistics()["local_objects"] == 2  # root and the given one
+    client._send([b"decref", other.luid])
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert server.statistics()["local_objects"] == 1
+    with pytest.raises(RemoteError, match="Invalid Object ID"):
+        await other.call("add", 1)
+
+
+async def test_close_fails_waiting_calls() -> None:
+    class Slow(Referenceable):
+        async def remote_wait(self) -> None:
+            await asyncio.Event().wait()
+
+    server, client = await _pair(Slow())
+    call = asyncio.ensure_future(client.root().call("wait"))
+    await asyncio.sleep(0.01)
+    client.close("gone")
+    with pytest.raises(ConnectionLost, match="gone"):
+        await call
+    server.close("gone")
+    with pytest.raises(ConnectionLost):
+        await client.root().call("wait")
+
+
+def test_version_and_dialect_are_checked() -> None:
+    broker = Broker(write=lambda _d: None, root=None, name="x")
+    broker.start()
+    broker.feed(b"\x02\x82pb")
+    with pytest.raises(ProtocolError, match="PB version"):
+        broker.feed(b"\x02\x80\x13\x87\x05\x81")
