@@ -70,8 +70,8 @@ def test_worst_status_follows_buildbot() -> None:
         (worker, "LocalWorker", 3),
         (util, "GitHubAuth", 5),
         (util, "AvatarGravatar", 5),
-        (reporters, "MailNotifier", 6),
-        (reporters, "BuildStatusGenerator", 6),
+        (reporters, "IRC", 14),
+        (reporters, "ZulipStatusPush", 14),
         (secrets, "SecretInPass", 4),
     ],
 )

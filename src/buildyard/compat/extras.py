@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from buildyard.common.config_object import not_implemented
 from buildyard.common.errors import ConfigError, ConfigErrors, caller_location, config_error
 from buildyard.master.logs.observer import BufferLogObserver, LineConsumerLogObserver, LogObserver
+from buildyard.master.reporters.base import ReporterBase
+from buildyard.master.reporters.service import BuildbotService
 from buildyard.master.schedulers.forceparams import ValidationError
 from buildyard.master.steps.base import BuildStepFailed, CommandMixin, ShellMixin
 from buildyard.master.steps.remotecommand import RemoteCommand, RemoteShellCommand
@@ -53,7 +55,7 @@ __all__ = [
     "unicode2bytes",
 ]
 
-_WORKERS, _PIPELINE, _WWW, _REPORTING = 3, 4, 5, 6
+_WORKERS, _PIPELINE, _WWW, _REPORTING = 3, 4, 5, 14
 
 AbstractWorker = not_implemented("buildbot.worker.AbstractWorker", _WORKERS)
 AbstractLatentWorker = not_implemented("buildbot.worker.AbstractLatentWorker", _WORKERS)
@@ -72,9 +74,7 @@ BaseHookHandler = not_implemented("buildbot.www.hooks.base.BaseHookHandler", _WW
 GitHubEventHandler = not_implemented("buildbot.www.hooks.github.GitHubEventHandler", _WWW)
 GitLabHandler = not_implemented("buildbot.www.hooks.gitlab.GitLabHandler", _WWW)
 
-BuildbotService = not_implemented("buildbot.util.service.BuildbotService", _REPORTING)
 HTTPClientService = not_implemented("buildbot.util.httpclientservice.HTTPClientService", _REPORTING)
-ReporterBase = not_implemented("buildbot.reporters.base.ReporterBase", _REPORTING)
 
 
 def error(error: str, always_raise: bool = False) -> None:

@@ -13,6 +13,7 @@ The tree (reachable as attributes, as in Buildbot)::
     ├── change_svc         ChangeManager: a child per change source
     ├── botmaster          BotMaster: a child per builder, and .brd, the distributor
     ├── scheduler_manager  SchedulerManager: a child per scheduler
+    ├── service_manager    ServicesManager: a child per c['services'] entry (reporters, ...)
     └── www                the web server
 
 Start-up follows Buildbot's order (spec/database.md section 6): find this master's id, clean up
@@ -50,6 +51,12 @@ from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import DbError
 from buildyard.master.distributor.botmaster import BotMaster
 from buildyard.master.mq.local import LocalMQ
+from buildyard.master.reporters.service import (
+    BuildbotService,
+    DataReader,
+    ReporterEnvironment,
+    ServicesManager,
+)
 from buildyard.master.schedulers.base import SchedulerContext
 from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.workers.manager import WorkerManager
@@ -179,6 +186,9 @@ class BuildMaster(Service):
             clock=self.clock,
         )
         data.api.register(*forceschedulers.endpoints(self._force_scheduler_data))
+        self.service_manager = ServicesManager(
+            ReporterEnvironment(data=DataReader(self._read), mq=self.mq, master=self)
+        )
         for svc in (
             DatabaseService(self.db),
             _MQService(self.mq),
@@ -190,6 +200,7 @@ class BuildMaster(Service):
             self.change_svc,
             self.botmaster,
             self.scheduler_manager,
+            self.service_manager,
             self.www,
         ):
             self.add_child(svc)
@@ -204,6 +215,10 @@ class BuildMaster(Service):
             objectid, "session_secret", secrets.token_hex(32)
         )
         return str(found)
+
+    async def _read(self, path: tuple[str, ...]) -> Any:
+        """A data API read for the services: an item, or a collection's items."""
+        return await self.data.api.get(path)
 
     def _scheduler(self, name: str) -> Any:
         """The running scheduler named ``name`` (what a Trigger step fires), or None."""
@@ -259,6 +274,7 @@ class BuildMaster(Service):
             self.www,
             self.scheduler_manager,
             self.botmaster,
+            self.service_manager,
             self.change_svc,
             self.workers,
         ):
@@ -319,6 +335,12 @@ class BuildMaster(Service):
                 for i, s in enumerate(config.change_sources)
             }
         )
+        env = self.service_manager.env
+        env.title, env.buildbot_url = config.title, config.buildbot_url
+        env.secrets_providers = tuple(config.secrets_providers)
+        services = await self.service_manager.apply(
+            {s.name: s for s in config.services if isinstance(s, BuildbotService) and s.name}
+        )
         await self.www.reconfigure(
             config.www,
             site=Site(
@@ -336,6 +358,7 @@ class BuildMaster(Service):
             "builders": builders,
             "schedulers": schedulers,
             "change_sources": sources,
+            "services": services,
         }
 
     async def _reregister(self) -> None:

@@ -13,7 +13,7 @@ from buildyard.common.config_object import not_implemented
 WORKERS = 3  # worker kinds other than Worker (latent, local), their protocol
 PIPELINE = 4  # changes, schedulers, build requests, steps, properties, locks, secrets
 WWW = 5  # REST, www, authentication and authorization
-REPORTING = 6  # reporters, message formatters, services
+REPORTING = 14  # reporters, message formatters, services
 
 
 def placeholders(namespace: str, issues: Mapping[str, int]) -> dict[str, type]:

@@ -1,0 +1,110 @@
+"""HttpStatusPush and GitHubStatusPush on a real master with a real worker, against a
+recording HTTP server in the test process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import structlog
+
+from buildyard.master.model.results import Results
+from buildyard.master.model.sourcestamps import SourceStampSpec
+from buildyard.master.reporters.github import GitHubStatusPush
+from buildyard.master.reporters.http import HttpStatusPush
+from buildyard.testing.masters import running_master
+from tests.master.reporters.recording import recording_server
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+STAMP: SourceStampSpec = {
+    "branch": "main",
+    "revision": SHA,
+    "repository": "https://github.com/octo/hello.git",
+    "project": "",
+    "codebase": "",
+}
+
+
+def _config(url: str, extra: str = "") -> str:
+    return f"""
+c['buildbotURL'] = 'http://ci.example/'
+c['builders'] = [
+    util.BuilderConfig(name='ok', workernames=['w1'],
+                       factory=util.BuildFactory([steps.ShellCommand(command=['true'])])),
+    util.BuilderConfig(name='bad', workernames=['w1'],
+                       factory=util.BuildFactory([steps.ShellCommand(command=['false'])])),
+]
+c['secretsProviders'] = []
+c['services'] = [
+    reporters.GitHubStatusPush(token='t0ken', baseURL={url!r}),
+    reporters.HttpStatusPush(serverUrl={url + "/hook"!r}, auth=('u', 'p')),
+{extra}]
+"""
+
+
+async def test_github_and_http_push_follow_a_build(tmp_path: Path) -> None:
+    async with recording_server() as server, running_master(tmp_path, _config(server.url)) as run:
+        result = await run.build("ok", sourcestamps=[STAMP])
+        assert result.build.results == Results.SUCCESS
+        # GitHub: pending (request), pending (started), success; http: started, finished
+        requests = await server.wait_for(5)
+    statuses = [r for r in requests if "/statuses/" in r.path]
+    hooks = [r for r in requests if r.path == "/hook"]
+    assert len(statuses) == 3 and len(hooks) == 2
+    for r in statuses:
+        assert r.method == "POST"
+        assert r.path == f"/repos/octo/hello/statuses/{SHA}"
+        assert r.headers["Authorization"] == "token t0ken"
+        assert r.headers["Content-Type"] == "application/json"
+        assert r.body["context"] == "buildbot/ok"
+    assert [(r.body["state"], r.body["description"]) for r in statuses] == [
+        ("pending", "Build pending."),
+        ("pending", "Build started."),
+        ("success", "Build done."),
+    ]
+    brid = result.build.buildrequestid
+    builderid = result.build.builderid
+    assert statuses[0].body["target_url"] == f"http://ci.example/#/buildrequests/{brid}"
+    build_url = f"http://ci.example/#/builders/{builderid}/builds/{result.build.number}"
+    assert statuses[2].body["target_url"] == build_url
+    # HttpStatusPush: the build dict, at start and at the end
+    assert [h.body["complete"] for h in hooks] == [False, True]
+    assert hooks[1].body["results"] == Results.SUCCESS
+    assert hooks[1].body["buildid"] == result.build.id
+    assert hooks[1].body["url"] == build_url
+    assert hooks[1].body["builder"]["name"] == "ok"
+    assert hooks[1].body["properties"]["buildername"] == ["ok", "Builder"]
+    assert hooks[0].headers["Authorization"] == "Basic dTpw"  # u:p
+
+
+async def test_a_failing_build_is_a_failure_status(tmp_path: Path) -> None:
+    async with recording_server() as server, running_master(tmp_path, _config(server.url)) as run:
+        result = await run.build("bad", sourcestamps=[STAMP])
+        assert result.build.results == Results.FAILURE
+        requests = await server.wait_for(5)
+    states = [r.body["state"] for r in requests if "/statuses/" in r.path]
+    assert states == ["pending", "pending", "failure"]
+
+
+async def test_a_refusing_server_is_logged_by_name_and_builds_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(GitHubStatusPush, "retry_delays", (0.01,))
+    monkeypatch.setattr(HttpStatusPush, "retry_delays", (0.01,))
+    async with recording_server() as server:
+        # the first answers: 401, then 500 twice (one retry), then garbage with a 200
+        server.answers = [(401, "bad credentials"), (500, "oops"), (500, "oops"), (200, "<html")]
+        async with running_master(tmp_path, _config(server.url)) as run:
+            with structlog.testing.capture_logs() as logs:
+                result = await run.build("ok", sourcestamps=[STAMP])
+                await server.wait_for(6)
+                second = await run.build("ok", sourcestamps=[STAMP])
+                await server.wait_for(11)
+    assert result.build.results == Results.SUCCESS
+    assert second.build.results == Results.SUCCESS
+    refused = [e for e in logs if e["event"] == "reporter_push_refused"]
+    assert refused, logs
+    assert {e["reporter"] for e in refused} <= {"GitHubStatusPush", "HttpStatusPush"}
+    assert any(e["status"] == 401 and "bad credentials" in e["answer"] for e in refused)
+    # each line names the build (or, for "pending" before it starts, the request)
+    assert all(e["buildid"] is not None or e["buildrequestid"] is not None for e in refused)
