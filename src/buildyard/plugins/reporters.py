@@ -1,7 +1,8 @@
 """``reporters``: status pushers, notifiers, report generators and message formatters.
 
-Implemented: ``HttpStatusPush``, ``GitHubStatusPush``, ``GitHubCommentPush``, the report
-generators and the message formatters. The other reporters are stand-ins that say so.
+Implemented: ``HttpStatusPush``, ``GitHubStatusPush``, ``GitHubCommentPush``,
+``MailNotifier``, the report generators and the message formatters. The other reporters are
+stand-ins that say so.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from buildyard.master.reporters.generators import (
 )
 from buildyard.master.reporters.github import GitHubCommentPush, GitHubStatusPush
 from buildyard.master.reporters.http import HttpStatusPush
+from buildyard.master.reporters.mail import MailNotifier
 from buildyard.master.reporters.message import (
     MessageFormatter,
     MessageFormatterEmpty,
@@ -37,6 +39,7 @@ __all__ = [
     "GitHubCommentPush",
     "GitHubStatusPush",
     "HttpStatusPush",
+    "MailNotifier",
     "MessageFormatter",
     "MessageFormatterEmpty",
     "MessageFormatterFunction",
