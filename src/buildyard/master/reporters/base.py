@@ -34,7 +34,7 @@ STOP_GRACE = 10.0
 
 def _event_fields(key: Key, body: Body) -> dict[str, Any]:
     """What names the event in a log line: the build, request, buildset or worker."""
-    fields: dict[str, Any] = {"event": "/".join(key)}
+    fields: dict[str, Any] = {"mq_event": "/".join(key)}
     for name in ("buildid", "number", "builderid", "buildrequestid", "bsid", "workerid", "name"):
         if name in body:
             fields["build_" + name if name == "number" else name] = body[name]
@@ -137,6 +137,18 @@ class ReporterBase(BuildbotService):
     async def _handle(self, key: Key, body: Body, before: asyncio.Task[None] | None) -> None:
         if before is not None:
             await asyncio.wait({before})  # its failure is its own, already logged
+        try:
+            await self._report(key, body)
+        except Exception as exc:  # a reporter's bug never reaches the master's failures
+            log.error(
+                "reporter_failed",
+                reporter=self.name,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=exc,
+                **_event_fields(key, body),
+            )
+
+    async def _report(self, key: Key, body: Body) -> None:
         env = self._env
         assert env is not None
         fields = _event_fields(key, body)

@@ -65,6 +65,11 @@ class ReporterEnvironment:
     secrets_providers: Sequence[Any] = field(default_factory=tuple)
 
 
+def same_class(a: object, b: object) -> bool:
+    ta, tb = type(a), type(b)
+    return ta is tb or (ta.__module__, ta.__qualname__) == (tb.__module__, tb.__qualname__)
+
+
 class BuildbotService(ConfigObject):
     """``buildbot.util.service.BuildbotService``: the base of reporters and users' services.
 
@@ -98,6 +103,16 @@ class BuildbotService(ConfigObject):
 
     def _compare_key(self) -> object:
         return (self.name, self._config_arguments)
+
+    def __eq__(self, other: object) -> bool:
+        # A class master.cfg defines is a new class object on every load: the same class is
+        # the same module and qualified name, so an unchanged service is left running.
+        if not isinstance(other, BuildbotService):
+            return NotImplemented
+        return same_class(self, other) and bool(self._compare_key() == other._compare_key())
+
+    def __hash__(self) -> int:
+        return hash((type(self).__module__, type(self).__qualname__, self.name))
 
     # -- Buildbot's hooks ----------------------------------------------------------------------
 
@@ -162,7 +177,7 @@ class HostedService(ConfiguredService[BuildbotService]):
         await maybe_await(self.instance.stopService())
 
     async def reconfigure(self, config: BuildbotService) -> None:
-        if type(config) is not type(self.instance):
+        if not same_class(config, self.instance):
             await self.stop_service()
             await self._cancel_tasks()
             self.instance = config
