@@ -1,14 +1,15 @@
 """``reporters``: status pushers, notifiers, report generators and message formatters.
 
 Implemented: ``HttpStatusPush``, ``GitHubStatusPush``, ``GitHubCommentPush``,
-``MailNotifier``, the report generators and the message formatters. The other reporters are
-stand-ins that say so.
+``GitLabStatusPush``, ``BitbucketStatusPush``, ``MailNotifier``, the report generators and
+the message formatters. The other reporters are stand-ins that say so.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from buildyard.master.reporters.bitbucket import BitbucketStatusPush
 from buildyard.master.reporters.generators import (
     BuildRequestGenerator,
     BuildSetCombinedStatusGenerator,
@@ -18,6 +19,7 @@ from buildyard.master.reporters.generators import (
     WorkerMissingGenerator,
 )
 from buildyard.master.reporters.github import GitHubCommentPush, GitHubStatusPush
+from buildyard.master.reporters.gitlab import GitLabStatusPush
 from buildyard.master.reporters.http import HttpStatusPush
 from buildyard.master.reporters.mail import MailNotifier
 from buildyard.master.reporters.message import (
@@ -31,6 +33,7 @@ from buildyard.master.reporters.message import (
 from buildyard.plugins._namespace import REPORTING, placeholders, unknown_name
 
 __all__ = [
+    "BitbucketStatusPush",
     "BuildRequestGenerator",
     "BuildSetCombinedStatusGenerator",
     "BuildSetStatusGenerator",
@@ -38,6 +41,7 @@ __all__ = [
     "BuildStatusGenerator",
     "GitHubCommentPush",
     "GitHubStatusPush",
+    "GitLabStatusPush",
     "HttpStatusPush",
     "MailNotifier",
     "MessageFormatter",

@@ -40,7 +40,7 @@ class Recorder:
     async def _record(self, request: web.Request) -> web.Response:
         raw = await request.read()
         try:
-            body = json.loads(raw)
+            body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
         async with self.arrived:
@@ -51,6 +51,16 @@ class Recorder:
             return web.Response(status=status, text=text)
         return web.json_response({}, status=201 if "/statuses/" in request.path else 200)
 
+    async def _gitlab_project(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        if request.match_info["name"] == "octo/hello":
+            return web.json_response({"id": 77})
+        return web.json_response({"message": "404 Project Not Found"}, status=404)
+
+    async def _oauth(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return web.json_response({"access_token": "bearer-tok"})
+
 
 @contextlib.asynccontextmanager
 async def recording_server() -> AsyncIterator[Recorder]:
@@ -59,6 +69,14 @@ async def recording_server() -> AsyncIterator[Recorder]:
     app.router.add_post("/repos/{owner}/{repo}/statuses/{sha}", recorder._record)
     app.router.add_post("/repos/{owner}/{repo}/issues/{n}/comments", recorder._record)
     app.router.add_post("/hook", recorder._record)
+    # GitLab: the project id lookup, then statuses
+    app.router.add_get("/api/v4/projects/{name:.+}", recorder._gitlab_project)
+    app.router.add_post("/api/v4/projects/{id}/statuses/{sha}", recorder._record)
+    # Bitbucket Cloud: the OAuth token, then statuses
+    app.router.add_post("/oauth", recorder._oauth)
+    app.router.add_post(
+        "/2.0/repositories/{owner}/{repo}/commit/{sha}/statuses/build", recorder._record
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()

@@ -108,3 +108,54 @@ async def test_a_refusing_server_is_logged_by_name_and_builds_go_on(
     assert any(e["status"] == 401 and "bad credentials" in e["answer"] for e in refused)
     # each line names the build (or, for "pending" before it starts, the request)
     assert all(e["buildid"] is not None or e["buildrequestid"] is not None for e in refused)
+
+
+async def test_gitlab_bitbucket_and_github_comments(tmp_path: Path) -> None:
+    pull: SourceStampSpec = {**STAMP, "branch": "refs/pull/5/head"}
+    async with recording_server() as server:
+        config = f"""
+c['buildbotURL'] = 'http://ci.example/'
+c['builders'] = [
+    util.BuilderConfig(name='ok', workernames=['w1'],
+                       factory=util.BuildFactory([steps.ShellCommand(command=['true'])])),
+]
+c['services'] = [
+    reporters.GitLabStatusPush(token='gl-tok', baseURL={server.url!r}),
+    reporters.BitbucketStatusPush(oauth_key='k', oauth_secret='s',
+                                  base_url={server.url + "/2.0/repositories"!r},
+                                  oauth_url={server.url + "/oauth"!r}),
+    reporters.GitHubCommentPush(token='gh-tok', baseURL={server.url!r}),
+]
+"""
+        async with running_master(tmp_path, config) as run:
+            result = await run.build("ok", sourcestamps=[pull])
+            # gitlab: project lookup + 3 statuses; bitbucket: 2 x (token + status); comment: 1
+            requests = await server.wait_for(9)
+    assert result.build.results == Results.SUCCESS
+    gitlab = [r for r in requests if r.path.startswith("/api/v4/")]
+    assert [r.method for r in gitlab] == ["GET", "POST", "POST", "POST"]
+    assert gitlab[0].path == "/api/v4/projects/octo/hello"
+    assert all(r.headers["PRIVATE-TOKEN"] == "gl-tok" for r in gitlab)
+    assert {r.path for r in gitlab[1:]} == {f"/api/v4/projects/77/statuses/{SHA}"}
+    assert [(r.body["state"], r.body["description"]) for r in gitlab[1:]] == [
+        ("pending", "Build pending."),
+        ("running", "Build started."),
+        ("success", "Build done."),
+    ]
+    assert gitlab[3].body["ref"] == "refs/pull/5/head"
+    assert gitlab[3].body["name"] == "buildbot/ok"
+    tokens = [r for r in requests if r.path == "/oauth"]
+    assert [t.body for t in tokens] == ["grant_type=client_credentials"] * 2
+    assert tokens[0].headers["Authorization"] == "Basic azpz"  # k:s
+    bitbucket = [r for r in requests if r.path.startswith("/2.0/")]
+    assert {r.path for r in bitbucket} == {
+        f"/2.0/repositories/octo/hello/commit/{SHA}/statuses/build"
+    }
+    assert [r.body["state"] for r in bitbucket] == ["INPROGRESS", "SUCCESSFUL"]
+    assert all(r.headers["Authorization"] == "Bearer bearer-tok" for r in bitbucket)
+    assert bitbucket[1].body["name"] == "ok"
+    assert len(bitbucket[1].body["key"]) == 40  # the SHA-1 of the builder name
+    [comment] = [r for r in requests if "/comments" in r.path]
+    assert comment.path == "/repos/octo/hello/issues/5/comments"
+    assert comment.body == {"body": "Build done."}
+    assert comment.headers["Authorization"] == "token gh-tok"

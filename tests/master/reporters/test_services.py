@@ -178,7 +178,7 @@ c['services'] = [
             "reporters.MessageFormatter(template='{% if %}'))])]",
             "template is not a valid Jinja2 template",
         ),
-        ("[reporters.GitLabStatusPush(token='x')]", "not implemented yet"),
+        ("[reporters.GerritStatusPush('host', 'user')]", "not implemented yet"),
         ("['not a service']", "must be a list of services"),
     ],
 )

@@ -15,6 +15,8 @@ import datetime
 import json
 import ssl
 from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import structlog
@@ -41,6 +43,13 @@ class Response:
     @property
     def code(self) -> int:  # Buildbot's name
         return self.status
+
+    def json(self) -> Any:
+        """The answer as JSON; ``HttpError`` naming what came if it is not JSON."""
+        try:
+            return json.loads(self.text)
+        except ValueError as exc:
+            raise HttpError(f"expected JSON, got {self.text[:200]!r}") from exc
 
 
 def _to_json(value: object) -> object:
@@ -101,25 +110,58 @@ class HttpClient:
             self._session = None
 
     async def post(
-        self, path: str, *, json: object, headers: Mapping[str, str] | None = None
+        self,
+        path: str,
+        *,
+        json: object = None,
+        form: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Response:
-        """POST ``json`` to ``base_url + path``, retrying as the module says."""
+        """POST ``json`` (or the ``form`` fields) to ``base_url + path``, retrying as the
+        module says."""
+        if form is not None:
+            data = urlencode(dict(form)).encode()
+            content_type = "application/x-www-form-urlencoded"
+        else:
+            data, content_type = dumps(json).encode(), "application/json"
+        return await self.request(
+            "POST", path, data=data, headers={**(headers or {}), "Content-Type": content_type}
+        )
+
+    async def get(self, path: str, *, headers: Mapping[str, str] | None = None) -> Response:
+        return await self.request("GET", path, headers=headers)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 connector=aiohttp.TCPConnector(ssl=self._ssl()),
             )
         url = self.base_url + path
-        all_headers = {**self.headers, **(headers or {}), "Content-Type": "application/json"}
-        data = dumps(json).encode()
+        all_headers = {**self.headers, **(headers or {})}
         delays: list[float | None] = [*self.retry_delays, None]
         answer: Response | None
         for attempt, delay in enumerate(delays, start=1):
             try:
-                async with self._session.post(url, data=data, headers=all_headers) as resp:
+                async with self._session.request(
+                    method, url, data=data, headers=all_headers
+                ) as resp:
                     answer = Response(resp.status, await resp.text(errors="replace"))
                 if self.debug:
-                    log.info("http_post", reporter=self.who, url=url, status=answer.status)
+                    log.info(
+                        "http_request",
+                        reporter=self.who,
+                        method=method,
+                        url=url,
+                        status=answer.status,
+                    )
                 if answer.status < 500 and answer.status != 429:
                     return answer
                 problem: str = f"http {answer.status}: {answer.text[:200]}"
@@ -129,7 +171,7 @@ class HttpClient:
             if delay is None:
                 if answer is not None:
                     return answer
-                raise HttpError(f"POST {url} failed after {attempt} tries: {problem}")
+                raise HttpError(f"{method} {url} failed after {attempt} tries: {problem}")
             log.info(
                 "reporter_http_retry", reporter=self.who, url=url, attempt=attempt, problem=problem
             )

@@ -141,6 +141,18 @@ class BuildbotService(ConfigObject):
     def running(self) -> bool:
         return self._host is not None and self._host.running
 
+    async def renderSecrets(self, *values: Any) -> Any:
+        """``values`` with their secrets and renderables rendered (one value: that value;
+        several: a tuple), as Buildbot's ``renderSecrets``."""
+        from buildyard.master.model.properties import Properties
+        from buildyard.master.reporters.details import render_context
+
+        props = Properties()
+        if self._env is not None:
+            props.build = render_context(self._env, [])
+        rendered = [await props.render(v) for v in values]
+        return rendered[0] if len(rendered) == 1 else tuple(rendered)
+
     async def _render_secrets(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         from buildyard.master.model.properties import Properties
         from buildyard.master.reporters.details import render_context
