@@ -31,6 +31,9 @@ class Recorder:
     # (status, text) answered to the next requests, then 201/200 with "{}"
     answers: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     arrived: asyncio.Condition = dataclasses.field(default_factory=asyncio.Condition)
+    # requests whose path starts with ``hold_prefix`` get no answer until ``release`` is set
+    hold_prefix: str | None = None
+    release: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     async def wait_for(self, count: int, *, within: float = 120) -> list[Request]:
         async with asyncio.timeout(within), self.arrived:
@@ -46,6 +49,8 @@ class Recorder:
         async with self.arrived:
             self.requests.append(Request(request.method, request.path, dict(request.headers), body))
             self.arrived.notify_all()
+        if self.hold_prefix is not None and request.path.startswith(self.hold_prefix):
+            await self.release.wait()
         if self.answers:
             status, text = self.answers.pop(0)
             return web.Response(status=status, text=text)

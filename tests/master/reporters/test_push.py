@@ -3,6 +3,7 @@ recording HTTP server in the test process."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from buildyard.master.model.sourcestamps import SourceStampSpec
 from buildyard.master.reporters.github import GitHubStatusPush
 from buildyard.master.reporters.http import HttpStatusPush
 from buildyard.testing.masters import running_master
+from buildyard.testing.postgres import free_port
 from tests.master.reporters.recording import recording_server
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -159,3 +161,60 @@ c['services'] = [
     assert comment.path == "/repos/octo/hello/issues/5/comments"
     assert comment.body == {"body": "Build done."}
     assert comment.headers["Authorization"] == "token gh-tok"
+
+
+async def test_a_slow_server_delays_nothing_else(tmp_path: Path) -> None:
+    async with recording_server() as server:
+        server.hold_prefix = "/repos/"  # GitHub answers nothing until released
+        secrets_dir = tmp_path / "secrets"
+        secrets_dir.mkdir(mode=0o700)
+        (secrets_dir / "gh").write_text("from-a-secret")
+        (secrets_dir / "gh").chmod(0o600)
+        config = _config(server.url).replace("token='t0ken'", "token=util.Secret('gh')")
+        config += f"c['secretsProviders'] = [secrets.SecretInAFile({str(secrets_dir)!r})]\n"
+        async with running_master(tmp_path, config) as run:
+            first = await run.build("ok", sourcestamps=[STAMP])
+            second = await run.build("bad", sourcestamps=[STAMP])
+            # both builds ended and HttpStatusPush reported all four events while GitHub hangs
+            hooks = [r for r in await server.wait_for(6) if r.path == "/hook"]
+            assert len([r for r in server.requests if r.path == "/hook"]) == 4
+            server.release.set()
+            requests = await server.wait_for(10)
+    assert (first.build.results, second.build.results) == (Results.SUCCESS, Results.FAILURE)
+    assert hooks
+    statuses = [r for r in requests if "/statuses/" in r.path]
+    # each build request's statuses arrive in order
+    by_context: dict[str, list[str]] = {}
+    for r in statuses:
+        by_context.setdefault(r.body["context"], []).append(r.body["state"])
+    assert by_context == {
+        "buildbot/ok": ["pending", "pending", "success"],
+        "buildbot/bad": ["pending", "pending", "failure"],
+    }
+    assert {r.headers["Authorization"] for r in statuses} == {"token from-a-secret"}
+
+
+async def test_a_server_that_is_down_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(HttpStatusPush, "retry_delays", (0.01, 0.01))
+    monkeypatch.setattr(GitHubStatusPush, "retry_delays", (0.01, 0.01))
+
+    config = _config(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    with structlog.testing.capture_logs() as logs:
+        async with running_master(tmp_path, config) as run:
+            result = await run.build("ok", sourcestamps=[STAMP])
+            async with asyncio.timeout(60):
+                while (  # noqa: ASYNC110  (only the log says the report was given up)
+                    len([e for e in logs if e["event"] == "reporter_send_failed"]) < 5
+                ):
+                    await asyncio.sleep(0.05)
+    assert result.build.results == Results.SUCCESS
+    failed = [e for e in logs if e["event"] == "reporter_send_failed"]
+    http = [e for e in failed if e["reporter"] == "HttpStatusPush"]
+    assert {e["mq_event"] for e in http} == {
+        f"builds/{result.build.id}/new",
+        f"builds/{result.build.id}/finished",
+    }
+    assert len([e for e in failed if e["reporter"] == "GitHubStatusPush"]) == 3
+    assert all("failed after 3 tries" in e["error"] for e in http)
