@@ -218,3 +218,27 @@ async def test_a_server_that_is_down_is_logged(
     }
     assert len([e for e in failed if e["reporter"] == "GitHubStatusPush"]) == 3
     assert all("failed after 3 tries" in e["error"] for e in http)
+
+
+async def test_reconfig_gives_a_reporter_its_new_arguments(tmp_path: Path) -> None:
+    async with recording_server() as server, running_master(tmp_path, _config(server.url)) as run:
+        master = run.master
+        before = master.service_manager.named("HttpStatusPush")
+        await run.build("ok", sourcestamps=[STAMP])
+        await server.wait_for(5)
+        cfg = run.basedir / "master.cfg"
+        # an unchanged reporter keeps running as it is
+        with structlog.testing.capture_logs() as logs:
+            assert await master.reconfig()
+        assert "service_reconfigured" not in [e["event"] for e in logs]
+        assert master.service_manager.named("HttpStatusPush") is before
+        cfg.write_text(cfg.read_text().replace("auth=('u', 'p')", "auth=('u', 'q')"))
+        with structlog.testing.capture_logs() as logs:
+            assert await master.reconfig()
+        reconfigured = [e["service"] for e in logs if e["event"] == "service_reconfigured"]
+        assert reconfigured == ["master/services/HttpStatusPush"]
+        assert master.service_manager.named("HttpStatusPush") is before
+        await run.build("ok", sourcestamps=[STAMP])
+        requests = await server.wait_for(10)
+    hooks = [r for r in requests if r.path == "/hook"]
+    assert [h.headers["Authorization"] for h in hooks] == ["Basic dTpw"] * 2 + ["Basic dTpx"] * 2
