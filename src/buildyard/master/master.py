@@ -45,6 +45,7 @@ from buildyard.master.data.api import DataAPI
 from buildyard.master.data.housekeeping import Housekeeping
 from buildyard.master.data.queries import Queries
 from buildyard.master.data.resources import forceschedulers
+from buildyard.master.data.resultspec import ResultSpec
 from buildyard.master.data.updates import Updates
 from buildyard.master.db import migrate
 from buildyard.master.db.connector import Database
@@ -216,9 +217,9 @@ class BuildMaster(Service):
         )
         return str(found)
 
-    async def _read(self, path: tuple[str, ...]) -> Any:
-        """A data API read for the services: an item, or a collection's items."""
-        return await self.data.api.get(path)
+    async def _read(self, path: tuple[str, ...], spec: ResultSpec | None) -> Any:
+        """A data API read for the services: an item, or a collection."""
+        return await self.data.api.get(path, spec)
 
     def _scheduler(self, name: str) -> Any:
         """The running scheduler named ``name`` (what a Trigger step fires), or None."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from buildyard.master.data.resultspec import FieldFilter, ResultSpec
 from buildyard.master.model.properties import Properties
 from buildyard.master.model.results import Results
 from buildyard.master.reporters.service import DataReader, ReporterEnvironment
@@ -31,11 +32,13 @@ async def get_item(data: DataReader, path: Sequence[object]) -> Item | None:
     return found if isinstance(found, dict) else None
 
 
-async def get_list(data: DataReader, path: Sequence[object]) -> list[Item]:
+async def get_list(
+    data: DataReader, path: Sequence[object], spec: ResultSpec | None = None
+) -> list[Item]:
     from buildyard.master.data.errors import NotFound
 
     try:
-        found = await data.get(path)
+        found = await data.get(path, spec)
     except NotFound:
         return []
     items = getattr(found, "items", None)
@@ -58,13 +61,18 @@ def url_for_log(env: ReporterEnvironment, build: Item, step: Item, slug: str) ->
 
 
 async def previous_build(env: ReporterEnvironment, build: Item) -> Item | None:
-    """The builder's latest build before ``build`` that did not end RETRY."""
-    builds = await get_list(env.data, ("builders", build["builderid"], "builds"))
-    earlier = sorted(
-        (b for b in builds if b["number"] < build["number"] and b["results"] != Results.RETRY),
-        key=lambda b: b["number"],
+    """The builder's latest finished build before ``build`` that did not end RETRY (Buildbot
+    also takes one still running)."""
+    spec = ResultSpec(
+        filters=(
+            FieldFilter(field="number", op="lt", values=(build["number"],)),
+            FieldFilter(field="results", op="ne", values=(int(Results.RETRY),)),
+        ),
+        order=("-number",),
+        limit=1,
     )
-    return earlier[-1] if earlier else None
+    builds = await get_list(env.data, ("builders", build["builderid"], "builds"), spec)
+    return builds[0] if builds else None
 
 
 def _attach_log(logs_config: object, lg: Item) -> bool:

@@ -26,6 +26,7 @@ import structlog
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import config_error
 from buildyard.common.service import ConfiguredService, ServiceManager
+from buildyard.master.data.resultspec import ResultSpec
 from buildyard.master.mq.base import MessageQueue
 
 log = structlog.get_logger(__name__)
@@ -41,13 +42,16 @@ async def maybe_await(value: object) -> Any:
 
 
 class DataReader:
-    """What reporters read: ``get(path)`` of the data API (an item dict, or a list of them)."""
+    """What reporters read: ``get(path, spec)`` of the data API (an item dict, or a
+    collection), with filters, order and limit as a :class:`ResultSpec`."""
 
-    def __init__(self, get: Callable[[tuple[str, ...]], Coroutine[Any, Any, Any]]) -> None:
+    def __init__(
+        self, get: Callable[[tuple[str, ...], ResultSpec | None], Coroutine[Any, Any, Any]]
+    ) -> None:
         self._get = get
 
-    async def get(self, path: Sequence[object]) -> Any:
-        return await self._get(tuple(str(p) for p in path))
+    async def get(self, path: Sequence[object], spec: ResultSpec | None = None) -> Any:
+        return await self._get(tuple(str(p) for p in path), spec)
 
 
 @dataclass(kw_only=True)
