@@ -21,7 +21,8 @@ from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
 from buildyard.testing.stock import buildbot_venv
 from buildyard.testing.workers import start_worker
-from tests.master.reporters.recording import Recorder, Request, recording_server
+from tests.master.reporters.recording import Request, recording_server
+from tests.master.reporters.test_mail import smtp_server
 
 pytestmark = pytest.mark.e2e
 
@@ -79,8 +80,11 @@ def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 @contextlib.asynccontextmanager
-async def _master(kind: str, root: Path, recorder: Recorder) -> AsyncIterator[str]:
-    """A master of ``kind`` ("buildyard" or "buildbot") with a worker; yields its API URL."""
+async def _master(
+    kind: str, root: Path, settings: dict[str, str], config: str = CONFIG
+) -> AsyncIterator[str]:
+    """A master of ``kind`` ("buildyard" or "buildbot") with a worker, its master.cfg
+    ``config`` reading ``settings`` from the environment; yields its API URL."""
     basedir = root / kind / "master"
     basedir.parent.mkdir(parents=True)
     worker_port, www_port = free_port(), free_port()
@@ -88,7 +92,7 @@ async def _master(kind: str, root: Path, recorder: Recorder) -> AsyncIterator[st
         **os.environ,
         "T_WORKER_PORT": str(worker_port),
         "T_WWW_PORT": str(www_port),
-        "T_RECORDER": recorder.url,
+        **settings,
     }
     if kind == "buildbot":
         exe = [str(buildbot_venv() / "bin" / "buildbot")]
@@ -104,7 +108,7 @@ async def _master(kind: str, root: Path, recorder: Recorder) -> AsyncIterator[st
         timeout=300,
         env=env,
     )
-    (basedir / "master.cfg").write_text(CONFIG)
+    (basedir / "master.cfg").write_text(config)
     if kind == "buildbot":
         with (basedir / "buildbot.tac").open("a") as tac:
             tac.write(TAC_LOOPBACK)
@@ -156,7 +160,10 @@ async def _force(api: str) -> None:
 
 
 async def _requests(kind: str, root: Path) -> list[Request]:
-    async with recording_server() as recorder, _master(kind, root, recorder) as api:
+    async with (
+        recording_server() as recorder,
+        _master(kind, root, {"T_RECORDER": recorder.url}) as api,
+    ):
         await _force(api)
         # GitHub: pending (requested), pending (started), success; http: started, finished
         return await recorder.wait_for(5, within=240)
@@ -216,3 +223,44 @@ async def test_github_and_http_push_send_what_buildbot_sends(tmp_path: Path) -> 
         for name in set(mine.body["properties"]) & set(stock.body["properties"]):
             _value, source = mine.body["properties"][name]
             assert source == stock.body["properties"][name][1], name
+
+
+MAIL_CONFIG = (
+    CONFIG[: CONFIG.index("c['services']")]
+    + """\
+c['title'] = 'Hello CI'
+c['services'] = [
+    reporters.MailNotifier(fromaddr='CI <ci@example.org>', relayhost='127.0.0.1',
+                           smtpPort=int(os.environ['T_SMTP_PORT']), lookup='example.org',
+                           extraRecipients=['team@example.org']),
+]
+"""
+)
+
+
+async def _mails(kind: str, root: Path) -> list[Any]:
+    async with (
+        smtp_server() as box,
+        _master(kind, root, {"T_SMTP_PORT": str(box.port)}, MAIL_CONFIG) as api,
+    ):
+        await _force(api)
+        await box.wait_for(1, within=240)
+        return list(box.mails)
+
+
+async def test_mail_notifier_sends_what_buildbot_sends(tmp_path: Path) -> None:
+    [(our_rcpt, ours, our_tls, _)] = await _mails("buildyard", tmp_path)
+    [(their_rcpt, theirs, their_tls, _)] = await _mails("buildbot", tmp_path)
+    # the forced build's owner is nobody (no login): the extra recipients get the mail
+    assert our_rcpt == their_rcpt == ["team@example.org"]
+    assert not our_tls and not their_tls
+    for header in ("From", "To", "Cc"):
+        assert ours[header] == theirs[header], header
+    assert ours.get_content_type() == theirs.get_content_type() == "text/html"
+    # The subject and body templates are buildyard's own wording (Buildbot's are its prose);
+    # both name the title, the builder and the result, and link to the build.
+    for message in (ours, theirs):
+        subject = str(message["Subject"])
+        assert "Hello CI" in subject and "ok" in subject
+        assert "http://ci.example/#/builders/1/builds/1" in message.get_content()
+    assert "success" in str(ours["Subject"])
