@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from buildyard.master.data.errors import NotFound
 from buildyard.master.data.resultspec import FieldFilter, ResultSpec
-from buildyard.master.model.properties import Properties
+from buildyard.master.model.properties import Properties, RenderError
 from buildyard.master.model.results import Results
 from buildyard.master.reporters.service import DataReader, ReporterEnvironment
 from buildyard.master.secrets.providers import lookup
@@ -23,8 +24,6 @@ Item = dict[str, Any]
 
 
 async def get_item(data: DataReader, path: Sequence[object]) -> Item | None:
-    from buildyard.master.data.errors import NotFound
-
     try:
         found = await data.get(path)
     except NotFound:
@@ -35,14 +34,11 @@ async def get_item(data: DataReader, path: Sequence[object]) -> Item | None:
 async def get_list(
     data: DataReader, path: Sequence[object], spec: ResultSpec | None = None
 ) -> list[Item]:
-    from buildyard.master.data.errors import NotFound
-
     try:
         found = await data.get(path, spec)
     except NotFound:
         return []
-    items = getattr(found, "items", None)
-    return list(items) if isinstance(items, list) else []
+    return list(found) if isinstance(found, list) else []
 
 
 def url_for_build(env: ReporterEnvironment, builderid: int, number: int) -> str:
@@ -233,8 +229,6 @@ class _URLForBuild:
         base = getattr(props.build, "buildbot_url", None)
         builderid, number = props.get_property("builderid"), props.get_property("buildnumber")
         if base is None or builderid is None or number is None:
-            from buildyard.master.model.properties import RenderError
-
             raise RenderError(
                 "util.URLForBuild renders only in a reporter (for a build, with the master's "
                 "buildbotURL); use it in a reporter's renderables"

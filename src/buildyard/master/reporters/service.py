@@ -27,6 +27,7 @@ from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import config_error
 from buildyard.common.service import ConfiguredService, ServiceManager
 from buildyard.master.data.resultspec import ResultSpec
+from buildyard.master.model.properties import Properties
 from buildyard.master.mq.base import MessageQueue
 
 log = structlog.get_logger(__name__)
@@ -42,8 +43,9 @@ async def maybe_await(value: object) -> Any:
 
 
 class DataReader:
-    """What reporters read: ``get(path, spec)`` of the data API (an item dict, or a
-    collection), with filters, order and limit as a :class:`ResultSpec`."""
+    """What reporters read: ``get(path, spec)`` of the data API, as Buildbot's
+    ``master.data.get`` answers: an item dict, or a list of them for a collection; filters,
+    order and limit as a :class:`ResultSpec`."""
 
     def __init__(
         self, get: Callable[[tuple[str, ...], ResultSpec | None], Coroutine[Any, Any, Any]]
@@ -51,7 +53,9 @@ class DataReader:
         self._get = get
 
     async def get(self, path: Sequence[object], spec: ResultSpec | None = None) -> Any:
-        return await self._get(tuple(str(p) for p in path), spec)
+        found = await self._get(tuple(str(p) for p in path), spec)
+        items = getattr(found, "items", None)
+        return list(items) if isinstance(items, list) else found
 
 
 @dataclass(kw_only=True)
@@ -148,8 +152,7 @@ class BuildbotService(ConfigObject):
     async def renderSecrets(self, *values: Any) -> Any:
         """``values`` with their secrets and renderables rendered (one value: that value;
         several: a tuple), as Buildbot's ``renderSecrets``."""
-        from buildyard.master.model.properties import Properties
-        from buildyard.master.reporters.details import render_context
+        from buildyard.master.reporters.details import render_context  # imports this module
 
         props = Properties()
         if self._env is not None:
@@ -158,8 +161,7 @@ class BuildbotService(ConfigObject):
         return rendered[0] if len(rendered) == 1 else tuple(rendered)
 
     async def _render_secrets(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        from buildyard.master.model.properties import Properties
-        from buildyard.master.reporters.details import render_context
+        from buildyard.master.reporters.details import render_context  # imports this module
 
         rendered = dict(kwargs)
         wanted = [k for k in self.secrets if k in kwargs]
