@@ -178,6 +178,8 @@ async def test_a_slow_server_delays_nothing_else(tmp_path: Path) -> None:
             # both builds ended and HttpStatusPush reported all four events while GitHub hangs
             hooks = [r for r in await server.wait_for(6) if r.path == "/hook"]
             assert len([r for r in server.requests if r.path == "/hook"]) == 4
+            github = run.master.service_manager.child("GitHubStatusPush")
+            assert github.statistics()["chains"] == 2  # one held report per build request
             server.release.set()
             requests = await server.wait_for(10)
     assert (first.build.results, second.build.results) == (Results.SUCCESS, Results.FAILURE)

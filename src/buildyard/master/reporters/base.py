@@ -99,6 +99,13 @@ class ReporterBase(BuildbotService):
                 log.warning("reporter_stopped_before_sending", reporter=self.name)
                 task.cancel()
 
+    def statistics(self) -> dict[str, int]:
+        """Events being reported now, and build requests with reports queued in order."""
+        return {
+            "in_hand": len(getattr(self, "_in_hand", ())),
+            "chains": len(getattr(self, "_chains", ())),
+        }
+
     def sendMessage(self, reports: Sequence[dict[str, Any]]) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement sendMessage(reports)")
 

@@ -194,6 +194,11 @@ class HostedService(ConfiguredService[BuildbotService]):
     async def stop_service(self) -> None:
         await maybe_await(self.instance.stopService())
 
+    def statistics(self) -> dict[str, int]:
+        own = getattr(self.instance, "statistics", None)
+        found = own() if callable(own) else {}
+        return {**super().statistics(), **(found if isinstance(found, dict) else {})}
+
     async def reconfigure(self, config: BuildbotService) -> None:
         if not same_class(config, self.instance):
             await self.stop_service()
