@@ -188,7 +188,9 @@ class BuildMaster(Service):
         )
         data.api.register(*forceschedulers.endpoints(self._force_scheduler_data))
         self.service_manager = ServicesManager(
-            ReporterEnvironment(data=DataReader(self._read), mq=self.mq, master=self)
+            ReporterEnvironment(
+                data=DataReader(self._read), mq=self.mq, master=self, state=data.updates
+            )
         )
         for svc in (
             DatabaseService(self.db),

@@ -244,3 +244,38 @@ async def test_reconfig_gives_a_reporter_its_new_arguments(tmp_path: Path) -> No
         requests = await server.wait_for(10)
     hooks = [r for r in requests if r.path == "/hook"]
     assert [h.headers["Authorization"] for h in hooks] == ["Basic dTpw"] * 2 + ["Basic dTpx"] * 2
+
+
+async def test_reports_in_hand_at_stop_are_sent_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from buildyard.master.reporters import base
+
+    monkeypatch.setattr(base, "STOP_GRACE", 0.2)
+    db_url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    config = """
+c['builders'] = [
+    util.BuilderConfig(name='ok', workernames=['w1'],
+                       factory=util.BuildFactory([steps.ShellCommand(command=['true'])])),
+]
+c['services'] = [reporters.HttpStatusPush(serverUrl=URL)]
+"""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    async with recording_server() as server:
+        config = config.replace("URL", repr(server.url + "/hook"))
+        server.hold_prefix = "/hook"  # the first report hangs; the second waits behind it
+        with structlog.testing.capture_logs() as logs:
+            async with running_master(tmp_path / "a", config, db_url=db_url) as run:
+                result = await run.build("ok")
+                await server.wait_for(1)
+        [kept] = [e for e in logs if e["event"] == "reporter_reports_kept"]
+        assert (kept["reporter"], kept["events"]) == ("HttpStatusPush", 2)
+        server.release.set()
+        del server.requests[:]
+        async with running_master(tmp_path / "b", config, db_url=db_url):
+            replayed = await server.wait_for(2)
+    assert [(r.body["buildid"], r.body["complete"]) for r in replayed] == [
+        (result.build.id, False),
+        (result.build.id, True),
+    ]

@@ -6,13 +6,19 @@ so a slow HTTP server or a formatter that raises never holds up the queue, a bui
 other reporters. Events of one build request (its ``buildrequests`` and ``builds`` events) are
 handled one after the other, in the order they came, as in Buildbot; others run side by side.
 A failure is logged with the reporter's name, the event and the build, and is otherwise
-dropped: reports never change a build's result. Stopping the reporter gives the events in hand
-``STOP_GRACE`` seconds to be sent, then cancels them.
+dropped: reports never change a build's result.
+
+Stopping the reporter gives the events in hand ``STOP_GRACE`` seconds to be reported; those
+still unsent are kept in the master's state table (under the reporter's name) and reported
+when a reporter of that name starts again, here or on another master sharing the database,
+so a restart loses no report. Reports are made from the database when they are sent, so a
+replayed event reports the build as it is then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +28,7 @@ from buildyard.common.errors import config_error
 from buildyard.master.mq.base import Body, Key, Pattern, Subscription
 from buildyard.master.mq.keys import matches
 from buildyard.master.reporters import details
+from buildyard.master.reporters.httpclient import dumps
 from buildyard.master.reporters.service import BuildbotService, ReporterEnvironment, maybe_await
 
 log = structlog.get_logger(__name__)
@@ -30,6 +37,8 @@ __all__ = ["ReporterBase"]
 
 #: how long a stopping reporter waits for the reports in hand
 STOP_GRACE = 10.0
+#: the state value holding the events a stopped reporter had not reported
+PENDING_STATE = "pending_reports"
 
 
 def _event_fields(key: Key, body: Body) -> dict[str, Any]:
@@ -82,22 +91,60 @@ class ReporterBase(BuildbotService):
             old.cancel()
         env = self._env
         assert env is not None, "reconfigService before the service was started"
-        if not hasattr(self, "_chains"):
+        first = not hasattr(self, "_chains")
+        if first:
             self._chains: dict[tuple[str, int], asyncio.Task[None]] = {}
-            self._in_hand: set[asyncio.Task[None]] = set()
+            self._in_hand: dict[asyncio.Task[None], tuple[Key, Body]] = {}
         subscription = env.mq.subscribe(*sorted(wanted, key=str))
         self._follower: asyncio.Task[None] | None = self.spawn(
-            self._follow(subscription), name="events"
+            self._follow(subscription, replay=first), name="events"
         )
         return None
 
+    async def _state_id(self) -> int | None:
+        env = self._env
+        if env is None or env.state is None:
+            return None
+        return await env.state.get_object_id(
+            str(self.name), f"buildyard.reporters.{type(self).__qualname__}"
+        )
+
+    async def _take_pending(self) -> list[tuple[Key, Body]]:
+        """The events a reporter of this name left unreported when it stopped (and forget
+        them)."""
+        objectid = await self._state_id()
+        if objectid is None:
+            return []
+        assert self._env is not None
+        assert self._env.state is not None
+        saved = await self._env.state.get_state(objectid, PENDING_STATE, [])
+        if not saved:
+            return []
+        await self._env.state.set_state(objectid, PENDING_STATE, [])
+        return [(tuple(str(k) for k in key), dict(body)) for key, body in saved]
+
+    async def _keep_pending(self, events: list[tuple[Key, Body]]) -> None:
+        objectid = await self._state_id()
+        if objectid is None or not events:
+            return
+        assert self._env is not None
+        assert self._env.state is not None
+        saved = list(await self._env.state.get_state(objectid, PENDING_STATE, []) or [])
+        saved += [[list(key), json.loads(dumps(body))] for key, body in events]
+        await self._env.state.set_state(objectid, PENDING_STATE, saved)
+        log.info("reporter_reports_kept", reporter=self.name, events=len(events))
+
     async def stopService(self) -> None:
-        in_hand = set(getattr(self, "_in_hand", ()))
-        if in_hand:
-            _done, late = await asyncio.wait(in_hand, timeout=STOP_GRACE)
-            for task in late:
-                log.warning("reporter_stopped_before_sending", reporter=self.name)
-                task.cancel()
+        in_hand = dict(getattr(self, "_in_hand", {}))
+        if not in_hand:
+            return
+        _done, late = await asyncio.wait(set(in_hand), timeout=STOP_GRACE)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+            # in the order they came (the dict keeps it)
+            await self._keep_pending([event for t, event in in_hand.items() if t in late])
 
     def statistics(self) -> dict[str, int]:
         """Events being reported now, and build requests with reports queued in order."""
@@ -119,8 +166,11 @@ class ReporterBase(BuildbotService):
 
     # -- events --------------------------------------------------------------------------------
 
-    async def _follow(self, subscription: Subscription) -> None:
+    async def _follow(self, subscription: Subscription, *, replay: bool) -> None:
         async with subscription:
+            if replay:
+                for key, body in await self._take_pending():
+                    self._dispatch(key, body)
             async for key, body in subscription:
                 self._dispatch(key, body)
 
@@ -130,8 +180,8 @@ class ReporterBase(BuildbotService):
             chain = ("buildrequestid", int(body["buildrequestid"]))
         before = self._chains.get(chain) if chain is not None else None
         task = self.spawn(self._handle(key, body, before), name=f"report {'/'.join(key)}")
-        self._in_hand.add(task)
-        task.add_done_callback(self._in_hand.discard)
+        self._in_hand[task] = (key, body)
+        task.add_done_callback(self._forget)
         if chain is not None:
             self._chains[chain] = task
 
@@ -140,6 +190,11 @@ class ReporterBase(BuildbotService):
                     del self._chains[chain]
 
             task.add_done_callback(forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        # a task cancelled at stop stays until stopService has kept its event
+        if not task.cancelled():
+            self._in_hand.pop(task, None)
 
     async def _handle(self, key: Key, body: Body, before: asyncio.Task[None] | None) -> None:
         if before is not None:

@@ -19,7 +19,7 @@ import asyncio
 import inspect
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import structlog
 
@@ -58,6 +58,16 @@ class DataReader:
         return list(items) if isinstance(items, list) else found
 
 
+class StateStore(Protocol):
+    """Where services keep small JSON values across restarts (the master's state table)."""
+
+    async def get_object_id(self, name: str, class_name: str) -> int: ...
+
+    async def get_state(self, objectid: int, name: str, default: Any = None) -> Any: ...
+
+    async def set_state(self, objectid: int, name: str, value: Any) -> None: ...
+
+
 @dataclass(kw_only=True)
 class ReporterEnvironment:
     """What the master gives its services: the data API, the queue, the site's title and
@@ -68,6 +78,7 @@ class ReporterEnvironment:
     data: DataReader
     mq: MessageQueue
     master: Any = None
+    state: StateStore | None = None
     title: str = "Buildbot"
     buildbot_url: str = "http://localhost:8080/"
     secrets_providers: Sequence[Any] = field(default_factory=tuple)
@@ -191,8 +202,14 @@ class HostedService(ConfiguredService[BuildbotService]):
         await self._configure(self.instance)
         await maybe_await(self.instance.startService())
 
-    async def stop_service(self) -> None:
-        await maybe_await(self.instance.stopService())
+    async def stop(self) -> None:
+        # the service's own stopService first, while its tasks still run (a reporter lets the
+        # reports in hand finish); then its tasks are cancelled
+        if self.running:
+            try:
+                await maybe_await(self.instance.stopService())
+            finally:
+                await super().stop()
 
     def statistics(self) -> dict[str, int]:
         own = getattr(self.instance, "statistics", None)
@@ -201,7 +218,7 @@ class HostedService(ConfiguredService[BuildbotService]):
 
     async def reconfigure(self, config: BuildbotService) -> None:
         if not same_class(config, self.instance):
-            await self.stop_service()
+            await maybe_await(self.instance.stopService())
             await self._cancel_tasks()
             self.instance = config
             await self.start_service()
