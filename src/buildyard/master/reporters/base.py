@@ -144,7 +144,16 @@ class ReporterBase(BuildbotService):
         if late:
             await asyncio.wait(late)
             # in the order they came (the dict keeps it)
-            await self._keep_pending([event for t, event in in_hand.items() if t in late])
+            unsent = [event for t, event in in_hand.items() if t in late]
+            try:
+                await self._keep_pending(unsent)
+            except Exception as exc:
+                log.error(
+                    "reporter_reports_lost",
+                    reporter=self.name,
+                    events=len(unsent),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
 
     def statistics(self) -> dict[str, int]:
         """Events being reported now, and build requests with reports queued in order."""
@@ -169,7 +178,16 @@ class ReporterBase(BuildbotService):
     async def _follow(self, subscription: Subscription, *, replay: bool) -> None:
         async with subscription:
             if replay:
-                for key, body in await self._take_pending():
+                try:
+                    pending = await self._take_pending()
+                except Exception as exc:  # the live events still get reported
+                    log.error(
+                        "reporter_kept_reports_unreadable",
+                        reporter=self.name,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    pending = []
+                for key, body in pending:
                     self._dispatch(key, body)
             async for key, body in subscription:
                 self._dispatch(key, body)
