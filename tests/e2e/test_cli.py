@@ -264,19 +264,25 @@ def test_version_and_help_texts_without_markup() -> None:
         assert not re.search(r"`|\*\*|::|:\w+:", result.stdout), result.stdout
 
 
-def test_start_and_checkconfig_print_the_pb_warning(tmp_path: Path) -> None:
+def test_start_and_checkconfig_print_config_warnings(tmp_path: Path) -> None:
+    """A warning of master.cfg's (not an error) is printed by checkconfig and by start, not
+    only written to the log a user may never read."""
     port = free_port()
-    write_config(tmp_path, port, builder("a"))
+    absolute = (
+        "    util.BuilderConfig(name='a', workernames=['w1'], builddir='/srv/a', "
+        "factory=util.BuildFactory()),"
+    )
+    write_config(tmp_path, port, absolute)
     with (tmp_path / "master.cfg").open("a") as cfg:
-        cfg.write("c['protocols'] = {'pb': {'port': 'tcp:0:interface=127.0.0.1'}}\n")
         cfg.write("c['db'] = {'db_url': 'sqlite://'}\n")  # a throwaway database: no upgrade
+    expected = "the absolute builddir '/srv/a' is probably meant as workerbuilddir"
     checked = buildyard("checkconfig", str(tmp_path))
     assert checked.returncode == 0, checked.stderr
-    assert "warning:" in checked.stderr and "c['protocols']['pb'] is ignored" in checked.stderr
+    assert "warning:" in checked.stderr and expected in checked.stderr
     with ended_at_exit(lambda: read_pid(tmp_path)):
         started = buildyard("start", str(tmp_path))
         assert started.returncode == 0, started.stderr + started.stdout
         assert "warning:" in started.stderr
-        assert "c['protocols']['pb'] is ignored" in started.stderr
+        assert expected in started.stderr
         stopped = buildyard("stop", str(tmp_path))
         assert stopped.returncode == 0, stopped.stderr

@@ -79,8 +79,8 @@ def test_worst_status_follows_buildbot() -> None:
         (worker, "LocalWorker", "latent and local workers"),
         (util, "GitHubAuth", "web authentication, users and manholes"),
         (util, "AvatarGravatar", "web authentication, users and manholes"),
-        (reporters, "MailNotifier", "reporters"),
-        (reporters, "BuildStatusGenerator", "reporters"),
+        (reporters, "IRC", "reporters"),
+        (reporters, "ZulipStatusPush", "reporters"),
         (secrets, "SecretInPass", "secret providers"),
     ],
 )

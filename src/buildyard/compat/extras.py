@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from buildyard.common.config_object import not_implemented
 from buildyard.common.errors import ConfigError, ConfigErrors, caller_location, config_error
 from buildyard.master.logs.observer import BufferLogObserver, LineConsumerLogObserver, LogObserver
+from buildyard.master.reporters.base import ReporterBase
+from buildyard.master.reporters.service import BuildbotService
 from buildyard.master.schedulers.forceparams import ValidationError
 from buildyard.master.steps.base import BuildStepFailed, CommandMixin, ShellMixin
 from buildyard.master.steps.remotecommand import RemoteCommand, RemoteShellCommand
@@ -68,9 +70,7 @@ ReconfigurablePollingChangeSource = not_implemented(
 Scheduler = schedulers.SingleBranchScheduler
 
 
-BuildbotService = not_implemented("buildbot.util.service.BuildbotService", _REPORTING)
 HTTPClientService = not_implemented("buildbot.util.httpclientservice.HTTPClientService", _REPORTING)
-ReporterBase = not_implemented("buildbot.reporters.base.ReporterBase", _REPORTING)
 
 
 def error(error: str, always_raise: bool = False) -> None:

@@ -13,6 +13,7 @@ The tree (reachable as attributes, as in Buildbot)::
     ├── change_svc         ChangeManager: a child per change source
     ├── botmaster          BotMaster: a child per builder, and .brd, the distributor
     ├── scheduler_manager  SchedulerManager: a child per scheduler
+    ├── service_manager    ServicesManager: a child per c['services'] entry (reporters, ...)
     └── www                the web server
 
 Start-up follows Buildbot's order (docs/database.md, "Masters"): find this master's id, clean up
@@ -47,6 +48,7 @@ from buildyard.master.data.api import DataAPI
 from buildyard.master.data.housekeeping import Housekeeping
 from buildyard.master.data.queries import Queries
 from buildyard.master.data.resources import forceschedulers
+from buildyard.master.data.resultspec import ResultSpec
 from buildyard.master.data.updates import Updates
 from buildyard.master.db import migrate
 from buildyard.master.db.config_rows import ConfigRows
@@ -54,6 +56,12 @@ from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import DbError
 from buildyard.master.distributor.botmaster import BotMaster
 from buildyard.master.mq.local import LocalMQ
+from buildyard.master.reporters.service import (
+    BuildbotService,
+    DataReader,
+    ReporterEnvironment,
+    ServicesManager,
+)
 from buildyard.master.schedulers.base import SchedulerContext
 from buildyard.master.schedulers.forced import ForceSchedulerService
 from buildyard.master.schedulers.manager import SchedulerManager
@@ -135,6 +143,7 @@ APPLY_STEPS = (
     "worker_listener",
     "schedulers",
     "change_sources",
+    "services",
     "www",
     "hooks",
 )
@@ -231,6 +240,11 @@ class BuildMaster(Service):
             redactor=self.redactor,
         )
         data.api.register(*forceschedulers.endpoints(self._force_scheduler_data))
+        self.service_manager = ServicesManager(
+            ReporterEnvironment(
+                data=DataReader(self._read), mq=self.mq, master=self, state=data.updates
+            )
+        )
         for svc in (
             DatabaseService(self.db),
             _MQService(self.mq),
@@ -242,6 +256,7 @@ class BuildMaster(Service):
             self.change_svc,
             self.botmaster,
             self.scheduler_manager,
+            self.service_manager,
             self.www,
         ):
             self.add_child(svc)
@@ -256,6 +271,10 @@ class BuildMaster(Service):
             objectid, "session_secret", secrets.token_hex(32)
         )
         return str(found)
+
+    async def _read(self, path: tuple[str, ...], spec: ResultSpec | None) -> Any:
+        """A data API read for the services: an item, or a collection."""
+        return await self.data.api.get(path, spec)
 
     def _scheduler(self, name: str) -> Any:
         """The running scheduler named ``name`` (what a Trigger step fires), or None."""
@@ -315,6 +334,7 @@ class BuildMaster(Service):
             self.www,
             self.scheduler_manager,
             self.botmaster,
+            self.service_manager,
             self.change_svc,
             self.workers,
         ):
@@ -425,6 +445,17 @@ class BuildMaster(Service):
                     {
                         getattr(s, "name", f"changesource-{i}"): s
                         for i, s in enumerate(config.change_sources)
+                    }
+                )
+            case "services":
+                env = self.service_manager.env
+                env.title, env.buildbot_url = config.title, config.buildbot_url
+                env.secrets_providers = tuple(config.secrets_providers)
+                plan.results["services"] = await self.service_manager.apply(
+                    {
+                        s.name: s
+                        for s in config.services
+                        if isinstance(s, BuildbotService) and s.name
                     }
                 )
             case "www":

@@ -1,11 +1,57 @@
-"""``reporters``: status pushers, notifiers, report generators and message formatters (not
-implemented yet: each is a stand-in)."""
+"""``reporters``: status pushers, notifiers, report generators and message formatters.
+
+Implemented: ``HttpStatusPush``, ``GitHubStatusPush``, ``GitHubCommentPush``,
+``GitLabStatusPush``, ``BitbucketStatusPush``, ``MailNotifier``, the report generators and
+the message formatters. The other reporters are stand-ins that say so.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from buildyard.master.reporters.bitbucket import BitbucketStatusPush
+from buildyard.master.reporters.generators import (
+    BuildRequestGenerator,
+    BuildSetCombinedStatusGenerator,
+    BuildSetStatusGenerator,
+    BuildStartEndStatusGenerator,
+    BuildStatusGenerator,
+    WorkerMissingGenerator,
+)
+from buildyard.master.reporters.github import GitHubCommentPush, GitHubStatusPush
+from buildyard.master.reporters.gitlab import GitLabStatusPush
+from buildyard.master.reporters.http import HttpStatusPush
+from buildyard.master.reporters.mail import MailNotifier
+from buildyard.master.reporters.message import (
+    MessageFormatter,
+    MessageFormatterEmpty,
+    MessageFormatterFunction,
+    MessageFormatterFunctionRaw,
+    MessageFormatterMissingWorker,
+    MessageFormatterRenderable,
+)
 from buildyard.plugins._namespace import REPORTING, placeholders, unknown_name
+
+__all__ = [
+    "BitbucketStatusPush",
+    "BuildRequestGenerator",
+    "BuildSetCombinedStatusGenerator",
+    "BuildSetStatusGenerator",
+    "BuildStartEndStatusGenerator",
+    "BuildStatusGenerator",
+    "GitHubCommentPush",
+    "GitHubStatusPush",
+    "GitLabStatusPush",
+    "HttpStatusPush",
+    "MailNotifier",
+    "MessageFormatter",
+    "MessageFormatterEmpty",
+    "MessageFormatterFunction",
+    "MessageFormatterFunctionRaw",
+    "MessageFormatterMissingWorker",
+    "MessageFormatterRenderable",
+    "WorkerMissingGenerator",
+]
 
 # Buildbot 4.3's names in this namespace.
 _NAMES = [

@@ -37,6 +37,7 @@ from buildyard.master.model.properties import (
     WithProperties,
     renderer,
 )
+from buildyard.master.reporters.details import URLForBuild
 from buildyard.master.schedulers.changefilter import ChangeFilter
 from buildyard.master.schedulers.forceparams import (
     AnyPropertyParameter,
@@ -139,6 +140,7 @@ __all__ = [
     "StringParameter",
     "TextParameter",
     "Transform",
+    "URLForBuild",
     "UserNameParameter",
     "UserPasswordAuth",
     "ViewBuildsEndpointMatcher",
@@ -242,7 +244,7 @@ _WWW = [
     "TelnetManhole",
 ]
 
-_REPORTING = ["URLForBuild"]
+_REPORTING: list[str] = []
 
 # Buildbot 4.3's names in this namespace (worst_status is buildyard's addition).
 _NAMES = [*__all__, *_PIPELINE, *_WORKERS, *_WWW, *_REPORTING, "repo", "svn"]

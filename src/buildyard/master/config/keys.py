@@ -32,6 +32,7 @@ from buildyard.master.config.master_config import (
 )
 from buildyard.master.db.engine import normalize_url
 from buildyard.master.db.errors import UnsupportedDatabase
+from buildyard.master.reporters.service import BuildbotService
 from buildyard.master.schedulers.base import SchedulerConfig
 from buildyard.master.secrets.providers import SecretInAFile
 from buildyard.master.workers import listener
@@ -195,6 +196,18 @@ def _placeholders_only(
         if isinstance(item, type) or not (is_placeholder(item) or isinstance(item, kind)):
             reader.error(key, f"c[{key!r}] must be a list of {what}, but it contains {item!r}")
     return tuple(items)
+
+
+def _services(reader: _Reader) -> tuple[object, ...]:
+    """c['services']: reporters and users' BuildbotService subclasses, each name once."""
+    items = _placeholders_only(reader, "services", "services (reporters)", kind=BuildbotService)
+    seen: set[str] = set()
+    for item in items:
+        if isinstance(item, BuildbotService) and isinstance(item.name, str):
+            if item.name in seen:
+                reader.error("services", f"c['services'] has two services named {item.name!r}")
+            seen.add(item.name)
+    return items
 
 
 def _workers(reader: _Reader) -> tuple[Worker, ...]:
@@ -495,7 +508,7 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
         change_sources=_placeholders_only(
             reader, "change_source", "change sources", single=True, kind=ChangeSourceConfig
         ),
-        services=_placeholders_only(reader, "services", "services (reporters)"),
+        services=_services(reader),
         secrets_providers=_placeholders_only(
             reader, "secretsProviders", "secret providers", kind=SecretInAFile
         ),

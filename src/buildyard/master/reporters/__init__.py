@@ -1,4 +1,16 @@
-"""Reporters: read-only consumers of build and buildset events (none is implemented yet;
-master.cfg's ``reporters`` names report that by name).
+"""Reporters and the other services of ``c['services']``: read-only consumers of build,
+buildset, build request and worker events that tell the outside world (HTTP endpoints, GitHub
+commit statuses, mail).
 
-Sees the system only through buildyard.master.data and mq (import-linter checks)."""
+- :mod:`.service`: ``BuildbotService``, the base master.cfg subclasses, and the manager that
+  starts, reconfigures (only when a service's arguments changed) and stops them.
+- :mod:`.base`: ``ReporterBase``: follows the mq events its generators want, each event handled
+  in a task of its own, so a slow or failing reporter never holds a build up.
+- :mod:`.generators`: turn one event into a report (``BuildStatusGenerator``, ...).
+- :mod:`.message`: the message formatters (Jinja2 templates, renderables, functions).
+- :mod:`.details`: a build's or buildset's details, read through the data API.
+- :mod:`.http`, :mod:`.github`, :mod:`.mail`: the reporters themselves.
+
+May import ``data``, ``mq``, ``secrets``, ``model`` and ``common``; sees the rest of the system
+only through the data API and the message queue.
+"""

@@ -1,0 +1,264 @@
+"""``ReporterBase``: a service that turns mq events into reports and sends them.
+
+Ownership and ordering: the reporter's subscription is read by one task that only hands each
+event on; every event is then handled (generators, then ``sendMessage``) in a task of its own,
+so a slow HTTP server or a formatter that raises never holds up the queue, a build, or the
+other reporters. Events of one build request (its ``buildrequests`` and ``builds`` events) are
+handled one after the other, in the order they came, as in Buildbot; others run side by side.
+A failure is logged with the reporter's name, the event and the build, and is otherwise
+dropped: reports never change a build's result.
+
+Stopping the reporter gives the events in hand ``STOP_GRACE`` seconds to be reported; those
+still unsent are kept in the master's state table (under the reporter's name) and reported
+when a reporter of that name starts again, here or on another master sharing the database,
+so a restart loses no report. Reports are made from the database when they are sent, so a
+replayed event reports the build as it is then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from buildyard.common.errors import config_error
+from buildyard.master.mq.base import Body, Key, Pattern, Subscription
+from buildyard.master.mq.keys import matches
+from buildyard.master.reporters import details
+from buildyard.master.reporters.httpclient import dumps
+from buildyard.master.reporters.service import BuildbotService, ReporterEnvironment, maybe_await
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["ReporterBase"]
+
+#: how long a stopping reporter waits for the reports in hand
+STOP_GRACE = 10.0
+#: the state value holding the events a stopped reporter had not reported
+PENDING_STATE = "pending_reports"
+
+
+def _event_fields(key: Key, body: Body) -> dict[str, Any]:
+    """What names the event in a log line: the build, request, buildset or worker."""
+    fields: dict[str, Any] = {"mq_event": "/".join(key)}
+    for name in ("buildid", "number", "builderid", "buildrequestid", "bsid", "workerid", "name"):
+        if name in body:
+            fields["build_" + name if name == "number" else name] = body[name]
+    return fields
+
+
+class ReporterBase(BuildbotService):
+    """``buildbot.reporters.base.ReporterBase``: subclasses implement ``sendMessage(reports)``
+    (sync or ``async def``) and call ``super().checkConfig(generators=...)`` and
+    ``super().reconfigService(generators=...)``."""
+
+    name = None
+
+    def checkConfig(self, generators: Any = None, **kwargs: Any) -> Any:
+        owner = type(self).__name__
+        if kwargs:
+            config_error(f"{owner}: unexpected arguments {', '.join(sorted(kwargs))}")
+        if not isinstance(generators, list):
+            config_error(f"{owner}: generators must be a list of report generators")
+            return
+        for g in generators:
+            if not callable(getattr(g, "generate", None)) or not hasattr(g, "wanted_event_keys"):
+                config_error(f"{owner}: {g!r} is not a report generator")
+                continue
+            check = getattr(g, "check", None)
+            if callable(check):
+                check()
+        if self.name is None:
+            name = owner
+            for g in generators:
+                generate_name = getattr(g, "generate_name", None)
+                name += "_" + (generate_name() if callable(generate_name) else type(g).__name__)
+            self.name = name
+
+    def reconfigService(self, generators: Any = None, **kwargs: Any) -> Any:
+        self.generators: list[Any] = list(generators or [])
+        wanted: set[Pattern] = set()
+        for g in self.generators:
+            wanted.update(tuple(k) for k in g.wanted_event_keys)
+        if wanted == getattr(self, "_wanted", None):
+            return None
+        self._wanted = wanted
+        old = getattr(self, "_follower", None)
+        if old is not None:
+            old.cancel()
+        env = self._env
+        assert env is not None, "reconfigService before the service was started"
+        first = not hasattr(self, "_chains")
+        if first:
+            self._chains: dict[tuple[str, int], asyncio.Task[None]] = {}
+            self._in_hand: dict[asyncio.Task[None], tuple[Key, Body]] = {}
+        subscription = env.mq.subscribe(*sorted(wanted, key=str))
+        self._follower: asyncio.Task[None] | None = self.spawn(
+            self._follow(subscription, replay=first), name="events"
+        )
+        return None
+
+    async def _state_id(self) -> int | None:
+        env = self._env
+        if env is None or env.state is None:
+            return None
+        return await env.state.get_object_id(
+            str(self.name), f"buildyard.reporters.{type(self).__qualname__}"
+        )
+
+    async def _take_pending(self) -> list[tuple[Key, Body]]:
+        """The events a reporter of this name left unreported when it stopped (and forget
+        them)."""
+        objectid = await self._state_id()
+        if objectid is None:
+            return []
+        assert self._env is not None
+        assert self._env.state is not None
+        saved = await self._env.state.get_state(objectid, PENDING_STATE, [])
+        if not saved:
+            return []
+        await self._env.state.set_state(objectid, PENDING_STATE, [])
+        return [(tuple(str(k) for k in key), dict(body)) for key, body in saved]
+
+    async def _keep_pending(self, events: list[tuple[Key, Body]]) -> None:
+        objectid = await self._state_id()
+        if objectid is None or not events:
+            return
+        assert self._env is not None
+        assert self._env.state is not None
+        saved = list(await self._env.state.get_state(objectid, PENDING_STATE, []) or [])
+        saved += [[list(key), json.loads(dumps(body))] for key, body in events]
+        await self._env.state.set_state(objectid, PENDING_STATE, saved)
+        log.info("reporter_reports_kept", reporter=self.name, events=len(events))
+
+    async def stopService(self) -> None:
+        in_hand = dict(getattr(self, "_in_hand", {}))
+        if not in_hand:
+            return
+        _done, late = await asyncio.wait(set(in_hand), timeout=STOP_GRACE)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+            # in the order they came (the dict keeps it)
+            unsent = [event for t, event in in_hand.items() if t in late]
+            try:
+                await self._keep_pending(unsent)
+            except Exception as exc:
+                log.error(
+                    "reporter_reports_lost",
+                    reporter=self.name,
+                    events=len(unsent),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+
+    def statistics(self) -> dict[str, int]:
+        """Events being reported now, and build requests with reports queued in order."""
+        return {
+            "in_hand": len(getattr(self, "_in_hand", ())),
+            "chains": len(getattr(self, "_chains", ())),
+        }
+
+    def sendMessage(self, reports: Sequence[dict[str, Any]]) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement sendMessage(reports)")
+
+    def getResponsibleUsersForBuild(self, master: Any, buildid: int) -> Any:
+        """Who is responsible for the build: its changes' authors and its owners."""
+        assert self._env is not None
+        return details.responsible_users_for_build(self._env, buildid)
+
+    async def responsible_users(self, env: ReporterEnvironment, buildid: int) -> list[str]:
+        return list(await maybe_await(self.getResponsibleUsersForBuild(self.master, buildid)))
+
+    # -- events --------------------------------------------------------------------------------
+
+    async def _follow(self, subscription: Subscription, *, replay: bool) -> None:
+        async with subscription:
+            if replay:
+                try:
+                    pending = await self._take_pending()
+                except Exception as exc:  # the live events still get reported
+                    log.error(
+                        "reporter_kept_reports_unreadable",
+                        reporter=self.name,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    pending = []
+                for key, body in pending:
+                    self._dispatch(key, body)
+            async for key, body in subscription:
+                self._dispatch(key, body)
+
+    def _dispatch(self, key: Key, body: Body) -> None:
+        chain: tuple[str, int] | None = None
+        if key[0] in ("builds", "buildrequests") and "buildrequestid" in body:
+            chain = ("buildrequestid", int(body["buildrequestid"]))
+        before = self._chains.get(chain) if chain is not None else None
+        task = self.spawn(self._handle(key, body, before), name=f"report {'/'.join(key)}")
+        self._in_hand[task] = (key, body)
+        task.add_done_callback(self._forget)
+        if chain is not None:
+            self._chains[chain] = task
+
+            def forget(done: asyncio.Task[None], chain: tuple[str, int] = chain) -> None:
+                if self._chains.get(chain) is done:
+                    del self._chains[chain]
+
+            task.add_done_callback(forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        # a task cancelled at stop stays until stopService has kept its event
+        if not task.cancelled():
+            self._in_hand.pop(task, None)
+
+    async def _handle(self, key: Key, body: Body, before: asyncio.Task[None] | None) -> None:
+        if before is not None:
+            await asyncio.wait({before})  # its failure is its own, already logged
+        try:
+            await self._report(key, body)
+        except Exception as exc:  # a reporter's bug never reaches the master's failures
+            log.error(
+                "reporter_failed",
+                reporter=self.name,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=exc,
+                **_event_fields(key, body),
+            )
+
+    async def _report(self, key: Key, body: Body) -> None:
+        env = self._env
+        assert env is not None
+        fields = _event_fields(key, body)
+        reports = []
+        for g in self.generators:
+            if not any(matches(tuple(p), key) for p in g.wanted_event_keys):
+                continue
+            try:
+                report = await maybe_await(g.generate(env, self, key, dict(body)))
+            except Exception as exc:
+                log.error(
+                    "reporter_generator_failed",
+                    reporter=self.name,
+                    generator=type(g).__name__,
+                    error=f"{type(exc).__name__}: {exc}",
+                    exc_info=exc,
+                    **fields,
+                )
+                continue
+            if report is not None:
+                reports.append(report)
+        if not reports:
+            return
+        try:
+            await maybe_await(self.sendMessage(reports))
+        except Exception as exc:
+            log.error(
+                "reporter_send_failed",
+                reporter=self.name,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=exc,
+                **fields,
+            )

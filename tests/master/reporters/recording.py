@@ -1,0 +1,94 @@
+"""An HTTP server in the test process that records what reporters send: shaped like GitHub's
+commit statuses API (``POST /repos/{owner}/{repo}/statuses/{sha}``) and like a plain endpoint
+for HttpStatusPush (``POST /hook``). ``answers`` sets what it replies, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from buildyard.testing.postgres import free_port
+
+
+@dataclasses.dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclasses.dataclass
+class Recorder:
+    url: str = ""
+    requests: list[Request] = dataclasses.field(default_factory=list)
+    # (status, text) answered to the next requests, then 201/200 with "{}"
+    answers: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    arrived: asyncio.Condition = dataclasses.field(default_factory=asyncio.Condition)
+    # requests whose path starts with ``hold_prefix`` get no answer until ``release`` is set
+    hold_prefix: str | None = None
+    release: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    async def wait_for(self, count: int, *, within: float = 120) -> list[Request]:
+        async with asyncio.timeout(within), self.arrived:
+            await self.arrived.wait_for(lambda: len(self.requests) >= count)
+        return list(self.requests)
+
+    async def _record(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        async with self.arrived:
+            self.requests.append(Request(request.method, request.path, dict(request.headers), body))
+            self.arrived.notify_all()
+        if self.hold_prefix is not None and request.path.startswith(self.hold_prefix):
+            await self.release.wait()
+        if self.answers:
+            status, text = self.answers.pop(0)
+            return web.Response(status=status, text=text)
+        return web.json_response({}, status=201 if "/statuses/" in request.path else 200)
+
+    async def _gitlab_project(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        if request.match_info["name"] == "octo/hello":
+            return web.json_response({"id": 77})
+        return web.json_response({"message": "404 Project Not Found"}, status=404)
+
+    async def _oauth(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return web.json_response({"access_token": "bearer-tok"})
+
+
+@contextlib.asynccontextmanager
+async def recording_server() -> AsyncIterator[Recorder]:
+    recorder = Recorder()
+    app = web.Application()
+    app.router.add_post("/repos/{owner}/{repo}/statuses/{sha}", recorder._record)
+    app.router.add_post("/repos/{owner}/{repo}/issues/{n}/comments", recorder._record)
+    app.router.add_post("/hook", recorder._record)
+    # GitLab: the project id lookup, then statuses
+    app.router.add_get("/api/v4/projects/{name:.+}", recorder._gitlab_project)
+    app.router.add_post("/api/v4/projects/{id}/statuses/{sha}", recorder._record)
+    # Bitbucket Cloud: the OAuth token, then statuses
+    app.router.add_post("/oauth", recorder._oauth)
+    app.router.add_post(
+        "/2.0/repositories/{owner}/{repo}/commit/{sha}/statuses/build", recorder._record
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    recorder.url = f"http://127.0.0.1:{port}"
+    try:
+        yield recorder
+    finally:
+        await runner.cleanup()
