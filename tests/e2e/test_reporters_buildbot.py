@@ -130,6 +130,20 @@ async def _master(
         worker = await asyncio.to_thread(
             start_worker, worker_kind, root / kind / "worker", worker_port, "w1", "pw"
         )
+        # ready once its worker is connected: Buildbot answers REST while it still starts
+        # (a force sent then was once reset), and is done starting by the time a worker is in
+        async with aiohttp.ClientSession() as http:
+
+            async def worker_connected() -> bool:
+                assert proc.poll() is None, (basedir / "out.log").read_text(errors="replace")
+                try:
+                    async with http.get(f"{api}/workers") as resp:
+                        workers = (await resp.json(content_type=None))["workers"]
+                except (aiohttp.ClientError, ValueError, KeyError):
+                    return False
+                return any(w["name"] == "w1" and w["connected_to"] for w in workers)
+
+            await eventually(worker_connected, within=240, interval=0.2)
         yield api
     finally:
         if worker is not None:
