@@ -1,0 +1,153 @@
+"""Adopting a database made by Buildbot, and refusing the ones buildyard cannot adopt.
+
+The Buildbot database here is the real thing: the one stock Buildbot 4.3.0's ``create-master``
+writes (made once per session, copied per test). Full adoption of a database with history, on
+a real master, is in ``tests/e2e/test_adopt_buildbot.py``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from buildyard.master.db import adopt, migrate
+from buildyard.master.db.connector import Database
+from buildyard.master.db.errors import DbError
+from buildyard.testing.clock import FakeClock
+from buildyard.testing.stock import buildbot_venv
+
+
+@pytest.fixture(scope="session")
+def buildbot_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty database as stock Buildbot 4.3.0's create-master makes it."""
+    basedir = tmp_path_factory.mktemp("buildbot") / "master"
+    subprocess.run(
+        [str(buildbot_venv() / "bin" / "buildbot"), "create-master", "-q", str(basedir)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return basedir / "state.sqlite"
+
+
+@pytest.fixture
+async def buildbot_db(buildbot_sqlite: Path, tmp_path: Path) -> AsyncIterator[Database]:
+    copy = tmp_path / "state.sqlite"
+    shutil.copy(buildbot_sqlite, copy)
+    db = Database(f"sqlite:///{copy}", clock=FakeClock())
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+def _sql(db: Database, statement: str) -> list[tuple[object, ...]]:
+    assert db.url.database
+    conn = sqlite3.connect(db.url.database)
+    try:
+        with conn:
+            return conn.execute(statement).fetchall()
+    finally:
+        conn.close()
+
+
+async def test_buildbot_43_is_refused_unless_adopting_then_adopted(buildbot_db: Database) -> None:
+    found = await migrate.identify_buildbot(buildbot_db)
+    assert found == adopt.BuildbotDatabase("067", "4.3")
+    with pytest.raises(DbError, match=r"made by Buildbot 4\.3 \(schema revision '067'\).*adopts"):
+        await migrate.upgrade(buildbot_db)
+    assert await migrate.current_revision(buildbot_db) == "067"
+
+    assert await migrate.upgrade(buildbot_db, adopt_buildbot=True) is True
+    assert await migrate.current_revision(buildbot_db) == migrate.head_revision()
+    assert await migrate.identify_buildbot(buildbot_db) is None
+    assert await migrate.upgrade(buildbot_db, adopt_buildbot=True) is False
+
+
+@pytest.mark.parametrize(
+    ("revision", "found"),
+    [
+        ("066", r"Buildbot 4\.0 \(schema revision '066'\).*upgrade it with Buildbot 4\.3\.0 first"),
+        ("059", r"Buildbot 3\.4 \(schema revision '059'\)"),
+        ("068", r"an unknown Buildbot release \(schema revision '068'\).*does not know"),
+    ],
+)
+async def test_other_buildbot_revisions_are_refused_by_name(
+    buildbot_db: Database, revision: str, found: str
+) -> None:
+    _sql(buildbot_db, f"UPDATE alembic_version SET version_num = '{revision}'")
+    with pytest.raises(DbError, match=found):
+        await migrate.upgrade(buildbot_db, adopt_buildbot=True)
+    assert await migrate.current_revision(buildbot_db) == revision  # untouched
+
+
+async def test_buildbot_before_alembic_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE migrate_version (repository_id TEXT, version INTEGER)")
+        conn.execute("INSERT INTO migrate_version VALUES ('Buildbot', 58)")
+        conn.execute("CREATE TABLE builds (id INTEGER PRIMARY KEY)")
+    conn.close()
+    db = Database(f"sqlite:///{path}", clock=FakeClock())
+    try:
+        with pytest.raises(
+            DbError, match=r"Buildbot older than 3\.4 \(schema revision 'migrate 58'"
+        ):
+            await migrate.upgrade(db, adopt_buildbot=True)
+    finally:
+        await db.close()
+
+
+async def test_a_changed_buildbot_schema_is_refused_with_its_differences(
+    buildbot_db: Database,
+) -> None:
+    _sql(buildbot_db, "ALTER TABLE builds ADD COLUMN extra INTEGER")
+    _sql(buildbot_db, "DROP INDEX logs_slug")
+    with pytest.raises(DbError, match=r"differ from Buildbot 4\.3's schema in 2 places") as err:
+        await migrate.upgrade(buildbot_db, adopt_buildbot=True)
+    assert "builds.extra" in str(err.value) and "logs_slug" in str(err.value)
+    assert await migrate.current_revision(buildbot_db) == "067"
+
+
+async def test_scheduler_state_moves_to_buildbots_bare_class_names(tmp_path: Path) -> None:
+    """A database buildyard made before 0002 kept a scheduler's state under the qualified class
+    name; after it the state is where Buildbot keeps it, and where an adopted database already
+    has a value under the bare name, that value wins."""
+    db = Database(f"sqlite:///{tmp_path / 'state.sqlite'}", clock=FakeClock())
+
+    def to_0001(conn: sa.Connection) -> None:
+        cfg = migrate.alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+
+    try:
+        async with db.transaction() as conn:
+            await conn.run_sync(to_0001)
+        nightly = await db.state.get_object_id("n", "buildbot.schedulers.timed.Nightly")
+        await db.state.set_state(nightly, "last_build", 100)
+        both = await db.state.get_object_id("s", "buildbot.schedulers.basic.SingleBranchScheduler")
+        await db.state.set_state(both, "lastCodebases", {"old": 1})
+        await db.state.set_state(both, "other", 7)
+        bare = await db.state.get_object_id("s", "SingleBranchScheduler")
+        await db.state.set_state(bare, "lastCodebases", {"kept": 1})
+        www = await db.state.get_object_id("www", "buildbot.www.service.WWWService")
+        await db.state.set_state(www, "session_secret", "k")
+
+        assert await migrate.upgrade(db) is True
+
+        moved = await db.state.get_object_id("n", "Nightly")
+        assert moved == nightly
+        assert await db.state.get_state(moved, "last_build") == 100
+        assert await db.state.get_state(bare, "lastCodebases") == {"kept": 1}
+        assert await db.state.get_state(bare, "other") == 7
+        assert await db.state.get_state(www, "session_secret") == "k"
+    finally:
+        await db.close()
