@@ -7,6 +7,8 @@ a real master, is in ``tests/e2e/test_adopt_buildbot.py``.
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -18,10 +20,12 @@ import sqlalchemy as sa
 from alembic import command
 
 from buildyard.master.db import adopt, migrate
+from buildyard.master.db import schema as t
 from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import DbError
 from buildyard.testing.clock import FakeClock
 from buildyard.testing.stock import buildbot_venv
+from tests.master.db import _rows
 
 
 @pytest.fixture(scope="session")
@@ -151,3 +155,50 @@ async def test_scheduler_state_moves_to_buildbots_bare_class_names(tmp_path: Pat
         assert await db.state.get_state(www, "session_secret") == "k"
     finally:
         await db.close()
+
+
+# Buildbot's own compressors, by id, in the stock venv (its optional packages installed by
+# scripts/setup.sh): the bytes a Buildbot master stores in logchunks.content
+_BUILDBOT_PACKS = """
+import base64, json, sys
+from buildbot.db.logs import LogsConnectorComponent
+data = sys.stdin.buffer.read()
+out = {}
+for cid, compressor in LogsConnectorComponent.COMPRESSION_BYID.items():
+    out[cid] = base64.b64encode(compressor.dumps(data)).decode()
+print(json.dumps(out))
+"""
+
+
+_LOG_TEXT = "".join(f"o line {i} {'x' * (i % 50)}\n" for i in range(300))
+
+
+@pytest.fixture(scope="session")
+def buildbot_chunks() -> dict[int, bytes]:
+    """:data:`_LOG_TEXT` as one log chunk's content, packed by each of Buildbot's compressors."""
+    packed = subprocess.run(
+        [str(buildbot_venv() / "bin" / "python"), "-c", _BUILDBOT_PACKS],
+        input=_LOG_TEXT.removesuffix("\n").encode(),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return {int(k): base64.b64decode(v) for k, v in json.loads(packed.stdout).items()}
+
+
+async def test_log_chunks_in_every_compression_buildbot_writes_are_read(
+    database: Database, buildbot_chunks: dict[int, bytes]
+) -> None:
+    assert set(buildbot_chunks) == {0, 1, 2, 3, 4, 5}  # raw, gz, bz2, lz4, zstd, br
+    assert len({bytes(v) for v in buildbot_chunks.values()}) == 6
+    _builderid, _buildid, stepid = await _rows.add_running_step(database)
+    for cid, data in sorted(buildbot_chunks.items()):
+        logid = await database.logs.add_log(stepid, f"log{cid}", f"log{cid}", "s")
+        async with database.transaction() as c:
+            await c.execute(
+                t.logchunks.insert().values(
+                    logid=logid, first_line=0, last_line=299, content=data, compressed=cid
+                )
+            )
+            await c.execute(t.logs.update().where(t.logs.c.id == logid).values(num_lines=300))
+        assert await database.logs.get_log_lines(logid, 0, 299) == _LOG_TEXT, cid
