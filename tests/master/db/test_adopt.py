@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from buildyard.master.db import schema as t
 from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import DbError
 from buildyard.testing.clock import FakeClock
+from buildyard.testing.processes import buildyard
 from buildyard.testing.stock import buildbot_venv
 from tests.master.db import _rows
 
@@ -202,3 +204,74 @@ async def test_log_chunks_in_every_compression_buildbot_writes_are_read(
             )
             await c.execute(t.logs.update().where(t.logs.c.id == logid).values(num_lines=300))
         assert await database.logs.get_log_lines(logid, 0, 299) == _LOG_TEXT, cid
+
+
+# -- through the command line -------------------------------------------------------------------
+
+
+def _config(db_url: str) -> str:
+    """buildyard's sample master.cfg (a valid configuration) on ``db_url``."""
+    sample = resources.files("buildyard.cli").joinpath("master.cfg.sample").read_text()
+    return sample.replace("@DB_URL@", db_url)
+
+
+def _buildbot_dir(buildbot_sqlite: Path, tmp_path: Path, db_url: str) -> Path:
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    shutil.copy(buildbot_sqlite, basedir / "state.sqlite")
+    (basedir / "master.cfg").write_text(_config(db_url))
+    return basedir
+
+
+def _revision(path: Path) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    finally:
+        conn.close()
+
+
+def test_cli_refuses_an_older_buildbot_before_touching_anything(
+    buildbot_sqlite: Path, tmp_path: Path
+) -> None:
+    basedir = _buildbot_dir(buildbot_sqlite, tmp_path, "sqlite:///state.sqlite")
+    conn = sqlite3.connect(basedir / "state.sqlite")
+    with conn:
+        conn.execute("UPDATE alembic_version SET version_num = '064'")
+    conn.close()
+    result = buildyard("upgrade-master", str(basedir))
+    assert result.returncode == 1
+    assert "Buildbot 3.10 (schema revision '064')" in result.stderr
+    assert "upgrade it with Buildbot 4.3.0 first" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in basedir.iterdir()) == ["master.cfg", "state.sqlite"]
+    assert _revision(basedir / "state.sqlite") == [("064",)]
+
+
+def test_cli_keeps_an_earlier_copy_rather_than_overwrite_it(
+    buildbot_sqlite: Path, tmp_path: Path
+) -> None:
+    basedir = _buildbot_dir(buildbot_sqlite, tmp_path, "sqlite:///state.sqlite")
+    earlier = basedir / "state.sqlite.buildbot-067.bak"
+    earlier.write_bytes(b"an earlier copy")
+    result = buildyard("upgrade-master", str(basedir))
+    assert result.returncode == 1
+    assert f"{earlier} exists" in result.stderr
+    assert earlier.read_bytes() == b"an earlier copy"
+    assert _revision(basedir / "state.sqlite") == [("067",)]
+
+    earlier.unlink()
+    result = buildyard("upgrade-master", str(basedir))
+    assert result.returncode == 0, result.stderr
+    assert _revision(earlier) == [("067",)]
+    assert _revision(basedir / "state.sqlite") == [(migrate.head_revision(),)]
+
+
+def test_cli_names_mysql_and_the_way_off_it(tmp_path: Path) -> None:
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    (basedir / "master.cfg").write_text(_config("mysql://bb:pw@127.0.0.1/buildbot"))
+    result = buildyard("upgrade-master", str(basedir))
+    assert result.returncode == 1
+    assert "backend 'mysql' is not supported" in result.stderr
+    assert "'buildbot copy-db URL'" in result.stderr
