@@ -24,6 +24,8 @@ from buildyard.master.db import adopt, migrate
 from buildyard.master.db import schema as t
 from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import DbError
+from buildyard.master.schedulers.timed import Nightly
+from buildyard.master.schedulers.triggerable import Dependent
 from buildyard.testing.clock import FakeClock
 from buildyard.testing.processes import buildyard
 from buildyard.testing.stock import buildbot_venv
@@ -144,6 +146,8 @@ async def test_scheduler_state_moves_to_buildbots_bare_class_names(tmp_path: Pat
         await db.state.set_state(both, "other", 7)
         bare = await db.state.get_object_id("s", "SingleBranchScheduler")
         await db.state.set_state(bare, "lastCodebases", {"kept": 1})
+        dep = await db.state.get_object_id("d", "buildbot.schedulers.basic.Dependent")
+        await db.state.set_state(dep, "upstream_bsids", [4])
         www = await db.state.get_object_id("www", "buildbot.www.service.WWWService")
         await db.state.set_state(www, "session_secret", "k")
 
@@ -155,6 +159,11 @@ async def test_scheduler_state_moves_to_buildbots_bare_class_names(tmp_path: Pat
         assert await db.state.get_state(bare, "lastCodebases") == {"kept": 1}
         assert await db.state.get_state(bare, "other") == 7
         assert await db.state.get_state(www, "session_secret") == "k"
+        # Buildbot keeps a Dependent's state under its service object, the qualified name
+        assert Dependent.state_class_name() == "buildbot.schedulers.dependent.Dependent"
+        assert Nightly.state_class_name() == "Nightly"
+        dependent = await db.state.get_object_id("d", Dependent.state_class_name())
+        assert await db.state.get_state(dependent, "upstream_bsids") == [4]
     finally:
         await db.close()
 

@@ -13,6 +13,8 @@ the lock; do not upgrade two *different* databases concurrently in one process.
 A database with tables but no recorded revision was not made by these migrations (or by an older
 ``metadata.create_all``); :func:`upgrade` refuses it with a :class:`DbError` rather than stamping
 it, because nothing says its tables match any revision.
+A database made by Buildbot 4.3 is adopted when the caller asks for it (``upgrade-master``;
+see :mod:`.adopt`), and refused by name otherwise, as are other Buildbot releases' databases.
 """
 
 from __future__ import annotations
