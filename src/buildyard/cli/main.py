@@ -88,9 +88,13 @@ async def _upgrade_db(basedir: Path, db_url: str, *, adopt_buildbot: bool = Fals
 
     db = Database(db_url, clock=SystemClock(), basedir=basedir)
     try:
-        if adopt_buildbot:
-            await _announce_adoption(db)
-        changed = await migrate.upgrade(db, adopt_buildbot=adopt_buildbot)
+        copy = await _announce_adoption(db) if adopt_buildbot else None
+        try:
+            changed = await migrate.upgrade(db, adopt_buildbot=adopt_buildbot)
+        except BaseException:
+            if copy is not None:  # the upgrade rolled back: the database is the copy's twin
+                copy.unlink(missing_ok=True)
+            raise
         if changed:
             # as Buildbot does: every master gets housekept at its next start
             await db.masters.set_all_masters_active_long_ago()
@@ -99,15 +103,16 @@ async def _upgrade_db(basedir: Path, db_url: str, *, adopt_buildbot: bool = Fals
         await db.close()
 
 
-async def _announce_adoption(db: Database) -> None:
+async def _announce_adoption(db: Database) -> Path | None:
     """When ``db`` was made by Buildbot: say what adopting it does and, on SQLite, keep a copy
-    of the file first (:class:`DbError` if it cannot be adopted, before anything is touched)."""
+    of the file first, returned (:class:`DbError` if it cannot be adopted, before anything is
+    touched)."""
     from buildyard.master.db import adopt, migrate
     from buildyard.master.db.errors import DbError
 
     found = await migrate.identify_buildbot(db)
     if found is None:
-        return
+        return None
     if not found.adoptable:
         raise DbError(adopt.refusal(found))
     for line in adopt.plan(found):
@@ -122,8 +127,9 @@ async def _announce_adoption(db: Database) -> None:
             )
         _sqlite_copy(original, backup)
         print(f"  - a copy of the database as Buildbot left it: {backup}")
-    else:
-        print("  - no copy is made of a PostgreSQL database: back it up first (pg_dump)")
+        return backup
+    print("  - no copy is made of a PostgreSQL database: back it up first (pg_dump)")
+    return None
 
 
 def _sqlite_copy(original: Path, backup: Path) -> None:

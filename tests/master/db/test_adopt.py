@@ -276,6 +276,23 @@ def test_cli_keeps_an_earlier_copy_rather_than_overwrite_it(
     assert _revision(basedir / "state.sqlite") == [(migrate.head_revision(),)]
 
 
+def test_cli_drops_its_copy_when_the_adoption_is_refused(
+    buildbot_sqlite: Path, tmp_path: Path
+) -> None:
+    """The schema check fails inside the upgrade's transaction: the database is left as it
+    was, so the copy made before would only stand in the way of the next attempt."""
+    basedir = _buildbot_dir(buildbot_sqlite, tmp_path, "sqlite:///state.sqlite")
+    conn = sqlite3.connect(basedir / "state.sqlite")
+    with conn:
+        conn.execute("ALTER TABLE builds ADD COLUMN extra INTEGER")
+    conn.close()
+    result = buildyard("upgrade-master", str(basedir))
+    assert result.returncode == 1
+    assert "builds.extra" in result.stderr and "refusing to adopt it" in result.stderr
+    assert not (basedir / "state.sqlite.buildbot-067.bak").exists()
+    assert _revision(basedir / "state.sqlite") == [("067",)]
+
+
 def test_cli_names_mysql_and_the_way_off_it(tmp_path: Path) -> None:
     basedir = tmp_path / "master"
     basedir.mkdir()

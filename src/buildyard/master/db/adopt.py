@@ -146,7 +146,8 @@ def adopt(
         more = len(differences) - len(shown)
         raise DbError(
             f"the database was made by {found.describe()} but its tables differ from Buildbot "
-            f"4.3's schema in {len(differences)} places ({'; '.join(shown)}"
+            f"4.3's schema in {len(differences)} "
+            f"{'place' if len(differences) == 1 else 'places'} ({'; '.join(shown)}"
             f"{f'; and {more} more' if more else ''}); refusing to adopt it"
         )
     conn.execute(
