@@ -14,6 +14,11 @@ Buildbot's object names and keys). Adopting such a database is therefore:
 2. recording revision ``0001`` in place of ``067``;
 3. running buildyard's later revisions, as for any database of ours.
 
+The comparison in step 1 is with ``schema.py``'s metadata, which is revision ``0001``'s tables
+as long as the later revisions change data only (``0002`` does); a revision that changes the
+schema must give step 1 the tables of ``0001`` instead (``tests/e2e/test_adopt_buildbot.py``
+and ``tests/master/db/test_adopt.py`` adopt real Buildbot databases and fail otherwise).
+
 Nothing else is rewritten: builds, steps, logs, changes, users, workers and object state stay
 row for row. Older Buildbot schemas are refused with the release that made them, and the way on
 (Buildbot 4.3.0's own ``buildbot upgrade-master`` brings them to ``067``).
