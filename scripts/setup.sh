@@ -48,4 +48,10 @@ fi
 if ! "$BB_VENV/bin/python" -c 'import buildbot_www' 2>/dev/null; then
     "$BB_VENV/bin/python" -m pip install -q buildbot-www==4.3.0
 fi
+# Buildbot's optional packages, for tests that adopt a Buildbot database: psycopg runs it on
+# PostgreSQL (its SQLAlchemy picks psycopg 3 for postgresql:// URLs), lz4, zstandard and brotli
+# write its other log chunk formats
+if ! "$BB_VENV/bin/python" -c 'import psycopg, lz4, zstandard, brotli' 2>/dev/null; then
+    "$BB_VENV/bin/python" -m pip install -q 'psycopg[binary]' lz4 zstandard brotli
+fi
 flock -u 9

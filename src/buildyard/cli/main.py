@@ -16,9 +16,13 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import buildyard
 from buildyard.common.pidfile import running_pid, signal_and_wait
+
+if TYPE_CHECKING:
+    from buildyard.master.db.connector import Database
 
 LOGFILE = "buildyard.log"
 PIDFILE = "buildyard.pid"
@@ -78,20 +82,70 @@ def cmd_create_master(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _upgrade_db(basedir: Path, db_url: str) -> bool:
+async def _upgrade_db(basedir: Path, db_url: str, *, adopt_buildbot: bool = False) -> bool:
     from buildyard.common.clock import SystemClock
     from buildyard.master.db import migrate
     from buildyard.master.db.connector import Database
 
     db = Database(db_url, clock=SystemClock(), basedir=basedir)
     try:
-        changed = await migrate.upgrade(db)
+        copy = await _announce_adoption(db) if adopt_buildbot else None
+        try:
+            changed = await migrate.upgrade(db, adopt_buildbot=adopt_buildbot)
+        except BaseException:
+            if copy is not None:  # the upgrade rolled back: the database is the copy's twin
+                copy.unlink(missing_ok=True)
+            raise
         if changed:
             # as Buildbot does: every master gets housekept at its next start
             await db.masters.set_all_masters_active_long_ago()
         return changed
     finally:
         await db.close()
+
+
+async def _announce_adoption(db: Database) -> Path | None:
+    """When ``db`` was made by Buildbot: say what adopting it does and, on SQLite, keep a copy
+    of the file first, returned (:class:`DbError` if it cannot be adopted, before anything is
+    touched)."""
+    from buildyard.master.db import adopt, migrate
+    from buildyard.master.db.errors import DbError
+
+    found = await migrate.identify_buildbot(db)
+    if found is None:
+        return None
+    if not found.adoptable:
+        raise DbError(adopt.refusal(found))
+    for line in adopt.plan(found):
+        print(line if line.endswith(":") else f"  - {line}")
+    if db.backend == "sqlite" and db.url.database:
+        original = Path(db.url.database)
+        backup = original.with_name(f"{original.name}.buildbot-{found.revision}.bak")
+        if backup.exists():
+            raise DbError(
+                f"{backup} exists (a copy from an earlier attempt?); move it away and run "
+                "upgrade-master again"
+            )
+        _sqlite_copy(original, backup)
+        print(f"  - a copy of the database as Buildbot left it: {backup}")
+        return backup
+    print("  - no copy is made of a PostgreSQL database: back it up first (pg_dump)")
+    return None
+
+
+def _sqlite_copy(original: Path, backup: Path) -> None:
+    """A consistent copy of an SQLite file (with what its write-ahead log holds)."""
+    import sqlite3
+
+    source = sqlite3.connect(f"file:{original}?mode=ro", uri=True)
+    try:
+        target = sqlite3.connect(backup)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
 
 
 # -- upgrade-master, checkconfig -----------------------------------------------------------------
@@ -108,7 +162,9 @@ def cmd_upgrade_master(args: argparse.Namespace) -> int:
     from buildyard.master.db.errors import DbError
 
     try:
-        changed = asyncio.run(_upgrade_db(basedir, config.db_url))  # type: ignore[attr-defined]
+        changed = asyncio.run(
+            _upgrade_db(basedir, config.db_url, adopt_buildbot=True)  # type: ignore[attr-defined]
+        )
     except DbError as exc:
         return _fail(f"upgrade failed: {exc}")
     print("upgrade complete" if changed else "the database was already up to date")
@@ -343,7 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="database URL (default: sqlite:///state.sqlite)",
     )
     p.add_argument("-q", "--quiet", action="store_true")
-    add("upgrade-master", cmd_upgrade_master, "bring the database schema up to date")
+    add(
+        "upgrade-master",
+        cmd_upgrade_master,
+        "bring the database schema up to date (adopts a Buildbot 4.3 database)",
+    )
     p = add(
         "checkconfig",
         cmd_checkconfig,

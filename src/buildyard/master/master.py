@@ -28,7 +28,6 @@ import dataclasses
 import os
 import secrets
 import signal
-import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -181,8 +180,9 @@ class BuildMaster(Service):
         self.basedir = basedir.resolve()
         self.config = config
         self.clock: Clock = clock or SystemClock()
-        # the masters-table name; self.name stays "master", the root of the service tree
-        self.master_name = name or f"{socket.getfqdn()}:{self.basedir}"
+        # the masters-table name, Buildbot's (the node name, not the FQDN): a master directory
+        # moved from Buildbot keeps its row; self.name stays "master", the service tree's root
+        self.master_name = name or f"{os.uname().nodename}:{self.basedir}"
         self.masterid: int | None = None
         self.reconfig_count = 0
 

@@ -209,7 +209,7 @@ def test_bad_values_point_at_their_keys(write_config: WriteConfig, basedir: Path
         GOOD
         + "c['title'] = 42\n"
         + "c['www'] = {'prot': 8010}\n"
-        + "c['logCompressionMethod'] = 'br'\n"
+        + "c['logCompressionMethod'] = 'xz'\n"
         + "c['masterHouseKeeping'] = {'interval': 60, 'expireAfter': 10}\n"
         + "c['mq'] = {'type': 'wamp'}\n"
         + "c['logEncoding'] = 'no-such-codec'\n"
@@ -218,7 +218,7 @@ def test_bad_values_point_at_their_keys(write_config: WriteConfig, basedir: Path
     assert set(found) == {
         line_of(path, "c['title'] = 42"),
         line_of(path, "c['www'] = {'prot'"),
-        line_of(path, "c['logCompressionMethod'] = 'br'"),
+        line_of(path, "c['logCompressionMethod'] = 'xz'"),
         line_of(path, "'expireAfter': 10"),
         line_of(path, "c['mq']"),
         line_of(path, "c['logEncoding']"),

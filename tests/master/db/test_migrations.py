@@ -458,25 +458,3 @@ async def test_concurrent_upgrades_migrate_once(db_url: str) -> None:
     finally:
         for db in dbs:
             await db.close()
-
-
-async def test_a_buildbot_database_is_named_as_such(tmp_path: Path) -> None:
-    from buildyard.testing.stock import buildbot_venv
-
-    basedir = tmp_path / "bb"
-    made = await asyncio.create_subprocess_exec(
-        str(buildbot_venv() / "bin" / "buildbot"),
-        "create-master",
-        "-q",
-        str(basedir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(made.communicate(), 300)
-    assert made.returncode == 0, out
-    db = Database(f"sqlite:///{basedir / 'state.sqlite'}", clock=FakeClock())
-    try:
-        with pytest.raises(DbError, match="is a Buildbot database"):
-            await migrate.upgrade(db)
-    finally:
-        await db.close()

@@ -364,7 +364,7 @@ def test_buildbot_defaults_and_state_names() -> None:
     assert s.reason == "The SingleBranchScheduler scheduler named 'sbs' triggered this build"
     assert s.codebases == {"": {}}
     assert s.builderNames == ["b1", "b2"]
-    assert type(s).state_class_name() == "buildbot.schedulers.basic.SingleBranchScheduler"
+    assert type(s).state_class_name() == "SingleBranchScheduler"
     assert s.properties_with_scheduler() == {"scheduler": ("sbs", "Scheduler")}
     custom = single(reason="%(classname)s/%(name)s")
     assert custom.reason == "SingleBranchScheduler/sbs"

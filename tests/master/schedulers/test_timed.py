@@ -51,7 +51,7 @@ async def test_periodic_fires_at_once_then_every_period(
         clock.advance(1)
         second = await buildsets.next()
         await armed(sched, clock, START + 600)
-        objectid = await updates.get_object_id("hourly", "buildbot.schedulers.timed.Periodic")
+        objectid = await updates.get_object_id("hourly", "Periodic")
         assert await updates.get_state(objectid, "last_build") == START + 600
     assert first.reason == "The Periodic scheduler named 'hourly' triggered this build"
     assert first.properties == {
@@ -153,7 +153,7 @@ async def test_nightly_triggerable_builds_the_last_trigger_at_its_time(
         clock.advance(ELEVEN - HALF_PAST)
         seen = await buildsets.next()
         await armed(sched, clock, ELEVEN)
-        objectid = await updates.get_object_id("nt", "buildbot.schedulers.timed.NightlyTriggerable")
+        objectid = await updates.get_object_id("nt", "NightlyTriggerable")
         assert await updates.get_state(objectid, "lastTrigger") is None
         # built once: the next time has nothing to build
         clock.advance(1800)
@@ -286,4 +286,4 @@ def test_buildbot_defaults() -> None:
     assert Periodic("p", ["b"], periodicBuildTimer=5).reason == (
         "The Periodic scheduler named 'p' triggered this build"
     )
-    assert type(n).state_class_name() == "buildbot.schedulers.timed.Nightly"
+    assert type(n).state_class_name() == "Nightly"

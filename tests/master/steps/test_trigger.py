@@ -178,9 +178,7 @@ async def test_triggering_a_nightly_triggerable_records_the_trigger(tmp_path: Pa
         assert [(s.name, s.results) for s in parent.steps] == [("tonight", Results.SUCCESS)]
         assert not parent.step("tonight").urls  # no buildset yet: it builds at 3 o'clock
         updates = running.master.data.updates
-        objectid = await updates.get_object_id(
-            "later", "buildbot.schedulers.timed.NightlyTriggerable"
-        )
+        objectid = await updates.get_object_id("later", "NightlyTriggerable")
         stamps, props, parent_buildid, relationship = await updates.get_state(
             objectid, "lastTrigger"
         )

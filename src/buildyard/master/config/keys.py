@@ -53,7 +53,7 @@ _REMOVED_KEYS = {
 }
 _MQ_KEYS = {"simple": frozenset({"debug"})}
 _PROTOCOLS = ("msgpack_experimental_v7", "pb", "null")
-_LOG_COMPRESSION = ("raw", "gz", "bz2", "lz4", "zstd")
+_LOG_COMPRESSION = ("raw", "gz", "bz2", "lz4", "zstd", "br")
 _WWW_KEYS = frozenset(
     {
         "allowed_origins",
@@ -429,11 +429,9 @@ DEFAULT_LOG_COMPRESSION = "zstd"
 def _log_compression(reader: _Reader) -> str:
     method = reader.string("logCompressionMethod", DEFAULT_LOG_COMPRESSION)
     if method not in _LOG_COMPRESSION:
-        extra = " (br, brotli, is not supported by buildyard)" if method == "br" else ""
         reader.error(
             "logCompressionMethod",
-            f"c['logCompressionMethod'] must be one of "
-            f"{', '.join(map(repr, _LOG_COMPRESSION))}{extra}",
+            f"c['logCompressionMethod'] must be one of {', '.join(map(repr, _LOG_COMPRESSION))}",
         )
         return DEFAULT_LOG_COMPRESSION
     return method

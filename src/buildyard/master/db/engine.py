@@ -45,8 +45,15 @@ def normalize_url(db_url: str, *, basedir: Path | None = None) -> sa.URL:
         return url.set(drivername="sqlite+aiosqlite", database=database)
     if backend in ("postgresql", "postgres"):
         return url.set(drivername="postgresql+asyncpg")
+    way_on = (
+        " (to move a Buildbot database off MySQL, copy it with Buildbot 4.3.0's "
+        "'buildbot copy-db URL' to an SQLite or PostgreSQL URL, point c['db'] there and run "
+        "'buildyard upgrade-master')"
+        if backend in ("mysql", "mariadb")
+        else ""
+    )
     raise UnsupportedDatabase(
-        f"db_url {db_url!r}: backend {backend!r} is not supported; use sqlite or postgresql"
+        f"db_url {db_url!r}: backend {backend!r} is not supported; use sqlite or postgresql{way_on}"
     )
 
 

@@ -6,11 +6,11 @@ one, at most :data:`MAX_CHUNK_LINES` lines and :data:`MAX_CHUNK_BYTES` bytes per
 long for a row of its own is cut to 65535 bytes (at a character boundary). Stdio logs keep each
 line's one-character stream prefix exactly as the caller gave it.
 
-An append may ask for a compression method (:mod:`.compression`: gz, bz2, lz4, zstd, with
+An append may ask for a compression method (:mod:`.compression`: gz, bz2, lz4, zstd, br, with
 Buildbot's ids and formats): its chunks big enough to gain are stored compressed at once, the
 others raw (``compressed = 0``). When the log is finished, :meth:`LogsRepository.compress_log`
-merges runs of small raw chunks and stores them compressed. Buildbot's brotli chunks are refused
-with a DbError.
+merges runs of small raw chunks and stores them compressed. A chunk with an unknown compression
+id is refused with a DbError.
 """
 
 from __future__ import annotations

@@ -13,10 +13,13 @@ the lock; do not upgrade two *different* databases concurrently in one process.
 A database with tables but no recorded revision was not made by these migrations (or by an older
 ``metadata.create_all``); :func:`upgrade` refuses it with a :class:`DbError` rather than stamping
 it, because nothing says its tables match any revision.
+A database made by Buildbot 4.3 is adopted when the caller asks for it (``upgrade-master``;
+see :mod:`.adopt`), and refused by name otherwise, as are other Buildbot releases' databases.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +32,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
+from buildyard.master.db import adopt
 from buildyard.master.db.errors import DbError
+from buildyard.master.db.schema import metadata
 
 if TYPE_CHECKING:
     from sqlalchemy.schema import FetchedValue
@@ -111,42 +116,52 @@ def _check_known(conn: sa.Connection, current: str | None, script: ScriptDirecto
     try:
         script.get_revision(current)
     except CommandError as exc:
-        if len(current) == 3 and current.isdigit():
-            # Buildbot numbers its revisions with three digits ("067" in 4.3.0), ours with four
-            raise DbError(
-                f"the database is a Buildbot database (schema revision {current!r}); buildyard "
-                "does not adopt Buildbot's database files: give buildyard an empty database "
-                "(its schema has the same tables)"
-            ) from exc
         raise DbError(
             f"the database is at schema revision {current!r}, which this buildyard does not know "
             "(was it upgraded by a newer version?)"
         ) from exc
 
 
-def _upgrade_sync(conn: sa.Connection) -> tuple[str | None, str]:
+def _upgrade_sync(conn: sa.Connection, *, adopt_buildbot: bool) -> tuple[str | None, str]:
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
     cfg = alembic_config()
     script = ScriptDirectory.from_config(cfg)
     head = _head(script)
     before = _current(conn)
-    _check_known(conn, before, script)
+    buildbot = adopt.identify(conn, before)
+    if buildbot is not None:
+        if not buildbot.adoptable:
+            raise DbError(adopt.refusal(buildbot))
+        if not adopt_buildbot:
+            raise DbError(
+                f"the database was made by {buildbot.describe()}; 'buildyard upgrade-master' "
+                "adopts it (and says what it does first)"
+            )
+        adopt.adopt(conn, buildbot, metadata=metadata, compare_options=compare_options())
+        before = f"buildbot {buildbot.revision}"
+    else:
+        _check_known(conn, before, script)
     if before != head:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     return before, head
 
 
-async def upgrade(db: Database) -> bool:
+async def upgrade(db: Database, *, adopt_buildbot: bool = False) -> bool:
     """Bring the schema to the head revision; True if anything changed, False if already there.
 
+    ``adopt_buildbot``: a Buildbot 4.3 database is adopted (see :mod:`.adopt`), in the same
+    transaction as the migrations that follow; without it a Buildbot database is refused.
     Raises :class:`DbError` for a database with tables but no revision, a revision this code does
-    not know, or a failure while migrating (the transaction is then rolled back).
+    not know, a Buildbot database it cannot adopt, or a failure while migrating (the transaction
+    is then rolled back).
     """
     try:
         async with db.transaction() as conn:
-            before, head = await conn.run_sync(_upgrade_sync)
+            before, head = await conn.run_sync(
+                functools.partial(_upgrade_sync, adopt_buildbot=adopt_buildbot)
+            )
     except (sa.exc.SQLAlchemyError, CommandError) as exc:
         raise DbError(f"schema upgrade of the {db.backend} database failed: {exc}") from exc
     if before == head:
@@ -154,6 +169,16 @@ async def upgrade(db: Database) -> bool:
         return False
     log.info("db_upgraded", from_revision=before, to_revision=head)
     return True
+
+
+async def identify_buildbot(db: Database) -> adopt.BuildbotDatabase | None:
+    """The Buildbot database ``db`` is, None if it is not one."""
+
+    def identify(conn: sa.Connection) -> adopt.BuildbotDatabase | None:
+        return adopt.identify(conn, _current(conn))
+
+    async with db.reading() as conn:
+        return await conn.run_sync(identify)
 
 
 async def current_revision(db: Database) -> str | None:

@@ -34,7 +34,7 @@ class SchedulerBase(SchedulerConfig):
     """The arguments common to Buildbot's schedulers, checked; subclasses call
     :meth:`_common` from their constructor."""
 
-    #: the class name Buildbot keeps the scheduler's state under (``objects.class_name``)
+    #: Buildbot's class (``module.Class``); the bare class name keys the scheduler's state
     buildbot_class: ClassVar[str | None] = None
 
     #: the builder names given as strings (what cross-reference checks can see)
@@ -146,10 +146,11 @@ class SchedulerBase(SchedulerConfig):
 
     @classmethod
     def state_class_name(cls) -> str:
-        """The class name of the scheduler's state object: Buildbot's own for its classes, so a
-        database carried over from Buildbot keeps a Nightly's last build time."""
+        """The class name of the scheduler's state object (``objects.class_name``), as Buildbot
+        names it: the bare class name (``Nightly``, or a subclass's own name), so a database
+        adopted from Buildbot keeps a Nightly's last build time."""
         own = cls.__dict__.get("buildbot_class")
-        return own if isinstance(own, str) else f"{cls.__module__}.{cls.__qualname__}"
+        return own.rpartition(".")[2] if isinstance(own, str) else cls.__name__
 
     def properties_with_scheduler(self) -> dict[str, tuple[Any, str]]:
         """The buildset properties the scheduler adds: its own, and ``scheduler`` = its name."""

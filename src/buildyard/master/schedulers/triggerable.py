@@ -105,7 +105,14 @@ class TriggerableService(BuildsetScheduler):
 
 
 class Dependent(SchedulerBase):
-    buildbot_class = "buildbot.schedulers.basic.Dependent"
+    buildbot_class = "buildbot.schedulers.dependent.Dependent"
+
+    @classmethod
+    def state_class_name(cls) -> str:
+        """Buildbot keeps a Dependent's ``upstream_bsids`` under its service object, named by
+        the qualified class name (the other schedulers' state goes under the bare one)."""
+        own = cls.__dict__.get("buildbot_class")
+        return own if isinstance(own, str) else f"{cls.__module__}.{cls.__name__}"
 
     def __init__(
         self,
