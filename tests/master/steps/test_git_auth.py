@@ -35,12 +35,17 @@ def everything_stored(result: BuildResult) -> str:
     return "\n".join(parts)
 
 
-def files_containing(root: Path, text: str) -> list[Path]:
-    found = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink() and text.encode() in path.read_bytes():
-            found.append(path)
-    return found
+def files_containing(tmp_path: Path, text: str) -> list[Path]:
+    """The files of the worker (its directory and its log) and of the master (its database
+    included; not master.cfg, where a test may write a password) that hold ``text``."""
+    paths = [tmp_path / "worker.log"]
+    for root in (tmp_path / "worker", tmp_path / "master"):
+        paths += [p for p in root.rglob("*") if p.name != "master.cfg"]
+    return [
+        path
+        for path in paths
+        if path.is_file() and not path.is_symlink() and text.encode() in path.read_bytes()
+    ]
 
 
 def auth_dirs(worker_dir: Path) -> list[Path]:
@@ -138,7 +143,7 @@ async def test_ssh_key_as_secret_builds_a_private_repository(tmp_path: Path, kin
             for built in results:
                 assert key_body(key) not in everything_stored(built)
             # nothing left on the worker: no key file, no directory for it
-            assert files_containing(work, key_body(key)) == []
+            assert files_containing(tmp_path, key_body(key)) == []
         assert auth_dirs(work) == []
 
 
@@ -200,6 +205,6 @@ async def test_http_credentials_auth_and_git_credentials(tmp_path: Path, kind: s
     for built in (auth, again, creds, wrong):
         assert password not in everything_stored(built)
         assert "not-the-password" not in everything_stored(built)
-    assert files_containing(work, password) == []
-    assert files_containing(work, "not-the-password") == []
+    assert files_containing(tmp_path, password) == []
+    assert files_containing(tmp_path, "not-the-password") == []
     assert auth_dirs(work) == []
