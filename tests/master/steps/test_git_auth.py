@@ -3,6 +3,7 @@ behind a real sshd (key given as a secret) and behind git's smart HTTP with Basi
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from buildyard.master.model.results import Results
 from buildyard.testing.gitservers import SSHD, http_git_server, ssh_git_server
 from buildyard.testing.masters import BuildResult, running_master
+from buildyard.testing.processes import eventually
 from buildyard.testing.workers import STOCK_PB
 from tests.master.steps.test_git import commit, git, got, make_repo
 
@@ -208,3 +210,64 @@ async def test_http_credentials_auth_and_git_credentials(tmp_path: Path, kind: s
     assert files_containing(tmp_path, password) == []
     assert files_containing(tmp_path, "not-the-password") == []
     assert auth_dirs(work) == []
+
+
+async def test_a_stopped_build_leaves_no_key_behind(tmp_path: Path, kind: str) -> None:
+    # an ``ssh`` that says it started, then waits for the test (at most 60 s) before giving up
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    started, go = tmp_path / "started", tmp_path / "go"
+    (bindir / "ssh").write_text(
+        "#!/bin/sh\n"
+        f"touch {started}\n"
+        f"i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"
+        "exit 255\n"
+    )
+    (bindir / "ssh").chmod(0o755)
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1ib2R5LTQyOTE3\n-----END"
+    write_secrets(tmp_path / "secrets", {"gitkey": key + " OPENSSH PRIVATE KEY-----\n"})
+    body = "\n".join(
+        [
+            "from buildyard.master.steps.source.git import Git",
+            f"c['secretsProviders'] = [secrets.SecretInAFile({str(tmp_path / 'secrets')!r})]",
+            f"PATH = {f'{bindir}:' + os.environ['PATH']!r}",
+            "f = util.BuildFactory()",
+            "f.addStep(Git(repourl='ssh://git@127.0.0.1:9/repo.git',"
+            " sshPrivateKey=util.Secret('gitkey'), env={'PATH': PATH}))",
+            "c['builders'] = [util.BuilderConfig(name='b', workernames=['w1'], factory=f)]",
+            "",
+        ]
+    )
+    async with running_master(tmp_path, body, worker=kind) as running:
+        master = running.master
+        updates = master.data.updates
+        builderid = await updates.find_builder_id("b")
+        async with master.mq.subscribe(("buildsets", None, "complete")) as completed:
+            _, brids = await updates.add_buildset(
+                scheduler="test",
+                sourcestamps=[
+                    {
+                        "branch": None,
+                        "revision": None,
+                        "repository": "",
+                        "project": "",
+                        "codebase": "",
+                    }
+                ],
+                reason="test",
+                properties={},
+                builderids=[builderid],
+            )
+            buildid = await running.started_build(brids[builderid])
+            await eventually(started.exists, within=60)
+            # the clone is under way: the key is on the worker
+            auth_dir = running.worker_dir / ".b.build.buildbot"
+            assert (auth_dir / "ssh-key").exists()
+            assert await master.botmaster.brd.stop_build(buildid, "enough")
+            async with asyncio.timeout(120):
+                await completed.get()
+        go.touch()
+        result = await running.result(buildid)
+    assert result.build.results == Results.CANCELLED
+    assert not auth_dir.exists()
+    assert files_containing(tmp_path, "c2VjcmV0LWtleS1ib2R5LTQyOTE3") == []

@@ -34,6 +34,7 @@ directory is removed when the step ends, whatever its result. See docs/git-crede
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -230,6 +231,7 @@ class Git(Source):
         # the options and environment that make git use the authentication files
         self._auth_options: list[str] = []
         self._auth_env: dict[str, str] = {}
+        self._auth_dir_made = False
 
     # -- the step ------------------------------------------------------------------------------
 
@@ -240,13 +242,13 @@ class Git(Source):
         self.method = self._getMethod()
         await self.addLogForRemoteCommands("stdio")
         auth_dir = self._auth_data_path()
-        written = False
+        self._auth_dir_made = False
         try:
             if not await self.checkFeatureSupport():
                 raise RuntimeError("git is not installed on worker")
             if await self.sourcedirIsPatched():
                 await self._git(["clean", "-f", "-f", "-d", "-x"])
-            written = await self._write_auth_files(auth_dir)
+            await self._write_auth_files(auth_dir)
             if self.mode == "full":
                 await self.mode_full()
             elif self.mode == "incremental":
@@ -257,10 +259,16 @@ class Git(Source):
                 await self.patch(patch)
             await self.parseGotRevision()
             await self.parseCommitDescription()
-        finally:
+        except BaseException:
             self._auth_options, self._auth_env = [], {}
-            if written:
-                await self._remove_auth_files(auth_dir)
+            if self._auth_dir_made:
+                # the step's own failure is the one to report
+                with contextlib.suppress(Exception):
+                    await self._remove_auth_files(auth_dir)
+            raise
+        self._auth_options, self._auth_env = [], {}
+        if self._auth_dir_made:
+            await self._remove_auth_files(auth_dir)
         return 0
 
     # -- authentication files ------------------------------------------------------------------
@@ -296,6 +304,7 @@ class Git(Source):
         if self.sshPrivateKey is None and not credentials:
             return False
         paths = self.path_module()
+        self._auth_dir_made = True  # removed at the end, however far this goes
         # a directory left by a worker that was lost mid-step is replaced
         await self.runRmdir(auth_dir, abandonOnFailure=False)
         await self.runMkdir(auth_dir)
@@ -335,7 +344,14 @@ class Git(Source):
             raise BuildStepFailed(f"could not write {path} on the worker")
 
     async def _remove_auth_files(self, auth_dir: str) -> None:
-        if await self.runRmdir(auth_dir, abandonOnFailure=False):
+        """Remove ``auth_dir`` on the worker, also when the build is being stopped (when
+        :meth:`runCommand` runs nothing more)."""
+        rt = self._runtime()
+        cmd = RemoteCommand("rmdir", {"dir": auth_dir, "logEnviron": self.logEnviron})
+        if self.rc_log is not None:
+            cmd.useLog(self.rc_log, False, "stdio")
+        await cmd.run(rt.conn, builder_name=rt.builder_name, builder_dir=rt.builder_dir)
+        if cmd.didFail():
             raise BuildStepFailed(f"could not remove {auth_dir} on the worker")
 
     def _getMethod(self) -> str | None:
