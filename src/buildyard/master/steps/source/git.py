@@ -285,15 +285,17 @@ class Git(Source):
         basedir = rt.conn.info.get("basedir")
         if paths.isabs(workdir):
             parent = paths.dirname(workdir)
-        elif isinstance(basedir, str):
+        elif isinstance(basedir, str) and paths.isabs(basedir):
             parent = paths.join(basedir, paths.dirname(workdir))
-        else:  # a worker that did not say: relative to the builder's directory
-            parent = paths.join("..", paths.dirname(workdir))
+        else:
+            # git runs ssh from the work directory (and submodules' directories): the key's
+            # path must be absolute, and this worker did not say where it lives
+            return ""
         return str(paths.join(parent, f".{builddir}.{paths.basename(workdir)}.buildbot"))
 
-    async def _write_auth_files(self, auth_dir: str) -> bool:
-        """Write the ssh key, known hosts and credentials into ``auth_dir`` on the worker and
-        set the git options that use them; False if there is nothing to write."""
+    async def _write_auth_files(self, auth_dir: str) -> None:
+        """Write the ssh key, known hosts and credentials (if any) into ``auth_dir`` on the
+        worker and set the git options that use them."""
         credentials: list[str] = []
         if self.git_credentials is not None:
             props = self._runtime().properties
@@ -302,7 +304,9 @@ class Git(Source):
                 if text:
                     credentials.append(str(text))
         if self.sshPrivateKey is None and not credentials:
-            return False
+            return
+        if not auth_dir:
+            raise BuildStepFailed("the worker did not give its base directory: no place for keys")
         paths = self.path_module()
         self._auth_dir_made = True  # removed at the end, however far this goes
         # a directory left by a worker that was lost mid-step is replaced
@@ -337,7 +341,6 @@ class Git(Source):
                 self._auth_options += ["-c", f"credential.useHttpPath={value}"]
             for text in credentials:
                 await self._git(["credential", "approve"], initialStdin=text)
-        return True
 
     async def _download_private(self, path: str, text: str) -> None:
         if await self.downloadFileContentToWorker(path, text, mode=_PRIVATE_FILE_MODE) is None:
