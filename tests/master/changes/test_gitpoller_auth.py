@@ -124,3 +124,18 @@ async def test_http_auth_credentials_and_git_credentials(
         [failure] = [e for e in logs if e["event"] == "gitpoller_poll_failed"]
         assert "could not read Username" in failure["error"]
     assert left_behind(ctx.basedir, password) == []
+
+
+async def test_a_missing_secret_fails_the_poll_with_its_name(
+    ctx: ChangeSourceContext, database: Database, upstream: Upstream, tmp_path: Path
+) -> None:
+    upstream.commit("initial")
+    ctx = with_secrets(ctx, tmp_path / "secrets", {})
+    url = f"file://{upstream.url}"
+    poller = make_poller(ctx, url, auth_credentials=("alice", util.Secret("nowhere")))
+    with structlog.testing.capture_logs() as logs:
+        await poller.poll()
+    [failure] = [e for e in logs if e["event"] == "gitpoller_poll_failed"]
+    assert "secret 'nowhere' is not found" in failure["error"]
+    assert poller.statistics()["failed_polls"] == 1
+    assert await last_rev(ctx, url) is None

@@ -50,7 +50,7 @@ from buildyard.common.config_object import is_placeholder
 from buildyard.common.errors import BuildyardError, config_error
 from buildyard.master.changes.base import ChangeSource, ChangeSourceConfig, ChangeSourceContext
 from buildyard.master.model.gitcredentials import GitCredentialOptions, with_user_password
-from buildyard.master.model.properties import Properties, is_renderable, render
+from buildyard.master.model.properties import Properties, RenderError, is_renderable, render
 
 __all__ = ["GitError", "GitPoller", "GitPollerService"]
 
@@ -787,16 +787,14 @@ class GitPollerService(ChangeSource):
             return
         props = Properties()
         props.build = _SecretsOnly(self.ctx.secret)
-        ssh = await render(
-            (config.ssh_private_key, config.ssh_host_key, config.ssh_known_hosts), props
-        )
-        credentials = [
-            str(text)
-            for text in await render(
-                list(options_given.credentials if options_given else []), props
+        try:
+            ssh = await render(
+                (config.ssh_private_key, config.ssh_host_key, config.ssh_known_hosts), props
             )
-            if text
-        ]
+            rendered = await render(list(options_given.credentials if options_given else []), props)
+        except RenderError as exc:  # a secret no provider has: this poll fails, as git would
+            raise GitError(f"cannot render the credentials: {exc}") from exc
+        credentials = [str(text) for text in rendered if text]
         await asyncio.to_thread(_remove_stale_auth, workdir)
         directory = Path(
             await asyncio.to_thread(
