@@ -12,6 +12,15 @@ if ! command -v chromium >/dev/null 2>&1; then
         exit 1
     fi
 fi
+# the Git step's and GitPoller's ssh tests serve a private repository with Debian's sshd
+if [ ! -x /usr/sbin/sshd ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssh-server
+    else
+        echo "the git-over-ssh tests need sshd: sudo apt-get install openssh-server" >&2
+        exit 1
+    fi
+fi
 
 export BUILDYARD_BUILDBOT_VENV=${BUILDYARD_BUILDBOT_VENV:-$HOME/.cache/buildyard/buildbot-4.3.0}
 echo "== ruff"; .venv/bin/ruff check src tests bench

@@ -210,6 +210,7 @@ class BuildMaster(Service):
                 clock=self.clock,
                 masterid=self._masterid,
                 basedir=self.basedir,
+                secret=self._secret,
             )
         )
         self.botmaster = BotMaster(
@@ -261,6 +262,10 @@ class BuildMaster(Service):
         ):
             self.add_child(svc)
         self._reconfig_lock = asyncio.Lock()
+
+    async def _secret(self, name: str) -> str | None:
+        """Secret ``name`` from the providers of the configuration in use."""
+        return await secret_providers.lookup(self.config.secrets_providers, name)
 
     async def _session_secret(self) -> str:
         """The key that signs the web sessions: made once, kept in the database state where

@@ -3,11 +3,12 @@
 Implemented: ``BuilderConfig``, ``BuildFactory``, the result codes ``SUCCESS`` ... ``CANCELLED``,
 ``Results`` (their names, indexed by code), ``worst_status``, and the properties and renderables
 (``Property``, ``Interpolate``, ``renderer``, ``Transform``, ``FlattenList``, ``WithProperties``,
-``Secret``), and the web server's authentication (``NoAuth``, ``UserPasswordAuth``,
-``HTPasswdAuth``, ``RemoteUserAuth``, ``CustomAuth``) and authorization (``Authz``, its endpoint
-and role matchers, ``fnmatchStrMatcher``, ``reStrMatcher``). Everything else Buildbot 4.3
-registers here is a stand-in naming the feature it belongs to; ``util.repo`` and ``util.svn``
-hold Buildbot's dotted names.
+``Secret``), git's credentials (``GitCredentialOptions``, ``GitCredentialInputRenderer``), and
+the web server's authentication (``NoAuth``, ``UserPasswordAuth``, ``HTPasswdAuth``,
+``RemoteUserAuth``, ``CustomAuth``) and authorization (``Authz``, its endpoint and role matchers,
+``fnmatchStrMatcher``, ``reStrMatcher``). Everything else Buildbot 4.3 registers here is a
+stand-in naming the feature it belongs to; ``util.repo`` and ``util.svn`` hold Buildbot's dotted
+names.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from buildyard.compat.results import (
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.builds.factory import BuildFactory
 from buildyard.master.logs.observer import LogLineObserver
+from buildyard.master.model.gitcredentials import GitCredentialInputRenderer, GitCredentialOptions
 from buildyard.master.model.properties import (
     FlattenList,
     Interpolate,
@@ -116,6 +118,8 @@ __all__ = [
     "FixedParameter",
     "FlattenList",
     "ForceBuildEndpointMatcher",
+    "GitCredentialInputRenderer",
+    "GitCredentialOptions",
     "HTPasswdAuth",
     "IntParameter",
     "Interpolate",

@@ -17,7 +17,7 @@ from buildyard.master.model.sourcestamps import SourceStampSpec
 from buildyard.master.model.steps import Step
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
-from buildyard.testing.workers import start_worker
+from buildyard.testing.workers import STOCK_PB, start_worker
 
 HEADER = """\
 from buildyard.plugins import *
@@ -114,12 +114,16 @@ class BuildResult:
 async def running_master(
     tmp_path: Path, body: str, *, worker: str = "buildyard", db_url: str = "sqlite:///state.sqlite"
 ) -> AsyncIterator[Running]:
-    """A started master whose master.cfg is :data:`HEADER` (worker ``w1``, a free port) plus
-    ``body`` (builders, ...), with a real worker of kind ``worker`` attached."""
+    """A started master whose master.cfg is :data:`HEADER` (worker ``w1``, a free port; PB
+    instead of msgpack for ``worker=STOCK_PB``) plus ``body`` (builders, ...), with a real
+    worker of kind ``worker`` attached."""
     basedir = tmp_path / "master"
     basedir.mkdir()
     port = free_port()
-    (basedir / "master.cfg").write_text(HEADER.format(port=port, db_url=db_url) + body)
+    header = HEADER.format(port=port, db_url=db_url)
+    if worker == STOCK_PB:  # the stock worker's default protocol, on the same port
+        header += f"c['protocols'] = {{'pb': {{'port': {port}, 'interface': '127.0.0.1'}}}}\n"
+    (basedir / "master.cfg").write_text(header + body)
     master = BuildMaster(basedir, config=load_master_config(basedir))
     await migrate.upgrade(master.db)
     await master.start()

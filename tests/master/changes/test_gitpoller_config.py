@@ -8,7 +8,7 @@ import pytest
 
 from buildyard.common.errors import ConfigError, ConfigErrors, collecting_config_errors
 from buildyard.master.changes.gitpoller import GitPoller
-from buildyard.plugins import changes, util
+from buildyard.plugins import changes
 
 URL = "https://example.org/repo.git"
 
@@ -106,8 +106,12 @@ def test_the_plugin_name_and_buildbot_module_are_this_class() -> None:
             "GitPoller: auth_credentials must be a (username, password) pair",
         ),
         (
-            {"repourl": URL, "sshPrivateKey": util.Secret("key")},
-            "GitPoller: sshPrivateKey must be a string here",
+            {"repourl": URL, "sshPrivateKey": 42},
+            "GitPoller: sshPrivateKey must be a string or a renderable",
+        ),
+        (
+            {"repourl": URL, "git_credentials": [("u", "p")]},
+            "GitPoller: git_credentials must be a util.GitCredentialOptions",
         ),
         ({"repourl": URL, "category": 3}, "GitPoller: category must be a string"),
     ],

@@ -49,6 +49,11 @@ def test_same_objects_as_the_plugins() -> None:
     assert BuildbotWorker is Worker
     assert results.Results[results.FAILURE] == "failure"
     assert results.statusToString(None) == "not finished"
+    with buildbot_imports():
+        from buildbot.util.git_credential import (  # type: ignore[import-not-found]
+            GitCredentialOptions,
+        )
+    assert GitCredentialOptions is util.GitCredentialOptions
 
 
 def test_star_import_of_buildbot_plugins() -> None:

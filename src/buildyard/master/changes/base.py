@@ -11,7 +11,7 @@ first poll and retries the claim every ``claim_interval`` seconds while another 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ class ChangeSourceContext:
     masterid: Callable[[], int]
     # the master's base directory (pollers keep their work repositories under it)
     basedir: Path
+    # the value of a secret from c['secretsProviders'] (None: unknown), for the renderables a
+    # change source takes (a GitPoller's ssh key, ...)
+    secret: Callable[[str], Awaitable[str | None]] | None = None
 
 
 class ChangeSourceConfig(ConfigObject):

@@ -39,7 +39,7 @@ import random
 import shutil
 import tempfile
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -49,6 +49,8 @@ import structlog
 from buildyard.common.config_object import is_placeholder
 from buildyard.common.errors import BuildyardError, config_error
 from buildyard.master.changes.base import ChangeSource, ChangeSourceConfig, ChangeSourceContext
+from buildyard.master.model.gitcredentials import GitCredentialOptions, with_user_password
+from buildyard.master.model.properties import Properties, RenderError, is_renderable, render
 
 __all__ = ["GitError", "GitPoller", "GitPollerService"]
 
@@ -75,7 +77,6 @@ def _is_tags(ref: str) -> bool:
 
 
 _LABEL = "GitPoller"
-_NO_RENDERABLES = "(secrets and other renderables are not supported by buildyard's GitPoller yet)"
 
 
 def _branches(
@@ -144,40 +145,69 @@ def _text(keyword: str, value: Any, default: str) -> str:
     return default
 
 
-def _ssh(key: Any, host_key: Any, known_hosts: Any) -> tuple[str | None, str | None, str | None]:
-    """The ssh settings, checked as Buildbot's check_ssh_config does; strings only."""
+def _ssh(key: Any, host_key: Any, known_hosts: Any) -> tuple[Any, Any, Any]:
+    """The ssh settings, checked as Buildbot's check_ssh_config does: strings or renderables
+    (a ``util.Secret``), rendered at each poll."""
     if host_key is not None and key is None:
         config_error(f"{_LABEL}: sshPrivateKey must be provided in order use sshHostKey")
     if known_hosts is not None and key is None:
         config_error(f"{_LABEL}: sshPrivateKey must be provided in order use sshKnownHosts")
     if host_key is not None and known_hosts is not None:
         config_error(f"{_LABEL}: only one of sshKnownHosts and sshHostKey can be provided")
-    checked: list[str | None] = []
+    checked: list[Any] = []
     for keyword, value in (
         ("sshPrivateKey", key),
         ("sshHostKey", host_key),
         ("sshKnownHosts", known_hosts),
     ):
-        if value is not None and not isinstance(value, str):
-            config_error(f"{_LABEL}: {keyword} must be a string here {_NO_RENDERABLES}")
-        checked.append(value if isinstance(value, str) else None)
+        if value is None or _is_text(value):
+            checked.append(value)
+        else:
+            config_error(f"{_LABEL}: {keyword} must be a string or a renderable (util.Secret)")
+            checked.append(None)
     return checked[0], checked[1], checked[2]
 
 
-def _credentials(value: Any) -> tuple[str, str] | None:
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) or is_renderable(value)
+
+
+def _credentials(value: Any) -> tuple[Any, Any] | None:
     if value is None:
         return None
-    if (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and all(isinstance(part, str) for part in value)
-    ):
+    if isinstance(value, list | tuple) and len(value) == 2 and all(map(_is_text, value)):
         return (value[0], value[1])
     config_error(
-        f"{_LABEL}: auth_credentials must be a (username, password) pair of strings "
-        f"{_NO_RENDERABLES}"
+        f"{_LABEL}: auth_credentials must be a (username, password) pair of strings or "
+        "renderables (util.Secret)"
     )
     return None
+
+
+def _git_credentials(value: Any) -> GitCredentialOptions | None:
+    if value is None or is_placeholder(value):
+        return None
+    if isinstance(value, GitCredentialOptions):
+        return value
+    config_error(f"{_LABEL}: git_credentials must be a util.GitCredentialOptions")
+    return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _SecretsOnly:
+    """What rendering a poller's settings may use: secrets, and nothing of a build."""
+
+    lookup: Callable[[str], Awaitable[str | None]] | None
+
+    def sourcestamp(self, codebase: str) -> Mapping[str, Any] | None:
+        return None
+
+    @property
+    def worker_info(self) -> Mapping[str, Any]:
+        return {}
+
+    async def secret(self, name: str) -> str | None:
+        return None if self.lookup is None else await self.lookup(name)
 
 
 class GitPoller(ChangeSourceConfig):
@@ -188,7 +218,9 @@ class GitPoller(ChangeSourceConfig):
     ``branch`` is the older single-branch form; without either, the branch of the remote
     ``HEAD``. ``only_tags`` watches the tags instead. ``category`` is a string or a callable
     given the change as a dict. The change source's ``name`` defaults to ``repourl`` (as in
-    Buildbot). The ``ssh*`` keys and ``auth_credentials`` must be plain strings here.
+    Buildbot). ``sshPrivateKey``, ``sshHostKey``, ``sshKnownHosts``, ``auth_credentials`` and
+    ``git_credentials`` (``util.GitCredentialOptions``) may be strings or renderables such as
+    ``util.Secret``, rendered (from ``c['secretsProviders']``) at each poll.
     """
 
     _secret_arguments = frozenset({"sshPrivateKey", "auth_credentials", "git_credentials"})
@@ -212,13 +244,13 @@ class GitPoller(ChangeSourceConfig):
         pollAtLaunch: bool = False,
         buildPushesWithNoCommits: bool = False,
         only_tags: bool = False,
-        sshPrivateKey: str | None = None,
-        sshHostKey: str | None = None,
-        sshKnownHosts: str | None = None,
+        sshPrivateKey: Any = None,
+        sshHostKey: Any = None,
+        sshKnownHosts: Any = None,
         pollRandomDelayMin: float = 0,
         pollRandomDelayMax: float = 0,
-        auth_credentials: tuple[str, str] | None = None,
-        git_credentials: object = None,
+        auth_credentials: tuple[Any, Any] | None = None,
+        git_credentials: GitCredentialOptions | None = None,
     ) -> None:
         # master.cfg may pass anything: each value is checked as what it is, not as annotated
         given: dict[str, Any] = dict(locals())
@@ -270,8 +302,7 @@ class GitPoller(ChangeSourceConfig):
             given["sshPrivateKey"], given["sshHostKey"], given["sshKnownHosts"]
         )
         self.auth_credentials = _credentials(given["auth_credentials"])
-        if git_credentials is not None and not is_placeholder(git_credentials):
-            config_error(f"{_LABEL}: git_credentials is not supported by buildyard yet")
+        self.git_credentials = _git_credentials(given["git_credentials"])
 
     def make_service(self, name: str, ctx: ChangeSourceContext) -> GitPollerService:
         return GitPollerService(name, self, ctx)
@@ -746,9 +777,24 @@ class GitPollerService(ChangeSource):
         the duration of ``ls-remote`` and ``fetch``; removed afterwards (and, if the master
         was killed meanwhile, by the next poll in that workdir: see :func:`_remove_stale_auth`)."""
         config = self.config
-        if config.ssh_private_key is None and config.auth_credentials is None:
+        options_given = config.git_credentials
+        if config.auth_credentials is not None:
+            options_given = with_user_password(
+                config.auth_credentials, config.repourl, options_given
+            )
+        if config.ssh_private_key is None and options_given is None:
             yield _GitAuth()
             return
+        props = Properties()
+        props.build = _SecretsOnly(self.ctx.secret)
+        try:
+            ssh = await render(
+                (config.ssh_private_key, config.ssh_host_key, config.ssh_known_hosts), props
+            )
+            rendered = await render(list(options_given.credentials if options_given else []), props)
+        except RenderError as exc:  # a secret no provider has: this poll fails, as git would
+            raise GitError(f"cannot render the credentials: {exc}") from exc
+        credentials = [str(text) for text in rendered if text]
         await asyncio.to_thread(_remove_stale_auth, workdir)
         directory = Path(
             await asyncio.to_thread(
@@ -757,9 +803,9 @@ class GitPollerService(ChangeSource):
         )
         try:
             options: list[str] = []
-            if config.ssh_private_key is not None:
-                options += await asyncio.to_thread(self._write_ssh_files, directory)
-            if config.auth_credentials is not None:
+            if ssh[0] is not None:
+                options += await asyncio.to_thread(_write_ssh_files, directory, *ssh)
+            if credentials:
                 store = directory / ".git-credentials"
                 options += [
                     "-c",
@@ -767,35 +813,14 @@ class GitPollerService(ChangeSource):
                     "-c",
                     f'credential.helper=store "--file={store}"',
                 ]
-                username, password = config.auth_credentials
-                await self._git(
-                    *options,
-                    "credential",
-                    "approve",
-                    stdin=f"url={config.repourl}\nusername={username}\npassword={password}\n",
-                )
+                use_http_path = options_given.use_http_path if options_given else None
+                if use_http_path is not None:
+                    options += ["-c", f"credential.useHttpPath={str(use_http_path).lower()}"]
+                for text in credentials:
+                    await self._git(*options, "credential", "approve", stdin=text)
             yield _GitAuth(tuple(options))
         finally:
             await asyncio.to_thread(shutil.rmtree, directory, True)
-
-    def _write_ssh_files(self, directory: Path) -> list[str]:
-        config = self.config
-        assert config.ssh_private_key is not None
-        key = directory / "ssh-key"
-        text = config.ssh_private_key
-        key.write_text(text if text.endswith(("\n", "\r")) else text + "\n")
-        key.chmod(0o400)
-        ssh = ["ssh", "-o", "BatchMode=yes", "-i", str(key)]
-        known_hosts = config.ssh_known_hosts
-        if known_hosts is None and config.ssh_host_key is not None:
-            known_hosts = f"* {config.ssh_host_key}"
-        if known_hosts is not None:
-            hosts = directory / "ssh-known-hosts"
-            hosts.write_text(known_hosts)
-            hosts.chmod(0o400)
-            ssh += ["-o", f"UserKnownHostsFile={hosts}"]
-        command = " ".join(f'"{a}"' if not a.replace("-", "").isalnum() else a for a in ssh)
-        return ["-c", f"core.sshCommand={command}"]
 
     async def _git(self, *args: str, cwd: Path | None = None, stdin: str | None = None) -> str:
         """Run ``git args`` without blocking the loop; its stdout, decoded. Cancelling kills
@@ -829,6 +854,28 @@ class GitPollerService(ChangeSource):
                 f"{_describe(args)} failed with exit code {process.returncode}: {message}"
             )
         return stdout.decode(config.encoding, errors="replace")
+
+
+def _write_private(path: Path, text: str) -> None:
+    # created readable by this user only, before anything is written into it
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def _write_ssh_files(directory: Path, key_text: Any, host_key: Any, known_hosts: Any) -> list[str]:
+    key = directory / "ssh-key"
+    text = str(key_text)
+    _write_private(key, text if text.endswith(("\n", "\r")) else text + "\n")
+    ssh = ["ssh", "-o", "BatchMode=yes", "-i", str(key)]
+    if known_hosts is None and host_key is not None:
+        known_hosts = f"* {host_key}"
+    if known_hosts is not None:
+        hosts = directory / "ssh-known-hosts"
+        _write_private(hosts, str(known_hosts))
+        ssh += ["-o", f"UserKnownHostsFile={hosts}"]
+    command = " ".join(f'"{a}"' if not a.replace("-", "").isalnum() else a for a in ssh)
+    return ["-c", f"core.sshCommand={command}"]
 
 
 # the private directories of polls' credentials: PREFIX<pid of the master>-<random>

@@ -306,6 +306,7 @@ MODULES: dict[str, _Module] = {
     "buildbot.util.service": _m(_EXTRAS, "BuildbotService"),
     "buildbot.util.httpclientservice": _m(_EXTRAS, "HTTPClientService"),
     "buildbot.util.ssfilter": _m(_UTIL, "SourceStampFilter"),
+    "buildbot.util.git_credential": _m(_UTIL, "GitCredentialInputRenderer GitCredentialOptions"),
 }
 
 

@@ -19,35 +19,41 @@ codebase) and with ``getDescription`` ``commit-description`` from ``git describe
 command is a ``git`` argv run on the worker, its output in the step's ``stdio`` log; a git that
 is missing or fails makes the step FAILURE.
 
-Not done: ``sshPrivateKey``, ``sshHostKey``, ``sshKnownHosts``, ``auth_credentials`` and
-``git_credentials`` (authentication files on the worker) are configuration errors for now.
+Authentication, as Buildbot 4.3 has it: ``sshPrivateKey`` (with ``sshHostKey`` or
+``sshKnownHosts`` to check the server), ``auth_credentials`` (a (username, password) pair for
+HTTP(S)) and ``git_credentials`` (``util.GitCredentialOptions``), each a string or a renderable
+(``util.Secret``). Before the first command that reaches the repository, the step writes them
+on the worker into a directory of their own beside the work directory,
+``<worker basedir>/.<workerbuilddir>.<workdir>.buildbot`` (``ssh-key`` and ``ssh-known-hosts``
+readable by the worker's user only; ``.git-credentials`` through ``git credential approve``), and
+every git command of the step uses them (``-c core.sshCommand=ssh -i ...`` or
+``GIT_SSH_COMMAND``; ``-c credential.helper=store --file=...``, other helpers unset). The
+directory is removed when the step ends, whatever its result. See docs/git-credentials.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from buildyard.common.errors import config_error
+from buildyard.master.model.gitcredentials import GitCredentialOptions, with_user_password
+from buildyard.master.model.properties import render
 from buildyard.master.steps.base import BuildStepFailed
 from buildyard.master.steps.remotecommand import RemoteCommand, RemoteShellCommand
 from buildyard.master.steps.source.base import Patch, Source
 
-__all__ = ["Git", "scp_style_to_url_syntax"]
+__all__ = ["Git", "check_ssh_config", "scp_style_to_url_syntax", "ssh_command"]
 
 _MODES = ("full", "incremental")
 _FULL_METHODS = ("clean", "fresh", "clobber", "copy", None)
 # SHA-1 and SHA-256 object names
 _HASH_RE = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
-_UNSUPPORTED = (
-    "sshPrivateKey",
-    "sshHostKey",
-    "sshKnownHosts",
-    "auth_credentials",
-    "git_credentials",
-)
+# read (and written) by the worker's user only
+_PRIVATE_FILE_MODE = 0o400
 
 
 def _number_flag(option: str) -> Callable[[Any], list[str] | None]:
@@ -104,6 +110,24 @@ def scp_style_to_url_syntax(address: str, port: int = 22, scheme: str = "ssh") -
     return f"{scheme}://{host}:{port}/{path}"
 
 
+def check_ssh_config(name: str, key: Any, host_key: Any, known_hosts: Any) -> None:
+    """Buildbot's rules: a host key or known hosts only with a private key, and not both."""
+    if host_key is not None and key is None:
+        config_error(f"{name}: sshPrivateKey must be provided in order use sshHostKey")
+    if known_hosts is not None and key is None:
+        config_error(f"{name}: sshPrivateKey must be provided in order use sshKnownHosts")
+    if host_key is not None and known_hosts is not None:
+        config_error(f"{name}: only one of sshKnownHosts and sshHostKey can be provided")
+
+
+def ssh_command(key_path: str, known_hosts_path: str | None) -> str:
+    """The ``ssh`` command line git runs: never asks, uses this key and these known hosts."""
+    words = ["ssh", "-o", "BatchMode=yes", "-i", key_path]
+    if known_hosts_path is not None:
+        words += ["-o", f"UserKnownHostsFile={known_hosts_path}"]
+    return " ".join(w if re.fullmatch(r"[A-Za-z0-9_-]+", w) else f'"{w}"' for w in words)
+
+
 def _version(text: str) -> tuple[int, ...] | None:
     found = re.match(r"^git version (\d+(?:\.\d+)*)", text)
     if found is None:
@@ -122,9 +146,12 @@ class Git(Source):
         "mode",
         "method",
         "origin",
+        "sshPrivateKey",
+        "sshHostKey",
+        "sshKnownHosts",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0915  # Buildbot's many keywords, each checked
         self,
         repourl: Any = None,
         port: int = 22,
@@ -171,16 +198,19 @@ class Git(Source):
         self.origin: Any = origin
         self.srcdir = "source"
         super().__init__(**kwargs)
-        given = {
-            "sshPrivateKey": sshPrivateKey,
-            "sshHostKey": sshHostKey,
-            "sshKnownHosts": sshKnownHosts,
-            "auth_credentials": auth_credentials,
-            "git_credentials": git_credentials,
-        }
-        for arg in _UNSUPPORTED:
-            if given[arg] is not None:
-                config_error(f"Git: {arg} is not supported by buildyard yet")
+        check_ssh_config("Git", sshPrivateKey, sshHostKey, sshKnownHosts)
+        self.sshPrivateKey: Any = sshPrivateKey
+        self.sshHostKey: Any = sshHostKey
+        self.sshKnownHosts: Any = sshKnownHosts
+        if git_credentials is not None and not isinstance(git_credentials, GitCredentialOptions):
+            config_error("Git: git_credentials must be a util.GitCredentialOptions")
+            git_credentials = None
+        if auth_credentials is not None:
+            if isinstance(auth_credentials, list | tuple) and len(auth_credentials) == 2:
+                git_credentials = with_user_password(auth_credentials, repourl, git_credentials)
+            else:
+                config_error("Git: auth_credentials must be a (username, password) pair")
+        self.git_credentials: GitCredentialOptions | None = git_credentials
         if not repourl:
             config_error("Git: must provide repourl.")
         if isinstance(mode, str):
@@ -198,6 +228,10 @@ class Git(Source):
         # per build
         self.revision: str | None = None
         self._git_version: tuple[int, ...] = ()
+        # the options and environment that make git use the authentication files
+        self._auth_options: list[str] = []
+        self._auth_env: dict[str, str] = {}
+        self._auth_dir_made = False
 
     # -- the step ------------------------------------------------------------------------------
 
@@ -207,21 +241,121 @@ class Git(Source):
         self.revision = revision
         self.method = self._getMethod()
         await self.addLogForRemoteCommands("stdio")
-        if not await self.checkFeatureSupport():
-            raise RuntimeError("git is not installed on worker")
-        if await self.sourcedirIsPatched():
-            await self._git(["clean", "-f", "-f", "-d", "-x"])
-        if self.mode == "full":
-            await self.mode_full()
-        elif self.mode == "incremental":
-            await self.mode_incremental()
-        else:
-            raise ValueError(f"Git: mode must be {' or '.join(_MODES)}, not {self.mode!r}")
-        if patch:
-            await self.patch(patch)
-        await self.parseGotRevision()
-        await self.parseCommitDescription()
+        auth_dir = self._auth_data_path()
+        self._auth_dir_made = False
+        try:
+            if not await self.checkFeatureSupport():
+                raise RuntimeError("git is not installed on worker")
+            if await self.sourcedirIsPatched():
+                await self._git(["clean", "-f", "-f", "-d", "-x"])
+            await self._write_auth_files(auth_dir)
+            if self.mode == "full":
+                await self.mode_full()
+            elif self.mode == "incremental":
+                await self.mode_incremental()
+            else:
+                raise ValueError(f"Git: mode must be {' or '.join(_MODES)}, not {self.mode!r}")
+            if patch:
+                await self.patch(patch)
+            await self.parseGotRevision()
+            await self.parseCommitDescription()
+        except BaseException:
+            self._auth_options, self._auth_env = [], {}
+            if self._auth_dir_made:
+                # the step's own failure is the one to report
+                with contextlib.suppress(Exception):
+                    await self._remove_auth_files(auth_dir)
+            raise
+        self._auth_options, self._auth_env = [], {}
+        if self._auth_dir_made:
+            await self._remove_auth_files(auth_dir)
         return 0
+
+    # -- authentication files ------------------------------------------------------------------
+
+    def _auth_data_path(self) -> str:
+        """Where the key and credentials go: ``.<workerbuilddir>.<workdir>.buildbot``, beside
+        the work directory in the worker's base directory (as Buildbot puts them; not inside
+        the work directory, where git clones)."""
+        rt = self._runtime()
+        paths = self.path_module()
+        workdir = str(self.srcdir if self.method == "copy" else self.workdir).rstrip("/\\")
+        config = getattr(rt.build, "config", None)
+        builddir = str(getattr(config, "workerbuilddir", "") or paths.basename(rt.builder_dir))
+        basedir = rt.conn.info.get("basedir")
+        if paths.isabs(workdir):
+            parent = paths.dirname(workdir)
+        elif isinstance(basedir, str) and paths.isabs(basedir):
+            parent = paths.join(basedir, paths.dirname(workdir))
+        else:
+            # git runs ssh from the work directory (and submodules' directories): the key's
+            # path must be absolute, and this worker did not say where it lives
+            return ""
+        return str(paths.join(parent, f".{builddir}.{paths.basename(workdir)}.buildbot"))
+
+    async def _write_auth_files(self, auth_dir: str) -> None:
+        """Write the ssh key, known hosts and credentials (if any) into ``auth_dir`` on the
+        worker and set the git options that use them."""
+        credentials: list[str] = []
+        if self.git_credentials is not None:
+            props = self._runtime().properties
+            for item in self.git_credentials.credentials:
+                text = await render(item, props)
+                if text:
+                    credentials.append(str(text))
+        if self.sshPrivateKey is None and not credentials:
+            return
+        if not auth_dir:
+            raise BuildStepFailed("the worker did not give its base directory: no place for keys")
+        paths = self.path_module()
+        self._auth_dir_made = True  # removed at the end, however far this goes
+        # a directory left by a worker that was lost mid-step is replaced
+        await self.runRmdir(auth_dir, abandonOnFailure=False)
+        await self.runMkdir(auth_dir)
+        if self.sshPrivateKey is not None:
+            key_path = paths.join(auth_dir, "ssh-key")
+            key = str(self.sshPrivateKey)
+            if not key.endswith("\n"):
+                key += "\n"  # providers strip it; ssh refuses a key without it
+            await self._download_private(key_path, key)
+            known_hosts_path: str | None = None
+            known_hosts = self.sshKnownHosts
+            if known_hosts is None and self.sshHostKey is not None:
+                known_hosts = f"* {self.sshHostKey}"
+            if known_hosts is not None:
+                known_hosts_path = paths.join(auth_dir, "ssh-known-hosts")
+                await self._download_private(known_hosts_path, str(known_hosts))
+            command = ssh_command(key_path, known_hosts_path)
+            if self._supports(2, 10, 0):
+                self._auth_options += ["-c", f"core.sshCommand={command}"]
+            else:
+                self._auth_env["GIT_SSH_COMMAND"] = command
+        if credentials:
+            store = paths.join(auth_dir, ".git-credentials")
+            # only this store: not the user's or the system's helpers
+            self._auth_options += ["-c", "credential.helper=", "-c"]
+            self._auth_options.append(f'credential.helper=store "--file={store}"')
+            use_http_path = self.git_credentials.use_http_path if self.git_credentials else None
+            if use_http_path is not None:
+                value = "true" if use_http_path else "false"
+                self._auth_options += ["-c", f"credential.useHttpPath={value}"]
+            for text in credentials:
+                await self._git(["credential", "approve"], initialStdin=text)
+
+    async def _download_private(self, path: str, text: str) -> None:
+        if await self.downloadFileContentToWorker(path, text, mode=_PRIVATE_FILE_MODE) is None:
+            raise BuildStepFailed(f"could not write {path} on the worker")
+
+    async def _remove_auth_files(self, auth_dir: str) -> None:
+        """Remove ``auth_dir`` on the worker, also when the build is being stopped (when
+        :meth:`runCommand` runs nothing more)."""
+        rt = self._runtime()
+        cmd = RemoteCommand("rmdir", {"dir": auth_dir, "logEnviron": self.logEnviron})
+        if self.rc_log is not None:
+            cmd.useLog(self.rc_log, False, "stdio")
+        await cmd.run(rt.conn, builder_name=rt.builder_name, builder_dir=rt.builder_dir)
+        if cmd.didFail():
+            raise BuildStepFailed(f"could not remove {auth_dir} on the worker")
 
     def _getMethod(self) -> str | None:
         if self.mode == "incremental":
@@ -524,6 +658,7 @@ class Git(Source):
         full = ["git"]
         for key, value in (self.config or {}).items():
             full += ["-c", f"{key}={value}"]
+        full += self._auth_options
         full += [str(word) for word in command]
         # let git remove its lock files before it is killed, when the worker can
         sigterm: float | None = None
@@ -535,7 +670,7 @@ class Git(Source):
         cmd = RemoteShellCommand(
             self.workdir,
             full,
-            env=dict(self.env) if self.env else {},
+            env={**(dict(self.env) if self.env else {}), **self._auth_env},
             logEnviron=self.logEnviron,
             timeout=self.timeout,
             sigtermTime=sigterm,
