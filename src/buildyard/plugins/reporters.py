@@ -1,8 +1,9 @@
 """``reporters``: status pushers, notifiers, report generators and message formatters.
 
 Implemented: ``HttpStatusPush``, ``GitHubStatusPush``, ``GitHubCommentPush``,
-``GitLabStatusPush``, ``BitbucketStatusPush``, ``MailNotifier``, the report generators and
-the message formatters. The other reporters are stand-ins that say so.
+``GitLabStatusPush``, ``BitbucketStatusPush``, the three Bitbucket Server reporters,
+``ZulipStatusPush``, ``PushoverNotifier``, ``PushjetNotifier``, ``MailNotifier``, the report
+generators and the message formatters. The other reporters are stand-ins that say so.
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from buildyard.master.reporters.bitbucket import BitbucketStatusPush
+from buildyard.master.reporters.bitbucketserver import (
+    BitbucketServerCoreAPIStatusPush,
+    BitbucketServerPRCommentPush,
+    BitbucketServerStatusPush,
+)
 from buildyard.master.reporters.generators import (
     BuildRequestGenerator,
     BuildSetCombinedStatusGenerator,
@@ -30,9 +36,14 @@ from buildyard.master.reporters.message import (
     MessageFormatterMissingWorker,
     MessageFormatterRenderable,
 )
+from buildyard.master.reporters.notifiers import PushjetNotifier, PushoverNotifier
+from buildyard.master.reporters.zulip import ZulipStatusPush
 from buildyard.plugins._namespace import REPORTING, placeholders, unknown_name
 
 __all__ = [
+    "BitbucketServerCoreAPIStatusPush",
+    "BitbucketServerPRCommentPush",
+    "BitbucketServerStatusPush",
     "BitbucketStatusPush",
     "BuildRequestGenerator",
     "BuildSetCombinedStatusGenerator",
@@ -50,7 +61,10 @@ __all__ = [
     "MessageFormatterFunctionRaw",
     "MessageFormatterMissingWorker",
     "MessageFormatterRenderable",
+    "PushjetNotifier",
+    "PushoverNotifier",
     "WorkerMissingGenerator",
+    "ZulipStatusPush",
 ]
 
 # Buildbot 4.3's names in this namespace.
