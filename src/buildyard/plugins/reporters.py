@@ -2,8 +2,9 @@
 
 Implemented: ``HttpStatusPush``, ``GitHubStatusPush``, ``GitHubCommentPush``,
 ``GitLabStatusPush``, ``BitbucketStatusPush``, the three Bitbucket Server reporters,
-``ZulipStatusPush``, ``PushoverNotifier``, ``PushjetNotifier``, ``MailNotifier``, the report
-generators and the message formatters. The other reporters are stand-ins that say so.
+``GerritStatusPush``, ``ZulipStatusPush``, ``PushoverNotifier``, ``PushjetNotifier``,
+``MailNotifier``, the report generators and the message formatters. The other reporters are
+stand-ins that say so.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from buildyard.master.reporters.generators import (
     BuildStatusGenerator,
     WorkerMissingGenerator,
 )
+from buildyard.master.reporters.gerrit import GerritStatusPush
 from buildyard.master.reporters.github import GitHubCommentPush, GitHubStatusPush
 from buildyard.master.reporters.gitlab import GitLabStatusPush
 from buildyard.master.reporters.http import HttpStatusPush
@@ -50,6 +52,7 @@ __all__ = [
     "BuildSetStatusGenerator",
     "BuildStartEndStatusGenerator",
     "BuildStatusGenerator",
+    "GerritStatusPush",
     "GitHubCommentPush",
     "GitHubStatusPush",
     "GitLabStatusPush",
