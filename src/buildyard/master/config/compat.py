@@ -240,7 +240,7 @@ MODULES: dict[str, _Module] = {
         (_REPORTERS, "buildyard.master.reporters.gerrit"),
         "GerritStatusPush GerritBuildSetStatusGenerator GerritBuildStartStatusGenerator "
         "GerritBuildEndStatusGenerator makeReviewResult defaultReviewCB defaultSummaryCB "
-        "GERRIT_LABEL_VERIFIED GERRIT_LABEL_REVIEWED",
+        "GERRIT_LABEL_VERIFIED GERRIT_LABEL_REVIEWED DEFAULT_REVIEW DEFAULT_SUMMARY",
     ),
     "buildbot.reporters.gerrit_verify_status": _m(_REPORTERS, "GerritVerifyStatusPush"),
     "buildbot.reporters.bitbucket": _m(_REPORTERS, "BitbucketStatusPush"),
