@@ -124,8 +124,18 @@ async def _master(
 
             async def answers() -> bool:
                 assert proc.poll() is None, (basedir / "out.log").read_text(errors="replace")
+                twistd_log = basedir / "twistd.log"
+                # the stock master is asked only once it says it runs, and each answer is read
+                # to its end: a probe dropped half-way during its start-up has been seen to
+                # leave Twisted's epoll reactor resetting the next connection (the force)
+                if kind == "buildbot" and (
+                    not twistd_log.exists()
+                    or "BuildMaster is running" not in twistd_log.read_text(errors="replace")
+                ):
+                    return False
                 try:
                     async with http.get(f"{api}/builders") as resp:
+                        await resp.read()
                         return resp.status == 200
                 except aiohttp.ClientError:
                     return False
