@@ -430,7 +430,7 @@ class BitbucketServerPRCommentPush(_BitbucketServerBase):
 
     async def sendMessage(self, reports: Sequence[dict[str, Any]]) -> None:
         bodies = [r.get("body") for r in reports if r.get("body") is not None]
-        text: Any = bodies[0] if len(bodies) == 1 else "\n".join(str(b) for b in bodies)
+        text: Any = bodies[0] if len(bodies) == 1 else "".join(str(b) for b in bodies)
         builds = [b for r in reports for b in r.get("builds") or []]
         assert self._env is not None
         urls: dict[str, dict[str, Any]] = {}
