@@ -1,4 +1,5 @@
-"""GitHubStatusPush and HttpStatusPush side by side with the stock Buildbot 4.3.0: the same
+"""GitHubStatusPush, HttpStatusPush, the Bitbucket Server status reporters, ZulipStatusPush and
+MailNotifier side by side with the stock Buildbot 4.3.0: the same
 master.cfg and the same forced build on each, each pointed at a recording server in this
 process; the requests they send are compared (method, path, body fields, the headers that
 matter). Where buildyard differs on purpose, the assertion says why."""
@@ -48,6 +49,9 @@ c['services'] = [
     reporters.GitHubStatusPush(token=util.Interpolate('t0ken-%(prop:buildername)s'),
                                baseURL=os.environ['T_RECORDER']),
     reporters.HttpStatusPush(serverUrl=os.environ['T_RECORDER'] + '/hook', auth=('u', 'p')),
+    reporters.BitbucketServerStatusPush(os.environ['T_RECORDER'], 'alice', 'pw'),
+    reporters.BitbucketServerCoreAPIStatusPush(os.environ['T_RECORDER'], token='bb-token'),
+    reporters.ZulipStatusPush(endpoint=os.environ['T_RECORDER'], token='zu-key', stream='ci'),
 ]
 """
 
@@ -120,8 +124,18 @@ async def _master(
 
             async def answers() -> bool:
                 assert proc.poll() is None, (basedir / "out.log").read_text(errors="replace")
+                twistd_log = basedir / "twistd.log"
+                # the stock master is asked only once it says it runs, and each answer is read
+                # to its end: a probe dropped half-way during its start-up has been seen to
+                # leave Twisted's epoll reactor resetting the next connection (the force)
+                if kind == "buildbot" and (
+                    not twistd_log.exists()
+                    or "BuildMaster is running" not in twistd_log.read_text(errors="replace")
+                ):
+                    return False
                 try:
                     async with http.get(f"{api}/builders") as resp:
+                        await resp.read()
                         return resp.status == 200
                 except aiohttp.ClientError:
                     return False
@@ -179,8 +193,10 @@ async def _requests(kind: str, root: Path) -> list[Request]:
         _master(kind, root, {"T_RECORDER": recorder.url}) as api,
     ):
         await _force(api)
-        # GitHub: pending (requested), pending (started), success; http: started, finished
-        return await recorder.wait_for(5, within=240)
+        # GitHub: pending (requested), pending (started), success; http: started, finished;
+        # Bitbucket Server: started, finished; its Core API: pending, started, finished;
+        # Zulip: new, finished
+        return await recorder.wait_for(12, within=240)
 
 
 def _statuses(requests: list[Request]) -> list[Request]:
@@ -195,7 +211,7 @@ def _headers(r: Request) -> dict[str, str | None]:
     return {h: r.headers.get(h) for h in ("Authorization", "Content-Type", "User-Agent")}
 
 
-async def test_github_and_http_push_send_what_buildbot_sends(tmp_path: Path) -> None:
+async def test_push_reporters_send_what_buildbot_sends(tmp_path: Path) -> None:
     ours = await _requests("buildyard", tmp_path)
     theirs = await _requests("buildbot", tmp_path)
 
@@ -237,6 +253,62 @@ async def test_github_and_http_push_send_what_buildbot_sends(tmp_path: Path) -> 
         for name in set(mine.body["properties"]) & set(stock.body["properties"]):
             _value, source = mine.body["properties"][name]
             assert source == stock.body["properties"][name][1], name
+
+    _compare_bitbucket_server(ours, theirs)
+    _compare_zulip(ours, theirs)
+
+
+def _auth(r: Request) -> dict[str, str | None]:
+    """The headers that matter to Bitbucket Server and Zulip. The User-Agent differs on
+    purpose: Buildbot's HTTP client sends none there, ours aiohttp's; neither API needs one."""
+    return {h: r.headers.get(h) for h in ("Authorization", "Content-Type")}
+
+
+def _paths(requests: list[Request], prefix: str) -> list[Request]:
+    return [r for r in requests if r.path.startswith(prefix)]
+
+
+def _compare_bitbucket_server(ours: list[Request], theirs: list[Request]) -> None:
+    # build-status API: the same requests, in the same order
+    def status(r: Request) -> tuple[Any, ...]:
+        return (r.method, r.path, r.body, _auth(r))
+
+    mine, stock = _paths(ours, "/rest/build-status/"), _paths(theirs, "/rest/build-status/")
+    assert [status(r) for r in mine] == [status(r) for r in stock]
+    assert [r.body["state"] for r in mine] == ["INPROGRESS", "SUCCESSFUL"]
+    assert mine[0].path == f"/rest/build-status/1.0/commits/{SHA}"
+    assert mine[0].headers["Authorization"] == "Basic YWxpY2U6cHc="  # alice:pw
+
+    # Core API: the same requests but for the build's duration, which is each build's own
+    core = "/rest/api/1.0/projects/octo/repos/hello/commits/"
+    mine, stock = _paths(ours, core), _paths(theirs, core)
+    assert len(mine) == len(stock) == 3
+
+    def core_status(r: Request) -> tuple[Any, ...]:
+        body = {k: v for k, v in r.body.items() if k != "duration"}
+        return (r.method, r.path, body, _auth(r))
+
+    assert [core_status(r) for r in mine] == [core_status(r) for r in stock]
+    assert [r.body["duration"] is None for r in mine] == [True, True, False]
+    assert [type(r.body["duration"]) for r in mine] == [type(r.body["duration"]) for r in stock]
+    assert mine[0].body["name"] == "ok #(build request)"
+    assert mine[2].body["ref"] == "refs/heads/main"
+    assert mine[2].headers["Authorization"] == "Bearer bb-token"
+
+
+def _compare_zulip(ours: list[Request], theirs: list[Request]) -> None:
+    mine, stock = _paths(ours, "/api/v1/external/"), _paths(theirs, "/api/v1/external/")
+    assert len(mine) == len(stock) == 2
+    for a, b in zip(mine, stock, strict=True):
+        assert (a.method, a.path, a.query, _auth(a)) == (b.method, b.path, b.query, _auth(b))
+        # the timestamps are each build's own
+        assert {k: v for k, v in a.body.items() if k != "timestamp"} == {
+            k: v for k, v in b.body.items() if k != "timestamp"
+        }
+        assert isinstance(a.body["timestamp"], int) and isinstance(b.body["timestamp"], int)
+    assert mine[0].query == {"api_key": "zu-key", "stream": "ci"}
+    assert [r.body["event"] for r in mine] == ["new", "finished"]
+    assert mine[1].body["results"] == 0
 
 
 MAIL_CONFIG = (

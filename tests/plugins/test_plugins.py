@@ -80,7 +80,7 @@ def test_worst_status_follows_buildbot() -> None:
         (util, "GitHubAuth", "web authentication, users and manholes"),
         (util, "AvatarGravatar", "web authentication, users and manholes"),
         (reporters, "IRC", "reporters"),
-        (reporters, "ZulipStatusPush", "reporters"),
+        (reporters, "TelegramBot", "reporters"),
         (secrets, "SecretInPass", "secret providers"),
     ],
 )

@@ -1,8 +1,10 @@
 """``reporters``: status pushers, notifiers, report generators and message formatters.
 
 Implemented: ``HttpStatusPush``, ``GitHubStatusPush``, ``GitHubCommentPush``,
-``GitLabStatusPush``, ``BitbucketStatusPush``, ``MailNotifier``, the report generators and
-the message formatters. The other reporters are stand-ins that say so.
+``GitLabStatusPush``, ``BitbucketStatusPush``, the three Bitbucket Server reporters,
+``GerritStatusPush``, ``ZulipStatusPush``, ``PushoverNotifier``, ``PushjetNotifier``,
+``MailNotifier``, the report generators and the message formatters. The other reporters are
+stand-ins that say so.
 """
 
 from __future__ import annotations
@@ -10,6 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from buildyard.master.reporters.bitbucket import BitbucketStatusPush
+from buildyard.master.reporters.bitbucketserver import (
+    BitbucketServerCoreAPIStatusPush,
+    BitbucketServerPRCommentPush,
+    BitbucketServerStatusPush,
+)
 from buildyard.master.reporters.generators import (
     BuildRequestGenerator,
     BuildSetCombinedStatusGenerator,
@@ -18,6 +25,7 @@ from buildyard.master.reporters.generators import (
     BuildStatusGenerator,
     WorkerMissingGenerator,
 )
+from buildyard.master.reporters.gerrit import GerritStatusPush
 from buildyard.master.reporters.github import GitHubCommentPush, GitHubStatusPush
 from buildyard.master.reporters.gitlab import GitLabStatusPush
 from buildyard.master.reporters.http import HttpStatusPush
@@ -30,15 +38,21 @@ from buildyard.master.reporters.message import (
     MessageFormatterMissingWorker,
     MessageFormatterRenderable,
 )
+from buildyard.master.reporters.notifiers import PushjetNotifier, PushoverNotifier
+from buildyard.master.reporters.zulip import ZulipStatusPush
 from buildyard.plugins._namespace import REPORTING, placeholders, unknown_name
 
 __all__ = [
+    "BitbucketServerCoreAPIStatusPush",
+    "BitbucketServerPRCommentPush",
+    "BitbucketServerStatusPush",
     "BitbucketStatusPush",
     "BuildRequestGenerator",
     "BuildSetCombinedStatusGenerator",
     "BuildSetStatusGenerator",
     "BuildStartEndStatusGenerator",
     "BuildStatusGenerator",
+    "GerritStatusPush",
     "GitHubCommentPush",
     "GitHubStatusPush",
     "GitLabStatusPush",
@@ -50,7 +64,10 @@ __all__ = [
     "MessageFormatterFunctionRaw",
     "MessageFormatterMissingWorker",
     "MessageFormatterRenderable",
+    "PushjetNotifier",
+    "PushoverNotifier",
     "WorkerMissingGenerator",
+    "ZulipStatusPush",
 ]
 
 # Buildbot 4.3's names in this namespace.

@@ -1,6 +1,8 @@
 """An HTTP server in the test process that records what reporters send: shaped like GitHub's
-commit statuses API (``POST /repos/{owner}/{repo}/statuses/{sha}``) and like a plain endpoint
-for HttpStatusPush (``POST /hook``). ``answers`` sets what it replies, in order."""
+commit statuses API (``POST /repos/{owner}/{repo}/statuses/{sha}``), GitLab's, Bitbucket
+Cloud's and Server's, Zulip's Buildbot integration, Pushover and Pushjet (each path, method
+and success status as their APIs document), and like a plain endpoint for HttpStatusPush
+(``POST /hook``). ``answers`` sets what it replies, in order."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -22,6 +25,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: Any
+    query: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -30,6 +34,8 @@ class Recorder:
     requests: list[Request] = dataclasses.field(default_factory=list)
     # (status, text) answered to the next requests, then 201/200 with "{}"
     answers: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    # per path prefix: answered before ``answers`` to the requests whose path starts with it
+    path_answers: dict[str, list[tuple[int, str]]] = dataclasses.field(default_factory=dict)
     arrived: asyncio.Condition = dataclasses.field(default_factory=asyncio.Condition)
     # requests whose path starts with ``hold_prefix`` get no answer until ``release`` is set
     hold_prefix: str | None = None
@@ -40,21 +46,41 @@ class Recorder:
             await self.arrived.wait_for(lambda: len(self.requests) >= count)
         return list(self.requests)
 
-    async def _record(self, request: web.Request) -> web.Response:
+    async def _record(self, request: web.Request, ok: int | None = None) -> web.Response:
         raw = await request.read()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
+        if request.content_type == "application/x-www-form-urlencoded":
+            body: Any = dict(parse_qsl(raw.decode(), keep_blank_values=True))
+        else:
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode(errors="replace")
+        recorded = Request(
+            request.method, request.path, dict(request.headers), body, dict(request.query)
+        )
         async with self.arrived:
-            self.requests.append(Request(request.method, request.path, dict(request.headers), body))
+            self.requests.append(recorded)
             self.arrived.notify_all()
         if self.hold_prefix is not None and request.path.startswith(self.hold_prefix):
             await self.release.wait()
-        if self.answers:
-            status, text = self.answers.pop(0)
+        queue = next(
+            (q for prefix, q in self.path_answers.items() if request.path.startswith(prefix) and q),
+            self.answers,
+        )
+        if queue:
+            status, text = queue.pop(0)
             return web.Response(status=status, text=text)
-        return web.json_response({}, status=201 if "/statuses/" in request.path else 200)
+        if ok == 204:
+            return web.Response(status=204)
+        if ok is None:
+            ok = 201 if "/statuses/" in request.path else 200
+        return web.json_response({}, status=ok)
+
+    def _answering(self, ok: int) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            return await self._record(request, ok)
+
+        return handler
 
     async def _gitlab_project(self, request: web.Request) -> web.Response:
         await self._record(request)
@@ -82,6 +108,19 @@ async def recording_server() -> AsyncIterator[Recorder]:
     app.router.add_post(
         "/2.0/repositories/{owner}/{repo}/commit/{sha}/statuses/build", recorder._record
     )
+    # Bitbucket Server: build statuses (204), Core API builds (204), pull request comments (201)
+    app.router.add_post("/rest/build-status/1.0/commits/{sha}", recorder._answering(204))
+    app.router.add_post(
+        "/rest/api/1.0/projects/{key}/repos/{slug}/commits/{sha}/builds", recorder._answering(204)
+    )
+    app.router.add_post(
+        "/rest/api/1.0/projects/{key}/repos/{slug}/pull-requests/{n}/comments",
+        recorder._answering(201),
+    )
+    # Zulip's Buildbot integration; Pushover; Pushjet
+    app.router.add_post("/api/v1/external/buildbot", recorder._answering(200))
+    app.router.add_post("/1/messages.json", recorder._answering(200))
+    app.router.add_post("/message", recorder._answering(200))
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()

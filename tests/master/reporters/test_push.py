@@ -147,7 +147,7 @@ c['services'] = [
     assert gitlab[3].body["ref"] == "refs/pull/5/head"
     assert gitlab[3].body["name"] == "buildbot/ok"
     tokens = [r for r in requests if r.path == "/oauth"]
-    assert [t.body for t in tokens] == ["grant_type=client_credentials"] * 2
+    assert [t.body for t in tokens] == [{"grant_type": "client_credentials"}] * 2
     assert tokens[0].headers["Authorization"] == "Basic azpz"  # k:s
     bitbucket = [r for r in requests if r.path.startswith("/2.0/")]
     assert {r.path for r in bitbucket} == {

@@ -178,7 +178,17 @@ c['services'] = [
             "reporters.MessageFormatter(template='{% if %}'))])]",
             "template is not a valid Jinja2 template",
         ),
-        ("[reporters.GerritStatusPush('host', 'user')]", "not implemented yet"),
+        ("[reporters.IRC('host', 'nick', [])]", "not implemented yet"),
+        ("[reporters.ZulipStatusPush(endpoint=1, token='t')]", "endpoint must be a string"),
+        (
+            "[reporters.PushoverNotifier('u', 'a', otherParams={'colour': 'red'})]",
+            "otherParams can be only",
+        ),
+        (
+            "[reporters.BitbucketServerCoreAPIStatusPush('http://b', token='t', auth=('u', 'p'))]",
+            "(token or auth), not both",
+        ),
+        ("[reporters.GerritStatusPush('', 'user')]", "server and username are required"),
         ("['not a service']", "must be a list of services"),
     ],
 )

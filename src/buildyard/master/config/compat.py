@@ -236,7 +236,12 @@ MODULES: dict[str, _Module] = {
     "buildbot.reporters.zulip": _m(_REPORTERS, "ZulipStatusPush"),
     "buildbot.reporters.pushover": _m(_REPORTERS, "PushoverNotifier"),
     "buildbot.reporters.pushjet": _m(_REPORTERS, "PushjetNotifier"),
-    "buildbot.reporters.gerrit": _m(_REPORTERS, "GerritStatusPush"),
+    "buildbot.reporters.gerrit": _m(
+        (_REPORTERS, "buildyard.master.reporters.gerrit"),
+        "GerritStatusPush GerritBuildSetStatusGenerator GerritBuildStartStatusGenerator "
+        "GerritBuildEndStatusGenerator makeReviewResult defaultReviewCB defaultSummaryCB "
+        "GERRIT_LABEL_VERIFIED GERRIT_LABEL_REVIEWED DEFAULT_REVIEW DEFAULT_SUMMARY",
+    ),
     "buildbot.reporters.gerrit_verify_status": _m(_REPORTERS, "GerritVerifyStatusPush"),
     "buildbot.reporters.bitbucket": _m(_REPORTERS, "BitbucketStatusPush"),
     "buildbot.reporters.bitbucketserver": _m(

@@ -1,6 +1,6 @@
 """Reporters and the other services of ``c['services']``: read-only consumers of build,
-buildset, build request and worker events that tell the outside world (HTTP endpoints, GitHub
-commit statuses, mail).
+buildset, build request and worker events that tell the outside world (HTTP endpoints, commit
+statuses on GitHub, GitLab and Bitbucket, Gerrit reviews, chat and push notifications, mail).
 
 - :mod:`.service`: ``BuildbotService``, the base master.cfg subclasses, and the manager that
   starts, reconfigures (only when a service's arguments changed) and stops them.
@@ -9,7 +9,9 @@ commit statuses, mail).
 - :mod:`.generators`: turn one event into a report (``BuildStatusGenerator``, ...).
 - :mod:`.message`: the message formatters (Jinja2 templates, renderables, functions).
 - :mod:`.details`: a build's or buildset's details, read through the data API.
-- :mod:`.http`, :mod:`.github`, :mod:`.mail`: the reporters themselves.
+- :mod:`.http`, :mod:`.github`, :mod:`.gitlab`, :mod:`.bitbucket`, :mod:`.bitbucketserver`,
+  :mod:`.gerrit` (over ssh), :mod:`.zulip`, :mod:`.notifiers` (Pushover, Pushjet),
+  :mod:`.mail`: the reporters themselves, the HTTP ones through :mod:`.httpclient`.
 
 May import ``data``, ``mq``, ``secrets``, ``model`` and ``common``; sees the rest of the system
 only through the data API and the message queue.
