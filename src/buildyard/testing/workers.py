@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from buildyard.testing.stock import buildbot_venv
@@ -35,16 +35,18 @@ def start_worker(
     password: str,
     *,
     create_options: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Create a worker in ``basedir`` for 127.0.0.1:``port`` (with ``create_options`` of its
     create-worker) and start it in the foreground (output in ``basedir``.log); end it with
-    ``processes.end_popen``."""
+    ``processes.end_popen``. ``env``, when given, is the whole environment of both commands."""
     create, start = _commands(kind)
     subprocess.run(
         [*create, *create_options, str(basedir), f"127.0.0.1:{port}", name, password],
         check=True,
         capture_output=True,
         timeout=120,
+        env=env,
     )
     with basedir.with_suffix(".log").open("ab") as out:
         return subprocess.Popen(
@@ -53,4 +55,5 @@ def start_worker(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env=env,
         )
