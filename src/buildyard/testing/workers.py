@@ -1,4 +1,5 @@
-"""Running a worker of either kind, buildyard-worker or the stock buildbot-worker 4.3.0."""
+"""Running a worker of any kind: buildyard-worker, the stock buildbot-worker 4.3.0 (msgpack or
+PB) or the stock buildbot-worker of the 3.x line (PB, its default)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from buildyard.testing.stock import buildbot_venv
+from buildyard.testing.stock import buildbot_venv, worker3_venv
 
 KINDS = ("stock", "buildyard")
 # the stock worker created with its defaults, so speaking PB (to the master's 'pb' port)
 STOCK_PB = "stock-pb"
+# the newest stock worker of the 3.x line (stock.WORKER3_VERSION), created with its defaults: PB
+STOCK3_PB = "stock3-pb"
 
 
 def _commands(kind: str) -> tuple[list[str], list[str]]:
@@ -21,10 +24,13 @@ def _commands(kind: str) -> tuple[list[str], list[str]]:
     if kind == STOCK_PB:
         exe = str(buildbot_venv() / "bin" / "buildbot-worker")
         return [exe, "create-worker"], [exe, "start"]
+    if kind == STOCK3_PB:
+        exe = str(worker3_venv() / "bin" / "buildbot-worker")
+        return [exe, "create-worker"], [exe, "start"]
     if kind == "buildyard":
         module = [sys.executable, "-m", "buildyard.worker.cli"]
         return [*module, "create-worker"], [*module, "start"]
-    raise ValueError(f"no worker kind {kind!r}; one of {(*KINDS, STOCK_PB)}")
+    raise ValueError(f"no worker kind {kind!r}; one of {(*KINDS, STOCK_PB, STOCK3_PB)}")
 
 
 def start_worker(
