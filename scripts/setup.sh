@@ -5,6 +5,9 @@
 #   the stock Buildbot 4.3.0 master, worker and www in their own venv, for compatibility tests
 #     and benchmarks only
 #     ($BUILDYARD_BUILDBOT_VENV, default ~/.cache/buildyard/buildbot-4.3.0; never imported by buildyard)
+#   the stock buildbot-worker of the 3.x line (3.11.9, the newest) in its own venv, for the
+#     older-worker compatibility tests
+#     ($BUILDYARD_BUILDBOT_WORKER3_VENV, default ~/.cache/buildyard/buildbot-worker-3.11.9)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,3 +58,15 @@ if ! "$BB_VENV/bin/python" -c 'import psycopg, lz4, zstandard, brotli' 2>/dev/nu
     "$BB_VENV/bin/python" -m pip install -q 'psycopg[binary]' lz4 zstandard brotli
 fi
 flock -u 9
+
+W3_VENV=${BUILDYARD_BUILDBOT_WORKER3_VENV:-$HOME/.cache/buildyard/buildbot-worker-3.11.9}
+mkdir -p "$(dirname "$W3_VENV")"
+exec 8>"$W3_VENV.lock"
+flock 8
+if [ ! -f "$W3_VENV/.complete" ]; then
+    rm -rf "$W3_VENV"
+    "$PYTHON" -m venv "$W3_VENV"
+    "$W3_VENV/bin/python" -m pip install -q buildbot-worker==3.11.9
+    touch "$W3_VENV/.complete"
+fi
+flock -u 8

@@ -10,14 +10,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 
 def buildyard(
-    *args: str, timeout: float = 120, cwd: Path | None = None
+    *args: str,
+    timeout: float = 120,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``buildyard ARGS`` to completion and return its result (never raises on exit code)."""
+    """Run ``buildyard ARGS`` to completion and return its result (never raises on exit code);
+    ``env``, when given, is the whole environment of the command."""
     return subprocess.run(
         [sys.executable, "-m", "buildyard.cli.main", *args],
         check=False,
@@ -25,6 +29,7 @@ def buildyard(
         text=True,
         timeout=timeout,
         cwd=cwd,
+        env=env,
         stdin=subprocess.DEVNULL,
     )
 

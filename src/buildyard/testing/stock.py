@@ -1,8 +1,10 @@
 """Where the stock Buildbot 4.3.0 packages live for compatibility tests and benchmarks.
 
 ``scripts/setup.sh`` installs buildbot and buildbot-worker 4.3.0 into their own venv,
-``$BUILDYARD_BUILDBOT_VENV`` (default ``~/.cache/buildyard/buildbot-4.3.0``). buildyard never
-imports them; tests read their files or run their commands.
+``$BUILDYARD_BUILDBOT_VENV`` (default ``~/.cache/buildyard/buildbot-4.3.0``), and the newest
+buildbot-worker of the 3.x line (3.11.9) into another, ``$BUILDYARD_BUILDBOT_WORKER3_VENV``
+(default ``~/.cache/buildyard/buildbot-worker-3.11.9``). buildyard never imports them; tests
+read their files or run their commands.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 from pathlib import Path
 
 DEFAULT_VENV = Path.home() / ".cache" / "buildyard" / "buildbot-4.3.0"
+WORKER3_VERSION = "3.11.9"
+DEFAULT_WORKER3_VENV = Path.home() / ".cache" / "buildyard" / f"buildbot-worker-{WORKER3_VERSION}"
 
 
 class StockBuildbotMissing(RuntimeError):
@@ -23,6 +27,18 @@ def buildbot_venv() -> Path:
         raise StockBuildbotMissing(
             f"no stock Buildbot venv at {venv}; run ./scripts/setup.sh (or set "
             "BUILDYARD_BUILDBOT_VENV)"
+        )
+    return venv
+
+
+def worker3_venv() -> Path:
+    """The venv of the older stock worker (the 3.x line), as sites that upgrade workers last
+    still run."""
+    venv = Path(os.environ.get("BUILDYARD_BUILDBOT_WORKER3_VENV") or DEFAULT_WORKER3_VENV)
+    if not (venv / "bin" / "buildbot-worker").exists():
+        raise StockBuildbotMissing(
+            f"no buildbot-worker {WORKER3_VERSION} venv at {venv}; run ./scripts/setup.sh (or "
+            "set BUILDYARD_BUILDBOT_WORKER3_VENV)"
         )
     return venv
 
