@@ -210,6 +210,7 @@ class BuildMaster(Service):
                 clock=self.clock,
                 masterid=self._masterid,
                 basedir=self.basedir,
+                pb_ports=self.workers.listener.pb_ports,
             )
         )
         self.botmaster = BotMaster(

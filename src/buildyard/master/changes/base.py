@@ -21,6 +21,7 @@ from buildyard.common.clock import Clock
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.service import ConfiguredService
 from buildyard.master.data.updates import Updates
+from buildyard.protocol.portal import PbPorts
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +34,8 @@ class ChangeSourceContext:
     masterid: Callable[[], int]
     # the master's base directory (pollers keep their work repositories under it)
     basedir: Path
+    # the master's PB ports (PBChangeSource logs its user in there); None: no PB here
+    pb_ports: PbPorts | None = None
 
 
 class ChangeSourceConfig(ConfigObject):

@@ -12,6 +12,7 @@ from buildyard.common.config_object import ConfigObject, placeholder_name
 from buildyard.common.errors import Location, config_error, config_warning
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.changes.base import ChangeSourceConfig
+from buildyard.master.changes.pb import PBChangeSource
 from buildyard.master.config.assignments import KeyLines
 from buildyard.master.schedulers.base import SchedulerConfig
 from buildyard.master.workers.config import Worker
@@ -100,11 +101,30 @@ def _check_schedulers(
                 )
 
 
-def _check_change_sources(sources: Iterable[object], lines: KeyLines) -> None:
+def _check_change_sources(
+    sources: Iterable[object],
+    lines: KeyLines,
+    protocols: Mapping[str, Mapping[str, object]],
+    worker_names: Iterable[str],
+) -> None:
     seen: set[str] = set()
     for source in sources:
         if not isinstance(source, ChangeSourceConfig):
             continue
+        if isinstance(source, PBChangeSource) and source.port is None:
+            where = _where(source, lines, "change_source")
+            if "pb" not in protocols:
+                config_error(
+                    "No port specified for PBChangeSource, and no worker port configured "
+                    "(c['protocols']['pb'])",
+                    location=where,
+                )
+            elif source.user in worker_names:
+                config_error(
+                    f"PBChangeSource's user {source.user!r} is also a worker's name on the "
+                    "worker PB port: choose another user or give the change source a port",
+                    location=where,
+                )
         if source.name in seen:
             config_error(
                 f"duplicate change source name {source.name!r}",
@@ -131,7 +151,7 @@ def check_references(
     worker_names = _worker_names(workers, lines)
     _check_builders(builders, worker_names, lines)
     _check_schedulers(schedulers, {b.name for b in builders}, lines)
-    _check_change_sources(change_sources, lines)
+    _check_change_sources(change_sources, lines, protocols, worker_names)
     _check_ports(protocols, bool(worker_names), lines)
 
     machine_names = {placeholder_name(m) for m in machines}
