@@ -229,6 +229,7 @@ class BuildMaster(Service):
                 clock=self.clock,
                 masterid=self._masterid,
                 queries=Queries(db=self.db),
+                pb_ports=self.workers.listener.pb_ports,
             )
         )
         self.www = WWWService(

@@ -22,6 +22,7 @@ from buildyard.common.service import ConfiguredService
 from buildyard.master.data.queries import Queries
 from buildyard.master.data.updates import Updates
 from buildyard.master.mq.base import MessageQueue
+from buildyard.protocol.portal import PbPorts
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +36,8 @@ class SchedulerContext:
     masterid: Callable[[], int]
     # the reads no event carries (classified changes, builder ids); None until the master wires it
     queries: Queries | None = None
+    # the master's PB ports (Try_Userpass logs its users in there); None: no PB here
+    pb_ports: PbPorts | None = None
 
 
 class SchedulerConfig(ConfigObject):
