@@ -1,5 +1,7 @@
-"""``buildbot try --connect=pb`` (the stock client 4.3.0) against ``schedulers.Try_Userpass``
-served on the worker PB port: the patch is built on a stock PB worker by the Git step."""
+"""The stock ``buildbot try`` 4.3.0 against our master: ``--connect=pb`` to
+``schedulers.Try_Userpass`` served on the worker PB port, and ``--connect=ssh`` (its ``--ssh``
+a script that runs the stock ``buildbot tryserver`` here instead of over ssh) to
+``schedulers.Try_Jobdir``. The patch is built on a stock PB worker by the Git step."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from buildyard.master.master import BuildMaster
 from buildyard.master.model.results import Results
 from buildyard.protocol.errors import RemoteError
 from buildyard.protocol.portal import PbClient
-from buildyard.testing.masters import Running
+from buildyard.testing.masters import BuildResult, Running
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
 from buildyard.testing.stock import buildbot_venv
@@ -32,8 +34,11 @@ c = BuildmasterConfig = {{}}
 c['workers'] = [worker.Worker("w1", "pw")]
 PB = 'tcp:{pb}:interface=127.0.0.1'
 c['protocols'] = {{'pb': {{'port': PB}}}}
-c['schedulers'] = [schedulers.Try_Userpass(
-    name="try", builderNames=["b"], port=PB, userpass=[("alice", "wonderland")])]
+c['schedulers'] = [
+    schedulers.Try_Userpass(
+        name="try", builderNames=["b"], port=PB, userpass=[("alice", "wonderland")]),
+    schedulers.Try_Jobdir(name="jobdir", builderNames=["b"], jobdir="jobs"),
+]
 c['builders'] = [
     util.BuilderConfig(name="b", workernames=["w1"], factory=util.BuildFactory([
         steps.Git(repourl={repo!r}),
@@ -74,6 +79,91 @@ async def master(tmp_path: Path) -> AsyncIterator[tuple[BuildMaster, str]]:
                 end_popen(proc)
     finally:
         await m.stop()
+
+
+def _try_ssh(cwd: Path, jobdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    fake_ssh = cwd / "fake-ssh"
+    # ssh's arguments: -l USER, then the host, then the command to run there
+    fake_ssh.write_text('#!/bin/sh\nwhile [ "$1" = -l ]; do shift 2; done\nshift\nexec "$@"\n')
+    fake_ssh.chmod(0o755)
+    stock = str(buildbot_venv() / "bin" / "buildbot")
+    return subprocess.run(
+        [
+            stock,
+            "try",
+            "--connect=ssh",
+            f"--ssh={fake_ssh}",
+            "--host=localhost",
+            "--username=ada",
+            f"--jobdir={jobdir}",
+            f"--buildbotbin={stock}",
+            *args,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+async def _one_build(m: BuildMaster, tmp_path: Path) -> BuildResult:
+    db = m.db
+
+    async def built() -> bool:
+        builds = await db.builds.get_builds()
+        return bool(builds) and all(b.complete_at is not None for b in builds)
+
+    await eventually(built, within=120)
+    [build] = await db.builds.get_builds()
+    running = Running(master=m, worker_dir=tmp_path / "worker", basedir=tmp_path)
+    return await running.result(build.id)
+
+
+async def test_a_job_left_in_the_jobdir_is_built(
+    master: tuple[BuildMaster, str], tmp_path: Path
+) -> None:
+    m, base = master
+    (tmp_path / "fix.diff").write_text(DIFF)
+    jobdir = m.basedir / "jobs"
+    done = await asyncio.to_thread(
+        _try_ssh,
+        tmp_path,
+        jobdir,
+        f"--diff={tmp_path / 'fix.diff'}",
+        "--patchlevel=1",
+        f"--baserev={base}",
+        "--branch=main",
+        f"--repository={tmp_path / 'repo'}",
+        "--builder=b",
+        "--who=ada",
+        "--comment=fog lamp",
+        "--property=color=green",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = await _one_build(m, tmp_path)
+    assert result.build.results == Results.SUCCESS
+    assert result.stdout("show") == "patched by try\n"
+    assert result.stdout("props") == "color=green\n"
+    [buildset] = await m.db.buildsets.get_buildsets()
+    assert buildset.reason == "'try' job by user ada"
+    assert buildset.external_idstring
+    # handled: moved from new/ to cur/
+    assert list((jobdir / "new").iterdir()) == []
+    assert len(list((jobdir / "cur").iterdir())) == 1
+
+
+async def test_a_bad_job_file_is_logged_and_set_aside(master: tuple[BuildMaster, str]) -> None:
+    m, _ = master
+    jobdir = m.basedir / "jobs"
+    with structlog.testing.capture_logs() as logs:
+        (jobdir / "tmp" / "bad").write_bytes(b"1:7,10:{not json},")
+        (jobdir / "tmp" / "bad").replace(jobdir / "new" / "bad")
+        await eventually((jobdir / "cur" / "bad").exists, within=60)
+    [bad] = [e for e in logs if e["event"] == "try_bad_jobfile"]
+    assert bad["reason"] == "unknown version '7'"
+    assert await m.db.buildsets.get_buildsets() == []
 
 
 def _try(cwd: Path, port: int, *args: str) -> subprocess.CompletedProcess[str]:
@@ -126,23 +216,12 @@ async def test_a_try_patch_is_built_on_the_worker(
         "--property=color=blue",
     )
     assert done.returncode == 0, done.stdout + done.stderr
-
-    db = m.db
-
-    async def built() -> bool:
-        builds = await db.builds.get_builds()
-        return bool(builds) and all(b.complete_at is not None for b in builds)
-
-    await eventually(built, within=120)
-    [build] = await db.builds.get_builds()
-    result = await Running(master=m, worker_dir=tmp_path / "worker", basedir=tmp_path).result(
-        build.id
-    )
+    result = await _one_build(m, tmp_path)
     assert result.build.results == Results.SUCCESS
     assert result.stdout("show") == "patched by try\n"
     assert result.stdout("props") == "color=blue\n"
     assert result.properties["color"] == ("blue", "try build")
-    [buildset] = await db.buildsets.get_buildsets()
+    [buildset] = await m.db.buildsets.get_buildsets()
     assert buildset.reason == "'try' job by user ada (fog lamp)"
 
 

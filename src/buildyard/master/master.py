@@ -230,6 +230,7 @@ class BuildMaster(Service):
                 masterid=self._masterid,
                 queries=Queries(db=self.db),
                 pb_ports=self.workers.listener.pb_ports,
+                basedir=self.basedir,
             )
         )
         self.www = WWWService(

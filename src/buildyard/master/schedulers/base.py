@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -38,6 +39,8 @@ class SchedulerContext:
     queries: Queries | None = None
     # the master's PB ports (Try_Userpass logs its users in there); None: no PB here
     pb_ports: PbPorts | None = None
+    # the master's base directory (Try_Jobdir's jobdir is relative to it)
+    basedir: Path | None = None
 
 
 class SchedulerConfig(ConfigObject):

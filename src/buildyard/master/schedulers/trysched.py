@@ -1,4 +1,6 @@
-"""``schedulers.Try_Userpass``: ``buildbot try --connect=pb`` against this master.
+"""``schedulers.Try_Userpass``: ``buildbot try --connect=pb`` against this master, and
+``schedulers.Try_Jobdir``: the job files ``buildbot try --connect=ssh`` leaves in a directory
+(see :class:`Try_Jobdir`).
 
 Each ``(user, password)`` of ``userpass`` logs in on ``port`` (one port may serve the worker PB
 port's workers, a PBChangeSource and several try schedulers: logins are routed by user name,
@@ -18,7 +20,12 @@ objects over PB; they are not implemented yet and calling them says so.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import os
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -33,7 +40,19 @@ from buildyard.protocol.portal import Registration
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["Try_Userpass"]
+__all__ = ["Try_Jobdir", "Try_Userpass"]
+
+# how often Try_Jobdir looks into its new/ directory
+JOBDIR_POLL_INTERVAL = 1.0
+# the largest job file read (Buildbot's limit is Twisted's 99,999-byte netstring)
+MAX_JOB_FILE = 16 * 1024 * 1024
+_V1_KEYS = ("jobid", "branch", "baserev", "patch_level", "patch_body")
+_KEYS = {
+    "1": _V1_KEYS,
+    "2": (*_V1_KEYS, "repository", "project"),
+    "3": (*_V1_KEYS, "repository", "project", "who"),
+    "4": (*_V1_KEYS, "repository", "project", "who", "comment"),
+}
 
 NOT_IMPLEMENTED = "not implemented yet in buildyard: waiting for try builds over PB (try --wait)"
 
@@ -76,7 +95,60 @@ class Try_Userpass(SchedulerBase):
         return TryUserpassService(name, self, ctx)
 
 
-class TryUserpassService(BuildsetScheduler):
+class TryService(BuildsetScheduler):
+    """What both try schedulers do with a job: :meth:`try_job`."""
+
+    async def try_job(
+        self,
+        *,
+        user: str,
+        branch: str | None,
+        revision: str | None,
+        patch: tuple[int, bytes],
+        repository: str,
+        project: str,
+        builder_names: Sequence[str],
+        who: str,
+        comment: str,
+        properties: Mapping[str, Any],
+        external_idstring: str | None = None,
+    ) -> int | None:
+        """The buildset of one try job (its id), or None when no builder asked for is ours."""
+        wanted = [n for n in builder_names if n in self.config.builder_names]
+        if not wanted:
+            log.info("try_job_refused", scheduler=self.name, user=user, builders=builder_names)
+            return None
+        reason = "'try' job"
+        if who:
+            reason += f" by user {who}"
+        if comment and external_idstring is None:  # Buildbot's jobdir reason has no comment
+            reason += f" ({comment})"
+        level, body = patch
+        stamp = {
+            "codebase": "",
+            "branch": branch,
+            "revision": revision,
+            "repository": repository,
+            "project": project,
+            "patch_level": level,
+            "patch_body": body,
+            "patch_subdir": "",
+            "patch_author": who,
+            "patch_comment": comment,
+        }
+        ids = await self.add_buildset_for_sourcestamps_with_defaults(
+            reason=reason,
+            sourcestamps=[stamp],
+            properties={k: (v, "try build") for k, v in properties.items()},
+            builder_names=wanted,
+            priority=self.config.priority,
+            external_idstring=external_idstring,
+        )
+        log.info("try_job_added", scheduler=self.name, user=user, bsid=ids.bsid)
+        return ids.bsid
+
+
+class TryUserpassService(TryService):
     config: Try_Userpass
 
     def __init__(self, name: str, config: Try_Userpass, ctx: SchedulerContext) -> None:
@@ -114,53 +186,6 @@ class TryUserpassService(BuildsetScheduler):
     async def _stop_work(self) -> None:
         await super()._stop_work()
         await self._unregister()
-
-    async def try_job(
-        self,
-        *,
-        user: str,
-        branch: str | None,
-        revision: str | None,
-        patch: tuple[int, bytes],
-        repository: str,
-        project: str,
-        builder_names: Sequence[str],
-        who: str,
-        comment: str,
-        properties: Mapping[str, Any],
-    ) -> int | None:
-        """The buildset of one try job (its id), or None when no builder asked for is ours."""
-        wanted = [n for n in builder_names if n in self.config.builder_names]
-        if not wanted:
-            log.info("try_job_refused", scheduler=self.name, user=user, builders=builder_names)
-            return None
-        reason = "'try' job"
-        if who:
-            reason += f" by user {who}"
-        if comment:
-            reason += f" ({comment})"
-        level, body = patch
-        stamp = {
-            "codebase": "",
-            "branch": branch,
-            "revision": revision,
-            "repository": repository,
-            "project": project,
-            "patch_level": level,
-            "patch_body": body,
-            "patch_subdir": "",
-            "patch_author": who,
-            "patch_comment": comment,
-        }
-        ids = await self.add_buildset_for_sourcestamps_with_defaults(
-            reason=reason,
-            sourcestamps=[stamp],
-            properties={k: (v, "try build") for k, v in properties.items()},
-            builder_names=wanted,
-            priority=self.config.priority,
-        )
-        log.info("try_job_added", scheduler=self.name, user=user, bsid=ids.bsid)
-        return ids.bsid
 
 
 def _text(value: Any, what: str, *, optional: bool = False) -> Any:
@@ -232,3 +257,165 @@ class RemoteBuildSetStatus(Referenceable):
 
     def remote_getBuildRequests(self) -> None:
         raise CallFailed(NOT_IMPLEMENTED, "builtins.NotImplementedError")
+
+
+# -- Try_Jobdir ---------------------------------------------------------------------------------
+
+
+class BadJobfile(ValueError):
+    pass
+
+
+def _netstrings(data: bytes) -> list[bytes]:
+    """The netstrings (``LEN:DATA,``) of a job file, all complete; BadJobfile otherwise."""
+    strings: list[bytes] = []
+    at = 0
+    while at < len(data):
+        colon = data.find(b":", at, at + 21)
+        length = data[at:colon]
+        if colon < 0 or not length.isdigit():
+            raise BadJobfile(f"unable to parse netstrings: no length at byte {at}")
+        start = colon + 1
+        end = start + int(length)
+        if data[end : end + 1] != b",":
+            raise BadJobfile(f"unable to parse netstrings: the one at byte {at} is cut short")
+        strings.append(data[start:end])
+        at = end + 1
+    return strings
+
+
+def parse_job(data: bytes) -> dict[str, Any]:
+    """A job file of Buildbot's try client, versions 1 to 6 (netstrings; JSON from 5 on)."""
+    strings = _netstrings(data)
+    if not strings:
+        raise BadJobfile("could not find any complete netstrings")
+    version = strings.pop(0).decode("utf-8", "replace")
+    job: Any = {}
+    if version in _KEYS:
+        keys = _KEYS[version]
+        if len(strings) < len(keys):
+            raise BadJobfile(f"a version {version} job has {len(keys)} fields at least")
+        for key, value in zip(keys, strings, strict=False):
+            job[key] = value if key == "patch_body" else value.decode("utf-8", "replace")
+        job["builderNames"] = [n.decode("utf-8", "replace") for n in strings[len(keys) :]]
+    elif version in ("5", "6"):
+        try:
+            job = json.loads(strings[0].decode("utf-8")) if strings else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadJobfile(f"unable to parse JSON: {exc}") from None
+        if not isinstance(job, dict):
+            raise BadJobfile("the JSON of the job is not an object")
+        try:
+            if version == "5":
+                job["patch_body"] = str(job["patch_body"]).encode("utf-8")
+            else:
+                job["patch_body"] = base64.b64decode(job.pop("patch_body_base64"))
+        except (KeyError, ValueError) as exc:
+            raise BadJobfile(f"the job's patch is missing or malformed: {exc}") from None
+    else:
+        raise BadJobfile(f"unknown version {version!r}")
+    try:
+        job["patch_level"] = int(job.get("patch_level") or 0)
+    except (TypeError, ValueError):
+        raise BadJobfile(f"patch_level {job.get('patch_level')!r} is not a number") from None
+    for key in ("jobid", "repository", "project", "who", "comment"):
+        job[key] = str(job.get(key) or "")
+    job["branch"] = job.get("branch") or None
+    job["baserev"] = job.get("baserev") or None
+    names = job.get("builderNames")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadJobfile("builderNames must be a list of builder names")
+    if not isinstance(job.get("properties") or {}, dict):
+        raise BadJobfile("properties must be an object")
+    job["properties"] = job.get("properties") or {}
+    return dict(job)
+
+
+class Try_Jobdir(SchedulerBase):
+    """``buildbot try --connect=ssh``'s master side: job files in ``jobdir``/new (relative to
+    the master's directory; ``tmp``, ``new`` and ``cur`` are made if missing), read every
+    :data:`JOBDIR_POLL_INTERVAL` seconds, each one moved to ``cur`` once handled."""
+
+    buildbot_class = "buildbot.schedulers.trysched.Try_Jobdir"
+
+    def __init__(
+        self,
+        name: str,
+        builderNames: Sequence[str],
+        jobdir: str,
+        *,
+        properties: Mapping[str, Any] | None = None,
+        priority: Any = None,
+    ) -> None:
+        label = self._common(name, builderNames, properties, None, priority)
+        self.reason = "'try' job"
+        given: object = jobdir
+        if not isinstance(given, str | os.PathLike) or not os.fspath(given):
+            config_error(f"{label}: jobdir must be a directory name, not {jobdir!r}")
+            given = ""
+        self.jobdir = os.fspath(given)
+
+    def make_service(self, name: str, ctx: SchedulerContext) -> TryJobdirService:
+        return TryJobdirService(name, self, ctx)
+
+
+class TryJobdirService(TryService):
+    config: Try_Jobdir
+
+    def _jobdir(self) -> Path:
+        if self.ctx.basedir is None:
+            raise RuntimeError(f"Try_Jobdir {self.name!r}: the master's directory is not known")
+        return self.ctx.basedir / self.config.jobdir
+
+    async def start_work(self) -> None:
+        jobdir = self._jobdir()
+        await asyncio.to_thread(_make_jobdir, jobdir)
+        log.info("try_jobdir_watched", scheduler=self.name, jobdir=str(jobdir))
+        _ = self.spawn_work(self._watch(jobdir), name="jobdir")
+
+    async def _watch(self, jobdir: Path) -> None:
+        while True:
+            for name in await asyncio.to_thread(_new_jobs, jobdir):
+                await self.handle_job_file(jobdir, name)
+            await self.ctx.clock.sleep(JOBDIR_POLL_INTERVAL)
+
+    async def handle_job_file(self, jobdir: Path, name: str) -> None:
+        """Read job file ``new/NAME``, add its buildset (unless it is bad: logged with the
+        reason), and move it to ``cur``."""
+        path = jobdir / "new" / name
+        try:
+            job = parse_job(await asyncio.to_thread(_read_job, path))
+        except (OSError, BadJobfile) as exc:
+            log.error("try_bad_jobfile", scheduler=self.name, file=str(path), reason=str(exc))
+        else:
+            await self.try_job(
+                user=job["who"],
+                branch=job["branch"],
+                revision=job["baserev"],
+                patch=(job["patch_level"], job["patch_body"]),
+                repository=job["repository"],
+                project=job["project"],
+                builder_names=job["builderNames"],
+                who=job["who"],
+                comment=job["comment"],
+                properties=job["properties"],
+                external_idstring=job["jobid"],
+            )
+        await asyncio.to_thread(path.replace, jobdir / "cur" / name)
+
+
+def _make_jobdir(jobdir: Path) -> None:
+    for sub in ("tmp", "new", "cur"):
+        (jobdir / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _new_jobs(jobdir: Path) -> list[str]:
+    return sorted(p.name for p in (jobdir / "new").iterdir() if p.is_file())
+
+
+def _read_job(path: Path) -> bytes:
+    with path.open("rb") as f:
+        data = f.read(MAX_JOB_FILE + 1)
+    if len(data) > MAX_JOB_FILE:
+        raise BadJobfile(f"the job file is over {MAX_JOB_FILE} bytes")
+    return data
