@@ -74,3 +74,19 @@ async def test_the_worker_port_must_be_configured_for_a_service_without_a_port()
     ports = PbPorts()
     with pytest.raises(PortalError, match="no worker PB port configured"):
         await ports.register(None, _registration("change source", "change", "changepw"))
+
+
+async def test_the_worker_port_is_known_by_its_number_however_spelled() -> None:
+    ports = PbPorts()
+    ports.worker_listen = Listen(host="127.0.0.1", port=free_port())
+    registration = _registration("change source", "change", "changepw")
+    try:
+        by_default = await ports.register(None, registration)
+        assert by_default is ports.worker_portal
+        await ports.unregister(registration)
+        spelled = Listen(host=None, port=ports.worker_listen.port)
+        assert await ports.register(spelled, registration) is ports.worker_portal
+        assert ports.worker_portal.get("change") is registration
+        assert ports.port_of(ports.worker_portal) is None  # no server of its own
+    finally:
+        await ports.stop()

@@ -242,7 +242,11 @@ class PbPorts:
                     "(c['protocols']['pb'])"
                 )
             listen = self.worker_listen
-        if listen == self.worker_listen:
+        worker = self.worker_listen
+        # the worker port's number, however it is spelled (9989, 'tcp:9989:interface=...')
+        if worker is not None and (
+            listen == worker or (listen.port and listen.port == worker.port)
+        ):
             self.worker_portal.register(registration)
             return self.worker_portal
         server = self._servers.get(listen)
