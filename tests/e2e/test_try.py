@@ -1,4 +1,4 @@
-"""The stock ``buildbot try`` 4.3.0 against our master: ``--connect=pb`` to
+"""The stock ``buildbot try`` 4.3.0 against our master: ``--connect=pb --wait`` to
 ``schedulers.Try_Userpass`` served on the worker PB port, and ``--connect=ssh`` (its ``--ssh``
 a script that runs the stock ``buildbot tryserver`` here instead of over ssh) to
 ``schedulers.Try_Jobdir``. The patch is built on a stock PB worker by the Git step."""
@@ -214,8 +214,13 @@ async def test_a_try_patch_is_built_on_the_worker(
         "--who=ada",
         "--comment=fog lamp",
         "--property=color=blue",
+        "--wait",
+        "--quiet",
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    # --wait: the client followed the request to its build and got its result and text
+    assert "All Builds Complete" in done.stdout
+    assert "b: success (build successful)" in done.stdout
     result = await _one_build(m, tmp_path)
     assert result.build.results == Results.SUCCESS
     assert result.stdout("show") == "patched by try\n"

@@ -14,8 +14,8 @@ see :mod:`buildyard.protocol.portal`). The client then calls, on its perspective
   none of the builders asked for is this scheduler's (Buildbot's answer).
 * ``getAvailableBuilderNames()``: this scheduler's builders.
 
-Waiting for the builds (``buildbot try --wait``) needs the build request and build status
-objects over PB; they are not implemented yet and calling them says so.
+``buildbot try --wait`` follows the buildset through :class:`RemoteBuildRequest` and
+:class:`RemoteBuild` (results and state string; no step-by-step reports).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from buildyard.common.ports import Listen, parse_port
 from buildyard.master.schedulers.arguments import SchedulerBase
 from buildyard.master.schedulers.base import SchedulerContext
 from buildyard.master.schedulers.service import BuildsetScheduler
-from buildyard.protocol.pb import CallFailed, Referenceable
+from buildyard.protocol.errors import ConnectionLost, RemoteError
+from buildyard.protocol.pb import CallFailed, Referenceable, RemoteReference
 from buildyard.protocol.portal import Registration
 
 log = structlog.get_logger(__name__)
@@ -53,8 +54,6 @@ _KEYS = {
     "3": (*_V1_KEYS, "repository", "project", "who"),
     "4": (*_V1_KEYS, "repository", "project", "who", "comment"),
 }
-
-NOT_IMPLEMENTED = "not implemented yet in buildyard: waiting for try builds over PB (try --wait)"
 
 
 class Try_Userpass(SchedulerBase):
@@ -112,8 +111,9 @@ class TryService(BuildsetScheduler):
         comment: str,
         properties: Mapping[str, Any],
         external_idstring: str | None = None,
-    ) -> int | None:
-        """The buildset of one try job (its id), or None when no builder asked for is ours."""
+    ) -> dict[str, int] | None:
+        """The build requests of one try job's buildset (by builder name), or None when no
+        builder asked for is ours."""
         wanted = [n for n in builder_names if n in self.config.builder_names]
         if not wanted:
             log.info("try_job_refused", scheduler=self.name, user=user, builders=builder_names)
@@ -145,7 +145,10 @@ class TryService(BuildsetScheduler):
             external_idstring=external_idstring,
         )
         log.info("try_job_added", scheduler=self.name, user=user, bsid=ids.bsid)
-        return ids.bsid
+        names = {}
+        for builderid, brid in ids.brids.items():
+            names[await self.queries.builder_name(builderid) or str(builderid)] = brid
+        return names
 
 
 class TryUserpassService(TryService):
@@ -231,7 +234,7 @@ class TryPerspective(Referenceable):
             properties = {}
         if not isinstance(properties, dict):
             raise CallFailed("try: properties must be a dict", "builtins.TypeError")
-        bsid = await self._scheduler.try_job(
+        ids = await self._scheduler.try_job(
             user=self._user,
             branch=_text(branch, "branch", optional=True),
             revision=_text(revision, "revision", optional=True),
@@ -243,20 +246,97 @@ class TryPerspective(Referenceable):
             comment=_text(comment or "", "comment"),
             properties={_text(k, "a property name"): v for k, v in properties.items()},
         )
-        return None if bsid is None else RemoteBuildSetStatus(bsid)
+        if ids is None:
+            return None
+        return RemoteBuildSetStatus(self._scheduler, ids)
 
     def remote_getAvailableBuilderNames(self) -> list[str]:
         return list(self._scheduler.config.builder_names)
 
 
 class RemoteBuildSetStatus(Referenceable):
-    """The try client's handle on its buildset."""
+    """The try client's handle on its buildset (``buildbot try --wait``)."""
 
-    def __init__(self, bsid: int) -> None:
-        self.bsid = bsid
+    def __init__(self, scheduler: TryService, brids: Mapping[str, int]) -> None:
+        self._scheduler, self._brids = scheduler, brids
 
-    def remote_getBuildRequests(self) -> None:
-        raise CallFailed(NOT_IMPLEMENTED, "builtins.NotImplementedError")
+    def remote_getBuildRequests(self) -> list[tuple[str, Referenceable]]:
+        return [(n, RemoteBuildRequest(self._scheduler, n, b)) for n, b in self._brids.items()]
+
+
+class RemoteBuildRequest(Referenceable):
+    """One builder's request: ``subscribe(subscriber)`` has ``subscriber.newbuild(build,
+    builder_name)`` called for each of its builds, those started already first."""
+
+    def __init__(self, scheduler: TryService, builder_name: str, brid: int) -> None:
+        self._scheduler, self._builder, self._brid = scheduler, builder_name, brid
+        self._follow: asyncio.Task[None] | None = None
+
+    async def remote_subscribe(self, subscriber: Any) -> None:
+        if not isinstance(subscriber, RemoteReference):
+            raise CallFailed("subscribe takes the client's subscriber", "builtins.TypeError")
+        if self._follow is None:
+            sub = self._scheduler.ctx.mq.subscribe(("builds", None, "new"))
+            self._follow = self._scheduler.spawn(
+                self._report(sub, subscriber), name=f"try-request:{self._brid}"
+            )
+
+    async def _report(self, sub: Any, subscriber: RemoteReference) -> None:
+        seen: set[int] = set()
+        try:
+            async with sub:
+                for build in await self._scheduler.queries.builds_of_request(self._brid):
+                    await self._new(build["buildid"], seen, subscriber)
+                async for _key, body in sub:
+                    if body.get("buildrequestid") == self._brid:
+                        await self._new(int(body["buildid"]), seen, subscriber)
+        except (ConnectionLost, RemoteError):
+            pass  # the client went away
+
+    async def _new(self, buildid: int, seen: set[int], subscriber: RemoteReference) -> None:
+        if buildid not in seen:
+            seen.add(buildid)
+            build = RemoteBuild(self._scheduler, buildid)
+            await subscriber.call("newbuild", build, self._builder)
+
+    def remote_unsubscribe(self, subscriber: Any = None) -> None:
+        if self._follow is not None:
+            self._follow.cancel()
+            self._follow = None
+
+
+class RemoteBuild(Referenceable):
+    """One build of a try request: ``waitUntilFinished``, ``getResults``, ``getText``.
+    (``subscribe`` is accepted; step-by-step reports are not sent.)"""
+
+    def __init__(self, scheduler: TryService, buildid: int) -> None:
+        self._scheduler, self._buildid = scheduler, buildid
+
+    def remote_subscribe(self, subscriber: Any, interval: Any = None) -> None:
+        """Step reports are not sent (the client only shows them while it waits)."""
+
+    def remote_unsubscribe(self, subscriber: Any = None) -> None:
+        pass
+
+    async def _build(self) -> dict[str, Any]:
+        build = await self._scheduler.queries.get_build(self._buildid)
+        if build is None:
+            raise CallFailed(f"build {self._buildid} is gone", "builtins.KeyError")
+        return build
+
+    async def remote_waitUntilFinished(self) -> RemoteBuild:
+        key = ("builds", str(self._buildid), "finished")
+        async with self._scheduler.ctx.mq.subscribe(key) as sub:
+            if not (await self._build())["complete"]:
+                async for _message in sub:
+                    break
+        return self
+
+    async def remote_getResults(self) -> Any:
+        return (await self._build())["results"]
+
+    async def remote_getText(self) -> list[str]:
+        return [(await self._build())["state_string"]]
 
 
 # -- Try_Jobdir ---------------------------------------------------------------------------------
