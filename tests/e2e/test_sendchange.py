@@ -190,3 +190,58 @@ async def test_a_wrong_password_is_refused_and_nothing_is_stored(
     assert (await master.rest("changes"))["changes"] == []
     # the worker on the same port is untouched
     assert "w1" in master.master.workers.listener.connections
+
+
+OWN_PORT_CONFIG = """\
+from buildyard.plugins import *
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker("w1", "pw")]
+c['protocols'] = {{'pb': {{'port': 'tcp:{pb}:interface=127.0.0.1'}}}}
+c['change_source'] = [{source}]
+c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=util.BuildFactory())]
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+async def test_a_change_source_on_its_own_port_follows_reconfig(tmp_path: Path) -> None:
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    pb, own = free_port(), free_port()
+    cfg = basedir / "master.cfg"
+
+    def write(source: str) -> None:
+        cfg.write_text(OWN_PORT_CONFIG.format(pb=pb, source=source))
+
+    async def send(password: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            _sendchange,
+            "buildyard",
+            f"--master=127.0.0.1:{own}",
+            f"--auth=change:{password}",
+            "--who=ada",
+            "--branch=main",
+            "a.c",
+        )
+
+    source = f"changes.PBChangeSource(passwd='one', port='tcp:{own}:interface=127.0.0.1')"
+    write(source)
+    m = BuildMaster(basedir, config=load_master_config(basedir))
+    await migrate.upgrade(m.db)
+    await m.start()
+    try:
+        assert (await send("one")).returncode == 0
+        write(source.replace("'one'", "'two'"))
+        assert await m.reconfig() is True
+        refused = await send("one")
+        assert refused.returncode == 1
+        assert "unknown user or wrong password" in refused.stderr
+        assert (await send("two")).returncode == 0
+        assert len(await m.db.changes.get_changes()) == 2
+        # without a change source the port is closed
+        write("")
+        assert await m.reconfig() is True
+        gone = await send("two")
+        assert gone.returncode == 1
+        assert f"nothing listens at 127.0.0.1:{own}" in gone.stderr
+    finally:
+        await m.stop()

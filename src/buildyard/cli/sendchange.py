@@ -129,6 +129,9 @@ def cmd_sendchange(args: argparse.Namespace) -> int:
         return 2
     try:
         asyncio.run(send(host, port, user, password, change))
+    except ConnectionRefusedError:
+        print(f"change not sent: nothing listens at {host}:{port}", file=sys.stderr)
+        return 1
     except (OSError, TimeoutError, ConnectionLost, ProtocolError, RemoteError) as exc:
         print(f"change not sent: {str(exc) or type(exc).__name__}", file=sys.stderr)
         return 1
