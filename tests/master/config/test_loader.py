@@ -565,7 +565,20 @@ def test_pb_change_source_needs_a_port_and_a_user_of_its_own(
         )
     )
     [error] = _errors(basedir)
-    assert "user 'linux-1' is also a worker's name" in error.message
+    assert "user name 'linux-1' on PB port 9989 is taken by worker 'linux-1'" in error.message
+    write_config(
+        on_pb.replace(
+            "c['change_source'] = []",
+            "c['change_source'] = [changes.PBChangeSource(port=9999)]",
+        ).replace(
+            "c['schedulers'] = []",
+            "c['schedulers'] = [schedulers.Try_Userpass('t', ['runtests'], 9999,"
+            " [('change', 'x')])]",
+        )
+    )
+    [error] = _errors(basedir)
+    taken = "scheduler 't': user name 'change' on PB port 9999 is taken by change source"
+    assert taken in error.message
     write_config(
         on_pb.replace(
             "c['change_source'] = []",
