@@ -288,6 +288,8 @@ class RemoteBuildRequest(Referenceable):
                 for build in await self._scheduler.queries.builds_of_request(self._brid):
                     await self._new(build["buildid"], seen, subscriber)
                 async for _key, body in sub:
+                    if subscriber.broker.closed:
+                        return  # the client went away
                     if body.get("buildrequestid") == self._brid:
                         await self._new(int(body["buildid"]), seen, subscriber)
         except (ConnectionLost, RemoteError):
