@@ -71,7 +71,7 @@ def test_worst_status_follows_buildbot() -> None:
     [
         (steps, "P4", "steps"),
         (steps, "SVN", "steps"),
-        (schedulers, "Try_Jobdir", "schedulers"),
+        (changes, "SVNPoller", "change sources"),
         (changes, "HgPoller", "change sources"),
         (util, "GerritChangeFilter", "build configuration helpers"),
         (util, "WorkerChoiceParameter", "build configuration helpers"),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import buildyard
+from buildyard.cli import sendchange
 from buildyard.common.pidfile import running_pid, signal_and_wait
 
 if TYPE_CHECKING:
@@ -420,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("restart", cmd_restart, "stop, then start the master")
     p.add_argument("--clean", action="store_true", help="wait for running builds to finish")
     add("reconfig", cmd_reconfig, "re-read master.cfg in the running master (SIGHUP)", config=False)
+    text = "send a change to a master's PBChangeSource (as buildbot sendchange)"
+    p = sub.add_parser("sendchange", help=text, description=text)
+    sendchange.add_arguments(p)
+    p.set_defaults(func=sendchange.cmd_sendchange)
     return parser
 
 

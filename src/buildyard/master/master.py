@@ -211,6 +211,7 @@ class BuildMaster(Service):
                 masterid=self._masterid,
                 basedir=self.basedir,
                 secret=self._secret,
+                pb_ports=self.workers.listener.pb_ports,
             )
         )
         self.botmaster = BotMaster(
@@ -229,6 +230,8 @@ class BuildMaster(Service):
                 clock=self.clock,
                 masterid=self._masterid,
                 queries=Queries(db=self.db),
+                pb_ports=self.workers.listener.pb_ports,
+                basedir=self.basedir,
             )
         )
         self.www = WWWService(

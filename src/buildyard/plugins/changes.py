@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from buildyard.master.changes.gitpoller import GitPoller
+from buildyard.master.changes.pb import PBChangeSource
 from buildyard.plugins._namespace import CHANGES, placeholders, unknown_name
 
-__all__ = ["GitPoller"]
+__all__ = ["GitPoller", "PBChangeSource"]
 
 # Buildbot 4.3's names in this namespace.
 _NAMES = [

@@ -8,6 +8,7 @@ from buildyard.master.schedulers.basic import AnyBranchScheduler, SingleBranchSc
 from buildyard.master.schedulers.forced import ForceScheduler
 from buildyard.master.schedulers.timed import Nightly, NightlyTriggerable, Periodic
 from buildyard.master.schedulers.triggerable import Dependent, Triggerable
+from buildyard.master.schedulers.trysched import Try_Jobdir, Try_Userpass
 from buildyard.plugins._namespace import SCHEDULERS, placeholders, unknown_name
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "Periodic",
     "SingleBranchScheduler",
     "Triggerable",
+    "Try_Jobdir",
+    "Try_Userpass",
 ]
 
 # Buildbot 4.3's names in this namespace.

@@ -547,3 +547,56 @@ def test_symlinked_master_cfg_keeps_its_lines(tmp_path: Path, basedir: Path) -> 
     assert len(password) == 1
     assert password[0].location is not None
     assert password[0].location.line == 2
+
+
+def test_pb_change_source_needs_a_port_and_a_user_of_its_own(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    write_config(
+        GOOD.replace("c['change_source'] = []", "c['change_source'] = [changes.PBChangeSource()]")
+    )
+    [error] = _errors(basedir)
+    assert "No port specified for PBChangeSource, and no worker port configured" in error.message
+    on_pb = GOOD.replace("'msgpack_experimental_v7'", "'pb'")
+    write_config(
+        on_pb.replace(
+            "c['change_source'] = []",
+            "c['change_source'] = [changes.PBChangeSource(user='linux-1')]",
+        )
+    )
+    [error] = _errors(basedir)
+    assert "user name 'linux-1' on PB port 9989 is taken by worker 'linux-1'" in error.message
+    write_config(
+        on_pb.replace(
+            "c['change_source'] = []",
+            "c['change_source'] = [changes.PBChangeSource(port=9999)]",
+        ).replace(
+            "c['schedulers'] = []",
+            "c['schedulers'] = [schedulers.Try_Userpass('t', ['runtests'], 9999,"
+            " [('change', 'x')])]",
+        )
+    )
+    [error] = _errors(basedir)
+    taken = "scheduler 't': user name 'change' on PB port 9999 is taken by change source"
+    assert taken in error.message
+    write_config(
+        on_pb.replace(
+            "c['change_source'] = []",
+            "c['change_source'] = [changes.PBChangeSource(user='linux-1', port=9999),"
+            " changes.PBChangeSource(prefix='trunk/')]",
+        )
+    )
+    config = load_master_config(basedir)
+    assert [s.name for s in config.change_sources] == [  # type: ignore[attr-defined]
+        "PBChangeSource:9999",
+        "PBChangeSource:trunk/:None",
+    ]
+    write_config(
+        GOOD.replace(
+            "c['change_source'] = []",
+            "c['change_source'] = [changes.PBChangeSource(passwd=3, port='tcp:x')]",
+        )
+    )
+    messages = [e.message for e in _errors(basedir)]
+    assert any("passwd must be a non-empty string" in m for m in messages)
+    assert any("PBChangeSource: port 'tcp:x'" in m for m in messages)

@@ -21,6 +21,7 @@ from buildyard.common.clock import Clock
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.service import ConfiguredService
 from buildyard.master.data.updates import Updates
+from buildyard.protocol.portal import PbPorts
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,8 @@ class ChangeSourceContext:
     # the value of a secret from c['secretsProviders'] (None: unknown), for the renderables a
     # change source takes (a GitPoller's ssh key, ...)
     secret: Callable[[str], Awaitable[str | None]] | None = None
+    # the master's PB ports (PBChangeSource logs its user in there); None: no PB here
+    pb_ports: PbPorts | None = None
 
 
 class ChangeSourceConfig(ConfigObject):

@@ -6,14 +6,18 @@ key's line.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 
 from buildyard.common.config_object import ConfigObject, placeholder_name
 from buildyard.common.errors import Location, config_error, config_warning
+from buildyard.common.ports import msgpack_listen
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.changes.base import ChangeSourceConfig
+from buildyard.master.changes.pb import PBChangeSource
 from buildyard.master.config.assignments import KeyLines
 from buildyard.master.schedulers.base import SchedulerConfig
+from buildyard.master.schedulers.trysched import Try_Userpass
 from buildyard.master.workers.config import Worker
 
 __all__ = ["check_references"]
@@ -100,17 +104,65 @@ def _check_schedulers(
                 )
 
 
-def _check_change_sources(sources: Iterable[object], lines: KeyLines) -> None:
+def _check_change_sources(
+    sources: Iterable[object],
+    lines: KeyLines,
+    protocols: Mapping[str, Mapping[str, object]],
+    worker_names: Iterable[str],
+) -> None:
     seen: set[str] = set()
     for source in sources:
         if not isinstance(source, ChangeSourceConfig):
             continue
+        if isinstance(source, PBChangeSource) and source.port is None:
+            where = _where(source, lines, "change_source")
+            if "pb" not in protocols:
+                config_error(
+                    "No port specified for PBChangeSource, and no worker port configured "
+                    "(c['protocols']['pb'])",
+                    location=where,
+                )
         if source.name in seen:
             config_error(
                 f"duplicate change source name {source.name!r}",
                 location=_where(source, lines, "change_source"),
             )
         seen.add(source.name)
+
+
+def _check_pb_users(
+    services: Iterable[object],
+    lines: KeyLines,
+    protocols: Mapping[str, Mapping[str, object]],
+    worker_names: Iterable[str],
+) -> None:
+    """One user name per PB port: the workers on the worker PB port, PBChangeSource's user and
+    Try_Userpass's users wherever they listen (Buildbot's PB manager refuses the same)."""
+    worker_port: int | None = None
+    with contextlib.suppress(ValueError):  # a bad port is reported with c['protocols']
+        if "pb" in protocols:
+            worker_port = msgpack_listen(protocols["pb"]).port
+    taken: dict[tuple[int | None, str], str] = {}
+    if worker_port:
+        taken.update({(worker_port, name): f"worker {name!r}" for name in worker_names})
+    for service in services:
+        if isinstance(service, PBChangeSource):
+            listen, users, key = service.listen, [service.user], "change_source"
+            owner = f"change source {service.name!r}"
+        elif isinstance(service, Try_Userpass):
+            listen, users, key = service.listen, [u for u, _ in service.userpass], "schedulers"
+            owner = f"scheduler {service.name!r}"
+        else:
+            continue
+        port = listen.port if listen is not None else worker_port
+        for user in users:
+            other = taken.setdefault((port, user), owner)
+            if other != owner:
+                config_error(
+                    f"{owner}: user name {user!r} on PB port {port} is taken by {other}: "
+                    "choose another user or another port",
+                    location=_where(service, lines, key),
+                )
 
 
 def check_references(
@@ -131,7 +183,8 @@ def check_references(
     worker_names = _worker_names(workers, lines)
     _check_builders(builders, worker_names, lines)
     _check_schedulers(schedulers, {b.name for b in builders}, lines)
-    _check_change_sources(change_sources, lines)
+    _check_change_sources(change_sources, lines, protocols, worker_names)
+    _check_pb_users([*change_sources, *schedulers], lines, protocols, worker_names)
     _check_ports(protocols, bool(worker_names), lines)
 
     machine_names = {placeholder_name(m) for m in machines}

@@ -59,3 +59,24 @@ class Queries:
     async def builder_name(self, builderid: int) -> str | None:
         builder = await self._db.builders.get_builder(builderid)
         return None if builder is None else builder.name
+
+    async def builds_of_request(self, buildrequestid: int) -> list[dict[str, Any]]:
+        """The builds of a build request (``buildid``, ``complete``, ``results``,
+        ``state_string``), by id."""
+        builds = await self._db.builds.get_builds(buildrequestid=buildrequestid)
+        return [_build(b) for b in builds]
+
+    async def get_build(self, buildid: int) -> dict[str, Any] | None:
+        """A build (``buildid``, ``complete``, ``results``, ``state_string``), or None."""
+        build = await self._db.builds.get_build(buildid)
+        return None if build is None else _build(build)
+
+
+def _build(build: Any) -> dict[str, Any]:
+    return {
+        "buildid": build.id,
+        "buildrequestid": build.buildrequestid,
+        "complete": build.complete_at is not None,
+        "results": None if build.results is None else int(build.results),
+        "state_string": build.state_string,
+    }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from buildyard.common.service import ConfiguredService
 from buildyard.master.data.queries import Queries
 from buildyard.master.data.updates import Updates
 from buildyard.master.mq.base import MessageQueue
+from buildyard.protocol.portal import PbPorts
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +37,10 @@ class SchedulerContext:
     masterid: Callable[[], int]
     # the reads no event carries (classified changes, builder ids); None until the master wires it
     queries: Queries | None = None
+    # the master's PB ports (Try_Userpass logs its users in there); None: no PB here
+    pb_ports: PbPorts | None = None
+    # the master's base directory (Try_Jobdir's jobdir is relative to it)
+    basedir: Path | None = None
 
 
 class SchedulerConfig(ConfigObject):

@@ -309,6 +309,7 @@ class BuildsetScheduler(Scheduler):
         waited_for: bool = False,
         parent_buildid: int | None = None,
         parent_relationship: str | None = None,
+        external_idstring: str | None = None,
     ) -> BuildsetIds:
         """One buildset with a stamp per codebase of the scheduler (its defaults, overridden by
         the given stamp of that codebase), plus the given stamps of other codebases."""
@@ -338,6 +339,7 @@ class BuildsetScheduler(Scheduler):
             waited_for=waited_for,
             parent_buildid=parent_buildid,
             parent_relationship=parent_relationship,
+            external_idstring=external_idstring,
         )
 
     async def add_buildset_for_sourcestamps(

@@ -59,6 +59,7 @@ from buildyard.master.workers.connection import WorkerConnection
 from buildyard.protocol.codec import MAX_FRAME
 from buildyard.protocol.errors import ProtocolError
 from buildyard.protocol.pb import Broker
+from buildyard.protocol.portal import PbPorts
 
 log = structlog.get_logger(__name__)
 
@@ -124,6 +125,8 @@ class WorkerListener(Service):
         # the listener closes so that each disconnection is recorded before the master stops
         self._pb_handlers: set[asyncio.Task[Any]] = set()
         self.pb_port: int | None = None
+        # the PB logins other than workers' (change source, try), on this port or their own
+        self.pb_ports = PbPorts()
 
     async def reconfigure(
         self,
@@ -228,12 +231,14 @@ class WorkerListener(Service):
     async def stop_service(self) -> None:
         await self._close()
         await self._close_pb()
+        await self.pb_ports.stop()
 
     # -- PB ----------------------------------------------------------------------------------
 
     async def _close_pb(self) -> None:
         server, self._pb_server = self._pb_server, None
         self._pb_listen = None
+        self.pb_ports.worker_listen = None
         self.pb_port = None
         if server is not None:
             server.close()
@@ -259,13 +264,17 @@ class WorkerListener(Service):
             workers=lambda: self._workers,
             may_connect=self.replace_duplicate,
             login=login,
+            services=self.pb_ports.worker_portal,
         )
         broker = Broker(write=writer.transport.write, root=root, name=f"pb peer {peer}")
         read_task = asyncio.get_running_loop().create_task(pb.read_into(reader, broker, peer))
         try:
             broker.start()
-            waits: set[asyncio.Future[Any]] = {read_task, login.done}
+            waits: set[asyncio.Future[Any]] = {read_task, login.done, login.served}
             await asyncio.wait(waits, timeout=pb.LOGIN_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            if login.served.done():  # a change source or try client: until it hangs up
+                await read_task
+                return
             if not login.done.done():
                 if not read_task.done():
                     log.warning("worker_refused", peer=peer, reason="no login in time")
@@ -280,6 +289,7 @@ class WorkerListener(Service):
             await self.run_connection(conn, worker, read_task, abort=writer.transport.abort)
         finally:
             login.done.cancel()
+            login.served.cancel()
             read_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await read_task
@@ -561,8 +571,13 @@ class ListenerChange:
         self._runner: web.AppRunner | None = None
         self._guard: ConnectionGuard | None = None
         self._pb_server: asyncio.Server | None = None
+        self._previous_worker_listen: Listen | None = listener.pb_ports.worker_listen
 
     async def apply(self) -> None:
+        # the services that share the worker PB port (change source, try) register in the
+        # steps after this one: they find it here
+        ports = self._listener.pb_ports
+        self._previous_worker_listen, ports.worker_listen = ports.worker_listen, self._pb_listen
         if self.sock is not None and self._options is not None:
             sock, self.sock = self.sock, None  # the site owns it from here
             self._runner, self._guard = await self._listener._runner_on(sock, self._options.limits)
@@ -590,6 +605,7 @@ class ListenerChange:
         if self.pb_moves:
             await listener._close_pb()
             listener._pb_server, listener._pb_listen = self._pb_server, self._pb_listen
+            listener.pb_ports.worker_listen = self._pb_listen
             if self._pb_server is not None and self._pb_listen is not None:
                 listener.pb_port = int(self._pb_server.sockets[0].getsockname()[1])
                 log.info(
@@ -601,6 +617,7 @@ class ListenerChange:
         await listener.drop_unconfigured()
 
     async def revert(self) -> None:
+        self._listener.pb_ports.worker_listen = self._previous_worker_listen
         if self._runner is not None:
             await self._runner.cleanup()
         if self._pb_server is not None:

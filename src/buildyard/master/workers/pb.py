@@ -40,6 +40,7 @@ from buildyard.protocol.codec import Message
 from buildyard.protocol.errors import ConnectionLost, ProtocolError, RemoteError
 from buildyard.protocol.pb import Broker, CallFailed, Referenceable, RemoteReference
 from buildyard.protocol.peer import RequestFailed
+from buildyard.protocol.portal import Portal, check_response, unauthorized
 
 log = structlog.get_logger(__name__)
 
@@ -286,6 +287,9 @@ class Login:
         self.done: asyncio.Future[tuple[str, Any, RemoteReference, Perspective]] = (
             asyncio.get_running_loop().create_future()
         )
+        # set when the login is one of the port's other services (change source, try user):
+        # the connection then lasts until the client closes it
+        self.served: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
 class Perspective(Referenceable):
@@ -314,7 +318,9 @@ class LoginRoot(Referenceable):
         workers: Callable[[], Mapping[str, Any]],
         may_connect: Callable[[str], Awaitable[bool]],
         login: Login,
+        services: Portal | None = None,
     ) -> None:
+        self._services = services
         self._peer = peer
         self._workers = workers
         self._may_connect = may_connect
@@ -329,7 +335,17 @@ class LoginRoot(Referenceable):
         challenge = hashlib.md5(os.urandom(32)).digest()  # Twisted cred's MD5 challenge
         return challenge, _Challenger(self, name, challenge)
 
-    async def respond(self, name: str, challenge: bytes, response: Any, mind: Any) -> Perspective:
+    async def respond(self, name: str, challenge: bytes, response: Any, mind: Any) -> Referenceable:
+        service = self._services.get(name) if self._services is not None else None
+        if service is not None:  # a user of the port's other services comes before workers
+            if not check_response(service.password, challenge, response):
+                log.warning("pb_login_refused", peer=self._peer, user=name, reason="wrong password")
+                raise unauthorized()
+            if self._login.done.done() or self._login.served.done():
+                raise CallFailed("already logged in")
+            log.info("pb_logged_in", peer=self._peer, user=name, service=service.owner)
+            self._login.served.set_result(None)
+            return service.perspective(self._peer)
         worker = self._workers().get(name)
         if worker is None:
             log.warning(
@@ -343,7 +359,7 @@ class LoginRoot(Referenceable):
             raise _unauthorized()
         if not isinstance(mind, RemoteReference):
             raise CallFailed("respond needs the worker's bot object as its mind")
-        if self._login.done.done():
+        if self._login.done.done() or self._login.served.done():
             raise CallFailed("already logged in")
         if not await self._may_connect(name):
             # as Buildbot: the stock worker logs the failure and exits
@@ -362,7 +378,7 @@ class _Challenger(Referenceable):
     def __init__(self, root: LoginRoot, name: str, challenge: bytes) -> None:
         self._root, self._name, self._challenge = root, name, challenge
 
-    async def remote_respond(self, response: Any, mind: Any) -> Perspective:
+    async def remote_respond(self, response: Any, mind: Any = None) -> Referenceable:
         return await self._root.respond(self._name, self._challenge, response, mind)
 
 
