@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import itertools
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -37,7 +38,32 @@ def find_bindir() -> Path:
     )
 
 
+def _ephemeral_low() -> int:
+    """The first port of the range the kernel hands out as clients' source ports."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port free on 127.0.0.1 now, for a server a test starts next.
+
+    Taken below the kernel's ephemeral range where there is room: a port from that range (what
+    binding port 0 gives) can be taken as a client's source port before the server binds it,
+    and tests that open hundreds of connections at once make that likely.
+    """
+    low = _ephemeral_low()
+    if low > 12000:
+        for _ in range(50):
+            port = random.randrange(10000, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

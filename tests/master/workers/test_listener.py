@@ -55,6 +55,16 @@ async def connected_count(database: Database) -> int:
         )
 
 
+async def recorded_connected(database: Database) -> None:
+    """Wait for the worker's connected row: the master writes it once the connect sequence is
+    done, which it finishes after its last answer reached the scripted worker."""
+
+    async def recorded() -> bool:
+        return await connected_count(database) == 1
+
+    await eventually(recorded, within=30)
+
+
 async def attach(ws: aiohttp.ClientWebSocketResponse) -> None:
     """Answer the master's connect sequence as the stock worker does."""
     seq = itertools.count()
@@ -119,12 +129,7 @@ async def test_attach_then_a_garbage_frame_ends_only_that_connection(
     database: Database,
 ) -> None:
     async with attached(listener) as ws:
-        # the worker is recorded as connected once its connect sequence is done, which the
-        # master finishes after its last answer reached the scripted worker
-        async def recorded() -> bool:
-            return await connected_count(database) == 1
-
-        await eventually(recorded, within=30)
+        await recorded_connected(database)
         # an update for a command that does not exist: refused, connection kept
         await ws.send_bytes(
             msgpack.packb(
