@@ -233,3 +233,44 @@ async def test_a_failed_reconfig_on_the_same_web_port_keeps_serving_the_old_site
         assert master.www.port == www_port
     finally:
         await master.stop()
+
+
+async def test_a_listener_that_fails_to_close_leaves_the_new_configuration_in_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once every step is applied the new configuration is committed: a failure while the old
+    worker listener closes is logged, and the web server's change is finished all the same
+    (before, the old and the new web applications both kept serving, and ``master.config``
+    stayed the old one while the services ran the new)."""
+    db_url = await _upgraded(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    www_port, worker_port = free_port(), free_port()
+    new_www_port, new_worker_port = free_port(), free_port()
+    cfg = tmp_path / "master.cfg"
+    cfg.write_text(OLD.format(www_port=www_port, worker_port=worker_port, db_url=db_url))
+    master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+    await master.start()
+    try:
+        cfg.write_text(
+            NEW.format(www_port=new_www_port, worker_port=new_worker_port, db_url=db_url)
+        )
+        from buildyard.master.workers.listener import ListenerChange
+
+        original = ListenerChange.finish
+
+        async def failing_finish(self: ListenerChange) -> None:
+            await original(self)
+            raise RuntimeError("injected failure while the old listener closes")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(ListenerChange, "finish", failing_finish)
+            with structlog.testing.capture_logs() as logs:
+                assert await master.reconfig() is True
+        assert [e["part"] for e in logs if e["event"] == "reconfig_finish_failed"] == [
+            "worker_listener"
+        ]
+        assert master.config.title == "New"
+        after = await _seen(new_www_port)
+        assert after["config"]["title"] == "New"
+        assert not _listening(www_port)  # the old web application was closed too
+    finally:
+        await master.stop()

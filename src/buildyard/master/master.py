@@ -404,9 +404,13 @@ class BuildMaster(Service):
                 await listener.revert()
                 await web.revert()
             raise
-        await listener.finish()
-        await web.finish()
+        # committed: the new configuration is in force whatever closing the old listeners does
         self.config = config
+        for part, change in (("worker_listener", listener), ("www", web)):
+            try:
+                await change.finish()
+            except Exception:
+                log.exception("reconfig_finish_failed", part=part)
         return plan.results
 
     async def _apply_step(self, step: str, config: MasterConfig, plan: _Plan) -> None:
@@ -496,16 +500,19 @@ class BuildMaster(Service):
         # every step, not only those done: one step's change can undo what an earlier one
         # made (a builder removed takes its workers' configured_workers rows with it), and
         # for the parts that did not change, applying the running config changes nothing
-        for step in APPLY_STEPS:
-            try:
-                await self._apply_step(step, running, back)
-            except Exception:
-                log.exception("reconfig_rollback_step_failed", step=step)
-                failed.append(step)
-        if plan.listener is not None:
-            await plan.listener.revert()
-        if plan.web is not None:
-            await plan.web.revert()
+        try:
+            for step in APPLY_STEPS:
+                try:
+                    await self._apply_step(step, running, back)
+                except Exception:
+                    log.exception("reconfig_rollback_step_failed", step=step)
+                    failed.append(step)
+        finally:
+            # even when the rollback itself is cancelled: the new addresses are closed
+            if plan.listener is not None:
+                await plan.listener.revert()
+            if plan.web is not None:
+                await plan.web.revert()
         try:
             created = await self.data.updates.config_rows() - before
             await self.data.updates.forget_config_rows(created)
