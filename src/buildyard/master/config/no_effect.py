@@ -26,11 +26,8 @@ TOP_LEVEL: Mapping[str, str] = {
     "changeHorizon": "old changes are not deleted",
     "logCompressionLimit": "every finished log is compressed, whatever its size",
     "metrics": "buildyard does not collect Buildbot's metrics",
-    "manhole": "buildyard has no manhole (debugging shell)",
+    "manhole": "there is no manhole debugging shell",
     "user_managers": "buildyard has no user managers",
-    "machines": "machines are not used to schedule builds",
-    "projects": "projects are not stored or shown",
-    "codebases": "c['codebases'] (util.Codebase) are not stored or shown",
 }
 
 #: c['www'][...] keys with no effect yet, and why.
