@@ -30,6 +30,12 @@ c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}}
 c['builders'] = [util.BuilderConfig(name="b", workernames="w", factory=util.BuildFactory())]
 """
 
+
+def _own_ui_value(name: str) -> str:
+    """A value for a c['www'] key only Buildbot's UI reads."""
+    return "[('mine', '1.0')]" if name == "versions" else "{'a': 1}"
+
+
 # key -> (a master.cfg line setting it, "test file::text" of a test showing it applied)
 APPLIED: dict[str, tuple[str, str]] = {
     "title": ("c['title'] = 'CI'", "tests/master/www/test_ui.py::c['title']"),
@@ -161,7 +167,9 @@ APPLIED: dict[str, tuple[str, str]] = {
     **{
         f"www.{name}": ("", "tests/master/www/test_ui.py::ui_default_config")
         for name in no_effect.OWN_UI_ONLY_WWW_KEYS
+        if name != "versions"
     },
+    "www.versions": ("", "tests/master/www/test_ui.py::test_the_users_versions_follow"),
 }
 
 # key -> a master.cfg line setting it; its warning names the key and says it has no effect
@@ -188,11 +196,10 @@ WARNED: dict[str, str] = {
     "www.logfileName": "c['www'] = {'port': 8010, 'logfileName': 'http.log'}",
     "www.maxRotatedFiles": "c['www'] = {'port': 8010, 'maxRotatedFiles': 3}",
     "www.rest_minimum_version": "c['www'] = {'port': 8010, 'rest_minimum_version': 2}",
-    "www.versions": "c['www'] = {'port': 8010, 'versions': [('mine', '1.0')]}",
     "www.ws_ping_interval": "c['www'] = {'port': 8010, 'ws_ping_interval': 30}",
     "www.plugins": "c['www'] = {'port': 8010, 'plugins': {'waterfall_view': {}}}",
     **{
-        f"www.{name}": f"c['www'] = {{'port': 8010, {name!r}: {{'a': 1}}}}"
+        f"www.{name}": f"c['www'] = {{'port': 8010, {name!r}: {_own_ui_value(name)}}}"
         for name in no_effect.OWN_UI_ONLY_WWW_KEYS
     },
 }
@@ -268,7 +275,9 @@ def test_the_plugins_warning_names_each_plugin(write_config: WriteConfig, basedi
 def test_buildbots_ui_reads_the_keys_buildyards_own_ui_does_not(
     write_config: WriteConfig, basedir: Path
 ) -> None:
-    settings = ", ".join(f"{name!r}: {{'a': 1}}" for name in no_effect.OWN_UI_ONLY_WWW_KEYS)
+    settings = ", ".join(
+        f"{name!r}: {_own_ui_value(name)}" for name in no_effect.OWN_UI_ONLY_WWW_KEYS
+    )
     (basedir / "ui").mkdir()
     (basedir / "ui" / "index.html").write_text("<html></html>", encoding="utf-8")
     ui = str(basedir / "ui")
@@ -298,3 +307,11 @@ def test_a_refused_key_with_content_is_an_error(
         load_master_config(basedir)
     last = len(path.read_text(encoding="utf-8").splitlines())
     assert [e.location.line for e in info.value.errors if e.location] == [last]
+
+
+def test_versions_must_be_name_and_version_tuples(write_config: WriteConfig, basedir: Path) -> None:
+    _write(write_config, "c['www'] = {'versions': ['mine 1.0']}")
+    with pytest.raises(ConfigErrors) as info:
+        load_master_config(basedir)
+    (error,) = info.value.errors
+    assert "c['www']['versions'] must be a list of (name, version) tuples" in error.message

@@ -344,6 +344,14 @@ def _www(reader: _Reader) -> Mapping[str, object]:
     hook_dialects.check_auth(
         www.get("change_hook_auth"), lambda message: reader.error("www", message)
     )
+    versions = www.get("versions")
+    if versions is not None and not (
+        isinstance(versions, list) and all(isinstance(v, tuple) and len(v) >= 2 for v in versions)
+    ):
+        reader.error(
+            "www",
+            f"c['www']['versions'] must be a list of (name, version) tuples, not {versions!r}",
+        )
     ui = www.get("ui")
     if ui is not None:
         if not isinstance(ui, str):

@@ -43,12 +43,17 @@ WWW_KEYS: Mapping[str, str] = {
     "logfileName": "the HTTP access log is not written to a file",
     "maxRotatedFiles": "the HTTP access log is not written to a file",
     "rest_minimum_version": "every REST API version is served",
-    "versions": "the UI shows buildyard's own version list",
     "ws_ping_interval": "the WebSocket is not pinged",
 }
 
 #: c['www'][...] keys only Buildbot's web UI (c['www']['ui']) reads; buildyard's own UI does not.
-OWN_UI_ONLY_WWW_KEYS = ("default_page", "project_widgets", "theme", "ui_default_config")
+OWN_UI_ONLY_WWW_KEYS = (
+    "default_page",
+    "project_widgets",
+    "theme",
+    "ui_default_config",
+    "versions",
+)
 
 #: c['mq'][...] and c['db'][...] keys with no effect yet.
 MQ_KEYS: Mapping[str, str] = {"debug": "messages are not logged"}
