@@ -66,7 +66,7 @@ APPLIED: dict[str, tuple[str, str]] = {
     ),
     "select_next_worker": (
         "c['select_next_worker'] = lambda builder, workers, request: workers[0]",
-        "src/buildyard/master/distributor/distributor.py::select_next_worker",
+        "tests/e2e/test_build_hooks.py::select_next_worker",
     ),
     "codebaseGenerator": (
         "c['codebaseGenerator'] = lambda change: 'main'",
@@ -205,10 +205,8 @@ WARNED: dict[str, str] = {
 }
 
 # applied keys whose reference is the code that applies them: nothing to show for the first two
-# (their values ask for nothing), and no test yet for the last two
-SHOWN_IN_SOURCE = frozenset(
-    {"buildbotNetUsageData", "www.plugins", "select_next_worker", "www.cookie_expiration_time"}
-)
+# (their values ask for nothing), and no test yet for the last one
+SHOWN_IN_SOURCE = frozenset({"buildbotNetUsageData", "www.plugins", "www.cookie_expiration_time"})
 
 # Buildbot's keys that buildyard refuses with an error when they are given content (the
 # classes behind them are not implemented): never silently ignored either.
