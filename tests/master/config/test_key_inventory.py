@@ -143,7 +143,7 @@ APPLIED: dict[str, tuple[str, str]] = {
     "www.cookie_expiration_time": (
         "import datetime\nc['www'] = {'port': 8010, "
         "'cookie_expiration_time': datetime.timedelta(hours=1)}",
-        "src/buildyard/master/www/app.py::cookie_expiration_time",
+        "tests/master/www/test_auth.py::cookie_expiration_time",
     ),
     "www.change_hook_dialects": (
         "c['www'] = {'port': 8010, 'change_hook_dialects': {'base': {}}}",
@@ -204,9 +204,9 @@ WARNED: dict[str, str] = {
     },
 }
 
-# applied keys whose reference is the code that applies them: nothing to show for the first two
-# (their values ask for nothing), and no test yet for the last one
-SHOWN_IN_SOURCE = frozenset({"buildbotNetUsageData", "www.plugins", "www.cookie_expiration_time"})
+# applied keys whose reference is the code that applies them: the values in APPLIED ask for
+# nothing (no usage data sent, no UI plugin), so no test can show more than the absence of a warning
+SHOWN_IN_SOURCE = frozenset({"buildbotNetUsageData", "www.plugins"})
 
 # Buildbot's keys that buildyard refuses with an error when they are given content (the
 # classes behind them are not implemented): never silently ignored either.
