@@ -114,7 +114,7 @@ APPLIED: dict[str, tuple[str, str]] = {
     **{
         f"protocols.msgpack_experimental_v7.{name}": (
             f"c['protocols'] = {{'msgpack_experimental_v7': {{'port': 9989, {name!r}: {value}}}}}",
-            "tests/master/config/test_loader.py::msgpack_experimental_v7",
+            "tests/common/test_connections.py::" + repr(name),
         )
         for name, value in (
             ("port", 9989),
