@@ -140,3 +140,29 @@ async def test_distribution_callables_and_secrets(tmp_path: Path) -> None:
         assert await db.builds.get_builds(buildrequestid=nobody) == []
         for brid in (blocked, nobody):
             assert await m.botmaster.brd.cancel_buildrequest(brid, "done testing")
+
+
+SELECT_BODY = """
+def pick(builder, workers, request):
+    with open({mark!r}, "a") as out:
+        out.write(builder.name + " " + ",".join(w.worker.workername for w in workers) + "\\n")
+    return workers[0]
+
+c['select_next_worker'] = pick
+c['builders'] = [
+    util.BuilderConfig(name="plain", workernames=["w1"], factory=util.BuildFactory([
+        steps.ShellCommand(name="e", command=["echo", "x"]),
+    ])),
+]
+"""
+
+
+async def test_select_next_worker_chooses_for_builders_without_next_worker(
+    tmp_path: Path,
+) -> None:
+    mark = tmp_path / "chosen"
+    async with running_master(tmp_path, SELECT_BODY.format(mark=str(mark))) as running:
+        done = await running.build("plain")
+        assert done.build.results == Results.SUCCESS
+    # c['select_next_worker'] was asked once, with the builder and its idle worker
+    assert mark.read_text() == "plain w1\n"

@@ -27,6 +27,13 @@ PB_PORT, WWW_PORT = 9989, 8010
 API = f"http://127.0.0.1:{WWW_PORT}/api/v2"
 
 
+# the one warning the sample gets: it sets c['www']['plugins'] for Buildbot's UI
+PLUGINS_WARNING = (
+    "c['www']['plugins'] has no effect in buildyard yet: the web UI does not show the plugins "
+    "console_view, grid_view, waterfall_view"
+)
+
+
 def _create_sample(basedir: Path) -> None:
     created = subprocess.run(
         [str(buildbot_venv() / "bin" / "buildbot"), "create-master", "-q", str(basedir)],
@@ -47,7 +54,10 @@ def test_buildbot_create_master_sample_passes_checkconfig(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     # every import resolved, and the sample's PB port is taken as it is
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
-    assert warnings == []
+    # one warning, and only it: the sample asks for Buildbot's UI plugins, which the web UI does
+    # not show, and nothing in master.cfg is silently ignored (docs/config-keys.md)
+    assert len(warnings) == 1, warnings
+    assert warnings[0].endswith(PLUGINS_WARNING), warnings
     rest = "\n".join(line for line in result.stderr.splitlines() if line not in warnings)
     assert "buildbot" not in rest.replace(str(basedir), "")
 
@@ -188,15 +198,23 @@ def test_the_sample_runs_unchanged_with_a_default_stock_worker(tmp_path: Path) -
             (content,) = _get(f"logs/{stdio['logid']}/contents")["logchunks"]
             assert "\nohello.test_hello\n" in content["content"]  # "o": a stdout line
             assert "PASSED (successes=1)" in content["content"]
-            # nothing in the sample is warned about or left aside
+            # nothing in the sample is warned about or left aside but its UI plugins (see
+            # the checkconfig test above)
             log = (basedir / "buildyard.log").read_text()
             noted = [
                 line
                 for line in log.splitlines()
                 if "[warning" in line or "[error" in line or "not implemented" in line
             ]
-            assert noted == []
-            assert "warning" not in started.stdout + started.stderr + upgraded.stderr
+            assert len(noted) == 1, noted
+            assert "config_warning" in noted[0] and PLUGINS_WARNING in noted[0], noted
+            said = [
+                line
+                for line in (started.stdout + started.stderr + upgraded.stderr).splitlines()
+                if "warning" in line
+            ]
+            assert len(said) == 1, said
+            assert said[0].endswith(PLUGINS_WARNING), said
         finally:
             if worker is not None:
                 end_popen(worker)

@@ -44,7 +44,6 @@ c['db'] = {'db_url': "sqlite:///other.sqlite"}
 c['properties'] = {'owner': 'ci-team'}
 c['logCompressionMethod'] = 'bz2'
 c['logMaxSize'] = 1024 * 1024
-c['caches'] = {'Builds': 40}
 c['collapseRequests'] = False
 c['buildbotNetUsageData'] = None
 c['masterHouseKeeping'] = {'interval': 5, 'expireAfter': 30}
@@ -80,7 +79,6 @@ def test_good_config_loads_into_master_config(write_config: WriteConfig, basedir
     assert dict(config.properties) == {"owner": "ci-team"}
     assert config.log_compression_method == "bz2"
     assert config.log_max_size == 1024 * 1024
-    assert dict(config.caches) == {"Builds": 40, "Changes": 10}
     assert config.collapse_requests is False
     assert config.multi_master is False
     assert (config.housekeeping_interval, config.housekeeping_expire_after) == (5.0, 30.0)

@@ -262,6 +262,18 @@ async def test_htpasswd_logins(tmp_path: Path) -> None:
         assert (await site.login("late", "l-pass")).status == 302
 
 
+async def test_cookie_expiration_time_sets_the_sessions_lifetime(tmp_path: Path) -> None:
+    port = free_port()
+    auth = "util.UserPasswordAuth({'homer': 'doh!'})"
+    body = BODY.format(port=port, ui=UI, auth=auth).replace(
+        "'auth': ", "'cookie_expiration_time': __import__('datetime').timedelta(hours=2), 'auth': "
+    )
+    async with running_master(tmp_path, body) as running, aiohttp.ClientSession() as http:
+        resp = await Site(running, port, http).login("homer", "doh!")
+        assert resp.status == 302
+        assert int(resp.cookies[COOKIE]["max-age"]) == 2 * 3600
+
+
 # -- RemoteUserAuth ------------------------------------------------------------------------------
 
 

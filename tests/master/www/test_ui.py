@@ -12,6 +12,7 @@ import pytest
 
 from buildyard.common.errors import ConfigErrors
 from buildyard.master.config.loader import load_master_config
+from buildyard.master.www import ui
 from buildyard.testing.masters import running_master
 from buildyard.testing.postgres import free_port
 from buildyard.testing.stock import buildbot_site_packages
@@ -98,3 +99,15 @@ def test_a_ui_that_cannot_be_found_is_a_config_error(
         load_master_config(tmp_path)
     [error] = caught.value.errors
     assert message in error.message
+
+
+def test_the_users_versions_follow_the_masters() -> None:
+    config = ui.frontend_config(
+        title="t",
+        title_url="http://t/",
+        buildbot_url="http://b/",
+        multi_master=False,
+        www={"versions": [("mine", "1.0"), ("other", "2", "extra")]},
+    )
+    assert ["Buildbot", "4.3.0"] in config["versions"]
+    assert config["versions"][-2:] == [["mine", "1.0"], ["other", "2", "extra"]]

@@ -30,6 +30,7 @@ from buildyard.master.config.master_config import (
     MasterConfig,
     default_validation,
 )
+from buildyard.master.config.no_effect import warn_no_effect
 from buildyard.master.db.engine import normalize_url
 from buildyard.master.db.errors import UnsupportedDatabase
 from buildyard.master.reporters.service import BuildbotService
@@ -343,6 +344,14 @@ def _www(reader: _Reader) -> Mapping[str, object]:
     hook_dialects.check_auth(
         www.get("change_hook_auth"), lambda message: reader.error("www", message)
     )
+    versions = www.get("versions")
+    if versions is not None and not (
+        isinstance(versions, list) and all(isinstance(v, tuple) and len(v) >= 2 for v in versions)
+    ):
+        reader.error(
+            "www",
+            f"c['www']['versions'] must be a list of (name, version) tuples, not {versions!r}",
+        )
     ui = www.get("ui")
     if ui is not None:
         if not isinstance(ui, str):
@@ -491,6 +500,13 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
     db_url, db_engine_kwargs = _db(reader)
     interval, expire_after = _housekeeping(reader)
     metrics = reader.mapping("metrics") if config.get("metrics") is not None else None
+    www, mq = _www(reader), _mq(reader)
+    warn_no_effect(
+        config,
+        www,
+        mq,
+        lambda key, message: config_warning(message, location=lines.location(key)),
+    )
     return MasterConfig(
         source=source,
         title=reader.string("title", "Buildbot"),
@@ -498,7 +514,7 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
         buildbot_url=reader.url("buildbotURL", "http://localhost:8080/"),
         db_url=db_url,
         db_engine_kwargs=db_engine_kwargs,
-        mq=_mq(reader),
+        mq=mq,
         multi_master=_multi_master(reader),
         workers=_workers(reader),
         builders=_builders(reader),
@@ -515,7 +531,7 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
         machines=_placeholders_only(reader, "machines", "machines"),
         user_managers=tuple(reader.sequence("user_managers")),
         protocols=_protocols(reader),
-        www=_www(reader),
+        www=www,
         manhole=config.get("manhole"),
         metrics=types.MappingProxyType(metrics) if metrics is not None else None,
         properties=types.MappingProxyType(reader.mapping("properties")),

@@ -55,6 +55,12 @@ def frontend_config(
         "ui_default_config": {},
         "port": www.get("port"),
     }
+    # c['www']['versions']: the user's own (name, version) pairs, after the master's
+    extra = www.get("versions")
+    if isinstance(extra, list | tuple):
+        config["versions"] += [
+            [str(part) for part in pair] for pair in extra if isinstance(pair, tuple | list)
+        ]
     for key in PASSED_THROUGH:
         value = www.get(key)
         if value is None:
