@@ -1,6 +1,7 @@
 """``worker.LocalWorker`` with a real master process: the master runs the worker itself (no
 ``c['protocols']``), builds on it, and leaves no worker process behind when it stops, when a
-reconfig removes the worker, or when it is SIGKILLed."""
+reconfig removes the worker, or when it is SIGKILLed; a worker process that dies is started
+again by the next reconfig."""
 
 from __future__ import annotations
 
@@ -144,8 +145,22 @@ def test_a_local_worker_leaves_when_its_master_is_killed(tmp_path: Path) -> None
     with ended_at_exit(lambda: [*_pid(basedir / "buildyard.pid"), *worker_pids]):
         _start(basedir, www)
         assert wait_for(lambda: _connected(www, "local"), timeout=120)
-        worker = _worker_pid(basedir, "local")
+        first = _worker_pid(basedir, "local")
+        worker_pids.append(first)
+
+        # a worker process that dies is logged, and the next reconfig starts it again
+        os.kill(first, signal.SIGKILL)
+        log = basedir / "buildyard.log"
+        assert wait_for(lambda: "local_worker_exited" in log.read_text(), timeout=60)
+        assert not _worker_alive(first)
+        assert buildyard("reconfig", str(basedir)).returncode == 0
+        pidfile = basedir / "workers" / "local" / "buildyard-worker.pid"
+        assert wait_for(lambda: _pid(pidfile) not in ([], [first]), timeout=60)
+        (worker,) = _pid(pidfile)
+        assert _worker_alive(worker)
         worker_pids.append(worker)
+        assert wait_for(lambda: _connected(www, "local"), timeout=120)
+
         (master,) = _pid(basedir / "buildyard.pid")
         os.kill(master, signal.SIGKILL)
         assert wait_for(lambda: not _worker_alive(worker), timeout=60), (

@@ -58,7 +58,8 @@ class LocalWorkers(Service):
 
     async def apply(self, workers: Sequence[object], *, host: str, port: int | None) -> None:
         """Start the local workers of ``workers`` that are not running, stop those no longer
-        there, and restart those whose settings or master address changed."""
+        there, and restart those whose settings or master address changed or whose process
+        ended."""
         wanted: dict[str, _Running] = {}
         if port is not None:
             for w in workers:
@@ -67,7 +68,8 @@ class LocalWorkers(Service):
                     wanted[w.name] = _Running(w, basedir, port, host)
         for name, running in list(self.running_workers.items()):
             new = wanted.get(name)
-            if new is None or new.key() != running.key():
+            ended = running.proc is not None and running.proc.returncode is not None
+            if new is None or new.key() != running.key() or ended:
                 await self._stop_one(name)
         for name, new in wanted.items():
             if name not in self.running_workers:
@@ -105,6 +107,22 @@ class LocalWorkers(Service):
             pid=running.proc.pid,
             basedir=str(running.basedir),
         )
+        _ = self.spawn(self._watch(cfg.name, running.proc), name=f"local:{cfg.name}")
+
+    async def _watch(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        """Log a worker process that ends while it should run (it is not started again: its
+        log, ``<workdir>/buildyard-worker.log``, says why; the next reconfig or a restart of
+        the master starts it again)."""
+        code = await proc.wait()
+        running = self.running_workers.get(name)
+        if running is not None and running.proc is proc:
+            log.error(
+                "local_worker_exited",
+                worker=name,
+                pid=proc.pid,
+                returncode=code,
+                log=str(running.basedir / LOGFILE),
+            )
 
     async def _stop_one(self, name: str) -> None:
         running = self.running_workers.pop(name)
