@@ -637,9 +637,9 @@ def test_a_local_worker_refuses_a_password_and_a_bad_workdir(
         from buildbot.plugins import *
         c = BuildmasterConfig = {}
         c['workers'] = [worker.LocalWorker("a", password="p"),
-                        worker.LocalWorker("b", workdir="../x")]
+                        worker.LocalWorker("b", workdir=42)]
         """
     )
     messages = [str(e) for e in _errors(basedir)]
     assert any("takes no password" in m for m in messages), messages
-    assert any("workdir must be a directory name" in m for m in messages), messages
+    assert any("workdir must be a non-empty string" in m for m in messages), messages

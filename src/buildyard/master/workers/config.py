@@ -151,9 +151,10 @@ class LocalWorker(Worker):
     """A worker the master runs itself: ``worker.LocalWorker("name", **worker_keywords)``.
 
     Buildbot's arguments: the name, ``workdir`` (the worker's directory under
-    ``<master basedir>/workers``; the name by default) and the :class:`Worker` keywords; no
-    password (one is generated). The master starts a buildyard-worker process for it that
-    connects to its worker port over loopback (see :mod:`buildyard.master.workers.local`).
+    ``<master basedir>/workers``, or an absolute path; the name by default) and the
+    :class:`Worker` keywords; no password (one is generated). The master starts a
+    buildyard-worker process for it that connects to its worker port over loopback (see
+    :mod:`buildyard.master.workers.local`).
     """
 
     def __init__(self, name: str, workdir: str | None = None, **kwargs: Any) -> None:
@@ -165,16 +166,8 @@ class LocalWorker(Worker):
         super().__init__(name, password, **kwargs)
         self.workdir: str = self.name
         if workdir is not None:
-            if (
-                not isinstance(workdir, str)
-                or not workdir
-                or "/" in workdir
-                or workdir
-                in (
-                    ".",
-                    "..",
-                )
-            ):
-                config_error(f"worker {self.name!r}: workdir must be a directory name")
-            else:
+            # as in Buildbot: joined to <basedir>/workers, so an absolute path is taken as is
+            if isinstance(workdir, str) and workdir:
                 self.workdir = workdir
+            else:
+                config_error(f"worker {self.name!r}: workdir must be a non-empty string")
