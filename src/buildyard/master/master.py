@@ -66,8 +66,9 @@ from buildyard.master.schedulers.forced import ForceSchedulerService
 from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.secrets import providers as secret_providers
 from buildyard.master.secrets.redaction import Redactor
+from buildyard.master.workers.config import LocalWorker
 from buildyard.master.workers.connection import MAX_LINE_LENGTH
-from buildyard.master.workers.listener import ListenerChange
+from buildyard.master.workers.listener import PROTOCOL, ListenerChange
 from buildyard.master.workers.manager import WorkerManager
 from buildyard.master.workers.transfers import JOURNAL, remove_interrupted_uploads
 from buildyard.master.www.app import Site, WebChange, WWWService
@@ -158,6 +159,20 @@ class _Plan:
     results: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+# where the master serves its LocalWorkers when c['protocols'] has no msgpack port: a port
+# the system chooses, on loopback only (the same on every reconfig, so it is kept)
+_LOCAL_ONLY = {"port": 0, "interface": "127.0.0.1"}
+
+
+def _protocols(config: MasterConfig) -> Mapping[str, Mapping[str, object]]:
+    """``c['protocols']``, with the loopback listener the local workers need when it has no
+    msgpack_experimental_v7 entry (they speak that protocol)."""
+    protocols = config.protocols
+    if PROTOCOL not in protocols and any(isinstance(w, LocalWorker) for w in config.workers):
+        return {**protocols, PROTOCOL: _LOCAL_ONLY}
+    return protocols
+
+
 def _site(config: MasterConfig) -> Site:
     return Site(
         title=config.title,
@@ -203,7 +218,7 @@ class BuildMaster(Service):
             expire_after=config.housekeeping_expire_after,
             on_reactivated=self._reregister,
         )
-        self.workers = WorkerManager(updates=data.updates)
+        self.workers = WorkerManager(updates=data.updates, basedir=self.basedir)
         self.change_svc = ChangeManager(
             ChangeSourceContext(
                 updates=data.updates,
@@ -386,7 +401,7 @@ class BuildMaster(Service):
             log.warning("config_warning", message=warning)
         web = await self.www.prepare(config.www, site=_site(config))
         try:
-            listener = await self.workers.listener.prepare(config.protocols)
+            listener = await self.workers.listener.prepare(_protocols(config))
         except BaseException:
             await web.revert()
             raise
@@ -411,7 +426,22 @@ class BuildMaster(Service):
                 await change.finish()
             except Exception:
                 log.exception("reconfig_finish_failed", part=part)
+        await self._apply_local_workers(config)
         return plan.results
+
+    async def _apply_local_workers(self, config: MasterConfig) -> None:
+        """Start and stop the LocalWorker processes to match ``config``, once the worker
+        listener is on its (new) address; a worker that cannot start is logged, the rest of
+        the configuration stays applied."""
+        host = self.workers.listener.host
+        try:
+            await self.workers.local.apply(
+                config.workers,
+                host="127.0.0.1" if host in (None, "", "0.0.0.0", "::") else str(host),
+                port=self.workers.listener.port,
+            )
+        except Exception:
+            log.exception("local_workers_not_started")
 
     async def _apply_step(self, step: str, config: MasterConfig, plan: _Plan) -> None:
         """One of :data:`APPLY_STEPS`. ``plan`` holds the prepared changes of the listeners

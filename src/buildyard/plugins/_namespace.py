@@ -10,7 +10,7 @@ from typing import Any
 from buildyard.common.config_object import not_implemented
 
 # The missing features the names not implemented yet belong to, as error messages name them.
-WORKERS = "latent and local workers"
+WORKERS = "latent workers"
 STEPS = "steps"
 SCHEDULERS = "schedulers"
 CHANGES = "change sources"

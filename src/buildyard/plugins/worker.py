@@ -1,13 +1,13 @@
-"""``worker``: ``Worker`` (implemented); latent and local workers are stand-ins."""
+"""``worker``: ``Worker`` and ``LocalWorker`` (implemented); latent workers are stand-ins."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from buildyard.master.workers.config import Worker
+from buildyard.master.workers.config import LocalWorker, Worker
 from buildyard.plugins._namespace import WORKERS, placeholders, unknown_name
 
-__all__ = ["Worker"]
+__all__ = ["LocalWorker", "Worker"]
 
 # Buildbot 4.3's names in this namespace.
 _NAMES = [

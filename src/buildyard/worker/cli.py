@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import structlog
@@ -109,7 +109,29 @@ def _read_pid(basedir: Path) -> int | None:
     return running_pid(basedir / PIDFILE)
 
 
-def _run(basedir: Path) -> int:
+def _watch_stdin(loop: asyncio.AbstractEventLoop, shutdown: Callable[[], None]) -> None:
+    """Shut down once stdin reaches its end: the process that started this worker (a master
+    running it as a LocalWorker) holds the pipe's other end, which closes when it dies, even
+    by SIGKILL."""
+    fd = sys.stdin.fileno()
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            log.info("worker_parent_gone", reason="stdin closed")
+            shutdown()
+
+    loop.add_reader(fd, readable)
+
+
+def _run(basedir: Path, *, exit_with_stdin: bool = False) -> int:
     from buildyard.common.logging import configure
     from buildyard.worker.bot import Bot
 
@@ -122,6 +144,8 @@ def _run(basedir: Path) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, bot.request_shutdown)
+        if exit_with_stdin:
+            _watch_stdin(loop, bot.request_shutdown)
         pidfile = basedir / PIDFILE
         pidfile.write_text(f"{os.getpid()}\n")
         log.info("worker_started", worker=config.name, basedir=str(basedir), url=config.url)
@@ -142,7 +166,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     if pid is not None:
         return _fail(f"a worker is already running in {basedir} (pid {pid})")
     if args.nodaemon:
-        return _run(basedir)
+        return _run(basedir, exit_with_stdin=args.exit_with_stdin)
     logfile = basedir / LOGFILE
     offset = logfile.stat().st_size if logfile.exists() else 0
     with logfile.open("ab") as out:
@@ -259,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_create_worker)
     p = sub.add_parser("start", help="start the worker (in the background unless --nodaemon)")
     p.add_argument("--nodaemon", action="store_true", help="run in the foreground")
+    # with --nodaemon: stop when stdin ends (how a master's LocalWorker follows its master)
+    p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("basedir")
     p.set_defaults(func=cmd_start)
     for name, func in (("stop", cmd_stop), ("restart", cmd_restart)):

@@ -14,7 +14,7 @@ from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.builds.factory import BuildFactory
 from buildyard.master.config.loader import load_master_config
 from buildyard.master.config.master_config import MasterConfig
-from buildyard.master.workers.config import Worker
+from buildyard.master.workers.config import LocalWorker, Worker
 from tests.master.config._files import WriteConfig, buildbot_site_packages, line_of
 
 GOOD = """
@@ -598,3 +598,46 @@ def test_pb_change_source_needs_a_port_and_a_user_of_its_own(
     messages = [e.message for e in _errors(basedir)]
     assert any("passwd must be a non-empty string" in m for m in messages)
     assert any("PBChangeSource: port 'tcp:x'" in m for m in messages)
+
+
+def test_a_local_worker_needs_no_protocol_port_nor_password(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    write_config(
+        """
+        from buildbot.plugins import *
+        c = BuildmasterConfig = {}
+        c['workers'] = [worker.LocalWorker("local", max_builds=2, workdir="here")]
+        c['builders'] = [util.BuilderConfig(name="b", workernames=["local"],
+                                            factory=util.BuildFactory())]
+        """
+    )
+    config = load_master_config(basedir)
+    assert config.warnings == ()
+    (local,) = config.workers
+    assert isinstance(local, LocalWorker)
+    assert (local.name, local.max_builds, local.workdir) == ("local", 2, "here")
+    # generated, and the same each time master.cfg is read again (a reconfig keeps it)
+    assert isinstance(local.password, str) and len(local.password) >= 32
+    assert load_master_config(basedir).workers[0].password == local.password
+    assert worker_with_password("other") != local.password
+
+
+def worker_with_password(name: str) -> object:
+    return LocalWorker(name).password
+
+
+def test_a_local_worker_refuses_a_password_and_a_bad_workdir(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    write_config(
+        """
+        from buildbot.plugins import *
+        c = BuildmasterConfig = {}
+        c['workers'] = [worker.LocalWorker("a", password="p"),
+                        worker.LocalWorker("b", workdir=42)]
+        """
+    )
+    messages = [str(e) for e in _errors(basedir)]
+    assert any("takes no password" in m for m in messages), messages
+    assert any("workdir must be a non-empty string" in m for m in messages), messages

@@ -18,7 +18,7 @@ from buildyard.master.changes.pb import PBChangeSource
 from buildyard.master.config.assignments import KeyLines
 from buildyard.master.schedulers.base import SchedulerConfig
 from buildyard.master.schedulers.trysched import Try_Userpass
-from buildyard.master.workers.config import Worker
+from buildyard.master.workers.config import LocalWorker, Worker
 
 __all__ = ["check_references"]
 
@@ -185,7 +185,9 @@ def check_references(
     _check_schedulers(schedulers, {b.name for b in builders}, lines)
     _check_change_sources(change_sources, lines, protocols, worker_names)
     _check_pb_users([*change_sources, *schedulers], lines, protocols, worker_names)
-    _check_ports(protocols, bool(worker_names), lines)
+    # a LocalWorker needs no port of c['protocols']: the master serves it on loopback
+    remote = [w for w in workers if not isinstance(w, LocalWorker)]
+    _check_ports(protocols, bool(remote), lines)
 
     machine_names = {placeholder_name(m) for m in machines}
     for worker in workers:

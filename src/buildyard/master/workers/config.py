@@ -7,13 +7,17 @@ that built it; the attributes are snake_case.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+import secrets
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from buildyard.common.config_object import ConfigObject, is_placeholder
 from buildyard.common.errors import config_error
 
-__all__ = ["Worker"]
+__all__ = ["LocalWorker", "Worker"]
 
 #: Buildbot's identifier rule: letters (any script), digits, "_" and "-", not starting with a digit.
 _IDENTIFIER = re.compile(r"^(?!\d)[\w-]+$")
@@ -136,3 +140,34 @@ class Worker(ConfigObject):
             if not isinstance(key, str):
                 config_error(f"{label}: {keyword} key {key!r} is not a string")
         return dict(value)
+
+
+# A LocalWorker's password: derived from this key, made once per master process, so that a
+# reconfig (which builds the worker again) gives the running worker process the same password.
+_LOCAL_KEY = secrets.token_bytes(32)
+
+
+class LocalWorker(Worker):
+    """A worker the master runs itself: ``worker.LocalWorker("name", **worker_keywords)``.
+
+    Buildbot's arguments: the name, ``workdir`` (the worker's directory under
+    ``<master basedir>/workers``, or an absolute path; the name by default) and the
+    :class:`Worker` keywords; no password (one is generated). The master starts a
+    buildyard-worker process for it that connects to its worker port over loopback (see
+    :mod:`buildyard.master.workers.local`).
+    """
+
+    def __init__(self, name: str, workdir: str | None = None, **kwargs: Any) -> None:
+        if "password" in kwargs:
+            config_error(f"worker {name!r}: a LocalWorker takes no password (one is generated)")
+            kwargs.pop("password")
+        key = name.encode() if isinstance(name, str) else repr(name).encode()
+        password = hmac.new(_LOCAL_KEY, key, hashlib.sha256).hexdigest()
+        super().__init__(name, password, **kwargs)
+        self.workdir: str = self.name
+        if workdir is not None:
+            # as in Buildbot: joined to <basedir>/workers, so an absolute path is taken as is
+            if isinstance(workdir, str) and workdir:
+                self.workdir = workdir
+            else:
+                config_error(f"worker {self.name!r}: workdir must be a non-empty string")

@@ -128,6 +128,11 @@ class WorkerListener(Service):
         # the PB logins other than workers' (change source, try), on this port or their own
         self.pb_ports = PbPorts()
 
+    @property
+    def host(self) -> str | None:
+        """The address the msgpack listener was given (None: every interface)."""
+        return self._listen.host if self._listen is not None else None
+
     async def reconfigure(
         self,
         *,
