@@ -1,14 +1,23 @@
 """``/change_hook/<dialect>``: webhooks that record changes (``c['www']['change_hook_dialects']``).
 
-A request is read in full (at most :data:`MAX_BODY` bytes: a bigger one is a 413, unread),
-checked against ``c['www']['change_hook_auth']`` if set (HTTP Basic auth; 401 otherwise), and
-handed to its dialect's handler (:mod:`buildyard.master.changes.hooks`). The changes it returns
+A request is checked against ``c['www']['change_hook_auth']`` if set (HTTP Basic auth; 401
+otherwise) and refused (400) if its dialect is not configured, both before its body is read; the
+body is then read in full (at most :data:`MAX_BODY` bytes: a bigger one is a 413, unread; within
+:data:`BODY_TIMEOUT`, else a 408), and handed to its dialect's handler
+(:mod:`buildyard.master.changes.hooks`). The changes it returns
 are recorded one by one through the data layer's ``add_change``, exactly as a poller's are, so
 schedulers see them the same way; the answer goes out once they are stored: ``200`` with
 ``"<n> change found"`` or ``"no change found"``, as Buildbot answers (its code sets 202, but
 only after the body went out with 200). A handler's
 ``ValueError`` (a bad signature, an unknown event, a payload without a field it needs...) is a
-``400`` with its message; anything else a ``500``. Each refusal is logged with the hook's name.
+``400`` with its message (cut at :data:`MAX_ECHO` characters); anything else a ``500``. Each
+refusal is logged with the hook's name.
+
+Every answer is ``text/plain`` with ``X-Content-Type-Options: nosniff`` (Buildbot answers
+``text/html``): the routes are there with no hook configured and outside ``c['www']['auth']``,
+and messages quote the request (a dialect's name, a header), so an HTML answer would run a
+link's script on the UI's origin. A dialect's name is quoted only when it is a plain name
+(:data:`_PLAIN_NAME`), as Buildbot's message has it; any other is "an unknown dialect".
 ``/change_hook`` alone is the ``base`` dialect. GET is taken like POST, as Buildbot does.
 """
 
@@ -18,12 +27,14 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 
+from buildyard.common.connections import BODY_TIMEOUT
 from buildyard.master.changes.hooks import dialects
 from buildyard.master.changes.hooks.base import (
     BadChange,
@@ -39,6 +50,10 @@ log = structlog.get_logger(__name__)
 # GitHub does not deliver payloads above 25 MB; nothing a forge sends is bigger
 MAX_BODY = 25 * 1024 * 1024
 _READ_CHUNK = 64 * 1024
+# the longest message a refusal quotes back (a handler's message quotes request parts)
+MAX_ECHO = 300
+# a dialect's name that the refusal of an unconfigured dialect quotes (and logs) as it is
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class ChangeWriter(Protocol):
@@ -94,11 +109,13 @@ class ChangeHooks:
             self.dialects, self.auth = dialects, auth
             self._handlers = {}
 
+    def configured(self, dialect: str) -> bool:
+        return dialect in self.dialects and self.services is not None
+
     def handler(self, dialect: str) -> Any:
-        if dialect not in self.dialects or self.services is None:
-            raise ValueError(
-                f"The dialect specified, '{dialect}', wasn't whitelisted in change_hook"
-            )
+        if not self.configured(dialect):
+            raise ValueError(_not_whitelisted(dialect))
+        assert self.services is not None
         found = self._handlers.get(dialect)
         if found is None:
             options = self.dialects[dialect]
@@ -142,8 +159,22 @@ def setup(app: web.Application, hooks: ChangeHooks | None) -> None:
     )
 
 
+def _not_whitelisted(dialect: str) -> str:
+    if _PLAIN_NAME.fullmatch(dialect):
+        return f"The dialect specified, '{dialect}', wasn't whitelisted in change_hook"
+    return "The dialect specified is an unknown dialect, not whitelisted in change_hook"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "..."
+
+
 def _answer(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
+    response = web.Response(
+        status=status, text=_cut(text), content_type="text/plain", charset="utf-8"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 async def _read_body(request: web.Request) -> bytes | None:
@@ -173,7 +204,22 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             response = _answer(401, "Unauthorized")
             response.headers["WWW-Authenticate"] = 'Basic realm="Protected area"'
             return response
-        body = await _read_body(request)
+        if not hooks.configured(dialect):
+            # refused before the body is read: anyone may reach this route
+            log.warning(
+                "change_hook_refused",
+                hook=_cut(dialect),
+                status=400,
+                reason="the dialect is not configured",
+            )
+            return _answer(400, _not_whitelisted(dialect))
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                body = await _read_body(request)
+        except TimeoutError:
+            reason = f"the body did not arrive within {BODY_TIMEOUT:g} s"
+            log.warning("change_hook_refused", hook=dialect, status=408, reason=reason)
+            return _answer(408, reason)
         if body is None:
             reason = f"the request body is over {MAX_BODY} bytes"
             log.warning("change_hook_refused", hook=dialect, status=413, reason=reason)
@@ -190,7 +236,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             changes, src = await resolve(handler.getChanges(hook_request))
             arguments = [change_arguments(chdict) for chdict in changes or []]
         except ValueError as exc:
-            log.warning("change_hook_refused", hook=dialect, status=400, reason=str(exc))
+            log.warning("change_hook_refused", hook=dialect, status=400, reason=_cut(str(exc)))
             return _answer(400, str(exc))
         except BadChange as exc:
             reason = f"the handler gave a bad change: {exc}"
