@@ -600,3 +600,14 @@ def test_pb_change_source_needs_a_port_and_a_user_of_its_own(
     messages = [e.message for e in _errors(basedir)]
     assert any("passwd must be a non-empty string" in m for m in messages)
     assert any("PBChangeSource: port 'tcp:x'" in m for m in messages)
+
+
+def test_pb_change_source_passwd_may_be_a_secret_but_not_another_object() -> None:
+    from buildyard.common.errors import ConfigError
+    from buildyard.master.changes.pb import PBChangeSource
+    from buildyard.plugins import util
+
+    assert isinstance(PBChangeSource(passwd=util.Secret("changepw")).passwd, util.Secret)
+    with pytest.raises(ConfigError) as refused:
+        PBChangeSource(passwd=["pw"])
+    assert "passwd must be a non-empty string or a secret, not list" in str(refused.value)
