@@ -245,3 +245,52 @@ async def test_a_change_source_on_its_own_port_follows_reconfig(tmp_path: Path) 
         assert f"nothing listens at 127.0.0.1:{own}" in gone.stderr
     finally:
         await m.stop()
+
+
+async def test_passwd_may_be_a_secret(tmp_path: Path) -> None:
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    for name, value in {"changepw": "s3cret-one", "changepw2": "s3cret-two"}.items():
+        (secrets_dir / name).write_text(value + "\n")
+        (secrets_dir / name).chmod(0o600)
+    pb, own = free_port(), free_port()
+    cfg = basedir / "master.cfg"
+
+    def write(secret: str) -> None:
+        source = (
+            f"changes.PBChangeSource(passwd=util.Secret({secret!r}), "
+            f"port='tcp:{own}:interface=127.0.0.1')]\n"
+            f"c['secretsProviders'] = [secrets.SecretInAFile({str(secrets_dir)!r})"
+        )
+        cfg.write_text(OWN_PORT_CONFIG.format(pb=pb, source=source))
+
+    async def send(password: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            _sendchange,
+            "buildyard",
+            f"--master=127.0.0.1:{own}",
+            f"--auth=change:{password}",
+            "--who=ada",
+            "--branch=main",
+            "a.c",
+        )
+
+    write("changepw")
+    m = BuildMaster(basedir, config=load_master_config(basedir))
+    await migrate.upgrade(m.db)
+    await m.start()
+    try:
+        sent = await send("s3cret-one")
+        assert sent.returncode == 0, sent.stderr
+        write("changepw2")
+        assert await m.reconfig() is True
+        refused = await send("s3cret-one")
+        assert "unknown user or wrong password" in refused.stderr
+        assert (await send("s3cret-two")).returncode == 0
+        assert len(await m.db.changes.get_changes()) == 2
+        # the value is hidden as any secret the master looked up
+        assert m.redactor.redact("s3cret-two") == "<changepw2>"
+    finally:
+        await m.stop()

@@ -9,6 +9,7 @@ import asyncio
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -17,6 +18,7 @@ from buildyard.master.config.loader import load_master_config
 from buildyard.master.db import migrate
 from buildyard.master.master import BuildMaster
 from buildyard.master.model.results import Results
+from buildyard.master.schedulers.trysched import TryJobdirService
 from buildyard.protocol.errors import RemoteError
 from buildyard.protocol.portal import PbClient
 from buildyard.testing.masters import BuildResult, Running
@@ -254,3 +256,40 @@ async def test_a_wrong_try_password_is_refused(master: tuple[BuildMaster, str]) 
     finally:
         await client.close()
     assert await m.db.buildsets.get_buildsets() == []
+
+
+def _job(jobid: str, properties: str) -> bytes:
+    body = (
+        f'{{"jobid": "{jobid}", "branch": "main", "baserev": null, "patch_level": 1,'
+        f' "patch_body": "", "repository": "", "project": "", "who": "ada", "comment": "",'
+        f' "builderNames": ["b"], "properties": {properties}}}'
+    ).encode()
+    return b"1:5," + str(len(body)).encode() + b":" + body + b","
+
+
+async def test_a_job_that_cannot_be_added_is_logged_set_aside_and_the_watch_goes_on(
+    master: tuple[BuildMaster, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m, _ = master
+    jobdir = m.basedir / "jobs"
+    original = TryJobdirService.try_job
+
+    async def try_job(self: TryJobdirService, **kwargs: Any) -> Any:
+        if kwargs["properties"].get("color") == "boom":  # what a failing database does
+            raise RuntimeError("the database is gone")
+        return await original(self, **kwargs)
+
+    monkeypatch.setattr(TryJobdirService, "try_job", try_job)
+    with structlog.testing.capture_logs() as logs:
+        (jobdir / "tmp" / "a-bad").write_bytes(_job("j-bad", '{"color": "boom"}'))
+        (jobdir / "tmp" / "a-bad").replace(jobdir / "new" / "a-bad")
+        await eventually((jobdir / "cur" / "a-bad").exists, within=60)
+        (jobdir / "tmp" / "b-good").write_bytes(_job("j-good", '{"color": "blue"}'))
+        (jobdir / "tmp" / "b-good").replace(jobdir / "new" / "b-good")
+        await eventually((jobdir / "cur" / "b-good").exists, within=60)
+    [failed] = [e for e in logs if e["event"] == "try_job_failed"]
+    assert failed["file"] == str(jobdir / "new" / "a-bad")
+    assert failed["reason"] == "RuntimeError: the database is gone"
+    [buildset] = await m.db.buildsets.get_buildsets()
+    assert buildset.external_idstring == "j-good"
+    assert list((jobdir / "new").iterdir()) == []

@@ -261,7 +261,11 @@ class BuildMaster(Service):
         data.api.register(*forceschedulers.endpoints(self._force_scheduler_data))
         self.service_manager = ServicesManager(
             ReporterEnvironment(
-                data=DataReader(self._read), mq=self.mq, master=self, state=data.updates
+                data=DataReader(self._read),
+                mq=self.mq,
+                master=self,
+                state=data.updates,
+                secret=self._secret,
             )
         )
         for svc in (
@@ -282,8 +286,13 @@ class BuildMaster(Service):
         self._reconfig_lock = asyncio.Lock()
 
     async def _secret(self, name: str) -> str | None:
-        """Secret ``name`` from the providers of the configuration in use."""
-        return await secret_providers.lookup(self.config.secrets_providers, name)
+        """Secret ``name`` from the providers of the configuration in use: the one lookup the
+        change sources, hooks and reporters get, so every value it gives is hidden from then on
+        (the master's log included) as a build's secrets are."""
+        value = await secret_providers.lookup(self.config.secrets_providers, name)
+        if value is not None:
+            self.redactor.add(value, name)
+        return value
 
     async def _session_secret(self) -> str:
         """The key that signs the web sessions: made once, kept in the database state where
@@ -672,7 +681,7 @@ class _Hooks:
         self.changes = master.data.updates
 
     async def secret(self, name: str) -> str | None:
-        return await secret_providers.lookup(self.master.config.secrets_providers, name)
+        return await self.master._secret(name)
 
     def pollers(self) -> dict[str, Any]:
         return {s.name: s for s in self.master.change_svc if callable(getattr(s, "force", None))}

@@ -641,3 +641,14 @@ def test_a_local_worker_refuses_a_password_and_a_bad_workdir(
     messages = [str(e) for e in _errors(basedir)]
     assert any("takes no password" in m for m in messages), messages
     assert any("workdir must be a non-empty string" in m for m in messages), messages
+
+
+def test_pb_change_source_passwd_may_be_a_secret_but_not_another_object() -> None:
+    from buildyard.common.errors import ConfigError
+    from buildyard.master.changes.pb import PBChangeSource
+    from buildyard.plugins import util
+
+    assert isinstance(PBChangeSource(passwd=util.Secret("changepw")).passwd, util.Secret)
+    with pytest.raises(ConfigError) as refused:
+        PBChangeSource(passwd=["pw"])
+    assert "passwd must be a non-empty string or a secret, not list" in str(refused.value)

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 import structlog
+from structlog.processors import format_exc_info
 
+from buildyard.common.logging import redact_secrets
 from buildyard.master.model.results import Results
 from buildyard.master.model.sourcestamps import SourceStampSpec
 from buildyard.master.reporters.bitbucketserver import BitbucketServerStatusPush
+from buildyard.master.reporters.httpclient import HttpClient, HttpError
 from buildyard.master.reporters.notifiers import PushoverNotifier
 from buildyard.master.reporters.zulip import ZulipStatusPush
 from buildyard.testing.masters import running_master
@@ -231,3 +234,63 @@ c['services'] = [
     assert any("Stream does not exist" in e["answer"] for e in refused)
     # nothing else went wrong
     assert [e for e in logs if e["log_level"] == "error"] == refused
+
+
+ZULIP_KEY = "zu-Key-93xqPLm"
+
+
+async def test_http_client_logs_addresses_without_their_query_string() -> None:
+    path = f"/api/v1/external/buildbot?api_key={ZULIP_KEY}"
+    with structlog.testing.capture_logs() as logs:
+        async with recording_server() as server:
+            server.answers = [(500, "oops"), (500, "oops")]
+            client = HttpClient(server.url, debug=True, retry_delays=(0.01,), who="t")
+            try:
+                answer = await client.post(path, json={})
+            finally:
+                await client.close()
+        # the server is gone: the request fails, with an HttpError naming the address
+        client = HttpClient(server.url, retry_delays=(0.01,), who="t")
+        try:
+            with pytest.raises(HttpError) as failed:
+                await client.post(path, json={})
+        finally:
+            await client.close()
+    assert answer.status == 500
+    assert server.requests[0].query["api_key"] == ZULIP_KEY
+    assert "/api/v1/external/buildbot" in str(failed.value)
+    assert ZULIP_KEY not in str(failed.value)
+    events = {e["event"] for e in logs}
+    assert {"http_request", "reporter_http_retry"} <= events, logs
+    assert ZULIP_KEY not in repr(logs)
+
+
+async def test_zulip_secret_token_never_reaches_the_master_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ZulipStatusPush, "retry_delays", (0.01,))
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "zulip").write_text(ZULIP_KEY + "\n")
+    (secrets_dir / "zulip").chmod(0o600)
+    async with recording_server() as server:
+        server.answers = [(500, f"no such key {ZULIP_KEY}")] * 4
+        config = (
+            BUILDERS
+            + f"""
+c['secretsProviders'] = [secrets.SecretInAFile({str(secrets_dir)!r})]
+c['services'] = [
+    reporters.ZulipStatusPush(endpoint={server.url!r}, token=util.Secret('zulip'), debug=True),
+]
+"""
+        )
+        with structlog.testing.capture_logs(processors=[format_exc_info, redact_secrets]) as logs:
+            async with running_master(tmp_path, config) as run:
+                await run.build("bad", sourcestamps=[STAMP])
+                await server.wait_for(4)
+    # the token was rendered and sent; the server answered 500 and the client retried
+    assert all(r.query["api_key"] == ZULIP_KEY for r in server.requests)
+    events = {e["event"] for e in logs}
+    assert {"http_request", "reporter_http_retry"} <= events, logs
+    assert ZULIP_KEY not in repr(logs)
+    assert "<zulip>" in repr(logs)  # the answer echoing the key is logged, redacted

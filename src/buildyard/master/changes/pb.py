@@ -2,8 +2,10 @@
 ``buildyard sendchange`` or any client of Buildbot's PB change source.
 
 The client logs in as ``user`` / ``passwd`` (Buildbot's defaults: ``change`` / ``changepw``)
-on ``port``, by default the worker PB port of ``c['protocols']['pb']`` (one port serves both:
-the login's user name says which service it is for); another port is served for it alone. It
+on ``port`` (``passwd`` may be a secret, ``util.Secret('changepw')``: rendered when the
+source starts and on each reconfig that changes it, as Buildbot's PB manager renders it), by
+default the worker PB port of ``c['protocols']['pb']`` (one port serves both: the login's user
+name says which service it is for); another port is served for it alone. It
 then calls ``addChange(change)`` on its perspective with a dict: ``who`` (or ``author``),
 ``committer``, ``files``, ``comments``, ``revision``, ``when`` (or ``when_timestamp``), a
 Unix time, ``branch``, ``category``, ``revlink``, ``properties`` (name to value; recorded with
@@ -23,7 +25,14 @@ import structlog
 from buildyard.common.errors import config_error
 from buildyard.common.ports import Listen, parse_port
 from buildyard.master.changes.base import ChangeSource, ChangeSourceConfig, ChangeSourceContext
-from buildyard.master.model.properties import PropertyValue
+from buildyard.master.changes.gitpoller import _SecretsOnly
+from buildyard.master.model.properties import (
+    Properties,
+    PropertyValue,
+    RenderError,
+    is_renderable,
+    render,
+)
 from buildyard.protocol.pb import CallFailed, Referenceable
 from buildyard.protocol.portal import Registration
 
@@ -66,18 +75,25 @@ class PBChangeSource(ChangeSourceConfig):
     def __init__(
         self,
         user: str = "change",
-        passwd: str = "changepw",
+        passwd: Any = "changepw",
         port: int | str | None = None,
         prefix: str | None = None,
         name: str | None = None,
     ) -> None:
         # master.cfg may pass anything: each value is checked as what it is, not as annotated
         given: dict[str, object] = {"prefix": prefix, "name": name}
-        for key, value in (("user", user), ("passwd", passwd)):
-            if not isinstance(value, str) or not value:
-                config_error(f"{_LABEL}: {key} must be a non-empty string, not {value!r}")
+        if not isinstance(user, str) or not user:
+            config_error(f"{_LABEL}: user must be a non-empty string, not {user!r}")
+        # passwd may be a secret (util.Secret, util.Interpolate('%(secret:...)s')), rendered
+        # from c['secretsProviders'] when the source starts and on each reconfig, as Buildbot's
+        # PB manager renders the passwords it checks
+        if not (isinstance(passwd, str) and passwd) and not is_renderable(passwd):
+            config_error(
+                f"{_LABEL}: passwd must be a non-empty string or a secret, "
+                f"not {type(passwd).__name__}"
+            )
         self.user = user if isinstance(user, str) else ""
-        self.passwd = passwd if isinstance(passwd, str) else ""
+        self.passwd: Any = passwd if isinstance(passwd, str) or is_renderable(passwd) else ""
         self.port = port
         self.listen: Listen | None = None
         if port is not None:
@@ -114,10 +130,20 @@ class PBChangeSourceService(ChangeSource):
         if ports is None:
             raise RuntimeError(f"{_LABEL} {self.name!r}: this master serves no PB")
         config = self.config
+        props = Properties()
+        props.build = _SecretsOnly(self.ctx.secret)
+        try:
+            password = await render(config.passwd, props)
+        except RenderError as exc:
+            raise RuntimeError(f"{_LABEL} {self.name!r}: cannot render passwd: {exc}") from exc
+        if not isinstance(password, str) or not password:
+            raise RuntimeError(
+                f"{_LABEL} {self.name!r}: passwd rendered to {type(password).__name__}"
+            )
         registration = Registration(
             owner=f"change source {self.name!r}",
             username=config.user,
-            password=config.passwd,
+            password=password,
             perspective=lambda peer: ChangePerspective(self, peer),
         )
         portal = await ports.register(config.listen, registration)

@@ -201,6 +201,8 @@ class _ReportRenderContext:
         return self._env.buildbot_url
 
     async def secret(self, name: str) -> str | None:
+        if self._env.secret is not None:
+            return await self._env.secret(name)
         return await lookup(self._env.secrets_providers, name)
 
 

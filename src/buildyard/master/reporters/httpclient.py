@@ -145,6 +145,9 @@ class HttpClient:
                 connector=aiohttp.TCPConnector(ssl=self._ssl()),
             )
         url = self.base_url + path
+        # what is logged: the address without its query string, which may hold a key
+        # (Zulip's api_key)
+        shown = url.partition("?")[0]
         all_headers = {**self.headers, **(headers or {})}
         delays: list[float | None] = [*self.retry_delays, None]
         answer: Response | None
@@ -159,7 +162,7 @@ class HttpClient:
                         "http_request",
                         reporter=self.who,
                         method=method,
-                        url=url,
+                        url=shown,
                         status=answer.status,
                     )
                 if answer.status < 500 and answer.status != 429:
@@ -171,9 +174,13 @@ class HttpClient:
             if delay is None:
                 if answer is not None:
                     return answer
-                raise HttpError(f"{method} {url} failed after {attempt} tries: {problem}")
+                raise HttpError(f"{method} {shown} failed after {attempt} tries: {problem}")
             log.info(
-                "reporter_http_retry", reporter=self.who, url=url, attempt=attempt, problem=problem
+                "reporter_http_retry",
+                reporter=self.who,
+                url=shown,
+                attempt=attempt,
+                problem=problem,
             )
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")

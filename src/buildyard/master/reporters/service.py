@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -82,6 +82,9 @@ class ReporterEnvironment:
     title: str = "Buildbot"
     buildbot_url: str = "http://localhost:8080/"
     secrets_providers: Sequence[Any] = field(default_factory=tuple)
+    # the master's secret lookup, which hides every value it gives (None: ``secrets_providers``
+    # are asked directly, and nothing is hidden)
+    secret: Callable[[str], Awaitable[str | None]] | None = None
 
 
 def same_class(a: object, b: object) -> bool:

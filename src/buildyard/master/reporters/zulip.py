@@ -34,10 +34,11 @@ def _timestamp(value: object) -> int | None:
 
 class ZulipStatusPush(ReporterBase):
     """Buildbot's arguments: ``endpoint`` (the Zulip server's URL), ``token`` (the bot's API
-    key), ``stream``, ``debug``, ``verify``. The reports are fixed: every build's start and
-    end."""
+    key; may be a ``util.Secret``), ``stream``, ``debug``, ``verify``. The reports are fixed:
+    every build's start and end."""
 
     name = "ZulipStatusPush"
+    secrets = ("token",)
     retry_delays: Sequence[float] = RETRY_DELAYS
 
     def checkConfig(  # type: ignore[override]
@@ -50,8 +51,8 @@ class ZulipStatusPush(ReporterBase):
     ) -> None:
         if not isinstance(endpoint, str):
             config_error("ZulipStatusPush: endpoint must be a string")
-        if not isinstance(token, str):
-            config_error("ZulipStatusPush: token must be a string")
+        if not isinstance(token, str) and not callable(getattr(token, "getRenderingFor", None)):
+            config_error("ZulipStatusPush: token must be a string or a secret")
         super().checkConfig(generators=[BuildStartEndStatusGenerator()])
 
     async def reconfigService(  # type: ignore[override]

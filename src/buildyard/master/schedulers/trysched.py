@@ -462,28 +462,44 @@ class TryJobdirService(TryService):
             await self.ctx.clock.sleep(JOBDIR_POLL_INTERVAL)
 
     async def handle_job_file(self, jobdir: Path, name: str) -> None:
-        """Read job file ``new/NAME``, add its buildset (unless it is bad: logged with the
-        reason), and move it to ``cur``."""
+        """Read job file ``new/NAME``, add its buildset (unless it is bad, or adding it fails:
+        logged with the file and the reason), and move it to ``cur`` in any case."""
         path = jobdir / "new" / name
         try:
             job = parse_job(await asyncio.to_thread(_read_job, path))
         except (OSError, BadJobfile) as exc:
             log.error("try_bad_jobfile", scheduler=self.name, file=str(path), reason=str(exc))
         else:
-            await self.try_job(
-                user=job["who"],
-                branch=job["branch"],
-                revision=job["baserev"],
-                patch=(job["patch_level"], job["patch_body"]),
-                repository=job["repository"],
-                project=job["project"],
-                builder_names=job["builderNames"],
-                who=job["who"],
-                comment=job["comment"],
-                properties=job["properties"],
-                external_idstring=job["jobid"],
-            )
-        await asyncio.to_thread(path.replace, jobdir / "cur" / name)
+            try:
+                await self._add_job(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one bad job must not stop the watch of the others
+                log.error(
+                    "try_job_failed",
+                    scheduler=self.name,
+                    file=str(path),
+                    reason=f"{type(exc).__name__}: {exc}",
+                )
+        try:
+            await asyncio.to_thread(path.replace, jobdir / "cur" / name)
+        except OSError as exc:  # gone, or cur/ unwritable: the watch goes on
+            log.error("try_jobfile_not_moved", scheduler=self.name, file=str(path), reason=str(exc))
+
+    async def _add_job(self, job: dict[str, Any]) -> None:
+        await self.try_job(
+            user=job["who"],
+            branch=job["branch"],
+            revision=job["baserev"],
+            patch=(job["patch_level"], job["patch_body"]),
+            repository=job["repository"],
+            project=job["project"],
+            builder_names=job["builderNames"],
+            who=job["who"],
+            comment=job["comment"],
+            properties=job["properties"],
+            external_idstring=job["jobid"],
+        )
 
 
 def _make_jobdir(jobdir: Path) -> None:

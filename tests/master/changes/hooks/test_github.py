@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import structlog
+from structlog.processors import format_exc_info
+from structlog.testing import capture_logs
 
+from buildyard.common.logging import redact_secrets
 from tests.master.changes.hooks import payloads as p
 from tests.master.changes.hooks.conftest import hook_master
 from tests.master.changes.hooks.fake_github import FakeGitHub
@@ -264,3 +269,42 @@ async def test_secret_and_token_from_the_secret_providers(
     assert ("/repos/harbor/lighthouse/pulls/42/files", "token tok-from-file-harbor/lighthouse") in (
         github_api.requests
     )
+
+
+async def test_secrets_of_hooks_and_pollers_are_hidden_in_the_master_log(
+    tmp_path: Path, github_api: FakeGitHub
+) -> None:
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    git_pw = "git-Pw-7c1Zq"
+    for name, value in {"gh-hook": SECRET, "git-pw": git_pw}.items():
+        (secrets_dir / name).write_text(value + "\n")
+        (secrets_dir / name).chmod(0o600)
+    body = (
+        f"c['secretsProviders'] = [secrets.SecretInAFile({str(secrets_dir)!r})]\n"
+        "c['www']['change_hook_dialects'] = {'github': {\n"
+        "    'secret': util.Secret('gh-hook'), 'strict': True,\n"
+        f"    'github_api_endpoint': {github_api.url!r},\n"
+        "}}\n"
+        "c['change_source'] = [changes.GitPoller(\n"
+        f"    repourl='http://127.0.0.1:9/nowhere.git', workdir={str(tmp_path / 'gp')!r},\n"
+        "    auth_credentials=('alice', util.Secret('git-pw')), pollInterval=3600)]\n"
+    )
+    log = structlog.get_logger("test")
+    with capture_logs(processors=[format_exc_info, redact_secrets]) as master_log:
+        async with hook_master(tmp_path, body) as hooks:
+            data = p.body(p.gh_pull_request())
+            answer = await hooks.post(
+                "/change_hook/github", data=data, headers=_headers("pull_request", data)
+            )
+            assert (answer.status, answer.text) == (200, "1 change found")
+            [poller] = list[Any](hooks.master.change_svc)
+            with contextlib.suppress(Exception):
+                await poller.poll()
+            # an error path that shows the values it was given (a user's hook, a poller's
+            # failure quoting its command line)
+            log.error("failed", reason=f"bad {SECRET}", command=["git", f"-p{git_pw}"])
+    [failed] = [e for e in master_log if e["event"] == "failed"]
+    assert failed["reason"] == "bad <gh-hook>"
+    assert failed["command"] == ["git", "-p<git-pw>"]
+    assert SECRET not in repr(master_log) and git_pw not in repr(master_log)
