@@ -145,6 +145,28 @@ def test_limits() -> None:
         banana.encode(b"x" * over)
 
 
+def test_decoded_elements_are_bounded_not_just_wire_bytes() -> None:
+    # one-byte empty lists inside a list that never closes: few bytes, many objects
+    d = banana.Decoder(max_nodes=1000)
+    d.feed(b"\x68\x07\x80" + b"\x80" * 998)  # a list of 1000, then 998 empty lists
+    with pytest.raises(banana.BananaError, match="decodes to over 1000 elements"):
+        d.feed(b"\x80" * 10)
+    # the budget is per message: many small messages pass, and an element split across
+    # reads is counted once
+    d = banana.Decoder(max_nodes=3)
+    assert d.feed(b"\x02\x80\x01\x81\x01\x82" + b"x") == [[1, b"x"]]
+    assert d.feed(b"\x02\x80\x01\x81") == []
+    assert d.feed(b"\x03\x82ab") == []
+    assert d.feed(b"c") == [[1, b"abc"]]
+    # a list may not declare more elements than the budget allows
+    d = banana.Decoder()
+    d.limit(max_message=banana.PRE_LOGIN_MESSAGE, max_nodes=banana.PRE_LOGIN_NODES)
+    with pytest.raises(
+        banana.BananaError, match="list declares 5000 elements, over the limit 1024"
+    ):
+        d.feed(b"\x08\x27\x80")
+
+
 @pytest.mark.parametrize(
     "sexp",
     [

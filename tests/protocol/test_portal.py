@@ -3,15 +3,22 @@ on loopback: services sharing a port of their own, refusals, the port's life."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import pytest
+import structlog
 
 from buildyard.common.ports import Listen
 from buildyard.protocol.errors import RemoteError
 from buildyard.protocol.pb import Referenceable
 from buildyard.protocol.portal import PbClient, PbPorts, PortalError, Registration
 from buildyard.testing.postgres import free_port
+from buildyard.testing.processes import eventually
+
+# a Twisted client's first bytes: its choice of dialect, then the PB version
+HELLO = b"\x02\x82pb" + b"\x02\x80\x13\x87\x06\x81"
 
 
 class Service(Referenceable):
@@ -90,3 +97,58 @@ async def test_the_worker_port_is_known_by_its_number_however_spelled() -> None:
         assert ports.port_of(ports.worker_portal) is None  # no server of its own
     finally:
         await ports.stop()
+
+
+async def test_a_port_of_its_own_refuses_floods_and_caps_pending_logins() -> None:
+    ports = PbPorts()
+    listen = Listen(host="127.0.0.1", port=free_port())
+    try:
+        portal = await ports.register(listen, _registration("change source", "change", "pw"))
+        port = ports.port_of(portal)
+        assert port is not None
+        server = ports._servers[listen]
+        with structlog.testing.capture_logs() as logs:
+            # empty lists (one byte each) in a list that never closes, before any login
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            flooder = _local(writer)
+            sent = 0
+            with contextlib.suppress(ConnectionError):
+                writer.write(HELLO + b"\x7f\x7f\x01\x80")
+                while sent < 16 * 2**20:
+                    writer.write(b"\x80" * 2**16)
+                    await writer.drain()
+                    sent += 2**16
+            writer.transport.abort()
+            assert sent < 16 * 2**20
+            await eventually(lambda: not server.connections, within=30)
+            # more not-logged-in connections than the cap: the longest-pending goes
+            server.pending.cap = 2
+            clients = []
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(HELLO)
+                clients.append((reader, writer))
+                await eventually(lambda: len(server.connections) == min(len(clients), 3), within=30)
+            first = _local(clients[0][1])
+            with contextlib.suppress(ConnectionError):
+                while await clients[0][0].read(4096):
+                    pass
+            await eventually(lambda: len(server.connections) == 2, within=30)
+            # a login still works, and leaves the pending set
+            for _reader, writer in clients:
+                writer.transport.abort()
+            await eventually(lambda: not server.connections, within=30)
+            assert await _whoami(port, "change", "pw") == "change source"
+            assert len(server.pending) == 0
+        faults = [e for e in logs if e["event"] == "pb_protocol_fault"]
+        assert [e["peer"] for e in faults] == [flooder]
+        assert "over the limit 1024" in faults[0]["fault"]
+        refused = [e for e in logs if e.get("reason") == "over_max_pending"]
+        assert [e["peer"] for e in refused] == [first]
+    finally:
+        await ports.stop()
+
+
+def _local(writer: asyncio.StreamWriter) -> str:
+    host, port = writer.get_extra_info("sockname")[:2]
+    return f"{host}:{port}"

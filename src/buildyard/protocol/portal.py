@@ -20,6 +20,7 @@ A wrong name or password is answered with Twisted's ``UnauthorizedLogin``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -30,13 +31,54 @@ from typing import Any
 
 import structlog
 
+from buildyard.common.connections import ConnectionLimits
 from buildyard.common.ports import Listen, bind
+from buildyard.protocol import banana
 from buildyard.protocol.errors import ProtocolError
 from buildyard.protocol.pb import Broker, CallFailed, Referenceable
 
 log = structlog.get_logger(__name__)
 
 LOGIN_TIMEOUT = 60.0
+
+
+class PendingLogins:
+    """A PB server's connections that have not logged in yet.
+
+    Each reads with the small pre-login message limits (:data:`banana.PRE_LOGIN_MESSAGE`
+    bytes, :data:`banana.PRE_LOGIN_NODES` elements) until it logs in, and when more than
+    ``cap`` (the HTTP listeners' default ``max_pending_connections``) are pending, the
+    longest-pending is closed."""
+
+    def __init__(self, name: str, cap: int | None = None) -> None:
+        self.name = name
+        self.cap = ConnectionLimits().pending_cap() if cap is None else cap
+        self._pending: collections.OrderedDict[asyncio.StreamWriter, str] = (
+            collections.OrderedDict()
+        )
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, writer: asyncio.StreamWriter, peer: str, broker: Broker) -> None:
+        broker.decoder.limit(max_message=banana.PRE_LOGIN_MESSAGE, max_nodes=banana.PRE_LOGIN_NODES)
+        self._pending[writer] = peer
+        while len(self._pending) > self.cap:
+            oldest, oldest_peer = self._pending.popitem(last=False)
+            log.warning(
+                "pb_login_refused", peer=oldest_peer, server=self.name, reason="over_max_pending"
+            )
+            oldest.transport.abort()
+
+    def logged_in(self, writer: asyncio.StreamWriter, broker: Broker) -> None:
+        """The connection logged in: it leaves the pending set and gets the full limits."""
+        if self._pending.pop(writer, None) is not None:
+            broker.decoder.limit(max_message=banana.MAX_MESSAGE, max_nodes=banana.MAX_NODES)
+
+    def discard(self, writer: asyncio.StreamWriter) -> None:
+        self._pending.pop(writer, None)
+
+
 UNAUTHORIZED = "twisted.cred.error.UnauthorizedLogin"
 UNAUTHORIZED_PARENTS = (
     UNAUTHORIZED,
@@ -147,13 +189,24 @@ class _Challenger(Referenceable):
         return self._root.check(self._name, self._challenge, response)
 
 
-async def serve(portal: Portal, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def serve(
+    portal: Portal,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    pending: PendingLogins | None = None,
+) -> None:
     """One connection to a port of registrations only: it must log in within
     :data:`LOGIN_TIMEOUT`, and then lasts until the client closes it."""
     address = writer.get_extra_info("peername")
     peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
     root = PortalRoot(portal, peer)
     broker = Broker(write=writer.transport.write, root=root, name=f"pb peer {peer}")
+    if pending is None:
+        pending = PendingLogins(portal.description)
+    pending.add(writer, peer, broker)
+    root.logged_in.add_done_callback(
+        lambda f: None if f.cancelled() else pending.logged_in(writer, broker)
+    )
 
     async def read() -> None:
         try:
@@ -178,6 +231,7 @@ async def serve(portal: Portal, reader: asyncio.StreamReader, writer: asyncio.St
         read_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await read_task
+        pending.discard(writer)
         broker.close("connection closed")
         writer.transport.abort()
 
@@ -188,6 +242,7 @@ class _PortServer:
         self.portal = Portal(f"PB port {listen.port}")
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Task[Any]] = set()
+        self.pending = PendingLogins(f"PB port {listen.port}")
 
     async def start(self) -> None:
         sock = bind(self.listen)
@@ -198,7 +253,7 @@ class _PortServer:
         if task is not None:
             self.connections.add(task)
         try:
-            await serve(self.portal, reader, writer)
+            await serve(self.portal, reader, writer, self.pending)
         finally:
             if task is not None:
                 self.connections.discard(task)

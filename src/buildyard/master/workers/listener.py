@@ -59,7 +59,7 @@ from buildyard.master.workers.connection import WorkerConnection
 from buildyard.protocol.codec import MAX_FRAME
 from buildyard.protocol.errors import ProtocolError
 from buildyard.protocol.pb import Broker
-from buildyard.protocol.portal import PbPorts
+from buildyard.protocol.portal import PbPorts, PendingLogins
 
 log = structlog.get_logger(__name__)
 
@@ -121,6 +121,8 @@ class WorkerListener(Service):
         self._pb_server: asyncio.Server | None = None
         self._pb_listen: Listen | None = None
         self._pb_writers: set[asyncio.StreamWriter] = set()
+        # the PB connections that have not logged in yet (small limits, a cap on their number)
+        self._pb_pending = PendingLogins("workers")
         # the handler task of every PB connection (asyncio's server starts them), awaited when
         # the listener closes so that each disconnection is recorded before the master stops
         self._pb_handlers: set[asyncio.Task[Any]] = set()
@@ -267,6 +269,11 @@ class WorkerListener(Service):
             services=self.pb_ports.worker_portal,
         )
         broker = Broker(write=writer.transport.write, root=root, name=f"pb peer {peer}")
+        self._pb_pending.add(writer, peer, broker)
+        for logged_in in (login.done, login.served):
+            logged_in.add_done_callback(
+                lambda f: None if f.cancelled() else self._pb_pending.logged_in(writer, broker)
+            )
         read_task = asyncio.get_running_loop().create_task(pb.read_into(reader, broker, peer))
         try:
             broker.start()
@@ -295,6 +302,7 @@ class WorkerListener(Service):
                 await read_task
             broker.close("connection closed")
             writer.transport.abort()
+            self._pb_pending.discard(writer)
             self._pb_writers.discard(writer)
             if handler is not None:
                 self._pb_handlers.discard(handler)
