@@ -96,9 +96,29 @@ def test_decoding_byte_by_byte(value: object, wire: bytes) -> None:
 
 def test_shared_values_and_floats() -> None:
     ((_, _, sexp),) = _decode_all(TWISTED_SHARED)
-    assert unjelly(sexp) == [[1], [1]]
+    value = unjelly(sexp)
+    assert value == [[1], [1]]
+    # a dereference is a copy: changing one leaves the other
+    value[0].append(2)
+    assert value[1] == [1]
     for x in (0.0, -2.5, 1e300, math.inf):
         assert _decode_all(banana.encode(x)) == [x]
+
+
+def test_references_cannot_expand_a_message_exponentially() -> None:
+    # reference k is a list of two dereferences of k-1: 60 small levels, 2**60 leaves
+    sexp: list[object] = [b"reference", 1, [b"list", b"x" * 1000]]
+    for k in range(2, 61):
+        sexp = [b"reference", k, [b"list", sexp, [b"dereference", k - 1]]]
+    top = [b"list", sexp] + [[b"dereference", 60]] * 3
+    with pytest.raises(JellyError, match=r"unjellies to over 33554432"):
+        unjelly(top)
+    # a chain of dereferences each inside the next is bounded before Python's recursion
+    chain: list[object] = [b"reference", 1, [b"list"]]
+    for k in range(2, 200):
+        chain = [b"list", chain, [b"reference", k, [b"list", [b"dereference", k - 1]]]]
+    with pytest.raises(JellyError, match="dereferences nested deeper than 32"):
+        unjelly([b"list", chain, [b"dereference", 199]])
 
 
 def test_twisted_failure_decodes_with_its_type_and_parents() -> None:
