@@ -26,6 +26,7 @@ from buildyard.protocol.jelly import jelly
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
 from buildyard.testing.workers import STOCK_PB, start_worker
+from tests.protocol.test_portal import second_guess_is_refused
 
 pytestmark = pytest.mark.e2e
 
@@ -429,3 +430,11 @@ async def test_the_longest_pending_pb_connection_is_closed_over_the_cap(
 def _local(writer: asyncio.StreamWriter) -> str:
     host, port = writer.get_extra_info("sockname")[:2]
     return f"{host}:{port}"
+
+
+async def test_one_password_guess_per_connection(master: BuildMaster) -> None:
+    port = master.workers.listener.pb_port
+    assert port is not None
+    await second_guess_is_refused(port, "w1")
+    await second_guess_is_refused(port, "nobody")
+    await eventually(lambda: not master.workers.listener._pb_writers, within=30)

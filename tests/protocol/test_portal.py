@@ -11,9 +11,9 @@ import pytest
 import structlog
 
 from buildyard.common.ports import Listen
-from buildyard.protocol.errors import RemoteError
-from buildyard.protocol.pb import Referenceable
-from buildyard.protocol.portal import PbClient, PbPorts, PortalError, Registration
+from buildyard.protocol.errors import ConnectionLost, RemoteError
+from buildyard.protocol.pb import Broker, Referenceable
+from buildyard.protocol.portal import PbClient, PbPorts, PortalError, Registration, respond
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import eventually
 
@@ -152,3 +152,48 @@ async def test_a_port_of_its_own_refuses_floods_and_caps_pending_logins() -> Non
 def _local(writer: asyncio.StreamWriter) -> str:
     host, port = writer.get_extra_info("sockname")[:2]
     return f"{host}:{port}"
+
+
+async def second_guess_is_refused(port: int, user: str) -> None:
+    """A wrong password is answered with UnauthorizedLogin, and then the master closes the
+    connection: a second guess on it cannot be made."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    broker = Broker(write=writer.transport.write, root=None, name="guesser", server=False)
+
+    async def read() -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                broker.feed(data)
+        broker.close("the master closed the connection")
+
+    read_task = asyncio.get_running_loop().create_task(read())
+    try:
+        await broker.ready.wait()
+        challenge, challenger = await broker.root().call("login", user.encode())
+        with pytest.raises(RemoteError, match="UnauthorizedLogin"):
+            await challenger.call("respond", respond(b"guess", challenge), None)
+        await eventually(read_task.done, within=30)
+        with pytest.raises(ConnectionLost):
+            await broker.root().call("login", user.encode())
+    finally:
+        read_task.cancel()
+        writer.transport.abort()
+
+
+async def test_a_port_of_its_own_allows_one_password_guess_per_connection() -> None:
+    ports = PbPorts()
+    listen = Listen(host="127.0.0.1", port=free_port())
+    try:
+        portal = await ports.register(listen, _registration("change source", "change", "pw"))
+        port = ports.port_of(portal)
+        assert port is not None
+        with structlog.testing.capture_logs() as logs:
+            await second_guess_is_refused(port, "change")
+            await second_guess_is_refused(port, "nobody")
+        assert [e["reason"] for e in logs if e["event"] == "pb_login_refused"] == [
+            "wrong password",
+            "unknown user",
+        ]
+        assert await _whoami(port, "change", "pw") == "change source"
+    finally:
+        await ports.stop()

@@ -40,6 +40,8 @@ from buildyard.protocol.pb import Broker, CallFailed, Referenceable
 log = structlog.get_logger(__name__)
 
 LOGIN_TIMEOUT = 60.0
+# how long a refused login's answer may take to reach the peer before its connection is cut
+REFUSAL_FLUSH = 5.0
 
 
 class PendingLogins:
@@ -157,6 +159,8 @@ class PortalRoot(Referenceable):
     def __init__(self, portal: Portal, peer: str) -> None:
         self._portal, self._peer = portal, peer
         self.logged_in = asyncio.get_running_loop().create_future()
+        # set when a password was refused: one guess per connection
+        self.refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def remote_login(self, username: Any) -> tuple[bytes, Referenceable]:
         name = username.decode("utf-8", "replace") if isinstance(username, bytes) else username
@@ -174,6 +178,8 @@ class PortalRoot(Referenceable):
                 user=name,
                 reason="unknown user" if registration is None else "wrong password",
             )
+            if not self.refused.done():
+                self.refused.set_result(None)
             raise unauthorized()
         log.info("pb_logged_in", peer=self._peer, user=name, service=registration.owner)
         if not self.logged_in.done():
@@ -221,9 +227,16 @@ async def serve(
     try:
         broker.start()
         await asyncio.wait(
-            {read_task, root.logged_in}, timeout=LOGIN_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            {read_task, root.logged_in, root.refused},
+            timeout=LOGIN_TIMEOUT,
+            return_when=asyncio.FIRST_COMPLETED,
         )
-        if root.logged_in.done():
+        if root.refused.done() and not root.logged_in.done():
+            # one password guess per connection: the refusal was sent, then it ends
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), REFUSAL_FLUSH)
+        elif root.logged_in.done():
             await read_task
         elif not read_task.done():
             log.warning("pb_login_refused", peer=peer, reason="no login in time")

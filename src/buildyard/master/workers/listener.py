@@ -277,8 +277,12 @@ class WorkerListener(Service):
         read_task = asyncio.get_running_loop().create_task(pb.read_into(reader, broker, peer))
         try:
             broker.start()
-            waits: set[asyncio.Future[Any]] = {read_task, login.done, login.served}
+            waits: set[asyncio.Future[Any]] = {read_task, login.done, login.served, login.refused}
             await asyncio.wait(waits, timeout=pb.LOGIN_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            if login.refused.done() and not (login.done.done() or login.served.done()):
+                # one password guess per connection: the refusal was sent, then it ends
+                await pb.close_after_refusal(writer)
+                return
             if login.served.done():  # a change source or try client: until it hangs up
                 await read_task
                 return
@@ -297,6 +301,7 @@ class WorkerListener(Service):
         finally:
             login.done.cancel()
             login.served.cancel()
+            login.refused.cancel()
             read_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await read_task
