@@ -126,6 +126,8 @@ class WorkerListener(Service):
         # the handler task of every PB connection (asyncio's server starts them), awaited when
         # the listener closes so that each disconnection is recorded before the master stops
         self._pb_handlers: set[asyncio.Task[Any]] = set()
+        # the connections the current PB server accepted (a reconfig's new server has its own)
+        self._pb_group = PbGroup()
         self.pb_port: int | None = None
         # the PB logins other than workers' (change source, try), on this port or their own
         self.pb_ports = PbPorts()
@@ -232,27 +234,37 @@ class WorkerListener(Service):
 
     async def stop_service(self) -> None:
         await self._close()
-        await self._close_pb()
+        await self._close_pb(everything=True)
         await self.pb_ports.stop()
 
     # -- PB ----------------------------------------------------------------------------------
 
-    async def _close_pb(self) -> None:
+    async def _close_pb(self, *, everything: bool = False) -> None:
+        """Close the current PB server and the connections it accepted (``everything``: every
+        PB connection; a reconfig's new server may have accepted some already)."""
         server, self._pb_server = self._pb_server, None
         self._pb_listen = None
         self.pb_ports.worker_listen = None
         self.pb_port = None
         if server is not None:
             server.close()
-        for writer in list(self._pb_writers):
-            writer.transport.abort()
-        if self._pb_handlers:
-            # each ends once its reader saw the abort; bounded in case one is stuck in the DB
-            await asyncio.wait(set(self._pb_handlers), timeout=PB_HANDLER_GRACE)
+        group, self._pb_group = self._pb_group, PbGroup()
+        if everything:
+            group = PbGroup()
+            group.handlers = dict.fromkeys(self._pb_writers)
+            handlers = set(self._pb_handlers)
+        else:
+            handlers = {task for task in group.handlers.values() if task is not None}
+        await group.abort(handlers)
         if server is not None:
             await server.wait_closed()
 
-    async def _pb_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pb_client(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        group: PbGroup | None = None,
+    ) -> None:
         """One PB connection, from its first byte to its end (asyncio's server task)."""
         address = writer.get_extra_info("peername")
         peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
@@ -260,6 +272,8 @@ class WorkerListener(Service):
         handler = asyncio.current_task()
         if handler is not None:
             self._pb_handlers.add(handler)
+        group = self._pb_group if group is None else group
+        group.handlers[writer] = handler
         login = pb.Login()
         root = pb.LoginRoot(
             peer=peer,
@@ -309,6 +323,7 @@ class WorkerListener(Service):
             writer.transport.abort()
             self._pb_pending.discard(writer)
             self._pb_writers.discard(writer)
+            group.handlers.pop(writer, None)
             if handler is not None:
                 self._pb_handlers.discard(handler)
 
@@ -557,6 +572,22 @@ class WorkerListener(Service):
         }
 
 
+class PbGroup:
+    """The connections one PB server accepted, and their handler tasks."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[asyncio.StreamWriter, asyncio.Task[Any] | None] = {}
+
+    async def abort(self, handlers: set[asyncio.Task[Any]] | None = None) -> None:
+        if handlers is None:
+            handlers = {task for task in self.handlers.values() if task is not None}
+        for writer in list(self.handlers):
+            writer.transport.abort()
+        if handlers:
+            # each ends once its reader saw the abort; bounded in case one is stuck in the DB
+            await asyncio.wait(handlers, timeout=PB_HANDLER_GRACE)
+
+
 class ListenerChange:
     """A prepared change of the listeners' options (:meth:`WorkerListener.prepare`): the
     msgpack listener's, and PB's.
@@ -584,6 +615,7 @@ class ListenerChange:
         self._runner: web.AppRunner | None = None
         self._guard: ConnectionGuard | None = None
         self._pb_server: asyncio.Server | None = None
+        self._pb_group = PbGroup()
         self._previous_worker_listen: Listen | None = listener.pb_ports.worker_listen
 
     async def apply(self) -> None:
@@ -592,11 +624,16 @@ class ListenerChange:
         ports = self._listener.pb_ports
         self._previous_worker_listen, ports.worker_listen = ports.worker_listen, self._pb_listen
         if self.sock is not None and self._options is not None:
-            sock, self.sock = self.sock, None  # the site owns it from here
-            self._runner, self._guard = await self._listener._runner_on(sock, self._options.limits)
+            self._runner, self._guard = await self._listener._runner_on(
+                self.sock, self._options.limits
+            )
+            self.sock = None  # the site owns it from here (revert closes it until then)
         if self.pb_sock is not None:
-            sock, self.pb_sock = self.pb_sock, None  # the server owns it from here
-            self._pb_server = await asyncio.start_server(self._listener._pb_client, sock=sock)
+            group, client = self._pb_group, self._listener._pb_client
+            self._pb_server = await asyncio.start_server(
+                lambda reader, writer: client(reader, writer, group), sock=self.pb_sock
+            )
+            self.pb_sock = None  # the server owns it from here
 
     async def finish(self) -> None:
         listener, options = self._listener, self._options
@@ -618,6 +655,7 @@ class ListenerChange:
         if self.pb_moves:
             await listener._close_pb()
             listener._pb_server, listener._pb_listen = self._pb_server, self._pb_listen
+            listener._pb_group = self._pb_group
             listener.pb_ports.worker_listen = self._pb_listen
             if self._pb_server is not None and self._pb_listen is not None:
                 listener.pb_port = int(self._pb_server.sockets[0].getsockname()[1])
@@ -635,6 +673,8 @@ class ListenerChange:
             await self._runner.cleanup()
         if self._pb_server is not None:
             self._pb_server.close()
+            # the connections it accepted first: wait_closed() waits for them (3.12.1+)
+            await self._pb_group.abort()
             await self._pb_server.wait_closed()
         for sock in (self.sock, self.pb_sock):
             if sock is not None:
