@@ -11,6 +11,7 @@ import pytest
 import structlog
 
 from buildyard.common.ports import Listen
+from buildyard.protocol import portal as portal_module
 from buildyard.protocol.errors import ConnectionLost, RemoteError
 from buildyard.protocol.pb import Broker, Referenceable
 from buildyard.protocol.portal import PbClient, PbPorts, PortalError, Registration, respond
@@ -197,3 +198,24 @@ async def test_a_port_of_its_own_allows_one_password_guess_per_connection() -> N
         assert await _whoami(port, "change", "pw") == "change source"
     finally:
         await ports.stop()
+
+
+async def test_a_login_that_times_out_leaves_no_task_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a server that accepts and never speaks: the client gives up at LOGIN_TIMEOUT
+    accepted: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda r, w: accepted.append(w), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setattr(portal_module, "LOGIN_TIMEOUT", 0.2)
+    before = asyncio.all_tasks()
+    try:
+        with pytest.raises(TimeoutError):
+            await PbClient.login("127.0.0.1", port, "u", "p")
+        await asyncio.sleep(0)
+        assert {t for t in asyncio.all_tasks() - before if not t.done()} == set()
+    finally:
+        for writer in accepted:
+            writer.transport.abort()
+        server.close()
+        await server.wait_closed()

@@ -379,12 +379,11 @@ class PbClient:
             broker.close("the master closed the connection")
 
         client = cls(broker, writer, asyncio.get_running_loop().create_task(read()))
+        ready = asyncio.ensure_future(broker.ready.wait())
         try:
             async with asyncio.timeout(LOGIN_TIMEOUT):
-                ready = asyncio.ensure_future(broker.ready.wait())
                 await asyncio.wait({ready, client._read_task}, return_when=asyncio.FIRST_COMPLETED)
                 if not ready.done():
-                    ready.cancel()
                     raise ConnectionError(f"{host}:{port} closed the connection: is it a PB port?")
                 answer = await broker.root().call("login", username.encode("utf-8"))
                 if not (isinstance(answer, list | tuple) and len(answer) == 2):
@@ -396,6 +395,9 @@ class PbClient:
         except BaseException:
             await client.close()
             raise
+        finally:
+            # a timeout or a closed connection leaves it waiting for ever otherwise
+            ready.cancel()
         return client
 
     async def close(self) -> None:
