@@ -304,6 +304,14 @@ def _protocols(reader: _Reader) -> Mapping[str, Mapping[str, object]]:
             except ValueError as exc:
                 reader.error("protocols", f"c['protocols'][{name!r}]: {exc}")
         if name == "pb":
+            # Buildbot 4.3 reads only the port of c['protocols']['pb']
+            for key in options:
+                if key != "port":
+                    hint = did_you_mean(str(key), ("port",))
+                    reader.error(
+                        "protocols",
+                        f"unknown key {key!r} in c['protocols'][{name!r}] (only 'port'){hint}",
+                    )
             try:
                 msgpack_listen(options)
             except ValueError as exc:
