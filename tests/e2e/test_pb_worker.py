@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import resource
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from buildyard.protocol.jelly import jelly
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
 from buildyard.testing.workers import STOCK_PB, start_worker
+from tests.protocol.test_portal import second_guess_is_refused
 
 pytestmark = pytest.mark.e2e
 
@@ -312,12 +314,12 @@ async def test_malformed_pb_leaves_the_master_and_a_connected_worker_alone(
         with structlog.testing.capture_logs() as logs:
             for _what, data in BAD_SESSIONS:
                 await _session(port, data)
-            # a list that never closes: the master drops it at 16 MiB instead of buffering it
+            # a list that never closes: before login the master drops it at 64 KiB
             _reader, writer = await asyncio.open_connection("127.0.0.1", port)
             chunk = (b"\x00\x00\x01\x82" + b"x" * 2**14) * 64  # strings of 16 KiB
             sent = 0
             with contextlib.suppress(ConnectionError):
-                writer.write(HELLO + b"\x7f\x7f\x01\x80")
+                writer.write(HELLO + b"\x68\x07\x80")  # a list of 1000 elements
                 while sent < 64 * 2**20:
                     writer.write(chunk)
                     await writer.drain()
@@ -337,7 +339,7 @@ async def test_malformed_pb_leaves_the_master_and_a_connected_worker_alone(
         assert any(
             "string declares 268435455 bytes, over the limit 655360" in e["fault"] for e in faults
         )
-        assert any("one message is over 16777216 bytes" in e["fault"] for e in faults)
+        assert any("one message is over 65536 bytes" in e["fault"] for e in faults)
         # each fault names the peer that made it
         assert all(str(e["peer"]).startswith("127.0.0.1:") for e in faults)
         assert not [e for e in logs if e.get("log_level") == "error"]
@@ -345,6 +347,9 @@ async def test_malformed_pb_leaves_the_master_and_a_connected_worker_alone(
         await eventually(lambda: len(listener._pb_writers) == 1, within=30)
         assert listener.connections == {"w1": conn}
         assert conn.broker.statistics()["buffered"] == 0
+        # a logged-in worker has the full limits
+        assert conn.broker.decoder.max_message == banana.MAX_MESSAGE
+        assert conn.broker.decoder.max_nodes == banana.MAX_NODES
         result = await conn.run_command(
             "shell", {"workdir": str(tmp_path), "command": "echo fine", "logEnviron": False}
         )
@@ -357,3 +362,79 @@ async def test_malformed_pb_leaves_the_master_and_a_connected_worker_alone(
             end_popen(other)
     finally:
         end_popen(proc)
+
+
+def _rss_peak() -> int:
+    """The process's peak resident size in bytes (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+async def test_empty_lists_before_login_are_refused_before_they_take_memory(
+    master: BuildMaster,
+) -> None:
+    # one byte of wire each, some 60 bytes each once decoded: 16 MiB of them were ~1 GB
+    listener = master.workers.listener
+    port = listener.pb_port
+    assert port is not None
+    before = _rss_peak()
+    with structlog.testing.capture_logs() as logs:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        local = _local(writer)
+        chunk = b"\x80" * 2**16
+        sent = 0
+        with contextlib.suppress(ConnectionError):
+            writer.write(HELLO + b"\x7f\x7f\x01\x80")
+            while sent < 16 * 2**20:
+                writer.write(chunk)
+                await writer.drain()
+                sent += len(chunk)
+        writer.transport.abort()
+        assert sent < 16 * 2**20
+        await eventually(lambda: not listener._pb_writers, within=30)
+    faults = [e for e in logs if e["event"] == "worker_protocol_fault"]
+    assert [e["peer"] for e in faults] == [local]
+    assert (
+        "over the limit 1024" in faults[0]["fault"] or "over 1024 elements" in (faults[0]["fault"])
+    )
+    assert _rss_peak() - before < 100 * 2**20
+
+
+async def test_the_longest_pending_pb_connection_is_closed_over_the_cap(
+    master: BuildMaster,
+) -> None:
+    listener = master.workers.listener
+    port = listener.pb_port
+    assert port is not None
+    listener._pb_pending.cap = 3
+    with structlog.testing.capture_logs() as logs:
+        clients = []
+        for _ in range(4):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(HELLO)
+            await writer.drain()
+            clients.append((reader, writer))
+            await eventually(lambda: len(listener._pb_writers) == min(len(clients), 3), within=30)
+        first_reader, first_writer = clients[0]
+        local = _local(first_writer)
+        with contextlib.suppress(ConnectionError):
+            while await first_reader.read(4096):
+                pass
+        await eventually(lambda: len(listener._pb_writers) == 3, within=30)
+        assert len(listener._pb_pending) == 3
+        for _reader, writer in clients:
+            writer.transport.abort()
+    refused = [e for e in logs if e.get("reason") == "over_max_pending"]
+    assert [e["peer"] for e in refused] == [local]
+
+
+def _local(writer: asyncio.StreamWriter) -> str:
+    host, port = writer.get_extra_info("sockname")[:2]
+    return f"{host}:{port}"
+
+
+async def test_one_password_guess_per_connection(master: BuildMaster) -> None:
+    port = master.workers.listener.pb_port
+    assert port is not None
+    await second_guess_is_refused(port, "w1")
+    await second_guess_is_refused(port, "nobody")
+    await eventually(lambda: not master.workers.listener._pb_writers, within=30)

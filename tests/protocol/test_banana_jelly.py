@@ -96,9 +96,29 @@ def test_decoding_byte_by_byte(value: object, wire: bytes) -> None:
 
 def test_shared_values_and_floats() -> None:
     ((_, _, sexp),) = _decode_all(TWISTED_SHARED)
-    assert unjelly(sexp) == [[1], [1]]
+    value = unjelly(sexp)
+    assert value == [[1], [1]]
+    # a dereference is a copy: changing one leaves the other
+    value[0].append(2)
+    assert value[1] == [1]
     for x in (0.0, -2.5, 1e300, math.inf):
         assert _decode_all(banana.encode(x)) == [x]
+
+
+def test_references_cannot_expand_a_message_exponentially() -> None:
+    # reference k is a list of two dereferences of k-1: 60 small levels, 2**60 leaves
+    sexp: list[object] = [b"reference", 1, [b"list", b"x" * 1000]]
+    for k in range(2, 61):
+        sexp = [b"reference", k, [b"list", sexp, [b"dereference", k - 1]]]
+    top = [b"list", sexp] + [[b"dereference", 60]] * 3
+    with pytest.raises(JellyError, match=r"unjellies to over 33554432"):
+        unjelly(top)
+    # a chain of dereferences each inside the next is bounded before Python's recursion
+    chain: list[object] = [b"reference", 1, [b"list"]]
+    for k in range(2, 200):
+        chain = [b"list", chain, [b"reference", k, [b"list", [b"dereference", k - 1]]]]
+    with pytest.raises(JellyError, match="dereferences nested deeper than 32"):
+        unjelly([b"list", chain, [b"dereference", 199]])
 
 
 def test_twisted_failure_decodes_with_its_type_and_parents() -> None:
@@ -143,6 +163,28 @@ def test_limits() -> None:
         d.feed(b"\x7f\x7f\x01\x80" + (b"\x64\x82" + b"x" * 100) * 200)
     with pytest.raises(banana.BananaError, match=r"string of 655361 bytes is over"):
         banana.encode(b"x" * over)
+
+
+def test_decoded_elements_are_bounded_not_just_wire_bytes() -> None:
+    # one-byte empty lists inside a list that never closes: few bytes, many objects
+    d = banana.Decoder(max_nodes=1000)
+    d.feed(b"\x68\x07\x80" + b"\x80" * 998)  # a list of 1000, then 998 empty lists
+    with pytest.raises(banana.BananaError, match="decodes to over 1000 elements"):
+        d.feed(b"\x80" * 10)
+    # the budget is per message: many small messages pass, and an element split across
+    # reads is counted once
+    d = banana.Decoder(max_nodes=3)
+    assert d.feed(b"\x02\x80\x01\x81\x01\x82" + b"x") == [[1, b"x"]]
+    assert d.feed(b"\x02\x80\x01\x81") == []
+    assert d.feed(b"\x03\x82ab") == []
+    assert d.feed(b"c") == [[1, b"abc"]]
+    # a list may not declare more elements than the budget allows
+    d = banana.Decoder()
+    d.limit(max_message=banana.PRE_LOGIN_MESSAGE, max_nodes=banana.PRE_LOGIN_NODES)
+    with pytest.raises(
+        banana.BananaError, match="list declares 5000 elements, over the limit 1024"
+    ):
+        d.feed(b"\x08\x27\x80")
 
 
 @pytest.mark.parametrize(

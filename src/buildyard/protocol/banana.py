@@ -20,8 +20,9 @@ A connection starts in the ``none`` dialect (no vocab elements); once both ends 
 :class:`Decoder` takes bytes as they arrive and yields every complete top-level element.
 Declared lengths above :data:`SIZE_LIMIT`, headers longer than :data:`PREFIX_LIMIT` bytes and
 lists nested deeper than ``max_depth`` are :class:`BananaError` before any of their data is
-buffered, and one top-level element may take at most ``max_message`` bytes on the wire, so a
-peer cannot make us hold more than that.
+buffered, one top-level element may take at most ``max_message`` bytes on the wire and decode
+to at most ``max_nodes`` elements (an empty list is one byte on the wire but some 60 bytes of
+Python), so a peer cannot make us hold more than that.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ PREFIX_LIMIT = 64
 # and its envelope) is well under a megabyte: a list that never closes cannot grow past this
 MAX_DEPTH = 64
 MAX_MESSAGE = 16 * 1024 * 1024
+# the elements one message may decode to (strings and numbers count one each, lists one plus
+# their elements): a file chunk is a handful, a worker's update of a few thousand lines some
+# thousands; the 16 MiB of one-byte empty lists would be ~1 GB of Python objects
+MAX_NODES = MAX_MESSAGE // 16
+# before a PB peer logged in: its dialect choice, version and login calls are each under a
+# kilobyte, and nobody vouches for it yet
+PRE_LOGIN_MESSAGE = 64 * 1024
+PRE_LOGIN_NODES = 1024
 
 _SMALLEST_INT = -(2**31)
 _LARGEST_INT = 2**31 - 1
@@ -180,10 +189,14 @@ class Decoder:
         size_limit: int = SIZE_LIMIT,
         max_depth: int = MAX_DEPTH,
         max_message: int = MAX_MESSAGE,
+        max_nodes: int = MAX_NODES,
     ) -> None:
         self.size_limit = size_limit
         self.max_depth = max_depth
         self.max_message = max_message
+        self.max_nodes = max_nodes
+        # elements of the top-level element being decoded so far
+        self._message_nodes = 0
         # wire bytes of the top-level element being decoded, before this feed's buffer
         self._message_bytes = 0
         self.pb = False
@@ -195,6 +208,15 @@ class Decoder:
     def buffered(self) -> int:
         """Bytes held waiting for the rest of an element."""
         return len(self._buffer)
+
+    def _count_node(self) -> None:
+        self._message_nodes += 1
+        if self._message_nodes > self.max_nodes:
+            raise BananaError(f"one message decodes to over {self.max_nodes} elements")
+
+    def limit(self, *, max_message: int, max_nodes: int) -> None:
+        """New per-message limits (tighter before a PB peer logged in), from the next feed."""
+        self.max_message, self.max_nodes = max_message, max_nodes
 
     def feed(self, data: bytes) -> list[Any]:  # noqa: PLR0915 (one loop, kept flat for speed)
         self._buffer += data
@@ -220,13 +242,13 @@ class Decoder:
             pos += 1
             item: Any
             if kind == LIST:
-                if n > self.size_limit:
-                    raise BananaError(
-                        f"list declares {n} elements, over the limit {self.size_limit}"
-                    )
+                limit = min(self.size_limit, self.max_nodes)
+                if n > limit:
+                    raise BananaError(f"list declares {n} elements, over the limit {limit}")
                 if len(self._lists) >= self.max_depth:
                     raise BananaError(f"lists nested deeper than {self.max_depth}")
                 if n:
+                    self._count_node()
                     self._lists.append((n, []))
                     continue
                 item = []
@@ -259,11 +281,13 @@ class Decoder:
                 item = word
             else:
                 raise BananaError(f"unknown type byte 0x{kind:02x}")
+            self._count_node()
             # the element completes its list, which may complete the enclosing one, ...
             while True:
                 if not self._lists:
                     done.append(item)
                     self._message_bytes = -pos
+                    self._message_nodes = 0
                     break
                 length, items = self._lists[-1]
                 items.append(item)

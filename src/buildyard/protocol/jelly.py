@@ -20,6 +20,12 @@ Jelly's ``instance``/``class``/``function``/``module`` forms, are refused: unjel
 how Twisted's PB lets a peer build arbitrary objects.
 
 References to PB objects are resolved by a :class:`References` the broker provides.
+
+A ``dereference`` unjellies a fresh copy of the value its ``reference`` named (Buildbot's
+values are plain data: nothing depends on their identity), and one message may unjelly to at
+most :data:`MAX_WEIGHT` (an element weighs 1, a string 1 more per byte) through at most
+:data:`MAX_DEREFERENCE_DEPTH` nested dereferences: a message that references the same value
+over and over would otherwise expand exponentially once copied or stored as JSON.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from typing import Any, Protocol
 from buildyard.protocol.errors import ProtocolError
 
 COPYABLE_FAILURE = b"twisted.spread.pb.CopyableFailure"
+# a message without references weighs at most its wire bytes plus its elements: 16 + 1 MiB
+MAX_WEIGHT = 32 * 1024 * 1024
+MAX_DEREFERENCE_DEPTH = 32
 
 
 class JellyError(ProtocolError):
@@ -127,9 +136,15 @@ def unjelly(sexp: Any, refs: References | None = None) -> Any:
 class _Unjellier:
     def __init__(self, refs: References | None) -> None:
         self.refs = refs
+        # reference number -> the jellied value, unjellied afresh at each dereference
         self.shared: dict[int, Any] = {}
+        self.weight = 0
+        self.dereferences = 0
 
     def unjelly(self, sexp: Any) -> Any:
+        self.weight += 1 + len(sexp) if isinstance(sexp, bytes) else 1
+        if self.weight > MAX_WEIGHT:
+            raise JellyError(f"the message unjellies to over {MAX_WEIGHT} (elements and bytes)")
         if isinstance(sexp, int | float | bytes):
             return sexp
         if not isinstance(sexp, list) or not sexp or not isinstance(sexp[0], bytes):
@@ -165,15 +180,8 @@ class _Unjellier:
                 except TypeError as exc:
                     raise JellyError(f"unhashable dictionary key: {exc}") from None
             return result
-        if head == b"reference" and len(body) == 2 and isinstance(body[0], int):
-            value = self.unjelly(body[1])
-            self.shared[body[0]] = value
-            return value
-        if head == b"dereference" and len(body) == 1 and isinstance(body[0], int):
-            if body[0] not in self.shared:
-                # a value that contains itself: Buildbot's messages never do
-                raise JellyError(f"dereference of unknown or unfinished value {body[0]}")
-            return self.shared[body[0]]
+        if head in (b"reference", b"dereference") and body and isinstance(body[0], int):
+            return self._shared(head, body)
         if head in (b"remote", b"local") and len(body) == 1 and isinstance(body[0], int):
             if self.refs is None:
                 raise JellyError("a PB reference where none may be")
@@ -193,6 +201,24 @@ class _Unjellier:
                 str(state.get("value")),
                 tuple(str(p) for p in parents) if isinstance(parents, list | tuple) else (),
             )
+        raise JellyError(f"unsupported jelly type {head[:80]!r}")
+
+    def _shared(self, head: bytes, body: list[Any]) -> Any:
+        if head == b"reference" and len(body) == 2:
+            value = self.unjelly(body[1])
+            self.shared[body[0]] = body[1]
+            return value
+        if head == b"dereference" and len(body) == 1:
+            if body[0] not in self.shared:
+                # a value that contains itself: Buildbot's messages never do
+                raise JellyError(f"dereference of unknown or unfinished value {body[0]}")
+            if self.dereferences >= MAX_DEREFERENCE_DEPTH:
+                raise JellyError(f"dereferences nested deeper than {MAX_DEREFERENCE_DEPTH}")
+            self.dereferences += 1
+            try:
+                return self.unjelly(self.shared[body[0]])
+            finally:
+                self.dereferences -= 1
         raise JellyError(f"unsupported jelly type {head[:80]!r}")
 
 

@@ -20,6 +20,7 @@ A wrong name or password is answered with Twisted's ``UnauthorizedLogin``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -30,13 +31,56 @@ from typing import Any
 
 import structlog
 
+from buildyard.common.connections import ConnectionLimits
 from buildyard.common.ports import Listen, bind
+from buildyard.protocol import banana
 from buildyard.protocol.errors import ProtocolError
 from buildyard.protocol.pb import Broker, CallFailed, Referenceable
 
 log = structlog.get_logger(__name__)
 
 LOGIN_TIMEOUT = 60.0
+# how long a refused login's answer may take to reach the peer before its connection is cut
+REFUSAL_FLUSH = 5.0
+
+
+class PendingLogins:
+    """A PB server's connections that have not logged in yet.
+
+    Each reads with the small pre-login message limits (:data:`banana.PRE_LOGIN_MESSAGE`
+    bytes, :data:`banana.PRE_LOGIN_NODES` elements) until it logs in, and when more than
+    ``cap`` (the HTTP listeners' default ``max_pending_connections``) are pending, the
+    longest-pending is closed."""
+
+    def __init__(self, name: str, cap: int | None = None) -> None:
+        self.name = name
+        self.cap = ConnectionLimits().pending_cap() if cap is None else cap
+        self._pending: collections.OrderedDict[asyncio.StreamWriter, str] = (
+            collections.OrderedDict()
+        )
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, writer: asyncio.StreamWriter, peer: str, broker: Broker) -> None:
+        broker.decoder.limit(max_message=banana.PRE_LOGIN_MESSAGE, max_nodes=banana.PRE_LOGIN_NODES)
+        self._pending[writer] = peer
+        while len(self._pending) > self.cap:
+            oldest, oldest_peer = self._pending.popitem(last=False)
+            log.warning(
+                "pb_login_refused", peer=oldest_peer, server=self.name, reason="over_max_pending"
+            )
+            oldest.transport.abort()
+
+    def logged_in(self, writer: asyncio.StreamWriter, broker: Broker) -> None:
+        """The connection logged in: it leaves the pending set and gets the full limits."""
+        if self._pending.pop(writer, None) is not None:
+            broker.decoder.limit(max_message=banana.MAX_MESSAGE, max_nodes=banana.MAX_NODES)
+
+    def discard(self, writer: asyncio.StreamWriter) -> None:
+        self._pending.pop(writer, None)
+
+
 UNAUTHORIZED = "twisted.cred.error.UnauthorizedLogin"
 UNAUTHORIZED_PARENTS = (
     UNAUTHORIZED,
@@ -115,6 +159,8 @@ class PortalRoot(Referenceable):
     def __init__(self, portal: Portal, peer: str) -> None:
         self._portal, self._peer = portal, peer
         self.logged_in = asyncio.get_running_loop().create_future()
+        # set when a password was refused: one guess per connection
+        self.refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def remote_login(self, username: Any) -> tuple[bytes, Referenceable]:
         name = username.decode("utf-8", "replace") if isinstance(username, bytes) else username
@@ -132,6 +178,8 @@ class PortalRoot(Referenceable):
                 user=name,
                 reason="unknown user" if registration is None else "wrong password",
             )
+            if not self.refused.done():
+                self.refused.set_result(None)
             raise unauthorized()
         log.info("pb_logged_in", peer=self._peer, user=name, service=registration.owner)
         if not self.logged_in.done():
@@ -147,13 +195,24 @@ class _Challenger(Referenceable):
         return self._root.check(self._name, self._challenge, response)
 
 
-async def serve(portal: Portal, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def serve(
+    portal: Portal,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    pending: PendingLogins | None = None,
+) -> None:
     """One connection to a port of registrations only: it must log in within
     :data:`LOGIN_TIMEOUT`, and then lasts until the client closes it."""
     address = writer.get_extra_info("peername")
     peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
     root = PortalRoot(portal, peer)
     broker = Broker(write=writer.transport.write, root=root, name=f"pb peer {peer}")
+    if pending is None:
+        pending = PendingLogins(portal.description)
+    pending.add(writer, peer, broker)
+    root.logged_in.add_done_callback(
+        lambda f: None if f.cancelled() else pending.logged_in(writer, broker)
+    )
 
     async def read() -> None:
         try:
@@ -168,9 +227,16 @@ async def serve(portal: Portal, reader: asyncio.StreamReader, writer: asyncio.St
     try:
         broker.start()
         await asyncio.wait(
-            {read_task, root.logged_in}, timeout=LOGIN_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            {read_task, root.logged_in, root.refused},
+            timeout=LOGIN_TIMEOUT,
+            return_when=asyncio.FIRST_COMPLETED,
         )
-        if root.logged_in.done():
+        if root.refused.done() and not root.logged_in.done():
+            # one password guess per connection: the refusal was sent, then it ends
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), REFUSAL_FLUSH)
+        elif root.logged_in.done():
             await read_task
         elif not read_task.done():
             log.warning("pb_login_refused", peer=peer, reason="no login in time")
@@ -178,6 +244,7 @@ async def serve(portal: Portal, reader: asyncio.StreamReader, writer: asyncio.St
         read_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await read_task
+        pending.discard(writer)
         broker.close("connection closed")
         writer.transport.abort()
 
@@ -188,6 +255,7 @@ class _PortServer:
         self.portal = Portal(f"PB port {listen.port}")
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Task[Any]] = set()
+        self.pending = PendingLogins(f"PB port {listen.port}")
 
     async def start(self) -> None:
         sock = bind(self.listen)
@@ -198,7 +266,7 @@ class _PortServer:
         if task is not None:
             self.connections.add(task)
         try:
-            await serve(self.portal, reader, writer)
+            await serve(self.portal, reader, writer, self.pending)
         finally:
             if task is not None:
                 self.connections.discard(task)
@@ -311,12 +379,11 @@ class PbClient:
             broker.close("the master closed the connection")
 
         client = cls(broker, writer, asyncio.get_running_loop().create_task(read()))
+        ready = asyncio.ensure_future(broker.ready.wait())
         try:
             async with asyncio.timeout(LOGIN_TIMEOUT):
-                ready = asyncio.ensure_future(broker.ready.wait())
                 await asyncio.wait({ready, client._read_task}, return_when=asyncio.FIRST_COMPLETED)
                 if not ready.done():
-                    ready.cancel()
                     raise ConnectionError(f"{host}:{port} closed the connection: is it a PB port?")
                 answer = await broker.root().call("login", username.encode("utf-8"))
                 if not (isinstance(answer, list | tuple) and len(answer) == 2):
@@ -328,6 +395,9 @@ class PbClient:
         except BaseException:
             await client.close()
             raise
+        finally:
+            # a timeout or a closed connection leaves it waiting for ever otherwise
+            ready.cancel()
         return client
 
     async def close(self) -> None:

@@ -147,6 +147,16 @@ def test_pb_protocol_is_accepted_in_buildbot_spellings(
     )
     with pytest.raises(ConfigErrors, match="c\\['protocols'\\]\\['pb'\\]: port 'tcp:nine'"):
         load_master_config(basedir)
+    # Buildbot reads only the port: anything else would be silently ignored
+    write_config(
+        GOOD.replace("'msgpack_experimental_v7'", "'pb'").replace(
+            "{'port': 9989}", "{'port': 9989, 'max_pending_connections': 10}"
+        )
+    )
+    with pytest.raises(
+        ConfigErrors, match=r"unknown key 'max_pending_connections' in c\['protocols'\]\['pb'\]"
+    ):
+        load_master_config(basedir)
 
 
 # -- every mistake, once, with its file and line --------------------------------------------------

@@ -305,6 +305,15 @@ def _protocols(reader: _Reader) -> Mapping[str, Mapping[str, object]]:
             except ValueError as exc:
                 reader.error("protocols", f"c['protocols'][{name!r}]: {exc}")
         if name == "pb":
+            # Buildbot 4.3 reads only the port; ours also takes the address to listen on
+            for key in options:
+                if key not in ("port", "interface"):
+                    hint = did_you_mean(str(key), ("port", "interface"))
+                    reader.error(
+                        "protocols",
+                        f"unknown key {key!r} in c['protocols'][{name!r}]"
+                        f" (only 'port' and 'interface'){hint}",
+                    )
             try:
                 msgpack_listen(options)
             except ValueError as exc:

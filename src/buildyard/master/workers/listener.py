@@ -59,7 +59,7 @@ from buildyard.master.workers.connection import WorkerConnection
 from buildyard.protocol.codec import MAX_FRAME
 from buildyard.protocol.errors import ProtocolError
 from buildyard.protocol.pb import Broker
-from buildyard.protocol.portal import PbPorts
+from buildyard.protocol.portal import PbPorts, PendingLogins
 
 log = structlog.get_logger(__name__)
 
@@ -121,9 +121,13 @@ class WorkerListener(Service):
         self._pb_server: asyncio.Server | None = None
         self._pb_listen: Listen | None = None
         self._pb_writers: set[asyncio.StreamWriter] = set()
+        # the PB connections that have not logged in yet (small limits, a cap on their number)
+        self._pb_pending = PendingLogins("workers")
         # the handler task of every PB connection (asyncio's server starts them), awaited when
         # the listener closes so that each disconnection is recorded before the master stops
         self._pb_handlers: set[asyncio.Task[Any]] = set()
+        # the connections the current PB server accepted (a reconfig's new server has its own)
+        self._pb_group = PbGroup()
         self.pb_port: int | None = None
         # the PB logins other than workers' (change source, try), on this port or their own
         self.pb_ports = PbPorts()
@@ -235,27 +239,37 @@ class WorkerListener(Service):
 
     async def stop_service(self) -> None:
         await self._close()
-        await self._close_pb()
+        await self._close_pb(everything=True)
         await self.pb_ports.stop()
 
     # -- PB ----------------------------------------------------------------------------------
 
-    async def _close_pb(self) -> None:
+    async def _close_pb(self, *, everything: bool = False) -> None:
+        """Close the current PB server and the connections it accepted (``everything``: every
+        PB connection; a reconfig's new server may have accepted some already)."""
         server, self._pb_server = self._pb_server, None
         self._pb_listen = None
         self.pb_ports.worker_listen = None
         self.pb_port = None
         if server is not None:
             server.close()
-        for writer in list(self._pb_writers):
-            writer.transport.abort()
-        if self._pb_handlers:
-            # each ends once its reader saw the abort; bounded in case one is stuck in the DB
-            await asyncio.wait(set(self._pb_handlers), timeout=PB_HANDLER_GRACE)
+        group, self._pb_group = self._pb_group, PbGroup()
+        if everything:
+            group = PbGroup()
+            group.handlers = dict.fromkeys(self._pb_writers)
+            handlers = set(self._pb_handlers)
+        else:
+            handlers = {task for task in group.handlers.values() if task is not None}
+        await group.abort(handlers)
         if server is not None:
             await server.wait_closed()
 
-    async def _pb_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pb_client(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        group: PbGroup | None = None,
+    ) -> None:
         """One PB connection, from its first byte to its end (asyncio's server task)."""
         address = writer.get_extra_info("peername")
         peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
@@ -263,6 +277,8 @@ class WorkerListener(Service):
         handler = asyncio.current_task()
         if handler is not None:
             self._pb_handlers.add(handler)
+        group = self._pb_group if group is None else group
+        group.handlers[writer] = handler
         login = pb.Login()
         root = pb.LoginRoot(
             peer=peer,
@@ -272,11 +288,20 @@ class WorkerListener(Service):
             services=self.pb_ports.worker_portal,
         )
         broker = Broker(write=writer.transport.write, root=root, name=f"pb peer {peer}")
+        self._pb_pending.add(writer, peer, broker)
+        for logged_in in (login.done, login.served):
+            logged_in.add_done_callback(
+                lambda f: None if f.cancelled() else self._pb_pending.logged_in(writer, broker)
+            )
         read_task = asyncio.get_running_loop().create_task(pb.read_into(reader, broker, peer))
         try:
             broker.start()
-            waits: set[asyncio.Future[Any]] = {read_task, login.done, login.served}
+            waits: set[asyncio.Future[Any]] = {read_task, login.done, login.served, login.refused}
             await asyncio.wait(waits, timeout=pb.LOGIN_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            if login.refused.done() and not (login.done.done() or login.served.done()):
+                # one password guess per connection: the refusal was sent, then it ends
+                await pb.close_after_refusal(writer)
+                return
             if login.served.done():  # a change source or try client: until it hangs up
                 await read_task
                 return
@@ -295,12 +320,15 @@ class WorkerListener(Service):
         finally:
             login.done.cancel()
             login.served.cancel()
+            login.refused.cancel()
             read_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await read_task
             broker.close("connection closed")
             writer.transport.abort()
+            self._pb_pending.discard(writer)
             self._pb_writers.discard(writer)
+            group.handlers.pop(writer, None)
             if handler is not None:
                 self._pb_handlers.discard(handler)
 
@@ -549,6 +577,22 @@ class WorkerListener(Service):
         }
 
 
+class PbGroup:
+    """The connections one PB server accepted, and their handler tasks."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[asyncio.StreamWriter, asyncio.Task[Any] | None] = {}
+
+    async def abort(self, handlers: set[asyncio.Task[Any]] | None = None) -> None:
+        if handlers is None:
+            handlers = {task for task in self.handlers.values() if task is not None}
+        for writer in list(self.handlers):
+            writer.transport.abort()
+        if handlers:
+            # each ends once its reader saw the abort; bounded in case one is stuck in the DB
+            await asyncio.wait(handlers, timeout=PB_HANDLER_GRACE)
+
+
 class ListenerChange:
     """A prepared change of the listeners' options (:meth:`WorkerListener.prepare`): the
     msgpack listener's, and PB's.
@@ -576,6 +620,7 @@ class ListenerChange:
         self._runner: web.AppRunner | None = None
         self._guard: ConnectionGuard | None = None
         self._pb_server: asyncio.Server | None = None
+        self._pb_group = PbGroup()
         self._previous_worker_listen: Listen | None = listener.pb_ports.worker_listen
 
     async def apply(self) -> None:
@@ -584,11 +629,16 @@ class ListenerChange:
         ports = self._listener.pb_ports
         self._previous_worker_listen, ports.worker_listen = ports.worker_listen, self._pb_listen
         if self.sock is not None and self._options is not None:
-            sock, self.sock = self.sock, None  # the site owns it from here
-            self._runner, self._guard = await self._listener._runner_on(sock, self._options.limits)
+            self._runner, self._guard = await self._listener._runner_on(
+                self.sock, self._options.limits
+            )
+            self.sock = None  # the site owns it from here (revert closes it until then)
         if self.pb_sock is not None:
-            sock, self.pb_sock = self.pb_sock, None  # the server owns it from here
-            self._pb_server = await asyncio.start_server(self._listener._pb_client, sock=sock)
+            group, client = self._pb_group, self._listener._pb_client
+            self._pb_server = await asyncio.start_server(
+                lambda reader, writer: client(reader, writer, group), sock=self.pb_sock
+            )
+            self.pb_sock = None  # the server owns it from here
 
     async def finish(self) -> None:
         listener, options = self._listener, self._options
@@ -610,6 +660,7 @@ class ListenerChange:
         if self.pb_moves:
             await listener._close_pb()
             listener._pb_server, listener._pb_listen = self._pb_server, self._pb_listen
+            listener._pb_group = self._pb_group
             listener.pb_ports.worker_listen = self._pb_listen
             if self._pb_server is not None and self._pb_listen is not None:
                 listener.pb_port = int(self._pb_server.sockets[0].getsockname()[1])
@@ -627,6 +678,8 @@ class ListenerChange:
             await self._runner.cleanup()
         if self._pb_server is not None:
             self._pb_server.close()
+            # the connections it accepted first: wait_closed() waits for them (3.12.1+)
+            await self._pb_group.abort()
             await self._pb_server.wait_closed()
         for sock in (self.sock, self.pb_sock):
             if sock is not None:

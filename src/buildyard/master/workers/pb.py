@@ -290,6 +290,13 @@ class Login:
         # set when the login is one of the port's other services (change source, try user):
         # the connection then lasts until the client closes it
         self.served: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # set when a password was refused: the connection is closed once the refusal is sent
+        # (one guess per connection)
+        self.refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def refuse(self) -> None:
+        if not self.refused.done():
+            self.refused.set_result(None)
 
 
 class Perspective(Referenceable):
@@ -340,6 +347,7 @@ class LoginRoot(Referenceable):
         if service is not None:  # a user of the port's other services comes before workers
             if not check_response(service.password, challenge, response):
                 log.warning("pb_login_refused", peer=self._peer, user=name, reason="wrong password")
+                self._login.refuse()
                 raise unauthorized()
             if self._login.done.done() or self._login.served.done():
                 raise CallFailed("already logged in")
@@ -351,11 +359,13 @@ class LoginRoot(Referenceable):
             log.warning(
                 "worker_refused", peer=self._peer, worker=name, reason="unknown worker name"
             )
+            self._login.refuse()
             raise _unauthorized()
         password = str(worker.password).encode("utf-8")
         expected = hashlib.md5(hashlib.md5(password).digest() + challenge).digest()
         if not isinstance(response, bytes) or not hmac.compare_digest(response, expected):
             log.warning("worker_refused", peer=self._peer, worker=name, reason="wrong password")
+            self._login.refuse()
             raise _unauthorized()
         if not isinstance(mind, RemoteReference):
             raise CallFailed("respond needs the worker's bot object as its mind")
@@ -396,6 +406,17 @@ async def read_into(reader: asyncio.StreamReader, broker: Broker, peer: str) -> 
     except ConnectionError:
         pass
     broker.close("the worker closed the connection")
+
+
+# how long a refused login's answer may take to reach the peer before its connection is cut
+REFUSAL_FLUSH = 5.0
+
+
+async def close_after_refusal(writer: asyncio.StreamWriter) -> None:
+    """Close a connection whose login was refused once its answer is written (bounded)."""
+    writer.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(writer.wait_closed(), REFUSAL_FLUSH)
 
 
 async def close_writer(writer: asyncio.StreamWriter) -> None:
