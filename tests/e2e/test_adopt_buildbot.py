@@ -131,6 +131,42 @@ def _query(db_url: str, basedir: Path, sql: str) -> list[tuple[Any, ...]]:
     return asyncio.run(fetch())
 
 
+def _execute(db_url: str, basedir: Path, sql: str) -> None:
+    if db_url.startswith("sqlite"):
+        conn = sqlite3.connect(basedir / "state.sqlite", timeout=10)
+        try:
+            with conn:
+                conn.execute(sql)
+        finally:
+            conn.close()
+        return
+
+    async def run() -> None:
+        conn = await asyncpg.connect(db_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def _repair_interrupted_poll(m: Moved) -> None:
+    """Buildbot 4.3.0 stopped in the middle of a GitPoller poll (its poll interval here is one
+    second) can store the poller's ``lastRev`` as ``{}`` (seen in CI: the copy upgrade-master
+    keeps had it). An empty lastRev makes any poller's next poll a first one, which records the
+    heads and makes no change, so the commit made during the move would be lost by Buildbot's
+    doing, not the move's: put back the head Buildbot had seen."""
+    head = json.dumps({"main": m.commits_before[-1]}).replace("'", "''")
+    _execute(
+        m.db_url,
+        m.basedir,
+        f"UPDATE object_state SET value_json = '{head}' WHERE name = 'lastRev' "
+        "AND value_json = '{}' AND objectid IN "
+        "(SELECT id FROM objects WHERE class_name = 'GitPoller')",
+    )
+
+
 def _get(base: str, path: str) -> Any:
     with urllib.request.urlopen(f"{base}/{path}", timeout=60) as answer:
         return json.loads(answer.read())
@@ -277,6 +313,7 @@ def _run_buildbot(m: Moved, env: dict[str, str], worker_port: int) -> None:
 def _run_buildyard(m: Moved, worker_port: int) -> None:
     """buildyard's part: the move, and what the poller and the Nightly do after it."""
     repo = m.root / "repo"
+    _repair_interrupted_poll(m)
     m.commit_during_move = _commit(repo, "third, while no master runs")
     # the Nightly's second minute passes while no master runs
     wait_for(lambda: time.time() > m.nightly_missed + 1, timeout=120, interval=0.5)
