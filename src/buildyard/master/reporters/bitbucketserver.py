@@ -31,9 +31,9 @@ from buildyard.master.model.results import Results
 from buildyard.master.reporters.base import ReporterBase
 from buildyard.master.reporters.details import properties_of
 from buildyard.master.reporters.generators import (
-    BuildRequestGenerator,
     BuildStartEndStatusGenerator,
     BuildStatusGenerator,
+    commit_status_generators,
 )
 from buildyard.master.reporters.httpclient import RETRY_DELAYS, HttpClient, Response
 from buildyard.master.reporters.message import MessageFormatterRenderable
@@ -245,13 +245,7 @@ class BitbucketServerCoreAPIStatusPush(_BitbucketServerBase):
         )
 
     def _default_generators(self) -> list[Any]:
-        return [
-            BuildRequestGenerator(formatter=MessageFormatterRenderable("Build pending.")),
-            BuildStartEndStatusGenerator(
-                start_formatter=MessageFormatterRenderable("Build started."),
-                end_formatter=MessageFormatterRenderable("Build done."),
-            ),
-        ]
+        return commit_status_generators()
 
     async def reconfigService(  # type: ignore[override]
         self,

@@ -600,3 +600,15 @@ class WorkerMissingGenerator(_Generator):
             "logs": None,
             "worker": worker["name"],
         }
+
+
+def commit_status_generators() -> list[Any]:
+    """The generators the commit-status reporters (GitHub, GitLab, Bitbucket Server) use by
+    default: "Build pending." when a request is made, "Build started." and "Build done."."""
+    return [
+        BuildRequestGenerator(formatter=MessageFormatterRenderable("Build pending.")),
+        BuildStartEndStatusGenerator(
+            start_formatter=MessageFormatterRenderable("Build started."),
+            end_formatter=MessageFormatterRenderable("Build done."),
+        ),
+    ]

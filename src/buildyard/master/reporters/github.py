@@ -23,8 +23,8 @@ from buildyard.master.model.results import Results
 from buildyard.master.reporters.base import ReporterBase
 from buildyard.master.reporters.details import properties_of
 from buildyard.master.reporters.generators import (
-    BuildRequestGenerator,
     BuildStartEndStatusGenerator,
+    commit_status_generators,
 )
 from buildyard.master.reporters.http import check_url
 from buildyard.master.reporters.httpclient import RETRY_DELAYS, HttpClient
@@ -100,13 +100,7 @@ class GitHubStatusPush(ReporterBase):
         )
 
     def _default_generators(self) -> list[Any]:
-        return [
-            BuildRequestGenerator(formatter=MessageFormatterRenderable("Build pending.")),
-            BuildStartEndStatusGenerator(
-                start_formatter=MessageFormatterRenderable("Build started."),
-                end_formatter=MessageFormatterRenderable("Build done."),
-            ),
-        ]
+        return commit_status_generators()
 
     def setup_context(self, context: Any) -> Any:
         return context or Interpolate("buildbot/%(prop:buildername)s")

@@ -21,13 +21,11 @@ from buildyard.master.model.results import Results
 from buildyard.master.reporters.base import ReporterBase
 from buildyard.master.reporters.details import properties_of
 from buildyard.master.reporters.generators import (
-    BuildRequestGenerator,
-    BuildStartEndStatusGenerator,
+    commit_status_generators,
 )
 from buildyard.master.reporters.github import owner_and_repo
 from buildyard.master.reporters.http import check_url
 from buildyard.master.reporters.httpclient import RETRY_DELAYS, HttpClient, HttpError
-from buildyard.master.reporters.message import MessageFormatterRenderable
 
 log = structlog.get_logger(__name__)
 
@@ -73,13 +71,7 @@ class GitLabStatusPush(ReporterBase):
         )
 
     def _default_generators(self) -> list[Any]:
-        return [
-            BuildRequestGenerator(formatter=MessageFormatterRenderable("Build pending.")),
-            BuildStartEndStatusGenerator(
-                start_formatter=MessageFormatterRenderable("Build started."),
-                end_formatter=MessageFormatterRenderable("Build done."),
-            ),
-        ]
+        return commit_status_generators()
 
     async def reconfigService(  # type: ignore[override]
         self,
