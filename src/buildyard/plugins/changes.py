@@ -6,9 +6,18 @@ from typing import Any
 
 from buildyard.master.changes.gitpoller import GitPoller
 from buildyard.master.changes.pb import PBChangeSource
+from buildyard.master.changes.pullrequests import (
+    BitbucketPullrequestPoller,
+    GitHubPullrequestPoller,
+)
 from buildyard.plugins._namespace import CHANGES, placeholders, unknown_name
 
-__all__ = ["GitPoller", "PBChangeSource"]
+__all__ = [
+    "BitbucketPullrequestPoller",
+    "GitHubPullrequestPoller",
+    "GitPoller",
+    "PBChangeSource",
+]
 
 # Buildbot 4.3's names in this namespace.
 _NAMES = [
