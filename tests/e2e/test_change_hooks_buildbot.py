@@ -564,3 +564,30 @@ def test_the_builds_the_hooks_start(twins: Twins) -> None:
     theirs, ours = found
     assert len(theirs) == 4
     assert ours == theirs
+
+
+def test_default_revlink_for_forge_repositories(twins: Twins) -> None:
+    """A change without a revlink gets Buildbot's default one (neither master.cfg sets
+    c['revlink']) for GitHub, Bitbucket and SourceForge addresses, and none for the others."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    sent = [
+        "https://github.com/octo/lamp.git",
+        "git@github.com:octo/lamp",
+        "git@bitbucket.org:octo/lamp.git",
+        "git://git.code.sf.net/p/lamp/code",
+        "https://example.org/lamp.git",
+    ]
+    found: list[str] = []
+    for repository in sent:
+        data = urllib.parse.urlencode(
+            {"author": "Ann <ann@example.org>", "revision": "abc123", "repository": repository}
+        ).encode()
+        _, changes = post_both(twins, "/change_hook/base", data, form, timeless=True)
+        found += [c["revlink"] for c in changes]
+    assert found == [
+        "https://github.com/octo/lamp/commit/abc123",
+        "https://github.com/octo/lamp/commit/abc123",
+        "https://bitbucket.org/octo/lamp/commits/abc123",
+        "https://sourceforge.net/p/lamp/code/ci/abc123/",
+        "",
+    ]

@@ -39,6 +39,7 @@ from buildyard.master.model.properties import (
     WithProperties,
     renderer,
 )
+from buildyard.master.model.revlinks import RevlinkMatch
 from buildyard.master.reporters.details import URLForBuild
 from buildyard.master.schedulers.changefilter import ChangeFilter
 from buildyard.master.schedulers.forceparams import (
@@ -133,6 +134,7 @@ __all__ = [
     "RebuildBuildEndpointMatcher",
     "RemoteUserAuth",
     "Results",
+    "RevlinkMatch",
     "RolesFromDomain",
     "RolesFromEmails",
     "RolesFromGroups",
@@ -241,7 +243,6 @@ _WWW = [
     "LdapUserInfo",
     "AvatarGitHub",
     "AvatarGravatar",
-    "RevlinkMatch",
     "CommandlineUserManager",
     "AuthorizedKeysManhole",
     "PasswordManhole",

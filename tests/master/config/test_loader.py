@@ -122,6 +122,30 @@ def test_defaults_when_keys_are_absent(write_config: WriteConfig, basedir: Path)
     assert config.www["port"] is None
     # Buildbot 4.3's default when zstandard is installed, as it always is with buildyard
     assert config.log_compression_method == "zstd"
+    # Buildbot's default revision links (GitHub, Bitbucket, SourceForge)
+    assert config.revlink is not None
+    assert config.revlink("abc", "git@github.com:o/r.git") == "https://github.com/o/r/commit/abc"
+
+
+def test_revlink_match_from_buildbot_revlinks(write_config: WriteConfig, basedir: Path) -> None:
+    write_config(
+        """
+        from buildbot.plugins import *
+        from buildbot.revlinks import RevlinkMultiplexer, GithubRevlink
+        c = BuildmasterConfig = {}
+        c['workers'] = [worker.Worker("w", "p")]
+        c['protocols'] = {'msgpack_experimental_v7': {'port': 9989}}
+        c['builders'] = [util.BuilderConfig(name="b", workernames="w", factory=util.BuildFactory())]
+        c['revlink'] = RevlinkMultiplexer(
+            util.RevlinkMatch([r'https://git.example.org/(.*)$'], r'https://web/\\1/%s'),
+            GithubRevlink,
+        )
+        """
+    )
+    config = load_master_config(basedir)
+    assert config.revlink is not None
+    assert config.revlink("abc", "https://git.example.org/lamp") == "https://web/lamp/abc"
+    assert config.revlink("abc", "https://github.com/o/r") == "https://github.com/o/r/commit/abc"
 
 
 def test_db_url_key_when_no_db_dict(write_config: WriteConfig, basedir: Path) -> None:

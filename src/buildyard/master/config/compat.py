@@ -101,7 +101,11 @@ MODULES: dict[str, _Module] = {
     "buildbot.configurators.janitor": _m(_UTIL, "JanitorConfigurator"),
     "buildbot.locks": _m(_UTIL, "MasterLock WorkerLock"),
     "buildbot.manhole": _m(_UTIL, "AuthorizedKeysManhole PasswordManhole TelnetManhole"),
-    "buildbot.revlinks": _m(_UTIL, "RevlinkMatch"),
+    "buildbot.revlinks": _m(
+        "buildyard.master.model.revlinks",
+        "BitbucketRevlink GithubRevlink GitwebMatch RevlinkMatch RevlinkMultiplexer "
+        "SourceforgeGitRevlink SourceforgeGitRevlink_AlluraPlatform default_revlink_matcher",
+    ),
     "buildbot.machine.base": _m(_EXTRAS, "Machine"),
     # process
     "buildbot.process.results": _m(

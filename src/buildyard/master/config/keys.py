@@ -33,6 +33,7 @@ from buildyard.master.config.master_config import (
 from buildyard.master.config.no_effect import warn_no_effect
 from buildyard.master.db.engine import normalize_url
 from buildyard.master.db.errors import UnsupportedDatabase
+from buildyard.master.model.revlinks import default_revlink_matcher
 from buildyard.master.reporters.service import BuildbotService
 from buildyard.master.schedulers.base import SchedulerConfig
 from buildyard.master.secrets.providers import SecretInAFile
@@ -548,7 +549,8 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
         prioritize_builders=reader.callback("prioritizeBuilders"),
         select_next_worker=reader.callback("select_next_worker"),
         codebase_generator=reader.callback("codebaseGenerator"),
-        revlink=reader.callback("revlink"),
+        # without the key, Buildbot's default: links for GitHub, Bitbucket, SourceForge addresses
+        revlink=reader.callback("revlink") if "revlink" in config else default_revlink_matcher,
         change_horizon=reader.optional_int("changeHorizon"),
         validation=_validation(reader),
         log_compression_limit=reader.optional_int("logCompressionLimit", 4 * 1024) or 0,
