@@ -13,11 +13,14 @@ from buildyard.master.steps.compile import (
     Test,
     WarningCountingShellCommand,
 )
+from buildyard.master.steps.gitdiffinfo import GitDiffInfo
 from buildyard.master.steps.master import Assert, LogRenderable, MasterShellCommand
 from buildyard.master.steps.properties import SetProperties, SetProperty, SetPropertyFromCommand
 from buildyard.master.steps.shell import ShellCommand, TreeSize
 from buildyard.master.steps.shellsequence import ShellSequence
+from buildyard.master.steps.source.forges import GitHub, GitLab
 from buildyard.master.steps.source.git import Git
+from buildyard.master.steps.source.gitwrite import GitCommit, GitPush, GitTag
 from buildyard.master.steps.transfer import (
     DirectoryUpload,
     FileDownload,
@@ -49,6 +52,12 @@ __all__ = [
     "FileExists",
     "FileUpload",
     "Git",
+    "GitCommit",
+    "GitDiffInfo",
+    "GitHub",
+    "GitLab",
+    "GitPush",
+    "GitTag",
     "JSONPropertiesDownload",
     "JSONStringDownload",
     "LogRenderable",

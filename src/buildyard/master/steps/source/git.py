@@ -35,18 +35,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ntpath
+import posixpath
 import re
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any, ClassVar
 
 from buildyard.common.errors import config_error
 from buildyard.master.model.gitcredentials import GitCredentialOptions, with_user_password
 from buildyard.master.model.properties import render
-from buildyard.master.steps.base import BuildStepFailed
+from buildyard.master.steps.base import BuildStep, BuildStepFailed
 from buildyard.master.steps.remotecommand import RemoteCommand, RemoteShellCommand
 from buildyard.master.steps.source.base import Patch, Source
+from buildyard.master.steps.worker import CompositeStepMixin
 
-__all__ = ["Git", "check_ssh_config", "scp_style_to_url_syntax", "ssh_command"]
+__all__ = ["Git", "GitStepMixin", "check_ssh_config", "scp_style_to_url_syntax", "ssh_command"]
 
 _MODES = ("full", "incremental")
 _FULL_METHODS = ("clean", "fresh", "clobber", "copy", None)
@@ -135,141 +139,38 @@ def _version(text: str) -> tuple[int, ...] | None:
     return tuple(int(p) for p in found.group(1).split("."))
 
 
-class Git(Source):
-    name = "git"
-    renderables: ClassVar[Sequence[str]] = (
-        *Source.renderables,
-        "repourl",
-        "reference",
-        "branch",
-        "codebase",
-        "mode",
-        "method",
-        "origin",
-        "sshPrivateKey",
-        "sshHostKey",
-        "sshKnownHosts",
-    )
+class GitStepMixin(CompositeStepMixin, BuildStep):
+    """What every step that runs ``git`` on the worker shares (Buildbot's ``GitStepMixin``):
+    ``git`` commands in the work directory with the step's ``config`` and environment, their
+    output in the ``stdio`` log, and the authentication files (ssh key, known hosts,
+    credentials) written beside the work directory for the commands that reach a remote.
 
-    def __init__(  # noqa: PLR0915  # Buildbot's many keywords, each checked
-        self,
-        repourl: Any = None,
-        port: int = 22,
-        branch: Any = "HEAD",
-        mode: Any = "incremental",
-        method: Any = None,
-        reference: Any = None,
-        submodules: bool = False,
-        remoteSubmodules: bool = False,
-        tags: bool = False,
-        shallow: bool | int = False,
-        filters: Sequence[str] | None = None,
-        progress: bool = True,
-        retryFetch: bool = False,
-        clobberOnFailure: bool = False,
-        getDescription: Any = False,
-        config: Any = None,
-        origin: Any = None,
-        sshPrivateKey: Any = None,
-        sshHostKey: Any = None,
-        sshKnownHosts: Any = None,
-        auth_credentials: Any = None,
-        git_credentials: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        if not getDescription and not isinstance(getDescription, dict):
-            getDescription = False
-        self.repourl: Any = repourl
-        self.port = port
-        self.branch: Any = branch
-        self.mode: Any = mode
-        self.method: Any = method
-        self.reference: Any = reference
-        self.submodules = submodules
-        self.remoteSubmodules = remoteSubmodules
-        self.tags = tags
-        self.shallow = shallow
-        self.filters = [str(f) for f in filters] if filters else None
-        self.prog = progress
-        self.retryFetch = retryFetch
-        self.clobberOnFailure = clobberOnFailure
-        self.getDescription = getDescription
-        self.config: dict[str, Any] | None = dict(config) if isinstance(config, dict) else None
-        self.origin: Any = origin
-        self.srcdir = "source"
-        super().__init__(**kwargs)
-        check_ssh_config("Git", sshPrivateKey, sshHostKey, sshKnownHosts)
-        self.sshPrivateKey: Any = sshPrivateKey
-        self.sshHostKey: Any = sshHostKey
-        self.sshKnownHosts: Any = sshKnownHosts
-        if git_credentials is not None and not isinstance(git_credentials, GitCredentialOptions):
-            config_error("Git: git_credentials must be a util.GitCredentialOptions")
-            git_credentials = None
-        if auth_credentials is not None:
-            if isinstance(auth_credentials, list | tuple) and len(auth_credentials) == 2:
-                git_credentials = with_user_password(auth_credentials, repourl, git_credentials)
-            else:
-                config_error("Git: auth_credentials must be a (username, password) pair")
-        self.git_credentials: GitCredentialOptions | None = git_credentials
-        if not repourl:
-            config_error("Git: must provide repourl.")
-        if isinstance(mode, str):
-            if mode not in _MODES:
-                config_error(f"Git: mode must be {' or '.join(_MODES)}")
-            if isinstance(method, str):
-                if mode == "full" and method not in _FULL_METHODS:
-                    config_error("Git: invalid method for mode 'full'.")
-                if shallow and (mode != "full" or method != "clobber"):
-                    config_error("Git: in mode 'full' shallow only possible with method 'clobber'.")
-        if not isinstance(getDescription, bool | dict):
-            config_error("Git: getDescription must be a boolean or a dict.")
-        if config is not None and not isinstance(config, dict):
-            config_error("Git: config must be a dict.")
-        # per build
-        self.revision: str | None = None
+    A subclass sets, in its ``__init__``: ``config``, ``env``, ``logEnviron``, ``timeout`` and,
+    to authenticate, ``sshPrivateKey``, ``sshHostKey``, ``sshKnownHosts``, ``git_credentials``.
+    """
+
+    config: dict[str, Any] | None = None
+    env: Any = None
+    logEnviron: bool = True
+    timeout: float | None = 20 * 60
+    sshPrivateKey: Any = None
+    sshHostKey: Any = None
+    sshKnownHosts: Any = None
+    git_credentials: GitCredentialOptions | None = None
+    # Git's method ("copy" keeps its repository in srcdir)
+    method: Any = None
+    srcdir = "source"
+
+    def _reset_git_state(self) -> None:
         self._git_version: tuple[int, ...] = ()
         # the options and environment that make git use the authentication files
         self._auth_options: list[str] = []
         self._auth_env: dict[str, str] = {}
         self._auth_dir_made = False
 
-    # -- the step ------------------------------------------------------------------------------
-
-    async def run_vc(self, branch: Any, revision: str | None, patch: Patch | None) -> int:
-        self.repourl = scp_style_to_url_syntax(str(self.repourl), self.port)
-        self.branch = branch or "HEAD"
-        self.revision = revision
-        self.method = self._getMethod()
-        await self.addLogForRemoteCommands("stdio")
-        auth_dir = self._auth_data_path()
-        self._auth_dir_made = False
-        try:
-            if not await self.checkFeatureSupport():
-                raise RuntimeError("git is not installed on worker")
-            if await self.sourcedirIsPatched():
-                await self._git(["clean", "-f", "-f", "-d", "-x"])
-            await self._write_auth_files(auth_dir)
-            if self.mode == "full":
-                await self.mode_full()
-            elif self.mode == "incremental":
-                await self.mode_incremental()
-            else:
-                raise ValueError(f"Git: mode must be {' or '.join(_MODES)}, not {self.mode!r}")
-            if patch:
-                await self.patch(patch)
-            await self.parseGotRevision()
-            await self.parseCommitDescription()
-        except BaseException:
-            self._auth_options, self._auth_env = [], {}
-            if self._auth_dir_made:
-                # the step's own failure is the one to report
-                with contextlib.suppress(Exception):
-                    await self._remove_auth_files(auth_dir)
-            raise
-        self._auth_options, self._auth_env = [], {}
-        if self._auth_dir_made:
-            await self._remove_auth_files(auth_dir)
-        return 0
+    def path_module(self) -> ModuleType:
+        """How the worker joins paths."""
+        return ntpath if self._runtime().conn.windows else posixpath
 
     # -- authentication files ------------------------------------------------------------------
 
@@ -356,6 +257,202 @@ class Git(Source):
         await cmd.run(rt.conn, builder_name=rt.builder_name, builder_dir=rt.builder_dir)
         if cmd.didFail():
             raise BuildStepFailed(f"could not remove {auth_dir} on the worker")
+
+    # -- running git ---------------------------------------------------------------------------
+
+    async def checkFeatureSupport(self) -> bool:
+        """Run ``git --version`` (a missing git fails the step); False if git's answer is not
+        one."""
+        cmd = await self._git(["--version"], collectStdout=True)
+        version = _version(cmd.stdout)
+        self._git_version = version or ()
+        return version is not None
+
+    def _supports(self, *version: int) -> bool:
+        return self._git_version >= version
+
+    async def _git(
+        self,
+        command: list[str],
+        abandonOnFailure: bool = True,
+        collectStdout: bool = False,
+        initialStdin: str | None = None,
+    ) -> RemoteShellCommand:
+        """Run ``git <command>`` in the work directory, its output in the stdio log; a failure
+        fails the step when ``abandonOnFailure``."""
+        full = ["git"]
+        for key, value in (self.config or {}).items():
+            full += ["-c", f"{key}={value}"]
+        full += self._auth_options
+        full += [str(word) for word in command]
+        # let git remove its lock files before it is killed, when the worker can
+        sigterm: float | None = None
+        signal: str | None = None
+        if not self.workerVersionIsOlderThan("shell", "2.16"):
+            sigterm = 1
+        elif not self.workerVersionIsOlderThan("shell", "2.15"):
+            signal = "TERM"
+        cmd = RemoteShellCommand(
+            self.workdir,
+            full,
+            env={**(dict(self.env) if self.env else {}), **self._auth_env},
+            logEnviron=self.logEnviron,
+            timeout=self.timeout,
+            sigtermTime=sigterm,
+            interruptSignal=signal,
+            collectStdout=collectStdout,
+            initialStdin=initialStdin,
+        )
+        if self.rc_log is not None:
+            cmd.useLog(self.rc_log, False, "stdio")
+        await self.runCommand(cmd)
+        if abandonOnFailure and cmd.didFail():
+            raise BuildStepFailed(f"git {command[0] if command else ''} failed")
+        return cmd
+
+    async def _dovccmd(
+        self,
+        command: list[str],
+        abandonOnFailure: bool = True,
+        collectStdout: bool = False,
+        initialStdin: str | None = None,
+    ) -> Any:
+        """Buildbot's name, for subclasses: the output with ``collectStdout``, else the rc."""
+        cmd = await self._git(command, abandonOnFailure, collectStdout, initialStdin)
+        return cmd.stdout if collectStdout else cmd.rc
+
+
+class Git(GitStepMixin, Source):
+    name = "git"
+    renderables: ClassVar[Sequence[str]] = (
+        *Source.renderables,
+        "repourl",
+        "reference",
+        "branch",
+        "codebase",
+        "mode",
+        "method",
+        "origin",
+        "sshPrivateKey",
+        "sshHostKey",
+        "sshKnownHosts",
+    )
+
+    def __init__(  # Buildbot's many keywords, each checked
+        self,
+        repourl: Any = None,
+        port: int = 22,
+        branch: Any = "HEAD",
+        mode: Any = "incremental",
+        method: Any = None,
+        reference: Any = None,
+        submodules: bool = False,
+        remoteSubmodules: bool = False,
+        tags: bool = False,
+        shallow: bool | int = False,
+        filters: Sequence[str] | None = None,
+        progress: bool = True,
+        retryFetch: bool = False,
+        clobberOnFailure: bool = False,
+        getDescription: Any = False,
+        config: Any = None,
+        origin: Any = None,
+        sshPrivateKey: Any = None,
+        sshHostKey: Any = None,
+        sshKnownHosts: Any = None,
+        auth_credentials: Any = None,
+        git_credentials: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if not getDescription and not isinstance(getDescription, dict):
+            getDescription = False
+        self.repourl: Any = repourl
+        self.port = port
+        self.branch: Any = branch
+        self.mode: Any = mode
+        self.method: Any = method
+        self.reference: Any = reference
+        self.submodules = submodules
+        self.remoteSubmodules = remoteSubmodules
+        self.tags = tags
+        self.shallow = shallow
+        self.filters = [str(f) for f in filters] if filters else None
+        self.prog = progress
+        self.retryFetch = retryFetch
+        self.clobberOnFailure = clobberOnFailure
+        self.getDescription = getDescription
+        self.config: dict[str, Any] | None = dict(config) if isinstance(config, dict) else None
+        self.origin: Any = origin
+        self.srcdir = "source"
+        super().__init__(**kwargs)
+        check_ssh_config("Git", sshPrivateKey, sshHostKey, sshKnownHosts)
+        self.sshPrivateKey: Any = sshPrivateKey
+        self.sshHostKey: Any = sshHostKey
+        self.sshKnownHosts: Any = sshKnownHosts
+        if git_credentials is not None and not isinstance(git_credentials, GitCredentialOptions):
+            config_error("Git: git_credentials must be a util.GitCredentialOptions")
+            git_credentials = None
+        if auth_credentials is not None:
+            if isinstance(auth_credentials, list | tuple) and len(auth_credentials) == 2:
+                git_credentials = with_user_password(auth_credentials, repourl, git_credentials)
+            else:
+                config_error("Git: auth_credentials must be a (username, password) pair")
+        self.git_credentials: GitCredentialOptions | None = git_credentials
+        if not repourl:
+            config_error("Git: must provide repourl.")
+        if isinstance(mode, str):
+            if mode not in _MODES:
+                config_error(f"Git: mode must be {' or '.join(_MODES)}")
+            if isinstance(method, str):
+                if mode == "full" and method not in _FULL_METHODS:
+                    config_error("Git: invalid method for mode 'full'.")
+                if shallow and (mode != "full" or method != "clobber"):
+                    config_error("Git: in mode 'full' shallow only possible with method 'clobber'.")
+        if not isinstance(getDescription, bool | dict):
+            config_error("Git: getDescription must be a boolean or a dict.")
+        if config is not None and not isinstance(config, dict):
+            config_error("Git: config must be a dict.")
+        # per build
+        self.revision: str | None = None
+        self._reset_git_state()
+
+    # -- the step ------------------------------------------------------------------------------
+
+    async def run_vc(self, branch: Any, revision: str | None, patch: Patch | None) -> int:
+        self.repourl = scp_style_to_url_syntax(str(self.repourl), self.port)
+        self.branch = branch or "HEAD"
+        self.revision = revision
+        self.method = self._getMethod()
+        await self.addLogForRemoteCommands("stdio")
+        auth_dir = self._auth_data_path()
+        self._auth_dir_made = False
+        try:
+            if not await self.checkFeatureSupport():
+                raise RuntimeError("git is not installed on worker")
+            if await self.sourcedirIsPatched():
+                await self._git(["clean", "-f", "-f", "-d", "-x"])
+            await self._write_auth_files(auth_dir)
+            if self.mode == "full":
+                await self.mode_full()
+            elif self.mode == "incremental":
+                await self.mode_incremental()
+            else:
+                raise ValueError(f"Git: mode must be {' or '.join(_MODES)}, not {self.mode!r}")
+            if patch:
+                await self.patch(patch)
+            await self.parseGotRevision()
+            await self.parseCommitDescription()
+        except BaseException:
+            self._auth_options, self._auth_env = [], {}
+            if self._auth_dir_made:
+                # the step's own failure is the one to report
+                with contextlib.suppress(Exception):
+                    await self._remove_auth_files(auth_dir)
+            raise
+        self._auth_options, self._auth_env = [], {}
+        if self._auth_dir_made:
+            await self._remove_auth_files(auth_dir)
+        return 0
 
     def _getMethod(self) -> str | None:
         if self.mode == "incremental":
@@ -632,66 +729,3 @@ class Git(Source):
             if self.mode == "full" and self.method == "fresh":
                 clean += " -x"
             await self._git(["submodule", "foreach", "--recursive", clean])
-
-    # -- running git ---------------------------------------------------------------------------
-
-    async def checkFeatureSupport(self) -> bool:
-        """Run ``git --version`` (a missing git fails the step); False if git's answer is not
-        one."""
-        cmd = await self._git(["--version"], collectStdout=True)
-        version = _version(cmd.stdout)
-        self._git_version = version or ()
-        return version is not None
-
-    def _supports(self, *version: int) -> bool:
-        return self._git_version >= version
-
-    async def _git(
-        self,
-        command: list[str],
-        abandonOnFailure: bool = True,
-        collectStdout: bool = False,
-        initialStdin: str | None = None,
-    ) -> RemoteShellCommand:
-        """Run ``git <command>`` in the work directory, its output in the stdio log; a failure
-        fails the step when ``abandonOnFailure``."""
-        full = ["git"]
-        for key, value in (self.config or {}).items():
-            full += ["-c", f"{key}={value}"]
-        full += self._auth_options
-        full += [str(word) for word in command]
-        # let git remove its lock files before it is killed, when the worker can
-        sigterm: float | None = None
-        signal: str | None = None
-        if not self.workerVersionIsOlderThan("shell", "2.16"):
-            sigterm = 1
-        elif not self.workerVersionIsOlderThan("shell", "2.15"):
-            signal = "TERM"
-        cmd = RemoteShellCommand(
-            self.workdir,
-            full,
-            env={**(dict(self.env) if self.env else {}), **self._auth_env},
-            logEnviron=self.logEnviron,
-            timeout=self.timeout,
-            sigtermTime=sigterm,
-            interruptSignal=signal,
-            collectStdout=collectStdout,
-            initialStdin=initialStdin,
-        )
-        if self.rc_log is not None:
-            cmd.useLog(self.rc_log, False, "stdio")
-        await self.runCommand(cmd)
-        if abandonOnFailure and cmd.didFail():
-            raise BuildStepFailed(f"git {command[0] if command else ''} failed")
-        return cmd
-
-    async def _dovccmd(
-        self,
-        command: list[str],
-        abandonOnFailure: bool = True,
-        collectStdout: bool = False,
-        initialStdin: str | None = None,
-    ) -> Any:
-        """Buildbot's name, for subclasses: the output with ``collectStdout``, else the rc."""
-        cmd = await self._git(command, abandonOnFailure, collectStdout, initialStdin)
-        return cmd.stdout if collectStdout else cmd.rc
