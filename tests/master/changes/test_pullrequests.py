@@ -411,3 +411,26 @@ async def test_poll_at_launch_then_every_interval(
                 await asyncio.sleep(0.05)
     finally:
         await poller.stop()
+
+
+async def test_a_category_callable_that_raises_skips_only_that_pull_request(
+    ctx: ChangeSourceContext, database: Database, forge: FakeForges
+) -> None:
+    forge.add(FakePull(1, "One", "x", "one"))
+    forge.add(FakePull(2, "Two", "x", "two"))
+    broken = {"two"}
+
+    def category(change: dict[str, Any]) -> str:
+        if change["branch"] in broken:
+            raise ValueError("no category for you")
+        return "fine"
+
+    poller = github(ctx, forge, category=category)
+    with structlog.testing.capture_logs() as logs:
+        await poller.poll()
+    assert [(c.branch, c.category) for c in await changes(database)] == [("one", "fine")]
+    [failure] = [e for e in logs if e["event"] == "pullrequest_failed"]
+    assert failure["number"] == 2
+    broken.clear()
+    await poller.poll()
+    assert [c.branch for c in await changes(database)] == ["one", "two"]

@@ -454,9 +454,16 @@ class PullRequestPollerService(ChangeSource):
         return value if isinstance(value, str) else None
 
     async def _record(self, number: int, revision: str, change: dict[str, Any]) -> None:
-        """Write the change, then the head it covers."""
-        await self.ctx.updates.add_change(**change_arguments(change))
+        """Write the change, then the head it covers. A change that cannot be made (a
+        ``category`` callable that raises, ...) is logged; the next poll tries again."""
+        try:
+            arguments = change_arguments(change)
+        except Exception:
+            self.log.exception("pullrequest_failed", number=number)
+            return
+        await self.ctx.updates.add_change(**arguments)
         await self.ctx.updates.set_state(await self._state_id(), f"pull_request{number}", revision)
+        self.log.info("pullrequest_change", number=number, revision=revision)
 
     @staticmethod
     def _is_new(reported: str | None, revision: str) -> bool:
@@ -525,7 +532,6 @@ class GitHubPollerService(PullRequestPollerService):
                 self.log.warning("pullrequest_failed", number=number, error=str(exc))
                 continue
             await self._record(number, revision, change)
-            self.log.info("pullrequest_change", number=number, revision=revision)
 
     async def _change(self, base: str, number: int, revision: str) -> dict[str, Any]:
         config = self.config
@@ -623,7 +629,6 @@ class BitbucketPollerService(PullRequestPollerService):
                 continue
             revision, change = found
             await self._record(number, revision, change)
-            self.log.info("pullrequest_change", number=number, revision=revision)
 
     async def _change(
         self, pull: Mapping[str, Any], number: int, branch: str
