@@ -7,7 +7,8 @@ size ``page_size``), ``/pulls/{n}``, ``/pulls/{n}/commits`` and ``/pulls/{n}/fil
 ``/2.0/repositories/{owner}/{slug}/pullrequests`` (paged with ``next``), the pull request, the
 commit, its diff and the repository, each reached through the ``links`` the answers carry. It
 records every request (method, path with query, Authorization header) and answers the next
-requests from ``queued`` (status, body, headers) when a test queues trouble.
+requests from ``queued`` (status, body, headers; status ``DROP``: no answer, the connection
+closed) when a test queues trouble.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from aiohttp import web
 from buildyard.testing.postgres import free_port
 
 OWNER, REPO = "octo", "lamp"
+# a status to queue for "no answer": the server closes the connection
+DROP = -1
 
 
 @dataclasses.dataclass
@@ -264,6 +267,10 @@ def fake_forges() -> Iterator[FakeForges]:
             trouble = fake.queued.pop(0) if fake.queued else None
         if trouble is not None:
             status, text, headers = trouble
+            if status == DROP:  # no answer at all: the connection closes
+                assert request.transport is not None
+                request.transport.close()
+                raise ConnectionResetError("dropped by the fake")
             return web.Response(status=status, text=text, headers=headers)
         status, data, headers = fake.answer(request.path, dict(request.query))
         if isinstance(data, str):

@@ -23,7 +23,14 @@ from buildyard.master.db.connector import Database
 from buildyard.master.model.changes import Change
 from buildyard.master.model.properties import Secret
 from buildyard.testing.postgres import free_port
-from tests.master.changes.fake_forges import OWNER, REPO, FakeForges, FakePull, fake_forges
+from tests.master.changes.fake_forges import (
+    DROP,
+    OWNER,
+    REPO,
+    FakeForges,
+    FakePull,
+    fake_forges,
+)
 
 _made: list[PullRequestPollerService] = []
 
@@ -206,6 +213,8 @@ async def test_github_token_from_a_secret(
             "rate limited until 08:00:00 UTC (http 403)",
         ),
         ((401, '{"message": "Bad credentials"}', {}), "http 401"),
+        ((200, "", {}), "expected JSON, got ''"),
+        ((DROP, "", {}), "ServerDisconnectedError"),
     ],
 )
 async def test_github_bad_answers_are_logged_and_the_next_poll_reports(
@@ -217,7 +226,8 @@ async def test_github_bad_answers_are_logged_and_the_next_poll_reports(
 ) -> None:
     forge.add(FakePull(1, "T", "x", "t"))
     poller = github(ctx, forge)
-    forge.queued.append(trouble)
+    # (aiohttp asks again, once, when a connection closes without an answer)
+    forge.queued.extend([trouble] * (2 if trouble[0] == DROP else 1))
     with structlog.testing.capture_logs() as logs:
         await poller.poll()
     [failure] = [e for e in logs if e["event"] == "pullrequest_poll_failed"]
