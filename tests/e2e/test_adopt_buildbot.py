@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -36,9 +37,11 @@ from buildyard.testing.stock import buildbot_venv
 from buildyard.testing.workers import start_worker
 
 # the shared fixture waits for a Nightly's minute, then the next one: up to three minutes
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900), pytest.mark.xdist_group("adopt")]
 
-# One master.cfg for both masters; the Nightly's minutes come from nightly.json.
+# One master.cfg for both masters; the Nightly's minutes come from nightly.json, the ports,
+# repository and database from adopt.json (files, not the environment: both backends' moves
+# run at once, in threads of one test process).
 CONFIG = """\
 import json, os
 from buildbot.plugins import *
@@ -46,11 +49,13 @@ from buildbot.plugins import *
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, 'nightly.json')) as f:
     minutes = json.load(f)
+with open(os.path.join(here, 'adopt.json')) as f:
+    adopt = json.load(f)
 
 c = BuildmasterConfig = {}
 c['workers'] = [worker.Worker('w1', 'pw')]
-c['protocols'] = {'msgpack_experimental_v7': {'port': int(os.environ['ADOPT_WORKER_PORT'])}}
-c['change_source'] = [changes.GitPoller(repourl=os.environ['ADOPT_REPO'], branches=['main'],
+c['protocols'] = {'msgpack_experimental_v7': {'port': adopt['worker_port']}}
+c['change_source'] = [changes.GitPoller(repourl=adopt['repo'], branches=['main'],
                                         pollInterval=1, pollAtLaunch=True)]
 factory = util.BuildFactory([
     steps.ShellCommand(name='hello', command=['sh', '-c',
@@ -64,9 +69,9 @@ c['schedulers'] = [
                                      treeStableTimer=None, builderNames=['b']),
     schedulers.Nightly(name='nightly', builderNames=['b'], minute=minutes),
 ]
-c['www'] = {'port': 'tcp:%s:interface=127.0.0.1' % os.environ['ADOPT_WWW_PORT']}
-c['buildbotURL'] = 'http://127.0.0.1:%s/' % os.environ['ADOPT_WWW_PORT']
-c['db'] = {'db_url': os.environ['ADOPT_DB_URL']}
+c['www'] = {'port': 'tcp:%s:interface=127.0.0.1' % adopt['www_port']}
+c['buildbotURL'] = 'http://127.0.0.1:%s/' % adopt['www_port']
+c['db'] = {'db_url': adopt['db_url']}
 c['logCompressionMethod'] = 'bz2'
 c['buildbotNetUsageData'] = None
 """
@@ -220,6 +225,7 @@ class Moved:
     commit_during_move: str = ""
     nightly_served: float = 0.0
     nightly_missed: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)  # adopt.json
 
 
 def _wait(predicate: Callable[[], bool], what: str, logs: list[Path], timeout: float) -> None:
@@ -230,7 +236,7 @@ def _wait(predicate: Callable[[], bool], what: str, logs: list[Path], timeout: f
         raise AssertionError(f"timed out waiting for {what}\n{tails}")
 
 
-def _run_buildbot(m: Moved, env: dict[str, str], worker_port: int) -> None:
+def _run_buildbot(m: Moved, worker_port: int) -> None:
     """Buildbot's part: history with a poller's change and a Nightly firing, then stopped."""
     basedir, repo = m.basedir, m.root / "repo"
     bb = str(buildbot_venv() / "bin" / "buildbot")
@@ -239,9 +245,9 @@ def _run_buildbot(m: Moved, env: dict[str, str], worker_port: int) -> None:
         check=True,
         capture_output=True,
         timeout=300,
-        env=env,
     )
     (basedir / "master.cfg").write_text(CONFIG)
+    (basedir / "adopt.json").write_text(json.dumps(m.settings))
     with (basedir / "buildbot.tac").open("a") as tac:
         tac.write(TAC_LOOPBACK)
     # the Nightly fires at the first minute far enough away for Buildbot to start first, and
@@ -260,7 +266,6 @@ def _run_buildbot(m: Moved, env: dict[str, str], worker_port: int) -> None:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env=env,
         )
     worker = None
     try:
@@ -351,38 +356,69 @@ def _run_buildyard(m: Moved, worker_port: int) -> None:
             end_popen(worker)
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def moved(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Moved:
-    backend: str = request.param
-    root = tmp_path_factory.mktemp(f"adopt-{backend}")
-    if backend == "sqlite":
-        db_url = "sqlite:///state.sqlite"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        db_url = server.create_database("adopt")
+def _prepare(backend: str, root: Path, db_url: str) -> Moved:
     worker_port, www_port = free_port(), free_port()
     repo = root / "repo"
     repo.mkdir()
     _git(repo, "init", "-q", "-b", "main")
     first = _commit(repo, "first")
-    env = {
-        **os.environ,
-        "ADOPT_WORKER_PORT": str(worker_port),
-        "ADOPT_WWW_PORT": str(www_port),
-        "ADOPT_REPO": str(repo),
-        "ADOPT_DB_URL": db_url,
-    }
     m = Moved(backend, root, root / "master", db_url, f"http://127.0.0.1:{www_port}/api/v2", {})
+    m.settings = {
+        "worker_port": worker_port,
+        "www_port": www_port,
+        "repo": str(repo),
+        "db_url": db_url,
+    }
     m.commits_before.append(first)
-    saved = dict(os.environ)
-    os.environ.update(env)  # the buildyard processes read master.cfg's variables
-    try:
-        _run_buildbot(m, env, worker_port)
-        _run_buildyard(m, worker_port)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     return m
+
+
+def _move(m: Moved) -> None:
+    worker_port = int(m.settings["worker_port"])
+    _run_buildbot(m, worker_port)
+    _run_buildyard(m, worker_port)
+
+
+@pytest.fixture(scope="session")
+def moves(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Moved | BaseException]:
+    """Both backends' moves, run at once: most of each is waiting for a Nightly's minutes, so
+    the two together take the time of one (the tests are one xdist group, on one worker)."""
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    moves = {
+        "sqlite": _prepare(
+            "sqlite", tmp_path_factory.mktemp("adopt-sqlite"), "sqlite:///state.sqlite"
+        ),
+        "postgresql": _prepare(
+            "postgresql",
+            tmp_path_factory.mktemp("adopt-postgresql"),
+            server.create_database("adopt"),
+        ),
+    }
+    outcome: dict[str, Moved | BaseException] = {}
+
+    def run(backend: str) -> None:
+        try:
+            _move(moves[backend])
+            outcome[backend] = moves[backend]
+        except BaseException as exc:  # reported by each test of that backend
+            outcome[backend] = exc
+
+    threads = [threading.Thread(target=run, args=(b,), name=f"adopt-{b}") for b in moves]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcome
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def moved(request: pytest.FixtureRequest, moves: dict[str, Moved | BaseException]) -> Moved:
+    result = moves[request.param]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def test_upgrade_says_what_it_does_and_keeps_a_copy(moved: Moved) -> None:
