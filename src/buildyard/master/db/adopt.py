@@ -268,7 +268,9 @@ def _add_column(conn: sa.Connection, table_name: str, column: sa.Column[Any]) ->
     difference from our metadata that an adopted SQLite database keeps, see
     :data:`_KEPT_DEFAULTS`: every row that buildyard writes gives the value)."""
     preparer = conn.dialect.identifier_preparer
-    ddl = sa.schema.CreateColumn(sa.Column(column.name, column.type)).compile(dialect=conn.dialect)
+    ddl = str(
+        sa.schema.CreateColumn(sa.Column(column.name, column.type)).compile(dialect=conn.dialect)
+    )
     for fk in column.foreign_keys:
         target = fk.column
         ddl_fk = f" REFERENCES {preparer.quote(target.table.name)} ({preparer.quote(target.name)})"
