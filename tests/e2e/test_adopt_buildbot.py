@@ -18,8 +18,10 @@ for the one Buildbot served.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import threading
@@ -175,8 +177,17 @@ def _repair_interrupted_poll(m: Moved) -> None:
 
 
 def _get(base: str, path: str) -> Any:
-    with urllib.request.urlopen(f"{base}/{path}", timeout=60) as answer:
-        return json.loads(answer.read())
+    # Buildbot 4.3.0, loaded, has cut an answer short (IncompleteRead) while a build started:
+    # asked again, it answers in full
+    for attempt in range(3):
+        try:
+            with urllib.request.urlopen(f"{base}/{path}", timeout=60) as answer:
+                return json.loads(answer.read())
+        except http.client.IncompleteRead:
+            if attempt == 2:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def _items(base: str, path: str) -> list[dict[str, Any]]:
@@ -509,10 +520,17 @@ def test_rest_serves_the_history_as_buildbot_did(moved: Moved) -> None:
             assert mine == item, f"{collection} {item_id}"
     for logid, lines in before["contents"].items():
         assert after["contents"][logid] == lines, f"log {logid}"
-        raw = before["raw"][logid]
-        if moved.buildbot3 and raw and not raw.endswith("\n"):
-            raw += "\n"
-        assert after["raw"][logid] == raw, f"log {logid}"
+        raw, ours = before["raw"][logid], after["raw"][logid]
+        if moved.buildbot3:
+            # 4.x's raw download (and buildyard's) starts a command's log with the build's header
+            # and ends the last line: the same stored text, downloaded as 4.x does
+            if raw.startswith(("sh -c", "echo value")):
+                header = r"Builder: b\nBuild number: \d+\nWorker name: w1\n"
+                assert re.match(header, ours), ours[:80]
+                ours = ours.split("\n", 3)[3]
+            if raw and not raw.endswith("\n"):
+                raw += "\n"
+        assert ours == raw, f"log {logid}"
 
 
 def test_poller_turns_only_the_commit_made_during_the_move_into_a_change(moved: Moved) -> None:
