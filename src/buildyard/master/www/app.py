@@ -2,9 +2,9 @@
 
 ``port`` takes Buildbot's forms: an integer (all interfaces) or a strports string,
 ``tcp:PORT[:interface=ADDR]``, ``ssl:PORT:privateKey=FILE[:certKey=FILE]`` (HTTPS) or
-``unix:PATH[:mode=0660]`` (see :mod:`buildyard.common.ports`). Without ``c['www']`` no web server runs. Its connections are
-limited as :mod:`buildyard.common.connections` describes (``header_timeout``,
-``idle_timeout``, ``max_pending_connections``).
+``unix:PATH[:mode=0660]`` (see :mod:`buildyard.common.ports`). Without ``c['www']`` no web
+server runs. Its connections are limited as :mod:`buildyard.common.connections` describes
+(``header_timeout``, ``idle_timeout``, ``max_pending_connections``).
 
 The service owns its listening socket; each configuration is an application served on it. A
 reconfiguration (:class:`WebChange`) is prepared (application built, a new address bound),
