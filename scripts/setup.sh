@@ -8,6 +8,8 @@
 #   the stock buildbot-worker of the 3.x line (3.11.9, the newest) in its own venv, for the
 #     older-worker compatibility tests
 #     ($BUILDYARD_BUILDBOT_WORKER3_VENV, default ~/.cache/buildyard/buildbot-worker-3.11.9)
+#   the stock Buildbot 3.11.9 master in its own venv, whose databases upgrade-master adopts
+#     ($BUILDYARD_BUILDBOT3_VENV, default ~/.cache/buildyard/buildbot-3.11.9)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,3 +72,16 @@ if [ ! -f "$W3_VENV/.complete" ]; then
     touch "$W3_VENV/.complete"
 fi
 flock -u 8
+
+# the Buildbot master of the 3.x line, whose databases upgrade-master adopts (with PostgreSQL's
+# driver, for the adoption test on that backend)
+B3_VENV=${BUILDYARD_BUILDBOT3_VENV:-$HOME/.cache/buildyard/buildbot-3.11.9}
+exec 7>"$B3_VENV.lock"
+flock 7
+if [ ! -f "$B3_VENV/.complete" ]; then
+    rm -rf "$B3_VENV"
+    "$PYTHON" -m venv "$B3_VENV"
+    "$B3_VENV/bin/python" -m pip install -q buildbot==3.11.9 buildbot-www==3.11.9 'psycopg2-binary'
+    touch "$B3_VENV/.complete"
+fi
+flock -u 7

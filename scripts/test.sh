@@ -27,4 +27,5 @@ echo "== ruff"; .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 echo "== mypy"; .venv/bin/mypy
 echo "== import layers"; .venv/bin/lint-imports
-echo "== pytest"; .venv/bin/pytest -n "${BUILDYARD_TEST_WORKERS:-auto}" "$@"
+# loadgroup: the tests that share an expensive fixture (xdist_group marks) run on one worker
+echo "== pytest"; .venv/bin/pytest -n "${BUILDYARD_TEST_WORKERS:-auto}" --dist loadgroup "$@"

@@ -29,7 +29,8 @@ from buildyard.testing.stock import buildbot_venv
 from tests.master.changes.hooks import payloads as p
 from tests.master.changes.hooks.fake_github import FakeGitHub, fake_github
 
-pytestmark = pytest.mark.e2e
+# one stock Buildbot and one buildyard master for the whole module: its tests share one worker
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("buildbot-hooks")]
 
 GITHUB_SECRET = "twin-secret"
 GITLAB_TOKEN = "gl-token"

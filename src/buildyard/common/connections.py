@@ -38,6 +38,7 @@ import logging
 import math
 import resource
 import socket
+import ssl
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -331,8 +332,12 @@ class GuardedSite(web.BaseSite):
         host: str | None = None,
         port: int = 0,
         sock: socket.socket | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        backlog: int | None = None,
     ) -> None:
-        super().__init__(runner)
+        super().__init__(
+            runner, ssl_context=ssl_context, **({} if backlog is None else {"backlog": backlog})
+        )
         self._host = host
         self._port = port
         self._sock = sock
@@ -340,10 +345,13 @@ class GuardedSite(web.BaseSite):
 
     @property
     def name(self) -> str:
+        scheme = "https" if self._ssl_context is not None else "http"
         if self._sock is not None:
-            host, port = self._sock.getsockname()[:2]
-            return f"http://{host}:{port}"
-        return f"http://{self._host or '0.0.0.0'}:{self._port}"
+            address = self._sock.getsockname()
+            if isinstance(address, str):  # a unix socket's path
+                return f"{scheme}://unix:{address}:"
+            return f"{scheme}://{address[0]}:{address[1]}"
+        return f"{scheme}://{self._host or '0.0.0.0'}:{self._port}"
 
     async def start(self) -> None:
         await super().start()
@@ -352,10 +360,12 @@ class GuardedSite(web.BaseSite):
         factory = self._guard.protocol_factory(server)
         loop = asyncio.get_running_loop()
         if self._sock is not None:
-            self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
+            self._server = await loop.create_server(
+                factory, sock=self._sock, backlog=self._backlog, ssl=self._ssl_context
+            )
         else:
             self._server = await loop.create_server(
-                factory, self._host, self._port, backlog=self._backlog
+                factory, self._host, self._port, backlog=self._backlog, ssl=self._ssl_context
             )
 
 

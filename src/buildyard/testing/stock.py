@@ -15,6 +15,8 @@ from pathlib import Path
 DEFAULT_VENV = Path.home() / ".cache" / "buildyard" / "buildbot-4.3.0"
 WORKER3_VERSION = "3.11.9"
 DEFAULT_WORKER3_VENV = Path.home() / ".cache" / "buildyard" / f"buildbot-worker-{WORKER3_VERSION}"
+BUILDBOT3_VERSION = "3.11.9"
+DEFAULT_BUILDBOT3_VENV = Path.home() / ".cache" / "buildyard" / f"buildbot-{BUILDBOT3_VERSION}"
 
 
 class StockBuildbotMissing(RuntimeError):
@@ -39,6 +41,17 @@ def worker3_venv() -> Path:
         raise StockBuildbotMissing(
             f"no buildbot-worker {WORKER3_VERSION} venv at {venv}; run ./scripts/setup.sh (or "
             "set BUILDYARD_BUILDBOT_WORKER3_VENV)"
+        )
+    return venv
+
+
+def buildbot3_venv() -> Path:
+    """The venv of a Buildbot master of the 3.x line, whose databases buildyard adopts."""
+    venv = Path(os.environ.get("BUILDYARD_BUILDBOT3_VENV") or DEFAULT_BUILDBOT3_VENV)
+    if not (venv / "bin" / "buildbot").exists():
+        raise StockBuildbotMissing(
+            f"no buildbot {BUILDBOT3_VERSION} venv at {venv}; run ./scripts/setup.sh (or set "
+            "BUILDYARD_BUILDBOT3_VENV)"
         )
     return venv
 

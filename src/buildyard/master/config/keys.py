@@ -331,7 +331,7 @@ def _www(reader: _Reader) -> Mapping[str, object]:
     port = www["port"]
     if port is not None:
         try:
-            parse_port(port)
+            parse_port(port, allow=("tcp", "ssl", "unix"))
         except ValueError as exc:
             reader.error("www", f"c['www']['port']: {exc}")
     try:

@@ -13,6 +13,7 @@ straddle its pieces), before it comes here.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,16 @@ from buildyard.master.mq.base import MessageQueue
 from buildyard.master.secrets.redaction import Redactor
 
 log = structlog.get_logger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BuilderInfo:
+    """What a builder's configuration says of it in the ``builders`` resource."""
+
+    description: str | None = None
+    description_format: str | None = None
+    description_html: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 class Updates(PipelineUpdates):
@@ -326,6 +337,39 @@ class Updates(PipelineUpdates):
                 {"builderid": builderid, "masterid": masterid, "name": names[builderid]},
             )
         return ids
+
+    async def update_builder_infos(self, infos: Mapping[int, BuilderInfo]) -> list[int]:
+        """Give each builder (by id) its configured description and tags, as Buildbot's
+        reconfig does; only the builders whose stored info differs are written, so a start or
+        reconfig that changes none writes nothing. Returns the ids written."""
+        if not infos:
+            return []
+        stored = {
+            b.id: BuilderInfo(
+                description=b.description,
+                description_format=b.description_format,
+                description_html=b.description_html,
+                tags=tuple(sorted(b.tags)),
+            )
+            for b in await self._db.builders.get_builders()
+            if b.id in infos
+        }
+        changed = [
+            builderid
+            for builderid, info in infos.items()
+            if stored.get(builderid) != dataclasses.replace(info, tags=tuple(sorted(info.tags)))
+        ]
+        for builderid in changed:
+            info = infos[builderid]
+            await self._db.builders.update_builder_info(
+                builderid,
+                description=info.description,
+                description_format=info.description_format,
+                description_html=info.description_html,
+                projectid=None,
+                tags=info.tags,
+            )
+        return changed
 
     # -- what a configuration creates -----------------------------------------------------------
 

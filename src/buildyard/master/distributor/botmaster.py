@@ -2,7 +2,11 @@
 
 On every (re)configuration the builders named in the config become exactly this master's
 builders in the database (``builder_masters``), with ``builders/{id}/started`` and ``stopped``
-events for the ones added and removed; builders whose configuration did not change keep running.
+events for the ones added and removed, and each builder's description and tags as the
+``builders`` resource serves them; builders whose configuration did not change keep running.
+A ``description_format="markdown"`` description is rendered to ``description_html`` with the
+``markdown`` package, as Buildbot does (without it, the master warns once per builder and serves
+no HTML).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 import structlog
 
 from buildyard.common.service import ConfiguredService, ReconfigResult, ServiceManager
-from buildyard.master.data.updates import Updates
+from buildyard.master.data.updates import BuilderInfo, Updates
 from buildyard.master.db.connector import Database
 from buildyard.master.distributor.distributor import BuildRequestDistributor
 from buildyard.master.mq.base import MessageQueue
@@ -69,6 +73,9 @@ class BotMaster(ServiceManager[Any]):
         )
         for name, builder in self.builders.items():
             builder.builderid = ids[name]
+        written = await self._updates.update_builder_infos({ids[c.name]: _info(c) for c in configs})
+        if written:
+            log.debug("builder_infos_written", builderids=written)
         self.brd.configure(
             {name: (ids[name], b.config) for name, b in self.builders.items()}, master_config
         )
@@ -80,3 +87,32 @@ class BotMaster(ServiceManager[Any]):
             unchanged=list(result.unchanged),
         )
         return result
+
+
+_MARKDOWN_WARNED: set[str] = set()
+
+
+def _info(config: Any) -> BuilderInfo:
+    description = getattr(config, "description", None)
+    fmt = getattr(config, "description_format", None)
+    html = None
+    if description is not None and fmt == "markdown":
+        try:
+            import markdown  # type: ignore[import-untyped, unused-ignore]
+        except ImportError:
+            if config.name not in _MARKDOWN_WARNED:
+                _MARKDOWN_WARNED.add(config.name)
+                log.warning(
+                    "builder_description_not_rendered",
+                    builder=config.name,
+                    reason="description_format='markdown' needs the markdown package "
+                    "(pip install markdown)",
+                )
+        else:
+            html = str(markdown.markdown(description))
+    return BuilderInfo(
+        description=description,
+        description_format=fmt,
+        description_html=html,
+        tags=tuple(getattr(config, "tags", ()) or ()),
+    )

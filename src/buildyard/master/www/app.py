@@ -1,9 +1,10 @@
 """The www service (``master.www``): an aiohttp server on ``c['www']['port']``.
 
-``port`` takes Buildbot's forms: an integer (all interfaces) or a strports string
-``tcp:PORT[:interface=ADDR]``. Without ``c['www']`` no web server runs. Its connections are
-limited as :mod:`buildyard.common.connections` describes (``header_timeout``,
-``idle_timeout``, ``max_pending_connections``).
+``port`` takes Buildbot's forms: an integer (all interfaces) or a strports string,
+``tcp:PORT[:interface=ADDR]``, ``ssl:PORT:privateKey=FILE[:certKey=FILE]`` (HTTPS) or
+``unix:PATH[:mode=0660]`` (see :mod:`buildyard.common.ports`). Without ``c['www']`` no web
+server runs. Its connections are limited as :mod:`buildyard.common.connections` describes
+(``header_timeout``, ``idle_timeout``, ``max_pending_connections``).
 
 The service owns its listening socket; each configuration is an application served on it. A
 reconfiguration (:class:`WebChange`) is prepared (application built, a new address bound),
@@ -36,6 +37,7 @@ import dataclasses
 import datetime
 import secrets
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -45,7 +47,7 @@ from aiohttp import web
 from buildyard.common import ui_assets
 from buildyard.common.clock import Clock, SystemClock
 from buildyard.common.connections import ConnectionGuard, GuardedSite, ServerLog, read_limits
-from buildyard.common.ports import Listen, bind, parse_port
+from buildyard.common.ports import Listen, bind, parse_port, remove_socket_file, tls_context
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.mq.base import MessageQueue
@@ -104,6 +106,16 @@ class Site:
     multi_master: bool = False
 
 
+#: the endpoints that c['www']['port'] takes (see buildyard.common.ports)
+WWW_ENDPOINTS = ("tcp", "ssl", "unix")
+
+
+def _address(listen: Listen) -> tuple[str | None, int, str | None]:
+    """Where ``listen`` listens, without how (TLS, backlog): a change of certificate keeps the
+    listening socket."""
+    return (listen.host, listen.port, listen.unix)
+
+
 class WebChange:
     """A prepared change of the web server (:meth:`WWWService.prepare`), in three steps.
 
@@ -125,16 +137,24 @@ class WebChange:
         guard: ConnectionGuard | None = None,
         sock: socket.socket | None = None,
         changed: bool = True,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._service = service
         self._listen, self._site, self._www = listen, site, www
         self._runner, self._guard, self._sock = runner, guard, sock
+        self._tls = tls
         self.changed = changed
 
     async def apply(self) -> None:
         if self._runner is not None and self._guard is not None and self._sock is not None:
             # a duplicate: the server closes its socket when it stops, ours stays for the next
-            await GuardedSite(self._runner, sock=self._sock.dup(), guard=self._guard).start()
+            await GuardedSite(
+                self._runner,
+                sock=self._sock.dup(),
+                guard=self._guard,
+                ssl_context=self._tls,
+                backlog=self._listen.backlog if self._listen is not None else None,
+            ).start()
 
     async def finish(self) -> None:
         svc = self._service
@@ -144,28 +164,37 @@ class WebChange:
         if not self.changed:
             svc._www = self._www
             return
-        old_runner, old_sock = svc._runner, svc._sock
+        old_runner, old_sock, old_listen = svc._runner, svc._sock, svc._listen
         svc._runner, svc._sock = self._runner, self._sock
         svc._listen, svc._site, svc._www = self._listen, self._site, self._www
         if old_runner is not None:
             await old_runner.cleanup()
         if old_sock is not None and old_sock is not self._sock:
             old_sock.close()
-        svc.port = int(self._sock.getsockname()[1]) if self._sock is not None else None
-        if self._listen is not None and self._sock is not None:
-            host = self._listen.host
-            log.info(
-                "www_listening",
-                host=host or "*",
-                port=svc.port,
-                url=f"http://{host or 'localhost'}:{svc.port}/",
-            )
+            if old_listen is not None:
+                remove_socket_file(old_listen)
+        listen, sock = self._listen, self._sock
+        svc.port = None
+        if listen is not None and sock is not None:
+            if listen.unix is not None:
+                log.info("www_listening", unix=listen.unix, url=f"unix:{listen.unix}")
+            else:
+                svc.port = int(sock.getsockname()[1])
+                host = listen.host
+                log.info(
+                    "www_listening",
+                    host=host or "*",
+                    port=svc.port,
+                    url=f"{listen.scheme}://{host or 'localhost'}:{svc.port}/",
+                )
 
     async def revert(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
         if self._sock is not None and self._sock is not self._service._sock:
             self._sock.close()
+            if self._listen is not None:
+                remove_socket_file(self._listen)
 
 
 class WWWService(Service):
@@ -220,7 +249,9 @@ class WWWService(Service):
         when it is taken). An unchanged address keeps its listening socket, so a new title,
         ``buildbotURL`` or ``c['www']`` setting is served without a restart. Nothing is
         served differently until the change is applied."""
-        listen = parse_port(www["port"]) if www.get("port") is not None else None
+        listen = (
+            parse_port(www["port"], allow=WWW_ENDPOINTS) if www.get("port") is not None else None
+        )
         if (
             listen == self._listen
             and site == self._site
@@ -229,14 +260,17 @@ class WWWService(Service):
             return WebChange(self, listen=listen, site=site, www=www, changed=False)
         if listen is None or not self.running:
             return WebChange(self, listen=listen, site=site, www=www)
+        # an unreadable certificate or key fails here, before anything changes
+        tls = tls_context(listen.tls) if listen.tls is not None else None
         runner, guard = await self._runner_for(www, site)
         try:
-            sock = self._sock if listen == self._listen and self._sock else bind(listen)
+            same = self._listen is not None and _address(listen) == _address(self._listen)
+            sock = self._sock if same and self._sock else bind(listen)
         except BaseException:
             await runner.cleanup()
             raise
         return WebChange(
-            self, listen=listen, site=site, www=www, runner=runner, guard=guard, sock=sock
+            self, listen=listen, site=site, www=www, runner=runner, guard=guard, sock=sock, tls=tls
         )
 
     async def _runner_for(
@@ -313,6 +347,8 @@ class WWWService(Service):
             await self._runner.cleanup()
         if self._sock is not None:
             self._sock.close()
+            if self._listen is not None:
+                remove_socket_file(self._listen)
         self._runner, self._sock, self._listen = None, None, None
         self._site, self._www = Site(), {}
         self.port = None
