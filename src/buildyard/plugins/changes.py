@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from buildyard.master.changes.gerrit import GerritChangeSource, GerritEventLogPoller
 from buildyard.master.changes.gitpoller import GitPoller
 from buildyard.master.changes.pb import PBChangeSource
 from buildyard.plugins._namespace import CHANGES, placeholders, unknown_name
 
-__all__ = ["GitPoller", "PBChangeSource"]
+__all__ = ["GerritChangeSource", "GerritEventLogPoller", "GitPoller", "PBChangeSource"]
 
 # Buildbot 4.3's names in this namespace.
 _NAMES = [

@@ -40,7 +40,7 @@ from buildyard.master.model.properties import (
     renderer,
 )
 from buildyard.master.reporters.details import URLForBuild
-from buildyard.master.schedulers.changefilter import ChangeFilter
+from buildyard.master.schedulers.changefilter import ChangeFilter, GerritChangeFilter
 from buildyard.master.schedulers.forceparams import (
     AnyPropertyParameter,
     BooleanParameter,
@@ -118,6 +118,7 @@ __all__ = [
     "FixedParameter",
     "FlattenList",
     "ForceBuildEndpointMatcher",
+    "GerritChangeFilter",
     "GitCredentialInputRenderer",
     "GitCredentialOptions",
     "HTPasswdAuth",
