@@ -482,6 +482,7 @@ class GerritChangeSourceService(_EventsService):
         self._lock = asyncio.Lock()
         self.connections = 0
         self.connected = asyncio.Event()
+        self._start_ts: float | None = None
 
     @property
     def git_base_url(self) -> str:
@@ -490,6 +491,9 @@ class GerritChangeSourceService(_EventsService):
         )
 
     async def activate(self) -> None:
+        # before any event was handled, catching up starts from when the source first ran
+        if self._start_ts is None:
+            self._start_ts = self.ctx.clock.now()
         _ = self.spawn(self._run(), name="stream")
 
     async def reconfigure(self, config: Any) -> None:
@@ -632,7 +636,11 @@ class GerritChangeSourceService(_EventsService):
 
     async def _catch_up(self, queue: asyncio.Queue[bytes]) -> None:
         assert self._events_log is not None
-        since = self.last_event_ts if self.last_event_ts is not None else time.time()
+        since = (
+            self.last_event_ts
+            if self.last_event_ts is not None
+            else (self._start_ts or self.ctx.clock.now())
+        )
         lines = await self._events_log.events_since(since)
         if lines is None:
             return
@@ -664,7 +672,11 @@ class GerritChangeSourceService(_EventsService):
     async def _log_has_newer(self) -> bool:
         """Whether the events-log has events the stream did not give (they are taken now)."""
         assert self._events_log is not None
-        since = self.last_event_ts if self.last_event_ts is not None else time.time()
+        since = (
+            self.last_event_ts
+            if self.last_event_ts is not None
+            else (self._start_ts or self.ctx.clock.now())
+        )
         lines = await self._events_log.events_since(since)
         newer = False
         for event in sorted(
@@ -835,7 +847,7 @@ class GerritEventLogPollerService(_EventsService):
                 self._events_log = _EventsLog(self.name, self.config.base_url, pair)
                 since = self.last_event_ts
                 if since is None:
-                    since = int(time.time()) - self.config.first_fetch_lookback * 86400
+                    since = int(self.ctx.clock.now()) - self.config.first_fetch_lookback * 86400
                 lines = await self._events_log.events_since(since)
                 events = [e for e in map(self.parse_line, lines or []) if e is not None]
                 for event in sorted(events, key=lambda e: e["eventCreatedOn"]):
