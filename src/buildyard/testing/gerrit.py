@@ -125,6 +125,18 @@ class GerritSshd:
         path = self.root / "connections"
         return len(path.read_text().splitlines()) if path.exists() else 0
 
+    def streams_running(self) -> int:
+        """How many of this server's stream programs run (they end once their ssh client
+        is gone)."""
+        script = str(self.root / "gerrit.py").encode()
+        count = 0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if script in (entry / "cmdline").read_bytes():
+                        count += 1
+        return count
+
     def commands(self) -> list[str]:
         path = self.root / "commands"
         return path.read_text().splitlines() if path.exists() else []

@@ -22,6 +22,7 @@ from buildyard.master.changes.gerrit import (
     GerritChangeSourceService,
     event_hash,
 )
+from buildyard.master.changes.manager import ChangeManager
 from buildyard.master.db.connector import Database
 from buildyard.master.model.results import Results
 from buildyard.testing.clock import FakeClock
@@ -319,4 +320,40 @@ async def test_a_reconnection_catches_up_through_the_events_log(
     assert await ctx.updates.get_state(objectid, "last_event_ts") == 1_700_000_301
     assert await ctx.updates.get_state(objectid, "last_event_hashes") == [
         event_hash(ev.ref_updated(1_700_000_301, "refs/heads/dev"))
+    ]
+
+
+async def test_the_change_manager_runs_it_and_a_reconfig_reconnects(
+    gerrit: GerritSshd, ctx: ChangeSourceContext, database: Database
+) -> None:
+    manager = ChangeManager(ctx)
+    config = GerritChangeSource(**_source_args(gerrit))
+    await manager.start()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            assert (await manager.apply({config.name: config})).added == (config.name,)
+            await eventually(lambda: gerrit.connections() == 1, within=60)
+            service = manager.child(config.name)
+            assert isinstance(service, GerritChangeSourceService)
+            assert service.describe() == (
+                f"GerritChangeSource watching the remote Gerrit repository {gerrit.user}@127.0.0.1"
+            )
+            # new settings (the same name): the stream restarts at once with them
+            again = GerritChangeSource(**_source_args(gerrit, handled_events=["ref-updated"]))
+            assert (await manager.apply({again.name: again})).updated == (config.name,)
+            await eventually(lambda: gerrit.connections() == 2, within=60)
+            gerrit.send(ev.patchset_created(1_700_000_700), ev.ref_updated(1_700_000_701))
+
+            async def one() -> bool:
+                return len(await database.changes.get_changes()) == 1
+
+            await eventually(one, within=60)
+    finally:
+        await manager.stop()
+    # ssh ended with the service: the stream program on the server saw the connection go
+    await eventually(lambda: gerrit.streams_running() == 0, within=30)
+    assert [c.category for c in await database.changes.get_changes()] == ["ref-updated"]
+    assert not [e for e in logs if e["event"] == "gerrit_stream_failed"]
+    assert [e["event"] for e in logs if e["event"] == "gerrit_stream_reconfigured"] == [
+        "gerrit_stream_reconfigured"
     ]

@@ -483,6 +483,8 @@ class GerritChangeSourceService(_EventsService):
         self.connections = 0
         self.connected = asyncio.Event()
         self._start_ts: float | None = None
+        # set by reconfigure: the stream ended to take new settings, not by failing
+        self._restart = False
 
     @property
     def git_base_url(self) -> str:
@@ -499,6 +501,7 @@ class GerritChangeSourceService(_EventsService):
     async def reconfigure(self, config: Any) -> None:
         """New settings apply from the next connection on: the stream restarts now."""
         self.config = config
+        self._restart = True
         await self._kill()
 
     async def _settings(self) -> None:
@@ -539,8 +542,12 @@ class GerritChangeSourceService(_EventsService):
                 await self.ctx.clock.sleep(STREAM_BACKOFF_MAX)
                 continue
             started = time.monotonic()
+            self._restart = False
             code = await self._stream_once()
             lasted = time.monotonic() - started
+            if self._restart:
+                log.info("gerrit_stream_reconfigured", changesource=self.name, reconnect="now")
+                continue
             if lasted >= STREAM_GOOD_CONNECTION_TIME:
                 log.warning(
                     "gerrit_stream_lost", changesource=self.name, exit_code=code, reconnect="now"
