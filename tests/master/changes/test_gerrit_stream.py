@@ -6,6 +6,7 @@ through the events-log plugin's HTTP API."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +25,7 @@ from buildyard.master.changes.gerrit import (
 )
 from buildyard.master.changes.manager import ChangeManager
 from buildyard.master.db.connector import Database
+from buildyard.master.model.properties import Secret
 from buildyard.master.model.results import Results
 from buildyard.testing.clock import FakeClock
 from buildyard.testing.gerrit import GerritSshd, gerrit_sshd, sshd_available
@@ -210,9 +212,11 @@ def _flat(event: dict[str, Any], base: str = "event") -> list[str]:
 async def service_factory(ctx: ChangeSourceContext) -> AsyncIterator[Any]:
     started: list[GerritChangeSourceService] = []
 
-    async def make(**kwargs: Any) -> GerritChangeSourceService:
+    async def make(
+        context: ChangeSourceContext | None = None, **kwargs: Any
+    ) -> GerritChangeSourceService:
         config = GerritChangeSource(**kwargs)
-        service = config.make_service(config.name, ctx)
+        service = config.make_service(config.name, context or ctx)
         await service.start()
         started.append(service)
         return service
@@ -354,6 +358,50 @@ async def test_the_change_manager_runs_it_and_a_reconfig_reconnects(
     await eventually(lambda: gerrit.streams_running() == 0, within=30)
     assert [c.category for c in await database.changes.get_changes()] == ["ref-updated"]
     assert not [e for e in logs if e["event"] == "gerrit_stream_failed"]
-    assert [e["event"] for e in logs if e["event"] == "gerrit_stream_reconfigured"] == [
-        "gerrit_stream_reconfigured"
+    assert [e["why"] for e in logs if e["event"] == "gerrit_stream_restarted"] == ["reconfigured"]
+
+
+async def test_a_silent_stream_is_checked_against_the_events_log(
+    gerrit: GerritSshd,
+    service_factory: Any,
+    ctx: ChangeSourceContext,
+    database: Database,
+) -> None:
+    events: list[dict[str, Any]] = []
+    seen: list[tuple[str, str, str | None]] = []
+    runner, port = await _events_log(events, seen)
+    secrets = {"gerrit_http": "pw"}
+
+    async def secret(name: str) -> str | None:
+        return secrets.get(name)
+
+    try:
+        with structlog.testing.capture_logs() as logs:
+            service = await service_factory(
+                dataclasses.replace(ctx, secret=secret),
+                **_source_args(
+                    gerrit,
+                    http_url=f"http://127.0.0.1:{port}/",
+                    http_auth=("ci", Secret("gerrit_http")),
+                    http_poll_interval=1,
+                ),
+            )
+            await eventually(lambda: gerrit.connections() == 1 and len(seen) >= 1, within=60)
+            # an event reaches the log but not the stream (as when the stream broke silently)
+            events.append(ev.ref_updated(int(ctx.clock.now()) + 5))
+
+            async def one() -> bool:
+                return len(await database.changes.get_changes()) == 1
+
+            await eventually(one, within=60)
+            # the stream is restarted
+            await eventually(lambda: gerrit.connections() == 2, within=60)
+    finally:
+        await runner.cleanup()
+    assert [e["changesource"] for e in logs if e["event"] == "gerrit_stream_stale"] == [
+        service.name
     ]
+    assert [e["why"] for e in logs if e["event"] == "gerrit_stream_restarted"] == ["stale"]
+    assert not [e for e in logs if e["event"] == "gerrit_stream_failed"]
+    assert {auth for _, _, auth in seen} == {"Basic " + base64.b64encode(b"ci:pw").decode()}
+    assert (await database.changes.get_changes())[0].category == "ref-updated"

@@ -483,8 +483,8 @@ class GerritChangeSourceService(_EventsService):
         self.connections = 0
         self.connected = asyncio.Event()
         self._start_ts: float | None = None
-        # set by reconfigure: the stream ended to take new settings, not by failing
-        self._restart = False
+        # why the stream was ended on purpose ("reconfigured", "stale"): it reconnects at once
+        self._restart: str | None = None
 
     @property
     def git_base_url(self) -> str:
@@ -501,7 +501,7 @@ class GerritChangeSourceService(_EventsService):
     async def reconfigure(self, config: Any) -> None:
         """New settings apply from the next connection on: the stream restarts now."""
         self.config = config
-        self._restart = True
+        self._restart = "reconfigured"
         await self._kill()
 
     async def _settings(self) -> None:
@@ -542,11 +542,12 @@ class GerritChangeSourceService(_EventsService):
                 await self.ctx.clock.sleep(STREAM_BACKOFF_MAX)
                 continue
             started = time.monotonic()
-            self._restart = False
+            self._take_restart()
             code = await self._stream_once()
             lasted = time.monotonic() - started
-            if self._restart:
-                log.info("gerrit_stream_reconfigured", changesource=self.name, reconnect="now")
+            if (why := self._take_restart()) is not None:
+                # ended on purpose (new settings, or a stream found stale): no waiting
+                log.info("gerrit_stream_restarted", changesource=self.name, why=why)
                 continue
             if lasted >= STREAM_GOOD_CONNECTION_TIME:
                 log.warning(
@@ -563,6 +564,11 @@ class GerritChangeSourceService(_EventsService):
             )
             await self.ctx.clock.sleep(backoff)
             backoff = min(backoff * STREAM_BACKOFF_EXPONENT, STREAM_BACKOFF_MAX)
+
+    def _take_restart(self) -> str | None:
+        """Why the stream was ended on purpose, if it was; forgotten once asked."""
+        why, self._restart = self._restart, None
+        return why
 
     async def _stream_once(self) -> int | None:
         """One ``gerrit stream-events``: until ssh ends; its exit code."""
@@ -631,7 +637,9 @@ class GerritChangeSourceService(_EventsService):
             except TimeoutError:
                 # a silent stream may be a broken one: the log tells
                 if await self._log_has_newer():
-                    log.warning("gerrit_stream_stale", changesource=self.name, reconnect="now")
+                    log.warning("gerrit_stream_stale", changesource=self.name)
+                    self._restart = "stale"
+                    await self._kill()
                     return
                 continue
             if not line:
