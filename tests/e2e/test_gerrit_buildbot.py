@@ -9,17 +9,22 @@ Where buildyard differs on purpose, the test says why.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import pytest
+from aiohttp import web
 
 from buildyard.testing.gerrit import GerritSshd, gerrit_sshd, sshd_available
-from buildyard.testing.processes import end_popen, wait_for
+from buildyard.testing.postgres import free_port
+from buildyard.testing.processes import end_popen, eventually, wait_for
 from tests.e2e.test_change_hooks_buildbot import Master, _comparable, _start
 from tests.master.changes import gerrit_events as ev
 
@@ -185,3 +190,89 @@ def test_a_patch_set_the_query_does_not_list(twins: tuple[GerritSshd, Master, Ma
         ("ref-updated", "x", ["unknown"]),
     ]
     assert "gerrit query 12345 --format JSON --files --patch-sets" in gerrit.commands()
+
+
+POLLER_CONFIG = """\
+from buildbot.plugins import *
+
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker('w1', 'pw')]
+c['protocols'] = {{'msgpack_experimental_v7': {{'port': {worker_port}}}}}
+c['builders'] = [
+    util.BuilderConfig(name='b', workernames=['w1'],
+                       factory=util.BuildFactory([steps.ShellCommand(command=['true'])])),
+]
+c['schedulers'] = [schedulers.AnyBranchScheduler(name='all', builderNames=['b'])]
+c['change_source'] = [changes.GerritEventLogPoller(
+    BASE_URL, auth=('ci', 'pw'), pollInterval=3600, gitBaseURL='ssh://gerrit.example.org:29418',
+    handled_events=['patchset-created', 'ref-updated', 'change-merged'], get_files=True)]
+c['www'] = {{'port': 'tcp:{www_port}:interface=127.0.0.1'}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+c['buildbotNetUsageData'] = None
+"""
+
+
+async def test_event_log_poller_side_by_side(tmp_path: Path) -> None:
+    """Both masters' GerritEventLogPoller poll one server shaped like the events-log plugin
+    (and the REST API's files endpoint) at start. Stock Buildbot 4.3.0's poller fails every
+    poll before asking anything (its Poller calls ``do_poll`` with an argument it does not take:
+    a TypeError in its log) and records no change; buildyard's records the handled events."""
+    now = int(time.time())
+    events = [
+        ev.patchset_created(now - 300),
+        ev.ref_updated(now - 200),
+        ev.change_merged(now - 100),
+        ev.comment_added(now - 50),  # not handled
+    ]
+    asked: list[tuple[str, str | None]] = []
+
+    async def events_log(request: web.Request) -> web.Response:
+        asked.append((request.path_qs, request.headers.get("Authorization")))
+        return web.Response(text="".join(json.dumps(e) + "\n" for e in events))
+
+    async def files(request: web.Request) -> web.Response:
+        asked.append((request.path_qs, request.headers.get("Authorization")))
+        return web.Response(text=")]}'\n" + json.dumps({"/COMMIT_MSG": {}, "src/frob.c": {}}))
+
+    app = web.Application()
+    app.router.add_get("/plugins/events-log/events/", events_log)
+    app.router.add_get("/changes/{change}/revisions/{patchset}/files/", files)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    config = POLLER_CONFIG.replace("BASE_URL", repr(f"http://127.0.0.1:{port}"))
+    masters: list[Master] = []
+    try:
+        for kind in ("buildbot", "buildyard"):
+            masters.append(await asyncio.to_thread(_start, kind, tmp_path / kind, config))
+
+        buildbot, buildyard = masters
+
+        def done() -> bool:
+            broken = "GerritHttpEventLogPollerConnector.do_poll() takes 1 positional argument"
+            return len(buildyard.changes()) >= 3 and broken in buildbot.log.read_text()
+
+        async def recorded() -> bool:
+            return await asyncio.to_thread(done)
+
+        await eventually(recorded, within=120, interval=0.5)
+        theirs = await asyncio.to_thread(buildbot.changes)
+        ours = sorted(await asyncio.to_thread(buildyard.changes), key=_order)
+    finally:
+        for master in masters:
+            await asyncio.to_thread(end_popen, master.proc)
+        await runner.cleanup()
+    assert theirs == []
+    assert [(c["category"], c["branch"]) for c in ours] == [
+        ("change-merged", "main"),
+        ("patchset-created", "refs/changes/45/12345/2"),
+        ("ref-updated", "main"),
+    ]
+    assert ours[1]["files"] == ["/COMMIT_MSG", "src/frob.c"]
+    assert ours[1]["repository"] == "ssh://gerrit.example.org:29418/octo/hello"
+    assert ours[1]["properties"]["event.source"] == ["GerritEventLogPoller", "Change"]
+    basic = "Basic " + base64.b64encode(b"ci:pw").decode()
+    assert {auth for _, auth in asked} == {basic}
+    polls = [path for path, _ in asked if path.startswith("/plugins/")]
+    assert len(polls) == 1  # buildyard's, at start (pollAtLaunch); Buildbot's never came
