@@ -405,3 +405,24 @@ async def test_a_silent_stream_is_checked_against_the_events_log(
     assert not [e for e in logs if e["event"] == "gerrit_stream_failed"]
     assert {auth for _, _, auth in seen} == {"Basic " + base64.b64encode(b"ci:pw").decode()}
     assert (await database.changes.get_changes())[0].category == "ref-updated"
+
+
+async def test_an_overlong_line_is_dropped_and_the_stream_goes_on(
+    gerrit: GerritSshd,
+    service_factory: Any,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(GerritChangeSourceService, "line_limit", 4096)
+    with structlog.testing.capture_logs() as logs:
+        service = await service_factory(**_source_args(gerrit))
+        await eventually(lambda: gerrit.connections() == 1, within=60)
+        gerrit.send('{"type": "' + "x" * 20_000 + '"}', ev.ref_updated(1_700_000_800))
+
+        async def one() -> bool:
+            return len(await database.changes.get_changes()) == 1
+
+        await eventually(one, within=60)
+    [too_long] = [e for e in logs if e["event"] == "gerrit_line_too_long"]
+    assert (too_long["changesource"], too_long["stream"]) == (service.name, "stdout")
+    assert gerrit.connections() == 1  # the same connection

@@ -470,6 +470,8 @@ class GerritChangeSourceService(_EventsService):
 
     config: GerritChangeSource
     state_class = "GerritChangeSource"
+    #: the longest line read from ssh; a longer one is dropped (logged) and reading goes on
+    line_limit = 16 * 1024 * 1024
 
     def __init__(self, name: str, config: GerritChangeSource, ctx: ChangeSourceContext) -> None:
         super().__init__(name, config, ctx)
@@ -582,7 +584,7 @@ class GerritChangeSourceService(_EventsService):
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                limit=16 * 1024 * 1024,
+                limit=self.line_limit,
             )
         except OSError as exc:
             self._lines.append(f"cannot run ssh: {exc}")
@@ -613,20 +615,37 @@ class GerritChangeSourceService(_EventsService):
             await asyncio.gather(reader, errors, return_exceptions=True)
             self._process = None
 
+    async def _readline(self, stream: asyncio.StreamReader, what: str) -> bytes | None:
+        """The next line; b"" at the end; None for a line over :attr:`line_limit` (dropped
+        by the reader, logged here)."""
+        try:
+            return await stream.readline()
+        except ValueError:
+            log.warning(
+                "gerrit_line_too_long", changesource=self.name, stream=what, limit=self.line_limit
+            )
+            return None
+
     async def _stdout(self, stream: asyncio.StreamReader, queue: asyncio.Queue[bytes]) -> None:
-        while line := await stream.readline():
-            if self.config.debug:
-                log.info("gerrit_stream_stdout", changesource=self.name, line=line[:500])
-            self._lines.append(line.decode(errors="replace").rstrip("\n"))
-            queue.put_nowait(line)
-        queue.put_nowait(b"")  # the end
+        try:
+            while (line := await self._readline(stream, "stdout")) != b"":
+                if line is None:
+                    continue
+                if self.config.debug:
+                    log.info("gerrit_stream_stdout", changesource=self.name, line=line[:500])
+                self._lines.append(line.decode(errors="replace").rstrip("\n")[:1000])
+                queue.put_nowait(line)
+        finally:
+            queue.put_nowait(b"")  # the end
 
     async def _stderr(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
+        while (line := await self._readline(stream, "stderr")) != b"":
+            if line is None:
+                continue
             text = line.decode(errors="replace").rstrip("\n")
             if self.config.debug:
                 log.info("gerrit_stream_stderr", changesource=self.name, line=text)
-            self._lines.append(text)
+            self._lines.append(text[:1000])
 
     async def _take_stream(self, queue: asyncio.Queue[bytes], reader: asyncio.Task[None]) -> None:
         silence = float(self.config.http_poll_interval)
