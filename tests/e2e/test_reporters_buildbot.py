@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -350,3 +351,60 @@ async def test_mail_notifier_sends_what_buildbot_sends(tmp_path: Path) -> None:
         assert "Hello CI" in subject and "ok" in subject
         assert "http://ci.example/#/builders/1/builds/1" in message.get_content()
     assert "success" in str(ours["Subject"])
+
+
+GERRIT_VERIFY_CONFIG = (
+    CONFIG[: CONFIG.index("c['builders']")]
+    + """\
+c['builders'] = [util.BuilderConfig(
+    name='ok', workernames=['w1'],
+    properties={'event.change.number': 12345, 'event.patchSet.number': 2},
+    factory=util.BuildFactory([steps.ShellCommand(command=['true'])]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['ok'])]
+c['www'] = {'port': 'tcp:%s:interface=127.0.0.1' % os.environ['T_WWW_PORT']}
+c['db'] = {'db_url': 'sqlite:///state.sqlite'}
+c['buildbotURL'] = 'http://ci.example/'
+c['buildbotNetUsageData'] = None
+c['services'] = [
+    reporters.GerritVerifyStatusPush(os.environ['T_RECORDER'], auth=('ci', 'pw'),
+                                     abstain=True, category='gate'),
+]
+"""
+)
+
+
+async def _verifications(kind: str, root: Path) -> list[Request]:
+    async with (
+        recording_server() as recorder,
+        _master(kind, root, {"T_RECORDER": recorder.url}, GERRIT_VERIFY_CONFIG) as api,
+    ):
+        await _force(api)
+        return await recorder.wait_for(2, within=240)
+
+
+async def test_gerrit_verify_status_push_sends_what_buildbot_sends(tmp_path: Path) -> None:
+    ours = await _verifications("buildyard", tmp_path)
+    theirs = await _verifications("buildbot", tmp_path)
+    assert len(ours) == len(theirs) == 2
+    path = "/a/changes/12345/revisions/2/verify-status~verifications"
+    for mine, stock in zip(ours, theirs, strict=True):
+        assert (mine.method, mine.path, _auth(mine)) == (stock.method, stock.path, _auth(stock))
+        assert mine.path == path
+        # the duration is each build's own: compared by its form only
+        assert {k: v for k, v in mine.body.items() if k != "duration"} == {
+            k: v for k, v in stock.body.items() if k != "duration"
+        }
+    assert [r.body["duration"] for r in ours[:1]] == [r.body["duration"] for r in theirs[:1]]
+    assert ours[0].body == {
+        "name": "ok",
+        "value": 0,
+        "abstain": True,
+        "comment": "Build started.",
+        "url": "http://ci.example/#/builders/1/builds/1",
+        "reporter": "buildbot",
+        "category": "gate",
+        "duration": "pending",
+    }
+    assert ours[1].body["value"] == 1
+    assert all(re.fullmatch(r"\d+m \d+s", r.body["duration"]) for r in (ours[1], theirs[1]))
+    assert ours[0].headers["Authorization"] == "Basic Y2k6cHc="  # ci:pw

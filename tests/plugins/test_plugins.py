@@ -73,7 +73,7 @@ def test_worst_status_follows_buildbot() -> None:
         (steps, "SVN", "steps"),
         (changes, "SVNPoller", "change sources"),
         (changes, "HgPoller", "change sources"),
-        (util, "GerritChangeFilter", "build configuration helpers"),
+        (util, "OldBuildCanceller", "build configuration helpers"),
         (util, "WorkerChoiceParameter", "build configuration helpers"),
         (worker, "DockerLatentWorker", "latent workers"),
         (worker, "LibVirtWorker", "latent workers"),

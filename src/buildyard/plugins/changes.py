@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from buildyard.master.changes.gerrit import GerritChangeSource, GerritEventLogPoller
 from buildyard.master.changes.gitpoller import GitPoller
 from buildyard.master.changes.pb import PBChangeSource
 from buildyard.master.changes.pullrequests import (
@@ -14,6 +15,8 @@ from buildyard.plugins._namespace import CHANGES, placeholders, unknown_name
 
 __all__ = [
     "BitbucketPullrequestPoller",
+    "GerritChangeSource",
+    "GerritEventLogPoller",
     "GitHubPullrequestPoller",
     "GitPoller",
     "PBChangeSource",

@@ -2,9 +2,9 @@
 
 Implemented: ``HttpStatusPush``, ``GitHubStatusPush``, ``GitHubCommentPush``,
 ``GitLabStatusPush``, ``BitbucketStatusPush``, the three Bitbucket Server reporters,
-``GerritStatusPush``, ``ZulipStatusPush``, ``PushoverNotifier``, ``PushjetNotifier``,
-``MailNotifier``, the report generators and the message formatters. The other reporters are
-stand-ins that say so.
+``GerritStatusPush``, ``GerritVerifyStatusPush``, ``ZulipStatusPush``, ``PushoverNotifier``,
+``PushjetNotifier``, ``MailNotifier``, the report generators and the message formatters. The
+other reporters are stand-ins that say so.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from buildyard.master.reporters.generators import (
     WorkerMissingGenerator,
 )
 from buildyard.master.reporters.gerrit import GerritStatusPush
+from buildyard.master.reporters.gerrit_verify_status import GerritVerifyStatusPush
 from buildyard.master.reporters.github import GitHubCommentPush, GitHubStatusPush
 from buildyard.master.reporters.gitlab import GitLabStatusPush
 from buildyard.master.reporters.http import HttpStatusPush
@@ -53,6 +54,7 @@ __all__ = [
     "BuildStartEndStatusGenerator",
     "BuildStatusGenerator",
     "GerritStatusPush",
+    "GerritVerifyStatusPush",
     "GitHubCommentPush",
     "GitHubStatusPush",
     "GitLabStatusPush",

@@ -19,6 +19,7 @@ from buildyard.master.steps.properties import SetProperties, SetProperty, SetPro
 from buildyard.master.steps.shell import ShellCommand, TreeSize
 from buildyard.master.steps.shellsequence import ShellSequence
 from buildyard.master.steps.source.forges import GitHub, GitLab
+from buildyard.master.steps.source.gerrit import Gerrit
 from buildyard.master.steps.source.git import Git
 from buildyard.master.steps.source.gitwrite import GitCommit, GitPush, GitTag
 from buildyard.master.steps.transfer import (
@@ -51,6 +52,7 @@ __all__ = [
     "FileDownload",
     "FileExists",
     "FileUpload",
+    "Gerrit",
     "Git",
     "GitCommit",
     "GitDiffInfo",

@@ -41,7 +41,7 @@ from buildyard.master.model.properties import (
 )
 from buildyard.master.model.revlinks import RevlinkMatch
 from buildyard.master.reporters.details import URLForBuild
-from buildyard.master.schedulers.changefilter import ChangeFilter
+from buildyard.master.schedulers.changefilter import ChangeFilter, GerritChangeFilter
 from buildyard.master.schedulers.forceparams import (
     AnyPropertyParameter,
     BooleanParameter,
@@ -119,6 +119,7 @@ __all__ = [
     "FixedParameter",
     "FlattenList",
     "ForceBuildEndpointMatcher",
+    "GerritChangeFilter",
     "GitCredentialInputRenderer",
     "GitCredentialOptions",
     "HTPasswdAuth",

@@ -219,16 +219,16 @@ def test_stand_in_raises_outside_a_load() -> None:
 def test_stand_in_is_reported_once_per_load_and_stays_inert() -> None:
     errors = ConfigErrors()
     with collecting_config_errors(errors):
-        first_line, lock = _line(), util.GerritChangeFilter("l")
+        first_line, lock = _line(), util.OldBuildCanceller("l")
         access = lock.access("exclusive")
         steps.SVN(repourl="a", locks=[access])
         steps.SVN(repourl="b")
         factory = BuildFactory()
         factory.addStep(steps.SVN(repourl="c"))
-        report_if_placeholder(util.GerritChangeFilter)  # handed over uncalled: already reported
+        report_if_placeholder(util.OldBuildCanceller)  # handed over uncalled: already reported
         report_if_placeholder(util.enforceChosenWorker)
     assert [e.message for e in errors.errors] == [
-        "util.GerritChangeFilter is not implemented yet (build configuration helpers)",
+        "util.OldBuildCanceller is not implemented yet (build configuration helpers)",
         "steps.SVN is not implemented yet (steps)",
         "util.enforceChosenWorker is not implemented yet (build configuration helpers)",
     ]

@@ -1,8 +1,8 @@
 """An HTTP server in the test process that records what reporters send: shaped like GitHub's
 commit statuses API (``POST /repos/{owner}/{repo}/statuses/{sha}``), GitLab's, Bitbucket
-Cloud's and Server's, Zulip's Buildbot integration, Pushover and Pushjet (each path, method
-and success status as their APIs document), and like a plain endpoint for HttpStatusPush
-(``POST /hook``). ``answers`` sets what it replies, in order."""
+Cloud's and Server's, Gerrit's verify-status plugin, Zulip's Buildbot integration, Pushover
+and Pushjet (each path, method and success status as their APIs document), and like a plain
+endpoint for HttpStatusPush (``POST /hook``). ``answers`` sets what it replies, in order."""
 
 from __future__ import annotations
 
@@ -116,6 +116,11 @@ async def recording_server() -> AsyncIterator[Recorder]:
     app.router.add_post(
         "/rest/api/1.0/projects/{key}/repos/{slug}/pull-requests/{n}/comments",
         recorder._answering(201),
+    )
+    # Gerrit's verify-status plugin (its verifications are posted under /a/ with Basic auth)
+    app.router.add_post(
+        "/a/changes/{change}/revisions/{revision}/verify-status~verifications",
+        recorder._answering(204),
     )
     # Zulip's Buildbot integration; Pushover; Pushjet
     app.router.add_post("/api/v1/external/buildbot", recorder._answering(200))

@@ -56,7 +56,7 @@ class Gerrit:
         return self.commands.read_text().split("\n@@\n")[:-1]
 
 
-def _start_sshd(root: Path) -> tuple[subprocess.Popen[bytes], Gerrit]:
+def _prepare(root: Path) -> Gerrit:
     root.mkdir()
     for key in ("hostkey", "client"):
         subprocess.run(
@@ -69,10 +69,11 @@ def _start_sshd(root: Path) -> tuple[subprocess.Popen[bytes], Gerrit]:
     (root / "authorized_keys").write_text(
         f'command="{script}",no-pty,no-port-forwarding,no-agent-forwarding {client_key}\n'
     )
-    port = free_port()
-    host_key = " ".join((root / "hostkey.pub").read_text().split()[:2])
-    (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key}\n")
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    return Gerrit(0, root / "client", root / "known_hosts", root / "commands", root / "refuse")
+
+
+def _start_sshd(root: Path, port: int) -> subprocess.Popen[bytes]:
     command = [SSHD, "-D", "-e", "-f", "/dev/null", "-p", str(port), "-h", str(root / "hostkey")]
     for option in (
         "ListenAddress=127.0.0.1",
@@ -82,28 +83,42 @@ def _start_sshd(root: Path) -> tuple[subprocess.Popen[bytes], Gerrit]:
     ):
         command += ["-o", option]
     with (root / "sshd.log").open("ab") as out:
-        sshd = subprocess.Popen(
+        return subprocess.Popen(
             command,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    gerrit = Gerrit(port, root / "client", root / "known_hosts", root / "commands", root / "refuse")
-    return sshd, gerrit
 
 
 @contextlib.asynccontextmanager
 async def gerrit_sshd(root: Path) -> AsyncIterator[Gerrit]:
-    sshd, gerrit = await asyncio.to_thread(_start_sshd, root)
-    try:
+    """sshd on a free port; started again on another one (at most five times) when another
+    process took the port before sshd could bind it (sshd then exits)."""
+    gerrit = await asyncio.to_thread(_prepare, root)
+    sshd: subprocess.Popen[bytes] | None = None
+    for _ in range(5):
+        port = free_port()
+        sshd = await asyncio.to_thread(_start_sshd, root, port)
 
-        def listening() -> bool:
-            assert sshd.poll() is None, (root / "sshd.log").read_text()
+        def listening(proc: subprocess.Popen[bytes] = sshd, port: int = port) -> bool:
+            if proc.poll() is not None:
+                return True  # exited: the port was taken
             with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", gerrit.port)) == 0
+                return s.connect_ex(("127.0.0.1", port)) == 0
 
         await eventually(listening, within=30)
+        if sshd.poll() is None:
+            break
+        end_popen(sshd)
+        sshd = None
+    if sshd is None:
+        raise RuntimeError((root / "sshd.log").read_text())
+    host_key = " ".join((root / "hostkey.pub").read_text().split()[:2])
+    gerrit.known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
+    gerrit = dataclasses.replace(gerrit, port=port)
+    try:
         yield gerrit
     finally:
         end_popen(sshd)

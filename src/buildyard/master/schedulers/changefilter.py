@@ -23,7 +23,7 @@ from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import config_error
 from buildyard.master.schedulers.change import ChangeView
 
-__all__ = ["NOT_A_BRANCH", "ChangeFilter", "NotABranch", "NotABranchType"]
+__all__ = ["NOT_A_BRANCH", "ChangeFilter", "GerritChangeFilter", "NotABranch", "NotABranchType"]
 
 
 class NotABranchType(enum.Enum):
@@ -280,3 +280,56 @@ class ChangeFilter(ConfigObject):
 
 def _name(fn: object) -> str:
     return getattr(fn, "__name__", repr(fn))
+
+
+class GerritChangeFilter(ChangeFilter):
+    """Buildbot's ``util.GerritChangeFilter``: a :class:`ChangeFilter` whose ``branch``,
+    ``branch_re`` and ``branch_fn`` look at the Gerrit branch (the ``event.change.branch``
+    property: a patch set's change has the ``refs/changes/...`` ref as its branch) and which adds
+    ``eventtype``, ``eventtype_re`` and ``eventtype_fn`` on the event's type (the ``event.type``
+    property). Every other keyword is :class:`ChangeFilter`'s."""
+
+    def __init__(
+        self,
+        branch: Any = NOT_A_BRANCH,
+        branch_re: str | re.Pattern[str] | Sequence[Any] | None = None,
+        branch_fn: Callable[[Any], object] | None = None,
+        eventtype: str | Sequence[str] | None = None,
+        eventtype_re: str | re.Pattern[str] | Sequence[Any] | None = None,
+        eventtype_fn: Callable[[Any], object] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        property_eq = dict(kwargs.pop("property_eq", None) or {})
+        property_re = dict(kwargs.pop("property_re", None) or {})
+        if eventtype is not None:
+            property_eq["event.type"] = eventtype
+        if eventtype_re is not None:
+            property_re["event.type"] = eventtype_re
+        if branch is not NOT_A_BRANCH:
+            property_eq["event.change.branch"] = branch
+        if branch_re is not None:
+            property_re["event.change.branch"] = branch_re
+        super().__init__(property_eq=property_eq or None, property_re=property_re or None, **kwargs)
+        self.eventtype_fn = _callable("eventtype_fn", eventtype_fn)
+        self.gerrit_branch_fn = _callable("branch_fn", branch_fn)
+
+    def filter_change(self, change: ChangeView | Mapping[str, Any]) -> bool:
+        if isinstance(change, Mapping):
+            change = ChangeView.from_api(change)
+        for prop, fn in (
+            ("event.type", self.eventtype_fn),
+            ("event.change.branch", self.gerrit_branch_fn),
+        ):
+            if fn is not None and not fn(change.properties.getProperty(prop, "")):
+                return False
+        return super().filter_change(change)
+
+    def describe(self) -> str:
+        parts = [super().describe()] if super().describe() else []
+        for what, fn in (("eventtype", self.eventtype_fn), ("branch", self.gerrit_branch_fn)):
+            if fn is not None:
+                parts.append(f"{_name(fn)}({what})")
+        return " and ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"<GerritChangeFilter on {self.describe()}>"

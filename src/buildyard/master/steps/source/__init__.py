@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from buildyard.master.steps.source.base import Source
+from buildyard.master.steps.source.gerrit import Gerrit
 from buildyard.master.steps.source.git import Git
 
-__all__ = ["Git", "Source"]
+__all__ = ["Gerrit", "Git", "Source"]
