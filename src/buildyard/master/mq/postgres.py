@@ -29,6 +29,7 @@ import calendar
 import collections
 import datetime
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -231,7 +232,9 @@ class PostgresMQ(LocalMQ):
                 inbox: asyncio.Queue[str | None] = asyncio.Queue()
                 conn: asyncpg.Connection | None = None
                 try:
-                    conn = await asyncpg.connect(self._dsn)
+                    conn = await asyncpg.connect(
+                        self._dsn, server_settings={"application_name": self.listener_name}
+                    )
                     self._listen_conn = conn
                     conn.add_termination_listener(_on_close(inbox))
                     await conn.add_listener(CHANNEL, _on_notify(inbox))
@@ -268,6 +271,11 @@ class PostgresMQ(LocalMQ):
                 await asyncio.sleep(self.reconnect_delay)
         finally:
             self.ready.clear()
+
+    @property
+    def listener_name(self) -> str:
+        """The LISTEN connection's ``application_name`` (pg_stat_activity shows it)."""
+        return f"buildyard-mq pid={os.getpid()} origin={self.origin}"
 
     @property
     def listen_pid(self) -> int | None:
