@@ -1,8 +1,8 @@
 """Two master processes on one PostgreSQL database acting as one through the shared queue
 (c['mq'] type postgres): events, control actions and triggered builds cross masters.
 
-Worker ``wa`` connects only to master A, ``wb`` only to master B, so the builders of ``wb``
-(quick, slow) can only build on B while the ones of ``wa`` (parent) build on A. The test
+Worker ``wa`` connects only to master A, ``wb`` and ``wc`` only to master B, so the builders
+of ``wb`` (quick, slow) can only build on B while the ones of ``wa`` (parent) build on A. The test
 talks to A's REST API and /ws, and to B's /ws to compare.
 """
 
@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 CONFIG = """\
 from buildyard.plugins import *
 c = BuildmasterConfig = {{}}
-c['workers'] = [worker.Worker("wa", "pw"), worker.Worker("wb", "pw")]
+c['workers'] = [worker.Worker(name, "pw") for name in ("wa", "wb", "wc")]
 c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
 c['db'] = {{'db_url': {db_url!r}}}
 c['www'] = {{'port': 'tcp:{www}:interface=127.0.0.1'}}
@@ -47,6 +47,7 @@ c['builders'] = [
     util.BuilderConfig(name="slow", workernames=["wb"], factory=util.BuildFactory([
         steps.ShellCommand(name="sleep", command="sleep 120"),
     ])),
+    util.BuilderConfig(name="spare", workernames=["wc"], factory=util.BuildFactory()),
     util.BuilderConfig(name="parent", workernames=["wa"], factory=util.BuildFactory([
         steps.Trigger(name="trigger", schedulerNames=["trig"], waitForFinish=True),
     ])),
@@ -78,6 +79,7 @@ class Cluster:
     b: Master
     db_url: str
     builderids: dict[str, int]
+    workers: dict[str, subprocess.Popen[bytes]]
 
 
 def _get(url: str) -> Any:
@@ -101,6 +103,7 @@ def cluster(
     root = tmp_path_factory.mktemp("mm")
     procs: list[subprocess.Popen[bytes]] = []
     masters: list[Master] = []
+    workers: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name in ("a", "b"):
             basedir = root / name
@@ -113,16 +116,17 @@ def cluster(
             proc = spawn_master(basedir)
             procs.append(proc)
             masters.append(Master(basedir, www, proc))
-            worker = "wa" if name == "a" else "wb"
-            procs.append(start_worker("buildyard", root / worker, port, worker, "pw"))
+            for worker in ("wa",) if name == "a" else ("wb", "wc"):
+                workers[worker] = start_worker("buildyard", root / worker, port, worker, "pw")
+                procs.append(workers[worker])
         a, b = masters
-        for master, worker in ((a, "wa"), (b, "wb")):
+        for master, worker in ((a, "wa"), (b, "wb"), (b, "wc")):
             api = master.api
             assert wait_for(functools.partial(_worker_on, api, worker), timeout=90), master.log()[
                 -3000:
             ]
         builders = {x["name"]: x["builderid"] for x in _get(f"{a.api}/builders")["builders"]}
-        yield Cluster(a, b, db_url, builders)
+        yield Cluster(a, b, db_url, builders, workers)
     finally:
         for proc in reversed(procs):
             end_popen(proc)
@@ -310,3 +314,27 @@ async def test_a_master_whose_listen_connection_is_cut_catches_up(
     log = cluster.a.log()
     assert "mq_connection_lost" in log and "mq_reconnected" in log
     assert "mq_events_missed" not in log, log[-3000:]
+
+
+async def _exits(proc: subprocess.Popen[bytes], within: float) -> bool:
+    for _ in range(int(within * 10)):
+        if proc.poll() is not None:
+            return True
+        await asyncio.sleep(0.1)
+    return proc.poll() is not None
+
+
+async def test_worker_stop_and_kill_sent_to_a_reach_the_workers_on_b(cluster: Cluster) -> None:
+    workers = {w["name"]: w for w in _get(f"{cluster.a.api}/workers")["workers"]}
+    b_id = await _masterid(cluster.b)
+    assert [m["masterid"] for m in workers["wc"]["connected_to"]] == [b_id]
+    # graceful: stored by A, followed by B, whose idle worker is told to shut down
+    status, reply = await _call(cluster.a.api, f"workers/{workers['wc']['workerid']}", "stop")
+    assert (status, reply["result"]) == (200, None), reply
+    assert await _exits(cluster.workers["wc"], 60), cluster.b.log()[-3000:]
+    # kill: sent to B as a control message, B tells the worker to shut down now
+    status, reply = await _call(cluster.a.api, f"workers/{workers['wb']['workerid']}", "kill")
+    assert (status, reply["result"]) == (200, None), reply
+    assert await _exits(cluster.workers["wb"], 60), cluster.b.log()[-3000:]
+    assert "worker_kill" in cluster.b.log()
+    assert "worker_kill" not in cluster.a.log()
