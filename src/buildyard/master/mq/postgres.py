@@ -5,9 +5,9 @@ Each master (each process: its *origin*, a random name) numbers the messages it 
 3, ... A message is delivered at once to this master's own subscriptions (no round trip), and
 queued for the publisher, which writes it to the ``buildyard_mq`` table and sends a
 notification on the ``buildyard_mq`` channel in the same transaction, in production order. The
-notification carries the message itself, or only its origin and number when it would be too
-large for a notification (PostgreSQL takes less than 8000 bytes); the receivers then read it
-from the table.
+notification carries the messages themselves (consecutive ones share a notification while it
+stays small enough), or only the origin and number of a message too large for a notification
+(PostgreSQL takes less than 8000 bytes); the receivers then read that one from the table.
 
 Each master keeps, per origin, the number of the last message it delivered. A notification
 from its own origin is skipped (delivered locally already); one already seen is a duplicate; one
@@ -145,12 +145,34 @@ class PostgresMQ(LocalMQ):
         """Return once every message produced so far is in the table (and notified)."""
         await self._flushed.wait()
 
-    def _payload(self, seq: int, key: str, body: str) -> str:
-        origin = _dumps(self.origin)
-        full = f'{{"o":{origin},"s":{seq},"k":{key},"b":{body}}}'
-        if len(full.encode()) < NOTIFY_LIMIT:
-            return full
-        return f'{{"o":{origin},"s":{seq}}}'
+    def _payloads(self, batch: Sequence[tuple[int, str, str]]) -> list[str]:
+        """The notifications of ``batch``, in order: consecutive messages share one while it
+        stays under :data:`NOTIFY_LIMIT`; one too large alone is sent by its number only."""
+        head = f'{{"o":{_dumps(self.origin)},'
+        out: list[str] = []
+        group: list[str] = []
+        size = 0
+
+        def close_group() -> None:
+            nonlocal size
+            if group:
+                out.append(head + '"m":[' + ",".join(group) + "]}")
+                group.clear()
+                size = 0
+
+        for seq, key, body in batch:
+            item = f"[{seq},{key},{body}]"
+            length = len(item.encode()) + 1
+            if len(head) + 8 + length >= NOTIFY_LIMIT:
+                close_group()
+                out.append(head + f'"s":{seq}}}')
+                continue
+            if len(head) + 8 + size + length >= NOTIFY_LIMIT:
+                close_group()
+            group.append(item)
+            size += length
+        close_group()
+        return out
 
     async def run_publisher(self) -> None:
         conn: asyncpg.Connection | None = None
@@ -212,7 +234,7 @@ class PostgresMQ(LocalMQ):
             )
             # one statement per notification: they are queued (and delivered) in this order
             await conn.executemany(
-                "SELECT pg_notify($1, $2)", [(CHANNEL, self._payload(*m)) for m in batch]
+                "SELECT pg_notify($1, $2)", [(CHANNEL, p) for p in self._payloads(batch)]
             )
 
     async def _trim(self, conn: asyncpg.Connection) -> None:
@@ -301,22 +323,35 @@ class PostgresMQ(LocalMQ):
                 await self._fetch_after(conn, origin, before=None)
 
     async def _receive(self, conn: asyncpg.Connection, payload: str) -> None:
+        """One notification: ``{"o": origin, "m": [[seq, key, body], ...]}``, or
+        ``{"o": origin, "s": seq}`` for a message to read from the table."""
         try:
             message = json.loads(payload)
-            origin, seq = str(message["o"]), int(message["s"])
+            origin = str(message["o"])
+            items = (
+                [(int(message["s"]), None, None)]
+                if "s" in message
+                else [(int(seq), key, body) for seq, key, body in message["m"]]
+            )
         except (ValueError, KeyError, TypeError):
             log.warning("mq_bad_notification", payload=payload[:200])
             return
         if origin == self.origin:
             return
+        for seq, key, body in items:
+            await self._receive_one(conn, origin, seq, key, body)
+
+    async def _receive_one(
+        self, conn: asyncpg.Connection, origin: str, seq: int, key: Any, body: Any
+    ) -> None:
         last = self._last.get(origin, 0)
         if seq <= last:
             return
         if seq > last + 1:
             await self._fetch_after(conn, origin, before=seq)
-        if "k" in message:
+        if key is not None:
             self.received += 1
-            self._deliver(origin, seq, message["k"], message["b"])
+            self._deliver(origin, seq, key, body)
             return
         row = await conn.fetchrow(
             f"SELECT routing_key, body FROM {TABLE} WHERE origin = $1 AND seq = $2", origin, seq
