@@ -134,6 +134,40 @@ async def test_a_cut_listener_catches_up_from_the_table(
     assert b.missed == 0
 
 
+async def test_a_cut_publisher_sends_everything_once_when_back(
+    postgres_url: str, pair: tuple[PostgresMQ, PostgresMQ]
+) -> None:
+    a, b = pair
+    sub = b.subscribe(("builds", None, None))
+    a.produce(("builds", "1", "new"), {"n": 0})
+    assert (await _take(sub, 1))[0][1] == {"n": 0}
+    url = postgres_url
+    conn = await asyncpg.connect(url)
+    try:
+        cut = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1",
+            a.publisher_name,
+        )
+        assert cut == 1
+    finally:
+        await conn.close()
+    for i in range(1, 201):
+        a.produce(("builds", "1", "step"), {"n": i})
+    got = await _take(sub, 200)
+    assert [body["n"] for _, body in got] == list(range(1, 201))
+    await a.flush()
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetchval(f"SELECT count(*) FROM {TABLE} WHERE origin = $1", a.origin)
+    finally:
+        await conn.close()
+    assert rows == 201
+    a.produce(("builds", "1", "finished"), {"n": 201})
+    assert await _take(sub, 1) == [(("builds", "1", "finished"), {"n": 201})]
+    assert sub.pending == 0
+
+
 async def test_what_the_table_no_longer_holds_is_counted_as_missed(
     postgres_url: str, pair: tuple[PostgresMQ, PostgresMQ]
 ) -> None:

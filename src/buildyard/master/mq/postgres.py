@@ -191,7 +191,9 @@ class PostgresMQ(LocalMQ):
                         pass
                 try:
                     if conn is None or conn.is_closed():
-                        conn = await asyncpg.connect(self._dsn)
+                        conn = await asyncpg.connect(
+                            self._dsn, server_settings={"application_name": self.publisher_name}
+                        )
                     batch = [self._outbox[i] for i in range(min(BATCH, len(self._outbox)))]
                     if batch:
                         await self._publish(conn, batch)
@@ -298,6 +300,11 @@ class PostgresMQ(LocalMQ):
     def listener_name(self) -> str:
         """The LISTEN connection's ``application_name`` (pg_stat_activity shows it)."""
         return f"buildyard-mq pid={os.getpid()} origin={self.origin}"
+
+    @property
+    def publisher_name(self) -> str:
+        """The publisher connection's ``application_name``."""
+        return f"buildyard-mq-publisher pid={os.getpid()} origin={self.origin}"
 
     @property
     def listen_pid(self) -> int | None:
