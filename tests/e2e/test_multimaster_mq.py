@@ -35,7 +35,7 @@ c = BuildmasterConfig = {{}}
 c['workers'] = [worker.Worker(name, "pw") for name in ("wa", "wb", "wc")]
 c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
 c['db'] = {{'db_url': {db_url!r}}}
-c['www'] = {{'port': 'tcp:{www}:interface=127.0.0.1'}}
+c['www'] = {{'port': 'tcp:{www}:interface=127.0.0.1', 'change_hook_dialects': {{'base': True}}}}
 c['multiMaster'] = True
 c['mq'] = {{'type': 'postgres', 'retention': 300}}
 c['collapseRequests'] = False
@@ -56,6 +56,12 @@ c['schedulers'] = [
     schedulers.ForceScheduler(name="force", builderNames=["quick", "slow", "parent"]),
     schedulers.Triggerable(name="trig", builderNames=["quick"]),
 ]
+{extra}"""
+
+# master B alone runs this scheduler: the changes it builds come in through master A's hook
+ON_B = """\
+c['schedulers'].append(schedulers.AnyBranchScheduler(
+    name="changes", builderNames=["quick"], treeStableTimer=None))
 """
 
 
@@ -109,7 +115,9 @@ def cluster(
             basedir = root / name
             basedir.mkdir()
             port, www = free_port(), free_port()
-            (basedir / "master.cfg").write_text(CONFIG.format(port=port, www=www, db_url=db_url))
+            extra = ON_B if name == "b" else ""
+            config = CONFIG.format(port=port, www=www, db_url=db_url, extra=extra)
+            (basedir / "master.cfg").write_text(config)
             if name == "a":
                 upgraded = buildyard("upgrade-master", str(basedir))
                 assert upgraded.returncode == 0, upgraded.stderr
@@ -314,6 +322,23 @@ async def test_a_master_whose_listen_connection_is_cut_catches_up(
     log = cluster.a.log()
     assert "mq_connection_lost" in log and "mq_reconnected" in log
     assert "mq_events_missed" not in log, log[-3000:]
+
+
+async def test_a_change_received_by_a_is_built_by_bs_scheduler(
+    cluster: Cluster, events: tuple[Events, Events]
+) -> None:
+    on_a, _ = events
+    form = {"author": "Ann <ann@example.org>", "comments": "c", "revision": "abc123"}
+    form |= {"branch": "main", "repository": "https://example.org/r.git", "project": "p"}
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{cluster.a.www}/change_hook/base"
+        async with http.post(url, data=form) as resp:
+            assert resp.status == 200, await resp.text()
+    buildid = await on_a.build_of_builder(cluster.builderids["quick"])
+    done = await on_a.until_finished(buildid)
+    assert done["results"] == Results.SUCCESS
+    build = _get(f"{cluster.a.api}/builds/{buildid}?property=revision")["builds"][0]
+    assert build["properties"]["revision"][0] == "abc123"
 
 
 async def _exits(proc: subprocess.Popen[bytes], within: float) -> bool:
