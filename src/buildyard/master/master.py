@@ -762,7 +762,7 @@ class ControlConsumer(Service):
     PATTERNS = (
         ("control", "builds", None, "stop"),
         ("control", "buildrequests", None, "cancel"),
-        ("control", "workers", None, "kill"),
+        ("control", "worker", None, "kill"),
     )
 
     def __init__(self, master: BuildMaster, control: _Control) -> None:
@@ -821,7 +821,7 @@ class _Control:
     by the master that owns the build, request or worker: with a queue shared by the masters
     (``c['mq']`` type postgres), an action on another master's entity is sent to it as a
     control message (``("control", "builds", id, "stop")``, ``("control", "buildrequests", id,
-    "cancel")``, ``("control", "workers", id, "kill")``), which its :class:`ControlConsumer`
+    "cancel")``, ``("control", "worker", id, "kill")``), which its :class:`ControlConsumer`
     acts on; the answer is given once the message is sent, as Buildbot gives it."""
 
     def __init__(self, master: BuildMaster) -> None:
@@ -895,7 +895,7 @@ class _Control:
             if await self.kill_here(worker.name):
                 return
             if self._shared and any(m != master.masterid for m in worker.connected_to):
-                self._send("workers", workerid, "kill", {})
+                self._send("worker", workerid, "kill", {"reason": reason or "no reason"})
             return  # not connected anywhere: already shut down, as far as we know
         if action == "stop":
             paused, graceful, pause_reason = worker.paused, True, worker.pause_reason
