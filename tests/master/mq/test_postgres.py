@@ -80,6 +80,20 @@ async def test_other_master_sees_every_event_in_order_and_own_once(
     assert b.statistics()["received"] == 300 and b.statistics()["missed"] == 0
 
 
+async def test_a_local_only_subscription_gets_only_its_masters_events(
+    pair: tuple[PostgresMQ, PostgresMQ],
+) -> None:
+    a, b = pair
+    local = b.subscribe(("builds", None, None), local_only=True)
+    everything = b.subscribe(("builds", None, None))
+    a.produce(("builds", "1", "finished"), {"from": "a"})
+    assert await _take(everything, 1) == [(("builds", "1", "finished"), {"from": "a"})]
+    b.produce(("builds", "2", "finished"), {"from": "b"})
+    # the event a produced came (and went) before b's own: the local-only one skipped it
+    assert await _take(local, 1) == [(("builds", "2", "finished"), {"from": "b"})]
+    assert local.pending == 0
+
+
 async def test_a_message_too_large_for_a_notification_is_read_from_the_table(
     pair: tuple[PostgresMQ, PostgresMQ],
 ) -> None:
