@@ -269,8 +269,14 @@ class PostgresMQ(LocalMQ):
                         self.ready.set()
                         log.info("mq_listening", origin=self.origin, channel=CHANNEL)
                     else:
+                        before = self.fetched
                         await self._catch_up(conn)
-                        log.info("mq_reconnected", origin=self.origin, missed=self.missed)
+                        log.info(
+                            "mq_reconnected",
+                            origin=self.origin,
+                            caught_up=self.fetched - before,
+                            missed=self.missed,
+                        )
                     while True:
                         try:
                             payload = await asyncio.wait_for(inbox.get(), timeout=KEEPALIVE)
