@@ -4,7 +4,7 @@ The tree (reachable as attributes, as in Buildbot)::
 
     master
     ├── db                 Database connector (engine + repositories)
-    ├── mq                 message queue
+    ├── mq                 message queue (in-process, or shared through PostgreSQL)
     ├── data               data API: .updates (the only writer) and .api (reads)
     ├── caches
     ├── metrics
@@ -13,6 +13,7 @@ The tree (reachable as attributes, as in Buildbot)::
     ├── change_svc         ChangeManager: a child per change source
     ├── botmaster          BotMaster: a child per builder, and .brd, the distributor
     ├── scheduler_manager  SchedulerManager: a child per scheduler
+    ├── control            acts on other masters' control messages (stop, cancel, kill)
     ├── service_manager    ServicesManager: a child per c['services'] entry (reporters, ...)
     └── www                the web server
 
