@@ -4,7 +4,7 @@ The tree (reachable as attributes, as in Buildbot)::
 
     master
     ├── db                 Database connector (engine + repositories)
-    ├── mq                 message queue
+    ├── mq                 message queue (in-process, or shared through PostgreSQL)
     ├── data               data API: .updates (the only writer) and .api (reads)
     ├── caches
     ├── metrics
@@ -13,6 +13,7 @@ The tree (reachable as attributes, as in Buildbot)::
     ├── change_svc         ChangeManager: a child per change source
     ├── botmaster          BotMaster: a child per builder, and .brd, the distributor
     ├── scheduler_manager  SchedulerManager: a child per scheduler
+    ├── control            acts on other masters' control messages (stop, cancel, kill)
     ├── service_manager    ServicesManager: a child per c['services'] entry (reporters, ...)
     └── www                the web server
 
@@ -52,9 +53,11 @@ from buildyard.master.data.updates import Updates
 from buildyard.master.db import migrate
 from buildyard.master.db.config_rows import ConfigRows
 from buildyard.master.db.connector import Database
+from buildyard.master.db.engine import normalize_url
 from buildyard.master.db.errors import DbError
 from buildyard.master.distributor.botmaster import BotMaster
 from buildyard.master.mq.local import LocalMQ
+from buildyard.master.mq.postgres import PostgresMQ
 from buildyard.master.reporters.service import (
     BuildbotService,
     DataReader,
@@ -128,10 +131,66 @@ class Metrics(Service):
         }
 
 
+# how long a master waits for the PostgreSQL queue to listen before it gives up starting
+MQ_READY_TIMEOUT = 60.0
+# how long a stopping master waits for its last events to reach the other masters
+MQ_FLUSH_TIMEOUT = 10.0
+
+
 class _MQService(Service):
+    """Runs the shared queue's publisher and listener (nothing to run for the in-process one)."""
+
     def __init__(self, mq: LocalMQ) -> None:
         super().__init__("mq")
         self.mq = mq
+
+    async def start_service(self) -> None:
+        mq = self.mq
+        if not isinstance(mq, PostgresMQ):
+            return
+        _ = self.spawn(mq.run_publisher(), name="publisher")
+        listener = self.spawn(mq.run_listener(), name="listener")
+        ready = asyncio.ensure_future(mq.ready.wait())
+        try:
+            await asyncio.wait(
+                {ready, listener}, timeout=MQ_READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ready.cancel()
+        if not mq.ready.is_set():
+            await self._cancel_tasks()
+            raise RuntimeError(
+                f"the PostgreSQL message queue did not start listening within "
+                f"{MQ_READY_TIMEOUT:g} s (see the mq_connection_lost messages above)"
+            )
+
+    async def stop_service(self) -> None:
+        if isinstance(self.mq, PostgresMQ):
+            # the tasks are cancelled by now; nothing more goes out
+            unpublished = self.mq.statistics()["unpublished"]
+            if unpublished:
+                log.warning("mq_unpublished_at_stop", count=unpublished)
+
+    async def stop(self) -> None:
+        # before the tasks are cancelled: let the last events (this master stopping) go out
+        if self.running and isinstance(self.mq, PostgresMQ):
+            try:
+                async with asyncio.timeout(MQ_FLUSH_TIMEOUT):
+                    await self.mq.flush()
+            except TimeoutError:
+                pass
+        await super().stop()
+
+
+def make_mq(config: MasterConfig) -> LocalMQ:
+    """The queue ``c['mq']`` asks for (the configuration checked that postgres has a
+    PostgreSQL database)."""
+    if config.mq.get("type") != "postgres":
+        return LocalMQ()
+    dsn = normalize_url(config.db_url).set(drivername="postgresql")
+    retention = config.mq.get("retention", 600)
+    assert isinstance(retention, int | float)
+    return PostgresMQ(dsn.render_as_string(hide_password=False), retention=float(retention))
 
 
 # The steps of applying a configuration, in order (see BuildMaster._apply).
@@ -202,7 +261,7 @@ class BuildMaster(Service):
         self.reconfig_count = 0
 
         self.db = Database(config.db_url, clock=self.clock, basedir=self.basedir)
-        self.mq = LocalMQ()
+        self.mq = make_mq(config)
         # the values of the secrets builds used, hidden in everything stored or shown (the
         # data writer, logs, /config, the master's own log); workers cut lines at this length
         self.redactor = Redactor(cut_length=MAX_LINE_LENGTH)
@@ -249,10 +308,11 @@ class BuildMaster(Service):
                 basedir=self.basedir,
             )
         )
+        self._control = _Control(self)
         self.www = WWWService(
             data=data.api,
             mq=self.mq,
-            control_actions=_Control(self),
+            control_actions=self._control,
             session_secret=self._session_secret,
             clock=self.clock,
             hook_services=_Hooks(self),
@@ -279,6 +339,7 @@ class BuildMaster(Service):
             self.change_svc,
             self.botmaster,
             self.scheduler_manager,
+            ControlConsumer(self, self._control),
             self.service_manager,
             self.www,
         ):
@@ -606,6 +667,10 @@ class BuildMaster(Service):
                 return False
             if new.db_url != self.config.db_url:
                 log.warning("config_warning", message="db_url cannot change on reconfig; ignored")
+            if dict(new.mq) != dict(self.config.mq):
+                log.warning(
+                    "config_warning", message="c['mq'] cannot change on reconfig; restart for it"
+                )
             try:
                 result = await self._apply(new, running=self.config)
             except Exception as exc:
@@ -691,25 +756,132 @@ class _Hooks:
 KILL_ANSWER_TIMEOUT = 10.0
 
 
+class ControlConsumer(Service):
+    """Acts on the control messages another master sent for this master's builds, requests
+    and workers (see :class:`_Control`); each in its own task, so a slow stop delays no other."""
+
+    PATTERNS = (
+        ("control", "builds", None, "stop"),
+        ("control", "buildrequests", None, "cancel"),
+        ("control", "worker", None, "kill"),
+    )
+
+    def __init__(self, master: BuildMaster, control: _Control) -> None:
+        super().__init__("control")
+        self._master = master
+        self._control = control
+
+    async def start_service(self) -> None:
+        sub = self._master.mq.subscribe(*self.PATTERNS)
+        _ = self.spawn(self._consume(sub), name="messages")
+
+    async def _consume(self, sub: Any) -> None:
+        async with sub:
+            async for key, body in sub:
+                try:
+                    ident = int(key[2])
+                except ValueError:
+                    log.warning("control_bad_key", key="/".join(key))
+                    continue
+                reason = body.get("reason")
+                _ = self.spawn(
+                    self._act(key[1], ident, reason if isinstance(reason, str) else "no reason"),
+                    name=f"{key[1]}:{ident}:{key[3]}",
+                )
+
+    async def _act(self, kind: str, ident: int, reason: str) -> None:
+        master = self._master
+        brd = master.botmaster.brd
+        try:
+            if kind == "builds":
+                done = await brd.stop_build(ident, reason)
+            elif kind == "buildrequests":
+                request = await master.db.buildrequests.get_buildrequest(ident)
+                done = (
+                    request is not None
+                    and request.claimed_by_masterid == master.masterid
+                    and await brd.cancel_buildrequest(ident, reason)
+                )
+            else:
+                worker = await master.db.workers.get_worker(ident)
+                done = worker is not None and await self._control.kill_here(worker.name)
+        except Exception:
+            log.exception("control_failed", kind=kind, id=ident)
+            return
+        if done:
+            log.info("control_done", kind=kind, id=ident, reason=reason)
+
+
+def _control_key(kind: str, ident: int, action: str) -> tuple[str, ...]:
+    """Buildbot's keys of the control messages one master sends the owner of an entity."""
+    return ("control", kind, str(ident), action)
+
+
 class _Control:
-    """The control actions of the REST API (www.control.Control), done by this master."""
+    """The control actions of the REST API (www.control.Control), done by this master, or
+    by the master that owns the build, request or worker: with a queue shared by the masters
+    (``c['mq']`` type postgres), an action on another master's entity is sent to it as a
+    control message (``("control", "builds", id, "stop")``, ``("control", "buildrequests", id,
+    "cancel")``, ``("control", "worker", id, "kill")``), which its :class:`ControlConsumer`
+    acts on; the answer is given once the message is sent, as Buildbot gives it."""
 
     def __init__(self, master: BuildMaster) -> None:
         self._master = master
 
+    @property
+    def _shared(self) -> bool:
+        return isinstance(self._master.mq, PostgresMQ)
+
+    def _send(self, kind: str, ident: int, action: str, body: Mapping[str, Any]) -> None:
+        log.info("control_sent", kind=kind, id=ident, action=action)
+        self._master.mq.produce(_control_key(kind, ident, action), body)
+
     async def stop_build(self, buildid: int, reason: str) -> bool:
-        return await self._master.botmaster.brd.stop_build(buildid, reason)
+        master = self._master
+        if await master.botmaster.brd.stop_build(buildid, reason):
+            return True
+        build = await master.db.builds.get_build(buildid)
+        if build is None or build.complete_at is not None or build.masterid == master.masterid:
+            return False
+        if not self._shared:
+            return False
+        self._send("builds", buildid, "stop", {"reason": reason})
+        return True
 
     async def rebuild(self, buildid: int) -> tuple[int, Mapping[int, int]]:
         return await self._master.botmaster.brd.rebuild(buildid)
 
     async def cancel_buildrequest(self, brid: int, reason: str) -> bool:
-        return await self._master.botmaster.brd.cancel_buildrequest(brid, reason)
+        master = self._master
+        if await master.botmaster.brd.cancel_buildrequest(brid, reason):
+            return True
+        request = await master.db.buildrequests.get_buildrequest(brid)
+        if request is None or request.complete or not self._shared:
+            return False
+        owner = request.claimed_by_masterid
+        if owner is None or owner == master.masterid:
+            return False
+        self._send("buildrequests", brid, "cancel", {"reason": reason})
+        return True
 
     async def set_buildrequest_priority(self, brid: int, priority: int) -> bool:
         changed = await self._master.data.updates.set_buildrequest_priority(brid, priority)
         self._master.botmaster.brd.maybe_start_builds()
         return changed
+
+    async def kill_here(self, name: str) -> bool:
+        """Tell worker ``name`` to shut down now, if it is connected to this master."""
+        conn = self._master.workers.listener.connections.get(name)
+        if conn is None:
+            return False
+        log.info("worker_kill", worker=name)
+        try:
+            async with asyncio.timeout(KILL_ANSWER_TIMEOUT):
+                await conn.shutdown()
+        except Exception as exc:  # no answer: drop it (it then reconnects, or not)
+            log.info("worker_shutdown_unanswered", worker=name, why=repr(exc))
+            await conn.abort()
+        return True
 
     async def worker_action(self, workerid: int, action: str, reason: str | None) -> None:
         """As Buildbot's ``Worker.controlWorker``: pause (with ``reason``) / unpause; stop
@@ -721,17 +893,11 @@ class _Control:
             return
         updates = master.data.updates
         if action == "kill":
-            conn = master.workers.listener.connections.get(worker.name)
-            if conn is None:
-                return  # not connected here: already shut down, as far as this master knows
-            log.info("worker_kill", worker=worker.name)
-            try:
-                async with asyncio.timeout(KILL_ANSWER_TIMEOUT):
-                    await conn.shutdown()
-            except Exception as exc:  # no answer: drop it (it then reconnects, or not)
-                log.info("worker_shutdown_unanswered", worker=worker.name, why=repr(exc))
-                await conn.abort()
-            return
+            if await self.kill_here(worker.name):
+                return
+            if self._shared and any(m != master.masterid for m in worker.connected_to):
+                self._send("worker", workerid, "kill", {"reason": reason or "no reason"})
+            return  # not connected anywhere: already shut down, as far as we know
         if action == "stop":
             paused, graceful, pause_reason = worker.paused, True, worker.pause_reason
         else:

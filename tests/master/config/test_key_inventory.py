@@ -94,6 +94,11 @@ APPLIED: dict[str, tuple[str, str]] = {
     "db_url": ("c['db_url'] = 'sqlite://'", "tests/master/config/test_loader.py::c['db_url']"),
     "mq": ("c['mq'] = {'type': 'simple'}", 'tests/master/config/test_loader.py::"simple"'),
     "mq.type": ("c['mq'] = {'type': 'simple'}", 'tests/master/config/test_loader.py::"simple"'),
+    "mq.retention": (
+        "c['db_url'] = 'postgresql://u@127.0.0.1/x'\n"
+        "c['mq'] = {'type': 'postgres', 'retention': 60}",
+        'tests/master/mq/test_postgres.py::"retention": 60',
+    ),
     "masterHouseKeeping": (
         "c['masterHouseKeeping'] = {'interval': 5, 'expireAfter': 30}",
         "tests/master/www/test_expired_master.py::masterHouseKeeping",
@@ -185,6 +190,9 @@ WARNED: dict[str, str] = {
     "buildbotNetUsageData": "c['buildbotNetUsageData'] = 'basic'",
     "db.engine_kwargs": "c['db'] = {'db_url': 'sqlite://', 'engine_kwargs': {'echo': True}}",
     "mq.debug": "c['mq'] = {'type': 'simple', 'debug': True}",
+    "mq.router_url": "c['mq'] = {'type': 'wamp', 'router_url': 'ws://127.0.0.1:8080/ws'}",
+    "mq.realm": "c['mq'] = {'type': 'wamp', 'realm': 'realm1'}",
+    "mq.wamp_debug_level": "c['mq'] = {'type': 'wamp', 'wamp_debug_level': 'info'}",
     "www.allowed_origins": "c['www'] = {'port': 8010, 'allowed_origins': ['*']}",
     "www.avatar_methods": "c['www'] = {'port': 8010, 'avatar_methods': [object()]}",
     "www.custom_templates_dir": "c['www'] = {'port': 8010, 'custom_templates_dir': 'templates'}",
@@ -236,6 +244,7 @@ def test_the_inventory_covers_every_key_the_loader_accepts() -> None:
         *no_effect.TOP_LEVEL,
         *(f"www.{k}" for k in no_effect.WWW_KEYS),
         *(f"mq.{k}" for k in no_effect.MQ_KEYS),
+        *(f"mq.{k}" for k in no_effect.WAMP_KEYS),
         *(f"db.{k}" for k in no_effect.DB_KEYS),
     }
     assert named <= set(WARNED)

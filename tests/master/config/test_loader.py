@@ -243,7 +243,7 @@ def test_bad_values_point_at_their_keys(write_config: WriteConfig, basedir: Path
         + "c['www'] = {'prot': 8010}\n"
         + "c['logCompressionMethod'] = 'xz'\n"
         + "c['masterHouseKeeping'] = {'interval': 60, 'expireAfter': 10}\n"
-        + "c['mq'] = {'type': 'wamp'}\n"
+        + "c['mq'] = {'type': 'zeromq'}\n"
         + "c['logEncoding'] = 'no-such-codec'\n"
     )
     found = {line: message for _, line, message in _where(_errors(basedir))}
@@ -686,3 +686,55 @@ def test_pb_change_source_passwd_may_be_a_secret_but_not_another_object() -> Non
     with pytest.raises(ConfigError) as refused:
         PBChangeSource(passwd=["pw"])
     assert "passwd must be a non-empty string or a secret, not list" in str(refused.value)
+
+
+PG = "c['db'] = {'db_url': 'postgresql://u@127.0.0.1/x'}\n"
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        # masters sharing PostgreSQL share their events through it unless told otherwise
+        (PG + "c['multiMaster'] = True\n", {"type": "postgres"}),
+        (PG + "c['multiMaster'] = True\nc['mq'] = {'type': 'simple'}\n", {"type": "simple"}),
+        (PG, {"type": "simple"}),
+        ("c['multiMaster'] = True\n", {"type": "simple"}),  # SQLite: one master
+        (PG + "c['mq'] = {'type': 'postgres', 'retention': 30}\n", None),
+    ],
+)
+def test_the_queue_type_follows_the_database_and_multimaster(
+    lines: str, expected: dict[str, object] | None, write_config: WriteConfig, basedir: Path
+) -> None:
+    write_config(GOOD + lines)
+    config = load_master_config(basedir)
+    want = expected or {"type": "postgres", "retention": 30}
+    assert dict(config.mq) == want
+    assert config.warnings == ()
+
+
+def test_wamp_is_warned_and_replaced_by_the_postgres_queue(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    path = write_config(GOOD + PG + "c['mq'] = {'type': 'wamp', 'router_url': 'ws://h/ws'}\n")
+    config = load_master_config(basedir)
+    assert config.mq["type"] == "postgres"
+    (warning,) = config.warnings
+    assert warning.startswith(f"{path}:{line_of(path, 'wamp')}: c['mq']['router_url'] has no")
+    assert "c['mq'] = {'type': 'postgres'}" in warning
+    write_config(GOOD + "c['mq'] = {'type': 'wamp'}\n")  # on SQLite: the in-process queue
+    config = load_master_config(basedir)
+    assert config.mq["type"] == "simple"
+    (warning,) = config.warnings
+    assert "c['mq']['type'] 'wamp' has no effect in buildyard (it has no WAMP client" in warning
+
+
+def test_the_postgres_queue_needs_postgres_and_a_positive_retention(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    write_config(GOOD + "c['mq'] = {'type': 'postgres', 'retention': 0}\n")
+    messages = [e.message for e in _errors(basedir)]
+    assert messages == [
+        "c['mq'] type 'postgres' shares events through the database: it needs a PostgreSQL "
+        "db_url, not 'sqlite'",
+        "c['mq']['retention'] must be a positive number of seconds, not 0",
+    ]

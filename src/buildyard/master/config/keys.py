@@ -30,7 +30,7 @@ from buildyard.master.config.master_config import (
     MasterConfig,
     default_validation,
 )
-from buildyard.master.config.no_effect import warn_no_effect
+from buildyard.master.config.no_effect import WAMP_INSTEAD, warn_no_effect
 from buildyard.master.db.engine import normalize_url
 from buildyard.master.db.errors import UnsupportedDatabase
 from buildyard.master.model.revlinks import default_revlink_matcher
@@ -53,7 +53,12 @@ _REMOVED_KEYS = {
     "logHorizon": "removed in Buildbot 0.9; use util.JanitorConfigurator",
     "debugPassword": "no longer used; remove it",
 }
-_MQ_KEYS = {"simple": frozenset({"debug"})}
+_MQ_KEYS = {
+    "simple": frozenset({"debug"}),
+    "postgres": frozenset({"debug", "retention"}),
+    # Buildbot's: buildyard has no WAMP client, it warns and shares events through PostgreSQL
+    "wamp": frozenset({"debug", "router_url", "realm", "wamp_debug_level"}),
+}
 _PROTOCOLS = ("msgpack_experimental_v7", "pb", "null")
 _LOG_COMPRESSION = ("raw", "gz", "bz2", "lz4", "zstd", "br")
 _WWW_KEYS = frozenset(
@@ -269,17 +274,57 @@ def _db(reader: _Reader) -> tuple[str, Mapping[str, object]]:
     return url, types.MappingProxyType(dict(kwargs))
 
 
-def _mq(reader: _Reader) -> Mapping[str, object]:
-    mq: dict[str, object] = {"type": "simple", **reader.mapping("mq")}
+def _on_postgres(db_url: str) -> bool:
+    return db_url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
+
+
+def _mq(reader: _Reader, db_url: str, multi_master: bool) -> Mapping[str, object]:
+    """``c['mq']`` with its type resolved: ``postgres`` (events shared through the database)
+    when asked, or by default for masters that share a PostgreSQL database
+    (``c['multiMaster']``); ``simple`` (in-process) otherwise. Buildbot's ``wamp`` is warned
+    about and replaced by the one that fits the database."""
+    given = reader.mapping("mq")
+    on_postgres = _on_postgres(db_url)
+    mq: dict[str, object] = {
+        "type": "postgres" if multi_master and on_postgres else "simple",
+        **given,
+    }
     kind = mq["type"]
     known = _MQ_KEYS.get(kind) if isinstance(kind, str) else None
     if known is None:
         reader.error(
             "mq", f"c['mq'] type {kind!r} is not supported (buildyard has {sorted(_MQ_KEYS)})"
         )
-    else:
-        reader.unknown_subkeys("mq", {k: v for k, v in mq.items() if k != "type"}, known)
+        mq["type"] = "simple"
+        return types.MappingProxyType(mq)
+    reader.unknown_subkeys("mq", {k: v for k, v in mq.items() if k != "type"}, known)
+    if kind == "postgres":
+        if not on_postgres:
+            reader.error(
+                "mq",
+                "c['mq'] type 'postgres' shares events through the database: it needs a "
+                f"PostgreSQL db_url, not {db_url.split(':', 1)[0]!r}",
+            )
+            mq["type"] = "simple"
+        retention = mq.get("retention", 600)
+        if isinstance(retention, bool) or not isinstance(retention, int | float) or retention <= 0:
+            reader.error(
+                "mq",
+                f"c['mq']['retention'] must be a positive number of seconds, not {retention!r}",
+            )
+            mq["retention"] = 600
+    elif kind == "wamp":
+        mq["type"] = "postgres" if on_postgres else "simple"
+        if not any(_set_value(mq.get(k)) for k in ("router_url", "realm", "wamp_debug_level")):
+            config_warning(
+                f"c['mq']['type'] 'wamp' {WAMP_INSTEAD}",
+                location=reader.lines.location("mq"),
+            )
     return types.MappingProxyType(mq)
+
+
+def _set_value(value: object) -> bool:
+    return value is not None and value is not False and value not in ({}, [])
 
 
 def _protocols(reader: _Reader) -> Mapping[str, Mapping[str, object]]:
@@ -510,7 +555,8 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
     db_url, db_engine_kwargs = _db(reader)
     interval, expire_after = _housekeeping(reader)
     metrics = reader.mapping("metrics") if config.get("metrics") is not None else None
-    www, mq = _www(reader), _mq(reader)
+    multi_master = _multi_master(reader)
+    www, mq = _www(reader), _mq(reader, db_url, multi_master)
     warn_no_effect(
         config,
         www,
@@ -525,7 +571,7 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
         db_url=db_url,
         db_engine_kwargs=db_engine_kwargs,
         mq=mq,
-        multi_master=_multi_master(reader),
+        multi_master=multi_master,
         workers=_workers(reader),
         builders=_builders(reader),
         schedulers=_placeholders_only(reader, "schedulers", "schedulers", kind=SchedulerConfig),

@@ -61,6 +61,15 @@ DB_KEYS: Mapping[str, str] = {"engine_kwargs": "the engine is made with buildyar
 
 _NO_EFFECT = "has no effect in buildyard yet"
 
+#: why Buildbot's WAMP settings do nothing: what buildyard does instead
+WAMP_INSTEAD = (
+    "has no effect in buildyard (it has no WAMP client: masters that share a PostgreSQL "
+    "database exchange their events through it, c['mq'] = {'type': 'postgres'}, which "
+    "buildyard uses instead)"
+)
+#: c['mq'][...] keys of Buildbot's WAMP queue
+WAMP_KEYS = ("router_url", "realm", "wamp_debug_level")
+
 
 def _set(value: object) -> bool:
     return value is not None and value is not False and value not in ({}, [])
@@ -90,6 +99,9 @@ def warn_no_effect(
     for key, why in MQ_KEYS.items():
         if _set(mq.get(key)):
             warn("mq", f"c['mq'][{key!r}] {_NO_EFFECT} ({why})")
+    for key in WAMP_KEYS:
+        if _set(mq.get(key)):
+            warn("mq", f"c['mq'][{key!r}] {WAMP_INSTEAD}")
     for key, why in WWW_KEYS.items():
         if _set(www.get(key)):
             warn("www", f"c['www'][{key!r}] {_NO_EFFECT} ({why})")

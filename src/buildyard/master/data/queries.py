@@ -60,6 +60,14 @@ class Queries:
         builder = await self._db.builders.get_builder(builderid)
         return None if builder is None else builder.name
 
+    async def get_buildset(self, bsid: int) -> dict[str, Any] | None:
+        """The buildset in its API shape (the body of its ``complete`` event), or None."""
+        bs = await self._db.buildsets.get_buildset(bsid)
+        if bs is None:
+            return None
+        stamps = [await self._db.sourcestamps.get_sourcestamp(i) for i in bs.sourcestamps]
+        return shapes.buildset(bs, [s for s in stamps if s is not None])
+
     async def builds_of_request(self, buildrequestid: int) -> list[dict[str, Any]]:
         """The builds of a build request (``buildid``, ``complete``, ``results``,
         ``state_string``), by id."""

@@ -1,4 +1,5 @@
-"""The message-queue interface every backend implements (in-process now, multi-master later).
+"""The message-queue interface every backend implements (in-process, and PostgreSQL for
+several masters).
 
 Routing keys are tuples of strings, like Buildbot's: ``("builds", "12", "finished")``. A pattern
 is a tuple of the same length where ``None`` (or ``"*"``) matches any one element.
@@ -33,8 +34,9 @@ class MessageQueue(Protocol):
         """Publish one event; never blocks."""
         ...
 
-    def subscribe(self, *patterns: Pattern) -> Subscription:
-        """Events matching any of ``patterns``, from now on."""
+    def subscribe(self, *patterns: Pattern, local_only: bool = False) -> Subscription:
+        """Events matching any of ``patterns``, from now on; with ``local_only``, only the
+        events this master produced (where the queue is shared by several masters)."""
         ...
 
     async def wait_idle(self) -> None:

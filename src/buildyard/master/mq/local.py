@@ -22,9 +22,13 @@ class SubscriptionClosed(Exception):
 
 
 class LocalSubscription:
-    def __init__(self, mq: LocalMQ, patterns: tuple[Pattern, ...]) -> None:
+    def __init__(
+        self, mq: LocalMQ, patterns: tuple[Pattern, ...], *, local_only: bool = False
+    ) -> None:
         self._mq = mq
         self.patterns = patterns
+        # only this master's events, where the queue also carries other masters' (postgres)
+        self.local_only = local_only
         self._queue: asyncio.Queue[tuple[Key, Body]] = asyncio.Queue()
         # events handed out whose consumer has not come back for the next one yet
         self._in_hand = 0
@@ -86,11 +90,15 @@ class LocalMQ:
 
     def produce(self, key: Key, body: Body) -> None:
         self.produced += 1
-        for sub in tuple(self._subscriptions):
-            sub._offer(key, body)
+        self._fan_out(key, body, remote=False)
 
-    def subscribe(self, *patterns: Pattern) -> LocalSubscription:
-        sub = LocalSubscription(self, patterns)
+    def _fan_out(self, key: Key, body: Body, *, remote: bool) -> None:
+        for sub in tuple(self._subscriptions):
+            if not (remote and sub.local_only):
+                sub._offer(key, body)
+
+    def subscribe(self, *patterns: Pattern, local_only: bool = False) -> LocalSubscription:
+        sub = LocalSubscription(self, patterns, local_only=local_only)
         self._subscriptions.add(sub)
         return sub
 

@@ -95,7 +95,9 @@ class ReporterBase(BuildbotService):
         if first:
             self._chains: dict[tuple[str, int], asyncio.Task[None]] = {}
             self._in_hand: dict[asyncio.Task[None], tuple[Key, Body]] = {}
-        subscription = env.mq.subscribe(*sorted(wanted, key=str))
+        # this master's events only: with a queue shared by several masters, each build is
+        # reported once, by the master that ran it
+        subscription = env.mq.subscribe(*sorted(wanted, key=str), local_only=True)
         self._follower: asyncio.Task[None] | None = self.spawn(
             self._follow(subscription, replay=first), name="events"
         )

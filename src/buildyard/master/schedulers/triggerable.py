@@ -9,6 +9,11 @@ ids together with a future of the buildset's result, resolved on ``buildsets/<id
 ``buildsets/<id>/new`` event) and keeps their ids in its state, so a restart does not lose the
 ones still running; when one completes with SUCCESS or WARNINGS it adds a buildset on the same
 source stamps.
+
+The buildsets waited for may be completed by another master (with ``c['mq']`` type
+``postgres`` its events reach this one). A completion whose event this master did not get (it
+started after it, or its queue lost more than the table keeps) is found in the database: when
+``Dependent`` starts, and every :data:`RECHECK` seconds while anything is waited for.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from buildyard.master.schedulers.base import SchedulerContext
 from buildyard.master.schedulers.service import BuildsetScheduler
 
 log = structlog.get_logger(__name__)
+
+# how often a wait for buildsets to complete also asks the database (seconds)
+RECHECK = 30.0
 
 __all__ = ["Dependent", "Triggerable"]
 
@@ -88,20 +96,47 @@ class TriggerableService(BuildsetScheduler):
             raise
         result: asyncio.Future[Results] = asyncio.get_running_loop().create_future()
         _ = self.spawn(self._wait(sub, ids.bsid, result), name=f"buildset:{ids.bsid}")
+        _ = self.spawn(self._recheck(ids.bsid, result), name=f"buildset-check:{ids.bsid}")
         return ids, result
 
     async def _wait(self, sub: Any, bsid: int, result: asyncio.Future[Results]) -> None:
+        # the database check may come first: it closes the subscription, which ends this
+        result.add_done_callback(lambda _: sub.close())
         try:
             async with sub:
                 async for key, body in sub:
                     if key[1] == str(bsid):
-                        if not result.done():
-                            code = body.get("results")
-                            result.set_result(Results(code if code is not None else 0))
+                        _resolve(result, body)
                         return
         finally:
             if not result.done():
                 result.cancel()
+
+    async def _recheck(self, bsid: int, result: asyncio.Future[Results]) -> None:
+        queries = self.ctx.queries
+        if queries is None:
+            return
+        while not result.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(result), timeout=RECHECK)
+            except TimeoutError:
+                pass
+            except asyncio.CancelledError:
+                if result.cancelled():
+                    return
+                raise
+            if result.done():
+                return
+            body = await queries.get_buildset(bsid)
+            if body is not None and body.get("complete"):
+                log.info("buildset_completion_found_in_db", scheduler=self.name, bsid=bsid)
+                _resolve(result, body)
+
+
+def _resolve(result: asyncio.Future[Results], body: Mapping[str, Any]) -> None:
+    if not result.done():
+        code = body.get("results")
+        result.set_result(Results(code if code is not None else 0))
 
 
 class Dependent(SchedulerBase):
@@ -145,6 +180,21 @@ class DependentService(BuildsetScheduler):
     async def start_work(self) -> None:
         sub = self.ctx.mq.subscribe(("buildsets", None, "new"), ("buildsets", None, "complete"))
         _ = self.spawn_work(self._follow(sub), name="upstream")
+        _ = self.spawn_work(self._recheck(), name="upstream-check")
+
+    async def _recheck(self) -> None:
+        """The watched buildsets completed while no event could tell this master: found in
+        the database now (once subscribed), then every :data:`RECHECK` seconds."""
+        queries = self.ctx.queries
+        if queries is None:
+            return
+        while True:
+            for bsid in await self._watched():
+                body = await queries.get_buildset(bsid)
+                if body is not None and body.get("complete"):
+                    async with self.lock:
+                        await self._completed(bsid, body)
+            await self.ctx.clock.sleep(RECHECK)
 
     async def _follow(self, sub: Any) -> None:
         async with sub:

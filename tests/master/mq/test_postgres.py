@@ -1,0 +1,243 @@
+"""The PostgreSQL message queue on a real server: two queues on one database stand for two
+masters. Order per origin, large messages through the table, local delivery exactly once, and
+a LISTEN connection cut by the server (caught up from the table, or the gap counted)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from buildyard.master.config.master_config import MasterConfig
+from buildyard.master.master import make_mq
+from buildyard.master.mq.local import LocalMQ, LocalSubscription
+from buildyard.master.mq.postgres import NOTIFY_LIMIT, TABLE, PostgresMQ
+
+pytestmark = pytest.mark.postgres
+
+
+class _Running:
+    def __init__(self, mq: PostgresMQ) -> None:
+        self.mq = mq
+        self.tasks = [
+            asyncio.create_task(mq.run_listener()),
+            asyncio.create_task(mq.run_publisher()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+@pytest.fixture
+async def pair(postgres_url: str) -> AsyncIterator[tuple[PostgresMQ, PostgresMQ]]:
+    one = _Running(PostgresMQ(postgres_url, reconnect_delay=0.2))
+    two = _Running(PostgresMQ(postgres_url, reconnect_delay=0.2))
+    try:
+        async with asyncio.timeout(30):
+            await one.mq.ready.wait()
+            await two.mq.ready.wait()
+        yield one.mq, two.mq
+    finally:
+        await one.stop()
+        await two.stop()
+
+
+Event = tuple[tuple[str, ...], dict[str, object]]
+
+
+async def _take(sub: LocalSubscription, count: int) -> list[Event]:
+    out: list[Event] = []
+    async with asyncio.timeout(30):
+        for _ in range(count):
+            key, body = await sub.get()
+            out.append((key, dict(body)))
+    return out
+
+
+async def test_other_master_sees_every_event_in_order_and_own_once(
+    pair: tuple[PostgresMQ, PostgresMQ],
+) -> None:
+    a, b = pair
+    on_b = b.subscribe(("builds", None, None))
+    on_a = a.subscribe(("builds", None, None))
+    for i in range(300):
+        a.produce(("builds", str(i % 3), "step"), {"n": i})
+    got = await _take(on_b, 300)
+    assert [body["n"] for _, body in got] == list(range(300))
+    assert got[4] == (("builds", "1", "step"), {"n": 4})
+    # a's own subscription: each event once (locally), its notifications skipped
+    mine = await _take(on_a, 300)
+    assert [body["n"] for _, body in mine] == list(range(300))
+    await a.flush()
+    b.produce(("builds", "x", "end"), {"n": -1})  # b's own, to be sure a is past its own
+    assert await _take(on_a, 1) == [(("builds", "x", "end"), {"n": -1})]
+    assert on_a.pending == 0
+    assert b.statistics()["received"] == 300 and b.statistics()["missed"] == 0
+
+
+async def test_a_local_only_subscription_gets_only_its_masters_events(
+    pair: tuple[PostgresMQ, PostgresMQ],
+) -> None:
+    a, b = pair
+    local = b.subscribe(("builds", None, None), local_only=True)
+    everything = b.subscribe(("builds", None, None))
+    a.produce(("builds", "1", "finished"), {"from": "a"})
+    assert await _take(everything, 1) == [(("builds", "1", "finished"), {"from": "a"})]
+    b.produce(("builds", "2", "finished"), {"from": "b"})
+    # the event a produced came (and went) before b's own: the local-only one skipped it
+    assert await _take(local, 1) == [(("builds", "2", "finished"), {"from": "b"})]
+    assert local.pending == 0
+
+
+async def test_a_message_too_large_for_a_notification_is_read_from_the_table(
+    pair: tuple[PostgresMQ, PostgresMQ],
+) -> None:
+    a, b = pair
+    sub = b.subscribe(("logs", None, None))
+    big = "x" * (NOTIFY_LIMIT * 3)
+    a.produce(("logs", "1", "append"), {"n": 1})
+    a.produce(("logs", "1", "append"), {"n": 2, "text": big})
+    a.produce(("logs", "1", "append"), {"n": 3, "when": "é" * (NOTIFY_LIMIT // 2)})
+    got = await _take(sub, 3)
+    assert [body["n"] for _, body in got] == [1, 2, 3]
+    assert got[1][1]["text"] == big
+    assert got[2][1]["when"] == "é" * (NOTIFY_LIMIT // 2)
+    assert b.statistics()["fetched"] == 2
+
+
+async def _cut(url: str, mq: PostgresMQ) -> None:
+    """Terminate ``mq``'s LISTEN connection from the server's side."""
+    pid = mq.listen_pid
+    assert pid is not None
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+
+
+async def _wait_reconnected(mq: PostgresMQ, before: int) -> None:
+    for _ in range(600):
+        if mq.reconnects > before and mq.listen_pid is not None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the queue did not reconnect within 30 s")
+
+
+async def test_a_cut_listener_catches_up_from_the_table(
+    postgres_url: str, pair: tuple[PostgresMQ, PostgresMQ]
+) -> None:
+    a, b = pair
+    b.reconnect_delay = 2.0  # long enough to produce while it is away
+    sub = b.subscribe(("builds", None, None))
+    a.produce(("builds", "1", "new"), {"n": 0})
+    assert (await _take(sub, 1))[0][1] == {"n": 0}
+    await _cut(postgres_url, b)
+    for i in range(1, 6):
+        a.produce(("builds", "1", "step"), {"n": i})
+    await a.flush()
+    await _wait_reconnected(b, 0)
+    a.produce(("builds", "1", "finished"), {"n": 6})
+    got = await _take(sub, 6)
+    assert [body["n"] for _, body in got] == [1, 2, 3, 4, 5, 6]
+    assert b.missed == 0
+
+
+async def test_a_cut_publisher_sends_everything_once_when_back(
+    postgres_url: str, pair: tuple[PostgresMQ, PostgresMQ]
+) -> None:
+    a, b = pair
+    sub = b.subscribe(("builds", None, None))
+    a.produce(("builds", "1", "new"), {"n": 0})
+    assert (await _take(sub, 1))[0][1] == {"n": 0}
+    url = postgres_url
+    conn = await asyncpg.connect(url)
+    try:
+        cut = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1",
+            a.publisher_name,
+        )
+        assert cut == 1
+    finally:
+        await conn.close()
+    for i in range(1, 201):
+        a.produce(("builds", "1", "step"), {"n": i})
+    got = await _take(sub, 200)
+    assert [body["n"] for _, body in got] == list(range(1, 201))
+    await a.flush()
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetchval(f"SELECT count(*) FROM {TABLE} WHERE origin = $1", a.origin)
+    finally:
+        await conn.close()
+    assert rows == 201
+    a.produce(("builds", "1", "finished"), {"n": 201})
+    assert await _take(sub, 1) == [(("builds", "1", "finished"), {"n": 201})]
+    assert sub.pending == 0
+
+
+async def test_what_the_table_no_longer_holds_is_counted_as_missed(
+    postgres_url: str, pair: tuple[PostgresMQ, PostgresMQ]
+) -> None:
+    a, b = pair
+    b.reconnect_delay = 2.0
+    sub = b.subscribe(("builds", None, None))
+    a.produce(("builds", "1", "new"), {"n": 0})
+    assert (await _take(sub, 1))[0][1] == {"n": 0}
+    await _cut(postgres_url, b)
+    for i in range(1, 4):
+        a.produce(("builds", "1", "step"), {"n": i})
+    await a.flush()
+    conn = await asyncpg.connect(postgres_url)
+    try:  # as the retention would: the three produced while b was away are gone
+        await conn.execute(f"DELETE FROM {TABLE} WHERE origin = $1 AND seq > 1", a.origin)
+    finally:
+        await conn.close()
+    a.produce(("builds", "1", "finished"), {"n": 4})
+    await a.flush()
+    got = await _take(sub, 1)
+    assert got == [(("builds", "1", "finished"), {"n": 4})]
+    assert b.missed == 3
+
+
+async def test_old_rows_are_trimmed(postgres_url: str) -> None:
+    mq = PostgresMQ(postgres_url, retention=1.0)
+    running = _Running(mq)
+    try:
+        async with asyncio.timeout(30):
+            await mq.ready.wait()
+        mq.produce(("a",), {"n": 1})
+        await mq.flush()
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            assert await conn.fetchval(f"SELECT count(*) FROM {TABLE}") == 1
+            for _ in range(150):
+                if not await conn.fetchval(f"SELECT count(*) FROM {TABLE}"):
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("the row older than the retention was not deleted")
+        finally:
+            await conn.close()
+    finally:
+        await running.stop()
+
+
+def test_the_master_makes_the_queue_c_mq_asks_for(tmp_path: Path) -> None:
+    config = MasterConfig(
+        source=tmp_path / "master.cfg",
+        db_url="postgresql://u:p@127.0.0.1:5/x",
+        mq={"type": "postgres", "retention": 60},
+    )
+    mq = make_mq(config)
+    assert isinstance(mq, PostgresMQ)
+    assert mq.retention == 60.0
+    assert mq._dsn == "postgresql://u:p@127.0.0.1:5/x"
+    simple = make_mq(MasterConfig(source=tmp_path / "master.cfg"))
+    assert type(simple) is LocalMQ
