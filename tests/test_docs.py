@@ -152,6 +152,29 @@ def test_docs_cited_by_code_exist() -> None:
     assert broken_citations(ROOT) == []
 
 
+_REPO_PATH = re.compile(r"`((?:tests|src|docs|bench)/[\w/.-]+\.(?:py|md))`")
+
+
+def missing_shown_paths(page: Path, root: Path) -> list[str]:
+    """Repository paths a page quotes (```tests/...py``` and the like) that do not exist."""
+    return [p for p in _REPO_PATH.findall(read_text(page)) if not (root / p).is_file()]
+
+
+def test_divergences_point_at_files_that_exist_and_are_linked() -> None:
+    """docs/divergences.md says where each difference is shown: every test file it names
+    exists (its links are checked above), and the pages a moving site reads first link to it."""
+    page = ROOT / "docs" / "divergences.md"
+    assert len(_REPO_PATH.findall(read_text(page))) >= 10  # it names the tests, not only pages
+    assert missing_shown_paths(page, ROOT) == []
+    assert "(docs/divergences.md)" in read_text(ROOT / "README.md")
+    assert "(divergences.md)" in read_text(ROOT / "docs" / "moving-from-buildbot.md")
+
+
+def test_a_quoted_path_that_is_gone_is_found(tmp_path: Path) -> None:
+    _plant(tmp_path, {"tests/test_a.py": "", "d.md": "`tests/test_a.py`, `tests/e2e/gone.py`\n"})
+    assert missing_shown_paths(tmp_path / "d.md", tmp_path) == ["tests/e2e/gone.py"]
+
+
 @pytest.mark.parametrize(
     "page", ["architecture.md", "worker-protocol.md", "rest-api.md", "database.md"]
 )
