@@ -43,7 +43,7 @@ WWW_KEYS: Mapping[str, str] = {
     "logfileName": "the HTTP access log is not written to a file",
     "maxRotatedFiles": "the HTTP access log is not written to a file",
     "rest_minimum_version": "every REST API version is served",
-    "ws_ping_interval": "the WebSocket is not pinged",
+    "ws_ping_interval": "the WebSocket is pinged every 30 s whatever it says",
 }
 
 #: c['www'][...] keys only Buildbot's web UI (c['www']['ui']) reads; buildyard's own UI does not.
