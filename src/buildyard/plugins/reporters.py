@@ -2,9 +2,9 @@
 
 Implemented: ``HttpStatusPush``, ``GitHubStatusPush``, ``GitHubCommentPush``,
 ``GitLabStatusPush``, ``BitbucketStatusPush``, the three Bitbucket Server reporters,
-``GerritStatusPush``, ``ZulipStatusPush``, ``PushoverNotifier``, ``PushjetNotifier``,
-``MailNotifier``, the report generators and the message formatters. The other reporters are
-stand-ins that say so.
+``GerritStatusPush``, ``ZulipStatusPush``, ``IRC``, ``TelegramBot``, ``PushoverNotifier``,
+``PushjetNotifier``, ``MailNotifier``, the report generators and the message formatters. The
+other reporters are stand-ins that say so.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from buildyard.master.reporters.gerrit import GerritStatusPush
 from buildyard.master.reporters.github import GitHubCommentPush, GitHubStatusPush
 from buildyard.master.reporters.gitlab import GitLabStatusPush
 from buildyard.master.reporters.http import HttpStatusPush
+from buildyard.master.reporters.irc import IRC
 from buildyard.master.reporters.mail import MailNotifier
 from buildyard.master.reporters.message import (
     MessageFormatter,
@@ -43,6 +44,7 @@ from buildyard.master.reporters.zulip import ZulipStatusPush
 from buildyard.plugins._namespace import REPORTING, placeholders, unknown_name
 
 __all__ = [
+    "IRC",
     "BitbucketServerCoreAPIStatusPush",
     "BitbucketServerPRCommentPush",
     "BitbucketServerStatusPush",
