@@ -40,6 +40,7 @@ from buildyard.master.reporters.message import (
     MessageFormatterRenderable,
 )
 from buildyard.master.reporters.notifiers import PushjetNotifier, PushoverNotifier
+from buildyard.master.reporters.telegram import TelegramBot
 from buildyard.master.reporters.zulip import ZulipStatusPush
 from buildyard.plugins._namespace import REPORTING, placeholders, unknown_name
 
@@ -68,6 +69,7 @@ __all__ = [
     "MessageFormatterRenderable",
     "PushjetNotifier",
     "PushoverNotifier",
+    "TelegramBot",
     "WorkerMissingGenerator",
     "ZulipStatusPush",
 ]
