@@ -175,3 +175,55 @@ def test_parse_line_reads_irc_messages_and_names_garbage() -> None:
     for garbage in ("", ":only-a-prefix", "12345 x", "!!! what"):
         with pytest.raises(LineError):
             parse_line(garbage)
+
+
+FLIP = """
+c['buildbotURL'] = 'http://ci.example/'
+c['builders'] = [
+    util.BuilderConfig(name='flip', workernames=['w1'], tags=['watched'],
+                       factory=util.BuildFactory([
+                           steps.ShellCommand(command=util.Interpolate('%(prop:cmd:-true)s'))])),
+    util.BuilderConfig(name='other', workernames=['w1'],
+                       factory=util.BuildFactory([steps.ShellCommand(command=['false'])])),
+]
+"""
+
+
+async def test_irc_transitions_tags_and_private_notices(tmp_path: Path, ircd: Ircd) -> None:
+    """``problem`` and ``recovery`` compare a build with the builder's previous one; ``tags``
+    keeps other builders quiet; ``pm_to_nicks`` get the notices in private, as notices in the
+    channel with ``noticeOnChannel``; colours mark the result."""
+    config = FLIP + _irc(
+        ircd.port,
+        notify_events="['problem', 'recovery']",
+        tags="['watched']",
+        pm_to_nicks="['dave']",
+        noticeOnChannel="True",
+        useColors="True",
+    )
+    async with irc_user("alice", ircd.port) as alice, irc_user("dave", ircd.port) as dave:
+        await alice.join("#ci")
+        async with running_master(tmp_path, config) as run:
+            await alice.wait_for(lambda p, c, a: c == "JOIN" and p.startswith("bby!"))
+            mark_a, mark_d = len(alice.lines), len(dave.lines)
+            await run.build("flip")  # success: nothing to say
+            await run.build("other")  # failure, but not a watched builder
+            await run.build("flip", properties={"cmd": "false"})  # problem
+            await run.build("flip")  # recovery
+            problem, recovery = await alice.messages("bby", start=mark_a, count=2)
+            assert _build_url(problem) == (
+                "Build [#2](http://ci.example/#/builders/B/builds/2) of `flip` \x034failed\x0f: "
+                "failed 'false' (failure)"
+            )
+            assert _build_url(recovery) == (
+                "Build [#3](http://ci.example/#/builders/B/builds/3) of `flip` "
+                "\x033completed successfully\x0f."
+            )
+            kinds = [c for p, c, a in alice.lines[mark_a:] if p.startswith("bby!")]
+            assert kinds == ["NOTICE", "NOTICE"]
+            private = await dave.messages("bby", start=mark_d, count=2)
+            assert private == [problem, recovery]
+            assert [a[0] for p, c, a in dave.lines[mark_d:] if p.startswith("bby!")] == [
+                "dave",
+                "dave",
+            ]

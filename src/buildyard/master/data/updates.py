@@ -327,6 +327,31 @@ class Updates(PipelineUpdates):
             )
         return ids
 
+    async def update_builder_info(
+        self,
+        *,
+        builderid: int,
+        description: str | None,
+        description_format: str | None,
+        project: str | None,
+        tags: Sequence[str],
+    ) -> None:
+        """Store what the configuration says of a builder: its description, project (by name;
+        created if new) and tags, which the REST API and the reporters' tag filters read."""
+        async with self._db.transaction() as conn:
+            projectid = (
+                await self._db.projects.find_project_id(project, conn=conn) if project else None
+            )
+            await self._db.builders.update_builder_info(
+                builderid,
+                description=description,
+                description_format=description_format,
+                description_html=None,
+                projectid=projectid,
+                tags=tags,
+                conn=conn,
+            )
+
     # -- what a configuration creates -----------------------------------------------------------
 
     async def config_rows(self) -> ConfigRows:

@@ -69,6 +69,14 @@ class BotMaster(ServiceManager[Any]):
         )
         for name, builder in self.builders.items():
             builder.builderid = ids[name]
+            cfg = builder.config
+            await self._updates.update_builder_info(
+                builderid=ids[name],
+                description=getattr(cfg, "description", None),
+                description_format=getattr(cfg, "description_format", None),
+                project=getattr(cfg, "project", None),
+                tags=tuple(getattr(cfg, "tags", ()) or ()),
+            )
         self.brd.configure(
             {name: (ids[name], b.config) for name, b in self.builders.items()}, master_config
         )

@@ -893,7 +893,13 @@ class ChatBot:
             return
         builder = await self.get_builder(builderid=int(body["builderid"]))
         if self.tags is not None and not any(t in self.tags for t in builder.get("tags") or ()):
-            self.log("chat_build_not_notified", builder=builder["name"], why="tags")
+            self.log(
+                "chat_build_not_notified",
+                builder=builder["name"],
+                why="tags",
+                builder_tags=builder.get("tags"),
+                tags=self.tags,
+            )
             return
         for channel in list(self.channels.values()):
             try:
