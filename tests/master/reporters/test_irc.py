@@ -227,3 +227,27 @@ async def test_irc_transitions_tags_and_private_notices(tmp_path: Path, ircd: Ir
                 "dave",
                 "dave",
             ]
+
+
+async def test_irc_notified_events_survive_a_new_bot(tmp_path: Path, ircd: Ircd) -> None:
+    """What a channel asked for is kept in the master's state table: a reconfiguration that
+    changes the bot's arguments starts a new bot, which still knows it."""
+    async with irc_user("alice", ircd.port) as alice:
+        await alice.join("#ci")
+        async with running_master(tmp_path, BUILDERS + _irc(ircd.port)) as run:
+            await alice.wait_for(lambda p, c, a: c == "JOIN" and p.startswith("bby!"))
+            mark = len(alice.lines)
+            alice.say("#ci", "bby: notify on failure")
+            await alice.messages("bby", start=mark)
+            cfg = run.basedir / "master.cfg"
+            cfg.write_text(cfg.read_text().replace("lostDelay=0.2", "lostDelay=0.3"))
+            mark = len(alice.lines)
+            assert await run.master.reconfig() is True
+            joined = await alice.wait_for(
+                lambda p, c, a: c == "JOIN" and p.startswith("bby"), start=mark
+            )
+            nick = joined[0].split("!")[0]
+            mark = len(alice.lines)
+            alice.say("#ci", f"{nick}: notify list")
+            [listed] = await alice.messages(nick, start=mark)
+    assert listed == "The following events are being notified: failure, finished, started."

@@ -536,6 +536,7 @@ class IRC(BuildbotService):
             full_authz[("force", "stop")] = allowForce
         if allowShutdown is not None:
             full_authz["shutdown"] = allowShutdown
+        previous: IrcBot | None = getattr(self, "bot", None)
         self.bot = IrcBot(
             self,
             nickname=nick,
@@ -553,6 +554,8 @@ class IRC(BuildbotService):
         )
         old = getattr(self, "_connection", None)
         if old is not None:  # arguments changed: a new bot, a new connection
+            if previous is not None:
+                previous.send_line("QUIT :buildmaster reconfigured: bot disconnecting")
             old.cancel()
             self._connection = self.bot.spawn(self._run(), name="irc connection")
 
