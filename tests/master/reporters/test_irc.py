@@ -185,6 +185,8 @@ c['builders'] = [
                            steps.ShellCommand(command=util.Interpolate('%(prop:cmd:-true)s'))])),
     util.BuilderConfig(name='other', workernames=['w1'],
                        factory=util.BuildFactory([steps.ShellCommand(command=['false'])])),
+    util.BuilderConfig(name='slow', workernames=['w1'], tags=['watched'],
+                       factory=util.BuildFactory([steps.ShellCommand(command=['sleep', '60'])])),
 ]
 """
 
@@ -200,6 +202,7 @@ async def test_irc_transitions_tags_and_private_notices(tmp_path: Path, ircd: Ir
         pm_to_nicks="['dave']",
         noticeOnChannel="True",
         useColors="True",
+        authz="{'stop': ['alice']}",
     )
     async with irc_user("alice", ircd.port) as alice, irc_user("dave", ircd.port) as dave:
         await alice.join("#ci")
@@ -227,6 +230,43 @@ async def test_irc_transitions_tags_and_private_notices(tmp_path: Path, ircd: Ir
                 "dave",
                 "dave",
             ]
+
+            # watch a running build (the channel is not notified of its end otherwise), then
+            # stop it
+            updates = run.master.data.updates
+            slow = await updates.find_builder_id("slow")
+            _bsid, brids = await updates.add_buildset(
+                scheduler="test",
+                sourcestamps=[
+                    {
+                        "branch": None,
+                        "revision": None,
+                        "repository": "",
+                        "project": "",
+                        "codebase": "",
+                    }
+                ],
+                reason="test",
+                properties={},
+                builderids=[slow],
+            )
+            await run.started_build(brids[slow])
+            mark = len(alice.lines)
+            alice.say("#ci", "bby: watch slow")
+            [watching] = await alice.messages("bby", start=mark)
+            assert _build_url(watching) == (
+                "Watching build [#1](http://ci.example/#/builders/B/builds/1) of `slow` until it "
+                "finishes..."
+            )
+            mark = len(alice.lines)
+            alice.say("#ci", "bby: stop build slow enough of this")
+            interrupted, ended = await alice.messages("bby", start=mark, count=2)
+            assert _build_url(interrupted) == (
+                "Build [#1](http://ci.example/#/builders/B/builds/1) of `slow` interrupted."
+            )
+            assert _build_url(ended).startswith(
+                "Build [#1](http://ci.example/#/builders/B/builds/1) of `slow` \x0313was cancelled"
+            ), ended
 
 
 async def test_irc_notified_events_survive_a_new_bot(tmp_path: Path, ircd: Ircd) -> None:
