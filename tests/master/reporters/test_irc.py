@@ -208,6 +208,10 @@ async def test_irc_transitions_tags_and_private_notices(tmp_path: Path, ircd: Ir
         await alice.join("#ci")
         async with running_master(tmp_path, config) as run:
             await alice.wait_for(lambda p, c, a: c == "JOIN" and p.startswith("bby!"))
+            # the builders' tags are stored from the configuration, as the data API shows them
+            found = await run.master.data.api.get(("builders",))
+            builders = {b["name"]: b for b in getattr(found, "items", [])}
+            assert (builders["flip"]["tags"], builders["other"]["tags"]) == (["watched"], [])
             mark_a, mark_d = len(alice.lines), len(dave.lines)
             await run.build("flip")  # success: nothing to say
             await run.build("other")  # failure, but not a watched builder
