@@ -146,15 +146,24 @@ class IrcUser:
                 await self._arrived.wait()
 
     async def messages(
-        self, sender: str, *, start: int = 0, count: int = 1, within: float = 60
+        self,
+        sender: str,
+        *,
+        start: int = 0,
+        count: int = 1,
+        within: float = 60,
+        to: str | None = None,
     ) -> list[str]:
-        """The text of the first ``count`` PRIVMSG/NOTICE lines from ``sender`` from ``start``."""
+        """The text of the first ``count`` PRIVMSG/NOTICE lines from ``sender`` from ``start``
+        (sent to ``to`` only, when given)."""
 
         def found() -> list[str]:
             return [
                 a[-1]
                 for p, c, a in self.lines[start:]
-                if c in ("PRIVMSG", "NOTICE") and p.split("!")[0] == sender
+                if c in ("PRIVMSG", "NOTICE")
+                and p.split("!")[0] == sender
+                and (to is None or a[0].lower() == to.lower())
             ]
 
         async with asyncio.timeout(within), self._arrived:

@@ -203,11 +203,20 @@ async def test_irc_transitions_tags_and_private_notices(tmp_path: Path, ircd: Ir
         noticeOnChannel="True",
         useColors="True",
         authz="{'stop': ['alice']}",
+        channels="[{'channel': '#ci'}, {'channel': '#locked', 'password': 'sesame'}]",
     )
     async with irc_user("alice", ircd.port) as alice, irc_user("dave", ircd.port) as dave:
         await alice.join("#ci")
+        await alice.join("#locked")
+        alice.send("MODE #locked +k sesame")  # a channel key: the bot's password opens it
+        await alice.wait_for(lambda p, c, a: c == "MODE" and a[:2] == ["#locked", "+k"])
         async with running_master(tmp_path, config) as run:
-            await alice.wait_for(lambda p, c, a: c == "JOIN" and p.startswith("bby!"))
+            for channel in ("#ci", "#locked"):
+
+                def joined(p: str, c: str, a: list[str], ch: str = channel) -> bool:
+                    return c == "JOIN" and p.startswith("bby!") and a[0] == ch
+
+                await alice.wait_for(joined)
             # the builders' tags are stored from the configuration, as the data API shows them
             found = await run.master.data.api.get(("builders",))
             builders = {b["name"]: b for b in getattr(found, "items", [])}
@@ -217,7 +226,9 @@ async def test_irc_transitions_tags_and_private_notices(tmp_path: Path, ircd: Ir
             await run.build("other")  # failure, but not a watched builder
             await run.build("flip", properties={"cmd": "false"})  # problem
             await run.build("flip")  # recovery
-            problem, recovery = await alice.messages("bby", start=mark_a, count=2)
+            problem, recovery = await alice.messages("bby", start=mark_a, count=2, to="#ci")
+            locked = await alice.messages("bby", start=mark_a, count=2, to="#locked")
+            assert locked == [problem, recovery]
             assert _build_url(problem) == (
                 "Build [#2](http://ci.example/#/builders/B/builds/2) of `flip` \x034failed\x0f: "
                 "failed 'false' (failure)"
@@ -227,7 +238,7 @@ async def test_irc_transitions_tags_and_private_notices(tmp_path: Path, ircd: Ir
                 "\x033completed successfully\x0f."
             )
             kinds = [c for p, c, a in alice.lines[mark_a:] if p.startswith("bby!")]
-            assert kinds == ["NOTICE", "NOTICE"]
+            assert kinds == ["NOTICE"] * 4
             private = await dave.messages("bby", start=mark_d, count=2)
             assert private == [problem, recovery]
             assert [a[0] for p, c, a in dave.lines[mark_d:] if p.startswith("bby!")] == [
@@ -257,14 +268,14 @@ async def test_irc_transitions_tags_and_private_notices(tmp_path: Path, ircd: Ir
             await run.started_build(brids[slow])
             mark = len(alice.lines)
             alice.say("#ci", "bby: watch slow")
-            [watching] = await alice.messages("bby", start=mark)
+            [watching] = await alice.messages("bby", start=mark, to="#ci")
             assert _build_url(watching) == (
                 "Watching build [#1](http://ci.example/#/builders/B/builds/1) of `slow` until it "
                 "finishes..."
             )
             mark = len(alice.lines)
             alice.say("#ci", "bby: stop build slow enough of this")
-            interrupted, ended = await alice.messages("bby", start=mark, count=2)
+            interrupted, ended = await alice.messages("bby", start=mark, count=2, to="#ci")
             assert _build_url(interrupted) == (
                 "Build [#1](http://ci.example/#/builders/B/builds/1) of `slow` interrupted."
             )
