@@ -2,7 +2,8 @@
 
 Implemented: ``HttpStatusPush``, ``GitHubStatusPush``, ``GitHubCommentPush``,
 ``GitLabStatusPush``, ``BitbucketStatusPush``, the three Bitbucket Server reporters,
-``GerritStatusPush``, ``GerritVerifyStatusPush``, ``ZulipStatusPush``, ``PushoverNotifier``,
+``GerritStatusPush``, ``GerritVerifyStatusPush``, ``ZulipStatusPush``, ``IRC``, ``TelegramBot``,
+``PushoverNotifier``,
 ``PushjetNotifier``, ``MailNotifier``, the report generators and the message formatters. The
 other reporters are stand-ins that say so.
 """
@@ -30,6 +31,7 @@ from buildyard.master.reporters.gerrit_verify_status import GerritVerifyStatusPu
 from buildyard.master.reporters.github import GitHubCommentPush, GitHubStatusPush
 from buildyard.master.reporters.gitlab import GitLabStatusPush
 from buildyard.master.reporters.http import HttpStatusPush
+from buildyard.master.reporters.irc import IRC
 from buildyard.master.reporters.mail import MailNotifier
 from buildyard.master.reporters.message import (
     MessageFormatter,
@@ -40,10 +42,12 @@ from buildyard.master.reporters.message import (
     MessageFormatterRenderable,
 )
 from buildyard.master.reporters.notifiers import PushjetNotifier, PushoverNotifier
+from buildyard.master.reporters.telegram import TelegramBot
 from buildyard.master.reporters.zulip import ZulipStatusPush
 from buildyard.plugins._namespace import REPORTING, placeholders, unknown_name
 
 __all__ = [
+    "IRC",
     "BitbucketServerCoreAPIStatusPush",
     "BitbucketServerPRCommentPush",
     "BitbucketServerStatusPush",
@@ -68,6 +72,7 @@ __all__ = [
     "MessageFormatterRenderable",
     "PushjetNotifier",
     "PushoverNotifier",
+    "TelegramBot",
     "WorkerMissingGenerator",
     "ZulipStatusPush",
 ]

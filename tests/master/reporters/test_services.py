@@ -178,7 +178,12 @@ c['services'] = [
             "reporters.MessageFormatter(template='{% if %}'))])]",
             "template is not a valid Jinja2 template",
         ),
-        ("[reporters.IRC('host', 'nick', [])]", "not implemented yet"),
+        ("[reporters.IRC('host', 'nick', '#ci')]", "IRC: channels must be a list"),
+        (
+            "[reporters.IRC('host', 'nick', [], allowForce=True, authz={})]",
+            "IRC: if you specify authz, you must not use allowForce anymore",
+        ),
+        ("[reporters.IRC('host', 'nick', [], authz={'force': 'alice'})]", "authz values must be"),
         ("[reporters.ZulipStatusPush(endpoint=1, token='t')]", "endpoint must be a string"),
         (
             "[reporters.PushoverNotifier('u', 'a', otherParams={'colour': 'red'})]",

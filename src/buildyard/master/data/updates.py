@@ -41,6 +41,7 @@ class BuilderInfo:
     description: str | None = None
     description_format: str | None = None
     description_html: str | None = None
+    project: str | None = None
     tags: tuple[str, ...] = ()
 
 
@@ -339,36 +340,46 @@ class Updates(PipelineUpdates):
         return ids
 
     async def update_builder_infos(self, infos: Mapping[int, BuilderInfo]) -> list[int]:
-        """Give each builder (by id) its configured description and tags, as Buildbot's
-        reconfig does; only the builders whose stored info differs are written, so a start or
-        reconfig that changes none writes nothing. Returns the ids written."""
+        """Give each builder (by id) what its configuration says of it, as Buildbot's reconfig
+        does: its description, project (by name; created if new) and tags, which the REST API
+        and the reporters' tag filters read. Only the builders whose stored info differs are
+        written, so a start or reconfig that changes none writes nothing. Returns the ids
+        written."""
         if not infos:
             return []
-        stored = {
-            b.id: BuilderInfo(
-                description=b.description,
-                description_format=b.description_format,
-                description_html=b.description_html,
-                tags=tuple(sorted(b.tags)),
+        stored = {b.id: b for b in await self._db.builders.get_builders() if b.id in infos}
+        projectids: dict[str, int] = {}
+        for info in infos.values():
+            if info.project and info.project not in projectids:
+                projectids[info.project] = await self._db.projects.find_project_id(info.project)
+        changed = []
+        for builderid, info in infos.items():
+            projectid = projectids[info.project] if info.project else None
+            wanted = (
+                info.description,
+                info.description_format,
+                info.description_html,
+                projectid,
+                tuple(sorted(info.tags)),
             )
-            for b in await self._db.builders.get_builders()
-            if b.id in infos
-        }
-        changed = [
-            builderid
-            for builderid, info in infos.items()
-            if stored.get(builderid) != dataclasses.replace(info, tags=tuple(sorted(info.tags)))
-        ]
-        for builderid in changed:
-            info = infos[builderid]
+            b = stored.get(builderid)
+            if b is not None and wanted == (
+                b.description,
+                b.description_format,
+                b.description_html,
+                b.projectid,
+                tuple(sorted(b.tags)),
+            ):
+                continue
             await self._db.builders.update_builder_info(
                 builderid,
                 description=info.description,
                 description_format=info.description_format,
                 description_html=info.description_html,
-                projectid=None,
+                projectid=projectid,
                 tags=info.tags,
             )
+            changed.append(builderid)
         return changed
 
     # -- what a configuration creates -----------------------------------------------------------

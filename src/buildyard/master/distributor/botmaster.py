@@ -114,5 +114,6 @@ def _info(config: Any) -> BuilderInfo:
         description=description,
         description_format=fmt,
         description_html=html,
+        project=getattr(config, "project", None),
         tags=tuple(getattr(config, "tags", ()) or ()),
     )

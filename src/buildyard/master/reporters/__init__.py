@@ -12,6 +12,8 @@ statuses on GitHub, GitLab and Bitbucket, Gerrit reviews, chat and push notifica
 - :mod:`.http`, :mod:`.github`, :mod:`.gitlab`, :mod:`.bitbucket`, :mod:`.bitbucketserver`,
   :mod:`.gerrit` (over ssh), :mod:`.zulip`, :mod:`.notifiers` (Pushover, Pushjet),
   :mod:`.mail`: the reporters themselves, the HTTP ones through :mod:`.httpclient`.
+- :mod:`.chat`: the chat bots' commands and notices; :mod:`.irc` and :mod:`.telegram`, the
+  bots (services, not ``ReporterBase``s: they follow events and answer users themselves).
 
 May import ``data``, ``mq``, ``secrets``, ``model`` and ``common``; sees the rest of the system
 only through the data API and the message queue.

@@ -1,0 +1,656 @@
+"""``reporters.TelegramBot``: Buildbot's Telegram bot, over the Telegram Bot API.
+
+Requests are ``POST https://api.telegram.org/bot<token>/<method>`` with a JSON body, answered
+``{"ok": true, "result": ...}`` or ``{"ok": false, "description": ...}``. The bot asks
+``getMe`` for its user name (unless ``bot_username`` is given), tells Telegram its commands
+(``setMyCommands``), then polls ``getUpdates`` (long polling, ``timeout`` = ``pollTimeout``,
+``offset`` one past the last update seen) and answers with ``sendMessage`` (Markdown, cut at
+4096 characters), ``answerCallbackQuery`` for its inline keyboards' buttons, and
+``editMessageReplyMarkup`` to take a used keyboard away.
+
+The token is part of every request's address: it is never logged (errors name the method only,
+and any text echoing the token has it replaced). ``useWebhook=True`` is not implemented: it is
+a configuration error that says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import structlog
+
+from buildyard.common.errors import config_error
+from buildyard.master.model.results import Results
+from buildyard.master.reporters.chat import (
+    DOCS,
+    USAGE,
+    ChatBot,
+    ChatChannel,
+    Contact,
+    UsageError,
+)
+from buildyard.master.reporters.service import BuildbotService
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["TelegramBot"]
+
+#: the longest text of one message
+MAX_MESSAGE = 4096
+#: how many times a request is sent before it is given up (polling retries for ever)
+SEND_ATTEMPTS = 5
+
+RESULTS_EMOJI = {
+    Results.SUCCESS: " ✅",
+    Results.WARNINGS: " ⚠️",
+    Results.FAILURE: "❗",
+    Results.EXCEPTION: " ‼️",
+    Results.RETRY: " 🔄",
+    Results.CANCELLED: " 🚫",
+    Results.SKIPPED: "",
+}
+
+ACCESS_DENIED_MESSAGES = (
+    "🧙‍♂️ You shall not pass! 👹",
+    "😨 Oh NO! You are simply not allowed to this! 😢",
+    "⛔ You cannot do this. Better go outside and relax... 🌳",
+    "⛔ ACCESS DENIED! This incident has ben reported to NSA, KGB, and George Soros! 🕵",
+    "🚫 Unauthorized access detected! Your device will explode in 3... 2... 1... 💣",
+    "☢ Radiation level too high! Continuation of the procedure forbidden! 🛑",
+)
+
+TELEGRAM_DOCS = {
+    "getid": "get user and chat ID",
+    "nay": "forget the current command",
+}
+TELEGRAM_USAGE = {
+    "getid": "getid - get user and chat ID that can be put in the master configuration file",
+    "nay": "nay - never mind the command we are currently discussing",
+}
+
+
+class TelegramError(RuntimeError):
+    """A request Telegram refused or that could not be sent (the token is never in it)."""
+
+
+class TelegramChannel(ChatChannel):
+    def __init__(self, bot: ChatBot, chat_id: Any) -> None:
+        info = dict(chat_id) if isinstance(chat_id, Mapping) else {"id": chat_id}
+        super().__init__(bot, info["id"])
+        self.chat_info = info
+
+    async def list_notified_events(self) -> None:
+        if self.notify_events:
+            events = "\n".join(sorted(f"🔔 **{e}**" for e in self.notify_events))
+            await self.send(f"The following events are being notified:\n{events}")
+        else:
+            await self.send("🔕 No events are being notified.")
+
+
+class TelegramContact(Contact):
+    channel: TelegramChannel
+
+    def __init__(self, user: Any, channel: ChatChannel) -> None:
+        info = dict(user) if isinstance(user, Mapping) else {"id": user, "first_name": str(user)}
+        super().__init__(info["id"], channel)
+        self.user_info = info
+        # a command waiting for the user's next message (``{}`` is where it goes)
+        self.template: str | None = None
+
+    @property
+    def tg(self) -> TelegramPollingBot:
+        bot = self.bot
+        assert isinstance(bot, TelegramPollingBot)
+        return bot
+
+    @property
+    def user_name(self) -> str:
+        return str(self.user_info.get("first_name", self.user_id))
+
+    @property
+    def user_full_name(self) -> str:
+        first = str(self.user_info.get("first_name", ""))
+        return f"{first} {self.user_info.get('last_name', '')}".strip()
+
+    def describe_user(self) -> str:
+        user = self.user_full_name
+        if "username" in self.user_info:
+            user += f" (@{self.user_info['username']})"
+        if not self.is_private_chat:
+            title = self.channel.chat_info.get("title")
+            if title:
+                user += f" on '{title}'"
+        return user
+
+    def usage(self, command: str) -> Any:
+        return TELEGRAM_USAGE.get(command) or USAGE.get(command)
+
+    async def access_denied(
+        self, args: str, tmessage: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        await self.send(
+            random.choice(ACCESS_DENIED_MESSAGES),
+            reply_to_message_id=(tmessage or {}).get("message_id"),
+        )
+
+    @staticmethod
+    def button(caption: str, payload: str) -> dict[str, Any]:
+        return {"text": caption, "callback_data": payload}
+
+    @classmethod
+    def described_commands(cls) -> list[tuple[str, str]]:
+        docs = {**DOCS, **TELEGRAM_DOCS}
+        return [(c, docs.get(c, c)) for c in cls.commands() if c != "start"]
+
+    async def command_START(self, args: str, **kwargs: Any) -> None:
+        await self.tg.post(
+            "setChatMenuButton", {"chat_id": self.channel.id, "menu_button": {"type": "commands"}}
+        )
+        await self.command_HELLO(args)
+        await self.command_HELP("")
+
+    async def command_NAY(
+        self, args: str, tmessage: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        replied = (tmessage or {}).get("reply_to_message")
+        if replied and "reply_markup" in replied:
+            await self.tg.edit_keyboard(self.channel.id, replied["message_id"])
+        if self.is_private_chat:
+            await self.send("Never mind...")
+        else:
+            await self.send(f"Never mind, {self.user_name}...")
+
+    async def command_GETID(self, args: str, **kwargs: Any) -> None:
+        if self.is_private_chat:
+            await self.send(f"Your ID is `{self.user_id}`.")
+        else:
+            await self.send(f"{self.user_name}, your ID is `{self.user_id}`.")
+            kind = self.channel.chat_info.get("type", "group")
+            await self.send(f"This {kind} ID is `{self.channel.id}`.")
+
+    async def command_COMMANDS(self, args: str, **kwargs: Any) -> None:
+        if args.lower() == "botfather":
+            await self.send("\n".join(f"{c} - {d}" for c, d in self.described_commands()))
+        else:
+            await super().command_COMMANDS(args)
+
+    async def command_HELP(self, args: str, **kwargs: Any) -> None:
+        await super().command_HELP(args)
+
+    def extra_docs(self) -> dict[str, str]:
+        return TELEGRAM_DOCS
+
+    async def command_LIST(self, args: str, **kwargs: Any) -> None:
+        if args.strip():
+            await super().command_LIST(args)
+            return
+        keyboard = [
+            [
+                self.button("👷️ Builders", "/list builders"),
+                self.button("👷️ (including old ones)", "/list all builders"),
+            ],
+            [
+                self.button("⚙ Workers", "/list workers"),
+                self.button("⚙ (including old ones)", "/list all workers"),
+            ],
+            [self.button("📄 Changes (last 10)", "/list changes")],
+        ]
+        await self.send("What do you want to list?", reply_markup={"inline_keyboard": keyboard})
+
+    async def _running_builders(self) -> list[str]:
+        names = []
+        for b in await self.bot.all_builders():
+            if await self.bot.running_builds(b["builderid"]):
+                names.append(b["name"])
+        return names
+
+    async def command_WATCH(self, args: str, **kwargs: Any) -> None:
+        if args.strip():
+            await super().command_WATCH(args)
+            return
+        builders = await self._running_builders()
+        if not builders:
+            await self.send("There are no currently running builds.")
+            return
+        keyboard = [[self.button("🔎 " + b, f"/watch {b}")] for b in builders]
+        await self.send(
+            "Which builder do you want to watch?", reply_markup={"inline_keyboard": keyboard}
+        )
+
+    async def command_NOTIFY(self, args: str, **kwargs: Any) -> None:
+        if args.strip():
+            await super().command_NOTIFY(args)
+            return
+        events = ("started", "finished", "success", "warnings", "failure", "exception",
+                  "cancelled", "problem", "recovery", "worse", "better", "worker")  # fmt: skip
+        keyboard = [
+            [
+                self.button(
+                    f"{'🔔' if e in self.channel.notify_events else '🔕'} {e}",
+                    f"/notify {'off' if e in self.channel.notify_events else 'on'}-quiet {e}",
+                )
+                for e in events[i : i + 2]
+            ]
+            for i in range(0, len(events), 2)
+        ] + [[self.button("Hide...", "/notify list")]]
+        await self.send(
+            "Here are available notifications and their current state. Click to turn them on/off.",
+            reply_markup={"inline_keyboard": keyboard},
+        )
+
+    async def command_STOP(self, args: str, **kwargs: Any) -> None:
+        argv = self.split_args(args)
+        if len(argv) >= 3:
+            await super().command_STOP(args)
+            return
+        if argv and argv[0] != "build":
+            raise UsageError("Try '/stop' and follow the instructions")
+        if len(argv) < 2:
+            builders = await self._running_builders()
+            if not builders:
+                await self.send("No build is running now.")
+                return
+            keyboard = [[self.button("🚫 " + b, f"/stop build {b}")] for b in builders]
+            await self.send("Select builder to stop...", reply_markup={"inline_keyboard": keyboard})
+            return
+        self.template = f"/stop build {argv[1]} {{}}"
+        await self.send(
+            f"Ok, now reply to this message and give me the reason to stop build on `{argv[1]}`..."
+        )
+
+    async def command_SHUTDOWN(self, args: str, **kwargs: Any) -> None:
+        if args:
+            await super().command_SHUTDOWN(args)
+            return
+        keyboard = [
+            [
+                self.button("↘️ Begin Shutdown", "/shutdown start"),
+                self.button("‼️ Shutdown Now", "/shutdown now"),
+            ]
+        ]
+        await self.send(
+            "Buildbot is running. What do you want to do?",
+            reply_markup={"inline_keyboard": keyboard},
+        )
+
+    async def command_FORCE(self, args: str, **kwargs: Any) -> None:
+        if args.split(" ", 1)[0] == "build":
+            await super().command_FORCE(args)
+            return
+        # Buildbot's /force walks the force schedulers' parameters in dialogs; buildyard
+        # takes the same command line as IRC
+        raise UsageError(f"Try '/{USAGE['force']}' (the force scheduler dialogs of Buildbot's "
+                         "/force are not implemented in buildyard)")  # fmt: skip
+
+
+class TelegramPollingBot(ChatBot):
+    """The chat layer over the Bot API, polling ``getUpdates``."""
+
+    command_prefix = "/"
+    offline_string = "offline ❌"
+    idle_string = "idle 💤"
+    running_string = "running 🌀:"
+    contact_class = TelegramContact
+    channel_class = TelegramChannel
+
+    def __init__(
+        self,
+        service: TelegramBot,
+        *,
+        token: str,
+        api_url: str,
+        chat_ids: Sequence[Any],
+        poll_timeout: float,
+        retry_delay: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(service, **kwargs)
+        self.token = token
+        self.base = f"{api_url.rstrip('/')}/bot{token}/"
+        self.chat_ids = list(chat_ids)
+        self.poll_timeout = poll_timeout
+        self.retry_delay = retry_delay
+        self.session: aiohttp.ClientSession | None = None
+
+    @property
+    def command_suffix(self) -> str | None:  # type: ignore[override]
+        return f"@{self.nickname}" if self.nickname else None
+
+    def _hide(self, text: str) -> str:
+        return text.replace(self.token, "<token>") if self.token else text
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def request(
+        self, method: str, payload: Mapping[str, Any] | None = None, *, wait: float = 30
+    ) -> Any:
+        """One request; its ``result``, or :class:`TelegramError` naming the method."""
+        if self.session is None:
+            self.session = aiohttp.ClientSession()
+        try:
+            async with self.session.post(
+                self.base + method,
+                json=dict(payload or {}),
+                timeout=aiohttp.ClientTimeout(total=wait),
+            ) as response:
+                raw = await response.text()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            why = self._hide(f"{type(exc).__name__}: {exc}")
+            raise TelegramError(f"cannot send Telegram request {method}: {why}") from None
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            raise TelegramError(
+                f"Telegram request {method}: [{status}] not JSON: {self._hide(raw[:200])!r}"
+            ) from None
+        if not isinstance(answer, dict) or not answer.get("ok"):
+            description = answer.get("description") if isinstance(answer, dict) else answer
+            raise TelegramError(
+                f"Telegram request {method} refused: [{status}] {self._hide(str(description))}"
+            )
+        return answer.get("result", True)
+
+    async def post(self, method: str, payload: Mapping[str, Any] | None = None) -> Any:
+        """``request``, tried up to ``SEND_ATTEMPTS`` times ``retry_delay`` apart while it
+        cannot be sent; a refusal or a last failure is logged and answers None."""
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                return await self.request(method, payload)
+            except TelegramError as exc:
+                refused = "refused" in str(exc) or "not JSON" in str(exc)
+                if refused or attempt == SEND_ATTEMPTS:
+                    log.error("telegram_request_failed", reporter=self.service.name,
+                              method=method, error=str(exc))  # fmt: skip
+                    return None
+                if attempt == 1:
+                    log.warning(
+                        "telegram_request_retried",
+                        reporter=self.service.name,
+                        method=method,
+                        error=str(exc),
+                        retry_in=self.retry_delay,
+                    )
+                await asyncio.sleep(self.retry_delay)
+        return None
+
+    async def send_message(
+        self,
+        chat: Any,
+        message: str,
+        parse_mode: str | None = "Markdown",
+        reply_to_message_id: Any = None,
+        reply_markup: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        result = None
+        message = message.strip()
+        while message:
+            params: dict[str, Any] = {"chat_id": chat}
+            if parse_mode is not None:
+                params["parse_mode"] = parse_mode
+            if reply_to_message_id is not None:
+                params["reply_to_message_id"] = reply_to_message_id
+                reply_to_message_id = None  # only the first part answers the message
+            if len(message) <= MAX_MESSAGE:
+                params["text"], message = message, ""
+            else:
+                cut = message[:MAX_MESSAGE].rfind("\n")
+                cut = cut + 1 if cut != -1 else MAX_MESSAGE
+                params["text"], message = message[:cut].rstrip(), message[cut:].lstrip()
+            if not message and reply_markup is not None:
+                params["reply_markup"] = reply_markup
+            params.update(kwargs)
+            result = await self.post("sendMessage", params)
+        return result
+
+    async def edit_keyboard(self, chat: Any, message_id: Any, keyboard: Any = None) -> Any:
+        params: dict[str, Any] = {"chat_id": chat, "message_id": message_id}
+        if keyboard is not None:
+            params["reply_markup"] = {"inline_keyboard": keyboard}
+        return await self.post("editMessageReplyMarkup", params)
+
+    def format_build_status(self, build: Mapping[str, Any], *, short: bool = False) -> str:
+        result = Results(build["results"]) if build.get("results") in set(Results) else None
+        if result is None:
+            return "finished"
+        if short:
+            return RESULTS_EMOJI[result]
+        return super().format_build_status(build) + RESULTS_EMOJI[result]
+
+    # -- chats ---------------------------------------------------------------------------------
+
+    def get_channel(self, chat_id: Any, *, keep: bool = True) -> ChatChannel:
+        info = dict(chat_id) if isinstance(chat_id, Mapping) else {"id": chat_id}
+        found = self.channels.get(info["id"])
+        if found is None:
+            found = self.channel_class(self, info)
+            if keep:
+                self.channels[info["id"]] = found
+        else:
+            assert isinstance(found, TelegramChannel)
+            found.chat_info.update(info)
+        return found
+
+    def get_contact(self, user: Any, chat_id: Any) -> Contact:
+        uid = user["id"] if isinstance(user, Mapping) else user
+        cid = chat_id["id"] if isinstance(chat_id, Mapping) else chat_id
+        found = self.contacts.get((cid, uid))
+        if found is None:
+            valid = self.is_valid_user(uid)
+            found = self.contact_class(user, self.get_channel(chat_id, keep=valid))
+            if valid:
+                self.contacts[(cid, uid)] = found
+        else:
+            assert isinstance(found, TelegramContact)
+            if isinstance(user, Mapping):
+                found.user_info.update(user)
+            self.get_channel(chat_id, keep=False)
+        return found
+
+    # -- updates -------------------------------------------------------------------------------
+
+    async def process_update(self, update: Mapping[str, Any]) -> None:
+        data: dict[str, Any] = {}
+        message = update.get("message")
+        if message is None:
+            query = update.get("callback_query")
+            if query is None:
+                self.log("telegram_update_ignored", why="no message in the update",
+                         update_id=update.get("update_id"))  # fmt: skip
+                return
+            original = query.get("message") or {}
+            await self.post("answerCallbackQuery", {"callback_query_id": query.get("id")})
+            data["tquery"] = query
+            message = {
+                "from": query.get("from"),
+                "chat": original.get("chat"),
+                "text": query.get("data"),
+            }
+            if "reply_to_message" in original:
+                message["reply_to_message"] = original["reply_to_message"]
+        user, chat, text = message.get("from"), message.get("chat"), message.get("text")
+        if not isinstance(user, Mapping) or "id" not in user:
+            self.log("telegram_update_ignored", why="no user in the message")
+            return
+        if not isinstance(chat, Mapping) or "id" not in chat:
+            self.log("telegram_update_ignored", why="no chat in the message")
+            return
+        if not text:
+            return
+        contact = self.get_contact(user, chat)
+        assert isinstance(contact, TelegramContact)
+        data["tmessage"] = message
+        template, contact.template = contact.template, None
+        if template and not str(text).startswith(self.command_prefix):
+            text = template.format(shlex.quote(str(text)))
+        await contact.handle_message(str(text), **data)
+
+    async def sign_on(self) -> None:
+        """Ask for the bot's name (until Telegram answers) and announce its commands."""
+        while self.nickname is None:
+            try:
+                me = await self.request("getMe")
+                self.nickname = str(me.get("username")) if isinstance(me, dict) else None
+            except TelegramError as exc:
+                log.error("telegram_request_failed", reporter=self.service.name, method="getMe",
+                          error=str(exc), retry_in=self.retry_delay)  # fmt: skip
+            if self.nickname is None:
+                await asyncio.sleep(self.retry_delay)
+        commands = [
+            {"command": c, "description": d} for c, d in TelegramContact.described_commands()
+        ]
+        await self.post("setMyCommands", {"commands": commands})
+        await self.post("deleteWebhook")
+
+    async def poll(self) -> None:
+        """Take the updates and answer them, until cancelled."""
+        offset = 0
+        failing = False
+        while True:
+            payload: dict[str, Any] = {"timeout": self.poll_timeout}
+            if offset:
+                payload["offset"] = offset
+            try:
+                updates = await self.request("getUpdates", payload, wait=self.poll_timeout + 10)
+                if not isinstance(updates, list):
+                    raise TelegramError(f"getUpdates answered {type(updates).__name__}, not a list")
+            except TelegramError as exc:
+                if not failing:  # once per failing spell
+                    log.error("telegram_poll_failed", reporter=self.service.name,
+                              error=str(exc), retry_in=self.retry_delay)  # fmt: skip
+                failing = True
+                await asyncio.sleep(self.retry_delay)
+                continue
+            failing = False
+            for update in updates:
+                if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+                    self.log("telegram_update_ignored", why="not an update",
+                             update=self._hide(repr(update))[:200])  # fmt: skip
+                    continue
+                offset = max(offset, update["update_id"] + 1)
+                try:
+                    await self.process_update(update)
+                except Exception as exc:
+                    self.log_error("telegram_update_failed", exc, update_id=update["update_id"])
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+
+class TelegramBot(BuildbotService):
+    """Buildbot's arguments: ``bot_token`` (may be a secret), ``chat_ids`` (chats told about
+    builds from the start), ``authz``, ``bot_username`` (asked from Telegram when not given),
+    ``tags``, ``notify_events``, ``showBlameList`` (True), ``useRevisions``, ``useWebhook``
+    (only False), ``certificate`` (webhook only), ``pollTimeout`` (120 s), ``retryDelay``
+    (30 s)."""
+
+    name = "TelegramBot"
+    secrets = ("bot_token",)
+    #: the Bot API's address; not an argument (as in Buildbot), a class attribute tests point away
+    api_url = "https://api.telegram.org"
+
+    def checkConfig(
+        self,
+        bot_token: Any = None,
+        chat_ids: Any = None,
+        authz: Any = None,
+        bot_username: Any = None,
+        tags: Any = None,
+        notify_events: Any = None,
+        showBlameList: Any = True,
+        useRevisions: Any = False,
+        useWebhook: Any = False,
+        certificate: Any = None,
+        pollTimeout: Any = 120,
+        retryDelay: Any = 30,
+    ) -> None:
+        if not isinstance(bot_token, str) and not callable(
+            getattr(bot_token, "getRenderingFor", None)
+        ):
+            config_error("TelegramBot: bot_token must be a string or a secret")
+        if chat_ids is not None and not isinstance(chat_ids, list | tuple):
+            config_error("TelegramBot: chat_ids must be a list of chat ids")
+        if authz is not None:
+            if not isinstance(authz, Mapping):
+                config_error("TelegramBot: authz must be a dict of command: bool or list of ids")
+            else:
+                for acl in authz.values():
+                    if not isinstance(acl, list | tuple | bool):
+                        config_error("TelegramBot: authz values must be bool or a list of user ids")
+        if useWebhook:
+            config_error(
+                "TelegramBot: useWebhook=True is not implemented in buildyard; "
+                "leave it False to poll Telegram with getUpdates"
+            )
+        elif certificate is not None:
+            config_error("TelegramBot: certificate is only used with useWebhook=True")
+        for what, value in (("pollTimeout", pollTimeout), ("retryDelay", retryDelay)):
+            if not isinstance(value, int | float) or value < 0:
+                config_error(f"TelegramBot: {what} must be a number of seconds, not {value!r}")
+
+    async def reconfigService(
+        self,
+        bot_token: str,
+        chat_ids: Sequence[Any] | None = None,
+        authz: Mapping[Any, Any] | None = None,
+        bot_username: str | None = None,
+        tags: Sequence[str] | None = None,
+        notify_events: Any = None,
+        showBlameList: bool = True,
+        useRevisions: bool = False,
+        useWebhook: bool = False,
+        certificate: Any = None,
+        pollTimeout: float = 120,
+        retryDelay: float = 30,
+    ) -> None:
+        old = getattr(self, "bot", None)
+        self.bot = TelegramPollingBot(
+            self,
+            token=str(bot_token),
+            api_url=self.api_url,
+            chat_ids=list(chat_ids or ()),
+            poll_timeout=pollTimeout,
+            retry_delay=retryDelay,
+            nickname=bot_username,
+            authz=authz,
+            tags=tags,
+            notify_events=notify_events,
+            use_revisions=useRevisions,
+            show_blame_list=showBlameList,
+        )
+        task = getattr(self, "_task", None)
+        if task is not None:  # arguments changed: a new bot
+            task.cancel()
+            if old is not None:
+                await old.close()
+            self._task = self.bot.spawn(self._run(self.bot), name="telegram")
+
+    def startService(self) -> None:
+        self._task = self.bot.spawn(self._run(self.bot), name="telegram")
+
+    async def stopService(self) -> None:
+        task = getattr(self, "_task", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+        await self.bot.close()
+
+    async def _run(self, bot: TelegramPollingBot) -> None:
+        await bot.sign_on()
+        for chat in bot.chat_ids:
+            bot.get_channel(chat).add_notification_events(bot.notify_events)
+        await bot.load_state()
+        events = bot.spawn(bot.follow_events(), name="telegram events")
+        try:
+            await bot.poll()
+        finally:
+            events.cancel()

@@ -1,0 +1,110 @@
+"""The chat bots' shared rules, without a server: who may run which command (authz as
+Buildbot reads it), the force command's options, Buildbot's wording of intervals, and how a
+long Telegram message is cut."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from buildyard.master.reporters.chat import (
+    ChatBot,
+    UsageError,
+    _force_options,
+    expand_authz,
+    fuzzy_interval,
+)
+from buildyard.master.reporters.service import BuildbotService
+from buildyard.master.reporters.telegram import TelegramBot, TelegramPollingBot
+
+
+def _bot(authz: dict[Any, Any] | None) -> ChatBot:
+    return ChatBot(BuildbotService(name="chat"), nickname="bby", authz=authz)
+
+
+def _may(bot: ChatBot, user: str, command: str) -> bool:
+    return bot.get_contact(user, "#ci").allowed(command.upper())
+
+
+def test_authz_as_buildbot_reads_it() -> None:
+    assert expand_authz({("force", "stop"): ["a"], "shutdown": False}) == {
+        "FORCE": ["a"],
+        "STOP": ["a"],
+        "SHUTDOWN": False,
+    }
+    # nothing said: the harmless commands are open, the dangerous ones closed
+    bot = _bot(None)
+    assert _may(bot, "x", "status") and not _may(bot, "x", "force")
+    # a list of users, '' for the commands not named, '!' for the dangerous ones
+    bot = _bot({"force": ["alice"], "": False, "!": ["root"]})
+    assert _may(bot, "alice", "force") and not _may(bot, "bob", "force")
+    assert not _may(bot, "alice", "status")
+    assert _may(bot, "root", "stop") and not _may(bot, "alice", "stop")
+    # '*' overrides every command not named
+    bot = _bot({"*": True, "status": False})
+    assert _may(bot, "x", "shutdown") and not _may(bot, "x", "status")
+
+
+def test_force_options() -> None:
+    assert _force_options(["--branch=dev", "--props=a=1,b=2", "ok", "fix", "it"], "again") == {
+        "builder": "ok",
+        "codebase": "",
+        "branch": "dev",
+        "revision": "HEAD",
+        "project": "",
+        "reason": "fix it",
+        "props": "a=1,b=2",
+    }
+    assert _force_options(["--revision", "abc", "ok"], "again")["revision"] == "abc"
+    with pytest.raises(UsageError, match="unknown option --colour"):
+        _force_options(["--colour=red", "ok"], "again")
+    with pytest.raises(UsageError, match="--builder provided in two ways"):
+        _force_options(["--builder=a", "b"], "again")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (1, "a moment"),
+        (12, "12 seconds"),
+        (34, "30 seconds"),
+        (70, "a minute"),
+        (600, "10 minutes"),
+        (3600, "an hour"),
+        (86400, "a day"),
+        (400 * 86400, "a year"),
+    ],
+)
+def test_fuzzy_interval(seconds: int, words: str) -> None:
+    assert fuzzy_interval(seconds) == words
+
+
+async def test_a_long_telegram_message_is_cut_on_line_ends() -> None:
+    bot = TelegramPollingBot(
+        TelegramBot(bot_token="t"),
+        token="t",
+        api_url="http://127.0.0.1:9",
+        chat_ids=[],
+        poll_timeout=1,
+        retry_delay=0,
+        nickname="b",
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def post(method: str, payload: Any = None) -> Any:
+        sent.append(payload)
+        return {"message_id": len(sent)}
+
+    bot.post = post  # type: ignore[method-assign]
+    lines = [f"line {i:04d} " + "x" * 90 for i in range(100)]  # 100 lines of 100 characters
+    await bot.send_message(5, "\n".join(lines), reply_to_message_id=9, reply_markup={"k": 1})
+    # 40 lines (of 101 characters with their line end) fit in 4096
+    assert [len(p["text"]) for p in sent] == [40 * 101 - 1, 40 * 101 - 1, 20 * 101 - 1]
+    assert "\n".join(p["text"] for p in sent) == "\n".join(lines)
+    # only the first part answers the message; the buttons come with the last
+    assert [("reply_to_message_id" in p, "reply_markup" in p) for p in sent] == [
+        (True, False),
+        (False, False),
+        (False, True),
+    ]

@@ -1,0 +1,216 @@
+"""reporters.TelegramBot on a real master with a real worker, against a server shaped like the
+Telegram Bot API: build notices reach the configured chat, users' commands (typed, or buttons of
+the bot's keyboards) get Buildbot's answers, authz refuses who it should, and neither the token
+nor a garbage answer from Telegram disturbs anything else."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import structlog
+
+from buildyard.common.errors import ConfigErrors
+from buildyard.master.config.loader import load_master_config
+from buildyard.master.model.results import Results
+from buildyard.master.reporters.telegram import ACCESS_DENIED_MESSAGES
+from buildyard.testing.masters import HEADER, running_master
+from tests.master.reporters.telegram_api import fake_telegram
+
+TOKEN = "123456:AAH-secret-Token_xyz"
+GROUP = {"id": -1001, "type": "group", "title": "CI"}
+ALICE = {"id": 42, "is_bot": False, "first_name": "Alice", "last_name": "Liddell",
+         "username": "alice"}  # fmt: skip
+BOB = {"id": 7, "is_bot": False, "first_name": "Bob"}
+
+BUILDERS = """
+c['buildbotURL'] = 'http://ci.example/'
+c['builders'] = [
+    util.BuilderConfig(name='ok', workernames=['w1'],
+                       factory=util.BuildFactory([steps.ShellCommand(command=['true'])])),
+    util.BuilderConfig(name='bad', workernames=['w1'],
+                       factory=util.BuildFactory([steps.ShellCommand(command=['false'])])),
+]
+"""
+
+
+def _url(text: str) -> str:
+    return re.sub(r"/#/builders/\d+/builds/", "/#/builders/B/builds/", text)
+
+
+async def test_telegram_bot_reports_builds_and_answers_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "tg").write_text(TOKEN)
+    secrets_dir.chmod(0o700)
+    (secrets_dir / "tg").chmod(0o600)
+    async with fake_telegram(TOKEN) as api:
+        from buildyard.master.reporters.telegram import TelegramBot
+
+        monkeypatch.setattr(TelegramBot, "api_url", api.url)
+        config = (
+            BUILDERS
+            + f"""
+c['secretsProviders'] = [secrets.SecretInAFile(dirname={str(secrets_dir)!r})]
+c['services'] = [reporters.TelegramBot(
+    bot_token=util.Secret('tg'), chat_ids=[{GROUP["id"]}],
+    notify_events=['started', 'finished'], authz={{'force': [{ALICE["id"]}]}},
+    pollTimeout=5, retryDelay=0.2)]
+"""
+        )
+        with structlog.testing.capture_logs() as logs:
+            async with running_master(tmp_path, config) as run:
+                # the bot asks its name, announces its commands, and polls
+                await api.wait_for(lambda: any(c.method == "getUpdates" for c in api.calls))
+                methods = [c.method for c in api.calls]
+                assert methods[:4] == ["getMe", "setMyCommands", "deleteWebhook", "getUpdates"]
+                commands = {c["command"]: c["description"] for c in api.calls[1].body["commands"]}
+                assert commands["status"] == "list status of a builder (or all builders)"
+                assert "start" not in commands and "getid" in commands
+
+                mark = len(api.calls)
+                ok = await run.build("ok")
+                assert ok.build.results == Results.SUCCESS
+                started, finished = await api.wait_sent(2, start=mark)
+                assert {started["chat_id"], finished["chat_id"]} == {GROUP["id"]}
+                assert started["parse_mode"] == "Markdown"
+                assert _url(started["text"]) == (
+                    "Build [#1](http://ci.example/#/builders/B/builds/1) of `ok` started."
+                )
+                assert _url(finished["text"]) == (
+                    "Build [#1](http://ci.example/#/builders/B/builds/1) of `ok` completed "
+                    "successfully ✅."
+                )
+
+                # commands, addressed to this bot by name in a group
+                mark = len(api.calls)
+                await api.message("/status@yard_bot", user=ALICE, chat=GROUP)
+                [status] = await api.wait_sent(1, start=mark)
+                assert re.fullmatch(
+                    r"`ok`: idle 💤  last build (a moment|\d+ seconds) ago ✅\n`bad`: idle 💤",
+                    status["text"],
+                ), status["text"]
+
+                mark = len(api.calls)
+                await api.message("/notify on failure", user=ALICE, chat=GROUP)
+                [listed] = await api.wait_sent(1, start=mark)
+                assert listed["text"] == (
+                    "The following events are being notified:\n"
+                    "🔔 **failure**\n🔔 **finished**\n🔔 **started**"
+                )
+
+                # bob may not force: he is told so, in answer to his message
+                mark = len(api.calls)
+                await api.message("/force build ok please", user=BOB, chat=GROUP)
+                [denied] = await api.wait_sent(1, start=mark)
+                assert denied["text"] in ACCESS_DENIED_MESSAGES
+                assert isinstance(denied["reply_to_message_id"], int)
+
+                mark = len(api.calls)
+                await api.message("/force build bad because I can", user=ALICE, chat=GROUP)
+                answers = await api.wait_sent(3, start=mark)
+                assert answers[0]["text"] == "Force build successfully requested."
+                assert _url(answers[2]["text"]) == (
+                    "Build [#1](http://ci.example/#/builders/B/builds/1) of `bad` failed❗: "
+                    "failed 'false' (failure)  blamelist: Alice Liddell (@alice) on 'CI'"
+                )
+
+                # a keyboard's button comes back as a callback query
+                mark = len(api.calls)
+                await api.message("/list", user=ALICE, chat=GROUP)
+                [menu] = await api.wait_sent(1, start=mark)
+                assert menu["text"] == "What do you want to list?"
+                buttons = [b for row in menu["reply_markup"]["inline_keyboard"] for b in row]
+                [builders_button] = [b for b in buttons if b["text"] == "👷️ Builders"]
+                mark = len(api.calls)
+                await api.push(
+                    {
+                        "callback_query": {
+                            "id": "q1",
+                            "from": ALICE,
+                            "data": builders_button["callback_data"],
+                            "message": {"message_id": 9, "chat": GROUP},
+                        }
+                    }
+                )
+                [listing] = await api.wait_sent(1, start=mark)
+                assert listing["text"] == "I found the following builders: ok bad"
+                answered = [c.body for c in api.calls[mark:] if c.method == "answerCallbackQuery"]
+                assert answered == [{"callback_query_id": "q1"}]
+
+                # an unknown command, and an update that is not a message
+                mark = len(api.calls)
+                await api.push({"edited_message": {"text": "hm"}})
+                await api.message("/frobnicate", user=ALICE, chat=GROUP)
+                unknown, known = await api.wait_sent(2, start=mark)
+                assert unknown["text"] == "I don't get this '/frobnicate'..."
+                assert known["text"] == (
+                    "Buildbot commands: /commands, /force, /getid, /hello, /help, /last, /list, "
+                    "/nay, /notify, /shutdown, /source, /start, /status, /stop, /version, /watch"
+                )
+                # offsets move past each update: none is answered twice
+                offsets = [c.body.get("offset") for c in api.calls if c.method == "getUpdates"]
+                seen = [o for o in offsets if o is not None]
+                assert seen == sorted(seen)
+                texts = [m["text"] for m in api.sent()]
+                assert texts.count("What do you want to list?") == 1
+                assert texts.count("Force build successfully requested.") == 1
+    assert TOKEN not in repr(logs)
+    assert TOKEN.split(":")[1] not in repr(logs)
+    ignored = [e for e in logs if e["event"] == "telegram_update_ignored"]
+    assert ignored and ignored[0]["reporter"] == "TelegramBot"
+    assert [e for e in logs if e["log_level"] == "error"] == []
+
+
+async def test_garbage_and_refusals_from_telegram_are_logged_and_polling_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with fake_telegram(TOKEN) as api:
+        from buildyard.master.reporters.telegram import TelegramBot
+
+        monkeypatch.setattr(TelegramBot, "api_url", api.url)
+        api.poll_answers = [
+            (200, "<html>not json"),
+            (502, '{"ok": false, "description": "Bad Gateway"}'),
+        ]
+        config = (
+            BUILDERS
+            + f"""
+c['services'] = [reporters.TelegramBot(bot_token={TOKEN!r}, bot_username='yard_bot',
+                                       pollTimeout=5, retryDelay=0.1)]
+"""
+        )
+        with structlog.testing.capture_logs() as logs:
+            async with running_master(tmp_path, config):
+                mark = len(api.calls)
+                await api.message("/hello", user=ALICE, chat={"id": 42, "type": "private"})
+                [hello] = await api.wait_sent(1, start=mark)
+                assert hello["chat_id"] == 42 and hello["text"]
+    # bot_username given: no getMe
+    assert "getMe" not in [c.method for c in api.calls]
+    failed = [e for e in logs if e["event"] == "telegram_poll_failed"]
+    assert len(failed) == 1  # once per failing spell
+    assert failed[0]["reporter"] == "TelegramBot"
+    assert "getUpdates" in failed[0]["error"] and "not JSON" in failed[0]["error"]
+    assert TOKEN not in repr(logs)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("bot_token=1", "bot_token must be a string or a secret"),
+        ("bot_token='t', useWebhook=True", "useWebhook=True is not implemented in buildyard"),
+        ("bot_token='t', authz={'force': 'alice'}", "authz values must be bool or a list"),
+    ],
+)
+def test_bad_telegram_arguments_are_config_errors(tmp_path: Path, args: str, message: str) -> None:
+    (tmp_path / "master.cfg").write_text(
+        HEADER.format(port=0, db_url="sqlite://")
+        + f"c['services'] = [reporters.TelegramBot({args})]\n"
+    )
+    with pytest.raises(ConfigErrors) as info:
+        load_master_config(tmp_path)
+    assert message in str(info.value)
