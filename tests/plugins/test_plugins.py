@@ -79,7 +79,6 @@ def test_worst_status_follows_buildbot() -> None:
         (worker, "LibVirtWorker", "latent workers"),
         (util, "GitHubAuth", "web authentication, users and manholes"),
         (util, "AvatarGravatar", "web authentication, users and manholes"),
-        (reporters, "GerritVerifyStatusPush", "reporters"),
         (secrets, "SecretInPass", "secret providers"),
     ],
 )
