@@ -77,7 +77,7 @@ def test_star_import_of_buildbot_plugins() -> None:
     [
         ("buildbot.frobnicator", UnsupportedBuildbotModule, "not a Buildbot module buildyard"),
         ("buildbot.steps.shel", UnsupportedBuildbotModule, "did you mean buildbot.steps.shell?"),
-        ("buildbot.interfaces", UnsupportedBuildbotModule, "through buildbot.plugins"),
+        ("buildbot.db.connector", UnsupportedBuildbotModule, "through buildbot.plugins"),
         ("buildbot.status.web.auth", Buildbot08Module, "buildbot.status is from Buildbot 0.8"),
         ("buildbot.buildslave", Buildbot08Module, "slaves became workers"),
         ("buildbot.steps.slave", Buildbot08Module, "use buildbot.steps.worker"),

@@ -23,13 +23,13 @@ gives an object whose truth value is whether the two are the same configuration.
 
 from __future__ import annotations
 
-import inspect
 import json
 import operator
 import re
 from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
+from buildyard.common.awaitables import resolve
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import BuildyardError, config_error
 
@@ -116,8 +116,7 @@ async def render(value: Any, props: Properties) -> Any:
         return value
     if is_renderable(value):
         result = value.getRenderingFor(props)
-        while inspect.isawaitable(result):
-            result = await result
+        result = await resolve(result)
         if result is value:  # a renderable standing for itself; rendering again would not end
             return result
         return await render(result, props)
@@ -496,8 +495,7 @@ class _Renderer(_RenderableConfig):
         args = await render(list(self.args), props)
         kwargs = await render(self.kwargs, props)
         result = self.fn(props, *args, **kwargs)
-        while inspect.isawaitable(result):
-            result = await result
+        result = await resolve(result)
         return result  # render() renders it again
 
     def __repr__(self) -> str:
