@@ -18,7 +18,6 @@ a hook hands us a Deferred. What it does (docs/twisted-code.md):
 from __future__ import annotations
 
 import asyncio
-import importlib.machinery
 import sys
 import threading
 from collections.abc import Coroutine
@@ -57,8 +56,18 @@ class TwistedExtraMissing(ImportError):
 
 
 def available() -> bool:
-    """Whether Twisted is installed (looked up on sys.path, without importing it)."""
-    return importlib.machinery.PathFinder.find_spec("twisted") is not None
+    """Whether Twisted can be imported (asked of the import system's finders, other than
+    buildyard's own ``buildbot`` finder, without importing it)."""
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is None or type(finder).__module__.startswith("buildyard."):
+            continue
+        try:
+            if find("twisted", None) is not None:
+                return True
+        except ImportError:
+            return False
+    return False
 
 
 def missing(module: str) -> TwistedExtraMissing:
