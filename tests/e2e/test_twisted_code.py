@@ -42,8 +42,8 @@ from buildbot.util import service
 GREETING = {greeting!r}
 
 
-class TwoCommands(buildstep.BuildStep):
-    \"\"\"Lists a directory's lines, echoes a word, and writes what it saw to a log.\"\"\"
+class TwoCommands(buildstep.CommandMixin, buildstep.BuildStep):
+    \"\"\"Prints three lines, echoes a word, writes what it saw to a log, makes a directory.\"\"\"
 
     name = "two-commands"
 
@@ -62,6 +62,9 @@ class TwoCommands(buildstep.BuildStep):
         counted.addStdout("lines: %d\\n" % len(listing.stdout.splitlines()))
         counted.addStdout("then: %s\\n" % word.stdout.strip())
         yield counted.finish()
+        yield self.runMkdir("made-by-step")
+        made = yield self.pathExists("made-by-step")
+        self.setProperty("made", made, "TwoCommands")
         later = yield task.deferLater(reactor, 0.01, lambda: "after a reactor delay")
         self.setProperty("later", later, "TwoCommands")
         self.setProperty("seen-branch", self.build.getProperty("branch"), "TwoCommands")
@@ -124,13 +127,17 @@ class Greeter(service.BuildbotService):
         twlog.msg("greeter started")
         return defer.succeed(None)
 
+    def stopService(self):
+        twlog.msg("greeter stopped")
+        return task.deferLater(reactor, 0.01, lambda: None)
+
 
 c = BuildmasterConfig = {{}}
 c['workers'] = [worker.Worker("w1", "pw")]
 c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 c['www'] = {{'port': {www}}}
-c['services'] = [Greeter(GREETING)]
+c['services'] = [Greeter(GREETING)] if GREETING else []
 f = util.BuildFactory()
 f.addStep(TwoCommands())
 f.addStep(Hello("world", name="hello", command=["echo", "hello"]))
@@ -218,6 +225,8 @@ def test_an_inline_callbacks_step_runs_two_commands_and_writes_its_log(master: M
     # task.deferLater ran on Twisted's reactor, which runs on the master's loop
     assert props["later"] == ["after a reactor delay", "TwoCommands"]
     assert props["seen-branch"] == ["", "TwoCommands"]
+    # CommandMixin's helpers, yielded
+    assert props["made"] == [True, "TwoCommands"]
 
 
 def test_a_shell_mixin_step_makes_and_runs_its_command(master: Master) -> None:
@@ -248,7 +257,7 @@ def test_twisted_log_messages_reach_the_master_log(master: Master) -> None:
     assert "twisted_log" in log
 
 
-def test_a_service_with_deferred_hooks_is_configured_started_and_reconfigured(
+def test_a_service_with_deferred_hooks_is_configured_started_reconfigured_and_stopped(
     master: Master,
 ) -> None:
     assert "greeter configured: hello" in master.log()
@@ -262,6 +271,16 @@ def test_a_service_with_deferred_hooks_is_configured_started_and_reconfigured(
         master.log()[-3000:]
     )
     assert wait_for(lambda: "reconfig_done" in master.log(), timeout=60), master.log()[-3000:]
+    assert "greeter stopped" not in master.log()
+    # a reconfig without the service stops it
+    (master.basedir / "master.cfg").write_text(
+        CONFIG.format(port=master.port, www=master.www, greeting="")
+    )
+    os.kill(master.proc.pid, signal.SIGHUP)
+    assert wait_for(lambda: master.log().count("reconfig_done") == 2, timeout=60), master.log()[
+        -3000:
+    ]
+    assert "greeter stopped" in master.log()
 
 
 # A finder that makes Twisted and zope.interface unimportable, as if the extra were not installed.

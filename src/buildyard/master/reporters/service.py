@@ -37,9 +37,9 @@ __all__ = ["BuildbotService", "HostedService", "ReporterEnvironment", "ServicesM
 
 
 async def maybe_await(value: object) -> Any:
-    """``value``, awaited while it is awaitable (a hook may be sync or ``async def``)."""
-    value = await resolve(value)
-    return value
+    """``value``, awaited while it is awaitable (a hook may be sync, ``async def``, or return a
+    Deferred under the ``buildyard[twisted]`` extra)."""
+    return await resolve(value)
 
 
 class DataReader:
