@@ -3,12 +3,16 @@ process whose master.cfg imports Twisted, a real worker process, builds forced t
 API. The steps, renderers and service are written the way Buildbot's manual teaches (Deferreds,
 ``@defer.inlineCallbacks``, ``@implementer(IRenderable)``), in our own words.
 
+The same master.cfg runs on the stock Buildbot 4.3.0 too, and the steps' results, logs and
+properties are compared.
+
 Without Twisted installed, the same master.cfg is refused with an error naming the extra (the
 check runs in a subprocess where a ``sys.meta_path`` finder makes Twisted unimportable).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -23,8 +27,9 @@ from typing import Any
 import pytest
 
 from buildyard.testing.postgres import free_port
-from buildyard.testing.processes import buildyard, end_popen, spawn_master, wait_for
+from buildyard.testing.processes import buildyard, end_popen, eventually, spawn_master, wait_for
 from buildyard.testing.workers import start_worker
+from tests.e2e.test_reporters_buildbot import _master as side_by_side_master
 
 pytestmark = pytest.mark.e2e
 
@@ -137,6 +142,7 @@ c['workers'] = [worker.Worker("w1", "pw")]
 c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 c['www'] = {{'port': {www}}}
+c['buildbotNetUsageData'] = None
 c['services'] = [Greeter(GREETING)] if GREETING else []
 f = util.BuildFactory()
 f.addStep(TwoCommands())
@@ -152,7 +158,7 @@ c['schedulers'] = [schedulers.ForceScheduler(name="force", builderNames=["tw"])]
 class Master:
     basedir: Path
     www: int
-    proc: subprocess.Popen[bytes]
+    pid: int  # the master process (0: not signalled by the test)
     port: int
 
     def api(self, path: str, body: object = None) -> Any:
@@ -169,7 +175,7 @@ class Master:
         return (self.basedir / "out.log").read_text()
 
     def lines(self, step: str, log: str) -> list[str]:
-        found = self.api(f"builders/tw/builds/1/steps/{step}/logs/{log}/contents")
+        found = self.api(f"builds/1/steps/{step}/logs/{log}/contents")
         return "".join(c["content"] for c in found["logchunks"]).splitlines()
 
     def step(self, name: str) -> dict[str, Any]:
@@ -186,7 +192,7 @@ def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Master]:
     port, www = free_port(), free_port()
     (basedir / "master.cfg").write_text(CONFIG.format(port=port, www=www, greeting="hello"))
     proc = spawn_master(basedir)
-    m = Master(basedir, www, proc, port)
+    m = Master(basedir, www, proc.pid, port)
     worker = None
     try:
         assert wait_for(lambda: "master_started" in m.log(), timeout=90), m.log()[-3000:]
@@ -221,7 +227,7 @@ def test_an_inline_callbacks_step_runs_two_commands_and_writes_its_log(master: M
     stdout = [line for line in master.lines("two-commands", "stdio") if line.startswith("o")]
     assert stdout == ["ox", "oy", "oz", "osecond"]
     assert master.lines("two-commands", "counted") == ["olines: 3", "othen: second"]
-    props = master.api("builders/tw/builds/1/properties")["properties"][0]
+    props = master.api("builds/1/properties")["properties"][0]
     # task.deferLater ran on Twisted's reactor, which runs on the master's loop
     assert props["later"] == ["after a reactor delay", "TwoCommands"]
     assert props["seen-branch"] == ["", "TwoCommands"]
@@ -232,7 +238,7 @@ def test_an_inline_callbacks_step_runs_two_commands_and_writes_its_log(master: M
 def test_a_shell_mixin_step_makes_and_runs_its_command(master: Master) -> None:
     assert master.step("hello")["results"] == 0
     assert "ohello world" in master.lines("hello", "stdio")
-    props = master.api("builders/tw/builds/1/properties")["properties"][0]
+    props = master.api("builds/1/properties")["properties"][0]
     assert props["answer"] == ["hello world", "Hello"]
 
 
@@ -266,7 +272,7 @@ def test_a_service_with_deferred_hooks_is_configured_started_reconfigured_and_st
     (master.basedir / "master.cfg").write_text(
         CONFIG.format(port=master.port, www=master.www, greeting="goodbye")
     )
-    os.kill(master.proc.pid, signal.SIGHUP)
+    os.kill(master.pid, signal.SIGHUP)
     assert wait_for(lambda: "greeter configured: goodbye" in master.log(), timeout=60), (
         master.log()[-3000:]
     )
@@ -276,7 +282,7 @@ def test_a_service_with_deferred_hooks_is_configured_started_reconfigured_and_st
     (master.basedir / "master.cfg").write_text(
         CONFIG.format(port=master.port, www=master.www, greeting="")
     )
-    os.kill(master.proc.pid, signal.SIGHUP)
+    os.kill(master.pid, signal.SIGHUP)
     assert wait_for(lambda: master.log().count("reconfig_done") == 2, timeout=60), master.log()[
         -3000:
     ]
@@ -319,3 +325,80 @@ def test_without_twisted_the_master_names_the_extra(tmp_path: Path, command: str
     assert "pip install 'buildyard[twisted]'" in out
     assert "master.cfg:1" in out  # where: the first Twisted import
     assert "Traceback" not in out
+
+
+# The same master.cfg for both masters of the side-by-side test, its ports from the environment
+# (as tests/e2e/test_reporters_buildbot.py's masters expect).
+_SIDE_BY_SIDE = CONFIG.format(
+    port="int(__import__('os').environ['T_WORKER_PORT'])",
+    www="'tcp:%s:interface=127.0.0.1' % __import__('os').environ['T_WWW_PORT']",
+    greeting="hello",
+)
+
+
+async def _run_once(kind: str, root: Path) -> dict[str, Any]:
+    """Force one build of ``tw`` on a ``kind`` master; what its steps produced."""
+    async with side_by_side_master(kind, root, {}, config=_SIDE_BY_SIDE) as api:
+        base = api.removesuffix("/api/v2")
+        m = Master(root / kind / "master", int(base.rsplit(":", 1)[1]), 0, 0)
+        [builder] = (await asyncio.to_thread(m.api, "builders/tw"))["builders"]
+        body = {
+            "jsonrpc": "2.0",
+            "method": "force",
+            "id": 1,
+            "params": {"builderid": builder["builderid"], "reason": "side by side"},
+        }
+        reply = await asyncio.to_thread(m.api, "forceschedulers/force", body)
+        assert "result" in reply, reply
+
+        async def finished() -> bool:
+            builds = (await asyncio.to_thread(m.api, "builders/tw/builds"))["builds"]
+            return bool(builds) and builds[0]["complete"]
+
+        await eventually(finished, within=120, interval=0.2)
+        steps = (await asyncio.to_thread(m.api, "builders/tw/builds/1/steps"))["steps"]
+        props = await asyncio.to_thread(m.api, "builds/1/properties")
+        logs = {
+            (step, log): await asyncio.to_thread(m.lines, step, log)
+            for step, log in (
+                ("two-commands", "counted"),
+                ("two-commands", "stdio"),
+                ("hello", "stdio"),
+                ("rendered", "stdio"),
+            )
+        }
+        return {
+            "steps": [(s["name"], s["results"]) for s in steps],
+            "properties": props["properties"][0],
+            "logs": logs,
+            "err": "\n".join(await asyncio.to_thread(m.lines, "broken", "err_text")),
+        }
+
+
+async def test_twisted_style_code_gives_what_buildbot_gives(tmp_path: Path) -> None:
+    ours = await _run_once("buildyard", tmp_path)
+    theirs = await _run_once("buildbot", tmp_path)
+
+    # Buildbot records the worker's preparation as a step of its own; buildyard does not
+    assert ours["steps"] == [s for s in theirs["steps"] if s[0] != "worker_preparation"]
+    assert ours["steps"] == [
+        ("two-commands", 0),
+        ("hello", 0),
+        ("rendered", 0),
+        ("broken", 4),
+    ]
+    for name in ("later", "made", "answer", "seen-branch"):
+        assert ours["properties"][name] == theirs["properties"][name], name
+    assert ours["logs"][("two-commands", "counted")] == ["olines: 3", "othen: second"]
+
+    def stdout(lines: list[str]) -> list[str]:
+        # the header lines (the command, its environment, the exit code) are each master's own
+        return [line for line in lines if line.startswith("o")]
+
+    for key in ours["logs"]:
+        assert stdout(ours["logs"][key]) == stdout(theirs["logs"][key]), key
+    assert "ValueError: broken on purpose" in ours["err"]
+    assert "ValueError: broken on purpose" in theirs["err"]
+    # twisted.python.log.msg reaches each master's log (Buildbot's is twistd.log)
+    assert "two-commands counted 3 lines" in (tmp_path / "buildyard/master/out.log").read_text()
+    assert "two-commands counted 3 lines" in (tmp_path / "buildbot/master/twistd.log").read_text()
