@@ -215,6 +215,9 @@ def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Master]:
 
         assert wait_for(finished, timeout=90), m.log()[-3000:]
         yield m
+        # SIGTERM stops the master cleanly, Twisted's reactor on its loop and all
+        assert end_popen(proc) == 0, m.log()[-3000:]
+        assert "master_stopped" in m.log()
     finally:
         if worker is not None:
             end_popen(worker)
