@@ -96,6 +96,16 @@ class Hello(buildstep.ShellMixin, buildstep.BuildStep):
         return cmd.results()
 
 
+class Counted(steps.ShellCommand):
+    \"\"\"A built-in step extended the Twisted way: its own run() yields the parent's.\"\"\"
+
+    @defer.inlineCallbacks
+    def run(self):
+        result = yield super().run()
+        self.setProperty("parent-result", result, "Counted")
+        return result
+
+
 class Broken(buildstep.BuildStep):
     @defer.inlineCallbacks
     def run(self):
@@ -148,6 +158,7 @@ f = util.BuildFactory()
 f.addStep(TwoCommands())
 f.addStep(Hello("world", name="hello", command=["echo", "hello"]))
 f.addStep(steps.ShellCommand(name="rendered", command=["echo", later_name, Shouted("loud")]))
+f.addStep(Counted(name="counted", command=["echo", "counted"]))
 f.addStep(Broken(name="broken"))
 c['builders'] = [util.BuilderConfig(name="tw", workernames=["w1"], factory=f)]
 c['schedulers'] = [schedulers.ForceScheduler(name="force", builderNames=["tw"])]
@@ -248,6 +259,13 @@ def test_a_shell_mixin_step_makes_and_runs_its_command(master: Master) -> None:
 def test_a_deferred_renderer_and_an_irenderable_render_the_command(master: Master) -> None:
     assert master.step("rendered")["results"] == 0
     assert "olate-tw LOUD" in master.lines("rendered", "stdio")
+
+
+def test_a_builtin_step_subclass_yields_the_parents_run(master: Master) -> None:
+    assert master.step("counted")["results"] == 0
+    assert "ocounted" in master.lines("counted", "stdio")
+    props = master.api("builds/1/properties")["properties"][0]
+    assert props["parent-result"] == [0, "Counted"]
 
 
 def test_a_failing_deferred_ends_the_step_with_an_exception_and_its_traceback(
@@ -368,6 +386,7 @@ async def _run_once(kind: str, root: Path) -> dict[str, Any]:
                 ("two-commands", "stdio"),
                 ("hello", "stdio"),
                 ("rendered", "stdio"),
+                ("counted", "stdio"),
             )
         }
         return {
@@ -388,9 +407,10 @@ async def test_twisted_style_code_gives_what_buildbot_gives(tmp_path: Path) -> N
         ("two-commands", 0),
         ("hello", 0),
         ("rendered", 0),
+        ("counted", 0),
         ("broken", 4),
     ]
-    for name in ("later", "made", "answer", "seen-branch"):
+    for name in ("later", "made", "answer", "seen-branch", "parent-result"):
         assert ours["properties"][name] == theirs["properties"][name], name
     assert ours["logs"][("two-commands", "counted")] == ["olines: 3", "othen: second"]
 

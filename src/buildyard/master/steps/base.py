@@ -16,6 +16,7 @@ run shell commands) and write ``async def run(self)`` returning a result code.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -143,6 +144,13 @@ class BuildStep(ConfigObject):
         "hideStepIf",
         "workdir",
     )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # users' Twisted-style subclasses of our steps yield super().run() in inlineCallbacks
+        super().__init_subclass__(**kwargs)
+        run: Any = cls.__dict__.get("run")
+        if cls.__module__.startswith("buildyard.") and inspect.iscoroutinefunction(run):
+            cls.run = deferred_compatible(run)  # type: ignore[method-assign]
 
     def __init__(self, **kwargs: Any) -> None:
         unknown = sorted(k for k in kwargs if k not in _STEP_PARAMS)
@@ -350,6 +358,7 @@ class BuildStep(ConfigObject):
             self.max_lines_reached = True
         return command
 
+    @deferred_compatible
     async def run(self) -> int:
         raise NotImplementedError(f"{type(self).__name__} has no run() method")
 
