@@ -479,9 +479,10 @@ def buildbot_imports() -> Iterator[None]:
     """Answer ``import buildbot...`` (and the few ``twisted.cred`` modules of
     :data:`TWISTED_MODULES`) from buildyard for the duration of the block.
 
-    ``buildbot`` and ``twisted`` modules already in ``sys.modules`` (a real Buildbot imported by
-    the same process) are set aside for the block and put back afterwards; the stand-ins are
-    dropped.
+    ``buildbot`` modules and those two ``twisted.cred`` modules already in ``sys.modules`` (a
+    real Buildbot imported by the same process) are set aside for the block and put back
+    afterwards; the stand-ins are dropped. The rest of Twisted stays: users' Twisted-style code
+    and Twisted's reactor live on after the load (and across reloads).
     """
     set_aside = {name: sys.modules.pop(name) for name in list(sys.modules) if _set_aside(name)}
     finder = _BuildbotFinder()
