@@ -125,8 +125,10 @@ class Shouted:
     def __init__(self, word):
         self.word = word
 
+    @defer.inlineCallbacks
     def getRenderingFor(self, props):
-        return defer.succeed(self.word.upper())
+        builder = yield props.render(util.Interpolate("%(prop:buildername)s"))
+        return "%s-%s" % (self.word.upper(), builder)
 
 
 class Greeter(service.BuildbotService):
@@ -258,7 +260,7 @@ def test_a_shell_mixin_step_makes_and_runs_its_command(master: Master) -> None:
 
 def test_a_deferred_renderer_and_an_irenderable_render_the_command(master: Master) -> None:
     assert master.step("rendered")["results"] == 0
-    assert "olate-tw LOUD" in master.lines("rendered", "stdio")
+    assert "olate-tw LOUD-tw" in master.lines("rendered", "stdio")
 
 
 def test_a_builtin_step_subclass_yields_the_parents_run(master: Master) -> None:

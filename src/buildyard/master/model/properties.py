@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
-from buildyard.common.awaitables import resolve
+from buildyard.common.awaitables import deferred_compatible, resolve
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import BuildyardError, config_error
 
@@ -228,6 +228,7 @@ class Properties:
         """The build's source stamp for ``codebase`` (None without a build or stamp)."""
         return None if self.build is None else self.build.sourcestamp(codebase)
 
+    @deferred_compatible
     async def render(self, value: Any) -> Any:
         """``value`` rendered for these properties (see :func:`render`)."""
         return await render(value, self)
@@ -292,6 +293,7 @@ def _context(props: Properties, what: str) -> RenderContext:
 class _RenderableConfig(ConfigObject):
     """A renderable of master.cfg. Subclasses implement :meth:`_rendering_for`."""
 
+    @deferred_compatible
     def getRenderingFor(self, props: Properties) -> Any:  # noqa: N802
         return self._rendering_for(props)
 
@@ -394,6 +396,7 @@ class _Operator(_Operators):
     def __init__(self, left: object, right: object, op: str) -> None:
         self.left, self.right, self.op = left, right, op
 
+    @deferred_compatible
     def getRenderingFor(self, props: Properties) -> Any:  # noqa: N802
         return self._rendering_for(props)
 
