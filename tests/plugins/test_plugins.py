@@ -14,7 +14,7 @@ from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.builds.factory import BuildFactory
 from buildyard.master.model.results import Results
 from buildyard.master.workers.config import Worker
-from buildyard.plugins import changes, reporters, schedulers, secrets, steps, util, worker
+from buildyard.plugins import changes, schedulers, secrets, steps, util, worker
 from tests.master.config._files import buildbot_site_packages
 
 NAMESPACES = (

@@ -197,6 +197,7 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
 
 
 def _run_master(basedir: Path, configfile: str) -> int:
+    from buildyard.common.awaitables import reactor_loop
     from buildyard.common.errors import ConfigErrors
     from buildyard.master.config.loader import load_master_config
     from buildyard.master.db.errors import DbError
@@ -223,7 +224,11 @@ def _run_master(basedir: Path, configfile: str) -> int:
             with contextlib.suppress(FileNotFoundError):
                 pidfile.unlink()
 
-    return asyncio.run(main())
+    # Twisted-style code in master.cfg (buildyard[twisted]) had Twisted's reactor installed on
+    # a loop made while it loaded: the master runs that loop
+    loop = reactor_loop()
+    with asyncio.Runner(loop_factory=None if loop is None else lambda: loop) as runner:
+        return runner.run(main())
 
 
 def _tail_until(

@@ -77,7 +77,7 @@ def test_star_import_of_buildbot_plugins() -> None:
     [
         ("buildbot.frobnicator", UnsupportedBuildbotModule, "not a Buildbot module buildyard"),
         ("buildbot.steps.shel", UnsupportedBuildbotModule, "did you mean buildbot.steps.shell?"),
-        ("buildbot.interfaces", UnsupportedBuildbotModule, "through buildbot.plugins"),
+        ("buildbot.db.connector", UnsupportedBuildbotModule, "through buildbot.plugins"),
         ("buildbot.status.web.auth", Buildbot08Module, "buildbot.status is from Buildbot 0.8"),
         ("buildbot.buildslave", Buildbot08Module, "slaves became workers"),
         ("buildbot.steps.slave", Buildbot08Module, "use buildbot.steps.worker"),
@@ -134,3 +134,42 @@ def test_fresh_modules_for_every_load() -> None:
 
     assert first is not second
     assert first.util is second.util
+
+
+def test_the_cred_stand_ins_sit_in_the_real_twisted_package_and_leave_with_the_load() -> None:
+    """With Twisted installed (the test extra has it), ``twisted`` and ``twisted.cred`` are
+    Twisted's own; ``strcred`` is buildyard's, and goes when the load ends."""
+    import twisted
+
+    from buildyard.master.changes.hooks import credentials
+
+    with buildbot_imports():
+        strcred = importlib.import_module("twisted.cred.strcred")
+        assert strcred.makeChecker is credentials.makeChecker
+        assert sys.modules["twisted"] is twisted
+    assert sys.modules.get("twisted.cred.strcred") is not strcred
+    assert getattr(sys.modules.get("twisted.cred"), "strcred", None) is not strcred
+
+
+class _NoTwisted:
+    """A finder that makes Twisted unimportable, as if the extra were not installed."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.split(".", maxsplit=1)[0] == "twisted":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def test_importing_twisted_without_it_names_the_extra() -> None:
+    from buildyard.compat.twisted import TwistedExtraMissing
+
+    blocker = _NoTwisted()
+    sys.meta_path.insert(0, blocker)
+    try:
+        with (
+            buildbot_imports(),
+            pytest.raises(TwistedExtraMissing, match=r"pip install 'buildyard\[twisted\]'"),
+        ):
+            importlib.import_module("twisted.words.protocols.irc")
+    finally:
+        sys.meta_path.remove(blocker)
+    assert "twisted.words" not in sys.modules

@@ -11,7 +11,6 @@ RETRY (the worker was lost), given back to the queue so another build runs them.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import posixpath
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from buildyard.common.awaitables import resolve
 from buildyard.master.data.updates import Updates
 from buildyard.master.db.connector import Database
 from buildyard.master.logs.writer import LogLimits
@@ -108,7 +108,7 @@ class Build:
         if self._lock_wait is not None:
             self._lock_wait.cancel()
         if self.runtime is not None and self.runtime.current_step is not None:
-            await self.runtime.current_step.interrupt(reason)
+            await resolve(self.runtime.current_step.interrupt(reason))
 
     def addStepsAfterCurrentStep(self, steps: Sequence[BuildStep]) -> None:
         """Dynamic builds: run these (templates) right after the step that is running."""
@@ -203,8 +203,7 @@ class Build:
         if check is None:
             return True
         decided = check(self)
-        if inspect.isawaitable(decided):
-            decided = await decided
+        decided = await resolve(decided)
         return bool(decided)
 
     async def _acquire_locks(self) -> Held:

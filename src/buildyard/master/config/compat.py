@@ -9,7 +9,9 @@ and ``steps.ShellCommand`` are the same class. A path outside the table fails wi
 ``buildbot.buildslave``, ...) with :class:`Buildbot08Module`, which says what replaced it.
 Afterwards ``sys.modules`` holds no ``buildbot`` entry of ours; one there before is restored.
 The two ``twisted.cred`` modules that Buildbot's manual uses for ``change_hook_auth``
-(:data:`TWISTED_MODULES`) are answered the same way; other ``twisted`` imports are left alone.
+(:data:`TWISTED_MODULES`) are answered the same way. Any other ``twisted`` import is users'
+Twisted-style code: it turns on the optional ``buildyard[twisted]`` adapter
+(:mod:`buildyard.compat.twisted`), or fails naming that extra when Twisted is not installed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import sys
 import types
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from buildyard.compat import twisted as twisted_adapter
 
 __all__ = [
     "MODULES",
@@ -313,6 +317,9 @@ MODULES: dict[str, _Module] = {
     # util
     "buildbot.util": _m((_EXTRAS, _CHANGEFILTER), "bytes2unicode flatten unicode2bytes NotABranch"),
     "buildbot.util.service": _m(_EXTRAS, "BuildbotService"),
+    # zope.interface declarations of Twisted-style code (@implementer(IRenderable)): with the
+    # buildyard[twisted] extra only, which brings zope.interface
+    "buildbot.interfaces": _m("buildyard.compat.twisted", "IProperties IRenderable"),
     "buildbot.util.httpclientservice": _m(_EXTRAS, "HTTPClientService"),
     "buildbot.util.ssfilter": _m(_UTIL, "SourceStampFilter"),
     "buildbot.util.git_credential": _m(_UTIL, "GitCredentialInputRenderer GitCredentialOptions"),
@@ -360,10 +367,6 @@ def _is_buildbot(name: str) -> bool:
 
 def _is_twisted(name: str) -> bool:
     return name == "twisted" or name.startswith("twisted.")
-
-
-def _is_shimmed(name: str) -> bool:
-    return _is_buildbot(name) or _is_twisted(name)
 
 
 def _import_error(fullname: str) -> BuildbotImportError:
@@ -436,12 +439,14 @@ class _BuildbotFinder(importlib.abc.MetaPathFinder):
         path: Sequence[str] | None,
         target: types.ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
-        if _is_twisted(fullname) and fullname in _ALL_MODULES:
-            spec: _Module | None = _ALL_MODULES[fullname]
-        elif not _is_buildbot(fullname):
+        if _is_twisted(fullname):
+            return _twisted_spec(fullname)
+        if fullname == "zope" or fullname.startswith("zope."):  # Twisted's zope.interface
+            twisted_adapter.activate(fullname)
             return None
-        else:
-            spec = _ALL_MODULES.get(fullname)
+        if not _is_buildbot(fullname):
+            return None
+        spec = _ALL_MODULES.get(fullname)
         if spec is None:
             raise _import_error(fullname)
         return importlib.machinery.ModuleSpec(
@@ -449,16 +454,41 @@ class _BuildbotFinder(importlib.abc.MetaPathFinder):
         )
 
 
+def _twisted_spec(fullname: str) -> importlib.machinery.ModuleSpec | None:
+    """``twisted.cred.strcred`` and ``twisted.cred.checkers`` are ours; their parent packages
+    too when Twisted is not installed. Any other Twisted module is users' Twisted-style code:
+    it turns on the ``buildyard[twisted]`` adapter (which says so when Twisted is missing)
+    and then loads from Twisted itself."""
+    if fullname in TWISTED_MODULES:
+        return importlib.machinery.ModuleSpec(
+            fullname, _AliasLoader(TWISTED_MODULES[fullname]), is_package=False
+        )
+    if fullname in _ALL_MODULES:  # "twisted", "twisted.cred": parents of the two above
+        if twisted_adapter.available():
+            return None
+        return importlib.machinery.ModuleSpec(
+            fullname, _AliasLoader(_ALL_MODULES[fullname]), is_package=True
+        )
+    twisted_adapter.activate(fullname)
+    return None
+
+
+def _is_stand_in(module: object) -> bool:
+    spec = getattr(module, "__spec__", None)
+    return isinstance(getattr(spec, "loader", None), _AliasLoader)
+
+
 @contextlib.contextmanager
 def buildbot_imports() -> Iterator[None]:
     """Answer ``import buildbot...`` (and the few ``twisted.cred`` modules of
     :data:`TWISTED_MODULES`) from buildyard for the duration of the block.
 
-    ``buildbot`` and ``twisted`` modules already in ``sys.modules`` (a real Buildbot imported by
-    the same process) are set aside for the block and put back afterwards; the stand-ins are
-    dropped.
+    ``buildbot`` modules and those two ``twisted.cred`` modules already in ``sys.modules`` (a
+    real Buildbot imported by the same process) are set aside for the block and put back
+    afterwards; the stand-ins are dropped. The rest of Twisted stays: users' Twisted-style code
+    and Twisted's reactor live on after the load (and across reloads).
     """
-    set_aside = {name: sys.modules.pop(name) for name in list(sys.modules) if _is_shimmed(name)}
+    set_aside = {name: sys.modules.pop(name) for name in list(sys.modules) if _set_aside(name)}
     finder = _BuildbotFinder()
     sys.meta_path.insert(0, finder)
     try:
@@ -466,6 +496,19 @@ def buildbot_imports() -> Iterator[None]:
     finally:
         with contextlib.suppress(ValueError):
             sys.meta_path.remove(finder)
-        for name in [n for n in sys.modules if _is_shimmed(n)]:
+        for name in [n for n in sys.modules if _set_aside(n) or _is_stand_in(sys.modules[n])]:
             del sys.modules[name]
+            # a real Twisted package (twisted.cred) keeps no attribute naming our stand-in
+            parent, _, child = name.rpartition(".")
+            if getattr(sys.modules.get(parent), child, None) is not None:
+                if name in set_aside:
+                    setattr(sys.modules[parent], child, set_aside[name])
+                else:
+                    delattr(sys.modules[parent], child)
         sys.modules.update(set_aside)
+
+
+def _set_aside(name: str) -> bool:
+    """What a load replaces: every ``buildbot`` module, and the Twisted modules answered by
+    stand-ins. Twisted itself (users' Twisted-style code and the reactor) stays loaded."""
+    return _is_buildbot(name) or name in TWISTED_MODULES

@@ -30,6 +30,7 @@ from buildyard.common.errors import (
     collecting_config_errors,
     config_error,
 )
+from buildyard.compat.twisted import TwistedExtraMissing
 from buildyard.master.config.assignments import KeyLines, find_key_lines
 from buildyard.master.config.compat import BuildbotImportError, buildbot_imports
 from buildyard.master.config.keys import read_config
@@ -122,7 +123,7 @@ def _execute(path: Path, source: str, basedir: Path, errors: ConfigErrors) -> di
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BuildbotImportError):
+    if isinstance(exc, BuildbotImportError | TwistedExtraMissing):
         return str(exc)
     if isinstance(exc, SyntaxError):
         return f"syntax error: {exc.msg}"

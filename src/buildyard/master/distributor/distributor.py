@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import inspect
 import random
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 
 import structlog
 
+from buildyard.common.awaitables import resolve
 from buildyard.common.service import Service
 from buildyard.master.builds.build import Build
 from buildyard.master.data import shapes
@@ -133,8 +133,7 @@ def _wfb(conn: WorkerConnection, worker: Any) -> WorkerForBuilderView:
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     result = fn(*args)
-    if inspect.isawaitable(result):
-        result = await result
+    result = await resolve(result)
     return result
 
 

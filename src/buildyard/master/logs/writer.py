@@ -21,6 +21,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Protocol
 
+from buildyard.common.awaitables import deferred_compatible
 from buildyard.master.model.logs import LogType
 from buildyard.master.secrets.redaction import Redactor, StreamRedactor
 
@@ -217,6 +218,7 @@ class LogWriter:
                     self.logid, content, compression=self.limits.compression
                 )
 
+    @deferred_compatible
     async def finish(self) -> None:
         """Complete held partial lines, store what waits, and close the log."""
         if self.finished:

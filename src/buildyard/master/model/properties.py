@@ -23,13 +23,13 @@ gives an object whose truth value is whether the two are the same configuration.
 
 from __future__ import annotations
 
-import inspect
 import json
 import operator
 import re
 from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
+from buildyard.common.awaitables import deferred_compatible, resolve
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import BuildyardError, config_error
 
@@ -116,8 +116,7 @@ async def render(value: Any, props: Properties) -> Any:
         return value
     if is_renderable(value):
         result = value.getRenderingFor(props)
-        while inspect.isawaitable(result):
-            result = await result
+        result = await resolve(result)
         if result is value:  # a renderable standing for itself; rendering again would not end
             return result
         return await render(result, props)
@@ -229,6 +228,7 @@ class Properties:
         """The build's source stamp for ``codebase`` (None without a build or stamp)."""
         return None if self.build is None else self.build.sourcestamp(codebase)
 
+    @deferred_compatible
     async def render(self, value: Any) -> Any:
         """``value`` rendered for these properties (see :func:`render`)."""
         return await render(value, self)
@@ -293,6 +293,7 @@ def _context(props: Properties, what: str) -> RenderContext:
 class _RenderableConfig(ConfigObject):
     """A renderable of master.cfg. Subclasses implement :meth:`_rendering_for`."""
 
+    @deferred_compatible
     def getRenderingFor(self, props: Properties) -> Any:  # noqa: N802
         return self._rendering_for(props)
 
@@ -395,6 +396,7 @@ class _Operator(_Operators):
     def __init__(self, left: object, right: object, op: str) -> None:
         self.left, self.right, self.op = left, right, op
 
+    @deferred_compatible
     def getRenderingFor(self, props: Properties) -> Any:  # noqa: N802
         return self._rendering_for(props)
 
@@ -496,8 +498,7 @@ class _Renderer(_RenderableConfig):
         args = await render(list(self.args), props)
         kwargs = await render(self.kwargs, props)
         result = self.fn(props, *args, **kwargs)
-        while inspect.isawaitable(result):
-            result = await result
+        result = await resolve(result)
         return result  # render() renders it again
 
     def __repr__(self) -> str:

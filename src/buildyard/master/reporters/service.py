@@ -6,8 +6,8 @@ master starts it, the manager hands it the master, calls ``reconfigService(*args
 with those arguments and then ``startService()``. On reconfig a service whose name, class and
 arguments are all unchanged is left alone; one whose arguments changed keeps running and gets
 ``reconfigService`` with the new ones; one whose class changed is stopped and replaced. Any of
-the three hooks may be a plain method or ``async def`` (a Buildbot one returning a Deferred is
-not supported: buildyard has no Twisted).
+the three hooks may be a plain method, ``async def``, or (with the optional ``buildyard[twisted]``
+extra, docs/twisted-code.md) return a Twisted Deferred.
 
 Each running service is wrapped in a :class:`HostedService` of the master's service tree, so
 its tasks are cancelled with it (:meth:`BuildbotService.spawn`).
@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 
 import structlog
 
+from buildyard.common.awaitables import deferred_compatible, resolve
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import config_error
 from buildyard.common.service import ConfiguredService, ServiceManager
@@ -36,10 +37,9 @@ __all__ = ["BuildbotService", "HostedService", "ReporterEnvironment", "ServicesM
 
 
 async def maybe_await(value: object) -> Any:
-    """``value``, awaited while it is awaitable (a hook may be sync or ``async def``)."""
-    while inspect.isawaitable(value):
-        value = await value
-    return value
+    """``value``, awaited while it is awaitable (a hook may be sync, ``async def``, or return a
+    Deferred under the ``buildyard[twisted]`` extra)."""
+    return await resolve(value)
 
 
 class DataReader:
@@ -163,6 +163,7 @@ class BuildbotService(ConfigObject):
     def running(self) -> bool:
         return self._host is not None and self._host.running
 
+    @deferred_compatible
     async def renderSecrets(self, *values: Any) -> Any:
         """``values`` with their secrets and renderables rendered (one value: that value;
         several: a tuple), as Buildbot's ``renderSecrets``."""

@@ -26,11 +26,11 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
-import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
+from buildyard.common.awaitables import resolve
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import config_error
 
@@ -145,7 +145,7 @@ class FormReading:
         ``name`` and None returned."""
         try:
             result = fn(*args, **kwargs)
-            return await result if inspect.isawaitable(result) else result
+            return await resolve(result)
         except CollectedValidationError as refusals:
             self.errors.update(refusals.errors)
         except ValueError as refusal:
@@ -392,8 +392,7 @@ class BaseParameter(ConfigObject):
             changes=[],
             sourcestamps=reading.sourcestamps,
         )
-        if inspect.isawaitable(done):
-            await done
+        await resolve(done)
 
     async def _contribute(self, reading: FormReading, into: dict[str, Any]) -> None:
         """This kind of field's own contribution: its value under its name."""
@@ -694,8 +693,7 @@ class CodebaseParameter(NestedParameter):
         kwargs = reading.as_kwargs()
         kwargs[self.fullName] = values
         stamp = self.createSourcestamp(into, kwargs)
-        if inspect.isawaitable(stamp):
-            stamp = await stamp
+        stamp = await resolve(stamp)
         if stamp is None:
             return
         flat = {key: value for key, value in dict(stamp).items() if key != "patch"}

@@ -11,13 +11,13 @@ when it does not know the secret; the first provider that knows it wins.
 
 from __future__ import annotations
 
-import inspect
 import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from buildyard.common.awaitables import resolve
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import config_error
 
@@ -60,8 +60,7 @@ async def lookup(providers: Sequence[Any], name: str) -> str | None:
     """The value of secret ``name`` from the first provider that knows it."""
     for provider in providers:
         value = provider.get(name)
-        if inspect.isawaitable(value):
-            value = await value
+        value = await resolve(value)
         if value is not None:
             return str(value)
     return None

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
+from buildyard.common.awaitables import deferred_compatible, resolve
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import config_error
 from buildyard.master.logs.writer import LogWriter
@@ -144,6 +145,13 @@ class BuildStep(ConfigObject):
         "workdir",
     )
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # users' Twisted-style subclasses of our steps yield super().run() in inlineCallbacks
+        super().__init_subclass__(**kwargs)
+        run: Any = cls.__dict__.get("run")
+        if cls.__module__.startswith("buildyard.") and inspect.iscoroutinefunction(run):
+            cls.run = deferred_compatible(run)  # type: ignore[method-assign]
+
     def __init__(self, **kwargs: Any) -> None:
         unknown = sorted(k for k in kwargs if k not in _STEP_PARAMS)
         if unknown:
@@ -212,6 +220,7 @@ class BuildStep(ConfigObject):
     ) -> None:
         self._runtime().properties.setProperty(name, value, source, runtime=runtime)
 
+    @deferred_compatible
     async def render(self, value: Any) -> Any:
         return await render(value, self._runtime().properties)
 
@@ -233,6 +242,7 @@ class BuildStep(ConfigObject):
         if self.workerVersion(command) is None:
             raise WorkerSetupError(f"worker is too old, does not know about {command}")
 
+    @deferred_compatible
     async def addLog(self, name: str, type: str = "s", logEncoding: str | None = None) -> LogWriter:
         rt = self._runtime()
         assert self.stepid is not None
@@ -265,20 +275,24 @@ class BuildStep(ConfigObject):
     def getLog(self, name: str) -> LogWriter:
         return self.logs[name]
 
+    @deferred_compatible
     async def addCompleteLog(self, name: str, text: str) -> None:
         writer = await self.addLog(name, "t")
         writer.add_content(text if text.endswith("\n") or not text else text + "\n")
         await writer.finish()
 
+    @deferred_compatible
     async def addHTMLLog(self, name: str, html: str) -> None:
         writer = await self.addLog(name, "h")
         writer.add_content(html if html.endswith("\n") or not html else html + "\n")
         await writer.finish()
 
+    @deferred_compatible
     async def addURL(self, name: str, url: str) -> None:
         assert self.stepid is not None
         await self._runtime().updates.add_step_url(self.stepid, name, url)
 
+    @deferred_compatible
     async def setBuildData(self, name: str, value: bytes, source: str) -> None:
         """Store a named blob on the build (``builds/<id>/data/<name>``)."""
         await self._runtime().updates.set_build_data(self._runtime().buildid, name, value, source)
@@ -286,6 +300,7 @@ class BuildStep(ConfigObject):
     async def addTestResultSets(self) -> None:
         """Called before run(): a step that reports test results may add its sets here."""
 
+    @deferred_compatible
     async def addTestResultSet(
         self, description: str | None, category: str, value_unit: str
     ) -> int:
@@ -328,6 +343,7 @@ class BuildStep(ConfigObject):
             duration_ns=duration_ns,
         )
 
+    @deferred_compatible
     async def runCommand(self, command: RemoteCommand) -> RemoteCommand:
         """Run ``command`` on the build's worker; the step can be stopped meanwhile."""
         rt = self._runtime()
@@ -342,9 +358,11 @@ class BuildStep(ConfigObject):
             self.max_lines_reached = True
         return command
 
+    @deferred_compatible
     async def run(self) -> int:
         raise NotImplementedError(f"{type(self).__name__} has no run() method")
 
+    @deferred_compatible
     async def interrupt(self, reason: str) -> None:
         """The build is being stopped: stop what runs (the step then ends CANCELLED)."""
         self.stopped = True
@@ -472,8 +490,8 @@ class BuildStep(ConfigObject):
             if self.workdir is None:  # Buildbot's default: the build's (the factory's) workdir
                 self.workdir = build.workdir
             await self.updateSummary()
-            await self.addTestResultSets()
-            outcome = await self.run()
+            await resolve(self.addTestResultSets())
+            outcome = await resolve(self.run())
             results = Results(outcome)
             if self.stopped and results not in (Results.RETRY, Results.EXCEPTION):
                 return Results.CANCELLED
@@ -525,8 +543,7 @@ class BuildStep(ConfigObject):
         condition = self.doStepIf
         if callable(condition) and not _renderable(condition):
             condition = condition(self)
-            if inspect.isawaitable(condition):
-                condition = await condition
+            condition = await resolve(condition)
         else:
             condition = await self.render(condition)
         return bool(condition)
@@ -535,8 +552,7 @@ class BuildStep(ConfigObject):
         hide = self.hideStepIf
         if callable(hide) and not _renderable(hide):
             hide = hide(int(results), self)
-            if inspect.isawaitable(hide):
-                hide = await hide
+            hide = await resolve(hide)
         else:
             hide = await self.render(hide)
         return bool(hide)
@@ -642,6 +658,7 @@ class ShellMixin:
                 del remaining[arg]
         return remaining
 
+    @deferred_compatible
     async def makeRemoteShellCommand(
         self,
         collectStdout: bool = False,
@@ -754,19 +771,23 @@ class CommandMixin:
             raise BuildStepFailed(f"{name} failed with rc {cmd.rc}")
         return cmd
 
+    @deferred_compatible
     async def runRmdir(self, dir: str, log: Any = None, abandonOnFailure: bool = True) -> bool:
         cmd = await self._fs("rmdir", {"dir": dir, "logEnviron": False})
         return cmd.rc == 0
 
+    @deferred_compatible
     async def pathExists(self, path: str) -> bool:
         cmd = RemoteCommand("stat", {"file": path})
         assert isinstance(self, BuildStep)
         await self.runCommand(cmd)
         return cmd.rc == 0
 
+    @deferred_compatible
     async def runMkdir(self, dir: str, log: Any = None) -> None:
         await self._fs("mkdir", {"dir": dir, "logEnviron": False})
 
+    @deferred_compatible
     async def runGlob(self, glob: str) -> list[str]:
         cmd = RemoteCommand("glob", {"path": glob, "logEnviron": False})
         assert isinstance(self, BuildStep)

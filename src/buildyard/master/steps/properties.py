@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from buildyard.common.awaitables import resolve
 from buildyard.common.errors import config_error
 from buildyard.master.model.results import Results
 from buildyard.master.steps.base import BuildStep, ShellMixin
@@ -117,8 +117,7 @@ class SetPropertyFromCommand(ShellMixin, BuildStep):
         else:
             assert self.extract_fn is not None
             found = self.extract_fn(cmd.rc if cmd.rc is not None else -1, cmd.stdout, cmd.stderr)
-            if inspect.isawaitable(found):
-                found = await found
+            found = await resolve(found)
             changes = dict(found)
             for name, value in changes.items():
                 self.setProperty(name, value, "SetPropertyFromCommand Step")

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from buildyard.common.awaitables import deferred_compatible
 from buildyard.master.data.updates import Updates
 from buildyard.master.logs.writer import LogLimits
 from buildyard.master.model.properties import Properties, render
@@ -65,6 +66,7 @@ class BuildRuntime:
     def hasProperty(self, name: str) -> bool:
         return bool(self.properties.hasProperty(name))
 
+    @deferred_compatible
     async def render(self, value: Any) -> Any:
         return await render(value, self.properties)
 

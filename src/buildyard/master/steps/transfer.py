@@ -20,7 +20,6 @@ Buildbot removes the directory whatever it held before, which we do not do to a 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from buildyard.common.awaitables import resolve
 from buildyard.common.errors import config_error
 from buildyard.master.model.results import Results
 from buildyard.master.model.sourcestamps import SourceStamp
@@ -472,9 +472,7 @@ class MultipleFileUpload(_TransferBuildStep, CompositeStepMixin):
 
 
 async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
+    return await resolve(value)
 
 
 class FileDownload(_TransferBuildStep):

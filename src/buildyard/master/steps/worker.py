@@ -20,7 +20,6 @@ the :class:`~buildyard.master.workers.transfers.FileWriter` (upload) or ``FileRe
 from __future__ import annotations
 
 import contextlib
-import inspect
 import ntpath
 import os
 import posixpath
@@ -30,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from buildyard.common.awaitables import deferred_compatible, resolve
 from buildyard.master.logs.writer import LogWriter
 from buildyard.master.model.results import Results
 from buildyard.master.steps.base import BuildStep, BuildStepFailed
@@ -278,11 +278,13 @@ class CompositeStepMixin:
         head, tail = (ntpath if windows else posixpath).split(path)
         return os.path.join(str(head), str(tail))
 
+    @deferred_compatible
     async def addLogForRemoteCommands(self, logname: str) -> LogWriter:
         """The log the following commands write into (the last one made wins)."""
         self.rc_log = await self._composite_step().addLog(logname)
         return self.rc_log
 
+    @deferred_compatible
     async def runRemoteCommand(
         self,
         cmd: str,
@@ -306,10 +308,10 @@ class CompositeStepMixin:
         if abandonOnFailure and command.didFail():
             raise BuildStepFailed(f"{command.remote_command} failed")
         result = evaluateCommand(command)
-        if inspect.isawaitable(result):
-            result = await result
+        result = await resolve(result)
         return result
 
+    @deferred_compatible
     async def runRmdir(
         self,
         dir: Any,
@@ -322,6 +324,7 @@ class CompositeStepMixin:
             args["timeout"] = timeout
         return await self.runRemoteCommand("rmdir", args, **kwargs)
 
+    @deferred_compatible
     async def runRmFile(
         self,
         path: str,
@@ -334,6 +337,7 @@ class CompositeStepMixin:
             args["timeout"] = timeout
         return await self.runRemoteCommand("rmfile", args, **kwargs)
 
+    @deferred_compatible
     async def pathExists(self, path: str) -> bool:
         """Whether ``path`` exists on the worker."""
         return bool(
@@ -345,12 +349,14 @@ class CompositeStepMixin:
             )
         )
 
+    @deferred_compatible
     async def runMkdir(self, _dir: Any, **kwargs: Any) -> Any:
         """Create ``_dir`` and its parents on the worker."""
         return await self.runRemoteCommand(
             "mkdir", {"dir": _dir, "logEnviron": self._log_environ()}, **kwargs
         )
 
+    @deferred_compatible
     async def runGlob(self, path: str, **kwargs: Any) -> Any:
         """The worker paths matching the shell pattern ``path``."""
         return await self.runRemoteCommand(
@@ -360,6 +366,7 @@ class CompositeStepMixin:
             **kwargs,
         )
 
+    @deferred_compatible
     async def getFileContentFromWorker(
         self, filename: str, abandonOnFailure: bool = False
     ) -> str | None:
@@ -390,6 +397,7 @@ class CompositeStepMixin:
                 return None
             return dest.read_bytes().decode("utf-8", errors="replace")
 
+    @deferred_compatible
     async def downloadFileContentToWorker(
         self,
         workerdest: str,

@@ -16,6 +16,7 @@ import json
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Protocol
 
+from buildyard.common import awaitables
 from buildyard.master.changes.hooks.request import HookError, HookRequest
 from buildyard.master.model.properties import Properties, is_renderable, render
 
@@ -280,7 +281,7 @@ def change_arguments(chdict: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def resolve(result: Changes | Awaitable[Changes]) -> Changes:
-    """What getChanges returned, awaited if it is awaitable (users' handlers may be either)."""
-    if isinstance(result, Awaitable):
-        return await result
-    return result
+    """What getChanges returned, awaited if it is awaitable (users' handlers may be either, or
+    return a Deferred under the ``buildyard[twisted]`` extra)."""
+    changes: Changes = await awaitables.resolve(result)
+    return changes

@@ -5,11 +5,11 @@ pushes, tag and branch deletions, pull requests created, updated, fulfilled and 
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import structlog
 
+from buildyard.common.awaitables import resolve
 from buildyard.master.changes.hooks.base import (
     BaseHookHandler,
     Changes,
@@ -88,8 +88,7 @@ class _BitbucketEvents(PullRequestProperties):
         if handler is None:
             raise HookError(f"Unknown event: {event.replace(':', '_')}")
         result = handler(payload)
-        if inspect.isawaitable(result):
-            result = await result
+        result = await resolve(result)
         changes, src = result
         return changes, src
 

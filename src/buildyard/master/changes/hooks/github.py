@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import inspect
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from buildyard.common.awaitables import resolve
 from buildyard.master.changes.hooks.base import (
     BaseHookHandler,
     Changes,
@@ -107,8 +107,7 @@ class GitHubEventHandler(PullRequestProperties):
         if handler is None:
             raise HookError(f"Unknown event: {event}")
         result = handler(payload, event)
-        if inspect.isawaitable(result):
-            result = await result
+        result = await resolve(result)
         changes, src = result
         return changes, src
 
