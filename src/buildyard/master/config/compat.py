@@ -8,8 +8,9 @@ and ``steps.ShellCommand`` are the same class. A path outside the table fails wi
 :class:`UnsupportedBuildbotModule`; a Buildbot 0.8 path (``buildbot.status``,
 ``buildbot.buildslave``, ...) with :class:`Buildbot08Module`, which says what replaced it.
 Afterwards ``sys.modules`` holds no ``buildbot`` entry of ours; one there before is restored.
-The two ``twisted.cred`` modules that Buildbot's manual uses for ``change_hook_auth``
-(:data:`TWISTED_MODULES`) are answered the same way; other ``twisted`` imports are left alone.
+The two ``twisted.cred`` modules that Buildbot's manual uses for ``change_hook_auth``, and
+``twisted.internet.defer`` and ``twisted.python.log`` (:data:`TWISTED_MODULES`) are answered the
+same way; other ``twisted`` imports are left alone.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ _PROPERTIES = "buildyard.master.model.properties"
 _HOOKS = "buildyard.master.changes.hooks"
 _WEBHOOKS = "buildyard.plugins.webhooks"
 _CREDENTIALS = "buildyard.master.changes.hooks.credentials"
+_TWISTED_STYLE = "buildyard.compat.twisted_style"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -331,6 +333,12 @@ TWISTED_MODULES: dict[str, _Module] = {
     "twisted.cred.checkers": _m(
         _CREDENTIALS, "FilePasswordDB InMemoryUsernamePasswordDatabaseDontUse"
     ),
+    # the two Twisted imports real master.cfg files use most, answered by small asyncio
+    # stand-ins (buildyard.compat.twisted_style)
+    "twisted.internet.defer": _m(
+        _TWISTED_STYLE, "fail inlineCallbacks maybeDeferred returnValue succeed"
+    ),
+    "twisted.python.log": _m(_TWISTED_STYLE, "err msg"),
 }
 
 _ALL_MODULES = _with_parents(MODULES) | _with_parents(TWISTED_MODULES)
