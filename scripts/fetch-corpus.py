@@ -291,11 +291,12 @@ def buildyard_checkconfig(entry: Entry, src: Path | None = None) -> tuple[bool, 
 _STOCK_WORKERS = r"""
 import json, sys
 from buildbot.config.master import FileLoader
-from buildbot.worker.base import AbstractLatentWorker
+from buildbot.worker.latent import AbstractLatentWorker
+from buildbot.worker.local import LocalWorker
 config = FileLoader(sys.argv[1], "master.cfg").loadConfig()
 workers = [
     {"name": w.workername, "password": w.password if isinstance(w.password, str) else None,
-     "latent": isinstance(w, AbstractLatentWorker)}
+     "latent": isinstance(w, AbstractLatentWorker), "local": isinstance(w, LocalWorker)}
     for w in config.workers
 ]
 print(json.dumps({"workers": workers, "protocols": sorted(config.protocols)}))
@@ -351,11 +352,17 @@ def start_with_worker(entry: Entry, workdir: Path, *, timeout: float = 90) -> Wo
     """Start the master under buildyard (ports and database as :data:`PORT_REWRITE` says) and
     connect a stock buildbot-worker 4.3.0 as its first non-latent worker, with its protocol."""
     info = stock_workers(entry)
-    plain = [w for w in info["workers"] if not w["latent"] and w["password"] is not None]
-    if not plain:
+    plain = [
+        w
+        for w in info["workers"]
+        if not w["latent"] and not w["local"] and w["password"] is not None
+    ]
+    local = [w for w in info["workers"] if w["local"]]
+    if not plain and not local:
         return WorkerResult(False, "no non-latent worker with a plain password to connect")
     protocol = info["protocols"][0] if info["protocols"] else "pb"
-    worker = plain[0]
+    # a master whose workers are all LocalWorkers runs them itself: wait for the first
+    worker = plain[0] if plain else local[0]
     tree = workdir / "tree"
     shutil.copytree(cache_dir() / entry.id / "tree", tree, symlinks=True)
     master = master_dir(entry, tree)
@@ -378,6 +385,8 @@ def start_with_worker(entry: Entry, workdir: Path, *, timeout: float = 90) -> Wo
         )
     worker_proc: subprocess.Popen[bytes] | None = None
     try:
+        if not plain:
+            return _wait_attached(proc, workdir, worker["name"], "its own LocalWorker", timeout)
         exe = str(stock_venv() / "bin" / "buildbot-worker")
         wdir = workdir / "worker"
         create = [exe, "create-worker"]
@@ -393,23 +402,12 @@ def start_with_worker(entry: Entry, workdir: Path, *, timeout: float = 90) -> Wo
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        log = workdir / "worker.out"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                text = (workdir / "master.out").read_text(errors="replace")
-                return WorkerResult(False, "the master stopped: " + _last_lines(text, 10))
-            text = log.read_text(errors="replace") if log.exists() else ""
-            if "Connected to " in text or "worker is ready" in text:
-                return WorkerResult(True, f"{worker['name']} over {protocol}")
-            time.sleep(0.5)
-        text = (workdir / "master.out").read_text(errors="replace")
-        wtext = log.read_text(errors="replace") if log.exists() else ""
-        return WorkerResult(
-            False,
-            f"no connection within {timeout:.0f}s; master: {_last_lines(text, 5)}; "
-            f"worker: {_last_lines(wtext, 5)}",
-        )
+        result = _wait_attached(proc, workdir, worker["name"], f"over {protocol}", timeout)
+        if not result.connected:
+            log = wdir / "twistd.log"
+            wtext = log.read_text(errors="replace") if log.exists() else ""
+            result.detail += f"; worker: {_last_lines(wtext, 5)}"
+        return result
     finally:
         for p in (worker_proc, proc):
             if p is not None and p.poll() is None:
@@ -419,6 +417,25 @@ def start_with_worker(entry: Entry, workdir: Path, *, timeout: float = 90) -> Wo
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+
+
+def _wait_attached(
+    proc: subprocess.Popen[bytes], workdir: Path, name: str, how: str, timeout: float
+) -> WorkerResult:
+    """Wait for the master's log line saying that worker ``name`` logged in and was attached."""
+    deadline = time.monotonic() + timeout
+    attached = f"worker={name}"
+    text = ""
+    while time.monotonic() < deadline:
+        text = (workdir / "master.out").read_text(errors="replace")
+        if proc.poll() is not None:
+            return WorkerResult(False, "the master stopped: " + _last_lines(text, 10))
+        if any("worker_attached" in line and attached in line for line in text.splitlines()):
+            return WorkerResult(True, f"{name} {how}")
+        time.sleep(0.5)
+    return WorkerResult(
+        False, f"no connection within {timeout:.0f}s; master: {_last_lines(text, 5)}"
+    )
 
 
 def measure(entry: Entry, *, worker: bool = True) -> dict[str, Any]:
