@@ -17,7 +17,7 @@ from buildyard.master.steps.master import Assert, LogRenderable, MasterShellComm
 from buildyard.master.steps.properties import SetProperties, SetProperty, SetPropertyFromCommand
 from buildyard.master.steps.shell import ShellCommand, TreeSize
 from buildyard.master.steps.shellsequence import ShellSequence
-from buildyard.master.steps.source.git import Git
+from buildyard.master.steps.source.git import Git, GitHub
 from buildyard.master.steps.transfer import (
     DirectoryUpload,
     FileDownload,
@@ -49,6 +49,7 @@ __all__ = [
     "FileExists",
     "FileUpload",
     "Git",
+    "GitHub",
     "JSONPropertiesDownload",
     "JSONStringDownload",
     "LogRenderable",

@@ -273,7 +273,8 @@ MODULES: dict[str, _Module] = {
     ),
     # www
     "buildbot.www.auth": _m(
-        (_UTIL, _EXTRAS), "CustomAuth HTPasswdAuth NoAuth RemoteUserAuth UserPasswordAuth"
+        (_UTIL, _EXTRAS),
+        "CustomAuth HTPasswdAuth NoAuth RemoteUserAuth UserInfoProviderBase UserPasswordAuth",
     ),
     "buildbot.www.authz": _m(_UTIL, "Authz fnmatchStrMatcher reStrMatcher"),
     "buildbot.www.authz.roles": _m(

@@ -695,3 +695,15 @@ class Git(Source):
         """Buildbot's name, for subclasses: the output with ``collectStdout``, else the rc."""
         cmd = await self._git(command, abandonOnFailure, collectStdout, initialStdin)
         return cmd.stdout if collectStdout else cmd.rc
+
+
+class GitHub(Git):
+    """Buildbot's ``steps.GitHub``: the Git step for GitHub pull requests. A pull request's
+    merge ref (a branch ending in ``/merge``) is rebuilt by GitHub as its base moves, so the
+    revision a change recorded for it may be gone: for such a branch the revision is ignored
+    and what the branch names now is checked out."""
+
+    async def run_vc(self, branch: Any, revision: str | None, patch: Patch | None) -> int:
+        if isinstance(branch, str) and branch.endswith("/merge"):
+            revision = None
+        return await super().run_vc(branch, revision, patch)
