@@ -24,12 +24,11 @@ Exit status of ``fetch``: 0 all fetched, 3 when the network (GitHub or PyPI) can
 from __future__ import annotations
 
 import argparse
-import contextlib
+import fcntl
 import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -38,7 +37,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,8 +79,8 @@ class Entry:
 def load_corpus(path: Path = CORPUS_TOML) -> list[Entry]:
     data = tomllib.loads(path.read_text())
     entries = []
-    for raw in data["config"]:
-        raw = dict(raw)
+    for table in data["config"]:
+        raw = dict(table)
         for key in ("remove", "mkdir", "private", "pip", "pip_no_deps", "pythonpath"):
             raw[key] = tuple(raw.get(key, ()))
         entries.append(Entry(**raw))
@@ -147,8 +146,18 @@ def _pip(entry: Entry, site: Path) -> None:
         if not packages:
             continue
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-             "--target", str(site), *extra, *packages],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--target",
+                str(site),
+                *extra,
+                *packages,
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -215,13 +224,17 @@ def fetch_all(entries: list[Entry], *, git_mirror: str | None) -> dict[str, str]
     """Fetch every entry; returns the ones that failed, with why. Raises NetworkClosed when the
     first one cannot reach the network (the rest would not either)."""
     failed = {}
-    for entry in entries:
-        try:
-            fetch(entry, git_mirror=git_mirror)
-        except NetworkClosed:
-            raise
-        except Exception as exc:  # noqa: BLE001 - reported per entry
-            failed[entry.id] = str(exc)
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    # one fetch at a time (parallel test workers share the cache)
+    with (cache_dir() / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for entry in entries:
+            try:
+                fetch(entry, git_mirror=git_mirror)
+            except NetworkClosed:
+                raise
+            except Exception as exc:  # reported per entry
+                failed[entry.id] = str(exc)
     return failed
 
 
@@ -283,7 +296,7 @@ def buildyard_checkconfig(entry: Entry, src: Path | None = None) -> tuple[bool, 
         check=False,
         timeout=300,
     )
-    return done.returncode == 0, _last_lines(done.stdout + done.stderr, 12)
+    return done.returncode == 0, done.stdout + done.stderr
 
 
 # What stock Buildbot makes of the configuration: the workers a stock worker can be (not
@@ -321,10 +334,10 @@ def stock_workers(entry: Entry) -> dict[str, Any]:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    # the tests' helper: a port below the ephemeral range, free on 127.0.0.1 now
+    from buildyard.testing.postgres import free_port
+
+    return free_port()
 
 
 # Appended to a copy of master.cfg before it is started: the ports it listens on become free
@@ -373,15 +386,25 @@ def start_with_worker(entry: Entry, workdir: Path, *, timeout: float = 90) -> Wo
     cli = [sys.executable, "-m", "buildyard.cli.main"]
     upgraded = subprocess.run(
         [*cli, "upgrade-master", str(master)],
-        env=env, capture_output=True, text=True, check=False, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
     if upgraded.returncode != 0:
-        return WorkerResult(False, "upgrade-master: " + _last_lines(upgraded.stdout + upgraded.stderr))
+        return WorkerResult(
+            False, "upgrade-master: " + _last_lines(upgraded.stdout + upgraded.stderr)
+        )
     with (workdir / "master.out").open("ab") as out:
         proc = subprocess.Popen(
             [*cli, "start", "--nodaemon", str(master)],
-            cwd=master, env=env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            cwd=master,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     worker_proc: subprocess.Popen[bytes] | None = None
     try:
@@ -394,12 +417,16 @@ def start_with_worker(entry: Entry, workdir: Path, *, timeout: float = 90) -> Wo
             create.append("--protocol=msgpack_experimental_v7")
         subprocess.run(
             [*create, str(wdir), f"127.0.0.1:{pb}", worker["name"], worker["password"]],
-            check=True, capture_output=True, timeout=120,
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         with (workdir / "worker.out").open("ab") as out:
             worker_proc = subprocess.Popen(
                 [exe, "start", "--nodaemon", str(wdir)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         result = _wait_attached(proc, workdir, worker["name"], f"over {protocol}", timeout)
@@ -454,11 +481,6 @@ def measure(entry: Entry, *, worker: bool = True) -> dict[str, Any]:
         result["worker"] = "connects" if started.connected else "fail"
         result["worker_detail"] = started.detail
     return result
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def main(argv: list[str] | None = None) -> int:
