@@ -286,3 +286,28 @@ def test_start_and_checkconfig_print_config_warnings(tmp_path: Path) -> None:
         assert expected in started.stderr
         stopped = buildyard("stop", str(tmp_path))
         assert stopped.returncode == 0, stopped.stderr
+
+
+def test_start_and_upgrade_master_work_in_the_basedir_as_buildbot_does(tmp_path: Path) -> None:
+    # a master.cfg that reads its own file by a relative path, run from another directory
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    port = free_port()
+    write_config(basedir, port, builder("a"))
+    cfg = basedir / "master.cfg"
+    cfg.write_text(cfg.read_text() + "c['title'] = open('title.txt').read().strip()\n")
+    (basedir / "title.txt").write_text("from a file\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    upgraded = buildyard("upgrade-master", str(basedir), cwd=elsewhere)
+    assert upgraded.returncode == 0, upgraded.stderr
+    with ended_at_exit(lambda: read_pid(basedir)):
+        started = buildyard("start", str(basedir), cwd=elsewhere)
+        assert started.returncode == 0, started.stderr + started.stdout
+        try:
+            config = get_json(f"http://127.0.0.1:{port}/config")
+            assert config["title"] == "from a file"
+        finally:
+            stopped = buildyard("stop", str(basedir), cwd=elsewhere)
+            assert stopped.returncode == 0, stopped.stderr

@@ -154,6 +154,7 @@ def _sqlite_copy(original: Path, backup: Path) -> None:
 
 def cmd_upgrade_master(args: argparse.Namespace) -> int:
     basedir = Path(args.basedir).resolve()
+    _enter(basedir)
     pid = _read_pid(basedir)
     if pid is not None:
         return _fail(f"the master in {basedir} is running (pid {pid}); stop it before upgrading")
@@ -262,8 +263,16 @@ def _log_offset(logfile: Path) -> int:
         return 0
 
 
+def _enter(basedir: Path) -> None:
+    """Work in the master's directory, as Buildbot's start and upgrade-master do: master.cfg
+    files open their own files by relative paths (``open("credentials.ini")``)."""
+    if basedir.is_dir():
+        os.chdir(basedir)
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     basedir = Path(args.basedir).resolve()
+    _enter(basedir)
     if not (basedir / args.config).exists():
         return _fail(
             f"{basedir / args.config} does not exist (create-master writes master.cfg.sample)"

@@ -18,7 +18,7 @@ from buildyard.master.steps.base import BuildStepFailed, CommandMixin, ShellMixi
 from buildyard.master.steps.remotecommand import RemoteCommand, RemoteShellCommand
 from buildyard.master.steps.source.base import Source
 from buildyard.master.steps.worker import CompositeStepMixin
-from buildyard.master.www.auth import NoAuth
+from buildyard.master.www.auth import NoAuth, UserInfoProviderBase
 from buildyard.plugins import schedulers
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "Scheduler",
     "ShellMixin",
     "Source",
+    "UserInfoProviderBase",
     "ValidationError",
     "bytes2unicode",
     "error",

@@ -63,6 +63,19 @@ def _where(errors: list[ConfigError]) -> list[tuple[str, int, str]]:
 # -- a good configuration -------------------------------------------------------------------------
 
 
+def test_url_keys_set_to_none_take_their_defaults(write_config: WriteConfig, basedir: Path) -> None:
+    # Buildbot 4.3 accepts None for titleURL and buildbotURL (a real master.cfg sets
+    # c['titleURL'] = None): the key is as good as not set
+    write_config(
+        GOOD.replace('"https://ci.example.org"', "None").replace('"http://localhost:8010/"', "None")
+    )
+
+    config = load_master_config(basedir)
+
+    assert config.title_url == "http://buildbot.net/"
+    assert config.buildbot_url == "http://localhost:8080/"
+
+
 def test_good_config_loads_into_master_config(write_config: WriteConfig, basedir: Path) -> None:
     path = write_config(GOOD)
 

@@ -463,6 +463,10 @@ c['www'] = {{
         ("util.Authz(roleMatchers=[util.AnyEndpointMatcher(role='a')])", "must hold role"),
         ("util.Authz(roleMatchers=[util.RolesFromEmails(admins='a@b')])", "list of strings"),
         (
+            "util.Authz(roleMatchers=[util.RolesFromUsername(roles=['a'], usernames={'u': 1})])",
+            "usernames must be a list of strings",
+        ),
+        (
             "util.Authz(roleMatchers=[util.RolesFromUsername(roles=['a'], usernames=[None])])",
             "usernames cannot be None",
         ),
@@ -530,6 +534,10 @@ def test_role_matchers_read_what_authentication_said_of_the_user() -> None:
     names = authz.RolesFromUsername(roles=["admins"], usernames=["alice"])
     assert names.roles({"username": "alice"}) == ["admins"]
     assert names.roles({"username": "bob"}) == []
+    # any collection of names, as Buildbot only asks whether a name is in it: a real
+    # master.cfg passes the keys of its users dict
+    from_keys = authz.RolesFromUsername(roles=["admins"], usernames={"alice": "pw"}.keys())
+    assert from_keys.roles({"username": "alice"}) == ["admins"]
     owner = authz.RolesFromOwner(role="owner")
     assert owner.owner_roles({"email": "a@x.org"}, "a@x.org") == ["owner"]
     assert owner.owner_roles({"email": "a@x.org"}, "b@x.org") == []

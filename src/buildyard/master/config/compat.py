@@ -12,6 +12,9 @@ The two ``twisted.cred`` modules that Buildbot's manual uses for ``change_hook_a
 (:data:`TWISTED_MODULES`) are answered the same way. Any other ``twisted`` import is users'
 Twisted-style code: it turns on the optional ``buildyard[twisted]`` adapter
 (:mod:`buildyard.compat.twisted`), or fails naming that extra when Twisted is not installed.
+Without Twisted, the two Twisted imports real master.cfg files use most,
+``twisted.internet.defer`` and ``twisted.python.log`` (:data:`TWISTED_STAND_INS`), are answered
+by small asyncio stand-ins (:mod:`buildyard.compat.twisted_style`) rather than refused.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ _PROPERTIES = "buildyard.master.model.properties"
 _HOOKS = "buildyard.master.changes.hooks"
 _WEBHOOKS = "buildyard.plugins.webhooks"
 _CREDENTIALS = "buildyard.master.changes.hooks.credentials"
+_TWISTED_STYLE = "buildyard.compat.twisted_style"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -279,7 +283,8 @@ MODULES: dict[str, _Module] = {
     ),
     # www
     "buildbot.www.auth": _m(
-        (_UTIL, _EXTRAS), "CustomAuth HTPasswdAuth NoAuth RemoteUserAuth UserPasswordAuth"
+        (_UTIL, _EXTRAS),
+        "CustomAuth HTPasswdAuth NoAuth RemoteUserAuth UserInfoProviderBase UserPasswordAuth",
     ),
     "buildbot.www.authz": _m(_UTIL, "Authz fnmatchStrMatcher reStrMatcher"),
     "buildbot.www.authz.roles": _m(
@@ -344,7 +349,19 @@ TWISTED_MODULES: dict[str, _Module] = {
     ),
 }
 
-_ALL_MODULES = _with_parents(MODULES) | _with_parents(TWISTED_MODULES)
+#: The two Twisted imports real master.cfg files use most, answered by small asyncio stand-ins
+#: (buildyard.compat.twisted_style) when Twisted is not installed; with Twisted (the
+#: buildyard[twisted] extra) they are Twisted's own.
+TWISTED_STAND_INS: dict[str, _Module] = {
+    "twisted.internet.defer": _m(
+        _TWISTED_STYLE, "fail inlineCallbacks maybeDeferred returnValue succeed"
+    ),
+    "twisted.python.log": _m(_TWISTED_STYLE, "err msg"),
+}
+
+_ALL_MODULES = (
+    _with_parents(MODULES) | _with_parents(TWISTED_MODULES) | _with_parents(TWISTED_STAND_INS)
+)
 _PACKAGES = frozenset(n.rpartition(".")[0] for n in _ALL_MODULES if "." in n)
 
 # Buildbot 0.8 module paths, and what took their place.
@@ -463,7 +480,12 @@ def _twisted_spec(fullname: str) -> importlib.machinery.ModuleSpec | None:
         return importlib.machinery.ModuleSpec(
             fullname, _AliasLoader(TWISTED_MODULES[fullname]), is_package=False
         )
-    if fullname in _ALL_MODULES:  # "twisted", "twisted.cred": parents of the two above
+    if fullname in TWISTED_STAND_INS and not twisted_adapter.available():
+        return importlib.machinery.ModuleSpec(
+            fullname, _AliasLoader(TWISTED_STAND_INS[fullname]), is_package=False
+        )
+    # "twisted", "twisted.cred", "twisted.internet", "twisted.python": parents of the above
+    if fullname in _ALL_MODULES and fullname not in TWISTED_STAND_INS:
         if twisted_adapter.available():
             return None
         return importlib.machinery.ModuleSpec(

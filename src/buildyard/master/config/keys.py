@@ -123,7 +123,8 @@ class _Reader:
         return default
 
     def url(self, key: str, default: str) -> str:
-        value = self.string(key, default)
+        # Buildbot takes None for a URL key (titleURL, buildbotURL) as "not set"
+        value = default if self.config.get(key) is None else self.string(key, default)
         return value if value.endswith("/") else value + "/"
 
     def optional_int(self, key: str, default: int | None = None, minimum: int = 0) -> int | None:

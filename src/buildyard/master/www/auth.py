@@ -27,6 +27,7 @@ import binascii
 import hashlib
 import hmac
 import html
+import inspect
 import json
 import re
 import urllib.parse
@@ -130,19 +131,42 @@ class NoAuth(AuthBase):
     """No authentication: every user is anonymous."""
 
 
+class UserInfoProviderBase(ConfigObject):
+    """Buildbot's base for a user info provider: :meth:`getUserInfo` gives the details (email,
+    full name, groups, ...) of a user who logged in with a password. A master.cfg subclass
+    overrides it and sets an instance as its :class:`CustomAuth`'s ``userInfoProvider``; it
+    may return the details or an awaitable of them (``defer.succeed({...})``)."""
+
+    name = "noinfo"
+
+    def getUserInfo(self, username: str) -> object:
+        return {"email": username}
+
+
 class CustomAuth(AuthBase):
     """Username and password checked by :meth:`check_credentials`, which a master.cfg
-    subclass overrides (it runs in a thread: it may block)."""
+    subclass overrides (it runs in a thread: it may block). A ``userInfoProvider`` attribute
+    the subclass sets (a :class:`UserInfoProviderBase`) adds to the user's details after a
+    successful login, as in Buildbot."""
 
     takes_passwords = True
+    userInfoProvider: object = None
 
     def check_credentials(self, user: str, password: str) -> bool:
         return False
 
     async def authenticate(self, username: str, password: str) -> dict[str, Any] | None:
-        if await asyncio.to_thread(self.check_credentials, username, password):
-            return _password_user(username)
-        return None
+        if not await asyncio.to_thread(self.check_credentials, username, password):
+            return None
+        details = _password_user(username)
+        provider = self.userInfoProvider
+        if provider is not None:
+            found = getattr(provider, "getUserInfo")(username)  # noqa: B009 - any object with it
+            if inspect.isawaitable(found):
+                found = await found
+            if isinstance(found, Mapping):
+                details.update(found)
+        return details
 
 
 class UserPasswordAuth(CustomAuth):

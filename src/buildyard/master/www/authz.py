@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from buildyard.common.config_object import ConfigObject, is_placeholder
@@ -91,7 +91,12 @@ def _unknown_arguments(kind: str, unknown: Mapping[str, object], known: Sequence
 
 
 def _string_list(kind: str, what: str, value: object) -> list[str]:
-    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+    # any collection of strings (a list, a set, a dict's keys), as Buildbot only asks `in`
+    if (
+        isinstance(value, Collection)
+        and not isinstance(value, str | bytes | Mapping)
+        and all(isinstance(v, str) for v in value)
+    ):
         return list(value)
     config_error(f"{kind}: {what} must be a list of strings, not {value!r}")
     return []

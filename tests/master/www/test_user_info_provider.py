@@ -1,0 +1,78 @@
+"""A CustomAuth subclass with a ``userInfoProvider`` (a ``UserInfoProviderBase`` subclass), as
+real master.cfg files write it: the provider's details join the user's after a login."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from buildyard.master.config.loader import load_master_config
+from buildyard.master.www.auth import CustomAuth, UserInfoProviderBase
+
+CFG = """\
+from buildbot.plugins import util, worker
+from buildbot.www import auth
+from twisted.internet import defer
+
+
+class Provider(auth.UserInfoProviderBase):
+    def getUserInfo(self, username):
+        return defer.succeed({'email': username + '@example.org', 'groups': ['devs']})
+
+
+class SiteAuth(auth.CustomAuth):
+    def __init__(self):
+        super().__init__()
+        self.userInfoProvider = Provider()
+
+    def check_credentials(self, user, password):
+        return password == 'right'
+
+
+c = BuildmasterConfig = {}
+c['workers'] = [worker.Worker('w', 'pw')]
+c['protocols'] = {'pb': {'port': 0}}
+c['builders'] = [util.BuilderConfig(name='b', workernames=['w'], factory=util.BuildFactory())]
+c['www'] = {'port': 0, 'auth': SiteAuth()}
+"""
+
+
+def test_a_provider_from_master_cfg_adds_its_details(tmp_path: Path) -> None:
+    (tmp_path / "master.cfg").write_text(CFG)
+    config = load_master_config(tmp_path)
+    auth: Any = config.www["auth"]
+
+    assert asyncio.run(auth.authenticate("ann", "wrong")) is None
+    details = asyncio.run(auth.authenticate("ann", "right"))
+    assert details == {"username": "ann", "email": "ann@example.org", "groups": ["devs"]}
+
+
+def test_a_plain_provider_and_none() -> None:
+    class Plain(CustomAuth):
+        def check_credentials(self, user: str, password: str) -> bool:
+            return True
+
+    # no provider: Buildbot's default details (the email is the username)
+    assert asyncio.run(Plain().authenticate("bob", "x")) == {
+        "username": "bob",
+        "email": "bob",
+        "groups": [],
+    }
+    with_base = Plain()
+    with_base.userInfoProvider = UserInfoProviderBase()
+    assert asyncio.run(with_base.authenticate("bob", "x")) == {
+        "username": "bob",
+        "email": "bob",
+        "groups": [],
+    }
+
+    class Sync(UserInfoProviderBase):
+        def getUserInfo(self, username: str) -> object:  # noqa: N802 - Buildbot's name
+            return {"full_name": "Bob B."}
+
+    with_sync = Plain()
+    with_sync.userInfoProvider = Sync()
+    synced = asyncio.run(with_sync.authenticate("bob", "x"))
+    assert synced is not None
+    assert synced["full_name"] == "Bob B."
