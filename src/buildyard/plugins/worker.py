@@ -1,13 +1,15 @@
-"""``worker``: ``Worker`` and ``LocalWorker`` (implemented); latent workers are stand-ins."""
+"""``worker``: ``Worker``, ``LocalWorker`` and ``DockerLatentWorker`` (implemented); the other
+latent workers are stand-ins."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from buildyard.master.workers.config import LocalWorker, Worker
+from buildyard.master.workers.docker import DockerLatentWorker
 from buildyard.plugins._namespace import WORKERS, placeholders, unknown_name
 
-__all__ = ["LocalWorker", "Worker"]
+__all__ = ["DockerLatentWorker", "LocalWorker", "Worker"]
 
 # Buildbot 4.3's names in this namespace.
 _NAMES = [
