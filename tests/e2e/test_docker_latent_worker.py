@@ -8,8 +8,9 @@ buildyard-worker that connects to the master and builds.
 
 One master shows the lifecycle: a build starts a container on demand (the request waits);
 a second build within ``build_wait_timeout`` reuses it; idle past the timeout it is stopped and
-removed; a worker whose image is missing fails to start, goes into quarantine, and the request
-runs on the next latent worker of the builder; a reconfig that removes a worker stops its
+removed; workers whose start fails (a missing image, a container that exits, one that never
+connects within ``missing_timeout``) go into quarantine, and the request runs on the next latent
+worker of the builder; a reconfig that removes a worker stops its
 container, and so does the master's stop. A second master is SIGKILLed with a container running
 and restarted: the container its first run left is found by its labels and removed.
 """
@@ -55,9 +56,9 @@ COMMAND = [
 CONFIG = """\
 from buildyard.plugins import *
 c = BuildmasterConfig = {{}}
-def docker(name, image={image!r}, **kw):
+def docker(name, image={image!r}, command={command!r}, **kw):
     return worker.DockerLatentWorker(name, None, docker_host={host!r}, image=image,
-        command={command!r}, masterFQDN='127.0.0.1', master_protocol='msgpack', **kw)
+        command=command, masterFQDN='127.0.0.1', master_protocol='msgpack', **kw)
 c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
 c['workers'] = [{workers}]
 def builder(name, workers):
@@ -225,9 +226,12 @@ def test_docker_latent_worker_lifecycle(tmp_path: Path, engine: Engine) -> None:
     workers = [
         "docker('dock', build_wait_timeout=20)",
         "docker('broken', image='nowhere/missing:1')",
+        "docker('crashing', command=['/bin/false'], check_instance_interval=1)",
+        "docker('silent', command=['/bin/sleep', '600'], missing_timeout=3)",
         "docker('spare')",
     ]
-    master.configure(workers, {"hello": ["dock"], "pick": ["broken", "spare"]})
+    pick_workers = ["broken", "crashing", "silent", "spare"]
+    master.configure(workers, {"hello": ["dock"], "pick": pick_workers})
     with ended_at_exit(master.pids):
         master.start()
         assert engine.containers("dock") == []  # nothing runs before a build needs it
@@ -254,15 +258,26 @@ def test_docker_latent_worker_lifecycle(tmp_path: Path, engine: Engine) -> None:
         assert wait_for(lambda: engine.containers("dock") == [], timeout=120), master.log()[-3000:]
         assert "latent_worker_idle" in master.log()
 
-        # a start that fails (no such image) quarantines 'broken'; the request runs on 'spare'
+        # starts that fail quarantine their worker and leave the request waiting, not failed:
+        # 'broken' has no image, the container of 'crashing' exits (check_instance sees it),
+        # the one of 'silent' never connects (missing_timeout); the request runs on 'spare'
         pick = master.force("pick")
-        (picked,) = master.finished(pick, 1)
+        (picked,) = master.finished(pick, 1)  # one build: no EXCEPTION build before it
         assert picked["results"] == 0, master.log()[-4000:]
         assert master.worker_of(picked) == "spare"
-        log = master.log()
-        assert "latent_worker_start_failed" in log and "nowhere/missing:1" in log
-        assert "latent_worker_quarantined" in log
-        assert engine.containers("broken") == []
+        failed = [
+            line
+            for line in master.log().splitlines()
+            if "latent_worker_start_failed" in line or "latent_worker_quarantined" in line
+        ]
+        for worker, why in [
+            ("broken", 'Image "nowhere/missing:1" not found'),
+            ("crashing", "the instance ended before its worker connected"),
+            ("silent", "did not connect within missing_timeout (3 s)"),
+        ]:
+            assert any(f"worker={worker}" in f and why in f for f in failed), failed
+            assert any(f"worker={worker}" in f and "quarantined" in f for f in failed), failed
+            assert engine.containers(worker) == []  # a failed start leaves no container
         # build_wait_timeout 0 (Docker's default): the container goes after the build
         assert wait_for(lambda: engine.containers("spare") == [], timeout=120)
 

@@ -287,22 +287,23 @@ class LatentWorkers(Service):
         self.wake()
 
     async def _wait_connected(self, latent: _Latent, config: AbstractLatentWorker) -> None:
-        async with asyncio.TaskGroup() as group:
-            follower = group.create_task(_quietly(config.while_starting()))
-            try:
-                while not latent.connected.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(float(config.check_instance_interval)):
-                            await latent.connected.wait()
-                    if latent.connected.is_set():
-                        break
-                    ok, message = await call_user(config.check_instance())
-                    if not ok:
-                        raise LatentWorkerFailedToSubstantiate(
-                            f"the instance ended before its worker connected: {message}"
-                        )
-            finally:
-                follower.cancel()
+        follower = asyncio.get_running_loop().create_task(_quietly(config.while_starting()))
+        try:
+            while not latent.connected.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(float(config.check_instance_interval)):
+                        await latent.connected.wait()
+                if latent.connected.is_set():
+                    break
+                ok, message = await call_user(config.check_instance())
+                if not ok:
+                    raise LatentWorkerFailedToSubstantiate(
+                        f"the instance ended before its worker connected: {message}"
+                    )
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
 
     async def _failed(self, name: str, latent: _Latent, why: str) -> None:
         log.warning("latent_worker_start_failed", worker=name, reason=why)
