@@ -75,7 +75,7 @@ def test_worst_status_follows_buildbot() -> None:
         (changes, "HgPoller", "change sources"),
         (util, "GerritChangeFilter", "build configuration helpers"),
         (util, "WorkerChoiceParameter", "build configuration helpers"),
-        (worker, "EC2LatentWorker", "latent workers"),
+        (worker, "KubeLatentWorker", "latent workers"),
         (worker, "LibVirtWorker", "latent workers"),
         (util, "GitHubAuth", "web authentication, users and manholes"),
         (util, "AvatarGravatar", "web authentication, users and manholes"),
