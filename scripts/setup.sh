@@ -22,6 +22,12 @@ if [ ! -f "$stamp" ]; then
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[dev,ec2]'
+    # LibVirtWorker's bindings compile against the system's libvirt (.ci/run installs it)
+    if pkg-config --exists libvirt 2>/dev/null; then
+        .venv/bin/python -m pip install -q -e '.[libvirt]'
+    else
+        echo "libvirt-dev and pkg-config are missing: LibVirtWorker's tests will be skipped" >&2
+    fi
     rm -f .venv/.installed-* && touch "$stamp"
 fi
 

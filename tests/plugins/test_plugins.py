@@ -76,7 +76,7 @@ def test_worst_status_follows_buildbot() -> None:
         (util, "GerritChangeFilter", "build configuration helpers"),
         (util, "WorkerChoiceParameter", "build configuration helpers"),
         (worker, "KubeLatentWorker", "latent workers"),
-        (worker, "LibVirtWorker", "latent workers"),
+        (worker, "OpenStackLatentWorker", "latent workers"),
         (util, "GitHubAuth", "web authentication, users and manholes"),
         (util, "AvatarGravatar", "web authentication, users and manholes"),
         (reporters, "IRC", "reporters"),

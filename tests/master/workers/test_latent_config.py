@@ -14,6 +14,7 @@ from buildyard.master.workers.config import AbstractLatentWorker, generated_pass
 from buildyard.master.workers.docker import DockerLatentWorker, host_config
 from buildyard.master.workers.ec2 import EC2LatentWorker
 from buildyard.master.workers.latent import LatentWorkerFailedToSubstantiate, call_user
+from buildyard.master.workers.libvirt import Connection, LibVirtWorker
 
 
 def _errors(build: Any) -> list[str]:
@@ -138,3 +139,12 @@ async def test_user_methods_may_return_values_awaitables_or_fired_deferreds() ->
         await call_user(_Fired(True, ValueError("boom")))
     with pytest.raises(LatentWorkerFailedToSubstantiate, match="'async def'"):
         await call_user(_Fired(False, None))
+
+
+def test_libvirt_without_bindings_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "libvirt", None)
+    (message,) = _errors(lambda: LibVirtWorker("v", "p", uri=Connection("test:///default")))
+    assert message.startswith(
+        "worker 'v': LibVirtWorker needs the libvirt bindings, not installed: "
+        "pip install 'buildyard[libvirt]'"
+    )
