@@ -202,6 +202,10 @@ class Master:
         assert wait_for(done, timeout=180, interval=0.2), self.log()[-4000:]
         return self.builds(builderid)
 
+    def connected_to(self, worker: str) -> list[Any]:
+        (w,) = _api(self.www, f"workers?name={worker}")["workers"]
+        return list(w["connected_to"])
+
     def worker_of(self, build: dict[str, Any]) -> str:
         (w,) = _api(self.www, f"workers/{build['workerid']}")["workers"]
         return str(w["name"])
@@ -254,9 +258,13 @@ def test_docker_latent_worker_lifecycle(tmp_path: Path, engine: Engine) -> None:
         assert engine.created("dock") == 1
         assert [c["Id"] for c in engine.containers("dock")] == [container["Id"]]
 
-        # idle past build_wait_timeout: stopped and removed
+        # the worker's data (what the UI shows) follows the instance: connected while it runs
+        assert master.connected_to("dock")
+
+        # idle past build_wait_timeout: stopped and removed, and the worker disconnected
         assert wait_for(lambda: engine.containers("dock") == [], timeout=120), master.log()[-3000:]
         assert "latent_worker_idle" in master.log()
+        assert wait_for(lambda: not master.connected_to("dock"), timeout=60)
 
         # starts that fail quarantine their worker and leave the request waiting, not failed:
         # 'broken' has no image, the container of 'crashing' exits (check_instance sees it),
