@@ -63,6 +63,11 @@ fi
 if ! "$BB_VENV/bin/python" -c 'import psycopg, lz4, zstandard, brotli' 2>/dev/null; then
     "$BB_VENV/bin/python" -m pip install -q 'psycopg[binary]' lz4 zstandard brotli
 fi
+# the Docker SDK, which Buildbot's DockerLatentWorker needs: the side-by-side Docker test runs
+# stock Buildbot against the same engine stand-in as buildyard
+if ! "$BB_VENV/bin/python" -c 'import docker' 2>/dev/null; then
+    "$BB_VENV/bin/python" -m pip install -q 'docker>=7'
+fi
 flock -u 9
 
 W3_VENV=${BUILDYARD_BUILDBOT_WORKER3_VENV:-$HOME/.cache/buildyard/buildbot-worker-3.11.9}

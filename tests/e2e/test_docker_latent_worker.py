@@ -12,7 +12,9 @@ removed; workers whose start fails (a missing image, a container that exits, one
 connects within ``missing_timeout``) go into quarantine, and the request runs on the next latent
 worker of the builder; a reconfig that removes a worker stops its
 container, and so does the master's stop. A second master is SIGKILLed with a container running
-and restarted: the container its first run left is found by its labels and removed.
+and restarted: the container its first run left is found by its labels and removed. Side by
+side, the same master.cfg on stock Buildbot 4.3.0 (whose Docker SDK client checks that the
+engine stand-in answers as an engine does) and on buildyard creates the same containers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,6 +42,7 @@ from buildyard.testing.processes import (
     spawn_master,
     wait_for,
 )
+from buildyard.testing.stock import buildbot_venv
 
 pytestmark = pytest.mark.e2e
 
@@ -337,3 +341,148 @@ def test_a_restarted_master_removes_the_containers_its_killed_run_left(
     finally:
         for proc in procs:
             end_popen(proc)
+
+
+# The same worker for both masters: the stock buildbot-worker, over PB, in the "container".
+TWIN_CONFIG = """\
+from buildbot.plugins import *
+c = BuildmasterConfig = {{}}
+c['protocols'] = {{'pb': {{'port': 'tcp:{pb}:interface=127.0.0.1'}}}}
+c['workers'] = [worker.DockerLatentWorker('twin', None, docker_host={host!r}, image={image!r},
+    command={command!r}, masterFQDN='127.0.0.1', volumes=['/srv/cache:/cache:ro'],
+    hostname='twin-host')]
+c['builders'] = [util.BuilderConfig(name='hello', workernames=['twin'],
+    factory=util.BuildFactory([steps.ShellCommand(command='echo twin')]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['hello'])]
+c['www'] = {{'port': 'tcp:{www}:interface=127.0.0.1'}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+def _stock_worker_command() -> list[str]:
+    exe = buildbot_venv() / "bin" / "buildbot-worker"
+    return [
+        "/bin/sh",
+        "-c",
+        f'{exe} create-worker -q worker "$BUILDMASTER:$BUILDMASTER_PORT" "$WORKERNAME" '
+        f'"$WORKERPASS" && exec {exe} start --nodaemon worker',
+    ]
+
+
+def _twin_build(kind: str, basedir: Path, engine: Engine) -> list[dict[str, Any]]:
+    """Run one build of TWIN_CONFIG on a ``kind`` master; the engine requests it made."""
+    before = len(engine.get("/_fake/requests"))
+    www = free_port()
+    if kind == "buildbot":
+        exe = [str(buildbot_venv() / "bin" / "buildbot")]
+    else:
+        exe = [sys.executable, "-m", "buildyard.cli.main"]
+    subprocess.run([*exe, "create-master", "-q", str(basedir)], check=True, timeout=300)
+    (basedir / "master.cfg").write_text(
+        TWIN_CONFIG.format(
+            pb=free_port(),
+            host=engine.host,
+            image=IMAGE,
+            command=_stock_worker_command(),
+            www=www,
+        )
+    )
+    with (basedir / "out.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [*exe, "start", "--nodaemon", str(basedir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    logs = [basedir / "out.log", basedir / "twistd.log", basedir / "buildyard.log"]
+
+    def log() -> str:
+        return "".join(p.read_text(errors="replace") for p in logs if p.exists())[-4000:]
+
+    try:
+
+        def forced() -> bool:
+            assert proc.poll() is None, log()
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                (builder,) = _api(www, "builders?name=hello")["builders"]
+                rpc = {"jsonrpc": "2.0", "method": "force", "id": 1}
+                params = {"builderid": builder["builderid"]}
+                return "result" in _api(www, "forceschedulers/force", {**rpc, "params": params})
+            return False
+
+        assert wait_for(forced, timeout=120, interval=0.5), log()
+
+        def finished() -> bool:
+            builds = _api(www, "builds")["builds"]
+            return bool(builds) and all(b["complete"] for b in builds)
+
+        assert wait_for(finished, timeout=180, interval=0.5), log()
+        (build,) = _api(www, "builds")["builds"]
+        assert build["results"] == 0, log()
+
+        # build_wait_timeout is 0 for Docker in both: the container goes after the build
+        def gone() -> bool:
+            names = [n for c in engine.containers() for n in c["Names"]]
+            return not any(n.startswith("/buildbot-twin-") for n in names)
+
+        assert wait_for(gone, timeout=120), log()
+    finally:
+        end_popen(proc)
+    return list(engine.get("/_fake/requests"))[before:]
+
+
+def test_docker_latent_worker_side_by_side_with_buildbot(tmp_path: Path, engine: Engine) -> None:
+    """The same master.cfg on stock Buildbot 4.3.0 (its Docker SDK client) and on buildyard,
+    against the same engine: each builds on a fresh container running the stock worker, and the
+    containers are created alike."""
+    seen = {kind: _twin_build(kind, tmp_path / kind, engine) for kind in ("buildbot", "buildyard")}
+
+    def container_calls(requests: list[dict[str, Any]]) -> list[str]:
+        calls = []
+        for r in requests:
+            path = re.sub(r"^/containers/[0-9a-f]{64}", "/containers/ID", r["path"])
+            if path.startswith("/containers/") and path != "/containers/json":
+                calls.append(f"{r['method']} {path}")
+        return calls
+
+    # the container's life: the same calls in the same order
+    assert (
+        container_calls(seen["buildbot"])
+        == container_calls(seen["buildyard"])
+        == [
+            "POST /containers/create",
+            "POST /containers/ID/start",
+            "POST /containers/ID/stop",
+            "POST /containers/ID/wait",
+            "DELETE /containers/ID",
+        ]
+    )
+    creates = {
+        kind: next(r for r in requests if r["path"] == "/containers/create")
+        for kind, requests in seen.items()
+    }
+    for create in creates.values():
+        assert re.fullmatch(r"buildbot-twin-[0-9a-f]{6}", create["query"]["name"])
+    stock, ours = creates["buildbot"]["body"], creates["buildyard"]["body"]
+    for body in (stock, ours):
+        env = dict(e.split("=", 1) for e in body["Env"])
+        assert set(env) == {
+            "BUILDMASTER",
+            "BUILDMASTER_PORT",
+            "BUILDMASTER_PROTOCOL",
+            "WORKERNAME",
+            "WORKERPASS",
+        }
+        assert (env["BUILDMASTER"], env["BUILDMASTER_PROTOCOL"], env["WORKERNAME"]) == (
+            "127.0.0.1",
+            "pb",
+            "twin",
+        )
+    for key in ("Image", "Cmd", "Hostname", "Volumes"):
+        assert stock[key] == ours[key], key
+    for key in ("Binds", "Init"):
+        assert stock["HostConfig"][key] == ours["HostConfig"][key], key
+    # on purpose: buildyard labels its containers to find them after the master is killed
+    assert not stock.get("Labels")
+    assert set(ours["Labels"]) == {"buildyard.master", "buildyard.worker"}

@@ -3,8 +3,9 @@
 Shaped like the Engine API that ``DockerLatentWorker`` uses (the paths, methods, query
 parameters, JSON bodies and status codes of ``/containers/create``, ``/containers/{id}/start``,
 ``/stop``, ``/wait``, ``/json``, ``/logs``, ``DELETE /containers/{id}``, ``/containers/json`` with
-``filters``, ``/images/{name}/json``, ``/images/create`` and ``/build``), optionally under a
-``/v1.NN`` prefix. A "container" is a real process: its ``Cmd`` run with the engine's
+``filters``, ``/images/json``, ``/images/{name}/json``, ``/images/create`` and ``/build``), under
+a ``/v1.NN`` prefix or not, as buildyard and the Docker SDK for Python (stock Buildbot's client)
+call them. A "container" is a real process: its ``Cmd`` run with the engine's
 environment plus the container's ``Env``, in a directory of its own, so the buildyard-worker a
 container's command starts really connects and builds. Images carry no files: an image exists
 when it was given on the command line (``--image``), pulled from the names given with
@@ -66,20 +67,26 @@ class FakeEngine:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._strip_version], client_max_size=64 * 1024**2)
-        r = app.router
-        r.add_get("/_ping", self.ping)
-        r.add_get("/_fake/requests", self.list_requests)
-        r.add_get("/images/{name:.+}/json", self.image_inspect)
-        r.add_post("/images/create", self.image_create)
-        r.add_post("/build", self.build)
-        r.add_get("/containers/json", self.container_list)
-        r.add_post("/containers/create", self.container_create)
-        r.add_post("/containers/{id}/start", self.container_start)
-        r.add_post("/containers/{id}/stop", self.container_stop)
-        r.add_post("/containers/{id}/wait", self.container_wait)
-        r.add_get("/containers/{id}/json", self.container_inspect)
-        r.add_get("/containers/{id}/logs", self.container_logs)
-        r.add_delete("/containers/{id}", self.container_delete)
+        routes = [
+            ("GET", "/_ping", self.ping),
+            ("GET", "/version", self.version),
+            ("GET", "/images/json", self.image_list),
+            ("GET", "/images/{name:.+}/json", self.image_inspect),
+            ("POST", "/images/create", self.image_create),
+            ("POST", "/build", self.build),
+            ("GET", "/containers/json", self.container_list),
+            ("POST", "/containers/create", self.container_create),
+            ("POST", "/containers/{id}/start", self.container_start),
+            ("POST", "/containers/{id}/stop", self.container_stop),
+            ("POST", "/containers/{id}/wait", self.container_wait),
+            ("GET", "/containers/{id}/json", self.container_inspect),
+            ("GET", "/containers/{id}/logs", self.container_logs),
+            ("DELETE", "/containers/{id}", self.container_delete),
+        ]
+        for method, path, handler in routes:
+            app.router.add_route(method, path, handler)
+            app.router.add_route(method, r"/{version:v\d+\.\d+}" + path, handler)
+        app.router.add_get("/_fake/requests", self.list_requests)
         app.on_shutdown.append(self._kill_all)
         return app
 
@@ -88,21 +95,37 @@ class FakeEngine:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         path = _VERSION_PREFIX.sub("", request.path)
-        if path != request.path:
-            request = request.clone(rel_url=request.rel_url.with_path(path))
         if not path.startswith("/_fake/"):
-            self.requests.append(
-                {"method": request.method, "path": path, "query": dict(request.query)}
-            )
+            record: dict[str, Any] = {
+                "method": request.method,
+                "path": path,
+                "query": dict(request.query),
+            }
+            if request.content_type == "application/json" and request.can_read_body:
+                record["body"] = await request.json()  # the handler reads it again
+            self.requests.append(record)
         return await handler(request)
 
     async def ping(self, _request: web.Request) -> web.Response:
         return web.Response(text="OK")
 
+    async def version(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {"Version": "0-fake", "ApiVersion": "1.45", "MinAPIVersion": "1.24", "Os": "linux"}
+        )
+
     async def list_requests(self, _request: web.Request) -> web.Response:
         return web.json_response(self.requests)
 
     # -- images ---------------------------------------------------------------------------------
+
+    async def image_list(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            [
+                {"Id": "sha256:" + name.encode().hex()[:64], "RepoTags": [name]}
+                for name in sorted(self.images)
+            ]
+        )
 
     async def image_inspect(self, request: web.Request) -> web.Response:
         name = _tagged(request.match_info["name"])
