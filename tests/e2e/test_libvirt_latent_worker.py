@@ -11,6 +11,7 @@ and master a real image's boot script reads) while the domain is active.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -43,12 +44,12 @@ def vm(name, **kw):
         masterFQDN='127.0.0.1', **kw)
 c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
 c['workers'] = [vm('vm1', build_wait_timeout=15), vm('vm-undefined'), vm('vm2'),
-                vm('vm-orphan'), vm('vm-other')]
+                vm('vm-orphan'), vm('vm-other'), vm('vm3'), vm('vm4')]
 def builder(name, workers):
-    return util.BuilderConfig(name=name, workernames=workers,
+    return util.BuilderConfig(name=name, workernames=workers, collapseRequests=False,
         factory=util.BuildFactory([steps.ShellCommand(command='echo built')]))
 c['builders'] = [builder('hello', ['vm1']), builder('pick', ['vm-undefined', 'vm2']),
-                 builder('others', ['vm-orphan', 'vm-other'])]
+                 builder('others', ['vm-orphan', 'vm-other']), builder('pair', ['vm3', 'vm4'])]
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
@@ -163,7 +164,7 @@ async def test_libvirt_latent_worker_lifecycle(tmp_path: Path, machines: Machine
         name=master.master_name, host="", msgpack_port=None, pb_port=None
     ).identity
     conn = machines.conn
-    for name in ("vm1", "vm2", "vm-orphan", "vm-other"):
+    for name in ("vm1", "vm2", "vm3", "vm4", "vm-orphan", "vm-other"):
         conn.defineXML(_domain_xml(name))
     # what a killed run of this master leaves: a running domain with its identity; and one
     # another master started, which is not this master's to stop
@@ -203,6 +204,13 @@ async def test_libvirt_latent_worker_lifecycle(tmp_path: Path, machines: Machine
         assert worker is not None and worker.name == "vm2"
         assert master.workers.latent.in_quarantine("vm-undefined")
         assert not machines.active("vm-undefined")
+
+        # two requests waiting at once start two machines, one for each (the first machine
+        # to connect may build both before the second has booted)
+        pair = await asyncio.gather(_run(master, "pair"), _run(master, "pair"))
+        assert [b.results for b in pair] == [Results.SUCCESS, Results.SUCCESS]
+        await eventually(lambda: "vm3" in machines.boots and "vm4" in machines.boots, within=60)
+        assert machines.boots.count("vm3") == machines.boots.count("vm4") == 1
     finally:
         await master.stop()
     # the master's stop destroys what it started
