@@ -23,7 +23,13 @@ stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [ ! -f "$stamp" ]; then
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    .venv/bin/python -m pip install -q -e '.[dev,ec2]'
+    # LibVirtWorker's bindings compile against the system's libvirt (.ci/run installs it)
+    if pkg-config --exists libvirt 2>/dev/null; then
+        .venv/bin/python -m pip install -q -e '.[libvirt]'
+    else
+        echo "libvirt-dev and pkg-config are missing: LibVirtWorker's tests will be skipped" >&2
+    fi
     rm -f .venv/.installed-* && touch "$stamp"
 fi
 
@@ -58,6 +64,11 @@ fi
 # write its other log chunk formats
 if ! "$BB_VENV/bin/python" -c 'import psycopg, lz4, zstandard, brotli' 2>/dev/null; then
     "$BB_VENV/bin/python" -m pip install -q 'psycopg[binary]' lz4 zstandard brotli
+fi
+# the Docker SDK, which Buildbot's DockerLatentWorker needs: the side-by-side Docker test runs
+# stock Buildbot against the same engine stand-in as buildyard
+if ! "$BB_VENV/bin/python" -c 'import docker' 2>/dev/null; then
+    "$BB_VENV/bin/python" -m pip install -q 'docker>=7'
 fi
 flock -u 9
 

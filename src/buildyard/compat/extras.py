@@ -18,6 +18,7 @@ from buildyard.master.steps.base import BuildStepFailed, CommandMixin, ShellMixi
 from buildyard.master.steps.remotecommand import RemoteCommand, RemoteShellCommand
 from buildyard.master.steps.source.base import Source
 from buildyard.master.steps.worker import CompositeStepMixin
+from buildyard.master.workers.config import AbstractLatentWorker
 from buildyard.master.www.auth import NoAuth, UserInfoProviderBase
 from buildyard.plugins import schedulers
 
@@ -58,7 +59,6 @@ _SCHEDULING = "custom schedulers and change sources"
 _REPORTING = "custom services and reporters"
 
 AbstractWorker = not_implemented("buildbot.worker.AbstractWorker", _WORKERS)
-AbstractLatentWorker = not_implemented("buildbot.worker.AbstractLatentWorker", _WORKERS)
 Machine = not_implemented("buildbot.machine.base.Machine", _WORKERS)
 
 BaseScheduler = not_implemented("buildbot.schedulers.base.BaseScheduler", _SCHEDULING)

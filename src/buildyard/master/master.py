@@ -277,7 +277,9 @@ class BuildMaster(Service):
             expire_after=config.housekeeping_expire_after,
             on_reactivated=self._reregister,
         )
-        self.workers = WorkerManager(updates=data.updates, basedir=self.basedir)
+        self.workers = WorkerManager(
+            updates=data.updates, basedir=self.basedir, master_name=self.master_name
+        )
         self.change_svc = ChangeManager(
             ChangeSourceContext(
                 updates=data.updates,

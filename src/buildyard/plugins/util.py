@@ -59,6 +59,7 @@ from buildyard.master.schedulers.forceparams import (
 )
 from buildyard.master.steps.locks import MasterLock, WorkerLock
 from buildyard.master.steps.shellsequence import ShellArg
+from buildyard.master.workers.libvirt import Connection
 from buildyard.master.www.auth import (
     CustomAuth,
     HTPasswdAuth,
@@ -113,6 +114,7 @@ __all__ = [
     "ChangeFilter",
     "ChoiceStringParameter",
     "CodebaseParameter",
+    "Connection",
     "CustomAuth",
     "EnableSchedulerEndpointMatcher",
     "FileParameter",

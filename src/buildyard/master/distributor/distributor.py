@@ -10,6 +10,11 @@ down gracefully, runs fewer than its ``max_builds``, and runs no build of that b
 (as in Buildbot, a worker runs one build of a builder at a time: the builds of one builder
 share its build directory on the worker; builds of different builders may run side by side).
 
+A builder whose requests no connected worker can take has a latent worker of its list started
+(the first, in ``workernames`` order, that is not running, starting or in quarantine), one per
+waiting request; the requests stay unclaimed meanwhile, and the worker, once connected, takes
+one like any other (``master.workers.latent``).
+
 Passes run one at a time, woken by the events that may let a build start: a new or unclaimed
 request, a worker that connects or changes state, a build that ends; and every
 ``poll_interval`` seconds, for what another master released without an event reaching us.
@@ -36,11 +41,13 @@ from buildyard.master.data.updates import Updates
 from buildyard.master.db.connector import Database
 from buildyard.master.logs.writer import LogLimits
 from buildyard.master.model.buildrequests import BuildRequest
+from buildyard.master.model.properties import Properties
 from buildyard.master.model.results import Results
 from buildyard.master.model.workers import Worker
 from buildyard.master.mq.base import MessageQueue
 from buildyard.master.steps.locks import LockRegistry
 from buildyard.master.workers.connection import WorkerConnection
+from buildyard.master.workers.latent import LatentBuild
 from buildyard.master.workers.manager import WorkerManager
 
 log = structlog.get_logger(__name__)
@@ -177,6 +184,7 @@ class BuildRequestDistributor(Service):
         self._shut_down: weakref.WeakSet[WorkerConnection] = weakref.WeakSet()
         # this master's real locks (MasterLock / WorkerLock), shared by every build
         self.locks = LockRegistry()
+        workers.latent.wake = self.maybe_start_builds
 
     def configure(self, builders: Mapping[str, tuple[int, Any]], config: Any) -> None:
         self.builders = dict(builders)
@@ -228,7 +236,7 @@ class BuildRequestDistributor(Service):
         workers = await self._db.workers.get_workers(masterid=self._masterid())
         await self._shut_down_idle_graceful_workers([w for w in workers if w.graceful])
         paused = {w.name for w in workers if w.paused or w.graceful}
-        if not self._any_idle_worker(paused):
+        if not self._any_idle_worker(paused) and not self._any_latent_to_start(paused):
             return  # no build can start: the requests need not be read
         pending = await self._db.buildrequests.get_buildrequests(claimed=False)
         by_builder: dict[int, list[BuildRequest]] = {}
@@ -245,7 +253,9 @@ class BuildRequestDistributor(Service):
             names = [v.name if isinstance(v, BuilderView) else str(v) for v in ordered or ()]
         for name in names:
             builderid, config = self.builders[name]
-            await self._fill(name, builderid, config, by_builder.get(builderid, []), paused)
+            left = await self._fill(name, builderid, config, by_builder.get(builderid, []), paused)
+            if left:
+                await self._substantiate(name, config, left, paused)
 
     def _view(self, name: str, by_builder: Mapping[int, list[BuildRequest]]) -> BuilderView:
         builderid, config = self.builders[name]
@@ -266,6 +276,38 @@ class BuildRequestDistributor(Service):
             except Exception as exc:  # it may be gone already
                 log.info("worker_shutdown_unanswered", worker=w.name, why=str(exc))
 
+    def _any_latent_to_start(self, paused: set[str]) -> bool:
+        latent = self._workers.latent
+        return any(
+            latent.can_substantiate(name) and name not in paused
+            for _id, config in self.builders.values()
+            for name in config.workernames
+        )
+
+    async def _substantiate(
+        self, name: str, config: Any, requests: list[BuildRequest], paused: set[str]
+    ) -> None:
+        """Start latent workers of builder ``name`` for the ``requests`` no connected worker
+        took: one per request, less those already starting for it."""
+        latent = self._workers.latent
+        wanted = len(requests) - latent.substantiating_for(name)
+        if wanted <= 0:
+            return
+        requests = sorted(requests, key=lambda r: (-r.priority, r.submitted_at, r.id))
+        for workername in config.workernames:
+            if wanted <= 0:
+                return
+            if workername in paused or not latent.can_substantiate(workername):
+                continue
+            request = requests[len(requests) - wanted]
+            properties = Properties.from_dict(
+                await self._db.buildsets.get_buildset_properties(request.buildsetid)
+            )
+            properties.set_property("buildername", name, "Builder")
+            properties.set_property("workername", workername, "Worker")
+            latent.substantiate(workername, LatentBuild(properties, builder_name=name))
+            wanted -= 1
+
     def _any_idle_worker(self, paused: set[str]) -> bool:
         every = {name for _id, config in self.builders.values() for name in config.workernames}
         return bool(self._idle_workers(None, paused, sorted(every)))
@@ -283,6 +325,8 @@ class BuildRequestDistributor(Service):
                 continue
             if conn.peer.closed:  # lost, but its handler has not removed it yet
                 continue
+            if not self._workers.latent.usable(name):  # a latent one starting or stopping
+                continue
             limit = getattr(worker, "max_builds", None)
             if limit is not None and self._load.get(name, 0) >= int(limit):
                 continue
@@ -298,18 +342,20 @@ class BuildRequestDistributor(Service):
         config: Any,
         requests: list[BuildRequest],
         paused: set[str],
-    ) -> None:
+    ) -> list[BuildRequest]:
+        """Start builds of ``name`` while it has requests and idle workers; returns the requests
+        left waiting for a worker."""
         requests = sorted(requests, key=lambda r: (-r.priority, r.submitted_at, r.id))
         builder = BuilderView(name, config, builderid, requests)
         while requests:
             idle = self._idle_workers(config, paused)
             if not idle:
-                return
+                return requests
             request = requests[0]
             if config.next_build is not None:
                 chosen = await _call(config.next_build, builder, [RequestView(r) for r in requests])
                 if chosen is None:
-                    return
+                    return []
                 request = chosen.request if isinstance(chosen, RequestView) else chosen
             if config.can_start_build is not None:
                 idle = [
@@ -327,7 +373,7 @@ class BuildRequestDistributor(Service):
                     continue
             conn, worker = await self._choose_worker(builder, idle, request)
             if conn is None:
-                return
+                return []
             batch = [request, *await self._collapsible(config, request, requests)]
             for r in batch:
                 requests.remove(r)
@@ -350,6 +396,7 @@ class BuildRequestDistributor(Service):
                 for brid in brids:
                     self._starting.pop(brid, None)
                 started.set()
+        return requests
 
     async def _choose_worker(
         self,
@@ -437,6 +484,7 @@ class BuildRequestDistributor(Service):
             secrets_providers=list(getattr(master_config, "secrets_providers", ()) or ()),
         )
         self.building.add(build)
+        self._workers.latent.build_started(conn.name)
         self._load[conn.name] = self._load.get(conn.name, 0) + 1
         self._busy.add((conn.name, name))
         self._build_tasks[build] = self.spawn(
@@ -453,6 +501,7 @@ class BuildRequestDistributor(Service):
             self._build_tasks.pop(build, None)
             self._load[worker] = max(0, self._load.get(worker, 1) - 1)
             self._busy.discard((worker, builder))
+            self._workers.latent.build_finished(worker)
             self.maybe_start_builds()
 
     def builds_of(self, builder_name: str) -> list[Build]:

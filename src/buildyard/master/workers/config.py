@@ -17,7 +17,7 @@ from typing import Any
 from buildyard.common.config_object import ConfigObject, is_placeholder
 from buildyard.common.errors import config_error
 
-__all__ = ["LocalWorker", "Worker"]
+__all__ = ["AbstractLatentWorker", "LocalWorker", "Worker"]
 
 #: Buildbot's identifier rule: letters (any script), digits, "_" and "-", not starting with a digit.
 _IDENTIFIER = re.compile(r"^(?!\d)[\w-]+$")
@@ -171,3 +171,110 @@ class LocalWorker(Worker):
                 self.workdir = workdir
             else:
                 config_error(f"worker {self.name!r}: workdir must be a non-empty string")
+
+
+# A latent worker's generated password: as for a LocalWorker, the same for a name throughout
+# one master process (a reconfig keeps it), and new after a restart, so an instance an earlier
+# run of the master left behind cannot log in.
+def generated_password(name: object) -> str:
+    key = name.encode() if isinstance(name, str) else repr(name).encode()
+    return hmac.new(_LOCAL_KEY, b"latent:" + key, hashlib.sha256).hexdigest()[:32]
+
+
+class LatentWorkerFailedToSubstantiate(Exception):
+    """A latent worker's start that failed: the worker goes into quarantine."""
+
+
+class LatentWorkerCannotSubstantiate(LatentWorkerFailedToSubstantiate):
+    """A start that cannot succeed as configured (a missing image, ...)."""
+
+
+class AbstractLatentWorker(Worker):
+    """A worker the master starts when a build needs it and stops when it is no longer needed:
+    Buildbot's ``AbstractLatentWorker``, subclassed in master.cfg.
+
+    A subclass defines ``async def start_instance(self, build)`` (start the machine or
+    container; return True, or raise to fail the start) and ``async def stop_instance(self,
+    fast=False)``, and may define ``async def check_instance(self)`` returning ``(ok,
+    message)`` (asked every ``check_instance_interval`` seconds while the master waits for the
+    worker to connect: ``(False, why)`` fails the start). ``build`` offers ``render(value)``,
+    ``getProperty(name)`` and ``properties``: the properties of the build request the instance
+    is started for.
+
+    ``build_wait_timeout``: seconds an idle instance is kept for the next build (0: stopped
+    after each build; negative: never stopped by the master). ``missing_timeout``: seconds the
+    master waits, after a start, for the worker to connect before it counts the start as
+    failed. The password may be None: one is generated (:meth:`getRandomPass`).
+    """
+
+    #: seconds of the first quarantine after a failed start; doubled at each failure in a row
+    quarantine_initial_timeout = 10.0
+    quarantine_max_timeout = 3600.0
+    #: the missing_timeout when none is given
+    default_missing_timeout = 3600.0
+
+    def __init__(
+        self,
+        name: str,
+        password: object = None,
+        *,
+        build_wait_timeout: float = 600,
+        check_instance_interval: float = 10,
+        **kwargs: Any,
+    ) -> None:
+        if password is None:
+            password = generated_password(name)
+        super().__init__(name, password, **kwargs)
+        self.build_wait_timeout = build_wait_timeout
+        self.check_instance_interval = check_instance_interval
+        label = f"worker {self.name!r}"
+        if not _is_number(build_wait_timeout):
+            config_error(f"{label}: build_wait_timeout must be a number of seconds")
+        if not _is_number(check_instance_interval) or check_instance_interval <= 0:
+            config_error(f"{label}: check_instance_interval must be a positive number of seconds")
+        #: what the master tells the instance about itself; set before each start
+        self.master_info: LatentMasterInfo | None = None
+
+    def getRandomPass(self) -> str:  # noqa: N802 - Buildbot's name
+        """A password for the instance to log in with (Buildbot's name); the same for this
+        worker's name throughout this master process."""
+        return generated_password(self.name)
+
+    async def start_instance(self, build: Any) -> bool:
+        raise NotImplementedError(
+            f"{type(self).__name__} must define 'async def start_instance(self, build)'"
+        )
+
+    async def stop_instance(self, fast: bool = False) -> None:
+        raise NotImplementedError(
+            f"{type(self).__name__} must define 'async def stop_instance(self, fast=False)'"
+        )
+
+    async def check_instance(self) -> tuple[bool, str]:
+        return True, ""
+
+    async def while_starting(self) -> None:
+        """Run while the master waits for the started instance to connect, cancelled when it
+        connects (a subclass may follow the instance's start-up log here)."""
+
+    async def cleanup_orphans(self) -> int:
+        """Stop the instances of this worker that an earlier run of this master left (they
+        carry :attr:`LatentMasterInfo.identity`); returns how many. Called once when the
+        master takes the worker into its configuration, before any start."""
+        return 0
+
+
+class LatentMasterInfo:
+    """What a latent worker's instance needs to know of the master that starts it."""
+
+    def __init__(
+        self, *, name: str, host: str, msgpack_port: int | None, pb_port: int | None
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.msgpack_port = msgpack_port
+        self.pb_port = pb_port
+        #: a short stable hash of the master's name: Buildbot's ``masterhash``
+        self.masterhash = hashlib.sha1(name.encode()).hexdigest()[:6]
+        #: the label value instances carry, to find them after the master restarts
+        self.identity = hashlib.sha256(name.encode()).hexdigest()[:24]

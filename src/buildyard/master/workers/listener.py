@@ -55,6 +55,7 @@ from buildyard.common.ports import Listen, bind, msgpack_listen
 from buildyard.common.service import Service
 from buildyard.master.data.updates import Updates
 from buildyard.master.workers import pb
+from buildyard.master.workers.config import AbstractLatentWorker
 from buildyard.master.workers.connection import WorkerConnection
 from buildyard.protocol.codec import MAX_FRAME
 from buildyard.protocol.errors import ProtocolError
@@ -108,6 +109,10 @@ class WorkerListener(Service):
         # worker name -> its builders: (name, workerbuilddir) pairs
         self._dirs: dict[str, list[tuple[str, str]]] = {}
         self.connections: dict[str, WorkerConnection] = {}
+        # called with a worker's name once it is attached (ready for builds), and once its
+        # connection is gone (the latent workers' lifecycle follows them)
+        self.attach_hooks: list[Callable[[str], None]] = []
+        self.detach_hooks: list[Callable[[str], None]] = []
         # worker name -> the timer that announces it missing
         self._missing: dict[str, asyncio.Task[None]] = {}
         self._runner: web.AppRunner | None = None
@@ -465,6 +470,8 @@ class WorkerListener(Service):
                 self._start_missing_timer(name, conn.workerid, worker)
             if self.connections.get(name) is conn:
                 del self.connections[name]
+                for hook in self.detach_hooks:
+                    hook(name)
 
     async def _read(self, ws: web.WebSocketResponse, conn: WorkerConnection) -> None:
         async for msg in ws:
@@ -499,6 +506,8 @@ class WorkerListener(Service):
         # only now may builds use it (their commands would race the settings and the builder
         # directories otherwise); the "connected" event wakes the distributor
         conn.ready = True
+        for hook in self.attach_hooks:
+            hook(conn.name)
         workerinfo = {k: info.get(k) for k in _WORKERINFO_KEYS}
         await self._updates.worker_connected(
             workerid=conn.workerid, masterid=self.masterid, workerinfo=workerinfo
@@ -542,7 +551,9 @@ class WorkerListener(Service):
     def _start_missing_timer(self, name: str, workerid: int, worker: Any) -> None:
         timeout = getattr(worker, "missing_timeout", None)
         timeout = DEFAULT_MISSING_TIMEOUT if timeout is None else float(timeout)
-        if timeout <= 0 or not self.running:
+        # a latent worker leaves when its instance stops: that is not missing (its
+        # missing_timeout bounds the wait for a start to connect instead)
+        if timeout <= 0 or not self.running or isinstance(worker, AbstractLatentWorker):
             return
         self._cancel_missing_timer(name)
         self._missing[name] = self.spawn(

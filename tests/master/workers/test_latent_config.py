@@ -1,0 +1,150 @@
+"""The latent workers' configuration: what master.cfg gets wrong is reported where it wrote it,
+an engine whose extra is missing names the extra, and the small translations the engines need
+(docker-py's host config keywords, results of user methods)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+from buildyard.common.errors import ConfigErrors, collecting_config_errors
+from buildyard.master.workers.config import AbstractLatentWorker, generated_password
+from buildyard.master.workers.docker import DockerLatentWorker, host_config
+from buildyard.master.workers.ec2 import EC2LatentWorker
+from buildyard.master.workers.latent import LatentWorkerFailedToSubstantiate, call_user
+from buildyard.master.workers.libvirt import Connection, LibVirtWorker
+
+
+def _errors(build: Any) -> list[str]:
+    errors = ConfigErrors()
+    with collecting_config_errors(errors):
+        build()
+    return [e.message for e in errors.errors]
+
+
+def test_a_latent_worker_without_a_password_gets_one_that_lasts_the_process() -> None:
+    first = DockerLatentWorker("d", None, image="x")
+    again = DockerLatentWorker("d", None, image="x")
+    assert first.password == again.password == generated_password("d") == first.getRandomPass()
+    assert first == again  # a reconfig with the same arguments changes nothing
+    assert DockerLatentWorker("e", None, image="x").password != first.password
+    assert first.build_wait_timeout == 0  # Docker's default: a container per build
+    assert AbstractLatentWorker("a").build_wait_timeout == 600
+
+
+def test_docker_arguments_are_checked() -> None:
+    assert _errors(lambda: DockerLatentWorker("d", None)) == [
+        "worker 'd': DockerLatentWorker needs an image name or a dockerfile"
+    ]
+    assert _errors(lambda: DockerLatentWorker("d", None, image="x", volumes=["/only"])) == [
+        "worker 'd': volume '/only' is not 'host path:container path[:ro]'"
+    ]
+    (message,) = _errors(lambda: DockerLatentWorker("d", None, image="x", hostconfig={"bogus": 1}))
+    assert message.startswith("worker 'd': hostconfig key 'bogus' is not known")
+    assert _errors(lambda: DockerLatentWorker("d", None, image="x", master_protocol="ws")) == [
+        "worker 'd': master_protocol must be 'pb' or 'msgpack'"
+    ]
+    soon: Any = "soon"
+    assert _errors(lambda: AbstractLatentWorker("a", build_wait_timeout=soon)) == [
+        "worker 'a': build_wait_timeout must be a number of seconds"
+    ]
+
+
+def test_docker_host_config_takes_docker_py_keywords_and_engine_fields() -> None:
+    assert host_config(
+        {
+            "network_mode": "host",
+            "mem_limit": "512m",
+            "extra_hosts": {"db": "10.0.0.2"},
+            "restart_policy": {"name": "no"},
+            "PidsLimit": 100,
+        }
+    ) == {
+        "NetworkMode": "host",
+        "Memory": 512 * 1024**2,
+        "ExtraHosts": ["db:10.0.0.2"],
+        "RestartPolicy": {"Name": "no"},
+        "PidsLimit": 100,
+    }
+
+
+def test_ec2_without_boto3_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 now raises ImportError
+    (message,) = _errors(
+        lambda: EC2LatentWorker("e", "p", "t3.micro", ami="ami-1", keypair_name="k")
+    )
+    assert message == (
+        "worker 'e': EC2LatentWorker needs boto3, not installed: pip install 'buildyard[ec2]'"
+    )
+
+
+def test_ec2_arguments_are_checked() -> None:
+    pytest.importorskip("boto3")
+    assert _errors(lambda: EC2LatentWorker("e", "p", "t3.micro", ami="ami-1")) == [
+        "worker 'e': EC2LatentWorker: 'keypair_name' parameter must be specified",
+        "worker 'e': EC2LatentWorker: 'security_name' parameter must be specified",
+    ]
+    both = _errors(
+        lambda: EC2LatentWorker(
+            "e",
+            "p",
+            "t3.micro",
+            ami="ami-1",
+            valid_ami_owners=[1],
+            keypair_name="k",
+            security_name="s",
+        )
+    )
+    assert both == [
+        "worker 'e': give either a specific ami, or one or both of valid_ami_location_regex "
+        "and valid_ami_owners"
+    ]
+    region = _errors(
+        lambda: EC2LatentWorker(
+            "e",
+            "p",
+            "t3.micro",
+            ami="ami-1",
+            keypair_name="k",
+            security_name="s",
+            region="moon-1",
+            identifier="a",
+            secret_identifier="b",
+        )
+    )
+    assert region == ["worker 'e': the specified region does not exist: moon-1"]
+
+
+class _Fired:
+    """The shape of a Twisted Deferred (addCallbacks, called, result), fired or not."""
+
+    def __init__(self, called: bool, result: object) -> None:
+        self.called = called
+        self.result = result
+
+    def addCallbacks(self, *args: object) -> None:  # noqa: N802 - Twisted's name
+        raise AssertionError("not used")
+
+
+async def test_user_methods_may_return_values_awaitables_or_fired_deferreds() -> None:
+    async def coroutine() -> bool:
+        return True
+
+    assert await call_user(True) is True
+    assert await call_user(coroutine()) is True
+    assert await call_user(_Fired(True, "done")) == "done"
+    with pytest.raises(ValueError, match="boom"):
+        await call_user(_Fired(True, ValueError("boom")))
+    with pytest.raises(LatentWorkerFailedToSubstantiate, match="'async def'"):
+        await call_user(_Fired(False, None))
+
+
+def test_libvirt_without_bindings_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "libvirt", None)
+    (message,) = _errors(lambda: LibVirtWorker("v", "p", uri=Connection("test:///default")))
+    assert message.startswith(
+        "worker 'v': LibVirtWorker needs the libvirt bindings, not installed: "
+        "pip install 'buildyard[libvirt]'"
+    )
