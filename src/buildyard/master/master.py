@@ -217,6 +217,7 @@ class BuildMaster(Service):
             interval=config.housekeeping_interval,
             expire_after=config.housekeeping_expire_after,
             on_reactivated=self._reregister,
+            change_horizon=config.change_horizon,
         )
         self.workers = WorkerManager(updates=data.updates, basedir=self.basedir)
         self.change_svc = ChangeManager(
@@ -462,6 +463,7 @@ class BuildMaster(Service):
                 self.housekeeping.configure(
                     interval=config.housekeeping_interval,
                     expire_after=config.housekeeping_expire_after,
+                    change_horizon=config.change_horizon,
                 )
             case "workers":
                 plan.results["workers"] = await self.workers.apply(

@@ -23,7 +23,6 @@ TOP_LEVEL: Mapping[str, str] = {
     "caches": "buildyard keeps no object caches to size",
     "buildCacheSize": "buildyard keeps no object caches to size",
     "changeCacheSize": "buildyard keeps no object caches to size",
-    "changeHorizon": "old changes are not deleted",
     "logCompressionLimit": "every finished log is compressed, whatever its size",
     "metrics": "buildyard does not collect Buildbot's metrics",
     "manhole": "there is no manhole debugging shell",

@@ -75,6 +75,11 @@ class Updates(PipelineUpdates):
                 {"masterid": masterid, "name": name, "active": False},
             )
 
+    async def prune_changes(self, horizon: int) -> int:
+        """Delete all but the newest ``horizon`` changes (``c['changeHorizon']``); how many
+        went. Nothing is announced: Buildbot sends no event for it either."""
+        return await self._db.changes.prune_changes(horizon)
+
     async def expire_masters(
         self, *, expire_after: float, force_housekeeping: bool = False
     ) -> list[int]:
