@@ -6,9 +6,9 @@ Implemented: ``BuilderConfig``, ``BuildFactory``, the result codes ``SUCCESS`` .
 ``Secret``), git's credentials (``GitCredentialOptions``, ``GitCredentialInputRenderer``), and
 the web server's authentication (``NoAuth``, ``UserPasswordAuth``, ``HTPasswdAuth``,
 ``RemoteUserAuth``, ``CustomAuth``) and authorization (``Authz``, its endpoint and role matchers,
-``fnmatchStrMatcher``, ``reStrMatcher``). Everything else Buildbot 4.3 registers here is a
-stand-in naming the feature it belongs to; ``util.repo`` and ``util.svn`` hold Buildbot's dotted
-names.
+``fnmatchStrMatcher``, ``reStrMatcher``), and ``JanitorConfigurator``. Everything else
+Buildbot 4.3 registers here is a stand-in naming the feature it belongs to; ``util.repo`` and
+``util.svn`` hold Buildbot's dotted names.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from buildyard.compat.results import (
 )
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.builds.factory import BuildFactory
+from buildyard.master.janitor import JanitorConfigurator
 from buildyard.master.logs.observer import LogLineObserver
 from buildyard.master.model.gitcredentials import GitCredentialInputRenderer, GitCredentialOptions
 from buildyard.master.model.properties import (
@@ -123,6 +124,7 @@ __all__ = [
     "HTPasswdAuth",
     "IntParameter",
     "Interpolate",
+    "JanitorConfigurator",
     "LogLineObserver",
     "MasterLock",
     "NestedParameter",
@@ -202,7 +204,6 @@ _PIPELINE = [
     "OldBuildCanceller",
     "FailingBuildsetCanceller",
     "enforceChosenWorker",
-    "JanitorConfigurator",
     "DbConfig",
 ]
 

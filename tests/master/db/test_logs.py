@@ -224,7 +224,7 @@ async def test_delete_old_logs(database: Database, clock: FakeClock) -> None:
     new = await repo.add_log(new_step, "new", "new", "s")
     await repo.append_log(old, "oa\n" * 1500)
     await repo.append_log(new, "ob\n")
-    assert await repo.delete_old_logs(100) == 2
+    assert await repo.delete_old_logs(100, batch=1) == 2
     old_log, new_log = await repo.get_log(old), await repo.get_log(new)
     assert old_log is not None and old_log.type == LogType.DELETED
     assert new_log is not None and new_log.type == LogType.STDIO

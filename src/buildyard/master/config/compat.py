@@ -98,7 +98,10 @@ MODULES: dict[str, _Module] = {
     "buildbot.config": _m((_UTIL, _EXTRAS), "BuilderConfig ConfigErrors error"),
     "buildbot.config.builder": _m(_UTIL, "BuilderConfig"),
     "buildbot.config.errors": _m(_EXTRAS, "ConfigErrors error"),
-    "buildbot.configurators.janitor": _m(_UTIL, "JanitorConfigurator"),
+    "buildbot.configurators.janitor": _m(
+        "buildyard.master.janitor",
+        "JanitorConfigurator LogChunksJanitor BuildDataJanitor JANITOR_NAME",
+    ),
     "buildbot.locks": _m(_UTIL, "MasterLock WorkerLock"),
     "buildbot.manhole": _m(_UTIL, "AuthorizedKeysManhole PasswordManhole TelnetManhole"),
     "buildbot.revlinks": _m(_UTIL, "RevlinkMatch"),

@@ -75,6 +75,16 @@ class Updates(PipelineUpdates):
                 {"masterid": masterid, "name": name, "active": False},
             )
 
+    async def delete_old_logs(self, horizon: float) -> int:
+        """Delete the lines of logs whose step started more than ``horizon`` seconds ago
+        (util.JanitorConfigurator's ``logHorizon``); how many chunks went."""
+        return await self._db.logs.delete_old_logs(int(self._clock.now() - horizon))
+
+    async def delete_old_build_data(self, horizon: float) -> int:
+        """Delete the data of builds that completed more than ``horizon`` seconds ago
+        (util.JanitorConfigurator's ``build_data_horizon``); how many rows went."""
+        return await self._db.builds.delete_old_build_data(int(self._clock.now() - horizon))
+
     async def prune_changes(self, horizon: int) -> int:
         """Delete all but the newest ``horizon`` changes (``c['changeHorizon']``); how many
         went. Nothing is announced: Buildbot sends no event for it either."""

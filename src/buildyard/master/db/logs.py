@@ -362,16 +362,31 @@ class LogsRepository(Repository):
             )
         return old_size - len(packed)
 
-    async def delete_old_logs(self, older_than: int, *, conn: AsyncConnection | None = None) -> int:
+    async def delete_old_logs(
+        self, older_than: int, *, batch: int = 100, conn: AsyncConnection | None = None
+    ) -> int:
         """Drop the lines of logs whose step started before ``older_than`` (the logs stay,
-        with type "d"); returns how many chunks were deleted."""
+        with type "d"); returns how many chunks were deleted.
+
+        ``batch`` logs at a time, each batch in its own transaction (unless ``conn`` is
+        given): marking a log deleted and removing its chunks happen together, so a log is
+        never left half gone, and several masters doing it at once only find less to do."""
         old_steps = sa.select(t.steps.c.id).where(t.steps.c.started_at < older_than)
-        deleted_logs = sa.select(_l.c.id).where(_l.c.type == LogType.DELETED.value)
-        async with self._write(conn) as c:
-            await c.execute(
-                _l.update()
-                .where(_l.c.stepid.in_(old_steps), _l.c.type != LogType.DELETED.value)
-                .values(type=LogType.DELETED.value)
-            )
-            gone = await c.execute(_lc.delete().where(_lc.c.logid.in_(deleted_logs)))
-        return int(gone.rowcount)
+        pick = (
+            sa.select(_l.c.id)
+            .where(_l.c.stepid.in_(old_steps), _l.c.type != LogType.DELETED.value)
+            .order_by(_l.c.id)
+            .limit(batch)
+        )
+        total = 0
+        while True:
+            async with self._write(conn) as c:
+                ids = list((await c.execute(pick)).scalars())
+                if ids:
+                    await c.execute(
+                        _l.update().where(_l.c.id.in_(ids)).values(type=LogType.DELETED.value)
+                    )
+                    gone = await c.execute(_lc.delete().where(_lc.c.logid.in_(ids)))
+                    total += int(gone.rowcount)
+            if len(ids) < batch:
+                return total
