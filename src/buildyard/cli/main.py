@@ -310,6 +310,118 @@ async def _copy_db(
             await dst.close()
 
 
+def _janitor_horizons(config: object) -> tuple[float | None, float | None]:
+    """The log and build-data horizons (seconds) of the config's util.JanitorConfigurator,
+    None where it gives none (or there is no janitor)."""
+    import datetime
+
+    from buildyard.master.janitor import JANITOR_NAME, BuildDataJanitor, LogChunksJanitor
+
+    logs = data = None
+    for builder in config.builders:  # type: ignore[attr-defined]
+        if builder.name != JANITOR_NAME:
+            continue
+        for step in getattr(builder.factory, "steps", ()):
+            if isinstance(step, LogChunksJanitor) and isinstance(
+                step.logHorizon, datetime.timedelta
+            ):
+                logs = step.logHorizon.total_seconds()
+            if isinstance(step, BuildDataJanitor) and isinstance(
+                step.build_data_horizon, datetime.timedelta
+            ):
+                data = step.build_data_horizon.total_seconds()
+    return logs, data
+
+
+def cmd_cleanupdb(args: argparse.Namespace) -> int:
+    from buildyard.master.db.errors import DbError
+
+    basedir = Path(args.basedir).resolve()
+    if not basedir.is_dir():
+        return _fail(f"{basedir} is not a master directory")
+    pid = _read_pid(basedir)
+    if pid is not None:
+        return _fail(f"the master in {basedir} is running (pid {pid}); stop it before cleanupdb")
+    config = _load(basedir, args.config)
+    if config is None:
+        return 1
+    say = _say(args.quiet)
+    try:
+        asyncio.run(_cleanup_db(basedir, config, force=args.force, say=say))
+    except DbError as exc:
+        return _fail(f"cleanupdb: {exc}")
+    say("cleanup complete")
+    return 0
+
+
+async def _cleanup_db(
+    basedir: Path, config: object, *, force: bool, say: Callable[[str], None]
+) -> None:
+    from buildyard.common.clock import SystemClock
+    from buildyard.master.db import migrate
+    from buildyard.master.db.connector import Database
+    from buildyard.master.db.errors import DbError
+
+    db_url: str = config.db_url  # type: ignore[attr-defined]
+    method: str = config.log_compression_method  # type: ignore[attr-defined]
+    clock = SystemClock()
+    db = Database(db_url, clock=clock, basedir=basedir)
+    try:
+        say(f"cleaning database ({db.url.render_as_string(hide_password=True)})")
+        if not await migrate.is_current(db):
+            raise DbError(
+                "the database is not at this buildyard's schema: run "
+                f"'buildyard upgrade-master {basedir}' first"
+            )
+        log_horizon, data_horizon = _janitor_horizons(config)
+        if log_horizon is not None:
+            chunks = await db.logs.delete_old_logs(int(clock.now() - log_horizon))
+            say(f"deleted {chunks} logchunks older than the janitor's logHorizon")
+        if data_horizon is not None:
+            rows = await db.builds.delete_old_build_data(int(clock.now() - data_horizon))
+            say(f"deleted {rows} build data rows older than the janitor's build_data_horizon")
+        total = await db.logs.count_logs()
+        say(f"compressing {total} logs with {method!r}" + (" (force)" if force else ""))
+        done = percent = saved = 0
+        after = 0
+        while ids := await db.logs.log_ids(after=after):
+            for logid in ids:
+                saved += await db.logs.compress_log(logid, method, force=force)
+                done += 1
+                if total and int(done * 100 / total) != percent:
+                    percent = int(done * 100 / total)
+                    say(f" {percent}%  {saved} saved")
+                    saved = 0
+            after = ids[-1]
+        await _vacuum(db, say)
+    finally:
+        await db.close()
+
+
+async def _vacuum(db: Database, say: Callable[[str], None]) -> None:
+    """Give the space freed back: VACUUM on SQLite (then the write-ahead log is emptied into
+    the file), VACUUM FULL of logchunks on PostgreSQL
+    (both outside a transaction)."""
+    import sqlalchemy as sa
+
+    statement = "VACUUM" if db.backend == "sqlite" else "VACUUM FULL logchunks"
+    say(f"executing vacuum operation '{statement}'...")
+    if db.backend == "sqlite":
+        import sqlite3
+
+        await db.engine.dispose()  # no connection of ours may hold the file open
+        path = db.url.database
+        assert path
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.execute(statement)
+            # the compacted pages are in the write-ahead log until it is copied back
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return
+    async with db.engine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await auto.execute(sa.text(statement))
+
+
 # -- start, stop, restart, reconfig --------------------------------------------------------------
 
 
@@ -557,6 +669,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete the destination's rows first when it is not empty (buildyard's own)",
     )
     p.set_defaults(func=cmd_copy_db)
+    p = add(
+        "cleanupdb",
+        cmd_cleanupdb,
+        "apply the janitor's horizons and the log compression to the stored logs, then "
+        "compact the database",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    p.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="compress again the chunks compressed another way (after changing "
+        "logCompressionMethod)",
+    )
     text = "send a change to a master's PBChangeSource (as buildbot sendchange)"
     p = sub.add_parser("sendchange", help=text, description=text)
     sendchange.add_arguments(p)
