@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import buildyard
-from buildyard.cli import sendchange
+from buildyard.cli import sendchange, user
 from buildyard.common.pidfile import running_pid, signal_and_wait
 
 if TYPE_CHECKING:
@@ -683,6 +683,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="compress again the chunks compressed another way (after changing "
         "logCompressionMethod)",
     )
+    text = "manage users through a master's CommandlineUserManager (as buildbot user)"
+    p = sub.add_parser("user", help=text, description=text)
+    user.add_arguments(p)
+    p.set_defaults(func=user.cmd_user)
     text = "send a change to a master's PBChangeSource (as buildbot sendchange)"
     p = sub.add_parser("sendchange", help=text, description=text)
     sendchange.add_arguments(p)

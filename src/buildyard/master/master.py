@@ -66,6 +66,7 @@ from buildyard.master.schedulers.forced import ForceSchedulerService
 from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.secrets import providers as secret_providers
 from buildyard.master.secrets.redaction import Redactor
+from buildyard.master.usermanager import UserManagers
 from buildyard.master.workers.config import LocalWorker
 from buildyard.master.workers.connection import MAX_LINE_LENGTH
 from buildyard.master.workers.listener import PROTOCOL, ListenerChange
@@ -143,6 +144,7 @@ APPLY_STEPS = (
     "worker_listener",
     "schedulers",
     "change_sources",
+    "user_managers",
     "services",
     "www",
     "hooks",
@@ -230,6 +232,9 @@ class BuildMaster(Service):
                 pb_ports=self.workers.listener.pb_ports,
             )
         )
+        self.user_managers = UserManagers(
+            db=self.db, updates=data.updates, pb_ports=self.workers.listener.pb_ports
+        )
         self.botmaster = BotMaster(
             updates=data.updates,
             db=self.db,
@@ -278,6 +283,7 @@ class BuildMaster(Service):
             self.housekeeping,
             self.workers,
             self.change_svc,
+            self.user_managers,
             self.botmaster,
             self.scheduler_manager,
             self.service_manager,
@@ -500,6 +506,8 @@ class BuildMaster(Service):
                         for i, s in enumerate(config.change_sources)
                     }
                 )
+            case "user_managers":
+                await self.user_managers.apply(config.user_managers)
             case "services":
                 env = self.service_manager.env
                 env.title, env.buildbot_url = config.title, config.buildbot_url

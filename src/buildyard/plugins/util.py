@@ -6,7 +6,8 @@ Implemented: ``BuilderConfig``, ``BuildFactory``, the result codes ``SUCCESS`` .
 ``Secret``), git's credentials (``GitCredentialOptions``, ``GitCredentialInputRenderer``), and
 the web server's authentication (``NoAuth``, ``UserPasswordAuth``, ``HTPasswdAuth``,
 ``RemoteUserAuth``, ``CustomAuth``) and authorization (``Authz``, its endpoint and role matchers,
-``fnmatchStrMatcher``, ``reStrMatcher``), and ``JanitorConfigurator``. Everything else
+``fnmatchStrMatcher``, ``reStrMatcher``), ``JanitorConfigurator`` and
+``CommandlineUserManager``. Everything else
 Buildbot 4.3 registers here is a stand-in naming the feature it belongs to; ``util.repo`` and
 ``util.svn`` hold Buildbot's dotted names.
 """
@@ -59,6 +60,7 @@ from buildyard.master.schedulers.forceparams import (
 )
 from buildyard.master.steps.locks import MasterLock, WorkerLock
 from buildyard.master.steps.shellsequence import ShellArg
+from buildyard.master.usermanager import CommandlineUserManager
 from buildyard.master.www.auth import (
     CustomAuth,
     HTPasswdAuth,
@@ -113,6 +115,7 @@ __all__ = [
     "ChangeFilter",
     "ChoiceStringParameter",
     "CodebaseParameter",
+    "CommandlineUserManager",
     "CustomAuth",
     "EnableSchedulerEndpointMatcher",
     "FileParameter",
@@ -243,7 +246,6 @@ _WWW = [
     "AvatarGitHub",
     "AvatarGravatar",
     "RevlinkMatch",
-    "CommandlineUserManager",
     "AuthorizedKeysManhole",
     "PasswordManhole",
     "TelnetManhole",
