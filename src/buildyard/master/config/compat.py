@@ -130,6 +130,7 @@ MODULES: dict[str, _Module] = {
     ),
     "buildbot.process.codebase": _m(_UTIL, "Codebase"),
     "buildbot.process.project": _m(_UTIL, "Project"),
+    "buildbot.process.users.manual": _m(_UTIL, "CommandlineUserManager"),
     # workers
     "buildbot.worker": _m((_WORKER, _EXTRAS), "AbstractLatentWorker AbstractWorker Worker"),
     "buildbot.worker.base": _m((_WORKER, _EXTRAS), "AbstractWorker Worker"),
