@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from buildyard.cli.main import main
+from buildyard.cli.main import build_parser
 from buildyard.common.clock import SystemClock
 from buildyard.master.db import copy
 from buildyard.master.db.connector import Database
@@ -76,8 +76,15 @@ async def _rows(url: str, basedir: Path) -> dict[str, list[tuple[Any, ...]]]:
         await db.close()
 
 
+def _run_copy(argv: list[str]) -> int:
+    # the command in this process (so BATCH_ROWS can be made small), without main()'s logging
+    # set-up, which would bind the log to this test's captured stderr for the tests after it
+    args = build_parser().parse_args(["copy-db", *argv])
+    return int(args.func(args))
+
+
 async def _copy(*argv: str) -> int:
-    return await asyncio.to_thread(main, ["copy-db", *argv])
+    return await asyncio.to_thread(_run_copy, list(argv))
 
 
 def _config(basedir: Path, db_url: str, www: int) -> None:
