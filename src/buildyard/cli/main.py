@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import buildyard
-from buildyard.cli import sendchange
+from buildyard.cli import sendchange, user
 from buildyard.common.pidfile import running_pid, signal_and_wait
 
 if TYPE_CHECKING:
@@ -192,6 +192,235 @@ def cmd_checkconfig(args: argparse.Namespace) -> int:
     if not args.quiet:
         print("Config file is good!")
     return 0
+
+
+# -- copy-db, cleanupdb -------------------------------------------------------------------------
+
+
+def _say(quiet: bool) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        if not quiet:
+            print(line, flush=True)
+
+    return say
+
+
+def cmd_copy_db(args: argparse.Namespace) -> int:
+    from buildyard.master.db.engine import normalize_url
+    from buildyard.master.db.errors import DbError
+
+    basedir = Path(args.basedir).resolve()
+    if not basedir.is_dir():
+        return _fail(f"{basedir} is not a master directory")
+    pid = _read_pid(basedir)
+    if pid is not None:
+        return _fail(f"the master in {basedir} is running (pid {pid}); stop it before copying")
+    config = _load(basedir, args.config)
+    if config is None:
+        return 1
+    source_url: str = config.db_url  # type: ignore[attr-defined]
+    try:
+        source = normalize_url(source_url, basedir=basedir)
+        dest = normalize_url(args.destination_url, basedir=basedir)
+    except DbError as exc:
+        return _fail(f"copy-db: {exc}")
+    if not dest.database:
+        return _fail(
+            f"copy-db: the destination {args.destination_url!r} names no database "
+            "(sqlite:// is a throwaway database)"
+        )
+    if source.render_as_string() == dest.render_as_string():
+        return _fail(
+            f"copy-db: the destination {args.destination_url!r} is the master's own database"
+        )
+    say = _say(args.quiet)
+    say(
+        f"Copying database ({source.render_as_string(hide_password=True)}) to "
+        f"({dest.render_as_string(hide_password=True)})"
+    )
+    try:
+        asyncio.run(
+            _copy_db(
+                basedir,
+                source_url,
+                args.destination_url,
+                overwrite=args.overwrite,
+                ignore_fk_error_rows=args.ignore_fk_error_rows,
+                say=say,
+            )
+        )
+    except DbError as exc:
+        return _fail(f"copy-db: {exc}")
+    say("Copy complete")
+    return 0
+
+
+async def _copy_db(
+    basedir: Path,
+    source_url: str,
+    dest_url: str,
+    *,
+    overwrite: bool,
+    ignore_fk_error_rows: bool,
+    say: Callable[[str], None],
+) -> None:
+    from buildyard.common.clock import SystemClock
+    from buildyard.master.db import copy, migrate
+    from buildyard.master.db.connector import Database
+    from buildyard.master.db.errors import DbError
+
+    clock = SystemClock()
+    src = Database(source_url, clock=clock, basedir=basedir)
+    dst: Database | None = None
+    try:
+        if not await migrate.is_current(src):
+            raise DbError(
+                "the master's database is not at this buildyard's schema: run "
+                f"'buildyard upgrade-master {basedir}' first"
+            )
+        dst = Database(dest_url, clock=clock, basedir=basedir)
+        revision = await migrate.current_revision(dst)
+        if revision is None:
+            say("creating the schema at the destination")
+            await migrate.upgrade(dst)  # refuses a database with tables but no revision
+        elif revision != migrate.head_revision():
+            raise DbError(
+                f"the destination is at schema revision {revision!r}, not this buildyard's "
+                f"{migrate.head_revision()!r}: copy into an empty database"
+            )
+        async with dst.reading() as conn:
+            filled = await copy.non_empty_tables(conn)
+        if filled and not overwrite:
+            some = ", ".join(f"{name} ({n} rows)" for name, n in list(filled.items())[:5])
+            raise DbError(
+                f"the destination is not empty: {some}; copy into an empty database, or give "
+                "--overwrite to delete its rows first"
+            )
+        async with copy.snapshot(src.engine) as source, dst.transaction() as dest:
+            if filled:
+                say(f"deleting the destination's rows ({sum(filled.values())})")
+                await copy.empty_all(dest)
+            report = await copy.copy_rows(
+                source, dest, ignore_fk_error_rows=ignore_fk_error_rows, say=say
+            )
+        for name, n in report.skipped.items():
+            say(f"left out {n} rows of {name} (their parent row is missing)")
+    finally:
+        await src.close()
+        if dst is not None:
+            await dst.close()
+
+
+def _janitor_horizons(config: object) -> tuple[float | None, float | None]:
+    """The log and build-data horizons (seconds) of the config's util.JanitorConfigurator,
+    None where it gives none (or there is no janitor)."""
+    import datetime
+
+    from buildyard.master.janitor import JANITOR_NAME, BuildDataJanitor, LogChunksJanitor
+
+    logs = data = None
+    for builder in config.builders:  # type: ignore[attr-defined]
+        if builder.name != JANITOR_NAME:
+            continue
+        for step in getattr(builder.factory, "steps", ()):
+            if isinstance(step, LogChunksJanitor) and isinstance(
+                step.logHorizon, datetime.timedelta
+            ):
+                logs = step.logHorizon.total_seconds()
+            if isinstance(step, BuildDataJanitor) and isinstance(
+                step.build_data_horizon, datetime.timedelta
+            ):
+                data = step.build_data_horizon.total_seconds()
+    return logs, data
+
+
+def cmd_cleanupdb(args: argparse.Namespace) -> int:
+    from buildyard.master.db.errors import DbError
+
+    basedir = Path(args.basedir).resolve()
+    if not basedir.is_dir():
+        return _fail(f"{basedir} is not a master directory")
+    pid = _read_pid(basedir)
+    if pid is not None:
+        return _fail(f"the master in {basedir} is running (pid {pid}); stop it before cleanupdb")
+    config = _load(basedir, args.config)
+    if config is None:
+        return 1
+    say = _say(args.quiet)
+    try:
+        asyncio.run(_cleanup_db(basedir, config, force=args.force, say=say))
+    except DbError as exc:
+        return _fail(f"cleanupdb: {exc}")
+    say("cleanup complete")
+    return 0
+
+
+async def _cleanup_db(
+    basedir: Path, config: object, *, force: bool, say: Callable[[str], None]
+) -> None:
+    from buildyard.common.clock import SystemClock
+    from buildyard.master.db import migrate
+    from buildyard.master.db.connector import Database
+    from buildyard.master.db.errors import DbError
+
+    db_url: str = config.db_url  # type: ignore[attr-defined]
+    method: str = config.log_compression_method  # type: ignore[attr-defined]
+    clock = SystemClock()
+    db = Database(db_url, clock=clock, basedir=basedir)
+    try:
+        say(f"cleaning database ({db.url.render_as_string(hide_password=True)})")
+        if not await migrate.is_current(db):
+            raise DbError(
+                "the database is not at this buildyard's schema: run "
+                f"'buildyard upgrade-master {basedir}' first"
+            )
+        log_horizon, data_horizon = _janitor_horizons(config)
+        if log_horizon is not None:
+            chunks = await db.logs.delete_old_logs(int(clock.now() - log_horizon))
+            say(f"deleted {chunks} logchunks older than the janitor's logHorizon")
+        if data_horizon is not None:
+            rows = await db.builds.delete_old_build_data(int(clock.now() - data_horizon))
+            say(f"deleted {rows} build data rows older than the janitor's build_data_horizon")
+        total = await db.logs.count_logs()
+        say(f"compressing {total} logs with {method!r}" + (" (force)" if force else ""))
+        done = percent = saved = 0
+        after = 0
+        while ids := await db.logs.log_ids(after=after):
+            for logid in ids:
+                saved += await db.logs.compress_log(logid, method, force=force)
+                done += 1
+                if total and int(done * 100 / total) != percent:
+                    percent = int(done * 100 / total)
+                    say(f" {percent}%  {saved} saved")
+                    saved = 0
+            after = ids[-1]
+        await _vacuum(db, say)
+    finally:
+        await db.close()
+
+
+async def _vacuum(db: Database, say: Callable[[str], None]) -> None:
+    """Give the space freed back: VACUUM on SQLite (then the write-ahead log is emptied into
+    the file), VACUUM FULL of logchunks on PostgreSQL
+    (both outside a transaction)."""
+    import sqlalchemy as sa
+
+    statement = "VACUUM" if db.backend == "sqlite" else "VACUUM FULL logchunks"
+    say(f"executing vacuum operation '{statement}'...")
+    if db.backend == "sqlite":
+        import sqlite3
+
+        await db.engine.dispose()  # no connection of ours may hold the file open
+        path = db.url.database
+        assert path
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.execute(statement)
+            # the compacted pages are in the write-ahead log until it is copied back
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return
+    async with db.engine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await auto.execute(sa.text(statement))
 
 
 # -- start, stop, restart, reconfig --------------------------------------------------------------
@@ -435,6 +664,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("restart", cmd_restart, "stop, then start the master")
     p.add_argument("--clean", action="store_true", help="wait for running builds to finish")
     add("reconfig", cmd_reconfig, "re-read master.cfg in the running master (SIGHUP)", config=False)
+    text = "copy the master's database to another database (SQLite or PostgreSQL)"
+    p = sub.add_parser("copy-db", help=text, description=text)
+    p.add_argument("destination_url", help="the database to copy to, e.g. postgresql://u@h/db")
+    p.add_argument("basedir", nargs="?", default=".", help="the master's directory (default: .)")
+    p.add_argument(
+        "--config", default=CONFIG, help="config file name in basedir (default: master.cfg)"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    p.add_argument(
+        "--ignore-fk-error-rows",
+        action="store_true",
+        help="leave out rows whose foreign key points to a missing row (instead of failing)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the destination's rows first when it is not empty (buildyard's own)",
+    )
+    p.set_defaults(func=cmd_copy_db)
+    p = add(
+        "cleanupdb",
+        cmd_cleanupdb,
+        "apply the janitor's horizons and the log compression to the stored logs, then "
+        "compact the database",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    p.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="compress again the chunks compressed another way (after changing "
+        "logCompressionMethod)",
+    )
+    text = "manage users through a master's CommandlineUserManager (as buildbot user)"
+    p = sub.add_parser("user", help=text, description=text)
+    user.add_arguments(p)
+    p.set_defaults(func=user.cmd_user)
     text = "send a change to a master's PBChangeSource (as buildbot sendchange)"
     p = sub.add_parser("sendchange", help=text, description=text)
     sendchange.add_arguments(p)

@@ -69,6 +69,7 @@ from buildyard.master.schedulers.forced import ForceSchedulerService
 from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.secrets import providers as secret_providers
 from buildyard.master.secrets.redaction import Redactor
+from buildyard.master.usermanager import UserManagers
 from buildyard.master.workers.config import LocalWorker
 from buildyard.master.workers.connection import MAX_LINE_LENGTH
 from buildyard.master.workers.listener import PROTOCOL, ListenerChange
@@ -202,6 +203,7 @@ APPLY_STEPS = (
     "worker_listener",
     "schedulers",
     "change_sources",
+    "user_managers",
     "services",
     "www",
     "hooks",
@@ -276,6 +278,7 @@ class BuildMaster(Service):
             interval=config.housekeeping_interval,
             expire_after=config.housekeeping_expire_after,
             on_reactivated=self._reregister,
+            change_horizon=config.change_horizon,
         )
         self.workers = WorkerManager(
             updates=data.updates, basedir=self.basedir, master_name=self.master_name
@@ -289,6 +292,9 @@ class BuildMaster(Service):
                 secret=self._secret,
                 pb_ports=self.workers.listener.pb_ports,
             )
+        )
+        self.user_managers = UserManagers(
+            db=self.db, updates=data.updates, pb_ports=self.workers.listener.pb_ports
         )
         self.botmaster = BotMaster(
             updates=data.updates,
@@ -339,6 +345,7 @@ class BuildMaster(Service):
             self.housekeeping,
             self.workers,
             self.change_svc,
+            self.user_managers,
             self.botmaster,
             self.scheduler_manager,
             ControlConsumer(self, self._control),
@@ -525,6 +532,7 @@ class BuildMaster(Service):
                 self.housekeeping.configure(
                     interval=config.housekeeping_interval,
                     expire_after=config.housekeeping_expire_after,
+                    change_horizon=config.change_horizon,
                 )
             case "workers":
                 plan.results["workers"] = await self.workers.apply(
@@ -561,6 +569,8 @@ class BuildMaster(Service):
                         for i, s in enumerate(config.change_sources)
                     }
                 )
+            case "user_managers":
+                await self.user_managers.apply(config.user_managers)
             case "services":
                 env = self.service_manager.env
                 env.title, env.buildbot_url = config.title, config.buildbot_url

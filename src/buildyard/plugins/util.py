@@ -6,9 +6,10 @@ Implemented: ``BuilderConfig``, ``BuildFactory``, the result codes ``SUCCESS`` .
 ``Secret``), git's credentials (``GitCredentialOptions``, ``GitCredentialInputRenderer``), and
 the web server's authentication (``NoAuth``, ``UserPasswordAuth``, ``HTPasswdAuth``,
 ``RemoteUserAuth``, ``CustomAuth``) and authorization (``Authz``, its endpoint and role matchers,
-``fnmatchStrMatcher``, ``reStrMatcher``). Everything else Buildbot 4.3 registers here is a
-stand-in naming the feature it belongs to; ``util.repo`` and ``util.svn`` hold Buildbot's dotted
-names.
+``fnmatchStrMatcher``, ``reStrMatcher``), ``JanitorConfigurator`` and
+``CommandlineUserManager``. Everything else
+Buildbot 4.3 registers here is a stand-in naming the feature it belongs to; ``util.repo`` and
+``util.svn`` hold Buildbot's dotted names.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from buildyard.compat.results import (
 )
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.builds.factory import BuildFactory
+from buildyard.master.janitor import JanitorConfigurator
 from buildyard.master.logs.observer import LogLineObserver
 from buildyard.master.model.gitcredentials import GitCredentialInputRenderer, GitCredentialOptions
 from buildyard.master.model.properties import (
@@ -59,6 +61,7 @@ from buildyard.master.schedulers.forceparams import (
 )
 from buildyard.master.steps.locks import MasterLock, WorkerLock
 from buildyard.master.steps.shellsequence import ShellArg
+from buildyard.master.usermanager import CommandlineUserManager
 from buildyard.master.workers.libvirt import Connection
 from buildyard.master.www.auth import (
     CustomAuth,
@@ -114,6 +117,7 @@ __all__ = [
     "ChangeFilter",
     "ChoiceStringParameter",
     "CodebaseParameter",
+    "CommandlineUserManager",
     "Connection",
     "CustomAuth",
     "EnableSchedulerEndpointMatcher",
@@ -127,6 +131,7 @@ __all__ = [
     "HTPasswdAuth",
     "IntParameter",
     "Interpolate",
+    "JanitorConfigurator",
     "LogLineObserver",
     "MasterLock",
     "NestedParameter",
@@ -207,7 +212,6 @@ _PIPELINE = [
     "OldBuildCanceller",
     "FailingBuildsetCanceller",
     "enforceChosenWorker",
-    "JanitorConfigurator",
     "DbConfig",
 ]
 
@@ -246,7 +250,6 @@ _WWW = [
     "LdapUserInfo",
     "AvatarGitHub",
     "AvatarGravatar",
-    "CommandlineUserManager",
     "AuthorizedKeysManhole",
     "PasswordManhole",
     "TelnetManhole",

@@ -77,6 +77,10 @@ APPLIED: dict[str, tuple[str, str]] = {
         "c['validation'] = {'branch': r'^[a-z]*$'}",
         "tests/master/test_master.py::c['validation']",
     ),
+    "changeHorizon": (
+        "c['changeHorizon'] = 200",
+        "tests/master/test_retention.py::c['changeHorizon']",
+    ),
     "logCompressionMethod": (
         "c['logCompressionMethod'] = 'gz'",
         "tests/e2e/test_builds.py::logCompressionMethod",
@@ -182,7 +186,6 @@ WARNED: dict[str, str] = {
     "caches": "c['caches'] = {'Builds': 40}",
     "buildCacheSize": "c['buildCacheSize'] = 40",
     "changeCacheSize": "c['changeCacheSize'] = 40",
-    "changeHorizon": "c['changeHorizon'] = 200",
     "logCompressionLimit": "c['logCompressionLimit'] = 16384",
     "metrics": "c['metrics'] = {'log_interval': 10, 'periodic_interval': 10}",
     "manhole": "c['manhole'] = object()",

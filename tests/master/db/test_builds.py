@@ -296,3 +296,33 @@ async def test_build_data(database: Database, clock: FakeClock) -> None:
     assert [(d.name, d.length, d.value) for d in listed] == [("a", 0, None), ("x", 8, None)]
     with pytest.raises(DbError):
         await repo.add_build_data(9999, "x", b"v", "s")
+
+
+async def test_delete_old_build_data(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    masterid, builderid, brid, _ = await _setup(database)
+    ids = []
+    for _ in range(3):
+        buildid, _n = await repo.add_build(
+            builderid=builderid,
+            buildrequestid=brid,
+            workerid=None,
+            masterid=masterid,
+            state_string="",
+        )
+        for name in ("a", "b", "c"):
+            await repo.add_build_data(buildid, name, b"v", "step")
+        ids.append(buildid)
+    await repo.finish_build(
+        ids[0], results=Results.SUCCESS
+    )  # completes now: old once the clock moves
+    clock.advance(100)
+    await repo.finish_build(
+        ids[1], results=Results.SUCCESS
+    )  # completes later; ids[2] is still running
+    cutoff = int(clock.now()) - 50
+    assert await repo.delete_old_build_data(cutoff, batch=2) == 3  # in two transactions
+    assert await repo.get_all_build_data(ids[0]) == []
+    for kept in ids[1:]:
+        assert [d.name for d in await repo.get_all_build_data(kept)] == ["a", "b", "c"]
+    assert await repo.delete_old_build_data(cutoff) == 0

@@ -180,7 +180,7 @@ async def test_prune_keeps_newest(database: Database, clock: FakeClock) -> None:
             t.scheduler_changes.insert(), [{"schedulerid": 1, "changeid": i} for i in ids]
         )
     assert await repo.prune_changes(0) == 0
-    assert await repo.prune_changes(2) == 3
+    assert await repo.prune_changes(2, batch=2) == 3  # in two transactions
     assert [ch.id for ch in await repo.get_changes()] == ids[3:]
     oldest_kept = await repo.get_change(ids[3])
     assert oldest_kept is not None and oldest_kept.parent_changeids == ()

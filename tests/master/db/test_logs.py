@@ -224,13 +224,38 @@ async def test_delete_old_logs(database: Database, clock: FakeClock) -> None:
     new = await repo.add_log(new_step, "new", "new", "s")
     await repo.append_log(old, "oa\n" * 1500)
     await repo.append_log(new, "ob\n")
-    assert await repo.delete_old_logs(100) == 2
+    assert await repo.delete_old_logs(100, batch=1) == 2
     old_log, new_log = await repo.get_log(old), await repo.get_log(new)
     assert old_log is not None and old_log.type == LogType.DELETED
     assert new_log is not None and new_log.type == LogType.STDIO
     assert await repo.get_log_lines(old, 0, 10) == ""
     assert await repo.get_log_lines(new, 0, 0) == "ob\n"
     assert await repo.delete_old_logs(100) == 0
+
+
+async def test_two_masters_deleting_old_logs_at_once_agree(
+    database: Database, clock: FakeClock, db_url: str
+) -> None:
+    repo = _repo(database, clock)
+    _builderid, _buildid, step = await _rows.add_running_step(database)  # started at 0
+    logids = [await repo.add_log(step, f"l{i}", f"l{i}", "s") for i in range(7)]
+    for logid in logids:
+        await repo.append_log(logid, "x\n" * 10)
+    other = Database(db_url, clock=clock)  # a second master's connections
+    try:
+        counts = await asyncio.gather(
+            repo.delete_old_logs(100, batch=2),
+            LogsRepository(engine=other.engine, clock=clock).delete_old_logs(100, batch=2),
+        )
+    finally:
+        await other.close()
+    # each chunk was deleted once, by one of them, and every log is marked deleted
+    assert sum(counts) == len(logids)
+    for logid in logids:
+        log = await repo.get_log(logid)
+        assert log is not None and log.type == LogType.DELETED
+    async with database.reading() as c:
+        assert (await c.execute(sa.select(sa.func.count()).select_from(t.logchunks))).scalar() == 0
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,8 @@ from buildyard.master.builds.factory import BuildFactory
 __all__ = ["BuilderConfig"]
 
 _PROPERTY_NAME_LENGTH = 256
+# names starting with "_" that are allowed all the same: util.JanitorConfigurator's builder
+RESERVED_UNDERSCORE_NAMES = ("__Janitor",)
 # Characters Buildbot replaces by "_" when it derives a builder's directory from its name.
 _UNSAFE_IN_DIRECTORY = str.maketrans(dict.fromkeys("\t !#$%&'()*+,./:;<=>?@[\\]^{|}~", "_"))
 
@@ -118,7 +120,7 @@ class BuilderConfig(ConfigObject):
         if not name or not isinstance(name, str):
             config_error("builder's name is required (a non-empty string)")
             return "builder"
-        if name.startswith("_"):
+        if name.startswith("_") and name not in RESERVED_UNDERSCORE_NAMES:
             config_error(f"builder names must not start with an underscore: {name!r}")
         return f"builder {name!r}"
 

@@ -106,7 +106,10 @@ MODULES: dict[str, _Module] = {
     "buildbot.config": _m((_UTIL, _EXTRAS), "BuilderConfig ConfigErrors error"),
     "buildbot.config.builder": _m(_UTIL, "BuilderConfig"),
     "buildbot.config.errors": _m(_EXTRAS, "ConfigErrors error"),
-    "buildbot.configurators.janitor": _m(_UTIL, "JanitorConfigurator"),
+    "buildbot.configurators.janitor": _m(
+        "buildyard.master.janitor",
+        "JanitorConfigurator LogChunksJanitor BuildDataJanitor JANITOR_NAME",
+    ),
     "buildbot.locks": _m(_UTIL, "MasterLock WorkerLock"),
     "buildbot.manhole": _m(_UTIL, "AuthorizedKeysManhole PasswordManhole TelnetManhole"),
     "buildbot.revlinks": _m(
@@ -139,6 +142,7 @@ MODULES: dict[str, _Module] = {
     ),
     "buildbot.process.codebase": _m(_UTIL, "Codebase"),
     "buildbot.process.project": _m(_UTIL, "Project"),
+    "buildbot.process.users.manual": _m(_UTIL, "CommandlineUserManager"),
     # workers
     "buildbot.worker": _m((_WORKER, _EXTRAS), "AbstractLatentWorker AbstractWorker Worker"),
     "buildbot.worker.base": _m((_WORKER, _EXTRAS), "AbstractWorker Worker"),

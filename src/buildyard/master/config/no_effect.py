@@ -23,11 +23,9 @@ TOP_LEVEL: Mapping[str, str] = {
     "caches": "buildyard keeps no object caches to size",
     "buildCacheSize": "buildyard keeps no object caches to size",
     "changeCacheSize": "buildyard keeps no object caches to size",
-    "changeHorizon": "old changes are not deleted",
     "logCompressionLimit": "every finished log is compressed, whatever its size",
     "metrics": "buildyard does not collect Buildbot's metrics",
     "manhole": "there is no manhole debugging shell",
-    "user_managers": "buildyard has no user managers",
 }
 
 #: c['www'][...] keys with no effect yet, and why.
@@ -86,6 +84,15 @@ def warn_no_effect(
     for key, why in TOP_LEVEL.items():
         if _set(config.get(key)):
             warn(key, f"c[{key!r}] {_NO_EFFECT} ({why})")
+    managers = config.get("user_managers")
+    if isinstance(managers, list | tuple):
+        others = [m for m in managers if type(m).__name__ != "CommandlineUserManager"]
+        if others:
+            warn(
+                "user_managers",
+                f"c['user_managers'] {_NO_EFFECT} for {others!r} (only "
+                "util.CommandlineUserManager is served)",
+            )
     if config.get("buildbotNetUsageData") is not None:
         warn(
             "buildbotNetUsageData",

@@ -87,6 +87,47 @@ class Updates(PipelineUpdates):
                 {"masterid": masterid, "name": name, "active": False},
             )
 
+    async def find_user_id_by_attr(self, identifier: str, attr_type: str, attr_data: str) -> int:
+        """The user with that attribute, created (named ``identifier``) if there is none."""
+        return await self._db.users.find_user_id_by_attr(identifier, attr_type, attr_data)
+
+    async def update_user(
+        self,
+        uid: int,
+        *,
+        identifier: str | None = None,
+        bb_username: str | None = None,
+        bb_password: str | None = None,
+        attr_type: str | None = None,
+        attr_data: str | None = None,
+    ) -> None:
+        await self._db.users.update_user(
+            uid,
+            identifier=identifier,
+            bb_username=bb_username,
+            bb_password=bb_password,
+            attr_type=attr_type,
+            attr_data=attr_data,
+        )
+
+    async def remove_user(self, uid: int) -> None:
+        await self._db.users.remove_user(uid)
+
+    async def delete_old_logs(self, horizon: float) -> int:
+        """Delete the lines of logs whose step started more than ``horizon`` seconds ago
+        (util.JanitorConfigurator's ``logHorizon``); how many chunks went."""
+        return await self._db.logs.delete_old_logs(int(self._clock.now() - horizon))
+
+    async def delete_old_build_data(self, horizon: float) -> int:
+        """Delete the data of builds that completed more than ``horizon`` seconds ago
+        (util.JanitorConfigurator's ``build_data_horizon``); how many rows went."""
+        return await self._db.builds.delete_old_build_data(int(self._clock.now() - horizon))
+
+    async def prune_changes(self, horizon: int) -> int:
+        """Delete all but the newest ``horizon`` changes (``c['changeHorizon']``); how many
+        went. Nothing is announced: Buildbot sends no event for it either."""
+        return await self._db.changes.prune_changes(horizon)
+
     async def expire_masters(
         self, *, expire_after: float, force_housekeeping: bool = False
     ) -> list[int]:

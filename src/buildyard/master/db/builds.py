@@ -426,6 +426,24 @@ class BuildsRepository(Repository):
                 if not again.rowcount:
                     raise DbError(f"cannot add data {name!r} to build {buildid}: {exc}") from exc
 
+    async def delete_old_build_data(
+        self, older_than: int, *, batch: int = 1000, conn: AsyncConnection | None = None
+    ) -> int:
+        """Delete the data of builds that completed before ``older_than``; how many rows
+        went. ``batch`` rows per transaction (unless ``conn`` is given)."""
+        bd = t.build_data
+        old_builds = sa.select(_b.c.id).where(_b.c.complete_at < older_than)
+        pick = sa.select(bd.c.id).where(bd.c.buildid.in_(old_builds)).order_by(bd.c.id)
+        total = 0
+        while True:
+            async with self._write(conn) as c:
+                ids = list((await c.execute(pick.limit(batch))).scalars())
+                if ids:
+                    await c.execute(bd.delete().where(bd.c.id.in_(ids)))
+            total += len(ids)
+            if len(ids) < batch:
+                return total
+
     async def get_build_data(
         self,
         buildid: int,

@@ -245,36 +245,49 @@ class ChangesRepository(Repository):
             by_id = {ch.id: ch for ch in await self._by_ids(c, wanted)}
         return [by_id[i] for i in wanted if i in by_id]
 
-    async def prune_changes(self, horizon: int, *, conn: AsyncConnection | None = None) -> int:
-        """Delete all but the newest ``horizon`` changes (0 keeps all); how many went."""
+    async def prune_changes(
+        self, horizon: int, *, batch: int = 1000, conn: AsyncConnection | None = None
+    ) -> int:
+        """Delete all but the newest ``horizon`` changes (0 keeps all); how many went.
+
+        At most ``batch`` changes go per transaction (unless ``conn`` is given), oldest first,
+        so a long backlog never holds the database for long. Several masters pruning at once
+        agree: a change one of them deleted is simply not found by the other."""
         if not horizon:
             return 0
-        async with self._write(conn) as c:
-            doomed = list(
-                (
-                    await c.execute(
-                        sa.select(_ch.c.changeid).order_by(_ch.c.changeid.desc()).offset(horizon)
-                    )
-                ).scalars()
-            )
-            # dependent rows first, and links from kept changes to doomed parents cleared, so
-            # the result does not depend on ON DELETE actions being enforced
-            for batch in _batches(doomed):
-                for table in (
-                    t.scheduler_changes,
-                    t.change_files,
-                    t.change_properties,
-                    t.change_users,
-                ):
-                    await c.execute(table.delete().where(table.c.changeid.in_(batch)))
-                await c.execute(
-                    _ch.update()
-                    .where(_ch.c.parent_changeids.in_(batch))
-                    .values(parent_changeids=None)
+        total = 0
+        while True:
+            async with self._write(conn) as c:
+                doomed = list(
+                    (
+                        await c.execute(
+                            sa.select(_ch.c.changeid)
+                            .order_by(_ch.c.changeid.desc())
+                            .offset(horizon)
+                            .limit(batch)
+                        )
+                    ).scalars()
                 )
-            for batch in _batches(doomed):
-                await c.execute(_ch.delete().where(_ch.c.changeid.in_(batch)))
-        return len(doomed)
+                # dependent rows first, and links from kept changes to doomed parents cleared,
+                # so the result does not depend on ON DELETE actions being enforced
+                for ids in _batches(doomed):
+                    for table in (
+                        t.scheduler_changes,
+                        t.change_files,
+                        t.change_properties,
+                        t.change_users,
+                    ):
+                        await c.execute(table.delete().where(table.c.changeid.in_(ids)))
+                    await c.execute(
+                        _ch.update()
+                        .where(_ch.c.parent_changeids.in_(ids))
+                        .values(parent_changeids=None)
+                    )
+                for ids in _batches(doomed):
+                    await c.execute(_ch.delete().where(_ch.c.changeid.in_(ids)))
+            total += len(doomed)
+            if len(doomed) < batch:
+                return total
 
     async def _latest_for_ssid(self, c: AsyncConnection, ssid: int) -> int | None:
         latest = await c.execute(

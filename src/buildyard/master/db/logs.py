@@ -302,12 +302,18 @@ class LogsRepository(Repository):
             await _FINISH.execute(c, {"logid": logid})
 
     async def compress_log(
-        self, logid: int, method: str = "gz", *, conn: AsyncConnection | None = None
+        self,
+        logid: int,
+        method: str = "gz",
+        *,
+        force: bool = False,
+        conn: AsyncConnection | None = None,
     ) -> int:
         """Merge runs of adjacent raw chunks (within the row limits) into chunks compressed
         with ``method`` (raw: nothing to do); returns the bytes saved. Chunks already
-        compressed (as big appends are) stay as they are; groups that would not shrink are left
-        alone.
+        compressed (as big appends are) stay as they are, unless ``force``: then each chunk
+        compressed another way is compressed again with ``method`` (kept raw if that does not
+        shrink it). Groups that would not shrink are left alone.
 
         Each group is rewritten in its own transaction (unless ``conn`` is given), so readers
         never see lines missing.
@@ -319,10 +325,13 @@ class LogsRepository(Repository):
             sizes = (await _CHUNK_SIZES.execute(c, {"logid": logid})).all()
         # runs of raw chunks to merge: [first_line, last_line, bytes]; None after a packed one
         groups: list[list[int]] = []
+        again: list[tuple[int, int]] = []  # (first, last) of chunks to compress again
         current: list[int] | None = None
         for row in sizes:
             if row.compressed != RAW:
                 current = None
+                if force and row.compressed != packing:
+                    again.append((row.first_line, row.last_line))
             elif (
                 current is not None
                 and current[2] + 1 + row.size < MAX_CHUNK_BYTES
@@ -336,10 +345,19 @@ class LogsRepository(Repository):
         saved = 0
         for first, last, _size in groups:
             saved += await self._compress_group(logid, first, last, packing, conn)
+        for first, last in again:
+            saved += await self._compress_group(logid, first, last, packing, conn, again=True)
         return saved
 
     async def _compress_group(
-        self, logid: int, first: int, last: int, packing: int, conn: AsyncConnection | None
+        self,
+        logid: int,
+        first: int,
+        last: int,
+        packing: int,
+        conn: AsyncConnection | None,
+        *,
+        again: bool = False,
     ) -> int:
         in_range = {"logid": logid, "first": first, "last": last}
         async with self._write(conn) as c:
@@ -347,7 +365,11 @@ class LogsRepository(Repository):
             old_size = sum(len(r.content) for r in rows)
             raw = b"\n".join(_decompress(bytes(r.content), r.compressed) for r in rows)
             packed = compression.pack(raw, packing)
-            if len(packed) >= old_size or len(packed) > MAX_CHUNK_BYTES:
+            if again:
+                # a chunk compressed another way: the new method, or raw if it gains nothing
+                if len(packed) >= len(raw) or len(packed) > MAX_CHUNK_BYTES:
+                    packed, packing = raw, RAW
+            elif len(packed) >= old_size or len(packed) > MAX_CHUNK_BYTES:
                 return 0
             await _DELETE_RANGE.execute(c, in_range)
             await _ADD_CHUNK.execute(
@@ -362,16 +384,44 @@ class LogsRepository(Repository):
             )
         return old_size - len(packed)
 
-    async def delete_old_logs(self, older_than: int, *, conn: AsyncConnection | None = None) -> int:
+    async def log_ids(
+        self, *, after: int = 0, limit: int = 1000, conn: AsyncConnection | None = None
+    ) -> list[int]:
+        """The ids of logs, in order, after ``after``: ``limit`` at most (a page of them)."""
+        stmt = sa.select(_l.c.id).where(_l.c.id > after).order_by(_l.c.id).limit(limit)
+        async with self._read(conn) as c:
+            return list((await c.execute(stmt)).scalars())
+
+    async def count_logs(self, *, conn: AsyncConnection | None = None) -> int:
+        async with self._read(conn) as c:
+            stmt = sa.select(sa.func.count()).select_from(_l)
+            return int((await c.execute(stmt)).scalar_one())
+
+    async def delete_old_logs(
+        self, older_than: int, *, batch: int = 100, conn: AsyncConnection | None = None
+    ) -> int:
         """Drop the lines of logs whose step started before ``older_than`` (the logs stay,
-        with type "d"); returns how many chunks were deleted."""
+        with type "d"); returns how many chunks were deleted.
+
+        ``batch`` logs at a time, each batch in its own transaction (unless ``conn`` is
+        given): marking a log deleted and removing its chunks happen together, so a log is
+        never left half gone, and several masters doing it at once only find less to do."""
         old_steps = sa.select(t.steps.c.id).where(t.steps.c.started_at < older_than)
-        deleted_logs = sa.select(_l.c.id).where(_l.c.type == LogType.DELETED.value)
-        async with self._write(conn) as c:
-            await c.execute(
-                _l.update()
-                .where(_l.c.stepid.in_(old_steps), _l.c.type != LogType.DELETED.value)
-                .values(type=LogType.DELETED.value)
-            )
-            gone = await c.execute(_lc.delete().where(_lc.c.logid.in_(deleted_logs)))
-        return int(gone.rowcount)
+        pick = (
+            sa.select(_l.c.id)
+            .where(_l.c.stepid.in_(old_steps), _l.c.type != LogType.DELETED.value)
+            .order_by(_l.c.id)
+            .limit(batch)
+        )
+        total = 0
+        while True:
+            async with self._write(conn) as c:
+                ids = list((await c.execute(pick)).scalars())
+                if ids:
+                    await c.execute(
+                        _l.update().where(_l.c.id.in_(ids)).values(type=LogType.DELETED.value)
+                    )
+                    gone = await c.execute(_lc.delete().where(_lc.c.logid.in_(ids)))
+                    total += int(gone.rowcount)
+            if len(ids) < batch:
+                return total
