@@ -17,7 +17,7 @@ import json
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import structlog
@@ -69,6 +69,26 @@ def dumps(value: object) -> str:
     return json.dumps(value, default=_to_json)
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """``url``'s scheme, host (lower case) and port (the scheme's default when not given);
+    ``ValueError`` for an unreadable port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def host_of(url: str) -> str:
+    """``url``'s scheme, host and port only, for a log line (never its user, path or query)."""
+    try:
+        scheme, host, port = origin(url)
+    except ValueError:
+        return "(unreadable address)"
+    return f"{scheme}://{host}:{port}" if port is not None else f"{scheme}://{host}"
+
+
 class HttpClient:
     """Requests to one server (``base_url``); closed by :meth:`close`, opened on first use."""
 
@@ -97,6 +117,14 @@ class HttpClient:
         self.timeout = timeout
         self.who = who
         self._session: aiohttp.ClientSession | None = None
+
+    def same_origin(self, url: str) -> bool:
+        """Whether the whole address ``url`` has the scheme, host and port of ``base_url``:
+        only there do the client's headers (its token) go."""
+        try:
+            return origin(url) == origin(self.base_url)
+        except ValueError:
+            return False
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if self.verify is False:
@@ -147,8 +175,16 @@ class HttpClient:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 connector=aiohttp.TCPConnector(ssl=self._ssl()),
             )
-        # a whole address (the links a REST API hands out) is taken as it is
-        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        # a whole address (the links a REST API hands out) is taken as it is, but only on
+        # the server of base_url: elsewhere (another host or port, or http for https) the
+        # client's Authorization header would go to whoever the answer named
+        absolute = path.startswith(("http://", "https://"))
+        if absolute and not self.same_origin(path):
+            raise HttpError(
+                f"{method} refused: {host_of(path)} is not the server of this client "
+                f"({host_of(self.base_url)}); its credentials go there only"
+            )
+        url = path if absolute else self.base_url + path
         # what is logged: the address without its query string, which may hold a key
         # (Zulip's api_key)
         shown = url.partition("?")[0]

@@ -68,6 +68,9 @@ class FakeForges:
     requests: list[Request] = dataclasses.field(default_factory=list)
     queued: list[tuple[int, str, dict[str, str]]] = dataclasses.field(default_factory=list)
     page_size: int = 30
+    # where the "next page" links point (another server, to test that the pollers do not
+    # follow them); this server's own address when empty
+    next_base: str = ""
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def add(self, pull: FakePull) -> FakePull:
@@ -196,7 +199,7 @@ class FakeForges:
             chosen = pulls[(page - 1) * self.page_size : page * self.page_size]
             headers = {}
             if page * self.page_size < len(pulls):
-                headers["Link"] = f'<{self.url}{gh}?page={page + 1}>; rel="next"'
+                headers["Link"] = f'<{self.next_base or self.url}{gh}?page={page + 1}>; rel="next"'
             return 200, [self.gh_pull(p, full=False) for p in chosen], headers
         if path.startswith(gh + "/"):
             number, _, rest = path.removeprefix(gh + "/").partition("/")
@@ -220,7 +223,7 @@ class FakeForges:
                 "page": page,
             }
             if page * self.page_size < len(pulls):
-                listing["next"] = f"{self.url}{bb}/pullrequests?page={page + 1}"
+                listing["next"] = f"{self.next_base or self.url}{bb}/pullrequests?page={page + 1}"
             return 200, listing, {}
         if path.startswith(f"{bb}/pullrequests/"):
             pull = self.pulls.get(int(path.rsplit("/", 1)[1]))

@@ -444,3 +444,43 @@ async def test_a_category_callable_that_raises_skips_only_that_pull_request(
     broken.clear()
     await poller.poll()
     assert [c.branch for c in await changes(database)] == ["one", "two"]
+
+
+# -- next page links to another server ------------------------------------------------------------
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[FakeForges]:
+    """A second fake forge on another port: where a hostile "next page" link points."""
+    with fake_forges() as fake:
+        yield fake
+
+
+@pytest.mark.parametrize("kind", ["github", "bitbucket"])
+async def test_a_next_page_link_to_another_server_is_not_followed(
+    ctx: ChangeSourceContext,
+    database: Database,
+    forge: FakeForges,
+    elsewhere: FakeForges,
+    kind: str,
+) -> None:
+    forge.page_size = 2
+    for number in range(1, 5):
+        forge.add(FakePull(number, f"PR {number}", "x", f"b{number}"))
+    elsewhere.add(FakePull(9, "Bait", "x", "bait"))
+    forge.next_base = elsewhere.url
+    if kind == "github":
+        poller = github(ctx, forge, token="sekrit")
+    else:
+        poller = bitbucket(ctx, forge, auth=("ann", "sekrit"))
+    with structlog.testing.capture_logs() as logs:
+        await poller.poll()
+    # the other server got nothing (so no token); the first page is reported all the same
+    assert elsewhere.requests == []
+    assert sorted(c.branch or "" for c in await changes(database)) == ["b3", "b4"]
+    [refused] = [e for e in logs if e["event"] == "pagination_link_refused"]
+    port = elsewhere.url.rsplit(":", 1)[1]
+    assert refused["host"] == f"http://127.0.0.1:{port}"
+    assert refused["poller"] == poller.name
+    assert "sekrit" not in repr(refused)
+    assert not [e for e in logs if e["event"] == "pullrequest_poll_failed"]

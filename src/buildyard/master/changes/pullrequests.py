@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 
 from buildyard.common.errors import config_error
-from buildyard.common.httpclient import HttpClient, HttpError, Response
+from buildyard.common.httpclient import HttpClient, HttpError, Response, host_of
 from buildyard.master.changes.base import ChangeSource, ChangeSourceConfig, ChangeSourceContext
 from buildyard.master.changes.gitpoller import _SecretsOnly
 from buildyard.master.changes.hooks.base import PullRequestProperties, change_arguments
@@ -420,6 +420,24 @@ class PullRequestPollerService(ChangeSource):
         except HttpError as exc:
             raise PollError(f"GET {path.partition('?')[0]}: {exc}") from None
 
+    async def _next_page(self, link: str | None) -> str | None:
+        """The next page's address to follow, or None: none given, or one on another server
+        (scheme, host or port other than base_url's), which is not followed, since the
+        poller's token would go with it; the log names that server."""
+        if link is None or not link.startswith(("http://", "https://")):
+            return link
+        client = await self._http()
+        if client.same_origin(link):
+            return link
+        self.log.warning(
+            "pagination_link_refused",
+            poller=self.name,
+            host=host_of(link),
+            base=host_of(client.base_url),
+            reason="the next page is on another server; paging stops there",
+        )
+        return None
+
     def _refusal(self, path: str, answer: Response) -> str:
         where = path.partition("?")[0]
         remaining = answer.headers.get("x-ratelimit-remaining")
@@ -504,7 +522,7 @@ class GitHubPollerService(PullRequestPollerService):
                 raise PollError(f"GET {next_path.partition('?')[0]}: expected a list")
             items += page
             found = _NEXT_LINK.search(answer.headers.get("link", ""))
-            next_path = found.group(1) if found else None
+            next_path = await self._next_page(found.group(1) if found else None)
         return items
 
     async def _poll(self) -> None:
@@ -605,7 +623,9 @@ class BitbucketPollerService(PullRequestPollerService):
                 raise PollError("the answer's values is not a list")
             pulls += values
             following = page.get("next")
-            path = following if isinstance(following, str) and following else None
+            path = await self._next_page(
+                following if isinstance(following, str) and following else None
+            )
         for pull in pulls:
             try:
                 number = int(_field(pull, "id"))
