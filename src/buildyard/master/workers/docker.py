@@ -148,6 +148,10 @@ class DockerEngine:
         if version not in (None, "auto"):
             self.base += f"/v{str(version).removeprefix('v')}"
         self._ssl = _ssl_context(tls)
+        if self._ssl is None and self.base.startswith("https:"):
+            # https without tls settings: the engine's certificate is checked against the
+            # system's CAs (docker-py's TLSConfig(verify=False) or a context turns that off)
+            self._ssl = ssl.create_default_context()
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> DockerEngine:
