@@ -108,3 +108,41 @@ async def test_a_long_telegram_message_is_cut_on_line_ends() -> None:
         (False, False),
         (False, True),
     ]
+
+
+class _ListingBot(ChatBot):
+    """A bot whose data answers no changes, recording the result specs it was asked for and
+    the messages it sent."""
+
+    def __init__(self) -> None:
+        super().__init__(BuildbotService(name="chat"), nickname="bby", authz=None)
+        self.specs: list[Any] = []
+        self.sent: list[str] = []
+
+    async def get_list(self, path: tuple[Any, ...], spec: Any = None) -> list[Any]:
+        assert path == ("changes",)
+        self.specs.append(spec)
+        return []
+
+    async def send_message(self, chat: Any, message: str, **kwargs: Any) -> Any:
+        self.sent.append(message)
+
+
+@pytest.mark.parametrize(
+    ("args", "limit", "capped"),
+    [
+        ("changes", 10, False),
+        ("7 changes", 7, False),
+        ("100 changes", 100, False),
+        ("101 changes", 100, True),
+        ("100000000000 changes", 100, True),
+        ("9" * 5000 + " changes", 100, True),
+    ],
+)
+async def test_list_changes_reads_at_most_100(args: str, limit: int, capped: bool) -> None:
+    bot = _ListingBot()
+    await bot.get_contact("ann", "#ci").command_LIST(args)
+    [spec] = bot.specs
+    assert spec.limit == limit
+    told = [m for m in bot.sent if "I will show up to 100 recent changes" in m]
+    assert len(told) == (1 if capped else 0)

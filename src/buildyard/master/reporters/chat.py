@@ -39,6 +39,10 @@ log = structlog.get_logger(__name__)
 __all__ = ["ChatBot", "ChatChannel", "Contact", "UsageError", "expand_authz"]
 
 
+#: the most changes ``list N changes`` (or ``list all changes``) shows
+MAX_LISTED_CHANGES = 100
+
+
 class UsageError(ValueError):
     """A command used wrongly: its text is the answer."""
 
@@ -456,8 +460,10 @@ class Contact:
     async def command_LIST(self, args: str, **kwargs: Any) -> None:
         argv = self.split_args(args)
         everything, num = False, 10
-        if argv and argv[0].isdigit():
-            num = int(argv.pop(0))
+        if argv and argv[0].isascii() and argv[0].isdigit():
+            token = argv.pop(0)
+            # (a number of thousands of digits is not read: it is over the cap anyway)
+            num = int(token) if len(token) <= 9 else MAX_LISTED_CHANGES + 1
         elif argv and argv[0] == "all":
             everything = True
             argv.pop(0)
@@ -490,9 +496,16 @@ class Contact:
                 await self.send(
                     "Do you really want me to list all changes? It can be thousands!\n"
                     "If you want to be flooded, specify the maximum number of changes to show.\n"
-                    "Right now, I will show up to 100 recent changes."
+                    f"Right now, I will show up to {MAX_LISTED_CHANGES} recent changes."
                 )
-                num = 100
+                num = MAX_LISTED_CHANGES
+            elif num > MAX_LISTED_CHANGES:
+                # whatever a chat user asks, one answer reads a bounded number of changes
+                await self.send(
+                    f"That is more than I list at once: I will show up to "
+                    f"{MAX_LISTED_CHANGES} recent changes."
+                )
+                num = MAX_LISTED_CHANGES
             spec = ResultSpec(order=("-changeid",), limit=num)
             parts = ["I found the following recent changes:"]
             for change in reversed(await self.bot.get_list(("changes",), spec)):
