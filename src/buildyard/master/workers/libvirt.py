@@ -26,6 +26,7 @@ import os
 import socket
 import xml.etree.ElementTree as ET
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 import structlog
 
@@ -116,7 +117,18 @@ class LibVirtWorker(AbstractLatentWorker):
 
     def _own_metadata(self) -> str:
         assert self.master_info is not None
-        return f'<buildyard master="{self.master_info.identity}" worker="{self.name}"/>'
+        return (
+            f"<buildyard master={quoteattr(self.master_info.identity)} "
+            f"worker={quoteattr(self.name)}/>"
+        )
+
+    def _auth_metadata(self) -> str:
+        """Buildbot's ``<auth username= password= master=/>``, each value escaped: a password
+        with ``"``, ``&`` or ``<`` is given to the machine as it is, never as broken XML."""
+        return (
+            f"<auth username={quoteattr(self.name)} password={quoteattr(str(self.password))} "
+            f"master={quoteattr(str(self.masterFQDN))}/>"
+        )
 
     def _thd_active(self, conn: Any) -> Any:
         libvirt = _libvirt()
@@ -143,8 +155,7 @@ class LibVirtWorker(AbstractLatentWorker):
                     flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
                     domain.setMetadata(
                         libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-                        f'<auth username="{self.name}" password="{self.password}" '
-                        f'master="{self.masterFQDN}"/>',
+                        self._auth_metadata(),
                         AUTH_KEY,
                         AUTH_NS,
                         flags,
