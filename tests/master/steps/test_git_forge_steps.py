@@ -78,8 +78,19 @@ builder('detached',
     steps.Git(repourl=UP, mode='full', method='clobber'),
     steps.GitCommit(paths=['a.txt'], messages=['x'], config=IDENTITY),
 )
+builder('dash-path',
+    checkout,
+    steps.StringDownload('odd\\n', workerdest='--dry-run'),
+    steps.GitCommit(paths=['--dry-run'], messages=['a file named --dry-run'], config=IDENTITY),
+    steps.GitPush(repourl=UP, branch='main'),
+)
+builder('dash-tag', checkout, steps.GitTag(tagName='--list', config=IDENTITY))
+builder('dash-branch', checkout, steps.GitPush(repourl=UP, branch=PWN))
+builder('dash-remote', checkout, steps.GitPush(repourl=PWN, branch='main'))
 """
     )
+    pwned = tmp_path / "PWNED"
+    body = body.replace("UP = ", f"PWN = {f'--receive-pack=touch {pwned};'!r}\nUP = ", 1)
     async with running_master(tmp_path, body, worker=kind) as running:
         result = succeeded(await running.build("release"))
         number = result.build.number
@@ -99,7 +110,8 @@ builder('detached',
         stdio = result.logs[("gitcommit", "stdio")]
         # (each git command with the step's config: git -c user.name=... <command>)
         assert "user.email=ci@example.org symbolic-ref HEAD" in stdio
-        assert "user.email=ci@example.org add gen.txt" in stdio
+        # (Buildbot runs 'git add <paths>'; a path starting with '-' would be an option there)
+        assert "user.email=ci@example.org add -- gen.txt" in stdio
         assert "user.email=ci@example.org commit -m Generated -m" in stdio
         assert f"git push {up} main" in result.logs[("gitpush", "stdio")]
 
@@ -118,6 +130,23 @@ builder('detached',
         detached = await running.build("detached", sourcestamps=stamp(revision=first))
         assert detached.build.results == Results.FAILURE
         assert "You are in detached HEAD" in detached.logs[("gitcommit", "stdio")]
+
+        # a path starting with '-' is a path
+        succeeded(await running.build("dash-path"))
+        assert git(up, "show", "main:--dry-run") == "odd"
+        # a tag, branch or remote starting with '-' fails the step, which names it; git
+        # never sees it (Buildbot passes it on, and git takes it as an option)
+        for builder, step, what in (
+            ("dash-tag", "gittag", "tagName '--list'"),
+            ("dash-branch", "gitpush", "branch '--receive-pack=touch"),
+            ("dash-remote", "gitpush", "repourl '--receive-pack=touch"),
+        ):
+            refused = await running.build(builder)
+            assert refused.build.results == Results.FAILURE
+            stdio = refused.logs[(step, "stdio")]
+            assert what in stdio
+            assert "starts with '-', which git would take as an option" in stdio
+        assert not pwned.exists()
 
 
 async def test_github_merge_ref_and_gitlab_merge_request(tmp_path: Path, kind: str) -> None:

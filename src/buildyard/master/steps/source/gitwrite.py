@@ -6,7 +6,7 @@ command and its output in the ``stdio`` log; a command that fails makes the step
 worker without git makes it fail saying so.
 
 - :class:`GitCommit`: ``git symbolic-ref HEAD`` (a detached HEAD fails the step: there is no
-  branch to commit to), ``git add <paths>``, ``git commit -m <message>...``. ``emptyCommits``:
+  branch to commit to), ``git add -- <paths>``, ``git commit -m <message>...``. ``emptyCommits``:
   ``"disallow"`` (git's refusal fails the step), ``"create-empty-commit"`` (``--allow-empty``),
   ``"ignore"`` (no commit, and success, when ``git status`` shows nothing staged).
   ``no_verify`` skips the hooks.
@@ -15,6 +15,9 @@ worker without git makes it fail saying so.
 - :class:`GitPush`: ``git push <repourl> <branch>`` (``--force`` with ``force``), with the
   same authentication as ``steps.Git`` (``sshPrivateKey``, ``sshHostKey``, ``sshKnownHosts``,
   ``auth_credentials``, ``git_credentials``; files removed when the step ends).
+
+A ``tagName``, ``branch`` or ``repourl`` that starts with ``-`` fails the step (git would read it
+as an option: ``--receive-pack=<command>`` runs a command); paths come after ``--``.
 """
 
 from __future__ import annotations
@@ -57,6 +60,20 @@ class _GitWriteStep(GitStepMixin):
         await self.addLogForRemoteCommands("stdio")
         if not await self.checkFeatureSupport():
             raise WorkerSetupError("git is not installed on worker")
+
+    def _not_an_option(self, what: str, value: str) -> str:
+        """``value``, which git takes as a name (a tag, a branch, a remote): one starting with
+        ``-`` would be read as an option (``--receive-pack=<command>`` for a push) and fails
+        the step, the ``stdio`` log naming it."""
+        if value.startswith("-"):
+            message = (
+                f"{type(self).__name__}: {what} {value!r} starts with '-', which git would "
+                "take as an option; refused"
+            )
+            if self.rc_log is not None:
+                self.rc_log.add_stderr(message + "\n")
+            raise BuildStepFailed(message)
+        return value
 
 
 class GitCommit(_GitWriteStep):
@@ -103,7 +120,8 @@ class GitCommit(_GitWriteStep):
             if self.rc_log is not None:
                 self.rc_log.add_stderr("You are in detached HEAD")
             raise BuildStepFailed("GitCommit: the checkout is on a detached HEAD")
-        await self._git(["add", *[str(p) for p in self.paths]])
+        # (after '--', a path starting with '-' is a path, never an option of git add)
+        await self._git(["add", "--", *[str(p) for p in self.paths]])
         if self.emptyCommits == "ignore" and not await self._has_staged():
             return 0
         command = ["commit"]
@@ -156,13 +174,14 @@ class GitTag(_GitWriteStep):
 
     async def run(self) -> int:
         await self._start()
+        tag = self._not_an_option("tagName", str(self.tagName))
         command = ["tag"]
         if self.annotated:
-            command += ["-a", str(self.tagName)]
+            command += ["-a", tag]
             for message in self.messages:
                 command += ["-m", str(message)]
         else:
-            command.append(str(self.tagName))
+            command.append(tag)
         if self.force:
             command.append("--force")
         await self._git(command)
@@ -225,11 +244,13 @@ class GitPush(_GitWriteStep):
 
     async def run(self) -> int:
         await self._start()
+        self._not_an_option("repourl", str(self.repourl))
+        branch = self._not_an_option("branch", str(self.branch))
         self.repourl = scp_style_to_url_syntax(str(self.repourl), self.port)
         auth_dir = self._auth_data_path()
         try:
             await self._write_auth_files(auth_dir)
-            command = ["push", self.repourl, str(self.branch)]
+            command = ["push", self.repourl, branch]
             if self.force:
                 command.append("--force")
             await self._git(command)
