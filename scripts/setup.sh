@@ -59,6 +59,11 @@ fi
 if ! "$BB_VENV/bin/python" -c 'import buildbot_www' 2>/dev/null; then
     "$BB_VENV/bin/python" -m pip install -q buildbot-www==4.3.0
 fi
+# Buildbot's UI plugins, beside buildbot-www, which the browser test shows through buildyard
+if ! "$BB_VENV/bin/python" -c 'import importlib.util as u; assert u.find_spec("buildbot_grid_view")' 2>/dev/null; then
+    "$BB_VENV/bin/python" -m pip install -q buildbot-waterfall-view==4.3.0 \
+        buildbot-console-view==4.3.0 buildbot-grid-view==4.3.0
+fi
 # Buildbot's optional packages, for tests that adopt a Buildbot database: psycopg runs it on
 # PostgreSQL (its SQLAlchemy picks psycopg 3 for postgresql:// URLs), lz4, zstandard and brotli
 # write its other log chunk formats

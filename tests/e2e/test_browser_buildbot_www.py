@@ -1,6 +1,7 @@
 """Buildbot's own UI (buildbot-www 4.3.0, from the stock venv) in headless Chromium against a
-buildyard master: the builders list, a finished build's steps and log, and a running build's
-log lines appearing live (through /ws) until the build finishes."""
+buildyard master: the builders list, a finished build's steps and log, Buildbot's UI plugins
+(waterfall, console and grid views, installed beside buildbot-www), and a running build's log
+lines appearing live (through /ws) until the build finishes."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ c['builders'] = [
     ])),
 ]
 c['buildbotURL'] = "http://127.0.0.1:{port}/"
-c['www'] = {{'port': 'tcp:{port}:interface=127.0.0.1', 'ui': {ui!r}}}
+c['www'] = {{'port': 'tcp:{port}:interface=127.0.0.1', 'ui': {ui!r},
+            'plugins': {{'waterfall_view': {{}}, 'console_view': {{}}, 'grid_view': {{}}}}}}
 """
 
 
@@ -75,6 +77,15 @@ async def test_buildbot_www_shows_builders_and_a_finished_build(
             await page.get_by_text("greet", exact=False).first.click()
             await page.get_by_text("hello from the build").first.wait_for(timeout=30_000)
             await screenshot(page, shots, "log")
+
+            # Buildbot's UI plugins, served from their packages beside buildbot-www: each adds
+            # its page to the menu (their scripts loaded without a page error: `problems`), and
+            # the waterfall draws the finished build under its builder
+            for caption in ("Waterfall View", "Console View", "Grid View"):
+                await page.get_by_text(caption, exact=True).first.wait_for(timeout=30_000)
+            await page.goto(f"{base}#/waterfall")
+            await page.get_by_text("hello", exact=True).first.wait_for(timeout=30_000)
+            await screenshot(page, shots, "waterfall")
             assert problems == []
 
 

@@ -34,3 +34,52 @@ def locate(setting: str) -> Path:
         f"c['www']['ui']: no index.html in {base} or {base / 'static'} "
         f"(give {BUILDBOT_WWW!r} or the directory of an installed buildbot_www package)"
     )
+
+
+#: Buildbot UI plugins that are server-side code (Klein/Twisted), not files the UI loads
+SERVER_SIDE_PLUGINS = {"badges": "it draws badge images on the server (Twisted code)"}
+
+
+def locate_plugin(name: str, ui_static: Path) -> Path | None:
+    """The ``static`` directory of the Buildbot UI plugin ``name`` (package ``buildbot_<name>``,
+    e.g. ``buildbot_waterfall_view``): installed in this Python, or beside the UI's package
+    (the same site-packages, as ``pip install buildbot-waterfall-view`` puts it next to
+    buildbot-www). Found, never imported (its ``__init__`` imports Buildbot); None if absent."""
+    package = f"buildbot_{name}"
+    places: list[Path] = []
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None:
+        places += [Path(p) for p in spec.submodule_search_locations or []]
+    ui_package = ui_static.parent if ui_static.name == "static" else ui_static
+    places.append(ui_package.parent / package)
+    for place in places:
+        if (place / "static" / "scripts.js").is_file():
+            return place / "static"
+    return None
+
+
+def locate_plugins(names: object, ui_static: Path) -> dict[str, Path]:
+    """Each named plugin's ``static`` directory; ValueError naming those not installed or not
+    served (server-side ones)."""
+    found: dict[str, Path] = {}
+    missing: list[str] = []
+    for key in names if isinstance(names, dict) else ():
+        name = str(key)
+        if name in SERVER_SIDE_PLUGINS:
+            continue  # warned by the config check
+        where = locate_plugin(name, ui_static)
+        if where is None:
+            missing.append(name)
+        else:
+            found[name] = where
+    if missing:
+        raise ValueError(
+            f"c['www']['plugins']: no Buildbot UI plugin {', '.join(map(repr, missing))} beside "
+            f"{ui_static} or in this Python (pip install "
+            f"{' '.join('buildbot-' + m.replace('_', '-') for m in missing)} where buildbot-www "
+            "is)"
+        )
+    return found

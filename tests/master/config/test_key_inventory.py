@@ -18,6 +18,7 @@ from buildyard.master.config import keys, no_effect
 from buildyard.master.config.loader import load_master_config
 from buildyard.master.config.master_config import KNOWN_KEYS
 from buildyard.master.workers import listener
+from buildyard.testing.stock import buildbot_site_packages
 from tests.master.config._files import WriteConfig
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -279,7 +280,35 @@ def test_a_key_with_no_effect_is_named_in_a_warning(
 def test_the_plugins_warning_names_each_plugin(write_config: WriteConfig, basedir: Path) -> None:
     _write(write_config, "c['www'] = {'plugins': dict(waterfall_view={}, grid_view={})}")
     (warning,) = load_master_config(basedir).warnings
-    assert warning.endswith("the web UI does not show the plugins grid_view, waterfall_view")
+    assert "own web UI does not show the plugins grid_view, waterfall_view" in warning
+
+
+def test_with_buildbots_ui_the_plugins_beside_it_are_applied(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    # scripts/setup.sh installs buildbot-www and the view plugins in the stock venv
+    ui = buildbot_site_packages() / "buildbot_www"
+    _write(
+        write_config,
+        f"c['www'] = {{'ui': {str(ui)!r}, 'plugins': dict(waterfall_view={{}}, grid_view={{}})}}",
+    )
+    assert load_master_config(basedir).warnings == ()
+
+
+def test_a_plugin_not_installed_is_refused_and_badges_warned(
+    write_config: WriteConfig, basedir: Path
+) -> None:
+    ui = buildbot_site_packages() / "buildbot_www"
+    _write(
+        write_config,
+        f"c['www'] = {{'ui': {str(ui)!r}, 'plugins': dict(nope_view={{}}, badges={{}})}}",
+    )
+    with pytest.raises(ConfigErrors) as info:
+        load_master_config(basedir)
+    message = str(info.value)
+    assert "no Buildbot UI plugin 'nope_view'" in message
+    assert "pip install buildbot-nope-view" in message
+    assert "c['www']['plugins']['badges'] has no effect" in message
 
 
 def test_buildbots_ui_reads_the_keys_buildyards_own_ui_does_not(

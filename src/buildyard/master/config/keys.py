@@ -414,9 +414,13 @@ def _www(reader: _Reader) -> Mapping[str, object]:
             reader.error("www", f"c['www']['ui'] must be a string, not {_type_name(ui)}")
         else:
             try:
-                ui_assets.locate(ui)
+                static = ui_assets.locate(ui)
+                ui_assets.locate_plugins(www.get("plugins") or {}, static)
             except ValueError as exc:
                 reader.error("www", str(exc))
+    plugins = www.get("plugins")
+    if plugins is not None and not isinstance(plugins, dict):
+        reader.error("www", f"c['www']['plugins'] must be a dict, not {_type_name(plugins)}")
     return types.MappingProxyType(www)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from buildyard.common.ui_assets import SERVER_SIDE_PLUGINS
+
 __all__ = [
     "DB_KEYS",
     "MQ_KEYS",
@@ -122,8 +124,14 @@ def warn_no_effect(
                 )
     plugins = www.get("plugins")
     if isinstance(plugins, Mapping) and plugins:
-        names = ", ".join(sorted(map(str, plugins)))
-        warn(
-            "www",
-            f"c['www']['plugins'] {_NO_EFFECT}: the web UI does not show the plugins {names}",
-        )
+        if www.get("ui") is None:
+            names = ", ".join(sorted(map(str, plugins)))
+            warn(
+                "www",
+                f"c['www']['plugins'] {_NO_EFFECT}: buildyard's own web UI does not show the "
+                f"plugins {names} (Buildbot's UI, c['www']['ui'] = 'buildbot-www', does)",
+            )
+        else:
+            for name, why in SERVER_SIDE_PLUGINS.items():
+                if name in plugins:
+                    warn("www", f"c['www']['plugins'][{name!r}] {_NO_EFFECT}: {why}")

@@ -23,6 +23,7 @@ request, a worker that connects or changes state, a build that ends; and every
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime
 import random
@@ -51,6 +52,9 @@ from buildyard.master.workers.latent import LatentBuild
 from buildyard.master.workers.manager import WorkerManager
 
 log = structlog.get_logger(__name__)
+
+# how many buildsets' source stamps collapsing keeps (a few MB at most)
+_STAMPS_KEPT = 20_000
 
 _WAKE_PATTERNS: tuple[tuple[str | None, ...], ...] = (
     ("buildrequests", None, "new"),
@@ -184,6 +188,10 @@ class BuildRequestDistributor(Service):
         self._shut_down: weakref.WeakSet[WorkerConnection] = weakref.WeakSet()
         # this master's real locks (MasterLock / WorkerLock), shared by every build
         self.locks = LockRegistry()
+        # collapsing's view of each pending buildset (see _stamps)
+        self._stamps_of: collections.OrderedDict[int, frozenset[tuple[Any, ...]]] = (
+            collections.OrderedDict()
+        )
         workers.latent.wake = self.maybe_start_builds
 
     def configure(self, builders: Mapping[str, tuple[int, Any]], config: Any) -> None:
@@ -442,11 +450,22 @@ class BuildRequestDistributor(Service):
         return found
 
     async def _stamps(self, bsid: int) -> frozenset[tuple[Any, ...]]:
+        """What collapsing compares of a buildset: its source stamps, read once (a buildset's
+        stamps never change) and kept for the next passes, the most recent
+        :data:`_STAMPS_KEPT` buildsets' worth."""
+        found = self._stamps_of.get(bsid)
+        if found is not None:
+            self._stamps_of.move_to_end(bsid)
+            return found
         stamps = await self._db.sourcestamps.get_sourcestamps(bsid)
-        return frozenset(
+        found = frozenset(
             (s.codebase, s.branch, s.revision, s.repository, s.project, s.patch is not None)
             for s in stamps
         )
+        self._stamps_of[bsid] = found
+        if len(self._stamps_of) > _STAMPS_KEPT:
+            self._stamps_of.popitem(last=False)
+        return found
 
     # -- builds --------------------------------------------------------------------------------
 

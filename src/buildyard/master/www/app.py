@@ -293,6 +293,9 @@ class WWWService(Service):
             if isinstance(lifetime, datetime.timedelta)
             else auth.DEFAULT_LIFETIME,
         )
+        ui_static = ui_assets.locate(str(www["ui"])) if www.get("ui") is not None else None
+        wanted = www.get("plugins") or {}
+        plugin_dirs = ui_assets.locate_plugins(wanted, ui_static) if ui_static is not None else {}
         config = ui.frontend_config(
             title=site.title,
             title_url=site.title_url,
@@ -300,6 +303,7 @@ class WWWService(Service):
             multi_master=site.multi_master,
             www=www,
             auth=authentication.getConfigDict(),
+            plugins={name: wanted[name] for name in plugin_dirs},
         )
 
         redactor = self._redactor
@@ -308,8 +312,8 @@ class WWWService(Service):
             shown: dict[str, Any] = redactor.redact_value(config)
             return {**shown, "user": dict(auth.user(request))}
 
-        if www.get("ui") is not None:
-            ui_routes = ui.routes(ui_assets.locate(str(www["ui"])), request_config)
+        if ui_static is not None:
+            ui_routes = ui.routes(ui_static, request_config, plugin_dirs)
         else:
             ui_routes = builtin_ui.routes(title=site.title, config=request_config)
         app = make_app(

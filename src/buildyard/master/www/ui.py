@@ -4,7 +4,10 @@ With ``c['www']['ui']`` set (:mod:`buildyard.common.ui_assets`), ``/`` is the pa
 ``index.html`` with the frontend config injected where its placeholder comment is, the files
 beside it (``/assets/...``, ``/icon.png``, ...) are served as they are, ``/config`` gives the
 same config as JSON and ``/api`` the API's address. The UI routes with ``#``, so nothing else
-is needed of the server. The config's ``buildbotURL`` must be the address the browser uses
+is needed of the server. ``c['www']['plugins']`` names Buildbot UI plugins (waterfall_view,
+console_view, grid_view, ...): their files are served under ``/plugins/<name>/`` from their
+installed packages (:func:`buildyard.common.ui_assets.locate_plugin`) and the config lists them.
+The config's ``buildbotURL`` must be the address the browser uses
 (``c['buildbotURL']``), or the UI warns on its home page.
 """
 
@@ -35,9 +38,12 @@ def frontend_config(
     multi_master: bool,
     www: Mapping[str, Any],
     auth: Mapping[str, Any] | None = None,
+    plugins: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What ``window.buildbotFrontendConfig`` holds; ``auth`` is the authentication plugin's
-    entry, and ``user`` (anonymous here) is replaced by each request's user."""
+    entry, and ``user`` (anonymous here) is replaced by each request's user. ``plugins``: the
+    UI plugins served (name -> their ``c['www']['plugins']`` settings); the UI loads each from
+    ``plugins/<name>/scripts.js``."""
     config: dict[str, Any] = {
         "title": title,
         "titleURL": title_url,
@@ -51,7 +57,7 @@ def frontend_config(
         "auth": dict(auth) if auth is not None else {"name": "NoAuth", "oauth2": False},
         "avatar_methods": [],
         "user": {"anonymous": True},
-        "plugins": {},
+        "plugins": {name: _json_or_empty(value) for name, value in (plugins or {}).items()},
         "ui_default_config": {},
         "port": www.get("port"),
     }
@@ -73,6 +79,14 @@ def frontend_config(
     return config
 
 
+def _json_or_empty(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return {}
+    return value if value is not None else {}
+
+
 def _script(config: Mapping[str, Any]) -> str:
     # ASCII-only JSON; "</" escaped so no value can end the script element
     text = json.dumps(config, ensure_ascii=True).replace("</", "<\\/")
@@ -80,10 +94,13 @@ def _script(config: Mapping[str, Any]) -> str:
 
 
 def routes(
-    static: Path, config: Callable[[web.Request], Mapping[str, Any]]
+    static: Path,
+    config: Callable[[web.Request], Mapping[str, Any]],
+    plugins: Mapping[str, Path] | None = None,
 ) -> list[web.AbstractRouteDef]:
     """The UI's routes, for files under ``static`` (the directory of its index.html);
-    ``config`` gives the frontend config for a request (its user's)."""
+    ``config`` gives the frontend config for a request (its user's); ``plugins``: each UI
+    plugin's ``static`` directory, served under ``/plugins/<name>/``."""
     template = (static / "index.html").read_text(encoding="utf-8")
     if PLACEHOLDER not in template:
         raise ValueError(f"{static / 'index.html'} has no {PLACEHOLDER.strip()!r} to replace")
@@ -113,6 +130,8 @@ def routes(
         web.get("/config", frontend),
         web.get("/api", api),
     ]
+    for name, where in sorted((plugins or {}).items()):
+        found.append(web.static(f"/plugins/{name}", where))
     for path in sorted(static.iterdir()):
         if path.is_file() and path.name != "index.html":
             found.append(web.get(f"/{path.name}", file(path)))
