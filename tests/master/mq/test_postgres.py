@@ -10,11 +10,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from buildyard.master.config.master_config import MasterConfig
 from buildyard.master.master import make_mq
 from buildyard.master.mq.local import LocalMQ, LocalSubscription
-from buildyard.master.mq.postgres import NOTIFY_LIMIT, TABLE, PostgresMQ
+from buildyard.master.mq.postgres import CHANNEL, NOTIFY_LIMIT, TABLE, PostgresMQ, _dumps
 
 pytestmark = pytest.mark.postgres
 
@@ -107,7 +108,8 @@ async def test_a_message_too_large_for_a_notification_is_read_from_the_table(
     assert [body["n"] for _, body in got] == [1, 2, 3]
     assert got[1][1]["text"] == big
     assert got[2][1]["when"] == "é" * (NOTIFY_LIMIT // 2)
-    assert b.statistics()["fetched"] == 2
+    # every event is read from the table (the notifications only name them)
+    assert b.statistics()["received"] == 3 and b.statistics()["fetched"] == 0
 
 
 async def _cut(url: str, mq: PostgresMQ) -> None:
@@ -241,3 +243,115 @@ def test_the_master_makes_the_queue_c_mq_asks_for(tmp_path: Path) -> None:
     assert mq._dsn == "postgresql://u:p@127.0.0.1:5/x"
     simple = make_mq(MasterConfig(source=tmp_path / "master.cfg"))
     assert type(simple) is LocalMQ
+
+
+async def _wait_ignored(mq: PostgresMQ, count: int) -> None:
+    for _ in range(600):
+        if mq.ignored >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{mq.ignored} notifications ignored, not {count}, within 30 s")
+
+
+async def test_a_forged_notification_delivers_nothing_and_real_events_still_come(
+    postgres_url: str, pair: tuple[PostgresMQ, PostgresMQ]
+) -> None:
+    """NOTIFY needs no privilege: a role that may only connect can send a notification that
+    looks like a master's. The receivers deliver only what the buildyard_mq table holds."""
+    a, b = pair
+    control = b.subscribe(("control", None, None, None))
+    builds = b.subscribe(("builds", None, None))
+    a.produce(("builds", "1", "new"), {"n": 0})
+    assert await _take(builds, 1) == [(("builds", "1", "new"), {"n": 0})]
+    await a.flush()
+    stop = [["control", "builds", "42", "stop"], {"reason": "forged"}]
+    forged = [
+        # an origin no master has
+        {"o": "intruder", "m": [[1, *stop]]},
+        # a's origin with the number its next real event will have
+        {"o": a.origin, "m": [[a._seq + 1, *stop]]},
+        # b's own origin (skipped as its own), and a too-large-message hint for a's next number
+        {"o": b.origin, "m": [[b._seq + 1, *stop]]},
+        {"o": a.origin, "s": a._seq + 1},
+    ]
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        with capture_logs() as logged:
+            for message in forged:
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, _dumps(message))
+            await _wait_ignored(b, 3)
+        ignored = [
+            e
+            for e in logged
+            if e["event"] == "mq_notification_ignored" and e["receiver"] == b.origin
+        ]
+        assert [(e["origin"], e["first"], e["last"]) for e in ignored] == [
+            ("intruder", 1, 1),
+            (a.origin, 2, 2),
+            (a.origin, 2, 2),
+        ]
+        assert "control" in ignored[0]["payload"]
+        # the real event with the number the forgeries named is delivered, from the table
+        a.produce(("builds", "1", "finished"), {"n": 1})
+        assert await _take(builds, 1) == [(("builds", "1", "finished"), {"n": 1})]
+        assert control.pending == 0
+        # a row in the table is what counts, not what the notification says it holds
+        await conn.execute(
+            f"INSERT INTO {TABLE} (origin, seq, routing_key, body) VALUES ($1, 1, $2, $3)",
+            "third",
+            _dumps(["builds", "7", "new"]),
+            _dumps({"from": "table"}),
+        )
+        third = {"o": "third", "m": [[1, *stop]]}
+        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, _dumps(third))
+        assert await _take(builds, 1) == [(("builds", "7", "new"), {"from": "table"})]
+        assert control.pending == 0
+        assert b.statistics()["missed"] == 0 and b.statistics()["ignored"] == 3
+    finally:
+        await conn.close()
+
+
+async def test_a_full_outbox_drops_the_oldest_and_says_what(postgres_url: str) -> None:
+    b = _Running(PostgresMQ(postgres_url, reconnect_delay=0.2))
+    a = PostgresMQ(postgres_url, reconnect_delay=0.2, max_outbox=3)
+    running_a: _Running | None = None
+    try:
+        async with asyncio.timeout(30):
+            await b.mq.ready.wait()
+        sub = b.mq.subscribe(("builds", None, None))
+        # a's publisher is not running yet (as with the database down): its outbox fills
+        with capture_logs() as logged:
+            a.produce(("changes", "1", "new"), {"n": 1})
+            a.produce(("builds", "1", "new"), {"n": 2})
+            a.produce(("builds", "1", "step"), {"n": 3})
+            a.produce(("builds", "1", "step"), {"n": 4})  # drops n=1 (logged at once)
+            a.produce(("builds", "1", "finished"), {"n": 5})  # drops n=2 (reported later)
+        assert a.statistics()["unpublished"] == 3 and a.statistics()["dropped"] == 2
+        full = [e for e in logged if e["event"] == "mq_outbox_full"]
+        assert len(full) == 1 and full[0]["kinds"] == {"changes": 1} and full[0]["dropped"] == 1
+        with capture_logs() as logged:
+            running_a = _Running(a)
+            got = await _take(sub, 3)
+            await a.flush()
+        assert [body["n"] for _, body in got] == [3, 4, 5]
+        later = [e for e in logged if e["event"] == "mq_outbox_dropped"]
+        assert len(later) == 1 and later[0]["kinds"] == {"builds": 1}
+        assert later[0]["dropped_total"] == 2
+        # the other master sees the two numbers it never got as missed
+        assert b.mq.missed == 2
+    finally:
+        if running_a is not None:
+            await running_a.stop()
+        await b.stop()
+
+
+def test_a_value_json_cannot_carry_is_sent_as_null_and_its_type_logged_once() -> None:
+    class Opaque:
+        pass
+
+    with capture_logs() as logged:
+        assert _dumps({"a": Opaque(), "b": [Opaque()]}) == '{"a":null,"b":[null]}'
+        assert _dumps({"c": Opaque()}) == '{"c":null}'
+    said = [e for e in logged if e["event"] == "mq_value_sent_as_null"]
+    assert len(said) == 1
+    assert said[0]["type"].endswith("Opaque") and said[0]["log_level"] == "warning"

@@ -5,19 +5,31 @@ Each master (each process: its *origin*, a random name) numbers the messages it 
 3, ... A message is delivered at once to this master's own subscriptions (no round trip), and
 queued for the publisher, which writes it to the ``buildyard_mq`` table and sends a
 notification on the ``buildyard_mq`` channel in the same transaction, in production order. The
-notification carries the messages themselves (consecutive ones share a notification while it
-stays small enough), or only the origin and number of a message too large for a notification
-(PostgreSQL takes less than 8000 bytes); the receivers then read that one from the table.
+notification names the messages (origin and numbers; it also carries consecutive ones while it
+stays small, under the 8000 bytes PostgreSQL takes, for older receivers).
+
+A notification is only a hint: PostgreSQL checks no privilege on NOTIFY, so any role that may
+connect could send one. The receiver reads the messages it names from the table (writing there
+needs INSERT on it): for the notifications queued together, one query per batch reads, per
+origin, the rows after the last delivered up to the highest number named, and delivers what the
+table holds. A number named but not in the table delivers nothing and is logged as
+``mq_notification_ignored``; it stays open, so the real message with it still comes.
 
 Each master keeps, per origin, the number of the last message it delivered. A notification
-from its own origin is skipped (delivered locally already); one already seen is a duplicate; one
-after a gap makes the receiver read the missing numbers from the table first, so every
-subscription sees another master's messages in that master's order. When the LISTEN connection
-is lost, the receiver reconnects (with a delay) and reads from the table everything after the
-last number of each origin; what the table no longer holds (rows older than the retention are
-deleted) is logged as ``mq_events_missed`` with the origin and the numbers, and counted.
+from its own origin is skipped (delivered locally already); one already seen is a duplicate; a
+hole below a row the table holds (an origin's rows are committed in order) is logged as
+missed, so every subscription sees another master's messages once, in that master's order.
+When the LISTEN connection is lost, the receiver reconnects (with a delay) and reads from the
+table everything after the last number of each origin; what the table no longer holds (rows
+older than the retention are deleted) is logged as ``mq_events_missed`` with the origin and the
+numbers, and counted.
 
-Messages are JSON on the way: datetimes become UNIX seconds (as the REST API shows them).
+The publisher keeps at most ``max_outbox`` unwritten messages while the database cannot be
+written; beyond that it drops the oldest, logging ``mq_outbox_full`` / ``mq_outbox_dropped``
+with the count per key's first part.
+
+Messages are JSON on the way: datetimes become UNIX seconds (as the REST API shows them); a
+value of another type becomes null, its type logged once (``mq_value_sent_as_null``).
 
 May import buildyard.master.mq, model and common.
 """
@@ -48,6 +60,12 @@ TABLE = "buildyard_mq"
 # PostgreSQL refuses a notification payload of 8000 bytes or more; keep room for the wrapping
 NOTIFY_LIMIT = 7900
 DEFAULT_RETENTION = 600.0
+# events kept in memory for the publisher while the database cannot be written, at most
+DEFAULT_MAX_OUTBOX = 100_000
+# how often, at most, the dropping of events from a full outbox is logged
+_DROP_LOG_EVERY = 10.0
+# notifications handled together (one SELECT for all)
+DRAIN = 1000
 # rows written in one transaction at most
 BATCH = 500
 # how long the LISTEN connection may stay silent before it is checked with a query
@@ -82,6 +100,10 @@ class MQConnectionLost(ConnectionError):
     pass
 
 
+# the types _json_default sent as null, each logged once per process
+_UNSERIALIZABLE_LOGGED: set[str] = set()
+
+
 def _json_default(value: object) -> Any:
     if isinstance(value, datetime.datetime):
         return calendar.timegm(value.utctimetuple())
@@ -89,6 +111,15 @@ def _json_default(value: object) -> Any:
         return value.decode("utf-8", "replace")
     if isinstance(value, set | frozenset | tuple):
         return list(value)
+    kind = type(value)
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    if name not in _UNSERIALIZABLE_LOGGED:
+        _UNSERIALIZABLE_LOGGED.add(name)
+        log.warning(
+            "mq_value_sent_as_null",
+            type=name,
+            why="the other masters get JSON, which has no such type (logged once per type)",
+        )
     return None
 
 
@@ -110,9 +141,11 @@ class PostgresMQ(LocalMQ):
         retention: float = DEFAULT_RETENTION,
         reconnect_delay: float = 1.0,
         origin: str | None = None,
+        max_outbox: int = DEFAULT_MAX_OUTBOX,
     ) -> None:
         super().__init__()
         self._dsn = dsn
+        self.max_outbox = max(1, max_outbox)
         self.retention = retention
         self.reconnect_delay = reconnect_delay
         self.origin = origin or uuid.uuid4().hex[:16]
@@ -130,16 +163,51 @@ class PostgresMQ(LocalMQ):
         self.received = 0
         self.fetched = 0
         self.missed = 0
+        self.ignored = 0
         self.reconnects = 0
+        self.dropped = 0
+        # events dropped from the full outbox and not yet reported, by their key's first part
+        self._dropped_kinds: collections.Counter[str] = collections.Counter()
+        self._dropped_logged_at = -_DROP_LOG_EVERY
 
     # -- producing ---------------------------------------------------------------------------
 
     def produce(self, key: Key, body: Body) -> None:
         super().produce(key, body)
         self._seq += 1
+        if len(self._outbox) >= self.max_outbox:
+            self._drop_oldest()
         self._outbox.append((self._seq, _dumps(list(key)), _dumps(body)))
         self._flushed.clear()
         self._outbox_ready.set()
+
+    def _drop_oldest(self) -> None:
+        """The outbox is full (the database has been unreachable for long): the oldest event
+        is dropped, so memory stays bounded; the other masters will log its number as missed."""
+        _seq, key, _body = self._outbox.popleft()
+        try:
+            kind = str(json.loads(key)[0])
+        except (ValueError, IndexError, TypeError):
+            kind = "?"
+        self.dropped += 1
+        self._dropped_kinds[kind] += 1
+        now = time.monotonic()
+        if now - self._dropped_logged_at >= _DROP_LOG_EVERY:
+            self._dropped_logged_at = now
+            self._log_dropped("mq_outbox_full")
+
+    def _log_dropped(self, event: str) -> None:
+        log.error(
+            event,
+            origin=self.origin,
+            max_outbox=self.max_outbox,
+            dropped=sum(self._dropped_kinds.values()),
+            dropped_total=self.dropped,
+            kinds=dict(self._dropped_kinds.most_common()),
+            why="the database could not be written: the oldest unpublished events are dropped"
+            " (the other masters never get them)",
+        )
+        self._dropped_kinds.clear()
 
     async def flush(self) -> None:
         """Return once every message produced so far is in the table (and notified)."""
@@ -197,9 +265,13 @@ class PostgresMQ(LocalMQ):
                     batch = [self._outbox[i] for i in range(min(BATCH, len(self._outbox)))]
                     if batch:
                         await self._publish(conn, batch)
-                        for _ in batch:
+                        # by number: a full outbox may have dropped some meanwhile
+                        last = batch[-1][0]
+                        while self._outbox and self._outbox[0][0] <= last:
                             self._outbox.popleft()
                         self.published += len(batch)
+                        if self._dropped_kinds:
+                            self._log_dropped("mq_outbox_dropped")
                     if time.monotonic() >= next_trim:
                         await self._trim(conn)
                         next_trim = time.monotonic() + trim_every
@@ -283,9 +355,13 @@ class PostgresMQ(LocalMQ):
                         except TimeoutError:
                             await conn.fetchval("SELECT 1")
                             continue
-                        if payload is None:
+                        payloads = [payload]
+                        while len(payloads) < DRAIN and not inbox.empty():
+                            payloads.append(inbox.get_nowait())
+                        if None in payloads:
+                            # what came before is read back by the catch-up after reconnecting
                             raise MQConnectionLost("the LISTEN connection was closed")
-                        await self._receive(conn, payload)
+                        await self._receive(conn, [p for p in payloads if p is not None])
                 except _CONNECTION_ERRORS as exc:
                     self.reconnects += 1
                     log.warning(
@@ -333,71 +409,96 @@ class PostgresMQ(LocalMQ):
         origins = [r["origin"] for r in await conn.fetch(f"SELECT DISTINCT origin FROM {TABLE}")]
         for origin in sorted(set(origins) | set(self._last)):
             if origin != self.origin:
-                await self._fetch_after(conn, origin, before=None)
+                await self._fetch_after(conn, origin)
 
-    async def _receive(self, conn: asyncpg.Connection, payload: str) -> None:
-        """One notification: ``{"o": origin, "m": [[seq, key, body], ...]}``, or
-        ``{"o": origin, "s": seq}`` for a message to read from the table."""
-        try:
-            message = json.loads(payload)
-            origin = str(message["o"])
-            items = (
-                [(int(message["s"]), None, None)]
-                if "s" in message
-                else [(int(seq), key, body) for seq, key, body in message["m"]]
-            )
-        except (ValueError, KeyError, TypeError):
-            log.warning("mq_bad_notification", payload=payload[:200])
+    async def _receive(self, conn: asyncpg.Connection, payloads: Sequence[str]) -> None:
+        """Notifications (``{"o": origin, "m": [[seq, key, body], ...]}``, or ``{"o": origin,
+        "s": seq}``) are only hints: anyone who may connect can send one (NOTIFY needs no
+        privilege), so the events themselves are read from the table, which only the masters
+        write. For each origin named, one query reads the rows after the last delivered up to
+        the highest number named; they are delivered notification by notification, in order."""
+        hints: list[tuple[str, int, str]] = []  # (origin, highest number named, payload)
+        for payload in payloads:
+            try:
+                message = json.loads(payload)
+                origin = str(message["o"])
+                if "s" in message:
+                    top = int(message["s"])
+                else:
+                    top = max(int(item[0]) for item in message["m"])
+                # what PostgreSQL could not take as a parameter is no master's
+                origin.encode()
+                if "\x00" in origin or not 0 < top < 2**63:
+                    raise ValueError(origin, top)
+            except (ValueError, KeyError, TypeError, IndexError):
+                log.warning("mq_bad_notification", payload=payload[:200])
+                continue
+            if origin != self.origin and top > self._last.get(origin, 0):
+                hints.append((origin, top, payload))
+        if not hints:
             return
-        if origin == self.origin:
-            return
-        for seq, key, body in items:
-            await self._receive_one(conn, origin, seq, key, body)
-
-    async def _receive_one(
-        self, conn: asyncpg.Connection, origin: str, seq: int, key: Any, body: Any
-    ) -> None:
-        last = self._last.get(origin, 0)
-        if seq <= last:
-            return
-        if seq > last + 1:
-            await self._fetch_after(conn, origin, before=seq)
-        if key is not None:
-            self.received += 1
-            self._deliver(origin, seq, key, body)
-            return
-        row = await conn.fetchrow(
-            f"SELECT routing_key, body FROM {TABLE} WHERE origin = $1 AND seq = $2", origin, seq
+        ranges: dict[str, int] = {}
+        for origin, top, _ in hints:
+            ranges[origin] = max(top, ranges.get(origin, 0))
+        origins = sorted(ranges)
+        rows = await conn.fetch(
+            f"SELECT t.origin, t.seq, t.routing_key, t.body FROM {TABLE} AS t"
+            " JOIN unnest($1::text[], $2::bigint[], $3::bigint[]) AS r(o, lo, hi)"
+            " ON t.origin = r.o AND t.seq > r.lo AND t.seq <= r.hi"
+            " ORDER BY t.origin, t.seq",
+            origins,
+            [self._last.get(o, 0) for o in origins],
+            [ranges[o] for o in origins],
         )
-        if row is None:
-            self._gap(origin, self._last.get(origin, 0) + 1, seq)
-            self._last[origin] = seq
-            return
-        self.fetched += 1
-        self._deliver(origin, seq, json.loads(row["routing_key"]), json.loads(row["body"]))
+        held: dict[str, collections.deque[asyncpg.Record]] = {
+            o: collections.deque() for o in origins
+        }
+        for row in rows:
+            held[row["origin"]].append(row)
+        for origin, top, payload in hints:
+            queue = held[origin]
+            while queue and queue[0]["seq"] <= top:
+                row = queue.popleft()
+                seq = int(row["seq"])
+                expected = self._last.get(origin, 0) + 1
+                if seq > expected:
+                    # an origin's rows are committed in order: a hole below a row is gone
+                    self._gap(origin, expected, seq)
+                self.received += 1
+                self._deliver(origin, seq, json.loads(row["routing_key"]), json.loads(row["body"]))
+            last = self._last.get(origin, 0)
+            if top > last:
+                # named but not in the table: not written by a master (a forged NOTIFY), or
+                # trimmed already; the number stays, so a real event with it still comes
+                self.ignored += 1
+                log.warning(
+                    "mq_notification_ignored",
+                    receiver=self.origin,
+                    origin=origin,
+                    first=last + 1,
+                    last=top,
+                    payload=payload[:200],
+                    why="the events it names are not in the buildyard_mq table (a notification"
+                    " no master sent, or rows already trimmed): nothing delivered",
+                )
 
-    async def _fetch_after(
-        self, conn: asyncpg.Connection, origin: str, *, before: int | None
-    ) -> None:
-        """Deliver ``origin``'s messages after the last delivered (and before ``before``) from
-        the table; log the numbers it no longer holds."""
+    async def _fetch_after(self, conn: asyncpg.Connection, origin: str) -> None:
+        """Deliver ``origin``'s messages after the last delivered from the table; log the
+        numbers it no longer holds."""
         after = self._last.get(origin, 0)
-        query = f"SELECT seq, routing_key, body FROM {TABLE} WHERE origin = $1 AND seq > $2"
-        args: list[Any] = [origin, after]
-        if before is not None:
-            query += " AND seq < $3"
-            args.append(before)
         expected = after + 1
-        for row in await conn.fetch(query + " ORDER BY seq", *args):
+        for row in await conn.fetch(
+            f"SELECT seq, routing_key, body FROM {TABLE} WHERE origin = $1 AND seq > $2"
+            " ORDER BY seq",
+            origin,
+            after,
+        ):
             seq = int(row["seq"])
             if seq > expected:
                 self._gap(origin, expected, seq)
             self.fetched += 1
             self._deliver(origin, seq, json.loads(row["routing_key"]), json.loads(row["body"]))
             expected = seq + 1
-        if before is not None and expected < before:
-            self._gap(origin, expected, before)
-            self._last[origin] = before - 1
 
     def _gap(self, origin: str, first: int, end: int) -> None:
         self.missed += end - first
@@ -425,7 +526,9 @@ class PostgresMQ(LocalMQ):
             "received": self.received,
             "fetched": self.fetched,
             "missed": self.missed,
+            "ignored": self.ignored,
             "reconnects": self.reconnects,
+            "dropped": self.dropped,
         }
 
 
