@@ -40,6 +40,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import structlog
@@ -380,7 +381,9 @@ class _EventsLog:
         """The files of the patch set (Gerrit's answer starts with the line ``)]}'``); [] when
         it cannot be had (logged)."""
         try:
-            status, text = await self._get(f"/changes/{change}/revisions/{patchset}/files/")
+            # both come from the event's JSON: quoted, so they stay one path segment each
+            path = f"/changes/{_segment(change)}/revisions/{_segment(patchset)}/files/"
+            status, text = await self._get(path)
             if status != 200:
                 raise ValueError(f"HTTP {status}: {text[:200]}")
             return list(json.loads(text.splitlines()[1]))
@@ -393,6 +396,21 @@ class _EventsLog:
                 error=str(exc),
             )
             return []
+
+
+def _segment(value: Any) -> str:
+    """``value`` as one URL path segment (``/``, ``?``, ``..`` and the like quoted)."""
+    return quote(str(value), safe="")
+
+
+def _change_number(value: Any) -> str | None:
+    """A change number from an event (an int, or a string of ASCII digits) as a string; None
+    for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return value
+    return None
 
 
 # -- GerritChangeSource -------------------------------------------------------------------------
@@ -754,7 +772,18 @@ class GerritChangeSourceService(_EventsService):
     async def get_files(self, change: Any, patchset: Any) -> list[str]:
         """``gerrit query <change> --format JSON --files --patch-sets``: the patch set's files;
         ``["unknown"]`` when the query fails (logged)."""
-        command = self.ssh_command("query", str(change), "--format", "JSON", "--files")
+        number = _change_number(change)
+        if number is None:
+            # it goes into the command the server's shell runs: only a change number may
+            log.error(
+                "gerrit_files_failed",
+                changesource=self.name,
+                change=str(change)[:100],
+                patchset=patchset,
+                error="the event's change number is not a number",
+            )
+            return ["unknown"]
+        command = self.ssh_command("query", number, "--format", "JSON", "--files")
         command.append("--patch-sets")
         try:
             process = await asyncio.create_subprocess_exec(
