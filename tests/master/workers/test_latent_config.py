@@ -14,7 +14,7 @@ from buildyard.common.errors import ConfigErrors, collecting_config_errors
 from buildyard.master.workers.config import AbstractLatentWorker, generated_password
 from buildyard.master.workers.docker import DockerLatentWorker, host_config
 from buildyard.master.workers.ec2 import EC2LatentWorker
-from buildyard.master.workers.latent import call_user
+from buildyard.master.workers.latent import LatentWorkers, _Latent, call_user
 from buildyard.master.workers.libvirt import Connection, LibVirtWorker
 
 
@@ -147,3 +147,35 @@ def test_libvirt_without_bindings_names_the_extra(monkeypatch: pytest.MonkeyPatc
         "worker 'v': LibVirtWorker needs the libvirt bindings, not installed: "
         "pip install 'buildyard[libvirt]'"
     )
+
+
+async def test_cancelling_a_start_while_its_follower_ends_still_cancels_it() -> None:
+    # the worker connected, and the start waits for while_starting() to end after its cancel;
+    # a cancel of the start arriving then must not be taken for the follower's own
+    follower_cancelled = asyncio.Event()
+    release = asyncio.Event()
+
+    class Slow(AbstractLatentWorker):
+        async def while_starting(self) -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                follower_cancelled.set()
+                await release.wait()  # cleaning up takes a while
+                raise
+
+    config = Slow("slow", check_instance_interval=60)
+    latent = _Latent(config)
+    start = asyncio.get_running_loop().create_task(
+        LatentWorkers._wait_connected(None, latent, config)  # type: ignore[arg-type]
+    )
+    await asyncio.sleep(0)
+    latent.connected.set()
+    async with asyncio.timeout(10):
+        await follower_cancelled.wait()
+    start.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(10):
+            await start
+    assert start.cancelled()

@@ -288,8 +288,9 @@ class LatentWorkers(Service):
                     )
         finally:
             follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            # wait for it to end without taking its CancelledError for ours: a cancel of
+            # this task while it waits still propagates
+            await asyncio.wait([follower])
 
     async def _failed(self, name: str, latent: _Latent, why: str) -> None:
         log.warning("latent_worker_start_failed", worker=name, reason=why)
