@@ -206,6 +206,7 @@ def _say(quiet: bool) -> Callable[[str], None]:
 
 
 def cmd_copy_db(args: argparse.Namespace) -> int:
+    from buildyard.master.db.copy import same_database
     from buildyard.master.db.engine import normalize_url
     from buildyard.master.db.errors import DbError
 
@@ -224,15 +225,15 @@ def cmd_copy_db(args: argparse.Namespace) -> int:
         dest = normalize_url(args.destination_url, basedir=basedir)
     except DbError as exc:
         return _fail(f"copy-db: {exc}")
+    shown = dest.render_as_string(hide_password=True)
     if not dest.database:
         return _fail(
-            f"copy-db: the destination {args.destination_url!r} names no database "
+            f"copy-db: the destination {shown!r} names no database "
             "(sqlite:// is a throwaway database)"
         )
-    if source.render_as_string() == dest.render_as_string():
-        return _fail(
-            f"copy-db: the destination {args.destination_url!r} is the master's own database"
-        )
+    if same_database(source, dest):
+        # (--overwrite would empty the source)
+        return _fail(f"copy-db: the destination {shown!r} is the master's own database")
     say = _say(args.quiet)
     say(
         f"Copying database ({source.render_as_string(hide_password=True)}) to "

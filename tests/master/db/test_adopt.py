@@ -180,6 +180,40 @@ async def test_an_older_schema_with_a_change_no_release_made_is_refused(
         await db.close()
 
 
+async def test_an_older_schema_missing_a_foreign_key_is_refused_naming_it(
+    buildbot3_sqlite: Path, tmp_path: Path
+) -> None:
+    # no Buildbot release added a foreign key to a column it did not add: one missing on an
+    # existing column is refused before anything changes, named (not added, not a vague diff)
+    copy = tmp_path / "state.sqlite"
+    shutil.copy(buildbot3_sqlite, copy)
+    raw = sqlite3.connect(copy)
+    try:
+        raw.executescript(
+            "PRAGMA foreign_keys = OFF;"
+            " CREATE TABLE change_files_new (changeid INTEGER NOT NULL,"
+            " filename VARCHAR(1024) NOT NULL);"
+            " INSERT INTO change_files_new SELECT * FROM change_files;"
+            " DROP TABLE change_files;"
+            " ALTER TABLE change_files_new RENAME TO change_files;"
+            " CREATE INDEX change_files_changeid ON change_files (changeid);"
+        )
+    finally:
+        raw.close()
+    db = Database(f"sqlite:///{copy}", clock=FakeClock())
+    try:
+        with pytest.raises(DbError, match="ways no Buildbot release made") as e:
+            await migrate.upgrade(db, adopt_buildbot=True)
+        assert "the foreign key of change_files.changeid to changes.changeid is missing" in str(
+            e.value
+        )
+        assert await migrate.current_revision(db) == "064"  # untouched
+        with pytest.raises(sqlite3.OperationalError):
+            _sql(db, "SELECT * FROM codebases")
+    finally:
+        await db.close()
+
+
 async def test_buildbot_before_alembic_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)

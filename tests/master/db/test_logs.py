@@ -233,6 +233,31 @@ async def test_delete_old_logs(database: Database, clock: FakeClock) -> None:
     assert await repo.delete_old_logs(100) == 0
 
 
+async def test_delete_old_logs_removes_the_lines_left_with_deleted_logs(
+    database: Database, clock: FakeClock
+) -> None:
+    # as an adopted Buildbot database may have: logs of type "d" that still have chunks
+    repo = _repo(database, clock)
+    _builderid, buildid, _old_step = await _rows.add_running_step(database)
+    new_step = await _rows.add_step(database, buildid, number=1, started_at=500)
+    kept = await repo.add_log(new_step, "kept", "kept", "s")
+    await repo.append_log(kept, "keep\n")
+    leftovers = []
+    for i in range(3):
+        logid = await repo.add_log(new_step, f"gone{i}", f"gone{i}", "s")
+        await repo.append_log(logid, "stale\n" * 3)
+        leftovers.append(logid)
+    async with database.transaction() as c:
+        await c.execute(
+            t.logs.update().where(t.logs.c.id.in_(leftovers)).values(type=LogType.DELETED.value)
+        )
+    assert await repo.delete_old_logs(100, batch=2) == 3
+    for logid in leftovers:
+        assert await _chunks(database, logid) == []
+    assert await repo.get_log_lines(kept, 0, 0) == "keep\n"
+    assert await repo.delete_old_logs(100) == 0
+
+
 async def test_two_masters_deleting_old_logs_at_once_agree(
     database: Database, clock: FakeClock, db_url: str
 ) -> None:

@@ -4,6 +4,7 @@ an engine whose extra is missing names the extra, and the small translations the
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
@@ -13,7 +14,7 @@ from buildyard.common.errors import ConfigErrors, collecting_config_errors
 from buildyard.master.workers.config import AbstractLatentWorker, generated_password
 from buildyard.master.workers.docker import DockerLatentWorker, host_config
 from buildyard.master.workers.ec2 import EC2LatentWorker
-from buildyard.master.workers.latent import LatentWorkerFailedToSubstantiate, call_user
+from buildyard.master.workers.latent import LatentWorkers, _Latent, call_user
 from buildyard.master.workers.libvirt import Connection, LibVirtWorker
 
 
@@ -117,28 +118,26 @@ def test_ec2_arguments_are_checked() -> None:
     assert region == ["worker 'e': the specified region does not exist: moon-1"]
 
 
-class _Fired:
-    """The shape of a Twisted Deferred (addCallbacks, called, result), fired or not."""
+async def test_user_methods_may_return_values_coroutines_or_deferreds() -> None:
+    from twisted.internet import defer
 
-    def __init__(self, called: bool, result: object) -> None:
-        self.called = called
-        self.result = result
-
-    def addCallbacks(self, *args: object) -> None:  # noqa: N802 - Twisted's name
-        raise AssertionError("not used")
-
-
-async def test_user_methods_may_return_values_awaitables_or_fired_deferreds() -> None:
     async def coroutine() -> bool:
         return True
 
     assert await call_user(True) is True
     assert await call_user(coroutine()) is True
-    assert await call_user(_Fired(True, "done")) == "done"
+    assert await call_user(defer.succeed("done")) == "done"
     with pytest.raises(ValueError, match="boom"):
-        await call_user(_Fired(True, ValueError("boom")))
-    with pytest.raises(LatentWorkerFailedToSubstantiate, match="'async def'"):
-        await call_user(_Fired(False, None))
+        await call_user(defer.fail(ValueError("boom")))
+    # a Deferred that fires later is waited for (awaiting it directly would fail with
+    # "Task got bad yield")
+    later: defer.Deferred[str] = defer.Deferred()
+    asyncio.get_running_loop().call_later(0.01, later.callback, "later")
+    assert await call_user(later) == "later"
+    failing: defer.Deferred[str] = defer.Deferred()
+    asyncio.get_running_loop().call_later(0.01, failing.errback, RuntimeError("late boom"))
+    with pytest.raises(RuntimeError, match="late boom"):
+        await call_user(failing)
 
 
 def test_libvirt_without_bindings_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,3 +147,35 @@ def test_libvirt_without_bindings_names_the_extra(monkeypatch: pytest.MonkeyPatc
         "worker 'v': LibVirtWorker needs the libvirt bindings, not installed: "
         "pip install 'buildyard[libvirt]'"
     )
+
+
+async def test_cancelling_a_start_while_its_follower_ends_still_cancels_it() -> None:
+    # the worker connected, and the start waits for while_starting() to end after its cancel;
+    # a cancel of the start arriving then must not be taken for the follower's own
+    follower_cancelled = asyncio.Event()
+    release = asyncio.Event()
+
+    class Slow(AbstractLatentWorker):
+        async def while_starting(self) -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                follower_cancelled.set()
+                await release.wait()  # cleaning up takes a while
+                raise
+
+    config = Slow("slow", check_instance_interval=60)
+    latent = _Latent(config)
+    start = asyncio.get_running_loop().create_task(
+        LatentWorkers._wait_connected(None, latent, config)  # type: ignore[arg-type]
+    )
+    await asyncio.sleep(0)
+    latent.connected.set()
+    async with asyncio.timeout(10):
+        await follower_cancelled.wait()
+    start.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(10):
+            await start
+    assert start.cancelled()

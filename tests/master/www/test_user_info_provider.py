@@ -76,3 +76,25 @@ def test_a_plain_provider_and_none() -> None:
     synced = asyncio.run(with_sync.authenticate("bob", "x"))
     assert synced is not None
     assert synced["full_name"] == "Bob B."
+
+
+async def test_a_provider_answering_with_a_deferred_fired_later() -> None:
+    # Twisted-style providers answer with a Deferred; awaiting an unfired one directly fails
+    # ("Task got bad yield"), so it goes through the awaitables helper
+    from twisted.internet import defer
+
+    class Plain(CustomAuth):
+        def check_credentials(self, user: str, password: str) -> bool:
+            return True
+
+    class Later(UserInfoProviderBase):
+        def getUserInfo(self, username: str) -> object:  # noqa: N802 - Buildbot's name
+            d: defer.Deferred[dict[str, str]] = defer.Deferred()
+            asyncio.get_running_loop().call_later(0.01, d.callback, {"full_name": "Bob L."})
+            return d
+
+    auth = Plain()
+    auth.userInfoProvider = Later()
+    details = await auth.authenticate("bob", "x")
+    assert details is not None
+    assert details["full_name"] == "Bob L."

@@ -40,6 +40,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import structlog
@@ -252,6 +253,15 @@ class _EventsService(ChangeSource):
                 error=f"{type(exc).__name__}: {exc}",
                 payload=json.dumps(event)[:1000],
             )
+        except Exception as exc:  # one event's failure must not stop the source
+            # anything else (the database, a subprocess): logged, the next event goes on
+            log.error(
+                "gerrit_event_failed",
+                changesource=self.name,
+                event_type=event.get("type"),
+                error=f"{type(exc).__name__}: {exc}",
+                payload=json.dumps(event)[:1000],
+            )
         await self._remember(event)
 
     async def event_received(self, event: dict[str, Any]) -> None:
@@ -371,7 +381,9 @@ class _EventsLog:
         """The files of the patch set (Gerrit's answer starts with the line ``)]}'``); [] when
         it cannot be had (logged)."""
         try:
-            status, text = await self._get(f"/changes/{change}/revisions/{patchset}/files/")
+            # both come from the event's JSON: quoted, so they stay one path segment each
+            path = f"/changes/{_segment(change)}/revisions/{_segment(patchset)}/files/"
+            status, text = await self._get(path)
             if status != 200:
                 raise ValueError(f"HTTP {status}: {text[:200]}")
             return list(json.loads(text.splitlines()[1]))
@@ -384,6 +396,21 @@ class _EventsLog:
                 error=str(exc),
             )
             return []
+
+
+def _segment(value: Any) -> str:
+    """``value`` as one URL path segment (``/``, ``?``, ``..`` and the like quoted)."""
+    return quote(str(value), safe="")
+
+
+def _change_number(value: Any) -> str | None:
+    """A change number from an event (an int, or a string of ASCII digits) as a string; None
+    for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return value
+    return None
 
 
 # -- GerritChangeSource -------------------------------------------------------------------------
@@ -534,18 +561,37 @@ class GerritChangeSourceService(_EventsService):
         return [*command, "gerrit", *args]
 
     async def _run(self) -> None:
-        await self._load_state()
         backoff = STREAM_BACKOFF_MIN
         while True:
             try:
+                await self._load_state()
                 await self._settings()
             except RenderError as exc:
                 log.error("gerrit_settings_unrenderable", changesource=self.name, error=str(exc))
                 await self.ctx.clock.sleep(STREAM_BACKOFF_MAX)
                 continue
+            except Exception as exc:  # e.g. the database: retried, not fatal
+                log.error(
+                    "gerrit_stream_error",
+                    changesource=self.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in=round(backoff, 2),
+                )
+                await self.ctx.clock.sleep(backoff)
+                backoff = min(backoff * STREAM_BACKOFF_EXPONENT, STREAM_BACKOFF_MAX)
+                continue
             started = time.monotonic()
             self._take_restart()
-            code = await self._stream_once()
+            try:
+                code = await self._stream_once()
+            except Exception as exc:  # one round's failure must not stop the master
+                self._lines.append(f"{type(exc).__name__}: {exc}")
+                code = None
+                log.error(
+                    "gerrit_stream_error",
+                    changesource=self.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
             lasted = time.monotonic() - started
             if (why := self._take_restart()) is not None:
                 # ended on purpose (new settings, or a stream found stale): no waiting
@@ -726,14 +772,35 @@ class GerritChangeSourceService(_EventsService):
     async def get_files(self, change: Any, patchset: Any) -> list[str]:
         """``gerrit query <change> --format JSON --files --patch-sets``: the patch set's files;
         ``["unknown"]`` when the query fails (logged)."""
-        command = self.ssh_command("query", str(change), "--format", "JSON", "--files")
+        number = _change_number(change)
+        if number is None:
+            # it goes into the command the server's shell runs: only a change number may
+            log.error(
+                "gerrit_files_failed",
+                changesource=self.name,
+                change=str(change)[:100],
+                patchset=patchset,
+                error="the event's change number is not a number",
+            )
+            return ["unknown"]
+        command = self.ssh_command("query", number, "--format", "JSON", "--files")
         command.append("--patch-sets")
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:  # no ssh, or it cannot be run
+            log.error(
+                "gerrit_files_failed",
+                changesource=self.name,
+                change=change,
+                patchset=patchset,
+                error=f"cannot run ssh: {exc}",
+            )
+            return ["unknown"]
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):
                 out, err = await process.communicate()
@@ -888,6 +955,12 @@ class GerritEventLogPollerService(_EventsService):
                     await self.take_event(event)
             except RenderError as exc:
                 log.error("gerrit_settings_unrenderable", changesource=self.name, error=str(exc))
+            except Exception as exc:  # one poll's failure must not stop the master
+                log.error(
+                    "gerrit_poll_failed",
+                    changesource=self.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
 
     async def get_files(self, change: Any, patchset: Any) -> list[str]:
         assert self._events_log is not None

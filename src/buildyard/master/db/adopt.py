@@ -170,6 +170,16 @@ def _describe(diff: Any) -> str:
     return f"{kind} {' '.join(shown)}".strip()
 
 
+def _describe_refused(diff: Any) -> str:
+    """:func:`_describe`, but a missing foreign key is named by its columns and target."""
+    if isinstance(diff, tuple) and diff[0] == "add_fk":
+        fk = diff[1]
+        columns = ", ".join(f"{fk.table.name}.{c.name}" for c in fk.columns)
+        targets = ", ".join(f"{e.column.table.name}.{e.column.name}" for e in fk.elements)
+        return f"the foreign key of {columns} to {targets} is missing"
+    return _describe(diff)
+
+
 def adopt(
     conn: sa.Connection,
     found: BuildbotDatabase,
@@ -230,20 +240,34 @@ def _add_later_releases_additions(
     """Bring a Buildbot 3.4-4.2 schema to 4.3's by making the additions it lacks (see the
     module's documentation); :class:`DbError` listing any difference that is not one."""
     differences = _differences(conn, metadata, compare_options)
-    other = [d for d in differences if not (isinstance(d, tuple) and d[0] in _ADDITIONS)]
+    new_tables = {d[1].name for d in differences if isinstance(d, tuple) and d[0] == "add_table"}
+    columns: dict[str, list[sa.Column[Any]]] = {}
+    for d in differences:
+        if isinstance(d, tuple) and d[0] == "add_column":
+            columns.setdefault(d[2], []).append(d[3])
+    new_columns = {(table, column.name) for table, cols in columns.items() for column in cols}
+
+    def accepted(d: Any) -> bool:
+        if not (isinstance(d, tuple) and d[0] in _ADDITIONS):
+            return False
+        if d[0] != "add_fk":
+            return True
+        # Buildbot's releases added foreign keys only with their new columns or tables (made
+        # with them below); one missing on a column that is there was removed by hand
+        fk = d[1]
+        return fk.table.name in new_tables or all(
+            (fk.table.name, c.name) in new_columns for c in fk.columns
+        )
+
+    other = [d for d in differences if not accepted(d)]
     if other:
-        shown = [_describe(d) for d in other[:_SHOWN_DIFFERENCES]]
+        shown = [_describe_refused(d) for d in other[:_SHOWN_DIFFERENCES]]
         raise DbError(
             f"the database was made by {found.describe()} but its tables differ from that "
             f"release's schema in ways no Buildbot release made ({'; '.join(shown)}"
             f"{f'; and {len(other) - len(shown)} more' if len(other) > len(shown) else ''}); "
             "refusing to adopt it"
         )
-    new_tables = {d[1].name for d in differences if d[0] == "add_table"}
-    columns: dict[str, list[sa.Column[Any]]] = {}
-    for d in differences:
-        if d[0] == "add_column":
-            columns.setdefault(d[2], []).append(d[3])
     # tables first (in dependency order: a new column may refer to a new table), with their
     # indexes and keys
     for table in metadata.sorted_tables:
@@ -252,7 +276,8 @@ def _add_later_releases_additions(
     for table_name, added in columns.items():
         for column in added:
             _add_column(conn, table_name, column)
-    # what the comparison finds missing now: indexes and keys on tables that were there
+    # what the comparison finds missing now: indexes on tables that were there (a missing
+    # key on a column that was there was refused above)
     for d in _differences(conn, metadata, compare_options):
         if d[0] == "add_index" and d[1].table.name not in new_tables:
             d[1].create(conn)

@@ -250,8 +250,10 @@ class ChangesRepository(Repository):
     ) -> int:
         """Delete all but the newest ``horizon`` changes (0 keeps all); how many went.
 
-        At most ``batch`` changes go per transaction (unless ``conn`` is given), oldest first,
-        so a long backlog never holds the database for long. Several masters pruning at once
+        At most ``batch`` changes go per transaction (unless ``conn`` is given), so a long
+        backlog never holds the database for long; each batch is the newest of those to go
+        (the ones just past the kept ``horizon``), so the deleting works back from there to
+        the oldest. Several masters pruning at once
         agree: a change one of them deleted is simply not found by the other."""
         if not horizon:
             return 0

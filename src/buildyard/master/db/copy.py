@@ -8,8 +8,11 @@ parent change, a commit's parent commit), is written NULL with its row and fille
 table is there. On PostgreSQL the id sequences are then set past the highest id copied, so the
 master goes on numbering where the source left off.
 
-All the writes are one transaction of the destination: a copy that fails leaves it as it was.
-The source is read in one snapshot (a read transaction; REPEATABLE READ on PostgreSQL).
+The rows (the emptying of a destination given ``--overwrite``, then every table) are written in
+one transaction of the destination: a copy that fails leaves its rows as they were. The schema
+is not part of it: a destination without tables gets them first, in transactions of their own,
+and keeps them (empty) when the copy then fails. The source is read in one snapshot (a read
+transaction; REPEATABLE READ on PostgreSQL).
 
 The order and the deferred columns are worked out from :mod:`.schema`, so a table added there is
 copied without a change here.
@@ -18,6 +21,8 @@ copied without a change here.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +37,54 @@ from buildyard.master.db.schema import metadata
 BATCH_ROWS = 2000
 #: a table this long reports its progress every few batches
 _PROGRESS_EVERY = 10
+
+
+def same_database(a: sa.URL, b: sa.URL) -> bool:
+    """Whether the two (normalised, see :func:`..engine.normalize_url`) URLs may name the same
+    database: the same SQLite file (however its path is spelled: relative, through symlinks,
+    hard links), or on PostgreSQL the same database name and port on hosts that share an
+    address (``localhost``, ``127.0.0.1`` and the local socket are one). Doubtful cases count as
+    the same: the caller refuses them rather than risk emptying the source."""
+    if a.get_backend_name() != b.get_backend_name():
+        return False
+    if a.get_backend_name() == "sqlite":
+        if not a.database or not b.database:
+            return a.database == b.database
+        try:
+            return os.path.samefile(a.database, b.database)
+        except OSError:  # one does not exist (yet): the same path is the same file
+            return os.path.realpath(a.database) == os.path.realpath(b.database)
+    return (
+        (a.database or a.username) == (b.database or b.username)
+        and _pg_port(a) == _pg_port(b)
+        and bool(_pg_addresses(a) & _pg_addresses(b))
+    )
+
+
+def _pg_port(url: sa.URL) -> int:
+    port = url.port or url.query.get("port")
+    return int(port) if isinstance(port, str | int) and str(port).isdigit() else 5432
+
+
+_LOCAL = "local"
+
+
+def _pg_addresses(url: sa.URL) -> set[str]:
+    """The addresses of the URL's host; every loopback address, and a Unix socket (no host, or
+    one that is a directory path), are all :data:`_LOCAL`."""
+    host = url.host or url.query.get("host")
+    if not isinstance(host, str) or not host or host.startswith("/"):
+        return {_LOCAL}
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return {host.lower()}
+    found = set()
+    for info in infos:
+        address = str(info[4][0])
+        loopback = address.startswith("127.") or address == "::1"
+        found.add(_LOCAL if loopback else address)
+    return found or {host.lower()}
 
 
 @dataclass(frozen=True)

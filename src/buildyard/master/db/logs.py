@@ -401,7 +401,8 @@ class LogsRepository(Repository):
         self, older_than: int, *, batch: int = 100, conn: AsyncConnection | None = None
     ) -> int:
         """Drop the lines of logs whose step started before ``older_than`` (the logs stay,
-        with type "d"); returns how many chunks were deleted.
+        with type "d"), and any lines still kept for logs already of type "d"; returns how
+        many chunks were deleted.
 
         ``batch`` logs at a time, each batch in its own transaction (unless ``conn`` is
         given): marking a log deleted and removing its chunks happen together, so a log is
@@ -421,6 +422,25 @@ class LogsRepository(Repository):
                     await c.execute(
                         _l.update().where(_l.c.id.in_(ids)).values(type=LogType.DELETED.value)
                     )
+                    gone = await c.execute(_lc.delete().where(_lc.c.logid.in_(ids)))
+                    total += int(gone.rowcount)
+            if len(ids) < batch:
+                break
+        # logs already marked deleted whose chunks stayed (left by another program, e.g. in an
+        # adopted Buildbot database, or by an interrupted run of it): their chunks go too
+        leftovers = (
+            sa.select(_l.c.id)
+            .where(
+                _l.c.type == LogType.DELETED.value,
+                sa.exists().where(_lc.c.logid == _l.c.id),
+            )
+            .order_by(_l.c.id)
+            .limit(batch)
+        )
+        while True:
+            async with self._write(conn) as c:
+                ids = list((await c.execute(leftovers)).scalars())
+                if ids:
                     gone = await c.execute(_lc.delete().where(_lc.c.logid.in_(ids)))
                     total += int(gone.rowcount)
             if len(ids) < batch:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 
@@ -171,7 +172,10 @@ class GerritVerifyStatusPush(ReporterBase):
                 revision_id=revision_id,
                 data=payload,
             )
-        path = f"/a/changes/{change_id}/revisions/{revision_id}/verify-status~verifications"
+        # the ids come from build properties: quoted, so each stays one path segment
+        change = quote(str(change_id), safe="")
+        revision = quote(str(revision_id), safe="")
+        path = f"/a/changes/{change}/revisions/{revision}/verify-status~verifications"
         return await self._http.post(path, json=payload)
 
     def formatDuration(self, duration: datetime.timedelta) -> str:

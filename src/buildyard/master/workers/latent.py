@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import inspect
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 
+from buildyard.common.awaitables import resolve
 from buildyard.common.service import Service
 from buildyard.master.data.updates import Updates
 from buildyard.master.model.properties import Properties
@@ -85,23 +85,9 @@ class LatentBuild:
 
 
 async def call_user(result: Any) -> Any:
-    """The value of a user method's result: awaited when awaitable; a Twisted Deferred that has
-    already fired gives its result (one still pending needs the buildyard[twisted] adapter)."""
-    if inspect.isawaitable(result):
-        return await result
-    if hasattr(result, "addCallbacks") and hasattr(result, "called"):
-        if not result.called:
-            raise LatentWorkerFailedToSubstantiate(
-                "a latent worker method returned a Deferred that has not fired: write it as an "
-                "'async def' coroutine"
-            )
-        value = result.result
-        if isinstance(value, BaseException):
-            raise value
-        if hasattr(value, "raiseException"):  # a Failure
-            value.raiseException()
-        return value
-    return result
+    """The value of a user method's result: a plain value, a coroutine, or a Twisted Deferred
+    (fired or not; see :func:`buildyard.common.awaitables.resolve`)."""
+    return await resolve(result)
 
 
 class _Latent:
@@ -302,8 +288,9 @@ class LatentWorkers(Service):
                     )
         finally:
             follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            # wait for it to end without taking its CancelledError for ours: a cancel of
+            # this task while it waits still propagates
+            await asyncio.wait([follower])
 
     async def _failed(self, name: str, latent: _Latent, why: str) -> None:
         log.warning("latent_worker_start_failed", worker=name, reason=why)

@@ -27,7 +27,6 @@ import binascii
 import hashlib
 import hmac
 import html
-import inspect
 import json
 import re
 import urllib.parse
@@ -37,6 +36,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from buildyard.common.awaitables import resolve
 from buildyard.common.clock import Clock
 from buildyard.common.config_object import ConfigObject, is_placeholder
 from buildyard.common.connections import BODY_TIMEOUT
@@ -162,8 +162,7 @@ class CustomAuth(AuthBase):
         provider = self.userInfoProvider
         if provider is not None:
             found = getattr(provider, "getUserInfo")(username)  # noqa: B009 - any object with it
-            if inspect.isawaitable(found):
-                found = await found
+            found = await resolve(found)  # a value, a coroutine or a Deferred
             if isinstance(found, Mapping):
                 details.update(found)
         return details
