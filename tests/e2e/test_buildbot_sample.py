@@ -30,7 +30,8 @@ API = f"http://127.0.0.1:{WWW_PORT}/api/v2"
 # the one warning the sample gets: it sets c['www']['plugins'] for Buildbot's UI
 PLUGINS_WARNING = (
     "c['www']['plugins'] has no effect in buildyard yet: buildyard's own web UI does not show "
-    "the plugins console_view, grid_view, waterfall_view"
+    "the plugins console_view, grid_view, waterfall_view (Buildbot's UI, c['www']['ui'] = "
+    "'buildbot-www', does)"
 )
 
 

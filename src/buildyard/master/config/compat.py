@@ -367,6 +367,8 @@ _ALL_MODULES = (
     _with_parents(MODULES) | _with_parents(TWISTED_MODULES) | _with_parents(TWISTED_STAND_INS)
 )
 _PACKAGES = frozenset(n.rpartition(".")[0] for n in _ALL_MODULES if "." in n)
+# "twisted" and "twisted.cred": the packages around TWISTED_MODULES
+_CRED_PARENTS = frozenset(_with_parents(TWISTED_MODULES)) - frozenset(TWISTED_MODULES)
 
 # Buildbot 0.8 module paths, and what took their place.
 _BUILDBOT_08 = {
@@ -478,24 +480,28 @@ class _BuildbotFinder(importlib.abc.MetaPathFinder):
 def _twisted_spec(fullname: str) -> importlib.machinery.ModuleSpec | None:
     """``twisted.cred.strcred`` and ``twisted.cred.checkers`` are ours; their parent packages
     too when Twisted is not installed. Any other Twisted module is users' Twisted-style code:
-    it turns on the ``buildyard[twisted]`` adapter (which says so when Twisted is missing)
-    and then loads from Twisted itself."""
+    with Twisted installed it turns on the ``buildyard[twisted]`` adapter and then loads from
+    Twisted itself; without it, ``twisted.internet.defer`` and ``twisted.python.log`` are
+    answered by stand-ins (:data:`TWISTED_STAND_INS`) and anything else fails naming the
+    extra."""
     if fullname in TWISTED_MODULES:
         return importlib.machinery.ModuleSpec(
             fullname, _AliasLoader(TWISTED_MODULES[fullname]), is_package=False
         )
-    if fullname in TWISTED_STAND_INS and not twisted_adapter.available():
+    if twisted_adapter.available():
+        if fullname in _CRED_PARENTS:  # Twisted's own packages, holding our two above
+            return None
+        twisted_adapter.activate(fullname)
+        return None
+    if fullname in TWISTED_STAND_INS:
         return importlib.machinery.ModuleSpec(
             fullname, _AliasLoader(TWISTED_STAND_INS[fullname]), is_package=False
         )
-    # "twisted", "twisted.cred", "twisted.internet", "twisted.python": parents of the above
-    if fullname in _ALL_MODULES and fullname not in TWISTED_STAND_INS:
-        if twisted_adapter.available():
-            return None
+    if fullname in _ALL_MODULES:  # "twisted", "twisted.cred", "twisted.internet", ...
         return importlib.machinery.ModuleSpec(
             fullname, _AliasLoader(_ALL_MODULES[fullname]), is_package=True
         )
-    twisted_adapter.activate(fullname)
+    twisted_adapter.activate(fullname)  # says which extra is missing
     return None
 
 
