@@ -188,7 +188,14 @@ class TelegramContact(Contact):
 
     async def command_LIST(self, args: str, **kwargs: Any) -> None:
         if args.strip():
-            await super().command_LIST(args)
+            argv = self.split_args(args)
+            everything = bool(argv) and argv[0] == "all"
+            what = argv[1:] if everything or (argv and argv[0].isdigit()) else argv
+            if what in (["builders"], ["workers"]):
+                # Telegram's lists are Markdown, one name a line (IRC's are one line of words)
+                await self.send("\n".join(await self._listing(what[0], everything)))
+            else:
+                await super().command_LIST(args)
             return
         keyboard = [
             [
@@ -202,6 +209,23 @@ class TelegramContact(Contact):
             [self.button("📄 Changes (last 10)", "/list changes")],
         ]
         await self.send("What do you want to list?", reply_markup={"inline_keyboard": keyboard})
+
+    async def _listing(self, what: str, everything: bool) -> list[str]:
+        lines = [f"I found the following **{what}**:"]
+        if what == "builders":
+            online = await self.bot.online_builderids()
+            for b in await self.bot.all_builders():
+                if b["builderid"] in online:
+                    lines.append(f"`{b['name']}`")
+                elif everything:
+                    lines.append(f"`{b['name']}` ❌")
+            return lines
+        for w in await self.bot.get_list(("workers",)):
+            if w.get("configured_on"):
+                lines.append(f"`{w['name']}`" + ("" if w.get("connected_to") else " ⚠️"))
+            elif everything:
+                lines.append(f"`{w['name']}` ❌")
+        return lines
 
     async def _running_builders(self) -> list[str]:
         names = []

@@ -1,0 +1,192 @@
+"""reporters.TelegramBot side by side with the stock Buildbot 4.3.0: the same master.cfg on each
+(but for the line that points the bot at the fake Bot API), each bot talking to its own fresh
+fake Telegram Bot API server in this process (tests/master/reporters/telegram_api.py, which
+records every request). Each master signs on, the same build is forced, and a user in the
+notified group sends the same commands; the requests each bot sends are compared (build numbers
+in URLs and "how long ago" normalised). Where buildyard differs on purpose, the assertion says
+why."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.e2e.test_reporters_buildbot import _force, _master
+from tests.master.reporters.telegram_api import Call, FakeTelegram, fake_telegram
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("buildbot-telegram")]
+
+TOKEN = "123456:AAH-side-by-side"
+GROUP = {"id": -1001, "type": "group", "title": "CI"}
+ALICE = {"id": 42, "is_bot": False, "first_name": "Alice", "username": "alice"}
+
+CONFIG = """\
+import os
+from buildbot.plugins import *
+{redirect}
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker('w1', 'pw')]
+c['protocols'] = {{'msgpack_experimental_v7': {{
+    'port': int(os.environ['T_WORKER_PORT']), 'interface': '127.0.0.1'}}}}
+c['builders'] = [util.BuilderConfig(
+    name='ok', workernames=['w1'],
+    factory=util.BuildFactory([steps.ShellCommand(command=['true'])]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['ok'])]
+c['www'] = {{'port': 'tcp:%s:interface=127.0.0.1' % os.environ['T_WWW_PORT']}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+c['buildbotURL'] = 'http://ci.example/'
+c['buildbotNetUsageData'] = None
+c['services'] = [reporters.TelegramBot(
+    bot_token={token!r}, chat_ids=[{chat}], notify_events=['started', 'finished'],
+    pollTimeout=5, retryDelay=1)]
+"""
+
+# Test only: both bots must talk to the fake, not to https://api.telegram.org. buildyard's
+# TelegramBot takes the API's address from a class attribute; Buildbot builds its HTTP session
+# on the hardcoded address (TelegramBot._get_http), so its master.cfg replaces that method with
+# one building the same session on the fake's address.
+REDIRECT = {
+    "buildyard": "reporters.TelegramBot.api_url = os.environ['T_TELEGRAM']\n",
+    "buildbot": """
+import buildbot.reporters.telegram as _t_telegram
+from buildbot.util import httpclientservice as _t_http
+
+
+def _t_session_on_the_fake(self, bot_token):
+    return _t_http.HTTPSession(
+        self.master.httpservice, os.environ['T_TELEGRAM'] + '/bot' + bot_token)
+
+
+_t_telegram.TelegramBot._get_http = _t_session_on_the_fake
+""",
+}
+
+# the commands the user sends in the group, and how many messages each answer has
+QUESTIONS = [
+    ("/status", 1),
+    ("/list", 1),  # no argument: a question with buttons
+    ("/list builders", 1),
+    ("/list all workers", 1),
+    ("/notify on failure", 1),
+    ("/frobnicate", 2),  # "I don't get this", then the list of commands
+]
+
+
+def _normal(value: Any) -> Any:
+    """Build numbers in URLs and "how long ago" made comparable; message ids (the fake numbers
+    them in the order it sees messages) kept only as "there is one"."""
+    if isinstance(value, str):
+        value = re.sub(r"/#/builders/\d+/builds/", "/#/builders/B/builds/", value)
+        return re.sub(r"\b(a moment|\d+ seconds|a minute) ago", "AGO ago", value)
+    if isinstance(value, list):
+        return [_normal(v) for v in value]
+    if isinstance(value, dict):
+        return {
+            k: (isinstance(v, int) if k.endswith("message_id") else _normal(v))
+            for k, v in value.items()
+        }
+    return value
+
+
+def _sent(calls: list[Call]) -> list[tuple[str, Any]]:
+    """What the bot sent, but its polls."""
+    return [(c.method, _normal(c.body)) for c in calls if c.method != "getUpdates"]
+
+
+async def _session(kind: str, root: Path) -> dict[str, Any]:
+    async with fake_telegram(TOKEN) as api:
+        settings = {"T_TELEGRAM": api.url}
+        config = CONFIG.format(redirect=REDIRECT[kind], token=TOKEN, chat=GROUP["id"])
+        async with _master(kind, root, settings, config=config) as rest:
+            await api.wait_for(
+                lambda: {"setMyCommands", "getUpdates"} <= {c.method for c in api.calls},
+                within=120,
+            )
+            sign_on = list(api.calls)
+            mark = len(api.calls)
+            await _force(rest)
+            build = await _wait_sent(api, mark, 2)
+            answers = {}
+            for text, count in QUESTIONS:
+                mark = len(api.calls)
+                await api.message(text, user=ALICE, chat=GROUP)
+                answers[text] = await _wait_sent(api, mark, count)
+            # the poll after the last update: past it
+            last = 100 + len(QUESTIONS)
+            await api.wait_for(
+                lambda: any(
+                    c.method == "getUpdates" and c.body.get("offset") == last for c in api.calls
+                )
+            )
+            polls = [c.body for c in api.calls if c.method == "getUpdates"]
+    return {"sign_on": sign_on, "build": build, "answers": answers, "polls": polls}
+
+
+async def _wait_sent(api: FakeTelegram, mark: int, count: int) -> list[tuple[str, Any]]:
+    await api.wait_sent(count, start=mark, within=120)
+    return _sent(api.calls[mark:])
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def both(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("telegram")
+    yield {kind: await _session(kind, root) for kind in ("buildyard", "buildbot")}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_telegram_bot_signs_on_and_notifies_like_buildbot(both: dict[str, Any]) -> None:
+    ours, theirs = both["buildyard"], both["buildbot"]
+    mine = [c.method for c in ours["sign_on"]]
+    stock = [c.method for c in theirs["sign_on"]]
+    assert mine == ["getMe", "setMyCommands", "deleteWebhook", "getUpdates"]
+    # Buildbot asks its name first too, but does not wait for setMyCommands before it starts
+    # polling (it was seen last): the same requests, after getMe in any order. buildyard
+    # announces its commands before taking any, so that a user never sees a bot without them.
+    assert stock[0] == "getMe" and sorted(stock) == sorted(mine), stock
+    bodies = {c.method: c.body for c in ours["sign_on"]}
+    stock_bodies = {c.method: c.body for c in theirs["sign_on"]}
+    assert bodies == stock_bodies
+    assert "getid" in {c["command"] for c in bodies["setMyCommands"]["commands"]}
+    # long polling: the same timeout, then the offset past the last update taken
+    assert ours["polls"][0] == theirs["polls"][0] == {"timeout": 5}
+    offsets = [p.get("offset") for p in ours["polls"]]
+    assert offsets == sorted(offsets, key=lambda o: o or 0)
+    assert (
+        ours["polls"][-1] == theirs["polls"][-1] == {"timeout": 5, "offset": 100 + len(QUESTIONS)}
+    )
+
+    assert ours["build"] == theirs["build"]
+    assert [body for _, body in ours["build"]] == [
+        {
+            "chat_id": GROUP["id"],
+            "parse_mode": "Markdown",
+            "text": "Build [#1](http://ci.example/#/builders/B/builds/1) of `ok` started.",
+        },
+        {
+            "chat_id": GROUP["id"],
+            "parse_mode": "Markdown",
+            "text": "Build [#1](http://ci.example/#/builders/B/builds/1) of `ok` completed "
+            "successfully ✅.",
+        },
+    ]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_telegram_bot_answers_commands_like_buildbot(both: dict[str, Any]) -> None:
+    ours, theirs = both["buildyard"]["answers"], both["buildbot"]["answers"]
+    for text, _ in QUESTIONS:
+        assert ours[text] == theirs[text], text
+    [(_, status)] = ours["/status"]
+    assert status["text"] == "`ok`: idle 💤  last build AGO ago ✅"
+    [(_, menu)] = ours["/list"]
+    assert menu["text"] == "What do you want to list?" and menu["reply_markup"]["inline_keyboard"]
+    assert ours["/list builders"][0][1]["text"] == "I found the following **builders**:\n`ok`"
+    assert ours["/list all workers"][0][1]["text"] == "I found the following **workers**:\n`w1`"
+    (_, unknown), (_, known) = ours["/frobnicate"]
+    assert unknown["text"] == "I don't get this '/frobnicate'..."
+    assert known["text"].startswith("Buildbot commands: /commands, /force, /getid")
