@@ -73,6 +73,14 @@ QUESTIONS = [
     ("/list builders", 1),
     ("/list all workers", 1),
     ("/notify on failure", 1),
+    ("/list changes", 2),  # "getting them" (then deleted), then the list
+    ("/status ok", 1),
+    ("/last ok", 1),
+    ("/notify list", 1),
+    ("/watch", 1),
+    ("/help status", 1),
+    ("/getid", 2),  # in a group: the user's id, then the group's
+    ("/commands", 1),
     ("/frobnicate", 2),  # "I don't get this", then the list of commands
 ]
 
@@ -187,6 +195,9 @@ async def test_telegram_bot_answers_commands_like_buildbot(both: dict[str, Any])
     assert menu["text"] == "What do you want to list?" and menu["reply_markup"]["inline_keyboard"]
     assert ours["/list builders"][0][1]["text"] == "I found the following **builders**:\n`ok`"
     assert ours["/list all workers"][0][1]["text"] == "I found the following **workers**:\n`w1`"
+    (_, waiting), (_, deleted), (_, changes) = ours["/list changes"]
+    assert waiting["text"] == "⏳ Getting your changes..." and deleted["message_id"] is True
+    assert changes["text"] == "I found the following recent **changes**:"
     (_, unknown), (_, known) = ours["/frobnicate"]
     assert unknown["text"] == "I don't get this '/frobnicate'..."
     assert known["text"].startswith("Buildbot commands: /commands, /force, /getid")
