@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -37,7 +38,8 @@ c['builders'] = [util.BuilderConfig(
     name='ok', workernames=['w1'],
     factory=util.BuildFactory([steps.ShellCommand(command=['true'])]))]
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['ok'])]
-c['www'] = {{'port': 'tcp:%s:interface=127.0.0.1' % os.environ['T_WWW_PORT']}}
+c['www'] = {{'port': 'tcp:%s:interface=127.0.0.1' % os.environ['T_WWW_PORT'],
+            'change_hook_dialects': {{'base': True}}}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 c['buildbotURL'] = 'http://ci.example/'
 c['buildbotNetUsageData'] = None
@@ -65,6 +67,19 @@ def _t_session_on_the_fake(self, bot_token):
 _t_telegram.TelegramBot._get_http = _t_session_on_the_fake
 """,
 }
+
+CHANGES = [
+    {
+        "comments": f"Brighter lamp {n}\n\nMakes it brighter.",
+        "author": "Ann <ann@example.org>",
+        "revision": f"{n}bc123",
+        "branch": "main",
+        "repository": "https://example.org/lamp.git",
+        "revlink": f"https://example.org/lamp/{n}",
+        "when_timestamp": str(1_700_000_000 + 3600 * n),
+    }
+    for n in (1, 2)
+]
 
 # the commands the user sends in the group, and how many messages each answer has
 QUESTIONS = [
@@ -119,6 +134,12 @@ async def _session(kind: str, root: Path) -> dict[str, Any]:
             mark = len(api.calls)
             await _force(rest)
             build = await _wait_sent(api, mark, 2)
+            # two changes for /list changes, through the base change hook
+            async with aiohttp.ClientSession() as http:
+                for change in CHANGES:
+                    url = rest.removesuffix("/api/v2") + "/change_hook/base"
+                    async with http.post(url, data=change) as resp:
+                        assert resp.status == 200, await resp.text()
             answers = {}
             for text, count in QUESTIONS:
                 mark = len(api.calls)
@@ -197,7 +218,15 @@ async def test_telegram_bot_answers_commands_like_buildbot(both: dict[str, Any])
     assert ours["/list all workers"][0][1]["text"] == "I found the following **workers**:\n`w1`"
     (_, waiting), (_, deleted), (_, changes) = ours["/list changes"]
     assert waiting["text"] == "⏳ Getting your changes..." and deleted["message_id"] is True
-    assert changes["text"] == "I found the following recent **changes**:"
+    assert changes["text"] == (
+        "I found the following recent **changes**:\n\n"
+        "[Brighter lamp 2](https://example.org/lamp/2)\n_Author_: Ann <ann@example.org>\n"
+        "_Date_: 2023-11-15 00:13\n_Repository_: https://example.org/lamp.git\n"
+        "_Branch_: main\n_Revision_: 2bc123\n\n"
+        "[Brighter lamp 1](https://example.org/lamp/1)\n_Author_: Ann <ann@example.org>\n"
+        "_Date_: 2023-11-14 23:13\n_Repository_: https://example.org/lamp.git\n"
+        "_Branch_: main\n_Revision_: 1bc123"
+    )
     (_, unknown), (_, known) = ours["/frobnicate"]
     assert unknown["text"] == "I don't get this '/frobnicate'..."
     assert known["text"].startswith("Buildbot commands: /commands, /force, /getid")

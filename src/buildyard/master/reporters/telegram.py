@@ -233,7 +233,7 @@ class TelegramContact(Contact):
         return lines
 
     async def _list_changes(self, everything: bool, num: int) -> None:
-        """A "getting them" notice (deleted once they are read), then the changes, oldest
+        """A "getting them" notice (deleted once they are read), then the changes, newest
         first; asked for all of more than 50, a question with buttons instead."""
         waiting = await self.send("⏳ Getting your changes...")
         spec = None if everything else ResultSpec(order=("-changeid",), limit=num)
@@ -250,12 +250,9 @@ class TelegramContact(Contact):
                 reply_markup={"inline_keyboard": keyboard},
             )
             return
-        if (
-            everything
-        ):  # as in Buildbot: all of them are listed newest first, the last N oldest first
-            changes = sorted(changes, key=lambda c: int(c.get("changeid") or 0))
         lines = ["I found the following recent **changes**:\n"]
-        for change in reversed(changes):
+        # newest first, as Buildbot's Telegram bot lists them
+        for change in sorted(changes, key=lambda c: -int(c.get("changeid") or 0)):
             when = change.get("when_timestamp")
             if isinstance(when, datetime.datetime):
                 when = when.timestamp()
