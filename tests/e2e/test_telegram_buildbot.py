@@ -117,8 +117,10 @@ def _normal(value: Any) -> Any:
 
 
 def _sent(calls: list[Call]) -> list[tuple[str, Any]]:
-    """What the bot sent, but its polls."""
-    return [(c.method, _normal(c.body)) for c in calls if c.method != "getUpdates"]
+    """What the bot sent, but its polls: grouped by method (Buildbot sends some requests
+    without waiting for the previous one), the messages in the order they were sent."""
+    sent = [(c.method, _normal(c.body)) for c in calls if c.method != "getUpdates"]
+    return sorted(sent, key=lambda call: call[0])
 
 
 async def _session(kind: str, root: Path) -> dict[str, Any]:
@@ -140,11 +142,11 @@ async def _session(kind: str, root: Path) -> dict[str, Any]:
                     url = rest.removesuffix("/api/v2") + "/change_hook/base"
                     async with http.post(url, data=change) as resp:
                         assert resp.status == 200, await resp.text()
-            answers = {}
+            marks = []
             for text, count in QUESTIONS:
-                mark = len(api.calls)
+                marks.append(len(api.calls))
                 await api.message(text, user=ALICE, chat=GROUP)
-                answers[text] = await _wait_sent(api, mark, count)
+                await _wait_sent(api, marks[-1], count)
             # the poll after the last update: past it
             last = 100 + len(QUESTIONS)
             await api.wait_for(
@@ -153,6 +155,13 @@ async def _session(kind: str, root: Path) -> dict[str, Any]:
                 )
             )
             polls = [c.body for c in api.calls if c.method == "getUpdates"]
+            # each answer is what was sent until the next question (a request Buildbot does
+            # not wait for, as deleteMessage, may arrive a moment after the messages)
+            ends = [*marks[1:], len(api.calls)]
+            answers = {
+                text: _sent(api.calls[start:end])
+                for (text, _), start, end in zip(QUESTIONS, marks, ends, strict=True)
+            }
     return {"sign_on": sign_on, "build": build, "answers": answers, "polls": polls}
 
 
@@ -216,7 +225,7 @@ async def test_telegram_bot_answers_commands_like_buildbot(both: dict[str, Any])
     assert menu["text"] == "What do you want to list?" and menu["reply_markup"]["inline_keyboard"]
     assert ours["/list builders"][0][1]["text"] == "I found the following **builders**:\n`ok`"
     assert ours["/list all workers"][0][1]["text"] == "I found the following **workers**:\n`w1`"
-    (_, waiting), (_, deleted), (_, changes) = ours["/list changes"]
+    (_, deleted), (_, waiting), (_, changes) = ours["/list changes"]
     assert waiting["text"] == "⏳ Getting your changes..." and deleted["message_id"] is True
     assert changes["text"] == (
         "I found the following recent **changes**:\n\n"
