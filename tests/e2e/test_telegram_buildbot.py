@@ -147,8 +147,21 @@ async def _session(kind: str, root: Path) -> dict[str, Any]:
                 marks.append(len(api.calls))
                 await api.message(text, user=ALICE, chat=GROUP)
                 await _wait_sent(api, marks[-1], count)
+            # a button of /list's keyboard pressed: a callback query
+            marks.append(len(api.calls))
+            await api.push(
+                {
+                    "callback_query": {
+                        "id": "q1",
+                        "from": ALICE,
+                        "data": "/list builders",
+                        "message": {"message_id": 2, "chat": GROUP},
+                    }
+                }
+            )
+            await _wait_sent(api, marks[-1], 1)
             # the poll after the last update: past it
-            last = 100 + len(QUESTIONS)
+            last = 100 + len(QUESTIONS) + 1
             await api.wait_for(
                 lambda: any(
                     c.method == "getUpdates" and c.body.get("offset") == last for c in api.calls
@@ -160,7 +173,9 @@ async def _session(kind: str, root: Path) -> dict[str, Any]:
             ends = [*marks[1:], len(api.calls)]
             answers = {
                 text: _sent(api.calls[start:end])
-                for (text, _), start, end in zip(QUESTIONS, marks, ends, strict=True)
+                for (text, _), start, end in zip(
+                    [*QUESTIONS, ("button", 1)], marks, ends, strict=True
+                )
             }
     return {"sign_on": sign_on, "build": build, "answers": answers, "polls": polls}
 
@@ -195,7 +210,9 @@ async def test_telegram_bot_signs_on_and_notifies_like_buildbot(both: dict[str, 
     offsets = [p.get("offset") for p in ours["polls"]]
     assert offsets == sorted(offsets, key=lambda o: o or 0)
     assert (
-        ours["polls"][-1] == theirs["polls"][-1] == {"timeout": 5, "offset": 100 + len(QUESTIONS)}
+        ours["polls"][-1]
+        == theirs["polls"][-1]
+        == {"timeout": 5, "offset": 100 + len(QUESTIONS) + 1}
     )
 
     assert ours["build"] == theirs["build"]
@@ -217,7 +234,7 @@ async def test_telegram_bot_signs_on_and_notifies_like_buildbot(both: dict[str, 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_telegram_bot_answers_commands_like_buildbot(both: dict[str, Any]) -> None:
     ours, theirs = both["buildyard"]["answers"], both["buildbot"]["answers"]
-    for text, _ in QUESTIONS:
+    for text in ours:
         assert ours[text] == theirs[text], text
     [(_, status)] = ours["/status"]
     assert status["text"] == "`ok`: idle 💤  last build AGO ago ✅"
@@ -225,6 +242,11 @@ async def test_telegram_bot_answers_commands_like_buildbot(both: dict[str, Any])
     assert menu["text"] == "What do you want to list?" and menu["reply_markup"]["inline_keyboard"]
     assert ours["/list builders"][0][1]["text"] == "I found the following **builders**:\n`ok`"
     assert ours["/list all workers"][0][1]["text"] == "I found the following **workers**:\n`w1`"
+    # a button pressed: the query is answered, then the command it carries
+    assert ours["button"] == [
+        ("answerCallbackQuery", {"callback_query_id": "q1"}),
+        ours["/list builders"][0],
+    ]
     (_, deleted), (_, waiting), (_, changes) = ours["/list changes"]
     assert waiting["text"] == "⏳ Getting your changes..." and deleted["message_id"] is True
     assert changes["text"] == (
