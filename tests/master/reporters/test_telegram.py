@@ -137,7 +137,7 @@ c['services'] = [reporters.TelegramBot(
                     }
                 )
                 [listing] = await api.wait_sent(1, start=mark)
-                assert listing["text"] == "I found the following builders: ok bad"
+                assert listing["text"] == "I found the following **builders**:\n`ok`\n`bad`"
                 answered = [c.body for c in api.calls[mark:] if c.method == "answerCallbackQuery"]
                 assert answered == [{"callback_query_id": "q1"}]
 

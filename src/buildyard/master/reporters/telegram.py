@@ -16,6 +16,7 @@ a configuration error that says so.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import random
 import shlex
@@ -26,6 +27,7 @@ import aiohttp
 import structlog
 
 from buildyard.common.errors import config_error
+from buildyard.master.data.resultspec import ResultSpec
 from buildyard.master.model.results import Results
 from buildyard.master.reporters.chat import (
     DOCS,
@@ -188,7 +190,17 @@ class TelegramContact(Contact):
 
     async def command_LIST(self, args: str, **kwargs: Any) -> None:
         if args.strip():
-            await super().command_LIST(args)
+            argv = self.split_args(args)
+            everything = bool(argv) and argv[0] == "all"
+            num = int(argv[0]) if argv and argv[0].isdigit() else 10
+            what = argv[1:] if everything or (argv and argv[0].isdigit()) else argv
+            # Telegram's lists are Markdown, one item a line (IRC's are one line of words)
+            if what in (["builders"], ["workers"]):
+                await self.send("\n".join(await self._listing(what[0], everything)))
+            elif what == ["changes"]:
+                await self._list_changes(everything, num)
+            else:
+                await super().command_LIST(args)
             return
         keyboard = [
             [
@@ -202,6 +214,59 @@ class TelegramContact(Contact):
             [self.button("📄 Changes (last 10)", "/list changes")],
         ]
         await self.send("What do you want to list?", reply_markup={"inline_keyboard": keyboard})
+
+    async def _listing(self, what: str, everything: bool) -> list[str]:
+        lines = [f"I found the following **{what}**:"]
+        if what == "builders":
+            online = await self.bot.online_builderids()
+            for b in await self.bot.all_builders():
+                if b["builderid"] in online:
+                    lines.append(f"`{b['name']}`")
+                elif everything:
+                    lines.append(f"`{b['name']}` ❌")
+            return lines
+        for w in await self.bot.get_list(("workers",)):
+            if w.get("configured_on"):
+                lines.append(f"`{w['name']}`" + ("" if w.get("connected_to") else " ⚠️"))
+            elif everything:
+                lines.append(f"`{w['name']}` ❌")
+        return lines
+
+    async def _list_changes(self, everything: bool, num: int) -> None:
+        """A "getting them" notice (deleted once they are read), then the changes, newest
+        first; asked for all of more than 50, a question with buttons instead."""
+        waiting = await self.send("⏳ Getting your changes...")
+        spec = None if everything else ResultSpec(order=("-changeid",), limit=num)
+        changes = await self.bot.get_list(("changes",), spec)
+        if isinstance(waiting, Mapping) and "message_id" in waiting:
+            await self.tg.delete_message(self.channel.id, waiting["message_id"])
+        if everything and len(changes) > 50:
+            keyboard = [
+                [self.button("‼ Yes, flood me with all of them!", f"/list {len(changes)} changes")],
+                [self.button("✅ No, just show last 50", "/list 50 changes")],
+            ]
+            await self.send(
+                f"I found {len(changes)} changes. Do you really want me to list them all?",
+                reply_markup={"inline_keyboard": keyboard},
+            )
+            return
+        lines = ["I found the following recent **changes**:\n"]
+        # newest first, as Buildbot's Telegram bot lists them
+        for change in sorted(changes, key=lambda c: -int(c.get("changeid") or 0)):
+            when = change.get("when_timestamp")
+            if isinstance(when, datetime.datetime):
+                when = when.timestamp()
+            date = datetime.datetime.fromtimestamp(float(when or 0), datetime.UTC)
+            comment = (str(change.get("comments") or "").split("\n"))[0]
+            lines.append(
+                f"[{comment}]({change.get('revlink')})\n"
+                f"_Author_: {change.get('author')}\n"
+                f"_Date_: {date.strftime('%Y-%m-%d %H:%M')}\n"
+                f"_Repository_: {change.get('repository')}\n"
+                f"_Branch_: {change.get('branch')}\n"
+                f"_Revision_: {change.get('revision')}\n"
+            )
+        await self.send("\n".join(lines))
 
     async def _running_builders(self) -> list[str]:
         names = []
@@ -409,6 +474,9 @@ class TelegramPollingBot(ChatBot):
             params.update(kwargs)
             result = await self.post("sendMessage", params)
         return result
+
+    async def delete_message(self, chat: Any, message_id: Any) -> Any:
+        return await self.post("deleteMessage", {"chat_id": chat, "message_id": message_id})
 
     async def edit_keyboard(self, chat: Any, message_id: Any, keyboard: Any = None) -> Any:
         params: dict[str, Any] = {"chat_id": chat, "message_id": message_id}
