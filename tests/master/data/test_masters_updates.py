@@ -223,3 +223,79 @@ async def test_worker_events_carry_the_whole_worker(
     assert connected["workerinfo"] == {"version": "4.3.0"}
     assert (paused["paused"], paused["pause_reason"], paused["graceful"]) == (True, "disk", False)
     assert gone["connected_to"] == []
+
+
+async def test_expiry_finishes_what_a_master_died_in_the_middle_of(
+    updates: Updates, database: Database, mq: LocalMQ, clock: FakeClock
+) -> None:
+    """A master killed between a build's end and its request's completion, or between the
+    last request's completion and its buildset's: the request is completed with the build's
+    result (not built again), the buildset completed (a Trigger waiting on it finishes). A
+    request whose last build ended RETRY is given back as before."""
+    dead = await updates.find_master_id("dead")
+    await updates.master_active(name="dead", masterid=dead)
+    async with database.transaction() as c:
+        bid = inserted_id(
+            await c.execute(t.builders.insert().values(name="b", name_hash=name_hash("b")))
+        )
+
+        async def request(*, complete: bool, build: Results | None) -> tuple[int, int]:
+            bsid = inserted_id(
+                await c.execute(t.buildsets.insert().values(submitted_at=1, reason="r"))
+            )
+            done = {"complete": 1, "results": 0, "complete_at": 3} if complete else {}
+            brid = inserted_id(
+                await c.execute(
+                    t.buildrequests.insert().values(
+                        buildsetid=bsid, builderid=bid, submitted_at=1, **done
+                    )
+                )
+            )
+            await c.execute(
+                t.buildrequest_claims.insert().values(brid=brid, masterid=dead, claimed_at=1)
+            )
+            if build is not None:
+                await c.execute(
+                    t.builds.insert().values(
+                        number=brid,
+                        builderid=bid,
+                        buildrequestid=brid,
+                        masterid=dead,
+                        started_at=1,
+                        complete_at=2,
+                        results=int(build),
+                        locks_duration_s=0,
+                        state_string="finished",
+                    )
+                )
+            return bsid, brid
+
+        built = await request(complete=False, build=Results.WARNINGS)
+        completed = await request(complete=True, build=Results.SUCCESS)
+        retried = await request(complete=False, build=Results.RETRY)
+    clock.advance(1000)
+    sub = mq.subscribe((None,) * 3)
+    assert await updates.expire_masters(expire_after=10) == [dead]
+    async with database.reading() as c:
+        requests = {
+            r.id: (r.complete, r.results) for r in await c.execute(sa.select(t.buildrequests))
+        }
+        buildsets = {r.id: (r.complete, r.results) for r in await c.execute(sa.select(t.buildsets))}
+        claims = sorted((await c.execute(sa.select(t.buildrequest_claims.c.brid))).scalars())
+    assert requests == {
+        built[1]: (1, Results.WARNINGS),
+        completed[1]: (1, Results.SUCCESS),
+        retried[1]: (0, None),
+    }
+    assert buildsets == {
+        built[0]: (1, Results.WARNINGS),
+        completed[0]: (1, Results.SUCCESS),
+        retried[0]: (0, None),
+    }
+    assert claims == [built[1], completed[1]]
+    events = dict(drain(sub))
+    assert events[("buildrequests", str(built[1]), "complete")]["results"] == Results.WARNINGS
+    assert events[("buildsets", str(built[0]), "complete")]["results"] == Results.WARNINGS
+    assert events[("buildsets", str(completed[0]), "complete")]["results"] == Results.SUCCESS
+    assert events[("buildrequests", str(retried[1]), "unclaimed")]["claimed"] is False
+    assert ("buildsets", str(retried[0]), "complete") not in events

@@ -131,6 +131,53 @@ async def _wait_reconnected(mq: PostgresMQ, before: int) -> None:
     raise AssertionError("the queue did not reconnect within 30 s")
 
 
+async def _ends(task: asyncio.Task[None]) -> bool:
+    """Whether ``task`` ends (cancelled) within 10 seconds."""
+    await asyncio.wait({task}, timeout=10)
+    return task.done() and task.cancelled()
+
+
+async def test_a_stop_that_comes_with_a_notification_ends_the_listener(postgres_url: str) -> None:
+    """The master stops its queue by cancelling the listener; a notification handed to it in
+    the same turn of the loop must not make it forget the stop (with Python 3.11's
+    asyncio.wait_for it returned the notification and listened on, and a master receiving
+    events from others hung on SIGTERM)."""
+    a = _Running(PostgresMQ(postgres_url, reconnect_delay=0.2))
+    b = _Running(PostgresMQ(postgres_url, reconnect_delay=0.2))
+    try:
+        async with asyncio.timeout(30):
+            await a.mq.ready.wait()
+            await b.mq.ready.wait()
+        listener = a.tasks[0]
+        conn = a.mq._listen_conn
+        assert conn is not None
+        # called right after the queue's own callback has handed the notification over
+        await conn.add_listener(CHANNEL, lambda *_: listener.cancel())
+        b.mq.produce(("builds", "1", "new"), {"n": 0})
+        assert await _ends(listener)
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_stop_that_comes_with_an_event_to_publish_ends_the_publisher(
+    postgres_url: str,
+) -> None:
+    """The same for the publisher: cancelled in the turn an event wakes it, it ends."""
+    a = _Running(PostgresMQ(postgres_url, reconnect_delay=0.2))
+    try:
+        async with asyncio.timeout(30):
+            await a.mq.ready.wait()
+            a.mq.produce(("builds", "1", "new"), {"n": 0})
+            await a.mq.flush()  # the publisher waits for the next event now
+        publisher = a.tasks[1]
+        a.mq.produce(("builds", "1", "finished"), {"n": 1})
+        publisher.cancel()
+        assert await _ends(publisher)
+    finally:
+        await a.stop()
+
+
 async def test_a_cut_listener_catches_up_from_the_table(
     postgres_url: str, pair: tuple[PostgresMQ, PostgresMQ]
 ) -> None:

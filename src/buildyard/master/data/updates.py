@@ -192,7 +192,11 @@ class Updates(PipelineUpdates):
                 messages += await self._build_messages(buildid, "finished", c)
             brids = [brid for brid, _builderid, _bsid in cleanup.unclaimed]
             messages += await self._request_messages(brids, "unclaimed", c)
+            done = [brid for brid, _builderid, _bsid in cleanup.completed]
+            messages += await self._request_messages(done, "complete", c)
         self._produce(messages)
+        for bsid in sorted({*cleanup.buildsets, *(bsid for _, _, bsid in cleanup.completed)}):
+            await self._maybe_complete_buildset(bsid)
 
     # -- build requests ------------------------------------------------------------------------
 

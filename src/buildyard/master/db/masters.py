@@ -161,7 +161,10 @@ class MastersRepository(Repository):
         Its links go, and so do the connections of workers to it; its unfinished builds, steps
         and logs are finished with RETRY (the builds' state string says why: see
         :data:`LOST_BUILD_STATE`); the claims it held on incomplete requests are released so
-        that live masters take them.
+        that live masters take them, except where the request's last build had finished (it
+        died before completing the request): that request is completed with the build's
+        result. The incomplete buildsets with a request it claimed are returned, for the
+        caller to complete those whose requests all are.
         """
         now = self._now()
         async with self._write(conn) as c:
@@ -226,7 +229,7 @@ class MastersRepository(Repository):
                         results=int(Results.RETRY), complete_at=now, state_string=LOST_BUILD_STATE
                     )
                 )
-            unclaimed = [
+            held = [
                 (r.id, r.builderid, r.buildsetid)
                 for r in await c.execute(
                     sa.select(
@@ -244,6 +247,52 @@ class MastersRepository(Repository):
                     .order_by(t.buildrequests.c.id)
                 )
             ]
+            # a request whose last build finished with a final result was built: the master
+            # died before completing it. Completed now with that result, not built again.
+            unclaimed: list[tuple[int, int, int]] = []
+            completed: list[tuple[int, int, int]] = []
+            for request in held:
+                last = (
+                    await c.execute(
+                        sa.select(t.builds.c.results, t.builds.c.complete_at)
+                        .where(t.builds.c.buildrequestid == request[0])
+                        .order_by(t.builds.c.id.desc())
+                        .limit(1)
+                    )
+                ).first()
+                final = (
+                    last is not None
+                    and last.complete_at is not None
+                    and last.results is not None
+                    and last.results != int(Results.RETRY)
+                )
+                if not final:
+                    unclaimed.append(request)
+                    continue
+                assert last is not None
+                await c.execute(
+                    t.buildrequests.update()
+                    .where(t.buildrequests.c.id == request[0])
+                    .values(complete=1, results=int(last.results), complete_at=now)
+                )
+                completed.append(request)
+            buildsets = sorted(
+                (
+                    await c.execute(
+                        sa.select(t.buildrequests.c.buildsetid)
+                        .distinct()
+                        .join(
+                            t.buildrequest_claims,
+                            t.buildrequest_claims.c.brid == t.buildrequests.c.id,
+                        )
+                        .join(t.buildsets, t.buildsets.c.id == t.buildrequests.c.buildsetid)
+                        .where(
+                            t.buildrequest_claims.c.masterid == masterid,
+                            sa.func.coalesce(t.buildsets.c.complete, 0) == 0,
+                        )
+                    )
+                ).scalars()
+            )
             if unclaimed:
                 await c.execute(
                     t.buildrequest_claims.delete().where(
@@ -261,4 +310,6 @@ class MastersRepository(Repository):
             logs=tuple(logs),
             workerids=tuple(workerids),
             unclaimed=tuple(unclaimed),
+            completed=tuple(completed),
+            buildsets=tuple(buildsets),
         )

@@ -33,3 +33,9 @@ class DeactivationCleanup:
     # incomplete requests whose claim was released so live masters take them:
     # (brid, builderid, buildsetid)
     unclaimed: tuple[tuple[int, int, int], ...] = ()
+    # incomplete requests whose last build had finished (the master died before completing
+    # the request), now completed with that build's result: (brid, builderid, buildsetid)
+    completed: tuple[tuple[int, int, int], ...] = ()
+    # incomplete buildsets with a request of that master's, to complete if all their requests
+    # are (the master died between completing the last request and the buildset)
+    buildsets: tuple[int, ...] = ()

@@ -254,7 +254,11 @@ class PostgresMQ(LocalMQ):
                     self._outbox_ready.clear()
                     try:
                         wait = max(0.0, next_trim - time.monotonic())
-                        await asyncio.wait_for(self._outbox_ready.wait(), timeout=wait)
+                        # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns
+                        # (swallowing a stop's cancellation) when its awaitable is done at
+                        # the same moment, and the loop would go on after the stop
+                        async with asyncio.timeout(wait):
+                            await self._outbox_ready.wait()
                     except TimeoutError:
                         pass
                 try:
@@ -351,7 +355,10 @@ class PostgresMQ(LocalMQ):
                         )
                     while True:
                         try:
-                            payload = await asyncio.wait_for(inbox.get(), timeout=KEEPALIVE)
+                            # not wait_for: see run_publisher (a stop would be lost while
+                            # notifications keep coming)
+                            async with asyncio.timeout(KEEPALIVE):
+                                payload = await inbox.get()
                         except TimeoutError:
                             await conn.fetchval("SELECT 1")
                             continue
