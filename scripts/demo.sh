@@ -4,7 +4,7 @@
 # The master runs in the foreground (Ctrl-C stops it, and the worker with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh --demo
 PORT=${BUILDYARD_DEMO_PORT:-8010}
 WORKER_PORT=${BUILDYARD_DEMO_WORKER_PORT:-9989}
 DEMO=$PWD/demo

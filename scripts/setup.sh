@@ -19,7 +19,18 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11, 4))'; then
     exit 1
 fi
 
-stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+hash=$(sha1sum pyproject.toml | cut -c1-12)
+stamp=.venv/.installed-$hash
+# --demo: only what the demo runs (buildyard and its worker, no test tools, no stock venvs)
+if [ "${1:-}" = "--demo" ]; then
+    if [ ! -f "$stamp" ] && [ ! -f ".venv/.installed-demo-$hash" ]; then
+        [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+        .venv/bin/python -m pip install -q --upgrade pip
+        .venv/bin/python -m pip install -q -e .
+        touch ".venv/.installed-demo-$hash"
+    fi
+    exit 0
+fi
 if [ ! -f "$stamp" ]; then
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
