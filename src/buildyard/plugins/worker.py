@@ -1,5 +1,5 @@
-"""``worker``: ``Worker``, ``LocalWorker``, ``DockerLatentWorker``, ``EC2LatentWorker``,
-``KubeLatentWorker`` and ``LibVirtWorker`` (implemented); the OpenStack one is a stand-in."""
+"""``worker``: ``Worker``, ``LocalWorker``, and the latent ``DockerLatentWorker``,
+``EC2LatentWorker``, ``KubeLatentWorker``, ``LibVirtWorker`` and ``OpenStackLatentWorker``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from buildyard.master.workers.docker import DockerLatentWorker
 from buildyard.master.workers.ec2 import EC2LatentWorker
 from buildyard.master.workers.kubernetes import KubeLatentWorker
 from buildyard.master.workers.libvirt import LibVirtWorker
+from buildyard.master.workers.openstack import OpenStackLatentWorker
 from buildyard.plugins._namespace import WORKERS, placeholders, unknown_name
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "KubeLatentWorker",
     "LibVirtWorker",
     "LocalWorker",
+    "OpenStackLatentWorker",
     "Worker",
 ]
 
