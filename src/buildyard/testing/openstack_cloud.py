@@ -46,6 +46,7 @@ from aiohttp import web
 from buildyard.testing.instances import InstanceProcess
 
 REGION = "RegionOne"
+PROJECT = web.RequestKey("project", str)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -168,7 +169,7 @@ class FakeCloud:
                 },
                 status=401,
             )
-        request["project"] = project
+        request[PROJECT] = project
         return await handler(request)
 
     async def list_requests(self, _request: web.Request) -> web.Response:
@@ -263,7 +264,7 @@ class FakeCloud:
         )
 
     def _mine(self, request: web.Request) -> list[Server]:
-        return [s for s in self.servers.values() if s.project == request["project"]]
+        return [s for s in self.servers.values() if s.project == request[PROJECT]]
 
     async def server_create(self, request: web.Request) -> web.Response:
         try:
@@ -286,7 +287,7 @@ class FakeCloud:
         )
         if boot not in self.images:
             return _nova_error(400, "badRequest", f"Image {boot} could not be found.")
-        quota = self.users_quota(request["project"])
+        quota = self.users_quota(request[PROJECT])
         used = len(self._mine(request))
         if quota is not None and used >= quota:
             return _nova_error(
@@ -295,7 +296,7 @@ class FakeCloud:
                 f"Quota exceeded for instances: Requested 1, but already used {used} of "
                 f"{quota} instances",
             )
-        server = Server(request["project"], body, self.state / secrets.token_hex(6))
+        server = Server(request[PROJECT], body, self.state / secrets.token_hex(6))
         self.servers[server.id] = server
         task = asyncio.ensure_future(self._boot(server, str(boot)))
         self._tasks.add(task)
@@ -332,7 +333,7 @@ class FakeCloud:
 
     async def server_get(self, request: web.Request) -> web.Response:
         server = self.servers.get(request.match_info["id"])
-        if server is None or server.project != request["project"]:
+        if server is None or server.project != request[PROJECT]:
             return _nova_error(
                 404, "itemNotFound", f"Instance {request.match_info['id']} could not be found."
             )
@@ -340,7 +341,7 @@ class FakeCloud:
 
     async def server_delete(self, request: web.Request) -> web.Response:
         server = self.servers.get(request.match_info["id"])
-        if server is None or server.project != request["project"]:
+        if server is None or server.project != request[PROJECT]:
             return _nova_error(
                 404, "itemNotFound", f"Instance {request.match_info['id']} could not be found."
             )
