@@ -8,13 +8,16 @@ One master shows the lifecycle: a build starts a pod on demand (the request wait
 build within ``build_wait_timeout`` reuses it; idle past the timeout it is deleted; a worker
 whose image cannot be pulled fails its start and goes into quarantine while the request runs on
 a spare worker. A second master is SIGKILLed with a pod running and restarted: the pod its first
-run left is found by its labels and deleted.
+run left is found by its labels and deleted. Side by side, the same master.cfg on stock
+Buildbot 4.3.0 and on buildyard, with the stock buildbot-worker over PB in the pod, creates the
+same pod.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from buildyard.testing.latent import LatentMaster, worker_command
+from buildyard.testing.latent import LatentMaster, api, worker_command
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import (
     buildyard,
@@ -35,10 +38,12 @@ from buildyard.testing.processes import (
     spawn_master,
     wait_for,
 )
+from buildyard.testing.stock import buildbot_venv
 
 pytestmark = pytest.mark.e2e
 
 IMAGE = "registry.local/buildyard-worker:1"
+STOCK_IMAGE = "buildbot/buildbot-worker:4.3.0"
 TOKEN = "kube-test-token"
 
 HEAD = """\
@@ -95,6 +100,7 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     entry = json.dumps(worker_command(sys.executable))
     argv = [sys.executable, "-m", "buildyard.testing.kube_api", "--port", str(port)]
     argv += ["--state", str(state / "pods"), "--image", f"{IMAGE}={entry}", "--token", TOKEN]
+    argv += ["--image", f"{STOCK_IMAGE}={json.dumps(_stock_worker_command())}"]
     with (state / "api.log").open("ab") as errors:
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL
@@ -214,3 +220,135 @@ def test_a_restarted_master_deletes_the_pods_its_killed_run_left(
     finally:
         for proc in procs:
             end_popen(proc)
+
+
+# The same worker for both masters: the stock buildbot-worker, over PB, in the pod.
+TWIN_CONFIG = """\
+from buildbot.plugins import *
+c = BuildmasterConfig = {{}}
+c['protocols'] = {{'pb': {{'port': 'tcp:{pb}:interface=127.0.0.1'}}}}
+c['workers'] = [worker.KubeLatentWorker('twin', image={image!r}, masterFQDN='127.0.0.1',
+    kube_config=util.KubeHardcodedConfig(master_url='http://127.0.0.1:{api}',
+        bearerToken={token!r}, namespace='ci'))]
+c['builders'] = [util.BuilderConfig(name='hello', workernames=['twin'],
+    factory=util.BuildFactory([steps.ShellCommand(command='echo twin')]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['hello'])]
+c['www'] = {{'port': 'tcp:{www}:interface=127.0.0.1'}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+def _stock_worker_command() -> list[str]:
+    exe = buildbot_venv() / "bin" / "buildbot-worker"
+    return [
+        "/bin/sh",
+        "-c",
+        f'{exe} create-worker -q worker "$BUILDMASTER:$BUILDMASTER_PORT" "$WORKERNAME" '
+        f'"$WORKERPASS" && exec {exe} start --nodaemon worker',
+    ]
+
+
+def _twin_build(kind: str, basedir: Path, kube: Api) -> list[dict[str, Any]]:
+    """Run one build of TWIN_CONFIG on a ``kind`` master; the API requests it made."""
+    before = len(kube.get("/_fake/requests"))
+    www = free_port()
+    if kind == "buildbot":
+        exe = [str(buildbot_venv() / "bin" / "buildbot")]
+    else:
+        exe = [sys.executable, "-m", "buildyard.cli.main"]
+    subprocess.run([*exe, "create-master", "-q", str(basedir)], check=True, timeout=300)
+    (basedir / "master.cfg").write_text(
+        TWIN_CONFIG.format(pb=free_port(), image=STOCK_IMAGE, api=kube.port, token=TOKEN, www=www)
+    )
+    with (basedir / "out.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [*exe, "start", "--nodaemon", str(basedir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    logs = [basedir / "out.log", basedir / "twistd.log", basedir / "buildyard.log"]
+
+    def log() -> str:
+        return "".join(p.read_text(errors="replace") for p in logs if p.exists())[-4000:]
+
+    try:
+
+        def forced() -> bool:
+            assert proc.poll() is None, log()
+            try:
+                (builder,) = api(www, "builders?name=hello")["builders"]
+                rpc = {"jsonrpc": "2.0", "method": "force", "id": 1}
+                params = {"builderid": builder["builderid"]}
+                return "result" in api(www, "forceschedulers/force", {**rpc, "params": params})
+            except (OSError, ValueError, KeyError):
+                return False
+
+        assert wait_for(forced, timeout=120, interval=0.5), log()
+
+        def finished() -> bool:
+            builds = api(www, "builds")["builds"]
+            return bool(builds) and all(b["complete"] for b in builds)
+
+        assert wait_for(finished, timeout=180, interval=0.5), log()
+        (build,) = api(www, "builds")["builds"]
+        assert build["results"] == 0, log()
+        # build_wait_timeout is 0 for Kubernetes in both: the pod goes after the build
+        assert wait_for(lambda: kube.pods("twin") == [], timeout=120), log()
+    finally:
+        end_popen(proc)
+    return list(kube.get("/_fake/requests"))[before:]
+
+
+def test_kube_latent_worker_side_by_side_with_buildbot(tmp_path: Path, kube_api: Api) -> None:
+    """The same master.cfg on stock Buildbot 4.3.0 and on buildyard, against the same API
+    server: each builds on a fresh pod running the stock worker, and the pods are alike."""
+    seen = {
+        kind: _twin_build(kind, tmp_path / kind, kube_api) for kind in ("buildbot", "buildyard")
+    }
+    pods = {}
+    for kind, requests in seen.items():
+        (create,) = [r for r in requests if r["method"] == "POST"]
+        assert create["path"] == "/api/v1/namespaces/ci/pods"
+        pods[kind] = create["body"]
+        # both delete the pod after the build
+        deletes = [r for r in requests if r["method"] == "DELETE"]
+        assert (
+            deletes[-1]["path"]
+            == f"/api/v1/namespaces/ci/pods/{create['body']['metadata']['name']}"
+        )
+        assert {r["authorization"] for r in requests} == {f"Bearer {TOKEN}"}
+    stock, ours = pods["buildbot"], pods["buildyard"]
+    # buildbot-<worker>-<hash of the master's name> (the masters' basedirs differ)
+    for pod in (stock, ours):
+        assert re.fullmatch(r"buildbot-twin-[0-9a-f]{6}", pod["metadata"]["name"])
+    assert stock["spec"]["restartPolicy"] == ours["spec"]["restartPolicy"] == "Never"
+    for key in ("affinity", "nodeSelector", "volumes"):
+        assert stock["spec"][key] == ours["spec"][key], key
+    (stock_container,) = stock["spec"]["containers"]
+    (our_container,) = ours["spec"]["containers"]
+    assert stock_container["name"] == stock["metadata"]["name"]
+    assert our_container["name"] == ours["metadata"]["name"]
+    for key in ("image", "resources", "volumeMounts"):
+        assert stock_container[key] == our_container[key], key
+    env = {
+        kind: {e["name"]: e["value"] for e in c["env"]}
+        for kind, c in (("buildbot", stock_container), ("buildyard", our_container))
+    }
+    assert (
+        set(env["buildbot"])
+        == set(env["buildyard"])
+        == {
+            "BUILDMASTER",
+            "BUILDMASTER_PORT",
+            "BUILDMASTER_PROTOCOL",
+            "WORKERNAME",
+            "WORKERPASS",
+        }
+    )
+    for key in ("BUILDMASTER", "BUILDMASTER_PROTOCOL", "WORKERNAME"):
+        assert env["buildbot"][key] == env["buildyard"][key], key
+    # on purpose: buildyard labels its pods to find them after the master is killed
+    assert not stock["metadata"].get("labels")
+    assert set(ours["metadata"]["labels"]) == {"buildyard.master", "buildyard.worker"}
