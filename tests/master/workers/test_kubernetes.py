@@ -281,8 +281,14 @@ def _worker(cls: type[KubeLatentWorker], url: str, **kw: Any) -> KubeLatentWorke
 
 
 async def test_the_pod_spec_hooks_start_check_and_stop(served: Served) -> None:
-    worker = _worker(WithServices, served.url, image="sleeper:1", namespace="ci")
-    props = Properties()
+    # image and namespace rendered with the request's properties
+    worker = _worker(
+        WithServices,
+        served.url,
+        image=Interpolate("%(prop:image)s"),
+        namespace=Interpolate("%(prop:ns)s"),
+    )
+    props = Properties(image="sleeper:1", ns="ci")
     assert await worker.start_instance(LatentBuild(props))
     pod = worker.getContainerName()
     assert pod == f"buildbot-k-1-{worker.master_info.masterhash}"  # type: ignore[union-attr]
