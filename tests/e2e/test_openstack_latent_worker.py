@@ -11,13 +11,16 @@ device taken from the image, ``nova_args`` translated as novaclient does, a Nova
 a second build within ``build_wait_timeout`` reuses it; idle past the timeout it is deleted; a
 worker whose project's quota is exhausted fails its start (Nova's 403) and goes into quarantine
 while the request runs on a spare worker, whose image a callable chooses. A second master is
-SIGKILLed with a server running and restarted: the server its first run left is deleted.
+SIGKILLed with a server running and restarted: the server its first run left is deleted. Side
+by side, the same master.cfg on stock Buildbot 4.3.0 (novaclient and keystoneauth1) and on
+buildyard, with the stock buildbot-worker over PB in the server, boots the same server.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from buildyard.testing.latent import LatentMaster, worker_command
+from buildyard.testing.latent import LatentMaster, api, worker_command
 from buildyard.testing.openstack_cloud import image_id
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import (
@@ -38,6 +41,7 @@ from buildyard.testing.processes import (
     spawn_master,
     wait_for,
 )
+from buildyard.testing.stock import buildbot_venv
 
 pytestmark = pytest.mark.e2e
 
@@ -91,6 +95,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     entry = json.dumps(worker_command(sys.executable))
     argv = [sys.executable, "-m", "buildyard.testing.openstack_cloud", "--port", str(port)]
     argv += ["--state", str(state / "servers"), "--flavor", "m1.tiny", "--flavor", "m1.small"]
+    # in order of creation: worker-image is the newest (the 'spare' worker's function picks it)
+    argv += ["--image", f"stock-worker-image={json.dumps(_stock_worker_command())}"]
     argv += ["--image", f"old-image={entry}", "--image", f"worker-image={entry}"]
     argv += ["--user", "ci:ci-pw:ci-project", "--user", "full:full-pw:full-project:0"]
     with (state / "cloud.log").open("ab") as errors:
@@ -229,3 +235,115 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
     except OSError:
         return True
+
+
+# The same worker for both masters: the stock buildbot-worker, over PB, in the server.
+TWIN_CONFIG = """\
+from buildbot.plugins import *
+c = BuildmasterConfig = {{}}
+worker.OpenStackLatentWorker._poll_resolution = 1
+c['protocols'] = {{'pb': {{'port': 'tcp:{pb}:interface=127.0.0.1'}}}}
+meta = {{'BUILDMASTER': '127.0.0.1', 'BUILDMASTER_PORT': '{pb}', 'WORKERNAME': 'twin',
+        'WORKERPASS': {password!r}}}
+c['workers'] = [worker.OpenStackLatentWorker('twin', {password!r}, 'm1.small',
+    image='stock-worker-image', os_auth_url='http://127.0.0.1:{cloud}/identity',
+    os_username='ci', os_password='ci-pw', os_tenant_name='ci-project',
+    os_user_domain='Default', os_project_domain='Default', region='RegionOne', meta=meta,
+    build_wait_timeout=0)]
+c['builders'] = [util.BuilderConfig(name='hello', workernames=['twin'],
+    factory=util.BuildFactory([steps.ShellCommand(command='echo twin')]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['hello'])]
+c['www'] = {{'port': 'tcp:{www}:interface=127.0.0.1'}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+def _stock_worker_command() -> list[str]:
+    exe = buildbot_venv() / "bin" / "buildbot-worker"
+    return [
+        "/bin/sh",
+        "-c",
+        f'{exe} create-worker -q worker "$BUILDMASTER:$BUILDMASTER_PORT" "$WORKERNAME" '
+        f'"$WORKERPASS" && exec {exe} start --nodaemon worker',
+    ]
+
+
+def _twin_build(kind: str, basedir: Path, cloud: Cloud) -> list[dict[str, Any]]:
+    """Run one build of TWIN_CONFIG on a ``kind`` master; the cloud requests it made."""
+    before = len(cloud.get("/_fake/requests"))
+    www = free_port()
+    if kind == "buildbot":
+        exe = [str(buildbot_venv() / "bin" / "buildbot")]
+    else:
+        exe = [sys.executable, "-m", "buildyard.cli.main"]
+    subprocess.run([*exe, "create-master", "-q", str(basedir)], check=True, timeout=300)
+    config = TWIN_CONFIG.format(pb=free_port(), password=PASSWORD, cloud=cloud.port, www=www)
+    (basedir / "master.cfg").write_text(config)
+    with (basedir / "out.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [*exe, "start", "--nodaemon", str(basedir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    logs = [basedir / "out.log", basedir / "twistd.log", basedir / "buildyard.log"]
+
+    def log() -> str:
+        return "".join(p.read_text(errors="replace") for p in logs if p.exists())[-4000:]
+
+    try:
+
+        def forced() -> bool:
+            assert proc.poll() is None, log()
+            try:
+                (builder,) = api(www, "builders?name=hello")["builders"]
+                rpc = {"jsonrpc": "2.0", "method": "force", "id": 1}
+                params = {"builderid": builder["builderid"]}
+                return "result" in api(www, "forceschedulers/force", {**rpc, "params": params})
+            except (OSError, ValueError, KeyError):
+                return False
+
+        assert wait_for(forced, timeout=120, interval=0.5), log()
+
+        def finished() -> bool:
+            builds = api(www, "builds")["builds"]
+            return bool(builds) and all(b["complete"] for b in builds)
+
+        assert wait_for(finished, timeout=180, interval=0.5), log()
+        (build,) = api(www, "builds")["builds"]
+        assert build["results"] == 0, log()
+        # build_wait_timeout 0 in both: the server goes after the build
+        assert wait_for(lambda: cloud.servers("twin") == [], timeout=120), log()
+    finally:
+        end_popen(proc)
+    return list(cloud.get("/_fake/requests"))[before:]
+
+
+def test_openstack_latent_worker_side_by_side_with_buildbot(tmp_path: Path, cloud: Cloud) -> None:
+    """The same master.cfg on stock Buildbot 4.3.0 and on buildyard, against the same cloud:
+    each builds on a fresh server running the stock worker, and the servers are alike."""
+    seen = {kind: _twin_build(kind, tmp_path / kind, cloud) for kind in ("buildbot", "buildyard")}
+    bodies = {}
+    for kind, requests in seen.items():
+        (create,) = [
+            r for r in requests if r["method"] == "POST" and r["path"].endswith("/servers")
+        ]
+        bodies[kind] = create["body"]["server"]
+        # both delete it after the build
+        assert any(
+            r["method"] == "DELETE"
+            and re.fullmatch(r"/compute/v2\.1/servers/[-0-9a-f]{36}", r["path"])
+            for r in requests
+        ), requests
+    stock, ours = bodies["buildbot"], bodies["buildyard"]
+    for key in ("name", "imageRef", "flavorRef"):
+        assert stock[key] == ours[key], key
+    assert ours["imageRef"] == image_id("stock-worker-image")
+    assert ours["flavorRef"] == "2"
+    assert re.fullmatch(r"[0-9a-f]{6}", stock["metadata"]["BUILDBOT:instance"])
+    assert re.fullmatch(r"[0-9a-f]{6}", ours["metadata"]["BUILDBOT:instance"])
+    # on purpose: buildyard also records the master's identity to find its servers after a kill
+    assert set(ours["metadata"]) - set(stock["metadata"]) == {"buildyard:master"}
+    assert "block_device_mapping_v2" not in ours or not ours["block_device_mapping_v2"]
+    assert not stock.get("block_device_mapping_v2")

@@ -118,6 +118,10 @@ class FakeCloud:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._record])
         app.router.add_post("/identity/v3/auth/tokens", self.issue_token)
+        app.router.add_get("/identity", self.identity_versions)
+        app.router.add_get("/identity/", self.identity_versions)
+        app.router.add_get("/identity/v3", self.identity_version)
+        app.router.add_get("/identity/v3/", self.identity_version)
         nova = "/compute/v2.1"
         app.router.add_get(nova + "/flavors", self.flavor_list)
         app.router.add_get(nova + "/flavors/detail", self.flavor_list)
@@ -155,7 +159,7 @@ class FakeCloud:
             with contextlib.suppress(ValueError):
                 record["body"] = await request.json()
         self.requests.append(record)
-        if request.path.startswith("/identity/"):
+        if request.path == "/identity" or request.path.startswith("/identity/"):
             return await handler(request)
         project = self.tokens.get(request.headers.get("X-Auth-Token", ""))
         if project is None:
@@ -187,6 +191,24 @@ class FakeCloud:
         )
 
     # -- keystone -------------------------------------------------------------------------------
+
+    def _v3(self) -> dict[str, Any]:
+        return {
+            "id": "v3.14",
+            "status": "stable",
+            "updated": "2020-04-07T00:00:00Z",
+            "links": [{"rel": "self", "href": f"{self.base}/identity/v3/"}],
+            "media-types": [
+                {"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}
+            ],
+        }
+
+    async def identity_versions(self, _request: web.Request) -> web.Response:
+        """Keystone's version discovery, which keystoneauth reads first."""
+        return web.json_response({"versions": {"values": [self._v3()]}}, status=300)
+
+    async def identity_version(self, _request: web.Request) -> web.Response:
+        return web.json_response({"version": self._v3()})
 
     async def issue_token(self, request: web.Request) -> web.Response:
         unauthorized = web.json_response(
