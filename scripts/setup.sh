@@ -86,6 +86,11 @@ fi
 if ! "$BB_VENV/bin/python" -c 'import docker' 2>/dev/null; then
     "$BB_VENV/bin/python" -m pip install -q 'docker>=7'
 fi
+# novaclient and keystoneauth1, which Buildbot's OpenStackLatentWorker needs: the side-by-side
+# OpenStack test runs stock Buildbot against the same cloud stand-in as buildyard
+if ! "$BB_VENV/bin/python" -c 'import novaclient, keystoneauth1' 2>/dev/null; then
+    "$BB_VENV/bin/python" -m pip install -q python-novaclient keystoneauth1
+fi
 flock -u 9
 
 W3_VENV=${BUILDYARD_BUILDBOT_WORKER3_VENV:-$HOME/.cache/buildyard/buildbot-worker-3.11.9}

@@ -75,8 +75,6 @@ def test_worst_status_follows_buildbot() -> None:
         (changes, "HgPoller", "change sources"),
         (util, "OldBuildCanceller", "build configuration helpers"),
         (util, "WorkerChoiceParameter", "build configuration helpers"),
-        (worker, "KubeLatentWorker", "latent workers"),
-        (worker, "OpenStackLatentWorker", "latent workers"),
         (util, "GitHubAuth", "web authentication, users and manholes"),
         (util, "AvatarGravatar", "web authentication, users and manholes"),
         (secrets, "SecretInPass", "secret providers"),

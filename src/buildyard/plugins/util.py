@@ -6,8 +6,9 @@ Implemented: ``BuilderConfig``, ``BuildFactory``, the result codes ``SUCCESS`` .
 ``Secret``), git's credentials (``GitCredentialOptions``, ``GitCredentialInputRenderer``), and
 the web server's authentication (``NoAuth``, ``UserPasswordAuth``, ``HTPasswdAuth``,
 ``RemoteUserAuth``, ``CustomAuth``) and authorization (``Authz``, its endpoint and role matchers,
-``fnmatchStrMatcher``, ``reStrMatcher``), ``JanitorConfigurator`` and
-``CommandlineUserManager``. Everything else
+``fnmatchStrMatcher``, ``reStrMatcher``), ``JanitorConfigurator``,
+``CommandlineUserManager``, and the Kubernetes worker's ``KubeHardcodedConfig``,
+``KubeCtlProxyConfigLoader`` and ``KubeInClusterConfigLoader``. Everything else
 Buildbot 4.3 registers here is a stand-in naming the feature it belongs to; ``util.repo`` and
 ``util.svn`` hold Buildbot's dotted names.
 """
@@ -62,6 +63,11 @@ from buildyard.master.schedulers.forceparams import (
 from buildyard.master.steps.locks import MasterLock, WorkerLock
 from buildyard.master.steps.shellsequence import ShellArg
 from buildyard.master.usermanager import CommandlineUserManager
+from buildyard.master.workers.kubernetes import (
+    KubeCtlProxyConfigLoader,
+    KubeHardcodedConfig,
+    KubeInClusterConfigLoader,
+)
 from buildyard.master.workers.libvirt import Connection
 from buildyard.master.www.auth import (
     CustomAuth,
@@ -132,6 +138,9 @@ __all__ = [
     "IntParameter",
     "Interpolate",
     "JanitorConfigurator",
+    "KubeCtlProxyConfigLoader",
+    "KubeHardcodedConfig",
+    "KubeInClusterConfigLoader",
     "LogLineObserver",
     "MasterLock",
     "NestedParameter",

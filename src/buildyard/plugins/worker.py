@@ -1,5 +1,5 @@
-"""``worker``: ``Worker``, ``LocalWorker``, ``DockerLatentWorker``, ``EC2LatentWorker`` and
-``LibVirtWorker`` (implemented); the Kubernetes and OpenStack ones are stand-ins."""
+"""``worker``: ``Worker``, ``LocalWorker``, and the latent ``DockerLatentWorker``,
+``EC2LatentWorker``, ``KubeLatentWorker``, ``LibVirtWorker`` and ``OpenStackLatentWorker``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,20 @@ from typing import Any
 from buildyard.master.workers.config import LocalWorker, Worker
 from buildyard.master.workers.docker import DockerLatentWorker
 from buildyard.master.workers.ec2 import EC2LatentWorker
+from buildyard.master.workers.kubernetes import KubeLatentWorker
 from buildyard.master.workers.libvirt import LibVirtWorker
+from buildyard.master.workers.openstack import OpenStackLatentWorker
 from buildyard.plugins._namespace import WORKERS, placeholders, unknown_name
 
-__all__ = ["DockerLatentWorker", "EC2LatentWorker", "LibVirtWorker", "LocalWorker", "Worker"]
+__all__ = [
+    "DockerLatentWorker",
+    "EC2LatentWorker",
+    "KubeLatentWorker",
+    "LibVirtWorker",
+    "LocalWorker",
+    "OpenStackLatentWorker",
+    "Worker",
+]
 
 # Buildbot 4.3's names in this namespace.
 _NAMES = [

@@ -151,6 +151,9 @@ MODULES: dict[str, _Module] = {
     "buildbot.worker.docker": _m(_WORKER, "DockerLatentWorker"),
     "buildbot.worker.ec2": _m(_WORKER, "EC2LatentWorker"),
     "buildbot.worker.kubernetes": _m(_WORKER, "KubeLatentWorker"),
+    "buildbot.util.kubeclientservice": _m(
+        _UTIL, "KubeCtlProxyConfigLoader KubeHardcodedConfig KubeInClusterConfigLoader"
+    ),
     "buildbot.worker.libvirt": _m((_WORKER, _UTIL), "Connection LibVirtWorker"),
     "buildbot.worker.openstack": _m(_WORKER, "OpenStackLatentWorker"),
     # change sources
