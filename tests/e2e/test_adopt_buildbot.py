@@ -319,9 +319,13 @@ def _run_buildbot(m: Moved, worker_port: int) -> None:
         )
         assert time.time() < at - 2, "Buildbot took too long to start for its Nightly"
         m.nightly_served, m.nightly_missed = float(at), float(at + 60)
+        # its buildset too: Buildbot (3.11 seen in CI) completes it a moment after the build
         _wait(
-            lambda: sum(b["complete"] for b in _items(m.base, "builds")) == 2,
-            "the Nightly's build",
+            lambda: (
+                sum(b["complete"] for b in _items(m.base, "builds")) == 2
+                and all(s["complete"] for s in _items(m.base, "buildsets"))
+            ),
+            "the Nightly's build and buildset",
             logs,
             60 + BUILD_TIMEOUT,
         )

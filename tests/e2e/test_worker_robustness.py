@@ -69,12 +69,16 @@ async def running_master(tmp_path: Path, *, keepalive: float | None) -> AsyncIte
 
 
 async def attached(master: BuildMaster, workdir: Path, *, other_than: object = None) -> None:
-    """Wait until w1 is attached (a connection other than ``other_than``) and set up."""
+    """Wait until w1 is attached (a connection other than ``other_than``), set up, and shown
+    connected in the database (the row is written once the connect sequence is over, which may
+    be after the connection is listed)."""
     listener = master.workers.listener
 
-    def ready() -> bool:
+    async def ready() -> bool:
         conn = listener.connections.get("w1")
-        return conn is not None and conn is not other_than and (workdir / "b").is_dir()
+        if conn is None or conn is other_than or not (workdir / "b").is_dir():
+            return False
+        return await connected_count(master) >= 1
 
     await eventually(ready, within=60)
 

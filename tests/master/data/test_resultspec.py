@@ -94,3 +94,17 @@ def test_comparing_a_list_with_a_string_matches_nothing() -> None:
     items = [{**i, "tags": ["x"]} for i in ITEMS]
     assert parse({"tags__ge": ["x"]}, fields).apply(items) == ([], 0)
     assert len(parse({"tags__contains": ["x"]}, fields).apply(items)[0]) == 3
+
+
+def test_ordering_by_a_list_field_is_stable_not_an_error() -> None:
+    """A buildset's ``sourcestamps`` (a list of objects) has no order of its own: ordering by it
+    sorts by its JSON text, alongside other keys (a 500 before: lists of dicts do not compare)."""
+    fields = {**FIELDS, "sourcestamps": FieldType.OTHER}
+    items = [
+        {**ITEMS[0], "sourcestamps": [{"ssid": 2, "branch": None}]},
+        {**ITEMS[1], "sourcestamps": [{"ssid": 1, "branch": "main"}]},
+        {**ITEMS[2], "sourcestamps": [{"ssid": 1, "branch": "main"}]},
+    ]
+    spec = parse({"order": ["sourcestamps", "-name"]}, fields)
+    # by the JSON text (keys sorted: "branch" first, "main" before null), then by -name
+    assert [i["masterid"] for i in spec.apply(items)[0]] == [3, 2, 1]

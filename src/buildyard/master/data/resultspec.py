@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -165,8 +166,15 @@ class ResultSpec:
 
 
 def _sort_key(name: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:
-    # None sorts before any value when ascending
-    return lambda row: (row.get(name) is not None, row.get(name))
+    # None sorts before any value when ascending; a list or mapping (a buildset's sourcestamps)
+    # has no order of its own and sorts by its JSON text, so ordering by it is stable, not a 500
+    def key(row: dict[str, Any]) -> tuple[bool, Any]:
+        value = row.get(name)
+        if isinstance(value, list | tuple | dict):
+            value = json.dumps(value, sort_keys=True, default=str)
+        return (value is not None, value)
+
+    return key
 
 
 def parse(args: Mapping[str, Sequence[str]], field_types: Mapping[str, FieldType]) -> ResultSpec:
