@@ -179,3 +179,26 @@ async def test_cancelling_a_start_while_its_follower_ends_still_cancels_it() -> 
         async with asyncio.timeout(10):
             await start
     assert start.cancelled()
+
+
+def test_the_worker_environment_names_the_master_and_its_port() -> None:
+    from buildyard.master.workers.config import (
+        LatentMasterInfo,
+        LatentWorkerCannotSubstantiate,
+        worker_environment,
+    )
+
+    info = LatentMasterInfo(name="m", host="h", msgpack_port=9990, pb_port=None)
+    env = worker_environment(info, fqdn="ci.example", protocol="msgpack", name="w", password=7)
+    assert env == {
+        "BUILDMASTER": "ci.example",
+        "BUILDMASTER_PORT": "9990",
+        "BUILDMASTER_PROTOCOL": "msgpack",
+        "WORKERNAME": "w",
+        "WORKERPASS": "7",
+    }
+    # masterFQDN "host:port" names the port itself
+    env = worker_environment(info, fqdn="gw:1234", protocol="pb", name="w", password="p")
+    assert (env["BUILDMASTER"], env["BUILDMASTER_PORT"]) == ("gw", "1234")
+    with pytest.raises(LatentWorkerCannotSubstantiate, match=r"master_protocol 'pb'.*no such"):
+        worker_environment(info, fqdn="ci.example", protocol="pb", name="w", password="p")

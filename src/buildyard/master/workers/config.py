@@ -264,6 +264,32 @@ class AbstractLatentWorker(Worker):
         return 0
 
 
+def worker_environment(
+    info: LatentMasterInfo, *, fqdn: str, protocol: str, name: str, password: object
+) -> dict[str, str]:
+    """The environment Buildbot's worker images read to reach the master (``BUILDMASTER``,
+    ``BUILDMASTER_PORT``, ``BUILDMASTER_PROTOCOL``, ``WORKERNAME``, ``WORKERPASS``), shared by
+    the container engines; a ``masterFQDN`` of ``host:port`` names the port itself.
+    :class:`LatentWorkerCannotSubstantiate` when neither names a port for ``protocol``."""
+    port = info.pb_port if protocol == "pb" else info.msgpack_port
+    env = {
+        "BUILDMASTER": fqdn,
+        "BUILDMASTER_PROTOCOL": protocol,
+        "WORKERNAME": name,
+        "WORKERPASS": str(password),
+    }
+    if port is not None:
+        env["BUILDMASTER_PORT"] = str(port)
+    if ":" in fqdn:
+        env["BUILDMASTER"], env["BUILDMASTER_PORT"] = fqdn.rsplit(":", 1)
+    if "BUILDMASTER_PORT" not in env:
+        raise LatentWorkerCannotSubstantiate(
+            f"master_protocol {protocol!r}: the master has no such port (c['protocols']) and "
+            "masterFQDN names none"
+        )
+    return env
+
+
 class LatentMasterInfo:
     """What a latent worker's instance needs to know of the master that starts it."""
 

@@ -32,7 +32,11 @@ import structlog
 
 from buildyard.common.errors import config_error
 from buildyard.master.model.properties import Properties, is_renderable
-from buildyard.master.workers.config import AbstractLatentWorker, LatentWorkerCannotSubstantiate
+from buildyard.master.workers.config import (
+    AbstractLatentWorker,
+    LatentWorkerCannotSubstantiate,
+    worker_environment,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -385,24 +389,13 @@ class DockerLatentWorker(AbstractLatentWorker):
     def createEnvironment(self) -> dict[str, str]:  # noqa: N802 - Buildbot's name
         info = self.master_info
         assert info is not None
-        fqdn = self.masterFQDN or socket.getfqdn()
-        port = info.pb_port if self.master_protocol == "pb" else info.msgpack_port
-        env = {
-            "BUILDMASTER": fqdn,
-            "BUILDMASTER_PROTOCOL": self.master_protocol,
-            "WORKERNAME": self.name,
-            "WORKERPASS": str(self.password),
-        }
-        if port is not None:
-            env["BUILDMASTER_PORT"] = str(port)
-        if ":" in fqdn:
-            env["BUILDMASTER"], env["BUILDMASTER_PORT"] = fqdn.rsplit(":", 1)
-        if "BUILDMASTER_PORT" not in env:
-            raise ValueError(
-                f"master_protocol {self.master_protocol!r}: the master has no such port "
-                "(c['protocols']) and masterFQDN names none"
-            )
-        return env
+        return worker_environment(
+            info,
+            fqdn=self.masterFQDN or socket.getfqdn(),
+            protocol=self.master_protocol,
+            name=self.name,
+            password=self.password,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from buildyard.master.workers.config import (
     AbstractLatentWorker,
     LatentWorkerCannotSubstantiate,
     LatentWorkerFailedToSubstantiate,
+    worker_environment,
 )
 
 log = structlog.get_logger(__name__)
@@ -491,24 +492,13 @@ class KubeLatentWorker(AbstractLatentWorker):
     def createEnvironment(self, build: Any = None) -> dict[str, str]:  # noqa: N802
         info = self.master_info
         assert info is not None
-        fqdn = self._master_fqdn()
-        port = info.pb_port if self.master_protocol == "pb" else info.msgpack_port
-        env = {
-            "BUILDMASTER": fqdn,
-            "BUILDMASTER_PROTOCOL": self.master_protocol,
-            "WORKERNAME": self.name,
-            "WORKERPASS": str(self.password),
-        }
-        if port is not None:
-            env["BUILDMASTER_PORT"] = str(port)
-        if ":" in fqdn:
-            env["BUILDMASTER"], env["BUILDMASTER_PORT"] = fqdn.rsplit(":", 1)
-        if "BUILDMASTER_PORT" not in env:
-            raise LatentWorkerCannotSubstantiate(
-                f"master_protocol {self.master_protocol!r}: the master has no such port "
-                "(c['protocols']) and masterFQDN names none"
-            )
-        return env
+        return worker_environment(
+            info,
+            fqdn=self._master_fqdn(),
+            protocol=self.master_protocol,
+            name=self.name,
+            password=self.password,
+        )
 
     # -- the pod spec and its hooks (Buildbot's names) ------------------------------------------
 
