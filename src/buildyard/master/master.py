@@ -325,6 +325,7 @@ class BuildMaster(Service):
             clock=self.clock,
             hook_services=_Hooks(self),
             redactor=self.redactor,
+            secret=self._secret,
         )
         data.api.register(*forceschedulers.endpoints(self._force_scheduler_data))
         self.service_manager = ServicesManager(

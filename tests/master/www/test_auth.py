@@ -274,6 +274,37 @@ async def test_cookie_expiration_time_sets_the_sessions_lifetime(tmp_path: Path)
         assert int(resp.cookies[COOKIE]["max-age"]) == 2 * 3600
 
 
+async def test_user_password_auth_takes_passwords_from_secrets(tmp_path: Path) -> None:
+    """A password given as util.Secret (or an Interpolate of one) is looked up in the secret
+    providers at login: the right one logs in, a wrong one is refused, and a user whose
+    secret is missing cannot log in while the others can. (Buildbot 4.3.0 accepts such a
+    password but compares the Secret object itself, so it never matches.)"""
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "bart_pw").write_text("eat-my-shorts\n")
+    (secrets_dir / "bart_pw").chmod(0o600)
+    port = free_port()
+    auth = (
+        "util.UserPasswordAuth({'homer': 'doh!', 'bart': util.Secret('bart_pw'), "
+        "'lisa': util.Interpolate('%(secret:lisa_pw)s')})"
+    )
+    body = BODY.format(port=port, ui=UI, auth=auth) + (
+        f"c['secretsProviders'] = [secrets.SecretInAFile({str(secrets_dir)!r})]\n"
+    )
+    async with running_master(tmp_path, body) as running, aiohttp.ClientSession() as http:
+        site = Site(running, port, http)
+        token = await site.session("bart", "eat-my-shorts")
+        assert (await site.config(token))["user"]["username"] == "bart"
+        assert (await site.login("bart", "wrong")).status == 401
+        assert (await site.login("homer", "doh!")).status == 302  # plain passwords still work
+        # lisa's secret does not exist: she cannot log in (logged), nobody else is disturbed
+        assert (await site.login("lisa", "")).status == 401
+        assert (await site.login("lisa", "anything")).status == 401
+        # the password is shown nowhere in what the web serves
+        async with http.get(f"{site.base}/config") as resp:
+            assert "eat-my-shorts" not in await resp.text()
+
+
 # -- RemoteUserAuth ------------------------------------------------------------------------------
 
 

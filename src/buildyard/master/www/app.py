@@ -208,12 +208,15 @@ class WWWService(Service):
         clock: Clock | None = None,
         hook_services: hooks.HookServices | None = None,
         redactor: Redactor | None = None,
+        secret: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         """``session_secret`` gives the key that signs session cookies (the master keeps it
         in the database, so sessions outlive a restart); without it, each start makes one.
         ``hook_services`` is what the change hooks record changes with (without it, every
-        dialect is refused)."""
+        dialect is refused). ``secret`` looks a secret up (``c['secretsProviders']``), for the
+        auth plugins' settings that may be secrets."""
         super().__init__("www")
+        self._secret_lookup = secret
         self._data = data
         self._mq = mq
         self._control = control_actions
@@ -279,6 +282,7 @@ class WWWService(Service):
         authentication = www.get("auth")
         if not isinstance(authentication, auth.AuthBase):
             authentication = auth.NoAuth()
+        authentication.bind_secrets(self._secret_lookup)
         authz = www.get("authz")
         if not isinstance(authz, Authz):
             authz = Authz()

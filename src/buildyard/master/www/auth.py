@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import structlog
 from aiohttp import web
 
 from buildyard.common.awaitables import resolve
@@ -42,8 +43,11 @@ from buildyard.common.config_object import ConfigObject, is_placeholder
 from buildyard.common.connections import BODY_TIMEOUT
 from buildyard.common.errors import config_error
 from buildyard.master.data.api import DataAPI
+from buildyard.master.model.properties import Properties, RenderError, is_renderable, render
 from buildyard.master.www import htpasswd
 from buildyard.master.www.authz import Authz, Forbidden, Target
+
+log = structlog.get_logger(__name__)
 
 __all__ = [
     "COOKIE",
@@ -126,6 +130,11 @@ class AuthBase(ConfigObject):
         """The user a request's headers name (only for :class:`RemoteUserAuth`), or None."""
         return None
 
+    def bind_secrets(self, lookup: Callable[[str], Awaitable[str | None]] | None) -> None:
+        """The master's secret lookup (``c['secretsProviders']``), for the plugins whose
+        settings may be secrets; the web server calls it before serving."""
+        self._secret_lookup = lookup
+
 
 class NoAuth(AuthBase):
     """No authentication: every user is anonymous."""
@@ -177,6 +186,8 @@ class UserPasswordAuth(CustomAuth):
         for name in unknown:
             config_error(f"UserPasswordAuth: unknown argument {name!r}")
         self._users: dict[str, bytes] = {}
+        # passwords given as secrets (rendered at each login)
+        self._rendered: dict[str, object] = {}
         pairs: list[object]
         if isinstance(users, Mapping):
             pairs = list(users.items())
@@ -198,13 +209,47 @@ class UserPasswordAuth(CustomAuth):
                 continue
             if isinstance(password, str):
                 password = password.encode("utf-8")
+            if is_renderable(password):  # util.Secret, util.Interpolate('%(secret:..)s')
+                self._rendered[username] = password
+                continue
             if not isinstance(password, bytes):
                 config_error(
-                    f"UserPasswordAuth: the password of {username!r} must be a string or bytes, "
-                    f"not {type(password).__name__}"
+                    f"UserPasswordAuth: the password of {username!r} must be a string, bytes "
+                    f"or a secret, not {type(password).__name__}"
                 )
                 continue
             self._users[username] = password
+
+    async def authenticate(self, username: str, password: str) -> dict[str, Any] | None:
+        renderable = self._rendered.get(username)
+        if renderable is None:
+            return await super().authenticate(username, password)
+        expected = await self._render_password(username, renderable)
+        given = password.encode("utf-8")
+        if expected is None:
+            return None
+        return _password_user(username) if hmac.compare_digest(expected, given) else None
+
+    async def _render_password(self, username: str, renderable: object) -> bytes | None:
+        """A password given as a secret, looked up in the secret providers at each login;
+        None, logged, when it cannot be."""
+        props = Properties()
+        props.build = _SecretLookup(getattr(self, "_secret_lookup", None))
+        try:
+            value = await render(renderable, props)
+        except RenderError as exc:
+            log.error("www_auth_password_unavailable", user=username, why=str(exc))
+            return None
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        if not isinstance(value, bytes) or not value:
+            log.error(
+                "www_auth_password_unavailable",
+                user=username,
+                why=f"the password rendered to {type(value).__name__}, not a non-empty string",
+            )
+            return None
+        return value
 
     def check_credentials(self, user: str, password: str) -> bool:
         expected = self._users.get(user)
@@ -213,6 +258,23 @@ class UserPasswordAuth(CustomAuth):
             hmac.compare_digest(given, given)  # about as long as for a known user
             return False
         return hmac.compare_digest(expected, given)
+
+
+class _SecretLookup:
+    """What rendering a web user's password may use: the master's secrets, nothing of a build."""
+
+    def __init__(self, lookup: Callable[[str], Awaitable[str | None]] | None) -> None:
+        self.lookup = lookup
+
+    def sourcestamp(self, codebase: str) -> Mapping[str, Any] | None:
+        return None
+
+    @property
+    def worker_info(self) -> Mapping[str, Any]:
+        return {}
+
+    async def secret(self, name: str) -> str | None:
+        return None if self.lookup is None else await self.lookup(name)
 
 
 class HTPasswdAuth(CustomAuth):
