@@ -15,7 +15,14 @@ from structlog.testing import capture_logs
 from buildyard.master.config.master_config import MasterConfig
 from buildyard.master.master import make_mq
 from buildyard.master.mq.local import LocalMQ, LocalSubscription
-from buildyard.master.mq.postgres import CHANNEL, NOTIFY_LIMIT, TABLE, PostgresMQ, _dumps
+from buildyard.master.mq.postgres import (
+    CHANNEL,
+    IGNORED_LOGGED,
+    NOTIFY_LIMIT,
+    TABLE,
+    PostgresMQ,
+    _dumps,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -402,3 +409,31 @@ def test_a_value_json_cannot_carry_is_sent_as_null_and_its_type_logged_once() ->
     said = [e for e in logged if e["event"] == "mq_value_sent_as_null"]
     assert len(said) == 1
     assert said[0]["type"].endswith("Opaque") and said[0]["log_level"] == "warning"
+
+
+async def test_a_flood_of_forged_notifications_is_counted_but_logged_a_few_times_a_minute(
+    postgres_url: str, pair: tuple[PostgresMQ, PostgresMQ]
+) -> None:
+    a, b = pair
+    builds = b.subscribe(("builds", None, None))
+    before = b.ignored
+    flood = IGNORED_LOGGED * 5
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        with capture_logs() as logged:
+            for n in range(1, flood + 1):
+                forged = {"o": "flooder", "m": [[n, "builds", "9", "new", {}]]}
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, _dumps(forged))
+            await _wait_ignored(b, before + flood)
+        lines = [
+            e
+            for e in logged
+            if e["event"] == "mq_notification_ignored" and e["receiver"] == b.origin
+        ]
+        assert 1 <= len(lines) <= IGNORED_LOGGED
+        assert b.statistics()["ignored"] == before + flood
+        # a real event still comes through
+        a.produce(("builds", "2", "new"), {"n": 2})
+        assert await _take(builds, 1) == [(("builds", "2", "new"), {"n": 2})]
+    finally:
+        await conn.close()

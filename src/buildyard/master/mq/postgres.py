@@ -59,6 +59,8 @@ CHANNEL = "buildyard_mq"
 TABLE = "buildyard_mq"
 # PostgreSQL refuses a notification payload of 8000 bytes or more; keep room for the wrapping
 NOTIFY_LIMIT = 7900
+# ignored notifications logged a minute at most, each (a forged flood cannot flood the log)
+IGNORED_LOGGED = 20
 DEFAULT_RETENTION = 600.0
 # events kept in memory for the publisher while the database cannot be written, at most
 DEFAULT_MAX_OUTBOX = 100_000
@@ -164,6 +166,10 @@ class PostgresMQ(LocalMQ):
         self.fetched = 0
         self.missed = 0
         self.ignored = 0
+        # the rate limit of the ignored notifications' log lines (see _may_log_ignored)
+        self._ignored_window = -60.0
+        self._ignored_logged = 0
+        self._ignored_unlogged = 0
         self.reconnects = 0
         self.dropped = 0
         # events dropped from the full outbox and not yet reported, by their key's first part
@@ -478,6 +484,8 @@ class PostgresMQ(LocalMQ):
                 # named but not in the table: not written by a master (a forged NOTIFY), or
                 # trimmed already; the number stays, so a real event with it still comes
                 self.ignored += 1
+                if not self._may_log_ignored():
+                    continue
                 log.warning(
                     "mq_notification_ignored",
                     receiver=self.origin,
@@ -488,6 +496,26 @@ class PostgresMQ(LocalMQ):
                     why="the events it names are not in the buildyard_mq table (a notification"
                     " no master sent, or rows already trimmed): nothing delivered",
                 )
+
+    def _may_log_ignored(self) -> bool:
+        """At most :data:`IGNORED_LOGGED` ``mq_notification_ignored`` lines a minute, so that a
+        flood of forged notifications cannot flood the log; the next window's first line says
+        how many were not logged (``statistics()['ignored']`` counts them all)."""
+        now = time.monotonic()
+        if now - self._ignored_window >= 60.0:
+            if self._ignored_unlogged:
+                log.warning(
+                    "mq_notifications_ignored_unlogged",
+                    receiver=self.origin,
+                    count=self._ignored_unlogged,
+                    why=f"more than {IGNORED_LOGGED} in a minute",
+                )
+            self._ignored_window, self._ignored_logged, self._ignored_unlogged = now, 0, 0
+        if self._ignored_logged >= IGNORED_LOGGED:
+            self._ignored_unlogged += 1
+            return False
+        self._ignored_logged += 1
+        return True
 
     async def _fetch_after(self, conn: asyncpg.Connection, origin: str) -> None:
         """Deliver ``origin``'s messages after the last delivered from the table; log the
