@@ -21,6 +21,7 @@ from aiohttp import web
 from buildyard.common.errors import ConfigError, ConfigErrors
 from buildyard.master.config.loader import load_master_config
 from buildyard.master.model.properties import Interpolate, Secret
+from buildyard.master.workers.latent import LatentWorkers
 from buildyard.master.workers.machines import (
     AbstractLatentMachine,
     GenericLatentMachine,
@@ -378,3 +379,21 @@ def test_c_machines_is_read_and_checked(tmp_path: Path) -> None:
         with pytest.raises(ConfigErrors) as info:
             _load(tmp_path, text)
         assert any(message in e.message for e in info.value.errors), info.value.errors
+
+
+async def test_the_master_powers_its_machines_off_when_it_stops() -> None:
+    class Listener:
+        attach_hooks: list[Any] = []
+        detach_hooks: list[Any] = []
+        connections: dict[str, Any] = {}
+
+    latent = LatentWorkers(updates=None, listener=Listener(), master_name="m")  # type: ignore[arg-type]
+    config = Recorded("host1", build_wait_timeout=3600)
+    config.go.set()
+    asleep = Recorded("host2")
+    latent.configure_machines([config, asleep])
+    await latent.start()
+    assert await latent.machines["host1"].wake()
+    await latent.stop()
+    assert config.events == ["start", "stop"]
+    assert asleep.events == []  # never woken, not "stopped" again
