@@ -20,8 +20,9 @@ from aiohttp import web
 
 from buildyard.common.errors import ConfigError, ConfigErrors
 from buildyard.master.config.loader import load_master_config
-from buildyard.master.model.properties import Interpolate, Secret
-from buildyard.master.workers.latent import LatentWorkers
+from buildyard.master.model.properties import Interpolate, Properties, Secret
+from buildyard.master.workers.config import LocalLatentWorker
+from buildyard.master.workers.latent import LatentBuild, LatentWorkers, State
 from buildyard.master.workers.machines import (
     AbstractLatentMachine,
     GenericLatentMachine,
@@ -397,3 +398,61 @@ async def test_the_master_powers_its_machines_off_when_it_stops() -> None:
     await latent.stop()
     assert config.events == ["start", "stop"]
     assert asleep.events == []  # never woken, not "stopped" again
+
+
+class _Listener:
+    """What LatentWorkers asks of the worker listener: its hooks, connections and address."""
+
+    def __init__(self) -> None:
+        self.attach_hooks: list[Any] = []
+        self.detach_hooks: list[Any] = []
+        self.connections: dict[str, Any] = {}
+        self.host = "127.0.0.1"
+        self.port = 1
+        self.pb_port = None
+
+
+async def test_a_worker_on_a_machine_wakes_it_and_the_machine_sleeps_it() -> None:
+    """The glue in LatentWorkers: a start wakes the machine first; the machine's sleep after
+    build_wait_timeout stops its worker first; a machine that does not start quarantines the
+    worker; a reconfig that removes a machine powers it off."""
+    listener = _Listener()
+    latent = LatentWorkers(updates=None, listener=listener, master_name="m")  # type: ignore[arg-type]
+    host = Recorded("host1", build_wait_timeout=0.1)
+    host.go.set()
+    broken = Recorded("host2")
+    broken.go.set()
+    broken.result = False
+    latent.configure_machines([host, broken])
+    await latent.start()
+    try:
+        await latent.configure(
+            {
+                "w1": LocalLatentWorker("w1", "pw", machine_name="host1"),
+                "w2": LocalLatentWorker("w2", "pw", machine_name="host2"),
+            }
+        )
+        latent.substantiate("w1", LatentBuild(Properties(), builder_name="b"))
+        latent.substantiate("w2", LatentBuild(Properties(), builder_name="b"))
+        await eventually(lambda: host.events == ["start"], within=10)
+        assert latent.state("w1") is State.SUBSTANTIATING  # waits for its worker to connect
+        for hook in listener.attach_hooks:
+            hook("w1")
+        await eventually(lambda: latent.state("w1") is State.SUBSTANTIATED, within=10)
+
+        await eventually(lambda: latent.in_quarantine("w2"), within=10)
+        assert broken.events == ["start"]
+        assert latent.state("w2") is State.NOT_SUBSTANTIATED
+
+        latent.build_started("w1")
+        latent.build_finished("w1")
+        await eventually(lambda: host.events == ["start", "stop"], within=10)
+        assert latent.state("w1") is State.NOT_SUBSTANTIATED  # stopped with its machine
+
+        # woken again, then removed by a reconfig: powered off
+        latent.substantiate("w1", LatentBuild(Properties(), builder_name="b"))
+        await eventually(lambda: host.events == ["start", "stop", "start"], within=10)
+        latent.configure_machines([broken])
+        await eventually(lambda: host.events == ["start", "stop", "start", "stop"], within=10)
+    finally:
+        await latent.stop()
