@@ -36,7 +36,6 @@ __all__ = [
     "HTTPClientService",
     "LineConsumerLogObserver",
     "LogObserver",
-    "Machine",
     "NoAuth",
     "PollingChangeSource",
     "ReconfigurablePollingChangeSource",
@@ -59,7 +58,6 @@ _SCHEDULING = "custom schedulers and change sources"
 _REPORTING = "custom services and reporters"
 
 AbstractWorker = not_implemented("buildbot.worker.AbstractWorker", _WORKERS)
-Machine = not_implemented("buildbot.machine.base.Machine", _WORKERS)
 
 BaseScheduler = not_implemented("buildbot.schedulers.base.BaseScheduler", _SCHEDULING)
 ChangeSource = not_implemented("buildbot.changes.base.ChangeSource", _SCHEDULING)

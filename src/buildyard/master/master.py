@@ -283,6 +283,7 @@ class BuildMaster(Service):
         self.workers = WorkerManager(
             updates=data.updates, basedir=self.basedir, master_name=self.master_name
         )
+        self.workers.latent.secret_lookup = self._secret
         self.change_svc = ChangeManager(
             ChangeSourceContext(
                 updates=data.updates,
@@ -536,6 +537,7 @@ class BuildMaster(Service):
                     change_horizon=config.change_horizon,
                 )
             case "workers":
+                self.workers.latent.configure_machines(config.machines)
                 plan.results["workers"] = await self.workers.apply(
                     {w.name: w for w in config.workers}
                 )

@@ -100,6 +100,7 @@ class FakeEngine:
                 "method": request.method,
                 "path": path,
                 "query": dict(request.query),
+                "time": time.time(),  # when it came, for bench/latent.py
             }
             if request.content_type == "application/json" and request.can_read_body:
                 record["body"] = await request.json()  # the handler reads it again

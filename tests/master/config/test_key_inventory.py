@@ -49,6 +49,7 @@ APPLIED: dict[str, tuple[str, str]] = {
     ),
     "builders": ("", "tests/master/distributor/test_distributor.py::c['builders']"),
     "workers": ("", "tests/master/test_reconfig.py::c['workers']"),
+    "machines": ("c['machines'] = []", "tests/master/workers/test_machines.py::c['machines']"),
     "change_source": ("c['change_source'] = []", "tests/master/test_reconfig.py::change_source"),
     "schedulers": ("c['schedulers'] = []", "tests/master/test_reconfig.py::schedulers"),
     "services": ("c['services'] = []", "tests/master/reporters/test_generators.py::c['services']"),
@@ -222,7 +223,7 @@ SHOWN_IN_SOURCE = frozenset({"buildbotNetUsageData", "www.plugins"})
 
 # Buildbot's keys that buildyard refuses with an error when they are given content (the
 # classes behind them are not implemented): never silently ignored either.
-REFUSED = ("projects", "codebases", "machines")
+REFUSED = ("projects", "codebases")
 
 
 def _label(key: str) -> str:
@@ -338,7 +339,6 @@ def test_caches_are_still_checked_and_read(write_config: WriteConfig, basedir: P
     [
         ("projects", "c['projects'] = [util.Project(name='p')]"),
         ("codebases", "c['codebases'] = [util.Codebase(name='c', project='p')]"),
-        ("machines", "c['machines'] = [object()]"),
     ],
 )
 def test_a_refused_key_with_content_is_an_error(

@@ -62,6 +62,8 @@ _REPORTERS = "buildyard.plugins.reporters"
 _SECRETS = "buildyard.plugins.secrets"
 _UTIL = "buildyard.plugins.util"
 _EXTRAS = "buildyard.compat.extras"
+_MACHINES = "buildyard.master.workers.machines"
+_LATENT = "buildyard.master.workers.config"
 _FORCEPARAMS = "buildyard.master.schedulers.forceparams"
 _CHANGEFILTER = "buildyard.master.schedulers.changefilter"
 _PROPERTIES = "buildyard.master.model.properties"
@@ -117,7 +119,13 @@ MODULES: dict[str, _Module] = {
         "BitbucketRevlink GithubRevlink GitwebMatch RevlinkMatch RevlinkMultiplexer "
         "SourceforgeGitRevlink SourceforgeGitRevlink_AlluraPlatform default_revlink_matcher",
     ),
-    "buildbot.machine.base": _m(_EXTRAS, "Machine"),
+    "buildbot.machine.base": _m(_MACHINES, "Machine"),
+    "buildbot.machine.latent": _m(_MACHINES, "AbstractLatentMachine States"),
+    "buildbot.machine.generic": _m(
+        _MACHINES,
+        "GenericLatentMachine HttpAction LocalWOLAction LocalWakeAction RemoteSshSuspendAction "
+        "RemoteSshWOLAction RemoteSshWakeAction",
+    ),
     # process
     "buildbot.process.results": _m(
         "buildyard.compat.results",
@@ -146,7 +154,7 @@ MODULES: dict[str, _Module] = {
     # workers
     "buildbot.worker": _m((_WORKER, _EXTRAS), "AbstractLatentWorker AbstractWorker Worker"),
     "buildbot.worker.base": _m((_WORKER, _EXTRAS), "AbstractWorker Worker"),
-    "buildbot.worker.latent": _m(_EXTRAS, "AbstractLatentWorker"),
+    "buildbot.worker.latent": _m((_EXTRAS, _LATENT), "AbstractLatentWorker LocalLatentWorker"),
     "buildbot.worker.local": _m(_WORKER, "LocalWorker"),
     "buildbot.worker.docker": _m(_WORKER, "DockerLatentWorker"),
     "buildbot.worker.ec2": _m(_WORKER, "EC2LatentWorker"),

@@ -39,6 +39,7 @@ from buildyard.master.schedulers.base import SchedulerConfig
 from buildyard.master.secrets.providers import SecretInAFile
 from buildyard.master.workers import listener
 from buildyard.master.workers.config import Worker
+from buildyard.master.workers.machines import Machine
 
 __all__ = ["did_you_mean", "read_config"]
 
@@ -204,6 +205,18 @@ def _placeholders_only(
         if isinstance(item, type) or not (is_placeholder(item) or isinstance(item, kind)):
             reader.error(key, f"c[{key!r}] must be a list of {what}, but it contains {item!r}")
     return tuple(items)
+
+
+def _machines(reader: _Reader) -> tuple[object, ...]:
+    """c['machines']: machines (``buildbot.machine.*``), each name once."""
+    items = _placeholders_only(reader, "machines", "machines (Machine)", kind=Machine)
+    seen: set[str] = set()
+    for item in items:
+        if isinstance(item, Machine):
+            if item.name in seen:
+                reader.error("machines", f"duplicate machine name {item.name!r}")
+            seen.add(item.name)
+    return items
 
 
 def _services(reader: _Reader) -> tuple[object, ...]:
@@ -589,7 +602,7 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
         ),
         projects=_placeholders_only(reader, "projects", "projects (util.Project)"),
         codebases=_placeholders_only(reader, "codebases", "codebases (util.Codebase)"),
-        machines=_placeholders_only(reader, "machines", "machines"),
+        machines=_machines(reader),
         user_managers=tuple(reader.sequence("user_managers")),
         protocols=_protocols(reader),
         www=www,

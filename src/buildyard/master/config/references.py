@@ -18,7 +18,8 @@ from buildyard.master.changes.pb import PBChangeSource
 from buildyard.master.config.assignments import KeyLines
 from buildyard.master.schedulers.base import SchedulerConfig
 from buildyard.master.schedulers.trysched import Try_Userpass
-from buildyard.master.workers.config import LocalWorker, Worker
+from buildyard.master.workers.config import AbstractLatentWorker, LocalWorker, Worker
+from buildyard.master.workers.machines import Machine
 
 __all__ = ["check_references"]
 
@@ -189,15 +190,25 @@ def check_references(
     remote = [w for w in workers if not isinstance(w, LocalWorker)]
     _check_ports(protocols, bool(remote), lines)
 
-    machine_names = {placeholder_name(m) for m in machines}
+    machines = list(machines)
+    machine_names = {m.name if isinstance(m, Machine) else placeholder_name(m) for m in machines}
+    latent_machines = {m.name for m in machines if isinstance(m, Machine) and m.is_latent}
     for worker in workers:
-        if (
-            isinstance(worker, Worker)
-            and worker.machine_name is not None
-            and worker.machine_name not in machine_names
-        ):
+        if not isinstance(worker, Worker) or worker.machine_name is None:
+            continue
+        if worker.machine_name not in machine_names:
             config_error(
                 f"worker {worker.name!r} uses unknown machine {worker.machine_name!r}",
+                location=_where(worker, lines, "workers"),
+            )
+        elif worker.machine_name in latent_machines and not isinstance(
+            worker, AbstractLatentWorker
+        ):
+            # the master powers the machine on only to start a latent worker
+            config_error(
+                f"worker {worker.name!r} is on latent machine {worker.machine_name!r} but is not "
+                "a latent worker (use worker.LocalLatentWorker for a worker that starts with its "
+                "machine)",
                 location=_where(worker, lines, "workers"),
             )
 

@@ -17,7 +17,7 @@ from typing import Any
 from buildyard.common.config_object import ConfigObject, is_placeholder
 from buildyard.common.errors import config_error
 
-__all__ = ["AbstractLatentWorker", "LocalWorker", "Worker"]
+__all__ = ["AbstractLatentWorker", "LocalLatentWorker", "LocalWorker", "Worker"]
 
 #: Buildbot's identifier rule: letters (any script), digits, "_" and "-", not starting with a digit.
 _IDENTIFIER = re.compile(r"^(?!\d)[\w-]+$")
@@ -88,6 +88,9 @@ class Worker(ConfigObject):
             else:
                 config_error(f"{label}: locks must be a list")
         self._check_optional_str(label, "machine_name", machine_name)
+        if isinstance(machine_name, str):
+            # as Buildbot: builds on this worker carry its machine's name
+            self.properties["machine_name"] = machine_name
 
     @property
     def workername(self) -> str:
@@ -262,6 +265,29 @@ class AbstractLatentWorker(Worker):
         carry :attr:`LatentMasterInfo.identity`); returns how many. Called once when the
         master takes the worker into its configuration, before any start."""
         return 0
+
+
+class LocalLatentWorker(AbstractLatentWorker):
+    """A worker that runs on a latent machine (``machine_name``) and starts by itself when
+    that machine is powered on (Buildbot's ``buildbot.worker.latent.LocalLatentWorker``): the
+    master starts nothing but the machine, waits for the worker to connect, and never stops it
+    itself (its ``build_wait_timeout`` is -1): the machine's own ``build_wait_timeout`` powers
+    the host off."""
+
+    #: it connects when its machine wakes, without a start of its own
+    starts_without_substantiate = True
+
+    def __init__(self, name: str, password: object, **kwargs: Any) -> None:
+        kwargs.pop("build_wait_timeout", None)
+        super().__init__(name, password, build_wait_timeout=-1, **kwargs)
+        if self.machine_name is None:
+            config_error(f"worker {self.name!r}: a LocalLatentWorker needs a machine_name")
+
+    async def start_instance(self, build: Any) -> bool:
+        return True  # its machine's start is its start
+
+    async def stop_instance(self, fast: bool = False) -> None:
+        return None  # its machine's stop is its stop
 
 
 def worker_environment(

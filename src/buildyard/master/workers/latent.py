@@ -18,6 +18,12 @@ identity they carry and stopped (``cleanup_orphans``).
 
 The states, as Buildbot names them: not substantiated, substantiating (``start_instance`` and
 the wait for the connection), substantiated, insubstantiating (``stop_instance``).
+
+A worker whose ``machine_name`` names a latent machine (``c['machines']``, see
+:mod:`buildyard.master.workers.machines`) has that machine woken before its own start; a machine
+that does not start fails the worker's start. The machine is powered off (after its workers
+are stopped) once none of its workers has built for the machine's ``build_wait_timeout``, when
+no build started on it within its ``missing_timeout``, and when the master stops.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -42,6 +48,7 @@ from buildyard.master.workers.config import (
     LatentWorkerFailedToSubstantiate,
 )
 from buildyard.master.workers.listener import WorkerListener
+from buildyard.master.workers.machines import Machine, MachineRuntime, SecretLookup
 
 log = structlog.get_logger(__name__)
 
@@ -121,6 +128,10 @@ class LatentWorkers(Service):
         self._leaving: dict[str, _Latent] = {}
         #: called when a build may start now (set by the distributor)
         self.wake: Callable[[], None] = lambda: None
+        #: the latent machines of c['machines'], by name
+        self.machines: dict[str, MachineRuntime] = {}
+        #: how machine actions find secrets (set by the master)
+        self.secret_lookup: SecretLookup | None = None
         listener.attach_hooks.append(self._attached)
         listener.detach_hooks.append(self._detached)
 
@@ -174,6 +185,9 @@ class LatentWorkers(Service):
             return
         latent.builds += 1
         self._cancel_idle_timer(latent)
+        machine = self._machine_of(latent.config)
+        if machine is not None:
+            machine.build_started()
 
     def build_finished(self, name: str) -> None:
         latent = self.workers.get(name)
@@ -182,6 +196,55 @@ class LatentWorkers(Service):
         latent.builds = max(0, latent.builds - 1)
         if latent.builds == 0 and latent.state is State.SUBSTANTIATED:
             self._start_idle_timer(name, latent, float(latent.config.build_wait_timeout))
+        machine = self._machine_of(latent.config)
+        if machine is not None:
+            machine.build_finished()
+
+    # -- machines -------------------------------------------------------------------------------
+
+    def configure_machines(self, machines: Sequence[object]) -> None:
+        """Take c['machines']: new latent machines get their state (stopped), kept ones their
+        new configuration, removed ones are powered off."""
+        wanted: dict[str, Machine] = {}
+        for machine in machines:
+            if isinstance(machine, Machine):
+                machine.secret_lookup = self.secret_lookup
+                if machine.is_latent:
+                    wanted[machine.name] = machine
+        for name, runtime in list(self.machines.items()):
+            if name not in wanted:
+                del self.machines[name]
+                _ = self.spawn(runtime.stop(), name=f"machine-removed:{name}")
+        for name, machine in wanted.items():
+            existing = self.machines.get(name)
+            if existing is not None:
+                existing.config = machine  # type: ignore[assignment]  # latent, checked above
+                continue
+            self.machines[name] = MachineRuntime(
+                machine,  # type: ignore[arg-type]  # latent, checked above
+                spawn=self.spawn,
+                stop_workers=self._stop_machine_workers,
+                building=self._machine_building,
+            )
+
+    def _machine_of(self, config: AbstractLatentWorker) -> MachineRuntime | None:
+        name = config.machine_name
+        return None if name is None else self.machines.get(name)
+
+    def _machine_building(self, machine_name: str) -> bool:
+        return any(
+            w.builds > 0 and w.config.machine_name == machine_name for w in self.workers.values()
+        )
+
+    async def _stop_machine_workers(self, machine_name: str) -> None:
+        await asyncio.gather(
+            *(
+                self._stop(name, latent, fast=False)
+                for name, latent in self.workers.items()
+                if latent.config.machine_name == machine_name
+            ),
+            return_exceptions=True,
+        )
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -243,6 +306,12 @@ class LatentWorkers(Service):
             config.master_info = self._master_info()
             latent.owner = config
             async with asyncio.timeout(timeout if timeout > 0 else None):
+                machine = self._machine_of(config)
+                if machine is not None and not await machine.wake():
+                    raise LatentWorkerFailedToSubstantiate(
+                        f"its machine {machine.name!r} did not start (see machine_start_failed "
+                        "or machine_action_failed in the log)"
+                    )
                 ok = await call_user(config.start_instance(build))
                 if ok is False:
                     raise LatentWorkerFailedToSubstantiate(
@@ -409,6 +478,8 @@ class LatentWorkers(Service):
             ),
             return_exceptions=True,
         )
+        # then the hosts they ran on
+        await asyncio.gather(*(m.stop() for m in self.machines.values()), return_exceptions=True)
 
     def statistics(self) -> dict[str, int]:
         return {
