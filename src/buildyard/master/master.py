@@ -354,6 +354,10 @@ class BuildMaster(Service):
         ):
             self.add_child(svc)
         self._reconfig_lock = asyncio.Lock()
+        # set to stop the master as a signal would (a chat bot's "shutdown now", or a clean
+        # shutdown that saw its last build end); run() waits for it
+        self.stop_requested = asyncio.Event()
+        self.botmaster.on_shutdown = lambda: self.request_stop("clean shutdown done")
 
     async def _secret(self, name: str) -> str | None:
         """Secret ``name`` from the providers of the configuration in use: the one lookup the
@@ -460,6 +464,11 @@ class BuildMaster(Service):
             self._unhook_log = None
         if errors:
             raise ExceptionGroup("services failed to stop", errors)  # type: ignore[type-var]
+
+    def request_stop(self, reason: str) -> None:
+        """Ask :meth:`run` to stop the master cleanly, as SIGTERM does."""
+        log.info("master_stop_requested", reason=reason)
+        self.stop_requested.set()
 
     async def _apply(
         self, config: MasterConfig, *, running: MasterConfig | None = None
@@ -706,7 +715,8 @@ class BuildMaster(Service):
             return True
 
     async def run(self) -> int:
-        """Start, run until SIGTERM/SIGINT/SIGUSR1 (clean stop) or a failed task, then stop.
+        """Start, run until SIGTERM/SIGINT/SIGUSR1 or :meth:`request_stop` (clean stop) or a
+        failed task, then stop.
 
         SIGHUP reconfigures. The handlers are in place before start-up, so a signal during
         start-up still ends in a clean stop. Returns the exit code.
@@ -726,13 +736,15 @@ class BuildMaster(Service):
             assert self.failures is not None
             failure = loop.create_task(self.failures.get())
             stopping = loop.create_task(stop.wait())
+            requested = loop.create_task(self.stop_requested.wait())
             try:
                 done, _ = await asyncio.wait(
-                    {failure, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    {failure, stopping, requested}, return_when=asyncio.FIRST_COMPLETED
                 )
             finally:
                 failure.cancel()
                 stopping.cancel()
+                requested.cancel()
             code = 1 if failure in done else 0
             await self.stop()
             return code

@@ -5,6 +5,7 @@ nor a garbage answer from Telegram disturbs anything else."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -214,3 +215,84 @@ def test_bad_telegram_arguments_are_config_errors(tmp_path: Path, args: str, mes
     with pytest.raises(ConfigErrors) as info:
         load_master_config(tmp_path)
     assert message in str(info.value)
+
+
+async def test_shutdown_start_stop_now_from_telegram(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Buildbot's ``shutdown``: ``start`` starts no new build and stops the master once the
+    running one has ended, ``stop`` lets builds start again, ``now`` stops at once; only the
+    users ``authz`` names may."""
+    go = tmp_path / "go"
+    async with fake_telegram(TOKEN) as api:
+        from buildyard.master.reporters.telegram import TelegramBot
+
+        monkeypatch.setattr(TelegramBot, "api_url", api.url)
+        config = (
+            BUILDERS
+            + f"""
+c['builders'].append(util.BuilderConfig(name='slow', workernames=['w1'],
+    factory=util.BuildFactory([steps.ShellCommand(
+        command=['sh', '-c',
+                 'i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done'])])))
+c['services'] = [reporters.TelegramBot(
+    bot_token={TOKEN!r}, bot_username='yard_bot', chat_ids=[{GROUP["id"]}],
+    notify_events=['started'],
+    authz={{('force', 'shutdown'): [{ALICE["id"]}]}}, pollTimeout=5, retryDelay=0.2)]
+"""
+        )
+
+        async def ask(text: str, count: int = 1, user: dict[str, object] = ALICE) -> list[str]:
+            mark = len(api.calls)
+            await api.message(text, user=user, chat=GROUP)
+            return [m["text"] for m in await api.wait_sent(count, start=mark)]
+
+        async with running_master(tmp_path, config) as run:
+            master = run.master
+            await api.wait_for(lambda: any(c.method == "getUpdates" for c in api.calls))
+            [denied] = await ask("/shutdown start", user=BOB)
+            assert denied in ACCESS_DENIED_MESSAGES
+            assert not master.botmaster.shutting_down
+
+            _requested, started = await ask("/force build slow long one", 2)
+            assert "`slow` started" in started
+            [menu] = await ask("/shutdown")
+            assert menu == "What do you want to do?"
+            assert await ask("/shutdown start") == ["Starting clean shutdown."]
+            assert await ask("/shutdown check") == ["Status: buildbot is shutting down."]
+            assert await ask("/shutdown start") == ["Shutdown already started."]
+            # the keyboard now offers to stop the shutdown
+            mark = len(api.calls)
+            await api.message("/shutdown", user=ALICE, chat=GROUP)
+            [menu2] = await api.wait_sent(1, start=mark)
+            assert menu2["text"].startswith("Buildbot is currently shutting down.")
+            buttons = [b["callback_data"] for row in menu2["reply_markup"]["inline_keyboard"]
+                       for b in row]  # fmt: skip
+            assert buttons == ["/shutdown stop", "/shutdown now"]
+
+            # a build asked for meanwhile waits: a whole distribution pass leaves it unclaimed
+            assert await ask("/force build ok meanwhile") == ["Force build successfully requested."]
+            await master.botmaster.brd.distribute()
+            waiting = await master.db.buildrequests.get_buildrequests(claimed=False)
+            assert len(waiting) == 1
+            # stopping the shutdown lets it start
+            mark = len(api.calls)
+            await api.message("/shutdown stop", user=ALICE, chat=GROUP)
+            stopped, ok_started = [m["text"] for m in await api.wait_sent(2, start=mark)]
+            assert stopped == "Stopping clean shutdown."
+            assert "`ok` started" in ok_started
+            assert await ask("/shutdown stop") == ["There is no ongoing shutdown to stop."]
+            assert await ask("/shutdown check") == ["Status: buildbot is running."]
+
+            # started again: once the slow build ends, the master is asked to stop
+            assert await ask("/shutdown start") == ["Starting clean shutdown."]
+            assert not master.stop_requested.is_set()
+            go.touch()
+            async with asyncio.timeout(60):
+                await master.stop_requested.wait()
+            assert not master.botmaster.brd.building
+
+            master.stop_requested.clear()
+            assert await ask("/shutdown now") == ["Stopping buildbot."]
+            async with asyncio.timeout(10):  # asked right after the answer is sent
+                await master.stop_requested.wait()

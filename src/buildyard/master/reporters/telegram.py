@@ -333,15 +333,15 @@ class TelegramContact(Contact):
         if args:
             await super().command_SHUTDOWN(args)
             return
-        keyboard = [
-            [
-                self.button("↘️ Begin Shutdown", "/shutdown start"),
-                self.button("‼️ Shutdown Now", "/shutdown now"),
-            ]
-        ]
+        if self.bot.service.master.botmaster.shutting_down:
+            first = self.button("🔙 Stop Shutdown", "/shutdown stop")
+            text = "Buildbot is currently shutting down.\n\n"
+        else:
+            first = self.button("↘️ Begin Shutdown", "/shutdown start")
+            text = ""
+        keyboard = [[first, self.button("‼️ Shutdown Now", "/shutdown now")]]
         await self.send(
-            "Buildbot is running. What do you want to do?",
-            reply_markup={"inline_keyboard": keyboard},
+            text + "What do you want to do?", reply_markup={"inline_keyboard": keyboard}
         )
 
     async def command_FORCE(self, args: str, **kwargs: Any) -> None:
