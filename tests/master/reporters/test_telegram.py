@@ -9,6 +9,7 @@ import asyncio
 import re
 from pathlib import Path
 
+import aiohttp
 import pytest
 import structlog
 
@@ -17,6 +18,7 @@ from buildyard.master.config.loader import load_master_config
 from buildyard.master.model.results import Results
 from buildyard.master.reporters.telegram import ACCESS_DENIED_MESSAGES
 from buildyard.testing.masters import HEADER, running_master
+from buildyard.testing.postgres import free_port
 from tests.master.reporters.telegram_api import fake_telegram
 
 TOKEN = "123456:AAH-secret-Token_xyz"
@@ -199,11 +201,63 @@ c['services'] = [reporters.TelegramBot(bot_token={TOKEN!r}, bot_username='yard_b
     assert TOKEN not in repr(logs)
 
 
+async def test_webhook_mode_serves_updates_on_the_masters_www(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``useWebhook=True``: no polling; the bot registers ``<buildbotURL>telegram<token>``
+    with ``setWebhook`` (the certificate uploaded) and answers the updates posted there."""
+    www_port = free_port()
+    cert = tmp_path / "public.pem"
+    cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    async with fake_telegram(TOKEN) as api:
+        from buildyard.master.reporters.telegram import TelegramBot
+
+        monkeypatch.setattr(TelegramBot, "api_url", api.url)
+        config = (
+            BUILDERS.replace("http://ci.example/", f"http://127.0.0.1:{www_port}/")
+            + f"""
+c['www'] = {{'port': {www_port}}}
+c['services'] = [reporters.TelegramBot(
+    bot_token={TOKEN!r}, useWebhook=True, certificate=open({str(cert)!r}, 'rb'),
+    chat_ids=[{GROUP["id"]}], retryDelay=0.2)]
+"""
+        )
+        with structlog.testing.capture_logs() as logs:
+            async with running_master(tmp_path, config), aiohttp.ClientSession() as http:
+                await api.wait_for(lambda: any(c.method == "setWebhook" for c in api.calls))
+                [hook] = [c.body for c in api.calls if c.method == "setWebhook"]
+                url = f"http://127.0.0.1:{www_port}/telegram{TOKEN}"
+                assert hook == {"url": url, "certificate": cert.read_bytes()}
+                methods = [c.method for c in api.calls]
+                assert methods == ["getMe", "setMyCommands", "setWebhook"]
+
+                # not JSON, or another path: refused, the path never echoed
+                async with http.post(url, data="hi", headers={"Content-Type": "text/plain"}) as r:
+                    assert r.status == 415
+                async with http.post(url + "x", json={"update_id": 1}) as r:
+                    assert r.status == 404 and TOKEN not in await r.text()
+
+                mark = len(api.calls)
+                update = {
+                    "update_id": 5,
+                    "message": {"message_id": 1, "from": ALICE, "chat": GROUP, "date": 0,
+                                "text": "/getid@yard_bot"},
+                }  # fmt: skip
+                async with http.post(url, json=update) as r:
+                    assert r.status == 200
+                mine, group = await api.wait_sent(2, start=mark)
+                assert mine["text"] == "Alice, your ID is `42`."
+                assert group["text"] == "This group ID is `-1001`."
+                assert "getUpdates" not in [c.method for c in api.calls]
+    assert TOKEN not in repr(logs)
+    assert any(e["event"] == "telegram_webhook_set" for e in logs)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         ("bot_token=1", "bot_token must be a string or a secret"),
-        ("bot_token='t', useWebhook=True", "useWebhook=True is not implemented in buildyard"),
+        ("bot_token='t', certificate='PEM'", "certificate is only used with useWebhook=True"),
         ("bot_token='t', authz={'force': 'alice'}", "authz values must be bool or a list"),
     ],
 )

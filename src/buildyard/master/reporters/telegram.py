@@ -8,15 +8,18 @@ Requests are ``POST https://api.telegram.org/bot<token>/<method>`` with a JSON b
 4096 characters), ``answerCallbackQuery`` for its inline keyboards' buttons, and
 ``editMessageReplyMarkup`` to take a used keyboard away.
 
-The token is part of every request's address: it is never logged (errors name the method only,
-and any text echoing the token has it replaced). ``useWebhook=True`` is not implemented: it is
-a configuration error that says so.
+With ``useWebhook=True`` there is no polling: the bot serves ``<buildbotURL>telegram<token>``
+on the master's web server and tells Telegram so with ``setWebhook``, as Buildbot does.
+
+The token is part of every request's address (and of the webhook's): it is never logged (errors
+name the method only, and any text echoing the token has it replaced).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import io
 import json
 import random
 import shlex
@@ -393,16 +396,23 @@ class TelegramPollingBot(ChatBot):
     # -- requests ------------------------------------------------------------------------------
 
     async def request(
-        self, method: str, payload: Mapping[str, Any] | None = None, *, wait: float = 30
+        self,
+        method: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        wait: float = 30,
+        form: aiohttp.FormData | None = None,
     ) -> Any:
-        """One request; its ``result``, or :class:`TelegramError` naming the method."""
+        """One request (a JSON body, or ``form`` as multipart); its ``result``, or
+        :class:`TelegramError` naming the method."""
         if self.session is None:
             self.session = aiohttp.ClientSession()
+        body: dict[str, Any] = {"data": form} if form is not None else {"json": dict(payload or {})}
         try:
             async with self.session.post(
                 self.base + method,
-                json=dict(payload or {}),
                 timeout=aiohttp.ClientTimeout(total=wait),
+                **body,
             ) as response:
                 raw = await response.text()
                 status = response.status
@@ -575,10 +585,26 @@ class TelegramPollingBot(ChatBot):
             {"command": c, "description": d} for c, d in TelegramContact.described_commands()
         ]
         await self.post("setMyCommands", {"commands": commands})
-        await self.post("deleteWebhook")
+
+    async def receive(self) -> None:
+        """Take the updates and answer them, until cancelled."""
+        await self.poll()
+
+    async def handle_update(self, update: Any) -> int | None:
+        """Answer one update; its ``update_id`` (None for something that is not an update)."""
+        if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+            self.log("telegram_update_ignored", why="not an update",
+                     update=self._hide(repr(update))[:200])  # fmt: skip
+            return None
+        try:
+            await self.process_update(update)
+        except Exception as exc:
+            self.log_error("telegram_update_failed", exc, update_id=update["update_id"])
+        return int(update["update_id"])
 
     async def poll(self) -> None:
-        """Take the updates and answer them, until cancelled."""
+        """Poll ``getUpdates`` (no webhook then) and answer the updates, until cancelled."""
+        await self.post("deleteWebhook")
         offset = 0
         failing = False
         while True:
@@ -598,15 +624,9 @@ class TelegramPollingBot(ChatBot):
                 continue
             failing = False
             for update in updates:
-                if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
-                    self.log("telegram_update_ignored", why="not an update",
-                             update=self._hide(repr(update))[:200])  # fmt: skip
-                    continue
-                offset = max(offset, update["update_id"] + 1)
-                try:
-                    await self.process_update(update)
-                except Exception as exc:
-                    self.log_error("telegram_update_failed", exc, update_id=update["update_id"])
+                update_id = await self.handle_update(update)
+                if update_id is not None:
+                    offset = max(offset, update_id + 1)
 
     async def close(self) -> None:
         if self.session is not None:
@@ -614,11 +634,86 @@ class TelegramPollingBot(ChatBot):
             self.session = None
 
 
+class TelegramWebhookBot(TelegramPollingBot):
+    """Telegram sends the updates to the master's web server (``useWebhook=True``): the bot
+    serves ``<buildbotURL>telegram<token>`` and registers that address with ``setWebhook``
+    (with ``certificate``, the public certificate of a self-signed server, uploaded). Updates
+    are answered one at a time in the order they came; a full queue holds Telegram's request
+    until there is room, so Telegram slows down rather than losing any."""
+
+    def __init__(self, service: TelegramBot, *, certificate: bytes | None, **kwargs: Any) -> None:
+        super().__init__(service, **kwargs)
+        self.certificate = certificate
+        self.updates: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
+
+    @property
+    def path(self) -> str:
+        return "telegram" + self.token
+
+    async def receive(self) -> None:
+        www = getattr(self.service.master, "www", None)
+        webhooks = getattr(www, "webhooks", None)
+        if webhooks is None:
+            raise TelegramError("useWebhook=True needs the master's web server (c['www'])")
+        if getattr(www, "port", None) is None:
+            log.error(
+                "telegram_webhook_unserved",
+                reporter=self.service.name,
+                why="useWebhook=True: c['www'] has no port, Telegram cannot reach the bot",
+            )
+        remove = webhooks.add(self.path, self.service.name, self.updates.put)
+        try:
+            await self.set_webhook()
+            while True:
+                await self.handle_update(await self.updates.get())
+        finally:
+            remove()
+
+    async def set_webhook(self) -> None:
+        """Register the webhook's address (until Telegram accepts it)."""
+        base = self.env.buildbot_url
+        url = (base if base.endswith("/") else base + "/") + self.path
+        while True:
+            form = None
+            if self.certificate is not None:
+                form = aiohttp.FormData()
+                form.add_field("url", url)
+                form.add_field("certificate", self.certificate, filename="certificate")
+            try:
+                await self.request("setWebhook", None if form else {"url": url}, form=form)
+            except TelegramError as exc:
+                log.error(
+                    "telegram_request_failed",
+                    reporter=self.service.name,
+                    method="setWebhook",
+                    error=str(exc),
+                    retry_in=self.retry_delay,
+                )
+                await asyncio.sleep(self.retry_delay)
+                continue
+            self.log("telegram_webhook_set", url=self._hide(url),
+                     certificate=self.certificate is not None)  # fmt: skip
+            return
+
+
+def _certificate_bytes(certificate: Any) -> bytes | None:
+    """``certificate`` as Buildbot takes it: the PEM text (str or bytes) or a file open in
+    binary mode."""
+    if certificate is None:
+        return None
+    if isinstance(certificate, str):
+        return certificate.encode()
+    if isinstance(certificate, bytes | bytearray):
+        return bytes(certificate)
+    data = certificate.read()
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
 class TelegramBot(BuildbotService):
     """Buildbot's arguments: ``bot_token`` (may be a secret), ``chat_ids`` (chats told about
     builds from the start), ``authz``, ``bot_username`` (asked from Telegram when not given),
     ``tags``, ``notify_events``, ``showBlameList`` (True), ``useRevisions``, ``useWebhook``
-    (only False), ``certificate`` (webhook only), ``pollTimeout`` (120 s), ``retryDelay``
+    (False: poll), ``certificate`` (webhook only), ``pollTimeout`` (120 s), ``retryDelay``
     (30 s)."""
 
     name = "TelegramBot"
@@ -654,13 +749,19 @@ class TelegramBot(BuildbotService):
                 for acl in authz.values():
                     if not isinstance(acl, list | tuple | bool):
                         config_error("TelegramBot: authz values must be bool or a list of user ids")
-        if useWebhook:
-            config_error(
-                "TelegramBot: useWebhook=True is not implemented in buildyard; "
-                "leave it False to poll Telegram with getUpdates"
-            )
-        elif certificate is not None:
+        if isinstance(certificate, io.TextIOBase):
+            config_error("TelegramBot: certificate file must be open in binary mode")
+        elif certificate is not None and not useWebhook:
             config_error("TelegramBot: certificate is only used with useWebhook=True")
+        elif (
+            certificate is not None
+            and not isinstance(certificate, str | bytes | bytearray)
+            and not callable(getattr(certificate, "read", None))
+        ):
+            config_error(
+                "TelegramBot: certificate must be the certificate's text (str or bytes) or "
+                "a file open in binary mode"
+            )
         for what, value in (("pollTimeout", pollTimeout), ("retryDelay", retryDelay)):
             if not isinstance(value, int | float) or value < 0:
                 config_error(f"TelegramBot: {what} must be a number of seconds, not {value!r}")
@@ -681,13 +782,18 @@ class TelegramBot(BuildbotService):
         retryDelay: float = 30,
     ) -> None:
         old = getattr(self, "bot", None)
-        self.bot = TelegramPollingBot(
+        mode: dict[str, Any] = {}
+        kind: type[TelegramPollingBot] = TelegramPollingBot
+        if useWebhook:
+            kind, mode = TelegramWebhookBot, {"certificate": _certificate_bytes(certificate)}
+        self.bot = kind(
             self,
             token=str(bot_token),
             api_url=self.api_url,
             chat_ids=list(chat_ids or ()),
             poll_timeout=pollTimeout,
             retry_delay=retryDelay,
+            **mode,
             nickname=bot_username,
             authz=authz,
             tags=tags,
@@ -719,6 +825,6 @@ class TelegramBot(BuildbotService):
         await bot.load_state()
         events = bot.spawn(bot.follow_events(), name="telegram events")
         try:
-            await bot.poll()
+            await bot.receive()
         finally:
             events.cancel()
