@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -199,6 +200,108 @@ c['services'] = [reporters.TelegramBot(bot_token={TOKEN!r}, bot_username='yard_b
     assert failed[0]["reporter"] == "TelegramBot"
     assert "getUpdates" in failed[0]["error"] and "not JSON" in failed[0]["error"]
     assert TOKEN not in repr(logs)
+
+
+async def test_force_dialog_walks_the_force_schedulers_parameters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Buildbot's /force dialog: the builder by button, the parameters shown with a button to
+    set each (a required one marked), a value typed in answer, then "Start Build"; a payload
+    too long for Telegram's callback data goes by number."""
+    chat = {"id": ALICE["id"], "type": "private"}
+    async with fake_telegram(TOKEN) as api:
+        from buildyard.master.reporters.telegram import TelegramBot
+
+        monkeypatch.setattr(TelegramBot, "api_url", api.url)
+        config = (
+            BUILDERS
+            + f"""
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['ok', 'bad'],
+    properties=[util.StringParameter(name='ticket', label='Ticket:', required=True)])]
+c['services'] = [reporters.TelegramBot(
+    bot_token={TOKEN!r}, bot_username='yard_bot', chat_ids=[{GROUP["id"]}],
+    notify_events=['finished'], authz={{'force': [{ALICE["id"]}]}},
+    pollTimeout=5, retryDelay=0.2)]
+"""
+        )
+
+        async def press(button: dict[str, Any]) -> dict[str, Any]:
+            mark = len(api.calls)
+            await api.push(
+                {
+                    "callback_query": {
+                        "id": "q",
+                        "from": ALICE,
+                        "data": str(button["callback_data"]),
+                        "message": {"message_id": 3, "chat": chat},
+                    }
+                }
+            )
+            [answer] = await api.wait_sent(1, start=mark)
+            return answer
+
+        def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
+            rows = message.get("reply_markup", {}).get("inline_keyboard", [])
+            return {b["text"]: b for row in rows for b in row}
+
+        async with running_master(tmp_path, config) as run:
+            mark = len(api.calls)
+            await api.message("/force", user=ALICE, chat=chat)
+            [which] = await api.wait_sent(1, start=mark)
+            assert which["text"] == "Which builder do you want to start?"
+            assert {k: b["callback_data"] for k, b in buttons(which).items()} == {
+                "ok": "/force force config ok",
+                "bad": "/force force config bad",
+            }
+            form = await press(buttons(which)["ok"])
+            assert form["text"].startswith(
+                "Alice Liddell, you are about to start a new build on `ok`!\n\n"
+                "The current build parameters are:\n"
+            )
+            assert "\n    Ticket: `` ⚠️" in form["text"]
+            assert form["text"].endswith(
+                "What do you want to do? You must set values for all parameters marked with ⚠️"
+            )
+            assert "🚀 Start Build" not in buttons(form)
+            asked = await press(buttons(form)["⚠️ Set Ticket"])
+            assert asked["text"] == "Enter the new value for the ticket..."
+
+            ticket = "T-1: a ticket whose description is long enough to pass 64 bytes"
+            mark = len(api.calls)
+            await api.message(ticket, user=ALICE, chat=chat)
+            [form2] = await api.wait_sent(1, start=mark)
+            assert f"\n    Ticket: `{ticket}`" in form2["text"] and "⚠️" not in form2["text"]
+            start = buttons(form2)["🚀 Start Build"]
+            assert isinstance(start["callback_data"], int)  # kept by the bot, sent by number
+            mark = len(api.calls)
+            requested = await press(start)
+            assert requested["text"] == "Force build successfully requested."
+            _requested, done = await api.wait_sent(2, start=mark)
+            assert "of `ok` completed successfully" in done["text"]
+            [buildset] = await run.master.db.buildsets.get_buildsets()
+            props = await run.master.db.buildsets.get_buildset_properties(buildset.id)
+            assert props["ticket"][0] == ticket
+            assert props["owner"][0] == "Alice Liddell (@alice)"
+            # a button the bot no longer knows says so
+            mark = len(api.calls)
+            await api.push(
+                {
+                    "callback_query": {
+                        "id": "old",
+                        "from": ALICE,
+                        "data": "99999",
+                        "message": {"message_id": 4, "chat": chat},
+                    }
+                }
+            )
+            await api.wait_for(
+                lambda: any(
+                    c.method == "answerCallbackQuery" and c.body.get("callback_query_id") == "old"
+                    for c in api.calls[mark:]
+                )
+            )
+            [stale] = [c.body for c in api.calls[mark:] if c.method == "answerCallbackQuery"]
+            assert stale["text"] == "Sorry, button is no longer valid!"
 
 
 async def test_webhook_mode_serves_updates_on_the_masters_www(

@@ -957,6 +957,14 @@ class ChatBot:
     def build_url(self, builderid: int, number: int) -> str:
         return details.url_for_build(self.env, builderid, number)
 
+    def force_scheduler(self, name: str) -> Any:
+        """The running force scheduler ``name`` (one with ``force``), else None."""
+        manager = getattr(self.service.master, "scheduler_manager", None)
+        for svc in manager or ():
+            if getattr(svc, "name", None) == name and callable(getattr(svc, "force", None)):
+                return svc
+        return None
+
     def validation(self) -> Mapping[str, Any]:
         config = getattr(self.service.master, "config", None)
         return getattr(config, "validation", None) or {}
