@@ -297,3 +297,59 @@ async def test_telegram_bot_answers_commands_like_buildbot(both: dict[str, Any])
     (_, unknown), (_, known) = ours["/frobnicate"]
     assert unknown["text"] == "I don't get this '/frobnicate'..."
     assert known["text"].startswith("Buildbot commands: /commands, /force, /getid")
+
+
+CERTIFICATE = b"-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+
+
+async def _webhook_session(kind: str, root: Path) -> dict[str, Any]:
+    """The bot with ``useWebhook=True`` (and a certificate): what it tells Telegram, and how
+    it answers an update posted to its address on the master's web server."""
+    async with fake_telegram(TOKEN) as api:
+        config = CONFIG.format(redirect=REDIRECT[kind], token=TOKEN, chat=GROUP["id"]).replace(
+            "pollTimeout=5,", f"useWebhook=True, certificate={CERTIFICATE!r},"
+        )
+        async with _master(kind, root, {"T_TELEGRAM": api.url}, config=config) as rest:
+            await api.wait_for(
+                lambda: {"setMyCommands", "setWebhook"} <= {c.method for c in api.calls},
+                within=120,
+            )
+            sign_on = [(c.method, c.body) for c in api.calls]
+            # Telegram posts the update to the address given (ci.example is not this machine:
+            # the same path on the master's web server)
+            path = "/telegram" + TOKEN
+            update = {
+                "update_id": 500,
+                "message": {"message_id": 1, "from": ALICE, "chat": GROUP, "date": 0,
+                            "text": "/getid"},
+            }  # fmt: skip
+            mark = len(api.calls)
+            async with aiohttp.ClientSession() as http:
+                url = rest.removesuffix("/api/v2") + path
+                async with http.post(url, json=update) as resp:
+                    status = resp.status
+                answer = await _wait_sent(api, mark, 2)
+    return {"sign_on": sign_on, "status": status, "answer": answer}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def both_webhooks(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("telegram-webhook")
+    yield {kind: await _webhook_session(kind, root) for kind in ("buildyard", "buildbot")}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_telegram_webhook_mode_like_buildbot(both_webhooks: dict[str, Any]) -> None:
+    ours, theirs = both_webhooks["buildyard"], both_webhooks["buildbot"]
+    # no polling, no deleteWebhook: the name, the commands, then the webhook with the
+    # certificate uploaded (Buildbot may announce its commands after setting the webhook)
+    assert [m for m, _ in ours["sign_on"]] == ["getMe", "setMyCommands", "setWebhook"]
+    assert sorted(map(repr, ours["sign_on"])) == sorted(map(repr, theirs["sign_on"]))
+    hook = dict(ours["sign_on"])["setWebhook"]
+    assert hook == {"url": "http://ci.example/telegram" + TOKEN, "certificate": CERTIFICATE}
+    assert ours["status"] == theirs["status"] == 202
+    assert ours["answer"] == theirs["answer"]
+    assert [body["text"] for _, body in ours["answer"]] == [
+        "Alice, your ID is `42`.",
+        "This group ID is `-1001`.",
+    ]

@@ -72,8 +72,14 @@ class FakeTelegram:
         body: Any
         if request.content_type == "multipart/form-data":  # an upload (setWebhook's certificate)
             form = await request.post()
+            # a file part (ours) or a plain binary part (Buildbot's): its bytes either way
             body = {
-                k: v.file.read() if isinstance(v, web.FileField) else v for k, v in form.items()
+                k: v.file.read()
+                if isinstance(v, web.FileField)
+                else bytes(v)
+                if isinstance(v, bytearray)
+                else v
+                for k, v in form.items()
             }
         else:
             raw = await request.read()

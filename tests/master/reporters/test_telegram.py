@@ -347,7 +347,7 @@ c['services'] = [reporters.TelegramBot(
                                 "text": "/getid@yard_bot"},
                 }  # fmt: skip
                 async with http.post(url, json=update) as r:
-                    assert r.status == 200
+                    assert r.status == 202
                 mine, group = await api.wait_sent(2, start=mark)
                 assert mine["text"] == "Alice, your ID is `42`."
                 assert group["text"] == "This group ID is `-1001`."

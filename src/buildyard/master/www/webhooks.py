@@ -6,7 +6,8 @@ A service registers the last segment of its path with :meth:`Webhooks.add` and g
 request's JSON body. The path carries a secret (Telegram's bot token), so it is never logged
 nor echoed: an unknown path is a bare 404, and the log lines name the service that registered
 it. A body that is not JSON (``Content-Type: application/json``, at most :data:`MAX_BODY`
-bytes) is refused (400, 415 or 413) before the service sees it. GET is taken like POST, as
+bytes) is refused (400, 415 or 413) before the service sees it; one taken is answered 202
+(the service may answer it later). GET is taken like POST, as
 Buildbot does. These routes are outside ``c['www']['auth']``: the secret path is their
 authentication, as in Buildbot.
 """
@@ -79,7 +80,8 @@ class Webhooks:
             log.warning("webhook_refused", service=owner, why="body is not JSON")
             return _answer(400, "body is not JSON")
         await handler(body)
-        return _answer(200, "ok")
+        # taken, answered later (Buildbot's webhook answers 202 too)
+        return _answer(202, "accepted")
 
 
 def _answer(status: int, text: str) -> web.Response:
