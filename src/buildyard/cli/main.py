@@ -562,7 +562,10 @@ def _stop(basedir: Path, *, clean: bool) -> int:
     if pid is None:
         print(f"no master is running in {basedir}")
         return 0
-    if signal_and_wait(pid, signal.SIGUSR1 if clean else signal.SIGTERM, timeout=STOP_TIMEOUT):
+    if clean:  # the running builds end first, however long they take (as Buildbot's)
+        print(f"waiting for the running builds of the master in {basedir} to end", flush=True)
+    timeout = float("inf") if clean else STOP_TIMEOUT
+    if signal_and_wait(pid, signal.SIGUSR1 if clean else signal.SIGTERM, timeout=timeout):
         print(f"buildyard master in {basedir} stopped")
         return 0
     return _fail(f"the master (pid {pid}) did not stop within {STOP_TIMEOUT:.0f}s")

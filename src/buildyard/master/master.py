@@ -715,8 +715,9 @@ class BuildMaster(Service):
             return True
 
     async def run(self) -> int:
-        """Start, run until SIGTERM/SIGINT/SIGUSR1 or :meth:`request_stop` (clean stop) or a
-        failed task, then stop.
+        """Start, run until SIGTERM/SIGINT or :meth:`request_stop` (clean stop) or a failed
+        task, then stop. SIGUSR1 starts a clean shutdown (which ends in :meth:`request_stop`
+        once the running builds have ended).
 
         SIGHUP reconfigures. The handlers are in place before start-up, so a signal during
         start-up still ends in a clean stop. Returns the exit code.
@@ -727,10 +728,11 @@ class BuildMaster(Service):
         log.info("open_file_limit", soft=soft, hard=hard)
         connections.install_accept_error_handler(loop)
         stop = asyncio.Event()
-        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+        stops = (signal.SIGTERM, signal.SIGINT)
         for sig in stops:
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        loop.add_signal_handler(signal.SIGUSR1, self._on_sigusr1)
         try:
             await self.start()
             assert self.failures is not None
@@ -749,8 +751,16 @@ class BuildMaster(Service):
             await self.stop()
             return code
         finally:
-            for sig in (*stops, signal.SIGHUP):
+            for sig in (*stops, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
+
+    def _on_sigusr1(self) -> None:
+        """``buildyard stop --clean``: a clean shutdown (no new build; stop once the running
+        ones have ended), as Buildbot's SIGUSR1; during start-up, a plain stop."""
+        if self.masterid is None or not self.running:
+            self.request_stop("SIGUSR1 during start-up")
+            return
+        self.botmaster.clean_shutdown()
 
     def _on_sighup(self) -> None:
         if self.masterid is None or not self.running:
