@@ -348,26 +348,26 @@ class TelegramContact(Contact):
             text + "What do you want to do?", reply_markup={"inline_keyboard": keyboard}
         )
 
-    def ask_for_reply(self, prompt: str, greeting: str = "Ok") -> Any:
+    async def ask_for_reply(self, prompt: str, greeting: str = "Ok") -> Any:
         """Ask for the user's next message (``template`` says where it goes), in Buildbot's
         words: in a group, by @name with a forced reply when the user has a name."""
         kwargs: dict[str, Any] = {}
         username = self.user_info.get("username", "")
         if self.is_private_chat:
-            text = f"{greeting}, now {prompt}..." if greeting else prompt[:1].upper() + prompt[1:]
-            text += "" if greeting else "..."
+            text = f"{greeting}, now {prompt}" if greeting else prompt[:1].upper() + prompt[1:]
         elif username:
             text = (
-                f"{greeting} @{username}, now {prompt}..."
+                f"{greeting} @{username}, now {prompt}"
                 if greeting
-                else f"@{username}, now {prompt}..."
+                else f"@{username}, now {prompt}"
             )
             kwargs["reply_markup"] = {"force_reply": True, "selective": True}
         elif greeting:
-            text = f"{greeting}, now reply to this message and {prompt}..."
+            text = f"{greeting}, now reply to this message and {prompt}"
         else:
-            text = f"Reply to this message and {prompt}..."
-        return self.send(text, **kwargs)
+            text = f"Reply to this message and {prompt}"
+        text += "..."
+        return await self.send(text, **kwargs)
 
     async def command_FORCE(
         self, args: str, tquery: Mapping[str, Any] | None = None, **kwargs: Any
