@@ -282,6 +282,13 @@ c['services'] = [reporters.TelegramBot(
             props = await run.master.db.buildsets.get_buildset_properties(buildset.id)
             assert props["ticket"][0] == ticket
             assert props["owner"][0] == "Alice Liddell (@alice)"
+            # the builder and the owner are not parameters a user may type
+            mark = len(api.calls)
+            await api.message("/force force build ok builderNames=bad", user=ALICE, chat=chat)
+            [refused] = await api.wait_sent(1, start=mark)
+            assert refused["text"] == (
+                "Try '/force' and follow the instructions (builderNames is not a parameter)"
+            )
             # a button the bot no longer knows says so
             mark = len(api.calls)
             await api.push(

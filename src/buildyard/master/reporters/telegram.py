@@ -420,6 +420,9 @@ class TelegramContact(Contact):
             name, eq, value = arg.partition("=")
             if not eq:
                 raise UsageError(f"{again} ({arg!r} is not NAME=VALUE)")
+            if name in ("builderNames", "builderid", "owner", "username"):
+                # the builder is the one chosen, the owner the user: not parameters to type
+                raise UsageError(f"{again} ({name} is not a parameter)")
             params[name] = value
         fields = list(_collect_fields(scheduler.get("all_fields") or ()))
         own = ("username", "owner")
