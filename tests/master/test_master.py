@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,27 @@ async def test_start_and_clean_stop(tmp_path: Path, upgraded: str) -> None:
     await master.stop()
     assert await _links(upgraded) == ([(master.masterid, 0)], [])
     assert not master.running
+
+
+async def test_a_clean_shutdown_with_no_build_running_ends_run(
+    tmp_path: Path, upgraded: str
+) -> None:
+    """SIGUSR1 (``buildyard stop --clean``, a chat's ``shutdown start``): with no build
+    running, the clean shutdown stops the master at once, through run() as on SIGTERM (exit
+    code 0, marked stopped in the database)."""
+    write(tmp_path, upgraded, free_port(), "a")
+    master = BuildMaster(tmp_path, config=load_master_config(tmp_path))
+    run = asyncio.create_task(master.run())
+    async with asyncio.timeout(60):
+        while master.masterid is None or not master.running:  # noqa: ASYNC110 (no start event)
+            await asyncio.sleep(0.05)
+    # what `buildyard stop --clean` sends
+    os.kill(os.getpid(), signal.SIGUSR1)
+    async with asyncio.timeout(60):
+        assert await run == 0
+    assert master.botmaster.shutting_down and not master.botmaster.clean_shutdown()
+    assert master.stop_requested.is_set()  # the clean shutdown asked run() to stop
+    assert await _links(upgraded) == ([(master.masterid, 0)], [])
 
 
 async def test_reconfig_keeps_unchanged_builders_and_survives_a_taken_port(

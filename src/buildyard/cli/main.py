@@ -562,7 +562,10 @@ def _stop(basedir: Path, *, clean: bool) -> int:
     if pid is None:
         print(f"no master is running in {basedir}")
         return 0
-    if signal_and_wait(pid, signal.SIGUSR1 if clean else signal.SIGTERM, timeout=STOP_TIMEOUT):
+    if clean:  # the running builds end first, however long they take (as Buildbot's)
+        print(f"waiting for the running builds of the master in {basedir} to end", flush=True)
+    timeout = float("inf") if clean else STOP_TIMEOUT
+    if signal_and_wait(pid, signal.SIGUSR1 if clean else signal.SIGTERM, timeout=timeout):
         print(f"buildyard master in {basedir} stopped")
         return 0
     return _fail(f"the master (pid {pid}) did not stop within {STOP_TIMEOUT:.0f}s")
@@ -606,6 +609,81 @@ def cmd_reconfig(args: argparse.Namespace) -> int:
             return _fail(f"the master stopped during the reconfig; see {logfile}")
         return _fail(f"no answer to the reconfig within {START_TIMEOUT:.0f}s; see {logfile}")
     return 1
+
+
+# -- reports -------------------------------------------------------------------------------------
+
+
+def cmd_reports(args: argparse.Namespace) -> int:
+    """List the reports given up after their retries (kept in the database, tried again when
+    their reporter starts), or drop some or all of them (the master stopped)."""
+    from buildyard.master.db.errors import DbError
+
+    basedir = Path(args.basedir).resolve()
+    if not basedir.is_dir():
+        return _fail(f"{basedir} is not a master directory")
+    dropping = bool(args.drop) or args.drop_all
+    if dropping:
+        pid = _read_pid(basedir)
+        if pid is not None:
+            return _fail(
+                f"the master in {basedir} is running (pid {pid}); stop it before dropping "
+                "reports (it may be keeping one at this moment)"
+            )
+    config = _load(basedir, args.config)
+    if config is None:
+        return 1
+    try:
+        return asyncio.run(_reports(basedir, config, args))
+    except DbError as exc:
+        return _fail(f"reports: {exc}")
+
+
+async def _reports(basedir: Path, config: object, args: argparse.Namespace) -> int:
+    from buildyard.common.clock import SystemClock
+    from buildyard.master.db.connector import Database
+    from buildyard.master.reporters.base import GIVEN_UP_STATE
+
+    db = Database(config.db_url, clock=SystemClock(), basedir=basedir)  # type: ignore[attr-defined]
+    wanted = set(args.drop or ())
+    found: set[int] = set()
+    try:
+        total = 0
+        for objectid, name, _class in await db.state.find_objects("buildyard.reporters."):
+            if args.reporter and name != args.reporter:
+                continue
+            kept = await db.state.get_state(objectid, GIVEN_UP_STATE, [])
+            if not kept:
+                continue
+            if args.drop_all or wanted:
+                left = [e for e in kept if not args.drop_all and int(e.get("id", 0)) not in wanted]
+                gone = [e for e in kept if e not in left]
+                found.update(int(e.get("id", 0)) for e in gone)
+                if gone:
+                    await db.state.set_state(objectid, GIVEN_UP_STATE, left)
+                    print(f"{name}: dropped {len(gone)} report(s)")
+                continue
+            for entry in kept:
+                total += 1
+                body = entry.get("body") or {}
+                what = " ".join(
+                    f"{k}={body[k]}" for k in ("buildid", "buildrequestid", "bsid") if k in body
+                )
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(entry.get("at", 0))))
+                print(
+                    f"{name} #{entry.get('id')} {'/'.join(entry.get('key') or ())} {what} "
+                    f"given up {when} UTC: {entry.get('error')}"
+                )
+        if not (args.drop_all or wanted):
+            print(f"{total} report(s) given up" if total else "no report given up")
+        elif wanted - found:
+            missing = ", ".join(f"#{i}" for i in sorted(wanted - found))
+            return _fail(
+                f"no given-up report {missing}" + (f" of {args.reporter}" if args.reporter else "")
+            )
+    finally:
+        await db.close()
+    return 0
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -698,6 +776,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="compress again the chunks compressed another way (after changing "
         "logCompressionMethod)",
     )
+    p = add(
+        "reports",
+        cmd_reports,
+        "list the reports given up after their retries (kept and tried again when their "
+        "reporter starts), or drop them",
+    )
+    p.add_argument("--reporter", help="only this reporter's (its name, as the list shows it)")
+    p.add_argument(
+        "--drop", type=int, action="append", metavar="N", help="drop report #N (repeatable)"
+    )
+    p.add_argument("--drop-all", action="store_true", help="drop every listed report")
     text = "manage users through a master's CommandlineUserManager (as buildbot user)"
     p = sub.add_parser("user", help=text, description=text)
     user.add_arguments(p)

@@ -104,8 +104,12 @@ class HttpClient:
         retry_delays: Sequence[float] = RETRY_DELAYS,
         timeout: float = TIMEOUT,
         who: str = "reporter",
+        raise_when_exhausted: bool = False,
     ) -> None:
+        """``raise_when_exhausted``: a 5xx or 429 answer to the last try raises HttpError (the
+        reporters keep such a report), instead of being returned."""
         self.base_url = base_url
+        self.raise_when_exhausted = raise_when_exhausted
         self.headers = dict(headers or {})
         if auth:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
@@ -216,7 +220,7 @@ class HttpClient:
                 answer = None
                 problem = f"{type(exc).__name__}: {exc}"
             if delay is None:
-                if answer is not None:
+                if answer is not None and not self.raise_when_exhausted:
                     return answer
                 raise HttpError(f"{method} {shown} failed after {attempt} tries: {problem}")
             log.info(

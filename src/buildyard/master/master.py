@@ -356,6 +356,10 @@ class BuildMaster(Service):
         ):
             self.add_child(svc)
         self._reconfig_lock = asyncio.Lock()
+        # set to stop the master as a signal would (a chat bot's "shutdown now", or a clean
+        # shutdown that saw its last build end); run() waits for it
+        self.stop_requested = asyncio.Event()
+        self.botmaster.on_shutdown = lambda: self.request_stop("clean shutdown done")
 
     async def _secret(self, name: str) -> str | None:
         """Secret ``name`` from the providers of the configuration in use: the one lookup the
@@ -462,6 +466,11 @@ class BuildMaster(Service):
             self._unhook_log = None
         if errors:
             raise ExceptionGroup("services failed to stop", errors)  # type: ignore[type-var]
+
+    def request_stop(self, reason: str) -> None:
+        """Ask :meth:`run` to stop the master cleanly, as SIGTERM does."""
+        log.info("master_stop_requested", reason=reason)
+        self.stop_requested.set()
 
     async def _apply(
         self, config: MasterConfig, *, running: MasterConfig | None = None
@@ -709,7 +718,9 @@ class BuildMaster(Service):
             return True
 
     async def run(self) -> int:
-        """Start, run until SIGTERM/SIGINT/SIGUSR1 (clean stop) or a failed task, then stop.
+        """Start, run until SIGTERM/SIGINT or :meth:`request_stop` (clean stop) or a failed
+        task, then stop. SIGUSR1 starts a clean shutdown (which ends in :meth:`request_stop`
+        once the running builds have ended).
 
         SIGHUP reconfigures. The handlers are in place before start-up, so a signal during
         start-up still ends in a clean stop. Returns the exit code.
@@ -720,28 +731,39 @@ class BuildMaster(Service):
         log.info("open_file_limit", soft=soft, hard=hard)
         connections.install_accept_error_handler(loop)
         stop = asyncio.Event()
-        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+        stops = (signal.SIGTERM, signal.SIGINT)
         for sig in stops:
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        loop.add_signal_handler(signal.SIGUSR1, self._on_sigusr1)
         try:
             await self.start()
             assert self.failures is not None
             failure = loop.create_task(self.failures.get())
             stopping = loop.create_task(stop.wait())
+            requested = loop.create_task(self.stop_requested.wait())
             try:
                 done, _ = await asyncio.wait(
-                    {failure, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    {failure, stopping, requested}, return_when=asyncio.FIRST_COMPLETED
                 )
             finally:
                 failure.cancel()
                 stopping.cancel()
+                requested.cancel()
             code = 1 if failure in done else 0
             await self.stop()
             return code
         finally:
-            for sig in (*stops, signal.SIGHUP):
+            for sig in (*stops, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
+
+    def _on_sigusr1(self) -> None:
+        """``buildyard stop --clean``: a clean shutdown (no new build; stop once the running
+        ones have ended), as Buildbot's SIGUSR1; during start-up, a plain stop."""
+        if self.masterid is None or not self.running:
+            self.request_stop("SIGUSR1 during start-up")
+            return
+        self.botmaster.clean_shutdown()
 
     def _on_sighup(self) -> None:
         if self.masterid is None or not self.running:

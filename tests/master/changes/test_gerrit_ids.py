@@ -12,10 +12,10 @@ import pytest
 import structlog
 from aiohttp import web
 
-from buildyard.common.httpclient import HttpClient
 from buildyard.master.changes.base import ChangeSourceContext
 from buildyard.master.changes.gerrit import GerritChangeSource, _EventsLog
 from buildyard.master.reporters.gerrit_verify_status import GerritVerifyStatusPush
+from buildyard.master.reporters.httpclient import HttpClient
 from buildyard.testing.postgres import free_port
 
 

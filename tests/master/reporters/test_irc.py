@@ -68,7 +68,7 @@ def _build_url(text: str) -> str:
 
 
 async def test_irc_bot_reports_builds_and_answers_commands(tmp_path: Path, ircd: Ircd) -> None:
-    config = BUILDERS + _irc(ircd.port, authz="{('force', 'stop'): ['alice']}")
+    config = BUILDERS + _irc(ircd.port, authz="{('force', 'stop', 'shutdown'): ['alice']}")
     async with irc_user("alice", ircd.port) as alice, irc_user("bob", ircd.port) as bob:
         await alice.join("#ci")  # first in the channel: alice is its operator
         await bob.join("#ci")
@@ -145,6 +145,21 @@ async def test_irc_bot_reports_builds_and_answers_commands(tmp_path: Path, ircd:
                 r"failed 'false' \(failure\)",
                 last,
             )
+
+            # shutdown: bob may not; alice starts a clean shutdown, sees it, and stops it
+            # (the build after the server's restart below shows builds start again)
+            mark = len(alice.lines)
+            bob.say("#ci", "bby: shutdown start")
+            await alice.wait_for(lambda p, c, a: c == "PRIVMSG" and "bob!!!" in a[-1], start=mark)
+            for command in ("start", "check", "stop", "check"):
+                alice.say("#ci", f"bby: shutdown {command}")
+            assert await alice.messages("bby", start=mark, count=5) == [
+                "Thou shall not pass, bob!!!",
+                "Starting clean shutdown.",
+                "Status: buildbot is shutting down.",
+                "Stopping clean shutdown.",
+                "Status: buildbot is running.",
+            ]
 
             # the server goes away and comes back: the bot connects and joins again
             ircd.restart()

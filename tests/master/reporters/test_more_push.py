@@ -228,12 +228,16 @@ c['services'] = [
     assert sorted((e["reporter"], e["status"], e["buildid"]) for e in refused) == [
         ("BitbucketServerStatusPush", 200, second.build.id),
         ("BitbucketServerStatusPush", 401, first.build.id),
-        ("BitbucketServerStatusPush", 502, first.build.id),
         ("ZulipStatusPush", 404, first.build.id),
     ], [e for e in logs if "reporter" in e]
     assert any("Stream does not exist" in e["answer"] for e in refused)
+    # a 5xx still there after the retries: the report is given up and kept, not refused
+    [kept] = [e for e in logs if e["event"] == "reporter_report_kept"]
+    assert (kept["reporter"], kept["buildid"]) == ("BitbucketServerStatusPush", first.build.id)
+    assert "http 502: down" in kept["error"]
     # nothing else went wrong
-    assert [e for e in logs if e["log_level"] == "error"] == refused
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert sorted(map(repr, errors)) == sorted(map(repr, [*refused, kept]))
 
 
 ZULIP_KEY = "zu-Key-93xqPLm"
@@ -246,7 +250,9 @@ async def test_http_client_logs_addresses_without_their_query_string() -> None:
             server.answers = [(500, "oops"), (500, "oops")]
             client = HttpClient(server.url, debug=True, retry_delays=(0.01,), who="t")
             try:
-                answer = await client.post(path, json={})
+                # the reporters' client: a 5xx after the retries is an error (the report kept)
+                with pytest.raises(HttpError) as exhausted:
+                    await client.post(path, json={})
             finally:
                 await client.close()
         # the server is gone: the request fails, with an HttpError naming the address
@@ -256,7 +262,8 @@ async def test_http_client_logs_addresses_without_their_query_string() -> None:
                 await client.post(path, json={})
         finally:
             await client.close()
-    assert answer.status == 500
+    assert "failed after 2 tries: http 500: oops" in str(exhausted.value)
+    assert ZULIP_KEY not in str(exhausted.value)
     assert server.requests[0].query["api_key"] == ZULIP_KEY
     assert "/api/v1/external/buildbot" in str(failed.value)
     assert ZULIP_KEY not in str(failed.value)

@@ -208,11 +208,11 @@ async def test_a_server_that_is_down_is_logged(
             result = await run.build("ok", sourcestamps=[STAMP])
             async with asyncio.timeout(60):
                 while (  # noqa: ASYNC110  (only the log says the report was given up)
-                    len([e for e in logs if e["event"] == "reporter_send_failed"]) < 5
+                    len([e for e in logs if e["event"] == "reporter_report_kept"]) < 5
                 ):
                     await asyncio.sleep(0.05)
     assert result.build.results == Results.SUCCESS
-    failed = [e for e in logs if e["event"] == "reporter_send_failed"]
+    failed = [e for e in logs if e["event"] == "reporter_report_kept"]
     http = [e for e in failed if e["reporter"] == "HttpStatusPush"]
     assert {e["mq_event"] for e in http} == {
         f"builds/{result.build.id}/new",
@@ -279,3 +279,65 @@ c['services'] = [reporters.HttpStatusPush(serverUrl=URL)]
         (result.build.id, False),
         (result.build.id, True),
     ]
+
+
+async def test_reports_given_up_are_kept_listed_dropped_and_sent_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A report whose retries ran out is kept in the database; ``buildyard reports`` lists it
+    and drops it; the next master of the site sends the ones left."""
+    from buildyard.cli.main import build_parser
+
+    monkeypatch.setattr(HttpStatusPush, "retry_delays", (0.01, 0.01))
+    db_url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    config = """
+c['builders'] = [
+    util.BuilderConfig(name='ok', workernames=['w1'],
+                       factory=util.BuildFactory([steps.ShellCommand(command=['true'])])),
+]
+c['services'] = [reporters.HttpStatusPush(serverUrl=URL)]
+"""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    down = config.replace("URL", repr(f"http://127.0.0.1:{free_port()}/hook"))  # nothing there
+    with structlog.testing.capture_logs() as logs:
+        async with running_master(tmp_path / "a", down, db_url=db_url) as run:
+            result = await run.build("ok")
+            async with asyncio.timeout(60):
+                while (  # noqa: ASYNC110  (only the log says the report was given up)
+                    len([e for e in logs if e["event"] == "reporter_report_kept"]) < 2
+                ):
+                    await asyncio.sleep(0.05)
+    kept = [e for e in logs if e["event"] == "reporter_report_kept"]
+    assert {e["buildid"] for e in kept} == {result.build.id}
+    assert all("failed after 3 tries" in e["error"] for e in kept)
+
+    async def cli(*argv: str) -> tuple[int, str]:
+        args = build_parser().parse_args(["reports", str(tmp_path / "a" / "master"), *argv])
+        capsys.readouterr()  # the stopped masters' logs
+        code = int(await asyncio.to_thread(args.func, args))  # the command runs its own loop
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    code, listed = await cli()
+    assert code == 0
+    lines = listed.splitlines()
+    assert lines[-1] == "2 report(s) given up"
+    started = [ln for ln in lines if f"builds/{result.build.id}/new" in ln]
+    finished = [ln for ln in lines if f"builds/{result.build.id}/finished" in ln]
+    assert len(started) == len(finished) == 1
+    assert started[0].startswith("HttpStatusPush #") and "failed after 3 tries" in started[0]
+    number = started[0].split()[1].lstrip("#")
+    code, out = await cli("--drop", "99")
+    assert code == 1 and "no given-up report #99" in out
+    assert await cli("--drop", number) == (0, "HttpStatusPush: dropped 1 report(s)\n")
+    code, listed = await cli()
+    assert "1 report(s) given up" in listed and f"builds/{result.build.id}/finished" in listed
+
+    async with recording_server() as server:
+        up = config.replace("URL", repr(server.url + "/hook"))
+        async with running_master(tmp_path / "b", up, db_url=db_url):
+            [sent] = await server.wait_for(1)
+            assert (sent.body["buildid"], sent.body["complete"]) == (result.build.id, True)
+    assert len(server.requests) == 1  # the dropped report was not sent
+    assert await cli() == (0, "no report given up\n")

@@ -5,9 +5,12 @@ nor a garbage answer from Telegram disturbs anything else."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 import structlog
 
@@ -16,6 +19,7 @@ from buildyard.master.config.loader import load_master_config
 from buildyard.master.model.results import Results
 from buildyard.master.reporters.telegram import ACCESS_DENIED_MESSAGES
 from buildyard.testing.masters import HEADER, running_master
+from buildyard.testing.postgres import free_port
 from tests.master.reporters.telegram_api import fake_telegram
 
 TOKEN = "123456:AAH-secret-Token_xyz"
@@ -198,11 +202,172 @@ c['services'] = [reporters.TelegramBot(bot_token={TOKEN!r}, bot_username='yard_b
     assert TOKEN not in repr(logs)
 
 
+async def test_force_dialog_walks_the_force_schedulers_parameters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Buildbot's /force dialog: the builder by button, the parameters shown with a button to
+    set each (a required one marked), a value typed in answer, then "Start Build"; a payload
+    too long for Telegram's callback data goes by number."""
+    chat = {"id": ALICE["id"], "type": "private"}
+    async with fake_telegram(TOKEN) as api:
+        from buildyard.master.reporters.telegram import TelegramBot
+
+        monkeypatch.setattr(TelegramBot, "api_url", api.url)
+        config = (
+            BUILDERS
+            + f"""
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['ok', 'bad'],
+    properties=[util.StringParameter(name='ticket', label='Ticket:', required=True)])]
+c['services'] = [reporters.TelegramBot(
+    bot_token={TOKEN!r}, bot_username='yard_bot', chat_ids=[{GROUP["id"]}],
+    notify_events=['finished'], authz={{'force': [{ALICE["id"]}]}},
+    pollTimeout=5, retryDelay=0.2)]
+"""
+        )
+
+        async def press(button: dict[str, Any]) -> dict[str, Any]:
+            mark = len(api.calls)
+            await api.push(
+                {
+                    "callback_query": {
+                        "id": "q",
+                        "from": ALICE,
+                        "data": str(button["callback_data"]),
+                        "message": {"message_id": 3, "chat": chat},
+                    }
+                }
+            )
+            [answer] = await api.wait_sent(1, start=mark)
+            return answer
+
+        def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
+            rows = message.get("reply_markup", {}).get("inline_keyboard", [])
+            return {b["text"]: b for row in rows for b in row}
+
+        async with running_master(tmp_path, config) as run:
+            mark = len(api.calls)
+            await api.message("/force", user=ALICE, chat=chat)
+            [which] = await api.wait_sent(1, start=mark)
+            assert which["text"] == "Which builder do you want to start?"
+            assert {k: b["callback_data"] for k, b in buttons(which).items()} == {
+                "ok": "/force force config ok",
+                "bad": "/force force config bad",
+            }
+            form = await press(buttons(which)["ok"])
+            assert form["text"].startswith(
+                "Alice Liddell, you are about to start a new build on `ok`!\n\n"
+                "The current build parameters are:\n"
+            )
+            assert "\n    Ticket: `` ⚠️" in form["text"]
+            assert form["text"].endswith(
+                "What do you want to do? You must set values for all parameters marked with ⚠️"
+            )
+            assert "🚀 Start Build" not in buttons(form)
+            asked = await press(buttons(form)["⚠️ Set Ticket"])
+            assert asked["text"] == "Enter the new value for the ticket..."
+
+            ticket = "T-1: a ticket whose description is long enough to pass 64 bytes"
+            mark = len(api.calls)
+            await api.message(ticket, user=ALICE, chat=chat)
+            [form2] = await api.wait_sent(1, start=mark)
+            assert f"\n    Ticket: `{ticket}`" in form2["text"] and "⚠️" not in form2["text"]
+            start = buttons(form2)["🚀 Start Build"]
+            assert isinstance(start["callback_data"], int)  # kept by the bot, sent by number
+            mark = len(api.calls)
+            requested = await press(start)
+            assert requested["text"] == "Force build successfully requested."
+            _requested, done = await api.wait_sent(2, start=mark)
+            assert "of `ok` completed successfully" in done["text"]
+            [buildset] = await run.master.db.buildsets.get_buildsets()
+            props = await run.master.db.buildsets.get_buildset_properties(buildset.id)
+            assert props["ticket"][0] == ticket
+            assert props["owner"][0] == "Alice Liddell (@alice)"
+            # the builder and the owner are not parameters a user may type
+            mark = len(api.calls)
+            await api.message("/force force build ok builderNames=bad", user=ALICE, chat=chat)
+            [refused] = await api.wait_sent(1, start=mark)
+            assert refused["text"] == (
+                "Try '/force' and follow the instructions (builderNames is not a parameter)"
+            )
+            # a button the bot no longer knows says so
+            mark = len(api.calls)
+            await api.push(
+                {
+                    "callback_query": {
+                        "id": "old",
+                        "from": ALICE,
+                        "data": "99999",
+                        "message": {"message_id": 4, "chat": chat},
+                    }
+                }
+            )
+            await api.wait_for(
+                lambda: any(
+                    c.method == "answerCallbackQuery" and c.body.get("callback_query_id") == "old"
+                    for c in api.calls[mark:]
+                )
+            )
+            [stale] = [c.body for c in api.calls[mark:] if c.method == "answerCallbackQuery"]
+            assert stale["text"] == "Sorry, button is no longer valid!"
+
+
+async def test_webhook_mode_serves_updates_on_the_masters_www(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``useWebhook=True``: no polling; the bot registers ``<buildbotURL>telegram<token>``
+    with ``setWebhook`` (the certificate uploaded) and answers the updates posted there."""
+    www_port = free_port()
+    cert = tmp_path / "public.pem"
+    cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    async with fake_telegram(TOKEN) as api:
+        from buildyard.master.reporters.telegram import TelegramBot
+
+        monkeypatch.setattr(TelegramBot, "api_url", api.url)
+        config = (
+            BUILDERS.replace("http://ci.example/", f"http://127.0.0.1:{www_port}/")
+            + f"""
+c['www'] = {{'port': {www_port}}}
+c['services'] = [reporters.TelegramBot(
+    bot_token={TOKEN!r}, useWebhook=True, certificate=open({str(cert)!r}, 'rb'),
+    chat_ids=[{GROUP["id"]}], retryDelay=0.2)]
+"""
+        )
+        with structlog.testing.capture_logs() as logs:
+            async with running_master(tmp_path, config), aiohttp.ClientSession() as http:
+                await api.wait_for(lambda: any(c.method == "setWebhook" for c in api.calls))
+                [hook] = [c.body for c in api.calls if c.method == "setWebhook"]
+                url = f"http://127.0.0.1:{www_port}/telegram{TOKEN}"
+                assert hook == {"url": url, "certificate": cert.read_bytes()}
+                methods = [c.method for c in api.calls]
+                assert methods == ["getMe", "setMyCommands", "setWebhook"]
+
+                # not JSON, or another path: refused, the path never echoed
+                async with http.post(url, data="hi", headers={"Content-Type": "text/plain"}) as r:
+                    assert r.status == 415
+                async with http.post(url + "x", json={"update_id": 1}) as r:
+                    assert r.status == 404 and TOKEN not in await r.text()
+
+                mark = len(api.calls)
+                update = {
+                    "update_id": 5,
+                    "message": {"message_id": 1, "from": ALICE, "chat": GROUP, "date": 0,
+                                "text": "/getid@yard_bot"},
+                }  # fmt: skip
+                async with http.post(url, json=update) as r:
+                    assert r.status == 202
+                mine, group = await api.wait_sent(2, start=mark)
+                assert mine["text"] == "Alice, your ID is `42`."
+                assert group["text"] == "This group ID is `-1001`."
+                assert "getUpdates" not in [c.method for c in api.calls]
+    assert TOKEN not in repr(logs)
+    assert any(e["event"] == "telegram_webhook_set" for e in logs)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         ("bot_token=1", "bot_token must be a string or a secret"),
-        ("bot_token='t', useWebhook=True", "useWebhook=True is not implemented in buildyard"),
+        ("bot_token='t', certificate='PEM'", "certificate is only used with useWebhook=True"),
         ("bot_token='t', authz={'force': 'alice'}", "authz values must be bool or a list"),
     ],
 )
@@ -214,3 +379,84 @@ def test_bad_telegram_arguments_are_config_errors(tmp_path: Path, args: str, mes
     with pytest.raises(ConfigErrors) as info:
         load_master_config(tmp_path)
     assert message in str(info.value)
+
+
+async def test_shutdown_start_stop_now_from_telegram(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Buildbot's ``shutdown``: ``start`` starts no new build and stops the master once the
+    running one has ended, ``stop`` lets builds start again, ``now`` stops at once; only the
+    users ``authz`` names may."""
+    go = tmp_path / "go"
+    async with fake_telegram(TOKEN) as api:
+        from buildyard.master.reporters.telegram import TelegramBot
+
+        monkeypatch.setattr(TelegramBot, "api_url", api.url)
+        config = (
+            BUILDERS
+            + f"""
+c['builders'].append(util.BuilderConfig(name='slow', workernames=['w1'],
+    factory=util.BuildFactory([steps.ShellCommand(
+        command=['sh', '-c',
+                 'i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done'])])))
+c['services'] = [reporters.TelegramBot(
+    bot_token={TOKEN!r}, bot_username='yard_bot', chat_ids=[{GROUP["id"]}],
+    notify_events=['started'],
+    authz={{('force', 'shutdown'): [{ALICE["id"]}]}}, pollTimeout=5, retryDelay=0.2)]
+"""
+        )
+
+        async def ask(text: str, count: int = 1, user: dict[str, object] = ALICE) -> list[str]:
+            mark = len(api.calls)
+            await api.message(text, user=user, chat=GROUP)
+            return [m["text"] for m in await api.wait_sent(count, start=mark)]
+
+        async with running_master(tmp_path, config) as run:
+            master = run.master
+            await api.wait_for(lambda: any(c.method == "getUpdates" for c in api.calls))
+            [denied] = await ask("/shutdown start", user=BOB)
+            assert denied in ACCESS_DENIED_MESSAGES
+            assert not master.botmaster.shutting_down
+
+            _requested, started = await ask("/force build slow long one", 2)
+            assert "`slow` started" in started
+            [menu] = await ask("/shutdown")
+            assert menu == "What do you want to do?"
+            assert await ask("/shutdown start") == ["Starting clean shutdown."]
+            assert await ask("/shutdown check") == ["Status: buildbot is shutting down."]
+            assert await ask("/shutdown start") == ["Shutdown already started."]
+            # the keyboard now offers to stop the shutdown
+            mark = len(api.calls)
+            await api.message("/shutdown", user=ALICE, chat=GROUP)
+            [menu2] = await api.wait_sent(1, start=mark)
+            assert menu2["text"].startswith("Buildbot is currently shutting down.")
+            buttons = [b["callback_data"] for row in menu2["reply_markup"]["inline_keyboard"]
+                       for b in row]  # fmt: skip
+            assert buttons == ["/shutdown stop", "/shutdown now"]
+
+            # a build asked for meanwhile waits: a whole distribution pass leaves it unclaimed
+            assert await ask("/force build ok meanwhile") == ["Force build successfully requested."]
+            await master.botmaster.brd.distribute()
+            waiting = await master.db.buildrequests.get_buildrequests(claimed=False)
+            assert len(waiting) == 1
+            # stopping the shutdown lets it start
+            mark = len(api.calls)
+            await api.message("/shutdown stop", user=ALICE, chat=GROUP)
+            stopped, ok_started = [m["text"] for m in await api.wait_sent(2, start=mark)]
+            assert stopped == "Stopping clean shutdown."
+            assert "`ok` started" in ok_started
+            assert await ask("/shutdown stop") == ["There is no ongoing shutdown to stop."]
+            assert await ask("/shutdown check") == ["Status: buildbot is running."]
+
+            # started again: once the slow build ends, the master is asked to stop
+            assert await ask("/shutdown start") == ["Starting clean shutdown."]
+            assert not master.stop_requested.is_set()
+            go.touch()
+            async with asyncio.timeout(60):
+                await master.stop_requested.wait()
+            assert not master.botmaster.brd.building
+
+            master.stop_requested.clear()
+            assert await ask("/shutdown now") == ["Stopping buildbot."]
+            async with asyncio.timeout(10):  # asked right after the answer is sent
+                await master.stop_requested.wait()

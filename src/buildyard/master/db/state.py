@@ -61,6 +61,19 @@ class StateRepository(Repository):
                 values={"name": name, "class_name": class_name},
             )
 
+    async def find_objects(
+        self, class_prefix: str, *, conn: AsyncConnection | None = None
+    ) -> list[tuple[int, str, str]]:
+        """``(id, name, class_name)`` of the objects whose class name starts with
+        ``class_prefix``, by id."""
+        query = (
+            sa.select(_o.c.id, _o.c.name, _o.c.class_name)
+            .where(_o.c.class_name.startswith(class_prefix, autoescape=True))
+            .order_by(_o.c.id)
+        )
+        async with self._read(conn) as c:
+            return [(int(r[0]), str(r[1]), str(r[2])) for r in await c.execute(query)]
+
     async def get_state(
         self,
         objectid: int,

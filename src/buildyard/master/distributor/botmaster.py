@@ -11,6 +11,7 @@ no HTML).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,47 @@ class BotMaster(ServiceManager[Any]):
             schedulers=schedulers,
         )
         self.add_child(self.brd)
+        # called once a clean shutdown has seen the last build end (the master stops)
+        self.on_shutdown: Callable[[], None] | None = None
+        self._shutdown: asyncio.Task[None] | None = None
+        self._shutting_down = False
+
+    # -- clean shutdown (Buildbot's botmaster.cleanShutdown / cancelCleanShutdown) ---------------
+
+    @property
+    def shutting_down(self) -> bool:
+        """Buildbot's ``shuttingDown``: a clean shutdown is under way."""
+        return self._shutting_down
+
+    def clean_shutdown(self) -> bool:
+        """Start no more builds; once the running ones have ended, stop the master
+        (``on_shutdown``). False if one is already under way."""
+        if self.shutting_down:
+            return False
+        self.brd.hold = self._shutting_down = True
+        log.info("clean_shutdown_started", running_builds=len(self.brd.building))
+        self._shutdown = self.spawn(self._wait_for_builds(), name="clean shutdown")
+        return True
+
+    def cancel_clean_shutdown(self) -> bool:
+        """Builds start again; False if no clean shutdown was under way."""
+        if not self.shutting_down:
+            return False
+        if self._shutdown is not None:
+            self._shutdown.cancel()
+            self._shutdown = None
+        self.brd.hold = self._shutting_down = False
+        log.info("clean_shutdown_cancelled")
+        self.brd.maybe_start_builds()
+        return True
+
+    async def _wait_for_builds(self) -> None:
+        # builds end one by one and none starts meanwhile: checking twice a second is enough
+        while self.brd.building:  # noqa: ASYNC110 (the distributor has no "all ended" event)
+            await asyncio.sleep(0.5)
+        log.info("clean_shutdown_builds_done")
+        if self.on_shutdown is not None:
+            self.on_shutdown()
 
     @property
     def builders(self) -> dict[str, Builder]:

@@ -193,6 +193,8 @@ class BuildRequestDistributor(Service):
             collections.OrderedDict()
         )
         workers.latent.wake = self.maybe_start_builds
+        # a clean shutdown of the master is under way (BotMaster.clean_shutdown): no build starts
+        self.hold = False
 
     def configure(self, builders: Mapping[str, tuple[int, Any]], config: Any) -> None:
         self.builders = dict(builders)
@@ -239,7 +241,7 @@ class BuildRequestDistributor(Service):
     # -- one pass ------------------------------------------------------------------------------
 
     async def distribute(self) -> None:
-        if not self.builders or self.config is None:
+        if not self.builders or self.config is None or self.hold:
             return
         workers = await self._db.workers.get_workers(masterid=self._masterid())
         await self._shut_down_idle_graceful_workers([w for w in workers if w.graceful])

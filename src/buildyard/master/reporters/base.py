@@ -13,22 +13,30 @@ still unsent are kept in the master's state table (under the reporter's name) an
 when a reporter of that name starts again, here or on another master sharing the database,
 so a restart loses no report. Reports are made from the database when they are sent, so a
 replayed event reports the build as it is then.
+
+A report that could not be delivered after the reporter's own retries (``sendMessage`` raised
+a delivery error: the HTTP client's ``HttpError``, a connection or timeout error) is not
+dropped either: its event is kept in the state table as given up (:data:`GIVEN_UP_STATE`, with
+the error and the time), logged as ``reporter_report_kept``, and tried again when a reporter of
+that name next starts. ``buildyard reports`` lists what is kept and drops it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
 import structlog
 
 from buildyard.common.errors import config_error
 from buildyard.master.mq.base import Body, Key, Pattern, Subscription
 from buildyard.master.mq.keys import matches
 from buildyard.master.reporters import details
-from buildyard.master.reporters.httpclient import dumps
+from buildyard.master.reporters.httpclient import HttpError, dumps
 from buildyard.master.reporters.service import BuildbotService, ReporterEnvironment, maybe_await
 
 log = structlog.get_logger(__name__)
@@ -39,6 +47,10 @@ __all__ = ["ReporterBase"]
 STOP_GRACE = 10.0
 #: the state value holding the events a stopped reporter had not reported
 PENDING_STATE = "pending_reports"
+#: the state value holding the reports given up after their retries (``buildyard reports``)
+GIVEN_UP_STATE = "given_up_reports"
+#: what ``sendMessage`` raises when a report could not be delivered (kept, tried at next start)
+DELIVERY_ERRORS: tuple[type[BaseException], ...] = (HttpError, OSError, aiohttp.ClientError)
 
 
 def _event_fields(key: Key, body: Body) -> dict[str, Any]:
@@ -136,6 +148,44 @@ class ReporterBase(BuildbotService):
         await self._env.state.set_state(objectid, PENDING_STATE, saved)
         log.info("reporter_reports_kept", reporter=self.name, events=len(events))
 
+    async def _keep_given_up(self, key: Key, body: Body, error: str) -> bool:
+        """Keep an event whose report was given up; False when there is no state to keep it."""
+        objectid = await self._state_id()
+        if objectid is None:
+            return False
+        assert self._env is not None
+        assert self._env.state is not None
+        if not hasattr(self, "_given_up_lock"):
+            self._given_up_lock = asyncio.Lock()
+        async with self._given_up_lock:  # one read-modify-write at a time
+            saved = list(await self._env.state.get_state(objectid, GIVEN_UP_STATE, []) or [])
+            number = max((int(e.get("id", 0)) for e in saved), default=0) + 1
+            saved.append(
+                {
+                    "id": number,
+                    "key": list(key),
+                    "body": json.loads(dumps(body)),
+                    "error": error[:500],
+                    "at": int(time.time()),
+                }
+            )
+            await self._env.state.set_state(objectid, GIVEN_UP_STATE, saved)
+        return True
+
+    async def _take_given_up(self) -> list[tuple[Key, Body]]:
+        """The given-up events, to try again (and forget: a new failure keeps them again)."""
+        objectid = await self._state_id()
+        if objectid is None:
+            return []
+        assert self._env is not None
+        assert self._env.state is not None
+        saved = await self._env.state.get_state(objectid, GIVEN_UP_STATE, [])
+        if not saved:
+            return []
+        await self._env.state.set_state(objectid, GIVEN_UP_STATE, [])
+        log.info("reporter_given_up_retried", reporter=self.name, events=len(saved))
+        return [(tuple(str(k) for k in e["key"]), dict(e["body"])) for e in saved]
+
     async def stopService(self) -> None:
         in_hand = dict(getattr(self, "_in_hand", {}))
         if not in_hand:
@@ -181,7 +231,8 @@ class ReporterBase(BuildbotService):
         async with subscription:
             if replay:
                 try:
-                    pending = await self._take_pending()
+                    pending = await self._take_given_up()
+                    pending += await self._take_pending()
                 except Exception as exc:  # the live events still get reported
                     log.error(
                         "reporter_kept_reports_unreadable",
@@ -256,6 +307,15 @@ class ReporterBase(BuildbotService):
             return
         try:
             await maybe_await(self.sendMessage(reports))
+        except DELIVERY_ERRORS as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            kept = await self._keep_given_up(key, body, error)
+            log.error(
+                "reporter_report_kept" if kept else "reporter_send_failed",
+                reporter=self.name,
+                error=error,
+                **fields,
+            )
         except Exception as exc:
             log.error(
                 "reporter_send_failed",

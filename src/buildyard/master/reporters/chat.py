@@ -691,14 +691,35 @@ class Contact:
                 await self.send(f"Build [#{build['number']}]({url}) of `{which}` interrupted.")
 
     async def command_SHUTDOWN(self, args: str, **kwargs: Any) -> None:
+        """Buildbot's: ``check`` whether a clean shutdown is under way, ``start`` one (no new
+        build; the master stops once the running builds have ended), ``stop`` it (builds start
+        again), or stop the master ``now`` (running builds end as retries)."""
         if args not in ("check", "start", "stop", "now"):
             raise UsageError(f"Try '{self.bot.command_prefix}shutdown check|start|stop|now'.")
+        master = self.bot.service.master
+        botmaster = master.botmaster
+        user = self.describe_user()
         if args == "check":
-            await self.send("Status: buildbot is running.")
-            return
-        # buildyard has no clean shutdown of the whole master yet
-        self.bot.log("chat_shutdown_not_implemented", action=args, user=self.describe_user())
-        await self.send(f"Sorry, 'shutdown {args}' is not implemented in buildyard.")
+            state = "shutting down" if botmaster.shutting_down else "running"
+            await self.send(f"Status: buildbot is {state}.")
+        elif args == "start":
+            if botmaster.shutting_down:
+                await self.send("Shutdown already started.")
+            else:
+                await self.send("Starting clean shutdown.")
+                self.bot.log("chat_shutdown", action=args, user=user)
+                botmaster.clean_shutdown()
+        elif args == "stop":
+            if not botmaster.shutting_down:
+                await self.send("There is no ongoing shutdown to stop.")
+            else:
+                await self.send("Stopping clean shutdown.")
+                self.bot.log("chat_shutdown", action=args, user=user)
+                botmaster.cancel_clean_shutdown()
+        else:
+            await self.send("Stopping buildbot.")
+            self.bot.log("chat_shutdown", action=args, user=user)
+            master.request_stop(f"'shutdown now' from {user} on {self.bot.service.name}")
 
 
 def _force_options(argv: list[str], again: str) -> dict[str, Any]:
@@ -935,6 +956,14 @@ class ChatBot:
 
     def build_url(self, builderid: int, number: int) -> str:
         return details.url_for_build(self.env, builderid, number)
+
+    def force_scheduler(self, name: str) -> Any:
+        """The running force scheduler ``name`` (one with ``force``), else None."""
+        manager = getattr(self.service.master, "scheduler_manager", None)
+        for svc in manager or ():
+            if getattr(svc, "name", None) == name and callable(getattr(svc, "force", None)):
+                return svc
+        return None
 
     def validation(self) -> Mapping[str, Any]:
         config = getattr(self.service.master, "config", None)

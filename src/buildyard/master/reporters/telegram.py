@@ -8,19 +8,22 @@ Requests are ``POST https://api.telegram.org/bot<token>/<method>`` with a JSON b
 4096 characters), ``answerCallbackQuery`` for its inline keyboards' buttons, and
 ``editMessageReplyMarkup`` to take a used keyboard away.
 
-The token is part of every request's address: it is never logged (errors name the method only,
-and any text echoing the token has it replaced). ``useWebhook=True`` is not implemented: it is
-a configuration error that says so.
+With ``useWebhook=True`` there is no polling: the bot serves ``<buildbotURL>telegram<token>``
+on the master's web server and tells Telegram so with ``setWebhook``, as Buildbot does.
+
+The token is part of every request's address (and of the webhook's): it is never logged (errors
+name the method only, and any text echoing the token has it replaced).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import io
 import json
 import random
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -47,6 +50,8 @@ __all__ = ["TelegramBot"]
 MAX_MESSAGE = 4096
 #: how many times a request is sent before it is given up (polling retries for ever)
 SEND_ATTEMPTS = 5
+#: how many long button payloads a bot remembers (an older button says it is no longer valid)
+BUTTONS_KEPT = 1000
 
 RESULTS_EMOJI = {
     Results.SUCCESS: " ✅",
@@ -141,9 +146,10 @@ class TelegramContact(Contact):
             reply_to_message_id=(tmessage or {}).get("message_id"),
         )
 
-    @staticmethod
-    def button(caption: str, payload: str) -> dict[str, Any]:
-        return {"text": caption, "callback_data": payload}
+    def button(self, caption: str, payload: str) -> dict[str, Any]:
+        """An inline keyboard's button; a payload too long for Telegram's 64 bytes of
+        callback data is kept by the bot and sent as a number, as Buildbot does."""
+        return {"text": caption, "callback_data": self.tg.button_data(payload)}
 
     @classmethod
     def described_commands(cls) -> list[tuple[str, str]]:
@@ -325,33 +331,211 @@ class TelegramContact(Contact):
             await self.send("Select builder to stop...", reply_markup={"inline_keyboard": keyboard})
             return
         self.template = f"/stop build {argv[1]} {{}}"
-        await self.send(
-            f"Ok, now reply to this message and give me the reason to stop build on `{argv[1]}`..."
-        )
+        await self.ask_for_reply(f"give me the reason to stop build on `{argv[1]}`")
 
     async def command_SHUTDOWN(self, args: str, **kwargs: Any) -> None:
         if args:
             await super().command_SHUTDOWN(args)
             return
-        keyboard = [
-            [
-                self.button("↘️ Begin Shutdown", "/shutdown start"),
-                self.button("‼️ Shutdown Now", "/shutdown now"),
-            ]
-        ]
+        if self.bot.service.master.botmaster.shutting_down:
+            first = self.button("🔙 Stop Shutdown", "/shutdown stop")
+            text = "Buildbot is currently shutting down.\n\n"
+        else:
+            first = self.button("↘️ Begin Shutdown", "/shutdown start")
+            text = ""
+        keyboard = [[first, self.button("‼️ Shutdown Now", "/shutdown now")]]
         await self.send(
-            "Buildbot is running. What do you want to do?",
-            reply_markup={"inline_keyboard": keyboard},
+            text + "What do you want to do?", reply_markup={"inline_keyboard": keyboard}
         )
 
-    async def command_FORCE(self, args: str, **kwargs: Any) -> None:
-        if args.split(" ", 1)[0] == "build":
+    async def ask_for_reply(self, prompt: str, greeting: str = "Ok") -> Any:
+        """Ask for the user's next message (``template`` says where it goes), in Buildbot's
+        words: in a group, by @name with a forced reply when the user has a name."""
+        kwargs: dict[str, Any] = {}
+        username = self.user_info.get("username", "")
+        if self.is_private_chat:
+            text = f"{greeting}, now {prompt}" if greeting else prompt[:1].upper() + prompt[1:]
+        elif username:
+            text = (
+                f"{greeting} @{username}, now {prompt}"
+                if greeting
+                else f"@{username}, now {prompt}"
+            )
+            kwargs["reply_markup"] = {"force_reply": True, "selective": True}
+        elif greeting:
+            text = f"{greeting}, now reply to this message and {prompt}"
+        else:
+            text = f"Reply to this message and {prompt}"
+        text += "..."
+        return await self.send(text, **kwargs)
+
+    async def command_FORCE(
+        self, args: str, tquery: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        """Buildbot's /force dialog: choose the force scheduler (when there are several), the
+        builder, then see and change the scheduler's parameters with buttons, and start the
+        build. ``/force build BUILDER REASON`` with IRC's options works too (buildyard)."""
+        argv = self.split_args(args)
+        schedulers = {s["name"]: s for s in await self.bot.get_list(("forceschedulers",))}
+        # IRC's form: "build", then a builder and a reason that is not NAME=VALUE parameters
+        if argv[:1] == ["build"] and (
+            not schedulers
+            or any(a.startswith("--") for a in argv[1:])
+            or any("=" not in a for a in argv[2:])
+        ):
             await super().command_FORCE(args)
             return
-        # Buildbot's /force walks the force schedulers' parameters in dialogs; buildyard
-        # takes the same command line as IRC
-        raise UsageError(f"Try '/{USAGE['force']}' (the force scheduler dialogs of Buildbot's "
-                         "/force are not implemented in buildyard)")  # fmt: skip
+        if not schedulers:
+            raise UsageError("no force schedulers configured for use by /force")
+        again = "Try '/force' and follow the instructions"
+        sched = await self._choose_scheduler(argv, schedulers, again)
+        if sched is None:
+            return
+        scheduler = schedulers[sched]
+        task = argv.pop(0) if argv else "config"
+        if tquery and task != "config":
+            message = tquery.get("message") or {}
+            if "message_id" in message:
+                await self.tg.edit_keyboard(self.channel.id, message["message_id"])
+        if not argv:
+            keyboard = [
+                [self.button(b, f"/force {sched} {task} {b}")] for b in scheduler["builder_names"]
+            ]
+            await self.send(
+                "Which builder do you want to start?", reply_markup={"inline_keyboard": keyboard}
+            )
+            return
+        what = None
+        if task == "ask":
+            what = argv.pop(0)
+            if not argv:
+                raise UsageError(again)
+        builder = argv.pop(0)
+        if builder not in scheduler["builder_names"]:
+            raise UsageError(
+                f"{again} (`{builder}` not configured for _{scheduler['label']}_ scheduler)"
+            )
+        params: dict[str, Any] = {}
+        for arg in argv:
+            name, eq, value = arg.partition("=")
+            if not eq:
+                raise UsageError(f"{again} ({arg!r} is not NAME=VALUE)")
+            if name in ("builderNames", "builderid", "owner", "username"):
+                # the builder is the one chosen, the owner the user: not parameters to type
+                raise UsageError(f"{again} ({name} is not a parameter)")
+            params[name] = value
+        fields = list(_collect_fields(scheduler.get("all_fields") or ()))
+        own = ("username", "owner")
+        missing = [
+            f["fullName"]
+            for f in fields
+            if f.get("required") and f["fullName"] not in own and f["fullName"] not in params
+        ]
+        if task == "build" and not missing:
+            for f in fields:
+                if f.get("type") == "fixed" and f["fullName"] not in own:
+                    params[f["fullName"]] = f.get("default")
+            await self._force_with(sched, builder, params, again)
+            return
+        if task in ("build", "config"):
+            await self._force_form(sched, builder, params, fields, missing)
+        elif task == "ask":
+            assert what is not None
+            rest = " ".join(shlex.quote(f"{k}={v}") for k, v in params.items() if k != what)
+            self.template = f"/force {sched} config {builder} {rest} {what}={{}}"
+            await self.ask_for_reply(
+                "enter the new value for the " + what.replace("_", " ").lower(), ""
+            )
+        else:
+            raise UsageError(again)
+
+    async def _choose_scheduler(
+        self, argv: list[str], schedulers: Mapping[str, Any], again: str
+    ) -> str | None:
+        """The force scheduler ``argv`` names (taken off it), the only one, or None once the
+        user was asked to choose."""
+        if not argv:
+            if len(schedulers) == 1:
+                return next(iter(schedulers))
+            keyboard = [
+                [self.button(s["label"], f"/force {s['name']}")] for s in schedulers.values()
+            ]
+            await self.send(
+                "Which force scheduler do you want to activate?",
+                reply_markup={"inline_keyboard": keyboard},
+            )
+            return None
+        if argv[0] in schedulers:
+            return argv.pop(0)
+        if len(schedulers) == 1:
+            return next(iter(schedulers))
+        raise UsageError(f"{again} (no force scheduler {argv[0]})")
+
+    async def _force_form(
+        self,
+        sched: str,
+        builder: str,
+        params: Mapping[str, Any],
+        fields: list[Mapping[str, Any]],
+        missing: list[str],
+    ) -> None:
+        """The parameters as they are, a button to change each, and one to start the build
+        once every required one has a value."""
+        text = f"{self.user_full_name}, you are about to start a new build on `{builder}`!"
+        args = " ".join(shlex.quote(f"{k}={v}") for k, v in params.items())
+        keyboard = []
+        shown = [f for f in fields if f.get("type") != "fixed" and f["fullName"] not in
+                 ("username", "owner")]  # fmt: skip
+        if shown:
+            text += "\n\nThe current build parameters are:"
+        for field in shown:
+            if field.get("type") == "nested":
+                text += f"\n{field.get('label')}"
+                continue
+            name = field["fullName"]
+            value = params.get(name, field.get("default"))
+            if isinstance(value, str):
+                value = value.strip()
+            text += f"\n    {field.get('label')} `{value}`"
+            caption = ("Change " if value else "Set ") + name.replace("_", " ").title()
+            if name in missing:
+                caption = "⚠️ " + caption
+                text += " ⚠️"
+            keyboard.append([self.button(caption, f"/force {sched} ask {name} {builder} {args}")])
+        text += "\n\nWhat do you want to do?"
+        if missing:
+            text += " You must set values for all parameters marked with ⚠️"
+        else:
+            keyboard.append(
+                [self.button("🚀 Start Build", f"/force {sched} build {builder} {args}")]
+            )
+        await self.send(text, reply_markup={"inline_keyboard": keyboard})
+
+    async def _force_with(
+        self, sched: str, builder: str, params: Mapping[str, Any], again: str
+    ) -> None:
+        scheduler = self.bot.force_scheduler(sched)
+        if scheduler is None:
+            raise UsageError(f"{again} (There is no force scheduler '{sched}')")
+        found = await self.bot.get_builder(name=builder)
+        try:
+            await scheduler.force(
+                owner=self.describe_user(), builderid=found["builderid"], **params
+            )
+        except (ValueError, TypeError) as exc:
+            why = getattr(exc, "errors", None) or str(exc)
+            self.bot.log("chat_force_refused", builder=builder, why=str(why))
+            raise UsageError(f"{again} ({why})") from exc
+        await self.send("Force build successfully requested.")
+
+
+def _collect_fields(fields: Any) -> Iterator[Mapping[str, Any]]:
+    """A force scheduler's fields with a name, nested ones included, in order."""
+    for field in fields:
+        if field.get("fullName"):
+            yield field
+        if "fields" in field:
+            yield from _collect_fields(field["fields"])
 
 
 class TelegramPollingBot(ChatBot):
@@ -382,6 +566,10 @@ class TelegramPollingBot(ChatBot):
         self.poll_timeout = poll_timeout
         self.retry_delay = retry_delay
         self.session: aiohttp.ClientSession | None = None
+        # long button payloads by number, and their numbers
+        self.query_cache: dict[int, str] = {}
+        self._button_keys: dict[str, int] = {}
+        self._next_button = 1
 
     @property
     def command_suffix(self) -> str | None:  # type: ignore[override]
@@ -390,19 +578,42 @@ class TelegramPollingBot(ChatBot):
     def _hide(self, text: str) -> str:
         return text.replace(self.token, "<token>") if self.token else text
 
+    def button_data(self, payload: str) -> str | int:
+        """``payload`` itself when it fits in a button's callback data, else its number in
+        the bot's cache (the latest :data:`BUTTONS_KEPT` are kept)."""
+        if len(payload.encode()) < 64:
+            return payload
+        key = self._button_keys.get(payload)
+        if key is None:
+            key = self._next_button
+            self._next_button += 1
+            self._button_keys[payload] = key
+            self.query_cache[key] = payload
+            while len(self.query_cache) > BUTTONS_KEPT:
+                oldest = next(iter(self.query_cache))
+                self._button_keys.pop(self.query_cache.pop(oldest), None)
+        return key
+
     # -- requests ------------------------------------------------------------------------------
 
     async def request(
-        self, method: str, payload: Mapping[str, Any] | None = None, *, wait: float = 30
+        self,
+        method: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        wait: float = 30,
+        form: aiohttp.FormData | None = None,
     ) -> Any:
-        """One request; its ``result``, or :class:`TelegramError` naming the method."""
+        """One request (a JSON body, or ``form`` as multipart); its ``result``, or
+        :class:`TelegramError` naming the method."""
         if self.session is None:
             self.session = aiohttp.ClientSession()
+        body: dict[str, Any] = {"data": form} if form is not None else {"json": dict(payload or {})}
         try:
             async with self.session.post(
                 self.base + method,
-                json=dict(payload or {}),
                 timeout=aiohttp.ClientTimeout(total=wait),
+                **body,
             ) as response:
                 raw = await response.text()
                 status = response.status
@@ -534,12 +745,21 @@ class TelegramPollingBot(ChatBot):
                          update_id=update.get("update_id"))  # fmt: skip
                 return
             original = query.get("message") or {}
-            await self.post("answerCallbackQuery", {"callback_query_id": query.get("id")})
+            text = query.get("data")
+            answer: dict[str, Any] = {"callback_query_id": query.get("id")}
+            if isinstance(text, int) or (isinstance(text, str) and text.isdigit()):
+                text = self.query_cache.get(int(text))
+                if text is None:
+                    answer["text"] = "Sorry, button is no longer valid!"
+                    chat = original.get("chat")
+                    if isinstance(chat, Mapping) and "message_id" in original:
+                        await self.edit_keyboard(chat.get("id"), original["message_id"])
+            await self.post("answerCallbackQuery", answer)
             data["tquery"] = query
             message = {
                 "from": query.get("from"),
                 "chat": original.get("chat"),
-                "text": query.get("data"),
+                "text": text,
             }
             if "reply_to_message" in original:
                 message["reply_to_message"] = original["reply_to_message"]
@@ -575,10 +795,26 @@ class TelegramPollingBot(ChatBot):
             {"command": c, "description": d} for c, d in TelegramContact.described_commands()
         ]
         await self.post("setMyCommands", {"commands": commands})
-        await self.post("deleteWebhook")
+
+    async def receive(self) -> None:
+        """Take the updates and answer them, until cancelled."""
+        await self.poll()
+
+    async def handle_update(self, update: Any) -> int | None:
+        """Answer one update; its ``update_id`` (None for something that is not an update)."""
+        if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+            self.log("telegram_update_ignored", why="not an update",
+                     update=self._hide(repr(update))[:200])  # fmt: skip
+            return None
+        try:
+            await self.process_update(update)
+        except Exception as exc:
+            self.log_error("telegram_update_failed", exc, update_id=update["update_id"])
+        return int(update["update_id"])
 
     async def poll(self) -> None:
-        """Take the updates and answer them, until cancelled."""
+        """Poll ``getUpdates`` (no webhook then) and answer the updates, until cancelled."""
+        await self.post("deleteWebhook")
         offset = 0
         failing = False
         while True:
@@ -598,15 +834,9 @@ class TelegramPollingBot(ChatBot):
                 continue
             failing = False
             for update in updates:
-                if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
-                    self.log("telegram_update_ignored", why="not an update",
-                             update=self._hide(repr(update))[:200])  # fmt: skip
-                    continue
-                offset = max(offset, update["update_id"] + 1)
-                try:
-                    await self.process_update(update)
-                except Exception as exc:
-                    self.log_error("telegram_update_failed", exc, update_id=update["update_id"])
+                update_id = await self.handle_update(update)
+                if update_id is not None:
+                    offset = max(offset, update_id + 1)
 
     async def close(self) -> None:
         if self.session is not None:
@@ -614,11 +844,86 @@ class TelegramPollingBot(ChatBot):
             self.session = None
 
 
+class TelegramWebhookBot(TelegramPollingBot):
+    """Telegram sends the updates to the master's web server (``useWebhook=True``): the bot
+    serves ``<buildbotURL>telegram<token>`` and registers that address with ``setWebhook``
+    (with ``certificate``, the public certificate of a self-signed server, uploaded). Updates
+    are answered one at a time in the order they came; a full queue holds Telegram's request
+    until there is room, so Telegram slows down rather than losing any."""
+
+    def __init__(self, service: TelegramBot, *, certificate: bytes | None, **kwargs: Any) -> None:
+        super().__init__(service, **kwargs)
+        self.certificate = certificate
+        self.updates: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
+
+    @property
+    def path(self) -> str:
+        return "telegram" + self.token
+
+    async def receive(self) -> None:
+        www = getattr(self.service.master, "www", None)
+        webhooks = getattr(www, "webhooks", None)
+        if webhooks is None:
+            raise TelegramError("useWebhook=True needs the master's web server (c['www'])")
+        if getattr(www, "port", None) is None:
+            log.error(
+                "telegram_webhook_unserved",
+                reporter=self.service.name,
+                why="useWebhook=True: c['www'] has no port, Telegram cannot reach the bot",
+            )
+        remove = webhooks.add(self.path, self.service.name, self.updates.put)
+        try:
+            await self.set_webhook()
+            while True:
+                await self.handle_update(await self.updates.get())
+        finally:
+            remove()
+
+    async def set_webhook(self) -> None:
+        """Register the webhook's address (until Telegram accepts it)."""
+        base = self.env.buildbot_url
+        url = (base if base.endswith("/") else base + "/") + self.path
+        while True:
+            form = None
+            if self.certificate is not None:
+                form = aiohttp.FormData()
+                form.add_field("url", url)
+                form.add_field("certificate", self.certificate, filename="certificate")
+            try:
+                await self.request("setWebhook", None if form else {"url": url}, form=form)
+            except TelegramError as exc:
+                log.error(
+                    "telegram_request_failed",
+                    reporter=self.service.name,
+                    method="setWebhook",
+                    error=str(exc),
+                    retry_in=self.retry_delay,
+                )
+                await asyncio.sleep(self.retry_delay)
+                continue
+            self.log("telegram_webhook_set", url=self._hide(url),
+                     certificate=self.certificate is not None)  # fmt: skip
+            return
+
+
+def _certificate_bytes(certificate: Any) -> bytes | None:
+    """``certificate`` as Buildbot takes it: the PEM text (str or bytes) or a file open in
+    binary mode."""
+    if certificate is None:
+        return None
+    if isinstance(certificate, str):
+        return certificate.encode()
+    if isinstance(certificate, bytes | bytearray):
+        return bytes(certificate)
+    data = certificate.read()
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
 class TelegramBot(BuildbotService):
     """Buildbot's arguments: ``bot_token`` (may be a secret), ``chat_ids`` (chats told about
     builds from the start), ``authz``, ``bot_username`` (asked from Telegram when not given),
     ``tags``, ``notify_events``, ``showBlameList`` (True), ``useRevisions``, ``useWebhook``
-    (only False), ``certificate`` (webhook only), ``pollTimeout`` (120 s), ``retryDelay``
+    (False: poll), ``certificate`` (webhook only), ``pollTimeout`` (120 s), ``retryDelay``
     (30 s)."""
 
     name = "TelegramBot"
@@ -654,13 +959,19 @@ class TelegramBot(BuildbotService):
                 for acl in authz.values():
                     if not isinstance(acl, list | tuple | bool):
                         config_error("TelegramBot: authz values must be bool or a list of user ids")
-        if useWebhook:
-            config_error(
-                "TelegramBot: useWebhook=True is not implemented in buildyard; "
-                "leave it False to poll Telegram with getUpdates"
-            )
-        elif certificate is not None:
+        if isinstance(certificate, io.TextIOBase):
+            config_error("TelegramBot: certificate file must be open in binary mode")
+        elif certificate is not None and not useWebhook:
             config_error("TelegramBot: certificate is only used with useWebhook=True")
+        elif (
+            certificate is not None
+            and not isinstance(certificate, str | bytes | bytearray)
+            and not callable(getattr(certificate, "read", None))
+        ):
+            config_error(
+                "TelegramBot: certificate must be the certificate's text (str or bytes) or "
+                "a file open in binary mode"
+            )
         for what, value in (("pollTimeout", pollTimeout), ("retryDelay", retryDelay)):
             if not isinstance(value, int | float) or value < 0:
                 config_error(f"TelegramBot: {what} must be a number of seconds, not {value!r}")
@@ -681,13 +992,18 @@ class TelegramBot(BuildbotService):
         retryDelay: float = 30,
     ) -> None:
         old = getattr(self, "bot", None)
-        self.bot = TelegramPollingBot(
+        mode: dict[str, Any] = {}
+        kind: type[TelegramPollingBot] = TelegramPollingBot
+        if useWebhook:
+            kind, mode = TelegramWebhookBot, {"certificate": _certificate_bytes(certificate)}
+        self.bot = kind(
             self,
             token=str(bot_token),
             api_url=self.api_url,
             chat_ids=list(chat_ids or ()),
             poll_timeout=pollTimeout,
             retry_delay=retryDelay,
+            **mode,
             nickname=bot_username,
             authz=authz,
             tags=tags,
@@ -719,6 +1035,6 @@ class TelegramBot(BuildbotService):
         await bot.load_state()
         events = bot.spawn(bot.follow_events(), name="telegram events")
         try:
-            await bot.poll()
+            await bot.receive()
         finally:
             events.cancel()

@@ -52,7 +52,17 @@ from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.mq.base import MessageQueue
 from buildyard.master.secrets.redaction import Redactor
-from buildyard.master.www import auth, builtin_ui, control, events, hooks, openapi, rest, ui
+from buildyard.master.www import (
+    auth,
+    builtin_ui,
+    control,
+    events,
+    hooks,
+    openapi,
+    rest,
+    ui,
+    webhooks,
+)
 from buildyard.master.www.authz import Authz
 
 log = structlog.get_logger(__name__)
@@ -70,6 +80,7 @@ def make_app(
     authz: Authz | None = None,
     sessions: auth.Sessions | None = None,
     change_hooks: hooks.ChangeHooks | None = None,
+    service_webhooks: webhooks.Webhooks | None = None,
 ) -> web.Application:
     """The web server's application. Without ``authentication`` nobody logs in; without
     ``authz`` everything is allowed; without ``sessions``, sessions are signed with a secret
@@ -91,6 +102,7 @@ def make_app(
     pages = ui_routes if ui_routes is not None else builtin_ui.routes(title=title)
     app.add_routes([*openapi.routes(), *rest.routes(), *control.routes(), *pages])
     hooks.setup(app, change_hooks)
+    webhooks.setup(app, service_webhooks)
     if mq is not None:
         events.setup(app, mq)
     return app
@@ -226,6 +238,8 @@ class WWWService(Service):
         # one for the service's life: a reconfig that changes only the hooks swaps their
         # settings in place, without a new application
         self._hooks = hooks.ChangeHooks(dialects={}, auth=None, services=hook_services)
+        # the services' own webhooks (TelegramBot's), also one for the service's life
+        self.webhooks = webhooks.Webhooks()
         # hides the secrets builds used in what /config shows
         self._redactor = redactor or Redactor()
         # what serves now: the application's runner, and the listening socket it serves on
@@ -331,6 +345,7 @@ class WWWService(Service):
             authz=authz,
             sessions=sessions,
             change_hooks=self._hooks,
+            service_webhooks=self.webhooks,
         )
         # connection limits: the guard sees each request begin and end, so it goes first
         guard = ConnectionGuard(read_limits(www), name="www")

@@ -46,6 +46,7 @@ from buildyard.master.data.api import DataAPI
 from buildyard.master.model.properties import Properties, RenderError, is_renderable, render
 from buildyard.master.www import htpasswd
 from buildyard.master.www.authz import Authz, Forbidden, Target
+from buildyard.master.www.webhooks import is_webhook_path
 
 log = structlog.get_logger(__name__)
 
@@ -457,8 +458,13 @@ async def _refused(request: web.Request, message: str) -> web.StreamResponse:
 async def _middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    if request.path == "/change_hook" or request.path.startswith("/change_hook/"):
-        # the hooks have their own authentication (change_hook_auth), as in Buildbot
+    if (
+        request.path == "/change_hook"
+        or request.path.startswith("/change_hook/")
+        or is_webhook_path(request.path)
+    ):
+        # the hooks have their own authentication (change_hook_auth; a webhook's secret
+        # path), as in Buildbot
         return await handler(request)
     auth = request.app[AUTH]
     details: dict[str, Any] | None = None
