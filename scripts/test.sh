@@ -27,5 +27,9 @@ echo "== ruff"; .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 echo "== mypy"; .venv/bin/mypy
 echo "== import layers"; .venv/bin/lint-imports
+# Compile buildyard's modules once: the tests start hundreds of master and worker processes,
+# and where PYTHONDONTWRITEBYTECODE is set (as on our CI machines) each would compile them
+# again from source (measured: importing the master took 4.2 s of CPU without, 1.5 s with)
+.venv/bin/python -m compileall -q src
 # loadgroup: the tests that share an expensive fixture (xdist_group marks) run on one worker
 echo "== pytest"; .venv/bin/pytest -n "${BUILDYARD_TEST_WORKERS:-auto}" --dist loadgroup "$@"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,36 @@ from buildyard.master.db import migrate
 from buildyard.master.db.connector import Database
 from buildyard.testing.clock import FakeClock
 from buildyard.testing.postgres import PostgresServer
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep each ``xdist_group`` on one xdist worker under ``--dist loadgroup``.
+
+    pytest-xdist (3.8) tells its scheduler a test's group by appending ``@group`` to the test's
+    node id, which it does by setting ``item._nodeid``; pytest 9 derives ``nodeid`` from
+    ``item._id`` instead, so the suffix is lost, each group is spread over every worker and
+    its shared fixtures (stock Buildbot masters, the four database moves) run once per worker.
+    This puts the suffix where pytest 9 reads it; where xdist's own works, it does nothing.
+    """
+    if not getattr(config.option, "loadgroup", False):  # set on xdist's workers only
+        return
+    for item in items:
+        names = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+        if not names:
+            continue
+        suffix = "@" + "_".join(sorted(names))
+        if item.nodeid.endswith(suffix):
+            continue
+        grouped = item.nodeid + suffix
+        ident: Any = getattr(item, "_id", None)
+        if ident is not None and hasattr(type(ident), "parse"):
+            item._id = type(ident).parse(grouped)
+        else:
+            item._nodeid = grouped  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")

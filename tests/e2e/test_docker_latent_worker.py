@@ -19,14 +19,11 @@ engine stand-in answers as an engine does) and on buildyard creates the same con
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import urllib.request
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,44 +31,30 @@ from typing import Any
 import aiohttp
 import pytest
 
-from buildyard.testing.postgres import free_port
-from buildyard.testing.processes import (
-    buildyard,
-    end_popen,
-    ended_at_exit,
-    spawn_master,
-    wait_for,
+from buildyard.testing.latent import (
+    LatentMaster,
+    alive,
+    stand_in,
+    stock_worker_command,
+    twin_build,
+    worker_command,
 )
-from buildyard.testing.stock import buildbot_venv
+from buildyard.testing.postgres import free_port
+from buildyard.testing.processes import buildyard, ended_at_exit, wait_for
 
 pytestmark = pytest.mark.e2e
 
 IMAGE = "buildyard-worker:test"
 
 # the container's command: make a worker directory from Buildbot's environment and run it
-COMMAND = [
-    "/bin/sh",
-    "-c",
-    f"{sys.executable} -m buildyard.worker.cli create-worker --quiet worker "
-    '"$BUILDMASTER:$BUILDMASTER_PORT" "$WORKERNAME" "$WORKERPASS" '
-    f"&& exec {sys.executable} -m buildyard.worker.cli start --nodaemon worker",
-]
+COMMAND = worker_command(sys.executable)
 
-CONFIG = """\
+HEAD = """\
 from buildyard.plugins import *
 c = BuildmasterConfig = {{}}
 def docker(name, image={image!r}, command={command!r}, **kw):
     return worker.DockerLatentWorker(name, None, docker_host={host!r}, image=image,
         command=command, masterFQDN='127.0.0.1', master_protocol='msgpack', **kw)
-c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
-c['workers'] = [{workers}]
-def builder(name, workers):
-    return util.BuilderConfig(name=name, workernames=workers,
-        factory=util.BuildFactory([steps.ShellCommand(command='echo built by $WORKERNAME')]))
-c['builders'] = [{builders}]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames={names!r})]
-c['www'] = {{'port': 'tcp:{www}:interface=127.0.0.1'}}
-c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
 
@@ -118,128 +101,25 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     socket = state / "docker.sock"
     argv = [sys.executable, "-m", "buildyard.testing.docker_engine", "--socket", str(socket)]
     argv += ["--state", str(state / "containers"), "--image", IMAGE]
-    with (state / "engine.log").open("ab") as errors:
-        proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL
-        )
-    assert proc.stdout is not None
-    try:
-        with proc.stdout:
-            ready = proc.stdout.readline()
-        assert ready.startswith(b"ready"), (state / "engine.log").read_text()
+    with stand_in(argv, state / "engine.log") as proc:
         yield Engine(socket, proc)
-    finally:
-        end_popen(proc)
 
 
-def _api(www: int, path: str, body: object = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{www}/api/v2/{path}",
-        data=data,
-        headers={"Accept": "application/json", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-class Master:
-    def __init__(self, basedir: Path, engine: Engine) -> None:
-        self.basedir = basedir
-        self.engine = engine
-        self.www = free_port()
-        self.port = free_port()
-        assert buildyard("create-master", str(basedir)).returncode == 0
-
-    def configure(self, workers: list[str], builders: dict[str, list[str]]) -> None:
-        text = CONFIG.format(
-            image=IMAGE,
-            host=self.engine.host,
-            command=COMMAND,
-            port=self.port,
-            workers=", ".join(workers),
-            builders=", ".join(f"builder({n!r}, {w!r})" for n, w in builders.items()),
-            names=list(builders),
-            www=self.www,
-        )
-        (self.basedir / "master.cfg").write_text(text)
-
-    def start(self) -> None:
-        started = buildyard("start", str(self.basedir))
-        assert started.returncode == 0, started.stderr + started.stdout + self.log()[-3000:]
-
-    def up(self) -> bool:
-        with contextlib.suppress(OSError):
-            return bool(_api(self.www, "masters")["masters"])
-        return False
-
-    def pids(self) -> list[int]:
-        with contextlib.suppress(OSError, ValueError):
-            return [int((self.basedir / "buildyard.pid").read_text())]
-        return []
-
-    def log(self) -> str:
-        """The master's log: buildyard.log (daemon) or out.log (--nodaemon)."""
-        return "".join(
-            p.read_text()
-            for p in (self.basedir / "buildyard.log", self.basedir / "out.log")
-            if p.exists()
-        )
-
-    def force(self, builder: str) -> int:
-        (b,) = _api(self.www, f"builders?name={builder}")["builders"]
-        rpc = {"jsonrpc": "2.0", "method": "force", "id": 1}
-        reply = _api(
-            self.www, "forceschedulers/force", {**rpc, "params": {"builderid": b["builderid"]}}
-        )
-        assert "result" in reply, reply
-        return int(b["builderid"])
-
-    def builds(self, builderid: int) -> list[dict[str, Any]]:
-        return list(_api(self.www, f"builders/{builderid}/builds")["builds"])
-
-    def finished(self, builderid: int, count: int) -> list[dict[str, Any]]:
-        def done() -> bool:
-            builds = self.builds(builderid)
-            return len(builds) >= count and all(b["complete"] for b in builds)
-
-        assert wait_for(done, timeout=180, interval=0.2), self.log()[-4000:]
-        return self.builds(builderid)
-
-    def connected_to(self, worker: str) -> list[Any]:
-        (w,) = _api(self.www, f"workers?name={worker}")["workers"]
-        return list(w["connected_to"])
-
-    def worker_of(self, build: dict[str, Any]) -> str:
-        (w,) = _api(self.www, f"workers/{build['workerid']}")["workers"]
-        return str(w["name"])
-
-    def output(self, build: dict[str, Any]) -> str:
-        (step,) = _api(self.www, f"builds/{build['buildid']}/steps")["steps"]
-        (stdio,) = _api(self.www, f"steps/{step['stepid']}/logs")["logs"]
-        (chunk,) = _api(self.www, f"logs/{stdio['logid']}/contents")["logchunks"]
-        return str(chunk["content"])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
+def _head(engine: Engine) -> str:
+    return HEAD.format(image=IMAGE, command=COMMAND, host=engine.host)
 
 
 def test_docker_latent_worker_lifecycle(tmp_path: Path, engine: Engine) -> None:
-    master = Master(tmp_path / "master", engine)
+    master = LatentMaster(tmp_path / "master")
     workers = [
-        "docker('dock', build_wait_timeout=20)",
+        "docker('dock', build_wait_timeout=10)",
         "docker('broken', image='nowhere/missing:1')",
         "docker('crashing', command=['/bin/false'], check_instance_interval=1)",
         "docker('silent', command=['/bin/sleep', '600'], missing_timeout=3)",
         "docker('spare')",
     ]
     pick_workers = ["broken", "crashing", "silent", "spare"]
-    master.configure(workers, {"hello": ["dock"], "pick": pick_workers})
+    master.configure(_head(engine), workers, {"hello": ["dock"], "pick": pick_workers})
     with ended_at_exit(master.pids):
         master.start()
         assert engine.containers("dock") == []  # nothing runs before a build needs it
@@ -277,18 +157,14 @@ def test_docker_latent_worker_lifecycle(tmp_path: Path, engine: Engine) -> None:
         (picked,) = master.finished(pick, 1)  # one build: no EXCEPTION build before it
         assert picked["results"] == 0, master.log()[-4000:]
         assert master.worker_of(picked) == "spare"
-        failed = [
-            line
-            for line in master.log().splitlines()
-            if "latent_worker_start_failed" in line or "latent_worker_quarantined" in line
-        ]
         for worker, why in [
             ("broken", 'Image "nowhere/missing:1" not found'),
             ("crashing", "the instance ended before its worker connected"),
             ("silent", "did not connect within missing_timeout (3 s)"),
         ]:
-            assert any(f"worker={worker}" in f and why in f for f in failed), failed
-            assert any(f"worker={worker}" in f and "quarantined" in f for f in failed), failed
+            failed = master.failures(worker)
+            assert any(why in f for f in failed), failed
+            assert any("quarantined" in f for f in failed), failed
             assert engine.containers(worker) == []  # a failed start leaves no container
         # build_wait_timeout 0 (Docker's default): the container goes after the build
         assert wait_for(lambda: engine.containers("spare") == [], timeout=120)
@@ -299,48 +175,44 @@ def test_docker_latent_worker_lifecycle(tmp_path: Path, engine: Engine) -> None:
         master.finished(hello, 3)
         (running,) = engine.containers("dock")
         pid = engine.pid(running["Id"])
-        master.configure(["docker('spare')"], {"pick": ["spare"]})
+        master.configure(_head(engine), ["docker('spare')"], {"pick": ["spare"]})
         assert buildyard("reconfig", str(master.basedir)).returncode == 0
         assert wait_for(lambda: engine.containers("dock") == [], timeout=120), master.log()[-3000:]
-        assert not _alive(pid)
+        assert not alive(pid)
 
         # and the master's stop stops the container still running
         master.force("pick")
         assert wait_for(lambda: len(engine.containers("spare")) == 1, timeout=120)
-        stopped = buildyard("stop", str(master.basedir))
-        assert stopped.returncode == 0, stopped.stderr
+        master.stop()
         assert engine.containers() == []
 
 
 def test_a_restarted_master_removes_the_containers_its_killed_run_left(
     tmp_path: Path, engine: Engine
 ) -> None:
-    master = Master(tmp_path / "master", engine)
-    master.configure(["docker('keeper', build_wait_timeout=-1)"], {"keep": ["keeper"]})
-    procs = [spawn_master(master.basedir)]
-    try:
-        assert wait_for(master.up, timeout=120), master.log()[-3000:]
+    master = LatentMaster(tmp_path / "master")
+    master.configure(
+        _head(engine), ["docker('keeper', build_wait_timeout=-1)"], {"keep": ["keeper"]}
+    )
+    with master.spawned():
+        master.spawn()
         keep = master.force("keep")
         (build,) = master.finished(keep, 1)
         assert build["results"] == 0, master.log()[-4000:]
         (container,) = engine.containers("keeper")
         pid = engine.pid(container["Id"])
 
-        os.kill(procs[0].pid, signal.SIGKILL)
-        procs[0].wait()
+        master.sigkill()
         assert engine.containers("keeper")[0]["State"] == "running"  # left behind
-        assert _alive(pid)
+        assert alive(pid)
 
-        procs[0] = spawn_master(master.basedir)
+        master.spawn()
         assert wait_for(lambda: engine.containers("keeper") == [], timeout=120), master.log()[
             -3000:
         ]
-        assert not _alive(pid)
+        assert not alive(pid)
         assert "docker_orphan_removed" in master.log()
-        assert end_popen(procs[0]) == 0
-    finally:
-        for proc in procs:
-            end_popen(proc)
+        assert master.end() == 0
 
 
 # The same worker for both masters: the stock buildbot-worker, over PB, in the "container".
@@ -359,76 +231,20 @@ c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
 
-def _stock_worker_command() -> list[str]:
-    exe = buildbot_venv() / "bin" / "buildbot-worker"
-    return [
-        "/bin/sh",
-        "-c",
-        f'{exe} create-worker -q worker "$BUILDMASTER:$BUILDMASTER_PORT" "$WORKERNAME" '
-        f'"$WORKERPASS" && exec {exe} start --nodaemon worker',
-    ]
-
-
 def _twin_build(kind: str, basedir: Path, engine: Engine) -> list[dict[str, Any]]:
     """Run one build of TWIN_CONFIG on a ``kind`` master; the engine requests it made."""
     before = len(engine.get("/_fake/requests"))
     www = free_port()
-    if kind == "buildbot":
-        exe = [str(buildbot_venv() / "bin" / "buildbot")]
-    else:
-        exe = [sys.executable, "-m", "buildyard.cli.main"]
-    subprocess.run([*exe, "create-master", "-q", str(basedir)], check=True, timeout=300)
-    (basedir / "master.cfg").write_text(
-        TWIN_CONFIG.format(
-            pb=free_port(),
-            host=engine.host,
-            image=IMAGE,
-            command=_stock_worker_command(),
-            www=www,
-        )
+    config = TWIN_CONFIG.format(
+        pb=free_port(), host=engine.host, image=IMAGE, command=stock_worker_command(), www=www
     )
-    with (basedir / "out.log").open("ab") as out:
-        proc = subprocess.Popen(
-            [*exe, "start", "--nodaemon", str(basedir)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    logs = [basedir / "out.log", basedir / "twistd.log", basedir / "buildyard.log"]
 
-    def log() -> str:
-        return "".join(p.read_text(errors="replace") for p in logs if p.exists())[-4000:]
+    # build_wait_timeout is 0 for Docker in both: the container goes after the build
+    def gone() -> bool:
+        names = [n for c in engine.containers() for n in c["Names"]]
+        return not any(n.startswith("/buildbot-twin-") for n in names)
 
-    try:
-
-        def forced() -> bool:
-            assert proc.poll() is None, log()
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                (builder,) = _api(www, "builders?name=hello")["builders"]
-                rpc = {"jsonrpc": "2.0", "method": "force", "id": 1}
-                params = {"builderid": builder["builderid"]}
-                return "result" in _api(www, "forceschedulers/force", {**rpc, "params": params})
-            return False
-
-        assert wait_for(forced, timeout=120, interval=0.5), log()
-
-        def finished() -> bool:
-            builds = _api(www, "builds")["builds"]
-            return bool(builds) and all(b["complete"] for b in builds)
-
-        assert wait_for(finished, timeout=180, interval=0.5), log()
-        (build,) = _api(www, "builds")["builds"]
-        assert build["results"] == 0, log()
-
-        # build_wait_timeout is 0 for Docker in both: the container goes after the build
-        def gone() -> bool:
-            names = [n for c in engine.containers() for n in c["Names"]]
-            return not any(n.startswith("/buildbot-twin-") for n in names)
-
-        assert wait_for(gone, timeout=120), log()
-    finally:
-        end_popen(proc)
+    twin_build(kind, basedir, config, www, gone)
     return list(engine.get("/_fake/requests"))[before:]
 
 

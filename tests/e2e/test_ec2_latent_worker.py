@@ -17,27 +17,18 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
-import os
-import signal
 import subprocess
 import sys
 import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from buildyard.testing.latent import LatentMaster
 from buildyard.testing.postgres import free_port
-from buildyard.testing.processes import (
-    buildyard,
-    end_popen,
-    ended_at_exit,
-    spawn_master,
-    wait_for,
-)
+from buildyard.testing.processes import end_popen, ended_at_exit, wait_for
 
 boto3 = pytest.importorskip("boto3")
 
@@ -46,7 +37,7 @@ pytestmark = pytest.mark.e2e
 OWNER = 801119661308  # the owner of moto's stock AMIs ("amazon/getting-started")
 PASSWORD = "ec2-worker-secret"
 
-CONFIG = """\
+HEAD = """\
 from buildyard.plugins import *
 c = BuildmasterConfig = {{}}
 def ec2(name, **kw):
@@ -55,15 +46,6 @@ def ec2(name, **kw):
     return worker.EC2LatentWorker(name, {password!r}, 't3.micro', keypair_name='buildyard',
         security_name='buildyard-workers', region='us-east-1',
         user_data=f'127.0.0.1:{port} {{name}} {password}', **kw)
-c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
-c['workers'] = [{workers}]
-def builder(name, workers):
-    return util.BuilderConfig(name=name, workernames=workers,
-        factory=util.BuildFactory([steps.ShellCommand(command='echo built')]))
-c['builders'] = [{builders}]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames={names!r})]
-c['www'] = {{'port': 'tcp:{www}:interface=127.0.0.1'}}
-c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
 
@@ -175,85 +157,18 @@ def aws_env(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
-def _api(www: int, path: str, body: object = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{www}/api/v2/{path}",
-        data=data,
-        headers={"Accept": "application/json", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-class Master:
-    def __init__(self, basedir: Path) -> None:
-        self.basedir = basedir
-        self.www = free_port()
-        self.port = free_port()
-        assert buildyard("create-master", str(basedir)).returncode == 0
-
-    def configure(self, workers: list[str], builders: dict[str, list[str]]) -> None:
-        (self.basedir / "master.cfg").write_text(
-            CONFIG.format(
-                owner=OWNER,
-                password=PASSWORD,
-                port=self.port,
-                workers=", ".join(workers),
-                builders=", ".join(f"builder({n!r}, {w!r})" for n, w in builders.items()),
-                names=list(builders),
-                www=self.www,
-            )
-        )
-
-    def log(self) -> str:
-        return "".join(
-            p.read_text()
-            for p in (self.basedir / "buildyard.log", self.basedir / "out.log")
-            if p.exists()
-        )
-
-    def pids(self) -> list[int]:
-        with contextlib.suppress(OSError, ValueError):
-            return [int((self.basedir / "buildyard.pid").read_text())]
-        return []
-
-    def up(self) -> bool:
-        with contextlib.suppress(OSError):
-            return bool(_api(self.www, "masters")["masters"])
-        return False
-
-    def force(self, builder: str) -> int:
-        (b,) = _api(self.www, f"builders?name={builder}")["builders"]
-        rpc = {
-            "jsonrpc": "2.0",
-            "method": "force",
-            "id": 1,
-            "params": {"builderid": b["builderid"]},
-        }
-        assert "result" in _api(self.www, "forceschedulers/force", rpc)
-        return int(b["builderid"])
-
-    def finished(self, builderid: int, count: int) -> list[dict[str, Any]]:
-        def done() -> bool:
-            builds = _api(self.www, f"builders/{builderid}/builds")["builds"]
-            return len(builds) >= count and all(b["complete"] for b in builds)
-
-        assert wait_for(done, timeout=180, interval=0.2), self.log()[-4000:]
-        return list(_api(self.www, f"builders/{builderid}/builds")["builds"])
-
-    def worker_of(self, build: dict[str, Any]) -> str:
-        (w,) = _api(self.www, f"workers/{build['workerid']}")["workers"]
-        return str(w["name"])
+def _head(master: LatentMaster) -> str:
+    return HEAD.format(owner=OWNER, password=PASSWORD, port=master.port)
 
 
 @pytest.mark.usefixtures("aws_env")
 def test_ec2_latent_worker_lifecycle(tmp_path: Path, cloud: Cloud) -> None:
     volume = cloud.client.create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
-    master = Master(tmp_path / "master")
+    master = LatentMaster(tmp_path / "master")
     master.configure(
+        _head(master),
         [
-            f"ec2('cloud', build_wait_timeout=20, tags={{'team': 'ci'}}, "
+            f"ec2('cloud', build_wait_timeout=10, tags={{'team': 'ci'}}, "
             f"volumes=[({volume!r}, '/dev/sdf')])",
             "ec2('nomatch', valid_ami_location_regex=r'nothing-here/(\\d+)')",
             "ec2('spot', spot_instance=True, max_spot_price=0.5, build_wait_timeout=0)",
@@ -261,8 +176,7 @@ def test_ec2_latent_worker_lifecycle(tmp_path: Path, cloud: Cloud) -> None:
         {"hello": ["cloud"], "pick": ["nomatch", "spot"]},
     )
     with ended_at_exit(master.pids):
-        started = buildyard("start", str(master.basedir))
-        assert started.returncode == 0, started.stderr + started.stdout
+        master.start()
         assert cloud.all_instances("cloud") == []  # nothing before a build needs it
 
         # a build starts an instance; its worker connects (the watcher boots it) and builds
@@ -310,32 +224,26 @@ def test_ec2_latent_worker_lifecycle(tmp_path: Path, cloud: Cloud) -> None:
         # build_wait_timeout 0: terminated after the build
         assert wait_for(lambda: cloud.instances("spot") == [], timeout=120)
 
-        stopped = buildyard("stop", str(master.basedir))
-        assert stopped.returncode == 0, stopped.stderr
+        master.stop()
 
 
 @pytest.mark.usefixtures("aws_env")
 def test_a_restarted_master_terminates_the_instances_its_killed_run_left(
     tmp_path: Path, cloud: Cloud
 ) -> None:
-    master = Master(tmp_path / "master")
-    master.configure(["ec2('keeper', build_wait_timeout=-1)"], {"keep": ["keeper"]})
-    procs = [spawn_master(master.basedir)]
-    try:
-        assert wait_for(master.up, timeout=120), master.log()[-3000:]
+    master = LatentMaster(tmp_path / "master")
+    master.configure(_head(master), ["ec2('keeper', build_wait_timeout=-1)"], {"keep": ["keeper"]})
+    with master.spawned():
+        master.spawn()
         keep = master.force("keep")
         (build,) = master.finished(keep, 1)
         assert build["results"] == 0, master.log()[-4000:]
         (instance,) = cloud.instances("keeper")
 
-        os.kill(procs[0].pid, signal.SIGKILL)
-        procs[0].wait()
+        master.sigkill()
         assert [i["InstanceId"] for i in cloud.instances("keeper")] == [instance["InstanceId"]]
 
-        procs[0] = spawn_master(master.basedir)
+        master.spawn()
         assert wait_for(lambda: cloud.instances("keeper") == [], timeout=120), master.log()[-3000:]
         assert "ec2_orphan_terminated" in master.log()
-        assert end_popen(procs[0]) == 0
-    finally:
-        for proc in procs:
-            end_popen(proc)
+        assert master.end() == 0

@@ -30,6 +30,7 @@ from tests.master.changes import gerrit_events as ev
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.xdist_group("gerrit"),  # one worker starts the module's sshd and two masters
     pytest.mark.skipif(
         not sshd_available(), reason="needs Debian's openssh-server and root (.ci/run installs it)"
     ),

@@ -16,9 +16,7 @@ same pod.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import urllib.parse
@@ -29,16 +27,16 @@ from typing import Any
 
 import pytest
 
-from buildyard.testing.latent import LatentMaster, api, worker_command
-from buildyard.testing.postgres import free_port
-from buildyard.testing.processes import (
-    buildyard,
-    end_popen,
-    ended_at_exit,
-    spawn_master,
-    wait_for,
+from buildyard.testing.latent import (
+    LatentMaster,
+    alive,
+    stand_in,
+    stock_worker_command,
+    twin_build,
+    worker_command,
 )
-from buildyard.testing.stock import buildbot_venv
+from buildyard.testing.postgres import free_port
+from buildyard.testing.processes import ended_at_exit, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -100,27 +98,9 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     entry = json.dumps(worker_command(sys.executable))
     argv = [sys.executable, "-m", "buildyard.testing.kube_api", "--port", str(port)]
     argv += ["--state", str(state / "pods"), "--image", f"{IMAGE}={entry}", "--token", TOKEN]
-    argv += ["--image", f"{STOCK_IMAGE}={json.dumps(_stock_worker_command())}"]
-    with (state / "api.log").open("ab") as errors:
-        proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL
-        )
-    assert proc.stdout is not None
-    try:
-        with proc.stdout:
-            ready = proc.stdout.readline()
-        assert ready.startswith(b"ready"), (state / "api.log").read_text()
+    argv += ["--image", f"{STOCK_IMAGE}={json.dumps(stock_worker_command())}"]
+    with stand_in(argv, state / "api.log") as proc:
         yield Api(port, proc)
-    finally:
-        end_popen(proc)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def _head(api: Api) -> str:
@@ -132,15 +112,14 @@ def test_kube_latent_worker_lifecycle(tmp_path: Path, kube_api: Api) -> None:
     master.configure(
         _head(kube_api),
         [
-            "kube('pod', cls=SizedKubeWorker, build_wait_timeout=20)",
+            "kube('pod', cls=SizedKubeWorker, build_wait_timeout=10)",
             "kube('broken', image='registry.local/nowhere:0', check_instance_interval=1)",
             "kube('spare')",
         ],
         {"hello": ["pod"], "pick": ["broken", "spare"]},
     )
     with ended_at_exit(master.pids):
-        started = buildyard("start", str(master.basedir))
-        assert started.returncode == 0, started.stderr + started.stdout + master.log()[-3000:]
+        master.start()
         assert kube_api.pods("pod") == []  # nothing runs before a build needs it
 
         # a build starts a pod; its worker connects and builds
@@ -187,8 +166,7 @@ def test_kube_latent_worker_lifecycle(tmp_path: Path, kube_api: Api) -> None:
         assert kube_api.pods("broken") == []  # a failed start leaves no pod
         assert wait_for(lambda: kube_api.pods("spare") == [], timeout=120)
 
-        stopped = buildyard("stop", str(master.basedir))
-        assert stopped.returncode == 0, stopped.stderr
+        master.stop()
 
 
 def test_a_restarted_master_deletes_the_pods_its_killed_run_left(
@@ -198,9 +176,8 @@ def test_a_restarted_master_deletes_the_pods_its_killed_run_left(
     master.configure(
         _head(kube_api), ["kube('keeper', build_wait_timeout=-1)"], {"keep": ["keeper"]}
     )
-    procs = [spawn_master(master.basedir)]
-    try:
-        assert wait_for(master.up, timeout=120), master.log()[-3000:]
+    with master.spawned():
+        master.spawn()
         keep = master.force("keep")
         (build,) = master.finished(keep, 1)
         assert build["results"] == 0, master.log()[-4000:]
@@ -208,18 +185,14 @@ def test_a_restarted_master_deletes_the_pods_its_killed_run_left(
         pids = kube_api.pids()
         assert pids
 
-        os.kill(procs[0].pid, signal.SIGKILL)
-        procs[0].wait()
+        master.sigkill()
         assert kube_api.pods("keeper")[0]["status"]["phase"] == "Running"  # left behind
 
-        procs[0] = spawn_master(master.basedir)
+        master.spawn()
         assert wait_for(lambda: kube_api.pods("keeper") == [], timeout=120), master.log()[-3000:]
-        assert not any(_alive(pid) for pid in pids)
+        assert not any(alive(pid) for pid in pids)
         assert "kube_orphan_deleted" in master.log()
-        assert end_popen(procs[0]) == 0
-    finally:
-        for proc in procs:
-            end_popen(proc)
+        assert master.end() == 0
 
 
 # The same worker for both masters: the stock buildbot-worker, over PB, in the pod.
@@ -238,66 +211,15 @@ c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
 
-def _stock_worker_command() -> list[str]:
-    exe = buildbot_venv() / "bin" / "buildbot-worker"
-    return [
-        "/bin/sh",
-        "-c",
-        f'{exe} create-worker -q worker "$BUILDMASTER:$BUILDMASTER_PORT" "$WORKERNAME" '
-        f'"$WORKERPASS" && exec {exe} start --nodaemon worker',
-    ]
-
-
 def _twin_build(kind: str, basedir: Path, kube: Api) -> list[dict[str, Any]]:
     """Run one build of TWIN_CONFIG on a ``kind`` master; the API requests it made."""
     before = len(kube.get("/_fake/requests"))
     www = free_port()
-    if kind == "buildbot":
-        exe = [str(buildbot_venv() / "bin" / "buildbot")]
-    else:
-        exe = [sys.executable, "-m", "buildyard.cli.main"]
-    subprocess.run([*exe, "create-master", "-q", str(basedir)], check=True, timeout=300)
-    (basedir / "master.cfg").write_text(
-        TWIN_CONFIG.format(pb=free_port(), image=STOCK_IMAGE, api=kube.port, token=TOKEN, www=www)
+    config = TWIN_CONFIG.format(
+        pb=free_port(), image=STOCK_IMAGE, api=kube.port, token=TOKEN, www=www
     )
-    with (basedir / "out.log").open("ab") as out:
-        proc = subprocess.Popen(
-            [*exe, "start", "--nodaemon", str(basedir)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    logs = [basedir / "out.log", basedir / "twistd.log", basedir / "buildyard.log"]
-
-    def log() -> str:
-        return "".join(p.read_text(errors="replace") for p in logs if p.exists())[-4000:]
-
-    try:
-
-        def forced() -> bool:
-            assert proc.poll() is None, log()
-            try:
-                (builder,) = api(www, "builders?name=hello")["builders"]
-                rpc = {"jsonrpc": "2.0", "method": "force", "id": 1}
-                params = {"builderid": builder["builderid"]}
-                return "result" in api(www, "forceschedulers/force", {**rpc, "params": params})
-            except (OSError, ValueError, KeyError):
-                return False
-
-        assert wait_for(forced, timeout=120, interval=0.5), log()
-
-        def finished() -> bool:
-            builds = api(www, "builds")["builds"]
-            return bool(builds) and all(b["complete"] for b in builds)
-
-        assert wait_for(finished, timeout=180, interval=0.5), log()
-        (build,) = api(www, "builds")["builds"]
-        assert build["results"] == 0, log()
-        # build_wait_timeout is 0 for Kubernetes in both: the pod goes after the build
-        assert wait_for(lambda: kube.pods("twin") == [], timeout=120), log()
-    finally:
-        end_popen(proc)
+    # build_wait_timeout is 0 for Kubernetes in both: the pod goes after the build
+    twin_build(kind, basedir, config, www, lambda: kube.pods("twin") == [])
     return list(kube.get("/_fake/requests"))[before:]
 
 

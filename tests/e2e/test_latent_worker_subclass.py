@@ -8,15 +8,14 @@ the last."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from buildyard.testing.latent import alive, api
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import buildyard, ended_at_exit, wait_for
 
@@ -66,25 +65,6 @@ c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
 
-def _api(www: int, path: str, body: object = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{www}/api/v2/{path}",
-        data=data,
-        headers={"Accept": "application/json", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
 def test_a_latent_worker_subclass_from_master_cfg(tmp_path: Path) -> None:
     basedir = tmp_path / "master"
     assert buildyard("create-master", str(basedir)).returncode == 0
@@ -99,30 +79,30 @@ def test_a_latent_worker_subclass_from_master_cfg(tmp_path: Path) -> None:
         found = [int(parts[-1]) for parts in lines()]
         with contextlib.suppress(OSError, ValueError):
             found.append(int((basedir / "buildyard.pid").read_text()))
-        return [p for p in found if _alive(p)]
+        return [p for p in found if alive(p)]
 
     with ended_at_exit(pids):
         started = buildyard("start", str(basedir))
         assert started.returncode == 0, started.stderr + started.stdout
-        (builder,) = _api(www, "builders?name=hello")["builders"]
+        (builder,) = api(www, "builders?name=hello")["builders"]
         builderid = builder["builderid"]
 
         def force_and_finish(count: int) -> dict[str, Any]:
             rpc = {"jsonrpc": "2.0", "method": "force", "id": 1, "params": {"builderid": builderid}}
-            assert "result" in _api(www, "forceschedulers/force", rpc)
+            assert "result" in api(www, "forceschedulers/force", rpc)
 
             def done() -> bool:
-                builds = _api(www, f"builders/{builderid}/builds")["builds"]
+                builds = api(www, f"builders/{builderid}/builds")["builds"]
                 return len(builds) == count and all(b["complete"] for b in builds)
 
             log = basedir / "buildyard.log"
             assert wait_for(done, timeout=180, interval=0.2), log.read_text()[-3000:]
-            return dict(_api(www, f"builders/{builderid}/builds")["builds"][-1])
+            return dict(api(www, f"builders/{builderid}/builds")["builds"][-1])
 
         assert force_and_finish(1)["results"] == 0
         [(start, builder_name, first_pid)] = lines()
         assert (start, builder_name) == ("start", "hello")  # rendered from the request
-        assert _alive(int(first_pid))
+        assert alive(int(first_pid))
 
         # its worker dies on its own: the master stops the instance
         os.kill(int(first_pid), signal.SIGKILL)
@@ -132,9 +112,9 @@ def test_a_latent_worker_subclass_from_master_cfg(tmp_path: Path) -> None:
         assert force_and_finish(2)["results"] == 0
         assert [p[0] for p in lines()] == ["start", "stop", "start"]
         second = lines()[-1][-1]
-        assert second != first_pid and _alive(int(second))
+        assert second != first_pid and alive(int(second))
 
         stopped = buildyard("stop", str(basedir))
         assert stopped.returncode == 0, stopped.stderr
         assert lines()[-1] == ["stop", second]
-        assert not _alive(int(second))
+        assert not alive(int(second))

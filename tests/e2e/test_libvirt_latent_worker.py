@@ -43,7 +43,7 @@ def vm(name, **kw):
     return worker.LibVirtWorker(name, 'vm-secret', uri=util.Connection('test:///default'),
         masterFQDN='127.0.0.1', **kw)
 c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
-c['workers'] = [vm('vm1', build_wait_timeout=15), vm('vm-undefined'), vm('vm2'),
+c['workers'] = [vm('vm1', build_wait_timeout=10), vm('vm-undefined'), vm('vm2'),
                 vm('vm-orphan'), vm('vm-other'), vm('vm3'), vm('vm4')]
 def builder(name, workers):
     return util.BuilderConfig(name=name, workernames=workers, collapseRequests=False,

@@ -27,7 +27,8 @@ from buildyard.testing.postgres import PostgresServer, free_port
 from buildyard.testing.processes import buildyard, end_popen, spawn_master, wait_for
 from buildyard.testing.workers import start_worker
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+# one xdist worker starts the module's two masters
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.xdist_group("multimaster-mq")]
 
 CONFIG = """\
 from buildyard.plugins import *

@@ -19,9 +19,7 @@ buildyard, with the stock buildbot-worker over PB in the server, boots the same 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -31,17 +29,17 @@ from typing import Any
 
 import pytest
 
-from buildyard.testing.latent import LatentMaster, api, worker_command
+from buildyard.testing.latent import (
+    LatentMaster,
+    alive,
+    stand_in,
+    stock_worker_command,
+    twin_build,
+    worker_command,
+)
 from buildyard.testing.openstack_cloud import image_id
 from buildyard.testing.postgres import free_port
-from buildyard.testing.processes import (
-    buildyard,
-    end_popen,
-    ended_at_exit,
-    spawn_master,
-    wait_for,
-)
-from buildyard.testing.stock import buildbot_venv
+from buildyard.testing.processes import ended_at_exit, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -96,21 +94,11 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     argv = [sys.executable, "-m", "buildyard.testing.openstack_cloud", "--port", str(port)]
     argv += ["--state", str(state / "servers"), "--flavor", "m1.tiny", "--flavor", "m1.small"]
     # in order of creation: worker-image is the newest (the 'spare' worker's function picks it)
-    argv += ["--image", f"stock-worker-image={json.dumps(_stock_worker_command())}"]
+    argv += ["--image", f"stock-worker-image={json.dumps(stock_worker_command())}"]
     argv += ["--image", f"old-image={entry}", "--image", f"worker-image={entry}"]
     argv += ["--user", "ci:ci-pw:ci-project", "--user", "full:full-pw:full-project:0"]
-    with (state / "cloud.log").open("ab") as errors:
-        proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL
-        )
-    assert proc.stdout is not None
-    try:
-        with proc.stdout:
-            ready = proc.stdout.readline()
-        assert ready.startswith(b"ready"), (state / "cloud.log").read_text()
+    with stand_in(argv, state / "cloud.log") as proc:
         yield Cloud(port, proc)
-    finally:
-        end_popen(proc)
 
 
 def _head(master: LatentMaster, cloud: Cloud) -> str:
@@ -123,7 +111,7 @@ def test_openstack_latent_worker_lifecycle(tmp_path: Path, cloud: Cloud) -> None
     master.configure(
         _head(master, cloud),
         [
-            "nova('vm', build_wait_timeout=20, client_version='2.52', "
+            "nova('vm', build_wait_timeout=10, client_version='2.52', "
             f"block_devices=[{{'uuid': {worker_image!r}}}], "
             "nova_args={'nics': [{'net-id': 'net-1'}], 'key_name': 'ci', "
             "'security_groups': ['builders']})",
@@ -133,8 +121,7 @@ def test_openstack_latent_worker_lifecycle(tmp_path: Path, cloud: Cloud) -> None
         {"hello": ["vm"], "pick": ["full", "spare"]},
     )
     with ended_at_exit(master.pids):
-        started = buildyard("start", str(master.basedir))
-        assert started.returncode == 0, started.stderr + started.stdout + master.log()[-3000:]
+        master.start()
         assert cloud.servers("vm") == []  # nothing runs before a build needs it
 
         # a build starts a server; its worker connects and builds
@@ -196,8 +183,7 @@ def test_openstack_latent_worker_lifecycle(tmp_path: Path, cloud: Cloud) -> None
         assert spare["body"]["server"]["imageRef"] == worker_image  # the newest image
         assert wait_for(lambda: cloud.servers("spare") == [], timeout=120)
 
-        stopped = buildyard("stop", str(master.basedir))
-        assert stopped.returncode == 0, stopped.stderr
+        master.stop()
 
 
 def test_a_restarted_master_deletes_the_servers_its_killed_run_left(
@@ -207,34 +193,22 @@ def test_a_restarted_master_deletes_the_servers_its_killed_run_left(
     master.configure(
         _head(master, cloud), ["nova('keeper', build_wait_timeout=-1)"], {"keep": ["keeper"]}
     )
-    procs = [spawn_master(master.basedir)]
-    try:
-        assert wait_for(master.up, timeout=120), master.log()[-3000:]
+    with master.spawned():
+        master.spawn()
         keep = master.force("keep")
         (build,) = master.finished(keep, 1)
         assert build["results"] == 0, master.log()[-4000:]
         (server,) = cloud.servers("keeper")
         assert server["pid"]
 
-        os.kill(procs[0].pid, signal.SIGKILL)
-        procs[0].wait()
+        master.sigkill()
         assert cloud.servers("keeper")[0]["status"] == "ACTIVE"  # left behind
 
-        procs[0] = spawn_master(master.basedir)
+        master.spawn()
         assert wait_for(lambda: cloud.servers("keeper") == [], timeout=120), master.log()[-3000:]
-        assert not Path(f"/proc/{server['pid']}").exists() or _zombie(server["pid"])
+        assert not alive(server["pid"])
         assert "openstack_orphan_deleted" in master.log()
-        assert end_popen(procs[0]) == 0
-    finally:
-        for proc in procs:
-            end_popen(proc)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
-    except OSError:
-        return True
+        assert master.end() == 0
 
 
 # The same worker for both masters: the stock buildbot-worker, over PB, in the server.
@@ -258,65 +232,13 @@ c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
 
-def _stock_worker_command() -> list[str]:
-    exe = buildbot_venv() / "bin" / "buildbot-worker"
-    return [
-        "/bin/sh",
-        "-c",
-        f'{exe} create-worker -q worker "$BUILDMASTER:$BUILDMASTER_PORT" "$WORKERNAME" '
-        f'"$WORKERPASS" && exec {exe} start --nodaemon worker',
-    ]
-
-
 def _twin_build(kind: str, basedir: Path, cloud: Cloud) -> list[dict[str, Any]]:
     """Run one build of TWIN_CONFIG on a ``kind`` master; the cloud requests it made."""
     before = len(cloud.get("/_fake/requests"))
     www = free_port()
-    if kind == "buildbot":
-        exe = [str(buildbot_venv() / "bin" / "buildbot")]
-    else:
-        exe = [sys.executable, "-m", "buildyard.cli.main"]
-    subprocess.run([*exe, "create-master", "-q", str(basedir)], check=True, timeout=300)
     config = TWIN_CONFIG.format(pb=free_port(), password=PASSWORD, cloud=cloud.port, www=www)
-    (basedir / "master.cfg").write_text(config)
-    with (basedir / "out.log").open("ab") as out:
-        proc = subprocess.Popen(
-            [*exe, "start", "--nodaemon", str(basedir)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    logs = [basedir / "out.log", basedir / "twistd.log", basedir / "buildyard.log"]
-
-    def log() -> str:
-        return "".join(p.read_text(errors="replace") for p in logs if p.exists())[-4000:]
-
-    try:
-
-        def forced() -> bool:
-            assert proc.poll() is None, log()
-            try:
-                (builder,) = api(www, "builders?name=hello")["builders"]
-                rpc = {"jsonrpc": "2.0", "method": "force", "id": 1}
-                params = {"builderid": builder["builderid"]}
-                return "result" in api(www, "forceschedulers/force", {**rpc, "params": params})
-            except (OSError, ValueError, KeyError):
-                return False
-
-        assert wait_for(forced, timeout=120, interval=0.5), log()
-
-        def finished() -> bool:
-            builds = api(www, "builds")["builds"]
-            return bool(builds) and all(b["complete"] for b in builds)
-
-        assert wait_for(finished, timeout=180, interval=0.5), log()
-        (build,) = api(www, "builds")["builds"]
-        assert build["results"] == 0, log()
-        # build_wait_timeout 0 in both: the server goes after the build
-        assert wait_for(lambda: cloud.servers("twin") == [], timeout=120), log()
-    finally:
-        end_popen(proc)
+    # build_wait_timeout 0 in both: the server goes after the build
+    twin_build(kind, basedir, config, www, lambda: cloud.servers("twin") == [])
     return list(cloud.get("/_fake/requests"))[before:]
 
 

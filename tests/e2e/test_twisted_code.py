@@ -31,7 +31,7 @@ from buildyard.testing.processes import buildyard, end_popen, eventually, spawn_
 from buildyard.testing.workers import start_worker
 from tests.e2e.test_reporters_buildbot import _master as side_by_side_master
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("twisted-code")]  # one module master
 
 CONFIG = """\
 from twisted.internet import defer, reactor, task

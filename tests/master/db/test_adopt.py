@@ -31,6 +31,9 @@ from buildyard.testing.processes import buildyard
 from buildyard.testing.stock import buildbot3_venv, buildbot_venv
 from tests.master.db import _rows
 
+# the stock masters that make the databases run on one xdist worker
+pytestmark = pytest.mark.xdist_group("adopt-db")
+
 
 @pytest.fixture(scope="session")
 def buildbot_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
