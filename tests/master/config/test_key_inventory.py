@@ -73,6 +73,14 @@ APPLIED: dict[str, tuple[str, str]] = {
         "c['codebaseGenerator'] = lambda change: 'main'",
         "tests/master/data/test_change_hooks.py::codebaseGenerator",
     ),
+    "projects": (
+        "c['projects'] = [util.Project('p')]",
+        "tests/master/test_projects.py::c['projects']",
+    ),
+    "codebases": (
+        "c['projects'] = [util.Project('p')]\nc['codebases'] = [util.Codebase('c', project='p')]",
+        "tests/master/test_projects.py::c['codebases']",
+    ),
     "revlink": ("c['revlink'] = lambda rev, repo: None", "tests/master/test_reconfig.py::revlink"),
     "validation": (
         "c['validation'] = {'branch': r'^[a-z]*$'}",
@@ -222,7 +230,7 @@ SHOWN_IN_SOURCE = frozenset({"buildbotNetUsageData", "www.plugins"})
 
 # Buildbot's keys that buildyard refuses with an error when they are given content (the
 # classes behind them are not implemented): never silently ignored either.
-REFUSED = ("projects", "codebases", "machines")
+REFUSED = ("machines",)
 
 
 def _label(key: str) -> str:
@@ -336,8 +344,6 @@ def test_caches_are_still_checked_and_read(write_config: WriteConfig, basedir: P
 @pytest.mark.parametrize(
     ("key", "line"),
     [
-        ("projects", "c['projects'] = [util.Project(name='p')]"),
-        ("codebases", "c['codebases'] = [util.Codebase(name='c', project='p')]"),
         ("machines", "c['machines'] = [object()]"),
     ],
 )
