@@ -86,6 +86,11 @@ def test_c_projects_and_c_codebases_are_loaded(tmp_path: Path) -> None:
         ),
         ("c['codebases'] = [util.Codebase('lib', project=None)]", "project must be a string"),
         ("c['codebases'] = 'lib'", "c['codebases']"),
+        (
+            "c['change_source'] = [changes.GitPoller('/tmp/r', codebase=util.Codebase('x', 'p'))]",
+            "change source '/tmp/r': its codebase 'x' names project 'p', which is not in "
+            "c['projects']",
+        ),
     ],
 )
 def test_bad_projects_and_codebases_are_errors_naming_them(

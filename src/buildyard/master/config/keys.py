@@ -254,6 +254,23 @@ def _codebases(reader: _Reader, projects: tuple[Project, ...]) -> tuple[Codebase
     return tuple(codebases)
 
 
+def _check_codebase_projects(
+    reader: _Reader, change_sources: tuple[object, ...], projects: tuple[Project, ...]
+) -> None:
+    """A change source's ``codebase=util.Codebase(...)`` names a project of c['projects']
+    (Buildbot refuses to start such a poller)."""
+    known = {p.name for p in projects}
+    for source in change_sources:
+        codebase = getattr(source, "codebase", None)
+        if isinstance(codebase, Codebase) and codebase.project not in known:
+            reader.error(
+                "change_source",
+                f"change source {getattr(source, 'name', source)!r}: its codebase "
+                f"{codebase.name!r} names project {codebase.project!r}, which is not in "
+                "c['projects']",
+            )
+
+
 def _services(reader: _Reader) -> tuple[object, ...]:
     """c['services']: reporters and users' BuildbotService subclasses, each name once."""
     items = _placeholders_only(reader, "services", "services (reporters)", kind=BuildbotService)
@@ -617,6 +634,10 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
         lambda key, message: config_warning(message, location=lines.location(key)),
     )
     projects = _projects(reader)
+    change_sources = _placeholders_only(
+        reader, "change_source", "change sources", single=True, kind=ChangeSourceConfig
+    )
+    _check_codebase_projects(reader, change_sources, projects)
     return MasterConfig(
         source=source,
         title=reader.string("title", "Buildbot"),
@@ -629,9 +650,7 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
         workers=_workers(reader),
         builders=_builders(reader),
         schedulers=_placeholders_only(reader, "schedulers", "schedulers", kind=SchedulerConfig),
-        change_sources=_placeholders_only(
-            reader, "change_source", "change sources", single=True, kind=ChangeSourceConfig
-        ),
+        change_sources=change_sources,
         services=_services(reader),
         secrets_providers=_placeholders_only(
             reader, "secretsProviders", "secret providers", kind=SecretInAFile
