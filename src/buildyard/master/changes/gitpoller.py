@@ -398,6 +398,8 @@ class _NewChange:
         """The keyword arguments of ``updates.add_change``."""
         found = dataclasses.asdict(self)
         del found["commit_timestamp"]
+        # Buildbot's GitPoller says its changes come from git: their authors become users
+        found["src"] = "git"
         return found
 
 
