@@ -7,6 +7,7 @@ commits' authors."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -74,6 +75,10 @@ def _poll(master: Master) -> None:
     assert status == 200, f"{master.kind}: {status} {text}"
 
 
+def _has_commits(master: Master, count: int) -> bool:
+    return len(_commits(master)) == count
+
+
 def _commits(master: Master) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = master.get("codebases/1/commits")["commits"]
     return sorted(found, key=lambda c: int(c["commitid"]))
@@ -103,7 +108,7 @@ def test_the_same_projects_codebases_commits_branches_and_users(
     upstream, buildbot, buildyard = twins
     both = (buildbot, buildyard)
     for master in both:
-        _wait(lambda m=master: _polled(m), f"the {master.kind} master's first poll")
+        _wait(functools.partial(_polled, master), f"the {master.kind} master's first poll")
 
     # projects and codebases from the configuration
     for path in ("projects", "codebases", "projects/1", "codebases/2"):
@@ -133,7 +138,7 @@ def test_the_same_projects_codebases_commits_branches_and_users(
         for master in both:
             _poll(master)
         for master in both:
-            _wait(lambda m=master, n=expected: len(_commits(m)) == n, f"{master.kind}'s commits")
+            _wait(functools.partial(_has_commits, master, expected), f"{master.kind}'s commits")
         theirs, ours = (_commits(m) for m in both)
         assert ours == theirs
         # the branches point at the same commits; last_timestamp is each poll's own time
