@@ -4,17 +4,23 @@ what differs, so a reconfig that repeats them writes nothing), and served by the
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 
 from buildyard.common.errors import ConfigErrors
 from buildyard.master.config.loader import load_master_config
+from buildyard.master.data.updates import Updates
 from buildyard.master.db import migrate
+from buildyard.master.db.connector import Database
 from buildyard.master.master import BuildMaster
 from buildyard.master.model.projectconfig import Codebase, Project
+from buildyard.master.mq.local import LocalMQ
+from buildyard.testing.clock import FakeClock
 from buildyard.testing.postgres import free_port
 
 BASE = """\
@@ -71,6 +77,12 @@ def test_c_projects_and_c_codebases_are_loaded(tmp_path: Path) -> None:
             "is longer than 50 characters",
         ),
         ("c['projects'] = ['app']", "c['projects'] must be a list of util.Project"),
+        ("c['projects'] = [util.Project('')]", "Project: name must not be empty"),
+        (
+            "c['projects'] = [util.Project('a')]\n"
+            "c['codebases'] = [util.Codebase('x', 'a', slug='')]",
+            "Codebase 'x': slug must not be empty",
+        ),
         (
             "c['projects'] = [util.Project('a'), util.Project('a', slug='b')]",
             "c['projects'] has two projects named 'a'",
@@ -166,3 +178,19 @@ async def test_projects_and_codebases_follow_the_config(tmp_path: Path) -> None:
         assert codebase["slug"] == "lib-2"
     finally:
         await master.stop()
+
+
+async def test_a_markdown_description_is_rendered_or_warned(
+    database: Database, clock: FakeClock
+) -> None:
+    updates = Updates(db=database, mq=LocalMQ(), clock=clock)
+    project = Project("docs", description="*bold*", description_format="markdown")
+    with structlog.testing.capture_logs() as logs:
+        await updates.configure_projects([project], [])
+    [stored] = await database.projects.get_projects()
+    assert (stored.description, stored.description_format) == ("*bold*", "markdown")
+    warned = [e for e in logs if e["event"] == "project_description_not_rendered"]
+    if importlib.util.find_spec("markdown") is None:
+        assert stored.description_html is None and warned[0]["project"] == "docs"
+    else:
+        assert stored.description_html == "<p><em>bold</em></p>" and not warned
