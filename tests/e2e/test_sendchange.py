@@ -157,6 +157,12 @@ async def test_a_sent_change_is_stored_whole_and_built(
     assert change["sourcestamp"]["codebase"] == "harbor"
 
     db = master.master.db
+    # --vc=git: the author becomes a user with a git identity, as in Buildbot
+    [user] = await db.users.get_users()
+    assert (user.identifier, dict(user.attributes)) == (
+        "Ada Lovelace <ada@example.org>",
+        {"git": "Ada Lovelace <ada@example.org>"},
+    )
 
     async def built() -> bool:
         builds = await db.builds.get_builds()

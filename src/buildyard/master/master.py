@@ -198,6 +198,7 @@ def make_mq(config: MasterConfig) -> LocalMQ:
 APPLY_STEPS = (
     "housekeeping",
     "workers",
+    "projects",
     "builders",
     "worker_builders",
     "worker_listener",
@@ -550,6 +551,8 @@ class BuildMaster(Service):
                 plan.results["workers"] = await self.workers.apply(
                     {w.name: w for w in config.workers}
                 )
+            case "projects":
+                await self.data.updates.configure_projects(config.projects, config.codebases)
             case "builders":
                 plan.results["builders"] = await self.botmaster.apply_builders(
                     masterid=masterid, configs=config.builders, master_config=config

@@ -3,7 +3,8 @@
 Implemented: ``BuilderConfig``, ``BuildFactory``, the result codes ``SUCCESS`` ... ``CANCELLED``,
 ``Results`` (their names, indexed by code), ``worst_status``, and the properties and renderables
 (``Property``, ``Interpolate``, ``renderer``, ``Transform``, ``FlattenList``, ``WithProperties``,
-``Secret``), git's credentials (``GitCredentialOptions``, ``GitCredentialInputRenderer``), and
+``Secret``), ``Project`` and ``Codebase``, git's credentials (``GitCredentialOptions``,
+``GitCredentialInputRenderer``), and
 the web server's authentication (``NoAuth``, ``UserPasswordAuth``, ``HTPasswdAuth``,
 ``RemoteUserAuth``, ``CustomAuth``) and authorization (``Authz``, its endpoint and role matchers,
 ``fnmatchStrMatcher``, ``reStrMatcher``), ``JanitorConfigurator``,
@@ -33,6 +34,7 @@ from buildyard.master.builds.factory import BuildFactory
 from buildyard.master.janitor import JanitorConfigurator
 from buildyard.master.logs.observer import LogLineObserver
 from buildyard.master.model.gitcredentials import GitCredentialInputRenderer, GitCredentialOptions
+from buildyard.master.model.projectconfig import Codebase, Project
 from buildyard.master.model.properties import (
     FlattenList,
     Interpolate,
@@ -122,6 +124,7 @@ __all__ = [
     "BuilderConfig",
     "ChangeFilter",
     "ChoiceStringParameter",
+    "Codebase",
     "CodebaseParameter",
     "CommandlineUserManager",
     "Connection",
@@ -147,6 +150,7 @@ __all__ = [
     "NoAuth",
     "ParameterGroup",
     "PatchParameter",
+    "Project",
     "Property",
     "RebuildBuildEndpointMatcher",
     "RemoteUserAuth",

@@ -29,7 +29,7 @@ def test_old_names_bytes_and_the_prefix() -> None:
     assert fields["properties"] == {"color": ("blue", "Change"), "n": (3, "Change")}
     assert (fields["revlink"], fields["repository"], fields["project"]) == ("", "", "")
     assert fields["comments"] == ""
-    assert "src" not in fields and "links" not in fields
+    assert fields["src"] == "git" and "links" not in fields
     assert _read_change({"who": "ada", "files": ["trunk/a.c"]}, None)["files"] == ["trunk/a.c"]
 
 

@@ -114,6 +114,9 @@ async def test_github_open_pull_request_is_one_change_with_its_fields(
     # the head is remembered where Buildbot keeps it
     objectid = await ctx.updates.get_object_id(f"{OWNER}/{REPO}", "GitHubPullrequestPoller")
     assert await ctx.updates.get_state(objectid, "pull_request7") == pull.head_sha
+    # Buildbot's poller says its changes come from git: the author becomes a user
+    [user] = await database.users.get_users()
+    assert dict(user.attributes) == {"git": "Ann Author <ann@example.org>"}
 
 
 async def test_github_reports_a_pull_request_again_only_when_its_head_moves(
@@ -320,6 +323,8 @@ async def test_bitbucket_open_pull_request_is_one_change_with_its_fields(
         f"/2.0/repositories/fork/{REPO}",
     ]
     assert {r.authorization for r in forge.requests} == {"Basic YW5uOmFwcC1wYXNz"}
+    # Buildbot's Bitbucket poller says "bitbucket", which makes no user
+    assert await database.users.get_users() == []
     objectid = await ctx.updates.get_object_id(f"{OWNER}/{REPO}#None", "BitbucketPullrequestPoller")
     assert await ctx.updates.get_state(objectid, "pull_request4") == pull.head_sha
     await poller.poll()

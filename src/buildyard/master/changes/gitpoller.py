@@ -50,6 +50,7 @@ from buildyard.common.config_object import is_placeholder
 from buildyard.common.errors import BuildyardError, config_error
 from buildyard.master.changes.base import ChangeSource, ChangeSourceConfig, ChangeSourceContext
 from buildyard.master.model.gitcredentials import GitCredentialOptions, with_user_password
+from buildyard.master.model.projectconfig import Codebase
 from buildyard.master.model.properties import Properties, RenderError, is_renderable, render
 
 __all__ = ["GitError", "GitPoller", "GitPollerService"]
@@ -270,8 +271,15 @@ class GitPoller(ChangeSourceConfig):
                 f"{_LABEL}: fetch_refspec is no longer supported. "
                 "Instead, only the given branches are downloaded."
             )
-        if codebase is not None and not is_placeholder(codebase):
-            config_error(f"{_LABEL}: codebase must be None or instance of Codebase")
+        self.codebase: Codebase | None = None
+        if isinstance(codebase, Codebase):
+            self.codebase = codebase
+        elif codebase is not None and not is_placeholder(codebase):
+            config_error(
+                f"{_LABEL}: codebase must be None or instance of Codebase (util.Codebase), "
+                f"not {codebase!r} "
+                "(a codebase name for the changes is set by c['codebaseGenerator'])"
+            )
 
         self.poll_interval, self.poll_random_delay_min, self.poll_random_delay_max = _timing(
             given["pollInterval"], given["pollRandomDelayMin"], given["pollRandomDelayMax"]
@@ -308,6 +316,64 @@ class GitPoller(ChangeSourceConfig):
         return GitPollerService(name, self, ctx)
 
 
+class _CommitRecorder:
+    """Records a ref's new changes as commits of a codebase (Buildbot 4's codebase history),
+    each linked to the one before it (the first to its parent, when that is recorded), then
+    moves the branch to the last one. Does nothing without a codebase. A commit that cannot be
+    recorded is logged and the others carry on: the changes, already stored, matter more."""
+
+    def __init__(self, ctx: ChangeSourceContext, codebaseid: int | None, branch: str) -> None:
+        self._ctx = ctx
+        self._codebaseid = codebaseid
+        self._branch = branch
+        self._last: int | None = None
+
+    async def start_after(self, parent: str) -> None:
+        assert self._codebaseid is not None
+        self._last = await self._ctx.updates.commit_id(codebaseid=self._codebaseid, revision=parent)
+
+    async def add(self, change: _NewChange) -> None:
+        if self._codebaseid is None:
+            return
+        updates = self._ctx.updates
+        try:
+            # a revision already recorded (a push that only moved the branch) is not added
+            # twice: the branch moves to it
+            known = await updates.commit_id(codebaseid=self._codebaseid, revision=change.revision)
+            self._last = known or await updates.add_commit(
+                codebaseid=self._codebaseid,
+                author=change.author,
+                committer=change.committer,
+                comments=change.comments,
+                when_timestamp=change.commit_timestamp,
+                revision=change.revision,
+                parent_commitid=self._last,
+            )
+        except Exception as exc:
+            log.warning(
+                "gitpoller_commit_not_recorded",
+                revision=change.revision,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+    async def finish(self) -> None:
+        if self._codebaseid is None or self._last is None:
+            return
+        try:
+            await self._ctx.updates.update_branch(
+                codebaseid=self._codebaseid,
+                name=self._branch,
+                commitid=self._last,
+                last_timestamp=int(self._ctx.clock.now()),
+            )
+        except Exception as exc:
+            log.warning(
+                "gitpoller_branch_not_recorded",
+                branch=self._branch,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+
 # -- the running poller -----------------------------------------------------------------------
 
 
@@ -325,15 +391,27 @@ class _NewChange:
     category: str | None
     repository: str
     project: str
+    # the commit's own time, which a codebase's commit keeps even without usetimestamps
+    commit_timestamp: int = dataclasses.field(default=0, compare=False)
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments of ``updates.add_change``."""
+        found = dataclasses.asdict(self)
+        del found["commit_timestamp"]
+        # Buildbot's GitPoller says its changes come from git: their authors become users
+        found["src"] = "git"
+        return found
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _RefReport:
-    """One watched ref after the git part of a poll: its state key, head, and new changes."""
+    """One watched ref after the git part of a poll: its state key, head, new changes, and
+    the first parent of the first of them (for the codebase's commits; None without one)."""
 
     key: str
     head: str
     changes: tuple[_NewChange, ...]
+    parent: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -412,6 +490,8 @@ class GitPollerService(ChangeSource):
         self._stopping = False
         self._polls = 0
         self._failed_polls = 0
+        # the id of config.codebase, found at the first poll that needs it
+        self._codebaseid: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -439,6 +519,7 @@ class GitPollerService(ChangeSource):
             old = self.config
             self.config = config
             self._last_rev = None
+            self._codebaseid = None
             timing = ("poll_interval", "poll_random_delay_min", "poll_random_delay_max")
             running = self._loop is not None and not self._loop.done()
             if running and any(getattr(old, k) != getattr(config, k) for k in timing):
@@ -552,9 +633,15 @@ class GitPollerService(ChangeSource):
                 else:
                     log.exception("gitpoller_ref_failed", ref=ref)
                 continue
+            parent = None
+            if config.codebase is not None and changes:
+                try:
+                    parent = await self._first_parent(changes[0].revision, workdir)
+                except GitError as exc:
+                    log.warning("gitpoller_parent_unknown", ref=ref, error=str(exc))
             known[key] = head
             new_state[key] = head
-            reports.append(_RefReport(key, head, changes))
+            reports.append(_RefReport(key, head, changes, parent))
 
         if self._stopping:
             return  # nothing written: the next poll (after a restart) does it all again
@@ -677,7 +764,13 @@ class GitPollerService(ChangeSource):
             category=None if category is None else str(category),
             repository=config.repourl,
             project=config.project,
+            commit_timestamp=int(timestamp),
         )
+
+    async def _first_parent(self, revision: str, workdir: Path) -> str | None:
+        out = await self._git("log", "--no-walk", "--format=%P", revision, "--", cwd=workdir)
+        parents = out.split()
+        return parents[0] if parents else None
 
     async def _record(
         self,
@@ -694,10 +787,13 @@ class GitPollerService(ChangeSource):
             written: dict[str, str] = {}
             try:
                 for report in reports:
+                    commits = await self._commits(report)
                     for change in report.changes:
-                        await self.ctx.updates.add_change(**dataclasses.asdict(change))
+                        await self.ctx.updates.add_change(**change.arguments())
                         written[report.key] = change.revision
+                        await commits.add(change)
                     written[report.key] = report.head
+                    await commits.finish()
             except BaseException:
                 partial = dict(new_state)
                 for report in reports:
@@ -716,6 +812,29 @@ class GitPollerService(ChangeSource):
         finally:
             self._writing.set()
             self._writing = None
+
+    async def _codebase_id(self) -> int | None:
+        """The id of the configured codebase (found once per configuration); None without
+        one, or when it cannot be found (logged: the changes are stored all the same)."""
+        codebase = self.config.codebase
+        if codebase is None:
+            return None
+        if self._codebaseid is None:
+            try:
+                self._codebaseid = await self.ctx.updates.codebase_id(
+                    project=codebase.project, name=codebase.name
+                )
+            except LookupError as exc:
+                log.error("gitpoller_codebase_unknown", codebase=codebase.name, error=str(exc))
+        return self._codebaseid
+
+    async def _commits(self, report: _RefReport) -> _CommitRecorder:
+        """What records the report's changes as commits of the configured codebase."""
+        codebaseid = await self._codebase_id() if report.changes else None
+        recorder = _CommitRecorder(self.ctx, codebaseid, report.key)
+        if codebaseid is not None and report.parent is not None:
+            await recorder.start_after(report.parent)
+        return recorder
 
     # -- git -----------------------------------------------------------------------------------
 

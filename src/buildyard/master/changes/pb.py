@@ -9,10 +9,11 @@ name says which service it is for); another port is served for it alone. It
 then calls ``addChange(change)`` on its perspective with a dict: ``who`` (or ``author``),
 ``committer``, ``files``, ``comments``, ``revision``, ``when`` (or ``when_timestamp``), a
 Unix time, ``branch``, ``category``, ``revlink``, ``properties`` (name to value; recorded with
-the source ``Change``), ``repository``, ``project``, ``codebase``; ``src`` and ``links`` are
-accepted and not recorded, as in Buildbot. Byte strings are read as UTF-8. With ``prefix``,
-only the files whose names start with it are kept, with it stripped; a change is recorded even
-when no file is left.
+the source ``Change``), ``repository``, ``project``, ``codebase``, ``src`` (the version control,
+``sendchange --vc``: as in Buildbot, ``git``, ``svn``, ``hg``, ... link the change to a user
+made from its author); ``links`` is accepted and not recorded, as in Buildbot. Byte strings
+are read as UTF-8. With ``prefix``, only the files whose names start with it are kept, with it
+stripped; a change is recorded even when no file is left.
 """
 
 from __future__ import annotations
@@ -210,6 +211,10 @@ def _read_change(sent: Mapping[Any, Any], prefix: str | None) -> dict[str, Any]:
     if codebase is not None and not isinstance(codebase, str):
         raise CallFailed("addChange: codebase must be a string", "builtins.TypeError")
     fields["codebase"] = codebase
+    src = change.get("src")
+    if src is not None and not isinstance(src, str):
+        raise CallFailed("addChange: src must be a string", "builtins.TypeError")
+    fields["src"] = src or None
     when = change.get("when_timestamp")
     if when is not None:
         if isinstance(when, bool) or not isinstance(when, int | float):

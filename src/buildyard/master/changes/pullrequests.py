@@ -308,6 +308,8 @@ class PullRequestPollerService(ChangeSource):
 
     config: _PollerConfig
     state_class = ""
+    # the "src" of its changes, as Buildbot's poller gives it ("git" makes users of authors)
+    change_src = ""
 
     def __init__(self, name: str, config: _PollerConfig, ctx: ChangeSourceContext) -> None:
         super().__init__(name, config, ctx)
@@ -479,7 +481,7 @@ class PullRequestPollerService(ChangeSource):
         except Exception:
             self.log.exception("pullrequest_failed", number=number)
             return
-        await self.ctx.updates.add_change(**arguments)
+        await self.ctx.updates.add_change(**arguments, src=self.change_src)
         await self.ctx.updates.set_state(await self._state_id(), f"pull_request{number}", revision)
         self.log.info("pullrequest_change", number=number, revision=revision)
 
@@ -498,6 +500,7 @@ class PullRequestPollerService(ChangeSource):
 class GitHubPollerService(PullRequestPollerService):
     config: GitHubPullrequestPoller
     state_class = "GitHubPullrequestPoller"
+    change_src = "git"
 
     def _state_name(self) -> str:
         return f"{self.config.owner}/{self.config.repo}"
@@ -592,6 +595,7 @@ class GitHubPollerService(PullRequestPollerService):
 class BitbucketPollerService(PullRequestPollerService):
     config: BitbucketPullrequestPoller
     state_class = "BitbucketPullrequestPoller"
+    change_src = "bitbucket"
 
     def _state_name(self) -> str:
         return self.config.state_name

@@ -33,6 +33,7 @@ from buildyard.master.config.master_config import (
 from buildyard.master.config.no_effect import WAMP_INSTEAD, warn_no_effect
 from buildyard.master.db.engine import normalize_url
 from buildyard.master.db.errors import UnsupportedDatabase
+from buildyard.master.model.projectconfig import Codebase, Project
 from buildyard.master.model.revlinks import default_revlink_matcher
 from buildyard.master.reporters.service import BuildbotService
 from buildyard.master.schedulers.base import SchedulerConfig
@@ -217,6 +218,70 @@ def _machines(reader: _Reader) -> tuple[object, ...]:
                 reader.error("machines", f"duplicate machine name {item.name!r}")
             seen.add(item.name)
     return items
+
+
+def _projects(reader: _Reader) -> tuple[Project, ...]:
+    """c['projects']: util.Project objects, each name once."""
+    projects: list[Project] = []
+    names: set[str] = set()
+    for item in reader.sequence("projects"):
+        if not isinstance(item, Project):
+            reader.error(
+                "projects",
+                f"c['projects'] must be a list of util.Project, but it contains {item!r}",
+            )
+        elif item.name in names:
+            reader.error("projects", f"c['projects'] has two projects named {item.name!r}")
+        else:
+            names.add(item.name)
+            projects.append(item)
+    return tuple(projects)
+
+
+def _codebases(reader: _Reader, projects: tuple[Project, ...]) -> tuple[Codebase, ...]:
+    """c['codebases']: util.Codebase objects, each of a project in c['projects'], each name
+    once within its project."""
+    codebases: list[Codebase] = []
+    known = {p.name for p in projects}
+    seen: set[tuple[str, str]] = set()
+    for item in reader.sequence("codebases"):
+        if not isinstance(item, Codebase):
+            reader.error(
+                "codebases",
+                f"c['codebases'] must be a list of util.Codebase, but it contains {item!r}",
+            )
+        elif item.project not in known:
+            reader.error(
+                "codebases",
+                f"c['codebases']: codebase {item.name!r} names project {item.project!r}, "
+                "which is not in c['projects']",
+            )
+        elif (item.project, item.name) in seen:
+            reader.error(
+                "codebases",
+                f"c['codebases'] has two codebases named {item.name!r} in project {item.project!r}",
+            )
+        else:
+            seen.add((item.project, item.name))
+            codebases.append(item)
+    return tuple(codebases)
+
+
+def _check_codebase_projects(
+    reader: _Reader, change_sources: tuple[object, ...], projects: tuple[Project, ...]
+) -> None:
+    """A change source's ``codebase=util.Codebase(...)`` names a project of c['projects']
+    (Buildbot refuses to start such a poller)."""
+    known = {p.name for p in projects}
+    for source in change_sources:
+        codebase = getattr(source, "codebase", None)
+        if isinstance(codebase, Codebase) and codebase.project not in known:
+            reader.error(
+                "change_source",
+                f"change source {getattr(source, 'name', source)!r}: its codebase "
+                f"{codebase.name!r} names project {codebase.project!r}, which is not in "
+                "c['projects']",
+            )
 
 
 def _services(reader: _Reader) -> tuple[object, ...]:
@@ -581,6 +646,11 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
         mq,
         lambda key, message: config_warning(message, location=lines.location(key)),
     )
+    projects = _projects(reader)
+    change_sources = _placeholders_only(
+        reader, "change_source", "change sources", single=True, kind=ChangeSourceConfig
+    )
+    _check_codebase_projects(reader, change_sources, projects)
     return MasterConfig(
         source=source,
         title=reader.string("title", "Buildbot"),
@@ -593,15 +663,13 @@ def read_config(config: Mapping[object, object], lines: KeyLines, source: Path) 
         workers=_workers(reader),
         builders=_builders(reader),
         schedulers=_placeholders_only(reader, "schedulers", "schedulers", kind=SchedulerConfig),
-        change_sources=_placeholders_only(
-            reader, "change_source", "change sources", single=True, kind=ChangeSourceConfig
-        ),
+        change_sources=change_sources,
         services=_services(reader),
         secrets_providers=_placeholders_only(
             reader, "secretsProviders", "secret providers", kind=SecretInAFile
         ),
-        projects=_placeholders_only(reader, "projects", "projects (util.Project)"),
-        codebases=_placeholders_only(reader, "codebases", "codebases (util.Codebase)"),
+        projects=projects,
+        codebases=_codebases(reader, projects),
         machines=_machines(reader),
         user_managers=tuple(reader.sequence("user_managers")),
         protocols=_protocols(reader),

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from buildyard.master.builds.builder import BuilderConfig
+from buildyard.master.model.projectconfig import Codebase, Project
 from buildyard.master.workers.config import Worker
 
 __all__ = ["DEFAULT_DB_URL", "KNOWN_KEYS", "MasterConfig"]
@@ -123,8 +124,8 @@ class MasterConfig:
     change_sources: tuple[object, ...] = ()
     services: tuple[object, ...] = ()
     secrets_providers: tuple[object, ...] = ()
-    projects: tuple[object, ...] = ()
-    codebases: tuple[object, ...] = ()
+    projects: tuple[Project, ...] = ()
+    codebases: tuple[Codebase, ...] = ()
     machines: tuple[object, ...] = ()
     user_managers: tuple[object, ...] = ()
 

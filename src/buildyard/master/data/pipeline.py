@@ -30,6 +30,9 @@ from buildyard.master.secrets.redaction import Redactor
 
 log = structlog.get_logger(__name__)
 
+# the version controls whose changes create users from their author (Buildbot's list)
+USER_SOURCES = frozenset({"git", "svn", "hg", "cvs", "darcs", "bzr", "fossil"})
+
 # an event to send once the transaction that made it true is committed: (routing key, body)
 Message = tuple[tuple[str, ...], Any]
 
@@ -70,8 +73,14 @@ class PipelineUpdates:
         repository: str = "",
         codebase: str | None = None,
         project: str = "",
+        src: str | None = None,
     ) -> int:
         """Record a change; announced as ``changes/<id>/new`` with the change as body.
+
+        ``src`` says which version control the change comes from: as in Buildbot, with one of
+        :data:`USER_SOURCES` (``"git"``, ...) the change is linked to the user whose attribute
+        of that type is the author, created (named after the author) if there is none; any
+        other ``src`` is logged and links no user.
 
         As in Buildbot: without a ``revlink``, c['revlink'] makes one from the revision and
         repository; without a ``codebase``, c['codebaseGenerator'] picks it from the change
@@ -103,9 +112,20 @@ class PipelineUpdates:
             except Exception:
                 log.exception("codebase_generator_failed", revision=revision)
         hide = self.redactor.redact_value
+        if src and src not in USER_SOURCES:
+            log.info("change_user_not_created", src=src, reason="unrecognized source")
         async with self._db.transaction() as c:
+            uid = None
+            if src in USER_SOURCES and author:
+                try:
+                    uid = await self._db.users.find_user_id_by_attr(
+                        hide(author), src, hide(author), conn=c
+                    )
+                except ValueError as exc:  # an author too long for the users tables
+                    log.warning("change_user_not_created", src=src, reason=str(exc))
             changeid = await self._db.changes.add_change(
                 conn=c,
+                uid=uid,
                 author=hide(author),
                 committer=hide(committer),
                 files=hide(files),

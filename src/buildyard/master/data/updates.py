@@ -26,6 +26,8 @@ from buildyard.master.db.config_rows import ConfigRows
 from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import NotClaimed
 from buildyard.master.model.masters import DeactivationCleanup
+from buildyard.master.model.projectconfig import Codebase as CodebaseConfig
+from buildyard.master.model.projectconfig import Project, markdown_html
 from buildyard.master.model.test_results import NewTestResult
 from buildyard.master.mq import keys
 from buildyard.master.mq.base import MessageQueue
@@ -291,6 +293,96 @@ class Updates(PipelineUpdates):
         found = await self._db.test_results.get_test_result_set(setid)
         if found is not None:
             self._mq.produce(("test_result_sets", str(setid), event), shapes.test_result_set(found))
+
+    # -- projects and codebases from the configuration ------------------------------------------
+
+    async def configure_projects(
+        self, projects: Sequence[Project], codebases: Sequence[CodebaseConfig]
+    ) -> dict[tuple[str, str], int]:
+        """Give each project of ``c['projects']`` (created if new) its slug and description,
+        and each codebase of ``c['codebases']`` (created in its project if new) its slug, as
+        Buildbot's reconfig does; ``projects/<id>/update`` and ``codebases/<id>/update`` for
+        those whose stored values differ (nothing is written for the others). Returns each
+        codebase's id by (project, name). Projects and codebases no longer configured keep
+        their rows: their history stays readable, as in Buildbot."""
+        projectids: dict[str, int] = {}
+        for p in projects:
+            projectid = await self._db.projects.find_project_id(p.name)
+            projectids[p.name] = projectid
+            html = None
+            if p.description is not None and p.description_format == "markdown":
+                html = markdown_html(p.description)
+                if html is None:
+                    log.warning(
+                        "project_description_not_rendered",
+                        project=p.name,
+                        reason="description_format='markdown' needs the markdown package "
+                        "(pip install markdown)",
+                    )
+            wanted = (p.slug, p.description, p.description_format, html)
+            stored = await self._db.projects.get_project(projectid)
+            if stored is not None and wanted == (
+                stored.slug,
+                stored.description,
+                stored.description_format,
+                stored.description_html,
+            ):
+                continue
+            await self._db.projects.update_project_info(
+                projectid,
+                slug=p.slug,
+                description=p.description,
+                description_format=p.description_format,
+                description_html=html,
+            )
+            self._mq.produce(
+                ("projects", str(projectid), "update"),
+                {
+                    "projectid": projectid,
+                    "name": p.name,
+                    "slug": p.slug,
+                    "active": None,
+                    "description": p.description,
+                    "description_format": p.description_format,
+                    "description_html": html,
+                },
+            )
+        ids: dict[tuple[str, str], int] = {}
+        for cb in codebases:
+            if cb.project not in projectids:
+                raise ValueError(
+                    f"codebase {cb.name!r}: project {cb.project!r} is not in c['projects']"
+                )
+            codebaseid = await self._db.codebases.find_codebase_id(
+                projectid=projectids[cb.project], name=cb.name
+            )
+            assert codebaseid is not None
+            ids[(cb.project, cb.name)] = codebaseid
+            found = await self._db.codebases.get_codebase(codebaseid)
+            if found is None or found.slug != cb.slug:
+                await self.update_codebase_info(
+                    codebaseid=codebaseid, projectid=projectids[cb.project], slug=cb.slug
+                )
+        return ids
+
+    async def codebase_id(self, *, project: str, name: str) -> int:
+        """The id of ``project``'s codebase ``name`` (created if new), for a change source
+        given ``codebase=util.Codebase(...)``; LookupError if the project is unknown (it is
+        created from c['projects'] when the configuration is applied)."""
+        found = await self._db.projects.get_project_by_name(project)
+        if found is None:
+            raise LookupError(f"project {project!r} is not configured (c['projects'])")
+        codebaseid = await self._db.codebases.find_codebase_id(projectid=found.id, name=name)
+        assert codebaseid is not None
+        return codebaseid
+
+    async def commit_id(self, *, codebaseid: int, revision: str) -> int | None:
+        """The id of the codebase's commit ``revision``, None if it is not recorded (a poller
+        links its first new commit to the parent it already knows)."""
+        found = await self._db.codebase_commits.get_commit_by_revision(
+            codebaseid=codebaseid, revision=revision
+        )
+        return None if found is None else found.id
 
     # -- codebases, branches, commits ----------------------------------------------------------
 

@@ -117,9 +117,9 @@ class ProjectsRepository(Repository):
     ) -> list[Project]:
         """Projects, only those with (``active``) or without a builder on an active master.
 
-        Ordered by id unless ``options`` say otherwise.
+        Ordered by name (as Buildbot lists them) unless ``options`` say otherwise.
         """
-        stmt = apply(_filtered(active), options, _COLUMNS, default_order=[_p.c.id])
+        stmt = apply(_filtered(active), options, _COLUMNS, default_order=[_p.c.name, _p.c.id])
         async with self._read(conn) as c:
             return [_project(r) for r in await c.execute(stmt)]
 

@@ -250,7 +250,11 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             return _answer(200, "no change found")
         assert hooks.services is not None
         try:
-            ids = [await hooks.services.changes.add_change(**args) for args in arguments]
+            source = src.decode("utf-8", "replace") if isinstance(src, bytes) else src
+            source = source if isinstance(source, str) else None
+            ids = [
+                await hooks.services.changes.add_change(**args, src=source) for args in arguments
+            ]
         except Exception:
             log.exception("change_hook_failed", hook=dialect, reason="recording the changes")
             return _answer(500, "Error processing changes.")
