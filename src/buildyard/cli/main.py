@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -562,7 +563,13 @@ def _stop(basedir: Path, *, clean: bool) -> int:
     if pid is None:
         print(f"no master is running in {basedir}")
         return 0
-    if signal_and_wait(pid, signal.SIGUSR1 if clean else signal.SIGTERM, timeout=STOP_TIMEOUT):
+    if clean:
+        # as Buildbot's stop --clean: wait as long as the running builds take
+        print(f"buildyard master in {basedir} (pid {pid}): waiting for its running builds")
+        signal_and_wait(pid, signal.SIGUSR1, timeout=math.inf)
+        print(f"buildyard master in {basedir} stopped")
+        return 0
+    if signal_and_wait(pid, signal.SIGTERM, timeout=STOP_TIMEOUT):
         print(f"buildyard master in {basedir} stopped")
         return 0
     return _fail(f"the master (pid {pid}) did not stop within {STOP_TIMEOUT:.0f}s")

@@ -706,10 +706,13 @@ class BuildMaster(Service):
             return True
 
     async def run(self) -> int:
-        """Start, run until SIGTERM/SIGINT/SIGUSR1 (clean stop) or a failed task, then stop.
+        """Start, run until SIGTERM/SIGINT, SIGUSR1 (clean stop) or a failed task, then stop.
 
-        SIGHUP reconfigures. The handlers are in place before start-up, so a signal during
-        start-up still ends in a clean stop. Returns the exit code.
+        A clean stop (``buildyard stop --clean``) first lets the running builds finish while no
+        new one starts here (on a shared database the other masters take the new requests);
+        a SIGTERM or SIGINT meanwhile stops at once. SIGHUP reconfigures. The handlers are in
+        place before start-up, so a signal during start-up still ends in a stop. Returns the
+        exit code.
         """
         loop = asyncio.get_running_loop()
         # a process's share: open files up to the hard limit, and no log flood when they run out
@@ -717,27 +720,41 @@ class BuildMaster(Service):
         log.info("open_file_limit", soft=soft, hard=hard)
         connections.install_accept_error_handler(loop)
         stop = asyncio.Event()
-        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+        clean = asyncio.Event()
+        stops = (signal.SIGTERM, signal.SIGINT)
         for sig in stops:
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, clean.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         try:
             await self.start()
             assert self.failures is not None
             failure = loop.create_task(self.failures.get())
             stopping = loop.create_task(stop.wait())
+            cleaning = loop.create_task(clean.wait())
+            draining: asyncio.Task[None] | None = None
             try:
                 done, _ = await asyncio.wait(
-                    {failure, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    {failure, stopping, cleaning}, return_when=asyncio.FIRST_COMPLETED
                 )
+                if done == {cleaning}:
+                    log.info("master_stopping_cleanly", master=self.master_name)
+                    draining = loop.create_task(self.botmaster.brd.drain())
+                    done, _ = await asyncio.wait(
+                        {failure, stopping, draining}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if draining in done:
+                        draining.result()
+                        log.info("master_drained", master=self.master_name)
             finally:
-                failure.cancel()
-                stopping.cancel()
+                for task in (failure, stopping, cleaning, draining):
+                    if task is not None:
+                        task.cancel()
             code = 1 if failure in done else 0
             await self.stop()
             return code
         finally:
-            for sig in (*stops, signal.SIGHUP):
+            for sig in (*stops, signal.SIGUSR1, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
 
     def _on_sighup(self) -> None:

@@ -4,12 +4,14 @@ A scheduler in master.cfg (``schedulers.SingleBranchScheduler(...)``) is a
 :class:`SchedulerConfig`: a comparable configuration value. The scheduler manager turns it into
 a running :class:`Scheduler` service with :meth:`SchedulerConfig.make_service`, giving it the
 :class:`SchedulerContext`. A scheduler runs on one master at a time: the service claims it in the
-database, retrying every ``claim_interval`` seconds while another master holds it, and then
+database, retrying every ``claim_interval`` seconds while another master holds it (and at once
+when a master stops or is expired, so a dead master's schedulers move on), and then
 :meth:`Scheduler.activate` starts its work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,7 @@ from buildyard.common.config_object import ConfigObject
 from buildyard.common.service import ConfiguredService
 from buildyard.master.data.queries import Queries
 from buildyard.master.data.updates import Updates
-from buildyard.master.mq.base import MessageQueue
+from buildyard.master.mq.base import MessageQueue, Subscription
 from buildyard.protocol.portal import PbPorts
 
 log = structlog.get_logger(__name__)
@@ -68,11 +70,37 @@ class Scheduler(ConfiguredService[Any]):
 
     async def _claim_then_activate(self) -> None:
         assert self.schedulerid is not None
-        while not await self.ctx.updates.claim_scheduler(
-            self.schedulerid, masterid=self.ctx.masterid()
-        ):
-            log.info("scheduler_held_elsewhere", scheduler=self.name)
-            await self.ctx.clock.sleep(self.claim_interval)
+        # a master that stops or is expired releases what it held: try again at once then,
+        # else every claim_interval
+        wake = asyncio.Event()
+
+        async def follow(events: Subscription) -> None:
+            async for _key, _body in events:
+                wake.set()
+
+        async with self.ctx.mq.subscribe(("masters", None, "stopped")) as stopped:
+            follower = asyncio.ensure_future(follow(stopped))
+            try:
+                while True:
+                    wake.clear()
+                    if await self.ctx.updates.claim_scheduler(
+                        self.schedulerid, masterid=self.ctx.masterid()
+                    ):
+                        break
+                    log.info("scheduler_held_elsewhere", scheduler=self.name)
+                    waits = [
+                        asyncio.ensure_future(self.ctx.clock.sleep(self.claim_interval)),
+                        asyncio.ensure_future(wake.wait()),
+                    ]
+                    try:
+                        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        for wait in waits:
+                            wait.cancel()
+                        await asyncio.gather(*waits, return_exceptions=True)
+            finally:
+                follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)
         self.active = True
         await self.activate()
 
