@@ -291,6 +291,7 @@ class BuildMaster(Service):
                 basedir=self.basedir,
                 secret=self._secret,
                 pb_ports=self.workers.listener.pb_ports,
+                mq=self.mq,
             )
         )
         self.user_managers = UserManagers(

@@ -11,7 +11,6 @@ when a master stops or is expired, so a dead master's schedulers move on), and t
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +21,10 @@ import structlog
 from buildyard.common.clock import Clock
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.service import ConfiguredService
+from buildyard.master.data.claims import claim_until_held
 from buildyard.master.data.queries import Queries
 from buildyard.master.data.updates import Updates
-from buildyard.master.mq.base import MessageQueue, Subscription
+from buildyard.master.mq.base import MessageQueue
 from buildyard.protocol.portal import PbPorts
 
 log = structlog.get_logger(__name__)
@@ -70,37 +70,14 @@ class Scheduler(ConfiguredService[Any]):
 
     async def _claim_then_activate(self) -> None:
         assert self.schedulerid is not None
-        # a master that stops or is expired releases what it held: try again at once then,
-        # else every claim_interval
-        wake = asyncio.Event()
-
-        async def follow(events: Subscription) -> None:
-            async for _key, _body in events:
-                wake.set()
-
-        async with self.ctx.mq.subscribe(("masters", None, "stopped")) as stopped:
-            follower = asyncio.ensure_future(follow(stopped))
-            try:
-                while True:
-                    wake.clear()
-                    if await self.ctx.updates.claim_scheduler(
-                        self.schedulerid, masterid=self.ctx.masterid()
-                    ):
-                        break
-                    log.info("scheduler_held_elsewhere", scheduler=self.name)
-                    waits = [
-                        asyncio.ensure_future(self.ctx.clock.sleep(self.claim_interval)),
-                        asyncio.ensure_future(wake.wait()),
-                    ]
-                    try:
-                        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        for wait in waits:
-                            wait.cancel()
-                        await asyncio.gather(*waits, return_exceptions=True)
-            finally:
-                follower.cancel()
-                await asyncio.gather(follower, return_exceptions=True)
+        schedulerid = self.schedulerid
+        await claim_until_held(
+            lambda: self.ctx.updates.claim_scheduler(schedulerid, masterid=self.ctx.masterid()),
+            mq=self.ctx.mq,
+            clock=self.ctx.clock,
+            interval=self.claim_interval,
+            refused=lambda: log.info("scheduler_held_elsewhere", scheduler=self.name),
+        )
         self.active = True
         await self.activate()
 
