@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import subprocess
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,6 +20,10 @@ import asyncpg
 import pytest
 
 from buildyard.master.model.results import Results
+from buildyard.testing.multimaster import Master
+from buildyard.testing.multimaster import call as _call
+from buildyard.testing.multimaster import get_json as _get
+from buildyard.testing.multimaster import worker_on as _worker_on
 from buildyard.testing.postgres import PostgresServer, free_port
 from buildyard.testing.processes import buildyard, end_popen, spawn_master, wait_for
 from buildyard.testing.workers import start_worker
@@ -67,39 +68,12 @@ c['schedulers'].append(schedulers.AnyBranchScheduler(
 
 
 @dataclass
-class Master:
-    basedir: Path
-    www: int
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.www}/api/v2"
-
-    def log(self) -> str:
-        return (self.basedir / "out.log").read_text(errors="replace")
-
-
-@dataclass
 class Cluster:
     a: Master
     b: Master
     db_url: str
     builderids: dict[str, int]
     workers: dict[str, subprocess.Popen[bytes]]
-
-
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def _worker_on(api: str, name: str) -> bool:
-    try:
-        workers = _get(f"{api}/workers?name={name}")["workers"]
-    except OSError:
-        return False
-    return bool(workers) and bool(workers[0]["connected_to"])
 
 
 @pytest.fixture(scope="module")
@@ -201,12 +175,6 @@ async def events(cluster: Cluster) -> AsyncIterator[tuple[Events, Events]]:
         finally:
             for client in clients:
                 await client.ws.close()
-
-
-async def _call(api: str, path: str, method: str, **params: Any) -> tuple[int, Any]:
-    body = {"jsonrpc": "2.0", "method": method, "id": 1, "params": params}
-    async with aiohttp.ClientSession() as http, http.post(f"{api}/{path}", json=body) as resp:
-        return resp.status, json.loads(await resp.text())
 
 
 async def _force(cluster: Cluster, builder: str) -> int:

@@ -14,38 +14,30 @@ The second test SIGKILLs one master halfway, while it runs a child build whose p
 another master: the others expire it, its unfinished builds end RETRY and are built again on
 a live master, and the parents waiting on them finish.
 
-The master killed is one that does not hold the change-driven scheduler: a live master claims
-a scheduler left by an expired one at its next claim attempt (every 60 seconds), longer than
-this test should take.
+The master killed is one that does not hold the change-driven scheduler, so that one master
+holds it throughout; its failover to a live master is tested in test_multimaster_roles.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import itertools
 import json
 import os
 import signal
-import subprocess
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 
 from buildyard.master.db.masters import LOST_BUILD_STATE
 from buildyard.master.model.results import Results
-from buildyard.testing.postgres import PostgresServer, free_port
-from buildyard.testing.processes import buildyard, end_popen, spawn_master, wait_for
-from buildyard.testing.workers import start_worker
-from tests.e2e.test_multimaster_mq import Master, _call, _get, _worker_on
+from buildyard.testing.multimaster import Cluster, Mix, all_complete, cluster, requests, submit
+from buildyard.testing.postgres import PostgresServer
 
 pytestmark = [
     pytest.mark.e2e,
@@ -54,168 +46,21 @@ pytestmark = [
     pytest.mark.xdist_group("multimaster-scale"),
 ]
 
-WORKERS = [f"w{i}" for i in range(6)]  # w0, w1 on master 0; w2, w3 on master 1; w4, w5 on 2
-# parents hold their worker while they wait: they run only on the first worker of each
-# master, so the second one always has room for the children they wait for
-PARENT_WORKERS = WORKERS[0::2]
-
-CONFIG = """\
-from buildyard.plugins import *
-c = BuildmasterConfig = {{}}
-c['workers'] = [worker.Worker(name, "pw", max_builds=2) for name in {workers!r}]
-c['protocols'] = {{'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}}}}
-c['db'] = {{'db_url': {db_url!r}}}
-c['www'] = {{'port': 'tcp:{www}:interface=127.0.0.1', 'change_hook_dialects': {{'base': True}}}}
-c['multiMaster'] = True
-c['masterHouseKeeping'] = {{'interval': 1, 'expireAfter': 4}}
-c['collapseRequests'] = False
-
-def quick():
-    return util.BuildFactory([
-        steps.ShellCommand(name="true", command=["true"]),
-        steps.ShellCommand(name="echo", command=["echo", "done"]),
-    ])
-
-c['builders'] = [
-    util.BuilderConfig(name="quick", workernames={workers!r}, factory=quick()),
-    util.BuilderConfig(name="built", workernames={workers!r}, factory=quick()),
-    util.BuilderConfig(name="child-a", workernames={workers!r}, factory=quick()),
-    util.BuilderConfig(name="child-b", workernames={workers!r}, factory=quick()),
-    util.BuilderConfig(name="parent", workernames={parents!r}, factory=util.BuildFactory([
-        steps.Trigger(name="trigger", schedulerNames=["trig"], waitForFinish=True),
-    ])),
-]
-c['schedulers'] = [
-    schedulers.ForceScheduler(name="force", builderNames=["quick", "parent"]),
-    schedulers.SingleBranchScheduler(
-        name="changes", change_filter=util.ChangeFilter(branch="main"),
-        treeStableTimer=None, builderNames=["built"]),
-    schedulers.Triggerable(name="trig", builderNames=["child-a", "child-b"]),
-]
-"""
-
 # what is submitted: 120 forced "quick", 60 changes, 40 forced "parent" each triggering two
 # children: 120 + 60 + 40 * 3 = 300 builds
-FORCED = 120
-CHANGES = 60
-PARENTS = 40
-TOTAL = FORCED + CHANGES + PARENTS * 3
+MIX = Mix()
+FORCED, CHANGES, PARENTS, TOTAL = MIX.forced, MIX.changes, MIX.parents, MIX.builds
 # the whole run, polled: far more than it takes on a quiet machine
 WITHIN = 400.0
 
 
-@dataclass
-class Cluster:
-    masters: list[Master]
-    db_url: str
-    builderids: dict[str, int]
-
-
-@contextlib.asynccontextmanager
-async def _cluster(postgres: PostgresServer, root: Path) -> AsyncIterator[Cluster]:
-    """The three masters, then the six workers (created side by side), all connected."""
-    db_url = postgres.create_database()
-    procs: list[subprocess.Popen[bytes]] = []
-    masters: list[Master] = []
-    ports: list[int] = []
-    try:
-        for i in range(3):
-            basedir = root / f"m{i}"
-            basedir.mkdir()
-            port, www = free_port(), free_port()
-            config = CONFIG.format(
-                workers=WORKERS, parents=PARENT_WORKERS, port=port, www=www, db_url=db_url
-            )
-            (basedir / "master.cfg").write_text(config)
-            if i == 0:
-                upgraded = buildyard("upgrade-master", str(basedir))
-                assert upgraded.returncode == 0, upgraded.stderr
-            proc = spawn_master(basedir)
-            procs.append(proc)
-            masters.append(Master(basedir, www, proc))
-            ports.append(port)
-
-        async def worker(i: int) -> None:
-            name = WORKERS[i]
-            proc = await asyncio.to_thread(
-                start_worker, "buildyard", root / name, ports[i // 2], name, "pw"
-            )
-            procs.append(proc)
-            master = masters[i // 2]
-            connected = functools.partial(_worker_on, master.api, name)
-            assert await asyncio.to_thread(wait_for, connected, timeout=90), master.log()[-3000:]
-
-        # every one waited for, so that each started is in procs before any failure is raised
-        failed = await asyncio.gather(
-            *(worker(i) for i in range(len(WORKERS))), return_exceptions=True
-        )
-        for error in failed:
-            if error is not None:
-                raise error
-        builders = {
-            x["name"]: x["builderid"] for x in _get(f"{masters[0].api}/builders")["builders"]
-        }
-        yield Cluster(masters, db_url, builders)
-    finally:
-        for proc in reversed(procs):
-            end_popen(proc)
+def _cluster(postgres: PostgresServer, root: Path) -> AbstractAsyncContextManager[Cluster]:
+    """The three masters, then the six workers (two per master), all connected."""
+    return cluster(postgres, root, masters=3, worker_count=6)
 
 
 async def _submit(cluster: Cluster) -> None:
-    """Everything at once, spread over the three masters: the forced builds through their REST
-    APIs, the changes through their change hooks."""
-    masters = itertools.cycle(cluster.masters)
-
-    async def force(master: Master, builder: str) -> None:
-        builderid = cluster.builderids[builder]
-        status, reply = await _call(
-            master.api, "forceschedulers/force", "force", builderid=str(builderid)
-        )
-        assert status == 200, reply
-
-    async def change(http: aiohttp.ClientSession, master: Master, n: int) -> None:
-        form = {"author": "Ann <ann@example.org>", "comments": f"change {n}"}
-        form |= {"revision": f"{n:040x}", "branch": "main", "project": "p"}
-        form |= {"repository": "https://example.org/r.git"}
-        url = f"http://127.0.0.1:{master.www}/change_hook/base"
-        async with http.post(url, data=form) as resp:
-            assert resp.status == 200, await resp.text()
-
-    jobs: list[Any] = []
-    async with aiohttp.ClientSession() as http:
-        for n in range(max(FORCED, CHANGES, PARENTS)):
-            if n < FORCED:
-                jobs.append(force(next(masters), "quick"))
-            if n < PARENTS:
-                jobs.append(force(next(masters), "parent"))
-            if n < CHANGES:
-                jobs.append(change(http, next(masters), n))
-        limit = asyncio.Semaphore(12)
-
-        async def bounded(job: Any) -> None:
-            async with limit:
-                await job
-
-        await asyncio.gather(*(bounded(j) for j in jobs))
-
-
-async def _requests(db: asyncpg.Connection) -> tuple[int, int]:
-    """(requests, complete ones)."""
-    row = await db.fetchrow(
-        "SELECT count(*) AS n, count(*) FILTER (WHERE complete = 1) AS done FROM buildrequests"
-    )
-    return int(row["n"]), int(row["done"])
-
-
-async def _all_complete(db: asyncpg.Connection, expected: int, deadline: float) -> None:
-    """Poll until there are at least ``expected`` requests and all are complete."""
-    while time.monotonic() < deadline:
-        n, done = await _requests(db)
-        if n >= expected and done == n:
-            return
-        await asyncio.sleep(0.25)
-    n, done = await _requests(db)
-    raise AssertionError(f"{done} of {n} requests complete (at least {expected} expected)")
+    await submit(cluster, MIX)
 
 
 async def _holders(db: asyncpg.Connection) -> dict[str, list[int]]:
@@ -330,7 +175,7 @@ async def test_300_builds_on_three_masters_each_built_once(
         try:
             started = time.monotonic()
             await _submit(cluster)
-            await _all_complete(db, TOTAL, started + WITHIN)
+            await all_complete(db, TOTAL, started + WITHIN)
             took = time.monotonic() - started
             outcome = await _check(db, cluster)
             assert not outcome.retried
@@ -369,7 +214,7 @@ async def test_a_master_sigkilled_halfway_its_builds_rerun_and_triggers_finish(
             # parent waits for
             victim: tuple[int, int] | None = None
             while victim is None and time.monotonic() < deadline:
-                _n, done = await _requests(db)
+                _n, done = await requests(db)
                 if done >= TOTAL // 2:
                     for i, mid in candidates:
                         if await db.fetchval(RUNNING_CHILD, mid) is not None:
@@ -382,7 +227,7 @@ async def test_a_master_sigkilled_halfway_its_builds_rerun_and_triggers_finish(
             proc = cluster.masters[index].proc
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-            await _all_complete(db, TOTAL, deadline)
+            await all_complete(db, TOTAL, deadline)
             took = time.monotonic() - started
             outcome = await _check(db, cluster, killed=killed)
             # what the killed master was running was built again elsewhere: at least the

@@ -293,6 +293,7 @@ class BuildMaster(Service):
                 basedir=self.basedir,
                 secret=self._secret,
                 pb_ports=self.workers.listener.pb_ports,
+                mq=self.mq,
             )
         )
         self.user_managers = UserManagers(
@@ -722,11 +723,14 @@ class BuildMaster(Service):
 
     async def run(self) -> int:
         """Start, run until SIGTERM/SIGINT or :meth:`request_stop` (clean stop) or a failed
-        task, then stop. SIGUSR1 starts a clean shutdown (which ends in :meth:`request_stop`
-        once the running builds have ended).
+        task, then stop.
 
-        SIGHUP reconfigures. The handlers are in place before start-up, so a signal during
-        start-up still ends in a clean stop. Returns the exit code.
+        SIGUSR1 (``buildyard stop --clean``) starts a clean shutdown: the running builds finish
+        while no new one starts here (on a shared database the other masters take the new
+        requests), then :meth:`request_stop`; a SIGTERM or SIGINT meanwhile stops at once.
+        SIGHUP reconfigures. The handlers are in
+        place before start-up, so a signal during start-up still ends in a stop. Returns the
+        exit code.
         """
         loop = asyncio.get_running_loop()
         # a process's share: open files up to the hard limit, and no log flood when they run out

@@ -5,7 +5,8 @@ a comparable configuration value. The change manager turns it into a running
 :class:`ChangeSource` service with :meth:`ChangeSourceConfig.make_service`, giving it the
 :class:`ChangeSourceContext` (the data API's writer, the clock, this master's id and basedir).
 A change source runs on one master at a time: the service claims it in the database before its
-first poll and retries the claim every ``claim_interval`` seconds while another master holds it.
+first poll and retries the claim every ``claim_interval`` seconds while another master holds it
+(and at once when a master stops or is expired).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import structlog
 from buildyard.common.clock import Clock
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.service import ConfiguredService
+from buildyard.master.data.claims import claim_until_held
 from buildyard.master.data.updates import Updates
+from buildyard.master.mq.base import MessageQueue
 from buildyard.protocol.portal import PbPorts
 
 log = structlog.get_logger(__name__)
@@ -39,6 +42,9 @@ class ChangeSourceContext:
     secret: Callable[[str], Awaitable[str | None]] | None = None
     # the master's PB ports (PBChangeSource logs its user in there); None: no PB here
     pb_ports: PbPorts | None = None
+    # the message queue: a change source held elsewhere is claimed again at once when a master
+    # stops (None: only every claim_interval)
+    mq: MessageQueue | None = None
 
 
 class ChangeSourceConfig(ConfigObject):
@@ -68,11 +74,16 @@ class ChangeSource(ConfiguredService[Any]):
 
     async def _claim_then_activate(self) -> None:
         assert self.changesourceid is not None
-        while not await self.ctx.updates.claim_changesource(
-            self.changesourceid, masterid=self.ctx.masterid()
-        ):
-            log.info("changesource_held_elsewhere", changesource=self.name)
-            await self.ctx.clock.sleep(self.claim_interval)
+        changesourceid = self.changesourceid
+        await claim_until_held(
+            lambda: self.ctx.updates.claim_changesource(
+                changesourceid, masterid=self.ctx.masterid()
+            ),
+            mq=self.ctx.mq,
+            clock=self.ctx.clock,
+            interval=self.claim_interval,
+            refused=lambda: log.info("changesource_held_elsewhere", changesource=self.name),
+        )
         self.active = True
         await self.activate()
 

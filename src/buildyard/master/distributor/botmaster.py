@@ -95,9 +95,8 @@ class BotMaster(ServiceManager[Any]):
         return True
 
     async def _wait_for_builds(self) -> None:
-        # builds end one by one and none starts meanwhile: checking twice a second is enough
-        while self.brd.building:  # noqa: ASYNC110 (the distributor has no "all ended" event)
-            await asyncio.sleep(0.5)
+        # the pass under way ends first (a build it starts is waited for too)
+        await self.brd.drain()
         log.info("clean_shutdown_builds_done")
         if self.on_shutdown is not None:
             self.on_shutdown()

@@ -193,8 +193,11 @@ class BuildRequestDistributor(Service):
             collections.OrderedDict()
         )
         workers.latent.wake = self.maybe_start_builds
-        # a clean shutdown of the master is under way (BotMaster.clean_shutdown): no build starts
+        # a clean shutdown of the master is under way (BotMaster.clean_shutdown, drain): no
+        # build starts; the running ones go on to their end
         self.hold = False
+        # set whenever a build ends or a pass is over (what drain waits on)
+        self._settled = asyncio.Event()
 
     def configure(self, builders: Mapping[str, tuple[int, Any]], config: Any) -> None:
         self.builders = dict(builders)
@@ -237,6 +240,20 @@ class BuildRequestDistributor(Service):
             except Exception:  # a pass that failed is retried by the next wake-up
                 log.exception("distribution_failed")
             self.passes += 1
+            self._settled.set()
+
+    async def drain(self) -> None:
+        """A clean stop: start no more builds (their requests stay unclaimed, for the other
+        masters or a later start), and return once every running build has ended."""
+        self.hold = True
+        log.info("draining", running=len(self._build_tasks))
+        # one more pass is over, so none that started before the flag is still starting one
+        self._settled.clear()
+        self.maybe_start_builds()
+        await self._settled.wait()
+        while self._build_tasks:
+            self._settled.clear()
+            await self._settled.wait()
 
     # -- one pass ------------------------------------------------------------------------------
 
@@ -523,6 +540,7 @@ class BuildRequestDistributor(Service):
             self._load[worker] = max(0, self._load.get(worker, 1) - 1)
             self._busy.discard((worker, builder))
             self._workers.latent.build_finished(worker)
+            self._settled.set()
             self.maybe_start_builds()
 
     def builds_of(self, builder_name: str) -> list[Build]:

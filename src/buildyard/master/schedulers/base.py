@@ -4,7 +4,8 @@ A scheduler in master.cfg (``schedulers.SingleBranchScheduler(...)``) is a
 :class:`SchedulerConfig`: a comparable configuration value. The scheduler manager turns it into
 a running :class:`Scheduler` service with :meth:`SchedulerConfig.make_service`, giving it the
 :class:`SchedulerContext`. A scheduler runs on one master at a time: the service claims it in the
-database, retrying every ``claim_interval`` seconds while another master holds it, and then
+database, retrying every ``claim_interval`` seconds while another master holds it (and at once
+when a master stops or is expired, so a dead master's schedulers move on), and then
 :meth:`Scheduler.activate` starts its work.
 """
 
@@ -20,6 +21,7 @@ import structlog
 from buildyard.common.clock import Clock
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.service import ConfiguredService
+from buildyard.master.data.claims import claim_until_held
 from buildyard.master.data.queries import Queries
 from buildyard.master.data.updates import Updates
 from buildyard.master.mq.base import MessageQueue
@@ -68,11 +70,14 @@ class Scheduler(ConfiguredService[Any]):
 
     async def _claim_then_activate(self) -> None:
         assert self.schedulerid is not None
-        while not await self.ctx.updates.claim_scheduler(
-            self.schedulerid, masterid=self.ctx.masterid()
-        ):
-            log.info("scheduler_held_elsewhere", scheduler=self.name)
-            await self.ctx.clock.sleep(self.claim_interval)
+        schedulerid = self.schedulerid
+        await claim_until_held(
+            lambda: self.ctx.updates.claim_scheduler(schedulerid, masterid=self.ctx.masterid()),
+            mq=self.ctx.mq,
+            clock=self.ctx.clock,
+            interval=self.claim_interval,
+            refused=lambda: log.info("scheduler_held_elsewhere", scheduler=self.name),
+        )
         self.active = True
         await self.activate()
 
