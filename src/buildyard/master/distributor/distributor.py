@@ -113,13 +113,22 @@ def _order(r: BuildRequest) -> _Order:
     return (-r.priority, r.submitted_at, r.id)
 
 
+class _Steps:
+    """How many requests (or heap entries) the distributor has looked at: the measure of its
+    work that must not grow with the queue (``statistics()['steps']``)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class _Pending:
     """One builder's unclaimed requests: a heap in distribution order and one by age (both
     with lazy deletion: an entry whose request is gone or changed is dropped when it comes to
     the top), and the requests by their source stamps for default collapsing (filled by
     :meth:`BuildRequestDistributor._resolve_stamps`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, steps: _Steps) -> None:
+        self.steps = steps
         self.requests: dict[int, BuildRequest] = {}
         self._by_order: list[_Order] = []
         self._by_age: list[tuple[int, int]] = []
@@ -177,6 +186,7 @@ class _Pending:
         heap = self._by_order
         while heap and len(found) < n:
             entry = heapq.heappop(heap)
+            self.steps.n += 1
             r = self._live(entry)
             if r is None or entry[2] in seen:
                 continue  # gone, changed, or a duplicate entry: dropped for good
@@ -186,12 +196,14 @@ class _Pending:
                 found.append(r)
         for entry in held:
             heapq.heappush(heap, entry)
+        self.steps.n += len(held)
         return found
 
     def ordered(self, skip: set[int] | None = None) -> list[BuildRequest]:
         """Every request in distribution order (what the user's callables get)."""
         found = [r for r in self.requests.values() if not skip or r.id not in skip]
         found.sort(key=_order)
+        self.steps.n += len(self.requests)
         return found
 
     def oldest(self) -> int:
@@ -202,11 +214,14 @@ class _Pending:
             if r is not None and r.submitted_at == submitted_at:
                 return submitted_at
             heapq.heappop(heap)
+            self.steps.n += 1
         return 0
 
     def _compact(self) -> None:
         # stale entries never outnumber live ones for long
         limit = 2 * len(self.requests) + 64
+        if len(self._by_order) > limit or len(self._by_age) > limit:
+            self.steps.n += len(self.requests)
         if len(self._by_order) > limit:
             self._by_order = [_order(r) for r in self.requests.values()]
             heapq.heapify(self._by_order)
@@ -218,7 +233,8 @@ class _Pending:
 class _Index:
     """Every unclaimed, incomplete request, by builder id."""
 
-    def __init__(self) -> None:
+    def __init__(self, steps: _Steps) -> None:
+        self.steps = steps
         self.by_builder: dict[int, _Pending] = {}
         self._builder_of: dict[int, int] = {}
 
@@ -231,7 +247,7 @@ class _Index:
         self._builder_of[r.id] = r.builderid
         queue = self.by_builder.get(r.builderid)
         if queue is None:
-            queue = self.by_builder[r.builderid] = _Pending()
+            queue = self.by_builder[r.builderid] = _Pending(self.steps)
         queue.add(r)
 
     def discard(self, brid: int) -> None:
@@ -377,6 +393,8 @@ class BuildRequestDistributor(Service):
         self._resynced_at = 0.0
         self._mq_losses = self._mq_lost()
         self.resyncs = 0
+        self.started = 0
+        self._steps = _Steps()
         # builder id -> name, and worker name -> the builders it is configured for
         self._names: dict[int, str] = {}
         self._builders_of: dict[str, list[str]] = {}
@@ -392,6 +410,11 @@ class BuildRequestDistributor(Service):
                 self._builders_of.setdefault(workername, []).append(name)
         self._resync_due = True  # names and collapsing may have changed: read them again
         self.maybe_start_builds(list(self.builders))
+
+    def request_resync(self) -> None:
+        """Read every unclaimed request again at the next pass (asked for soon)."""
+        self._resync_due = True
+        self.maybe_start_builds()
 
     def priority_changed(self, brid: int, priority: int) -> None:
         """A request's priority was changed on this master (no event tells it, as in
@@ -506,7 +529,7 @@ class BuildRequestDistributor(Service):
         self._resync_due = False
         self._replay = []
         try:
-            index = _Index()
+            index = _Index(self._steps)
             for request in await self._db.buildrequests.get_buildrequests(claimed=False):
                 index.add(request)
             for key, body in self._replay:
@@ -808,6 +831,7 @@ class BuildRequestDistributor(Service):
             for brid in same
             if brid != request.id and brid not in skip and brid in queue.requests
         ]
+        self._steps.n += len(same)
         found.sort(key=_order)
         return found
 
@@ -881,6 +905,7 @@ class BuildRequestDistributor(Service):
             secrets_providers=list(getattr(master_config, "secrets_providers", ()) or ()),
         )
         self.building.add(build)
+        self.started += 1
         self._workers.latent.build_started(conn.name)
         self._load[conn.name] = self._load.get(conn.name, 0) + 1
         self._busy.add((conn.name, name))
@@ -976,6 +1001,8 @@ class BuildRequestDistributor(Service):
             "wakeups": self.wakeups,
             "passes": self.passes,
             "resyncs": self.resyncs,
+            "started": self.started,
+            "steps": self._steps.n,
             "pending": len(self._index) if self._index is not None else 0,
             "building": len(self.building),
         }
