@@ -397,6 +397,7 @@ class BuildRequestDistributor(Service):
         self._steps = _Steps()
         # builder id -> name, and worker name -> the builders it is configured for
         self._names: dict[int, str] = {}
+        self._position: dict[str, int] = {}
         self._builders_of: dict[str, list[str]] = {}
         workers.latent.wake = self.maybe_start_builds
 
@@ -404,6 +405,7 @@ class BuildRequestDistributor(Service):
         self.builders = dict(builders)
         self.config = config
         self._names = {builderid: name for name, (builderid, _c) in self.builders.items()}
+        self._position = {name: i for i, name in enumerate(self.builders)}
         self._builders_of = {}
         for name, (_id, builder_config) in self.builders.items():
             for workername in builder_config.workernames:
@@ -579,7 +581,9 @@ class BuildRequestDistributor(Service):
         if not pending:
             return
         prioritize = getattr(self.config, "prioritize_builders", None)
-        pending.sort(key=lambda n: index.by_builder[self.builders[n][0]].oldest())
+        # oldest request first; between equals, in the configuration's order
+        position = self._position
+        pending.sort(key=lambda n: (index.by_builder[self.builders[n][0]].oldest(), position[n]))
         names = pending if prioritize is not None else [n for n in pending if n in able]
         if prioritize is not None:
             views = [self._view(n) for n in names]
