@@ -104,9 +104,14 @@ async def _cost_per_build(
         pass_task: list[asyncio.Task[Any] | None] = [None]
         statements = [0]
 
-        def on_statement(*_args: Any) -> None:
+        # the passes' statements that read the unclaimed requests (a whole-queue reading)
+        queue_reads: list[str] = []
+
+        def on_statement(sql: str) -> None:
             if asyncio.current_task() is pass_task[0]:
                 statements[0] += 1
+                if "buildrequest_claims.brid IS NULL" in sql:
+                    queue_reads.append(sql)
 
         costs: list[tuple[int, int, int, bool]] = []
         distribute = brd.distribute
@@ -146,6 +151,7 @@ async def _cost_per_build(
         brd.distribute = measured  # type: ignore[method-assign]
         try:
             started = brd.started
+            resyncs_before = brd.statistics()["resyncs"]
             brd.request_resync()  # the rows came without events: read them
             await eventually(lambda: brd.started >= started + BUILDS + 1, within=120)
         finally:
@@ -156,6 +162,9 @@ async def _cost_per_build(
         claimed = await master.db.buildrequests.count_buildrequests(claimed=True)
         assert claimed >= 2 * (BUILDS + 1)
         assert brd.statistics()["pending"] >= pending - 2 * (BUILDS + 4)
+        # the queue was read once in full (the start-up reading asked for above), and otherwise
+        # never: the other passes worked from the index
+        assert len(queue_reads) == brd.statistics()["resyncs"] - resyncs_before == 1
         return {
             (n_statements, n_steps)
             for n_started, n_statements, n_steps, resynced in costs
