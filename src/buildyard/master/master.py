@@ -910,7 +910,10 @@ class _Control:
 
     async def set_buildrequest_priority(self, brid: int, priority: int) -> bool:
         changed = await self._master.data.updates.set_buildrequest_priority(brid, priority)
-        self._master.botmaster.brd.maybe_start_builds()
+        if changed:
+            self._master.botmaster.brd.priority_changed(brid, priority)
+        else:
+            self._master.botmaster.brd.maybe_start_builds()
         return changed
 
     async def kill_here(self, name: str) -> bool:

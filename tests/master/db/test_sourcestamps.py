@@ -168,3 +168,23 @@ async def test_concurrent_finders_agree(database: Database, clock: FakeClock) ->
     )
     assert len(set(ids)) == 1
     assert len(await repo.get_sourcestamps()) == 1
+
+
+async def test_sourcestamps_of_many_buildsets(database: Database, clock: FakeClock) -> None:
+    repo = _repo(database, clock)
+    s1 = await _rows.add_sourcestamp(database, codebase="one")
+    s2 = await _rows.add_sourcestamp(database, codebase="two")
+    builderid = await _rows.add_builder(database)
+    both, _ = await _rows.add_request(database, builderid, ssids=(s2, s1))
+    one, _ = await _rows.add_request(database, builderid, ssids=(s1,))
+    none, _ = await _rows.add_request(database, builderid)
+    found = await repo.get_sourcestamps_of_buildsets([none, one, both, both])
+    assert {bsid: [s.codebase for s in stamps] for bsid, stamps in found.items()} == {
+        both: ["one", "two"],
+        one: ["one"],
+    }
+    # more buildsets than one query takes are read in several
+    many = [(await _rows.add_request(database, builderid, ssids=(s2,)))[0] for _ in range(3)]
+    found = await repo.get_sourcestamps_of_buildsets([*many, *range(10_000, 11_000)])
+    assert sorted(found) == many
+    assert await repo.get_sourcestamps_of_buildsets([]) == {}

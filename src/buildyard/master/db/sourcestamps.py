@@ -182,6 +182,28 @@ class SourcestampsRepository(Repository):
         stmt = _of_buildset(sa.select(_ss.c.id), buildsetid)
         return await self._count(stmt, options, _COLUMNS, conn)
 
+    async def get_sourcestamps_of_buildsets(
+        self, buildsetids: Iterable[int], *, conn: AsyncConnection | None = None
+    ) -> dict[int, list[SourceStamp]]:
+        """buildsetid -> its stamps (by stamp id), for many buildsets, a few hundred per
+        query (the distributor's collapsing reads a deep queue's stamps this way)."""
+        ids = sorted(set(buildsetids))
+        out: dict[int, list[SourceStamp]] = {}
+        bss = t.buildset_sourcestamps
+        async with self._read(conn) as c:
+            for start in range(0, len(ids), 500):
+                batch = ids[start : start + 500]
+                stmt = (
+                    select_sourcestamps()
+                    .add_columns(bss.c.buildsetid.label("for_buildsetid"))
+                    .join(bss, bss.c.sourcestampid == _ss.c.id)
+                    .where(bss.c.buildsetid.in_(batch))
+                    .order_by(bss.c.buildsetid, _ss.c.id)
+                )
+                for row in await c.execute(stmt):
+                    out.setdefault(row.for_buildsetid, []).append(sourcestamp_from_row(row))
+        return out
+
     async def get_sourcestamps_for_build(
         self, buildid: int, *, conn: AsyncConnection | None = None
     ) -> list[SourceStamp]:

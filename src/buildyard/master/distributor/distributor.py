@@ -18,6 +18,16 @@ one like any other (``master.workers.latent``).
 Passes run one at a time, woken by the events that may let a build start: a new or unclaimed
 request, a worker that connects or changes state, a build that ends; and every
 ``poll_interval`` seconds, for what another master released without an event reaching us.
+
+The unclaimed requests live in an index in memory (:class:`_Index`), so that a pass's work per
+started build does not grow with the queue: per builder, a heap in distribution order
+(highest priority, then oldest, then lowest id) and, for default collapsing, the requests by
+their buildset's source stamps. The index is fed by the requests' own events (``new``,
+``unclaimed``, ``claimed``, ``complete``; their bodies carry the whole row, so nothing is read),
+loaded in full at the first pass, and read again in full now and then (``resync_interval``,
+after a reconfiguration, and when the shared message queue reports a lost connection or lost
+events), so that whatever another master did without an event reaching us is seen. The claim
+in the database stays the arbiter: a claim that fails re-reads the rows it named.
 """
 
 from __future__ import annotations
@@ -26,7 +36,9 @@ import asyncio
 import collections
 import dataclasses
 import datetime
+import heapq
 import random
+import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -56,6 +68,9 @@ log = structlog.get_logger(__name__)
 # how many buildsets' source stamps collapsing keeps (a few MB at most)
 _STAMPS_KEPT = 20_000
 
+# the requests' events that keep the index (see _Index)
+_REQUEST_EVENTS = ("new", "unclaimed", "claimed", "complete")
+
 _WAKE_PATTERNS: tuple[tuple[str | None, ...], ...] = (
     ("buildrequests", None, "new"),
     ("buildrequests", None, "unclaimed"),
@@ -66,22 +81,189 @@ _WAKE_PATTERNS: tuple[tuple[str | None, ...], ...] = (
 
 @dataclasses.dataclass(eq=False)
 class BuilderView:
-    """What master.cfg's callables get as a builder (Buildbot's Builder, read-only)."""
+    """What master.cfg's callables get as a builder (Buildbot's Builder, read-only).
+
+    ``_pending`` gives the builder's pending requests when a callable asks (reading them all
+    is the cost of asking)."""
 
     name: str
     config: Any
     builderid: int
-    _requests: list[BuildRequest]
+    _pending: Callable[[], list[BuildRequest]]
 
     async def getOldestRequestTime(self) -> datetime.datetime | None:
-        if not self._requests:
+        requests = self._pending()
+        if not requests:
             return None
-        return _utc(min(r.submitted_at for r in self._requests))
+        return _utc(min(r.submitted_at for r in requests))
 
     async def getNewestRequestTime(self) -> datetime.datetime | None:
-        if not self._requests:
+        requests = self._pending()
+        if not requests:
             return None
-        return _utc(max(r.submitted_at for r in self._requests))
+        return _utc(max(r.submitted_at for r in requests))
+
+
+_Order = tuple[int, int, int]
+_Stamps = frozenset[tuple[Any, ...]]
+
+
+def _order(r: BuildRequest) -> _Order:
+    """Distribution order: highest priority, then oldest, then lowest id."""
+    return (-r.priority, r.submitted_at, r.id)
+
+
+class _Steps:
+    """How many requests (or heap entries) the distributor has looked at: the measure of its
+    work that must not grow with the queue (``statistics()['steps']``)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+class _Pending:
+    """One builder's unclaimed requests: a heap in distribution order and one by age (both
+    with lazy deletion: an entry whose request is gone or changed is dropped when it comes to
+    the top), and the requests by their source stamps for default collapsing (filled by
+    :meth:`BuildRequestDistributor._resolve_stamps`)."""
+
+    def __init__(self, steps: _Steps) -> None:
+        self.steps = steps
+        self.requests: dict[int, BuildRequest] = {}
+        self._by_order: list[_Order] = []
+        self._by_age: list[tuple[int, int]] = []
+        self.stamps_of: dict[int, _Stamps] = {}
+        self.by_stamps: dict[_Stamps, set[int]] = {}
+        self.unresolved: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def add(self, r: BuildRequest) -> None:
+        old = self.requests.get(r.id)
+        self.requests[r.id] = r
+        if old is None or _order(old) != _order(r):
+            heapq.heappush(self._by_order, _order(r))
+        if old is None or old.submitted_at != r.submitted_at:
+            heapq.heappush(self._by_age, (r.submitted_at, r.id))
+        if old is None or old.buildsetid != r.buildsetid:
+            self._forget_stamps(r.id)
+            self.unresolved.add(r.id)
+        self._compact()
+
+    def discard(self, brid: int) -> None:
+        if self.requests.pop(brid, None) is None:
+            return
+        self.unresolved.discard(brid)
+        self._forget_stamps(brid)
+        self._compact()
+
+    def set_stamps(self, brid: int, stamps: _Stamps) -> None:
+        if brid not in self.requests:
+            return
+        self.unresolved.discard(brid)
+        self._forget_stamps(brid)
+        self.stamps_of[brid] = stamps
+        self.by_stamps.setdefault(stamps, set()).add(brid)
+
+    def _forget_stamps(self, brid: int) -> None:
+        stamps = self.stamps_of.pop(brid, None)
+        if stamps is not None:
+            same = self.by_stamps[stamps]
+            same.discard(brid)
+            if not same:
+                del self.by_stamps[stamps]
+
+    def _live(self, entry: _Order) -> BuildRequest | None:
+        r = self.requests.get(entry[2])
+        return r if r is not None and _order(r) == entry else None
+
+    def first(self, n: int, skip: set[int]) -> list[BuildRequest]:
+        """The first ``n`` requests in distribution order, those in ``skip`` left out."""
+        found: list[BuildRequest] = []
+        held: list[_Order] = []
+        seen: set[int] = set()
+        heap = self._by_order
+        while heap and len(found) < n:
+            entry = heapq.heappop(heap)
+            self.steps.n += 1
+            r = self._live(entry)
+            if r is None or entry[2] in seen:
+                continue  # gone, changed, or a duplicate entry: dropped for good
+            seen.add(entry[2])
+            held.append(entry)
+            if entry[2] not in skip:
+                found.append(r)
+        for entry in held:
+            heapq.heappush(heap, entry)
+        self.steps.n += len(held)
+        return found
+
+    def ordered(self, skip: set[int] | None = None) -> list[BuildRequest]:
+        """Every request in distribution order (what the user's callables get)."""
+        found = [r for r in self.requests.values() if not skip or r.id not in skip]
+        found.sort(key=_order)
+        self.steps.n += len(self.requests)
+        return found
+
+    def oldest(self) -> int:
+        heap = self._by_age
+        while heap:
+            submitted_at, brid = heap[0]
+            r = self.requests.get(brid)
+            if r is not None and r.submitted_at == submitted_at:
+                return submitted_at
+            heapq.heappop(heap)
+            self.steps.n += 1
+        return 0
+
+    def _compact(self) -> None:
+        # stale entries never outnumber live ones for long
+        limit = 2 * len(self.requests) + 64
+        if len(self._by_order) > limit or len(self._by_age) > limit:
+            self.steps.n += len(self.requests)
+        if len(self._by_order) > limit:
+            self._by_order = [_order(r) for r in self.requests.values()]
+            heapq.heapify(self._by_order)
+        if len(self._by_age) > limit:
+            self._by_age = [(r.submitted_at, r.id) for r in self.requests.values()]
+            heapq.heapify(self._by_age)
+
+
+class _Index:
+    """Every unclaimed, incomplete request, by builder id."""
+
+    def __init__(self, steps: _Steps) -> None:
+        self.steps = steps
+        self.by_builder: dict[int, _Pending] = {}
+        self._builder_of: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._builder_of)
+
+    def add(self, r: BuildRequest) -> None:
+        if self._builder_of.get(r.id, r.builderid) != r.builderid:
+            self.discard(r.id)
+        self._builder_of[r.id] = r.builderid
+        queue = self.by_builder.get(r.builderid)
+        if queue is None:
+            queue = self.by_builder[r.builderid] = _Pending(self.steps)
+        queue.add(r)
+
+    def discard(self, brid: int) -> None:
+        builderid = self._builder_of.pop(brid, None)
+        if builderid is None:
+            return
+        queue = self.by_builder[builderid]
+        queue.discard(brid)
+        if not queue:
+            del self.by_builder[builderid]
+
+    def get(self, brid: int) -> BuildRequest | None:
+        builderid = self._builder_of.get(brid)
+        if builderid is None:
+            return None
+        return self.by_builder[builderid].requests.get(brid)
 
 
 @dataclasses.dataclass(eq=False)
@@ -134,6 +316,14 @@ class WorkerForBuilderView:
         return self.worker.workername
 
 
+def _stamps_key(stamps: Sequence[Any]) -> _Stamps:
+    """What default collapsing compares of a buildset's source stamps."""
+    return frozenset(
+        (s.codebase, s.branch, s.revision, s.repository, s.project, s.patch is not None)
+        for s in stamps
+    )
+
+
 def _utc(epoch: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
 
@@ -150,6 +340,9 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
 
 class BuildRequestDistributor(Service):
     poll_interval = 10.0
+    # seconds between two full readings of the unclaimed requests (None: poll_interval with
+    # c['multiMaster'] and a message queue not shared with the other masters, else 6 times it)
+    resync_interval: float | None = None
 
     def __init__(
         self,
@@ -192,6 +385,20 @@ class BuildRequestDistributor(Service):
         self._stamps_of: collections.OrderedDict[int, frozenset[tuple[Any, ...]]] = (
             collections.OrderedDict()
         )
+        # the unclaimed requests (None until the first pass reads them), and the events that
+        # came while a full reading was under way (replayed on top of it)
+        self._index: _Index | None = None
+        self._replay: list[tuple[tuple[str, ...], Mapping[str, Any]]] | None = None
+        self._resync_due = True
+        self._resynced_at = 0.0
+        self._mq_losses = self._mq_lost()
+        self.resyncs = 0
+        self.started = 0
+        self._steps = _Steps()
+        # builder id -> name, and worker name -> the builders it is configured for
+        self._names: dict[int, str] = {}
+        self._position: dict[str, int] = {}
+        self._builders_of: dict[str, list[str]] = {}
         workers.latent.wake = self.maybe_start_builds
         # a clean shutdown of the master is under way (BotMaster.clean_shutdown, drain): no
         # build starts; the running ones go on to their end
@@ -202,7 +409,30 @@ class BuildRequestDistributor(Service):
     def configure(self, builders: Mapping[str, tuple[int, Any]], config: Any) -> None:
         self.builders = dict(builders)
         self.config = config
+        self._names = {builderid: name for name, (builderid, _c) in self.builders.items()}
+        self._position = {name: i for i, name in enumerate(self.builders)}
+        self._builders_of = {}
+        for name, (_id, builder_config) in self.builders.items():
+            for workername in builder_config.workernames:
+                self._builders_of.setdefault(workername, []).append(name)
+        self._resync_due = True  # names and collapsing may have changed: read them again
         self.maybe_start_builds(list(self.builders))
+
+    def request_resync(self) -> None:
+        """Read every unclaimed request again at the next pass (asked for soon)."""
+        self._resync_due = True
+        self.maybe_start_builds()
+
+    def priority_changed(self, brid: int, priority: int) -> None:
+        """A request's priority was changed on this master (no event tells it, as in
+        Buildbot): the index orders it anew. Other masters see it at their next resync."""
+        if self._index is not None:
+            request = self._index.get(brid)
+            if request is not None:
+                self._index.add(dataclasses.replace(request, priority=priority))
+        if self._replay is not None:
+            self._resync_due = True  # a reading under way may have missed it
+        self.maybe_start_builds()
 
     def maybe_start_builds(self, builder_names: Sequence[str] | None = None) -> None:
         """Ask for a distribution pass (soon, once; passes never overlap)."""
@@ -223,9 +453,104 @@ class BuildRequestDistributor(Service):
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _listen(self) -> None:
-        async with self._mq.subscribe(*_WAKE_PATTERNS) as events:
-            async for _key, _body in events:
+        patterns: list[tuple[str | None, ...]] = [
+            ("buildrequests", None, e) for e in _REQUEST_EVENTS
+        ]
+        patterns += [p for p in _WAKE_PATTERNS if p[0] != "buildrequests"]
+        async with self._mq.subscribe(*patterns) as events:
+            async for key, body in events:
+                if key[0] == "buildrequests":
+                    self._on_request_event(key, body)
+                    if key[-1] not in ("new", "unclaimed"):
+                        continue
                 self.maybe_start_builds()
+
+    def _on_request_event(self, key: tuple[str, ...], body: Mapping[str, Any]) -> None:
+        if self._replay is not None:
+            self._replay.append((key, body))
+        if self._index is not None:
+            self._apply(self._index, key, body)
+
+    def _apply(self, index: _Index, key: tuple[str, ...], body: Mapping[str, Any]) -> None:
+        try:
+            brid = int(body["buildrequestid"])
+            waiting = (
+                key[-1] in ("new", "unclaimed")
+                and not body.get("claimed")
+                and not body.get("complete")
+            )
+            if not waiting:
+                index.discard(brid)
+                return
+            builderid = int(body["builderid"])
+            index.add(
+                BuildRequest(
+                    id=brid,
+                    buildsetid=int(body["buildsetid"]),
+                    builderid=builderid,
+                    buildername=self._names.get(builderid, ""),
+                    priority=int(body.get("priority") or 0),
+                    submitted_at=int(body["submitted_at"]),
+                    complete=False,
+                    complete_at=None,
+                    results=None,
+                    waited_for=bool(body.get("waited_for")),
+                    claimed=False,
+                    claimed_at=None,
+                    claimed_by_masterid=None,
+                )
+            )
+        except (KeyError, TypeError, ValueError):  # a body not shaped as ours: read it all
+            log.warning("buildrequest_event_unreadable", key=key)
+            self._resync_due = True
+
+    def _mq_lost(self) -> tuple[int, int]:
+        """The shared queue's count of reconnections and of events it knows it missed: when
+        either grows, events may be missing from the index."""
+        return (int(getattr(self._mq, "reconnects", 0)), int(getattr(self._mq, "missed", 0)))
+
+    def _resync_every(self) -> float:
+        if self.resync_interval is not None:
+            return self.resync_interval
+        shared = hasattr(self._mq, "origin")  # PostgresMQ: the other masters' events come
+        if getattr(self.config, "multi_master", False) and not shared:
+            return self.poll_interval
+        return 6 * self.poll_interval
+
+    async def _index_now(self) -> _Index:
+        """The index, read again in full first when it is due."""
+        lost = self._mq_lost()
+        if lost != self._mq_losses:
+            self._mq_losses = lost
+            self._resync_due = True
+        index = self._index
+        if (
+            index is None
+            or self._resync_due
+            or time.monotonic() - self._resynced_at >= self._resync_every()
+        ):
+            index = await self._resync()
+        return index
+
+    async def _resync(self) -> _Index:
+        self._resync_due = False
+        self._replay = []
+        try:
+            index = _Index(self._steps)
+            for request in await self._db.buildrequests.get_buildrequests(claimed=False):
+                index.add(request)
+            for key, body in self._replay:
+                self._apply(index, key, body)
+        finally:
+            self._replay = None
+        self._index = index
+        self._resynced_at = time.monotonic()
+        self.resyncs += 1
+        for builderid, queue in list(index.by_builder.items()):
+            name = self._names.get(builderid)
+            if name is not None and self._collapse_of(self.builders[name][1]) is True:
+                await self._resolve_stamps(queue)
+        return index
 
     async def _run(self) -> None:
         while True:
@@ -260,33 +585,61 @@ class BuildRequestDistributor(Service):
     async def distribute(self) -> None:
         if not self.builders or self.config is None or self.hold:
             return
+        index = await self._index_now()
         workers = await self._db.workers.get_workers(masterid=self._masterid())
         await self._shut_down_idle_graceful_workers([w for w in workers if w.graceful])
         paused = {w.name for w in workers if w.paused or w.graceful}
-        if not self._any_idle_worker(paused) and not self._any_latent_to_start(paused):
-            return  # no build can start: the requests need not be read
-        pending = await self._db.buildrequests.get_buildrequests(claimed=False)
-        by_builder: dict[int, list[BuildRequest]] = {}
-        for request in pending:
-            by_builder.setdefault(request.builderid, []).append(request)
-        names = [name for name, (builderid, _c) in self.builders.items() if builderid in by_builder]
-        if not names:
+        # the builders some worker could take a build of now (or a latent one could start
+        # for), and of those, the ones with requests waiting
+        able: set[str] = set()
+        for workername in self._usable_workers(paused):
+            able.update(self._builders_of.get(workername, ()))
+        if not able:
+            return  # no build can start
+        pending = [self._names[b] for b in index.by_builder if b in self._names]
+        if not pending:
             return
-        names.sort(key=lambda n: min(r.submitted_at for r in by_builder[self.builders[n][0]]))
         prioritize = getattr(self.config, "prioritize_builders", None)
+        # oldest request first; between equals, in the configuration's order
+        position = self._position
+        pending.sort(key=lambda n: (index.by_builder[self.builders[n][0]].oldest(), position[n]))
+        names = pending if prioritize is not None else [n for n in pending if n in able]
         if prioritize is not None:
-            views = [self._view(n, by_builder) for n in names]
+            views = [self._view(n) for n in names]
             ordered = await _call(prioritize, self, views)
             names = [v.name if isinstance(v, BuilderView) else str(v) for v in ordered or ()]
         for name in names:
+            if name not in able or name not in self.builders:
+                continue  # no worker for it now: nothing would start
             builderid, config = self.builders[name]
-            left = await self._fill(name, builderid, config, by_builder.get(builderid, []), paused)
-            if left:
-                await self._substantiate(name, config, left, paused)
+            skip = await self._fill(name, builderid, config, paused)
+            if skip is not None:
+                await self._substantiate(name, builderid, config, skip, paused)
 
-    def _view(self, name: str, by_builder: Mapping[int, list[BuildRequest]]) -> BuilderView:
+    def _pending_of(self, builderid: int, skip: set[int] | None = None) -> list[BuildRequest]:
+        queue = None if self._index is None else self._index.by_builder.get(builderid)
+        return [] if queue is None else queue.ordered(skip)
+
+    def _view(self, name: str) -> BuilderView:
         builderid, config = self.builders[name]
-        return BuilderView(name, config, builderid, list(by_builder.get(builderid, [])))
+        return BuilderView(name, config, builderid, lambda: self._pending_of(builderid))
+
+    def _usable_workers(self, paused: set[str]) -> list[str]:
+        """The workers that could take a build of some builder now (connected, idle enough),
+        and the latent ones that could be started."""
+        usable = [
+            conn.name
+            for conn, _worker in self._idle_workers(
+                None, paused, list(self._workers.listener.connections)
+            )
+        ]
+        latent = self._workers.latent
+        usable += [
+            name
+            for name in latent.workers
+            if name in self._builders_of and name not in paused and latent.can_substantiate(name)
+        ]
+        return usable
 
     async def _shut_down_idle_graceful_workers(self, graceful: Sequence[Worker]) -> None:
         """Graceful shutdown: a worker marked so takes no new build, and once it runs none the
@@ -303,30 +656,30 @@ class BuildRequestDistributor(Service):
             except Exception as exc:  # it may be gone already
                 log.info("worker_shutdown_unanswered", worker=w.name, why=str(exc))
 
-    def _any_latent_to_start(self, paused: set[str]) -> bool:
-        latent = self._workers.latent
-        return any(
-            latent.can_substantiate(name) and name not in paused
-            for _id, config in self.builders.values()
-            for name in config.workernames
-        )
-
     async def _substantiate(
-        self, name: str, config: Any, requests: list[BuildRequest], paused: set[str]
+        self, name: str, builderid: int, config: Any, skip: set[int], paused: set[str]
     ) -> None:
-        """Start latent workers of builder ``name`` for the ``requests`` no connected worker
-        took: one per request, less those already starting for it."""
+        """Start latent workers of builder ``name`` for the requests no connected worker
+        took (those in ``skip`` left out): one per request, less those already starting."""
         latent = self._workers.latent
-        wanted = len(requests) - latent.substantiating_for(name)
+        queue = None if self._index is None else self._index.by_builder.get(builderid)
+        if queue is None:
+            return
+        count = len(queue) - sum(1 for brid in skip if brid in queue.requests)
+        starting = latent.substantiating_for(name)
+        wanted = count - starting
         if wanted <= 0:
             return
-        requests = sorted(requests, key=lambda r: (-r.priority, r.submitted_at, r.id))
+        if not any(latent.can_substantiate(w) for w in config.workernames):
+            return
+        # in order, as far as the requests the workers of the list could be started for
+        requests = queue.first(min(count, starting + len(config.workernames)), skip)
         for workername in config.workernames:
             if wanted <= 0:
                 return
             if workername in paused or not latent.can_substantiate(workername):
                 continue
-            request = requests[len(requests) - wanted]
+            request = requests[count - wanted]
             properties = Properties.from_dict(
                 await self._db.buildsets.get_buildset_properties(request.buildsetid)
             )
@@ -334,10 +687,6 @@ class BuildRequestDistributor(Service):
             properties.set_property("workername", workername, "Worker")
             latent.substantiate(workername, LatentBuild(properties, builder_name=name))
             wanted -= 1
-
-    def _any_idle_worker(self, paused: set[str]) -> bool:
-        every = {name for _id, config in self.builders.values() for name in config.workernames}
-        return bool(self._idle_workers(None, paused, sorted(every)))
 
     def _idle_workers(
         self, config: Any, paused: set[str], names: Sequence[str] | None = None
@@ -363,27 +712,34 @@ class BuildRequestDistributor(Service):
         return idle
 
     async def _fill(
-        self,
-        name: str,
-        builderid: int,
-        config: Any,
-        requests: list[BuildRequest],
-        paused: set[str],
-    ) -> list[BuildRequest]:
-        """Start builds of ``name`` while it has requests and idle workers; returns the requests
-        left waiting for a worker."""
-        requests = sorted(requests, key=lambda r: (-r.priority, r.submitted_at, r.id))
-        builder = BuilderView(name, config, builderid, requests)
-        while requests:
+        self, name: str, builderid: int, config: Any, paused: set[str]
+    ) -> set[int] | None:
+        """Start builds of ``name`` while it has requests and idle workers. Returns the
+        requests no worker may take now (``canStartBuild``), to leave out when latent workers
+        are started for the rest, or None when none should be (``nextBuild`` or the worker
+        chooser declined)."""
+        skip: set[int] = set()
+        builder = BuilderView(name, config, builderid, lambda: self._pending_of(builderid, skip))
+        while True:
+            queue = None if self._index is None else self._index.by_builder.get(builderid)
+            if queue is None:
+                return skip
             idle = self._idle_workers(config, paused)
             if not idle:
-                return requests
-            request = requests[0]
+                return skip
             if config.next_build is not None:
+                requests = queue.ordered(skip)
+                if not requests:
+                    return skip
                 chosen = await _call(config.next_build, builder, [RequestView(r) for r in requests])
                 if chosen is None:
-                    return []
+                    return None
                 request = chosen.request if isinstance(chosen, RequestView) else chosen
+            else:
+                first = queue.first(1, skip)
+                if not first:
+                    return skip
+                request = first[0]
             if config.can_start_build is not None:
                 idle = [
                     (conn, worker)
@@ -396,20 +752,21 @@ class BuildRequestDistributor(Service):
                     )
                 ]
                 if not idle:
-                    requests.remove(request)  # no worker may take it now: try the next one
+                    skip.add(request.id)  # no worker may take it now: try the next one
                     continue
             conn, worker = await self._choose_worker(builder, idle, request)
             if conn is None:
-                return []
-            batch = [request, *await self._collapsible(config, request, requests)]
+                return None
+            batch = [request, *await self._collapsible(config, request, skip)]
             for r in batch:
-                requests.remove(r)
+                self._forget(r.id)
             brids = [r.id for r in batch]
             started = asyncio.Event()
             self._starting.update(dict.fromkeys(brids, started))
             try:
                 if not await self._updates.claim_buildrequests(brids, masterid=self._masterid()):
                     log.info("buildrequest_claimed_elsewhere", builder=name, brid=request.id)
+                    await self._reread(brids)
                     continue
                 self._start(
                     name=name,
@@ -423,7 +780,19 @@ class BuildRequestDistributor(Service):
                 for brid in brids:
                     self._starting.pop(brid, None)
                 started.set()
-        return requests
+
+    def _forget(self, brid: int) -> None:
+        if self._index is not None:
+            self._index.discard(brid)
+
+    async def _reread(self, brids: Sequence[int]) -> None:
+        """A claim failed (another master, or a stale index): what the database says of the
+        requests it named goes back into the index."""
+        for brid in brids:
+            request = await self._db.buildrequests.get_buildrequest(brid)
+            fresh = request is not None and not request.claimed and not request.complete
+            if fresh and request is not None and self._index is not None:
+                self._index.add(request)
 
     async def _choose_worker(
         self,
@@ -441,32 +810,69 @@ class BuildRequestDistributor(Service):
                 return view.conn, view.worker.config
         return None, None
 
-    async def _collapsible(
-        self, config: Any, request: BuildRequest, others: list[BuildRequest]
-    ) -> list[BuildRequest]:
-        """The other pending requests that this build can run too, when collapsing is on:
-        by default those of the same builder with the same source stamps; a callable
-        ``collapseRequests(master, builder, req1, req2)`` gets the requests as API dicts."""
+    def _collapse_of(self, config: Any) -> Any:
+        """The builder's collapsing: False, True (same source stamps) or a callable."""
         collapse = config.collapse_requests
         if collapse is None:
             collapse = getattr(self.config, "collapse_requests", None)
         if collapse is None:
             collapse = True
+        return collapse
+
+    async def _collapsible(
+        self, config: Any, request: BuildRequest, skip: set[int]
+    ) -> list[BuildRequest]:
+        """The other pending requests that this build can run too, when collapsing is on:
+        by default those of the same builder with the same source stamps (found through the
+        index, whatever the queue's length); a callable
+        ``collapseRequests(master, builder, req1, req2)`` gets the requests as API dicts."""
+        collapse = self._collapse_of(config)
         if collapse is False:
             return []
-        mine = await self._stamps(request.buildsetid)
-        builder = BuilderView(request.buildername, config, request.builderid, others)
-        found = []
-        for other in others:
-            if other.id == request.id:
-                continue
-            if callable(collapse):
+        queue = None if self._index is None else self._index.by_builder.get(request.builderid)
+        if queue is None:
+            return []
+        if callable(collapse):
+            others = queue.ordered(skip)
+            builder = BuilderView(request.buildername, config, request.builderid, lambda: others)
+            found = []
+            for other in others:
+                if other.id == request.id:
+                    continue
                 first, second = shapes.buildrequest(request), shapes.buildrequest(other)
                 if await _call(collapse, self, builder, first, second) is True:
                     found.append(other)
-            elif await self._stamps(other.buildsetid) == mine:
-                found.append(other)
+            return found
+        if queue.unresolved:
+            await self._resolve_stamps(queue)
+        mine = queue.stamps_of.get(request.id)
+        if mine is None:  # gone from the index meanwhile
+            mine = await self._stamps(request.buildsetid)
+        same = queue.by_stamps.get(mine, set())
+        found = [
+            queue.requests[brid]
+            for brid in same
+            if brid != request.id and brid not in skip and brid in queue.requests
+        ]
+        self._steps.n += len(same)
+        found.sort(key=_order)
         return found
+
+    async def _resolve_stamps(self, queue: _Pending) -> None:
+        """Index by source stamps the requests of ``queue`` not indexed yet: the stamps of
+        buildsets seen before come from :meth:`_stamps`' cache, the others are read together."""
+        wanted = {queue.requests[brid].buildsetid for brid in queue.unresolved}
+        unknown = [bsid for bsid in wanted if bsid not in self._stamps_of]
+        if unknown:
+            read = await self._db.sourcestamps.get_sourcestamps_of_buildsets(unknown)
+            for bsid in unknown:
+                self._keep_stamps(bsid, _stamps_key(read.get(bsid, [])))
+        for brid in list(queue.unresolved):
+            request = queue.requests.get(brid)
+            if request is None:
+                queue.unresolved.discard(brid)
+                continue
+            queue.set_stamps(brid, await self._stamps(request.buildsetid))
 
     async def _stamps(self, bsid: int) -> frozenset[tuple[Any, ...]]:
         """What collapsing compares of a buildset: its source stamps, read once (a buildset's
@@ -476,15 +882,15 @@ class BuildRequestDistributor(Service):
         if found is not None:
             self._stamps_of.move_to_end(bsid)
             return found
-        stamps = await self._db.sourcestamps.get_sourcestamps(bsid)
-        found = frozenset(
-            (s.codebase, s.branch, s.revision, s.repository, s.project, s.patch is not None)
-            for s in stamps
-        )
-        self._stamps_of[bsid] = found
+        found = _stamps_key(await self._db.sourcestamps.get_sourcestamps(bsid))
+        self._keep_stamps(bsid, found)
+        return found
+
+    def _keep_stamps(self, bsid: int, stamps: _Stamps) -> None:
+        self._stamps_of[bsid] = stamps
+        self._stamps_of.move_to_end(bsid)
         if len(self._stamps_of) > _STAMPS_KEPT:
             self._stamps_of.popitem(last=False)
-        return found
 
     # -- builds --------------------------------------------------------------------------------
 
@@ -522,6 +928,7 @@ class BuildRequestDistributor(Service):
             secrets_providers=list(getattr(master_config, "secrets_providers", ()) or ()),
         )
         self.building.add(build)
+        self.started += 1
         self._workers.latent.build_started(conn.name)
         self._load[conn.name] = self._load.get(conn.name, 0) + 1
         self._busy.add((conn.name, name))
@@ -617,5 +1024,9 @@ class BuildRequestDistributor(Service):
             **super().statistics(),
             "wakeups": self.wakeups,
             "passes": self.passes,
+            "resyncs": self.resyncs,
+            "started": self.started,
+            "steps": self._steps.n,
+            "pending": len(self._index) if self._index is not None else 0,
             "building": len(self.building),
         }
