@@ -282,12 +282,14 @@ class Build:
         text = " ".join([*words, *self._texts])
         try:
             await self._store_properties()
-            await self.updates.finish_build(self.buildid, results, state_string=text)
-            brids = [r.id for r in self.requests]
-            if results == Results.RETRY:
-                await self.updates.unclaim_buildrequests(brids, masterid=self.masterid)
-            else:
-                await self.updates.complete_buildrequests(brids, results)
+            # the build's end and its requests' in one transaction
+            await self.updates.end_build(
+                self.buildid,
+                results,
+                state_string=text,
+                brids=[r.id for r in self.requests],
+                masterid=self.masterid,
+            )
         except Exception:
             log.exception("build_finish_failed", builder=self.name, number=self.number)
         log.info("build_finished", builder=self.name, number=self.number, results=results.text)
