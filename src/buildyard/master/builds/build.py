@@ -301,10 +301,11 @@ class Build:
         for name, value in self.global_properties.items():
             props.setProperty(name, value, "Global Configuration")
         for request in self.requests[:1]:
-            stored = await self.db.buildsets.get_buildset_properties(request.buildsetid)
+            async with self.db.reading() as c:  # one snapshot for both
+                stored = await self.db.buildsets.get_buildset_properties(request.buildsetid, conn=c)
+                stamps = await self.db.sourcestamps.get_sourcestamps(request.buildsetid, conn=c)
             for name, (value, source) in stored.items():
                 props.setProperty(name, value, source)
-            stamps = await self.db.sourcestamps.get_sourcestamps(request.buildsetid)
             if stamps:
                 ss = stamps[0]
                 props.setProperty("branch", ss.branch, "Build")
