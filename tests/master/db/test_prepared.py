@@ -63,6 +63,27 @@ async def test_rows_counts_and_errors_are_sqlalchemys(database: Database) -> Non
     assert names == ["b", "c"]
 
 
+async def test_a_savepoint_undoes_only_its_own_statements(database: Database) -> None:
+    rows = [{"name": f"s{i}", "name_hash": f"{i:040d}", "last_active": i} for i in range(4)]
+    async with database.transaction() as c:
+        await _INSERT.execute(c, rows[0])
+        async with c.begin_nested():  # released: kept
+            await _INSERT.execute(c, rows[1])
+
+        async def undone() -> None:
+            async with c.begin_nested():
+                await _INSERT.execute(c, rows[2])
+                async with c.begin_nested():  # nested in the one undone
+                    await _INSERT.execute(c, rows[3])
+                raise RuntimeError("undo")
+
+        with pytest.raises(RuntimeError, match="undo"):
+            await undone()
+    async with database.reading() as c:
+        names = (await c.execute(sa.select(_m.c.name).order_by(_m.c.name))).scalars().all()
+    assert names == ["s0", "s1"]
+
+
 async def test_execute_many_runs_once_per_set_of_parameters(database: Database) -> None:
     rows = [{"name": f"m{i}", "name_hash": f"{i:040d}", "last_active": i} for i in range(3)]
     async with database.transaction() as c:

@@ -152,3 +152,19 @@ async def test_a_finished_log_is_compressed_with_the_configured_method(
     assert codes == {2}
     stored = await _text(database, writer.logid)
     assert stored == "".join("o" + line for line in text.splitlines(keepends=True))
+
+
+async def test_lines_waiting_at_the_finish_are_stored_and_announced_before_it(
+    database: Database, clock: FakeClock
+) -> None:
+    # the last lines go with the close (one transaction): a follower still sees them appended,
+    # then the log finished with every line counted, and the text is whole and compressed
+    writer, _u, mq = await _writer(database, clock, compression="gz")
+    events = mq.subscribe(("logs", None, None))
+    writer.add_header("sh -c true\n")
+    writer.add_stdout("done")
+    await writer.finish()
+    (key1, append), (key2, finished) = await events.get(), await events.get()
+    assert (key1[-1], append["num_lines"], append["complete"]) == ("append", 2, False)
+    assert (key2[-1], finished["num_lines"], finished["complete"]) == ("finished", 2, True)
+    assert await _text(database, writer.logid) == "hsh -c true\nodone\n"

@@ -29,6 +29,30 @@ async def test_subscribers_get_matching_events_in_order() -> None:
     assert mq.statistics()["produced"] == 4
 
 
+async def test_each_matching_subscription_gets_an_event_once_whatever_its_first_word() -> None:
+    # events are offered by the key's first word and length: patterns that start with a
+    # wildcard, or that match through several of their patterns, still get each event once
+    mq = LocalMQ()
+    any_first = mq.subscribe((None, "7", "new"), ("*", "*", "*"))
+    twice = mq.subscribe(("steps", None, None), ("steps", "7", None), (None, "7", "new"))
+    short = mq.subscribe(("steps",), ())
+    other = mq.subscribe(("logs", None, None))
+    mq.produce(("steps", "7", "new"), {"n": 1})
+    mq.produce(("logs", "7", "new"), {"n": 2})
+    mq.produce(("steps",), {"n": 3})
+    mq.produce((), {"n": 4})
+    assert [(await any_first.get())[1]["n"] for _ in range(2)] == [1, 2]
+    assert [(await twice.get())[1]["n"] for _ in range(2)] == [1, 2]  # steps/7/new once
+    assert [(await short.get())[1]["n"] for _ in range(2)] == [3, 4]
+    assert (await other.get())[1]["n"] == 2
+    assert [s.pending for s in (any_first, twice, short, other)] == [0, 0, 0, 0]
+    # once one of them is closed, the others still get theirs
+    twice.close()
+    mq.produce(("steps", "7", "new"), {"n": 5})
+    assert (await any_first.get())[1]["n"] == 5
+    assert twice.pending == 0
+
+
 async def test_closed_subscription_gets_nothing_and_is_forgotten() -> None:
     mq = LocalMQ()
     async with mq.subscribe(("a",)) as sub:

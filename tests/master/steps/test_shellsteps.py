@@ -111,7 +111,7 @@ class _Appender:
     ) -> tuple[int, int] | None:
         return None
 
-    async def finish_log(self, logid: int, *, compression: str = "raw") -> None:
+    async def finish_log(self, logid: int, *, compression: str = "raw", last: str = "") -> None:
         return None
 
 

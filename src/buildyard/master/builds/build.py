@@ -282,12 +282,14 @@ class Build:
         text = " ".join([*words, *self._texts])
         try:
             await self._store_properties()
-            await self.updates.finish_build(self.buildid, results, state_string=text)
-            brids = [r.id for r in self.requests]
-            if results == Results.RETRY:
-                await self.updates.unclaim_buildrequests(brids, masterid=self.masterid)
-            else:
-                await self.updates.complete_buildrequests(brids, results)
+            # the build's end and its requests' in one transaction
+            await self.updates.end_build(
+                self.buildid,
+                results,
+                state_string=text,
+                brids=[r.id for r in self.requests],
+                masterid=self.masterid,
+            )
         except Exception:
             log.exception("build_finish_failed", builder=self.name, number=self.number)
         log.info("build_finished", builder=self.name, number=self.number, results=results.text)
@@ -299,10 +301,11 @@ class Build:
         for name, value in self.global_properties.items():
             props.setProperty(name, value, "Global Configuration")
         for request in self.requests[:1]:
-            stored = await self.db.buildsets.get_buildset_properties(request.buildsetid)
+            async with self.db.reading() as c:  # one snapshot for both
+                stored = await self.db.buildsets.get_buildset_properties(request.buildsetid, conn=c)
+                stamps = await self.db.sourcestamps.get_sourcestamps(request.buildsetid, conn=c)
             for name, (value, source) in stored.items():
                 props.setProperty(name, value, source)
-            stamps = await self.db.sourcestamps.get_sourcestamps(request.buildsetid)
             if stamps:
                 ss = stamps[0]
                 props.setProperty("branch", ss.branch, "Build")

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from buildyard.master.data import shapes
 from buildyard.master.db.connector import Database
-from buildyard.master.db.errors import AlreadyClaimed, BuildsetAlreadyComplete
+from buildyard.master.db.errors import AlreadyClaimed, BuildsetAlreadyComplete, NotClaimed
+from buildyard.master.db.logs import THREAD_FROM
 from buildyard.master.model.buildsets import BuildsetIds
 from buildyard.master.model.logs import Log, LogType
 from buildyard.master.model.properties import JsonValue, PropertyValue
@@ -349,6 +350,50 @@ class PipelineUpdates:
             messages = await self._build_messages(buildid, "finished", c)
         self._produce(messages)
 
+    async def end_build(
+        self,
+        buildid: int,
+        results: Results,
+        *,
+        state_string: str | None,
+        brids: Sequence[int],
+        masterid: int,
+    ) -> None:
+        """The build ended: what :meth:`finish_build` stores, and in the same transaction its
+        requests completed with ``results`` (:meth:`complete_buildrequests`) or, for RETRY,
+        given back (:meth:`unclaim_buildrequests`); the build's events, then the requests'.
+        Each buildset whose requests are then all complete is completed as
+        :meth:`complete_buildrequests` says, in a transaction of its own. A request that was
+        already complete leaves the build finished and the error raised."""
+        refused: NotClaimed | None = None
+        async with self._db.transaction() as c:
+            if state_string is not None:
+                await self._db.builds.set_build_state_string(
+                    buildid, self.redactor.redact(state_string), conn=c
+                )
+            await self._db.builds.finish_build(buildid, results, conn=c)
+            messages = await self._build_messages(buildid, "finished", c)
+            if results == Results.RETRY:
+                released = await self._db.buildrequests.unclaim_buildrequests(
+                    brids, masterid, conn=c
+                )
+                requests = await self._request_messages(released, "unclaimed", c)
+            else:
+                try:
+                    await self._db.buildrequests.complete_buildrequests(brids, results, conn=c)
+                except NotClaimed as exc:  # undone on its own (a savepoint, or no change)
+                    refused, requests = exc, []
+                else:
+                    requests = await self._request_messages(brids, "complete", c)
+        self._produce(messages)
+        self._produce(requests)
+        if refused is not None:
+            raise refused
+        bsids = sorted({body["buildsetid"] for key, body in requests if key[0] == "buildrequests"})
+        if results != Results.RETRY:
+            for bsid in bsids:
+                await self._maybe_complete_buildset(bsid)
+
     # -- steps ---------------------------------------------------------------------------------
 
     async def add_step(
@@ -455,14 +500,30 @@ class PipelineUpdates:
         self._produce(self._log_messages(lg, "append"))
         return lg.num_lines - count, lg.num_lines - 1
 
-    async def finish_log(self, logid: int, *, compression: str = "raw") -> None:
+    async def finish_log(self, logid: int, *, compression: str = "raw", last: str = "") -> None:
         """Close the log; its small raw chunks are merged and stored compressed with
-        ``compression`` (c['logCompressionMethod']) in the same transaction."""
+        ``compression`` (c['logCompressionMethod']) in the same transaction.
+
+        ``last``: whole lines not appended yet, appended first in that same transaction (a
+        step's log usually ends with a few lines still buffered: one transaction, not two),
+        announced as an ``append`` before the ``finished``. A big one is appended on its own
+        first, as its chunks are packed off the event loop, outside any transaction."""
+        if len(last) >= THREAD_FROM:
+            await self.append_log(logid, last, compression=compression)
+            last = ""
+        messages: list[Message] = []
         async with self._db.transaction() as c:
+            if last:
+                appended = await self._db.logs.append_log(
+                    logid, last, compression=compression, conn=c
+                )
+                if appended is not None:
+                    messages += self._log_messages(appended[0], "append")
             await self._db.logs.compress_log(logid, compression, conn=c)
             await self._db.logs.finish_log(logid, conn=c)
             lg = await self._db.logs.get_log(logid, conn=c)
-        self._produce(self._log_messages(lg, "finished"))
+        messages += self._log_messages(lg, "finished")
+        self._produce(messages)
 
     # -- state of schedulers and change sources ------------------------------------------------
 

@@ -21,6 +21,9 @@ __all__ = ["ANY", "Queries", "Unfiltered"]
 class Queries:
     def __init__(self, *, db: Database) -> None:
         self._db = db
+        # builder names by id: a builder's row keeps its name for good (a renamed builder is
+        # a new row), so a name once read stays right
+        self._builder_names: dict[int, str] = {}
 
     async def get_change(self, changeid: int) -> dict[str, Any] | None:
         """The change in its API shape (the body of its ``new`` event), or None."""
@@ -57,8 +60,12 @@ class Queries:
         return sorted((await self._db.builders.ids_by_name(names)).values())
 
     async def builder_name(self, builderid: int) -> str | None:
-        builder = await self._db.builders.get_builder(builderid)
-        return None if builder is None else builder.name
+        name = self._builder_names.get(builderid)
+        if name is None:
+            name = await self._db.builders.builder_name(builderid)
+            if name is not None:
+                self._builder_names[builderid] = name
+        return name
 
     async def get_buildset(self, bsid: int) -> dict[str, Any] | None:
         """The buildset in its API shape (the body of its ``complete`` event), or None."""

@@ -63,6 +63,9 @@ _BATCH = 500
 _ID_BY_HASH = Prepared(
     sa.select(t.builders.c.id).where(t.builders.c.name_hash == sa.bindparam("name_hash"))
 )
+_NAME_BY_ID = Prepared(
+    sa.select(t.builders.c.name).where(t.builders.c.id == sa.bindparam("builderid"))
+)
 
 
 class BuildersRepository(Repository):
@@ -115,6 +118,15 @@ class BuildersRepository(Repository):
                 for row in rows:
                     ids[hashes[row.name_hash]] = int(row.id)
         return ids
+
+    async def builder_name(
+        self, builderid: int, *, conn: AsyncConnection | None = None
+    ) -> str | None:
+        """The name of builder ``builderid``, or None: one prepared point query (a force by
+        builder id asks it for every build)."""
+        async with self._read(conn) as c:
+            name = (await _NAME_BY_ID.execute(c, {"builderid": builderid})).scalar()
+        return None if name is None else str(name)
 
     async def get_builder(
         self, builderid: int, *, conn: AsyncConnection | None = None

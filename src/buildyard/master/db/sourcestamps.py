@@ -23,6 +23,7 @@ from buildyard.master.db.query import QueryOptions, apply
 from buildyard.master.model.sourcestamps import Patch, SourceStamp
 
 _ss = t.sourcestamps
+_ID_BY_HASH = Prepared(sa.select(_ss.c.id).where(_ss.c.ss_hash == sa.bindparam("ss_hash")))
 _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     "ssid": _ss.c.id,
     "branch": _ss.c.branch,
@@ -126,6 +127,10 @@ class SourcestampsRepository(Repository):
                 )
                 patchid = inserted_id(result)
             ss_hash = multi_hash(branch, revision, repository, project, codebase, patchid)
+            # the common case, a stamp seen before (every force of the same branch): prepared
+            found = (await _ID_BY_HASH.execute(c, {"ss_hash": ss_hash})).scalar()
+            if found is not None:
+                return int(found)
             # a concurrent writer may add the same stamp: the unique index on ss_hash decides
             return await find_or_create_id(
                 c,

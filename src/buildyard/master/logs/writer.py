@@ -33,7 +33,7 @@ class LogAppender(Protocol):
         self, logid: int, content: str, *, compression: str = "raw"
     ) -> tuple[int, int] | None: ...
 
-    async def finish_log(self, logid: int, *, compression: str = "raw") -> None: ...
+    async def finish_log(self, logid: int, *, compression: str = "raw", last: str = "") -> None: ...
 
 
 # (stream, line without its newline); stream is "stdout", "stderr", "header" or "" (text logs)
@@ -247,7 +247,12 @@ class LogWriter:
             self._timer = None
         if self._flushing is not None:
             await asyncio.shield(self._flushing)
-        await self.flush()
-        await self._updates.finish_log(self.logid, compression=self.limits.compression)
+        async with self._lock:
+            # what still waits goes with the close, in its transaction
+            last = "".join(self._pending)
+            self._pending, self._pending_size = [], 0
+            await self._updates.finish_log(
+                self.logid, compression=self.limits.compression, last=last
+            )
         for callback in self._on_finish:
             callback()

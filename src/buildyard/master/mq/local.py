@@ -73,7 +73,7 @@ class LocalSubscription:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._mq._subscriptions.discard(self)
+            self._mq._remove(self)
             # wake a consumer blocked on the queue; what it had not read is dropped
             while not self._queue.empty():
                 self._queue.get_nowait()
@@ -81,9 +81,20 @@ class LocalSubscription:
             self._mq._notify()
 
 
+def _slot(pattern: Pattern) -> tuple[int, str | None]:
+    """Where a pattern is filed: its length and its first word (None when that is a wildcard,
+    or for the empty pattern)."""
+    head = pattern[0] if pattern else None
+    return len(pattern), (None if head == "*" else head)
+
+
 class LocalMQ:
     def __init__(self) -> None:
         self._subscriptions: set[LocalSubscription] = set()
+        # the subscriptions whose patterns could match a key, by the key's length and first
+        # word (Buildbot's keys start with the resource: "builds", "logs"...), so that an event
+        # is offered to the few that may want it, not to every subscription
+        self._index: dict[tuple[int, str | None], dict[LocalSubscription, None]] = {}
         # set whenever some subscription's backlog shrinks; wait_idle re-checks then
         self._changed = asyncio.Event()
         self.produced = 0
@@ -93,14 +104,35 @@ class LocalMQ:
         self._fan_out(key, body, remote=False)
 
     def _fan_out(self, key: Key, body: Body, *, remote: bool) -> None:
-        for sub in tuple(self._subscriptions):
+        size = len(key)
+        named = self._index.get((size, key[0])) if key else None
+        wild = self._index.get((size, None))
+        if named and wild:
+            candidates = [*named, *(sub for sub in wild if sub not in named)]
+        elif named or wild:
+            candidates = list(named or wild or ())
+        else:
+            return
+        for sub in candidates:
             if not (remote and sub.local_only):
                 sub._offer(key, body)
 
     def subscribe(self, *patterns: Pattern, local_only: bool = False) -> LocalSubscription:
         sub = LocalSubscription(self, patterns, local_only=local_only)
         self._subscriptions.add(sub)
+        for pattern in patterns:
+            self._index.setdefault(_slot(pattern), {})[sub] = None
         return sub
+
+    def _remove(self, sub: LocalSubscription) -> None:
+        self._subscriptions.discard(sub)
+        for pattern in sub.patterns:
+            slot = _slot(pattern)
+            subs = self._index.get(slot)
+            if subs is not None:
+                subs.pop(sub, None)
+                if not subs:
+                    del self._index[slot]
 
     def _notify(self) -> None:
         self._changed.set()
