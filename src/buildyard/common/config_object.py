@@ -35,9 +35,45 @@ def _signature(cls: type) -> inspect.Signature:
     return inspect.signature(cls.__init__)  # type: ignore[misc]  # the class's own
 
 
+_Plan = tuple[tuple[str, ...], tuple[str, ...], frozenset[str], dict[str, object]]
+
+
+@functools.lru_cache(maxsize=512)
+def _plan(cls: type) -> _Plan | None:
+    """For a constructor with only named parameters (no ``*args``, ``**kwargs`` or
+    positional-only ones): its positional names, all names, the names that need a value, and
+    the defaults. None for other constructors, which :func:`_bind` binds with ``inspect``."""
+    try:
+        parameters = list(_signature(cls).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    kinds = {p.kind for p in parameters}
+    if kinds - {inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY}:
+        return None
+    return (
+        tuple(p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        tuple(p.name for p in parameters),
+        frozenset(p.name for p in parameters if p.default is inspect.Parameter.empty),
+        {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty},
+    )
+
+
 def _bind(cls: type, args: tuple[object, ...], kwargs: dict[str, object]) -> dict[str, object]:
     """The constructor arguments by parameter name, defaults filled in, so that ``Worker("w",
-    "p")`` and ``Worker(name="w", password="p", max_builds=None)`` record the same thing."""
+    "p")`` and ``Worker(name="w", password="p", max_builds=None)`` record the same thing.
+
+    The common case (named parameters, arguments that fit) is bound directly, as
+    ``Signature.bind`` would, because a configuration with thousands of builders builds
+    thousands of these; anything else goes through ``inspect``."""
+    plan = _plan(cls)
+    if plan is not None:
+        positional, names, required, defaults = plan
+        if len(args) <= len(positional):
+            given = dict(zip(positional, args, strict=False))
+            if not (given.keys() & kwargs.keys()) and kwargs.keys() <= set(names):
+                given.update(kwargs)
+                if required <= given.keys():
+                    return {n: given[n] if n in given else defaults[n] for n in names}
     try:
         signature = _signature(cls)
         bound = signature.bind(None, *args, **kwargs)

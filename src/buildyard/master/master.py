@@ -644,13 +644,13 @@ class BuildMaster(Service):
             for name, b in self.botmaster.builders.items()
             if b.builderid is not None
         }
-        await self.data.updates.configure_workers(
-            masterid=self.masterid,
-            builders_of={
-                w.name: [builder_ids[b.name] for b in config.builders if w.name in b.workernames]
-                for w in config.workers
-            },
-        )
+        # one pass over the builders (not one per worker): thousands of builders stay cheap
+        builders_of: dict[str, list[int]] = {w.name: [] for w in config.workers}
+        for b in config.builders:
+            for name in dict.fromkeys(b.workernames):
+                if name in builders_of:
+                    builders_of[name].append(builder_ids[b.name])
+        await self.data.updates.configure_workers(masterid=self.masterid, builders_of=builders_of)
 
     async def _reregister(self) -> None:
         """Record again what another master removed when it expired this one: the builders'

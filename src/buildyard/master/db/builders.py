@@ -193,6 +193,44 @@ class BuildersRepository(Repository):
             for r in rows
         ]
 
+    async def get_infos(
+        self, builderids: Iterable[int], *, conn: AsyncConnection | None = None
+    ) -> dict[int, tuple[str | None, str | None, str | None, int | None, tuple[str, ...]]]:
+        """What a configuration sets on each builder in ``builderids``: ``(description,
+        description_format, description_html, projectid, sorted tags)`` by id (unknown ids are
+        left out). Read in batches of plain rows: a start compares this for every builder."""
+        ids = sorted(set(builderids))
+        out: dict[int, tuple[str | None, str | None, str | None, int | None, tuple[str, ...]]]
+        out = {}
+        b, bt = t.builders, t.builders_tags
+        async with self._read(conn) as c:
+            for start in range(0, len(ids), _BATCH):
+                batch = ids[start : start + _BATCH]
+                tags: defaultdict[int, list[str]] = defaultdict(list)
+                for r in await c.execute(
+                    sa.select(bt.c.builderid, t.tags.c.name)
+                    .join(t.tags, t.tags.c.id == bt.c.tagid)
+                    .where(bt.c.builderid.in_(batch))
+                ):
+                    tags[r.builderid].append(r.name)
+                for row in await c.execute(
+                    sa.select(
+                        b.c.id,
+                        b.c.description,
+                        b.c.description_format,
+                        b.c.description_html,
+                        b.c.projectid,
+                    ).where(b.c.id.in_(batch))
+                ):
+                    out[int(row.id)] = (
+                        row.description,
+                        row.description_format,
+                        row.description_html,
+                        row.projectid,
+                        tuple(sorted(tags[row.id])),
+                    )
+        return out
+
     async def update_builder_info(
         self,
         builderid: int,
