@@ -380,24 +380,30 @@ def bench_rest(args: argparse.Namespace, root: Path) -> dict[tuple[str, str, str
             end_popen(proc)
             sample = fill(basedir / "state.sqlite", builds=n, log_lines=args.log_lines)
             masters[s, size] = (basedir, port, sample)
-    for size in sizes:
-        for i, s in enumerate(args.systems if len(out) % 2 == 0 else reversed(args.systems)):
-            del i
-            basedir, port, sample = masters[s, size]
-            proc, _ = start(s, basedir)
-            try:
-                for label, path in rest_requests(sample):
-                    url = f"http://127.0.0.1:{port}/api/v2/{path}"
+    # every master runs at once and each read goes round them in turn, so that the small and
+    # the big history (and the two systems) see the same load
+    running: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+    try:
+        for key in masters:
+            running[key], _ = start(key[0], masters[key][0])
+        keys = list(masters)
+        times: dict[tuple[str, str, str], list[float]] = {}
+        for r in range(args.rounds + 1):  # the first round warms the caches
+            for label_index in range(len(rest_requests(masters[keys[0]][2]))):
+                for key in keys if r % 2 == 0 else reversed(keys):
+                    _, port, sample = masters[key]
+                    label, path = rest_requests(sample)[label_index]
                     try:
-                        _get(url)  # warms the caches
-                        out[s, size, label] = statistics.median(
-                            _get(url) for _ in range(args.rounds)
-                        )
+                        took = _get(f"http://127.0.0.1:{port}/api/v2/{path}")
                     except (OSError, RuntimeError) as exc:
-                        print(f"({s} {size}: {label} failed: {exc})")
-                        out[s, size, label] = float("nan")
-            finally:
-                end_popen(proc)
+                        print(f"({key[0]} {key[1]}: {label} failed: {exc})")
+                        took = float("nan")
+                    if r:
+                        times.setdefault((*key, label), []).append(took)
+        out = {k: statistics.median(v) for k, v in times.items()}
+    finally:
+        for proc in running.values():
+            end_popen(proc)
     return out
 
 
