@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import os
 import secrets
 import signal
@@ -722,7 +723,15 @@ class BuildMaster(Service):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         try:
-            await self.start()
+            # start-up creates the long-lived objects (a service per builder and worker, ...):
+            # no cyclic collection while they are made, then they are frozen out of the
+            # collector's way (gc.freeze) so that later collections do not walk them each time
+            gc.disable()
+            try:
+                await self.start()
+            finally:
+                gc.enable()
+            gc.freeze()
             assert self.failures is not None
             failure = loop.create_task(self.failures.get())
             stopping = loop.create_task(stop.wait())
