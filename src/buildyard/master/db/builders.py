@@ -83,13 +83,18 @@ class BuildersRepository(Repository):
         """The id of each builder in ``names``, creating the new ones; one transaction.
 
         A master with thousands of builders configures them all at every start: known ones are
-        read in a few batched SELECTs, and only new ones pay for an INSERT.
+        read in a few batched SELECTs, and the new ones are inserted together (a master's first
+        start with 10,000 builders) and read back the same way; a builder another master
+        created meanwhile is skipped by the unique index and read like the others.
         """
         async with self._write(conn) as c:
             ids = await self.ids_by_name(names, conn=c)
-            for name in names:
-                if name not in ids:
-                    ids[name] = await self.find_builder_id(name, conn=c)
+            new = [name for name in dict.fromkeys(names) if name not in ids]
+            if new:
+                await insert_ignoring_duplicates(
+                    c, t.builders, [{"name": n, "name_hash": name_hash(n)} for n in new]
+                )
+                ids.update(await self.ids_by_name(new, conn=c))
         return ids
 
     async def ids_by_name(

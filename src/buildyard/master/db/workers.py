@@ -315,8 +315,9 @@ class WorkersRepository(Repository):
     async def find_worker_ids(
         self, names: Sequence[str], *, conn: AsyncConnection | None = None
     ) -> dict[str, int]:
-        """The id of each worker in ``names``, creating the new ones: the known ones are read
-        in a few batched SELECTs, so a start with many workers does not pay a query each."""
+        """The id of each worker in ``names``, creating the new ones (unpaused, no info): read
+        in a few batched SELECTs and created in one INSERT, so a start with many workers does
+        not pay a query each."""
         for name in names:
             if len(name) > MAX_NAME_LENGTH:
                 raise ValueError(
@@ -332,9 +333,17 @@ class WorkersRepository(Repository):
                     )
                 )
                 ids.update({r.name: int(r.id) for r in rows})
-            for name in unique:
-                if name not in ids:
-                    ids[name] = await self.find_worker_id(name, conn=c)
+            new = [name for name in unique if name not in ids]
+            # the new ones together (a first start); one another master made meanwhile is
+            # skipped by the unique index and read back with the others
+            await insert_ignoring_duplicates(
+                c, _w, [{"name": n, "info": "{}", "paused": 0, "graceful": 0} for n in new]
+            )
+            for start in range(0, len(new), _BATCH):
+                rows = await c.execute(
+                    sa.select(_w.c.id, _w.c.name).where(_w.c.name.in_(new[start : start + _BATCH]))
+                )
+                ids.update({r.name: int(r.id) for r in rows})
         return ids
 
     async def configure_workers_for_master(
