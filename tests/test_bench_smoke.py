@@ -6,7 +6,9 @@ workload ran and reported a number."""
 from __future__ import annotations
 
 import math
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,15 +24,21 @@ def test_scale_benchmark_runs_and_prints_its_tables() -> None:
     args = ["--only", "buildyard", "--builders", "20", "--workers", "2", "--rest-builders", "5"]
     args += ["--builds", "100", "--small", "20", "--log-lines", "2500", "--rounds", "1"]
     args += ["--idle", "0"]
-    done = subprocess.run(
+    # its own process group: if it hangs, the masters it started end with it
+    proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "scale.py"), *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=840,
-        check=False,
+        start_new_session=True,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    out = done.stdout
+    try:
+        out, err = proc.communicate(timeout=840)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
     assert "load before:" in out and "load after:" in out
     assert "## 20 builders, 2 workers" in out
     rows = {}
