@@ -753,6 +753,7 @@ class BuildMaster(Service):
                 await self.start()
             finally:
                 gc.enable()
+            gc.collect()  # what start-up (and loading master.cfg) left as cyclic garbage
             gc.freeze()
             assert self.failures is not None
             failure = loop.create_task(self.failures.get())
@@ -789,6 +790,11 @@ class BuildMaster(Service):
 
     async def _reconfig_task(self) -> None:
         await self.reconfig()
+        # what start-up froze may have been replaced (builders, workers, the old config):
+        # give it back to the collector, collect, and freeze what lives on
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
 
 
 class _Hooks:

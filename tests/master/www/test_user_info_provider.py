@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from buildyard.master.config.loader import load_master_config
-from buildyard.master.www.auth import CustomAuth, UserInfoProviderBase
+from buildyard.master.model.properties import Secret
+from buildyard.master.www.auth import CustomAuth, UserInfoProviderBase, UserPasswordAuth
 
 CFG = """\
 from buildbot.plugins import util, worker
@@ -98,3 +99,23 @@ async def test_a_provider_answering_with_a_deferred_fired_later() -> None:
     details = await auth.authenticate("bob", "x")
     assert details is not None
     assert details["full_name"] == "Bob L."
+
+
+def test_a_provider_adds_its_details_to_users_whose_password_is_a_secret() -> None:
+    """UserPasswordAuth with a password given as a secret (looked up at login) still gets the
+    provider's details, as a plain password does: authz roles may depend on its groups."""
+
+    class Groups(UserInfoProviderBase):
+        def getUserInfo(self, username: str) -> object:  # noqa: N802 - Buildbot's name
+            return {"groups": ["admins"]}
+
+    async def lookup(name: str) -> str | None:
+        return {"ann_pw": "s3cret"}.get(name)
+
+    auth = UserPasswordAuth({"ann": Secret("ann_pw"), "bob": "plain"})
+    auth.userInfoProvider = Groups()
+    auth.bind_secrets(lookup)
+    for user, password in (("ann", "s3cret"), ("bob", "plain")):
+        details = asyncio.run(auth.authenticate(user, password))
+        assert details == {"username": user, "email": user, "groups": ["admins"]}
+    assert asyncio.run(auth.authenticate("ann", "wrong")) is None

@@ -405,6 +405,8 @@ class BuildRequestDistributor(Service):
         self.hold = False
         # set whenever a build ends or a pass is over (what drain waits on)
         self._settled = asyncio.Event()
+        # set when a pass is over (drain waits for the pass under way, if any)
+        self._pass_over = asyncio.Event()
 
     def configure(self, builders: Mapping[str, tuple[int, Any]], config: Any) -> None:
         self.builders = dict(builders)
@@ -533,7 +535,6 @@ class BuildRequestDistributor(Service):
         return index
 
     async def _resync(self) -> _Index:
-        self._resync_due = False
         self._replay = []
         try:
             index = _Index(self._steps)
@@ -543,6 +544,9 @@ class BuildRequestDistributor(Service):
                 self._apply(index, key, body)
         finally:
             self._replay = None
+        # due until a reading succeeds (one that failed, say as the database connection was
+        # lost, is tried again at the next pass)
+        self._resync_due = False
         self._index = index
         self._resynced_at = time.monotonic()
         self.resyncs += 1
@@ -565,7 +569,13 @@ class BuildRequestDistributor(Service):
             except Exception:  # a pass that failed is retried by the next wake-up
                 log.exception("distribution_failed")
             self.passes += 1
+            self._pass_over.set()
             self._settled.set()
+
+    def _held(self) -> bool:
+        """Whether a clean shutdown holds new builds (read again during a pass: it may begin
+        while one runs)."""
+        return self.hold
 
     async def drain(self) -> None:
         """A clean stop: start no more builds (their requests stay unclaimed, for the other
@@ -573,9 +583,12 @@ class BuildRequestDistributor(Service):
         self.hold = True
         log.info("draining", running=len(self._build_tasks))
         # one more pass is over, so none that started before the flag is still starting one
-        self._settled.clear()
+        # (a build that ends meanwhile sets _settled, not _pass_over)
+        passes = self.passes
         self.maybe_start_builds()
-        await self._settled.wait()
+        while self.passes == passes:
+            self._pass_over.clear()
+            await self._pass_over.wait()
         while self._build_tasks:
             self._settled.clear()
             await self._settled.wait()
@@ -609,6 +622,8 @@ class BuildRequestDistributor(Service):
             ordered = await _call(prioritize, self, views)
             names = [v.name if isinstance(v, BuilderView) else str(v) for v in ordered or ()]
         for name in names:
+            if self._held():
+                return  # a clean shutdown began during this pass
             if name not in able or name not in self.builders:
                 continue  # no worker for it now: nothing would start
             builderid, config = self.builders[name]
@@ -720,7 +735,7 @@ class BuildRequestDistributor(Service):
         chooser declined)."""
         skip: set[int] = set()
         builder = BuilderView(name, config, builderid, lambda: self._pending_of(builderid, skip))
-        while True:
+        while not self.hold:  # a clean shutdown may begin during the pass
             queue = None if self._index is None else self._index.by_builder.get(builderid)
             if queue is None:
                 return skip
@@ -780,6 +795,7 @@ class BuildRequestDistributor(Service):
                 for brid in brids:
                     self._starting.pop(brid, None)
                 started.set()
+        return None  # held: no latent worker is started either
 
     def _forget(self, brid: int) -> None:
         if self._index is not None:

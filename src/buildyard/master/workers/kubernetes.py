@@ -35,7 +35,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -187,15 +187,26 @@ def _end_proxies() -> None:
 atexit.register(_end_proxies)
 
 
-def _end_with_the_master() -> None:
-    """In the proxy's process before it runs kubectl: on Linux, have the kernel send it
-    SIGTERM when the master dies, so a master that is SIGKILLed (its atexit never runs)
-    leaves no ``kubectl proxy`` behind."""
+def _end_with_the_master() -> Callable[[], None] | None:
+    """What the proxy's process runs before kubectl, on Linux: have the kernel send it SIGTERM
+    when the master dies, so a master that is SIGKILLed (its atexit never runs) leaves no
+    ``kubectl proxy`` behind. ``prctl`` is looked up here, in the master: the child, forked
+    from a process with threads, only calls it (no dlopen between fork and exec)."""
     if sys.platform != "linux":
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    master = os.getpid()
     pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+    def in_child() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != master:  # the master died before the signal was asked for
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
 
 
 class KubeCtlProxyConfigLoader(KubeConfigLoaderBase):
@@ -229,7 +240,7 @@ class KubeCtlProxyConfigLoader(KubeConfigLoaderBase):
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                preexec_fn=_end_with_the_master,
+                preexec_fn=_end_with_the_master(),
             )
         except OSError as exc:
             raise KubeError(f"cannot run {' '.join(argv)}: {exc}") from exc

@@ -168,6 +168,10 @@ class CustomAuth(AuthBase):
     async def authenticate(self, username: str, password: str) -> dict[str, Any] | None:
         if not await asyncio.to_thread(self.check_credentials, username, password):
             return None
+        return await self._details(username)
+
+    async def _details(self, username: str) -> dict[str, Any]:
+        """A user's details after a successful login: the user info provider's added."""
         details = _password_user(username)
         provider = self.userInfoProvider
         if provider is not None:
@@ -229,7 +233,9 @@ class UserPasswordAuth(CustomAuth):
         given = password.encode("utf-8")
         if expected is None:
             return None
-        return _password_user(username) if hmac.compare_digest(expected, given) else None
+        if not hmac.compare_digest(expected, given):
+            return None
+        return await self._details(username)
 
     async def _render_password(self, username: str, renderable: object) -> bytes | None:
         """A password given as a secret, looked up in the secret providers at each login;
