@@ -412,7 +412,9 @@ class MachineRuntime:
     again). Once woken, the host is stopped again when no build started on it within its
     ``missing_timeout``, or ``build_wait_timeout`` seconds after its last build ended; its
     workers are stopped first (``stop_workers``). ``building()`` tells whether one of its
-    workers runs a build.
+    workers runs a build, ``substantiating()`` whether one is starting: a timer that ends while
+    a worker starts does not power the host off (it looks again after ``missing_timeout``), and
+    a wake of a host already up cancels its pending timer (a fresh ``missing_timeout`` starts).
     """
 
     def __init__(
@@ -422,12 +424,14 @@ class MachineRuntime:
         spawn: Callable[..., asyncio.Task[Any]],
         stop_workers: Callable[[str], Awaitable[None]],
         building: Callable[[str], bool],
+        substantiating: Callable[[str], bool] = lambda name: False,
     ) -> None:
         self.config = config
         self.state = States.STOPPED
         self._spawn = spawn
         self._stop_workers = stop_workers
         self._building = building
+        self._substantiating = substantiating
         self._start: asyncio.Future[bool] | None = None
         self._stopped = asyncio.Event()
         self._stopped.set()
@@ -442,6 +446,11 @@ class MachineRuntime:
         if self.state is States.STOPPING:
             await self._stopped.wait()
         if self.state is States.STARTED:
+            # a worker is about to start on it: a pending build_wait_timeout (or missing_timeout)
+            # must not power it off under that worker; it gets a fresh missing_timeout instead
+            self._cancel_timer()
+            if not self._building(self.name):
+                self._set_timer(float(self.config.missing_timeout), "missing_timeout")
             return True
         if self.state is States.STARTING:
             assert self._start is not None
@@ -490,6 +499,13 @@ class MachineRuntime:
     async def _after(self, seconds: float, why: str) -> None:
         await asyncio.sleep(seconds)
         self._timer = None
+        if self._substantiating(self.name):
+            # one of its workers is still starting: powering off now would fail that start;
+            # look again after missing_timeout (at least a second, so that 0 does not spin)
+            again = max(float(self.config.missing_timeout), 1.0)
+            log.info("machine_stop_deferred", machine=self.name, timeout=why, seconds=again)
+            self._set_timer(again, "missing_timeout")
+            return
         log.info("machine_idle", machine=self.name, timeout=why, seconds=seconds)
         await self.stop()
 
