@@ -515,3 +515,50 @@ async def test_latent_workers_tell_their_machine_a_worker_is_starting() -> None:
         assert not latent._machine_substantiating("host2")
     finally:
         await latent.stop()
+
+
+async def test_actions_never_log_the_secrets_they_rendered(tmp_path: Path) -> None:
+    """A secret in an HttpAction's URL query (echoed by the server's error body, and named by
+    aiohttp's error on a redirect loop) and in a failing command's output is hidden in the
+    log; a long error body is cut."""
+    from structlog.testing import capture_logs
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == "/loop":
+            raise web.HTTPFound(location=request.path_qs)
+        return web.Response(status=500, text=f"bad request {request.path_qs} " + "x" * 5000)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    secret = SECRETS["token"]
+    try:
+        with capture_logs() as logs:
+            for path in ("power", "loop"):
+                url = Interpolate(f"http://127.0.0.1:{port}/{path}?token=%(secret:token)s")
+                action = HttpAction(url, "get")
+                assert await action.perform(machine(action, action)) is False
+            out = LocalWakeAction(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; print(sys.argv[1]); sys.stderr.write(sys.argv[1]); sys.exit(2)",
+                    Secret("token"),
+                ]
+            )
+            assert await out.perform(machine(out, out)) is False
+    finally:
+        await runner.cleanup()
+    failed = [e for e in logs if e["event"] == "machine_action_failed"]
+    assert len(failed) == 3, logs
+    assert secret not in repr(logs)
+    body_line, loop_line, command_line = failed
+    assert body_line["status"] == 500
+    assert body_line["url"] == f"http://127.0.0.1:{port}/power?<query hidden>"
+    assert len(body_line["body"]) < 1100 and body_line["body"].endswith("characters)")
+    assert "TooManyRedirects" in loop_line["error"]
+    assert command_line["stdout"].strip() == "<token>"
+    assert command_line["stderr"] == "<token>"
