@@ -456,3 +456,109 @@ async def test_a_worker_on_a_machine_wakes_it_and_the_machine_sleeps_it() -> Non
         await eventually(lambda: host.events == ["start", "stop", "start", "stop"], within=10)
     finally:
         await latent.stop()
+
+
+async def test_a_wake_of_a_started_machine_cancels_its_pending_timer() -> None:
+    """A build ended and build_wait_timeout runs; a new worker wakes the (still up) machine:
+    the timer that would power it off under the starting worker is cancelled."""
+    config = Recorded("host1", build_wait_timeout=3600, missing_timeout=7200)
+    config.go.set()
+    h = Harness(config)
+    assert await h.runtime.wake()
+    h.building = 1
+    h.runtime.build_started()
+    h.building = 0
+    h.runtime.build_finished()
+    pending = h.runtime._timer
+    assert pending is not None
+    assert await h.runtime.wake() is True
+    await asyncio.wait({pending}, timeout=10)
+    assert pending.cancelled()
+    # a fresh missing_timeout runs instead (the machine still sleeps if no build comes)
+    assert h.runtime._timer is not None and h.runtime._timer is not pending
+    await h.cancel()
+
+
+async def test_a_timer_does_not_power_off_a_machine_while_a_worker_starts() -> None:
+    from structlog.testing import capture_logs
+
+    config = Recorded("host1", missing_timeout=0.1)
+    config.go.set()
+    h = Harness(config)
+    booting = {"now": True}
+    h.runtime._substantiating = lambda name: booting["now"]
+    with capture_logs() as logs:
+        assert await h.runtime.wake()
+        await eventually(
+            lambda: any(e["event"] == "machine_stop_deferred" for e in logs), within=10
+        )
+        assert config.events == ["start"]
+        assert state_of(h) is States.STARTED
+        # the worker's start ended without a build: the re-armed timer powers it off
+        booting["now"] = False
+        await eventually(lambda: config.events == ["start", "stop"], within=10)
+    await h.cancel()
+
+
+async def test_latent_workers_tell_their_machine_a_worker_is_starting() -> None:
+    listener = _Listener()
+    latent = LatentWorkers(updates=None, listener=listener, master_name="m")  # type: ignore[arg-type]
+    host = Recorded("host1")
+    host.go.set()
+    latent.configure_machines([host])
+    await latent.start()
+    try:
+        await latent.configure({"w1": LocalLatentWorker("w1", "pw", machine_name="host1")})
+        assert not latent._machine_substantiating("host1")
+        latent.substantiate("w1", LatentBuild(Properties(), builder_name="b"))
+        assert latent._machine_substantiating("host1")
+        assert not latent._machine_substantiating("host2")
+    finally:
+        await latent.stop()
+
+
+async def test_actions_never_log_the_secrets_they_rendered(tmp_path: Path) -> None:
+    """A secret in an HttpAction's URL query (echoed by the server's error body, and named by
+    aiohttp's error on a redirect loop) and in a failing command's output is hidden in the
+    log; a long error body is cut."""
+    from structlog.testing import capture_logs
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == "/loop":
+            raise web.HTTPFound(location=request.path_qs)
+        return web.Response(status=500, text=f"bad request {request.path_qs} " + "x" * 5000)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    secret = SECRETS["token"]
+    try:
+        with capture_logs() as logs:
+            for path in ("power", "loop"):
+                url = Interpolate(f"http://127.0.0.1:{port}/{path}?token=%(secret:token)s")
+                action = HttpAction(url, "get")
+                assert await action.perform(machine(action, action)) is False
+            out = LocalWakeAction(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; print(sys.argv[1]); sys.stderr.write(sys.argv[1]); sys.exit(2)",
+                    Secret("token"),
+                ]
+            )
+            assert await out.perform(machine(out, out)) is False
+    finally:
+        await runner.cleanup()
+    failed = [e for e in logs if e["event"] == "machine_action_failed"]
+    assert len(failed) == 3, logs
+    assert secret not in repr(logs)
+    body_line, loop_line, command_line = failed
+    assert body_line["status"] == 500
+    assert body_line["url"] == f"http://127.0.0.1:{port}/power?<query hidden>"
+    assert len(body_line["body"]) < 1100 and body_line["body"].endswith("characters)")
+    assert "TooManyRedirects" in loop_line["error"]
+    assert command_line["stdout"].strip() == "<token>"
+    assert command_line["stderr"] == "<token>"

@@ -18,7 +18,10 @@ A report that could not be delivered after the reporter's own retries (``sendMes
 a delivery error: the HTTP client's ``HttpError``, a connection or timeout error) is not
 dropped either: its event is kept in the state table as given up (:data:`GIVEN_UP_STATE`, with
 the error and the time), logged as ``reporter_report_kept``, and tried again when a reporter of
-that name next starts. ``buildyard reports`` lists what is kept and drops it.
+that name next starts: one after the other in the order they came, each forgotten only once
+delivered (a stop or crash during the replay keeps the rest). At most :data:`MAX_GIVEN_UP` are
+kept per reporter; beyond, the oldest are dropped (``reporter_report_dropped``). ``buildyard
+reports`` lists what is kept and drops it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ STOP_GRACE = 10.0
 PENDING_STATE = "pending_reports"
 #: the state value holding the reports given up after their retries (``buildyard reports``)
 GIVEN_UP_STATE = "given_up_reports"
+#: the most given-up reports kept per reporter (beyond, the oldest are dropped)
+MAX_GIVEN_UP = 1000
 #: what ``sendMessage`` raises when a report could not be delivered (kept, tried at next start)
 DELIVERY_ERRORS: tuple[type[BaseException], ...] = (HttpError, OSError, aiohttp.ClientError)
 
@@ -148,16 +153,20 @@ class ReporterBase(BuildbotService):
         await self._env.state.set_state(objectid, PENDING_STATE, saved)
         log.info("reporter_reports_kept", reporter=self.name, events=len(events))
 
+    def _given_up_guard(self) -> asyncio.Lock:
+        if not hasattr(self, "_given_up_lock"):
+            self._given_up_lock = asyncio.Lock()
+        return self._given_up_lock
+
     async def _keep_given_up(self, key: Key, body: Body, error: str) -> bool:
-        """Keep an event whose report was given up; False when there is no state to keep it."""
+        """Keep an event whose report was given up; False when there is no state to keep it.
+        At most ``MAX_GIVEN_UP`` are kept per reporter: the oldest go first."""
         objectid = await self._state_id()
         if objectid is None:
             return False
         assert self._env is not None
         assert self._env.state is not None
-        if not hasattr(self, "_given_up_lock"):
-            self._given_up_lock = asyncio.Lock()
-        async with self._given_up_lock:  # one read-modify-write at a time
+        async with self._given_up_guard():  # one read-modify-write at a time
             saved = list(await self._env.state.get_state(objectid, GIVEN_UP_STATE, []) or [])
             number = max((int(e.get("id", 0)) for e in saved), default=0) + 1
             saved.append(
@@ -169,24 +178,87 @@ class ReporterBase(BuildbotService):
                     "at": int(time.time()),
                 }
             )
+            dropped = len(saved) - MAX_GIVEN_UP
+            if dropped > 0:
+                saved = saved[dropped:]
             await self._env.state.set_state(objectid, GIVEN_UP_STATE, saved)
+        if dropped > 0:
+            log.warning(
+                "reporter_report_dropped",
+                reporter=self.name,
+                count=dropped,
+                kept=MAX_GIVEN_UP,
+                why=f"more than {MAX_GIVEN_UP} reports given up; the oldest are dropped",
+            )
         return True
 
-    async def _take_given_up(self) -> list[tuple[Key, Body]]:
-        """The given-up events, to try again (and forget: a new failure keeps them again)."""
+    async def _given_up(self) -> list[tuple[int, Key, Body]]:
+        """The given-up events (their number, key and body), oldest first; they stay kept until
+        each is delivered (:meth:`_forget_given_up`)."""
         objectid = await self._state_id()
         if objectid is None:
             return []
         assert self._env is not None
         assert self._env.state is not None
         saved = await self._env.state.get_state(objectid, GIVEN_UP_STATE, [])
-        if not saved:
-            return []
-        await self._env.state.set_state(objectid, GIVEN_UP_STATE, [])
-        log.info("reporter_given_up_retried", reporter=self.name, events=len(saved))
-        return [(tuple(str(k) for k in e["key"]), dict(e["body"])) for e in saved]
+        return [
+            (int(e.get("id", 0)), tuple(str(k) for k in e["key"]), dict(e["body"]))
+            for e in saved or []
+        ]
+
+    async def _forget_given_up(self, number: int) -> None:
+        objectid = await self._state_id()
+        if objectid is None:
+            return
+        assert self._env is not None
+        assert self._env.state is not None
+        async with self._given_up_guard():
+            saved = list(await self._env.state.get_state(objectid, GIVEN_UP_STATE, []) or [])
+            left = [e for e in saved if int(e.get("id", 0)) != number]
+            if len(left) != len(saved):
+                await self._env.state.set_state(objectid, GIVEN_UP_STATE, left)
+
+    async def _replay_given_up(self) -> None:
+        """Send the given-up reports again, one after the other in the order they came; each
+        leaves the state once delivered, so a stop or crash on the way keeps the rest, and one
+        that fails again stays kept (with its first error)."""
+        try:
+            kept = await self._given_up()
+        except Exception as exc:
+            log.error(
+                "reporter_kept_reports_unreadable",
+                reporter=self.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return
+        if not kept:
+            return
+        log.info("reporter_given_up_retried", reporter=self.name, events=len(kept))
+        for number, key, body in kept:
+            try:
+                delivered = await self._report(key, body, keep=False)
+            except Exception as exc:  # a reporter's bug: kept, for ``buildyard reports``
+                log.error(
+                    "reporter_failed",
+                    reporter=self.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                    exc_info=exc,
+                    **_event_fields(key, body),
+                )
+                continue
+            if delivered:
+                await self._forget_given_up(number)
 
     async def stopService(self) -> None:
+        replay = getattr(self, "_replay", None)
+        if replay is not None and not replay.done():
+            # the replay forgets each report it delivered: let the one in flight finish (those
+            # it did not reach stay kept)
+            _done, late = await asyncio.wait({replay}, timeout=STOP_GRACE)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         in_hand = dict(getattr(self, "_in_hand", {}))
         if not in_hand:
             return
@@ -230,9 +302,11 @@ class ReporterBase(BuildbotService):
     async def _follow(self, subscription: Subscription, *, replay: bool) -> None:
         async with subscription:
             if replay:
+                self._replay: asyncio.Task[None] | None = self.spawn(
+                    self._replay_given_up(), name="replay given-up reports"
+                )
                 try:
-                    pending = await self._take_given_up()
-                    pending += await self._take_pending()
+                    pending = await self._take_pending()
                 except Exception as exc:  # the live events still get reported
                     log.error(
                         "reporter_kept_reports_unreadable",
@@ -281,7 +355,9 @@ class ReporterBase(BuildbotService):
                 **_event_fields(key, body),
             )
 
-    async def _report(self, key: Key, body: Body) -> None:
+    async def _report(self, key: Key, body: Body, *, keep: bool = True) -> bool:
+        """Report the event; False when the report could not be delivered (kept as given up
+        when ``keep``)."""
         env = self._env
         assert env is not None
         fields = _event_fields(key, body)
@@ -304,18 +380,20 @@ class ReporterBase(BuildbotService):
             if report is not None:
                 reports.append(report)
         if not reports:
-            return
+            return True
         try:
             await maybe_await(self.sendMessage(reports))
         except DELIVERY_ERRORS as exc:
             error = f"{type(exc).__name__}: {exc}"
-            kept = await self._keep_given_up(key, body, error)
+            # a replayed report is still kept: it leaves the state only once delivered
+            kept = await self._keep_given_up(key, body, error) if keep else True
             log.error(
                 "reporter_report_kept" if kept else "reporter_send_failed",
                 reporter=self.name,
                 error=error,
                 **fields,
             )
+            return False
         except Exception as exc:
             log.error(
                 "reporter_send_failed",
@@ -324,3 +402,5 @@ class ReporterBase(BuildbotService):
                 exc_info=exc,
                 **fields,
             )
+            return False
+        return True

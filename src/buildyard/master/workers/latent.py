@@ -225,6 +225,7 @@ class LatentWorkers(Service):
                 spawn=self.spawn,
                 stop_workers=self._stop_machine_workers,
                 building=self._machine_building,
+                substantiating=self._machine_substantiating,
             )
 
     def _machine_of(self, config: AbstractLatentWorker) -> MachineRuntime | None:
@@ -234,6 +235,12 @@ class LatentWorkers(Service):
     def _machine_building(self, machine_name: str) -> bool:
         return any(
             w.builds > 0 and w.config.machine_name == machine_name for w in self.workers.values()
+        )
+
+    def _machine_substantiating(self, machine_name: str) -> bool:
+        return any(
+            w.state is State.SUBSTANTIATING and w.config.machine_name == machine_name
+            for w in self.workers.values()
         )
 
     async def _stop_machine_workers(self, machine_name: str) -> None:

@@ -29,6 +29,7 @@ import base64
 import contextlib
 import enum
 import os
+import re
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ from buildyard.common.awaitables import resolve
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import config_error
 from buildyard.master.model.properties import Properties
+from buildyard.master.secrets.redaction import Redactor
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +62,15 @@ __all__ = [
 
 SecretLookup = Callable[[str], Awaitable[str | None]]
 
+#: the most of a failed request's response body a log line shows
+MAX_LOGGED_BODY = 1000
+_URL_QUERY = re.compile(r"""(\w+://[^\s?#'"]*)\?[^\s#'"]*""")
+
+
+def _without_queries(text: str) -> str:
+    """``text`` with the query string of each URL in it hidden (it may carry a token)."""
+    return _URL_QUERY.sub(r"\1?<query hidden>", text)
+
 
 class States(enum.Enum):
     """A latent machine's states, with Buildbot's names."""
@@ -73,8 +84,9 @@ class States(enum.Enum):
 class _SecretContext:
     """What rendering an action's arguments offers: the master's secrets only."""
 
-    def __init__(self, lookup: SecretLookup | None) -> None:
+    def __init__(self, lookup: SecretLookup | None, redactor: Redactor) -> None:
         self._lookup = lookup
+        self._redactor = redactor
 
     def sourcestamp(self, codebase: str) -> None:
         return None
@@ -84,7 +96,10 @@ class _SecretContext:
         return {}
 
     async def secret(self, name: str) -> str | None:
-        return None if self._lookup is None else await self._lookup(name)
+        value = None if self._lookup is None else await self._lookup(name)
+        if value is not None:
+            self._redactor.add(str(value), name)
+        return value
 
 
 class Machine(ConfigObject):
@@ -98,12 +113,14 @@ class Machine(ConfigObject):
         self.name = str(name)
         #: set by the master: how ``renderSecrets`` finds secrets
         self.secret_lookup: SecretLookup | None = None
+        #: the secret values ``renderSecrets`` gave, hidden as ``<name>`` in what actions log
+        self.redactor = Redactor()
 
     async def renderSecrets(self, *values: Any) -> Any:  # noqa: N802 - Buildbot's name
         """``values`` with their secrets (``util.Secret``, ``util.Interpolate('%(secret:..)s')``)
         rendered: one value gives that value, several a tuple (Buildbot's ``renderSecrets``)."""
         props = Properties()
-        props.build = _SecretContext(self.secret_lookup)
+        props.build = _SecretContext(self.secret_lookup, self.redactor)
         rendered = [await props.render(v) for v in values]
         return rendered[0] if len(rendered) == 1 else tuple(rendered)
 
@@ -175,9 +192,9 @@ class GenericLatentMachine(AbstractLatentMachine):
 # -- actions ------------------------------------------------------------------------------------
 
 
-async def _run(args: Sequence[Any], what: str) -> bool:
+async def _run(args: Sequence[Any], what: str, redact: Callable[[str], str]) -> bool:
     """Run ``args``; True when it exits with 0, otherwise the failure is logged with its
-    output."""
+    output (the secrets in it hidden by ``redact``)."""
     argv = [str(a) for a in args]
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -187,7 +204,9 @@ async def _run(args: Sequence[Any], what: str) -> bool:
             stderr=asyncio.subprocess.PIPE,
         )
     except OSError as exc:
-        log.error("machine_action_failed", action=what, command=argv[0], error=str(exc))
+        log.error(
+            "machine_action_failed", action=what, command=redact(argv[0]), error=redact(str(exc))
+        )
         return False
     try:
         stdout, stderr = await proc.communicate()
@@ -200,10 +219,10 @@ async def _run(args: Sequence[Any], what: str) -> bool:
         log.error(
             "machine_action_failed",
             action=what,
-            command=argv[0],
+            command=redact(argv[0]),
             code=proc.returncode,
-            stdout=stdout.decode(errors="replace")[-2000:],
-            stderr=stderr.decode(errors="replace")[-2000:],
+            stdout=redact(stdout.decode(errors="replace"))[-2000:],
+            stderr=redact(stderr.decode(errors="replace"))[-2000:],
         )
         return False
     return True
@@ -221,7 +240,8 @@ class LocalWakeAction(ConfigObject):
 
     async def perform(self, manager: Machine) -> bool:
         args = await manager.renderSecrets(self.command)
-        return await _run(args, f"{type(self).__name__} of machine {manager.name!r}")
+        what = f"{type(self).__name__} of machine {manager.name!r}"
+        return await _run(args, what, _redaction(manager))
 
 
 class LocalWOLAction(LocalWakeAction):
@@ -283,7 +303,13 @@ class RemoteSshWakeAction(ConfigObject):
                 known = Path(tmp) / "ssh-known-hosts"
                 known.write_text(f"* {host_key}\n")
                 args += ["-o", f"UserKnownHostsFile={known}"]
-            return await _run([*args, host, *command], what)
+            return await _run([*args, host, *command], what, _redaction(manager))
+
+
+def _redaction(manager: Machine) -> Callable[[str], str]:
+    """How an action of ``manager`` hides the secrets it rendered in what it logs."""
+    redactor = getattr(manager, "redactor", None)
+    return redactor.redact if isinstance(redactor, Redactor) else (lambda text: text)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -367,6 +393,8 @@ class HttpAction(ConfigObject):
     async def perform(self, manager: Machine) -> bool:
         url, args = await manager.renderSecrets(self.url, dict(self.arguments))
         what = f"HttpAction of machine {manager.name!r}"
+        redact = _redaction(manager)
+        shown_url = redact(_without_queries(str(url)))
         auth = args["auth"]
         timeout = args["timeout"]
         proxies = args["proxies"] or {}
@@ -391,13 +419,22 @@ class HttpAction(ConfigObject):
             ):
                 body = await response.text(errors="replace")
                 if response.status >= 400:
+                    shown = redact(body)
+                    if len(shown) > MAX_LOGGED_BODY:
+                        shown = shown[:MAX_LOGGED_BODY] + f"... ({len(shown)} characters)"
                     log.error(
-                        "machine_action_failed", action=what, status=response.status, body=body
+                        "machine_action_failed",
+                        action=what,
+                        url=shown_url,
+                        status=response.status,
+                        body=_without_queries(shown),
                     )
                     return False
                 return True
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.error("machine_action_failed", action=what, error=f"{type(exc).__name__}: {exc}")
+            # aiohttp's errors name the whole URL, query included
+            error = redact(_without_queries(f"{type(exc).__name__}: {exc}"))
+            log.error("machine_action_failed", action=what, url=shown_url, error=error)
             return False
 
 
@@ -412,7 +449,9 @@ class MachineRuntime:
     again). Once woken, the host is stopped again when no build started on it within its
     ``missing_timeout``, or ``build_wait_timeout`` seconds after its last build ended; its
     workers are stopped first (``stop_workers``). ``building()`` tells whether one of its
-    workers runs a build.
+    workers runs a build, ``substantiating()`` whether one is starting: a timer that ends while
+    a worker starts does not power the host off (it looks again after ``missing_timeout``), and
+    a wake of a host already up cancels its pending timer (a fresh ``missing_timeout`` starts).
     """
 
     def __init__(
@@ -422,12 +461,14 @@ class MachineRuntime:
         spawn: Callable[..., asyncio.Task[Any]],
         stop_workers: Callable[[str], Awaitable[None]],
         building: Callable[[str], bool],
+        substantiating: Callable[[str], bool] = lambda name: False,
     ) -> None:
         self.config = config
         self.state = States.STOPPED
         self._spawn = spawn
         self._stop_workers = stop_workers
         self._building = building
+        self._substantiating = substantiating
         self._start: asyncio.Future[bool] | None = None
         self._stopped = asyncio.Event()
         self._stopped.set()
@@ -442,6 +483,11 @@ class MachineRuntime:
         if self.state is States.STOPPING:
             await self._stopped.wait()
         if self.state is States.STARTED:
+            # a worker is about to start on it: a pending build_wait_timeout (or missing_timeout)
+            # must not power it off under that worker; it gets a fresh missing_timeout instead
+            self._cancel_timer()
+            if not self._building(self.name):
+                self._set_timer(float(self.config.missing_timeout), "missing_timeout")
             return True
         if self.state is States.STARTING:
             assert self._start is not None
@@ -490,6 +536,13 @@ class MachineRuntime:
     async def _after(self, seconds: float, why: str) -> None:
         await asyncio.sleep(seconds)
         self._timer = None
+        if self._substantiating(self.name):
+            # one of its workers is still starting: powering off now would fail that start;
+            # look again after missing_timeout (at least a second, so that 0 does not spin)
+            again = max(float(self.config.missing_timeout), 1.0)
+            log.info("machine_stop_deferred", machine=self.name, timeout=why, seconds=again)
+            self._set_timer(again, "missing_timeout")
+            return
         log.info("machine_idle", machine=self.name, timeout=why, seconds=seconds)
         await self.stop()
 
