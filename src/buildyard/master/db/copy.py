@@ -44,6 +44,8 @@ from buildyard.master.db.schema import metadata
 
 #: rows read and written at a time
 BATCH_ROWS = 2000
+#: differences from the schema named in a refusal
+_SHOWN_DIFFERENCES = 10
 #: a table this long reports its progress every few batches
 _PROGRESS_EVERY = 10
 
@@ -155,19 +157,22 @@ def check_buildbot_source(conn: sa.Connection) -> None:
             "Buildbot 4.3.0's 'buildbot upgrade-master' first, or copy it with Buildbot's own "
             "'buildbot copy-db' and run 'buildyard upgrade-master' on the copy"
         )
-    differences = []
+    missing = sorted(t.name for t in metadata.sorted_tables if t.name not in tables)
+    differences = [f"missing tables: {', '.join(missing)}"] if missing else []
     for table in metadata.sorted_tables:
         if table.name not in tables:
-            differences.append(f"table {table.name} is missing")
             continue
         have = {c["name"] for c in inspector.get_columns(table.name)}
         want = {c.name for c in table.columns}
         differences += [f"{table.name}.{c} is missing" for c in sorted(want - have)]
         differences += [f"{table.name}.{c} is not Buildbot's" for c in sorted(have - want)]
     if differences:
+        shown = differences[:_SHOWN_DIFFERENCES]
+        more = len(differences) - len(shown)
         raise DbError(
             f"the MySQL database was made by {found.describe()} but its tables differ from "
-            f"that schema ({'; '.join(differences[:10])}); refusing to copy it"
+            f"that schema ({'; '.join(shown)}{f'; and {more} more' if more else ''}); "
+            "refusing to copy it"
         )
 
 
