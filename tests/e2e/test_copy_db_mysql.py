@@ -36,7 +36,8 @@ from buildyard.testing.processes import buildyard, end_popen, spawn_master, wait
 from buildyard.testing.stock import buildbot_venv
 from buildyard.testing.workers import STOCK_PB, start_worker
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+# one worker runs the module: its stock Buildbot history and MariaDB server are made once
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600), pytest.mark.xdist_group("mysql")]
 
 STOCK_CFG = """\
 from buildbot.plugins import *
