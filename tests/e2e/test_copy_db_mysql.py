@@ -316,6 +316,15 @@ def test_copy_db_from_mysql_to_sqlite_and_postgresql_keeps_every_row(
     assert "copying logchunks:" in done.stdout and "Copy complete" in done.stdout
     assert_copied(rows(f"sqlite:///{copy_sqlite}"), source_rows)
 
+    # the two-URL form from any source: the SQLite copy copied again, paths relative to the
+    # working directory; the same file under another spelling is refused
+    done = buildyard("copy-db", "sqlite:///copy.sqlite", "sqlite:///again.sqlite", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert rows(f"sqlite:///{tmp_path / 'again.sqlite'}") == rows(f"sqlite:///{copy_sqlite}")
+    done = buildyard("copy-db", "sqlite:///copy.sqlite", f"sqlite:///{copy_sqlite}", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "is the source database" in done.stderr
+
     # in this process with small batches, so each table of more than a few rows is streamed
     # from MySQL in several (and the deferred links read back in several)
     monkeypatch.setattr(copy, "BATCH_ROWS", 3)

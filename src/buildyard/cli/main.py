@@ -216,7 +216,8 @@ def cmd_copy_db(args: argparse.Namespace) -> int:
     from buildyard.master.db.engine import normalize_url
     from buildyard.master.db.errors import DbError
 
-    if _looks_like_url(args.basedir):
+    by_url = _looks_like_url(args.basedir)
+    if by_url:
         # copy-db SOURCE_URL DEST_URL: from a database named by its URL, no master directory
         # (how a Buildbot database on MySQL is copied: its master.cfg does not load here)
         source_url, dest_url = args.destination_url, args.basedir
@@ -247,7 +248,8 @@ def cmd_copy_db(args: argparse.Namespace) -> int:
         )
     if source is not None and same_database(source, dest):
         # (--overwrite would empty the source)
-        return _fail(f"copy-db: the destination {shown!r} is the master's own database")
+        which = "the source database" if by_url else "the master's own database"
+        return _fail(f"copy-db: the destination {shown!r} is {which}")
     say = _say(args.quiet)
     shown_source = (
         _url_hidden(source_url) if source is None else source.render_as_string(hide_password=True)
