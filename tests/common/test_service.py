@@ -113,6 +113,31 @@ async def test_manager_adds_removes_updates_and_leaves_unchanged_running() -> No
     assert not a.running
 
 
+async def test_manager_logs_each_service_while_few_and_a_summary_when_many() -> None:
+    import structlog
+
+    mgr: ServiceManager[int] = ServiceManager("things", factory=Thing)
+    await mgr.start()
+    with structlog.testing.capture_logs() as logs:
+        await mgr.apply({"a": 1, "b": 2})
+    logs = [e for e in logs if e["log_level"] == "info"]
+    assert [(e["event"], e["service"]) for e in logs] == [
+        ("service_added", "things/a"),
+        ("service_added", "things/b"),
+    ]
+    many = {f"s{i}": i for i in range(200)}
+    with structlog.testing.capture_logs() as logs:
+        result = await mgr.apply(many)
+    logs = [e for e in logs if e["log_level"] == "info"]
+    assert len(result.added) == 200 and len(result.removed) == 2
+    assert [(e["event"], e["count"]) for e in logs] == [
+        ("services_removed", 2),
+        ("services_added", 200),
+    ]
+    assert logs[1]["first"] == ["s0", "s1", "s2", "s3", "s4"]
+    await mgr.stop()
+
+
 async def test_adding_to_a_running_parent_starts_the_child() -> None:
     events: list[str] = []
     root = Recorder("root", events)

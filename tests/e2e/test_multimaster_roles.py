@@ -105,7 +105,7 @@ async def test_stop_clean_lets_its_build_finish_while_the_other_master_takes_new
             assert stopped.returncode == 0, stopped.stdout + stopped.stderr
             assert "stopped" in stopped.stdout
             log = a.log()
-            assert "master_stopping_cleanly" in log and "master_drained" in log
+            assert "clean_shutdown_started" in log and "clean_shutdown_builds_done" in log
             # the running build ran to its end on A, once
             builds = await db.fetch(
                 "SELECT masterid, results, complete_at FROM builds WHERE buildrequestid = $1",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -523,11 +524,16 @@ def _run_master(basedir: Path, configfile: str) -> int:
     from buildyard.master.db.errors import DbError
     from buildyard.master.master import BuildMaster
 
+    # loading builds thousands of objects for a big configuration and frees few: the cyclic
+    # collector would walk them again and again while they are made
+    gc.disable()
     try:
         config = load_master_config(basedir, configfile)
     except ConfigErrors as errors:
         _print_config_errors(errors)
         return 1
+    finally:
+        gc.enable()
     _print_warnings(config)
 
     async def main() -> int:

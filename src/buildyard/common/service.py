@@ -24,6 +24,9 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+# up to this many services added or removed (or reconfigured) by one apply are logged one by one
+_LOG_EACH = 50
+
 C = TypeVar("C")
 
 
@@ -197,21 +200,34 @@ class ServiceManager(Service, Generic[C]):
         added: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
+        # a line per service while they are few; a master with thousands of builders gets one
+        # summary line per kind instead of thousands of lines at every start
+        new = sum(1 for n in configs if n not in current)
+        each = len(removed) + new <= _LOG_EACH
         for name in removed:
             await self.remove_service(name)
-            log.info("service_removed", service=f"{self.path}/{name}")
+            if each:
+                log.info("service_removed", service=f"{self.path}/{name}")
         for name, config in configs.items():
             existing = current.get(name)
             if existing is None:
                 await self.add_service(self._factory(name, config))
                 added.append(name)
-                log.info("service_added", service=f"{self.path}/{name}")
+                if each:
+                    log.info("service_added", service=f"{self.path}/{name}")
             elif existing.config == config:
                 unchanged.append(name)
             else:
                 await existing.reconfigure(config)
                 updated.append(name)
-                log.info("service_reconfigured", service=f"{self.path}/{name}")
+                if len(updated) <= _LOG_EACH:
+                    log.info("service_reconfigured", service=f"{self.path}/{name}")
+        if not each:
+            for event, names in (("services_removed", removed), ("services_added", added)):
+                if names:
+                    log.info(event, manager=self.path, count=len(names), first=names[:5])
+        if len(updated) > _LOG_EACH:
+            log.info("services_reconfigured", manager=self.path, count=len(updated))
         return ReconfigResult(
             added=tuple(added),
             removed=tuple(removed),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import os
 import secrets
 import signal
@@ -660,13 +661,13 @@ class BuildMaster(Service):
             for name, b in self.botmaster.builders.items()
             if b.builderid is not None
         }
-        await self.data.updates.configure_workers(
-            masterid=self.masterid,
-            builders_of={
-                w.name: [builder_ids[b.name] for b in config.builders if w.name in b.workernames]
-                for w in config.workers
-            },
-        )
+        # one pass over the builders (not one per worker): thousands of builders stay cheap
+        builders_of: dict[str, list[int]] = {w.name: [] for w in config.workers}
+        for b in config.builders:
+            for name in dict.fromkeys(b.workernames):
+                if name in builders_of:
+                    builders_of[name].append(builder_ids[b.name])
+        await self.data.updates.configure_workers(masterid=self.masterid, builders_of=builders_of)
 
     async def _reregister(self) -> None:
         """Record again what another master removed when it expired this one: the builders'
@@ -744,7 +745,15 @@ class BuildMaster(Service):
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         loop.add_signal_handler(signal.SIGUSR1, self._on_sigusr1)
         try:
-            await self.start()
+            # start-up creates the long-lived objects (a service per builder and worker, ...):
+            # no cyclic collection while they are made, then they are frozen out of the
+            # collector's way (gc.freeze) so that later collections do not walk them each time
+            gc.disable()
+            try:
+                await self.start()
+            finally:
+                gc.enable()
+            gc.freeze()
             assert self.failures is not None
             failure = loop.create_task(self.failures.get())
             stopping = loop.create_task(stop.wait())

@@ -76,6 +76,41 @@ def test_factories_equal_however_steps_were_added() -> None:
         assert one != two
 
 
+def test_arguments_bound_directly_are_what_inspect_binds() -> None:
+    """Builders and workers bind their arguments without ``inspect`` (thousands per config):
+    the same names, values and order as ``Signature.bind``, less the arguments that are their
+    parameter's default object (so an explicit default still compares equal)."""
+    import inspect
+
+    from buildyard.common.config_object import _bind
+
+    def by_inspect(cls: type, args: tuple[object, ...], kwargs: dict[str, object]) -> object:
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)  # type: ignore[misc]
+        parameters = bound.signature.parameters
+        return [
+            (k, v) for k, v in list(bound.arguments.items())[1:] if v is not parameters[k].default
+        ]
+
+    factory = BuildFactory()
+    cases: list[tuple[type, tuple[object, ...], dict[str, object]]] = [
+        (BuilderConfig, (), {"name": "b", "workernames": ["w"], "factory": factory}),
+        (BuilderConfig, ("b", None, ["w"]), {"factory": factory, "tags": ["t"]}),
+        (BuilderConfig, ("b",), {}),
+    ]
+    for cls, args, kwargs in cases:
+        assert list(_bind(cls, args, kwargs).items()) == by_inspect(cls, args, kwargs)
+    w = ["w"]
+    assert BuilderConfig("b", None, w, tags=None, factory=factory) == BuilderConfig(
+        "b", None, w, factory=factory
+    )
+    assert BuilderConfig("b", None, w, tags=["t"], factory=factory) != BuilderConfig(
+        "b", None, w, factory=factory
+    )
+    # arguments that do not fit are kept as given, for the constructor to refuse
+    assert _bind(BuilderConfig, ("b",), {"name": "c"}) == {"args": ("b",), "kwargs": {"name": "c"}}
+    assert _bind(BuilderConfig, (), {"nope": 1}) == {"args": (), "kwargs": {"nope": 1}}
+
+
 def test_different_types_are_not_equal() -> None:
     class MyWorker(Worker):
         pass

@@ -98,6 +98,12 @@ async def test_update_builder_info_sets_fields_and_sorted_tags(
         tags=("arm", "slow"),
     )
     assert await _count(database, t.builders_tags) == 2
+    # what a start compares with the configuration: the same, read without building Builders
+    other = await repo.find_builder_id("other")
+    assert await repo.get_infos([bid, other, other + 100]) == {
+        bid: ("*builds* things", "markdown", "<em>builds</em> things", projectid, ("arm", "slow")),
+        other: (None, None, None, None, ()),
+    }
 
 
 async def test_update_builder_info_replaces_tags_and_shares_tag_rows(

@@ -273,3 +273,38 @@ async def test_set_priority(database: Database, clock: FakeClock) -> None:
     with pytest.raises(NotClaimed):
         await repo.set_buildrequests_priority([r1, r2], 1)
     assert [r.priority for r in await repo.get_buildrequests()] == [9, 3]
+
+
+async def test_count_buildrequests_is_the_number_get_buildrequests_returns(
+    database: Database, clock: FakeClock
+) -> None:
+    """Counted on the requests alone where no claim is asked about, through the claims
+    otherwise: the same numbers either way, claimed or not, with filters or without."""
+    repo = _repo(database, clock)
+    m1 = await _rows.add_master(database, "m1")
+    b1, b2 = await _rows.add_builder(database, "b1"), await _rows.add_builder(database, "b2")
+    brids = []
+    for _ in range(3):
+        _, ids = await _buildset(database, clock, [b1, b2])
+        brids += [ids[b1], ids[b2]]
+    await repo.claim_buildrequests(brids[:2], m1)
+    await repo.complete_buildrequests([brids[0]], Results.SUCCESS)
+    on_b2 = QueryOptions(filters=(Filter(field="builderid", op=Op.EQ, values=(b2,)),))
+    by_claim = QueryOptions(filters=(Filter(field="claimed", op=Op.EQ, values=(1,)),))
+    cases: list[dict[str, object]] = [
+        {},
+        {"builderid": b1},
+        {"complete": False},
+        {"complete": True},
+        {"claimed": True},
+        {"claimed": False},
+        {"claimed": m1},
+        {"options": on_b2},
+        {"options": by_claim},
+        {"builderid": b1, "complete": False, "options": on_b2},
+    ]
+    for kw in cases:
+        got = await repo.get_buildrequests(**kw)  # type: ignore[arg-type]
+        assert await repo.count_buildrequests(**kw) == len(got), kw  # type: ignore[arg-type]
+    assert await repo.count_buildrequests() == 6
+    assert await repo.count_buildrequests(options=on_b2) == 3

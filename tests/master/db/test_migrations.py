@@ -274,6 +274,15 @@ def _table_names_sync(conn: sa.Connection) -> set[str]:
 # The tests
 
 
+def test_head_revision_read_from_the_files_is_alembics_head() -> None:
+    """A start reads the head revision from the files' ``revision`` lines, without Alembic."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert migrate.head_revision() == script.get_current_head()
+    assert next(r.revision for r in script.walk_revisions()) == migrate.head_revision()
+
+
 async def test_upgrade_creates_the_full_schema_on_an_empty_database(empty_db: Database) -> None:
     assert await migrate.current_revision(empty_db) is None
     assert await migrate.is_current(empty_db) is False

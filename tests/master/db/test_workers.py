@@ -147,6 +147,48 @@ async def test_deconfigure_all_workers_for_master(database: Database, clock: Fak
     assert await _count(database, t.builder_masters) == 2
 
 
+async def test_configure_workers_for_master_writes_only_the_difference(
+    database: Database, clock: FakeClock
+) -> None:
+    repo = _repo(database, clock)
+    ids = await repo.find_worker_ids(["w1", "w2", "w1"])
+    assert ids == {"w1": await repo.find_worker_id("w1"), "w2": await repo.find_worker_id("w2")}
+    w1, w2 = ids["w1"], ids["w2"]
+    w3 = (await repo.find_worker_ids(["w3"]))["w3"]  # created by the batch call
+    assert await repo.get_worker(name="w3") is not None
+    me = await _rows.add_master(database, "me")
+    other = await _rows.add_master(database, "other")
+    a, b, lonely = [await _rows.add_builder(database, n) for n in ("a", "b", "lonely")]
+    for builderid in (a, b):
+        await _link(database, builderid, me)
+    await _link(database, a, other)
+    await repo.worker_configured(w3, other, [a])
+
+    async def rows() -> set[tuple[int, int, int]]:
+        cw = t.configured_workers
+        async with database.reading() as c:
+            found = await c.execute(sa.select(cw.c.id, cw.c.workerid, cw.c.buildermasterid))
+            return {(r.id, r.workerid, r.buildermasterid) for r in found}
+
+    # "lonely" is not on this master: ignored
+    assert await repo.configure_workers_for_master(me, {w1: [a, b, lonely], w2: [b]}) == (3, 0)
+    first = await rows()
+    # the same again writes nothing: the very same rows stay
+    assert await repo.configure_workers_for_master(me, {w1: [a, b], w2: [b]}) == (0, 0)
+    assert await rows() == first
+    # w2 left out and w1 off b: their rows on this master go, the other master's row stays
+    assert await repo.configure_workers_for_master(me, {w1: [a]}) == (0, 2)
+    assert {(w.id, w.configured_on) for w in await repo.get_workers()} == {
+        (w1, (ConfiguredOn(me, a),)),
+        (w2, ()),
+        (w3, (ConfiguredOn(other, a),)),
+    }
+    # the row that stays is the one written first, not a deleted and re-inserted copy
+    assert await rows() <= first | {r for r in await rows() if r[1] == w3}
+    with pytest.raises(ValueError, match="longer than 50"):
+        await repo.find_worker_ids(["w" * 51])
+
+
 async def test_get_workers_master_and_builder_views(database: Database, clock: FakeClock) -> None:
     repo = _repo(database, clock)
     w1, w2, w3 = [await repo.find_worker_id(n) for n in ("w1", "w2", "w3")]

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import signal
 import ssl
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -257,6 +261,65 @@ async def test_kubectl_proxy_reaches_the_api_server_with_the_kubeconfig(
             if proc is not None:
                 proc.terminate()
                 await proc.wait()
+
+
+_KILLED_MASTER = """
+import asyncio, sys
+from buildyard.master.workers.kubernetes import KubeCtlProxyConfigLoader, _PROXIES
+
+class Loader(KubeCtlProxyConfigLoader):
+    # stands for kubectl: says it serves, then waits (the -p PORT given is ignored)
+    kube_ctl_proxy_cmd = [sys.executable, "-c",
+        "import time; print('Starting to serve', flush=True); time.sleep(300)"]
+
+async def main():
+    loader = Loader(proxy_port=int(sys.argv[1]))
+    await loader.prepare()
+    print("PROXY", _PROXIES[loader.proxy_port].pid, flush=True)
+    await asyncio.sleep(300)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_sigkilled_master_leaves_no_kubectl_proxy(tmp_path: Path) -> None:
+    """atexit does not run when the master is SIGKILLed: the kernel ends the proxy then."""
+    script = tmp_path / "master.py"
+    script.write_text(_KILLED_MASTER)
+    master = subprocess.Popen(
+        [sys.executable, str(script), str(free_port())],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(kubernetes.__file__).parents[3])},
+    )
+    try:
+        assert master.stdout is not None
+        lines = (master.stdout.readline() for _ in range(20))  # the master logs there too
+        proxy = int(next(line for line in lines if line.startswith("PROXY ")).split()[1])
+        os.kill(proxy, 0)  # running
+        master.kill()
+        master.wait(timeout=30)
+        for _ in range(300):  # bounded: 30 s
+            try:
+                os.kill(proxy, 0)
+            except ProcessLookupError:
+                break
+            try:
+                if Path(f"/proc/{proxy}/stat").read_text().split()[2] == "Z":
+                    break  # ended, not yet reaped by its new parent
+            except FileNotFoundError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(proxy, signal.SIGKILL)
+            raise AssertionError(f"the proxy (pid {proxy}) outlived its master")
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait()
+        if master.stdout is not None:
+            master.stdout.close()
 
 
 class WithServices(KubeLatentWorker):

@@ -484,7 +484,7 @@ class Updates(PipelineUpdates):
         written."""
         if not infos:
             return []
-        stored = {b.id: b for b in await self._db.builders.get_builders() if b.id in infos}
+        stored = await self._db.builders.get_infos(infos)
         projectids: dict[str, int] = {}
         for info in infos.values():
             if info.project and info.project not in projectids:
@@ -499,14 +499,7 @@ class Updates(PipelineUpdates):
                 projectid,
                 tuple(sorted(info.tags)),
             )
-            b = stored.get(builderid)
-            if b is not None and wanted == (
-                b.description,
-                b.description_format,
-                b.description_html,
-                b.projectid,
-                tuple(sorted(b.tags)),
-            ):
+            if stored.get(builderid) == wanted:
                 continue
             await self._db.builders.update_builder_info(
                 builderid,
@@ -540,13 +533,12 @@ class Updates(PipelineUpdates):
     ) -> dict[str, int]:
         """Make this master's configured workers exactly ``builders_of`` (worker name -> the
         ids of the builders it serves), in one transaction; returns each worker's id."""
-        ids: dict[str, int] = {}
         async with self._db.transaction() as conn:
-            await self._db.workers.deconfigure_all_workers_for_master(masterid, conn=conn)
-            for name, builderids in builders_of.items():
-                ids[name] = await self._db.workers.find_worker_id(name, conn=conn)
-                await self._db.workers.worker_configured(ids[name], masterid, builderids, conn=conn)
-        return ids
+            ids = await self._db.workers.find_worker_ids(list(builders_of), conn=conn)
+            await self._db.workers.configure_workers_for_master(
+                masterid, {ids[name]: b for name, b in builders_of.items()}, conn=conn
+            )
+        return {name: ids[name] for name in builders_of}
 
     async def worker_connected(
         self, *, workerid: int, masterid: int, workerinfo: Mapping[str, Any]

@@ -86,13 +86,18 @@ class BuildersRepository(Repository):
         """The id of each builder in ``names``, creating the new ones; one transaction.
 
         A master with thousands of builders configures them all at every start: known ones are
-        read in a few batched SELECTs, and only new ones pay for an INSERT.
+        read in a few batched SELECTs, and the new ones are inserted together (a master's first
+        start with 10,000 builders) and read back the same way; a builder another master
+        created meanwhile is skipped by the unique index and read like the others.
         """
         async with self._write(conn) as c:
             ids = await self.ids_by_name(names, conn=c)
-            for name in names:
-                if name not in ids:
-                    ids[name] = await self.find_builder_id(name, conn=c)
+            new = [name for name in dict.fromkeys(names) if name not in ids]
+            if new:
+                await insert_ignoring_duplicates(
+                    c, t.builders, [{"name": n, "name_hash": name_hash(n)} for n in new]
+                )
+                ids.update(await self.ids_by_name(new, conn=c))
         return ids
 
     async def ids_by_name(
@@ -204,6 +209,44 @@ class BuildersRepository(Repository):
             )
             for r in rows
         ]
+
+    async def get_infos(
+        self, builderids: Iterable[int], *, conn: AsyncConnection | None = None
+    ) -> dict[int, tuple[str | None, str | None, str | None, int | None, tuple[str, ...]]]:
+        """What a configuration sets on each builder in ``builderids``: ``(description,
+        description_format, description_html, projectid, sorted tags)`` by id (unknown ids are
+        left out). Read in batches of plain rows: a start compares this for every builder."""
+        ids = sorted(set(builderids))
+        out: dict[int, tuple[str | None, str | None, str | None, int | None, tuple[str, ...]]]
+        out = {}
+        b, bt = t.builders, t.builders_tags
+        async with self._read(conn) as c:
+            for start in range(0, len(ids), _BATCH):
+                batch = ids[start : start + _BATCH]
+                tags: defaultdict[int, list[str]] = defaultdict(list)
+                for r in await c.execute(
+                    sa.select(bt.c.builderid, t.tags.c.name)
+                    .join(t.tags, t.tags.c.id == bt.c.tagid)
+                    .where(bt.c.builderid.in_(batch))
+                ):
+                    tags[r.builderid].append(r.name)
+                for row in await c.execute(
+                    sa.select(
+                        b.c.id,
+                        b.c.description,
+                        b.c.description_format,
+                        b.c.description_html,
+                        b.c.projectid,
+                    ).where(b.c.id.in_(batch))
+                ):
+                    out[int(row.id)] = (
+                        row.description,
+                        row.description_format,
+                        row.description_html,
+                        row.projectid,
+                        tuple(sorted(tags[row.id])),
+                    )
+        return out
 
     async def update_builder_info(
         self,

@@ -415,10 +415,14 @@ class LogsRepository(Repository):
             .limit(batch)
         )
         total = 0
+        # each batch goes on after the last log of the one before (ids ascending), so a run
+        # reads the logs once rather than once per batch from the start
+        after = 0
         while True:
             async with self._write(conn) as c:
-                ids = list((await c.execute(pick)).scalars())
+                ids = list((await c.execute(pick.where(_l.c.id > after))).scalars())
                 if ids:
+                    after = ids[-1]
                     await c.execute(
                         _l.update().where(_l.c.id.in_(ids)).values(type=LogType.DELETED.value)
                     )
@@ -437,10 +441,12 @@ class LogsRepository(Repository):
             .order_by(_l.c.id)
             .limit(batch)
         )
+        after = 0
         while True:
             async with self._write(conn) as c:
-                ids = list((await c.execute(leftovers)).scalars())
+                ids = list((await c.execute(leftovers.where(_l.c.id > after))).scalars())
                 if ids:
+                    after = ids[-1]
                     gone = await c.execute(_lc.delete().where(_lc.c.logid.in_(ids)))
                     total += int(gone.rowcount)
             if len(ids) < batch:

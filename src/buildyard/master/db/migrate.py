@@ -26,19 +26,20 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 
-from buildyard.master.db import adopt
 from buildyard.master.db.errors import DbError
 from buildyard.master.db.schema import metadata
 
+# Alembic (and adopt, which uses its autogenerate) is imported where a migration or a comparison
+# runs, not at import: every master start checks the revision, which needs neither, and Alembic
+# with its dialect modules is a large share of a start's imports.
 if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
     from sqlalchemy.schema import FetchedValue
 
+    from buildyard.master.db import adopt
     from buildyard.master.db.connector import Database
 
 log = structlog.get_logger(__name__)
@@ -51,6 +52,8 @@ _PG_LOCK_KEY = 0x6275696C64796172  # b"buildyar"
 
 def alembic_config(db_url: str | None = None) -> Config:
     """Alembic's configuration for our migrations; ``db_url`` only for Alembic's own commands."""
+    from alembic.config import Config
+
     cfg = Config()
     # Config values go through ConfigParser interpolation: escape "%" (paths, encoded passwords)
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -93,13 +96,36 @@ def _head(script: ScriptDirectory) -> str:
     return head
 
 
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\b[^=]*=\s*(None|\"([^\"]*)\")", re.M)
+
+
+@functools.cache
 def head_revision() -> str:
-    """The newest revision in ``migrations/versions``."""
-    return _head(ScriptDirectory.from_config(alembic_config()))
+    """The newest revision in ``migrations/versions``: the one no other revision names as its
+    ``down_revision``, read from the files' ``revision`` lines without loading Alembic
+    (tests/master/db/test_migrations.py checks it against Alembic's own answer)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py"):
+        for kind, _value, name in _REVISION_LINE.findall(path.read_text()):
+            if kind == "revision":
+                revisions.add(name)
+            elif name:
+                parents.add(name)
+    heads = revisions - parents
+    if len(heads) != 1:  # pragma: no cover - the package always ships one line of revisions
+        raise DbError(f"expected one head revision in {MIGRATIONS_DIR}, found {sorted(heads)}")
+    return heads.pop()
 
 
 def _current(conn: sa.Connection) -> str | None:
-    return MigrationContext.configure(conn).get_current_revision()
+    """The revision stored in ``alembic_version`` (None without one), read with plain SQL."""
+    if not sa.inspect(conn).has_table(VERSION_TABLE):
+        return None
+    rows = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(rows) > 1:
+        raise DbError(f"{VERSION_TABLE} holds several revisions {sorted(rows)}: not ours")
+    return rows[0] if rows else None
 
 
 def _check_known(conn: sa.Connection, current: str | None, script: ScriptDirectory) -> None:
@@ -113,6 +139,8 @@ def _check_known(conn: sa.Connection, current: str | None, script: ScriptDirecto
                 "its schema is unknown; refusing to upgrade it (use an empty database)"
             )
         return
+    from alembic.util import CommandError
+
     try:
         script.get_revision(current)
     except CommandError as exc:
@@ -125,6 +153,11 @@ def _check_known(conn: sa.Connection, current: str | None, script: ScriptDirecto
 def _upgrade_sync(
     conn: sa.Connection, *, adopt_buildbot: bool, target: str | None
 ) -> tuple[str | None, str]:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from buildyard.master.db import adopt
+
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
     cfg = alembic_config()
@@ -161,6 +194,8 @@ async def upgrade(db: Database, *, adopt_buildbot: bool = False, target: str | N
     not know, a Buildbot database it cannot adopt, or a failure while migrating (the transaction
     is then rolled back).
     """
+    from alembic.util import CommandError
+
     try:
         async with db.transaction() as conn:
             before, head = await conn.run_sync(
@@ -177,6 +212,8 @@ async def upgrade(db: Database, *, adopt_buildbot: bool = False, target: str | N
 
 async def identify_buildbot(db: Database) -> adopt.BuildbotDatabase | None:
     """The Buildbot database ``db`` is, None if it is not one."""
+
+    from buildyard.master.db import adopt
 
     def identify(conn: sa.Connection) -> adopt.BuildbotDatabase | None:
         return adopt.identify(conn, _current(conn))

@@ -29,6 +29,9 @@ from buildyard.master.model.workers import ConfiguredOn, Worker
 # workers.name is VARCHAR(50); PostgreSQL would refuse longer names, SQLite keep them
 MAX_NAME_LENGTH = 50
 
+# values per IN (...) list: well under SQLite's and asyncpg's bound-parameter limits
+_BATCH = 500
+
 _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     "workerid": t.workers.c.id,
     "name": t.workers.c.name,
@@ -308,6 +311,85 @@ class WorkersRepository(Repository):
                 _cw,
                 [{"workerid": workerid, "buildermasterid": b} for b in wanted if b not in have],
             )
+
+    async def find_worker_ids(
+        self, names: Sequence[str], *, conn: AsyncConnection | None = None
+    ) -> dict[str, int]:
+        """The id of each worker in ``names``, creating the new ones (unpaused, no info): read
+        in a few batched SELECTs and created in one INSERT, so a start with many workers does
+        not pay a query each."""
+        for name in names:
+            if len(name) > MAX_NAME_LENGTH:
+                raise ValueError(
+                    f"worker name {name!r} is longer than {MAX_NAME_LENGTH} characters"
+                )
+        ids: dict[str, int] = {}
+        unique = list(dict.fromkeys(names))
+        async with self._write(conn) as c:
+            for start in range(0, len(unique), _BATCH):
+                rows = await c.execute(
+                    sa.select(_w.c.id, _w.c.name).where(
+                        _w.c.name.in_(unique[start : start + _BATCH])
+                    )
+                )
+                ids.update({r.name: int(r.id) for r in rows})
+            new = [name for name in unique if name not in ids]
+            # the new ones together (a first start); one another master made meanwhile is
+            # skipped by the unique index and read back with the others
+            await insert_ignoring_duplicates(
+                c, _w, [{"name": n, "info": "{}", "paused": 0, "graceful": 0} for n in new]
+            )
+            for start in range(0, len(new), _BATCH):
+                rows = await c.execute(
+                    sa.select(_w.c.id, _w.c.name).where(_w.c.name.in_(new[start : start + _BATCH]))
+                )
+                ids.update({r.name: int(r.id) for r in rows})
+        return ids
+
+    async def configure_workers_for_master(
+        self,
+        masterid: int,
+        builders_of: Mapping[int, Sequence[int]],
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> tuple[int, int]:
+        """Make ``builders_of`` (worker id -> builder ids) exactly the workers configured on
+        ``masterid``'s builders: workers left out lose their links to this master's builders.
+
+        Builders not linked to the master are ignored; links to other masters are left alone.
+        Only the difference from what is stored is written (one read of the master's rows,
+        batched deletes and one insert), so an unchanged start or reconfig writes nothing,
+        however many builders there are. Returns ``(added, removed)`` row counts.
+        """
+        async with self._write(conn) as c:
+            link_of = {
+                int(r.builderid): int(r.id)
+                for r in await c.execute(
+                    sa.select(_bm.c.id, _bm.c.builderid).where(_bm.c.masterid == masterid)
+                )
+            }
+            wanted = {
+                (workerid, link_of[b])
+                for workerid, builderids in builders_of.items()
+                for b in builderids
+                if b in link_of
+            }
+            have = {
+                (int(r.workerid), int(r.buildermasterid)): int(r.id)
+                for r in await c.execute(
+                    sa.select(_cw.c.id, _cw.c.workerid, _cw.c.buildermasterid)
+                    .join(_bm, _bm.c.id == _cw.c.buildermasterid)
+                    .where(_bm.c.masterid == masterid)
+                )
+            }
+            stale = sorted(rowid for pair, rowid in have.items() if pair not in wanted)
+            for start in range(0, len(stale), _BATCH):
+                await c.execute(_cw.delete().where(_cw.c.id.in_(stale[start : start + _BATCH])))
+            new = sorted(pair for pair in wanted if pair not in have)
+            await insert_ignoring_duplicates(
+                c, _cw, [{"workerid": w, "buildermasterid": bm} for w, bm in new]
+            )
+        return len(new), len(stale)
 
     async def deconfigure_all_workers_for_master(
         self, masterid: int, *, conn: AsyncConnection | None = None

@@ -122,12 +122,20 @@ class BotMaster(ServiceManager[Any]):
         )
         log.info(
             "builders_configured",
-            added=list(result.added),
-            removed=list(result.removed),
-            updated=list(result.updated),
-            unchanged=list(result.unchanged),
+            added=_shown(result.added),
+            removed=_shown(result.removed),
+            updated=_shown(result.updated),
+            unchanged=_shown(result.unchanged),
         )
         return result
+
+
+def _shown(names: Sequence[str]) -> list[str] | str:
+    """The names for a log line: all of them while few, else how many and the first ones (a
+    master with 10,000 builders would otherwise log them all at every start)."""
+    if len(names) <= 50:
+        return list(names)
+    return f"{len(names)} builders: {', '.join(names[:5])}, ..."
 
 
 _MARKDOWN_WARNED: set[str] = set()

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Any
 
-import aiosmtplib
 import structlog
 
 from buildyard.common.errors import config_error
@@ -253,6 +252,9 @@ class MailNotifier(ReporterBase):
         log.info("mail_sending", reporter=self.name, recipients=addresses, buildids=buildids)
         if self.dumpMailsToLog:
             log.info("mail_data", reporter=self.name, data=m.as_string())
+        # imported when a mail goes out, not at every master's start: most masters send none
+        import aiosmtplib
+
         try:
             await aiosmtplib.send(
                 m,

@@ -24,6 +24,7 @@ import asyncio
 import atexit
 import base64
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -185,6 +187,17 @@ def _end_proxies() -> None:
 atexit.register(_end_proxies)
 
 
+def _end_with_the_master() -> None:
+    """In the proxy's process before it runs kubectl: on Linux, have the kernel send it
+    SIGTERM when the master dies, so a master that is SIGKILLed (its atexit never runs)
+    leaves no ``kubectl proxy`` behind."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
 class KubeCtlProxyConfigLoader(KubeConfigLoaderBase):
     """``util.KubeCtlProxyConfigLoader(proxy_port=8001, namespace='default')``: the master runs
     ``kubectl proxy -p <proxy_port>`` (the first time a worker needs it; once per port) and
@@ -216,6 +229,7 @@ class KubeCtlProxyConfigLoader(KubeConfigLoaderBase):
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                preexec_fn=_end_with_the_master,
             )
         except OSError as exc:
             raise KubeError(f"cannot run {' '.join(argv)}: {exc}") from exc

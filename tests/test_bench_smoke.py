@@ -1,0 +1,63 @@
+"""The scale benchmark (bench/scale.py) with tiny numbers, on buildyard only, so that it cannot
+rot: it starts real masters, fills their databases through the reflected schema, reads the REST
+API and prints its tables. No figure is checked (speed belongs in bench/), only that every
+workload ran and reported a number."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# six master starts: seconds on a quiet machine, minutes on a loaded one
+@pytest.mark.timeout(900)
+def test_scale_benchmark_runs_and_prints_its_tables() -> None:
+    args = ["--only", "buildyard", "--builders", "20", "--workers", "2", "--rest-builders", "5"]
+    args += ["--builds", "100", "--small", "20", "--log-lines", "2500", "--rounds", "1"]
+    args += ["--idle", "0"]
+    # its own process group: if it hangs, the masters it started end with it
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "scale.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=840)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    assert "load before:" in out and "load after:" in out
+    assert "## 20 builders, 2 workers" in out
+    rows = {}
+    for line in out.splitlines():
+        if line.startswith("| ") and not line.startswith(("| figure", "| request")):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    assert set(rows) == {
+        "cold start",
+        "warm start",
+        "idle RSS",
+        "builds newest 200",
+        "builds of a builder",
+        "build requests newest 50",
+        "changes newest 30",
+        "log: last 1000 lines",
+    }
+    for name, cells in rows.items():
+        # a figure for the small and the big history and their ratio (a time or a size for
+        # the start-up rows): every workload completed
+        numbers = [float(re.sub(r" (s|MiB)$", "", c)) for c in cells]
+        assert numbers and all(not math.isnan(x) and x > 0 for x in numbers), (name, cells)
