@@ -34,7 +34,7 @@ fi
 if [ ! -f "$stamp" ]; then
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev,ec2]'
+    .venv/bin/python -m pip install -q -e '.[dev,ec2,mysql]'
     # LibVirtWorker's bindings compile against the system's libvirt (.ci/run installs it)
     if pkg-config --exists libvirt 2>/dev/null; then
         .venv/bin/python -m pip install -q -e '.[libvirt]'
@@ -80,6 +80,11 @@ fi
 # write its other log chunk formats
 if ! "$BB_VENV/bin/python" -c 'import psycopg, lz4, zstandard, brotli' 2>/dev/null; then
     "$BB_VENV/bin/python" -m pip install -q 'psycopg[binary]' lz4 zstandard brotli
+fi
+# PyMySQL runs it on MariaDB (mysql+pymysql:// URLs), for the test that copies its database off
+# MySQL with copy-db
+if ! "$BB_VENV/bin/python" -c 'import pymysql' 2>/dev/null; then
+    "$BB_VENV/bin/python" -m pip install -q pymysql
 fi
 # the Docker SDK, which Buildbot's DockerLatentWorker needs: the side-by-side Docker test runs
 # stock Buildbot against the same engine stand-in as buildyard

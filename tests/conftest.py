@@ -12,6 +12,7 @@ import pytest
 from buildyard.master.db import migrate
 from buildyard.master.db.connector import Database
 from buildyard.testing.clock import FakeClock
+from buildyard.testing.mysql import MysqlServer, MysqlUnavailable
 from buildyard.testing.postgres import PostgresServer
 
 
@@ -48,6 +49,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> Iterator[MysqlServer]:
+    """A MariaDB server for the session (skipped where its binaries are missing: CI installs
+    Debian's mariadb-server, so there it runs)."""
+    try:
+        server = MysqlServer()
+    except MysqlUnavailable as exc:
+        pytest.skip(str(exc))
     try:
         server.start()
         yield server

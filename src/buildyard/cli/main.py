@@ -24,6 +24,8 @@ from buildyard.cli import sendchange, user
 from buildyard.common.pidfile import running_pid, signal_and_wait
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from buildyard.master.db.connector import Database
 
 LOGFILE = "buildyard.log"
@@ -206,24 +208,37 @@ def _say(quiet: bool) -> Callable[[str], None]:
     return say
 
 
+def _looks_like_url(text: str | None) -> bool:
+    return text is not None and "://" in text
+
+
 def cmd_copy_db(args: argparse.Namespace) -> int:
-    from buildyard.master.db.copy import same_database
+    from buildyard.master.db.copy import is_mysql, same_database
     from buildyard.master.db.engine import normalize_url
     from buildyard.master.db.errors import DbError
 
-    basedir = Path(args.basedir).resolve()
-    if not basedir.is_dir():
-        return _fail(f"{basedir} is not a master directory")
-    pid = _read_pid(basedir)
-    if pid is not None:
-        return _fail(f"the master in {basedir} is running (pid {pid}); stop it before copying")
-    config = _load(basedir, args.config)
-    if config is None:
-        return 1
-    source_url: str = config.db_url  # type: ignore[attr-defined]
+    by_url = _looks_like_url(args.basedir)
+    if by_url:
+        # copy-db SOURCE_URL DEST_URL: from a database named by its URL, no master directory
+        # (how a Buildbot database on MySQL is copied: its master.cfg does not load here)
+        source_url, dest_url = args.destination_url, args.basedir
+        basedir = Path.cwd()
+    else:
+        dest_url = args.destination_url
+        basedir = Path(args.basedir).resolve()
+        if not basedir.is_dir():
+            return _fail(f"{basedir} is not a master directory")
+        pid = _read_pid(basedir)
+        if pid is not None:
+            return _fail(f"the master in {basedir} is running (pid {pid}); stop it before copying")
+        config = _load(basedir, args.config)
+        if config is None:
+            return 1
+        source_url = config.db_url  # type: ignore[attr-defined]
+    mysql = is_mysql(source_url)
     try:
-        source = normalize_url(source_url, basedir=basedir)
-        dest = normalize_url(args.destination_url, basedir=basedir)
+        dest = normalize_url(dest_url, basedir=basedir)
+        source = None if mysql else normalize_url(source_url, basedir=basedir)
     except DbError as exc:
         return _fail(f"copy-db: {exc}")
     shown = dest.render_as_string(hide_password=True)
@@ -232,20 +247,21 @@ def cmd_copy_db(args: argparse.Namespace) -> int:
             f"copy-db: the destination {shown!r} names no database "
             "(sqlite:// is a throwaway database)"
         )
-    if same_database(source, dest):
+    if source is not None and same_database(source, dest):
         # (--overwrite would empty the source)
-        return _fail(f"copy-db: the destination {shown!r} is the master's own database")
+        which = "the source database" if by_url else "the master's own database"
+        return _fail(f"copy-db: the destination {shown!r} is {which}")
     say = _say(args.quiet)
-    say(
-        f"Copying database ({source.render_as_string(hide_password=True)}) to "
-        f"({dest.render_as_string(hide_password=True)})"
+    shown_source = (
+        _url_hidden(source_url) if source is None else source.render_as_string(hide_password=True)
     )
+    say(f"Copying database ({shown_source}) to ({shown})")
     try:
         asyncio.run(
             _copy_db(
                 basedir,
                 source_url,
-                args.destination_url,
+                dest_url,
                 overwrite=args.overwrite,
                 ignore_fk_error_rows=args.ignore_fk_error_rows,
                 say=say,
@@ -257,6 +273,71 @@ def cmd_copy_db(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _prepare_destination(
+    dst: Database, wanted: str, *, mysql: bool, overwrite: bool, say: Callable[[str], None]
+) -> dict[str, int]:
+    """Give an empty destination the schema at revision ``wanted``; refuse one at another
+    revision, or with rows (unless ``overwrite``). Its tables holding rows, with how many."""
+    from buildyard.master.db import copy, migrate
+    from buildyard.master.db.errors import DbError
+
+    revision = await migrate.current_revision(dst)
+    if revision is None:
+        say("creating the schema at the destination")
+        # refuses a database with tables but no revision
+        await migrate.upgrade(dst, target=None if wanted == migrate.head_revision() else wanted)
+    elif revision != wanted:
+        why = (
+            "a copy from Buildbot's MySQL fills an empty database at Buildbot 4.3's "
+            f"schema ({wanted!r}), then upgrades it"
+            if mysql
+            else f"the copy's is {wanted!r}"
+        )
+        raise DbError(
+            f"the destination is at schema revision {revision!r} ({why}): copy into an "
+            "empty database"
+        )
+    async with dst.reading() as conn:
+        filled = await copy.non_empty_tables(conn)
+    if filled and not overwrite:
+        some = ", ".join(f"{name} ({n} rows)" for name, n in list(filled.items())[:5])
+        raise DbError(
+            f"the destination is not empty: {some}; copy into an empty database, or give "
+            "--overwrite to delete its rows first"
+        )
+    return filled
+
+
+async def _mysql_source(source_url: str) -> AsyncEngine:
+    """The engine of a MySQL source, checked to be a Buildbot 4.3 database (DbError if not)."""
+    import sqlalchemy as sa
+
+    from buildyard.master.db import copy
+    from buildyard.master.db.errors import DbError
+
+    engine = copy.mysql_source(source_url)
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(copy.check_buildbot_source)
+    except (OSError, sa.exc.DBAPIError) as exc:
+        await engine.dispose()
+        raise DbError(f"cannot read the MySQL database {_url_hidden(source_url)}: {exc}") from exc
+    except DbError:
+        await engine.dispose()
+        raise
+    return engine
+
+
+def _url_hidden(db_url: str) -> str:
+    """``db_url`` with its password hidden."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(db_url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(not a database URL)"
+
+
 async def _copy_db(
     basedir: Path,
     source_url: str,
@@ -266,49 +347,57 @@ async def _copy_db(
     ignore_fk_error_rows: bool,
     say: Callable[[str], None],
 ) -> None:
+    import sqlalchemy as sa
+
     from buildyard.common.clock import SystemClock
-    from buildyard.master.db import copy, migrate
+    from buildyard.master.db import adopt, copy, migrate
     from buildyard.master.db.connector import Database
     from buildyard.master.db.errors import DbError
 
     clock = SystemClock()
-    src = Database(source_url, clock=clock, basedir=basedir)
+    mysql = copy.is_mysql(source_url)
+    src: Database | None = None
+    src_engine: AsyncEngine | None = None
     dst: Database | None = None
     try:
-        if not await migrate.is_current(src):
-            raise DbError(
-                "the master's database is not at this buildyard's schema: run "
-                f"'buildyard upgrade-master {basedir}' first"
-            )
+        if mysql:
+            # a Buildbot 4.3 database, read only: its tables are our revision 0001's, so the
+            # destination gets that revision, the rows, then the later revisions
+            src_engine = await _mysql_source(source_url)
+            wanted = adopt.ADOPTED_AS
+        else:
+            src = Database(source_url, clock=clock, basedir=basedir)
+            src_engine = src.engine
+            if not await migrate.is_current(src):
+                raise DbError(
+                    "the master's database is not at this buildyard's schema: run "
+                    f"'buildyard upgrade-master {basedir}' first"
+                )
+            wanted = migrate.head_revision()
         dst = Database(dest_url, clock=clock, basedir=basedir)
-        revision = await migrate.current_revision(dst)
-        if revision is None:
-            say("creating the schema at the destination")
-            await migrate.upgrade(dst)  # refuses a database with tables but no revision
-        elif revision != migrate.head_revision():
-            raise DbError(
-                f"the destination is at schema revision {revision!r}, not this buildyard's "
-                f"{migrate.head_revision()!r}: copy into an empty database"
-            )
-        async with dst.reading() as conn:
-            filled = await copy.non_empty_tables(conn)
-        if filled and not overwrite:
-            some = ", ".join(f"{name} ({n} rows)" for name, n in list(filled.items())[:5])
-            raise DbError(
-                f"the destination is not empty: {some}; copy into an empty database, or give "
-                "--overwrite to delete its rows first"
-            )
-        async with copy.snapshot(src.engine) as source, dst.transaction() as dest:
-            if filled:
-                say(f"deleting the destination's rows ({sum(filled.values())})")
-                await copy.empty_all(dest)
-            report = await copy.copy_rows(
-                source, dest, ignore_fk_error_rows=ignore_fk_error_rows, say=say
-            )
+        filled = await _prepare_destination(dst, wanted, mysql=mysql, overwrite=overwrite, say=say)
+        try:
+            async with copy.snapshot(src_engine) as source, dst.transaction() as dest:
+                if filled:
+                    say(f"deleting the destination's rows ({sum(filled.values())})")
+                    await copy.empty_all(dest)
+                report = await copy.copy_rows(
+                    source, dest, ignore_fk_error_rows=ignore_fk_error_rows, say=say
+                )
+        except (OSError, sa.exc.DBAPIError) as exc:
+            if not mysql:
+                raise
+            raise DbError(f"copying from the MySQL database failed: {exc}") from exc
         for name, n in report.skipped.items():
             say(f"left out {n} rows of {name} (their parent row is missing)")
+        if mysql:
+            say(f"bringing the copy from Buildbot 4.3's schema to {migrate.head_revision()!r}")
+            await migrate.upgrade(dst)
     finally:
-        await src.close()
+        if src is not None:
+            await src.close()
+        elif src_engine is not None:
+            await src_engine.dispose()
         if dst is not None:
             await dst.close()
 
@@ -749,10 +838,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("restart", cmd_restart, "stop, then start the master")
     p.add_argument("--clean", action="store_true", help="wait for running builds to finish")
     add("reconfig", cmd_reconfig, "re-read master.cfg in the running master (SIGHUP)", config=False)
-    text = "copy the master's database to another database (SQLite or PostgreSQL)"
+    text = (
+        "copy the master's database to another database (SQLite or PostgreSQL); "
+        "'copy-db SOURCE_URL DEST_URL' copies from a database URL instead, e.g. Buildbot's MySQL"
+    )
     p = sub.add_parser("copy-db", help=text, description=text)
     p.add_argument("destination_url", help="the database to copy to, e.g. postgresql://u@h/db")
-    p.add_argument("basedir", nargs="?", default=".", help="the master's directory (default: .)")
+    p.add_argument(
+        "basedir",
+        nargs="?",
+        default=".",
+        help="the master's directory (default: .); or, after a SOURCE_URL, the destination URL",
+    )
     p.add_argument(
         "--config", default=CONFIG, help="config file name in basedir (default: master.cfg)"
     )

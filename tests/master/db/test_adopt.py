@@ -420,4 +420,4 @@ def test_cli_names_mysql_and_the_way_off_it(tmp_path: Path) -> None:
     result = buildyard("upgrade-master", str(basedir))
     assert result.returncode == 1
     assert "backend 'mysql' is not supported" in result.stderr
-    assert "'buildbot copy-db URL'" in result.stderr
+    assert "'buildyard copy-db MYSQL_URL DEST_URL'" in result.stderr

@@ -1,4 +1,5 @@
-"""``buildyard copy-db``: copy every row of one database to another (SQLite <-> PostgreSQL).
+"""``buildyard copy-db``: copy every row of one database to another (SQLite <-> PostgreSQL, and
+from the MySQL/MariaDB database of a Buildbot 4.3 master).
 
 The destination gets the schema first (the migrations, as ``create-master`` makes it), then the
 tables are copied parents first, each in batches of :data:`BATCH_ROWS` rows read by key, so
@@ -14,6 +15,13 @@ is not part of it: a destination without tables gets them first, in transactions
 and keeps them (empty) when the copy then fails. The source is read in one snapshot (a read
 transaction; REPEATABLE READ on PostgreSQL).
 
+A MySQL source is a Buildbot 4.3 database, read only (:func:`mysql_source`, :func:`check_buildbot
+_source`): its tables are Buildbot 4.3's, which are buildyard's revision ``0001`` (see
+:mod:`.adopt`), so its rows go into a destination at that revision, which the caller then brings
+to the head. It is read through aiomysql (SQLAlchemy's ``mysql+aiomysql`` dialect), each
+connection set read-only at the server, and each table in one streamed query (MySQL has no row
+id to page the tables without a primary key by).
+
 The order and the deferred columns are worked out from :mod:`.schema`, so a table added there is
 copied without a change here.
 """
@@ -21,6 +29,7 @@ copied without a change here.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -28,13 +37,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from buildyard.master.db.errors import DbError
+from buildyard.master.db.errors import DbError, UnsupportedDatabase
 from buildyard.master.db.schema import metadata
 
 #: rows read and written at a time
 BATCH_ROWS = 2000
+#: differences from the schema named in a refusal
+_SHOWN_DIFFERENCES = 10
 #: a table this long reports its progress every few batches
 _PROGRESS_EVERY = 10
 
@@ -85,6 +96,84 @@ def _pg_addresses(url: sa.URL) -> set[str]:
         loopback = address.startswith("127.") or address == "::1"
         found.add(_LOCAL if loopback else address)
     return found or {host.lower()}
+
+
+MYSQL_BACKENDS = ("mysql", "mariadb")
+
+
+def is_mysql(db_url: str) -> bool:
+    """Whether ``db_url`` names a MySQL or MariaDB database (any driver suffix)."""
+    try:
+        return sa.engine.make_url(db_url).get_backend_name() in MYSQL_BACKENDS
+    except sa.exc.ArgumentError:
+        return False
+
+
+def mysql_source(db_url: str) -> AsyncEngine:
+    """An engine that reads the MySQL database at ``db_url`` (Buildbot's spelling: any
+    ``+driver`` suffix, ``mysql://`` included, is replaced by aiomysql), every connection
+    read-only and REPEATABLE READ, in utf8mb4 unless the URL names a charset."""
+    if importlib.util.find_spec("aiomysql") is None:
+        raise UnsupportedDatabase(
+            "reading a MySQL database needs the 'mysql' extra: pip install 'buildyard[mysql]'"
+        )
+    url = sa.engine.make_url(db_url).set(drivername="mysql+aiomysql")
+    if "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    engine = create_async_engine(url, isolation_level="REPEATABLE READ", pool_size=2)
+
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _read_only(dbapi_connection: Any, _record: Any) -> None:
+        # the server refuses any write in this session's transactions: the site's database
+        # cannot be changed by the copy, whatever happens
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+        cursor.close()
+
+    return engine
+
+
+def check_buildbot_source(conn: sa.Connection) -> None:
+    """Refuse (:class:`DbError`) a MySQL source that is not a Buildbot 4.3 database whose tables
+    have buildyard's columns; reads only."""
+    from buildyard.master.db import adopt
+
+    inspector = sa.inspect(conn)
+    tables = set(inspector.get_table_names())
+    revision = None
+    if "alembic_version" in tables:
+        row = conn.execute(sa.text("SELECT version_num FROM alembic_version")).first()
+        revision = None if row is None else str(row[0])
+    found = adopt.identify(conn, revision)
+    if found is None:
+        raise DbError(
+            "the MySQL database is not a Buildbot database (no Buildbot schema revision in "
+            f"alembic_version: {revision!r}); copy-db copies a Buildbot 4.3 database from MySQL"
+        )
+    if found.revision != adopt.ADOPTABLE:
+        raise DbError(
+            f"the MySQL database was made by {found.describe()}; copy-db copies the databases "
+            f"of Buildbot 4.3 (revision {adopt.ADOPTABLE!r}) from MySQL: upgrade it with "
+            "Buildbot 4.3.0's 'buildbot upgrade-master' first, or copy it with Buildbot's own "
+            "'buildbot copy-db' and run 'buildyard upgrade-master' on the copy"
+        )
+    missing = sorted(t.name for t in metadata.sorted_tables if t.name not in tables)
+    differences = [f"missing tables: {', '.join(missing)}"] if missing else []
+    for table in metadata.sorted_tables:
+        if table.name not in tables:
+            continue
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        want = {c.name for c in table.columns}
+        differences += [f"{table.name}.{c} is missing" for c in sorted(want - have)]
+        differences += [f"{table.name}.{c} is not Buildbot's" for c in sorted(have - want)]
+    if differences:
+        shown = differences[:_SHOWN_DIFFERENCES]
+        more = len(differences) - len(shown)
+        raise DbError(
+            f"the MySQL database was made by {found.describe()} but its tables differ from "
+            f"that schema ({'; '.join(shown)}{f'; and {more} more' if more else ''}); "
+            "refusing to copy it"
+        )
 
 
 @dataclass(frozen=True)
@@ -156,6 +245,17 @@ async def _batches(
     conn: AsyncConnection, table: sa.Table, backend: str, columns: Sequence[str]
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """The rows of ``table`` (only ``columns``), a batch at a time, in key order."""
+    if backend == "mysql":
+        # one streamed query (a server-side cursor): the connection serves nothing else until
+        # it is read to the end, which copy_rows does before its next read
+        stmt = sa.select(*(table.c[c] for c in columns))
+        pk = _single_pk(table)
+        if pk is not None:
+            stmt = stmt.order_by(pk)
+        result = await conn.stream(stmt.execution_options(yield_per=BATCH_ROWS))
+        async for part in result.partitions(BATCH_ROWS):
+            yield [{c: row._mapping[c] for c in columns} for row in part]
+        return
     key = _row_key(table, backend)
     physical = _single_pk(table) is None
     last: Any = None

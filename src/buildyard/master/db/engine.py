@@ -2,7 +2,8 @@
 
 * ``db_url`` takes Buildbot's spellings: ``sqlite:///state.sqlite`` (relative to the master's
   directory), ``sqlite://`` (in memory), ``postgresql://user@host/db`` (any ``+driver`` suffix is
-  replaced by asyncpg). MySQL is not supported.
+  replaced by asyncpg). MySQL is not supported (``copy-db`` reads a Buildbot 4.3 database
+  there: :mod:`.copy`).
 * SQLite runs in WAL mode with foreign keys on. Write transactions start with ``BEGIN
   IMMEDIATE`` so two writers queue on the busy timeout instead of failing on a lock upgrade;
   read transactions start with a plain ``BEGIN`` and see a consistent snapshot.
@@ -47,9 +48,9 @@ def normalize_url(db_url: str, *, basedir: Path | None = None) -> sa.URL:
     if backend in ("postgresql", "postgres"):
         return url.set(drivername="postgresql+asyncpg")
     way_on = (
-        " (to move a Buildbot database off MySQL, copy it with Buildbot 4.3.0's "
-        "'buildbot copy-db URL' to an SQLite or PostgreSQL URL, point c['db'] there and run "
-        "'buildyard upgrade-master')"
+        " (to move a Buildbot 4.3 database off MySQL, copy it with "
+        "'buildyard copy-db MYSQL_URL DEST_URL' to an SQLite or PostgreSQL URL (the 'mysql' "
+        "extra: pip install 'buildyard[mysql]') and point c['db'] there)"
         if backend in ("mysql", "mariadb")
         else ""
     )

@@ -150,7 +150,9 @@ def _check_known(conn: sa.Connection, current: str | None, script: ScriptDirecto
         ) from exc
 
 
-def _upgrade_sync(conn: sa.Connection, *, adopt_buildbot: bool) -> tuple[str | None, str]:
+def _upgrade_sync(
+    conn: sa.Connection, *, adopt_buildbot: bool, target: str | None
+) -> tuple[str | None, str]:
     from alembic import command
     from alembic.script import ScriptDirectory
 
@@ -160,7 +162,7 @@ def _upgrade_sync(conn: sa.Connection, *, adopt_buildbot: bool) -> tuple[str | N
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
     cfg = alembic_config()
     script = ScriptDirectory.from_config(cfg)
-    head = _head(script)
+    head = target or _head(script)
     before = _current(conn)
     buildbot = adopt.identify(conn, before)
     if buildbot is not None:
@@ -177,15 +179,17 @@ def _upgrade_sync(conn: sa.Connection, *, adopt_buildbot: bool) -> tuple[str | N
         _check_known(conn, before, script)
     if before != head:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, head)
     return before, head
 
 
-async def upgrade(db: Database, *, adopt_buildbot: bool = False) -> bool:
+async def upgrade(db: Database, *, adopt_buildbot: bool = False, target: str | None = None) -> bool:
     """Bring the schema to the head revision; True if anything changed, False if already there.
 
     ``adopt_buildbot``: a Buildbot 4.3 database is adopted (see :mod:`.adopt`), in the same
     transaction as the migrations that follow; without it a Buildbot database is refused.
+    ``target``: a revision to stop at instead of the head (``copy-db`` fills a database at
+    Buildbot 4.3's tables, :data:`.adopt.ADOPTED_AS`, before the later revisions run).
     Raises :class:`DbError` for a database with tables but no revision, a revision this code does
     not know, a Buildbot database it cannot adopt, or a failure while migrating (the transaction
     is then rolled back).
@@ -195,7 +199,7 @@ async def upgrade(db: Database, *, adopt_buildbot: bool = False) -> bool:
     try:
         async with db.transaction() as conn:
             before, head = await conn.run_sync(
-                functools.partial(_upgrade_sync, adopt_buildbot=adopt_buildbot)
+                functools.partial(_upgrade_sync, adopt_buildbot=adopt_buildbot, target=target)
             )
     except (sa.exc.SQLAlchemyError, CommandError) as exc:
         raise DbError(f"schema upgrade of the {db.backend} database failed: {exc}") from exc
