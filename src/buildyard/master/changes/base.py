@@ -83,9 +83,12 @@ class ChangeSource(ConfiguredService[Any]):
             clock=self.ctx.clock,
             interval=self.claim_interval,
             refused=lambda: log.info("changesource_held_elsewhere", changesource=self.name),
+            held=self._held,
         )
-        self.active = True
         await self.activate()
+
+    def _held(self) -> None:
+        self.active = True  # claimed: a stop from now on releases it
 
     async def activate(self) -> None:
         """This master runs the change source now: start its work (in tasks of its own)."""

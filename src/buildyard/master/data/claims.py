@@ -18,13 +18,16 @@ async def claim_until_held(
     clock: Clock,
     interval: float,
     refused: Callable[[], None],
+    held: Callable[[], None],
 ) -> None:
-    """Return once ``claim()`` succeeded; ``refused()`` after each refusal. Without ``mq``,
-    only every ``interval``."""
+    """Return once ``claim()`` succeeded; ``refused()`` after each refusal, ``held()`` at once
+    after the success (before anything else is awaited: a stop that comes while this returns
+    must know the claim is held, to release it). Without ``mq``, only every ``interval``."""
     if mq is None:
         while not await claim():
             refused()
             await clock.sleep(interval)
+        held()
         return
     wake = asyncio.Event()
 
@@ -38,6 +41,7 @@ async def claim_until_held(
             while True:
                 wake.clear()
                 if await claim():
+                    held()
                     return
                 refused()
                 waits = [

@@ -77,9 +77,12 @@ class Scheduler(ConfiguredService[Any]):
             clock=self.ctx.clock,
             interval=self.claim_interval,
             refused=lambda: log.info("scheduler_held_elsewhere", scheduler=self.name),
+            held=self._held,
         )
-        self.active = True
         await self.activate()
+
+    def _held(self) -> None:
+        self.active = True  # claimed: a stop from now on releases it
 
     async def activate(self) -> None:
         """This master runs the scheduler now: start its work (in tasks of its own)."""
