@@ -205,9 +205,11 @@ def _wait_for(done: Callable[[], bool], master: Master, timeout: float, what: st
         time.sleep(0.05)
 
 
-def start_master(
-    kind: str, worker_kind: str, root: Path, big_lines: int, *, quiet_buildbot: bool
-) -> Master:
+def start_idle_master(
+    kind: str, root: Path, big_lines: int, *, quiet_buildbot: bool
+) -> tuple[Master, tuple[int, int]]:
+    """A master of ``kind`` started from :data:`CONFIG`, with no worker running yet; the ports
+    its workers are to connect to (PB, msgpack)."""
     basedir = root / "master"
     worker_port, www_port, pb_port = free_port(), free_port(), free_port()
     env = {
@@ -250,6 +252,20 @@ def start_master(
             300,
             "start",
         )
+    except BaseException:
+        master.stop()
+        raise
+    return master, (pb_port, worker_port)
+
+
+def start_master(
+    kind: str, worker_kind: str, root: Path, big_lines: int, *, quiet_buildbot: bool
+) -> Master:
+    """A master of ``kind`` with its :data:`WORKERS` workers of ``worker_kind`` connected."""
+    master, (pb_port, worker_port) = start_idle_master(
+        kind, root, big_lines, quiet_buildbot=quiet_buildbot
+    )
+    try:
         to = pb_port if worker_kind == STOCK_PB else worker_port
         for i in range(WORKERS):
             master.workers.append(start_worker(worker_kind, root / f"w{i}", to, f"w{i}", "pw"))

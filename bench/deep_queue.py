@@ -30,7 +30,6 @@ import asyncio
 import dataclasses
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,19 +39,14 @@ import aiohttp
 
 # builds.py's master.cfg, its Master, force and builder_ids: the same masters as that bench
 from builds import (
-    BUILDBOT_TAC_LOOPBACK,
-    BUILDBOT_TAC_QUIET,
     COMBINATIONS,
-    CONFIG,
     WORKERS,
     Master,
-    _wait_for,
     builder_ids,
     force,
+    start_idle_master,
 )
 
-from buildyard.testing.postgres import free_port
-from buildyard.testing.stock import buildbot_venv
 from buildyard.testing.workers import STOCK_PB, start_worker
 
 SLICES = 10
@@ -95,59 +89,6 @@ class Drain:
         return rates
 
 
-def start_idle_master(
-    kind: str, root: Path, *, quiet_buildbot: bool
-) -> tuple[Master, tuple[int, int]]:
-    """A master of ``kind`` with no worker running (builds.py's start, less its workers); the
-    ports the workers are to connect to (PB, msgpack)."""
-    basedir = root / "master"
-    worker_port, www_port, pb_port = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "BENCH_WORKER_PORT": str(worker_port),
-        "BENCH_PB_PORT": str(pb_port),
-        "BENCH_WWW_PORT": str(www_port),
-        "BENCH_BIG_LINES": "1",
-        "BENCH_WORKERS": str(WORKERS),
-    }
-    if kind == "buildbot":
-        buildbot = str(buildbot_venv() / "bin" / "buildbot")
-        create = [buildbot, "create-master", "-q", str(basedir)]
-        start = [buildbot, "start", "--nodaemon", str(basedir)]
-        log, marker = basedir / "twistd.log", "BuildMaster is running"
-    else:
-        module = [sys.executable, "-m", "buildyard.cli.main"]
-        create = [*module, "create-master", "-q", str(basedir)]
-        start = [*module, "start", "--nodaemon", str(basedir)]
-        log, marker = basedir / "out.log", "master_started"
-    subprocess.run(create, check=True, capture_output=True, timeout=300, env=env)
-    (basedir / "master.cfg").write_text(CONFIG)
-    if kind == "buildbot":
-        with (basedir / "buildbot.tac").open("a") as tac:
-            tac.write(BUILDBOT_TAC_LOOPBACK + (BUILDBOT_TAC_QUIET if quiet_buildbot else ""))
-    with (basedir / "out.log").open("ab") as out:
-        proc = subprocess.Popen(
-            start,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
-    master = Master(kind, basedir, proc, log, f"http://127.0.0.1:{www_port}/api/v2")
-    try:
-        _wait_for(
-            lambda: log.exists() and marker in log.read_text(errors="replace"),
-            master,
-            300,
-            "start",
-        )
-    except BaseException:
-        master.stop()
-        raise
-    return master, (pb_port, worker_port)
-
-
 async def force_many(
     master: Master, http: aiohttp.ClientSession, count: int, in_flight: int, within: float
 ) -> int:
@@ -174,7 +115,7 @@ async def measure(
 ) -> Drain:
     load0 = os.getloadavg()[0]
     master, (pb_port, worker_port) = await asyncio.to_thread(
-        start_idle_master, kind, root, quiet_buildbot=args.quiet_buildbot
+        start_idle_master, kind, root, 1, quiet_buildbot=args.quiet_buildbot
     )
     poll = args.poll_ms / 1000
     try:
