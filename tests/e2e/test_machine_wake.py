@@ -17,17 +17,16 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
-import json
 import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from buildyard.testing.latent import alive, api
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, ended_at_exit, wait_for
 from buildyard.testing.stock import buildbot_venv
@@ -97,27 +96,8 @@ c['buildbotNetUsageData'] = None
 """
 
 
-def _api(www: int, path: str, body: object = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{www}/api/v2/{path}",
-        data=data,
-        headers={"Accept": "application/json", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
 def _dead(pid: int) -> bool:
-    return not _alive(pid)
+    return not alive(pid)
 
 
 def _side(kind: str, root: Path) -> dict[str, Any]:
@@ -162,7 +142,7 @@ def _side(kind: str, root: Path) -> dict[str, Any]:
         return "".join(p.read_text(errors="replace") for p in paths if p.exists())[-4000:]
 
     def pids() -> list[int]:
-        return [int(p[-1]) for p in lines() if _alive(int(p[-1]))]
+        return [int(p[-1]) for p in lines() if alive(int(p[-1]))]
 
     master: subprocess.Popen[bytes] | None = None
     try:
@@ -181,10 +161,10 @@ def _side(kind: str, root: Path) -> dict[str, Any]:
             def force() -> bool:
                 assert running.poll() is None, log()
                 with contextlib.suppress(OSError, ValueError, KeyError):
-                    (builder,) = _api(www, "builders?name=hello")["builders"]
+                    (builder,) = api(www, "builders?name=hello")["builders"]
                     rpc = {"jsonrpc": "2.0", "method": "force", "id": 1}
                     rpc["params"] = {"builderid": builder["builderid"]}
-                    return "result" in _api(www, "forceschedulers/force", rpc)
+                    return "result" in api(www, "forceschedulers/force", rpc)
                 return False
 
             got: dict[str, Any] = {"builds": [], "forced_at": [], "shell_started_at": []}
@@ -195,14 +175,14 @@ def _side(kind: str, root: Path) -> dict[str, Any]:
                 assert wait_for(force, timeout=180, interval=0.5), log()
 
                 def finished(count: int = count) -> bool:
-                    builds = _api(www, "builds")["builds"]
+                    builds = api(www, "builds")["builds"]
                     return len(builds) == count and all(b["complete"] for b in builds)
 
                 assert wait_for(finished, timeout=180, interval=0.2), log()
-                build = _api(www, "builds")["builds"][-1]
-                steps = _api(www, f"builds/{build['buildid']}/steps")["steps"]
+                build = api(www, "builds")["builds"][-1]
+                steps = api(www, f"builds/{build['buildid']}/steps")["steps"]
                 (shell,) = [st for st in steps if st["name"] == "shell"]
-                props = _api(www, f"builds/{build['buildid']}/properties")["properties"][0]
+                props = api(www, f"builds/{build['buildid']}/properties")["properties"][0]
                 build["machine_name"] = props.get("machine_name")
                 got["builds"].append(build)
                 got["shell_started_at"].append(shell["started_at"])
