@@ -36,6 +36,8 @@ from typing import Any
 
 from aiohttp import web
 
+from buildyard.testing.instances import serve_until_stopped
+
 _VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/)")
 
 
@@ -344,14 +346,7 @@ async def _serve(args: argparse.Namespace) -> None:
     await runner.setup()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(args.socket)
-    await web.UnixSite(runner, args.socket).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"ready {time.time()}", flush=True)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_until_stopped(runner, web.UnixSite(runner, args.socket))
 
 
 def main() -> None:

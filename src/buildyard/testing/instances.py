@@ -1,7 +1,8 @@
 """What the cloud stand-ins (:mod:`~buildyard.testing.kube_api`,
 :mod:`~buildyard.testing.openstack_cloud`) run as an instance: a real process, in a directory
 of its own, with the instance's environment, in its own session so that ending it ends what it
-started."""
+started; and how every engine stand-in (these and :mod:`~buildyard.testing.docker_engine`)
+serves until it is told to stop (:func:`serve_until_stopped`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from aiohttp import web
 
 
 class InstanceProcess:
@@ -53,3 +57,16 @@ class InstanceProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
+
+
+async def serve_until_stopped(runner: web.AppRunner, site: web.BaseSite) -> None:
+    """Serve ``site`` (of the set-up ``runner``) until SIGTERM or SIGINT; ``ready <time>`` on
+    stdout once it accepts connections (what the tests wait for)."""
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"ready {time.time()}", flush=True)
+    await stop.wait()
+    await runner.cleanup()

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import ssl
 import time
 import uuid
@@ -36,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from buildyard.testing.instances import InstanceProcess
+from buildyard.testing.instances import InstanceProcess, serve_until_stopped
 
 
 def _now() -> str:
@@ -280,14 +279,9 @@ async def _serve(args: argparse.Namespace) -> None:
             context.verify_mode = ssl.CERT_REQUIRED
     runner = web.AppRunner(kube.app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port, ssl_context=context).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"ready {time.time()}", flush=True)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_until_stopped(
+        runner, web.TCPSite(runner, "127.0.0.1", args.port, ssl_context=context)
+    )
 
 
 def main() -> None:

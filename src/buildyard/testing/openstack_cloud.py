@@ -34,7 +34,6 @@ import contextlib
 import json
 import re
 import secrets
-import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -43,7 +42,7 @@ from typing import Any
 
 from aiohttp import web
 
-from buildyard.testing.instances import InstanceProcess
+from buildyard.testing.instances import InstanceProcess, serve_until_stopped
 
 REGION = "RegionOne"
 PROJECT = web.RequestKey("project", str)
@@ -395,14 +394,7 @@ async def _serve(args: argparse.Namespace) -> None:
     cloud = FakeCloud(Path(args.state), users, images, args.flavor)
     runner = web.AppRunner(cloud.app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"ready {time.time()}", flush=True)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_until_stopped(runner, web.TCPSite(runner, "127.0.0.1", args.port))
 
 
 def main() -> None:
