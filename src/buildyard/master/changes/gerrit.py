@@ -47,8 +47,13 @@ import structlog
 
 from buildyard.common.errors import config_error
 from buildyard.master.changes.base import ChangeSource, ChangeSourceConfig, ChangeSourceContext
-from buildyard.master.changes.gitpoller import _SecretsOnly
-from buildyard.master.model.properties import Properties, RenderError, is_renderable, render
+from buildyard.master.model.properties import (
+    Properties,
+    RenderError,
+    SecretsOnly,
+    is_renderable,
+    render,
+)
 
 __all__ = [
     "GerritChangeSource",
@@ -328,7 +333,7 @@ class _EventsService(ChangeSource):
         if value is None:
             return None
         props = Properties()
-        props.build = _SecretsOnly(self.ctx.secret)
+        props.build = SecretsOnly(self.ctx.secret)
         return await render(value, props)
 
 

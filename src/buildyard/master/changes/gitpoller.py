@@ -39,7 +39,7 @@ import random
 import shutil
 import tempfile
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -51,7 +51,13 @@ from buildyard.common.errors import BuildyardError, config_error
 from buildyard.master.changes.base import ChangeSource, ChangeSourceConfig, ChangeSourceContext
 from buildyard.master.model.gitcredentials import GitCredentialOptions, with_user_password
 from buildyard.master.model.projectconfig import Codebase
-from buildyard.master.model.properties import Properties, RenderError, is_renderable, render
+from buildyard.master.model.properties import (
+    Properties,
+    RenderError,
+    SecretsOnly,
+    is_renderable,
+    render,
+)
 
 __all__ = ["GitError", "GitPoller", "GitPollerService"]
 
@@ -192,23 +198,6 @@ def _git_credentials(value: Any) -> GitCredentialOptions | None:
         return value
     config_error(f"{_LABEL}: git_credentials must be a util.GitCredentialOptions")
     return None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _SecretsOnly:
-    """What rendering a poller's settings may use: secrets, and nothing of a build."""
-
-    lookup: Callable[[str], Awaitable[str | None]] | None
-
-    def sourcestamp(self, codebase: str) -> Mapping[str, Any] | None:
-        return None
-
-    @property
-    def worker_info(self) -> Mapping[str, Any]:
-        return {}
-
-    async def secret(self, name: str) -> str | None:
-        return None if self.lookup is None else await self.lookup(name)
 
 
 class GitPoller(ChangeSourceConfig):
@@ -905,7 +894,7 @@ class GitPollerService(ChangeSource):
             yield _GitAuth()
             return
         props = Properties()
-        props.build = _SecretsOnly(self.ctx.secret)
+        props.build = SecretsOnly(self.ctx.secret)
         try:
             ssh = await render(
                 (config.ssh_private_key, config.ssh_host_key, config.ssh_known_hosts), props

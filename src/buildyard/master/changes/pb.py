@@ -26,11 +26,11 @@ import structlog
 from buildyard.common.errors import config_error
 from buildyard.common.ports import Listen, parse_port
 from buildyard.master.changes.base import ChangeSource, ChangeSourceConfig, ChangeSourceContext
-from buildyard.master.changes.gitpoller import _SecretsOnly
 from buildyard.master.model.properties import (
     Properties,
     PropertyValue,
     RenderError,
+    SecretsOnly,
     is_renderable,
     render,
 )
@@ -132,7 +132,7 @@ class PBChangeSourceService(ChangeSource):
             raise RuntimeError(f"{_LABEL} {self.name!r}: this master serves no PB")
         config = self.config
         props = Properties()
-        props.build = _SecretsOnly(self.ctx.secret)
+        props.build = SecretsOnly(self.ctx.secret)
         try:
             password = await render(config.passwd, props)
         except RenderError as exc:

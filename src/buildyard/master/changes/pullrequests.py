@@ -37,9 +37,14 @@ import structlog
 from buildyard.common.errors import config_error
 from buildyard.common.httpclient import HttpClient, HttpError, Response, host_of
 from buildyard.master.changes.base import ChangeSource, ChangeSourceConfig, ChangeSourceContext
-from buildyard.master.changes.gitpoller import _SecretsOnly
 from buildyard.master.changes.hooks.base import PullRequestProperties, change_arguments
-from buildyard.master.model.properties import Properties, RenderError, is_renderable, render
+from buildyard.master.model.properties import (
+    Properties,
+    RenderError,
+    SecretsOnly,
+    is_renderable,
+    render,
+)
 
 __all__ = [
     "BitbucketPullrequestPoller",
@@ -406,7 +411,7 @@ class PullRequestPollerService(ChangeSource):
 
     async def _render(self, value: Any) -> Any:
         props = Properties()
-        props.build = _SecretsOnly(self.ctx.secret)
+        props.build = SecretsOnly(self.ctx.secret)
         return await render(value, props)
 
     async def _get(self, path: str, *, expect_json: bool = True) -> tuple[Any, Response]:

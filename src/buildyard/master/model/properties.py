@@ -23,10 +23,11 @@ gives an object whose truth value is whether the two are the same configuration.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import operator
 import re
-from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, KeysView, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
 from buildyard.common.awaitables import deferred_compatible, resolve
@@ -45,6 +46,7 @@ __all__ = [
     "Renderable",
     "Secret",
     "SecretNotFound",
+    "SecretsOnly",
     "Transform",
     "WithProperties",
     "is_renderable",
@@ -88,6 +90,24 @@ class RenderContext(Protocol):
     async def secret(self, name: str) -> str | None:
         """The value of secret ``name`` from the configured providers, or None if unknown."""
         ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SecretsOnly:
+    """A :class:`RenderContext` outside any build (a change source's, a hook's, a web login's,
+    a machine action's settings): the master's secrets through ``lookup``, nothing else."""
+
+    lookup: Callable[[str], Awaitable[str | None]] | None
+
+    def sourcestamp(self, codebase: str) -> Mapping[str, Any] | None:
+        return None
+
+    @property
+    def worker_info(self) -> Mapping[str, Any]:
+        return {}
+
+    async def secret(self, name: str) -> str | None:
+        return None if self.lookup is None else await self.lookup(name)
 
 
 class Renderable(Protocol):

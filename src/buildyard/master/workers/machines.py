@@ -41,7 +41,7 @@ import structlog
 from buildyard.common.awaitables import resolve
 from buildyard.common.config_object import ConfigObject
 from buildyard.common.errors import config_error
-from buildyard.master.model.properties import Properties
+from buildyard.master.model.properties import Properties, SecretsOnly
 from buildyard.master.secrets.redaction import Redactor
 
 log = structlog.get_logger(__name__)
@@ -81,27 +81,6 @@ class States(enum.Enum):
     STOPPING = 3
 
 
-class _SecretContext:
-    """What rendering an action's arguments offers: the master's secrets only."""
-
-    def __init__(self, lookup: SecretLookup | None, redactor: Redactor) -> None:
-        self._lookup = lookup
-        self._redactor = redactor
-
-    def sourcestamp(self, codebase: str) -> None:
-        return None
-
-    @property
-    def worker_info(self) -> dict[str, Any]:
-        return {}
-
-    async def secret(self, name: str) -> str | None:
-        value = None if self._lookup is None else await self._lookup(name)
-        if value is not None:
-            self._redactor.add(str(value), name)
-        return value
-
-
 class Machine(ConfigObject):
     """A host named ``name`` that workers name in their ``machine_name``."""
 
@@ -120,9 +99,17 @@ class Machine(ConfigObject):
         """``values`` with their secrets (``util.Secret``, ``util.Interpolate('%(secret:..)s')``)
         rendered: one value gives that value, several a tuple (Buildbot's ``renderSecrets``)."""
         props = Properties()
-        props.build = _SecretContext(self.secret_lookup, self.redactor)
+        props.build = SecretsOnly(self._redacted_lookup)
         rendered = [await props.render(v) for v in values]
         return rendered[0] if len(rendered) == 1 else tuple(rendered)
+
+    async def _redacted_lookup(self, name: str) -> str | None:
+        """The master's secret ``name``; its value is hidden from then on in what this
+        machine's actions log."""
+        value = None if self.secret_lookup is None else await self.secret_lookup(name)
+        if value is not None:
+            self.redactor.add(str(value), name)
+        return value
 
     @property
     def is_latent(self) -> bool:

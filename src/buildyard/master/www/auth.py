@@ -43,7 +43,13 @@ from buildyard.common.config_object import ConfigObject, is_placeholder
 from buildyard.common.connections import BODY_TIMEOUT
 from buildyard.common.errors import config_error
 from buildyard.master.data.api import DataAPI
-from buildyard.master.model.properties import Properties, RenderError, is_renderable, render
+from buildyard.master.model.properties import (
+    Properties,
+    RenderError,
+    SecretsOnly,
+    is_renderable,
+    render,
+)
 from buildyard.master.www import htpasswd
 from buildyard.master.www.authz import Authz, Forbidden, Target
 from buildyard.master.www.webhooks import is_webhook_path
@@ -241,7 +247,7 @@ class UserPasswordAuth(CustomAuth):
         """A password given as a secret, looked up in the secret providers at each login;
         None, logged, when it cannot be."""
         props = Properties()
-        props.build = _SecretLookup(getattr(self, "_secret_lookup", None))
+        props.build = SecretsOnly(getattr(self, "_secret_lookup", None))
         try:
             value = await render(renderable, props)
         except RenderError as exc:
@@ -265,23 +271,6 @@ class UserPasswordAuth(CustomAuth):
             hmac.compare_digest(given, given)  # about as long as for a known user
             return False
         return hmac.compare_digest(expected, given)
-
-
-class _SecretLookup:
-    """What rendering a web user's password may use: the master's secrets, nothing of a build."""
-
-    def __init__(self, lookup: Callable[[str], Awaitable[str | None]] | None) -> None:
-        self.lookup = lookup
-
-    def sourcestamp(self, codebase: str) -> Mapping[str, Any] | None:
-        return None
-
-    @property
-    def worker_info(self) -> Mapping[str, Any]:
-        return {}
-
-    async def secret(self, name: str) -> str | None:
-        return None if self.lookup is None else await self.lookup(name)
 
 
 class HTPasswdAuth(CustomAuth):

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from buildyard.common import awaitables
 from buildyard.master.changes.hooks.request import HookError, HookRequest
-from buildyard.master.model.properties import Properties, is_renderable, render
+from buildyard.master.model.properties import Properties, SecretsOnly, is_renderable, render
 
 # What getChanges gives: the changes (dicts of addChange keywords) and their "src" ("git", ...)
 Changes = tuple[list[dict[str, Any]], str | None]
@@ -51,23 +51,6 @@ class NoContext:
 
     def pollers(self) -> Mapping[str, Pollable]:
         return {}
-
-
-class _RenderContext:
-    """Rendering outside a build: only secrets are there."""
-
-    def __init__(self, context: HookContext) -> None:
-        self._context = context
-
-    def sourcestamp(self, codebase: str) -> Mapping[str, Any] | None:
-        return None
-
-    @property
-    def worker_info(self) -> Mapping[str, Any]:
-        return {}
-
-    async def secret(self, name: str) -> str | None:
-        return await self._context.secret(name)
 
 
 def field(payload: Any, *path: str | int) -> Any:
@@ -128,7 +111,7 @@ class BaseHookHandler:
         props = Properties()
         for name, prop in properties.items():
             props.set_property(name, prop, "change_hook")
-        props.build = _RenderContext(self.context)
+        props.build = SecretsOnly(self.context.secret)
         return await render(value, props)
 
     async def getChanges(self, request: HookRequest) -> Changes:
