@@ -89,9 +89,16 @@ def test_stock_worker_connects_is_set_up_and_is_noticed_when_killed(tmp_path: Pa
         assert (good / "info" / "admin").read_text().strip() in str(info["admin"])
         # the connect sequence ran commands on the worker: listdir, then mkdir of the builder dir
         assert wait_for((good / "first_build").is_dir, timeout=30)
+        # the intruder may reach the master before or after the good worker: wait for its refusal
+        assert wait_for(
+            lambda: any(
+                r in (master / "out.log").read_text()
+                for r in ("reason='wrong password'", "reason=wrong password")
+            ),
+            timeout=60,
+        ), (master / "out.log").read_text()[-3000:] + (intruder / "out.log").read_text()[-3000:]
         log = (master / "out.log").read_text()
         assert "worker_attached" in log
-        assert "reason='wrong password'" in log or "reason=wrong password" in log
         assert "worker=w1" in log
         assert proc.poll() is None  # the refused intruder disturbed nothing
 
