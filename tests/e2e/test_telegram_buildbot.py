@@ -315,6 +315,9 @@ async def _webhook_session(kind: str, root: Path) -> dict[str, Any]:
                 within=120,
             )
             sign_on = [(c.method, c.body) for c in api.calls]
+            hook = dict(sign_on)["setWebhook"]
+            # ours also gives Telegram a secret to send back (Buildbot sets none)
+            headers = {"X-Telegram-Bot-Api-Secret-Token": hook.pop("secret_token", "")}
             # Telegram posts the update to the address given (ci.example is not this machine:
             # the same path on the master's web server)
             path = "/telegram" + TOKEN
@@ -326,10 +329,15 @@ async def _webhook_session(kind: str, root: Path) -> dict[str, Any]:
             mark = len(api.calls)
             async with aiohttp.ClientSession() as http:
                 url = rest.removesuffix("/api/v2") + path
-                async with http.post(url, json=update) as resp:
+                async with http.post(url, json=update, headers=headers) as resp:
                     status = resp.status
                 answer = await _wait_sent(api, mark, 2)
-    return {"sign_on": sign_on, "status": status, "answer": answer}
+    return {
+        "sign_on": sign_on,
+        "status": status,
+        "answer": answer,
+        "secret": headers["X-Telegram-Bot-Api-Secret-Token"],
+    }
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -346,6 +354,7 @@ async def test_telegram_webhook_mode_like_buildbot(both_webhooks: dict[str, Any]
     assert [m for m, _ in ours["sign_on"]] == ["getMe", "setMyCommands", "setWebhook"]
     assert sorted(map(repr, ours["sign_on"])) == sorted(map(repr, theirs["sign_on"]))
     hook = dict(ours["sign_on"])["setWebhook"]
+    assert ours["secret"] and not theirs["secret"]
     assert hook == {"url": "http://ci.example/telegram" + TOKEN, "certificate": CERTIFICATE}
     assert ours["status"] == theirs["status"] == 202
     assert ours["answer"] == theirs["answer"]

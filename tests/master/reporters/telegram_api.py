@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -119,6 +120,15 @@ class FakeTelegram:
                 {"ok": False, "error_code": 400, "description": "Bad Request: bad webhook"},
                 status=400,
             )
+        if method == "setWebhook" and "secret_token" in body:
+            secret = body["secret_token"]
+            if not isinstance(secret, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+                # the Bot API: 1-256 characters, only A-Z, a-z, 0-9, _ and -
+                return web.json_response(
+                    {"ok": False, "error_code": 400,
+                     "description": "Bad Request: secret token contains unallowed characters"},
+                    status=400,
+                )  # fmt: skip
         if method in ("answerCallbackQuery", "setMyCommands", "deleteWebhook", "setChatMenuButton",
                       "setWebhook",
                       "editMessageReplyMarkup", "editMessageText", "deleteMessage"):  # fmt: skip

@@ -337,30 +337,60 @@ c['services'] = [reporters.TelegramBot(
                 await api.wait_for(lambda: any(c.method == "setWebhook" for c in api.calls))
                 [hook] = [c.body for c in api.calls if c.method == "setWebhook"]
                 url = f"http://127.0.0.1:{www_port}/telegram{TOKEN}"
+                secret = hook.pop("secret_token")
                 assert hook == {"url": url, "certificate": cert.read_bytes()}
+                # a random secret Telegram sends back in a header (Buildbot sets none)
+                assert len(secret) >= 32 and TOKEN not in secret
+                signed = {"X-Telegram-Bot-Api-Secret-Token": secret}
                 methods = [c.method for c in api.calls]
                 assert methods == ["getMe", "setMyCommands", "setWebhook"]
 
                 # not JSON, or another path: refused, the path never echoed
-                async with http.post(url, data="hi", headers={"Content-Type": "text/plain"}) as r:
+                async with http.post(
+                    url, data="hi", headers={"Content-Type": "text/plain", **signed}
+                ) as r:
                     assert r.status == 415
-                async with http.post(url + "x", json={"update_id": 1}) as r:
+                async with http.post(url + "x", json={"update_id": 1}, headers=signed) as r:
                     assert r.status == 404 and TOKEN not in await r.text()
-
+                # the right path without the secret, or with another: refused before reading
                 mark = len(api.calls)
+                getid = {
+                    "update_id": 4,
+                    "message": {"message_id": 1, "from": ALICE, "chat": GROUP, "date": 0,
+                                "text": "/getid@yard_bot"},
+                }  # fmt: skip
+                async with http.post(url, json=getid) as r:
+                    assert r.status == 403
+                wrong = {"X-Telegram-Bot-Api-Secret-Token": secret[:-1] + "!"}
+                async with http.post(url, json=getid, headers=wrong) as r:
+                    assert r.status == 403
+
                 update = {
                     "update_id": 5,
                     "message": {"message_id": 1, "from": ALICE, "chat": GROUP, "date": 0,
                                 "text": "/getid@yard_bot"},
                 }  # fmt: skip
-                async with http.post(url, json=update) as r:
+                async with http.post(url, json=update, headers=signed) as r:
                     assert r.status == 202
                 mine, group = await api.wait_sent(2, start=mark)
                 assert mine["text"] == "Alice, your ID is `42`."
                 assert group["text"] == "This group ID is `-1001`."
+                # Telegram re-sends an update it thinks was lost: answered once; the next
+                # one (a new id) is answered, and so after the re-sent one
+                async with http.post(url, json=update, headers=signed) as r:
+                    assert r.status == 202
+                nxt = {**update, "update_id": 6}
+                async with http.post(url, json=nxt, headers=signed) as r:
+                    assert r.status == 202
+                await api.wait_sent(4, start=mark)
+                # 2 answers to 5, 2 to 6; none to 5 again, none to the refused 4
+                assert len(api.sent(mark)) == 4
                 assert "getUpdates" not in [c.method for c in api.calls]
-    assert TOKEN not in repr(logs)
+    assert TOKEN not in repr(logs) and secret not in repr(logs)
     assert any(e["event"] == "telegram_webhook_set" for e in logs)
+    refused = [e["why"] for e in logs if e["event"] == "webhook_refused"]
+    assert "X-Telegram-Bot-Api-Secret-Token missing" in refused
+    assert "wrong X-Telegram-Bot-Api-Secret-Token" in refused
 
 
 @pytest.mark.parametrize(

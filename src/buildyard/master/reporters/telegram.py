@@ -9,7 +9,10 @@ Requests are ``POST https://api.telegram.org/bot<token>/<method>`` with a JSON b
 ``editMessageReplyMarkup`` to take a used keyboard away.
 
 With ``useWebhook=True`` there is no polling: the bot serves ``<buildbotURL>telegram<token>``
-on the master's web server and tells Telegram so with ``setWebhook``, as Buildbot does.
+on the master's web server and tells Telegram so with ``setWebhook``, as Buildbot does. Beyond
+Buildbot, it also gives Telegram a random ``secret_token`` (new at each start) and refuses
+requests that do not carry it, and it answers an update that comes twice (Telegram re-sends
+those it thinks were not received) only once.
 
 The token is part of every request's address (and of the webhook's): it is never logged (errors
 name the method only, and any text echoing the token has it replaced).
@@ -22,7 +25,9 @@ import datetime
 import io
 import json
 import random
+import secrets
 import shlex
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -844,6 +849,12 @@ class TelegramPollingBot(ChatBot):
             self.session = None
 
 
+#: the header in which Telegram sends a webhook's ``secret_token``
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+#: how many answered update ids a webhook bot remembers
+RECENT_UPDATES = 1000
+
+
 class TelegramWebhookBot(TelegramPollingBot):
     """Telegram sends the updates to the master's web server (``useWebhook=True``): the bot
     serves ``<buildbotURL>telegram<token>`` and registers that address with ``setWebhook``
@@ -855,6 +866,10 @@ class TelegramWebhookBot(TelegramPollingBot):
         super().__init__(service, **kwargs)
         self.certificate = certificate
         self.updates: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
+        #: what Telegram must send in :data:`SECRET_HEADER` (1-256 of A-Z a-z 0-9 _ -)
+        self.secret_token = secrets.token_urlsafe(32)
+        #: the last :data:`RECENT_UPDATES` update ids answered, to answer a re-sent one once
+        self.recent: OrderedDict[int, None] = OrderedDict()
 
     @property
     def path(self) -> str:
@@ -871,13 +886,37 @@ class TelegramWebhookBot(TelegramPollingBot):
                 reporter=self.service.name,
                 why="useWebhook=True: c['www'] has no port, Telegram cannot reach the bot",
             )
-        remove = webhooks.add(self.path, self.service.name, self.updates.put)
+        remove = webhooks.add(
+            self.path,
+            self.service.name,
+            self.updates.put,
+            secret_header=(SECRET_HEADER, self.secret_token),
+        )
         try:
             await self.set_webhook()
             while True:
-                await self.handle_update(await self.updates.get())
+                update = await self.updates.get()
+                if self.seen_before(update):
+                    self.log("telegram_update_ignored", why="already answered",
+                             update_id=update["update_id"])  # fmt: skip
+                    continue
+                await self.handle_update(update)
         finally:
             remove()
+
+    def seen_before(self, update: Any) -> bool:
+        """Whether ``update``'s id was among the last ones taken (and remember it if not).
+        Telegram's ids grow, but restart at random after a week without updates: a set of the
+        recent ones, not the highest, tells a re-sent update."""
+        if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+            return False
+        update_id = update["update_id"]
+        if update_id in self.recent:
+            return True
+        self.recent[update_id] = None
+        if len(self.recent) > RECENT_UPDATES:
+            self.recent.popitem(last=False)
+        return False
 
     async def set_webhook(self) -> None:
         """Register the webhook's address (until Telegram accepts it)."""
@@ -888,9 +927,11 @@ class TelegramWebhookBot(TelegramPollingBot):
             if self.certificate is not None:
                 form = aiohttp.FormData()
                 form.add_field("url", url)
+                form.add_field("secret_token", self.secret_token)
                 form.add_field("certificate", self.certificate, filename="certificate")
+            body = None if form else {"url": url, "secret_token": self.secret_token}
             try:
-                await self.request("setWebhook", None if form else {"url": url}, form=form)
+                await self.request("setWebhook", body, form=form)
             except TelegramError as exc:
                 log.error(
                     "telegram_request_failed",

@@ -9,11 +9,14 @@ it. A body that is not JSON (``Content-Type: application/json``, at most :data:`
 bytes) is refused (400, 415 or 413) before the service sees it; one taken is answered 202
 (the service may answer it later). GET is taken like POST, as
 Buildbot does. These routes are outside ``c['www']['auth']``: the secret path is their
-authentication, as in Buildbot.
+authentication, as in Buildbot. A service may also name a header that must carry a secret it
+chose (Telegram's ``X-Telegram-Bot-Api-Secret-Token``, which Buildbot does not use): a request
+without it is refused (403) before its body is read.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,14 +42,22 @@ class Webhooks:
     """The registered webhook paths; one for the web service's life (kept across reconfigs)."""
 
     def __init__(self) -> None:
-        self._handlers: dict[str, tuple[str, Handler]] = {}
+        self._handlers: dict[str, tuple[str, Handler, tuple[str, str] | None]] = {}
 
-    def add(self, segment: str, owner: str, handler: Handler) -> Callable[[], None]:
-        """Serve ``/<segment>`` with ``handler`` (``owner`` names it in logs); returns the
-        function that stops serving it."""
+    def add(
+        self,
+        segment: str,
+        owner: str,
+        handler: Handler,
+        *,
+        secret_header: tuple[str, str] | None = None,
+    ) -> Callable[[], None]:
+        """Serve ``/<segment>`` with ``handler`` (``owner`` names it in logs); with
+        ``secret_header`` (a header's name and value), only requests carrying that header with
+        that value. Returns the function that stops serving it."""
         if not segment.startswith(PREFIXES) or "/" in segment:
             raise ValueError(f"{owner}: a webhook path starts with one of {PREFIXES}")
-        entry = (owner, handler)
+        entry = (owner, handler, secret_header)
         self._handlers[segment] = entry
 
         def remove() -> None:
@@ -62,7 +73,17 @@ class Webhooks:
         found = self._handlers.get(request.match_info["segment"])
         if found is None:
             return _answer(404, "not found")
-        owner, handler = found
+        owner, handler, secret_header = found
+        if secret_header is not None:
+            name, expected = secret_header
+            given = request.headers.get(name, "")
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                log.warning(
+                    "webhook_refused",
+                    service=owner,
+                    why=f"{name} missing" if not given else f"wrong {name}",
+                )
+                return _answer(403, "forbidden")
         content_type = request.headers.get("Content-Type", "")
         if not content_type.startswith("application/json"):
             log.warning("webhook_refused", service=owner, why="not JSON", content_type=content_type)
