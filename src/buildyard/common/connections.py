@@ -127,7 +127,7 @@ def raise_open_file_limit() -> tuple[int, int]:
     return hard, hard
 
 
-class _Throttled:
+class Throttled:
     """One log line per ``interval`` for an event that may repeat thousands of times a second:
     the first occurrence is logged at once, later ones as a count with the next line due."""
 
@@ -147,7 +147,7 @@ class _Throttled:
 
 
 _guards: weakref.WeakSet[ConnectionGuard] = weakref.WeakSet()
-_accept_failures = _Throttled("accept_failed")
+_accept_failures = Throttled("accept_failed")
 # asyncio tries every queued accept again (and fails again) before the closed files are free:
 # shed once per its retry delay, not once per failure
 _SHED_INTERVAL = 1.0
@@ -225,7 +225,7 @@ class ConnectionGuard:
         self._pending: collections.OrderedDict[_Connection, None] = collections.OrderedDict()
         self._by_transport: dict[asyncio.BaseTransport, _Connection] = {}
         self._closed_counts: collections.Counter[str] = collections.Counter()
-        self._closings = _Throttled("connections_closed")
+        self._closings = Throttled("connections_closed")
         _guards.add(self)
 
     def configure(self, limits: ConnectionLimits) -> None:

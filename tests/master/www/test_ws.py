@@ -293,6 +293,51 @@ async def test_frames_that_would_cost_the_master_dearly_are_refused(
         await eventually(lambda: _subscriptions(running) == before, within=10)
 
 
+async def test_sockets_and_streams_over_the_limit_are_refused_and_the_rest_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most MAX_STREAMS sockets and /sse streams at once: one more is a 503 before any
+    upgrade (one log line for many), the open ones keep their events, REST keeps answering,
+    and a closed socket frees its place."""
+    monkeypatch.setattr(events, "MAX_STREAMS", 2)
+    async with aiohttp.ClientSession() as http, running_master(tmp_path, BODY) as running:
+        base = f"http://127.0.0.1:{running.master.www.port}"
+        first, second = await http.ws_connect(base + "/ws"), await http.ws_connect(base + "/ws")
+        reply = await _command(first, cmd="startConsuming", path="builds/*/*", _id=1)
+        assert reply["code"] == 200, reply
+        with capture_logs() as logged:
+            for _ in range(3):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(base + "/ws")
+                assert refused.value.status == 503
+            async with http.get(base + "/sse/listen") as sse:
+                assert sse.status == 503
+                assert "at most 2" in await sse.text()
+                assert sse.headers["Retry-After"] == "30"
+        lines = [e for e in logged if e["event"] == "event_stream_refused"]
+        assert len(lines) == 1 and lines[0]["kind"] == "ws", logged
+        # the open socket still gets its events, and REST answers
+        running.master.mq.produce(("builds", "7", "new"), {"buildid": 7})
+        event = await _receive(first)
+        assert event == {"k": "builds/7/new", "m": {"buildid": 7}}
+        async with http.get(base + "/api/v2/builders") as rest:
+            assert rest.status == 200
+        # a socket closed: its place is free again
+        await second.close()
+        third, statuses = None, []
+        for _ in range(100):  # the server sees the close a moment later
+            try:
+                third = await http.ws_connect(base + "/ws")
+                break
+            except aiohttp.WSServerHandshakeError as exc:
+                statuses.append(exc.status)
+                await asyncio.sleep(0.1)
+        assert third is not None and set(statuses) <= {503}, statuses
+        assert (await _command(third, cmd="ping", _id=2))["code"] == 200
+        await third.close()
+        await first.close()
+
+
 async def test_a_client_that_stops_reading_is_dropped_and_its_subscription_freed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

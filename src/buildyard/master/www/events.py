@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from buildyard.common.connections import Throttled
 from buildyard.master.mq.base import Body, Key, MessageQueue, Pattern, Subscription
 
 log = structlog.get_logger(__name__)
@@ -44,6 +45,7 @@ log = structlog.get_logger(__name__)
 MQ: web.AppKey[MessageQueue] = web.AppKey("mq")
 _SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("ws_sockets")
 _STREAMS: web.AppKey[dict[str, _Stream]] = web.AppKey("sse_streams")
+_REFUSALS: web.AppKey[Throttled] = web.AppKey("stream_refusals")
 
 # how long a closing socket waits for the client's close frame, and a stopping server for a
 # socket or stream to end before it drops the connection
@@ -58,6 +60,12 @@ SSE_WRITE_TIMEOUT = 60.0
 # Buildbot's UI follows a few dozen), and the largest /ws frame a client may send (commands
 # are a few hundred bytes; aiohttp's default would buffer 4 MiB per socket)
 MAX_SUBSCRIPTIONS = 1000
+# the sockets and streams open at once on one web server (each holds a connection, a file
+# descriptor and a task; Buildbot has no limit): a client beyond it gets 503 before any upgrade,
+# so a flood of idle sockets cannot take the descriptors the workers and the database need
+MAX_STREAMS = 2000
+# a refused stream is logged at most once in this many seconds (with the count since)
+REFUSAL_LOG_INTERVAL = 60.0
 MAX_WS_FRAME = 64 * 1024
 
 
@@ -191,7 +199,25 @@ def _ws_json(message: dict[str, Any]) -> str:
     return json.dumps(message, default=_json_default, separators=(",", ":"))
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+def _open_streams(app: web.Application) -> int:
+    return len(app[_SOCKETS]) + len(app[_STREAMS])
+
+
+def _refuse_stream(request: web.Request, kind: str) -> web.Response:
+    """503 for a socket or stream over :data:`MAX_STREAMS`, logged at most once a minute."""
+    request.app[_REFUSALS].note(
+        kind=kind, why=f"{MAX_STREAMS} sockets and streams open already", peer=request.remote
+    )
+    return web.Response(
+        status=503,
+        text=f"too many open event streams (at most {MAX_STREAMS})",
+        headers={"Retry-After": "30"},
+    )
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    if _open_streams(request.app) >= MAX_STREAMS:
+        return _refuse_stream(request, "ws")
     ws = web.WebSocketResponse(
         heartbeat=WS_HEARTBEAT, timeout=CLOSE_TIMEOUT, max_msg_size=MAX_WS_FRAME
     )
@@ -298,6 +324,8 @@ async def sse(request: web.Request) -> web.StreamResponse:
 
 
 async def _listen(request: web.Request, path: str, follow: bool) -> web.StreamResponse:
+    if _open_streams(request.app) >= MAX_STREAMS:
+        return _refuse_stream(request, "sse")
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
@@ -364,6 +392,7 @@ def setup(app: web.Application, mq: MessageQueue) -> None:
     app[MQ] = mq
     app[_SOCKETS] = set()
     app[_STREAMS] = {}
+    app[_REFUSALS] = Throttled("event_stream_refused", interval=REFUSAL_LOG_INTERVAL)
     app.on_shutdown.append(_close_all)
     app.add_routes(
         [web.get("/ws", websocket), web.get("/sse", sse), web.get("/sse/{tail:.*}", sse)]
