@@ -63,13 +63,13 @@ class Index:
 
 
 def _predicate(text: object) -> str | None:
-    """A partial index's predicate in one spelling: PostgreSQL reflects it in parentheses."""
+    """A partial index's predicate in one spelling."""
     if text is None:
         return None
-    spelled = " ".join(str(text).split()).upper()
-    while spelled.startswith("(") and spelled.endswith(")"):
-        spelled = spelled[1:-1]
-    return spelled
+    # PostgreSQL also casts (``(type)::text <> 'd'::text``) and spells != as <>; the
+    # predicates here are simple, so their parentheses go too
+    spelled = re.sub(r"::(character varying|[a-z]+)", "", str(text)).replace("<>", "!=")
+    return " ".join(spelled.replace("(", "").replace(")", "").split()).upper()
 
 
 @dataclass(frozen=True, slots=True)

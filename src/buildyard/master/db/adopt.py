@@ -15,7 +15,8 @@ Buildbot's object names and keys). Adopting such a database is therefore:
 3. running buildyard's later revisions, as for any database of ours.
 
 The comparison in step 1 is with ``schema.py``'s metadata without what buildyard's later
-revisions added to the schema (:data:`LATER_INDEXES`: ``0003``'s index of running builds;
+revisions added to the schema (:data:`LATER_INDEXES`: ``0003``'s indexes of running builds
+and kept logs;
 ``0002`` changes data only), which is revision ``0001``'s tables; step 3 then adds them. A
 revision that changes the schema must be listed there (``tests/e2e/test_adopt_buildbot.py`` and
 ``tests/master/db/test_adopt.py`` adopt real Buildbot databases and fail otherwise).
@@ -86,7 +87,7 @@ _ADDED_KEY_COLUMNS: dict[tuple[str, str], tuple[str, str]] = {
 #: Buildbot 4.3 has none of them, so a database is compared with the metadata without them
 #: before it is adopted (and brought to Buildbot 4.3's tables without making them), and gets
 #: them from those revisions afterwards
-LATER_INDEXES = frozenset({("builds", "builds_running_masterid")})
+LATER_INDEXES = frozenset({("builds", "builds_running_masterid"), ("logs", "logs_kept")})
 #: the differences that an older Buildbot schema may have from 4.3's, all of them additions
 _ADDITIONS = frozenset({"add_table", "add_column", "add_index", "add_fk"})
 

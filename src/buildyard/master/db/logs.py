@@ -407,10 +407,15 @@ class LogsRepository(Repository):
         ``batch`` logs at a time, each batch in its own transaction (unless ``conn`` is
         given): marking a log deleted and removing its chunks happen together, so a log is
         never left half gone, and several masters doing it at once only find less to do."""
-        old_steps = sa.select(t.steps.c.id).where(t.steps.c.started_at < older_than)
+        # the logs not yet deleted, in id order through the partial index logs_kept (which
+        # holds only those: the literal 'd' lets both planners match its predicate), each with
+        # its step by primary key; not every step older than the horizon (the whole history)
+        # through steps_started_at
+        kept = _l.c.type != sa.literal(LogType.DELETED.value, literal_execute=True)
         pick = (
             sa.select(_l.c.id)
-            .where(_l.c.stepid.in_(old_steps), _l.c.type != LogType.DELETED.value)
+            .join(t.steps, t.steps.c.id == _l.c.stepid)
+            .where(kept, t.steps.c.started_at < older_than)
             .order_by(_l.c.id)
             .limit(batch)
         )

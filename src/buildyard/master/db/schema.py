@@ -379,6 +379,13 @@ logs = sa.Table(
     sa.Column("num_lines", sa.Integer, nullable=False),
     sa.Column("type", sa.String(1), nullable=False),
     sa.Index("logs_slug", "stepid", "slug", unique=True),
+    # buildyard's own (revision 0003): the logs whose lines are kept, which the janitor reads
+    sa.Index(
+        "logs_kept",
+        "id",
+        sqlite_where=sa.text("type != 'd'"),
+        postgresql_where=sa.text("type != 'd'"),
+    ),
 )
 
 logchunks = sa.Table(
