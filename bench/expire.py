@@ -21,6 +21,10 @@ time until it says it is running is read from ``/proc`` (wall time too); *histor
 is what the silent master's history costs a start. After the runs, the database says whether
 S's running builds were finished (they must be, on both systems).
 
+buildyard's cleanup is also timed alone (CPU of the process, median of ``--rounds``, at least
+3): the same call the start made, on the same databases afterwards, in a process of its own.
+Buildbot's runs inside its master only, so it has the start's figures.
+
 ``--also-src DIR`` adds a run of buildyard from another source tree (e.g. the code before a
 change), on a database made by that tree's own ``create-master``.
 
@@ -35,6 +39,7 @@ import hashlib
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -277,6 +282,80 @@ def finished_running(db_path: Path, masterid: int) -> tuple[int, int]:
     return int(open_), int(retried)
 
 
+_CLEANUP = """
+import asyncio, statistics, sys, time
+from buildyard.master.db.connector import Database
+from buildyard.testing.clock import FakeClock
+
+async def main(path, masterid, repeats):
+    db = Database(f"sqlite:///{path}", clock=FakeClock())
+    took = []
+    try:
+        for _ in range(repeats):
+            t0 = time.process_time()
+            async with db.transaction() as conn:
+                await db.masters.deactivation_cleanup(masterid, conn=conn)
+            took.append(time.process_time() - t0)
+    finally:
+        await db.close()
+    print(statistics.median(took))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+def cleanup_seconds(db_path: Path, masterid: int, src: str | None, repeats: int) -> float:
+    """buildyard's cleanup of the (already expired) silent master alone, in a process of the
+    given source tree: the median CPU seconds of ``repeats`` runs. It finds what it found at
+    the start, less the builds that start finished: the same rows are read."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CLEANUP, str(db_path), str(masterid), str(repeats)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=_env(src),
+    ).stdout
+    return float(out.split()[-1])
+
+
+def report(
+    args: argparse.Namespace,
+    runs: list[tuple[str, str, str | None]],
+    results: dict[tuple[str, str], list[tuple[float, float]]],
+    masters: dict[tuple[str, str], tuple[Path, int]],
+    cleanup: dict[tuple[str, str], float],
+) -> None:
+    print()
+    print(
+        "| system | CPU to start, history | baseline | history - baseline | wall, history |"
+        " baseline | running builds finished |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for label, _system, _src in runs:
+        hist, base = results[label, "history"], results[label, "baseline"]
+        cpu_h = statistics.median(c for _, c in hist)
+        cpu_b = statistics.median(c for _, c in base)
+        wall_h = statistics.median(w for w, _ in hist)
+        wall_b = statistics.median(w for w, _ in base)
+        basedir, sid = masters[label, "history"]
+        open_, retried = finished_running(basedir / "state.sqlite", sid)
+        print(
+            f"| {label} | {cpu_h:.2f} s | {cpu_b:.2f} s | {cpu_h - cpu_b:+.2f} s "
+            f"| {wall_h:.2f} s | {wall_b:.2f} s | {retried} of {args.running}"
+            f"{f' ({open_} still open)' if open_ else ''} |"
+        )
+    if cleanup:
+        print()
+        print("| system | cleanup alone, CPU, history | baseline | history/baseline |")
+        print("|---|---|---|---|")
+        for label, system, _src in runs:
+            if system != "buildyard":
+                continue
+            h, b = cleanup[label, "history"], cleanup[label, "baseline"]
+            ratio = f"{h / b:.1f}" if b > 0 else "-"
+            print(f"| {label} | {h * 1000:.1f} ms | {b * 1000:.1f} ms | {ratio} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--builds", type=int, default=100_000)
@@ -315,26 +394,18 @@ def main(argv: list[str] | None = None) -> int:
                 label = key[0]
                 system, src = next((s, p) for lb, s, p in runs if lb == label)
                 results.setdefault(key, []).append(start(system, masters[key][0], src))
+        # the cleanup alone, buildyard's: in-process CPU of the query work
+        cleanup: dict[tuple[str, str], float] = {}
+        for label, system, src in runs:
+            if system != "buildyard":
+                continue
+            for variant in ("history", "baseline"):
+                basedir, sid = masters[label, variant]
+                cleanup[label, variant] = cleanup_seconds(
+                    basedir / "state.sqlite", sid, src, max(3, args.rounds)
+                )
         print(f"load after: {load()}")
-        print()
-        print(
-            "| system | CPU to start, history | baseline | history - baseline | wall, history |"
-            " baseline | running builds finished |"
-        )
-        print("|---|---|---|---|---|---|---|")
-        for label, _system, _src in runs:
-            hist, base = results[label, "history"], results[label, "baseline"]
-            cpu_h = statistics.median(c for _, c in hist)
-            cpu_b = statistics.median(c for _, c in base)
-            wall_h = statistics.median(w for w, _ in hist)
-            wall_b = statistics.median(w for w, _ in base)
-            basedir, sid = masters[label, "history"]
-            open_, retried = finished_running(basedir / "state.sqlite", sid)
-            print(
-                f"| {label} | {cpu_h:.2f} s | {cpu_b:.2f} s | {cpu_h - cpu_b:+.2f} s "
-                f"| {wall_h:.2f} s | {wall_b:.2f} s | {retried} of {args.running}"
-                f"{f' ({open_} still open)' if open_ else ''} |"
-            )
+        report(args, runs, results, masters, cleanup)
     return 0
 
 
