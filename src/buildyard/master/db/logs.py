@@ -437,19 +437,20 @@ class LogsRepository(Repository):
                 break
         # logs already marked deleted whose chunks stayed (left by another program, e.g. in an
         # adopted Buildbot database, or by an interrupted run of it): their chunks go too
+        # read from the chunks (which only kept logs, and these, have) to their log by key, not
+        # from every log marked deleted (the history)
         leftovers = (
-            sa.select(_l.c.id)
-            .where(
-                _l.c.type == LogType.DELETED.value,
-                sa.exists().where(_lc.c.logid == _l.c.id),
-            )
-            .order_by(_l.c.id)
+            sa.select(_lc.c.logid)
+            .distinct()
+            .join(_l, _l.c.id == _lc.c.logid)
+            .where(_l.c.type == LogType.DELETED.value)
+            .order_by(_lc.c.logid)
             .limit(batch)
         )
         after = 0
         while True:
             async with self._write(conn) as c:
-                ids = list((await c.execute(leftovers.where(_l.c.id > after))).scalars())
+                ids = list((await c.execute(leftovers.where(_lc.c.logid > after))).scalars())
                 if ids:
                     after = ids[-1]
                     gone = await c.execute(_lc.delete().where(_lc.c.logid.in_(ids)))
