@@ -61,3 +61,35 @@ def test_scale_benchmark_runs_and_prints_its_tables() -> None:
         # the start-up rows): every workload completed
         numbers = [float(re.sub(r" (s|MiB)$", "", c)) for c in cells]
         assert numbers and all(not math.isnan(x) and x > 0 for x in numbers), (name, cells)
+
+
+# four master starts on small databases: seconds on a quiet machine
+@pytest.mark.timeout(600)
+def test_expire_benchmark_runs_and_the_silent_masters_builds_are_finished() -> None:
+    """bench/expire.py with a small history: both databases are made and started, and the
+    table says the silent master's running builds were finished (RETRY) by the start."""
+    args = ["--only", "buildyard", "--builds", "200", "--running", "2", "--rounds", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "expire.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=540)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    assert "load before:" in out and "load after:" in out
+    # the starts' table, then the cleanup's alone
+    rows = [line for line in out.splitlines() if line.startswith("| buildyard |")]
+    assert len(rows) == 2, out
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[-1] == "2 of 2", cells
+    cpu_history, cpu_baseline = (float(c.removesuffix(" s")) for c in cells[1:3])
+    assert cpu_history > 0 and cpu_baseline > 0, cells
+    cells = [c.strip() for c in rows[1].strip("|").split("|")]
+    assert all(c.endswith(" ms") and float(c.removesuffix(" ms")) >= 0 for c in cells[1:3]), cells

@@ -76,10 +76,23 @@ async def test_buildbot_43_is_refused_unless_adopting_then_adopted(buildbot_db: 
         await migrate.upgrade(buildbot_db)
     assert await migrate.current_revision(buildbot_db) == "067"
 
+    # Buildbot 4.3 has no index of running builds: adopted at 0001's tables, then given it
+    assert "builds_running_masterid" not in [
+        i[1] for i in _sql(buildbot_db, "PRAGMA index_list(builds)")
+    ]
     assert await migrate.upgrade(buildbot_db, adopt_buildbot=True) is True
     assert await migrate.current_revision(buildbot_db) == migrate.head_revision()
     assert await migrate.identify_buildbot(buildbot_db) is None
     assert await migrate.upgrade(buildbot_db, adopt_buildbot=True) is False
+    # its tables are now exactly ours, the index that buildyard's revisions add included
+    async with buildbot_db.transaction() as conn:
+        left = await conn.run_sync(
+            lambda c: adopt.remaining_differences(c, t.metadata, migrate.compare_options())
+        )
+    assert left == []
+    assert "builds_running_masterid" in [
+        i[1] for i in _sql(buildbot_db, "PRAGMA index_list(builds)")
+    ]
 
 
 async def test_an_unknown_buildbot_revision_is_refused_by_name(buildbot_db: Database) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from buildyard.master.db import schema as t
 from buildyard.master.db.base import inserted_id
 from buildyard.master.db.connector import Database
 from buildyard.master.db.hashes import name_hash
+from buildyard.master.db.masters import LOST_BUILD_STATE
 from buildyard.master.db.query import Filter, Op, QueryOptions
 from buildyard.testing.clock import FakeClock
+from tests.master.db import _rows
 
 
 async def test_find_master_id_adds_new_master_inactive(
@@ -186,3 +190,148 @@ async def test_in_memory_database_isolates_concurrent_transactions(clock: FakeCl
         assert len(set(ids)) == 3
     finally:
         await db.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The cleanup of a master with a long history: what it finishes, and how it finds it
+
+
+async def _fill_history(database: Database, *, finished: int) -> dict[str, Any]:
+    """Master A with ``finished`` finished builds (each with its complete buildset, request and
+    A's claim), two running builds, and one finished build whose request is complete but whose
+    buildset is not (A died between the two); master B with one running build. Ids are
+    explicit, in one transaction of bulk inserts."""
+    a = await _rows.add_master(database, "host:/srv/a")
+    b = await _rows.add_master(database, "host:/srv/b")
+    builderid = await _rows.add_builder(database)
+    workerid = await _rows.add_worker(database)
+    # (id, master, buildset complete, request complete, build finished)
+    rows = [(i, a, 1, 1, True) for i in range(1, finished + 1)]
+    n = finished
+    rows += [(n + 1, a, 0, 0, False), (n + 2, a, 0, 0, False)]  # running on A
+    rows += [(n + 3, a, 0, 1, True)]  # built, its buildset left open
+    rows += [(n + 4, b, 0, 0, False)]  # running on B
+    async with database.transaction() as c:
+        await c.execute(
+            t.buildsets.insert(),
+            [
+                {"id": i, "submitted_at": 0, "complete": bs, "results": -1}
+                for i, _, bs, _, _ in rows
+            ],
+        )
+        await c.execute(
+            t.buildrequests.insert(),
+            [
+                {
+                    "id": i,
+                    "buildsetid": i,
+                    "builderid": builderid,
+                    "submitted_at": 0,
+                    "complete": br,
+                    "results": 0 if br else -1,
+                }
+                for i, _, _, br, _ in rows
+            ],
+        )
+        await c.execute(
+            t.buildrequest_claims.insert(),
+            [{"brid": i, "masterid": m, "claimed_at": 0} for i, m, _, _, _ in rows],
+        )
+        await c.execute(
+            t.builds.insert(),
+            [
+                {
+                    "id": i,
+                    "number": i,
+                    "builderid": builderid,
+                    "buildrequestid": i,
+                    "workerid": workerid,
+                    "masterid": m,
+                    "started_at": 0,
+                    "complete_at": 10 if done else None,
+                    "locks_duration_s": 0,
+                    "state_string": "done" if done else "building",
+                    "results": 0 if done else None,
+                }
+                for i, m, _, _, done in rows
+            ],
+        )
+    return {"a": a, "b": b, "builderid": builderid, "n": n}
+
+
+async def test_cleanup_of_a_master_with_a_long_history_finishes_exactly_its_running_builds(
+    database: Database,
+) -> None:
+    h = await _fill_history(database, finished=500)
+    a, n, builderid = h["a"], h["n"], h["builderid"]
+    cleanup = await database.masters.deactivation_cleanup(a)
+    assert cleanup.builds == ((n + 1, builderid, n + 1), (n + 2, builderid, n + 2))
+    assert cleanup.unclaimed == ((n + 1, builderid, n + 1), (n + 2, builderid, n + 2))
+    assert cleanup.completed == ()
+    # the open buildsets with a request A claimed: both running ones, and the one left open
+    assert cleanup.buildsets == (n + 1, n + 2, n + 3)
+    async with database.reading() as c:
+        lost = (
+            await c.execute(
+                sa.select(t.builds.c.id)
+                .where(t.builds.c.state_string == LOST_BUILD_STATE)
+                .order_by(t.builds.c.id)
+            )
+        ).scalars()
+        assert list(lost) == [n + 1, n + 2]
+        running = (
+            await c.execute(sa.select(t.builds.c.id).where(t.builds.c.complete_at.is_(None)))
+        ).scalars()
+        assert list(running) == [n + 4]  # B's
+        # A's claims on complete requests stay (they say who built them); B's claim too
+        claims = (
+            await c.execute(sa.select(sa.func.count()).select_from(t.buildrequest_claims))
+        ).scalar_one()
+        assert claims == n + 2
+
+
+_OPEN_WORK_TABLES = ("builds", "buildrequests", "buildrequest_claims", "buildsets")
+
+
+async def test_cleanup_reads_a_long_history_through_indexes_of_the_open_work(
+    database: Database,
+) -> None:
+    """Every statement of the cleanup, explained on the database: the running builds come from
+    the partial index builds_running_masterid (not builds_masterid, which holds every build the
+    master ran), the claims from the incomplete requests and buildsets (not the master's claims
+    by masterid, kept after completion), and no statement scans a table of the history."""
+    h = await _fill_history(database, finished=5000)
+    postgres = database.backend == "postgresql"
+    if postgres:  # the planner's statistics, as autovacuum would have them on a real database
+        async with database.transaction() as c:
+            await c.execute(sa.text("ANALYZE"))
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
+            statements.append((statement, parameters))
+
+    engine = database.engine.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        cleanup = await database.masters.deactivation_cleanup(h["a"])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert len(cleanup.builds) == 2
+    plans: dict[str, str] = {}
+    async with database.reading() as c:
+        for statement, parameters in statements:
+            explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+            rows = await c.exec_driver_sql(explain + statement, parameters)
+            plans[" ".join(statement.split())] = "\n".join(str(r[-1]) for r in rows)
+    running = [p for s, p in plans.items() if "builds.complete_at IS NULL" in s]
+    assert len(running) == 1 and "builds_running_masterid" in running[0], running
+    everything = "\n".join(plans.values())
+    assert "ix_buildrequest_claims_masterid" not in everything, plans
+    for table in _OPEN_WORK_TABLES:
+        for line in everything.splitlines():
+            if postgres:
+                scans = f"Seq Scan on {table} " in f"{line} "
+            else:  # "SCAN t" or "SCAN t USING [COVERING] INDEX i": every row of t, or of i
+                scans = f"{line.strip()} ".startswith(f"SCAN {table} ")
+            assert not scans, (table, plans)

@@ -59,6 +59,17 @@ class Index:
     name: str
     columns: tuple[str, ...]
     unique: bool
+    where: str | None = None  # a partial index's predicate, as _predicate() spells it
+
+
+def _predicate(text: object) -> str | None:
+    """A partial index's predicate in one spelling."""
+    if text is None:
+        return None
+    # PostgreSQL also casts (``(type)::text <> 'd'::text``) and spells != as <>; the
+    # predicates here are simple, so their parentheses go too
+    spelled = re.sub(r"::(character varying|[a-z]+)", "", str(text)).replace("<>", "!=")
+    return " ".join(spelled.replace("(", "").replace(")", "").split()).upper()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +82,14 @@ class Table:
 
 # ---------------------------------------------------------------------------------------------
 # docs/database.md, "Tables":
-# `col TYPE [PK|NN] [=default] [→table.col(on-delete)]`; `idx: [U ]name(cols); ...`
+# `col TYPE [PK|NN] [=default] [→table.col(on-delete)]`; `idx: [U ]name(cols)[ WHERE pred]; ...`
 
 _SECTION_RE = re.compile(r"^## Tables \((\d+)\)\n(.*?)^## ", re.MULTILINE | re.DOTALL)
 _TABLE_RE = re.compile(r"^- \*\*(\w+)\*\*: (.+?)\s*$")
 _IDX_RE = re.compile(r"^\s+idx: (.+?)\s*$")
 _COLUMN_RE = re.compile(r"^(\w+) ([A-Z]+)(?:\((\d+)\))?(?:/\w+)?((?: \S+)*)$")
 _REF_RE = re.compile(r"^→(\w+\.\w+)\((cascade|setnull)\)$")
-_INDEX_RE = re.compile(r"^(U )?(\w+)\(([\w,]+)\)$")
+_INDEX_RE = re.compile(r"^(U )?(\w+)\(([\w,]+)\)(?: WHERE (.+))?$")
 _SPEC_KINDS = {"INT": "INT", "SMALLINT": "SMALLINT", "TEXT": "TEXT", "VARCHAR": "VARCHAR"}
 
 
@@ -133,7 +144,14 @@ def parse_spec(text: str) -> dict[str, Table]:
                 index = _INDEX_RE.match(index_text)
                 if index is None:
                     raise ValueError(f"spec: cannot parse index {index_text!r} of {current}")
-                indexes.add(Index(index[2], tuple(index[3].split(",")), unique=bool(index[1])))
+                indexes.add(
+                    Index(
+                        index[2],
+                        tuple(index[3].split(",")),
+                        unique=bool(index[1]),
+                        where=_predicate(index[4]),
+                    )
+                )
             tables[current] = replace(tables[current], indexes=frozenset(indexes))
     assert len(tables) == int(section[1]), f"spec announces {section[1]} tables"
     return tables
@@ -194,7 +212,12 @@ def _reflect_sync(conn: sa.Connection) -> dict[str, Table]:
             )
         )
         indexes = frozenset(
-            Index(i["name"] or "", tuple(c or "" for c in i["column_names"]), i["unique"])
+            Index(
+                i["name"] or "",
+                tuple(c or "" for c in i["column_names"]),
+                bool(i["unique"]),
+                _predicate(i.get("dialect_options", {}).get(f"{conn.dialect.name}_where")),
+            )
             for i in inspector.get_indexes(name)
         )
         # the spec states uniqueness through unique indexes only
@@ -256,7 +279,11 @@ def _dump_sync(conn: sa.Connection) -> dict[str, object]:
             [repr(c) for c in inspector.get_columns(table)],
             inspector.get_pk_constraint(table),
             sorted(repr(fk) for fk in inspector.get_foreign_keys(table)),
-            sorted(repr(i) for i in inspector.get_indexes(table)),
+            # a partial index's predicate is reflected as a clause object: compared as its text
+            sorted(
+                repr({**i, "dialect_options": {k: str(v) for k, v in i["dialect_options"].items()}})
+                for i in inspector.get_indexes(table)
+            ),
             sorted(repr(u) for u in inspector.get_unique_constraints(table)),
         )
         for table in inspector.get_table_names()

@@ -14,10 +14,12 @@ Buildbot's object names and keys). Adopting such a database is therefore:
 2. recording revision ``0001`` in place of ``067``;
 3. running buildyard's later revisions, as for any database of ours.
 
-The comparison in step 1 is with ``schema.py``'s metadata, which is revision ``0001``'s tables
-as long as the later revisions change data only (``0002`` does); a revision that changes the
-schema must give step 1 the tables of ``0001`` instead (``tests/e2e/test_adopt_buildbot.py``
-and ``tests/master/db/test_adopt.py`` adopt real Buildbot databases and fail otherwise).
+The comparison in step 1 is with ``schema.py``'s metadata without what buildyard's later
+revisions added to the schema (:data:`LATER_INDEXES`: ``0003``'s indexes of running builds
+and kept logs;
+``0002`` changes data only), which is revision ``0001``'s tables; step 3 then adds them. A
+revision that changes the schema must be listed there (``tests/e2e/test_adopt_buildbot.py`` and
+``tests/master/db/test_adopt.py`` adopt real Buildbot databases and fail otherwise).
 
 Nothing else is rewritten: builds, steps, logs, changes, users, workers and object state stay
 row for row.
@@ -81,6 +83,11 @@ _ADDED_KEY_COLUMNS: dict[tuple[str, str], tuple[str, str]] = {
     ("builders", "projectid"): ("projects.id", "SET NULL"),
     ("buildsets", "rebuilt_buildid"): ("builds.id", "SET NULL"),
 }
+#: indexes of ``schema.py`` that buildyard's revisions after ``0001`` create, as (table, index):
+#: Buildbot 4.3 has none of them, so a database is compared with the metadata without them
+#: before it is adopted (and brought to Buildbot 4.3's tables without making them), and gets
+#: them from those revisions afterwards
+LATER_INDEXES = frozenset({("builds", "builds_running_masterid"), ("logs", "logs_kept")})
 #: the differences that an older Buildbot schema may have from 4.3's, all of them additions
 _ADDITIONS = frozenset({"add_table", "add_column", "add_index", "add_fk"})
 
@@ -191,6 +198,7 @@ def adopt(
     caller's transaction; :class:`DbError` naming what is wrong if it cannot be adopted."""
     if not found.adoptable:
         raise DbError(refusal(found))
+    metadata = buildbot_schema(metadata)
     if found.revision != ADOPTABLE:
         _add_later_releases_additions(conn, found, metadata, compare_options)
     differences = remaining_differences(conn, metadata, compare_options)
@@ -207,6 +215,19 @@ def adopt(
         sa.text(f"UPDATE {_VERSION_TABLE} SET version_num = :ours WHERE version_num = :theirs"),
         {"ours": ADOPTED_AS, "theirs": found.revision},
     )
+
+
+def buildbot_schema(metadata: sa.MetaData) -> sa.MetaData:
+    """``metadata`` as it was at revision ``0001``, Buildbot 4.3's tables: a copy without
+    :data:`LATER_INDEXES`."""
+    copy = sa.MetaData()
+    for table in metadata.sorted_tables:
+        table.to_metadata(copy)
+    for table_name, index_name in LATER_INDEXES:
+        table = copy.tables[table_name]
+        index = next(i for i in table.indexes if i.name == index_name)
+        table.indexes.remove(index)
+    return copy
 
 
 def _differences(

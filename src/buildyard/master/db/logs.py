@@ -407,10 +407,15 @@ class LogsRepository(Repository):
         ``batch`` logs at a time, each batch in its own transaction (unless ``conn`` is
         given): marking a log deleted and removing its chunks happen together, so a log is
         never left half gone, and several masters doing it at once only find less to do."""
-        old_steps = sa.select(t.steps.c.id).where(t.steps.c.started_at < older_than)
+        # the logs not yet deleted, in id order through the partial index logs_kept (which
+        # holds only those: the literal 'd' lets both planners match its predicate), each with
+        # its step by primary key; not every step older than the horizon (the whole history)
+        # through steps_started_at
+        kept = _l.c.type != sa.literal(LogType.DELETED.value, literal_execute=True)
         pick = (
             sa.select(_l.c.id)
-            .where(_l.c.stepid.in_(old_steps), _l.c.type != LogType.DELETED.value)
+            .join(t.steps, t.steps.c.id == _l.c.stepid)
+            .where(kept, t.steps.c.started_at < older_than)
             .order_by(_l.c.id)
             .limit(batch)
         )
@@ -432,19 +437,20 @@ class LogsRepository(Repository):
                 break
         # logs already marked deleted whose chunks stayed (left by another program, e.g. in an
         # adopted Buildbot database, or by an interrupted run of it): their chunks go too
+        # read from the chunks (which only kept logs, and these, have) to their log by key, not
+        # from every log marked deleted (the history)
         leftovers = (
-            sa.select(_l.c.id)
-            .where(
-                _l.c.type == LogType.DELETED.value,
-                sa.exists().where(_lc.c.logid == _l.c.id),
-            )
-            .order_by(_l.c.id)
+            sa.select(_lc.c.logid)
+            .distinct()
+            .join(_l, _l.c.id == _lc.c.logid)
+            .where(_l.c.type == LogType.DELETED.value)
+            .order_by(_lc.c.logid)
             .limit(batch)
         )
         after = 0
         while True:
             async with self._write(conn) as c:
-                ids = list((await c.execute(leftovers.where(_l.c.id > after))).scalars())
+                ids = list((await c.execute(leftovers.where(_lc.c.logid > after))).scalars())
                 if ids:
                     after = ids[-1]
                     gone = await c.execute(_lc.delete().where(_lc.c.logid.in_(ids)))

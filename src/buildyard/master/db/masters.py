@@ -33,6 +33,18 @@ _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
 }
 
 
+def _claimed_by(masterid: int) -> sa.ColumnElement[bool]:
+    """The claims of ``masterid``, in a form no index of ``masterid`` serves.
+
+    A master's claims stay after their requests complete, so ``ix_buildrequest_claims_masterid``
+    leads to every request it ever built. The cleanup wants those still open: it reads the
+    incomplete requests (or buildsets) first and each one's claim by ``brid``, and filters on
+    the master there. ``masterid + 0`` is an expression rather than the column, so neither
+    SQLite's planner (which has no statistics unless ANALYZE ran, and otherwise prefers the
+    claims) nor PostgreSQL's takes the claims' index instead."""
+    return t.buildrequest_claims.c.masterid + 0 == masterid
+
+
 def _master(row: sa.Row[Any]) -> Master:
     return Master(id=row.id, name=row.name, active=bool(row.active), last_active=row.last_active)
 
@@ -240,10 +252,11 @@ class MastersRepository(Repository):
                     .join(
                         t.buildrequest_claims, t.buildrequest_claims.c.brid == t.buildrequests.c.id
                     )
-                    .where(
-                        t.buildrequest_claims.c.masterid == masterid,
-                        sa.func.coalesce(t.buildrequests.c.complete, 0) == 0,
-                    )
+                    # led by the incomplete requests (buildrequests_complete), not by the
+                    # master's claims: those are kept after completion, so they are its whole
+                    # history (see _claimed_by). complete is never NULL: 0 when written, as
+                    # Buildbot writes it.
+                    .where(_claimed_by(masterid), t.buildrequests.c.complete == 0)
                     .order_by(t.buildrequests.c.id)
                 )
             ]
@@ -276,6 +289,9 @@ class MastersRepository(Repository):
                     .values(complete=1, results=int(last.results), complete_at=now)
                 )
                 completed.append(request)
+            # read from the incomplete buildsets (buildsets_complete) to their requests and
+            # those requests' claims, not from the master's claims (its whole history)
+            incomplete_buildsets = sa.select(t.buildsets.c.id).where(t.buildsets.c.complete == 0)
             buildsets = sorted(
                 (
                     await c.execute(
@@ -285,10 +301,9 @@ class MastersRepository(Repository):
                             t.buildrequest_claims,
                             t.buildrequest_claims.c.brid == t.buildrequests.c.id,
                         )
-                        .join(t.buildsets, t.buildsets.c.id == t.buildrequests.c.buildsetid)
                         .where(
-                            t.buildrequest_claims.c.masterid == masterid,
-                            sa.func.coalesce(t.buildsets.c.complete, 0) == 0,
+                            _claimed_by(masterid),
+                            t.buildrequests.c.buildsetid.in_(incomplete_buildsets),
                         )
                     )
                 ).scalars()

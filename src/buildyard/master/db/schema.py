@@ -318,6 +318,13 @@ builds = sa.Table(
     sa.Index("builds_masterid", "masterid"),
     sa.Index("builds_number", "builderid", "number", unique=True),
     sa.Index("builds_workerid", "workerid"),
+    # buildyard's own (revision 0003): the running builds of a master, which its cleanup finishes
+    sa.Index(
+        "builds_running_masterid",
+        "masterid",
+        sqlite_where=sa.text("complete_at IS NULL"),
+        postgresql_where=sa.text("complete_at IS NULL"),
+    ),
 )
 
 build_properties = sa.Table(
@@ -372,6 +379,13 @@ logs = sa.Table(
     sa.Column("num_lines", sa.Integer, nullable=False),
     sa.Column("type", sa.String(1), nullable=False),
     sa.Index("logs_slug", "stepid", "slug", unique=True),
+    # buildyard's own (revision 0003): the logs whose lines are kept, which the janitor reads
+    sa.Index(
+        "logs_kept",
+        "id",
+        sqlite_where=sa.text("type != 'd'"),
+        postgresql_where=sa.text("type != 'd'"),
+    ),
 )
 
 logchunks = sa.Table(
