@@ -25,6 +25,7 @@ methods (plain or async). Its objects reach us as :class:`RemoteReference`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import itertools
@@ -48,6 +49,22 @@ MAX_ABANDONED = 1024
 MAX_RUNNING_CALLS = 256
 
 NO_SUCH_METHOD = "twisted.spread.flavors.NoSuchMethod"
+
+# the message kinds counted by name in Broker.received (any other counts as "other")
+_KINDS = {
+    kind: kind.decode()
+    for kind in (
+        b"version",
+        b"message",
+        b"cachemessage",
+        b"answer",
+        b"error",
+        b"decref",
+        b"decache",
+        b"uncache",
+        b"didNotUnderstand",
+    )
+}
 
 
 class Referenceable:
@@ -115,6 +132,9 @@ class Broker:
         self._remote: dict[int | bytes, RemoteReference] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
+        # PB messages sent and received, by their first word ("message", "answer", ...)
+        self.sent: collections.Counter[str] = collections.Counter()
+        self.received: collections.Counter[str] = collections.Counter()
         # set once the dialect is agreed and the peer's version seen: calls may go out
         self.ready = asyncio.Event()
 
@@ -135,6 +155,8 @@ class Broker:
         if self.closed:
             raise ConnectionLost(f"connection to {self.name} is closed")
         self._write(banana.encode(sexp, pb=pb))
+        if pb:
+            self.sent[sexp[0].decode()] += 1
 
     async def call(
         self, target: RemoteReference, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -227,6 +249,7 @@ class Broker:
         if not isinstance(sexp, list) or not sexp or not isinstance(sexp[0], bytes):
             raise ProtocolError("a PB message must be a list headed by a word")
         kind, body = sexp[0], sexp[1:]
+        self.received[_KINDS.get(kind, "other")] += 1
         if kind == b"version":
             if body != [PB_VERSION]:
                 raise ProtocolError(f"PB version {body!r}, not {PB_VERSION}")
@@ -387,4 +410,6 @@ class Broker:
             "local_objects": len(self._local),
             "remote_objects": len(self._remote),
             "buffered": self.decoder.buffered,
+            **{f"sent_{kind}": n for kind, n in self.sent.items()},
+            **{f"received_{kind}": n for kind, n in self.received.items()},
         }

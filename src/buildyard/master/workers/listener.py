@@ -57,6 +57,7 @@ from buildyard.master.data.updates import Updates
 from buildyard.master.workers import pb
 from buildyard.master.workers.config import AbstractLatentWorker
 from buildyard.master.workers.connection import WorkerConnection
+from buildyard.protocol import tcp
 from buildyard.protocol.codec import MAX_FRAME
 from buildyard.protocol.errors import ProtocolError
 from buildyard.protocol.pb import Broker
@@ -298,7 +299,10 @@ class WorkerListener(Service):
             logged_in.add_done_callback(
                 lambda f: None if f.cancelled() else self._pb_pending.logged_in(writer, broker)
             )
-        read_task = asyncio.get_running_loop().create_task(pb.read_into(reader, broker, peer))
+        low_latency = tcp.LowLatency(writer)
+        read_task = asyncio.get_running_loop().create_task(
+            pb.read_into(reader, broker, peer, low_latency.after_read)
+        )
         try:
             broker.start()
             waits: set[asyncio.Future[Any]] = {read_task, login.done, login.served, login.refused}
@@ -318,6 +322,7 @@ class WorkerListener(Service):
             conn = pb.PbWorkerConnection(
                 name=name, broker=broker, mind=mind, abort=lambda: pb.close_writer(writer)
             )
+            conn.tcp = low_latency
             perspective.conn = conn
             conn.shutdown_requested = lambda: self._shutdown_requested(conn)
             log.info("worker_logged_in", worker=name, peer=peer, protocol=pb.PROTOCOL)

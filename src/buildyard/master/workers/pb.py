@@ -41,6 +41,7 @@ from buildyard.protocol.errors import ConnectionLost, ProtocolError, RemoteError
 from buildyard.protocol.pb import Broker, CallFailed, Referenceable, RemoteReference
 from buildyard.protocol.peer import RequestFailed
 from buildyard.protocol.portal import Portal, check_response, unauthorized
+from buildyard.protocol.tcp import LowLatency
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +87,8 @@ class PbWorkerConnection(WorkerConnection):
         self._builders_ready = asyncio.Event()
         self._command_builders: dict[str, RemoteReference] = {}
         self.shutdown_requested: Callable[[], Awaitable[None]] | None = None
+        # the socket's options (Nagle off, quick ACKs), set by the listener
+        self.tcp: LowLatency | None = None
 
     # -- master -> worker ------------------------------------------------------------------
 
@@ -395,11 +398,19 @@ class _Challenger(Referenceable):
 # -- one connection ----------------------------------------------------------------------------
 
 
-async def read_into(reader: asyncio.StreamReader, broker: Broker, peer: str) -> None:
+async def read_into(
+    reader: asyncio.StreamReader,
+    broker: Broker,
+    peer: str,
+    after_read: Callable[[], None] | None = None,
+) -> None:
     """Feed ``broker`` until the socket ends or the peer breaks the protocol (logged with
-    its address, and the connection closed by the caller)."""
+    its address, and the connection closed by the caller). ``after_read`` is called after
+    each read (:meth:`buildyard.protocol.tcp.LowLatency.after_read`)."""
     try:
         while data := await reader.read(256 * 1024):
+            if after_read is not None:
+                after_read()
             broker.feed(data)
     except ProtocolError as exc:
         log.warning("worker_protocol_fault", peer=peer, protocol=PROTOCOL, fault=str(exc))
