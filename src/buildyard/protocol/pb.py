@@ -14,7 +14,8 @@ Messages (banana lists; the first word is a ``pb`` vocab word):
 
 :class:`Broker` is one connection's end. It does not own the socket: the transport calls
 :meth:`Broker.feed` with the bytes it reads and :meth:`Broker.close` when the socket is gone;
-``write`` sends bytes. Each incoming call runs in its own task (a method may await), started
+``write`` sends bytes: the messages of one pass of the event loop in one write
+(:meth:`Broker.flush`). Each incoming call runs in its own task (a method may await), started
 in arrival order; :meth:`close` cancels those tasks and fails every call waiting for an answer
 with ConnectionLost.
 
@@ -131,6 +132,8 @@ class Broker:
         # the peer's: luid -> our RemoteReference for it (one per luid)
         self._remote: dict[int | bytes, RemoteReference] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # messages sent and not yet written (see flush)
+        self._out: list[bytes] = []
         self.closed = False
         # PB messages sent and received, by their first word ("message", "answer", ...)
         self.sent: collections.Counter[str] = collections.Counter()
@@ -154,9 +157,28 @@ class Broker:
     def _send(self, sexp: Any, *, pb: bool = True) -> None:
         if self.closed:
             raise ConnectionLost(f"connection to {self.name} is closed")
-        self._write(banana.encode(sexp, pb=pb))
+        data = banana.encode(sexp, pb=pb)
+        if self._out:
+            self._out.append(data)
+        else:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (a caller driving the broker by hand)
+                self._write(data)
+            else:
+                self._out.append(data)
+                loop.call_soon(self.flush)
         if pb:
             self.sent[sexp[0].decode()] += 1
+
+    def flush(self) -> None:
+        """Write what was sent since the last flush, in one write. Messages go out at the end
+        of the event loop's pass in which they were sent (flush is scheduled then), so the
+        answers to the calls of one read leave together: one segment, one wake-up of the
+        peer, instead of one each. Call it before closing the socket gracefully."""
+        out, self._out = self._out, []
+        if out and not self.closed:
+            self._write(out[0] if len(out) == 1 else b"".join(out))
 
     async def call(
         self, target: RemoteReference, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -237,6 +237,7 @@ async def serve(
         )
         if root.refused.done() and not root.logged_in.done():
             # one password guess per connection: the refusal was sent, then it ends
+            broker.flush()
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), REFUSAL_FLUSH)
@@ -405,6 +406,7 @@ class PbClient:
         return client
 
     async def close(self) -> None:
+        self.broker.flush()
         self.broker.close("closed by the client")
         self._writer.close()
         with contextlib.suppress(Exception):

@@ -309,7 +309,7 @@ class WorkerListener(Service):
             await asyncio.wait(waits, timeout=pb.LOGIN_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
             if login.refused.done() and not (login.done.done() or login.served.done()):
                 # one password guess per connection: the refusal was sent, then it ends
-                await pb.close_after_refusal(writer)
+                await pb.close_after_refusal(writer, broker)
                 return
             if login.served.done():  # a change source or try client: until it hangs up
                 await read_task

@@ -423,8 +423,9 @@ async def read_into(
 REFUSAL_FLUSH = 5.0
 
 
-async def close_after_refusal(writer: asyncio.StreamWriter) -> None:
+async def close_after_refusal(writer: asyncio.StreamWriter, broker: Broker) -> None:
     """Close a connection whose login was refused once its answer is written (bounded)."""
+    broker.flush()
     writer.close()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(writer.wait_closed(), REFUSAL_FLUSH)
