@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from buildyard.protocol import banana
 from buildyard.protocol.errors import ConnectionLost, ProtocolError, RemoteError
+from buildyard.protocol.jelly import jelly
 from buildyard.protocol.pb import Broker, CallFailed, Referenceable, RemoteReference
 
 
@@ -126,3 +128,35 @@ def test_version_and_dialect_are_checked() -> None:
     broker.feed(b"\x02\x82pb")
     with pytest.raises(ProtocolError, match="PB version"):
         broker.feed(b"\x02\x80\x13\x87\x05\x81")
+
+
+async def test_the_answers_to_the_calls_of_one_read_leave_in_one_write() -> None:
+    """A Twisted peer keeps Nagle on and wakes up once per segment: the answers to the calls
+    that arrived together go back in one write, and in the calls' order."""
+    writes: list[bytes] = []
+    answered = asyncio.Event()
+
+    def write(data: bytes) -> None:
+        writes.append(data)
+        if len(writes) == 2:
+            answered.set()
+
+    server = Broker(write=write, root=Counter(), name="server")
+    server.start()
+    server.feed(b"\x02\x82pb" + banana.encode([b"version", 6]))
+    await asyncio.sleep(0)  # the handshake's flush
+    assert len(writes) == 1
+    calls = b"".join(
+        banana.encode([b"message", i, b"root", b"add", 1, jelly((i, 1)), jelly({})])
+        for i in (1, 2, 3)
+    )
+    server.feed(calls)
+    async with asyncio.timeout(10):
+        await answered.wait()
+    await asyncio.sleep(0)  # any further write would come now
+    assert len(writes) == 2
+    decoder = banana.Decoder()
+    decoder.pb = True
+    assert decoder.feed(writes[1]) == [[b"answer", i, i + 1] for i in (1, 2, 3)]
+    assert server.statistics()["sent_answer"] == 3
+    assert server.statistics()["received_message"] == 3
