@@ -30,7 +30,7 @@ import collections
 import contextlib
 import inspect
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -309,22 +309,45 @@ class Broker:
         # behind the call (Twisted sends one as soon as it drops its reference) must not
         # remove the object before the call finds it.
         call: Callable[[], Any] | None = None
+        plain = False
         try:
-            call = self._resolve(kind, object_id, name, net_args, net_kwargs)
+            call, plain = self._resolve(kind, object_id, name, net_args, net_kwargs)
             error = None
         except CallFailed as exc:
             error = exc.failure
         except JellyError as exc:
             error = failure("builtins.ValueError", str(exc))
-        task = asyncio.get_running_loop().create_task(
-            self._run_call(request_id, name, bool(answer_required), call, error)
-        )
+        if call is not None and plain and not self._tasks:
+            # A plain method, and no call of the peer's still running: it runs and is answered
+            # now, without a task of its own (the stock worker's updates and completions).
+            # Otherwise a task, started in arrival order.
+            self._call_now(request_id, name, bool(answer_required), call)
+            return
+        self._start(self._run_call(request_id, name, bool(answer_required), call, error))
+
+    def _call_now(
+        self, request_id: int, name: str, answer_required: bool, call: Callable[[], Any]
+    ) -> None:
+        try:
+            result = call()
+        except Exception as exc:
+            self._answer_failed(request_id, name, answer_required, exc)
+            return
+        if inspect.isawaitable(result):  # a plain method may still return an awaitable
+            awaited = asyncio.ensure_future(result)
+            self._start(self._run_call(request_id, name, answer_required, lambda: awaited, None))
+            return
+        self._reply(request_id, answer_required, [b"answer", request_id, result])
+
+    def _start(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _resolve(
         self, kind: bytes, object_id: Any, name: str, net_args: Any, net_kwargs: Any
-    ) -> Callable[[], Any]:
+    ) -> tuple[Callable[[], Any], bool]:
+        """The call, and whether its method is a plain one (not a coroutine function)."""
         known = kind == b"message" and isinstance(object_id, int | bytes)
         entry = self._local.get(object_id) if known else None
         if entry is None:
@@ -347,7 +370,7 @@ class Broker:
                 # most likely the wrong arguments: the caller's fault, said as Python says it
                 raise CallFailed(str(exc), "builtins.TypeError") from None
 
-        return call
+        return call, not inspect.iscoroutinefunction(method)
 
     async def _run_call(
         self,
@@ -360,23 +383,44 @@ class Broker:
         try:
             if call is None:
                 assert error is not None
-                answer = [b"error", request_id, jelly(error, self)]
-            else:
-                result = call()
-                if inspect.isawaitable(result):
-                    result = await result
-                answer = [b"answer", request_id, jelly(result, self)]
+                self._reply(request_id, answer_required, [b"error", request_id, error])
+                return
+            result = call()
+            if inspect.isawaitable(result):
+                result = await result
         except asyncio.CancelledError:
             raise
-        except CallFailed as exc:
-            answer = [b"error", request_id, jelly(exc.failure, self)]
         except Exception as exc:
-            log.exception("pb_call_failed", peer=self.name, method=name)
+            self._answer_failed(request_id, name, answer_required, exc)
+            return
+        self._reply(request_id, answer_required, [b"answer", request_id, result])
+
+    def _answer_failed(
+        self, request_id: int, name: str, answer_required: bool, exc: Exception
+    ) -> None:
+        """Answer a call whose method raised: CallFailed's failure, or the exception's type
+        (logged: it is our bug or the peer's bad arguments)."""
+        if isinstance(exc, CallFailed):
+            value = exc.failure
+        else:
+            log.exception("pb_call_failed", peer=self.name, method=name, exc_info=exc)
+            qual = f"{type(exc).__module__}.{type(exc).__qualname__}"
+            value = failure(qual, str(exc))
+        self._reply(request_id, answer_required, [b"error", request_id, value])
+
+    def _reply(self, request_id: int, answer_required: bool, answer: list[Any]) -> None:
+        """Send ``[answer|error, request_id, value]`` (value jellied here) if it is wanted; a
+        value jelly cannot carry is answered as the error it raised."""
+        if not answer_required or self.closed:
+            return
+        try:
+            answer[2] = jelly(answer[2], self)
+        except Exception as exc:
+            log.exception("pb_answer_unjellyable", peer=self.name, exc_info=exc)
             qual = f"{type(exc).__module__}.{type(exc).__qualname__}"
             answer = [b"error", request_id, jelly(failure(qual, str(exc)), self)]
-        if answer_required and not self.closed:
-            with contextlib.suppress(ConnectionError, ConnectionLost):
-                self._send(answer)
+        with contextlib.suppress(ConnectionError, ConnectionLost):
+            self._send(answer)
 
     def _answer(self, kind: bytes, body: list[Any]) -> None:
         if len(body) != 2 or not isinstance(body[0], int):

@@ -178,6 +178,13 @@ class PbWorkerConnection(WorkerConnection):
 
     # -- worker -> master, through our objects -----------------------------------------------
 
+    def progress_now(self, op: str, command_id: str, **fields: Any) -> None:
+        """A command's ``update`` or ``complete``, as the msgpack handler takes it."""
+        try:
+            self.progress(op, {"command_id": command_id, **fields})
+        except RequestFailed as exc:
+            raise CallFailed(str(exc)) from None
+
     async def handle(self, op: str, command_id: str, **fields: Any) -> Any:
         """A callback of one command, as the msgpack handler takes it."""
         message: Message = {"command_id": command_id, **fields}
@@ -232,11 +239,13 @@ class _CommandRef(Referenceable):
     def __init__(self, conn: PbWorkerConnection, command_id: str) -> None:
         self._conn, self._id = conn, command_id
 
-    async def remote_update(self, updates: Any) -> None:
-        await self._conn.handle("update", self._id, args=_pairs(updates))
+    # plain methods: the broker answers them as they arrive, without a task each
 
-    async def remote_complete(self, failure: Any = None) -> None:
-        await self._conn.handle(
+    def remote_update(self, updates: Any) -> None:
+        self._conn.progress_now("update", self._id, args=_pairs(updates))
+
+    def remote_complete(self, failure: Any = None) -> None:
+        self._conn.progress_now(
             "complete", self._id, args=None if failure is None else str(failure)
         )
 
