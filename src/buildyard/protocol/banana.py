@@ -157,6 +157,18 @@ def _encode(item: Any, out: bytearray, words: dict[bytes, int], depth: int) -> N
             _header(size, out)
         out.append(LIST)
         for element in item:
+            # short strings and vocabulary words, most of what jelly makes, inline
+            if type(element) is bytes:
+                number = words.get(element)
+                if number is not None:
+                    out.append(number)  # every word's number is below 0x80
+                    out.append(VOCAB)
+                    continue
+                if len(element) < 0x80:
+                    out.append(len(element))
+                    out.append(STRING)
+                    out += element
+                    continue
             _encode(element, out, words, depth + 1)
     elif kind is int and 0 <= item < 0x80:
         out.append(item)
