@@ -16,11 +16,16 @@ for tens of milliseconds at a time:
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from typing import Any
+from typing import Any, Protocol
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class _HasSocket(Protocol):
+    """A stream writer or a transport: what holds the socket."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
 
 
 class LowLatency:
@@ -28,7 +33,7 @@ class LowLatency:
     each read, which acknowledges what was read at once where the system can (a no-op
     elsewhere, and on sockets that are not TCP)."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: _HasSocket) -> None:
         # set when TCP_NODELAY was set on the socket
         self.nodelay = False
         # reads acknowledged at once (TCP_QUICKACK re-armed after them)

@@ -23,6 +23,7 @@ from buildyard.master.workers.transfers import FileReader, FileWriter
 from buildyard.protocol.codec import Message
 from buildyard.protocol.errors import ConnectionLost, RemoteError
 from buildyard.protocol.peer import Peer, RequestFailed, Send
+from buildyard.protocol.tcp import LowLatency
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +101,8 @@ class WorkerConnection:
         self.ready = False
         self._ids = itertools.count()
         self._running: dict[str, _Running] = {}
+        # the socket's options (Nagle off, quick ACKs), set by the listener
+        self.tcp: LowLatency | None = None
 
     @property
     def windows(self) -> bool:

@@ -400,6 +400,9 @@ class WorkerListener(Service):
             await ws.close()
             return ws
         conn = WorkerConnection(name=name, send=ws.send_bytes, abort=ws.close)
+        if request.transport is not None:
+            # the stock worker (Twisted) keeps Nagle on here too: acknowledge at once
+            conn.tcp = tcp.LowLatency(request.transport)
         # the reader belongs to this handler: it is cancelled and awaited before we return
         reader = asyncio.get_running_loop().create_task(self._read(ws, conn))
 
@@ -479,7 +482,10 @@ class WorkerListener(Service):
                     hook(name)
 
     async def _read(self, ws: web.WebSocketResponse, conn: WorkerConnection) -> None:
+        after_read = conn.tcp.after_read if conn.tcp is not None else None
         async for msg in ws:
+            if after_read is not None:
+                after_read()
             if msg.type == WSMsgType.BINARY:
                 try:
                     await conn.peer.feed(msg.data)

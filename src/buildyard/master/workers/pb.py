@@ -41,7 +41,6 @@ from buildyard.protocol.errors import ConnectionLost, ProtocolError, RemoteError
 from buildyard.protocol.pb import Broker, CallFailed, Referenceable, RemoteReference
 from buildyard.protocol.peer import RequestFailed
 from buildyard.protocol.portal import Portal, check_response, unauthorized
-from buildyard.protocol.tcp import LowLatency
 
 log = structlog.get_logger(__name__)
 
@@ -87,8 +86,6 @@ class PbWorkerConnection(WorkerConnection):
         self._builders_ready = asyncio.Event()
         self._command_builders: dict[str, RemoteReference] = {}
         self.shutdown_requested: Callable[[], Awaitable[None]] | None = None
-        # the socket's options (Nagle off, quick ACKs), set by the listener
-        self.tcp: LowLatency | None = None
 
     # -- master -> worker ------------------------------------------------------------------
 
