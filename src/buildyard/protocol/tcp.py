@@ -1,6 +1,7 @@
-"""TCP options for the PB connections, whose peers (Twisted) keep Nagle's algorithm on.
+"""TCP options for the master's end of a worker connection (PB, or msgpack over WebSocket):
+the stock worker (Twisted) keeps Nagle's algorithm on.
 
-A PB conversation is many small messages, each answered. Two kernel defaults then stall it
+A worker conversation is many small messages, each answered. Two kernel defaults then stall it
 for tens of milliseconds at a time:
 
 * Nagle on the sender: a small segment waits while an earlier one is unacknowledged. asyncio
