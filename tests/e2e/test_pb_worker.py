@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import random
 import resource
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -438,3 +439,97 @@ async def test_one_password_guess_per_connection(master: BuildMaster) -> None:
     await second_guess_is_refused(port, "w1")
     await second_guess_is_refused(port, "nobody")
     await eventually(lambda: not master.workers.listener._pb_writers, within=30)
+
+
+ONE_STEP = """\
+from buildyard.plugins import *
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker("w1", "pw")]
+c['protocols'] = {{'pb': {{'port': {port}, 'interface': '127.0.0.1'}}}}
+c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=util.BuildFactory([
+    steps.ShellCommand(command=["true"]),
+]))]
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+async def test_a_one_step_build_costs_one_call_to_the_stock_worker(tmp_path: Path) -> None:
+    """The PB messages of one one-step build, counted at our end of a stock worker's
+    connection: the master calls ``startCommand`` and nothing else (Buildbot 4.3.0 calls
+    ``startBuild`` first, a no-op on the worker: one round trip we leave out); the worker's
+    calls (its updates and ``complete``) each get one answer. And the socket is set for a
+    conversation of small messages: Nagle off, each read acknowledged at once (Linux), so the
+    worker, which keeps Nagle on, does not wait for our delayed ACK before sending its
+    updates (buildyard.protocol.tcp)."""
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    (basedir / "master.cfg").write_text(ONE_STEP.format(port=free_port()))
+    m = BuildMaster(basedir, config=load_master_config(basedir))
+    await migrate.upgrade(m.db)
+    await m.start()
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        listener = m.workers.listener
+        proc = await asyncio.to_thread(_launch, m, tmp_path / "w1")
+        await eventually(lambda: "w1" in listener.connections, within=60)
+        conn = listener.connections["w1"]
+        assert isinstance(conn, PbWorkerConnection)
+        await eventually(lambda: conn.ready, within=60)
+        updates = m.data.updates
+        builderid = await updates.find_builder_id("b")
+        broker = conn.broker
+
+        async def one_build() -> tuple[dict[str, int], dict[str, int]]:
+            sent0, received0 = dict(broker.sent), dict(broker.received)
+            _bsid, ids = await updates.add_buildset(
+                scheduler="test",
+                sourcestamps=[
+                    {
+                        "branch": None,
+                        "revision": None,
+                        "repository": "",
+                        "project": "",
+                        "codebase": "",
+                    }
+                ],
+                reason="test",
+                properties={},
+                builderids=[builderid],
+            )
+
+            async def finished() -> bool:
+                request = await m.db.buildrequests.get_buildrequest(ids[builderid])
+                # and every call of the worker answered
+                calls = broker.received["message"] - received0.get("message", 0)
+                return (
+                    request is not None
+                    and request.complete
+                    and broker.sent["answer"] - sent0.get("answer", 0) == calls
+                )
+
+            await eventually(finished, within=60)
+            builds = await m.db.builds.get_builds(buildrequestid=ids[builderid])
+            assert [b.results for b in builds] == [Results.SUCCESS]
+            sent = {k: n - sent0.get(k, 0) for k, n in broker.sent.items()}
+            received = {k: n - received0.get(k, 0) for k, n in broker.received.items()}
+            return {k: n for k, n in sent.items() if n}, {k: n for k, n in received.items() if n}
+
+        for _ in range(2):
+            sent, received = await one_build()
+            assert sent.get("message") == 1  # startCommand
+            assert received.get("answer") == 1  # its answer
+            # buildbot-worker 4.3.0 running `true`: four updates (the header with the
+            # command, rc, the header with its time, elapsed), then complete
+            assert received["message"] == 5
+            assert sent["answer"] == received["message"]
+            assert set(sent) == {"message", "answer"}
+        assert conn.tcp is not None and conn.tcp.nodelay
+        sockets = [w.get_extra_info("socket") for w in listener._pb_writers]
+        assert [s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets] == [1]
+        if hasattr(socket, "TCP_QUICKACK"):
+            # every read of the two builds' messages was acknowledged at once
+            assert conn.tcp.quickacks >= 4
+    finally:
+        if proc is not None:
+            end_popen(proc)
+        await m.stop()

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import socket
 import stat
 import subprocess
 from collections.abc import AsyncIterator
@@ -114,6 +115,12 @@ async def test_shell_and_filesystem_commands(
     assert gone.rc == 0 and not (base / "b" / "d1").exists()
     missing = await conn.run_command("stat", {"path": f"{b}/nope"})
     assert missing.rc == 2  # ENOENT
+
+    # whatever the protocol, the master's socket has Nagle off and (Linux) acknowledges each
+    # read at once: the stock worker (Twisted) keeps Nagle on (buildyard.protocol.tcp)
+    assert conn.tcp is not None and conn.tcp.nodelay
+    if hasattr(socket, "TCP_QUICKACK"):
+        assert conn.tcp.quickacks > 0
 
 
 async def test_interrupt_kills_the_process_tree(

@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from buildyard.protocol import banana
 from buildyard.protocol.errors import ConnectionLost, ProtocolError, RemoteError
+from buildyard.protocol.jelly import jelly
 from buildyard.protocol.pb import Broker, CallFailed, Referenceable, RemoteReference
+from buildyard.testing.processes import eventually
 
 
 class Counter(Referenceable):
@@ -126,3 +129,89 @@ def test_version_and_dialect_are_checked() -> None:
     broker.feed(b"\x02\x82pb")
     with pytest.raises(ProtocolError, match="PB version"):
         broker.feed(b"\x02\x80\x13\x87\x05\x81")
+
+
+async def test_the_answers_to_the_calls_of_one_read_leave_in_one_write() -> None:
+    """A Twisted peer keeps Nagle on and wakes up once per segment: the answers to the calls
+    that arrived together go back in one write, and in the calls' order."""
+    writes: list[bytes] = []
+    answered = asyncio.Event()
+
+    def write(data: bytes) -> None:
+        writes.append(data)
+        if len(writes) == 2:
+            answered.set()
+
+    server = Broker(write=write, root=Counter(), name="server")
+    server.start()
+    server.feed(b"\x02\x82pb" + banana.encode([b"version", 6]))
+    await asyncio.sleep(0)  # the handshake's flush
+    assert len(writes) == 1
+    calls = b"".join(
+        banana.encode([b"message", i, b"root", b"add", 1, jelly((i, 1)), jelly({})])
+        for i in (1, 2, 3)
+    )
+    server.feed(calls)
+    async with asyncio.timeout(10):
+        await answered.wait()
+    await asyncio.sleep(0)  # any further write would come now
+    assert len(writes) == 2
+    decoder = banana.Decoder()
+    decoder.pb = True
+    assert decoder.feed(writes[1]) == [[b"answer", i, i + 1] for i in (1, 2, 3)]
+    assert server.statistics()["sent_answer"] == 3
+    assert server.statistics()["received_message"] == 3
+
+
+class Recorder(Referenceable):
+    def __init__(self) -> None:
+        self.order: list[str] = []
+
+    async def remote_slow(self) -> str:
+        self.order.append("slow")
+        await asyncio.sleep(0)
+        return "slow"
+
+    def remote_quick(self) -> str:
+        self.order.append("quick")
+        return "quick"
+
+
+def _handshaken(root: Referenceable) -> tuple[Broker, list[bytes]]:
+    writes: list[bytes] = []
+    broker = Broker(write=writes.append, root=root, name="server")
+    broker.start()
+    broker.feed(b"\x02\x82pb" + banana.encode([b"version", 6]))
+    broker.flush()
+    writes.clear()
+    return broker, writes
+
+
+def _call(request_id: int, method: bytes) -> bytes:
+    return banana.encode([b"message", request_id, b"root", method, 1, jelly(()), jelly({})])
+
+
+async def test_a_plain_method_is_answered_as_its_call_is_read() -> None:
+    """No task and no wait for the event loop: the answer is ready when feed returns."""
+    root = Recorder()
+    broker, writes = _handshaken(root)
+    broker.feed(_call(1, b"quick"))
+    broker.flush()
+    decoder = banana.Decoder()
+    decoder.pb = True
+    assert [m for w in writes for m in decoder.feed(w)] == [[b"answer", 1, [b"unicode", b"quick"]]]
+    assert broker.statistics()["running_calls"] == 0
+
+
+async def test_calls_start_in_arrival_order_behind_a_running_coroutine() -> None:
+    """A plain method behind a coroutine method still running waits for its turn."""
+    root = Recorder()
+    broker, writes = _handshaken(root)
+    broker.feed(_call(1, b"slow") + _call(2, b"quick"))
+    await eventually(lambda: broker.statistics()["running_calls"] == 0, within=10)
+    assert root.order == ["slow", "quick"]
+    broker.flush()
+    decoder = banana.Decoder()
+    decoder.pb = True
+    answers = sorted(m[1] for w in writes for m in decoder.feed(w))
+    assert answers == [1, 2]

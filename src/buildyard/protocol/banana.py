@@ -28,7 +28,6 @@ Python), so a peer cannot make us hold more than that.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 from buildyard.protocol.errors import ProtocolError
@@ -119,58 +118,93 @@ def encode(obj: Any, *, pb: bool = True) -> bytes:
     Only lists/tuples, ints, floats and bytes are banana; anything else is a TypeError
     (jelly turns richer values into these first)."""
     out = bytearray()
-    # an explicit stack: nesting is bounded by the caller's data, not by recursion
-    stack: list[Iterator[Any]] = [iter((obj,))]
-    while stack:
-        item = next(stack[-1], _END)
-        if item is _END:
-            stack.pop()
-            continue
-        if isinstance(item, list | tuple):
-            if len(item) > SIZE_LIMIT:
-                raise BananaError(f"list of {len(item)} elements is over {SIZE_LIMIT}")
-            if len(stack) > MAX_DEPTH:
-                raise BananaError(f"lists nested deeper than {MAX_DEPTH}")
-            _header(len(item), out)
-            out.append(LIST)
-            stack.append(iter(item))
-        elif isinstance(item, bool):
-            raise TypeError("banana has no booleans (jelly them)")
-        elif isinstance(item, int):
-            if item > _LARGEST_LONG or -item > _LARGEST_LONG:
-                raise BananaError("int is too large for banana")
-            if item < _SMALLEST_INT:
-                _header(-item, out)
-                out.append(LONGNEG)
-            elif item < 0:
-                _header(-item, out)
-                out.append(NEG)
-            elif item <= _LARGEST_INT:
-                _header(item, out)
-                out.append(INT)
-            else:
-                _header(item, out)
-                out.append(LONGINT)
-        elif isinstance(item, float):
-            out.append(FLOAT)
-            out += _DOUBLE.pack(item)
-        elif isinstance(item, bytes):
-            number = VOCABULARY.get(item) if pb else None
-            if number is not None:
-                _header(number, out)
-                out.append(VOCAB)
-            else:
-                if len(item) > SIZE_LIMIT:
-                    raise BananaError(f"string of {len(item)} bytes is over {SIZE_LIMIT}")
-                _header(len(item), out)
-                out.append(STRING)
-                out += item
-        else:
-            raise TypeError(f"banana cannot carry {type(item).__name__}")
+    _encode(obj, out, VOCABULARY if pb else _NO_WORDS, 0)
     return bytes(out)
 
 
-_END = object()
+_NO_WORDS: dict[bytes, int] = {}
+
+
+def _encode(item: Any, out: bytearray, words: dict[bytes, int], depth: int) -> None:
+    """``item`` appended to ``out``. Recursive: nesting is bounded by :data:`MAX_DEPTH`
+    (checked before each level), far below Python's recursion limit. The common shapes
+    (bytes, lists, small ints, one-byte headers) take the first branches."""
+    kind = type(item)
+    if kind is bytes:
+        number = words.get(item)
+        if number is not None:
+            _header(number, out)
+            out.append(VOCAB)
+            return
+        size = len(item)
+        if size < 0x80:
+            out.append(size)
+        elif size > SIZE_LIMIT:
+            raise BananaError(f"string of {size} bytes is over {SIZE_LIMIT}")
+        else:
+            _header(size, out)
+        out.append(STRING)
+        out += item
+    elif kind is list or kind is tuple:
+        if depth >= MAX_DEPTH:
+            raise BananaError(f"lists nested deeper than {MAX_DEPTH}")
+        size = len(item)
+        if size < 0x80:
+            out.append(size)
+        elif size > SIZE_LIMIT:
+            raise BananaError(f"list of {size} elements is over {SIZE_LIMIT}")
+        else:
+            _header(size, out)
+        out.append(LIST)
+        for element in item:
+            # short strings and vocabulary words, most of what jelly makes, inline
+            if type(element) is bytes:
+                number = words.get(element)
+                if number is not None:
+                    out.append(number)  # every word's number is below 0x80
+                    out.append(VOCAB)
+                    continue
+                if len(element) < 0x80:
+                    out.append(len(element))
+                    out.append(STRING)
+                    out += element
+                    continue
+            _encode(element, out, words, depth + 1)
+    elif kind is int and 0 <= item < 0x80:
+        out.append(item)
+        out.append(INT)
+    else:
+        _encode_other(item, out, words, depth)
+
+
+def _encode_other(item: Any, out: bytearray, words: dict[bytes, int], depth: int) -> None:
+    """The rarer values, and subclasses of the banana types."""
+    if isinstance(item, bytes):
+        _encode(bytes(item), out, words, depth)
+    elif isinstance(item, list | tuple):
+        _encode(list(item), out, words, depth)
+    elif isinstance(item, bool):
+        raise TypeError("banana has no booleans (jelly them)")
+    elif isinstance(item, int):
+        if item > _LARGEST_LONG or -item > _LARGEST_LONG:
+            raise BananaError("int is too large for banana")
+        if item < _SMALLEST_INT:
+            _header(-item, out)
+            out.append(LONGNEG)
+        elif item < 0:
+            _header(-item, out)
+            out.append(NEG)
+        elif item <= _LARGEST_INT:
+            _header(item, out)
+            out.append(INT)
+        else:
+            _header(item, out)
+            out.append(LONGINT)
+    elif isinstance(item, float):
+        out.append(FLOAT)
+        out += _DOUBLE.pack(item)
+    else:
+        raise TypeError(f"banana cannot carry {type(item).__name__}")
 
 
 class Decoder:
@@ -209,50 +243,46 @@ class Decoder:
         """Bytes held waiting for the rest of an element."""
         return len(self._buffer)
 
-    def _count_node(self) -> None:
-        self._message_nodes += 1
-        if self._message_nodes > self.max_nodes:
-            raise BananaError(f"one message decodes to over {self.max_nodes} elements")
-
     def limit(self, *, max_message: int, max_nodes: int) -> None:
         """New per-message limits (tighter before a PB peer logged in), from the next feed."""
         self.max_message, self.max_nodes = max_message, max_nodes
 
-    def feed(self, data: bytes) -> list[Any]:  # noqa: PLR0915 (one loop, kept flat for speed)
-        self._buffer += data
-        buf = self._buffer
+    def feed(self, data: bytes) -> list[Any]:  # noqa: PLR0915 (one flat loop, for speed)
+        buf: bytes | bytearray
+        if self._buffer:
+            self._buffer += data
+            buf = self._buffer
+        else:  # the common case: no partial element left from the last read
+            buf = data
         done: list[Any] = []
         pos = 0
         end = len(buf)
-        while pos < end and (self.pb or not done):
+        lists = self._lists
+        nodes = self._message_nodes
+        max_nodes = self.max_nodes
+        pb = self.pb
+        while pos < end and (pb or not done):
             # before the dialect is agreed, one element at a time: the next may be vocab
             # the header: digits below 0x80 up to the type byte
             start = pos
-            while pos < end and buf[pos] < 0x80:
+            if pos + 1 < end and buf[pos] < 0x80 and buf[pos + 1] >= 0x80:
+                n = buf[pos]  # a one-digit header, by far the most common
                 pos += 1
-                if pos - start > PREFIX_LIMIT:
-                    raise BananaError(f"header longer than {PREFIX_LIMIT} bytes")
-            if pos == end:
-                pos = start
-                break
-            n = 0
-            for shift, digit in enumerate(buf[start:pos]):
-                n |= digit << (7 * shift)
+            else:
+                while pos < end and buf[pos] < 0x80:
+                    pos += 1
+                    if pos - start > PREFIX_LIMIT:
+                        raise BananaError(f"header longer than {PREFIX_LIMIT} bytes")
+                if pos == end:
+                    pos = start
+                    break
+                n = 0
+                for shift, digit in enumerate(buf[start:pos]):
+                    n |= digit << (7 * shift)
             kind = buf[pos]
             pos += 1
             item: Any
-            if kind == LIST:
-                limit = min(self.size_limit, self.max_nodes)
-                if n > limit:
-                    raise BananaError(f"list declares {n} elements, over the limit {limit}")
-                if len(self._lists) >= self.max_depth:
-                    raise BananaError(f"lists nested deeper than {self.max_depth}")
-                if n:
-                    self._count_node()
-                    self._lists.append((n, []))
-                    continue
-                item = []
-            elif kind == STRING:
+            if kind == STRING:
                 if n > self.size_limit:
                     raise BananaError(
                         f"string declares {n} bytes, over the limit {self.size_limit}"
@@ -262,6 +292,26 @@ class Decoder:
                     break
                 item = bytes(buf[pos : pos + n])
                 pos += n
+            elif kind == LIST:
+                limit = min(self.size_limit, max_nodes)
+                if n > limit:
+                    raise BananaError(f"list declares {n} elements, over the limit {limit}")
+                if len(lists) >= self.max_depth:
+                    raise BananaError(f"lists nested deeper than {self.max_depth}")
+                if n:
+                    nodes += 1
+                    if nodes > max_nodes:
+                        raise BananaError(f"one message decodes to over {max_nodes} elements")
+                    lists.append((n, []))
+                    continue
+                item = []
+            elif kind == VOCAB:
+                if not pb:
+                    raise BananaError("vocab element before the pb dialect was agreed")
+                word = _WORDS.get(n)
+                if word is None:
+                    raise BananaError(f"vocab number {n} is not a word of the pb dialect")
+                item = word
             elif kind in (INT, LONGINT):
                 item = n
             elif kind in (NEG, LONGNEG):
@@ -272,33 +322,32 @@ class Decoder:
                     break
                 (item,) = _DOUBLE.unpack_from(buf, pos)
                 pos += 8
-            elif kind == VOCAB:
-                if not self.pb:
-                    raise BananaError("vocab element before the pb dialect was agreed")
-                word = _WORDS.get(n)
-                if word is None:
-                    raise BananaError(f"vocab number {n} is not a word of the pb dialect")
-                item = word
             else:
                 raise BananaError(f"unknown type byte 0x{kind:02x}")
-            self._count_node()
+            nodes += 1
+            if nodes > max_nodes:
+                raise BananaError(f"one message decodes to over {max_nodes} elements")
             # the element completes its list, which may complete the enclosing one, ...
             while True:
-                if not self._lists:
+                if not lists:
                     done.append(item)
                     self._message_bytes = -pos
-                    self._message_nodes = 0
+                    nodes = 0
                     break
-                length, items = self._lists[-1]
+                length, items = lists[-1]
                 items.append(item)
                 if len(items) < length:
                     break
-                self._lists.pop()
+                lists.pop()
                 item = items
-        if self._lists and self._message_bytes + pos > self.max_message:
+        self._message_nodes = nodes
+        if lists and self._message_bytes + pos > self.max_message:
             raise BananaError(f"one message is over {self.max_message} bytes")
         self._message_bytes += pos
-        del buf[:pos]
-        if not self._lists:
+        if buf is self._buffer:
+            del self._buffer[:pos]
+        elif pos < end:
+            self._buffer = bytearray(buf[pos:])
+        if not lists:
             self._message_bytes = 0
         return done

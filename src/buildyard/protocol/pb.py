@@ -14,7 +14,8 @@ Messages (banana lists; the first word is a ``pb`` vocab word):
 
 :class:`Broker` is one connection's end. It does not own the socket: the transport calls
 :meth:`Broker.feed` with the bytes it reads and :meth:`Broker.close` when the socket is gone;
-``write`` sends bytes. Each incoming call runs in its own task (a method may await), started
+``write`` sends bytes: the messages of one pass of the event loop in one write
+(:meth:`Broker.flush`). Each incoming call runs in its own task (a method may await), started
 in arrival order; :meth:`close` cancels those tasks and fails every call waiting for an answer
 with ConnectionLost.
 
@@ -25,10 +26,11 @@ methods (plain or async). Its objects reach us as :class:`RemoteReference`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -48,6 +50,22 @@ MAX_ABANDONED = 1024
 MAX_RUNNING_CALLS = 256
 
 NO_SUCH_METHOD = "twisted.spread.flavors.NoSuchMethod"
+
+# the message kinds counted by name in Broker.received (any other counts as "other")
+_KINDS = {
+    kind: kind.decode()
+    for kind in (
+        b"version",
+        b"message",
+        b"cachemessage",
+        b"answer",
+        b"error",
+        b"decref",
+        b"decache",
+        b"uncache",
+        b"didNotUnderstand",
+    )
+}
 
 
 class Referenceable:
@@ -114,7 +132,12 @@ class Broker:
         # the peer's: luid -> our RemoteReference for it (one per luid)
         self._remote: dict[int | bytes, RemoteReference] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # messages sent and not yet written (see flush)
+        self._out: list[bytes] = []
         self.closed = False
+        # PB messages sent and received, by their first word ("message", "answer", ...)
+        self.sent: collections.Counter[str] = collections.Counter()
+        self.received: collections.Counter[str] = collections.Counter()
         # set once the dialect is agreed and the peer's version seen: calls may go out
         self.ready = asyncio.Event()
 
@@ -134,7 +157,28 @@ class Broker:
     def _send(self, sexp: Any, *, pb: bool = True) -> None:
         if self.closed:
             raise ConnectionLost(f"connection to {self.name} is closed")
-        self._write(banana.encode(sexp, pb=pb))
+        data = banana.encode(sexp, pb=pb)
+        if self._out:
+            self._out.append(data)
+        else:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (a caller driving the broker by hand)
+                self._write(data)
+            else:
+                self._out.append(data)
+                loop.call_soon(self.flush)
+        if pb:
+            self.sent[sexp[0].decode()] += 1
+
+    def flush(self) -> None:
+        """Write what was sent since the last flush, in one write. Messages go out at the end
+        of the event loop's pass in which they were sent (flush is scheduled then), so the
+        answers to the calls of one read leave together: one segment, one wake-up of the
+        peer, instead of one each. Call it before closing the socket gracefully."""
+        out, self._out = self._out, []
+        if out and not self.closed:
+            self._write(out[0] if len(out) == 1 else b"".join(out))
 
     async def call(
         self, target: RemoteReference, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -227,6 +271,7 @@ class Broker:
         if not isinstance(sexp, list) or not sexp or not isinstance(sexp[0], bytes):
             raise ProtocolError("a PB message must be a list headed by a word")
         kind, body = sexp[0], sexp[1:]
+        self.received[_KINDS.get(kind, "other")] += 1
         if kind == b"version":
             if body != [PB_VERSION]:
                 raise ProtocolError(f"PB version {body!r}, not {PB_VERSION}")
@@ -264,22 +309,45 @@ class Broker:
         # behind the call (Twisted sends one as soon as it drops its reference) must not
         # remove the object before the call finds it.
         call: Callable[[], Any] | None = None
+        plain = False
         try:
-            call = self._resolve(kind, object_id, name, net_args, net_kwargs)
+            call, plain = self._resolve(kind, object_id, name, net_args, net_kwargs)
             error = None
         except CallFailed as exc:
             error = exc.failure
         except JellyError as exc:
             error = failure("builtins.ValueError", str(exc))
-        task = asyncio.get_running_loop().create_task(
-            self._run_call(request_id, name, bool(answer_required), call, error)
-        )
+        if call is not None and plain and not self._tasks:
+            # A plain method, and no call of the peer's still running: it runs and is answered
+            # now, without a task of its own (the stock worker's updates and completions).
+            # Otherwise a task, started in arrival order.
+            self._call_now(request_id, name, bool(answer_required), call)
+            return
+        self._start(self._run_call(request_id, name, bool(answer_required), call, error))
+
+    def _call_now(
+        self, request_id: int, name: str, answer_required: bool, call: Callable[[], Any]
+    ) -> None:
+        try:
+            result = call()
+        except Exception as exc:
+            self._answer_failed(request_id, name, answer_required, exc)
+            return
+        if inspect.isawaitable(result):  # a plain method may still return an awaitable
+            awaited = asyncio.ensure_future(result)
+            self._start(self._run_call(request_id, name, answer_required, lambda: awaited, None))
+            return
+        self._reply(request_id, answer_required, [b"answer", request_id, result])
+
+    def _start(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _resolve(
         self, kind: bytes, object_id: Any, name: str, net_args: Any, net_kwargs: Any
-    ) -> Callable[[], Any]:
+    ) -> tuple[Callable[[], Any], bool]:
+        """The call, and whether its method is a plain one (not a coroutine function)."""
         known = kind == b"message" and isinstance(object_id, int | bytes)
         entry = self._local.get(object_id) if known else None
         if entry is None:
@@ -302,7 +370,7 @@ class Broker:
                 # most likely the wrong arguments: the caller's fault, said as Python says it
                 raise CallFailed(str(exc), "builtins.TypeError") from None
 
-        return call
+        return call, not inspect.iscoroutinefunction(method)
 
     async def _run_call(
         self,
@@ -315,23 +383,44 @@ class Broker:
         try:
             if call is None:
                 assert error is not None
-                answer = [b"error", request_id, jelly(error, self)]
-            else:
-                result = call()
-                if inspect.isawaitable(result):
-                    result = await result
-                answer = [b"answer", request_id, jelly(result, self)]
+                self._reply(request_id, answer_required, [b"error", request_id, error])
+                return
+            result = call()
+            if inspect.isawaitable(result):
+                result = await result
         except asyncio.CancelledError:
             raise
-        except CallFailed as exc:
-            answer = [b"error", request_id, jelly(exc.failure, self)]
         except Exception as exc:
-            log.exception("pb_call_failed", peer=self.name, method=name)
+            self._answer_failed(request_id, name, answer_required, exc)
+            return
+        self._reply(request_id, answer_required, [b"answer", request_id, result])
+
+    def _answer_failed(
+        self, request_id: int, name: str, answer_required: bool, exc: Exception
+    ) -> None:
+        """Answer a call whose method raised: CallFailed's failure, or the exception's type
+        (logged: it is our bug or the peer's bad arguments)."""
+        if isinstance(exc, CallFailed):
+            value = exc.failure
+        else:
+            log.exception("pb_call_failed", peer=self.name, method=name, exc_info=exc)
+            qual = f"{type(exc).__module__}.{type(exc).__qualname__}"
+            value = failure(qual, str(exc))
+        self._reply(request_id, answer_required, [b"error", request_id, value])
+
+    def _reply(self, request_id: int, answer_required: bool, answer: list[Any]) -> None:
+        """Send ``[answer|error, request_id, value]`` (value jellied here) if it is wanted; a
+        value jelly cannot carry is answered as the error it raised."""
+        if not answer_required or self.closed:
+            return
+        try:
+            answer[2] = jelly(answer[2], self)
+        except Exception as exc:
+            log.exception("pb_answer_unjellyable", peer=self.name, exc_info=exc)
             qual = f"{type(exc).__module__}.{type(exc).__qualname__}"
             answer = [b"error", request_id, jelly(failure(qual, str(exc)), self)]
-        if answer_required and not self.closed:
-            with contextlib.suppress(ConnectionError, ConnectionLost):
-                self._send(answer)
+        with contextlib.suppress(ConnectionError, ConnectionLost):
+            self._send(answer)
 
     def _answer(self, kind: bytes, body: list[Any]) -> None:
         if len(body) != 2 or not isinstance(body[0], int):
@@ -387,4 +476,6 @@ class Broker:
             "local_objects": len(self._local),
             "remote_objects": len(self._remote),
             "buffered": self.decoder.buffered,
+            **{f"sent_{kind}": n for kind, n in self.sent.items()},
+            **{f"received_{kind}": n for kind, n in self.received.items()},
         }

@@ -36,6 +36,7 @@ from buildyard.common.ports import Listen, bind
 from buildyard.protocol import banana
 from buildyard.protocol.errors import ProtocolError
 from buildyard.protocol.pb import Broker, CallFailed, Referenceable
+from buildyard.protocol.tcp import LowLatency
 
 log = structlog.get_logger(__name__)
 
@@ -214,9 +215,12 @@ async def serve(
         lambda f: None if f.cancelled() else pending.logged_in(writer, broker)
     )
 
+    low_latency = LowLatency(writer)
+
     async def read() -> None:
         try:
             while data := await reader.read(256 * 1024):
+                low_latency.after_read()
                 broker.feed(data)
         except ProtocolError as exc:
             log.warning("pb_protocol_fault", peer=peer, fault=str(exc))
@@ -233,6 +237,7 @@ async def serve(
         )
         if root.refused.done() and not root.logged_in.done():
             # one password guess per connection: the refusal was sent, then it ends
+            broker.flush()
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), REFUSAL_FLUSH)
@@ -401,6 +406,7 @@ class PbClient:
         return client
 
     async def close(self) -> None:
+        self.broker.flush()
         self.broker.close("closed by the client")
         self._writer.close()
         with contextlib.suppress(Exception):

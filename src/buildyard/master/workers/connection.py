@@ -23,6 +23,7 @@ from buildyard.master.workers.transfers import FileReader, FileWriter
 from buildyard.protocol.codec import Message
 from buildyard.protocol.errors import ConnectionLost, RemoteError
 from buildyard.protocol.peer import Peer, RequestFailed, Send
+from buildyard.protocol.tcp import LowLatency
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +101,8 @@ class WorkerConnection:
         self.ready = False
         self._ids = itertools.count()
         self._running: dict[str, _Running] = {}
+        # the socket's options (Nagle off, quick ACKs), set by the listener
+        self.tcp: LowLatency | None = None
 
     @property
     def windows(self) -> bool:
@@ -270,7 +273,18 @@ class WorkerConnection:
     # -- worker -> master ------------------------------------------------------------------------
 
     async def _handle(self, op: str, message: Message) -> Any:
-        if not self.attached and op in ("update", "complete"):
+        if op in ("update", "complete"):
+            return self.progress(op, message)
+        handler = _TRANSFER_OPS.get(op)
+        if handler is not None:
+            running = self._command(message)
+            async with running.transfer_lock:
+                return await handler(running, message)
+        raise RequestFailed(f"Command {op} does not exist.")
+
+    def progress(self, op: str, message: Message) -> None:
+        """A command's ``update`` or ``complete``, handled at once (nothing here waits)."""
+        if not self.attached:
             # before get_worker_info answered; the stock worker never does this
             raise RequestFailed("Worker not authenticated.")
         if op == "update":
@@ -287,18 +301,11 @@ class WorkerConnection:
                 if running.on_update is not None:
                     running.on_update(update)
             return None
-        if op == "complete":
-            running = self._command(message)
-            failure = message.get("args")
-            if not running.done.done():
-                running.done.set_result(None if failure is None else str(failure))
-            return None
-        handler = _TRANSFER_OPS.get(op)
-        if handler is not None:
-            running = self._command(message)
-            async with running.transfer_lock:
-                return await handler(running, message)
-        raise RequestFailed(f"Command {op} does not exist.")
+        running = self._command(message)
+        failure = message.get("args")
+        if not running.done.done():
+            running.done.set_result(None if failure is None else str(failure))
+        return None
 
     def _command(self, message: Message) -> _Running:
         command_id = message.get("command_id")

@@ -57,6 +57,7 @@ from buildyard.master.data.updates import Updates
 from buildyard.master.workers import pb
 from buildyard.master.workers.config import AbstractLatentWorker
 from buildyard.master.workers.connection import WorkerConnection
+from buildyard.protocol import tcp
 from buildyard.protocol.codec import MAX_FRAME
 from buildyard.protocol.errors import ProtocolError
 from buildyard.protocol.pb import Broker
@@ -298,14 +299,17 @@ class WorkerListener(Service):
             logged_in.add_done_callback(
                 lambda f: None if f.cancelled() else self._pb_pending.logged_in(writer, broker)
             )
-        read_task = asyncio.get_running_loop().create_task(pb.read_into(reader, broker, peer))
+        low_latency = tcp.LowLatency(writer)
+        read_task = asyncio.get_running_loop().create_task(
+            pb.read_into(reader, broker, peer, low_latency.after_read)
+        )
         try:
             broker.start()
             waits: set[asyncio.Future[Any]] = {read_task, login.done, login.served, login.refused}
             await asyncio.wait(waits, timeout=pb.LOGIN_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
             if login.refused.done() and not (login.done.done() or login.served.done()):
                 # one password guess per connection: the refusal was sent, then it ends
-                await pb.close_after_refusal(writer)
+                await pb.close_after_refusal(writer, broker)
                 return
             if login.served.done():  # a change source or try client: until it hangs up
                 await read_task
@@ -318,6 +322,7 @@ class WorkerListener(Service):
             conn = pb.PbWorkerConnection(
                 name=name, broker=broker, mind=mind, abort=lambda: pb.close_writer(writer)
             )
+            conn.tcp = low_latency
             perspective.conn = conn
             conn.shutdown_requested = lambda: self._shutdown_requested(conn)
             log.info("worker_logged_in", worker=name, peer=peer, protocol=pb.PROTOCOL)
@@ -395,6 +400,9 @@ class WorkerListener(Service):
             await ws.close()
             return ws
         conn = WorkerConnection(name=name, send=ws.send_bytes, abort=ws.close)
+        if request.transport is not None:
+            # the stock worker (Twisted) keeps Nagle on here too: acknowledge at once
+            conn.tcp = tcp.LowLatency(request.transport)
         # the reader belongs to this handler: it is cancelled and awaited before we return
         reader = asyncio.get_running_loop().create_task(self._read(ws, conn))
 
@@ -474,7 +482,10 @@ class WorkerListener(Service):
                     hook(name)
 
     async def _read(self, ws: web.WebSocketResponse, conn: WorkerConnection) -> None:
+        after_read = conn.tcp.after_read if conn.tcp is not None else None
         async for msg in ws:
+            if after_read is not None:
+                after_read()
             if msg.type == WSMsgType.BINARY:
                 try:
                     await conn.peer.feed(msg.data)

@@ -175,6 +175,13 @@ class PbWorkerConnection(WorkerConnection):
 
     # -- worker -> master, through our objects -----------------------------------------------
 
+    def progress_now(self, op: str, command_id: str, **fields: Any) -> None:
+        """A command's ``update`` or ``complete``, as the msgpack handler takes it."""
+        try:
+            self.progress(op, {"command_id": command_id, **fields})
+        except RequestFailed as exc:
+            raise CallFailed(str(exc)) from None
+
     async def handle(self, op: str, command_id: str, **fields: Any) -> Any:
         """A callback of one command, as the msgpack handler takes it."""
         message: Message = {"command_id": command_id, **fields}
@@ -229,11 +236,13 @@ class _CommandRef(Referenceable):
     def __init__(self, conn: PbWorkerConnection, command_id: str) -> None:
         self._conn, self._id = conn, command_id
 
-    async def remote_update(self, updates: Any) -> None:
-        await self._conn.handle("update", self._id, args=_pairs(updates))
+    # plain methods: the broker answers them as they arrive, without a task each
 
-    async def remote_complete(self, failure: Any = None) -> None:
-        await self._conn.handle(
+    def remote_update(self, updates: Any) -> None:
+        self._conn.progress_now("update", self._id, args=_pairs(updates))
+
+    def remote_complete(self, failure: Any = None) -> None:
+        self._conn.progress_now(
             "complete", self._id, args=None if failure is None else str(failure)
         )
 
@@ -395,11 +404,19 @@ class _Challenger(Referenceable):
 # -- one connection ----------------------------------------------------------------------------
 
 
-async def read_into(reader: asyncio.StreamReader, broker: Broker, peer: str) -> None:
+async def read_into(
+    reader: asyncio.StreamReader,
+    broker: Broker,
+    peer: str,
+    after_read: Callable[[], None] | None = None,
+) -> None:
     """Feed ``broker`` until the socket ends or the peer breaks the protocol (logged with
-    its address, and the connection closed by the caller)."""
+    its address, and the connection closed by the caller). ``after_read`` is called after
+    each read (:meth:`buildyard.protocol.tcp.LowLatency.after_read`)."""
     try:
         while data := await reader.read(256 * 1024):
+            if after_read is not None:
+                after_read()
             broker.feed(data)
     except ProtocolError as exc:
         log.warning("worker_protocol_fault", peer=peer, protocol=PROTOCOL, fault=str(exc))
@@ -412,8 +429,9 @@ async def read_into(reader: asyncio.StreamReader, broker: Broker, peer: str) -> 
 REFUSAL_FLUSH = 5.0
 
 
-async def close_after_refusal(writer: asyncio.StreamWriter) -> None:
+async def close_after_refusal(writer: asyncio.StreamWriter, broker: Broker) -> None:
     """Close a connection whose login was refused once its answer is written (bounded)."""
+    broker.flush()
     writer.close()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(writer.wait_closed(), REFUSAL_FLUSH)
