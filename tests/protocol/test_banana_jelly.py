@@ -206,3 +206,24 @@ def test_decoded_elements_are_bounded_not_just_wire_bytes() -> None:
 def test_unjelly_refuses_what_buildbot_never_sends(sexp: object) -> None:
     with pytest.raises(JellyError):
         unjelly(sexp)
+
+
+def test_encoding_nests_as_deep_as_decoding_allows() -> None:
+    deepest: list[object] = [1]
+    for _ in range(banana.MAX_DEPTH - 1):
+        deepest = [deepest]
+    wire = banana.encode(deepest)  # 64 lists deep: the decoder's limit
+    assert _decode_all(wire) == [deepest]
+    with pytest.raises(banana.BananaError, match="nested deeper than 64"):
+        banana.encode([deepest])
+    with pytest.raises(banana.BananaError, match="nested deeper than 64"):
+        _decode_all(b"\x01\x80" + wire)
+
+    # subclasses of the banana types travel as their base types
+    class Word(bytes):
+        pass
+
+    class Count(int):
+        pass
+
+    assert banana.encode((Word(b"answer"), Count(7))) == banana.encode([b"answer", 7])
