@@ -29,13 +29,17 @@ _LOG_EACH = 50
 
 C = TypeVar("C")
 
+# the tasks of every service that has not spawned one: never added to (spawn makes a set)
+_NO_TASKS: set[asyncio.Task[None]] = set()
+
 
 class Service:
     def __init__(self, name: str) -> None:
         self.name = name
         self.parent: Service | None = None
         self._children: dict[str, Service] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # made by the first spawn: most services (one per builder) never spawn a task
+        self._tasks: set[asyncio.Task[None]] = _NO_TASKS
         self.running = False
         # set on the root: the first exception of any task in the tree
         self.failures: asyncio.Queue[BaseException] | None = None
@@ -137,6 +141,8 @@ class Service:
     def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         """Run ``coro`` as a task owned by this service; it is cancelled when the service stops."""
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.path}:{name}")
+        if self._tasks is _NO_TASKS:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
