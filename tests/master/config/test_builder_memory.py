@@ -9,6 +9,7 @@ import asyncio
 from buildyard.common.service import Service
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.builds.factory import BuildFactory
+from buildyard.master.distributor.botmaster import Builder
 
 
 def _builders(n: int) -> list[BuilderConfig]:
@@ -51,3 +52,12 @@ async def test_a_service_makes_its_task_set_on_the_first_spawn() -> None:
     assert busy._tasks == {task} and quiet._tasks == set()
     await busy._cancel_tasks()
     assert task.cancelled()
+
+
+def test_a_builder_service_has_no_dict_and_no_children_of_its_own() -> None:
+    a, b = Builder("a", None), Builder("b", None)
+    assert not hasattr(a, "__dict__")  # slots: 10,000 of these on a big master
+    assert a._children is b._children and a.children == ()
+    parent = Service("parent")
+    parent.add_child(a)
+    assert parent.child("a") is a and b.children == ()
