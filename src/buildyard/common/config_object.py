@@ -70,21 +70,26 @@ def _bind(cls: type, args: tuple[object, ...], kwargs: dict[str, object]) -> dic
     if plan is not None:
         positional, names, required, defaults = plan
         if len(args) <= len(positional):
-            given = dict(zip(positional, args, strict=False))
-            if not (given.keys() & kwargs.keys()) and kwargs.keys() <= set(names):
+            given = kwargs  # by keywords only (the common case): no copy
+            if args:
+                given = dict(zip(positional, args, strict=False))
                 given.update(kwargs)
-                if required <= given.keys():
-                    # the defaults left out: equal either way, and 10,000 builders hold less
-                    kept = {
-                        n: given[n]
-                        for n in names
-                        if n in given and (n not in defaults or given[n] is not defaults[n])
-                    }
-                    if not args and list(kept) == list(kwargs):
-                        # the keywords as given (in the signature's order): kept once, as
-                        # these and as the raw arguments
-                        return kwargs
-                    return kept
+            if (
+                len(given) == len(args) + len(kwargs)  # no name given twice
+                and kwargs.keys() <= set(names)
+                and required <= given.keys()
+            ):
+                # the defaults left out: equal either way, and 10,000 builders hold less
+                kept = {
+                    n: given[n]
+                    for n in names
+                    if n in given and (n not in defaults or given[n] is not defaults[n])
+                }
+                if not args and list(kept) == list(kwargs):
+                    # the keywords as given (in the signature's order): kept once, as
+                    # these and as the raw arguments
+                    return kwargs
+                return kept
     try:
         signature = _signature(cls)
         bound = signature.bind(None, *args, **kwargs)
