@@ -197,6 +197,22 @@ class _MQService(Service):
         await super().stop()
 
 
+def give_back_freed_memory() -> bool:
+    """Hand the heap pages that start-up (or a reconfig) freed back to the system.
+
+    glibc's allocator keeps freed pages for later by default; after a start with 10,000
+    builders, about 2 MiB of them (the rows read, the statements' parameters) stay resident
+    otherwise. False where the C library has no ``malloc_trim`` (musl, macOS)."""
+    import ctypes  # only here: nothing else of a master needs it
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
+
+
 def make_mq(config: MasterConfig) -> LocalMQ:
     """The queue ``c['mq']`` asks for (the configuration checked that postgres has a
     PostgreSQL database)."""
@@ -770,6 +786,7 @@ class BuildMaster(Service):
                 gc.enable()
             gc.collect()  # what start-up (and loading master.cfg) left as cyclic garbage
             gc.freeze()
+            give_back_freed_memory()
             assert self.failures is not None
             failure = loop.create_task(self.failures.get())
             stopping = loop.create_task(stop.wait())
@@ -810,6 +827,7 @@ class BuildMaster(Service):
         gc.unfreeze()
         gc.collect()
         gc.freeze()
+        give_back_freed_memory()
 
 
 class _Hooks:

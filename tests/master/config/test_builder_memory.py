@@ -5,11 +5,13 @@ their arguments; and what a builder's service leaves out until it needs it."""
 from __future__ import annotations
 
 import asyncio
+import platform
 
 from buildyard.common.service import Service
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.builds.factory import BuildFactory
 from buildyard.master.distributor.botmaster import Builder
+from buildyard.master.master import give_back_freed_memory
 
 
 def _builders(n: int) -> list[BuilderConfig]:
@@ -61,3 +63,8 @@ def test_a_builder_service_has_no_dict_and_no_children_of_its_own() -> None:
     parent = Service("parent")
     parent.add_child(a)
     assert parent.child("a") is a and b.children == ()
+
+
+def test_freed_heap_pages_are_given_back_where_glibc_can() -> None:
+    # after start-up and each reconfig (BuildMaster.run): about 1.5 MiB with 10,000 builders
+    assert give_back_freed_memory() is (platform.libc_ver()[0] == "glibc")
