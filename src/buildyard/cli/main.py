@@ -518,22 +518,30 @@ async def _vacuum(db: Database, say: Callable[[str], None]) -> None:
 
 
 def _run_master(basedir: Path, configfile: str) -> int:
+    # start-up (the master's imports, loading master.cfg, starting a service per builder and
+    # worker) makes many long-lived objects and frees few: the cyclic collector would walk them
+    # again and again while they are made (half the CPU of a cold start with 10,000 builders).
+    # It stays off until the master has started: BuildMaster.run then collects once and
+    # freezes what lives on (gc.freeze)
+    gc.disable()
+    try:
+        return _load_and_run(basedir, configfile)
+    finally:
+        gc.enable()
+
+
+def _load_and_run(basedir: Path, configfile: str) -> int:
     from buildyard.common.awaitables import reactor_loop
     from buildyard.common.errors import ConfigErrors
     from buildyard.master.config.loader import load_master_config
     from buildyard.master.db.errors import DbError
     from buildyard.master.master import BuildMaster
 
-    # loading builds thousands of objects for a big configuration and frees few: the cyclic
-    # collector would walk them again and again while they are made
-    gc.disable()
     try:
         config = load_master_config(basedir, configfile)
     except ConfigErrors as errors:
         _print_config_errors(errors)
         return 1
-    finally:
-        gc.enable()
     _print_warnings(config)
 
     async def main() -> int:

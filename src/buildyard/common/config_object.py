@@ -70,16 +70,26 @@ def _bind(cls: type, args: tuple[object, ...], kwargs: dict[str, object]) -> dic
     if plan is not None:
         positional, names, required, defaults = plan
         if len(args) <= len(positional):
-            given = dict(zip(positional, args, strict=False))
-            if not (given.keys() & kwargs.keys()) and kwargs.keys() <= set(names):
+            given = kwargs  # by keywords only (the common case): no copy
+            if args:
+                given = dict(zip(positional, args, strict=False))
                 given.update(kwargs)
-                if required <= given.keys():
-                    # the defaults left out: equal either way, and 10,000 builders hold less
-                    return {
-                        n: given[n]
-                        for n in names
-                        if n in given and (n not in defaults or given[n] is not defaults[n])
-                    }
+            if (
+                len(given) == len(args) + len(kwargs)  # no name given twice
+                and kwargs.keys() <= set(names)
+                and required <= given.keys()
+            ):
+                # the defaults left out: equal either way, and 10,000 builders hold less
+                kept = {
+                    n: given[n]
+                    for n in names
+                    if n in given and (n not in defaults or given[n] is not defaults[n])
+                }
+                if not args and list(kept) == list(kwargs):
+                    # the keywords as given (in the signature's order): kept once, as
+                    # these and as the raw arguments
+                    return kwargs
+                return kept
     try:
         signature = _signature(cls)
         bound = signature.bind(None, *args, **kwargs)
@@ -102,6 +112,16 @@ def _freeze(value: object) -> object:
     return value
 
 
+def _takes_no_arguments(cls: type) -> bool:
+    """Whether ``cls`` can be built without arguments, as :func:`_bind` binds them."""
+    plan = _plan(cls)
+    return plan is not None and not plan[2]
+
+
+# the arguments of every object built without any: read, never mutated
+_NO_ARGUMENTS: tuple[tuple[object, ...], dict[str, object]] = ((), {})
+
+
 class ConfigObject:
     """A value of the configuration vocabulary, as master.cfg built it.
 
@@ -120,6 +140,11 @@ class ConfigObject:
     def __new__(cls, *args: object, **kwargs: object) -> Self:
         self = super().__new__(cls)
         self.defined_at = caller_location()
+        if not args and not kwargs and _takes_no_arguments(cls):
+            # BuildFactory(): one shared record for all of them (neither is ever mutated)
+            self._config_arguments = _NO_ARGUMENTS[1]
+            self._raw_arguments = _NO_ARGUMENTS
+            return self
         self._config_arguments = _bind(cls, args, kwargs)
         # as given, to build an equal object again (a build step's copy for each build)
         self._raw_arguments = (args, kwargs)  # ``**kwargs`` is a new dict of its own

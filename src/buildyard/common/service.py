@@ -29,13 +29,24 @@ _LOG_EACH = 50
 
 C = TypeVar("C")
 
+# the tasks of every service that has not spawned one: never added to (spawn makes a set)
+_NO_TASKS: set[asyncio.Task[None]] = set()
+# the children of every service that has none: never added to (add_child makes a dict)
+_NO_CHILDREN: dict[str, Service] = {}
+
 
 class Service:
+    # slots: a master holds one service per builder and per worker (10,000 builders: 10,000
+    # services); subclasses that declare no slots of their own have a __dict__ as usual
+    __slots__ = ("__weakref__", "_children", "_tasks", "failures", "name", "parent", "running")
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.parent: Service | None = None
-        self._children: dict[str, Service] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # made by the first child added: most services (one per builder) have none
+        self._children: dict[str, Service] = _NO_CHILDREN
+        # made by the first spawn: most services (one per builder) never spawn a task
+        self._tasks: set[asyncio.Task[None]] = _NO_TASKS
         self.running = False
         # set on the root: the first exception of any task in the tree
         self.failures: asyncio.Queue[BaseException] | None = None
@@ -64,6 +75,8 @@ class Service:
         if child.name in self._children:
             raise ValueError(f"{self.path} already has a child named {child.name!r}")
         child.parent = self
+        if self._children is _NO_CHILDREN:
+            self._children = {}
         self._children[child.name] = child
         return child
 
@@ -137,6 +150,8 @@ class Service:
     def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         """Run ``coro`` as a task owned by this service; it is cancelled when the service stops."""
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.path}:{name}")
+        if self._tasks is _NO_TASKS:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -166,6 +181,8 @@ class Service:
 
 class ConfiguredService(Service, Generic[C]):
     """A service built from one configuration value, updated in place on reconfig."""
+
+    __slots__ = ("config",)
 
     def __init__(self, name: str, config: C) -> None:
         super().__init__(name)

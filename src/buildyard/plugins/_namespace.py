@@ -1,9 +1,11 @@
 """What the plugin namespaces share: the features that are not built yet, the stand-in classes
-for their names, and the error for a name nobody knows."""
+for their names, the error for a name nobody knows, and :class:`LazyNames`, which resolves a
+namespace's names on first use."""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -59,3 +61,49 @@ class Namespace:
 
     def __repr__(self) -> str:
         return f"<namespace {self._name}>"
+
+
+class LazyNames:
+    """The names of one namespace, each made on first use (PEP 562's module ``__getattr__``).
+
+    ``sources`` maps each name buildyard implements to where it lives, ``"module"`` (the same
+    name there) or ``"module:attribute"``; every other name of ``known`` is a stand-in of
+    ``features`` (one feature for the namespace, or one per name). Importing the namespace
+    therefore imports none of the steps, reporters or workers it names: a master pays for the
+    ones its master.cfg uses. What a name resolved to is kept in ``store`` (the module's
+    globals), so it is the same object every time and later look-ups are plain ones.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        store: dict[str, Any],
+        known: Iterable[str],
+        sources: Mapping[str, str],
+        features: str | Mapping[str, str],
+    ) -> None:
+        self.namespace = namespace
+        self.known = tuple(dict.fromkeys([*sources, *known]))
+        self.sources = sources
+        self._store = store
+        self._features = features
+
+    def resolve(self, name: str) -> Any:
+        """The object ``namespace.name``; AttributeError naming the closest known names."""
+        source = self.sources.get(name)
+        if source is not None:
+            module_name, _, attribute = source.partition(":")
+            value = getattr(importlib.import_module(module_name), attribute or name)
+        elif name in self.known:
+            features = self._features
+            feature = features if isinstance(features, str) else features[name]
+            value = not_implemented(f"{self.namespace}.{name}", feature)
+        else:
+            raise unknown_name(self.namespace, name, self.known)
+        self._store[name] = value
+        return value
+
+    def names(self) -> list[str]:
+        """Every name of the namespace, for ``dir()``."""
+        return sorted(self.known)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from buildyard.master.changes.gerrit import GerritChangeSource, GerritEventLogPoller
-from buildyard.master.changes.gitpoller import GitPoller
-from buildyard.master.changes.pb import PBChangeSource
-from buildyard.master.changes.pullrequests import (
-    BitbucketPullrequestPoller,
-    GitHubPullrequestPoller,
-)
-from buildyard.plugins._namespace import CHANGES, placeholders, unknown_name
+from buildyard.plugins._namespace import CHANGES, LazyNames
+
+if TYPE_CHECKING:
+    from buildyard.master.changes.gerrit import GerritChangeSource, GerritEventLogPoller
+    from buildyard.master.changes.gitpoller import GitPoller
+    from buildyard.master.changes.pb import PBChangeSource
+    from buildyard.master.changes.pullrequests import (
+        BitbucketPullrequestPoller,
+        GitHubPullrequestPoller,
+    )
 
 __all__ = [
     "BitbucketPullrequestPoller",
@@ -39,9 +41,27 @@ _NAMES = [
     "SVNPoller",
 ]
 
-# Every name not imported above is a stand-in until its issue implements it.
-globals().update(placeholders("changes", {n: CHANGES for n in _NAMES if n not in globals()}))
+# Each name is resolved when master.cfg first uses it (buildyard.plugins._namespace.LazyNames):
+# the implemented ones from these modules, the others as stand-ins until buildyard has them.
+_LAZY = LazyNames(
+    "changes",
+    store=globals(),
+    known=_NAMES,
+    sources={
+        "GerritChangeSource": "buildyard.master.changes.gerrit",
+        "GerritEventLogPoller": "buildyard.master.changes.gerrit",
+        "GitPoller": "buildyard.master.changes.gitpoller",
+        "PBChangeSource": "buildyard.master.changes.pb",
+        "BitbucketPullrequestPoller": "buildyard.master.changes.pullrequests",
+        "GitHubPullrequestPoller": "buildyard.master.changes.pullrequests",
+    },
+    features=CHANGES,
+)
 
 
 def __getattr__(name: str) -> Any:
-    raise unknown_name("changes", name, _NAMES)
+    return _LAZY.resolve(name)
+
+
+def __dir__() -> list[str]:
+    return _LAZY.names()

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from buildyard.master.secrets.providers import SecretInAFile
-from buildyard.plugins._namespace import SECRETS, placeholders, unknown_name
+from buildyard.plugins._namespace import SECRETS, LazyNames
+
+if TYPE_CHECKING:
+    from buildyard.master.secrets.providers import SecretInAFile
 
 __all__ = ["SecretInAFile"]
 
@@ -19,9 +21,22 @@ _NAMES = [
     "VaultAuthenticatorToken",
 ]
 
-# Every name not imported above is a stand-in until buildyard implements it.
-globals().update(placeholders("secrets", {n: SECRETS for n in _NAMES if n not in globals()}))
+# Each name is resolved when master.cfg first uses it (buildyard.plugins._namespace.LazyNames):
+# the implemented ones from these modules, the others as stand-ins until buildyard has them.
+_LAZY = LazyNames(
+    "secrets",
+    store=globals(),
+    known=_NAMES,
+    sources={
+        "SecretInAFile": "buildyard.master.secrets.providers",
+    },
+    features=SECRETS,
+)
 
 
 def __getattr__(name: str) -> Any:
-    raise unknown_name("secrets", name, _NAMES)
+    return _LAZY.resolve(name)
+
+
+def __dir__() -> list[str]:
+    return _LAZY.names()

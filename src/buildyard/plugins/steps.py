@@ -2,44 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from buildyard.master.steps.base import BuildStep
-from buildyard.master.steps.compile import (
-    CMake,
-    Compile,
-    Configure,
-    PerlModuleTest,
-    Test,
-    WarningCountingShellCommand,
-)
-from buildyard.master.steps.gitdiffinfo import GitDiffInfo
-from buildyard.master.steps.master import Assert, LogRenderable, MasterShellCommand
-from buildyard.master.steps.properties import SetProperties, SetProperty, SetPropertyFromCommand
-from buildyard.master.steps.shell import ShellCommand, TreeSize
-from buildyard.master.steps.shellsequence import ShellSequence
-from buildyard.master.steps.source.forges import GitHub, GitLab
-from buildyard.master.steps.source.gerrit import Gerrit
-from buildyard.master.steps.source.git import Git
-from buildyard.master.steps.source.gitwrite import GitCommit, GitPush, GitTag
-from buildyard.master.steps.transfer import (
-    DirectoryUpload,
-    FileDownload,
-    FileUpload,
-    JSONPropertiesDownload,
-    JSONStringDownload,
-    MultipleFileUpload,
-    StringDownload,
-)
-from buildyard.master.steps.trigger import Trigger
-from buildyard.master.steps.worker import (
-    CopyDirectory,
-    FileExists,
-    MakeDirectory,
-    RemoveDirectory,
-    SetPropertiesFromEnv,
-)
-from buildyard.plugins._namespace import STEPS, placeholders, unknown_name
+from buildyard.plugins._namespace import STEPS, LazyNames
+
+if TYPE_CHECKING:
+    from buildyard.master.steps.base import BuildStep
+    from buildyard.master.steps.compile import (
+        CMake,
+        Compile,
+        Configure,
+        PerlModuleTest,
+        Test,
+        WarningCountingShellCommand,
+    )
+    from buildyard.master.steps.gitdiffinfo import GitDiffInfo
+    from buildyard.master.steps.master import Assert, LogRenderable, MasterShellCommand
+    from buildyard.master.steps.properties import SetProperties, SetProperty, SetPropertyFromCommand
+    from buildyard.master.steps.shell import ShellCommand, TreeSize
+    from buildyard.master.steps.shellsequence import ShellSequence
+    from buildyard.master.steps.source.forges import GitHub, GitLab
+    from buildyard.master.steps.source.gerrit import Gerrit
+    from buildyard.master.steps.source.git import Git
+    from buildyard.master.steps.source.gitwrite import GitCommit, GitPush, GitTag
+    from buildyard.master.steps.transfer import (
+        DirectoryUpload,
+        FileDownload,
+        FileUpload,
+        JSONPropertiesDownload,
+        JSONStringDownload,
+        MultipleFileUpload,
+        StringDownload,
+    )
+    from buildyard.master.steps.trigger import Trigger
+    from buildyard.master.steps.worker import (
+        CopyDirectory,
+        FileExists,
+        MakeDirectory,
+        RemoveDirectory,
+        SetPropertiesFromEnv,
+    )
 
 __all__ = [
     "Assert",
@@ -189,9 +191,58 @@ _NAMES = [
     "WarningCountingShellCommand",
 ]
 
-# Every name not imported above is a stand-in until its issue implements it.
-globals().update(placeholders("steps", {n: STEPS for n in _NAMES if n not in globals()}))
+# Each name is resolved when master.cfg first uses it (buildyard.plugins._namespace.LazyNames):
+# the implemented ones from these modules, the others as stand-ins until buildyard has them.
+_LAZY = LazyNames(
+    "steps",
+    store=globals(),
+    known=_NAMES,
+    sources={
+        "BuildStep": "buildyard.master.steps.base",
+        "CMake": "buildyard.master.steps.compile",
+        "Compile": "buildyard.master.steps.compile",
+        "Configure": "buildyard.master.steps.compile",
+        "PerlModuleTest": "buildyard.master.steps.compile",
+        "Test": "buildyard.master.steps.compile",
+        "WarningCountingShellCommand": "buildyard.master.steps.compile",
+        "GitDiffInfo": "buildyard.master.steps.gitdiffinfo",
+        "Assert": "buildyard.master.steps.master",
+        "LogRenderable": "buildyard.master.steps.master",
+        "MasterShellCommand": "buildyard.master.steps.master",
+        "SetProperties": "buildyard.master.steps.properties",
+        "SetProperty": "buildyard.master.steps.properties",
+        "SetPropertyFromCommand": "buildyard.master.steps.properties",
+        "ShellCommand": "buildyard.master.steps.shell",
+        "TreeSize": "buildyard.master.steps.shell",
+        "ShellSequence": "buildyard.master.steps.shellsequence",
+        "GitHub": "buildyard.master.steps.source.forges",
+        "GitLab": "buildyard.master.steps.source.forges",
+        "Gerrit": "buildyard.master.steps.source.gerrit",
+        "Git": "buildyard.master.steps.source.git",
+        "GitCommit": "buildyard.master.steps.source.gitwrite",
+        "GitPush": "buildyard.master.steps.source.gitwrite",
+        "GitTag": "buildyard.master.steps.source.gitwrite",
+        "DirectoryUpload": "buildyard.master.steps.transfer",
+        "FileDownload": "buildyard.master.steps.transfer",
+        "FileUpload": "buildyard.master.steps.transfer",
+        "JSONPropertiesDownload": "buildyard.master.steps.transfer",
+        "JSONStringDownload": "buildyard.master.steps.transfer",
+        "MultipleFileUpload": "buildyard.master.steps.transfer",
+        "StringDownload": "buildyard.master.steps.transfer",
+        "Trigger": "buildyard.master.steps.trigger",
+        "CopyDirectory": "buildyard.master.steps.worker",
+        "FileExists": "buildyard.master.steps.worker",
+        "MakeDirectory": "buildyard.master.steps.worker",
+        "RemoveDirectory": "buildyard.master.steps.worker",
+        "SetPropertiesFromEnv": "buildyard.master.steps.worker",
+    },
+    features=STEPS,
+)
 
 
 def __getattr__(name: str) -> Any:
-    raise unknown_name("steps", name, _NAMES)
+    return _LAZY.resolve(name)
+
+
+def __dir__() -> list[str]:
+    return _LAZY.names()

@@ -8,6 +8,7 @@ whole configuration, by :mod:`buildyard.master.config`.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Mapping, Sequence
 
 from buildyard.common.config_object import (
@@ -27,8 +28,14 @@ RESERVED_UNDERSCORE_NAMES = ("__Janitor",)
 _UNSAFE_IN_DIRECTORY = str.maketrans(dict.fromkeys("\t !#$%&'()*+,./:;<=>?@[\\]^{|}~", "_"))
 
 
+# what a builder without env, properties or defaultProperties holds: one read-only mapping
+# shared by all of them, rather than three empty dicts per builder
+_NOTHING: Mapping[str, object] = types.MappingProxyType({})
+
+
 def _directory_for(name: str) -> str:
-    return name.translate(_UNSAFE_IN_DIRECTORY)
+    safe = name.translate(_UNSAFE_IN_DIRECTORY)
+    return name if safe == name else safe  # the name itself when it is safe: one string
 
 
 class BuilderConfig(ConfigObject):
@@ -97,7 +104,7 @@ class BuilderConfig(ConfigObject):
             else:
                 config_error(f"{label}: locks must be a list")
 
-        self.env: dict[str, object] = self._mapping(label, "env", env)
+        self.env: Mapping[str, object] = self._mapping(label, "env", env)
         self.properties = self._mapping(label, "properties", properties, property_names=True)
         self.default_properties = self._mapping(
             label, "defaultProperties", defaultProperties, property_names=True
@@ -172,9 +179,9 @@ class BuilderConfig(ConfigObject):
     @staticmethod
     def _mapping(
         label: str, keyword: str, value: object, *, property_names: bool = False
-    ) -> dict[str, object]:
+    ) -> Mapping[str, object]:
         if value is None:
-            return {}
+            return _NOTHING
         if not isinstance(value, Mapping):
             config_error(f"{label}: {keyword} must be a dictionary")
             return {}

@@ -11,11 +11,10 @@ import bz2
 import zlib
 from collections.abc import Callable
 
-import brotli
-import lz4.block
-import zstandard
-
 from buildyard.master.db.errors import DbError
+
+# lz4, zstandard and brotli are imported by the first log that uses them (most masters never
+# do: gz is the default), which keeps their C extensions out of a master's start-up and memory
 
 RAW, GZIP, BZ2, LZ4, ZSTD, BROTLI = 0, 1, 2, 3, 4, 5
 
@@ -23,8 +22,41 @@ METHODS = {"raw": RAW, "gz": GZIP, "bz2": BZ2, "lz4": LZ4, "zstd": ZSTD, "br": B
 
 
 def _zstd_read(data: bytes) -> bytes:
+    import zstandard
+
     # a frame written by a streaming compressor has no content size: read it as a stream
-    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    return bytes(zstandard.ZstdDecompressor().decompressobj().decompress(data))
+
+
+def _zstd_pack(data: bytes) -> bytes:
+    import zstandard
+
+    return bytes(zstandard.ZstdCompressor(level=3).compress(data))
+
+
+def _lz4_pack(data: bytes) -> bytes:
+    import lz4.block
+
+    return bytes(lz4.block.compress(data))
+
+
+def _lz4_read(data: bytes) -> bytes:
+    import lz4.block
+
+    return bytes(lz4.block.decompress(data))
+
+
+def _brotli_pack(data: bytes) -> bytes:
+    import brotli
+
+    # quality 5 of 11: brotli's top levels cost tens of times the CPU for a few percent
+    return bytes(brotli.compress(data, quality=5))
+
+
+def _brotli_read(data: bytes) -> bytes:
+    import brotli
+
+    return bytes(brotli.decompress(data))
 
 
 _PACK: dict[int, Callable[[bytes], bytes]] = {
@@ -32,18 +64,17 @@ _PACK: dict[int, Callable[[bytes], bytes]] = {
     # on real build logs, at 2x and 4.5x its speed (Buildbot uses 9, any level reads back)
     GZIP: lambda data: zlib.compress(data, 6),
     BZ2: lambda data: bz2.compress(data, 9),
-    LZ4: lambda data: bytes(lz4.block.compress(data)),
-    ZSTD: lambda data: zstandard.ZstdCompressor(level=3).compress(data),
-    # quality 5 of 11: brotli's top levels cost tens of times the CPU for a few percent
-    BROTLI: lambda data: bytes(brotli.compress(data, quality=5)),
+    LZ4: _lz4_pack,
+    ZSTD: _zstd_pack,
+    BROTLI: _brotli_pack,
 }
 _UNPACK: dict[int, Callable[[bytes], bytes]] = {
     RAW: lambda data: data,
     GZIP: zlib.decompress,
     BZ2: bz2.decompress,
-    LZ4: lambda data: bytes(lz4.block.decompress(data)),
+    LZ4: _lz4_read,
     ZSTD: _zstd_read,
-    BROTLI: lambda data: bytes(brotli.decompress(data)),
+    BROTLI: _brotli_read,
 }
 
 

@@ -31,6 +31,8 @@ log = structlog.get_logger(__name__)
 class Builder(ConfiguredService[Any]):
     """A builder of this master; ``builderid`` is its id in the database."""
 
+    __slots__ = ("builderid",)  # one per builder: 10,000 of them on a big master
+
     def __init__(self, name: str, config: Any) -> None:
         super().__init__(name, config)
         self.builderid: int | None = None

@@ -24,7 +24,6 @@ import structlog
 
 from buildyard.common.service import Service
 from buildyard.master.workers.config import LocalWorker
-from buildyard.worker import cli as worker_cli
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +79,9 @@ class LocalWorkers(Service):
         running.basedir.mkdir(parents=True, exist_ok=True)
         argv = ["create-worker", "--quiet", str(running.basedir)]
         argv += [f"{running.host}:{running.port}", cfg.name, str(cfg.password)]
+        # the worker's package only for a master that has local workers
+        from buildyard.worker import cli as worker_cli
+
         if worker_cli.main(argv) != 0:
             raise RuntimeError(f"local worker {cfg.name!r}: create-worker failed")
         out = (running.basedir / LOGFILE).open("ab")

@@ -15,8 +15,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import bcrypt
-
 __all__ = ["apr1", "check", "entries", "scheme"]
 
 _ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -88,6 +86,8 @@ def check(password: str, hashed: str) -> bool:
     secret = password.encode("utf-8")
     kind = scheme(hashed)
     if kind == "bcrypt":
+        import bcrypt  # only files with bcrypt lines need the binding
+
         try:
             # bcrypt reads 72 bytes of a password (htpasswd -B hashes those), and the binding
             # refuses longer ones
