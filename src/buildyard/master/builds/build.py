@@ -175,18 +175,27 @@ class Build:
                 sourcestamps=list(self.sourcestamps),
             )
             self.properties.build = self.runtime  # Interpolate's src:, worker: and secret:
-            await self._store_properties()
-            held = await self._acquire_locks()
-            try:
+            wanted = await self._wanted_locks()
+            if not wanted and getattr(self.config, "do_build_if", None) is None:
+                # nothing to wait for or decide: the properties and "building" together
+                await self._store_properties(state_string=None if self.stopped else "building")
                 if self.stopped:
                     results = Results.CANCELLED
-                elif not await self._do_build():
-                    results = Results.SKIPPED
                 else:
-                    await self.updates.set_build_state_string(self.buildid, "building")
                     results = await self._run_steps(self.runtime)
-            finally:
-                release_all(self, held)
+            else:
+                await self._store_properties()
+                held = await self._acquire_locks(wanted)
+                try:
+                    if self.stopped:
+                        results = Results.CANCELLED
+                    elif not await self._do_build():
+                        results = Results.SKIPPED
+                    else:
+                        await self.updates.set_build_state_string(self.buildid, "building")
+                        results = await self._run_steps(self.runtime)
+                finally:
+                    release_all(self, held)
         except asyncio.CancelledError:
             results = Results.RETRY
             await asyncio.shield(self._finish(results))
@@ -206,11 +215,9 @@ class Build:
         decided = await resolve(decided)
         return bool(decided)
 
-    async def _acquire_locks(self) -> Held:
-        """Take the builder's and the worker's locks (``locks=...``); the time spent waiting is
-        the build's ``locks_duration_s``. A stop while waiting gives up."""
-        assert self.buildid is not None
-        wanted = [
+    async def _wanted_locks(self) -> list[tuple[Any, Any]]:
+        """The builder's and the worker's locks (``locks=...``), rendered: (lock, access)."""
+        return [
             (self.locks.real(a.lockid, self.conn.name), a)
             for a in accesses(
                 await render(
@@ -219,6 +226,11 @@ class Build:
                 )
             )
         ]
+
+    async def _acquire_locks(self, wanted: list[tuple[Any, Any]]) -> Held:
+        """Take the locks ``wanted`` (:meth:`_wanted_locks`); the time spent waiting is the
+        build's ``locks_duration_s``. A stop while waiting gives up."""
+        assert self.buildid is not None
         if not wanted:
             return []
         if not all(lock.available(self, access) for lock, access in wanted):
@@ -332,12 +344,20 @@ class Build:
         props.setProperty("builddir", self._builder_dir(), "Worker")
         props.setProperty("workerbuilddir", str(self.config.workerbuilddir), "Worker")
 
-    async def _store_properties(self) -> None:
-        """Store the properties that are new or changed since the last time."""
+    async def _store_properties(self, *, state_string: str | None = None) -> None:
+        """Store the properties that are new or changed since the last time (and, when given,
+        the build's new state string in the same transaction). Only this build writes its
+        properties, so the names never stored are inserted without looking for a row."""
         if self.buildid is None:
             return
+        stored = self._stored_properties
         current = {name: (value, source) for name, value, source in self.properties.asList()}
-        changed = {k: v for k, v in current.items() if self._stored_properties.get(k) != v}
-        if changed:
-            await self.updates.set_build_properties(self.buildid, changed)
-            self._stored_properties.update(changed)
+        changed = {k: v for k, v in current.items() if stored.get(k) != v}
+        if changed or state_string is not None:
+            await self.updates.set_build_properties(
+                self.buildid,
+                changed,
+                new=[k for k in changed if k not in stored],
+                state_string=state_string,
+            )
+            stored.update(changed)

@@ -9,8 +9,9 @@ of its own. (A buildset's completion is the exception: see :meth:`complete_build
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -25,6 +26,7 @@ from buildyard.master.model.logs import Log, LogType
 from buildyard.master.model.properties import JsonValue, PropertyValue
 from buildyard.master.model.results import Results, worst
 from buildyard.master.model.sourcestamps import SourceStampSpec
+from buildyard.master.model.steps import Step
 from buildyard.master.mq import keys
 from buildyard.master.mq.base import MessageQueue
 from buildyard.master.secrets.redaction import Redactor
@@ -259,16 +261,21 @@ class PipelineUpdates:
 
     async def _maybe_complete_buildset(self, bsid: int) -> None:
         async with self._db.transaction() as c:
-            if await self._db.buildrequests.incomplete_requests_of_buildset(bsid, conn=c):
-                return
-            requests = await self._db.buildrequests.get_buildrequests(bsid=bsid, conn=c)
-            results = worst(r.results for r in requests if r.results is not None)
-            try:
-                await self._db.buildsets.complete_buildset(bsid, results, conn=c)
-            except BuildsetAlreadyComplete:
-                return  # another request's completion got there first
-            body = await self._buildset_body(bsid, c)
-        self._mq.produce(("buildsets", str(bsid), "complete"), body)
+            messages = await self._complete_buildset_in(bsid, c)
+        self._produce(messages)
+
+    async def _complete_buildset_in(self, bsid: int, c: AsyncConnection) -> list[Message]:
+        """Complete the buildset in this transaction if all its requests are; its event."""
+        if await self._db.buildrequests.incomplete_requests_of_buildset(bsid, conn=c):
+            return []
+        requests = await self._db.buildrequests.get_buildrequests(bsid=bsid, conn=c)
+        results = worst(r.results for r in requests if r.results is not None)
+        try:
+            await self._db.buildsets.complete_buildset(bsid, results, conn=c)
+        except BuildsetAlreadyComplete:
+            return []  # another request's completion got there first
+        body = await self._buildset_body(bsid, c)
+        return [(("buildsets", str(bsid), "complete"), body)]
 
     # -- builds --------------------------------------------------------------------------------
 
@@ -325,28 +332,51 @@ class PipelineUpdates:
         self._produce(messages)
 
     async def set_build_properties(
-        self, buildid: int, properties: Mapping[str, tuple[JsonValue, str]]
+        self,
+        buildid: int,
+        properties: Mapping[str, tuple[JsonValue, str]],
+        *,
+        new: Collection[str] = (),
+        state_string: str | None = None,
     ) -> None:
-        """Store these properties of the build (the changed ones); one event with them."""
-        if not properties:
-            return
-        properties = self._hidden_properties(properties) or {}
-        await self._db.builds.set_build_properties(buildid, properties)
-        self._mq.produce(
-            ("builds", str(buildid), "properties", "update"),
-            {name: [value, source] for name, (value, source) in properties.items()},
-        )
+        """Store these properties of the build (the changed ones); one event with them.
+
+        ``new``: the names the build has no row for yet (its runner knows which it stored),
+        only inserted. ``state_string``: the build's new state string, stored in the same
+        transaction and announced (``update``) after the properties, as
+        :meth:`set_build_state_string` would."""
+        hidden = self._hidden_properties(properties) or {}
+        if self.redactor.active:
+            new = {self.redactor.redact(name) for name in new}
+        if state_string is None:
+            if hidden:
+                await self._db.builds.set_build_properties(buildid, hidden, new=new)
+            messages: list[Message] = []
+        else:
+            async with self._db.transaction() as c:
+                await self._db.builds.set_build_properties(buildid, hidden, new=new, conn=c)
+                await self._db.builds.set_build_state_string(
+                    buildid, self.redactor.redact(state_string), conn=c
+                )
+                messages = await self._build_messages(buildid, "update", c)
+        if hidden:
+            self._mq.produce(
+                ("builds", str(buildid), "properties", "update"),
+                {name: [value, source] for name, (value, source) in hidden.items()},
+            )
+        self._produce(messages)
 
     async def finish_build(
         self, buildid: int, results: Results, *, state_string: str | None = None
     ) -> None:
         """The build ended with ``results`` (and, when given, its final state string)."""
         async with self._db.transaction() as c:
-            if state_string is not None:
-                await self._db.builds.set_build_state_string(
-                    buildid, self.redactor.redact(state_string), conn=c
-                )
-            await self._db.builds.finish_build(buildid, results, conn=c)
+            await self._db.builds.finish_build(
+                buildid,
+                results,
+                state_string=None if state_string is None else self.redactor.redact(state_string),
+                conn=c,
+            )
             messages = await self._build_messages(buildid, "finished", c)
         self._produce(messages)
 
@@ -362,16 +392,18 @@ class PipelineUpdates:
         """The build ended: what :meth:`finish_build` stores, and in the same transaction its
         requests completed with ``results`` (:meth:`complete_buildrequests`) or, for RETRY,
         given back (:meth:`unclaim_buildrequests`); the build's events, then the requests'.
-        Each buildset whose requests are then all complete is completed as
+        Each buildset whose requests are then all complete is completed: on SQLite in the
+        same transaction (its writers are serialized), elsewhere as
         :meth:`complete_buildrequests` says, in a transaction of its own. A request that was
         already complete leaves the build finished and the error raised."""
         refused: NotClaimed | None = None
         async with self._db.transaction() as c:
-            if state_string is not None:
-                await self._db.builds.set_build_state_string(
-                    buildid, self.redactor.redact(state_string), conn=c
-                )
-            await self._db.builds.finish_build(buildid, results, conn=c)
+            await self._db.builds.finish_build(
+                buildid,
+                results,
+                state_string=None if state_string is None else self.redactor.redact(state_string),
+                conn=c,
+            )
             messages = await self._build_messages(buildid, "finished", c)
             if results == Results.RETRY:
                 released = await self._db.buildrequests.unclaim_buildrequests(
@@ -385,12 +417,23 @@ class PipelineUpdates:
                     refused, requests = exc, []
                 else:
                     requests = await self._request_messages(brids, "complete", c)
+            bsids = sorted(
+                {body["buildsetid"] for key, body in requests if key[0] == "buildrequests"}
+            )
+            # On SQLite a write transaction excludes every other writer (BEGIN IMMEDIATE), so
+            # the buildset's completion cannot miss another master's last request here: it
+            # joins this transaction. Elsewhere it needs one of its own, after this commit.
+            completed: list[Message] = []
+            joined = results != Results.RETRY and self._db.backend == "sqlite"
+            if joined:
+                for bsid in bsids:
+                    completed += await self._complete_buildset_in(bsid, c)
         self._produce(messages)
         self._produce(requests)
+        self._produce(completed)
         if refused is not None:
             raise refused
-        bsids = sorted({body["buildsetid"] for key, body in requests if key[0] == "buildrequests"})
-        if results != Results.RETRY:
+        if results != Results.RETRY and not joined:
             for bsid in bsids:
                 await self._maybe_complete_buildset(bsid)
 
@@ -405,10 +448,27 @@ class PipelineUpdates:
         name = self.redactor.redact(name)
         async with self._db.transaction() as c:
             stepid, number, got = await self._db.steps.add_step(buildid, name, "pending", conn=c)
-            messages = await self._step_messages(stepid, "new", c)
+            # the row as it was just inserted: nothing to read back
+            step = Step(
+                id=stepid,
+                number=number,
+                name=got,
+                buildid=buildid,
+                started_at=None,
+                locks_acquired_at=None,
+                complete_at=None,
+                state_string="pending",
+                results=None,
+            )
+            messages = self._step_body_messages(step, "new")
             if start:
-                await self._db.steps.start_step(stepid, locks_acquired=locks_acquired, conn=c)
-                messages += await self._step_messages(stepid, "started", c)
+                when = await self._db.steps.start_step(
+                    stepid, locks_acquired=locks_acquired, conn=c
+                )
+                step = dataclasses.replace(
+                    step, started_at=when, locks_acquired_at=when if locks_acquired else None
+                )
+                messages += self._step_body_messages(step, "started")
         self._produce(messages)
         return stepid, number, got
 
@@ -416,6 +476,10 @@ class PipelineUpdates:
         s = await self._db.steps.get_step(stepid, conn=conn)
         if s is None:
             return []
+        return self._step_body_messages(s, event)
+
+    def _step_body_messages(self, s: Step, event: str) -> list[Message]:
+        stepid = s.id
         body = shapes.step(s)
         return [
             (("builds", str(s.buildid), "steps", str(stepid), event), body),
@@ -473,9 +537,18 @@ class PipelineUpdates:
     async def add_log(self, stepid: int, name: str, type: LogType | str) -> int:
         """A new empty log of the step, its slug made from ``name``."""
         name = self.redactor.redact(name)
-        async with self._db.transaction() as c:
-            logid = await self._db.logs.add_log(stepid, name, slugify(name), type, conn=c)
-            lg = await self._db.logs.get_log(logid, conn=c)
+        slug = slugify(name)
+        logid = await self._db.logs.add_log(stepid, name, slug, type)
+        # the row as it was just inserted: nothing to read back
+        lg = Log(
+            id=logid,
+            name=name,
+            slug=slug,
+            stepid=stepid,
+            complete=False,
+            num_lines=0,
+            type=LogType(type),
+        )
         self._produce(self._log_messages(lg, "new"))
         return logid
 
@@ -515,13 +588,17 @@ class PipelineUpdates:
         async with self._db.transaction() as c:
             if last:
                 appended = await self._db.logs.append_log(
-                    logid, last, compression=compression, conn=c
+                    logid, last, compression=compression, conn=c, last=True
                 )
                 if appended is not None:
                     messages += self._log_messages(appended[0], "append")
-            await self._db.logs.compress_log(logid, compression, conn=c)
-            await self._db.logs.finish_log(logid, conn=c)
-            lg = await self._db.logs.get_log(logid, conn=c)
+                    lg: Log | None = dataclasses.replace(appended[0], complete=True)
+                else:
+                    lg = None
+            else:
+                await self._db.logs.compress_log(logid, compression, conn=c)
+                await self._db.logs.finish_log(logid, conn=c)
+                lg = await self._db.logs.get_log(logid, conn=c)
         messages += self._log_messages(lg, "finished")
         self._produce(messages)
 
