@@ -133,13 +133,15 @@ class Build:
         """Run to the end and settle the requests; returns the build's result."""
         first = self.requests[0]
         try:
-            self.buildid, self.number = await self.updates.add_build(
+            new = await self.updates.add_build_of_buildset(
                 builderid=self.builderid,
                 buildrequestid=first.id,
                 workerid=self.conn.workerid,
                 masterid=self.masterid,
                 state_string="starting",
+                bsid=first.buildsetid,
             )
+            self.buildid, self.number = new.buildid, new.number
         except Exception:
             # the build could not start: its requests go back to the queue
             log.exception("build_not_started", builder=self.name)
@@ -152,7 +154,7 @@ class Build:
         log.info("build_started", builder=self.name, number=self.number, worker=self.conn.name)
         results = Results.EXCEPTION
         try:
-            await self._setup_properties()
+            self._setup_properties(new.properties, new.sourcestamps)
             self.runtime = BuildRuntime(
                 updates=self.updates,
                 buildid=self.buildid,
@@ -308,24 +310,25 @@ class Build:
 
     # -- properties ----------------------------------------------------------------------------
 
-    async def _setup_properties(self) -> None:
+    def _setup_properties(
+        self, stored: Mapping[str, tuple[Any, str]], stamps: Sequence[SourceStamp]
+    ) -> None:
+        """The build's properties: the global ones, then its (first) request's buildset's
+        ``stored`` properties and ``stamps`` (read as the build was added), the builder's and
+        the worker's, and the build's own."""
         props = self.properties
         for name, value in self.global_properties.items():
             props.setProperty(name, value, "Global Configuration")
-        for request in self.requests[:1]:
-            async with self.db.reading() as c:  # one snapshot for both
-                stored = await self.db.buildsets.get_buildset_properties(request.buildsetid, conn=c)
-                stamps = await self.db.sourcestamps.get_sourcestamps(request.buildsetid, conn=c)
-            for name, (value, source) in stored.items():
-                props.setProperty(name, value, source)
-            if stamps:
-                ss = stamps[0]
-                props.setProperty("branch", ss.branch, "Build")
-                props.setProperty("revision", ss.revision, "Build")
-                props.setProperty("repository", ss.repository, "Build")
-                props.setProperty("codebase", ss.codebase, "Build")
-                props.setProperty("project", ss.project, "Build")
-            self.sourcestamps = stamps
+        for name, (value, source) in stored.items():
+            props.setProperty(name, value, source)
+        if stamps:
+            ss = stamps[0]
+            props.setProperty("branch", ss.branch, "Build")
+            props.setProperty("revision", ss.revision, "Build")
+            props.setProperty("repository", ss.repository, "Build")
+            props.setProperty("codebase", ss.codebase, "Build")
+            props.setProperty("project", ss.project, "Build")
+        self.sourcestamps = list(stamps)
         for name, value in self.config.properties.items():
             props.setProperty(name, value, "Builder")
         for name, value in self.config.default_properties.items():

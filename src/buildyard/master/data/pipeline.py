@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,7 +25,7 @@ from buildyard.master.model.buildsets import BuildsetIds
 from buildyard.master.model.logs import Log, LogType
 from buildyard.master.model.properties import JsonValue, PropertyValue
 from buildyard.master.model.results import Results, worst
-from buildyard.master.model.sourcestamps import SourceStampSpec
+from buildyard.master.model.sourcestamps import SourceStamp, SourceStampSpec
 from buildyard.master.model.steps import Step
 from buildyard.master.mq import keys
 from buildyard.master.mq.base import MessageQueue
@@ -46,6 +46,16 @@ SLUG_LENGTH = 50
 def slugify(name: str) -> str:
     """A log's slug: its name as an identifier (Buildbot's forceIdentifier, 50 characters)."""
     return _NOT_IDENTIFIER.sub("_", name)[:SLUG_LENGTH] or "_"
+
+
+class NewBuild(NamedTuple):
+    """What :meth:`PipelineUpdates.add_build_of_buildset` gives back."""
+
+    buildid: int
+    number: int
+    # the buildset's properties, name -> (value, source), and source stamps (when asked)
+    properties: dict[str, PropertyValue]
+    sourcestamps: list[SourceStamp]
 
 
 class PipelineUpdates:
@@ -266,9 +276,9 @@ class PipelineUpdates:
 
     async def _complete_buildset_in(self, bsid: int, c: AsyncConnection) -> list[Message]:
         """Complete the buildset in this transaction if all its requests are; its event."""
-        if await self._db.buildrequests.incomplete_requests_of_buildset(bsid, conn=c):
-            return []
         requests = await self._db.buildrequests.get_buildrequests(bsid=bsid, conn=c)
+        if any(not r.complete for r in requests):
+            return []
         results = worst(r.results for r in requests if r.results is not None)
         try:
             await self._db.buildsets.complete_buildset(bsid, results, conn=c)
@@ -289,6 +299,29 @@ class PipelineUpdates:
         state_string: str = "created",
     ) -> tuple[int, int]:
         """A new build; returns (buildid, number)."""
+        new = await self.add_build_of_buildset(
+            builderid=builderid,
+            buildrequestid=buildrequestid,
+            workerid=workerid,
+            masterid=masterid,
+            state_string=state_string,
+        )
+        return new.buildid, new.number
+
+    async def add_build_of_buildset(
+        self,
+        *,
+        builderid: int,
+        buildrequestid: int,
+        workerid: int | None,
+        masterid: int,
+        state_string: str = "created",
+        bsid: int | None = None,
+    ) -> NewBuild:
+        """A new build, as :meth:`add_build`; with ``bsid``, the buildset's properties and
+        source stamps (what a build starts from) are read in the same transaction."""
+        properties: dict[str, PropertyValue] = {}
+        stamps: list[SourceStamp] = []
         async with self._db.transaction() as c:
             buildid, number = await self._db.builds.add_build(
                 builderid=builderid,
@@ -299,8 +332,11 @@ class PipelineUpdates:
                 conn=c,
             )
             messages = await self._build_messages(buildid, "new", c)
+            if bsid is not None:
+                properties = await self._db.buildsets.get_buildset_properties(bsid, conn=c)
+                stamps = await self._db.sourcestamps.get_sourcestamps(bsid, conn=c)
         self._produce(messages)
-        return buildid, number
+        return NewBuild(buildid, number, properties, stamps)
 
     async def _build_messages(
         self, buildid: int, event: str, conn: AsyncConnection
