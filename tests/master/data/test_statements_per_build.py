@@ -35,7 +35,7 @@ c['builders'] = [
 # read and stored with "building", the step added and started, its state string, the stdio
 # log added, appended to, compressed and finished at once, the step's end, and the build's end
 # with its request and buildset
-STATEMENTS = 70
+STATEMENTS = 66
 TRANSACTIONS = 9
 BUILDS = 3
 

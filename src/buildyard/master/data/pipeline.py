@@ -9,9 +9,10 @@ of its own. (A buildset's completion is the exception: see :meth:`complete_build
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import structlog
@@ -21,6 +22,7 @@ from buildyard.master.data import shapes
 from buildyard.master.db.connector import Database
 from buildyard.master.db.errors import AlreadyClaimed, BuildsetAlreadyComplete, NotClaimed
 from buildyard.master.db.logs import THREAD_FROM
+from buildyard.master.model.builds import Build
 from buildyard.master.model.buildsets import BuildsetIds
 from buildyard.master.model.logs import Log, LogType
 from buildyard.master.model.properties import JsonValue, PropertyValue
@@ -58,9 +60,18 @@ class NewBuild(NamedTuple):
     sourcestamps: list[SourceStamp]
 
 
+# rows of builds and steps kept while they run, at most (more: forgotten, and read again)
+LIVE_MAX = 10_000
+
+
 class PipelineUpdates:
     _db: Database
     _mq: MessageQueue
+    # The rows of the builds and steps this master runs, as it last wrote them: only their
+    # runner writes them while they run, so an update's event body is the row kept here with
+    # the change applied, not a read of the row just written. Dropped when they finish.
+    _live_builds: dict[int, Build]
+    _live_steps: dict[int, Step]
     # hides secret values in what is stored (see updates.py)
     redactor: Redactor
     # c['revlink'] (revision, repository) -> url, and c['codebaseGenerator'] (the change as a
@@ -344,6 +355,42 @@ class PipelineUpdates:
         b = await self._db.builds.get_build(buildid, conn=conn)
         if b is None:
             return []
+        return self._build_body_messages(self._remember(self._live_builds, b), event)
+
+    async def _build_changed(
+        self, buildid: int, event: str, conn: AsyncConnection, **changes: Any
+    ) -> list[Message]:
+        """The events of a change just written to the build: the kept row with ``changes``
+        applied, or the row read (a build this master does not run)."""
+        live = self._live_builds.get(buildid)
+        if live is None:
+            return await self._build_messages(buildid, event, conn)
+        b = self._remember(self._live_builds, dataclasses.replace(live, **changes))
+        return self._build_body_messages(b, event)
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, live: dict[int, Any], key: int) -> AsyncIterator[AsyncConnection]:
+        """A transaction changing the row ``key`` kept in ``live``: if it fails, the kept row
+        (which may hold the change that was not made) is forgotten, and read next time."""
+        try:
+            async with self._db.transaction() as c:
+                yield c
+        except BaseException:
+            live.pop(key, None)
+            raise
+
+    @staticmethod
+    def _remember(live: dict[int, Any], row: Any) -> Any:
+        if row.complete_at is not None:
+            live.pop(row.id, None)
+        else:
+            if len(live) >= LIVE_MAX and row.id not in live:
+                live.clear()
+            live[row.id] = row
+        return row
+
+    def _build_body_messages(self, b: Build, event: str) -> list[Message]:
+        buildid = b.id
         body = shapes.build(b)
         messages: list[Message] = [
             (("builders", str(b.builderid), "builds", str(b.number), event), body),
@@ -354,18 +401,35 @@ class PipelineUpdates:
         return messages
 
     async def set_build_state_string(self, buildid: int, state_string: str) -> None:
-        async with self._db.transaction() as c:
-            await self._db.builds.set_build_state_string(
-                buildid, self.redactor.redact(state_string), conn=c
-            )
-            messages = await self._build_messages(buildid, "update", c)
+        state_string = self.redactor.redact(state_string)
+        async with self._writing(self._live_builds, buildid) as c:
+            await self._db.builds.set_build_state_string(buildid, state_string, conn=c)
+            messages = await self._build_changed(buildid, "update", c, state_string=state_string)
         self._produce(messages)
 
     async def add_build_locks_duration(self, buildid: int, duration_s: int) -> None:
-        async with self._db.transaction() as c:
+        async with self._writing(self._live_builds, buildid) as c:
             await self._db.builds.add_build_locks_duration(buildid, duration_s, conn=c)
-            messages = await self._build_messages(buildid, "update", c)
+            live = self._live_builds.get(buildid)
+            if live is None:
+                messages = await self._build_messages(buildid, "update", c)
+            else:
+                messages = await self._build_changed(
+                    buildid, "update", c, locks_duration_s=live.locks_duration_s + duration_s
+                )
         self._produce(messages)
+
+    async def _build_finished(
+        self, buildid: int, results: Results, state_string: str | None, c: AsyncConnection
+    ) -> list[Message]:
+        """Store the build's end (and final state string); its ``finished`` events."""
+        changes: dict[str, Any] = {"results": results}
+        if state_string is not None:
+            state_string = changes["state_string"] = self.redactor.redact(state_string)
+        changes["complete_at"] = await self._db.builds.finish_build(
+            buildid, results, state_string=state_string, conn=c
+        )
+        return await self._build_changed(buildid, "finished", c, **changes)
 
     async def set_build_properties(
         self,
@@ -389,12 +453,13 @@ class PipelineUpdates:
                 await self._db.builds.set_build_properties(buildid, hidden, new=new)
             messages: list[Message] = []
         else:
-            async with self._db.transaction() as c:
+            state_string = self.redactor.redact(state_string)
+            async with self._writing(self._live_builds, buildid) as c:
                 await self._db.builds.set_build_properties(buildid, hidden, new=new, conn=c)
-                await self._db.builds.set_build_state_string(
-                    buildid, self.redactor.redact(state_string), conn=c
+                await self._db.builds.set_build_state_string(buildid, state_string, conn=c)
+                messages = await self._build_changed(
+                    buildid, "update", c, state_string=state_string
                 )
-                messages = await self._build_messages(buildid, "update", c)
         if hidden:
             self._mq.produce(
                 ("builds", str(buildid), "properties", "update"),
@@ -406,14 +471,8 @@ class PipelineUpdates:
         self, buildid: int, results: Results, *, state_string: str | None = None
     ) -> None:
         """The build ended with ``results`` (and, when given, its final state string)."""
-        async with self._db.transaction() as c:
-            await self._db.builds.finish_build(
-                buildid,
-                results,
-                state_string=None if state_string is None else self.redactor.redact(state_string),
-                conn=c,
-            )
-            messages = await self._build_messages(buildid, "finished", c)
+        async with self._writing(self._live_builds, buildid) as c:
+            messages = await self._build_finished(buildid, results, state_string, c)
         self._produce(messages)
 
     async def end_build(
@@ -433,14 +492,8 @@ class PipelineUpdates:
         :meth:`complete_buildrequests` says, in a transaction of its own. A request that was
         already complete leaves the build finished and the error raised."""
         refused: NotClaimed | None = None
-        async with self._db.transaction() as c:
-            await self._db.builds.finish_build(
-                buildid,
-                results,
-                state_string=None if state_string is None else self.redactor.redact(state_string),
-                conn=c,
-            )
-            messages = await self._build_messages(buildid, "finished", c)
+        async with self._writing(self._live_builds, buildid) as c:
+            messages = await self._build_finished(buildid, results, state_string, c)
             if results == Results.RETRY:
                 released = await self._db.buildrequests.unclaim_buildrequests(
                     brids, masterid, conn=c
@@ -505,6 +558,7 @@ class PipelineUpdates:
                     step, started_at=when, locks_acquired_at=when if locks_acquired else None
                 )
                 messages += self._step_body_messages(step, "started")
+        self._remember(self._live_steps, step)
         self._produce(messages)
         return stepid, number, got
 
@@ -512,6 +566,17 @@ class PipelineUpdates:
         s = await self._db.steps.get_step(stepid, conn=conn)
         if s is None:
             return []
+        return self._step_body_messages(self._remember(self._live_steps, s), event)
+
+    async def _step_changed(
+        self, stepid: int, event: str, conn: AsyncConnection, **changes: Any
+    ) -> list[Message]:
+        """The events of a change just written to the step: the kept row with ``changes``
+        applied, or the row read (a step this master does not run)."""
+        live = self._live_steps.get(stepid)
+        if live is None:
+            return await self._step_messages(stepid, event, conn)
+        s = self._remember(self._live_steps, dataclasses.replace(live, **changes))
         return self._step_body_messages(s, event)
 
     def _step_body_messages(self, s: Step, event: str) -> list[Message]:
@@ -523,23 +588,27 @@ class PipelineUpdates:
         ]
 
     async def start_step(self, stepid: int, *, locks_acquired: bool = False) -> None:
-        async with self._db.transaction() as c:
-            await self._db.steps.start_step(stepid, locks_acquired=locks_acquired, conn=c)
-            messages = await self._step_messages(stepid, "started", c)
+        async with self._writing(self._live_steps, stepid) as c:
+            when = await self._db.steps.start_step(stepid, locks_acquired=locks_acquired, conn=c)
+            if locks_acquired:
+                messages = await self._step_changed(
+                    stepid, "started", c, started_at=when, locks_acquired_at=when
+                )
+            else:
+                messages = await self._step_changed(stepid, "started", c, started_at=when)
         self._produce(messages)
 
     async def set_step_locks_acquired_at(self, stepid: int, when: int) -> None:
-        async with self._db.transaction() as c:
+        async with self._writing(self._live_steps, stepid) as c:
             await self._db.steps.set_step_locks_acquired_at(stepid, when, conn=c)
-            messages = await self._step_messages(stepid, "updated", c)
+            messages = await self._step_changed(stepid, "updated", c, locks_acquired_at=when)
         self._produce(messages)
 
     async def set_step_state_string(self, stepid: int, state_string: str) -> None:
-        async with self._db.transaction() as c:
-            await self._db.steps.set_step_state_string(
-                stepid, self.redactor.redact(state_string), conn=c
-            )
-            messages = await self._step_messages(stepid, "updated", c)
+        state_string = self.redactor.redact(state_string)
+        async with self._writing(self._live_steps, stepid) as c:
+            await self._db.steps.set_step_state_string(stepid, state_string, conn=c)
+            messages = await self._step_changed(stepid, "updated", c, state_string=state_string)
         self._produce(messages)
 
     async def add_step_url(self, stepid: int, name: str, url: str) -> None:
@@ -559,13 +628,14 @@ class PipelineUpdates:
         state_string: str | None = None,
     ) -> None:
         """The step ended with ``results`` (and, when given, its final state string)."""
-        async with self._db.transaction() as c:
-            if state_string is not None:
-                await self._db.steps.set_step_state_string(
-                    stepid, self.redactor.redact(state_string), conn=c
-                )
-            await self._db.steps.finish_step(stepid, results, hidden=hidden, conn=c)
-            messages = await self._step_messages(stepid, "finished", c)
+        changes: dict[str, Any] = {"results": results, "hidden": hidden}
+        if state_string is not None:
+            state_string = changes["state_string"] = self.redactor.redact(state_string)
+        async with self._writing(self._live_steps, stepid) as c:
+            changes["complete_at"] = await self._db.steps.finish_step(
+                stepid, results, hidden=hidden, state_string=state_string, conn=c
+            )
+            messages = await self._step_changed(stepid, "finished", c, **changes)
         self._produce(messages)
 
     # -- logs ----------------------------------------------------------------------------------

@@ -357,9 +357,9 @@ class BuildsRepository(Repository):
         *,
         state_string: str | None = None,
         conn: AsyncConnection | None = None,
-    ) -> None:
+    ) -> int:
         """Record the build's end (now) and result; with ``state_string``, its final state
-        string in the same statement."""
+        string in the same statement. Returns the time recorded."""
         params: dict[str, Any] = {
             "buildid": buildid,
             "complete_at": self._now(),
@@ -371,6 +371,7 @@ class BuildsRepository(Repository):
             else:
                 params["state_string"] = state_string
                 await _FINISH_WITH_STATE.execute(c, params)
+        return int(params["complete_at"])
 
     async def set_build_property(
         self,

@@ -54,6 +54,17 @@ _FINISH = Prepared(
         hidden=sa.bindparam("hidden"),
     )
 )
+# the step's end with its final state string: one statement, not two
+_FINISH_WITH_STATE = Prepared(
+    _s.update()
+    .where(_BY_ID)
+    .values(
+        complete_at=sa.bindparam("complete_at"),
+        results=sa.bindparam("results"),
+        hidden=sa.bindparam("hidden"),
+        state_string=sa.bindparam("state_string"),
+    )
+)
 _SET_STATE = Prepared(
     _s.update()
     .where(_s.c.id == sa.bindparam("stepid"))
@@ -217,15 +228,22 @@ class StepsRepository(Repository):
         results: Results,
         *,
         hidden: bool = False,
+        state_string: str | None = None,
         conn: AsyncConnection | None = None,
-    ) -> None:
+    ) -> int:
+        """Record the step's end (now); with ``state_string``, its final state string in the
+        same statement. Returns the time recorded."""
+        when = self._now()
+        params: dict[str, Any] = {
+            "stepid": stepid,
+            "complete_at": when,
+            "results": int(results),
+            "hidden": int(hidden),
+        }
         async with self._write(conn) as c:
-            await _FINISH.execute(
-                c,
-                {
-                    "stepid": stepid,
-                    "complete_at": self._now(),
-                    "results": int(results),
-                    "hidden": int(hidden),
-                },
-            )
+            if state_string is None:
+                await _FINISH.execute(c, params)
+            else:
+                params["state_string"] = state_string
+                await _FINISH_WITH_STATE.execute(c, params)
+        return when
