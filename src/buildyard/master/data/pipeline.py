@@ -5,6 +5,11 @@ transaction, then the events that announce it, with Buildbot's routing keys
 (docs/rest-api.md, "Routing keys") and the entity's API shape as body. The bodies are read in the
 writing transaction, so an event shows exactly the change it announces and costs no transaction
 of its own. (A buildset's completion is the exception: see :meth:`complete_buildrequests`.)
+
+A row this code has just written whole is not read back: a new step's or log's body is made
+from what was inserted, and the rows of the builds and steps this master runs are kept while
+they run (only their runner writes them), so an update's body is the kept row with the change
+applied. A build or step this master does not run is read as before.
 """
 
 from __future__ import annotations
