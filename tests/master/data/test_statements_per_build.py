@@ -31,12 +31,12 @@ c['builders'] = [
 """
 
 # what one one-step build costs outside the distributor (its claim is the distributor's):
-# the buildset and its request (read back for their events), the build's row, its properties
-# read and stored with "building", the step added and started, its state string, the stdio
-# log added, appended to, compressed and finished at once, the step's end, and the build's end
-# with its request and buildset
-STATEMENTS = 66
-TRANSACTIONS = 9
+# the buildset and its request (read back for their events); the build's row with its
+# buildset's properties and stamps read, and its own properties and "building" stored; the
+# step added and started; its state string; the stdio log added; appended to, compressed and
+# finished at once; the step's end; and the build's end with its request and buildset
+STATEMENTS = 64
+TRANSACTIONS = 8
 BUILDS = 3
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from buildyard.common.awaitables import resolve
+from buildyard.master.data.pipeline import NewBuild
 from buildyard.master.data.updates import Updates
 from buildyard.master.db.connector import Database
 from buildyard.master.logs.writer import LogLimits
@@ -132,6 +133,24 @@ class Build:
     async def run(self) -> Results:
         """Run to the end and settle the requests; returns the build's result."""
         first = self.requests[0]
+        # Nothing to wait for or decide before the build runs (no locks, no do_build_if): its
+        # properties and its "building" state are stored in the transaction that adds it.
+        simple = (
+            not self.config.locks
+            and not (getattr(self.worker_config, "locks", ()) or ())
+            and getattr(self.config, "do_build_if", None) is None
+        )
+        setup_failed: list[Exception] = []
+
+        def first_properties(new: NewBuild) -> tuple[dict[str, tuple[Any, str]], str | None]:
+            self.buildid, self.number = new.buildid, new.number
+            try:
+                self._setup_properties(new.properties, new.sourcestamps)
+            except Exception as exc:  # raised below: the build ends EXCEPTION, not retried
+                setup_failed.append(exc)
+                return {}, None
+            return self._unstored_properties(), None if self.stopped else "building"
+
         try:
             new = await self.updates.add_build_of_buildset(
                 builderid=self.builderid,
@@ -140,6 +159,7 @@ class Build:
                 masterid=self.masterid,
                 state_string="starting",
                 bsid=first.buildsetid,
+                then=first_properties if simple else None,
             )
             self.buildid, self.number = new.buildid, new.number
         except Exception:
@@ -154,7 +174,10 @@ class Build:
         log.info("build_started", builder=self.name, number=self.number, worker=self.conn.name)
         results = Results.EXCEPTION
         try:
-            self._setup_properties(new.properties, new.sourcestamps)
+            if setup_failed:
+                raise setup_failed[0]
+            if not simple:
+                self._setup_properties(new.properties, new.sourcestamps)
             self.runtime = BuildRuntime(
                 updates=self.updates,
                 buildid=self.buildid,
@@ -177,27 +200,13 @@ class Build:
                 sourcestamps=list(self.sourcestamps),
             )
             self.properties.build = self.runtime  # Interpolate's src:, worker: and secret:
-            wanted = await self._wanted_locks()
-            if not wanted and getattr(self.config, "do_build_if", None) is None:
-                # nothing to wait for or decide: the properties and "building" together
-                await self._store_properties(state_string=None if self.stopped else "building")
+            if simple:
                 if self.stopped:
                     results = Results.CANCELLED
                 else:
                     results = await self._run_steps(self.runtime)
             else:
-                await self._store_properties()
-                held = await self._acquire_locks(wanted)
-                try:
-                    if self.stopped:
-                        results = Results.CANCELLED
-                    elif not await self._do_build():
-                        results = Results.SKIPPED
-                    else:
-                        await self.updates.set_build_state_string(self.buildid, "building")
-                        results = await self._run_steps(self.runtime)
-                finally:
-                    release_all(self, held)
+                results = await self._run_guarded(self.runtime)
         except asyncio.CancelledError:
             results = Results.RETRY
             await asyncio.shield(self._finish(results))
@@ -207,6 +216,21 @@ class Build:
             results = Results.EXCEPTION
         await self._finish(results)
         return results
+
+    async def _run_guarded(self, rt: BuildRuntime) -> Results:
+        """Store the properties, take the locks, ask ``do_build_if``, then run the steps."""
+        assert self.buildid is not None
+        await self._store_properties()
+        held = await self._acquire_locks(await self._wanted_locks())
+        try:
+            if self.stopped:
+                return Results.CANCELLED
+            if not await self._do_build():
+                return Results.SKIPPED
+            await self.updates.set_build_state_string(self.buildid, "building")
+            return await self._run_steps(rt)
+        finally:
+            release_all(self, held)
 
     async def _do_build(self) -> bool:
         """``BuilderConfig(do_build_if=...)``: called with the build; False skips it."""
@@ -364,3 +388,10 @@ class Build:
                 state_string=state_string,
             )
             stored.update(changed)
+
+    def _unstored_properties(self) -> dict[str, tuple[Any, str]]:
+        """The properties of a build none of whose properties is stored yet (its first
+        transaction stores them): all of them, now counted as stored."""
+        current = {name: (value, source) for name, value, source in self.properties.asList()}
+        self._stored_properties.update(current)
+        return current

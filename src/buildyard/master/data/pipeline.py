@@ -333,9 +333,16 @@ class PipelineUpdates:
         masterid: int,
         state_string: str = "created",
         bsid: int | None = None,
+        then: Callable[[NewBuild], tuple[Mapping[str, tuple[JsonValue, str]], str | None]]
+        | None = None,
     ) -> NewBuild:
         """A new build, as :meth:`add_build`; with ``bsid``, the buildset's properties and
-        source stamps (what a build starts from) are read in the same transaction."""
+        source stamps (what a build starts from) are read in the same transaction.
+
+        ``then``: called (in the transaction) with the new build; the properties it returns
+        (all new: the build has none yet) and its new state string (None: unchanged) are
+        stored in the same transaction, announced as :meth:`set_build_properties` would
+        after the build's ``new``."""
         properties: dict[str, PropertyValue] = {}
         stamps: list[SourceStamp] = []
         async with self._db.transaction() as c:
@@ -351,8 +358,14 @@ class PipelineUpdates:
             if bsid is not None:
                 properties = await self._db.buildsets.get_buildset_properties(bsid, conn=c)
                 stamps = await self._db.sourcestamps.get_sourcestamps(bsid, conn=c)
+            new = NewBuild(buildid, number, properties, stamps)
+            if then is not None:
+                props, then_state = then(new)
+                messages += await self._store_build_properties(
+                    buildid, props, new=props.keys(), state_string=then_state, conn=c
+                )
         self._produce(messages)
-        return NewBuild(buildid, number, properties, stamps)
+        return new
 
     async def _build_messages(
         self, buildid: int, event: str, conn: AsyncConnection
@@ -450,27 +463,43 @@ class PipelineUpdates:
         only inserted. ``state_string``: the build's new state string, stored in the same
         transaction and announced (``update``) after the properties, as
         :meth:`set_build_state_string` would."""
+        if not properties and state_string is None:
+            return
+        async with self._writing(self._live_builds, buildid) as c:
+            messages = await self._store_build_properties(
+                buildid, properties, new=new, state_string=state_string, conn=c
+            )
+        self._produce(messages)
+
+    async def _store_build_properties(
+        self,
+        buildid: int,
+        properties: Mapping[str, tuple[JsonValue, str]],
+        *,
+        new: Collection[str],
+        state_string: str | None,
+        conn: AsyncConnection,
+    ) -> list[Message]:
+        """:meth:`set_build_properties` in the transaction ``conn``; the events to send."""
         hidden = self._hidden_properties(properties) or {}
         if self.redactor.active:
             new = {self.redactor.redact(name) for name in new}
-        if state_string is None:
-            if hidden:
-                await self._db.builds.set_build_properties(buildid, hidden, new=new)
-            messages: list[Message] = []
-        else:
-            state_string = self.redactor.redact(state_string)
-            async with self._writing(self._live_builds, buildid) as c:
-                await self._db.builds.set_build_properties(buildid, hidden, new=new, conn=c)
-                await self._db.builds.set_build_state_string(buildid, state_string, conn=c)
-                messages = await self._build_changed(
-                    buildid, "update", c, state_string=state_string
-                )
+        messages: list[Message] = []
         if hidden:
-            self._mq.produce(
-                ("builds", str(buildid), "properties", "update"),
-                {name: [value, source] for name, (value, source) in hidden.items()},
+            await self._db.builds.set_build_properties(buildid, hidden, new=new, conn=conn)
+            messages.append(
+                (
+                    ("builds", str(buildid), "properties", "update"),
+                    {name: [value, source] for name, (value, source) in hidden.items()},
+                )
             )
-        self._produce(messages)
+        if state_string is not None:
+            state_string = self.redactor.redact(state_string)
+            await self._db.builds.set_build_state_string(buildid, state_string, conn=conn)
+            messages += await self._build_changed(
+                buildid, "update", conn, state_string=state_string
+            )
+        return messages
 
     async def finish_build(
         self, buildid: int, results: Results, *, state_string: str | None = None
