@@ -33,10 +33,11 @@ c['builders'] = [
 # what one one-step build costs outside the distributor (its claim is the distributor's):
 # the buildset and its request (read back for their events); the build's row with its
 # buildset's properties and stamps read, and its own properties and "building" stored; the
-# step added and started; its state string; the stdio log added; appended to, compressed and
-# finished at once; the step's end; and the build's end with its request and buildset
-STATEMENTS = 64
-TRANSACTIONS = 8
+# step added and started; its state string; the stdio log added; the stdio log's last lines
+# appended, compressed and closed with the step's end; and the build's end with its request
+# and buildset
+STATEMENTS = 62
+TRANSACTIONS = 7
 BUILDS = 3
 
 

@@ -660,16 +660,27 @@ class PipelineUpdates:
         *,
         hidden: bool = False,
         state_string: str | None = None,
+        logs: Sequence[tuple[int, str, str]] = (),
     ) -> None:
-        """The step ended with ``results`` (and, when given, its final state string)."""
+        """The step ended with ``results`` (and, when given, its final state string).
+
+        ``logs``: (logid, compression, last lines) of logs to close first, as
+        :meth:`finish_log` does, in the same transaction; their events come first."""
         changes: dict[str, Any] = {"results": results, "hidden": hidden}
         if state_string is not None:
             state_string = changes["state_string"] = self.redactor.redact(state_string)
+        closing = [
+            (logid, compression, await self._append_big_last(logid, compression, last))
+            for logid, compression, last in logs
+        ]
         async with self._writing(self._live_steps, stepid) as c:
+            messages = []
+            for logid, compression, last in closing:
+                messages += await self._finish_log_in(logid, compression, last, c)
             changes["complete_at"] = await self._db.steps.finish_step(
                 stepid, results, hidden=hidden, state_string=state_string, conn=c
             )
-            messages = await self._step_changed(stepid, "finished", c, **changes)
+            messages += await self._step_changed(stepid, "finished", c, **changes)
         self._produce(messages)
 
     # -- logs ----------------------------------------------------------------------------------
@@ -721,26 +732,37 @@ class PipelineUpdates:
         step's log usually ends with a few lines still buffered: one transaction, not two),
         announced as an ``append`` before the ``finished``. A big one is appended on its own
         first, as its chunks are packed off the event loop, outside any transaction."""
+        last = await self._append_big_last(logid, compression, last)
+        async with self._db.transaction() as c:
+            messages = await self._finish_log_in(logid, compression, last, c)
+        self._produce(messages)
+
+    async def _append_big_last(self, logid: int, compression: str, last: str) -> str:
+        """A big ``last`` is appended on its own (see :meth:`finish_log`); what is left."""
         if len(last) >= THREAD_FROM:
             await self.append_log(logid, last, compression=compression)
-            last = ""
+            return ""
+        return last
+
+    async def _finish_log_in(
+        self, logid: int, compression: str, last: str, c: AsyncConnection
+    ) -> list[Message]:
+        """:meth:`finish_log` in the transaction ``c`` (``last`` small); its events."""
         messages: list[Message] = []
-        async with self._db.transaction() as c:
-            if last:
-                appended = await self._db.logs.append_log(
-                    logid, last, compression=compression, conn=c, last=True
-                )
-                if appended is not None:
-                    messages += self._log_messages(appended[0], "append")
-                    lg: Log | None = dataclasses.replace(appended[0], complete=True)
-                else:
-                    lg = None
+        if last:
+            appended = await self._db.logs.append_log(
+                logid, last, compression=compression, conn=c, last=True
+            )
+            if appended is not None:
+                messages += self._log_messages(appended[0], "append")
+                lg: Log | None = dataclasses.replace(appended[0], complete=True)
             else:
-                await self._db.logs.compress_log(logid, compression, conn=c)
-                await self._db.logs.finish_log(logid, conn=c)
-                lg = await self._db.logs.get_log(logid, conn=c)
-        messages += self._log_messages(lg, "finished")
-        self._produce(messages)
+                lg = None
+        else:
+            await self._db.logs.compress_log(logid, compression, conn=c)
+            await self._db.logs.finish_log(logid, conn=c)
+            lg = await self._db.logs.get_log(logid, conn=c)
+        return messages + self._log_messages(lg, "finished")
 
     # -- state of schedulers and change sources ------------------------------------------------
 
