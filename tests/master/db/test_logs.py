@@ -411,3 +411,36 @@ async def test_reading_a_log_a_few_chunks_at_a_time(database: Database, clock: F
     text, after = await repo.get_log_text_from(logid, 1500, chunks=1)
     assert (text, after) == ("".join(lines[1500:2000]), 2000)
     assert await repo.get_log_text_from(logid, 2500, chunks=5) == ("", 2500)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "oline\n" * 40,  # one small chunk: stored compressed with the append, not read back
+        "o" + "x" * 9000 + "\n",  # one chunk big enough to be packed live as it is appended
+        "".join(f"oline {i}\n" for i in range(1500)),  # two chunks: compress_log merges them
+        "oa\n",  # too small to shrink: stays raw
+    ],
+)
+async def test_last_lines_appended_with_the_close_store_what_compress_log_would(
+    database: Database, clock: FakeClock, content: str
+) -> None:
+    """``append_log(last=True)`` (the lines a log ends with, appended, compressed and closed
+    in one transaction) leaves the rows of an append, then ``compress_log`` and
+    ``finish_log``: whichever way it gets there."""
+    repo = _repo(database, clock)
+    _builderid, _buildid, stepid = await _rows.add_running_step(database)
+    one_by_one = await repo.add_log(stepid, "one", "one", "s")
+    assert await repo.append_log(one_by_one, content, compression="gz") is not None
+    await repo.compress_log(one_by_one, "gz")
+    await repo.finish_log(one_by_one)
+    together = await repo.add_log(stepid, "together", "together", "s")
+    appended = await repo.append_log(together, content, compression="gz", last=True)
+    assert appended is not None
+    lg, count = appended
+    assert (lg.num_lines, count) == (content.count("\n"), content.count("\n"))
+    assert await _chunks(database, together) == await _chunks(database, one_by_one)
+    closed = await repo.get_log(together)
+    assert closed is not None and closed.complete
+    lines = await repo.get_log_lines(together, 0, lg.num_lines - 1)
+    assert lines == content

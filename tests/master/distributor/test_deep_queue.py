@@ -115,6 +115,9 @@ async def _cost_per_build(
 
         costs: list[tuple[int, int, int, bool]] = []
         distribute = brd.distribute
+        # once the builds measured have started, no more start (the queue must stay deep
+        # however fast the builds run while the test looks)
+        enough = [brd.started + BUILDS + 1]
 
         async def measured() -> None:
             pass_task[0] = asyncio.current_task()
@@ -123,6 +126,8 @@ async def _cost_per_build(
             try:
                 await distribute()
             finally:
+                if brd.started >= enough[0]:
+                    brd.hold = True
                 after = brd.statistics()
                 costs.append(
                     (

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from buildyard.common.awaitables import resolve
+from buildyard.master.data.pipeline import NewBuild
 from buildyard.master.data.updates import Updates
 from buildyard.master.db.connector import Database
 from buildyard.master.logs.writer import LogLimits
@@ -132,14 +133,35 @@ class Build:
     async def run(self) -> Results:
         """Run to the end and settle the requests; returns the build's result."""
         first = self.requests[0]
+        # Nothing to wait for or decide before the build runs (no locks, no do_build_if): its
+        # properties and its "building" state are stored in the transaction that adds it.
+        simple = (
+            not self.config.locks
+            and not (getattr(self.worker_config, "locks", ()) or ())
+            and getattr(self.config, "do_build_if", None) is None
+        )
+        setup_failed: list[Exception] = []
+
+        def first_properties(new: NewBuild) -> tuple[dict[str, tuple[Any, str]], str | None]:
+            self.buildid, self.number = new.buildid, new.number
+            try:
+                self._setup_properties(new.properties, new.sourcestamps)
+            except Exception as exc:  # raised below: the build ends EXCEPTION, not retried
+                setup_failed.append(exc)
+                return {}, None
+            return self._unstored_properties(), None if self.stopped else "building"
+
         try:
-            self.buildid, self.number = await self.updates.add_build(
+            new = await self.updates.add_build_of_buildset(
                 builderid=self.builderid,
                 buildrequestid=first.id,
                 workerid=self.conn.workerid,
                 masterid=self.masterid,
                 state_string="starting",
+                bsid=first.buildsetid,
+                then=first_properties if simple else None,
             )
+            self.buildid, self.number = new.buildid, new.number
         except Exception:
             # the build could not start: its requests go back to the queue
             log.exception("build_not_started", builder=self.name)
@@ -152,7 +174,10 @@ class Build:
         log.info("build_started", builder=self.name, number=self.number, worker=self.conn.name)
         results = Results.EXCEPTION
         try:
-            await self._setup_properties()
+            if setup_failed:
+                raise setup_failed[0]
+            if not simple:
+                self._setup_properties(new.properties, new.sourcestamps)
             self.runtime = BuildRuntime(
                 updates=self.updates,
                 buildid=self.buildid,
@@ -175,18 +200,13 @@ class Build:
                 sourcestamps=list(self.sourcestamps),
             )
             self.properties.build = self.runtime  # Interpolate's src:, worker: and secret:
-            await self._store_properties()
-            held = await self._acquire_locks()
-            try:
+            if simple:
                 if self.stopped:
                     results = Results.CANCELLED
-                elif not await self._do_build():
-                    results = Results.SKIPPED
                 else:
-                    await self.updates.set_build_state_string(self.buildid, "building")
                     results = await self._run_steps(self.runtime)
-            finally:
-                release_all(self, held)
+            else:
+                results = await self._run_guarded(self.runtime)
         except asyncio.CancelledError:
             results = Results.RETRY
             await asyncio.shield(self._finish(results))
@@ -197,6 +217,21 @@ class Build:
         await self._finish(results)
         return results
 
+    async def _run_guarded(self, rt: BuildRuntime) -> Results:
+        """Store the properties, take the locks, ask ``do_build_if``, then run the steps."""
+        assert self.buildid is not None
+        await self._store_properties()
+        held = await self._acquire_locks(await self._wanted_locks())
+        try:
+            if self.stopped:
+                return Results.CANCELLED
+            if not await self._do_build():
+                return Results.SKIPPED
+            await self.updates.set_build_state_string(self.buildid, "building")
+            return await self._run_steps(rt)
+        finally:
+            release_all(self, held)
+
     async def _do_build(self) -> bool:
         """``BuilderConfig(do_build_if=...)``: called with the build; False skips it."""
         check = getattr(self.config, "do_build_if", None)
@@ -206,11 +241,9 @@ class Build:
         decided = await resolve(decided)
         return bool(decided)
 
-    async def _acquire_locks(self) -> Held:
-        """Take the builder's and the worker's locks (``locks=...``); the time spent waiting is
-        the build's ``locks_duration_s``. A stop while waiting gives up."""
-        assert self.buildid is not None
-        wanted = [
+    async def _wanted_locks(self) -> list[tuple[Any, Any]]:
+        """The builder's and the worker's locks (``locks=...``), rendered: (lock, access)."""
+        return [
             (self.locks.real(a.lockid, self.conn.name), a)
             for a in accesses(
                 await render(
@@ -219,6 +252,11 @@ class Build:
                 )
             )
         ]
+
+    async def _acquire_locks(self, wanted: list[tuple[Any, Any]]) -> Held:
+        """Take the locks ``wanted`` (:meth:`_wanted_locks`); the time spent waiting is the
+        build's ``locks_duration_s``. A stop while waiting gives up."""
+        assert self.buildid is not None
         if not wanted:
             return []
         if not all(lock.available(self, access) for lock, access in wanted):
@@ -296,24 +334,25 @@ class Build:
 
     # -- properties ----------------------------------------------------------------------------
 
-    async def _setup_properties(self) -> None:
+    def _setup_properties(
+        self, stored: Mapping[str, tuple[Any, str]], stamps: Sequence[SourceStamp]
+    ) -> None:
+        """The build's properties: the global ones, then its (first) request's buildset's
+        ``stored`` properties and ``stamps`` (read as the build was added), the builder's and
+        the worker's, and the build's own."""
         props = self.properties
         for name, value in self.global_properties.items():
             props.setProperty(name, value, "Global Configuration")
-        for request in self.requests[:1]:
-            async with self.db.reading() as c:  # one snapshot for both
-                stored = await self.db.buildsets.get_buildset_properties(request.buildsetid, conn=c)
-                stamps = await self.db.sourcestamps.get_sourcestamps(request.buildsetid, conn=c)
-            for name, (value, source) in stored.items():
-                props.setProperty(name, value, source)
-            if stamps:
-                ss = stamps[0]
-                props.setProperty("branch", ss.branch, "Build")
-                props.setProperty("revision", ss.revision, "Build")
-                props.setProperty("repository", ss.repository, "Build")
-                props.setProperty("codebase", ss.codebase, "Build")
-                props.setProperty("project", ss.project, "Build")
-            self.sourcestamps = stamps
+        for name, (value, source) in stored.items():
+            props.setProperty(name, value, source)
+        if stamps:
+            ss = stamps[0]
+            props.setProperty("branch", ss.branch, "Build")
+            props.setProperty("revision", ss.revision, "Build")
+            props.setProperty("repository", ss.repository, "Build")
+            props.setProperty("codebase", ss.codebase, "Build")
+            props.setProperty("project", ss.project, "Build")
+        self.sourcestamps = list(stamps)
         for name, value in self.config.properties.items():
             props.setProperty(name, value, "Builder")
         for name, value in self.config.default_properties.items():
@@ -332,12 +371,27 @@ class Build:
         props.setProperty("builddir", self._builder_dir(), "Worker")
         props.setProperty("workerbuilddir", str(self.config.workerbuilddir), "Worker")
 
-    async def _store_properties(self) -> None:
-        """Store the properties that are new or changed since the last time."""
+    async def _store_properties(self, *, state_string: str | None = None) -> None:
+        """Store the properties that are new or changed since the last time (and, when given,
+        the build's new state string in the same transaction). Only this build writes its
+        properties, so the names never stored are inserted without looking for a row."""
         if self.buildid is None:
             return
+        stored = self._stored_properties
         current = {name: (value, source) for name, value, source in self.properties.asList()}
-        changed = {k: v for k, v in current.items() if self._stored_properties.get(k) != v}
-        if changed:
-            await self.updates.set_build_properties(self.buildid, changed)
-            self._stored_properties.update(changed)
+        changed = {k: v for k, v in current.items() if stored.get(k) != v}
+        if changed or state_string is not None:
+            await self.updates.set_build_properties(
+                self.buildid,
+                changed,
+                new=[k for k in changed if k not in stored],
+                state_string=state_string,
+            )
+            stored.update(changed)
+
+    def _unstored_properties(self) -> dict[str, tuple[Any, str]]:
+        """The properties of a build none of whose properties is stored yet (its first
+        transaction stores them): all of them, now counted as stored."""
+        current = {name: (value, source) for name, value, source in self.properties.asList()}
+        self._stored_properties.update(current)
+        return current

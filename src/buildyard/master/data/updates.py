@@ -55,6 +55,8 @@ class Updates(PipelineUpdates):
         self._mq = mq
         self._clock = clock
         self.redactor = redactor or Redactor()
+        self._live_builds = {}
+        self._live_steps = {}
 
     # -- masters -------------------------------------------------------------------------------
 

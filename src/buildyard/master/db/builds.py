@@ -8,7 +8,7 @@ decides, and the loser takes the next number.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -109,6 +109,16 @@ _SET_STATE = Prepared(
     _b.update()
     .where(_b.c.id == sa.bindparam("buildid"))
     .values(state_string=sa.bindparam("state_string"))
+)
+# the build's end with its final state string: one statement, not two
+_FINISH_WITH_STATE = Prepared(
+    _b.update()
+    .where(_b.c.id == sa.bindparam("buildid"))
+    .values(
+        complete_at=sa.bindparam("complete_at"),
+        results=sa.bindparam("results"),
+        state_string=sa.bindparam("state_string"),
+    )
 )
 
 
@@ -341,12 +351,27 @@ class BuildsRepository(Repository):
             )
 
     async def finish_build(
-        self, buildid: int, results: Results, *, conn: AsyncConnection | None = None
-    ) -> None:
+        self,
+        buildid: int,
+        results: Results,
+        *,
+        state_string: str | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> int:
+        """Record the build's end (now) and result; with ``state_string``, its final state
+        string in the same statement. Returns the time recorded."""
+        params: dict[str, Any] = {
+            "buildid": buildid,
+            "complete_at": self._now(),
+            "results": int(results),
+        }
         async with self._write(conn) as c:
-            await _FINISH.execute(
-                c, {"buildid": buildid, "complete_at": self._now(), "results": int(results)}
-            )
+            if state_string is None:
+                await _FINISH.execute(c, params)
+            else:
+                params["state_string"] = state_string
+                await _FINISH_WITH_STATE.execute(c, params)
+        return int(params["complete_at"])
 
     async def set_build_property(
         self,
@@ -376,9 +401,14 @@ class BuildsRepository(Repository):
         buildid: int,
         properties: Mapping[str, tuple[JsonValue, str]],
         *,
+        new: Collection[str] = (),
         conn: AsyncConnection | None = None,
     ) -> None:
-        """Create or replace several properties at once: one delete and one insert."""
+        """Create or replace several properties at once: one delete and one insert.
+
+        ``new``: names the caller knows the build has no row for (the build's runner, which
+        stores every property of its build, knows which it stored): those are only inserted,
+        the others replaced."""
         if not properties:
             return
         rows = [
@@ -387,7 +417,7 @@ class BuildsRepository(Repository):
         ]
         async with self._write(conn) as c:
             await _DELETE_PROPERTY.execute_many(
-                c, [{"buildid": buildid, "name": name} for name in properties]
+                c, [{"buildid": buildid, "name": name} for name in properties if name not in new]
             )
             await _ADD_PROPERTY.execute_many(c, rows)
 

@@ -34,6 +34,8 @@ MAX_CHUNK_LINES = 1000
 MAX_SLUG_LENGTH = 50
 RAW = compression.RAW
 compression_id = compression.method_id
+# (append_log's parameter ``compression`` hides the module there)
+_pack = compression.pack
 # chunks this big are compressed as they are appended; smaller ones wait for compress_log
 COMPRESS_FROM = 8192
 # appends this big are compressed in a thread (zlib, bz2, lz4 and zstd release the GIL)
@@ -211,6 +213,7 @@ class LogsRepository(Repository):
         content: str,
         *,
         compression: str | int = RAW,
+        last: bool = False,
         conn: AsyncConnection | None = None,
     ) -> tuple[Log, int] | None:
         """Append whole lines; returns the log as it is after them and their count (they are
@@ -220,6 +223,12 @@ class LogsRepository(Repository):
         With a ``compression`` method, each chunk of at least :data:`COMPRESS_FROM` bytes is
         stored compressed when that makes it smaller (big appends are packed in a thread, off
         the event loop); smaller chunks stay raw until :meth:`compress_log` merges them.
+
+        ``last``: these are the log's last lines: then the log is also compressed
+        (:meth:`compress_log`) and finished (:meth:`finish_log`) in the same transaction, and
+        the log returned is as it was before it was marked complete. A log whose only lines
+        these are, and fit one small chunk, gets that chunk stored as compress_log would leave
+        it, without reading it back.
         """
         method = compression if isinstance(compression, int) else compression_id(compression)
         pieces = list(chunk_lines(content))
@@ -233,6 +242,14 @@ class LogsRepository(Repository):
             if row is None:
                 return None
             line = row.num_lines - total
+            alone = last and line == 0 and len(chunks) == 1 and chunks[0][2] == RAW
+            if alone and method != RAW:
+                # what compress_log does to a log of one raw chunk: pack it (at the full
+                # level) if that shrinks it and fits a row, else leave it raw
+                raw, count, _ = chunks[0]
+                packed = _pack(raw, method)
+                if len(packed) < len(raw) and len(packed) <= MAX_CHUNK_BYTES:
+                    chunks = [(packed, count, method)]
             rows = []
             for stored, count, packing in chunks:
                 rows.append(
@@ -246,6 +263,10 @@ class LogsRepository(Repository):
                 )
                 line += count
             await _ADD_CHUNK.execute_many(c, rows)
+            if last:
+                if not alone:
+                    await self.compress_log(logid, method, conn=c)
+                await _FINISH.execute(c, {"logid": logid})
         return _log(row), total
 
     async def get_log_lines(
@@ -304,7 +325,7 @@ class LogsRepository(Repository):
     async def compress_log(
         self,
         logid: int,
-        method: str = "gz",
+        method: str | int = "gz",
         *,
         force: bool = False,
         conn: AsyncConnection | None = None,
@@ -318,7 +339,7 @@ class LogsRepository(Repository):
         Each group is rewritten in its own transaction (unless ``conn`` is given), so readers
         never see lines missing.
         """
-        packing = compression.method_id(method)
+        packing = method if isinstance(method, int) else compression.method_id(method)
         if packing == RAW:
             return 0
         async with self._read(conn) as c:

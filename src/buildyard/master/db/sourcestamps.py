@@ -91,6 +91,15 @@ _OF_BUILDSET = Prepared(
     )
     .order_by(_ss.c.id)
 )
+# get_sourcestamps_of_buildsets for one buildset (the distributor's usual case, once per
+# request): the same rows, prepared
+_OF_ONE_BUILDSET_JOINED = Prepared(
+    select_sourcestamps()
+    .add_columns(t.buildset_sourcestamps.c.buildsetid.label("for_buildsetid"))
+    .join(t.buildset_sourcestamps, t.buildset_sourcestamps.c.sourcestampid == _ss.c.id)
+    .where(t.buildset_sourcestamps.c.buildsetid == sa.bindparam("buildsetid"))
+    .order_by(_ss.c.id)
+)
 
 
 class SourcestampsRepository(Repository):
@@ -195,6 +204,12 @@ class SourcestampsRepository(Repository):
         ids = sorted(set(buildsetids))
         out: dict[int, list[SourceStamp]] = {}
         bss = t.buildset_sourcestamps
+        if len(ids) == 1:
+            async with self._read(conn) as c:
+                found = await _OF_ONE_BUILDSET_JOINED.execute(c, {"buildsetid": ids[0]})
+                for row in found.all():
+                    out.setdefault(row.for_buildsetid, []).append(sourcestamp_from_row(row))
+            return out
         async with self._read(conn) as c:
             for start in range(0, len(ids), 500):
                 batch = ids[start : start + 500]

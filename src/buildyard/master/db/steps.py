@@ -26,8 +26,8 @@ _ATTEMPTS = 20
 _s = t.steps
 _STEP = Prepared(sa.select(_s).where(_s.c.id == sa.bindparam("stepid")))
 _OF_BUILD = _s.c.buildid == sa.bindparam("buildid")
-_TOP_NUMBER = Prepared(sa.select(sa.func.max(_s.c.number)).where(_OF_BUILD))
-_NAMES = Prepared(sa.select(_s.c.name).where(_OF_BUILD))
+# the numbers and names taken in the build: the next number and a unique name, in one read
+_TAKEN = Prepared(sa.select(_s.c.number, _s.c.name).where(_OF_BUILD))
 _ADD = Prepared(
     _s.insert().values(
         buildid=sa.bindparam("buildid"),
@@ -52,6 +52,17 @@ _FINISH = Prepared(
         complete_at=sa.bindparam("complete_at"),
         results=sa.bindparam("results"),
         hidden=sa.bindparam("hidden"),
+    )
+)
+# the step's end with its final state string: one statement, not two
+_FINISH_WITH_STATE = Prepared(
+    _s.update()
+    .where(_BY_ID)
+    .values(
+        complete_at=sa.bindparam("complete_at"),
+        results=sa.bindparam("results"),
+        hidden=sa.bindparam("hidden"),
+        state_string=sa.bindparam("state_string"),
     )
 )
 _SET_STATE = Prepared(
@@ -100,10 +111,9 @@ class StepsRepository(Repository):
         async with self._write(conn) as c:
             of_build = {"buildid": buildid}
             for _ in range(_ATTEMPTS):
-                found = (await _TOP_NUMBER.execute(c, of_build)).scalar()
-                number = 0 if found is None else int(found) + 1
-                names = await _NAMES.execute(c, of_build)
-                got = unique_name(name, set(names.scalars()))
+                taken = (await _TAKEN.execute(c, of_build)).all()
+                number = max((int(r.number) for r in taken), default=-1) + 1
+                got = unique_name(name, {r.name for r in taken})
                 try:
                     async with c.begin_nested():
                         added = await _ADD.execute(
@@ -163,14 +173,16 @@ class StepsRepository(Repository):
         started_at: int | None = None,
         locks_acquired: bool = False,
         conn: AsyncConnection | None = None,
-    ) -> None:
-        """Record the start (now by default); ``locks_acquired`` also sets locks_acquired_at."""
+    ) -> int:
+        """Record the start (now by default); ``locks_acquired`` also sets locks_acquired_at.
+        Returns the time recorded."""
         when = self._now() if started_at is None else started_at
         async with self._write(conn) as c:
             if locks_acquired:
                 await _START_LOCKED.execute(c, {"stepid": stepid, "when": when})
             else:
                 await _START.execute(c, {"stepid": stepid, "when": when})
+        return when
 
     async def set_step_locks_acquired_at(
         self, stepid: int, locks_acquired_at: int, *, conn: AsyncConnection | None = None
@@ -216,15 +228,22 @@ class StepsRepository(Repository):
         results: Results,
         *,
         hidden: bool = False,
+        state_string: str | None = None,
         conn: AsyncConnection | None = None,
-    ) -> None:
+    ) -> int:
+        """Record the step's end (now); with ``state_string``, its final state string in the
+        same statement. Returns the time recorded."""
+        when = self._now()
+        params: dict[str, Any] = {
+            "stepid": stepid,
+            "complete_at": when,
+            "results": int(results),
+            "hidden": int(hidden),
+        }
         async with self._write(conn) as c:
-            await _FINISH.execute(
-                c,
-                {
-                    "stepid": stepid,
-                    "complete_at": self._now(),
-                    "results": int(results),
-                    "hidden": int(hidden),
-                },
-            )
+            if state_string is None:
+                await _FINISH.execute(c, params)
+            else:
+                params["state_string"] = state_string
+                await _FINISH_WITH_STATE.execute(c, params)
+        return when

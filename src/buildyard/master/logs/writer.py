@@ -223,6 +223,28 @@ class LogWriter:
         """Complete held partial lines, store what waits, and close the log."""
         if self.finished:
             return
+        last = await self._complete_all()
+        async with self._lock:
+            await self._updates.finish_log(
+                self.logid, compression=self.limits.compression, last=last
+            )
+        for callback in self._on_finish:
+            callback()
+
+    async def take_last(self) -> str | None:
+        """For a caller that closes the log in a transaction of its own (a step's end): what
+        :meth:`finish` does but the close: the lines still to store (None if the log was
+        already finished). The finish callbacks are called: every line has been seen."""
+        if self.finished:
+            return None
+        last = await self._complete_all()
+        for callback in self._on_finish:
+            callback()
+        return last
+
+    async def _complete_all(self) -> str:
+        """Complete held partial lines, mark the log finished, wait for the appends under
+        way; the lines still waiting (taken)."""
         for stream, decoder in self._decoders.items():
             if rest := decoder.decode(b"", final=True):
                 self._complete(stream, self._redacted(stream, rest) if self._redactor else rest)
@@ -251,8 +273,4 @@ class LogWriter:
             # what still waits goes with the close, in its transaction
             last = "".join(self._pending)
             self._pending, self._pending_size = [], 0
-            await self._updates.finish_log(
-                self.logid, compression=self.limits.compression, last=last
-            )
-        for callback in self._on_finish:
-            callback()
+        return last
