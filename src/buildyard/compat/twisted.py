@@ -195,7 +195,14 @@ def __getattr__(name: str) -> Any:
     if not _state.interfaces:
         if not available():
             raise missing(f"buildbot.interfaces.{name}")
-        from zope.interface import Interface  # type: ignore[import-untyped]
+        # buildyard's own import, not users' Twisted-style code: the import finder that turns
+        # the adapter on at a master.cfg's first ``zope`` import must not (see activate())
+        with _state.lock:
+            was, _state.activating = _state.activating, True
+            try:
+                from zope.interface import Interface  # type: ignore[import-untyped]
+            finally:
+                _state.activating = was
 
         class IRenderable(Interface):  # type: ignore[misc]
             """Something rendered with a build's properties: ``getRenderingFor(props)``,

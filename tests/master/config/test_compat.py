@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
+import textwrap
 import types
 
 import pytest
@@ -173,3 +175,32 @@ def test_importing_twisted_without_it_names_the_extra() -> None:
     finally:
         sys.meta_path.remove(blocker)
     assert "twisted.words" not in sys.modules
+
+
+def test_cred_and_interfaces_leave_the_twisted_adapter_off_until_users_code_needs_it() -> None:
+    """In a fresh process (Twisted installed, not imported yet): master.cfg's
+    ``twisted.cred.strcred`` (which loads Twisted's own ``twisted`` package) and
+    ``buildbot.interfaces.IRenderable`` (which loads zope.interface for buildyard) do not turn
+    the Twisted adapter on; an import of ``zope`` by users' code does."""
+    script = textwrap.dedent(
+        """
+        import importlib, sys
+        from buildyard.compat import twisted as adapter
+        from buildyard.master.config.compat import buildbot_imports
+        assert "twisted" not in sys.modules and "zope" not in sys.modules
+        with buildbot_imports():
+            importlib.import_module("twisted.cred.strcred")
+            importlib.import_module("twisted.cred.checkers")
+        print("cred", adapter.is_active())
+        with buildbot_imports():
+            from buildbot.interfaces import IRenderable
+        print("interfaces", adapter.is_active(), "zope" in sys.modules)
+        with buildbot_imports():
+            importlib.import_module("zope.interface.verify")
+        print("users zope", adapter.is_active())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split("\n")
+    assert out[:3] == ["cred False", "interfaces False True", "users zope True"], out

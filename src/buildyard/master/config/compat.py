@@ -378,8 +378,10 @@ _ALL_MODULES = (
     _with_parents(MODULES) | _with_parents(TWISTED_MODULES) | _with_parents(TWISTED_STAND_INS)
 )
 _PACKAGES = frozenset(n.rpartition(".")[0] for n in _ALL_MODULES if "." in n)
-# "twisted" and "twisted.cred": the packages around TWISTED_MODULES
+# "twisted" and "twisted.cred": the packages around TWISTED_MODULES, and what Twisted's own
+# package imports as it loads (its version): loading them is not users' Twisted-style code
 _CRED_PARENTS = frozenset(_with_parents(TWISTED_MODULES)) - frozenset(TWISTED_MODULES)
+_TWISTED_PACKAGE_INIT = frozenset({"twisted._version"})
 
 # Buildbot 0.8 module paths, and what took their place.
 _BUILDBOT_08 = {
@@ -500,8 +502,8 @@ def _twisted_spec(fullname: str) -> importlib.machinery.ModuleSpec | None:
             fullname, _AliasLoader(TWISTED_MODULES[fullname]), is_package=False
         )
     if twisted_adapter.available():
-        if fullname in _CRED_PARENTS:  # Twisted's own packages, holding our two above
-            return None
+        if fullname in _CRED_PARENTS or fullname in _TWISTED_PACKAGE_INIT:
+            return None  # Twisted's own packages, holding our two above
         twisted_adapter.activate(fullname)
         return None
     if fullname in TWISTED_STAND_INS:
