@@ -290,6 +290,21 @@ async def test_cleanup_of_a_master_with_a_long_history_finishes_exactly_its_runn
         assert claims == n + 2
 
 
+async def test_cleanup_takes_a_request_whose_complete_is_null_as_incomplete(
+    database: Database,
+) -> None:
+    """The column allows NULL (an adopted database may hold one): incomplete, as everywhere
+    else, so the dead master's claim on it goes."""
+    h = await _fill_history(database, finished=3)
+    a, n, builderid = h["a"], h["n"], h["builderid"]
+    async with database.transaction() as c:
+        await c.execute(
+            t.buildrequests.update().where(t.buildrequests.c.id == n + 2).values(complete=None)
+        )
+    cleanup = await database.masters.deactivation_cleanup(a)
+    assert cleanup.unclaimed == ((n + 1, builderid, n + 1), (n + 2, builderid, n + 2))
+
+
 _OPEN_WORK_TABLES = ("builds", "buildrequests", "buildrequest_claims", "buildsets")
 
 

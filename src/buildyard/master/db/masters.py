@@ -254,9 +254,14 @@ class MastersRepository(Repository):
                     )
                     # led by the incomplete requests (buildrequests_complete), not by the
                     # master's claims: those are kept after completion, so they are its whole
-                    # history (see _claimed_by). complete is never NULL: 0 when written, as
-                    # Buildbot writes it.
-                    .where(_claimed_by(masterid), t.buildrequests.c.complete == 0)
+                    # history (see _claimed_by). complete is 0 when written (as Buildbot writes
+                    # it), but the column allows NULL, which means incomplete here as elsewhere
+                    .where(
+                        _claimed_by(masterid),
+                        sa.or_(
+                            t.buildrequests.c.complete == 0, t.buildrequests.c.complete.is_(None)
+                        ),
+                    )
                     .order_by(t.buildrequests.c.id)
                 )
             ]
