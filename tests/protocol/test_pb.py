@@ -163,6 +163,23 @@ async def test_the_answers_to_the_calls_of_one_read_leave_in_one_write() -> None
     assert server.statistics()["received_message"] == 3
 
 
+async def test_answers_sent_before_close_in_the_same_pass_still_leave() -> None:
+    """A read with the last calls and then the end of the stream, in one pass of the loop:
+    the answers queued for the pass's flush are written when the broker closes."""
+    writes: list[bytes] = []
+    server = Broker(write=writes.append, root=Counter(), name="server")
+    server.start()
+    server.feed(b"\x02\x82pb" + banana.encode([b"version", 6]))
+    await asyncio.sleep(0)  # the handshake's flush
+    server.feed(banana.encode([b"message", 1, b"root", b"add", 1, jelly((4, 1)), jelly({})]))
+    server.close("the peer closed the connection")  # before the loop's next pass
+    decoder = banana.Decoder()
+    decoder.pb = True
+    assert decoder.feed(b"".join(writes[1:])) == [[b"answer", 1, 5]]
+    await asyncio.sleep(0)  # the scheduled flush finds nothing more to write
+    assert len(writes) == 2
+
+
 class Recorder(Referenceable):
     def __init__(self) -> None:
         self.order: list[str] = []

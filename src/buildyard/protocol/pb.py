@@ -460,6 +460,10 @@ class Broker:
     def close(self, reason: str = "connection lost") -> None:
         if self.closed:
             return
+        # what was sent in this pass of the loop (answers to the last read, before an EOF
+        # read at once) still goes, if the transport takes it
+        with contextlib.suppress(OSError, RuntimeError):
+            self.flush()
         self.closed = True
         for future in self._waiting.values():
             if not future.done():
