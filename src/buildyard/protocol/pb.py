@@ -334,8 +334,8 @@ class Broker:
             self._answer_failed(request_id, name, answer_required, exc)
             return
         if inspect.isawaitable(result):  # a plain method may still return an awaitable
-            awaited = asyncio.ensure_future(result)
-            self._start(self._run_call(request_id, name, answer_required, lambda: awaited, None))
+            # awaited inside the call's own task, so closing the broker cancels it with it
+            self._start(self._run_call(request_id, name, answer_required, lambda: result, None))
             return
         self._reply(request_id, answer_required, [b"answer", request_id, result])
 
