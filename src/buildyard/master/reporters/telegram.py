@@ -10,7 +10,7 @@ Requests are ``POST https://api.telegram.org/bot<token>/<method>`` with a JSON b
 
 With ``useWebhook=True`` there is no polling: the bot serves ``<buildbotURL>telegram<token>``
 on the master's web server and tells Telegram so with ``setWebhook``, as Buildbot does. Beyond
-Buildbot, it also gives Telegram a random ``secret_token`` (new at each start) and refuses
+Buildbot, it also gives Telegram a ``secret_token`` (derived from the bot's token) and refuses
 requests that do not carry it, and it answers an update that comes twice (Telegram re-sends
 those it thinks were not received) only once.
 
@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
+import hmac
 import io
 import json
 import random
-import secrets
 import shlex
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -866,8 +867,13 @@ class TelegramWebhookBot(TelegramPollingBot):
         super().__init__(service, **kwargs)
         self.certificate = certificate
         self.updates: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
-        #: what Telegram must send in :data:`SECRET_HEADER` (1-256 of A-Z a-z 0-9 _ -)
-        self.secret_token = secrets.token_urlsafe(32)
+        #: what Telegram must send in :data:`SECRET_HEADER` (1-256 of A-Z a-z 0-9 _ -): made
+        #: from the token, so it is the same after a restart (updates Telegram sends before
+        #: ``setWebhook`` is done again are taken) and on every master sharing the bot; it is
+        #: no weaker for that, as whoever has the token controls the bot anyway
+        self.secret_token = hmac.new(
+            self.token.encode(), b"buildyard telegram webhook", hashlib.sha256
+        ).hexdigest()
         #: the last :data:`RECENT_UPDATES` update ids answered, to answer a re-sent one once
         self.recent: OrderedDict[int, None] = OrderedDict()
 
