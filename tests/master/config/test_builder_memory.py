@@ -24,7 +24,7 @@ def test_builders_made_on_one_line_share_what_is_equal() -> None:
     a, b = _builders(2)
     assert a.defined_at is not None
     assert a.defined_at is b.defined_at  # one Location per place
-    assert a.env is b.env and a.properties is b.default_properties
+    assert a.env is not b.env  # dicts of their own (master.cfg may fill them), as Buildbot's
     assert dict(a.env) == {} and a.builddir is a.name
     # the keywords are kept once, as the arguments compared and as the raw ones
     assert a._config_arguments is a._raw_arguments[1]
@@ -68,3 +68,15 @@ def test_a_builder_service_has_no_dict_and_no_children_of_its_own() -> None:
 def test_freed_heap_pages_are_given_back_where_glibc_can() -> None:
     # after start-up and each reconfig (BuildMaster.run): about 1.5 MiB with 10,000 builders
     assert give_back_freed_memory() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_a_builder_without_env_or_properties_has_dicts_of_its_own() -> None:
+    """As in Buildbot, master.cfg may fill them after making the builder."""
+    from buildyard.plugins import util
+
+    first = util.BuilderConfig(name="a", workernames=["w"], factory=util.BuildFactory())
+    second = util.BuilderConfig(name="b", workernames=["w"], factory=util.BuildFactory())
+    first.properties["x"] = 1
+    first.env["PATH"] = "/bin"
+    assert first.properties == {"x": 1} and first.env == {"PATH": "/bin"}
+    assert second.properties == {} and second.env == {}

@@ -8,7 +8,6 @@ whole configuration, by :mod:`buildyard.master.config`.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable, Mapping, Sequence
 
 from buildyard.common.config_object import (
@@ -26,11 +25,6 @@ _PROPERTY_NAME_LENGTH = 256
 RESERVED_UNDERSCORE_NAMES = ("__Janitor",)
 # Characters Buildbot replaces by "_" when it derives a builder's directory from its name.
 _UNSAFE_IN_DIRECTORY = str.maketrans(dict.fromkeys("\t !#$%&'()*+,./:;<=>?@[\\]^{|}~", "_"))
-
-
-# what a builder without env, properties or defaultProperties holds: one read-only mapping
-# shared by all of them, rather than three empty dicts per builder
-_NOTHING: Mapping[str, object] = types.MappingProxyType({})
 
 
 def _directory_for(name: str) -> str:
@@ -104,7 +98,7 @@ class BuilderConfig(ConfigObject):
             else:
                 config_error(f"{label}: locks must be a list")
 
-        self.env: Mapping[str, object] = self._mapping(label, "env", env)
+        self.env: dict[str, object] = self._mapping(label, "env", env)
         self.properties = self._mapping(label, "properties", properties, property_names=True)
         self.default_properties = self._mapping(
             label, "defaultProperties", defaultProperties, property_names=True
@@ -179,9 +173,10 @@ class BuilderConfig(ConfigObject):
     @staticmethod
     def _mapping(
         label: str, keyword: str, value: object, *, property_names: bool = False
-    ) -> Mapping[str, object]:
+    ) -> dict[str, object]:
         if value is None:
-            return _NOTHING
+            # a dict of its own, as Buildbot's: master.cfg may fill it after the builder is made
+            return {}
         if not isinstance(value, Mapping):
             config_error(f"{label}: {keyword} must be a dictionary")
             return {}
