@@ -46,6 +46,8 @@ MQ: web.AppKey[MessageQueue] = web.AppKey("mq")
 _SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("ws_sockets")
 _STREAMS: web.AppKey[dict[str, _Stream]] = web.AppKey("sse_streams")
 _REFUSALS: web.AppKey[Throttled] = web.AppKey("stream_refusals")
+# [how many sockets and streams are between the cap's check and their registration]
+_OPENING: web.AppKey[list[int]] = web.AppKey("streams_opening")
 
 # how long a closing socket waits for the client's close frame, and a stopping server for a
 # socket or stream to end before it drops the connection
@@ -200,7 +202,9 @@ def _ws_json(message: dict[str, Any]) -> str:
 
 
 def _open_streams(app: web.Application) -> int:
-    return len(app[_SOCKETS]) + len(app[_STREAMS])
+    """Sockets and streams open, counting those still being opened (their handshake awaits
+    its write: concurrent ones must not all pass the check)."""
+    return len(app[_SOCKETS]) + len(app[_STREAMS]) + app[_OPENING][0]
 
 
 def _refuse_stream(request: web.Request, kind: str) -> web.Response:
@@ -221,9 +225,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(
         heartbeat=WS_HEARTBEAT, timeout=CLOSE_TIMEOUT, max_msg_size=MAX_WS_FRAME
     )
-    await ws.prepare(request)
     sockets = request.app[_SOCKETS]
-    sockets.add(ws)
+    opening = request.app[_OPENING]
+    opening[0] += 1
+    try:
+        await ws.prepare(request)
+        sockets.add(ws)
+    finally:
+        opening[0] -= 1
 
     async def send(key: Key, body: Body) -> None:
         await ws.send_str(_ws_json({"k": "/".join(key), "m": body}))
@@ -329,11 +338,16 @@ async def _listen(request: web.Request, path: str, follow: bool) -> web.StreamRe
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
-    await response.prepare(request)
     ident = str(uuid.uuid4())
     stream = _Stream(request, response)
     streams = request.app[_STREAMS]
-    streams[ident] = stream
+    opening = request.app[_OPENING]
+    opening[0] += 1
+    try:
+        await response.prepare(request)
+        streams[ident] = stream
+    finally:
+        opening[0] -= 1
     try:
         async with asyncio.TaskGroup() as tasks:
             stream.consumer = _Consumer(request.app[MQ], stream.send, tasks)
@@ -392,6 +406,7 @@ def setup(app: web.Application, mq: MessageQueue) -> None:
     app[MQ] = mq
     app[_SOCKETS] = set()
     app[_STREAMS] = {}
+    app[_OPENING] = [0]
     app[_REFUSALS] = Throttled("event_stream_refused", interval=REFUSAL_LOG_INTERVAL)
     app.on_shutdown.append(_close_all)
     app.add_routes(
