@@ -10,8 +10,9 @@ def _import_structlog() -> None:
 
     structlog imports rich (for its pretty tracebacks) and Twisted (for its Twisted logger)
     whenever they are installed, which costs a master about 7 MiB and 100 modules at start-up.
-    buildyard uses neither through structlog: its logs print plain tracebacks (the same with
-    or without rich installed), and Twisted is loaded only for users' Twisted-style code
+    buildyard uses neither through structlog: its logs print plain tracebacks, with or
+    without rich installed (with rich, structlog's console used to print rich's boxed ones:
+    that changed on purpose), and Twisted is loaded only for users' Twisted-style code
     (buildyard.compat.twisted). So both are hidden while structlog is imported, and visible
     again afterwards for whoever imports them later.
     """

@@ -201,7 +201,7 @@ def give_back_freed_memory() -> bool:
     """Hand the heap pages that start-up (or a reconfig) freed back to the system.
 
     glibc's allocator keeps freed pages for later by default; after a start with 10,000
-    builders, about 2 MiB of them (the rows read, the statements' parameters) stay resident
+    builders, about 1.5 MiB of them (the rows read, the statements' parameters) stay resident
     otherwise. False where the C library has no ``malloc_trim`` (musl, macOS)."""
     import ctypes  # only here: nothing else of a master needs it
 
