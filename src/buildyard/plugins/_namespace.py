@@ -97,7 +97,11 @@ class LazyNames:
             value = getattr(importlib.import_module(module_name), attribute or name)
         elif name in self.known:
             features = self._features
-            feature = features if isinstance(features, str) else features[name]
+            feature = (
+                features
+                if isinstance(features, str)
+                else features.get(name, f"{self.namespace}.{name}")
+            )
             value = not_implemented(f"{self.namespace}.{name}", feature)
         else:
             raise unknown_name(self.namespace, name, self.known)
