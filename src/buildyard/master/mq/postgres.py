@@ -95,6 +95,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    # what asyncpg raises when the server ended the connection (pg_terminate_backend, a
+    # restart) while it was idle and the next query finds the protocol mid-way
+    asyncpg.InternalClientError,
 )
 
 
