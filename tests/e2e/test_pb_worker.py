@@ -24,6 +24,7 @@ from buildyard.master.model.results import Results
 from buildyard.master.workers.pb import PbWorkerConnection
 from buildyard.protocol import banana
 from buildyard.protocol.jelly import jelly
+from buildyard.testing.masters import add_plain_buildset
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import end_popen, eventually
 from buildyard.testing.workers import STOCK_PB, start_worker
@@ -204,21 +205,7 @@ async def test_a_worker_runs_one_build_of_a_builder_at_a_time(tmp_path: Path) ->
         builderid = await updates.find_builder_id("b")
         brids = []
         for _ in range(2):
-            _bsid, ids = await updates.add_buildset(
-                scheduler="test",
-                sourcestamps=[
-                    {
-                        "branch": None,
-                        "revision": None,
-                        "repository": "",
-                        "project": "",
-                        "codebase": "",
-                    }
-                ],
-                reason="test",
-                properties={},
-                builderids=[builderid],
-            )
+            _bsid, ids = await add_plain_buildset(updates, builderid)
             brids.append(ids[builderid])
         proc = await asyncio.to_thread(_launch, m, tmp_path / "w1")
 
@@ -481,21 +468,7 @@ async def test_a_one_step_build_costs_one_call_to_the_stock_worker(tmp_path: Pat
 
         async def one_build() -> tuple[dict[str, int], dict[str, int]]:
             sent0, received0 = dict(broker.sent), dict(broker.received)
-            _bsid, ids = await updates.add_buildset(
-                scheduler="test",
-                sourcestamps=[
-                    {
-                        "branch": None,
-                        "revision": None,
-                        "repository": "",
-                        "project": "",
-                        "codebase": "",
-                    }
-                ],
-                reason="test",
-                properties={},
-                builderids=[builderid],
-            )
+            _bsid, ids = await add_plain_buildset(updates, builderid)
 
             async def finished() -> bool:
                 request = await m.db.buildrequests.get_buildrequest(ids[builderid])

@@ -28,6 +28,29 @@ c['db'] = {{'db_url': {db_url!r}}}
 """
 
 
+#: the source stamp of a build forced without parameters
+PLAIN_STAMP: dict[str, Any] = {
+    "branch": None,
+    "revision": None,
+    "repository": "",
+    "project": "",
+    "codebase": "",
+}
+
+
+async def add_plain_buildset(updates: Any, builderid: int) -> tuple[int, dict[int, int]]:
+    """A buildset for one builder with one empty source stamp (as a force without parameters
+    makes), through the data API's ``updates``: its id and its requests' ids by builder."""
+    bsid, brids = await updates.add_buildset(
+        scheduler="test",
+        sourcestamps=[dict(PLAIN_STAMP)],
+        reason="test",
+        properties={},
+        builderids=[builderid],
+    )
+    return bsid, brids
+
+
 @dataclasses.dataclass
 class Running:
     master: BuildMaster

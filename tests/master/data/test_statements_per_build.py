@@ -16,11 +16,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-import sqlalchemy as sa
-
-from buildyard.master.db import sqlite_driver
-from buildyard.testing.masters import running_master
+from buildyard.testing.masters import add_plain_buildset, running_master
+from buildyard.testing.sqltrace import sqlite_statements
 
 BODY = """
 c['builders'] = [
@@ -45,9 +42,7 @@ def _one_line(sql: str) -> str:
     return re.sub(r"\s+", " ", sql)[:140]
 
 
-async def test_a_one_step_build_runs_a_fixed_number_of_statements(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_one_step_build_runs_a_fixed_number_of_statements(tmp_path: Path) -> None:
     async with running_master(tmp_path, BODY) as running:
         master = running.master
         brd = master.botmaster.brd
@@ -74,52 +69,23 @@ async def test_a_one_step_build_runs_a_fixed_number_of_statements(
             finally:
                 pass_task[0] = None
 
-        # every statement on sqlite3 itself: a trace callback on each connection as a
-        # transaction begins on it, or as one is opened
-        begin = sqlite_driver.begin
-
-        async def traced_begin(raw: Any, *, write: bool) -> None:
-            sqlite_driver.sqlite_of(raw).set_trace_callback(on_statement)
-            await begin(raw, write=write)
-
-        def on_connect(dbapi_conn: Any, _record: Any) -> None:
-            sqlite_driver.sqlite_of(dbapi_conn.driver_connection).set_trace_callback(on_statement)
-
-        engine = master.db.engine.sync_engine
-        sa.event.listen(engine.pool, "connect", on_connect)
-        monkeypatch.setattr(sqlite_driver, "begin", traced_begin)
         brd.distribute = marked  # type: ignore[method-assign]
         per_build: list[list[str]] = []
         try:
-            for _ in range(BUILDS):
-                async with master.mq.subscribe(("buildsets", None, "complete")) as completed:
-                    seen.clear()
-                    counting[0] = True
-                    bsid, _brids = await master.data.updates.add_buildset(
-                        scheduler="test",
-                        sourcestamps=[
-                            {
-                                "branch": None,
-                                "revision": None,
-                                "repository": "",
-                                "project": "",
-                                "codebase": "",
-                            }
-                        ],
-                        reason="test",
-                        properties={},
-                        builderids=[builderid],
-                    )
-                    async with asyncio.timeout(60):
-                        while (await completed.get())[0][1] != str(bsid):
-                            pass
-                    counting[0] = False
-                    per_build.append(list(seen))
+            with sqlite_statements(master, on_statement):
+                for _ in range(BUILDS):
+                    async with master.mq.subscribe(("buildsets", None, "complete")) as done:
+                        seen.clear()
+                        counting[0] = True
+                        bsid, _brids = await add_plain_buildset(master.data.updates, builderid)
+                        async with asyncio.timeout(60):
+                            while (await done.get())[0][1] != str(bsid):
+                                pass
+                        counting[0] = False
+                        per_build.append(list(seen))
         finally:
             counting[0] = False
             brd.distribute = distribute  # type: ignore[method-assign]
-            sa.event.remove(engine.pool, "connect", on_connect)
-            monkeypatch.setattr(sqlite_driver, "begin", begin)
 
         # the builds succeeded
         builds = await master.db.builds.get_builds(builderid=builderid)

@@ -16,14 +16,13 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from buildyard.master.db import schema as t
-from buildyard.master.db import sqlite_driver
 from buildyard.master.master import BuildMaster
 from buildyard.testing.masters import running_master
 from buildyard.testing.processes import eventually
+from buildyard.testing.sqltrace import sqlite_statements
 
 BODY = """
 c['builders'] = [
@@ -90,9 +89,7 @@ async def _insert_pending(master: BuildMaster, count: int) -> None:
             await c.execute(table.insert(), rows)
 
 
-async def _cost_per_build(
-    tmp_path: Path, pending: int, monkeypatch: pytest.MonkeyPatch
-) -> set[tuple[int, int]]:
+async def _cost_per_build(tmp_path: Path, pending: int) -> set[tuple[int, int]]:
     """(statements, steps) of each pass that started exactly one build."""
     await asyncio.to_thread(tmp_path.mkdir)
     async with running_master(tmp_path, BODY) as running:
@@ -138,31 +135,15 @@ async def _cost_per_build(
                     )
                 )
 
-        # every statement on sqlite3 itself, prepared ones included (they bypass SQLAlchemy's
-        # events): a trace callback on each connection as a transaction begins on it (the
-        # SQLite fast path keeps its connections out of the pool) or as one is opened
-        begin = sqlite_driver.begin
-
-        async def traced_begin(raw: Any, *, write: bool) -> None:
-            sqlite_driver.sqlite_of(raw).set_trace_callback(on_statement)
-            await begin(raw, write=write)
-
-        def on_connect(dbapi_conn: Any, _record: Any) -> None:
-            sqlite_driver.sqlite_of(dbapi_conn.driver_connection).set_trace_callback(on_statement)
-
-        engine = master.db.engine.sync_engine
-        sa.event.listen(engine.pool, "connect", on_connect)
-        monkeypatch.setattr(sqlite_driver, "begin", traced_begin)
         brd.distribute = measured  # type: ignore[method-assign]
         try:
-            started = brd.started
-            resyncs_before = brd.statistics()["resyncs"]
-            brd.request_resync()  # the rows came without events: read them
-            await eventually(lambda: brd.started >= started + BUILDS + 1, within=120)
+            with sqlite_statements(master, on_statement):
+                started = brd.started
+                resyncs_before = brd.statistics()["resyncs"]
+                brd.request_resync()  # the rows came without events: read them
+                await eventually(lambda: brd.started >= started + BUILDS + 1, within=120)
         finally:
             brd.distribute = distribute  # type: ignore[method-assign]
-            sa.event.remove(engine.pool, "connect", on_connect)
-            monkeypatch.setattr(sqlite_driver, "begin", begin)
         # every build took two requests (a pair), and the queue is still deep
         claimed = await master.db.buildrequests.count_buildrequests(claimed=True)
         assert claimed >= 2 * (BUILDS + 1)
@@ -178,10 +159,10 @@ async def _cost_per_build(
 
 
 async def test_work_per_started_build_is_the_same_at_100_and_10000_pending(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    shallow = await _cost_per_build(tmp_path / "shallow", 100, monkeypatch)
-    deep = await _cost_per_build(tmp_path / "deep", 10_000, monkeypatch)
+    shallow = await _cost_per_build(tmp_path / "shallow", 100)
+    deep = await _cost_per_build(tmp_path / "deep", 10_000)
     assert shallow, "no pass started exactly one build at 100 pending"
     assert deep, "no pass started exactly one build at 10,000 pending"
     # each pass pops the request, finds its pair through the stamps index, claims both and
