@@ -6,7 +6,7 @@ arguments are equal, which is what reconfig needs: a builder whose configuration
 keeps running.
 
 :func:`not_implemented` makes a stand-in class for a Buildbot class that buildyard has not
-built yet. Building one reports ``"reporters.MailNotifier is not implemented yet (reporters)"``
+built yet. Building one reports ``"steps.SVN is not implemented yet (steps)"``
 through :func:`~buildyard.common.errors.config_error`, once per name per load, and gives back an
 inert object, so loading goes on and every other mistake is found in the same run.
 """
