@@ -223,7 +223,7 @@ class _Placeholder(ConfigObject):
 
 
 def not_implemented(qualified_name: str, feature: str) -> type[ConfigObject]:
-    """A stand-in class for ``qualified_name`` (e.g. ``"reporters.MailNotifier"``), part of
+    """A stand-in class for ``qualified_name`` (e.g. ``"steps.SVN"``), part of
     ``feature`` (what a user would look for, e.g. ``"reporters"``), which buildyard does not have
     yet. Building it reports a configuration error, once per name per load."""
     short = qualified_name.rpartition(".")[2]
