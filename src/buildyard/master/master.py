@@ -96,13 +96,30 @@ class DatabaseService(Service):
         if self.db.throwaway:
             await migrate.upgrade(self.db)
         if not await migrate.is_current(self.db):
-            raise DbError(
-                f"the database at {self.db.url.render_as_string(hide_password=True)} is not at "
-                "the current schema; run 'buildyard upgrade-master' on this master's directory"
-            )
+            raise DbError(await _not_current(self.db))
 
     async def stop_service(self) -> None:
         await self.db.close()
+
+
+async def _not_current(db: Database) -> str:
+    """Why ``db`` cannot be started on, and what to run: a Buildbot database is named as one (a
+    user moving from Buildbot should not read it as a damaged buildyard database)."""
+    where = f"the database at {db.url.render_as_string(hide_password=True)}"
+    found = await migrate.identify_buildbot(db)
+    if found is not None:
+        return (
+            f"{where} was made by {found.describe()}; run 'buildyard upgrade-master' on this "
+            "master's directory to adopt it (buildyard never adopts one by itself)"
+        )
+    revision = await migrate.current_revision(db)
+    state = (
+        "has no buildyard schema (it is empty, or not a master's database)"
+        if revision is None
+        else f"is at buildyard schema revision {revision!r}, not the current "
+        f"{migrate.head_revision()!r}"
+    )
+    return f"{where} {state}; run 'buildyard upgrade-master' on this master's directory"
 
 
 class DataService(Service):

@@ -434,3 +434,38 @@ def test_cli_names_mysql_and_the_way_off_it(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "backend 'mysql' is not supported" in result.stderr
     assert "'buildyard copy-db MYSQL_URL DEST_URL'" in result.stderr
+
+
+async def test_starting_on_a_buildbot_database_names_it_and_the_command(
+    buildbot_db: Database,
+) -> None:
+    """A user moving from Buildbot who runs ``start`` before ``upgrade-master`` is told the
+    database is Buildbot's (not that it is at some wrong schema), and it is left as it was."""
+    from buildyard.master.master import DatabaseService
+
+    with pytest.raises(DbError) as refused:
+        await DatabaseService(buildbot_db).start_service()
+    message = str(refused.value)
+    assert "was made by Buildbot 4.3 (schema revision '067')" in message
+    assert "run 'buildyard upgrade-master' on this master's directory to adopt it" in message
+    assert _sql(buildbot_db, "SELECT version_num FROM alembic_version") == [("067",)]
+
+
+async def test_starting_on_an_empty_or_older_database_says_which(tmp_path: Path) -> None:
+    from buildyard.master.master import DatabaseService
+
+    db = Database(f"sqlite:///{tmp_path / 'state.sqlite'}", clock=FakeClock())
+    try:
+        with pytest.raises(DbError, match=r"has no buildyard schema .*buildyard upgrade-master"):
+            await DatabaseService(db).start_service()
+        await migrate.upgrade(db, target="0002")
+        with pytest.raises(DbError) as refused:
+            await DatabaseService(db).start_service()
+        assert (
+            f"is at buildyard schema revision '0002', not the current "
+            f"'{migrate.head_revision()}'; run 'buildyard upgrade-master'" in str(refused.value)
+        )
+        await migrate.upgrade(db)
+        await DatabaseService(db).start_service()  # current: starts
+    finally:
+        await db.close()
