@@ -72,3 +72,20 @@ def test_create_start_stop_restart(tmp_path: Path) -> None:
     finally:
         for p in pids:
             end_process(p)
+
+
+def test_create_worker_help_describes_every_argument() -> None:
+    """A newcomer reads what each of create-worker's arguments is for: which master port,
+    that name and password are master.cfg's, that --keepalive does nothing here."""
+    from buildyard.worker.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    create = sub.choices["create-worker"]  # type: ignore[index]
+    undescribed = [
+        a.dest for a in create._actions if a.dest != "help" and not (a.help and a.help.strip())
+    ]
+    assert undescribed == []
+    text = create.format_help()
+    assert "msgpack_experimental_v7" in text and "worker.Worker(name" in text
+    assert "unused" in text  # --keepalive

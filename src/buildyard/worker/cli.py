@@ -271,15 +271,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("create-worker", help="write a worker's base directory")
-    p.add_argument("basedir")
-    p.add_argument("master", help="MASTERHOST[:PORT] (port 9989 by default)")
-    p.add_argument("name")
-    p.add_argument("password")
-    p.add_argument("--keepalive", type=int, default=600, help="kept for parity; unused")
+    p.add_argument("basedir", help="the worker's directory (created if missing)")
+    p.add_argument(
+        "master",
+        help="MASTERHOST[:PORT] of the master's msgpack_experimental_v7 port (9989 by default)",
+    )
+    p.add_argument("name", help="the worker's name, as in master.cfg's worker.Worker(name, ...)")
+    p.add_argument("password", help="its password, as in worker.Worker(name, password)")
+    p.add_argument(
+        "--keepalive",
+        type=int,
+        default=600,
+        help="accepted as buildbot-worker's option; unused (the master sends the keepalives)",
+    )
     p.add_argument("--maxretries", type=int, default=None, help="give up after N failed tries")
-    p.add_argument("--numcpus", type=int, default=None)
-    p.add_argument("--delete-leftover-dirs", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument(
+        "--numcpus",
+        type=int,
+        default=None,
+        help="the CPU count the worker reports to the master (default: this machine's)",
+    )
+    p.add_argument(
+        "--delete-leftover-dirs",
+        action="store_true",
+        help="have the master remove the directories in basedir that no builder uses, at connect",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_create_worker)
     p = sub.add_parser("start", help="start the worker (in the background unless --nodaemon)")
     p.add_argument("--nodaemon", action="store_true", help="run in the foreground")
