@@ -311,3 +311,15 @@ def test_start_and_upgrade_master_work_in_the_basedir_as_buildbot_does(tmp_path:
         finally:
             stopped = buildyard("stop", str(basedir), cwd=elsewhere)
             assert stopped.returncode == 0, stopped.stderr
+
+
+def test_copy_db_help_names_both_forms_of_its_first_argument() -> None:
+    """'copy-db SOURCE_URL DEST_URL' puts the source first: the first argument's help must not
+    call it only the destination."""
+    from buildyard.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    copy_db = sub.choices["copy-db"]  # type: ignore[index]
+    first = next(a for a in copy_db._actions if a.dest == "destination_url")
+    assert first.help is not None
+    assert "copy to" in first.help and "SOURCE_URL to copy from" in first.help

@@ -851,7 +851,11 @@ def build_parser() -> argparse.ArgumentParser:
         "'copy-db SOURCE_URL DEST_URL' copies from a database URL instead, e.g. Buildbot's MySQL"
     )
     p = sub.add_parser("copy-db", help=text, description=text)
-    p.add_argument("destination_url", help="the database to copy to, e.g. postgresql://u@h/db")
+    p.add_argument(
+        "destination_url",
+        help="the database to copy to, e.g. postgresql://u@h/db; or, when a URL follows it, "
+        "the SOURCE_URL to copy from",
+    )
     p.add_argument(
         "basedir",
         nargs="?",
