@@ -323,3 +323,17 @@ def test_copy_db_help_names_both_forms_of_its_first_argument() -> None:
     first = next(a for a in copy_db._actions if a.dest == "destination_url")
     assert first.help is not None
     assert "copy to" in first.help and "SOURCE_URL to copy from" in first.help
+
+
+def test_upgrade_master_help_names_the_buildbot_releases_it_adopts() -> None:
+    """upgrade-master adopts Buildbot 3.4 to 4.3 (adopt.BUILDBOT_RELEASES), not 4.3 only."""
+    from buildyard.cli.main import build_parser
+    from buildyard.master.db.adopt import BUILDBOT_RELEASES
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    text = sub.choices["upgrade-master"].description  # type: ignore[index]
+    oldest, newest = (
+        BUILDBOT_RELEASES[min(BUILDBOT_RELEASES)],
+        BUILDBOT_RELEASES[max(BUILDBOT_RELEASES)],
+    )
+    assert f"Buildbot {oldest} to {newest}" in text

@@ -828,7 +828,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "upgrade-master",
         cmd_upgrade_master,
-        "bring the database schema up to date (adopts a Buildbot 4.3 database)",
+        "bring the database schema up to date (adopts a database of Buildbot 3.4 to 4.3)",
     )
     p = add(
         "checkconfig",
