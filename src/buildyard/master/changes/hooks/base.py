@@ -53,6 +53,10 @@ class NoContext:
         return {}
 
 
+# the times a change may have: its when_timestamp column is a 32-bit INTEGER on PostgreSQL
+WHEN_MIN, WHEN_MAX = -(2**31), 2**31 - 1
+
+
 def field(payload: Any, *path: str | int) -> Any:
     """``payload[path[0]][path[1]]...``; a missing step is a :class:`HookError` naming the
     whole path, so a payload of another shape gets a 400 that says what it lacks."""
@@ -133,6 +137,12 @@ class BaseHookHandler:
             when_timestamp = float(when) if when is not None else None
         except ValueError:
             raise HookError(f"'when_timestamp' must be a number, not {when!r}") from None
+        if when_timestamp is not None and not WHEN_MIN <= when_timestamp <= WHEN_MAX:
+            # NaN fails both comparisons
+            raise HookError(
+                f"'when_timestamp' must be epoch seconds from {WHEN_MIN} to {WHEN_MAX},"
+                f" not {when!r}"
+            )
         change = {
             "author": text("author", "who"),
             "committer": text("committer"),
@@ -249,6 +259,8 @@ def change_arguments(chdict: Mapping[str, Any]) -> dict[str, Any]:
         when = calendar.timegm(when.utctimetuple())
     elif when is not None and not isinstance(when, int | float):
         raise BadChange(f"its when_timestamp is {when!r}")
+    if when is not None and not WHEN_MIN <= when <= WHEN_MAX:
+        raise BadChange(f"its when_timestamp {when!r} is not epoch seconds the database can hold")
     args["when_timestamp"] = int(when) if when is not None else None
     properties = chdict.get("properties") or {}
     if not isinstance(properties, Mapping):
