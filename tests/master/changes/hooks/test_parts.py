@@ -117,9 +117,9 @@ def test_change_arguments() -> None:
     with pytest.raises(BadChange, match="'branch' is int"):
         change_arguments({"author": "a", "branch": 3})
     # a handler's time the database cannot hold: named, not an OverflowError from the driver
-    for when in (float("inf"), float("nan"), 2**31, 10**30):
+    for bad_when in (float("inf"), float("nan"), 2**31, 10**30):
         with pytest.raises(BadChange, match="is not epoch seconds the database can hold"):
-            change_arguments({"author": "a", "when_timestamp": when})
+            change_arguments({"author": "a", "when_timestamp": bad_when})
 
 
 def test_credential_checkers(tmp_path: Path) -> None:
