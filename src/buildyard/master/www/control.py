@@ -52,6 +52,7 @@ import structlog
 from aiohttp import web
 
 from buildyard.common.connections import BODY_TIMEOUT
+from buildyard.common.jsontext import lone_surrogate
 from buildyard.master.data.errors import NotFound
 from buildyard.master.data.resultspec import MAX_COLUMN_INT, MIN_COLUMN_INT
 from buildyard.master.www import auth, rest
@@ -130,37 +131,14 @@ def _decode(body: bytes, content_type: str) -> tuple[str, Any, dict[str, Any]]:
     if data["jsonrpc"] != "2.0":
         raise _JsonRpcError("only JSONRPC 2.0 is supported", INVALID_REQUEST, 400)
     try:
-        where = _surrogate(data["params"], "")
+        where = lone_surrogate(data["params"])
     except RecursionError as exc:  # as deep as the parser allowed, from deeper in the stack
         raise _JsonRpcError("JSON parse error: nested too deeply", PARSE_ERROR, 400) from exc
     if where is not None:
-        message = f"{where} holds a lone UTF-16 surrogate, which is not text"
+        named = "a parameter name" if where.startswith("<key>") else repr(where)
+        message = f"{named} holds a lone UTF-16 surrogate, which is not text"
         raise _JsonRpcError(message, INVALID_PARAMS, 400)
     return data["method"], data["id"], data["params"]
-
-
-def _surrogate(value: Any, path: str) -> str | None:
-    """Where in ``value`` a string holds half of a UTF-16 pair (JSON may escape one, as
-    "\\ud800"; no database or log can encode it), or None."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return repr(path)
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if _surrogate(key, "") is not None:
-                return "a parameter name"
-            found = _surrogate(item, f"{path}.{key}" if path else key)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _surrogate(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-    return None
 
 
 async def _force(request: web.Request, name: str, params: dict[str, Any]) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -261,6 +262,22 @@ async def test_payloads_of_the_wrong_shape_are_refused_by_name(tmp_path: Path) -
                 payload = {**p.gh_push(), **change}
                 answer = await hooks.post("/change_hook/github", payload, headers=_headers("push"))
                 assert (answer.status, answer.text) == (400, message)
+        # JSON may escape half a UTF-16 pair, which no database can store; and nesting as deep
+        # as Python's parser can go
+        surrogate = json.dumps(p.gh_push()).replace("Add the lamp", "Add the \\ud800 lamp")
+        deep = b"[" * 100_000 + b"]" * 100_000
+        for body, message in (
+            (
+                surrogate.encode(),
+                "the payload's 'commits[0].message' holds a lone UTF-16 surrogate,"
+                " which is not text",
+            ),
+            (deep, "the payload is not valid JSON: nested too deeply"),
+        ):
+            answer = await hooks.post(
+                "/change_hook/github", data=body, headers=_headers("push", body)
+            )
+            assert (answer.status, answer.text) == (400, message)
         assert [e["event"] for e in logs if e["log_level"] == "error"] == []
         assert await hooks.changes() == []
         answer = await hooks.post("/change_hook/github", p.gh_push(), headers=_headers("push"))

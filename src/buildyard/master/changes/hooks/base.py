@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Protocol
 
 from buildyard.common import awaitables
+from buildyard.common.jsontext import lone_surrogate
 from buildyard.master.changes.hooks.request import HookError, HookRequest
 from buildyard.master.model.properties import Properties, SecretsOnly, is_renderable, render
 
@@ -72,9 +73,16 @@ def field(payload: Any, *path: str | int) -> Any:
 
 def parse_json(data: bytes | str, what: str = "payload") -> Any:
     try:
-        return json.loads(data)
+        value = json.loads(data)
+        where = lone_surrogate(value)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HookError(f"the {what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise HookError(f"the {what} is not valid JSON: nested too deeply") from None
+    if where is not None:
+        place = f"the {what}" if not where else f"the {what}'s {where!r}"
+        raise HookError(f"{place} holds a lone UTF-16 surrogate, which is not text")
+    return value
 
 
 def timestamp(value: Any) -> int:
