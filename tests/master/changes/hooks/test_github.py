@@ -255,6 +255,16 @@ async def test_payloads_of_the_wrong_shape_are_refused_by_name(tmp_path: Path) -
             {"commits": [commit, {**commit, "modified": ["a.c", 5]}]},
             "the payload's 'commits[1].modified' is not a list of file names",
         ),
+        # a value the dialect copies into the change as it comes: the sender's mistake too (a
+        # user's own handler giving such a change stays a 500: test_dialects)
+        (
+            {"commits": [{**commit, "message": {"a": 1}}]},
+            "the payload gave a bad change: its 'comments' is dict, not a string",
+        ),
+        (
+            {"repository": {**p.GH_REPO, "html_url": ["u"]}},
+            "the payload gave a bad change: its 'repository' is list, not a string",
+        ),
     ]
     async with hook_master(tmp_path, _dialects({})) as hooks:
         with capture_logs() as logs:
