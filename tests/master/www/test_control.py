@@ -177,3 +177,25 @@ async def test_a_body_that_never_arrives_is_408(
     finally:
         writer.close()
     assert await m.db.buildsets.get_buildsets() == []
+
+
+async def test_a_lone_surrogate_is_refused_naming_where_it_is(api: tuple[str, BuildMaster]) -> None:
+    """JSON may escape half of a UTF-16 pair ("\\ud800"), which is no text: the answer names
+    the parameter that holds it, not only the codec that failed, and nothing is stored."""
+    url, m = api
+    builderid = await m.data.updates.find_builder_id("b")
+    for params, where in (
+        (b'{"builderid": %d, "reason": "a\\ud800b"}', "'reason'"),
+        (b'{"builderid": %d, "tags": ["ok", "\\udfff"]}', "'tags[1]'"),
+        (b'{"builderid": %d, "\\ud800": "x"}', "a parameter name"),
+    ):
+        body = b'{"jsonrpc": "2.0", "method": "force", "id": 7, "params": ' + params % builderid
+        status, reply = await _post(f"{url}/forceschedulers/force", None, raw=body + b"}")
+        assert (status, reply["error"]) == (
+            400,
+            {
+                "code": -32602,
+                "message": f"{where} holds a lone UTF-16 surrogate, which is not text",
+            },
+        ), reply
+    assert await m.db.buildsets.get_buildsets() == []

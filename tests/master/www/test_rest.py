@@ -104,3 +104,22 @@ async def test_a_patch_body_is_sent_as_null(
         [stamp] = (await resp.json(content_type=None))["sourcestamps"]
         assert stamp["patch"]["body"] is None
         assert stamp["patch"]["author"] == "me"
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+async def test_a_method_the_api_does_not_serve_is_a_405_in_its_error_shape(
+    client: TestClient[web.Request, web.Application], method: str
+) -> None:
+    """Like every other error of /api/v2, a JSON ``{"error": ...}`` naming the method and the
+    path (aiohttp's own answer is the plain text "405: Method Not Allowed"). Buildbot answers
+    400 "invalid HTTP method"; 405 with Allow is HTTP's code for it, and the body is the same
+    shape."""
+    for path in ("/api/v2/masters/1", "/api/v2"):
+        resp = await client.request(method, path)
+        assert resp.status == 405
+        assert resp.headers["Allow"] == "GET,HEAD,POST"
+        assert await resp.json(content_type=None) == {
+            "error": f"invalid HTTP method {method} for {path}: use GET, HEAD or POST"
+        }
+    # the master serves on
+    assert (await client.get("/api/v2/masters/1")).status == 200

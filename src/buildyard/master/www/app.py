@@ -101,6 +101,7 @@ def make_app(
 
     pages = ui_routes if ui_routes is not None else builtin_ui.routes(title=title)
     app.add_routes([*openapi.routes(), *rest.routes(), *control.routes(), *pages])
+    app.middlewares.append(rest.method_errors)
     hooks.setup(app, change_hooks)
     webhooks.setup(app, service_webhooks)
     if mq is not None:

@@ -52,6 +52,7 @@ import structlog
 from aiohttp import web
 
 from buildyard.common.connections import BODY_TIMEOUT
+from buildyard.common.jsontext import lone_surrogate
 from buildyard.master.data.errors import NotFound
 from buildyard.master.data.resultspec import MAX_COLUMN_INT, MIN_COLUMN_INT
 from buildyard.master.www import auth, rest
@@ -129,6 +130,14 @@ def _decode(body: bytes, content_type: str) -> tuple[str, Any, dict[str, Any]]:
             raise _JsonRpcError(f"'{key}' must be {what}", INVALID_REQUEST, 400)
     if data["jsonrpc"] != "2.0":
         raise _JsonRpcError("only JSONRPC 2.0 is supported", INVALID_REQUEST, 400)
+    try:
+        where = lone_surrogate(data["params"])
+    except RecursionError as exc:  # as deep as the parser allowed, from deeper in the stack
+        raise _JsonRpcError("JSON parse error: nested too deeply", PARSE_ERROR, 400) from exc
+    if where is not None:
+        named = "a parameter name" if where.startswith("<key>") else repr(where)
+        message = f"{named} holds a lone UTF-16 surrogate, which is not text"
+        raise _JsonRpcError(message, INVALID_PARAMS, 400)
     return data["method"], data["id"], data["params"]
 
 

@@ -191,6 +191,14 @@ async def _read_body(request: web.Request) -> bytes | None:
     return b"".join(chunks)
 
 
+def _copies_the_payload(handler: object) -> bool:
+    """Whether ``handler`` is one of buildyard's own dialects (not a user's class, nor a
+    user's ``class`` given to one): they copy the payload's values into the change as they
+    come, so a change of the wrong shape is the sender's mistake (400), not the handler's."""
+    inner = getattr(handler, "handler", handler)
+    return all(type(h).__module__.startswith("buildyard.") for h in (handler, inner))
+
+
 async def _serve(request: web.Request) -> web.StreamResponse:
     if request.method not in ("GET", "POST"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
@@ -239,6 +247,10 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             log.warning("change_hook_refused", hook=dialect, status=400, reason=_cut(str(exc)))
             return _answer(400, str(exc))
         except BadChange as exc:
+            if _copies_the_payload(handler):
+                message = f"the payload gave a bad change: {exc}"
+                log.warning("change_hook_refused", hook=dialect, status=400, reason=_cut(message))
+                return _answer(400, message)
             reason = f"the handler gave a bad change: {exc}"
             log.error("change_hook_failed", hook=dialect, reason=reason)
             return _answer(500, "Error processing changes.")

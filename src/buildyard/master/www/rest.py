@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -127,6 +128,26 @@ async def _raw_log(request: web.Request, path: str, *, inline: bool) -> web.Stre
     async for text in api.raw_log_text(raw):
         await response.write(text.encode("utf-8"))
     await response.write_eof()
+    return response
+
+
+_API_METHODS = ("GET", "HEAD", "POST")
+
+
+@web.middleware
+async def method_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A method /api/v2 does not serve (PUT, DELETE...): a 405 in the API's error shape, not
+    aiohttp's plain text."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed:
+        if request.path != "/api/v2" and not request.path.startswith("/api/v2/"):
+            raise
+    message = f"invalid HTTP method {request.method} for {request.path}: use GET, HEAD or POST"
+    response = _error(message, 405)
+    response.headers["Allow"] = ",".join(_API_METHODS)
     return response
 
 

@@ -74,6 +74,15 @@ async def test_base_dialect_takes_query_urlencoded_and_multipart_arguments(tmp_p
         )
         bad = await hooks.post("/change_hook/base", data={"author": "d", "files": "[1"})
         assert bad.status == 400 and bad.text.startswith("the 'files' argument is not valid JSON")
+        # a time the database cannot hold (its column is 32 bits on PostgreSQL) or no number
+        # at all is the client's mistake, not a 500 with the database's traceback
+        for when in ("1e300", "inf", "nan", "99999999999999999999", "-2147483649"):
+            bad = await hooks.post("/change_hook/base", data={"author": "e", "when": when})
+            assert (bad.status, bad.text) == (
+                400,
+                f"'when_timestamp' must be epoch seconds from -2147483648 to 2147483647,"
+                f" not {when!r}",
+            )
         changes = await hooks.changes()
     assert [(c["author"], c["revision"], c["files"]) for c in changes] == [
         ("a", "r1", []),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,61 @@ async def test_bad_requests_store_nothing(tmp_path: Path) -> None:
         assert (
             await hooks.post("/change_hook/github", p.gh_push(), headers=_headers("push"))
         ).text == ("3 change found")
+
+
+async def test_payloads_of_the_wrong_shape_are_refused_by_name(tmp_path: Path) -> None:
+    """A push whose commits, head commit or file lists have the wrong JSON type gets a 400
+    naming the part, not a 500 with a traceback (nor a dict's keys taken as file names)."""
+    commit = p.gh_commit(1, "Add the lamp driver")
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"commits": {"a": 1}}, "the payload's 'commits' is not a list of objects"),
+        ({"commits": ["a"]}, "the payload's 'commits' is not a list of objects"),
+        ({"head_commit": "x"}, "the payload's 'head_commit' is not an object"),
+        (
+            {"commits": [{**commit, "added": {"x.c": 1}}]},
+            "the payload's 'commits[0].added' is not a list of file names",
+        ),
+        (
+            {"commits": [commit, {**commit, "modified": ["a.c", 5]}]},
+            "the payload's 'commits[1].modified' is not a list of file names",
+        ),
+        # a value the dialect copies into the change as it comes: the sender's mistake too (a
+        # user's own handler giving such a change stays a 500: test_dialects)
+        (
+            {"commits": [{**commit, "message": {"a": 1}}]},
+            "the payload gave a bad change: its 'comments' is dict, not a string",
+        ),
+        (
+            {"repository": {**p.GH_REPO, "html_url": ["u"]}},
+            "the payload gave a bad change: its 'repository' is list, not a string",
+        ),
+    ]
+    async with hook_master(tmp_path, _dialects({})) as hooks:
+        with capture_logs() as logs:
+            for change, message in cases:
+                payload = {**p.gh_push(), **change}
+                answer = await hooks.post("/change_hook/github", payload, headers=_headers("push"))
+                assert (answer.status, answer.text) == (400, message)
+        # JSON may escape half a UTF-16 pair, which no database can store; and nesting as deep
+        # as Python's parser can go
+        surrogate = json.dumps(p.gh_push()).replace("Add the lamp", "Add the \\ud800 lamp")
+        deep = b"[" * 100_000 + b"]" * 100_000
+        for body, message in (
+            (
+                surrogate.encode(),
+                "the payload's 'commits[0].message' holds a lone UTF-16 surrogate,"
+                " which is not text",
+            ),
+            (deep, "the payload is not valid JSON: nested too deeply"),
+        ):
+            answer = await hooks.post(
+                "/change_hook/github", data=body, headers=_headers("push", body)
+            )
+            assert (answer.status, answer.text) == (400, message)
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == []
+        assert await hooks.changes() == []
+        answer = await hooks.post("/change_hook/github", p.gh_push(), headers=_headers("push"))
+        assert answer.text == "3 change found"
 
 
 async def test_secret_and_token_from_the_secret_providers(

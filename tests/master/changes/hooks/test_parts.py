@@ -47,6 +47,25 @@ def test_request_arguments_from_query_and_forms() -> None:
     assert _request(b'{"a": 1}', "application/json", "x=1").args == {b"x": [b"1"]}
 
 
+def test_a_form_body_with_raw_non_ascii_bytes_is_refused_by_name() -> None:
+    """Raw bytes over 0x7f are not URL-encoding (they would be %FF): the error says the form
+    is wrong and where, not only which codec failed."""
+    with pytest.raises(HookError) as caught:
+        _request(b"comments=ok&author=\xff", "application/x-www-form-urlencoded")
+    assert str(caught.value) == (
+        "the application/x-www-form-urlencoded body is not URL-encoded:"
+        " byte 0xff at offset 19 is not ASCII (encode it as %FF)"
+    )
+    # percent-encoded, the same bytes are a field's value; so in the query, whose UTF-8 text
+    # the web server has decoded (as aiohttp's query_string gives it)
+    req = _request(b"author=%FF", "application/x-www-form-urlencoded", "who=%FF&c=\u00e9\u2603")
+    assert req.args == {
+        b"who": [b"\xff"],
+        b"c": ["\u00e9\u2603".encode()],
+        b"author": [b"\xff"],
+    }
+
+
 def test_timestamps() -> None:
     assert timestamp("2024-05-02T10:11:00+02:00") == 1714637460
     assert timestamp("2024-06-11T08:30:00Z") == 1718094600
@@ -97,6 +116,10 @@ def test_change_arguments() -> None:
         change_arguments({"revision": "r"})
     with pytest.raises(BadChange, match="'branch' is int"):
         change_arguments({"author": "a", "branch": 3})
+    # a handler's time the database cannot hold: named, not an OverflowError from the driver
+    for bad_when in (float("inf"), float("nan"), 2**31, 10**30):
+        with pytest.raises(BadChange, match="is not epoch seconds the database can hold"):
+            change_arguments({"author": "a", "when_timestamp": bad_when})
 
 
 def test_credential_checkers(tmp_path: Path) -> None:

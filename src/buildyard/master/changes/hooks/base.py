@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Protocol
 
 from buildyard.common import awaitables
+from buildyard.common.jsontext import lone_surrogate
 from buildyard.master.changes.hooks.request import HookError, HookRequest
 from buildyard.master.model.properties import Properties, SecretsOnly, is_renderable, render
 
@@ -53,6 +54,10 @@ class NoContext:
         return {}
 
 
+# the times a change may have: its when_timestamp column is a 32-bit INTEGER on PostgreSQL
+WHEN_MIN, WHEN_MAX = -(2**31), 2**31 - 1
+
+
 def field(payload: Any, *path: str | int) -> Any:
     """``payload[path[0]][path[1]]...``; a missing step is a :class:`HookError` naming the
     whole path, so a payload of another shape gets a 400 that says what it lacks."""
@@ -68,9 +73,16 @@ def field(payload: Any, *path: str | int) -> Any:
 
 def parse_json(data: bytes | str, what: str = "payload") -> Any:
     try:
-        return json.loads(data)
+        value = json.loads(data)
+        where = lone_surrogate(value)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HookError(f"the {what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise HookError(f"the {what} is not valid JSON: nested too deeply") from None
+    if where is not None:
+        place = f"the {what}" if not where else f"the {what}'s {where!r}"
+        raise HookError(f"{place} holds a lone UTF-16 surrogate, which is not text")
+    return value
 
 
 def timestamp(value: Any) -> int:
@@ -133,6 +145,12 @@ class BaseHookHandler:
             when_timestamp = float(when) if when is not None else None
         except ValueError:
             raise HookError(f"'when_timestamp' must be a number, not {when!r}") from None
+        if when_timestamp is not None and not WHEN_MIN <= when_timestamp <= WHEN_MAX:
+            # NaN fails both comparisons
+            raise HookError(
+                f"'when_timestamp' must be epoch seconds from {WHEN_MIN} to {WHEN_MAX},"
+                f" not {when!r}"
+            )
         change = {
             "author": text("author", "who"),
             "committer": text("committer"),
@@ -249,6 +267,8 @@ def change_arguments(chdict: Mapping[str, Any]) -> dict[str, Any]:
         when = calendar.timegm(when.utctimetuple())
     elif when is not None and not isinstance(when, int | float):
         raise BadChange(f"its when_timestamp is {when!r}")
+    if when is not None and not WHEN_MIN <= when <= WHEN_MAX:
+        raise BadChange(f"its when_timestamp {when!r} is not epoch seconds the database can hold")
     args["when_timestamp"] = int(when) if when is not None else None
     properties = chdict.get("properties") or {}
     if not isinstance(properties, Mapping):

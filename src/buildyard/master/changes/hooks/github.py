@@ -230,17 +230,31 @@ class GitHubEventHandler(PullRequestProperties):
             log.info("change_hook_ref_ignored", hook="github", ref=ref, reason="deleted")
             return []
         head = payload.get("head_commit") or {}
+        if not isinstance(head, dict):
+            raise HookError("the payload's 'head_commit' is not an object")
         if self._has_skip(head.get("message", "")):
             log.info("change_hook_skipped", hook="github", ref=ref)
             return []
         commits = (
             [field(payload, "head_commit")] if payload.get("created") else field(payload, "commits")
         )
+        created = bool(payload.get("created"))
+        if not isinstance(commits, list) or not all(isinstance(c, dict) for c in commits):
+            what = (
+                "'head_commit' is not an object"
+                if created
+                else "'commits' is not a list of objects"
+            )
+            raise HookError(f"the payload's {what}")
         changes = []
-        for commit in commits:
+        for i, commit in enumerate(commits):
             files: list[str] = []
             for kind in ("added", "modified", "removed"):
-                files.extend(commit.get(kind, []))
+                names = commit.get(kind, [])
+                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                    where = f"head_commit.{kind}" if created else f"commits[{i}].{kind}"
+                    raise HookError(f"the payload's {where!r} is not a list of file names")
+                files.extend(names)
             author, committer = field(commit, "author"), field(commit, "committer")
             changes.append(
                 {

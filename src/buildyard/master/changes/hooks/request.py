@@ -24,12 +24,34 @@ class HookError(BuildyardError, ValueError):
     Buildbot's handlers signal a bad request that way, and users' handlers still do."""
 
 
+_ASCII = "".join(map(chr, range(128)))
+
+
+def _parse_qs(text: str) -> dict[bytes, list[bytes]]:
+    """A query or urlencoded form's fields as the bytes sent (``%FF`` is ``b"\\xff"``, as
+    Twisted gives it): Latin-1 maps each percent-escape to one byte and back."""
+    return {
+        key.encode("latin-1"): [value.encode("latin-1") for value in values]
+        for key, values in urllib.parse.parse_qs(
+            text, keep_blank_values=True, encoding="latin-1"
+        ).items()
+    }
+
+
 def _form_fields(content_type: str, body: bytes) -> dict[bytes, list[bytes]]:
     """The fields of a form body (urlencoded or multipart), as Twisted's ``args``."""
     media = content_type.split(";", 1)[0].strip().lower()
     fields: dict[bytes, list[bytes]] = {}
     if media == "application/x-www-form-urlencoded":
-        for key, values in urllib.parse.parse_qs(body, keep_blank_values=True).items():
+        try:
+            text = body.decode("ascii")
+        except UnicodeDecodeError as exc:
+            byte = body[exc.start]
+            raise HookError(
+                f"the {media} body is not URL-encoded: byte {byte:#04x} at offset"
+                f" {exc.start} is not ASCII (encode it as %{byte:02X})"
+            ) from None
+        for key, values in _parse_qs(text).items():
             fields.setdefault(key, []).extend(values)
     elif media == "multipart/form-data":
         head = f"Content-Type: {content_type}\r\n\r\n".encode()
@@ -69,10 +91,10 @@ class HookRequest:
         self._headers = {k.lower(): v for k, v in headers.items()}
         self.content = io.BytesIO(body)
         self.args: dict[bytes, list[bytes]] = {}
-        for key, values in urllib.parse.parse_qs(
-            query_string.encode(), keep_blank_values=True
-        ).items():
-            self.args[key] = list(values)
+        # the web server gives the query with its escapes of UTF-8 text undone
+        query = urllib.parse.quote_from_bytes(query_string.encode(), safe=_ASCII)
+        for key, values in _parse_qs(query).items():
+            self.args[key] = values
         for key, values in _form_fields(self._headers.get("content-type", ""), body).items():
             self.args.setdefault(key, []).extend(values)
 
