@@ -142,12 +142,17 @@ async def method_errors(
     aiohttp's plain text."""
     try:
         return await handler(request)
-    except web.HTTPMethodNotAllowed:
+    except web.HTTPMethodNotAllowed as exc:
         if request.path != "/api/v2" and not request.path.startswith("/api/v2/"):
             raise
-    message = f"invalid HTTP method {request.method} for {request.path}: use GET, HEAD or POST"
+        # what this path serves (the router knows: /api/v2 itself takes no POST)
+        allowed = [m for m in _API_METHODS if m in exc.allowed_methods] or sorted(
+            exc.allowed_methods
+        )
+    choices = ", ".join(allowed[:-1]) + " or " + allowed[-1] if len(allowed) > 1 else allowed[0]
+    message = f"invalid HTTP method {request.method} for {request.path}: use {choices}"
     response = _error(message, 405)
-    response.headers["Allow"] = ",".join(_API_METHODS)
+    response.headers["Allow"] = ",".join(allowed)
     return response
 
 
