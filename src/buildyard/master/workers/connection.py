@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import ntpath
 import posixpath
+import stat
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -145,11 +146,34 @@ class WorkerConnection:
         join = ntpath.join if self.windows else posixpath.join
         listing = await self.run_command("listdir", {"path": basedir})
         existing = set(listing.last("files") or ())
-        missing = sorted({*(d for _name, d in builders), "info"} - existing)
+        wanted = {*(d for _name, d in builders), "info"}
+        if self.info.get("delete_leftover_dirs"):
+            await self._remove_leftover_dirs(basedir, sorted(existing - wanted), join)
+        missing = sorted(wanted - existing)
         if missing:
             made = await self.run_command("mkdir", {"paths": [join(basedir, d) for d in missing]})
             if made.rc != 0:
                 log.warning("worker_mkdir_failed", worker=self.name, rc=made.rc)
+
+    async def _remove_leftover_dirs(
+        self, basedir: str, entries: Sequence[str], join: Callable[..., str]
+    ) -> None:
+        """The worker's ``delete_leftover_dirs``: each entry of its basedir that no builder
+        uses and that is a directory (``stat``) is removed (``rmdir``), as Buildbot's
+        master does; files are left alone."""
+        for entry in entries:
+            path = join(basedir, entry)
+            found = await self.run_command("stat", {"path": path})
+            fields = found.last("stat")
+            if found.rc != 0 or not fields or not stat.S_ISDIR(int(fields[0])):
+                continue
+            removed = await self.run_command("rmdir", {"paths": [path]})
+            if removed.rc == 0:
+                log.info("worker_leftover_dir_removed", worker=self.name, directory=entry)
+            else:
+                log.warning(
+                    "worker_leftover_dir_kept", worker=self.name, directory=entry, rc=removed.rc
+                )
 
     async def get_worker_info(self) -> dict[str, Any]:
         info = await self.peer.request("get_worker_info")
