@@ -53,6 +53,7 @@ from buildyard.master.data.resources import forceschedulers
 from buildyard.master.data.resultspec import ResultSpec
 from buildyard.master.data.updates import Updates
 from buildyard.master.db import migrate
+from buildyard.master.db.adopt import refusal
 from buildyard.master.db.config_rows import ConfigRows
 from buildyard.master.db.connector import Database
 from buildyard.master.db.engine import normalize_url
@@ -107,6 +108,10 @@ async def _not_current(db: Database) -> str:
     user moving from Buildbot should not read it as a damaged buildyard database)."""
     where = f"the database at {db.url.render_as_string(hide_password=True)}"
     found = await migrate.identify_buildbot(db)
+    if found is not None and not found.adoptable:
+        # what upgrade-master would refuse it with, and the way on (an older release to
+        # upgrade with Buildbot first, a newer one buildyard does not know)
+        return f"{where}: {refusal(found)}"
     if found is not None:
         return (
             f"{where} was made by {found.describe()}; run 'buildyard upgrade-master' on this "

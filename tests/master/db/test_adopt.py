@@ -451,6 +451,22 @@ async def test_starting_on_a_buildbot_database_names_it_and_the_command(
     assert _sql(buildbot_db, "SELECT version_num FROM alembic_version") == [("067",)]
 
 
+async def test_starting_on_a_buildbot_database_it_cannot_adopt_says_what_instead(
+    buildbot_db: Database,
+) -> None:
+    """A Buildbot release newer than buildyard knows: not advised to run upgrade-master (which
+    would refuse it), but told why, as upgrade-master would."""
+    from buildyard.master.master import DatabaseService
+
+    _sql(buildbot_db, "UPDATE alembic_version SET version_num = '099'")
+    with pytest.raises(DbError) as refused:
+        await DatabaseService(buildbot_db).start_service()
+    message = str(refused.value)
+    assert "an unknown Buildbot release (schema revision '099')" in message
+    assert "which buildyard does not know" in message and "refusing to adopt it" in message
+    assert "to adopt it (buildyard never adopts" not in message
+
+
 async def test_starting_on_an_empty_or_older_database_says_which(tmp_path: Path) -> None:
     from buildyard.master.master import DatabaseService
 
