@@ -65,14 +65,20 @@ def test_a_form_body_gives_its_fields_as_the_bytes_sent() -> None:
         b"d": [b"x y"],
         b"e": [b"1=2"],
     }
-    # percent-encoded, the same bytes are a field's value; so in the query, whose UTF-8 text
-    # the web server has decoded (as aiohttp's query_string gives it)
-    req = _request(b"author=%FF", "application/x-www-form-urlencoded", "who=%FF&c=\u00e9\u2603")
+    # the query is parsed the same way, once: it is given as sent, escapes and all
+    req = _request(b"author=%FF", "application/x-www-form-urlencoded", "who=%FF&c=%C3%A9%E2%98%83")
     assert req.args == {
         b"who": [b"\xff"],
         b"c": ["\u00e9\u2603".encode()],
         b"author": [b"\xff"],
     }
+
+
+def test_query_escapes_are_undone_once() -> None:
+    """``?x=%2541`` is ``b"%41"`` as in Twisted, not ``b"A"`` (decoded twice)."""
+    req = _request(b"", "application/x-www-form-urlencoded", "x=%2541&y=a+b%2B")
+    assert req.args == {b"x": [b"%41"], b"y": [b"a b+"]}
+    assert req.uri == b"/change_hook/base?x=%2541&y=a+b%2B"
 
 
 def test_timestamps() -> None:

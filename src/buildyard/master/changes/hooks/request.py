@@ -24,9 +24,6 @@ class HookError(BuildyardError, ValueError):
     Buildbot's handlers signal a bad request that way, and users' handlers still do."""
 
 
-_ASCII = "".join(map(chr, range(128)))
-
-
 def parse_form(data: bytes) -> dict[bytes, list[bytes]]:
     """A query or urlencoded form's fields as the bytes sent, as Twisted's ``args`` hold them.
 
@@ -74,8 +71,9 @@ class HookRequest:
 
     ``args`` holds the query's arguments followed by a form body's fields (urlencoded or
     multipart), each name to its list of values, as bytes; ``content`` is the raw body, at its
-    start; ``getHeader`` is case-insensitive and gives bytes or None; ``uri`` is the path with
-    the query, ``path`` without; ``method`` is e.g. ``b"POST"``.
+    start; ``query_string`` is the query as sent, its escapes not undone (aiohttp's
+    ``rel_url.raw_query_string``); ``getHeader`` is case-insensitive and gives bytes or None;
+    ``uri`` is the path with the query, ``path`` without; ``method`` is e.g. ``b"POST"``.
     """
 
     def __init__(
@@ -89,13 +87,12 @@ class HookRequest:
     ) -> None:
         self.method = method.encode()
         self.path = path.encode()
-        self.uri = self.path + (b"?" + query_string.encode() if query_string else b"")
+        query = query_string.encode("utf-8", "surrogateescape")
+        self.uri = self.path + (b"?" + query if query else b"")
         self._headers = {k.lower(): v for k, v in headers.items()}
         self.content = io.BytesIO(body)
         self.args: dict[bytes, list[bytes]] = {}
-        # the web server gives the query with its escapes of UTF-8 text undone
-        query = urllib.parse.quote_from_bytes(query_string.encode(), safe=_ASCII)
-        for key, values in parse_form(query.encode()).items():
+        for key, values in parse_form(query).items():
             self.args[key] = values
         for key, values in _form_fields(self._headers.get("content-type", ""), body).items():
             self.args.setdefault(key, []).extend(values)
