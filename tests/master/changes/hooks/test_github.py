@@ -248,6 +248,10 @@ async def test_payloads_of_the_wrong_shape_are_refused_by_name(tmp_path: Path) -
         ({"commits": ["a"]}, "the payload's 'commits' is not a list of objects"),
         ({"head_commit": "x"}, "the payload's 'head_commit' is not an object"),
         (
+            {"head_commit": {**commit, "message": 5}},
+            "the payload's 'head_commit.message' is not a string",
+        ),
+        (
             {"commits": [{**commit, "added": {"x.c": 1}}]},
             "the payload's 'commits[0].added' is not a list of file names",
         ),

@@ -232,7 +232,10 @@ class GitHubEventHandler(PullRequestProperties):
         head = payload.get("head_commit") or {}
         if not isinstance(head, dict):
             raise HookError("the payload's 'head_commit' is not an object")
-        if self._has_skip(head.get("message", "")):
+        message = head.get("message", "")
+        if not isinstance(message, str):
+            raise HookError("the payload's 'head_commit.message' is not a string")
+        if self._has_skip(message):
             log.info("change_hook_skipped", hook="github", ref=ref)
             return []
         commits = (
