@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -237,6 +238,27 @@ async def test_bad_requests_store_nothing(tmp_path: Path) -> None:
         assert (
             await hooks.post("/change_hook/github", p.gh_push(), headers=_headers("push"))
         ).text == ("3 change found")
+
+
+async def test_a_commit_dated_past_2038_is_stamped_now_not_a_400(tmp_path: Path) -> None:
+    """The database holds 32-bit epoch seconds; one commit dated outside them is stored with
+    the time it arrives (and a warning naming the hook and the value), and the rest of the
+    push as sent, rather than the whole push refused."""
+    payload = p.gh_push()
+    payload["commits"][1]["timestamp"] = "2040-01-01T00:00:00Z"
+    async with hook_master(tmp_path, _dialects({})) as hooks:
+        before = int(time.time())
+        with capture_logs() as logs:
+            answer = await hooks.post("/change_hook/github", payload, headers=_headers("push"))
+        after = int(time.time()) + 1
+        assert (answer.status, answer.text) == (200, "3 change found")
+        changes = await hooks.changes()
+    assert [c["revision"] for c in changes] == p.SHA[1:4]
+    assert changes[0]["when_timestamp"] == 1714637460
+    assert before <= changes[1]["when_timestamp"] <= after
+    assert [(e["hook"], e["value"]) for e in logs if e["event"] == "change_time_out_of_range"] == [
+        ("github", "2040-01-01T00:00:00Z")
+    ]
 
 
 async def test_payloads_of_the_wrong_shape_are_refused_by_name(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import datetime
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from buildyard.master.changes.hooks.base import BadChange, change_arguments, field, timestamp
 from buildyard.master.changes.hooks.credentials import (
@@ -82,13 +83,27 @@ def test_query_escapes_are_undone_once() -> None:
 
 
 def test_timestamps() -> None:
-    assert timestamp("2024-05-02T10:11:00+02:00") == 1714637460
-    assert timestamp("2024-06-11T08:30:00Z") == 1718094600
-    assert timestamp("2024-02-05 10:00:00+00:00") == 1707127200
-    assert timestamp("2024-02-05T10:00:00") == 1707127200  # no offset: UTC
+    assert timestamp("2024-05-02T10:11:00+02:00", "t") == 1714637460
+    assert timestamp("2024-06-11T08:30:00Z", "t") == 1718094600
+    assert timestamp("2024-02-05 10:00:00+00:00", "t") == 1707127200
+    assert timestamp("2024-02-05T10:00:00", "t") == 1707127200  # no offset: UTC
     for bad in ("yesterday", 1707127200, None):
         with pytest.raises(HookError, match="ISO 8601"):
-            timestamp(bad)
+            timestamp(bad, "t")
+
+
+def test_a_forge_time_the_database_cannot_hold_is_none_with_a_warning() -> None:
+    """Past 2038 or before 1901 (32-bit epoch seconds): the change is stamped now, not the
+    whole push refused; the log says which hook and what value."""
+    assert timestamp("2038-01-19T03:14:07Z", "t") == 2**31 - 1
+    assert timestamp("1901-12-13T20:45:52Z", "t") == -(2**31)
+    with capture_logs() as logs:
+        assert timestamp("2040-01-01T00:00:00Z", "gitlab") is None
+        assert timestamp("1900-01-01T00:00:00Z", "github") is None
+    assert [(e["event"], e["log_level"], e["hook"], e["value"]) for e in logs] == [
+        ("change_time_out_of_range", "warning", "gitlab", "2040-01-01T00:00:00Z"),
+        ("change_time_out_of_range", "warning", "github", "1900-01-01T00:00:00Z"),
+    ]
 
 
 def test_field_names_the_missing_path() -> None:

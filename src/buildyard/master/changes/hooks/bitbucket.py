@@ -46,7 +46,7 @@ class BitBucketHandler(BaseHookHandler):
                 "files": [field(f, "file") for f in field(commit, "files")],
                 "comments": field(commit, "message"),
                 "revision": field(commit, "raw_node"),
-                "when_timestamp": timestamp(field(commit, "utctimestamp")),
+                "when_timestamp": timestamp(field(commit, "utctimestamp"), "bitbucket"),
                 "branch": field(commit, "branch"),
                 "revlink": f"{repo_url}commits/{field(commit, 'raw_node')}",
                 "repository": repo_url,

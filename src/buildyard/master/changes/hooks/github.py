@@ -185,7 +185,7 @@ class GitHubEventHandler(PullRequestProperties):
         revlink = field(pr, "_links", "html", "href")
         change = {
             "revision": head_sha,
-            "when_timestamp": timestamp(field(pr, "created_at")),
+            "when_timestamp": timestamp(field(pr, "created_at"), "github"),
             "branch": f"refs/pull/{number}/{self.pullrequest_ref}",
             "files": files,
             "revlink": revlink,
@@ -266,7 +266,7 @@ class GitHubEventHandler(PullRequestProperties):
                     "files": files,
                     "comments": field(commit, "message"),
                     "revision": field(commit, "id"),
-                    "when_timestamp": timestamp(field(commit, "timestamp")),
+                    "when_timestamp": timestamp(field(commit, "timestamp"), "github"),
                     "branch": branch,
                     "revlink": field(commit, "url"),
                     "repository": repo_url,

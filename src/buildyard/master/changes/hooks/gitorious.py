@@ -32,7 +32,7 @@ class GitoriousHandler(BaseHookHandler):
                 "files": [],
                 "comments": field(c, "message"),
                 "revision": field(c, "id"),
-                "when_timestamp": timestamp(field(c, "timestamp")),
+                "when_timestamp": timestamp(field(c, "timestamp"), "gitorious"),
                 "branch": branch,
                 "revlink": field(c, "url"),
                 "repository": repo_url,
