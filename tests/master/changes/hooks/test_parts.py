@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from buildyard.common.jsontext import replace_lone_surrogates
 from buildyard.master.changes.hooks.base import BadChange, change_arguments, field, timestamp
 from buildyard.master.changes.hooks.credentials import (
     FilePasswordDB,
@@ -166,3 +168,22 @@ def test_credential_checkers(tmp_path: Path) -> None:
     assert db.check("hook", "new")
     passwd.unlink()
     assert not db.check("hook", "new")
+
+
+def test_lone_surrogates_are_replaced_without_recursion() -> None:
+    """Each lone surrogate (in a value or a key) becomes U+FFFD and its path is reported;
+    nesting deeper than Python's recursion limit is walked all the same."""
+    deep: list[Any] = ["x\udfff"]
+    for _ in range(5000):
+        deep = [deep]
+    value = {"a": ["ok", "b\ud800"], "k\udc00": {"c": 1}, "deep": deep}
+    fixed, found = replace_lone_surrogates(value)
+    assert sorted(found) == ["<key>", "a[1]", "deep" + "[0]" * 5001]
+    assert fixed["a"] == ["ok", "b\ufffd"]
+    assert fixed["k\ufffd"] == {"c": 1}
+    inner = fixed["deep"]
+    for _ in range(5000):
+        inner = inner[0]
+    assert inner == ["x\ufffd"]
+    assert replace_lone_surrogates("a\ud800") == ("a\ufffd", [""])
+    assert replace_lone_surrogates({"ok": ["text"]}) == ({"ok": ["text"]}, [])

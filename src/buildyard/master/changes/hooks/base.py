@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import structlog
 
 from buildyard.common import awaitables
-from buildyard.common.jsontext import lone_surrogate
+from buildyard.common.jsontext import replace_lone_surrogates
 from buildyard.master.changes.hooks.request import HookError, HookRequest
 from buildyard.master.data.resultspec import MAX_COLUMN_INT, MIN_COLUMN_INT
 from buildyard.master.model.properties import Properties, SecretsOnly, is_renderable, render
@@ -90,17 +90,25 @@ def field(payload: Any, *path: str | int) -> Any:
     return value
 
 
-def parse_json(data: bytes | str, what: str = "payload") -> Any:
+def parse_json(data: bytes | str, hook: str, what: str = "payload") -> Any:
+    """The JSON ``data``; a lone UTF-16 surrogate in it (JSON may escape half a pair, as a
+    sender cutting text mid-pair does), which no database or log can encode, is replaced by
+    U+FFFD with a warning naming ``hook`` and where, rather than the whole payload refused."""
     try:
         value = json.loads(data)
-        where = lone_surrogate(value)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HookError(f"the {what} is not valid JSON: {exc}") from None
     except RecursionError:
         raise HookError(f"the {what} is not valid JSON: nested too deeply") from None
-    if where is not None:
-        place = f"the {what}" if not where else f"the {what}'s {where!r}"
-        raise HookError(f"{place} holds a lone UTF-16 surrogate, which is not text")
+    value, found = replace_lone_surrogates(value)
+    if found:
+        log.warning(
+            "change_hook_lone_surrogates_replaced",
+            hook=hook,
+            what=what,
+            where=found[:10],
+            count=len(found),
+        )
     return value
 
 
@@ -154,8 +162,8 @@ class BaseHookHandler:
                     return value
             return None
 
-        files = parse_json(text("files") or "[]", "'files' argument")
-        properties = parse_json(text("properties") or "{}", "'properties' argument")
+        files = parse_json(text("files") or "[]", "base", "'files' argument")
+        properties = parse_json(text("properties") or "{}", "base", "'properties' argument")
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             raise HookError("the 'files' argument must be a JSON list of strings")
         if not isinstance(properties, dict):

@@ -116,12 +116,12 @@ class GitHubEventHandler(PullRequestProperties):
         await self._check_signature(request, body)
         kind = media_type(request)
         if kind == "application/json":
-            return parse_json(body)
+            return parse_json(body, "github")
         if kind == "application/x-www-form-urlencoded":
             form = request.args.get(b"payload")
             if not form:
                 raise HookError("the form has no 'payload' field")
-            return parse_json(form[0])
+            return parse_json(form[0], "github")
         raise HookError(f"Unknown content type: {request.header('Content-Type')}")
 
     async def _check_signature(self, request: HookRequest, body: bytes) -> None:

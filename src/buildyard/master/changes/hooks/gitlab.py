@@ -58,7 +58,7 @@ class GitLabHandler(BaseHookHandler):
             received = request.header("X-Gitlab-Token") or ""
             if not hmac.compare_digest(received.encode(), expected.encode()):
                 raise HookError("Invalid secret")
-        payload = parse_json(request.body())
+        payload = parse_json(request.body(), "gitlab")
         if not isinstance(payload, dict):
             raise HookError("the payload is not a JSON object")
         event = payload.get("object_kind", request.header("X-Gitlab-Event"))
