@@ -3,7 +3,12 @@ Python decodes to a lone surrogate that no database, log or reply can encode as 
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# a Python string decoded from JSON holds a surrogate only unpaired: JSON's escaped pairs
+# ("\\ud83d\\ude00") decode to the one character they encode
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def lone_surrogate(value: Any, path: str = "") -> str | None:
@@ -30,3 +35,44 @@ def lone_surrogate(value: Any, path: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def replace_lone_surrogates(value: Any) -> tuple[Any, list[str]]:
+    """``value`` (as ``json.loads`` gives it: changed in place) with each lone surrogate in a
+    string or object key replaced by U+FFFD, and the paths (as :func:`lone_surrogate` names
+    them) where one was. Walks with its own stack, so JSON nested as deep as the parser
+    takes is not a RecursionError here."""
+    found: list[str] = []
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            return _SURROGATE.sub("\ufffd", value), [""]
+        return value, found
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            if any(isinstance(key, str) and _SURROGATE.search(key) for key in node):
+                items = list(node.items())
+                node.clear()
+                for key, item in items:
+                    if isinstance(key, str) and _SURROGATE.search(key):
+                        found.append(f"{path}.<key>" if path else "<key>")
+                        node[_SURROGATE.sub("\ufffd", key)] = item
+                    else:
+                        node[key] = item
+            entries: list[tuple[Any, str]] = [
+                (key, f"{path}.{key}" if path else str(key)) for key in node
+            ]
+        elif isinstance(node, list):
+            entries = [(i, f"{path}[{i}]") for i in range(len(node))]
+        else:
+            continue
+        for key, where in entries:
+            item = node[key]
+            if isinstance(item, str):
+                if _SURROGATE.search(item):
+                    node[key] = _SURROGATE.sub("\ufffd", item)
+                    found.append(where)
+            elif isinstance(item, dict | list):
+                stack.append((item, where))
+    return value, found

@@ -243,6 +243,26 @@ async def test_github_bad_answers_are_logged_and_the_next_poll_reports(
     assert poller.statistics()["failed_polls"] == 1
 
 
+async def test_a_pull_request_updated_past_2038_is_stamped_now_with_a_warning(
+    ctx: ChangeSourceContext, database: Database, forge: FakeForges
+) -> None:
+    """The database holds 32-bit epoch seconds: a time outside them is the poll's time (with
+    a warning naming the poller and the value), not an exception logged on every poll."""
+    forge.add(FakePull(3, "Far", "x", "far", updated="2040-01-01T00:00:00Z"))
+    poller = github(ctx, forge)
+    before = int(ctx.clock.now())
+    with structlog.testing.capture_logs() as logs:
+        await poller.poll()
+    [change] = await changes(database)
+    assert before <= change.when_timestamp <= int(ctx.clock.now()) + 1
+    assert [e for e in logs if e["log_level"] == "error"] == []
+    [warning] = [e for e in logs if e["event"] == "change_time_out_of_range"]
+    assert (warning["changesource"], warning["value"]) == (
+        f"GitHubPullrequestPoller:{OWNER}/{REPO}",
+        "2040-01-01T00:00:00Z",
+    )
+
+
 async def test_github_unreachable_api_is_logged(
     ctx: ChangeSourceContext, database: Database
 ) -> None:

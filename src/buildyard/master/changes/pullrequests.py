@@ -37,7 +37,11 @@ import structlog
 from buildyard.common.errors import config_error
 from buildyard.common.httpclient import HttpClient, HttpError, Response, host_of
 from buildyard.master.changes.base import ChangeSource, ChangeSourceConfig, ChangeSourceContext
-from buildyard.master.changes.hooks.base import PullRequestProperties, change_arguments
+from buildyard.master.changes.hooks.base import (
+    PullRequestProperties,
+    change_arguments,
+    storable_time,
+)
 from buildyard.master.model.properties import (
     Properties,
     RenderError,
@@ -490,6 +494,11 @@ class PullRequestPollerService(ChangeSource):
         await self.ctx.updates.set_state(await self._state_id(), f"pull_request{number}", revision)
         self.log.info("pullrequest_change", number=number, revision=revision)
 
+    def _when(self, text: Any, pattern: str) -> int | None:
+        """The forge's time as epoch seconds; None (the change is stamped now, with a
+        warning) for one the database cannot hold, rather than failing on every poll."""
+        return storable_time(_utc_epoch(text, pattern), text, changesource=self.name)
+
     @staticmethod
     def _is_new(reported: str | None, revision: str) -> bool:
         # Buildbot compares the first 12 characters (Bitbucket lists short hashes)
@@ -585,7 +594,7 @@ class GitHubPollerService(PullRequestPollerService):
             "comments": f"GitHub Pull Request #{number} ({count} commit"
             f"{'s' if isinstance(count, int) and count > 0 else ''})\n"
             f"{_field(pull, 'title')}\n{'' if body is None else body}",
-            "when_timestamp": _utc_epoch(_field(pull, "updated_at"), "%Y-%m-%dT%H:%M:%SZ"),
+            "when_timestamp": self._when(_field(pull, "updated_at"), "%Y-%m-%dT%H:%M:%SZ"),
             "branch": branch,
             "category": config.category,
             "project": config.project
@@ -669,7 +678,7 @@ class BitbucketPollerService(PullRequestPollerService):
         prlink = _field(pull, "links", "html", "href")
         if config.use_timestamps:
             updated = str(_field(pull, "updated_on")).split(".")[0]
-            when = _utc_epoch(updated, "%Y-%m-%dT%H:%M:%S")
+            when = self._when(updated, "%Y-%m-%dT%H:%M:%S")
         else:
             when = int(self.ctx.clock.now())
         commit, _ = await self._get(str(_field(pull, "source", "commit", "links", "self", "href")))

@@ -236,7 +236,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             hook_request = HookRequest(
                 method=request.method,
                 path=request.path,
-                query_string=request.query_string,
+                query_string=request.rel_url.raw_query_string,
                 headers=request.headers,
                 body=body,
             )

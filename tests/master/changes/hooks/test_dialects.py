@@ -53,7 +53,8 @@ async def test_gitlab_push_and_merge_request_with_codebase_and_project(tmp_path:
 async def test_base_dialect_takes_query_urlencoded_and_multipart_arguments(tmp_path: Path) -> None:
     body = "c['www']['change_hook_dialects'] = {'base': True}\n"
     async with hook_master(tmp_path, body) as hooks:
-        assert (await hooks.post("/change_hook?author=a&revision=r1", data=b"")).text == (
+        # the query's escapes are undone once, as Twisted does: %2541 is "%41", not "A"
+        assert (await hooks.post("/change_hook?author=a&revision=r%2541", data=b"")).text == (
             "1 change found"
         )
         form = aiohttp.FormData()
@@ -85,7 +86,7 @@ async def test_base_dialect_takes_query_urlencoded_and_multipart_arguments(tmp_p
             )
         changes = await hooks.changes()
     assert [(c["author"], c["revision"], c["files"]) for c in changes] == [
-        ("a", "r1", []),
+        ("a", "r%41", []),
         ("b", "r2", ["x.c"]),
         ("c", "r3", []),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,27 @@ async def test_bad_requests_store_nothing(tmp_path: Path) -> None:
         ).text == ("3 change found")
 
 
+async def test_a_commit_dated_past_2038_is_stamped_now_not_a_400(tmp_path: Path) -> None:
+    """The database holds 32-bit epoch seconds; one commit dated outside them is stored with
+    the time it arrives (and a warning naming the hook and the value), and the rest of the
+    push as sent, rather than the whole push refused."""
+    payload = p.gh_push()
+    payload["commits"][1]["timestamp"] = "2040-01-01T00:00:00Z"
+    async with hook_master(tmp_path, _dialects({})) as hooks:
+        before = int(time.time())
+        with capture_logs() as logs:
+            answer = await hooks.post("/change_hook/github", payload, headers=_headers("push"))
+        after = int(time.time()) + 1
+        assert (answer.status, answer.text) == (200, "3 change found")
+        changes = await hooks.changes()
+    assert [c["revision"] for c in changes] == p.SHA[1:4]
+    assert changes[0]["when_timestamp"] == 1714637460
+    assert before <= changes[1]["when_timestamp"] <= after
+    assert [(e["hook"], e["value"]) for e in logs if e["event"] == "change_time_out_of_range"] == [
+        ("github", "2040-01-01T00:00:00Z")
+    ]
+
+
 async def test_payloads_of_the_wrong_shape_are_refused_by_name(tmp_path: Path) -> None:
     """A push whose commits, head commit or file lists have the wrong JSON type gets a 400
     naming the part, not a 500 with a traceback (nor a dict's keys taken as file names)."""
@@ -247,6 +269,10 @@ async def test_payloads_of_the_wrong_shape_are_refused_by_name(tmp_path: Path) -
         ({"commits": {"a": 1}}, "the payload's 'commits' is not a list of objects"),
         ({"commits": ["a"]}, "the payload's 'commits' is not a list of objects"),
         ({"head_commit": "x"}, "the payload's 'head_commit' is not an object"),
+        (
+            {"head_commit": {**commit, "message": 5}},
+            "the payload's 'head_commit.message' is not a string",
+        ),
         (
             {"commits": [{**commit, "added": {"x.c": 1}}]},
             "the payload's 'commits[0].added' is not a list of file names",
@@ -272,26 +298,42 @@ async def test_payloads_of_the_wrong_shape_are_refused_by_name(tmp_path: Path) -
                 payload = {**p.gh_push(), **change}
                 answer = await hooks.post("/change_hook/github", payload, headers=_headers("push"))
                 assert (answer.status, answer.text) == (400, message)
-        # JSON may escape half a UTF-16 pair, which no database can store; and nesting as deep
-        # as Python's parser can go
-        surrogate = json.dumps(p.gh_push()).replace("Add the lamp", "Add the \\ud800 lamp")
+        # nesting deeper than Python's parser can go
         deep = b"[" * 100_000 + b"]" * 100_000
-        for body, message in (
-            (
-                surrogate.encode(),
-                "the payload's 'commits[0].message' holds a lone UTF-16 surrogate,"
-                " which is not text",
-            ),
-            (deep, "the payload is not valid JSON: nested too deeply"),
-        ):
-            answer = await hooks.post(
-                "/change_hook/github", data=body, headers=_headers("push", body)
-            )
-            assert (answer.status, answer.text) == (400, message)
+        answer = await hooks.post("/change_hook/github", data=deep, headers=_headers("push", deep))
+        assert (answer.status, answer.text) == (
+            400,
+            "the payload is not valid JSON: nested too deeply",
+        )
         assert [e["event"] for e in logs if e["log_level"] == "error"] == []
         assert await hooks.changes() == []
         answer = await hooks.post("/change_hook/github", p.gh_push(), headers=_headers("push"))
         assert answer.text == "3 change found"
+
+
+async def test_a_lone_surrogate_is_replaced_and_the_push_stored(tmp_path: Path) -> None:
+    """JSON may escape half a UTF-16 pair (a sender cutting text mid-pair), which no database
+    can store: it becomes U+FFFD, with a warning naming the hook and where, and the push is
+    stored (Buildbot takes it) rather than refused. Deep but valid nesting in a field
+    buildyard does not read is no error either."""
+    payload = {**p.gh_push(), "deep": "DEEP"}
+    surrogate = json.dumps(payload).replace("Add the lamp", "Add the \\ud800 lamp")
+    surrogate = surrogate.replace('"deep": "DEEP"', '"d\\udc00eep": ' + "[" * 500 + "]" * 500)
+    body = surrogate.encode()
+    async with hook_master(tmp_path, _dialects({})) as hooks:
+        with capture_logs() as logs:
+            answer = await hooks.post(
+                "/change_hook/github", data=body, headers=_headers("push", body)
+            )
+        assert (answer.status, answer.text) == (200, "3 change found")
+        changes = await hooks.changes()
+    assert changes[0]["comments"] == "Add the \ufffd lamp driver"
+    [warning] = [e for e in logs if e["event"] == "change_hook_lone_surrogates_replaced"]
+    assert (warning["log_level"], warning["hook"], sorted(warning["where"])) == (
+        "warning",
+        "github",
+        ["<key>", "commits[0].message"],
+    )
 
 
 async def test_secret_and_token_from_the_secret_providers(

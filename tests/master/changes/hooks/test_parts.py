@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
+from buildyard.common.jsontext import replace_lone_surrogates
 from buildyard.master.changes.hooks.base import BadChange, change_arguments, field, timestamp
 from buildyard.master.changes.hooks.credentials import (
     FilePasswordDB,
@@ -47,18 +50,26 @@ def test_request_arguments_from_query_and_forms() -> None:
     assert _request(b'{"a": 1}', "application/json", "x=1").args == {b"x": [b"1"]}
 
 
-def test_a_form_body_with_raw_non_ascii_bytes_is_refused_by_name() -> None:
-    """Raw bytes over 0x7f are not URL-encoding (they would be %FF): the error says the form
-    is wrong and where, not only which codec failed."""
-    with pytest.raises(HookError) as caught:
-        _request(b"comments=ok&author=\xff", "application/x-www-form-urlencoded")
-    assert str(caught.value) == (
-        "the application/x-www-form-urlencoded body is not URL-encoded:"
-        " byte 0xff at offset 19 is not ASCII (encode it as %FF)"
+def test_a_form_body_gives_its_fields_as_the_bytes_sent() -> None:
+    """As Twisted's parse_qs: raw bytes over 0x7f (``curl -d author=José``), ``%FF`` and
+    valid ``%C3%A9`` all come through as the bytes sent, not a 400; ``+`` is a space, ``;``
+    separates items like ``&``, and an item without ``=`` is dropped."""
+    raw = "author=Jos\u00e9&comments=ok".encode()
+    req = _request(raw, "application/x-www-form-urlencoded")
+    assert req.args == {b"author": ["Jos\u00e9".encode()], b"comments": [b"ok"]}
+    assert req.arg("author") == "Jos\u00e9"
+    req = _request(
+        b"a=\xff&b=%FF&c=Jos%C3%A9;d=x+y&bare&e=1=2", "application/x-www-form-urlencoded"
     )
-    # percent-encoded, the same bytes are a field's value; so in the query, whose UTF-8 text
-    # the web server has decoded (as aiohttp's query_string gives it)
-    req = _request(b"author=%FF", "application/x-www-form-urlencoded", "who=%FF&c=\u00e9\u2603")
+    assert req.args == {
+        b"a": [b"\xff"],
+        b"b": [b"\xff"],
+        b"c": ["Jos\u00e9".encode()],
+        b"d": [b"x y"],
+        b"e": [b"1=2"],
+    }
+    # the query is parsed the same way, once: it is given as sent, escapes and all
+    req = _request(b"author=%FF", "application/x-www-form-urlencoded", "who=%FF&c=%C3%A9%E2%98%83")
     assert req.args == {
         b"who": [b"\xff"],
         b"c": ["\u00e9\u2603".encode()],
@@ -66,14 +77,35 @@ def test_a_form_body_with_raw_non_ascii_bytes_is_refused_by_name() -> None:
     }
 
 
+def test_query_escapes_are_undone_once() -> None:
+    """``?x=%2541`` is ``b"%41"`` as in Twisted, not ``b"A"`` (decoded twice)."""
+    req = _request(b"", "application/x-www-form-urlencoded", "x=%2541&y=a+b%2B")
+    assert req.args == {b"x": [b"%41"], b"y": [b"a b+"]}
+    assert req.uri == b"/change_hook/base?x=%2541&y=a+b%2B"
+
+
 def test_timestamps() -> None:
-    assert timestamp("2024-05-02T10:11:00+02:00") == 1714637460
-    assert timestamp("2024-06-11T08:30:00Z") == 1718094600
-    assert timestamp("2024-02-05 10:00:00+00:00") == 1707127200
-    assert timestamp("2024-02-05T10:00:00") == 1707127200  # no offset: UTC
+    assert timestamp("2024-05-02T10:11:00+02:00", "t") == 1714637460
+    assert timestamp("2024-06-11T08:30:00Z", "t") == 1718094600
+    assert timestamp("2024-02-05 10:00:00+00:00", "t") == 1707127200
+    assert timestamp("2024-02-05T10:00:00", "t") == 1707127200  # no offset: UTC
     for bad in ("yesterday", 1707127200, None):
         with pytest.raises(HookError, match="ISO 8601"):
-            timestamp(bad)
+            timestamp(bad, "t")
+
+
+def test_a_forge_time_the_database_cannot_hold_is_none_with_a_warning() -> None:
+    """Past 2038 or before 1901 (32-bit epoch seconds): the change is stamped now, not the
+    whole push refused; the log says which hook and what value."""
+    assert timestamp("2038-01-19T03:14:07Z", "t") == 2**31 - 1
+    assert timestamp("1901-12-13T20:45:52Z", "t") == -(2**31)
+    with capture_logs() as logs:
+        assert timestamp("2040-01-01T00:00:00Z", "gitlab") is None
+        assert timestamp("1900-01-01T00:00:00Z", "github") is None
+    assert [(e["event"], e["log_level"], e["hook"], e["value"]) for e in logs] == [
+        ("change_time_out_of_range", "warning", "gitlab", "2040-01-01T00:00:00Z"),
+        ("change_time_out_of_range", "warning", "github", "1900-01-01T00:00:00Z"),
+    ]
 
 
 def test_field_names_the_missing_path() -> None:
@@ -136,3 +168,22 @@ def test_credential_checkers(tmp_path: Path) -> None:
     assert db.check("hook", "new")
     passwd.unlink()
     assert not db.check("hook", "new")
+
+
+def test_lone_surrogates_are_replaced_without_recursion() -> None:
+    """Each lone surrogate (in a value or a key) becomes U+FFFD and its path is reported;
+    nesting deeper than Python's recursion limit is walked all the same."""
+    deep: list[Any] = ["x\udfff"]
+    for _ in range(5000):
+        deep = [deep]
+    value = {"a": ["ok", "b\ud800"], "k\udc00": {"c": 1}, "deep": deep}
+    fixed, found = replace_lone_surrogates(value)
+    assert sorted(found) == ["<key>", "a[1]", "deep" + "[0]" * 5001]
+    assert fixed["a"] == ["ok", "b\ufffd"]
+    assert fixed["k\ufffd"] == {"c": 1}
+    inner = fixed["deep"]
+    for _ in range(5000):
+        inner = inner[0]
+    assert inner == ["x\ufffd"]
+    assert replace_lone_surrogates("a\ud800") == ("a\ufffd", [""])
+    assert replace_lone_surrogates({"ok": ["text"]}) == ({"ok": ["text"]}, [])

@@ -16,9 +16,12 @@ import json
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Protocol
 
+import structlog
+
 from buildyard.common import awaitables
-from buildyard.common.jsontext import lone_surrogate
+from buildyard.common.jsontext import replace_lone_surrogates
 from buildyard.master.changes.hooks.request import HookError, HookRequest
+from buildyard.master.data.resultspec import MAX_COLUMN_INT, MIN_COLUMN_INT
 from buildyard.master.model.properties import Properties, SecretsOnly, is_renderable, render
 
 # What getChanges gives: the changes (dicts of addChange keywords) and their "src" ("git", ...)
@@ -54,8 +57,24 @@ class NoContext:
         return {}
 
 
-# the times a change may have: its when_timestamp column is a 32-bit INTEGER on PostgreSQL
-WHEN_MIN, WHEN_MAX = -(2**31), 2**31 - 1
+log = structlog.get_logger(__name__)
+
+
+def storable_time(epoch: int, value: Any, **where: str) -> int | None:
+    """``epoch``, seconds read from a forge's ``value``, if the database can hold them; else
+    None (the change is stamped "now") and a warning naming ``where`` (``hook=``, ...) and the
+    value: one commit dated past 2038 or before 1901 does not lose the whole push. (The
+    when_timestamp column is a 32-bit INTEGER on PostgreSQL.)"""
+    if MIN_COLUMN_INT <= epoch <= MAX_COLUMN_INT:
+        return epoch
+    log.warning(
+        "change_time_out_of_range",
+        **where,
+        value=value,
+        reason=f"not epoch seconds from {MIN_COLUMN_INT} to {MAX_COLUMN_INT}:"
+        " the change is stamped now",
+    )
+    return None
 
 
 def field(payload: Any, *path: str | int) -> Any:
@@ -71,30 +90,39 @@ def field(payload: Any, *path: str | int) -> Any:
     return value
 
 
-def parse_json(data: bytes | str, what: str = "payload") -> Any:
+def parse_json(data: bytes | str, hook: str, what: str = "payload") -> Any:
+    """The JSON ``data``; a lone UTF-16 surrogate in it (JSON may escape half a pair, as a
+    sender cutting text mid-pair does), which no database or log can encode, is replaced by
+    U+FFFD with a warning naming ``hook`` and where, rather than the whole payload refused."""
     try:
         value = json.loads(data)
-        where = lone_surrogate(value)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HookError(f"the {what} is not valid JSON: {exc}") from None
     except RecursionError:
         raise HookError(f"the {what} is not valid JSON: nested too deeply") from None
-    if where is not None:
-        place = f"the {what}" if not where else f"the {what}'s {where!r}"
-        raise HookError(f"{place} holds a lone UTF-16 surrogate, which is not text")
+    value, found = replace_lone_surrogates(value)
+    if found:
+        log.warning(
+            "change_hook_lone_surrogates_replaced",
+            hook=hook,
+            what=what,
+            where=found[:10],
+            count=len(found),
+        )
     return value
 
 
-def timestamp(value: Any) -> int:
+def timestamp(value: Any, hook: str) -> int | None:
     """Epoch seconds of an ISO 8601 time as forges send them (a time without an offset is
-    UTC, as Buildbot takes it)."""
+    UTC, as Buildbot takes it); None, with a warning naming ``hook``, for one the database
+    cannot hold (:func:`storable_time`)."""
     if not isinstance(value, str):
         raise HookError(f"the time {value!r} is not an ISO 8601 string")
     try:
         when = datetime.datetime.fromisoformat(value.strip())
     except ValueError:
         raise HookError(f"the time {value!r} is not an ISO 8601 time") from None
-    return calendar.timegm(when.utctimetuple())
+    return storable_time(calendar.timegm(when.utctimetuple()), value, hook=hook)
 
 
 def media_type(request: HookRequest) -> str:
@@ -134,8 +162,8 @@ class BaseHookHandler:
                     return value
             return None
 
-        files = parse_json(text("files") or "[]", "'files' argument")
-        properties = parse_json(text("properties") or "{}", "'properties' argument")
+        files = parse_json(text("files") or "[]", "base", "'files' argument")
+        properties = parse_json(text("properties") or "{}", "base", "'properties' argument")
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             raise HookError("the 'files' argument must be a JSON list of strings")
         if not isinstance(properties, dict):
@@ -145,10 +173,10 @@ class BaseHookHandler:
             when_timestamp = float(when) if when is not None else None
         except ValueError:
             raise HookError(f"'when_timestamp' must be a number, not {when!r}") from None
-        if when_timestamp is not None and not WHEN_MIN <= when_timestamp <= WHEN_MAX:
+        if when_timestamp is not None and not MIN_COLUMN_INT <= when_timestamp <= MAX_COLUMN_INT:
             # NaN fails both comparisons
             raise HookError(
-                f"'when_timestamp' must be epoch seconds from {WHEN_MIN} to {WHEN_MAX},"
+                f"'when_timestamp' must be epoch seconds from {MIN_COLUMN_INT} to {MAX_COLUMN_INT},"
                 f" not {when!r}"
             )
         change = {
@@ -267,7 +295,7 @@ def change_arguments(chdict: Mapping[str, Any]) -> dict[str, Any]:
         when = calendar.timegm(when.utctimetuple())
     elif when is not None and not isinstance(when, int | float):
         raise BadChange(f"its when_timestamp is {when!r}")
-    if when is not None and not WHEN_MIN <= when <= WHEN_MAX:
+    if when is not None and not MIN_COLUMN_INT <= when <= MAX_COLUMN_INT:
         raise BadChange(f"its when_timestamp {when!r} is not epoch seconds the database can hold")
     args["when_timestamp"] = int(when) if when is not None else None
     properties = chdict.get("properties") or {}

@@ -36,7 +36,7 @@ class BitBucketHandler(BaseHookHandler):
         form = request.args.get(b"payload")
         if not form:
             raise HookError("the request has no 'payload' form field")
-        payload = parse_json(form[0])
+        payload = parse_json(form[0], "bitbucket")
         event = request.header("X-Event-Key")
         repo_url = f"{field(payload, 'canon_url')}{field(payload, 'repository', 'absolute_url')}"
         project = request.arg("project") or ""
@@ -46,7 +46,7 @@ class BitBucketHandler(BaseHookHandler):
                 "files": [field(f, "file") for f in field(commit, "files")],
                 "comments": field(commit, "message"),
                 "revision": field(commit, "raw_node"),
-                "when_timestamp": timestamp(field(commit, "utctimestamp")),
+                "when_timestamp": timestamp(field(commit, "utctimestamp"), "bitbucket"),
                 "branch": field(commit, "branch"),
                 "revlink": f"{repo_url}commits/{field(commit, 'raw_node')}",
                 "repository": repo_url,
@@ -80,7 +80,7 @@ class _BitbucketEvents(PullRequestProperties):
         kind = media_type(request)
         if not kind.startswith("application/json"):
             raise HookError(f"Unknown content type: {request.header('Content-Type')!r}")
-        payload = parse_json(request.body())
+        payload = parse_json(request.body(), "bitbucket")
         event = request.header("X-Event-Key")
         if event is None:
             raise HookError("Header X-Event-Key is not present")

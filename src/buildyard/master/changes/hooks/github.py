@@ -116,12 +116,12 @@ class GitHubEventHandler(PullRequestProperties):
         await self._check_signature(request, body)
         kind = media_type(request)
         if kind == "application/json":
-            return parse_json(body)
+            return parse_json(body, "github")
         if kind == "application/x-www-form-urlencoded":
             form = request.args.get(b"payload")
             if not form:
                 raise HookError("the form has no 'payload' field")
-            return parse_json(form[0])
+            return parse_json(form[0], "github")
         raise HookError(f"Unknown content type: {request.header('Content-Type')}")
 
     async def _check_signature(self, request: HookRequest, body: bytes) -> None:
@@ -185,7 +185,7 @@ class GitHubEventHandler(PullRequestProperties):
         revlink = field(pr, "_links", "html", "href")
         change = {
             "revision": head_sha,
-            "when_timestamp": timestamp(field(pr, "created_at")),
+            "when_timestamp": timestamp(field(pr, "created_at"), "github"),
             "branch": f"refs/pull/{number}/{self.pullrequest_ref}",
             "files": files,
             "revlink": revlink,
@@ -232,7 +232,10 @@ class GitHubEventHandler(PullRequestProperties):
         head = payload.get("head_commit") or {}
         if not isinstance(head, dict):
             raise HookError("the payload's 'head_commit' is not an object")
-        if self._has_skip(head.get("message", "")):
+        message = head.get("message", "")
+        if not isinstance(message, str):
+            raise HookError("the payload's 'head_commit.message' is not a string")
+        if self._has_skip(message):
             log.info("change_hook_skipped", hook="github", ref=ref)
             return []
         commits = (
@@ -263,7 +266,7 @@ class GitHubEventHandler(PullRequestProperties):
                     "files": files,
                     "comments": field(commit, "message"),
                     "revision": field(commit, "id"),
-                    "when_timestamp": timestamp(field(commit, "timestamp")),
+                    "when_timestamp": timestamp(field(commit, "timestamp"), "github"),
                     "branch": branch,
                     "revlink": field(commit, "url"),
                     "repository": repo_url,

@@ -58,7 +58,7 @@ class GitLabHandler(BaseHookHandler):
             received = request.header("X-Gitlab-Token") or ""
             if not hmac.compare_digest(received.encode(), expected.encode()):
                 raise HookError("Invalid secret")
-        payload = parse_json(request.body())
+        payload = parse_json(request.body(), "gitlab")
         if not isinstance(payload, dict):
             raise HookError("the payload is not a JSON object")
         event = payload.get("object_kind", request.header("X-Gitlab-Event"))
@@ -102,7 +102,7 @@ class GitLabHandler(BaseHookHandler):
                 "files": files,
                 "comments": field(commit, "message"),
                 "revision": field(commit, "id"),
-                "when_timestamp": timestamp(field(commit, "timestamp")),
+                "when_timestamp": timestamp(field(commit, "timestamp"), "gitlab"),
                 "branch": branch,
                 "revlink": field(commit, "url"),
                 "repository": repo_url,
@@ -124,7 +124,7 @@ class GitLabHandler(BaseHookHandler):
             "files": [],
             "comments": f"MR#{field(mr, 'iid')}: {field(mr, 'title')}\n\n{mr.get('description')}",
             "revision": field(commit, "id"),
-            "when_timestamp": timestamp(field(commit, "timestamp")),
+            "when_timestamp": timestamp(field(commit, "timestamp"), "gitlab"),
             "branch": field(mr, "target_branch"),
             "repository": field(mr, "target", "git_http_url"),
             "project": field(mr, "target", "name"),

@@ -19,7 +19,7 @@ OPTIONS: frozenset[str] = frozenset()
 class GitoriousHandler(BaseHookHandler):
     async def getChanges(self, request: HookRequest) -> Changes:
         form = request.args.get(b"payload") or [b"{}"]
-        payload = parse_json(form[0])
+        payload = parse_json(form[0], "gitorious")
         repo_url = field(payload, "repository", "url")
         project = field(payload, "project", "name")
         branch = field(payload, "ref")
@@ -32,7 +32,7 @@ class GitoriousHandler(BaseHookHandler):
                 "files": [],
                 "comments": field(c, "message"),
                 "revision": field(c, "id"),
-                "when_timestamp": timestamp(field(c, "timestamp")),
+                "when_timestamp": timestamp(field(c, "timestamp"), "gitorious"),
                 "branch": branch,
                 "revlink": field(c, "url"),
                 "repository": repo_url,

@@ -24,18 +24,25 @@ class HookError(BuildyardError, ValueError):
     Buildbot's handlers signal a bad request that way, and users' handlers still do."""
 
 
-_ASCII = "".join(map(chr, range(128)))
+def parse_form(data: bytes) -> dict[bytes, list[bytes]]:
+    """A query or urlencoded form's fields as the bytes sent, as Twisted's ``args`` hold them.
 
-
-def _parse_qs(text: str) -> dict[bytes, list[bytes]]:
-    """A query or urlencoded form's fields as the bytes sent (``%FF`` is ``b"\\xff"``, as
-    Twisted gives it): Latin-1 maps each percent-escape to one byte and back."""
-    return {
-        key.encode("latin-1"): [value.encode("latin-1") for value in values]
-        for key, values in urllib.parse.parse_qs(
-            text, keep_blank_values=True, encoding="latin-1"
-        ).items()
-    }
+    The data is cut into items at each ``&`` and ``;``; an item without ``=`` is dropped, the
+    rest split at the first ``=``; in name and value ``+`` is a space and each ``%XX`` the
+    byte it names. Nothing is decoded as text, so raw bytes over 0x7f (``curl -d author=José``),
+    ``%FF`` and ``%C3%A9`` all come through as the bytes sent, and ``%2541`` is ``b"%41"``.
+    """
+    fields: dict[bytes, list[bytes]] = {}
+    for part in data.split(b"&"):
+        for item in part.split(b";"):
+            name, equals, value = item.partition(b"=")
+            if not equals:
+                continue
+            key = urllib.parse.unquote_to_bytes(name.replace(b"+", b" "))
+            fields.setdefault(key, []).append(
+                urllib.parse.unquote_to_bytes(value.replace(b"+", b" "))
+            )
+    return fields
 
 
 def _form_fields(content_type: str, body: bytes) -> dict[bytes, list[bytes]]:
@@ -43,15 +50,7 @@ def _form_fields(content_type: str, body: bytes) -> dict[bytes, list[bytes]]:
     media = content_type.split(";", 1)[0].strip().lower()
     fields: dict[bytes, list[bytes]] = {}
     if media == "application/x-www-form-urlencoded":
-        try:
-            text = body.decode("ascii")
-        except UnicodeDecodeError as exc:
-            byte = body[exc.start]
-            raise HookError(
-                f"the {media} body is not URL-encoded: byte {byte:#04x} at offset"
-                f" {exc.start} is not ASCII (encode it as %{byte:02X})"
-            ) from None
-        for key, values in _parse_qs(text).items():
+        for key, values in parse_form(body).items():
             fields.setdefault(key, []).extend(values)
     elif media == "multipart/form-data":
         head = f"Content-Type: {content_type}\r\n\r\n".encode()
@@ -72,8 +71,9 @@ class HookRequest:
 
     ``args`` holds the query's arguments followed by a form body's fields (urlencoded or
     multipart), each name to its list of values, as bytes; ``content`` is the raw body, at its
-    start; ``getHeader`` is case-insensitive and gives bytes or None; ``uri`` is the path with
-    the query, ``path`` without; ``method`` is e.g. ``b"POST"``.
+    start; ``query_string`` is the query as sent, its escapes not undone (aiohttp's
+    ``rel_url.raw_query_string``); ``getHeader`` is case-insensitive and gives bytes or None;
+    ``uri`` is the path with the query, ``path`` without; ``method`` is e.g. ``b"POST"``.
     """
 
     def __init__(
@@ -87,13 +87,12 @@ class HookRequest:
     ) -> None:
         self.method = method.encode()
         self.path = path.encode()
-        self.uri = self.path + (b"?" + query_string.encode() if query_string else b"")
+        query = query_string.encode("utf-8", "surrogateescape")
+        self.uri = self.path + (b"?" + query if query else b"")
         self._headers = {k.lower(): v for k, v in headers.items()}
         self.content = io.BytesIO(body)
         self.args: dict[bytes, list[bytes]] = {}
-        # the web server gives the query with its escapes of UTF-8 text undone
-        query = urllib.parse.quote_from_bytes(query_string.encode(), safe=_ASCII)
-        for key, values in _parse_qs(query).items():
+        for key, values in parse_form(query).items():
             self.args[key] = values
         for key, values in _form_fields(self._headers.get("content-type", ""), body).items():
             self.args.setdefault(key, []).extend(values)
