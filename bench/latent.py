@@ -96,7 +96,7 @@ def established():
         for line in lines:
             fields = line.split()
             if fields[2].endswith(suffix) and fields[3] == '01':
-                found.add(fields[1])
+                found.add((fields[1], fields[9]))  # address and inode: a reused port is new
     return found
 
 before = established()
@@ -258,8 +258,11 @@ class Side:
         first_command = float(_lines(mark)[marks])
         result = {"total": first_command - forced}
         if builder == "docker":
-            _wait(lambda: len(_lines(self.times)) > times, 60, "container times")
+            # the container notes its worker's connection within 120 s or gives up (None)
+            _wait(lambda: len(_lines(self.times)) > times, 150, f"{self.kind} container times")
             _started, connected = _lines(self.times)[times].split()
+            if connected == "None":
+                raise RuntimeError(f"{self.kind}: the container never saw its worker connect")
             (created, *_) = self.engine.creates_after(forced)
             result["engine"] = float(connected) - created
             result["ours"] = result["total"] - result["engine"]
