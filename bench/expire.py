@@ -47,7 +47,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 # scale.py's master.cfg, commands and bulk fill: the same masters and history as that bench
-from scale import CONFIG, LOG, MARKER, _command, _wait_for, fill, load
+from scale import CONFIG, LOG, MARKER, _command, _wait_for, fill, load, process_tree
 
 from buildyard.testing.processes import end_popen
 
@@ -76,19 +76,9 @@ def create(system: str, basedir: Path, src: str | None) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time of ``pid`` and its descendants, in seconds."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0.0, [pid]
+    total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, []))
+    for p in process_tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:

@@ -124,8 +124,8 @@ def start(system: str, basedir: Path) -> tuple[subprocess.Popen[bytes], float]:
         raise
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of ``pid`` and its descendants, in MiB."""
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (read from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -134,10 +134,18 @@ def rss_mib(pid: int) -> float:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0.0, [pid]
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
+        found.append(p)
         todo.extend(children.get(p, []))
+    return found
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` and its descendants, in MiB."""
+    total = 0.0
+    for p in process_tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

@@ -18,27 +18,33 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-# six master starts: seconds on a quiet machine, minutes on a loaded one
-@pytest.mark.timeout(900)
-def test_scale_benchmark_runs_and_prints_its_tables() -> None:
-    args = ["--only", "buildyard", "--builders", "20", "--workers", "2", "--rest-builders", "5"]
-    args += ["--builds", "100", "--small", "20", "--log-lines", "2500", "--rounds", "1"]
-    args += ["--idle", "0"]
-    # its own process group: if it hangs, the masters it started end with it
+def _run_bench(script: str, args: list[str], *, timeout: float) -> str:
+    """Run ``bench/<script>`` in its own process group (if it hangs, the masters it started
+    end with it); its output, once it exited 0."""
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "scale.py"), *args],
+        [sys.executable, str(ROOT / "bench" / script), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     try:
-        out, err = proc.communicate(timeout=840)
+        out, err = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    return out
+
+
+# six master starts: seconds on a quiet machine, minutes on a loaded one
+@pytest.mark.timeout(900)
+def test_scale_benchmark_runs_and_prints_its_tables() -> None:
+    args = ["--only", "buildyard", "--builders", "20", "--workers", "2", "--rest-builders", "5"]
+    args += ["--builds", "100", "--small", "20", "--log-lines", "2500", "--rounds", "1"]
+    args += ["--idle", "0"]
+    out = _run_bench("scale.py", args, timeout=840)
     assert "load before:" in out and "load after:" in out
     assert "## 20 builders, 2 workers" in out
     rows = {}
@@ -69,20 +75,7 @@ def test_expire_benchmark_runs_and_the_silent_masters_builds_are_finished() -> N
     """bench/expire.py with a small history: both databases are made and started, and the
     table says the silent master's running builds were finished (RETRY) by the start."""
     args = ["--only", "buildyard", "--builds", "200", "--running", "2", "--rounds", "1"]
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "expire.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=540)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    out = _run_bench("expire.py", args, timeout=540)
     assert "load before:" in out and "load after:" in out
     # the starts' table, then the cleanup's alone
     rows = [line for line in out.splitlines() if line.startswith("| buildyard |")]
