@@ -238,7 +238,9 @@ MODULES: dict[str, _Module] = {
     "buildbot.steps.cppcheck": _m(_STEPS, "Cppcheck"),
     "buildbot.steps.maxq": _m(_STEPS, "MaxQ"),
     "buildbot.steps.mswin": _m(_STEPS, "Robocopy"),
-    "buildbot.steps.vstudio": _m(_STEPS, _VSTUDIO),
+    "buildbot.steps.vstudio": _m(
+        "buildyard.master.steps.vstudio", _VSTUDIO + " MSLogLineObserver VisualStudio"
+    ),
     "buildbot.steps.source.base": _m(_EXTRAS, "Source"),
     "buildbot.steps.source.git": _m(_STEPS, "Git GitCommit GitPush GitTag"),
     "buildbot.steps.source.github": _m(_STEPS, "GitHub"),
