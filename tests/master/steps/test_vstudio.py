@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from buildyard.common.errors import ConfigError, ConfigWarning
+from buildyard.master.config.compat import buildbot_imports
 from buildyard.master.model.properties import Property
 from buildyard.master.model.results import Results
 from buildyard.master.steps import vstudio
@@ -374,3 +375,11 @@ def test_msbuild_summaries() -> None:
     assert newer.getCurrentSummary() == {"step": "building solution for release|x64"}
     _finished(newer, OUTPUT[1:4], Results.SUCCESS)
     assert newer.getResultSummary() == {"step": "compile 1 projects 1 files 1 warnings (warnings)"}
+
+
+def test_buildbots_module_path_holds_the_family_and_its_base() -> None:
+    with buildbot_imports():
+        from buildbot.steps import vstudio as theirs  # type: ignore[import-not-found]
+
+        names = ["VisualStudio", "MSLogLineObserver", "VS2022", "VS2017", "MsBuild", "VCExpress9"]
+        assert {n: getattr(theirs, n) for n in names} == {n: getattr(vstudio, n) for n in names}
