@@ -257,6 +257,12 @@ def test_bad_arguments_are_config_errors(make: Any, message: str) -> None:
         make()
 
 
+def test_installdir_on_an_msbuild_step_is_warned_about() -> None:
+    with pytest.warns(ConfigWarning, match="MsBuild16: installdir has no effect on the MSBuild"):
+        step = vstudio.MsBuild16("x64", projectfile="a.sln", installdir=r"D:\VS")
+    assert "D:" not in step.make_command()
+
+
 def test_an_unknown_arch_is_warned_about() -> None:
     with pytest.warns(ConfigWarning, match="VC9: arch 'arm64' is neither 'x86' nor 'x64'"):
         step = vstudio.VC9(projectfile="a", arch="arm64")
@@ -349,6 +355,10 @@ def test_result_statistics_and_summary() -> None:
     clean = vstudio.VS2017(projectfile="a.sln")
     assert _finished(clean, OUTPUT[1:3], Results.SUCCESS) == Results.SUCCESS
     assert clean.getResultSummary() == {"step": "compile 1 projects 1 files"}
+    # a step that ended before its command (skipped): its result alone, as in Buildbot
+    skipped = vstudio.VS2017(projectfile="a.sln", descriptionDone="done")
+    skipped.results = Results.SKIPPED
+    assert skipped.getResultSummary() == {"step": "skipped"}
     # the command's own failure counts even with nothing printed
     failed = vstudio.VS2017(projectfile="a.sln")
     assert _finished(failed, [], Results.FAILURE) == Results.FAILURE

@@ -14,13 +14,18 @@ from buildyard.testing.masters import running_master
 from buildyard.testing.workers import KINDS
 from tests.master.steps import vstudio_standin as standin
 
+# a mode from a property, checked when rendered
+BAD_MODE = (
+    "f.addStep(steps.VS2017(name='bad-mode', projectfile='app.sln',\n"
+    "                       mode=util.Property('mode', default='everything')))\n"
+)
 BUILDER = "c['builders'] = [util.BuilderConfig(name='vs', workernames=['w1'], factory=f)]\n"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_the_steps_in_a_build(tmp_path: Path, kind: str) -> None:
     script = standin.write_standin(tmp_path / "standin")
-    body = standin.factory(script) + BUILDER
+    body = standin.factory(script) + BAD_MODE + BUILDER
     async with running_master(tmp_path, body, worker=kind) as running:
         result = await running.build("vs")
     assert result.step("stand-ins").results == Results.SUCCESS, result.logs
@@ -68,4 +73,10 @@ async def test_the_steps_in_a_build(tmp_path: Path, kind: str) -> None:
     assert newer.results == Results.FAILURE
     assert standin.MSBUILD17 in result.logs[("msbuild17", "stdio")]
     assert newer.state_string == "compile 0 projects 0 files (failure)"
+    bad = result.step("bad-mode")
+    assert (bad.results, bad.state_string) == (Results.FAILURE, "failure")
+    assert result.logs[("bad-mode", "err.text")] == (
+        "VC141: mode must be one of 'build', 'rebuild' or 'clean', not 'everything'\n"
+    )
+    assert ("bad-mode", "stdio") not in result.logs  # nothing ran
     assert result.build.results == Results.FAILURE

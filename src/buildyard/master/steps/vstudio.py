@@ -333,11 +333,8 @@ class VisualStudio(ShellMixin, BuildStep):
     # -- the command ------------------------------------------------------------------------
 
     def _mode(self) -> str:
-        if self.mode not in MODES:
-            raise BuildStepFailed(
-                f"{type(self).__name__}: mode must be one of 'build', 'rebuild' or 'clean', "
-                f"not {self.mode!r}"
-            )
+        if self.mode not in MODES:  # run() has said so in the step's err.text log
+            raise BuildStepFailed(f"{type(self).__name__}: mode {self.mode!r}")
         return str(self.mode)
 
     def uses_env(self) -> bool:
@@ -368,6 +365,13 @@ class VisualStudio(ShellMixin, BuildStep):
     # -- running ----------------------------------------------------------------------------
 
     async def run(self) -> int:
+        if self.mode not in MODES:  # a renderable's value: plain ones are checked at load
+            await self.addCompleteLog(
+                "err.text",
+                f"{type(self).__name__}: mode must be one of 'build', 'rebuild' or 'clean', "
+                f"not {self.mode!r}\n",
+            )
+            return int(Results.FAILURE)
         self.setupEnvironment()
         self.command = self.make_command()
         if self.command is None:
@@ -414,8 +418,8 @@ class VisualStudio(ShellMixin, BuildStep):
 
     def getResultSummary(self) -> dict[str, str]:
         seen = self.logobserver
-        if seen is None:  # skipped, or stopped before the command
-            return BuildStep.getResultSummary(self)
+        if seen is None:  # skipped, or ended before its command: the result alone, as Buildbot
+            return {"step": self.results.text if self.results is not None else "finished"}
         text = (
             f"{_words(self.descriptionDone or 'compile')} {seen.nbProjects} projects "
             f"{seen.nbFiles} files"
@@ -534,6 +538,11 @@ class _MsBuildStep(VisualStudio):
             config_error(f"{step}: defines must be a list of strings, not {defines!r}")
         self.platform = platform
         self.defines = defines
+        if kwargs.get("installdir") is not None:
+            config_warning(
+                f"{step}: installdir has no effect on the MSBuild steps (vcvarsall.bat is found "
+                "through the VSxxxCOMNTOOLS variable, or vswhere.exe from MsBuild141 on)"
+            )
         super().__init__(**kwargs)
 
     def describe_project(self, done: bool = False) -> str:
