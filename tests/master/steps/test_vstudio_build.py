@@ -19,13 +19,24 @@ BAD_MODE = (
     "f.addStep(steps.VS2017(name='bad-mode', projectfile='app.sln',\n"
     "                       mode=util.Property('mode', default='everything')))\n"
 )
+# Buildbot's way to add a tool: a subclass of VisualStudio that sets its command in run()
+SUBCLASS = """
+from buildbot.steps.vstudio import VisualStudio
+
+class Custom(VisualStudio):
+    async def run(self):
+        self.command = ['devenv.com', 'core.dsw', '/custom']
+        return await super().run()
+
+f.addStep(Custom(name='custom', PATH=[r'C:\\x']))
+"""
 BUILDER = "c['builders'] = [util.BuilderConfig(name='vs', workernames=['w1'], factory=f)]\n"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_the_steps_in_a_build(tmp_path: Path, kind: str) -> None:
     script = standin.write_standin(tmp_path / "standin")
-    body = standin.factory(script) + BAD_MODE + BUILDER
+    body = standin.factory(script) + BAD_MODE + SUBCLASS + BUILDER
     async with running_master(tmp_path, body, worker=kind) as running:
         result = await running.build("vs")
     assert result.step("stand-ins").results == Results.SUCCESS, result.logs
@@ -79,4 +90,16 @@ async def test_the_steps_in_a_build(tmp_path: Path, kind: str) -> None:
         "VC141: mode must be one of 'build', 'rebuild' or 'clean', not 'everything'\n"
     )
     assert ("bad-mode", "stdio") not in result.logs  # nothing ran
+    custom = result.step("custom")
+    assert standin.records(result.logs[("custom", "stdio")]) == [
+        {
+            "program": "devenv.com",
+            "args": ["core.dsw", "/custom"],
+            "env": {"PATH": "C:\\x;", "INCLUDE": None, "LIB": None, "VCENV_BAT": None},
+        }
+    ]
+    assert (custom.results, custom.state_string) == (
+        Results.WARNINGS,
+        "compile 1 projects 1 files 1 warnings (warnings)",
+    )
     assert result.build.results == Results.FAILURE
