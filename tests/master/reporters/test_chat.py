@@ -4,6 +4,7 @@ long Telegram message is cut."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -126,6 +127,10 @@ class _ListingBot(ChatBot):
 
     async def send_message(self, chat: Any, message: str, **kwargs: Any) -> Any:
         self.sent.append(message)
+
+    def spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
+        # no service runs this bot: its sends are tasks of the test (each one is awaited)
+        return asyncio.ensure_future(coro)
 
 
 @pytest.mark.parametrize(
