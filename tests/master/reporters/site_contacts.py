@@ -47,9 +47,12 @@ class SiteContact(chat_module.{base}):
             self.send(word)
 
     async def command_WHO(self, args, **kwargs):
+        builder = await self.bot.getBuilder(buildername="zbt")
+        online = await self.bot.getOnlineBuilders()
         await self.send(
             f"{{self.describeUser()}} | private={{self.is_private_chat}} | "
-            f"chat={{self.channel.id}} | user={{self.user_id}} | bot={{self.bot.nickname}}"
+            f"chat={{self.channel.id}} | user={{self.user_id}} | bot={{self.bot.nickname}} | "
+            f"{{builder['name']}} online={{builder['builderid'] in online}}"
         )
 
     def command_BOOM(self, args, **kwargs):

@@ -11,6 +11,7 @@ import pytest
 
 from buildyard.master.reporters.chat import (
     ChatBot,
+    Contact,
     UsageError,
     _force_options,
     expand_authz,
@@ -151,3 +152,26 @@ async def test_list_changes_reads_at_most_100(args: str, limit: int, capped: boo
     assert spec.limit == limit
     told = [m for m in bot.sent if "I will show up to 100 recent changes" in m]
     assert len(told) == (1 if capped else 0)
+
+
+def test_contacts_are_made_of_the_bots_contact_class_and_remade_when_it_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class SiteContact(Contact):
+        def command_ZBT(self, args: str, **kwargs: Any) -> None:  # noqa: N802 - a command
+            """test a package"""
+
+    bot = _bot(None)
+    before = bot.get_contact("ann", "#ci")
+    assert type(before) is Contact and before is bot.get_contact("ann", "#ci")
+    # a site's class on the bot class (as Buildbot's manual does it), e.g. after a reconfig
+    monkeypatch.setattr(ChatBot, "contactClass", SiteContact)
+    after = bot.get_contact("ann", "#ci")
+    assert type(after) is SiteContact and after is bot.get_contact("ann", "#ci")
+    assert "zbt" in after.commands() and after.describe_command("zbt") == "test a package"
+    assert after.getCommandMethod("zbt") == after.command_ZBT
+
+
+def test_usage_error_reads_like_buildbots() -> None:
+    assert str(UsageError()) == "Invalid usage"
+    assert str(UsageError("Try 'zbt _package_'")) == "Try 'zbt _package_'"

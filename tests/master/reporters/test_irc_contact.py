@@ -89,7 +89,8 @@ c['services'] = [reporters.IRC(host='127.0.0.1', port={ircd.port}, nick='bby',
                 assert await ask("zbt", 1) == ["Which package do you want to test?"]
                 assert await ask("echo one two three", 3) == ["one", "two", "three"]
                 assert await ask("who", 1) == [
-                    "alice on #ci | private=False | chat=#ci | user=alice | bot=bby"
+                    "alice on #ci | private=False | chat=#ci | user=alice | bot=bby | "
+                    "zbt online=True"
                 ]
                 assert await ask("boom", 1) == ["Something bad happened (see logs)"]
                 [hello] = await ask("hello", 1)

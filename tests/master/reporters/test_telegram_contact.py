@@ -93,7 +93,7 @@ c['services'] = [reporters.TelegramBot(
                 assert await ask("/echo one two three", 3) == ["one", "two", "three"]
                 assert await ask("/who", 1) == [
                     "Alice Liddell (@alice) on 'CI' | private=False | chat=-1001 | user=42 | "
-                    "bot=yard_bot"
+                    "bot=yard_bot | zbt online=True"
                 ]
                 # failing commands are answered and logged; the bot goes on
                 assert await ask("/boom", 1) == ["Something bad happened (see logs)"]

@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 import buildyard
-from buildyard.common.awaitables import resolve, started
+from buildyard.common.awaitables import deferred_compatible, resolve, started
 from buildyard.master.data.resultspec import FieldFilter, ResultSpec
 from buildyard.master.model.results import Results
 from buildyard.master.reporters import details
@@ -957,6 +957,8 @@ class ChatBot:
 
     def get_contact(self, user: Any, chat_id: Any) -> Contact:
         found = self.contacts.get((chat_id, user))
+        if found is not None and type(found) is not self.contactClass:
+            found = None  # contactClass changed (a reconfiguration): contacts of the new one
         if found is None:
             valid = self.is_valid_user(user)
             found = self.contactClass(user=user, channel=self.get_channel(chat_id, keep=valid))
@@ -1061,6 +1063,23 @@ class ChatBot:
                 )
 
     # -- reading -------------------------------------------------------------------------------
+
+    # -- Buildbot's names, for users' contacts (Twisted-style code can yield them too) ----------
+
+    @deferred_compatible
+    async def getBuilder(self, buildername: str | None = None, builderid: int | None = None) -> Any:
+        """The builder named ``buildername`` (or numbered ``builderid``), as the data API gives
+        it; a UsageError naming it when there is none."""
+        return await self.get_builder(name=buildername, builderid=builderid)
+
+    @deferred_compatible
+    async def getAllBuilders(self) -> list[Any]:
+        return await self.all_builders()
+
+    @deferred_compatible
+    async def getOnlineBuilders(self) -> list[int]:
+        """The ids of the builders that a connected worker is configured for."""
+        return sorted(await self.online_builderids())
 
     async def get_list(self, path: tuple[Any, ...], spec: ResultSpec | None = None) -> list[Any]:
         return await details.get_list(self.env.data, path, spec)

@@ -736,6 +736,8 @@ class TelegramPollingBot(ChatBot):
         uid = user["id"] if isinstance(user, Mapping) else user
         cid = chat_id["id"] if isinstance(chat_id, Mapping) else chat_id
         found = self.contacts.get((cid, uid))
+        if found is not None and type(found) is not self.contactClass:
+            found = None  # contactClass changed (a reconfiguration): contacts of the new one
         if found is None:
             valid = self.is_valid_user(uid)
             found = self.contactClass(user=user, channel=self.get_channel(chat_id, keep=valid))
