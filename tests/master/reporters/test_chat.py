@@ -175,3 +175,69 @@ def test_contacts_are_made_of_the_bots_contact_class_and_remade_when_it_changes(
 def test_usage_error_reads_like_buildbots() -> None:
     assert str(UsageError()) == "Invalid usage"
     assert str(UsageError("Try 'zbt _package_'")) == "Try 'zbt _package_'"
+
+
+class _RecordingBot(ChatBot):
+    """A bot that records what it sends (no service runs it: its sends are the test's tasks)."""
+
+    def __init__(self) -> None:
+        super().__init__(BuildbotService(name="chat"), nickname="bby", authz=None)
+        self.sent: list[str] = []
+
+    async def send_message(self, chat: Any, message: str, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)  # the sends of a command that does not wait overlap
+        self.sent.append(message)
+        return {"text": message}
+
+    def spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
+        return asyncio.ensure_future(coro)
+
+
+async def test_twisted_style_commands_without_twisted_run_on_the_stand_ins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the buildyard[twisted] extra, master.cfg's ``twisted.internet.defer`` is
+    buildyard's stand-in: a site's ``@defer.inlineCallbacks`` command still runs, its yields
+    waited for, its messages in order, its errors answered."""
+    from buildyard.compat import twisted_style as defer
+
+    class SiteContact(Contact):
+        @defer.inlineCallbacks
+        def command_ZBT(self, args: str, **kwargs: Any) -> Any:  # noqa: N802 - a command
+            try:
+                package = self.splitArgs(args)[0]
+                sent = yield self.send(f"zbt {package}")
+                self.send(f"sent: {sent['text']}")  # not waited for: still goes out, in order
+                yield defer.succeed(None)
+            except IndexError:
+                self.send("Which package do you want to force test?")
+
+        command_ZBT.usage = {  # type: ignore[attr-defined]
+            None: "zbt _package_ - test a package",
+            "--all": "zbt --all - every package",
+        }
+
+        def command_BAD(self, args: str, **kwargs: Any) -> Any:  # noqa: N802 - a command
+            return defer.fail(RuntimeError("broken"))
+
+        @Contact.overrideCommand
+        async def command_HELLO(self, args: str, **kwargs: Any) -> None:  # noqa: N802
+            await self.send("hi from the site")
+
+    monkeypatch.setattr(ChatBot, "contactClass", SiteContact)
+    bot = _RecordingBot()
+    contact = bot.get_contact("ann", "#ci")
+    for message in ("zbt app-editors/vim", "zbt", "bad", "hello", "help zbt", "help zbt --all"):
+        await contact.handle_message(message)
+    await asyncio.gather(*(t for t in asyncio.all_tasks() if t is not asyncio.current_task()))
+    assert bot.sent == [
+        "zbt app-editors/vim",
+        "sent: zbt app-editors/vim",
+        "Which package do you want to force test?",
+        "Something bad happened (see logs)",
+        "hi from the site",
+        "Usage: zbt _package_ - test a package",
+        "Usage: zbt --all - every package",
+    ]
+    # the replaced command keeps buildyard's help line and usage
+    assert contact.describe_command("hello") == "say hello"
