@@ -14,6 +14,7 @@ from buildyard.master.reporters.chat import (
     Contact,
     UsageError,
     _force_options,
+    dangerousCommand,
     expand_authz,
     fuzzy_interval,
 )
@@ -241,3 +242,23 @@ async def test_twisted_style_commands_without_twisted_run_on_the_stand_ins(
     ]
     # the replaced command keeps buildyard's help line and usage
     assert contact.describe_command("hello") == "say hello"
+
+
+def test_a_sites_dangerous_command_needs_an_explicit_grant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class SiteContact(Contact):
+        @dangerousCommand
+        def command_WIPE(self, args: str, **kwargs: Any) -> None:  # noqa: N802 - a command
+            """wipe the caches"""
+
+        def command_PEEK(self, args: str, **kwargs: Any) -> None:  # noqa: N802 - a command
+            """look at the caches"""
+
+    monkeypatch.setattr(ChatBot, "contactClass", SiteContact)
+    # like force: closed unless authz grants it (by name or with '!'); the others stay open
+    assert not _may(_bot(None), "x", "wipe") and _may(_bot(None), "x", "peek")
+    assert _may(_bot({"!": ["root"]}), "root", "wipe")
+    assert _may(_bot({"wipe": True}), "x", "wipe")
+    with pytest.raises(ValueError, match="only for commands"):
+        dangerousCommand(lambda: None)

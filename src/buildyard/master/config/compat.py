@@ -270,7 +270,7 @@ MODULES: dict[str, _Module] = {
         "TelegramBot TelegramChannel TelegramContact TelegramPollingBot TelegramStatusBot "
         "TelegramWebhookBot",
     ),
-    "buildbot.reporters.words": _m(_CHAT, "Channel Contact StatusBot UsageError"),
+    "buildbot.reporters.words": _m(_CHAT, "Channel Contact StatusBot UsageError dangerousCommand"),
     "buildbot.reporters.zulip": _m(_REPORTERS, "ZulipStatusPush"),
     "buildbot.reporters.pushover": _m(_REPORTERS, "PushoverNotifier"),
     "buildbot.reporters.pushjet": _m(_REPORTERS, "PushjetNotifier"),

@@ -37,7 +37,7 @@ from buildyard.master.reporters.service import BuildbotService, ReporterEnvironm
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["ChatBot", "ChatChannel", "Contact", "UsageError", "expand_authz"]
+__all__ = ["ChatBot", "ChatChannel", "Contact", "UsageError", "dangerousCommand", "expand_authz"]
 
 
 #: the most changes ``list N changes`` (or ``list all changes``) shows
@@ -135,6 +135,19 @@ DOCS = {
     "commands": "list available commands",
     "shutdown": "shutdown the buildbot master",
 }
+
+
+#: the attribute :func:`dangerousCommand` sets on a site's command
+DANGEROUS_MARK = "_buildyard_dangerous"
+
+
+def dangerousCommand(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Buildbot's decorator for a site's own ``command_*``: like ``force``, the command needs an
+    explicit grant in ``authz`` (its name, or ``'!'``)."""
+    if not getattr(method, "__name__", "").startswith("command_"):
+        raise ValueError("@dangerousCommand can be used only for commands")
+    setattr(method, DANGEROUS_MARK, True)
+    return method
 
 
 def users_command(method: Any) -> bool:
@@ -409,7 +422,9 @@ class Contact:
         authz = self.bot.authz
         acl = authz.get(command)
         if acl is None:
-            acl = authz.get("!", False) if command in DANGEROUS else authz.get("", True)
+            method = getattr(type(self), "command_" + command, None)
+            dangerous = command in DANGEROUS or bool(getattr(method, DANGEROUS_MARK, False))
+            acl = authz.get("!", False) if dangerous else authz.get("", True)
             acl = authz.get("*", acl)
         if isinstance(acl, list | tuple):
             return self.user_id in acl
