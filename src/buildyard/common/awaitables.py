@@ -21,7 +21,7 @@ import asyncio
 import functools
 import inspect
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "is_deferred",
     "reactor_loop",
     "resolve",
+    "started",
     "use_twisted",
 ]
 
@@ -36,13 +37,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Set by buildyard.compat.twisted once master.cfg imported Twisted: how a coroutine of ours is
 # handed to Twisted-style code, and the event loop Twisted's reactor runs on.
-_bridge: Callable[[Coroutine[Any, Any, Any]], Any] | None = None
+_bridge: Callable[[Awaitable[Any]], Any] | None = None
 _loop: asyncio.AbstractEventLoop | None = None
 
 
-def use_twisted(
-    bridge: Callable[[Coroutine[Any, Any, Any]], Any], loop: asyncio.AbstractEventLoop
-) -> None:
+def use_twisted(bridge: Callable[[Awaitable[Any]], Any], loop: asyncio.AbstractEventLoop) -> None:
     """Called by the adapter when it is activated (once per process)."""
     global _bridge, _loop
     _bridge, _loop = bridge, loop
@@ -87,3 +86,10 @@ def deferred_compatible(method: F) -> F:
         return coro if bridge is None else bridge(coro)
 
     return cast("F", call)
+
+
+def started(task: asyncio.Future[Any]) -> Any:
+    """A task of ours already running, handed to users' code: the task itself, or under the
+    adapter a Deferred of it (awaitable as well), which ``@inlineCallbacks`` code can yield."""
+    bridge = _bridge
+    return task if bridge is None else bridge(task)

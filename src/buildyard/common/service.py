@@ -211,6 +211,12 @@ class ServiceManager(Service, Generic[C]):
     def configured(self) -> dict[str, ConfiguredService[C]]:
         return {c.name: c for c in self.children if isinstance(c, ConfiguredService)}
 
+    @property
+    def namedServices(self) -> dict[str, Any]:  # noqa: N802 - Buildbot's name
+        """The running children by name (Buildbot's ``namedServices``, which users' code reads,
+        e.g. ``master.scheduler_manager.namedServices['force']``)."""
+        return dict(self.configured())
+
     async def apply(self, configs: Mapping[str, C]) -> ReconfigResult:
         current = self.configured()
         removed = [n for n in current if n not in configs]

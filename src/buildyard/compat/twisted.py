@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 import structlog
@@ -160,8 +160,9 @@ async def wait(deferred: Any) -> Any:
     return await deferred.asFuture(asyncio.get_running_loop())
 
 
-def bridge(coro: Coroutine[Any, Any, Any]) -> Any:
-    """``coro`` running as an asyncio task, as a Deferred that asyncio code may also await."""
+def bridge(coro: Awaitable[Any]) -> Any:
+    """``coro`` running as an asyncio task (or the task it already is), as a Deferred that
+    asyncio code may also await."""
     task = asyncio.ensure_future(coro)
     deferred = _bridged_class().fromFuture(task)
     deferred._buildyard_task = task

@@ -4,14 +4,17 @@ long Telegram message is cut."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from buildyard.master.reporters.chat import (
     ChatBot,
+    Contact,
     UsageError,
     _force_options,
+    dangerousCommand,
     expand_authz,
     fuzzy_interval,
 )
@@ -127,6 +130,10 @@ class _ListingBot(ChatBot):
     async def send_message(self, chat: Any, message: str, **kwargs: Any) -> Any:
         self.sent.append(message)
 
+    def spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
+        # no service runs this bot: its sends are tasks of the test (each one is awaited)
+        return asyncio.ensure_future(coro)
+
 
 @pytest.mark.parametrize(
     ("args", "limit", "capped"),
@@ -146,3 +153,112 @@ async def test_list_changes_reads_at_most_100(args: str, limit: int, capped: boo
     assert spec.limit == limit
     told = [m for m in bot.sent if "I will show up to 100 recent changes" in m]
     assert len(told) == (1 if capped else 0)
+
+
+def test_contacts_are_made_of_the_bots_contact_class_and_remade_when_it_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class SiteContact(Contact):
+        def command_ZBT(self, args: str, **kwargs: Any) -> None:  # noqa: N802 - a command
+            """test a package"""
+
+    bot = _bot(None)
+    before = bot.get_contact("ann", "#ci")
+    assert type(before) is Contact and before is bot.get_contact("ann", "#ci")
+    # a site's class on the bot class (as Buildbot's manual does it), e.g. after a reconfig
+    monkeypatch.setattr(ChatBot, "contactClass", SiteContact)
+    after = bot.get_contact("ann", "#ci")
+    assert type(after) is SiteContact and after is bot.get_contact("ann", "#ci")
+    assert "zbt" in after.commands() and after.describe_command("zbt") == "test a package"
+    assert after.getCommandMethod("zbt") == after.command_ZBT
+
+
+def test_usage_error_reads_like_buildbots() -> None:
+    assert str(UsageError()) == "Invalid usage"
+    assert str(UsageError("Try 'zbt _package_'")) == "Try 'zbt _package_'"
+
+
+class _RecordingBot(ChatBot):
+    """A bot that records what it sends (no service runs it: its sends are the test's tasks)."""
+
+    def __init__(self) -> None:
+        super().__init__(BuildbotService(name="chat"), nickname="bby", authz=None)
+        self.sent: list[str] = []
+
+    async def send_message(self, chat: Any, message: str, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)  # the sends of a command that does not wait overlap
+        self.sent.append(message)
+        return {"text": message}
+
+    def spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
+        return asyncio.ensure_future(coro)
+
+
+async def test_twisted_style_commands_without_twisted_run_on_the_stand_ins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the buildyard[twisted] extra, master.cfg's ``twisted.internet.defer`` is
+    buildyard's stand-in: a site's ``@defer.inlineCallbacks`` command still runs, its yields
+    waited for, its messages in order, its errors answered."""
+    from buildyard.compat import twisted_style as defer
+
+    class SiteContact(Contact):
+        @defer.inlineCallbacks
+        def command_ZBT(self, args: str, **kwargs: Any) -> Any:  # noqa: N802 - a command
+            try:
+                package = self.splitArgs(args)[0]
+                sent = yield self.send(f"zbt {package}")
+                self.send(f"sent: {sent['text']}")  # not waited for: still goes out, in order
+                yield defer.succeed(None)
+            except IndexError:
+                self.send("Which package do you want to force test?")
+
+        command_ZBT.usage = {  # type: ignore[attr-defined]
+            None: "zbt _package_ - test a package",
+            "--all": "zbt --all - every package",
+        }
+
+        def command_BAD(self, args: str, **kwargs: Any) -> Any:  # noqa: N802 - a command
+            return defer.fail(RuntimeError("broken"))
+
+        @Contact.overrideCommand
+        async def command_HELLO(self, args: str, **kwargs: Any) -> None:  # noqa: N802
+            await self.send("hi from the site")
+
+    monkeypatch.setattr(ChatBot, "contactClass", SiteContact)
+    bot = _RecordingBot()
+    contact = bot.get_contact("ann", "#ci")
+    for message in ("zbt app-editors/vim", "zbt", "bad", "hello", "help zbt", "help zbt --all"):
+        await contact.handle_message(message)
+    await asyncio.gather(*(t for t in asyncio.all_tasks() if t is not asyncio.current_task()))
+    assert bot.sent == [
+        "zbt app-editors/vim",
+        "sent: zbt app-editors/vim",
+        "Which package do you want to force test?",
+        "Something bad happened (see logs)",
+        "hi from the site",
+        "Usage: zbt _package_ - test a package",
+        "Usage: zbt --all - every package",
+    ]
+    # the replaced command keeps buildyard's help line and usage
+    assert contact.describe_command("hello") == "say hello"
+
+
+def test_a_sites_dangerous_command_needs_an_explicit_grant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class SiteContact(Contact):
+        @dangerousCommand
+        def command_WIPE(self, args: str, **kwargs: Any) -> None:  # noqa: N802 - a command
+            """wipe the caches"""
+
+        def command_PEEK(self, args: str, **kwargs: Any) -> None:  # noqa: N802 - a command
+            """look at the caches"""
+
+    monkeypatch.setattr(ChatBot, "contactClass", SiteContact)
+    # like force: closed unless authz grants it (by name or with '!'); the others stay open
+    assert not _may(_bot(None), "x", "wipe") and _may(_bot(None), "x", "peek")
+    assert _may(_bot({"!": ["root"]}), "root", "wipe")
+    assert _may(_bot({"wipe": True}), "x", "wipe")
+    with pytest.raises(ValueError, match="only for commands"):
+        dangerousCommand(lambda: None)

@@ -71,6 +71,9 @@ _HOOKS = "buildyard.master.changes.hooks"
 _WEBHOOKS = "buildyard.plugins.webhooks"
 _CREDENTIALS = "buildyard.master.changes.hooks.credentials"
 _TWISTED_STYLE = "buildyard.compat.twisted_style"
+_CHAT = "buildyard.master.reporters.chat"
+_IRC = "buildyard.master.reporters.irc"
+_TELEGRAM = "buildyard.master.reporters.telegram"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -260,8 +263,16 @@ MODULES: dict[str, _Module] = {
     "buildbot.reporters.github": _m(_REPORTERS, "GitHubCommentPush GitHubStatusPush"),
     "buildbot.reporters.gitlab": _m(_REPORTERS, "GitLabStatusPush"),
     "buildbot.reporters.http": _m(_REPORTERS, "HttpStatusPush"),
-    "buildbot.reporters.irc": _m(_REPORTERS, "IRC"),
-    "buildbot.reporters.telegram": _m(_REPORTERS, "TelegramBot"),
+    # the chat bots' classes, which sites subclass to add their own commands
+    "buildbot.reporters.irc": _m(
+        (_REPORTERS, _IRC, _CHAT), "IRC IRCChannel IRCContact IrcStatusBot UsageError"
+    ),
+    "buildbot.reporters.telegram": _m(
+        (_REPORTERS, _TELEGRAM),
+        "TelegramBot TelegramChannel TelegramContact TelegramPollingBot TelegramStatusBot "
+        "TelegramWebhookBot",
+    ),
+    "buildbot.reporters.words": _m(_CHAT, "Channel Contact StatusBot UsageError dangerousCommand"),
     "buildbot.reporters.zulip": _m(_REPORTERS, "ZulipStatusPush"),
     "buildbot.reporters.pushover": _m(_REPORTERS, "PushoverNotifier"),
     "buildbot.reporters.pushjet": _m(_REPORTERS, "PushjetNotifier"),

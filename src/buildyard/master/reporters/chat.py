@@ -23,12 +23,13 @@ import random
 import re
 import shlex
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 import structlog
 
 import buildyard
+from buildyard.common.awaitables import deferred_compatible, resolve, started
 from buildyard.master.data.resultspec import FieldFilter, ResultSpec
 from buildyard.master.model.results import Results
 from buildyard.master.reporters import details
@@ -36,7 +37,7 @@ from buildyard.master.reporters.service import BuildbotService, ReporterEnvironm
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["ChatBot", "ChatChannel", "Contact", "UsageError", "expand_authz"]
+__all__ = ["ChatBot", "ChatChannel", "Contact", "UsageError", "dangerousCommand", "expand_authz"]
 
 
 #: the most changes ``list N changes`` (or ``list all changes``) shows
@@ -44,7 +45,14 @@ MAX_LISTED_CHANGES = 100
 
 
 class UsageError(ValueError):
-    """A command used wrongly: its text is the answer."""
+    """A command used wrongly: its text is the answer (Buildbot's ``words.UsageError``, which
+    users' commands raise too)."""
+
+    def __init__(self, string: object = "Invalid usage", *more: object) -> None:
+        super().__init__(string, *more)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "Invalid usage"
 
 
 #: commands that need an explicit grant in ``authz`` (Buildbot's "dangerous" commands)
@@ -129,6 +137,25 @@ DOCS = {
 }
 
 
+#: the attribute :func:`dangerousCommand` sets on a site's command
+DANGEROUS_MARK = "_buildyard_dangerous"
+
+
+def dangerousCommand(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Buildbot's decorator for a site's own ``command_*``: like ``force``, the command needs an
+    explicit grant in ``authz`` (its name, or ``'!'``)."""
+    if not getattr(method, "__name__", "").startswith("command_"):
+        raise ValueError("@dangerousCommand can be used only for commands")
+    setattr(method, DANGEROUS_MARK, True)
+    return method
+
+
+def users_command(method: Any) -> bool:
+    """Whether ``method`` (a ``command_*``) comes from a user's subclass, not buildyard."""
+    function = getattr(method, "__func__", method)
+    return not str(getattr(function, "__module__", "") or "").startswith("buildyard.")
+
+
 def expand_authz(authz: Mapping[Any, Any] | None) -> dict[str, Any]:
     """``authz`` with one upper-case command per key (a key may name several in a tuple)."""
     expanded: dict[str, Any] = {}
@@ -192,6 +219,8 @@ class ChatChannel:
         self.bot = bot
         self.id = chat_id
         self.notify_events: set[str] = set()
+        # the messages a contact sends go out one at a time, in the order they were given
+        self.sending = asyncio.Lock()
         self.watched: set[int] = set()
         self.missing_workers: set[int] = set()
         # (when, builder, number) of the builds reported lately, to report each once
@@ -319,7 +348,14 @@ class ChatChannel:
 
 
 class Contact:
-    """One user in one chat; ``user_id`` equal to the chat's id is a private chat."""
+    """One user in one chat; ``user_id`` equal to the chat's id is a private chat.
+
+    Users extend a bot by subclassing its contact class (``TelegramContact``, ``IRCContact``)
+    and setting the bot class's ``contactClass``, as in Buildbot: a method ``command_FOO``
+    (plain, ``async def``, or Twisted-style returning a Deferred) is the command ``foo``; its
+    docstring is what ``help`` lists and its ``usage`` attribute what ``help foo`` answers.
+    Such code uses Buildbot's names: ``send``, ``splitArgs``, ``describeUser``, ``master``,
+    ``bot``, ``channel``, ``user_id``, ``is_private_chat``."""
 
     def __init__(self, user: Any, channel: ChatChannel) -> None:
         self.user_id = user
@@ -332,16 +368,30 @@ class Contact:
         return self.channel.bot
 
     @property
+    def master(self) -> Any:
+        """The master object (``self.master.scheduler_manager.namedServices``, ...)."""
+        return self.bot.master
+
+    @property
     def is_private_chat(self) -> bool:
         return bool(self.user_id == self.channel.id)
 
-    def describe_user(self) -> str:
+    def describeUser(self) -> str:
+        """Who the user is, in words (a force's owner, the logs)."""
         if self.is_private_chat:
             return str(self.user_id)
         return f"{self.user_id} on {self.channel.id}"
 
-    async def send(self, message: str, **kwargs: Any) -> Any:
-        return await self.channel.send(message, **kwargs)
+    def describe_user(self) -> str:
+        return self.describeUser()
+
+    def send(self, message: str, **kwargs: Any) -> Any:
+        """Send ``message`` to the chat. It starts going out at once, after the messages given
+        before it, whether or not the caller waits; the result is awaitable (a Deferred that
+        ``@inlineCallbacks`` code can yield, under the ``buildyard[twisted]`` extra) and gives
+        what the chat answered (Telegram's message), or None when it could not be sent (the
+        failure is logged)."""
+        return self.bot.start_sending(self.channel, message, kwargs)
 
     async def access_denied(self, args: str, **kwargs: Any) -> None:
         await self.send(f"Thou shall not pass, {self.user_id}!!!")
@@ -352,11 +402,29 @@ class Contact:
     def commands(cls) -> list[str]:
         return sorted(k[8:].lower() for k in dir(cls) if k.startswith("command_"))
 
+    @classmethod
+    def build_commands(cls) -> list[str]:
+        """Buildbot's name of :meth:`commands`."""
+        return cls.commands()
+
+    @staticmethod
+    def overrideCommand(method: Callable[..., Any]) -> Callable[..., Any]:
+        """Buildbot's decorator for a subclass's own version of a command of ours: it keeps
+        our ``help`` line and usage."""
+        name = method.__name__.removeprefix("command_").lower()
+        if name in DOCS:
+            method.__doc__ = DOCS[name]
+        if name in USAGE:
+            method.usage = USAGE[name]  # type: ignore[attr-defined]
+        return method
+
     def allowed(self, command: str) -> bool:
         authz = self.bot.authz
         acl = authz.get(command)
         if acl is None:
-            acl = authz.get("!", False) if command in DANGEROUS else authz.get("", True)
+            method = getattr(type(self), "command_" + command, None)
+            dangerous = command in DANGEROUS or bool(getattr(method, DANGEROUS_MARK, False))
+            acl = authz.get("!", False) if dangerous else authz.get("", True)
             acl = authz.get("*", acl)
         if isinstance(acl, list | tuple):
             return self.user_id in acl
@@ -364,7 +432,9 @@ class Contact:
             return bool(acl)
         return bool(self.user_id == acl)
 
-    def find_command(self, command: str) -> Callable[..., Awaitable[Any]] | None:
+    def getCommandMethod(self, command: str) -> Callable[..., Any] | None:
+        """The method that answers ``command`` (``access_denied`` when authz refuses the
+        user), or None for no such command."""
         command = command.upper()
         method = getattr(self, "command_" + command, None)
         if method is None:
@@ -372,6 +442,18 @@ class Contact:
         if not self.allowed(command):
             return self.access_denied
         return method  # type: ignore[no-any-return]
+
+    def find_command(self, command: str) -> Callable[..., Any] | None:
+        return self.getCommandMethod(command)
+
+    @classmethod
+    def describe_command(cls, command: str) -> str | None:
+        """What ``help`` says of ``command``: a user's command's docstring, else ours."""
+        method = getattr(cls, "command_" + command.upper(), None)
+        if method is not None and users_command(method):
+            doc = (getattr(method, "__doc__", None) or "").strip()
+            return doc or None
+        return DOCS.get(command)
 
     async def handle_message(self, message: str, **kwargs: Any) -> Any:
         async with self.turn:
@@ -387,7 +469,7 @@ class Contact:
             cmd = cmd[: -len(suffix)]
         prefix = self.bot.command_prefix
         self.bot.log("chat_command_received", command=cmd, user=self.describe_user())
-        method = self.find_command(cmd[len(prefix) :]) if cmd.startswith(prefix) else None
+        method = self.getCommandMethod(cmd[len(prefix) :]) if cmd.startswith(prefix) else None
         if method is None:
             if message.endswith("!"):
                 await self.send("What you say!")
@@ -400,7 +482,8 @@ class Contact:
             await self.send(f"I don't get this '{cmd}'...")
             method = self.command_COMMANDS
         try:
-            return await method(args.strip(), **kwargs)
+            # a command may be plain, async, or Twisted-style (a Deferred): users' are any
+            return await resolve(method(args.strip(), **kwargs))
         except UsageError as exc:
             await self.send(str(exc))
         except Exception as exc:
@@ -408,11 +491,16 @@ class Contact:
             await self.send("Something bad happened (see logs)")
         return None
 
-    def split_args(self, args: str) -> list[str]:
+    def splitArgs(self, args: str) -> list[str]:
+        """``args`` split as a shell would (quotes kept together); a UsageError when that
+        cannot be done (an unclosed quote)."""
         try:
             return shlex.split(args)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
+
+    def split_args(self, args: str) -> list[str]:
+        return self.splitArgs(args)
 
     def usage(self, command: str) -> Any:
         return USAGE.get(command)
@@ -436,18 +524,29 @@ class Contact:
     async def command_HELP(self, args: str, **kwargs: Any) -> None:
         argv = self.split_args(args)
         if not argv:
-            lines = [f"{c} - {DOCS[c]}" for c in self.commands() if c in DOCS]
-            lines += [f"{c} - {d}" for c, d in self.extra_docs().items()]
+            extra = self.extra_docs()
+            docs = {c: self.describe_command(c) for c in self.commands() if c not in extra}
+            lines = [f"{c} - {d}" for c, d in docs.items() if d]
+            lines += [f"{c} - {d}" for c, d in extra.items()]
             if lines:
                 await self.send("\n".join(lines))
             return
         command = argv[0].removeprefix(self.bot.command_prefix)
-        if not hasattr(self, "command_" + command.upper()):
+        method = getattr(self, "command_" + command.upper(), None)
+        if method is None:
             raise UsageError(f"There is no such command '{argv[0]}'.")
-        doc = self.usage(command.lower())
+        # a command's own ``usage`` (users' commands have one), else our tables
+        doc = getattr(method, "usage", None)
+        if doc is None:
+            doc = self.usage(command.lower())
         if isinstance(doc, dict):
             key: Any = None if len(argv) == 1 else argv[1] if len(argv) == 2 else tuple(argv[1:])
             doc = doc.get(key)
+        elif callable(doc):  # Buildbot's: called with the arguments after the command
+            try:
+                doc = doc(*argv[1:])
+            except (TypeError, ValueError):
+                doc = None
         if doc:
             await self.send(f"Usage: {self.bot.command_prefix}{doc}")
         else:
@@ -773,8 +872,10 @@ class ChatBot:
     offline_string = "offline"
     idle_string = "idle"
     running_string = "running:"
-    contact_class: type[Contact] = Contact
-    channel_class: type[ChatChannel] = ChatChannel
+    #: the class of the bot's contacts, and of its chats: as in Buildbot, a site sets its own
+    #: subclass on the bot class (``TelegramStatusBot.contactClass = MyContact``) to add commands
+    contactClass: type[Contact] = Contact
+    channelClass: type[ChatChannel] = ChatChannel
 
     def __init__(
         self,
@@ -798,6 +899,19 @@ class ChatBot:
         self.contacts: dict[tuple[Any, Any], Contact] = {}
 
     @property
+    def master(self) -> Any:
+        """The master object, as users' contacts reach it (``self.master``)."""
+        return self.service.master
+
+    @property
+    def commandPrefix(self) -> str:
+        return self.command_prefix
+
+    @property
+    def commandSuffix(self) -> str | None:
+        return self.command_suffix
+
+    @property
     def env(self) -> ReporterEnvironment:
         env = self.service._env
         assert env is not None, "the bot's service is not running"
@@ -817,16 +931,28 @@ class ChatBot:
             **fields,
         )
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[None]:
-        """Run ``coro`` as a task of the service; its failure is logged, never the master's."""
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task of the service, whose result is the coroutine's; a failure is
+        logged (the result is then None), never the master's."""
 
-        async def guarded() -> None:
+        async def guarded() -> Any:
             try:
-                await coro
+                return await coro
             except Exception as exc:
                 self.log_error("chat_task_failed", exc, task=name)
+                return None
 
         return self.service.spawn(guarded(), name=name)
+
+    def start_sending(self, channel: ChatChannel, message: str, kwargs: Mapping[str, Any]) -> Any:
+        """Send ``message`` to ``channel`` in a task of its own, after the messages given
+        before it (see :meth:`Contact.send`)."""
+
+        async def sending() -> Any:
+            async with channel.sending:
+                return await channel.send(message, **kwargs)
+
+        return started(self.spawn(sending(), name="chat send"))
 
     # -- chats and contacts --------------------------------------------------------------------
 
@@ -839,16 +965,18 @@ class ChatBot:
     def get_channel(self, chat_id: Any, *, keep: bool = True) -> ChatChannel:
         found = self.channels.get(chat_id)
         if found is None:
-            found = self.channel_class(self, chat_id)
+            found = self.channelClass(self, chat_id)
             if keep:
                 self.channels[chat_id] = found
         return found
 
     def get_contact(self, user: Any, chat_id: Any) -> Contact:
         found = self.contacts.get((chat_id, user))
+        if found is not None and type(found) is not self.contactClass:
+            found = None  # contactClass changed (a reconfiguration): contacts of the new one
         if found is None:
             valid = self.is_valid_user(user)
-            found = self.contact_class(user, self.get_channel(chat_id, keep=valid))
+            found = self.contactClass(user=user, channel=self.get_channel(chat_id, keep=valid))
             if valid:
                 self.contacts[(chat_id, user)] = found
         return found
@@ -950,6 +1078,23 @@ class ChatBot:
                 )
 
     # -- reading -------------------------------------------------------------------------------
+
+    # -- Buildbot's names, for users' contacts (Twisted-style code can yield them too) ----------
+
+    @deferred_compatible
+    async def getBuilder(self, buildername: str | None = None, builderid: int | None = None) -> Any:
+        """The builder named ``buildername`` (or numbered ``builderid``), as the data API gives
+        it; a UsageError naming it when there is none."""
+        return await self.get_builder(name=buildername, builderid=builderid)
+
+    @deferred_compatible
+    async def getAllBuilders(self) -> list[Any]:
+        return await self.all_builders()
+
+    @deferred_compatible
+    async def getOnlineBuilders(self) -> list[int]:
+        """The ids of the builders that a connected worker is configured for."""
+        return sorted(await self.online_builderids())
 
     async def get_list(self, path: tuple[Any, ...], spec: ResultSpec | None = None) -> list[Any]:
         return await details.get_list(self.env.data, path, spec)
@@ -1069,3 +1214,8 @@ class ChatBot:
     def format_build_status(self, build: Mapping[str, Any], *, short: bool = False) -> str:
         result = _result(build)
         return RESULTS_DESCRIPTIONS.get(result, "finished") if result is not None else "finished"
+
+
+#: Buildbot's names (``buildbot.reporters.words``)
+StatusBot = ChatBot
+Channel = ChatChannel

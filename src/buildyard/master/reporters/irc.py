@@ -241,8 +241,8 @@ class IRCContact(Contact):
 class IrcBot(ChatBot):
     """The chat layer on one IRC connection at a time (the connection is replaced when lost)."""
 
-    contact_class = IRCContact
-    channel_class = IRCChannel
+    contactClass: type[IRCContact] = IRCContact
+    channelClass = IRCChannel
 
     def __init__(
         self,
@@ -432,6 +432,11 @@ class IrcBot(ChatBot):
                 contact = self.get_contact(user, target)
                 _ = self.spawn(contact.handle_message(message[len(mention) :]), name="irc command")
                 return
+
+
+#: Buildbot's name of the IRC bot's class: a site sets ``IrcStatusBot.contactClass`` to its
+#: own ``IRCContact`` subclass
+IrcStatusBot = IrcBot
 
 
 class IRC(BuildbotService):

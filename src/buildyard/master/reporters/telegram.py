@@ -39,7 +39,6 @@ from buildyard.common.errors import config_error
 from buildyard.master.data.resultspec import ResultSpec
 from buildyard.master.model.results import Results
 from buildyard.master.reporters.chat import (
-    DOCS,
     USAGE,
     ChatBot,
     ChatChannel,
@@ -131,7 +130,11 @@ class TelegramContact(Contact):
         first = str(self.user_info.get("first_name", ""))
         return f"{first} {self.user_info.get('last_name', '')}".strip()
 
-    def describe_user(self) -> str:
+    @property
+    def chat_id(self) -> Any:
+        return self.channel.id
+
+    def describeUser(self) -> str:
         user = self.user_full_name
         if "username" in self.user_info:
             user += f" (@{self.user_info['username']})"
@@ -159,8 +162,14 @@ class TelegramContact(Contact):
 
     @classmethod
     def described_commands(cls) -> list[tuple[str, str]]:
-        docs = {**DOCS, **TELEGRAM_DOCS}
-        return [(c, docs.get(c, c)) for c in cls.commands() if c != "start"]
+        """The commands and what each does, for Telegram's menu (``setMyCommands``) and
+        ``/commands botfather``: a user's command by its docstring, else its name."""
+        described = []
+        for command in cls.commands():
+            if command != "start":
+                doc = TELEGRAM_DOCS.get(command) or cls.describe_command(command) or command
+                described.append((command, doc))
+        return described
 
     async def command_START(self, args: str, **kwargs: Any) -> None:
         await self.tg.post(
@@ -551,8 +560,8 @@ class TelegramPollingBot(ChatBot):
     offline_string = "offline ❌"
     idle_string = "idle 💤"
     running_string = "running 🌀:"
-    contact_class = TelegramContact
-    channel_class = TelegramChannel
+    contactClass: type[TelegramContact] = TelegramContact
+    channelClass = TelegramChannel
 
     def __init__(
         self,
@@ -715,7 +724,7 @@ class TelegramPollingBot(ChatBot):
         info = dict(chat_id) if isinstance(chat_id, Mapping) else {"id": chat_id}
         found = self.channels.get(info["id"])
         if found is None:
-            found = self.channel_class(self, info)
+            found = self.channelClass(self, info)
             if keep:
                 self.channels[info["id"]] = found
         else:
@@ -727,9 +736,11 @@ class TelegramPollingBot(ChatBot):
         uid = user["id"] if isinstance(user, Mapping) else user
         cid = chat_id["id"] if isinstance(chat_id, Mapping) else chat_id
         found = self.contacts.get((cid, uid))
+        if found is not None and type(found) is not self.contactClass:
+            found = None  # contactClass changed (a reconfiguration): contacts of the new one
         if found is None:
             valid = self.is_valid_user(uid)
-            found = self.contact_class(user, self.get_channel(chat_id, keep=valid))
+            found = self.contactClass(user=user, channel=self.get_channel(chat_id, keep=valid))
             if valid:
                 self.contacts[(cid, uid)] = found
         else:
@@ -798,7 +809,7 @@ class TelegramPollingBot(ChatBot):
             if self.nickname is None:
                 await asyncio.sleep(self.retry_delay)
         commands = [
-            {"command": c, "description": d} for c, d in TelegramContact.described_commands()
+            {"command": c, "description": d} for c, d in self.contactClass.described_commands()
         ]
         await self.post("setMyCommands", {"commands": commands})
 
@@ -849,6 +860,10 @@ class TelegramPollingBot(ChatBot):
             await self.session.close()
             self.session = None
 
+
+#: Buildbot's name of the class both its Telegram bots (polling, webhook) derive from: a site
+#: sets ``TelegramStatusBot.contactClass`` to its own ``TelegramContact`` subclass
+TelegramStatusBot = TelegramPollingBot
 
 #: the header in which Telegram sends a webhook's ``secret_token``
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"

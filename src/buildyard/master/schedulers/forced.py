@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from buildyard.common.awaitables import deferred_compatible
 from buildyard.common.config_object import is_placeholder
 from buildyard.common.errors import config_error
 from buildyard.master.model.buildsets import BuildsetIds
@@ -288,6 +289,7 @@ class ForceSchedulerService(BuildsetScheduler):
         authorization asks it)."""
         return await self._builder_names(builderNames, builderid)
 
+    @deferred_compatible
     async def force(
         self,
         owner: str | None,
@@ -300,7 +302,8 @@ class ForceSchedulerService(BuildsetScheduler):
         Raises :class:`~buildyard.master.schedulers.forceparams.CollectedValidationError`
         (with ``errors`` by field) when a field refuses its value, and
         :class:`~buildyard.master.schedulers.forceparams.ValidationError` when none of the
-        requested builders belongs to this scheduler.
+        requested builders belongs to this scheduler. Users' code calls it too (a chat bot's
+        own command: ``scheduler.force(owner=..., package=...)``), Twisted-style code included.
         """
         cfg = self.config
         names = await self._builder_names(builderNames, builderid)
