@@ -61,6 +61,16 @@ PEOPLE = {
         groups=["SFML", "tools", "tools/ci"],
         workspaces=["sfml-ws", "tools-ws", "third-ws"],
     ),
+    "sly": Person(
+        login="sly",
+        name="Sly",
+        email="sly@example.org",
+        emails=[{"email": "ceo@example.com", "primary": True, "verified": False}],
+        orgs=[],
+        teams={},
+        groups=[],
+        workspaces=[],
+    ),
     "visitor": Person(
         login="visitor",
         name="Vera Visitor",

@@ -227,6 +227,41 @@ async def test_github_v4_login_with_teams_and_authz(site: Site) -> None:
     _never_logged(logs, site.fake)
 
 
+@MODULE
+async def test_debug_and_a_user_info_provider(site: Site) -> None:
+    """``debug=True`` logs the GraphQL queries, the answers and the user's details (never the
+    secret nor the token); a ``userInfoProvider`` adds to the details after the login."""
+    provider = (
+        "from buildbot.www.auth import UserInfoProviderBase\n"
+        "class Directory(UserInfoProviderBase):\n"
+        "    def getUserInfo(self, username):\n"
+        "        return {'email': username + '@corp.example', 'groups': ['admins']}\n"
+    )
+    auth = (
+        f"util.GitHubAuth({CLIENT_ID!r}, {CLIENT_SECRET!r}, serverURL={site.fake.url!r}, "
+        "apiVersion=4, debug=True, userInfoProvider=Directory())"
+    )
+    await site.use(auth, prelude=provider)
+    site.fake.user = "visitor"
+    with structlog.testing.capture_logs() as logs:
+        async with site.browser() as http:
+            assert (await site.login(http)).status == 200
+            user = (await site.config(http))["user"]
+            assert (await site.force(http)).status == 200  # the provider's group is a role
+    assert user["email"] == "visitor@corp.example"
+    assert user["groups"] == ["admins"]
+    events = [e["event"] for e in logs if e["event"].startswith("www_oauth2_")]
+    assert events == [
+        "www_oauth2_github_graphql_request",
+        "www_oauth2_github_graphql_response",
+        "www_oauth2_github_user",
+        "www_oauth2_login",
+    ]
+    [request] = [e for e in logs if e["event"] == "www_oauth2_github_graphql_request"]
+    assert "viewer" in request["query"]
+    _never_logged(logs, site.fake)
+
+
 def _never_logged(logs: Sequence[Mapping[str, Any]], fake: FakeProvider) -> None:
     """Neither the client secret nor a token nor a code appears in the logs."""
     text = json.dumps(logs, default=str)
@@ -264,6 +299,12 @@ async def test_github_v3_login(site: Site) -> None:
     # the token goes in a header, never in a URL
     for request in site.fake.requests:
         assert "access_token" not in request.query
+    # a primary email GitHub has not verified is not taken: the public one is
+    site.fake.user = "sly"
+    async with site.browser() as http:
+        assert (await site.login(http)).status == 200
+        user = (await site.config(http))["user"]
+    assert (user["username"], user["email"], user["groups"]) == ("sly", "sly@example.org", [])
 
 
 @MODULE
