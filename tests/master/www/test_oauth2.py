@@ -485,18 +485,6 @@ async def test_a_missing_secret_makes_the_login_unavailable(site: Site) -> None:
     assert any(e["event"] == "www_oauth2_login_failed" for e in logs)
 
 
-@MODULE
-async def test_the_ui_login_link(site: Site) -> None:
-    """The built-in UI's script: an OAuth2 plugin gets a "Log in with <provider>" link to
-    auth/login with the route, and autologin sends an anonymous visitor there."""
-    async with site.browser() as http, http.get(f"{site.base}/static/session.js") as resp:
-        script = await resp.text()
-    assert "state.auth.oauth2" in script
-    assert "Log in with ${state.auth.name}" in script
-    assert "window.location.hash.slice(1)" in script
-    assert "state.auth.autologin" in script
-
-
 # -- ssl_verify ---------------------------------------------------------------------------------
 
 
