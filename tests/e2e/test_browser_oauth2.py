@@ -2,7 +2,8 @@
 tests/master/www/fake_oauth.py), in headless Chromium against a real master and worker: the top
 bar's "Log in with GitHub" goes to /auth/login with the page's route, through the provider and
 back to the same page, logged in as the provider's user, whose team gives the role that may
-force; then the logout; and with ``autologin=True`` an anonymous visitor is logged in at once."""
+force; then the logout; and with ``autologin=True`` an anonymous visitor is logged in at once.
+The same login from Buildbot's own UI (buildbot-www 4.3.0) served by the master."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from buildyard.master.www.auth import COOKIE
 from buildyard.testing.browser import artifacts_dir, chromium, screenshot
 from buildyard.testing.masters import running_master
 from buildyard.testing.postgres import free_port
+from buildyard.testing.stock import buildbot_site_packages
 from tests.master.www.fake_oauth import CLIENT_ID, CLIENT_SECRET, fake_provider
 
 pytestmark = pytest.mark.e2e
@@ -117,4 +119,35 @@ async def test_log_in_with_github_force_and_log_out(
             await header.locator(".user-name", has_text="Vera Visitor").wait_for(timeout=30_000)
             assert page.url == f"{base}/#/builders/{builderid}"
             await screenshot(page, shots, "autologin")
+            await context.close()
+
+
+async def test_buildbot_www_login_with_github(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Buildbot's own UI (c['www']['ui']): its "Login with GitHub" menu item reaches our
+    /auth/login with its route, and the login lands back on that route, logged in."""
+    port = free_port()
+    shots = artifacts_dir(request.node.name)
+    base = f"http://127.0.0.1:{port}"
+    ui = str(buildbot_site_packages() / "buildbot_www")
+    with fake_provider() as fake:
+        body = BODY.format(
+            port=port, client=CLIENT_ID, secret=CLIENT_SECRET, url=fake.url, autologin=False
+        ).replace("'port': ", f"'ui': {ui!r}, 'port': ", 1)
+        async with running_master(tmp_path, body) as running, chromium() as browser:
+            builderid = await running.master.data.updates.find_builder_id("hello")
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            page = await context.new_page()
+            await page.goto(f"{base}/#/builders/{builderid}")
+            await page.locator("#bb-loginbar-dropdown").click()
+            item = page.get_by_role("button", name="Login with GitHub").or_(
+                page.get_by_role("link", name="Login with GitHub")
+            )
+            await item.click(timeout=30_000)
+            await page.wait_for_url(f"{base}/#/builders/{builderid}", timeout=30_000)
+            nav = page.locator(".bb-loginbar-dropdown-nav")
+            await nav.get_by_text("Mona Octocat").wait_for(timeout=30_000)
+            await screenshot(page, shots, "logged_in")
+            assert [r.path for r in fake.requests][:1] == ["/login/oauth/authorize"]
             await context.close()
