@@ -12,7 +12,9 @@ One master serves the module; each test writes the master.cfg it needs and recon
 
 from __future__ import annotations
 
+import ast
 import html
+import inspect
 import json
 import ssl
 import subprocess
@@ -28,10 +30,12 @@ import structlog
 
 from buildyard.common.errors import ConfigErrors
 from buildyard.master.config.loader import load_master_config
+from buildyard.master.www import oauth2
 from buildyard.master.www.auth import COOKIE
 from buildyard.master.www.oauth2 import STATE_COOKIE
 from buildyard.testing.masters import Running, running_master
 from buildyard.testing.postgres import free_port
+from buildyard.testing.stock import buildbot_site_packages
 from tests.master.www.fake_oauth import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -604,3 +608,33 @@ def test_buildbot_import_paths(tmp_path: Path) -> None:
     auth = config.www["auth"]
     assert type(auth).__name__ == "GitHubAuth"
     assert "'secret'" not in repr(auth)
+
+
+def _buildbot_parameters() -> dict[str, list[str]]:
+    """The parameters of Buildbot 4.3.0's OAuth2 plugins' own constructors, read from its
+    source (not imported), in order; Google's and Bitbucket's are the base class's."""
+    source = (buildbot_site_packages() / "buildbot" / "www" / "oauth2.py").read_text()
+    found: dict[str, list[str]] = {}
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                found[node.name] = [a.arg for a in item.args.args[1:]]
+    found["GoogleAuth"] = found["BitbucketAuth"] = found["OAuth2Auth"]
+    return found
+
+
+@pytest.mark.parametrize("name", ["GitHubAuth", "GitLabAuth", "GoogleAuth", "BitbucketAuth"])
+def test_the_arguments_are_buildbots(name: str) -> None:
+    """Buildbot's positional arguments in Buildbot's order, and every keyword it takes (its
+    own, the base class's, and AuthBase's ``userInfoProvider``)."""
+    buildbot = _buildbot_parameters()
+    theirs = buildbot[name]
+    signature = inspect.signature(getattr(oauth2, name).__init__)
+    ours = [p for p in list(signature.parameters)[1:] if p != "kwargs"]
+    assert ours[: len(theirs)] == theirs
+    accepted = set(ours)
+    if "kwargs" in signature.parameters:  # handed on to the base class
+        accepted |= set(inspect.signature(oauth2.OAuth2Auth.__init__).parameters)
+    assert {*theirs, *buildbot["OAuth2Auth"], "userInfoProvider"} <= accepted
