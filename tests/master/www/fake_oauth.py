@@ -71,6 +71,16 @@ PEOPLE = {
         groups=[],
         workspaces=[],
     ),
+    "broken": Person(
+        login="broken",
+        name="",
+        email=None,
+        emails=[],
+        orgs=[],
+        teams={},
+        groups=[],
+        workspaces=[],
+    ),
     "visitor": Person(
         login="visitor",
         name="Vera Visitor",
@@ -181,6 +191,8 @@ class FakeProvider:
         self, path: str, query: dict[str, list[str]], person: Person
     ) -> tuple[int, dict[str, str], Any]:
         if path == "/api/v3/user":
+            if person.login == "broken":  # a server answering off its documented shape
+                return 200, {}, ["not", "an", "object"]
             return 200, {}, {"login": person.login, "name": person.name, "email": person.email}
         if path == "/api/v3/user/emails":
             return 200, {}, person.emails

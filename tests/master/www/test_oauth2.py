@@ -476,6 +476,43 @@ async def test_a_wrong_client_secret_and_an_unreachable_provider(site: Site) -> 
 
 
 @MODULE
+async def test_odd_answers_and_routes(site: Site) -> None:
+    """An answer the provider's API does not document, and a userInfoProvider that raises,
+    are a 502 page naming the problem (the traceback in the log); a route with non-ASCII
+    text comes back percent-encoded."""
+    provider = (
+        "class Failing:\n"
+        "    def getUserInfo(self, username):\n"
+        "        return {'x': 1} if username != 'visitor' else {}['missing']\n"
+    )
+    auth = (
+        f"util.GitHubAuth({CLIENT_ID!r}, {CLIENT_SECRET!r}, serverURL={site.fake.url!r}, "
+        "userInfoProvider=Failing())"
+    )
+    await site.use(auth, prelude=provider)
+    site.fake.user = "broken"
+    async with site.browser() as http:
+        resp = await site.login(http)
+        assert resp.status == 502
+        assert "GitHub&#x27;s /user is not a JSON object" in await resp.text()
+    site.fake.user = "visitor"
+    with structlog.testing.capture_logs() as logs:
+        async with site.browser() as http:
+            resp = await site.login(http)
+            assert resp.status == 502
+            assert "KeyError while reading the user from GitHub" in await resp.text()
+            assert (await site.config(http))["user"] == {"anonymous": True}
+    assert [e["event"] for e in logs if e.get("log_level") == "error"] == ["www_oauth2_login_error"]
+    site.fake.user = "octocat"
+    async with site.browser() as http:
+        resp = await site.login(http, redirect="/builders/é?x=1")
+        assert resp.status == 200
+        landed = resp.history[-1].headers["Location"]
+        assert landed == f"{site.base}/#/builders/%C3%A9?x=1"
+        assert (await site.config(http))["user"]["x"] == 1
+
+
+@MODULE
 async def test_a_missing_secret_makes_the_login_unavailable(site: Site) -> None:
     await site.use(
         f"util.GitHubAuth({CLIENT_ID!r}, util.Secret('no_such_secret'), "

@@ -30,6 +30,7 @@ import json
 import re
 import secrets
 import ssl
+import string
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -100,12 +101,13 @@ def _page(title: str, message: str, status: int) -> web.Response:
 
 
 def _route(value: object) -> str | None:
-    """The UI route to come back to (what goes after ``#``), or None for anything else."""
+    """The UI route to come back to (what goes after ``#``), or None for anything else;
+    anything but printable ASCII is percent-encoded."""
     if not isinstance(value, str) or not value or len(value) > 2000:
         return None
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in value):
         return None
-    return value
+    return urllib.parse.quote(value, safe=string.punctuation)
 
 
 def _is_text(value: object) -> bool:
@@ -233,7 +235,17 @@ class OAuth2Auth(AuthBase):
             return await self._start(request, args.get("redirect"))
         try:
             route = self._check_state(request, args.get("state"))
-            details = await self.verify_code(code)
+            try:
+                details = await self.verify_code(code)
+            except (LookupError, TypeError, AttributeError, ValueError) as exc:
+                # an answer of a shape the provider's API does not document, or a
+                # userInfoProvider that failed: logged with its traceback
+                log.exception("www_oauth2_login_error", provider=self.name)
+                raise LoginFailed(
+                    f"login failed: {type(exc).__name__} while reading the user from "
+                    f"{self.name} (see the master's log)",
+                    502,
+                ) from exc
         except LoginFailed as exc:
             log.warning("www_oauth2_login_failed", provider=self.name, why=str(exc))
             response = _page("Login failed", str(exc), exc.status)
@@ -517,6 +529,12 @@ def _json(provider: str, path: str, text: str) -> Any:
         ) from exc
 
 
+def _object(provider: str, path: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise LoginFailed(f"login failed: {provider}'s {path} is not a JSON object")
+    return value
+
+
 def _field(provider: str, record: object, key: str) -> Any:
     if not isinstance(record, Mapping) or key not in record:
         raise LoginFailed(f"login failed: {provider}'s answer has no {key!r}")
@@ -541,7 +559,7 @@ class GoogleAuth(OAuth2Auth):
     }
 
     async def user_info(self, api: _Api) -> dict[str, Any]:
-        found = await api.get("/userinfo")
+        found = _object(self.name, "/userinfo", await api.get("/userinfo"))
         email = _field(self.name, found, "email")
         if not _is_text(email):
             raise LoginFailed(f"login failed: {self.name} gave no email")
@@ -578,10 +596,10 @@ class GitLabAuth(OAuth2Auth):
         super().__init__(clientId, clientSecret, **kwargs)
 
     async def user_info(self, api: _Api) -> dict[str, Any]:
-        found = await api.get("/user")
+        found = _object(self.name, "/user", await api.get("/user"))
         groups = await api.get_pages("/groups?per_page=100")
         return {
-            "full_name": found.get("name") if isinstance(found, dict) else None,
+            "full_name": found.get("name"),
             "username": _field(self.name, found, "username"),
             "email": found.get("email"),
             "avatar_url": found.get("avatar_url"),
@@ -602,7 +620,7 @@ class BitbucketAuth(OAuth2Auth):
     resourceEndpoint = "https://api.bitbucket.org/2.0"
 
     async def user_info(self, api: _Api) -> dict[str, Any]:
-        found = await api.get("/user")
+        found = _object(self.name, "/user", await api.get("/user"))
         username = _field(self.name, found, "username")
         email = found.get("email")
         for entry in await api.get_values("/user/emails"):
@@ -701,8 +719,8 @@ class GitHubAuth(OAuth2Auth):
     async def user_info(self, api: _Api) -> dict[str, Any]:
         if self.apiVersion == 4:
             return await self._user_info_graphql(api)
-        found = await api.get("/user")
-        email = found.get("email") if isinstance(found, dict) else None
+        found = _object(self.name, "/user", await api.get("/user"))
+        email = found.get("email")
         emails = await api.get("/user/emails")
         for entry in emails if isinstance(emails, list) else []:
             if (
