@@ -618,6 +618,16 @@ def test_config_errors(tmp_path: Path, auth: str, message: str) -> None:
     assert CLIENT_SECRET not in str(caught.value)
 
 
+def test_an_oauth2_login_without_buildbot_url_is_warned(tmp_path: Path) -> None:
+    _write_cfg(tmp_path, "c['www'] = {'port': 0, 'auth': util.GoogleAuth('id', 's')}\n")
+    (warning,) = load_master_config(tmp_path).warnings
+    assert "c['buildbotURL'] is not set: GoogleAuth sends users back to" in warning
+    (tmp_path / "master.cfg").write_text(
+        (tmp_path / "master.cfg").read_text() + "c['buildbotURL'] = 'https://ci.example/'\n"
+    )
+    assert load_master_config(tmp_path).warnings == ()
+
+
 def _write_cfg(basedir: Path, text: str) -> None:
     (basedir / "master.cfg").write_text(
         "from buildyard.plugins import *\n"
