@@ -1,13 +1,15 @@
 """OAuth2 login side by side with stock Buildbot 4.3.0: the same master.cfg (GitHubAuth pointed
-at a fake GitHub Enterprise by ``serverURL``, GitLabAuth by ``instanceUri``) run by a Buildbot
-master and by a buildyard master, each logged into by an HTTP client that follows the whole
-login as a browser does (tests/master/www/fake_oauth.py plays the provider).
+at a fake GitHub Enterprise by ``serverURL``, GitLabAuth by ``instanceUri``, BitbucketAuth by a
+subclass's URLs) run by a Buildbot master and by a buildyard master, each logged into by an
+HTTP client that follows the whole login as a browser does (tests/master/www/fake_oauth.py
+plays the provider). GoogleAuth is left out to keep the test short: its user reading is
+Bitbucket's base class path, and its scope is checked in tests/master/www/test_oauth2.py.
 
 Compared: the authorize redirect's parameters, the token exchange's form, and the user's
 details that /config shows after the login. Where buildyard differs on purpose the test says
 so: its ``state`` also carries a nonce (checked against a cookie: a login the browser did not
-start is refused), the token goes in a header (Buildbot puts GitLab's in the URL), and lists
-are read past their first page.
+start is refused), the token goes in a header (Buildbot puts GitLab's and Bitbucket's in the
+URL), and lists are read past their first page.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ c['builders'] = [
 ]
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b'])]
 c['buildbotURL'] = 'http://127.0.0.1:{www_port}/'
+PRELUDE
 c['www'] = {{'port': 'tcp:{www_port}:interface=127.0.0.1', 'auth': AUTH}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 c['buildbotNetUsageData'] = None
@@ -48,6 +51,18 @@ AUTHS = {
         "getTeamsMembership=True)"
     ),
     "gitlab": "util.GitLabAuth({url!r}, {id!r}, {secret!r})",
+    "bitbucket": "MyBitbucket({id!r}, {secret!r})",
+}
+
+# Bitbucket's plugin (as Google's) takes no server: a subclass points it at the fake, with the
+# class attributes both Buildbot and buildyard read
+PRELUDES = {
+    "bitbucket": """
+class MyBitbucket(util.BitbucketAuth):
+    authUri = {url!r} + "/site/oauth2/authorize"
+    tokenUri = {url!r} + "/site/oauth2/access_token"
+    resourceEndpoint = {url!r} + "/2.0"
+""",
 }
 
 
@@ -64,7 +79,9 @@ def twins(
     """A stock Buildbot 4.3.0 master and a buildyard master with the same auth."""
     kind: str = request.param
     auth = AUTHS[kind].format(id=CLIENT_ID, secret=CLIENT_SECRET, url=fake.url)
+    prelude = PRELUDES.get(kind, "").format(url=fake.url)
     config = CONFIG.replace("AUTH", auth.replace("{", "{{").replace("}", "}}"))
+    config = config.replace("PRELUDE", prelude.replace("{", "{{").replace("}", "}}"))
     root = tmp_path_factory.mktemp(f"oauth2-{kind}")
     buildbot = _start("buildbot", root / "buildbot", config)
     try:
@@ -92,7 +109,7 @@ async def _login(master: Master, fake: FakeProvider) -> dict[str, Any]:
             landed = resp.history[-1].headers["Location"]
         async with http.get(f"{master.url}/config") as resp:
             user = (await resp.json())["user"]
-    [token] = [r for r in fake.requests if r.path.endswith(("/access_token", "/oauth/token"))]
+    [token] = [r for r in fake.requests if r.path.endswith(("/access_token", "/token"))]
     return {
         "authorize": f"{location.scheme}://{location.netloc}{location.path}",
         "params": urllib.parse.parse_qs(location.query),
@@ -139,11 +156,16 @@ async def test_the_login_side_by_side(
         # Buildbot reads one page of groups (the fake serves two per page); buildyard all
         assert theirs["user"].pop("groups") == ["SFML", "tools"]
         assert ours["user"].pop("groups") == ["SFML", "tools", "tools/ci"]
-        # and Buildbot sends the token in the URL, buildyard in a header
-        assert {a for _m, p, a in theirs["api"] if p.startswith("/api/v4/")} == {""}
-        assert {a for _m, p, a in ours["api"] if p.startswith("/api/v4/")} == {"Bearer"}
+    elif kind == "bitbucket":
+        # Buildbot reads one page of workspaces (two here); buildyard all
+        assert theirs["user"].pop("groups") == ["sfml-ws", "tools-ws"]
+        assert ours["user"].pop("groups") == ["sfml-ws", "tools-ws", "third-ws"]
     elif kind == "github_v3":
         # Buildbot reads one page of organizations (two here); buildyard all
         assert theirs["user"].pop("groups") == ["SFML", "build-team"]
         assert ours["user"].pop("groups") == ["SFML", "build-team", "third-org"]
+    if kind in {"gitlab", "bitbucket"}:
+        # Buildbot sends the token in the URL, buildyard in a header
+        assert {a for _m, p, a in theirs["api"][2:]} == {""}
+        assert {a for _m, p, a in ours["api"][2:]} == {"Bearer"}
     assert ours["user"] == theirs["user"]
