@@ -164,6 +164,13 @@ async def test_github_v4_login_with_teams_and_authz(site: Site) -> None:
             assert state["redirect"] == ["/builders/1"]
             assert len(state["nonce"][0]) >= 24
 
+            # POST /auth/login starts a login too, as in Buildbot
+            async with http.post(
+                f"{site.base}/auth/login?redirect=/builders", allow_redirects=False
+            ) as resp:
+                assert resp.status == 302
+                assert resp.headers["Location"].startswith(f"{site.fake.url}/login/oauth/")
+
             # the whole login: back at buildbotURL#<route>, logged in
             resp = await site.login(http)
             assert resp.status == 200
