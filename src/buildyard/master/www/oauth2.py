@@ -146,12 +146,10 @@ class OAuth2Auth(AuthBase):
             config_error(f"{kind}: unknown argument {name!r}")
         for name, value in (("clientId", clientId), ("clientSecret", clientSecret)):
             if not (_is_text(value) or is_renderable(value)):
+                # the value itself is not shown: a secret put in the wrong place stays unseen
                 config_error(
                     f"{kind}: {name} must be a non-empty string or a secret "
-                    f"(util.Secret, util.Interpolate), not {value!r}"
-                    if name == "clientId"
-                    else f"{kind}: {name} must be a non-empty string or a secret "
-                    f"(util.Secret, util.Interpolate), not a {type(value).__name__}"
+                    f"(util.Secret, util.Interpolate), not {type(value).__name__}"
                 )
         self.clientId = clientId
         self.clientSecret = clientSecret
