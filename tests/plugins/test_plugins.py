@@ -75,7 +75,7 @@ def test_worst_status_follows_buildbot() -> None:
         (changes, "HgPoller", "change sources"),
         (util, "OldBuildCanceller", "build configuration helpers"),
         (util, "WorkerChoiceParameter", "build configuration helpers"),
-        (util, "GitHubAuth", "web authentication, users and manholes"),
+        (util, "LdapUserInfo", "web authentication, users and manholes"),
         (util, "AvatarGravatar", "web authentication, users and manholes"),
         (secrets, "SecretInPass", "secret providers"),
     ],

@@ -6,7 +6,8 @@ Implemented: ``BuilderConfig``, ``BuildFactory``, the result codes ``SUCCESS`` .
 ``Secret``), ``Project`` and ``Codebase``, git's credentials (``GitCredentialOptions``,
 ``GitCredentialInputRenderer``), and
 the web server's authentication (``NoAuth``, ``UserPasswordAuth``, ``HTPasswdAuth``,
-``RemoteUserAuth``, ``CustomAuth``) and authorization (``Authz``, its endpoint and role matchers,
+``RemoteUserAuth``, ``CustomAuth``, and OAuth2's ``GitHubAuth``, ``GitLabAuth``, ``GoogleAuth``,
+``BitbucketAuth``) and authorization (``Authz``, its endpoint and role matchers,
 ``fnmatchStrMatcher``, ``reStrMatcher``), ``JanitorConfigurator``,
 ``CommandlineUserManager``, and the Kubernetes worker's ``KubeHardcodedConfig``,
 ``KubeCtlProxyConfigLoader`` and ``KubeInClusterConfigLoader``. Everything else
@@ -110,6 +111,12 @@ if TYPE_CHECKING:
         fnmatchStrMatcher,
         reStrMatcher,
     )
+    from buildyard.master.www.oauth2 import (
+        BitbucketAuth,
+        GitHubAuth,
+        GitLabAuth,
+        GoogleAuth,
+    )
 
 __all__ = [
     "CANCELLED",
@@ -123,6 +130,7 @@ __all__ = [
     "AnyEndpointMatcher",
     "AnyPropertyParameter",
     "Authz",
+    "BitbucketAuth",
     "BooleanParameter",
     "BranchEndpointMatcher",
     "BuildFactory",
@@ -142,6 +150,9 @@ __all__ = [
     "GerritChangeFilter",
     "GitCredentialInputRenderer",
     "GitCredentialOptions",
+    "GitHubAuth",
+    "GitLabAuth",
+    "GoogleAuth",
     "HTPasswdAuth",
     "IntParameter",
     "Interpolate",
@@ -358,6 +369,10 @@ _LAZY = LazyNames(
         "KubeHardcodedConfig": "buildyard.master.workers.kubernetes",
         "KubeInClusterConfigLoader": "buildyard.master.workers.kubernetes",
         "Connection": "buildyard.master.workers.libvirt",
+        "BitbucketAuth": "buildyard.master.www.oauth2",
+        "GitHubAuth": "buildyard.master.www.oauth2",
+        "GitLabAuth": "buildyard.master.www.oauth2",
+        "GoogleAuth": "buildyard.master.www.oauth2",
         "CustomAuth": "buildyard.master.www.auth",
         "HTPasswdAuth": "buildyard.master.www.auth",
         "NoAuth": "buildyard.master.www.auth",

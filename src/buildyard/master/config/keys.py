@@ -513,6 +513,14 @@ def _www_auth(reader: _Reader, www: Mapping[str, object]) -> None:
             "c['www']['auth'] must be an authentication plugin (util.UserPasswordAuth, "
             f"util.HTPasswdAuth, util.RemoteUserAuth, ...), not {auth!r}",
         )
+    if getattr(auth, "handles_login", False) is True and reader.config.get("buildbotURL") is None:
+        # an OAuth2 provider sends the browser back to <buildbotURL>auth/login
+        config_warning(
+            f"c['buildbotURL'] is not set: {type(auth).__name__} sends users back to "
+            "http://localhost:8080/auth/login, which a browser elsewhere cannot reach; set "
+            "c['buildbotURL'] to the address users open",
+            location=reader.lines.location("www"),
+        )
     is_authz = hasattr(authz, "allowRules") and hasattr(authz, "roleMatchers")
     if authz is not None and not is_placeholder(authz) and not is_authz:
         reader.error("www", f"c['www']['authz'] must be a util.Authz, not {authz!r}")

@@ -298,6 +298,7 @@ class WWWService(Service):
         if not isinstance(authentication, auth.AuthBase):
             authentication = auth.NoAuth()
         authentication.bind_secrets(self._secret_lookup)
+        authentication.bind_url(site.buildbot_url)
         authz = www.get("authz")
         if not isinstance(authz, Authz):
             authz = Authz()

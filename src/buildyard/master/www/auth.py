@@ -5,7 +5,8 @@ The plugins: :class:`NoAuth` (the default: everyone is anonymous), :class:`UserP
 again at each login so edits need no reconfig), :class:`CustomAuth` (a master.cfg subclass's
 ``check_credentials``), and :class:`RemoteUserAuth` (a reverse proxy authenticates and names the
 user in a header, on every request; a request without it is refused with a 403, as Buildbot
-does, since it did not come through the proxy).
+does, since it did not come through the proxy). The OAuth2 plugins (GitHub, GitLab, Google,
+Bitbucket) are in :mod:`.oauth2`: they serve /auth/login themselves and set the same session.
 
 A password login is ``GET /auth/login`` with HTTP Basic credentials (what the web UI sends) or
 ``POST /auth/login`` of the form that ``GET /auth/login`` without credentials shows. It sets
@@ -124,6 +125,10 @@ class AuthBase(ConfigObject):
 
     #: whether users log in with a username and password at /auth/login
     takes_passwords: ClassVar[bool] = False
+    #: whether a login sets the session cookie, which then names the user of each request
+    uses_sessions: ClassVar[bool] = False
+    #: whether the plugin serves /auth/login itself (:meth:`web_login`: OAuth2)
+    handles_login: ClassVar[bool] = False
 
     def getConfigDict(self) -> dict[str, Any]:
         """What the web UI's config says of the plugin (``window.buildbotFrontendConfig``)."""
@@ -141,6 +146,14 @@ class AuthBase(ConfigObject):
         """The master's secret lookup (``c['secretsProviders']``), for the plugins whose
         settings may be secrets; the web server calls it before serving."""
         self._secret_lookup = lookup
+
+    def bind_url(self, buildbot_url: str) -> None:
+        """The master's ``buildbotURL``, for the plugins whose login leaves this server and
+        comes back (OAuth2); the web server calls it before serving."""
+
+    async def web_login(self, request: web.Request, sessions: Sessions) -> web.StreamResponse:
+        """/auth/login (GET or POST) for a plugin that :attr:`handles_login`."""
+        raise web.HTTPNotFound(text="this authentication has no login of its own")
 
 
 class NoAuth(AuthBase):
@@ -166,6 +179,7 @@ class CustomAuth(AuthBase):
     successful login, as in Buildbot."""
 
     takes_passwords = True
+    uses_sessions = True
     userInfoProvider: object = None
 
     def check_credentials(self, user: str, password: str) -> bool:
@@ -468,7 +482,7 @@ async def _middleware(
             details = auth.from_headers(request.headers)
         except Refused as exc:
             return await _refused(request, str(exc))
-    elif auth.takes_passwords:
+    elif auth.uses_sessions:
         token = request.cookies.get(COOKIE)
         if token:
             details = request.app[SESSIONS].decode(token)
@@ -534,8 +548,18 @@ async def _log_in(
     details = await auth.authenticate(*credentials)
     if details is None:
         return _form_page(request, target, "Wrong username or password.", 401)
-    sessions = request.app[SESSIONS]
     response = _redirect(target, status)
+    start_session(request, response, request.app[SESSIONS], details)
+    return response
+
+
+def start_session(
+    request: web.Request,
+    response: web.StreamResponse,
+    sessions: Sessions,
+    details: Mapping[str, Any],
+) -> None:
+    """Log the user of ``details`` in: ``response`` sets the session cookie."""
     response.set_cookie(
         COOKIE,
         sessions.encode(details),
@@ -545,10 +569,11 @@ async def _log_in(
         samesite="Lax",
         secure=request.secure,
     )
-    return response
 
 
-async def _login(request: web.Request) -> web.Response:
+async def _login(request: web.Request) -> web.StreamResponse:
+    if request.app[AUTH].handles_login:
+        return await request.app[AUTH].web_login(request, request.app[SESSIONS])
     target = _target(request.query.get("redirect"))
     if not request.app[AUTH].takes_passwords:
         raise web.HTTPFound(target)  # nothing to log into (NoAuth), or already (RemoteUserAuth)
@@ -558,7 +583,9 @@ async def _login(request: web.Request) -> web.Response:
     return await _log_in(request, credentials, target, 302)
 
 
-async def _login_form(request: web.Request) -> web.Response:
+async def _login_form(request: web.Request) -> web.StreamResponse:
+    if request.app[AUTH].handles_login:
+        return await request.app[AUTH].web_login(request, request.app[SESSIONS])
     origin = request.headers.get("Origin")
     if origin is not None and urllib.parse.urlsplit(origin).netloc != request.host:
         # a form of another site logging the browser in (as its own user): refused

@@ -5,7 +5,7 @@
 import { builder, events, list, loadBuilders, one, rpc, worker } from "./api.js";
 import { buildPage } from "./build.js";
 import { builderPage, buildRows } from "./builder.js";
-import { actionError, loadSession, renderUser } from "./session.js";
+import { actionError, autoLogin, loadSession, renderUser } from "./session.js";
 import {
   ago,
   append,
@@ -675,7 +675,9 @@ async function route() {
 
 function start() {
   const user = document.getElementById("user");
-  loadSession().then(() => renderUser(user));
+  loadSession().then(() => {
+    if (!autoLogin()) renderUser(user);
+  });
   window.addEventListener("hashchange", () => renderUser(user));
   const status = document.getElementById("ws-status");
   events.statusHandlers.add((connected) => {

@@ -1,6 +1,7 @@
 // Who is logged in, from the server's frontend config (GET config: Buildbot's, with its "user"
 // and "auth" entries), shown in the top bar: the user's name and "Log out", or "Log in" when
-// the master takes passwords and nobody is logged in. And how a refused action is shown.
+// the master has a login and nobody is logged in ("Log in with GitHub" for an OAuth2 plugin).
+// And how a refused action is shown.
 
 import { errorBox, h, replace } from "./dom.js";
 
@@ -30,7 +31,7 @@ export function currentUser() {
 
 /** Whether "Log in" makes sense: an anonymous user on a master with an authentication plugin. */
 export function canLogIn() {
-  return Boolean(state.user.anonymous) && state.auth.name !== "NoAuth" && !state.auth.oauth2;
+  return Boolean(state.user.anonymous) && state.auth.name !== "NoAuth";
 }
 
 function here() {
@@ -38,7 +39,24 @@ function here() {
 }
 
 export function loginHref() {
+  if (state.auth.oauth2) {
+    // the provider sends the browser back to buildbotURL#<route>, as to Buildbot's UI
+    return `auth/login?redirect=${encodeURIComponent(window.location.hash.slice(1) || "/")}`;
+  }
   return `auth/login?redirect=${encodeURIComponent(here())}`;
+}
+
+function loginLabel() {
+  return state.auth.oauth2 ? `Log in with ${state.auth.name}` : "Log in";
+}
+
+/** An OAuth2 plugin with autologin: an anonymous visitor is sent to the provider at once. */
+export function autoLogin() {
+  if (state.user.anonymous && state.auth.oauth2 && state.auth.autologin) {
+    window.location.assign(loginHref());
+    return true;
+  }
+  return false;
 }
 
 export function logoutHref() {
@@ -59,7 +77,7 @@ export function renderUser(el) {
       h("a", { class: "logout", href: logoutHref() }, "Log out"),
     );
   } else if (canLogIn()) {
-    replace(el, h("a", { class: "login", href: loginHref() }, "Log in"));
+    replace(el, h("a", { class: "login", href: loginHref() }, loginLabel()));
   } else {
     replace(el);
   }
@@ -76,7 +94,7 @@ export function actionError(err) {
       { class: "error refused", role: "alert" },
       h("strong", {}, "Not allowed: "),
       err.message,
-      canLogIn() ? [" ", h("a", { href: loginHref() }, "Log in")] : null,
+      canLogIn() ? [" ", h("a", { href: loginHref() }, loginLabel())] : null,
     );
   }
   const box = errorBox(err);
