@@ -71,7 +71,6 @@ def test_worst_status_follows_buildbot() -> None:
     [
         (steps, "P4", "steps"),
         (steps, "SVN", "steps"),
-        (changes, "SVNPoller", "change sources"),
         (changes, "HgPoller", "change sources"),
         (util, "OldBuildCanceller", "build configuration helpers"),
         (util, "WorkerChoiceParameter", "build configuration helpers"),
