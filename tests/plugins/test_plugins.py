@@ -70,7 +70,6 @@ def test_worst_status_follows_buildbot() -> None:
     ("namespace", "name", "feature"),
     [
         (steps, "P4", "steps"),
-        (steps, "SVN", "steps"),
         (changes, "HgPoller", "change sources"),
         (util, "OldBuildCanceller", "build configuration helpers"),
         (util, "WorkerChoiceParameter", "build configuration helpers"),
