@@ -4,6 +4,7 @@ on loopback for username/password): what each poll reports, and what it remember
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -316,7 +317,16 @@ async def test_username_and_password_over_svnserve(
     repo, server = served
     repo.commit("start", dirs=("trunk",))
     url = f"{server.url('project')}/trunk"
-    poller = make_poller(ctx, url, svnuser="alice", svnpasswd="s3cret-pw")
+    secrets = {"svn-user": "alice", "svn-password": "s3cret-pw"}
+
+    async def secret(name: str) -> str | None:
+        return secrets.get(name)
+
+    # svnuser and svnpasswd as secrets, rendered at each poll
+    ctx = dataclasses.replace(ctx, secret=secret)
+    poller = make_poller(
+        ctx, url, svnuser=util.Secret("svn-user"), svnpasswd=util.Secret("svn-password")
+    )
     await poller.poll()
     rev = repo.commit("served", {"trunk/x.c": "x"}, author="alice")
     with structlog.testing.capture_logs() as logs:

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from buildyard.master.changes.svnpoller import SVNPoller
 from buildyard.master.config.compat import buildbot_imports
+from buildyard.master.steps.source.svn import SVN
 from buildyard.plugins import util
 from buildyard.testing.stock import StockBuildbotMissing, buildbot_venv
 
@@ -78,11 +80,13 @@ def test_table() -> None:
     assert projects("trunk/a.c") is None
 
 
-def test_the_buildbot_module_names_them() -> None:
+def test_the_buildbot_modules_name_them() -> None:
     with buildbot_imports():
         module = importlib.import_module("buildbot.changes.svnpoller")
         for name in FUNCTIONS:
             assert getattr(module, name) is getattr(util.svn, name)
+        assert module.SVNPoller is SVNPoller
+        assert importlib.import_module("buildbot.steps.source.svn").SVN is SVN
 
 
 @pytest.mark.timeout(120)

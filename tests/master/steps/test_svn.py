@@ -68,6 +68,7 @@ async def test_incremental_then_full_methods(tmp_path: Path, kind: str, repo: Sv
         **{m: f"steps.SVN(repourl=URL, mode='full', method={m!r})" for m in methods},
         "keep": "steps.SVN(repourl=URL, mode='full', keep_on_purge=['keep.txt'])",
         "last": "steps.SVN(repourl=URL, preferLastChangedRev=True)",
+        "depth": "steps.SVN(repourl=URL, depth='files')",
     }
     body = builders(f"{repo.url}/trunk", steps)
     async with running_master(tmp_path, body, worker=kind) as running:
@@ -126,10 +127,19 @@ async def test_incremental_then_full_methods(tmp_path: Path, kind: str, repo: Sv
         assert not (running.worker_dir / "export" / "build" / ".svn").exists()
         assert (running.worker_dir / "export" / "source" / ".svn").is_dir()
 
+        # depth: the files of trunk, not its directories
+        trunk_last = repo.commit("a directory", {"trunk/sub/s.txt": "s\n"})
+        result = succeeded(await running.build("depth"))
+        assert "--depth files" in result.logs[("svn", "stdio")]
+        depth_dir = running.worker_dir / "depth" / "build"
+        assert (depth_dir / "a.txt").exists()
+        assert not (depth_dir / "sub").exists()
+
         # preferLastChangedRev: trunk's last change, not the repository's newest revision
         repo.commit("elsewhere", {"branches/b.txt": "b\n"})
         result = succeeded(await running.build("last"))
-        assert got(result) == third
+        assert got(result) == trunk_last
+        assert trunk_last != repo.head()
 
 
 # -- username and password ------------------------------------------------------------------
