@@ -108,7 +108,11 @@ def _outcome(master: Master, worker_dir: Path, builder: str, revision: str = "")
         builder,
         build["results"],
         # (Buildbot adds a worker_preparation step of its own before the build's steps)
-        [(s["name"], s["results"]) for s in steps if s["name"] != "worker_preparation"],
+        [
+            (s["name"], s["results"], s["state_string"])
+            for s in steps
+            if s["name"] != "worker_preparation"
+        ],
         props.get("got_revision", [None])[0],
         _tree(worker_dir / builder / "build"),
     )

@@ -481,8 +481,9 @@ class SVNPollerService(ChangeSource):
         return self._last_change
 
     async def _record(self, changes: Sequence[_NewChange], newest: int) -> None:
-        """Write the changes, oldest first, then the revision that covers them; a write that
-        fails part way saves the revision of the last change written."""
+        """Write the changes, oldest first, then the revision that covers them. A write that
+        fails part way saves the last revision whose changes were all written, so the next poll
+        reports the rest (and again the branches of a revision it had only partly written)."""
         assert self._objectid is not None
         self._writing = asyncio.Event()
         try:
