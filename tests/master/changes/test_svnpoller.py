@@ -296,6 +296,28 @@ async def test_the_change_manager_runs_it_on_its_schedule(
     assert service.statistics()["failed_polls"] == 0
 
 
+async def test_a_missing_svnbin_and_a_bad_split_file_are_named(
+    ctx: ChangeSourceContext, database: Database, repo: SvnRepo, tmp_path: Path
+) -> None:
+    repo.commit("start", {"trunk/a": "0"})
+    missing = make_poller(ctx, repo.url, svnbin=str(tmp_path / "no-svn-here"))
+    with structlog.testing.capture_logs() as logs:
+        await missing.poll()
+    [failed] = [e for e in logs if e["event"] == "svnpoller_poll_failed"]
+    assert failed["error"].startswith(f"cannot run {str(tmp_path / 'no-svn-here')!r}")
+
+    poller = make_poller(ctx, repo.url, name="bad", split_file=lambda path: ["not", "this"])
+    await poller.poll()
+    repo.commit("next", {"trunk/a": "1"})
+    with structlog.testing.capture_logs() as logs:
+        await poller.poll()
+    [failed] = [e for e in logs if e["event"] == "svnpoller_poll_failed"]
+    assert "split_file gave ['not', 'this'] for 'trunk/a'" in failed["error"]
+    # nothing recorded, nothing lost: the revision is reported once split_file is mended
+    assert await changes(database) == []
+    assert await last_change(ctx, "bad") == int(repo.head()) - 1
+
+
 # -- username and password, through svnserve --------------------------------------------------
 
 
