@@ -70,8 +70,6 @@ def test_worst_status_follows_buildbot() -> None:
     ("namespace", "name", "feature"),
     [
         (steps, "P4", "steps"),
-        (steps, "SVN", "steps"),
-        (changes, "SVNPoller", "change sources"),
         (changes, "HgPoller", "change sources"),
         (util, "OldBuildCanceller", "build configuration helpers"),
         (util, "WorkerChoiceParameter", "build configuration helpers"),
@@ -93,7 +91,7 @@ def test_not_implemented_names_say_which_feature(
 
 
 def test_dotted_util_names() -> None:
-    assert is_placeholder(util.svn.split_file_branches)
+    assert util.svn.split_file_branches("trunk/a.c") == (None, "a.c")
     assert is_placeholder(util.repo.DownloadsFromChangeSource)
     with pytest.raises(AttributeError, match="did you mean 'split_file_branches'"):
         _ = util.svn.split_file_branch

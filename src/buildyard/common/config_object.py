@@ -6,7 +6,7 @@ arguments are equal, which is what reconfig needs: a builder whose configuration
 keeps running.
 
 :func:`not_implemented` makes a stand-in class for a Buildbot class that buildyard has not
-built yet. Building one reports ``"steps.SVN is not implemented yet (steps)"``
+built yet. Building one reports ``"steps.P4 is not implemented yet (steps)"``
 through :func:`~buildyard.common.errors.config_error`, once per name per load, and gives back an
 inert object, so loading goes on and every other mistake is found in the same run.
 """
@@ -223,7 +223,7 @@ class _Placeholder(ConfigObject):
 
 
 def not_implemented(qualified_name: str, feature: str) -> type[ConfigObject]:
-    """A stand-in class for ``qualified_name`` (e.g. ``"steps.SVN"``), part of
+    """A stand-in class for ``qualified_name`` (e.g. ``"steps.P4"``), part of
     ``feature`` (what a user would look for, e.g. ``"reporters"``), which buildyard does not have
     yet. Building it reports a configuration error, once per name per load."""
     short = qualified_name.rpartition(".")[2]

@@ -3,7 +3,7 @@
 ``webhooks``, as ``from buildbot.plugins import *`` does.
 
 Each namespace has every name Buildbot 4.3 registers there. What buildyard implements is the
-real class; the rest are stand-ins that report "steps.SVN is not implemented yet (steps)" (the
+real class; the rest are stand-ins that report "steps.P4 is not implemented yet (steps)" (the
 missing feature) when master.cfg builds one. A name that neither Buildbot nor buildyard knows
 raises AttributeError with the closest known names. Each name is resolved when it is first used
 (:class:`buildyard.plugins._namespace.LazyNames`): importing the vocabulary imports none of the

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
         BitbucketPullrequestPoller,
         GitHubPullrequestPoller,
     )
+    from buildyard.master.changes.svnpoller import SVNPoller
 
 __all__ = [
     "BitbucketPullrequestPoller",
@@ -22,6 +23,7 @@ __all__ = [
     "GitHubPullrequestPoller",
     "GitPoller",
     "PBChangeSource",
+    "SVNPoller",
 ]
 
 # Buildbot 4.3's names in this namespace.
@@ -54,6 +56,7 @@ _LAZY = LazyNames(
         "PBChangeSource": "buildyard.master.changes.pb",
         "BitbucketPullrequestPoller": "buildyard.master.changes.pullrequests",
         "GitHubPullrequestPoller": "buildyard.master.changes.pullrequests",
+        "SVNPoller": "buildyard.master.changes.svnpoller",
     },
     features=CHANGES,
 )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from buildyard.master.steps.source.gerrit import Gerrit
     from buildyard.master.steps.source.git import Git
     from buildyard.master.steps.source.gitwrite import GitCommit, GitPush, GitTag
+    from buildyard.master.steps.source.svn import SVN
     from buildyard.master.steps.transfer import (
         DirectoryUpload,
         FileDownload,
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "SVN",
     "VC6",
     "VC7",
     "VC8",
@@ -280,6 +282,7 @@ _LAZY = LazyNames(
         "GitCommit": "buildyard.master.steps.source.gitwrite",
         "GitPush": "buildyard.master.steps.source.gitwrite",
         "GitTag": "buildyard.master.steps.source.gitwrite",
+        "SVN": "buildyard.master.steps.source.svn",
         "DirectoryUpload": "buildyard.master.steps.transfer",
         "FileDownload": "buildyard.master.steps.transfer",
         "FileUpload": "buildyard.master.steps.transfer",

@@ -11,14 +11,16 @@ the web server's authentication (``NoAuth``, ``UserPasswordAuth``, ``HTPasswdAut
 ``fnmatchStrMatcher``, ``reStrMatcher``), ``JanitorConfigurator``,
 ``CommandlineUserManager``, and the Kubernetes worker's ``KubeHardcodedConfig``,
 ``KubeCtlProxyConfigLoader`` and ``KubeInClusterConfigLoader``. Everything else
-Buildbot 4.3 registers here is a stand-in naming the feature it belongs to; ``util.repo`` and
-``util.svn`` hold Buildbot's dotted names.
+Buildbot 4.3 registers here is a stand-in naming the feature it belongs to; ``util.repo``
+(stand-ins) and ``util.svn`` (``SVNPoller``'s ``split_file_*`` functions) hold Buildbot's
+dotted names.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from buildyard.master.changes import svnsplit
 from buildyard.plugins._namespace import (
     HELPERS,
     REPORTING,
@@ -304,13 +306,11 @@ repo = Namespace(
 )
 svn = Namespace(
     "util.svn",
-    placeholders(
-        "util.svn",
-        dict.fromkeys(
-            ["split_file_alwaystrunk", "split_file_branches", "split_file_projects_branches"],
-            HELPERS,
-        ),
-    ),
+    {
+        "split_file_alwaystrunk": svnsplit.split_file_alwaystrunk,
+        "split_file_branches": svnsplit.split_file_branches,
+        "split_file_projects_branches": svnsplit.split_file_projects_branches,
+    },
 )
 
 # Each name is resolved when master.cfg first uses it (buildyard.plugins._namespace.LazyNames):

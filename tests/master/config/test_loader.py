@@ -404,14 +404,14 @@ def test_placeholders_reported_before_an_exception_are_kept(
     path = write_config(
         """
         from buildbot.plugins import *
-        s = steps.SVN(repourl="make")
+        s = steps.P4(p4base="make")
         1 / 0
         """
     )
     assert [(line, message) for _, line, message in _where(_errors(basedir))] == [
         (
-            line_of(path, "SVN"),
-            "steps.SVN is not implemented yet (steps)",
+            line_of(path, "P4"),
+            "steps.P4 is not implemented yet (steps)",
         ),
         (line_of(path, "1 / 0"), "ZeroDivisionError: division by zero"),
     ]

@@ -256,15 +256,15 @@ def test_stand_in_is_reported_once_per_load_and_stays_inert() -> None:
     with collecting_config_errors(errors):
         first_line, lock = _line(), util.OldBuildCanceller("l")
         access = lock.access("exclusive")
-        steps.SVN(repourl="a", locks=[access])
-        steps.SVN(repourl="b")
+        steps.P4(p4base="a", locks=[access])
+        steps.P4(p4base="b")
         factory = BuildFactory()
-        factory.addStep(steps.SVN(repourl="c"))
+        factory.addStep(steps.P4(p4base="c"))
         report_if_placeholder(util.OldBuildCanceller)  # handed over uncalled: already reported
         report_if_placeholder(util.enforceChosenWorker)
     assert [e.message for e in errors.errors] == [
         "util.OldBuildCanceller is not implemented yet (build configuration helpers)",
-        "steps.SVN is not implemented yet (steps)",
+        "steps.P4 is not implemented yet (steps)",
         "util.enforceChosenWorker is not implemented yet (build configuration helpers)",
     ]
     assert errors.errors[0].location is not None
@@ -274,19 +274,19 @@ def test_stand_in_is_reported_once_per_load_and_stays_inert() -> None:
 
     again = ConfigErrors()
     with collecting_config_errors(again):
-        steps.SVN(repourl="a")
+        steps.P4(p4base="a")
     assert len(again) == 1  # a new load reports it again
 
 
 def test_subclass_of_a_stand_in_is_reported_by_its_buildbot_name() -> None:
-    class MyStep(steps.SVN):  # type: ignore[misc]
+    class MyStep(steps.P4):  # type: ignore[misc]
         def __init__(self, **kwargs: object) -> None:  # does not call super().__init__
             self.kwargs = kwargs
 
     errors = ConfigErrors()
     with collecting_config_errors(errors):
         MyStep(command="x")
-    assert [e.message for e in errors.errors] == ["steps.SVN is not implemented yet (steps)"]
+    assert [e.message for e in errors.errors] == ["steps.P4 is not implemented yet (steps)"]
 
 
 def test_stand_in_helpers() -> None:
