@@ -72,7 +72,7 @@ def test_worst_status_follows_buildbot() -> None:
         (steps, "P4", "steps"),
         (steps, "SVN", "steps"),
         (changes, "SVNPoller", "change sources"),
-        (changes, "HgPoller", "change sources"),
+        (changes, "MaildirSource", "change sources"),
         (util, "OldBuildCanceller", "build configuration helpers"),
         (util, "WorkerChoiceParameter", "build configuration helpers"),
         (util, "GitHubAuth", "web authentication, users and manholes"),
