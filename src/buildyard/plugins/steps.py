@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from buildyard.master.steps.source.gerrit import Gerrit
     from buildyard.master.steps.source.git import Git
     from buildyard.master.steps.source.gitwrite import GitCommit, GitPush, GitTag
+    from buildyard.master.steps.source.mercurial import Mercurial
     from buildyard.master.steps.transfer import (
         DirectoryUpload,
         FileDownload,
@@ -67,6 +68,7 @@ __all__ = [
     "LogRenderable",
     "MakeDirectory",
     "MasterShellCommand",
+    "Mercurial",
     "MultipleFileUpload",
     "PerlModuleTest",
     "RemoveDirectory",
@@ -222,6 +224,7 @@ _LAZY = LazyNames(
         "GitCommit": "buildyard.master.steps.source.gitwrite",
         "GitPush": "buildyard.master.steps.source.gitwrite",
         "GitTag": "buildyard.master.steps.source.gitwrite",
+        "Mercurial": "buildyard.master.steps.source.mercurial",
         "DirectoryUpload": "buildyard.master.steps.transfer",
         "FileDownload": "buildyard.master.steps.transfer",
         "FileUpload": "buildyard.master.steps.transfer",
