@@ -99,6 +99,18 @@ async def test_incremental_inrepo_branches_revisions_and_dirname(tmp_path: Path,
         assert (checkout / "untracked.txt").exists()
         assert not (checkout / "added.txt").exists()
 
+        # a patch: applied; the next build starts from a clean tree
+        diff = "--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-two\n+patched\n"
+        result = await running.build("inc", sourcestamps=stamp(patch_body=diff, patch_level=1))
+        assert got(result) == second
+        assert (checkout / "a.txt").read_text() == "patched\n"
+        assert result.logs[("hg", "patch")] == diff
+        result = await running.build("inc")
+        assert got(result) == second
+        assert (checkout / "a.txt").read_text() == "two\n"
+        assert not (checkout / ".buildbot-patched").exists()
+        assert not (checkout / "untracked.txt").exists()
+
         # the change's revision
         result = await running.build("inc", sourcestamps=stamp(revision=first))
         assert got(result) == first
@@ -109,7 +121,6 @@ async def test_incremental_inrepo_branches_revisions_and_dirname(tmp_path: Path,
         assert got(result) == on_stable
         assert "needs 'stable': clobbered" in result.logs[("hg", "branch")]
         assert hg(checkout, "identify", "--branch") == "stable"
-        assert not (checkout / "untracked.txt").exists()
 
         result = await running.build("dir")
         assert got(result) == on_release

@@ -25,6 +25,10 @@ than the build needs (``inrepo``: ``hg identify --branch``; ``dirname``: the bui
 differs from ``defaultBranch``, as Buildbot compares them), the directory is clobbered and
 cloned again instead of updated.
 
+A source stamp's patch is applied with ``hg import --no-commit``; the next build on that
+directory first removes every file hg does not track (``purge --all``, as the Git step cleans
+a patched tree; Buildbot 4.3's Mercurial step leaves them).
+
 After the checkout the step sets ``got_revision`` to the full changeset hash (by codebase when
 the step has one). Every hg command runs on the worker through ``shell`` remote commands (the
 stock buildbot-worker's and buildyard's), its output in the step's ``stdio`` log; a failing
@@ -125,9 +129,12 @@ class Mercurial(Source):
             await self._clone()
             await self._remove_added_and_update()
         else:
-            if self.mode == "full":
-                purge = ["--config", "extensions.purge=", "purge"]
-                await self._hg([*purge, "--all"] if self.method == "fresh" else purge)
+            purge = ["--config", "extensions.purge=", "purge"]
+            # a patched tree (the last build applied a patch) is cleaned whatever the mode
+            if self.method == "fresh" or await self.sourcedirIsPatched():
+                await self._hg([*purge, "--all"])
+            elif self.method == "clean":
+                await self._hg(purge)
             await self._pull()
             await self._update_or_clobber()
         if patch:
