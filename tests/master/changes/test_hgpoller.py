@@ -221,6 +221,11 @@ async def test_buildbot_numeric_state_is_read(
     poller = make_poller(ctx, hg_upstream.url)
     await poller.poll()
     objectid = await ctx.updates.get_object_id(hg_upstream.url, "HgPoller")
+    # nothing new: no change, and the number becomes the hash it names
+    await ctx.updates.set_state(objectid, "lastRev", {"default": "0"})
+    await make_poller(ctx, hg_upstream.url).poll()
+    assert await changes(database) == []
+    assert await last_rev(ctx, hg_upstream.url) == {"default": hg_upstream.node()}
     await ctx.updates.set_state(objectid, "lastRev", {"default": "0"})
     new = hg_upstream.commit("new")
     restarted = make_poller(ctx, hg_upstream.url)
