@@ -18,6 +18,8 @@ from buildyard.master.changes.base import ChangeSourceContext
 from buildyard.master.changes.hgpoller import HgPoller, HgPollerService
 from buildyard.master.db.connector import Database
 from buildyard.master.model.changes import Change
+from buildyard.testing.clock import FakeClock
+from buildyard.testing.processes import eventually
 
 # hg as the tests drive it: no user configuration
 HG_ENV = {**os.environ, "HGPLAIN": "1", "HGRCPATH": os.devnull}
@@ -133,7 +135,11 @@ async def test_branches_and_bookmarks(
     hg_upstream.hg("bookmark", "feature")
     hg_upstream.commit("feature starts")
     poller = make_poller(
-        ctx, hg_upstream.url, branches=["default", "stable"], bookmarks=["feature"]
+        ctx,
+        hg_upstream.url,
+        branches=["default", "stable"],
+        bookmarks=["feature"],
+        category=lambda change: f"{change['branch']}:{change['comments']}",
     )
     # Buildbot's name: repourl, the bookmarks, the branches
     assert poller.name == f"{hg_upstream.url}_feature_default_stable"
@@ -147,6 +153,12 @@ async def test_branches_and_bookmarks(
     got = {(c.branch, c.revision) for c in await changes(database)}
     # the bookmark's own changeset (it sits on default, which has only this head)
     assert got == {("stable", on_stable), ("default", on_feature), ("feature", on_feature)}
+    # a callable category is given the change as a dict
+    assert {c.category for c in await changes(database)} == {
+        "stable:on stable",
+        "default:on the bookmark",
+        "feature:on the bookmark",
+    }
     state = await last_rev(ctx, poller.name)
     assert state == {"default": on_feature, "stable": on_stable, "feature": on_feature}
 
@@ -162,12 +174,40 @@ async def test_a_bookmark_off_its_branch_head_is_followed(
     hg_upstream.hg("update", "-q", base)
     hg_upstream.hg("bookmark", "topic")
     hg_upstream.commit("topic 1")
-    poller = make_poller(ctx, hg_upstream.url, bookmarks=["topic"])
+    poller = make_poller(ctx, hg_upstream.url, bookmarks=["topic"], usetimestamps=False)
     await poller.poll()
     topic2 = hg_upstream.commit("topic 2")
     await poller.poll()
     [change] = await changes(database)
     assert (change.branch, change.revision) == ("topic", topic2)
+    # usetimestamps=False: the time the change was recorded, not the commit's
+    assert change.when_timestamp != hg_upstream.time
+
+
+async def test_the_service_claims_polls_at_launch_and_when_forced(
+    ctx: ChangeSourceContext, database: Database, hg_upstream: HgUpstream, clock: FakeClock
+) -> None:
+    first = hg_upstream.commit("initial")
+    poller = make_poller(ctx, hg_upstream.url, pollAtLaunch=True, pollInterval=60)
+    await poller.start()
+    try:
+        await eventually(lambda: poller.statistics()["polls"] == 1, within=60)
+        assert poller.active  # claimed in the database for this master
+        await eventually(lambda: clock.sleepers == 1, within=60)
+        assert await last_rev(ctx, hg_upstream.url) == {"default": first}
+        new = hg_upstream.commit("new")
+        poller.force()
+        await eventually(lambda: poller.statistics()["polls"] == 2, within=60)
+        await eventually(lambda: clock.sleepers == 1, within=60)
+        assert [c.revision for c in await changes(database)] == [new]
+        newer = hg_upstream.commit("newer")
+        clock.advance(60)  # the next scheduled poll
+        await eventually(lambda: poller.statistics()["polls"] == 3, within=60)
+        await eventually(lambda: clock.sleepers == 1, within=60)
+        assert [c.revision for c in await changes(database)] == [new, newer]
+    finally:
+        await poller.stop()
+    assert not poller.active
 
 
 async def test_several_heads_keep_the_old_head(
