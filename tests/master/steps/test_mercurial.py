@@ -14,7 +14,7 @@ from buildyard.common.errors import ConfigErrors, collecting_config_errors
 from buildyard.master.model.results import Results
 from buildyard.master.steps.source.mercurial import Mercurial
 from buildyard.testing.masters import BuildResult, running_master
-from buildyard.testing.workers import KINDS
+from buildyard.testing.workers import KINDS, STOCK_PB
 from tests.master.steps.test_git import stamp
 
 HG_ENV = {**os.environ, "HGPLAIN": "1", "HGRCPATH": os.devnull, "HGUSER": "Test <t@example.org>"}
@@ -167,6 +167,18 @@ async def test_full_methods_and_failures(tmp_path: Path, kind: str) -> None:
         line for line in missing.logs[("hg", "stdio")].splitlines() if "hg clone" in line[:12]
     ]
     assert len(clones) == 2
+
+
+async def test_a_stock_worker_over_pb(tmp_path: Path) -> None:
+    """The stock worker with its default protocol (PB) runs the same remote commands."""
+    repo = tmp_path / "repo"
+    first = make_repo(repo, {"a.txt": "one\n"})
+    body = builders({"inc": "Mercurial(repourl=REPO)"}, REPO=repo)
+    async with running_master(tmp_path, body, worker=STOCK_PB) as running:
+        assert got(await running.build("inc")) == first
+        second = commit(repo, {"a.txt": "two\n"}, "second")
+        assert got(await running.build("inc")) == second
+        assert (running.worker_dir / "inc" / "build" / "a.txt").read_text() == "two\n"
 
 
 def test_configuration_errors_are_named() -> None:
