@@ -76,6 +76,7 @@ async def test_incremental_inrepo_branches_revisions_and_dirname(tmp_path: Path,
         {
             "inc": "Mercurial(repourl=REPO, branchType='inrepo')",
             "dir": "Mercurial(repourl=BASE + '/', defaultBranch='release')",
+            "keep": "Mercurial(repourl=REPO, branchType='inrepo', clobberOnBranchChange=False)",
         },
         REPO=repo,
         BASE=base,
@@ -125,6 +126,16 @@ async def test_incremental_inrepo_branches_revisions_and_dirname(tmp_path: Path,
         result = await running.build("dir")
         assert got(result) == on_release
         assert (running.worker_dir / "dir" / "build" / "r.txt").exists()
+
+        # clobberOnBranchChange=False: the branch change is an update, untracked files stay
+        kept = running.worker_dir / "keep" / "build"
+        got(await running.build("keep"))
+        (kept / "untracked.txt").write_text("mine\n")
+        result = await running.build("keep", sourcestamps=stamp(branch="stable"))
+        assert got(result) == on_stable
+        assert ("hg", "branch") not in result.logs
+        assert hg(kept, "identify", "--branch") == "stable"
+        assert (kept / "untracked.txt").exists()
 
 
 @pytest.mark.parametrize("kind", KINDS)
