@@ -70,7 +70,7 @@ def test_worst_status_follows_buildbot() -> None:
     ("namespace", "name", "feature"),
     [
         (steps, "P4", "steps"),
-        (changes, "HgPoller", "change sources"),
+        (changes, "MaildirSource", "change sources"),
         (util, "OldBuildCanceller", "build configuration helpers"),
         (util, "WorkerChoiceParameter", "build configuration helpers"),
         (util, "LdapUserInfo", "web authentication, users and manholes"),

@@ -9,6 +9,7 @@ from buildyard.plugins._namespace import CHANGES, LazyNames
 if TYPE_CHECKING:
     from buildyard.master.changes.gerrit import GerritChangeSource, GerritEventLogPoller
     from buildyard.master.changes.gitpoller import GitPoller
+    from buildyard.master.changes.hgpoller import HgPoller
     from buildyard.master.changes.pb import PBChangeSource
     from buildyard.master.changes.pullrequests import (
         BitbucketPullrequestPoller,
@@ -22,6 +23,7 @@ __all__ = [
     "GerritEventLogPoller",
     "GitHubPullrequestPoller",
     "GitPoller",
+    "HgPoller",
     "PBChangeSource",
     "SVNPoller",
 ]
@@ -53,6 +55,7 @@ _LAZY = LazyNames(
         "GerritChangeSource": "buildyard.master.changes.gerrit",
         "GerritEventLogPoller": "buildyard.master.changes.gerrit",
         "GitPoller": "buildyard.master.changes.gitpoller",
+        "HgPoller": "buildyard.master.changes.hgpoller",
         "PBChangeSource": "buildyard.master.changes.pb",
         "BitbucketPullrequestPoller": "buildyard.master.changes.pullrequests",
         "GitHubPullrequestPoller": "buildyard.master.changes.pullrequests",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from buildyard.master.steps.source.gerrit import Gerrit
     from buildyard.master.steps.source.git import Git
     from buildyard.master.steps.source.gitwrite import GitCommit, GitPush, GitTag
+    from buildyard.master.steps.source.mercurial import Mercurial
     from buildyard.master.steps.source.svn import SVN
     from buildyard.master.steps.transfer import (
         DirectoryUpload,
@@ -118,6 +119,7 @@ __all__ = [
     "LogRenderable",
     "MakeDirectory",
     "MasterShellCommand",
+    "Mercurial",
     "MsBuild",
     "MsBuild4",
     "MsBuild12",
@@ -282,6 +284,7 @@ _LAZY = LazyNames(
         "GitCommit": "buildyard.master.steps.source.gitwrite",
         "GitPush": "buildyard.master.steps.source.gitwrite",
         "GitTag": "buildyard.master.steps.source.gitwrite",
+        "Mercurial": "buildyard.master.steps.source.mercurial",
         "SVN": "buildyard.master.steps.source.svn",
         "DirectoryUpload": "buildyard.master.steps.transfer",
         "FileDownload": "buildyard.master.steps.transfer",

@@ -118,7 +118,9 @@ def _branches(
     return _is_tags if only_tags else None
 
 
-def _timing(interval: Any, delay_min: Any, delay_max: Any) -> tuple[float, float, float]:
+def _timing(
+    interval: Any, delay_min: Any, delay_max: Any, *, label: str = _LABEL
+) -> tuple[float, float, float]:
     """``pollInterval`` and the random delays, checked as Buildbot does (in its words)."""
     values: list[float] = []
     for keyword, seconds, default in (
@@ -129,7 +131,7 @@ def _timing(interval: Any, delay_min: Any, delay_max: Any) -> tuple[float, float
         if _is_number(seconds):
             values.append(float(seconds))
         else:
-            config_error(f"{_LABEL}: {keyword} must be a number of seconds")
+            config_error(f"{label}: {keyword} must be a number of seconds")
             values.append(default)
     every, low, high = values
     if every < 0:
