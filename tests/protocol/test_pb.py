@@ -310,3 +310,16 @@ async def test_a_lazy_answer_waiting_is_written_when_the_broker_closes() -> None
     assert writes == []
     broker.close("the peer closed the connection")
     assert [[m[:2] for m in w] for w in _messages(writes)] == [[[b"answer", 1]]]
+
+
+async def test_a_call_of_ours_is_written_at_once_with_the_answers_waiting() -> None:
+    """A call (a startCommand) does not wait for the end of the event loop's pass, where a
+    busy master's other work held it back: it is written as it is sent, with the lazy
+    answers waiting in front of it."""
+    broker, writes = _handshaken(Progress())
+    broker.feed(_call(1, b"update"))
+    call = asyncio.ensure_future(broker.root().call("print", "next"))
+    await asyncio.sleep(0)  # the call's task ran its first step (and sent); nothing else did
+    assert [[m[:2] for m in w] for w in _messages(writes)] == [[[b"answer", 1], [b"message", 1]]]
+    call.cancel()
+    broker.close("done")

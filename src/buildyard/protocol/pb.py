@@ -15,8 +15,9 @@ Messages (banana lists; the first word is a ``pb`` vocab word):
 :class:`Broker` is one connection's end. It does not own the socket: the transport calls
 :meth:`Broker.feed` with the bytes it reads and :meth:`Broker.close` when the socket is gone;
 ``write`` sends bytes: the messages of one pass of the event loop in one write
-(:meth:`Broker.flush`; answers the peer does not wait for may wait for the next). Each incoming call runs in its own task (a method may await), started
-in arrival order; :meth:`close` cancels those tasks and fails every call waiting for an answer
+(:meth:`Broker.flush`), a call of ours at once, and answers the peer does not wait for with
+the next write. Each incoming call runs in its own task (a method may await), started in
+arrival order; :meth:`close` cancels those tasks and fails every call waiting for an answer
 with ConnectionLost.
 
 Our objects are :class:`Referenceable` subclasses; the peer may call their ``remote_<name>``
@@ -167,17 +168,21 @@ class Broker:
 
     # -- sending ----------------------------------------------------------------------------
 
-    def _send(self, sexp: Any, *, pb: bool = True, lazy: bool = False) -> None:
+    def _send(self, sexp: Any, *, pb: bool = True, lazy: bool = False, now: bool = False) -> None:
         """Encode and queue one message: it is written at the end of this pass of the event
         loop, with the others sent in it (:meth:`flush`). A ``lazy`` one (an answer the peer
         does not wait for, see :attr:`Referenceable.lazy_answers`) may instead wait up to
-        :data:`LAZY_DELAY` for another message to travel with."""
+        :data:`LAZY_DELAY` for another message to travel with; one sent ``now`` is written
+        at once, with whatever waits before it."""
         if self.closed:
             raise ConnectionLost(f"connection to {self.name} is closed")
         data = banana.encode(sexp, pb=pb)
         if pb:
             self.sent[sexp[0].decode()] += 1
         self._out.append(data)
+        if now:
+            self.flush()
+            return
         if self._soon is not None:
             return  # a flush is due at the end of this pass already
         try:
@@ -227,7 +232,11 @@ class Broker:
         ]
         self._waiting[request_id] = future
         try:
-            self._send(message)
+            # A call of ours (a startCommand) leaves at once rather than at the end of this
+            # pass of the loop: on a busy master the rest of the pass (other builds' steps
+            # and statements, web requests) held it back by milliseconds, while the worker
+            # sat idle. The answers waiting to be written go with it, in front.
+            self._send(message, now=True)
             return await future
         finally:
             self._waiting.pop(request_id, None)
