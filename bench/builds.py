@@ -307,6 +307,7 @@ async def run_batch(
     wait until every one has finished successfully."""
     builderid = master.builderids[builder]
     baseline = master.query("SELECT coalesce(max(id), 0) FROM buildrequests")[0][0]
+    seen = baseline  # every request up to this one is finished (and in `finished`)
     submitted: dict[int, float] = {}
     finished: dict[int, float] = {}
     failed: list[tuple[int, int]] = []
@@ -328,7 +329,7 @@ async def run_batch(
                 if task.done() and task.exception() is not None:
                     raise RuntimeError("a force request failed") from task.exception()
             rows = master.query(
-                "SELECT id, results FROM buildrequests WHERE complete = 1 AND id > ?", baseline
+                "SELECT id, results FROM buildrequests WHERE complete = 1 AND id > ?", seen
             )
             now = time.perf_counter()
             for brid, results in rows:
@@ -336,6 +337,11 @@ async def run_batch(
                     finished[brid] = now
                     if results != 0:
                         failed.append((brid, results))
+            # the next poll reads past the requests finished without a gap (not the whole
+            # batch's again: on 300 builds that cost this process 1-3 ms of CPU per build,
+            # taken from the masters and workers on a machine they keep busy)
+            while seen + 1 in finished:
+                seen += 1
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"{builder}: {len(finished)}/{count} builds finished after {within}s"

@@ -22,7 +22,7 @@ from buildyard.master.db import migrate
 from buildyard.master.master import BuildMaster
 from buildyard.master.model.results import Results
 from buildyard.master.workers.pb import PbWorkerConnection
-from buildyard.protocol import banana
+from buildyard.protocol import banana, pb
 from buildyard.protocol.jelly import jelly
 from buildyard.testing.masters import add_plain_buildset
 from buildyard.testing.postgres import free_port
@@ -502,6 +502,76 @@ async def test_a_one_step_build_costs_one_call_to_the_stock_worker(tmp_path: Pat
         if hasattr(socket, "TCP_QUICKACK"):
             # every read of the two builds' messages was acknowledged at once
             assert conn.tcp.quickacks >= 4
+    finally:
+        if proc is not None:
+            end_popen(proc)
+        await m.stop()
+
+
+TWO_STEPS = """\
+from buildyard.plugins import *
+c = BuildmasterConfig = {{}}
+c['workers'] = [worker.Worker("w1", "pw")]
+c['protocols'] = {{'pb': {{'port': {port}, 'interface': '127.0.0.1'}}}}
+c['builders'] = [util.BuilderConfig(name="b", workernames=["w1"], factory=util.BuildFactory([
+    steps.ShellCommand(name="one", command=["true"]),
+    steps.ShellCommand(name="two", command=["true"]),
+]))]
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+async def test_the_answers_to_a_steps_updates_ride_with_the_next_startcommand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stock worker does not wait for the answers to its updates and ``complete``: they
+    are not written on their own but in front of the next step's ``startCommand``, in one
+    write (one wake-up of the worker per command), and the build still runs to the end.
+    LAZY_DELAY is raised here so that the next command always comes first."""
+    monkeypatch.setattr(pb, "LAZY_DELAY", 30.0)
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    (basedir / "master.cfg").write_text(TWO_STEPS.format(port=free_port()))
+    m = BuildMaster(basedir, config=load_master_config(basedir))
+    await migrate.upgrade(m.db)
+    await m.start()
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        listener = m.workers.listener
+        proc = await asyncio.to_thread(_launch, m, tmp_path / "w1")
+        await eventually(lambda: "w1" in listener.connections, within=60)
+        conn = listener.connections["w1"]
+        assert isinstance(conn, PbWorkerConnection)
+        await eventually(lambda: conn.ready, within=60)
+        broker = conn.broker
+        writes: list[bytes] = []
+        write = broker._write
+
+        def recording(data: bytes) -> None:
+            writes.append(data)
+            write(data)
+
+        broker._write = recording
+        updates = m.data.updates
+        builderid = await updates.find_builder_id("b")
+        _bsid, ids = await add_plain_buildset(updates, builderid)
+
+        async def finished() -> bool:
+            request = await m.db.buildrequests.get_buildrequest(ids[builderid])
+            return request is not None and request.complete
+
+        await eventually(finished, within=60)
+        builds = await m.db.builds.get_builds(buildrequestid=ids[builderid])
+        assert [b.results for b in builds] == [Results.SUCCESS]
+        decoder = banana.Decoder()
+        decoder.pb = True
+        shapes = [
+            [msg[0] if msg[0] != b"message" else msg[3] for msg in decoder.feed(data)]
+            for data in writes
+        ]
+        # step one's startCommand alone; then the five answers to its four updates and
+        # complete in front of step two's startCommand; step two's answers still wait
+        assert shapes == [[b"startCommand"], [b"answer"] * 5 + [b"startCommand"]]
     finally:
         if proc is not None:
             end_popen(proc)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from buildyard.protocol import banana
+from buildyard.protocol import banana, pb
 from buildyard.protocol.errors import ConnectionLost, ProtocolError, RemoteError
 from buildyard.protocol.jelly import jelly
 from buildyard.protocol.pb import Broker, CallFailed, Referenceable, RemoteReference
@@ -232,3 +232,94 @@ async def test_calls_start_in_arrival_order_behind_a_running_coroutine() -> None
     decoder.pb = True
     answers = sorted(m[1] for w in writes for m in decoder.feed(w))
     assert answers == [1, 2]
+
+
+class Progress(Referenceable):
+    """Like the master's end of a worker's command: answers its peer does not wait for."""
+
+    lazy_answers = frozenset({"update", "fail"})
+
+    def __init__(self) -> None:
+        self.updates: list[Any] = []
+
+    def remote_update(self, *values: Any) -> None:
+        self.updates.append(values)
+
+    def remote_fail(self) -> None:
+        raise CallFailed("refused", "some.Refusal")
+
+    def remote_ping(self) -> str:
+        return "pong"
+
+
+def _messages(writes: list[bytes]) -> list[list[Any]]:
+    decoder = banana.Decoder()
+    decoder.pb = True
+    return [decoder.feed(w) for w in writes]
+
+
+async def test_a_lazy_answer_rides_with_the_next_message() -> None:
+    """The answers to a stock worker's updates and ``complete`` (lazy_answers) are not
+    written on their own at the end of the pass: they wait for the next message we send (its
+    next ``startCommand``), and both leave in one write, in the order they were sent."""
+    root = Progress()
+    broker, writes = _handshaken(root)
+    broker.feed(_call(1, b"update") + _call(2, b"update"))
+    assert len(root.updates) == 2  # both calls ran as they were read
+    for _ in range(3):
+        await asyncio.sleep(0)  # passes of the loop: a plain answer would have left by now
+    assert writes == []
+    assert broker.statistics()["sent_answer"] == 2
+    # the next message we send (a call, as startCommand is) takes the waiting ones along
+    written = broker.writes
+    call = asyncio.ensure_future(broker.root().call("print", "next"))
+    await eventually(lambda: bool(writes), within=10)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert broker.writes - written == len(writes) == 1
+    (messages,) = _messages(writes)
+    assert [m[:2] for m in messages] == [[b"answer", 1], [b"answer", 2], [b"message", 1]]
+    # an ordinary answer takes them along too, at the end of its pass
+    writes.clear()
+    broker.feed(_call(3, b"update") + _call(4, b"ping"))
+    await eventually(lambda: bool(writes), within=10)
+    assert [[m[:2] for m in w] for w in _messages(writes)] == [[[b"answer", 3], [b"answer", 4]]]
+    call.cancel()
+    broker.close("done")
+
+
+async def test_a_lazy_answer_alone_still_leaves_and_an_error_leaves_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With nothing else to send, a lazy answer is written after LAZY_DELAY; a failure of
+    a lazy method is answered at the end of the pass (the peer logs it)."""
+    monkeypatch.setattr(pb, "LAZY_DELAY", 0.01)
+    broker, writes = _handshaken(Progress())
+    broker.feed(_call(1, b"fail"))
+    await asyncio.sleep(0)
+    assert [[m[:2] for m in w] for w in _messages(writes)] == [[[b"error", 1]]]
+    broker.feed(_call(2, b"update"))
+    await eventually(lambda: len(writes) == 2, within=10)
+    assert [m[:2] for m in _messages(writes[1:])[0]] == [[b"answer", 2]]
+
+
+async def test_a_lazy_answer_waiting_is_written_when_the_broker_closes() -> None:
+    broker, writes = _handshaken(Progress())
+    broker.feed(_call(1, b"update"))
+    await asyncio.sleep(0)
+    assert writes == []
+    broker.close("the peer closed the connection")
+    assert [[m[:2] for m in w] for w in _messages(writes)] == [[[b"answer", 1]]]
+
+
+async def test_a_call_of_ours_is_written_at_once_with_the_answers_waiting() -> None:
+    """A call (a startCommand) does not wait for the end of the event loop's pass, where a
+    busy master's other work held it back: it is written as it is sent, with the lazy
+    answers waiting in front of it."""
+    broker, writes = _handshaken(Progress())
+    broker.feed(_call(1, b"update"))
+    call = asyncio.ensure_future(broker.root().call("print", "next"))
+    await asyncio.sleep(0)  # the call's task ran its first step (and sent); nothing else did
+    assert [[m[:2] for m in w] for w in _messages(writes)] == [[[b"answer", 1], [b"message", 1]]]
+    call.cancel()
+    broker.close("done")

@@ -15,8 +15,9 @@ Messages (banana lists; the first word is a ``pb`` vocab word):
 :class:`Broker` is one connection's end. It does not own the socket: the transport calls
 :meth:`Broker.feed` with the bytes it reads and :meth:`Broker.close` when the socket is gone;
 ``write`` sends bytes: the messages of one pass of the event loop in one write
-(:meth:`Broker.flush`). Each incoming call runs in its own task (a method may await), started
-in arrival order; :meth:`close` cancels those tasks and fails every call waiting for an answer
+(:meth:`Broker.flush`), a call of ours at once, and answers the peer does not wait for with
+the next write. Each incoming call runs in its own task (a method may await), started in
+arrival order; :meth:`close` cancels those tasks and fails every call waiting for an answer
 with ConnectionLost.
 
 Our objects are :class:`Referenceable` subclasses; the peer may call their ``remote_<name>``
@@ -48,6 +49,9 @@ MAX_LOCAL_OBJECTS = 1024
 MAX_ABANDONED = 1024
 # calls the peer may have running on our side at once
 MAX_RUNNING_CALLS = 256
+# how long an answer the peer does not wait for may wait for another message to travel with
+# (Referenceable.lazy_answers): at most this late, and usually with the next message we send
+LAZY_DELAY = 0.1
 
 NO_SUCH_METHOD = "twisted.spread.flavors.NoSuchMethod"
 
@@ -73,6 +77,11 @@ class Referenceable:
 
     Raising :class:`CallFailed` answers the call with that failure; any other exception is
     logged and answered as a failure naming its type."""
+
+    # the methods whose answers the peer does not wait for (it only watches them for an
+    # error): their answers may wait a little for another message to share a write with
+    # (Broker.flush), which saves the peer a wake-up and us a write
+    lazy_answers: frozenset[str] = frozenset()
 
 
 class CallFailed(Exception):
@@ -132,8 +141,13 @@ class Broker:
         # the peer's: luid -> our RemoteReference for it (one per luid)
         self._remote: dict[int | bytes, RemoteReference] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        # messages sent and not yet written (see flush)
+        # messages sent and not yet written (see flush); whether a flush is due at the end
+        # of this pass of the loop, and the timer of lazy answers waiting for company
         self._out: list[bytes] = []
+        self._soon: asyncio.Handle | None = None
+        self._later: asyncio.TimerHandle | None = None
+        # writes to the socket (each carries every message sent since the one before)
+        self.writes = 0
         self.closed = False
         # PB messages sent and received, by their first word ("message", "answer", ...)
         self.sent: collections.Counter[str] = collections.Counter()
@@ -154,30 +168,50 @@ class Broker:
 
     # -- sending ----------------------------------------------------------------------------
 
-    def _send(self, sexp: Any, *, pb: bool = True) -> None:
+    def _send(self, sexp: Any, *, pb: bool = True, lazy: bool = False, now: bool = False) -> None:
+        """Encode and queue one message: it is written at the end of this pass of the event
+        loop, with the others sent in it (:meth:`flush`). A ``lazy`` one (an answer the peer
+        does not wait for, see :attr:`Referenceable.lazy_answers`) may instead wait up to
+        :data:`LAZY_DELAY` for another message to travel with; one sent ``now`` is written
+        at once, with whatever waits before it."""
         if self.closed:
             raise ConnectionLost(f"connection to {self.name} is closed")
         data = banana.encode(sexp, pb=pb)
-        if self._out:
-            self._out.append(data)
-        else:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no event loop (a caller driving the broker by hand)
-                self._write(data)
-            else:
-                self._out.append(data)
-                loop.call_soon(self.flush)
         if pb:
             self.sent[sexp[0].decode()] += 1
+        self._out.append(data)
+        if now:
+            self.flush()
+            return
+        if self._soon is not None:
+            return  # a flush is due at the end of this pass already
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a caller driving the broker by hand)
+            self.flush()
+            return
+        if not lazy:
+            self._soon = loop.call_soon(self.flush)
+        elif self._later is None:
+            self._later = loop.call_later(LAZY_DELAY, self.flush)
 
     def flush(self) -> None:
-        """Write what was sent since the last flush, in one write. Messages go out at the end
-        of the event loop's pass in which they were sent (flush is scheduled then), so the
-        answers to the calls of one read leave together: one segment, one wake-up of the
-        peer, instead of one each. Call it before closing the socket gracefully."""
+        """Write what was sent since the last flush, in one write, in the order it was sent.
+        Messages go out at the end of the event loop's pass in which they were sent (flush
+        is scheduled then), so the answers to the calls of one read leave together: one
+        segment, one wake-up of the peer, instead of one each. Lazy answers wait for the next
+        such write, or :data:`LAZY_DELAY` at most: the answers to a stock worker's updates
+        and ``complete`` ride with the next ``startCommand``. Call it before closing the
+        socket gracefully."""
+        if self._soon is not None:
+            self._soon.cancel()  # flushed before its time (a caller, or close)
+            self._soon = None
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         out, self._out = self._out, []
         if out and not self.closed:
+            self.writes += 1
             self._write(out[0] if len(out) == 1 else b"".join(out))
 
     async def call(
@@ -198,7 +232,11 @@ class Broker:
         ]
         self._waiting[request_id] = future
         try:
-            self._send(message)
+            # A call of ours (a startCommand) leaves at once rather than at the end of this
+            # pass of the loop: on a busy master the rest of the pass (other builds' steps
+            # and statements, web requests) held it back by milliseconds, while the worker
+            # sat idle. The answers waiting to be written go with it, in front.
+            self._send(message, now=True)
             return await future
         finally:
             self._waiting.pop(request_id, None)
@@ -309,9 +347,9 @@ class Broker:
         # behind the call (Twisted sends one as soon as it drops its reference) must not
         # remove the object before the call finds it.
         call: Callable[[], Any] | None = None
-        plain = False
+        plain = lazy = False
         try:
-            call, plain = self._resolve(kind, object_id, name, net_args, net_kwargs)
+            call, plain, lazy = self._resolve(kind, object_id, name, net_args, net_kwargs)
             error = None
         except CallFailed as exc:
             error = exc.failure
@@ -321,12 +359,17 @@ class Broker:
             # A plain method, and no call of the peer's still running: it runs and is answered
             # now, without a task of its own (the stock worker's updates and completions).
             # Otherwise a task, started in arrival order.
-            self._call_now(request_id, name, bool(answer_required), call)
+            self._call_now(request_id, name, bool(answer_required), call, lazy)
             return
-        self._start(self._run_call(request_id, name, bool(answer_required), call, error))
+        self._start(self._run_call(request_id, name, bool(answer_required), call, error, lazy=lazy))
 
     def _call_now(
-        self, request_id: int, name: str, answer_required: bool, call: Callable[[], Any]
+        self,
+        request_id: int,
+        name: str,
+        answer_required: bool,
+        call: Callable[[], Any],
+        lazy: bool,
     ) -> None:
         try:
             result = call()
@@ -335,9 +378,11 @@ class Broker:
             return
         if inspect.isawaitable(result):  # a plain method may still return an awaitable
             # awaited inside the call's own task, so closing the broker cancels it with it
-            self._start(self._run_call(request_id, name, answer_required, lambda: result, None))
+            self._start(
+                self._run_call(request_id, name, answer_required, lambda: result, None, lazy=lazy)
+            )
             return
-        self._reply(request_id, answer_required, [b"answer", request_id, result])
+        self._reply(request_id, answer_required, [b"answer", request_id, result], lazy=lazy)
 
     def _start(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -346,8 +391,9 @@ class Broker:
 
     def _resolve(
         self, kind: bytes, object_id: Any, name: str, net_args: Any, net_kwargs: Any
-    ) -> tuple[Callable[[], Any], bool]:
-        """The call, and whether its method is a plain one (not a coroutine function)."""
+    ) -> tuple[Callable[[], Any], bool, bool]:
+        """The call, whether its method is a plain one (not a coroutine function), and
+        whether its answer is a lazy one (:attr:`Referenceable.lazy_answers`)."""
         known = kind == b"message" and isinstance(object_id, int | bytes)
         entry = self._local.get(object_id) if known else None
         if entry is None:
@@ -370,7 +416,8 @@ class Broker:
                 # most likely the wrong arguments: the caller's fault, said as Python says it
                 raise CallFailed(str(exc), "builtins.TypeError") from None
 
-        return call, not inspect.iscoroutinefunction(method)
+        lazy = name in getattr(entry[0], "lazy_answers", ())
+        return call, not inspect.iscoroutinefunction(method), lazy
 
     async def _run_call(
         self,
@@ -379,6 +426,8 @@ class Broker:
         answer_required: bool,
         call: Callable[[], Any] | None,
         error: CopiedFailure | None,
+        *,
+        lazy: bool = False,
     ) -> None:
         try:
             if call is None:
@@ -393,7 +442,7 @@ class Broker:
         except Exception as exc:
             self._answer_failed(request_id, name, answer_required, exc)
             return
-        self._reply(request_id, answer_required, [b"answer", request_id, result])
+        self._reply(request_id, answer_required, [b"answer", request_id, result], lazy=lazy)
 
     def _answer_failed(
         self, request_id: int, name: str, answer_required: bool, exc: Exception
@@ -408,9 +457,12 @@ class Broker:
             value = failure(qual, str(exc))
         self._reply(request_id, answer_required, [b"error", request_id, value])
 
-    def _reply(self, request_id: int, answer_required: bool, answer: list[Any]) -> None:
+    def _reply(
+        self, request_id: int, answer_required: bool, answer: list[Any], *, lazy: bool = False
+    ) -> None:
         """Send ``[answer|error, request_id, value]`` (value jellied here) if it is wanted; a
-        value jelly cannot carry is answered as the error it raised."""
+        value jelly cannot carry is answered as the error it raised. An error always leaves
+        at once; an answer that is ``lazy`` may wait (:meth:`_send`)."""
         if not answer_required or self.closed:
             return
         try:
@@ -420,7 +472,7 @@ class Broker:
             qual = f"{type(exc).__module__}.{type(exc).__qualname__}"
             answer = [b"error", request_id, jelly(failure(qual, str(exc)), self)]
         with contextlib.suppress(ConnectionError, ConnectionLost):
-            self._send(answer)
+            self._send(answer, lazy=lazy and answer[0] == b"answer")
 
     def _answer(self, kind: bytes, body: list[Any]) -> None:
         if len(body) != 2 or not isinstance(body[0], int):

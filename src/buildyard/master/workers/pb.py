@@ -233,6 +233,13 @@ def _pairs(updates: Any) -> list[list[Any]]:
 class _CommandRef(Referenceable):
     """The master's end of one command, which the worker reports to."""
 
+    # The stock worker (4.x and 3.x) sends its updates and ``complete`` without waiting for
+    # their answers (it only logs an error one of them brings), and it forgets the command
+    # before it sends ``complete``: those answers may wait for the next ``startCommand``
+    # and share its write (pb.LAZY_DELAY at most), one wake-up of the worker per command
+    # instead of two. An error still leaves at once.
+    lazy_answers = frozenset({"update", "complete"})
+
     def __init__(self, conn: PbWorkerConnection, command_id: str) -> None:
         self._conn, self._id = conn, command_id
 
