@@ -73,8 +73,9 @@ def test_what_is_used_is_imported_when_used() -> None:
 
 
 # a started master whose workers speak PB, without a web server: no Alembic (its database is
-# current: migrations and the Buildbot-database check load it when they run), no SQLAlchemy ORM
-_NOT_IN_A_RUNNING_MASTER = ["alembic", "mako", "sqlalchemy.orm"]
+# current: migrations and the Buildbot-database check load it when they run), no aiohttp (the
+# web server, the msgpack endpoint, HTTP clients load it when they run), no SQLAlchemy ORM
+_NOT_IN_A_RUNNING_MASTER = ["aiohttp", "alembic", "mako", "sqlalchemy.orm"]
 
 _MASTER_CFG = """\
 from buildyard.plugins import *
@@ -106,7 +107,7 @@ _START = textwrap.dedent(
 )
 
 
-def test_a_started_master_without_a_web_server_loads_no_orm_and_no_migrations(
+def test_a_started_master_without_a_web_server_loads_no_http_orm_or_migrations(
     tmp_path: Path,
 ) -> None:
     subprocess.run(
