@@ -810,6 +810,7 @@ class BuildMaster(Service):
                 gc.enable()
             gc.collect()  # what start-up (and loading master.cfg) left as cyclic garbage
             gc.freeze()
+            self.db.release_cache_memory()
             give_back_freed_memory()
             assert self.failures is not None
             failure = loop.create_task(self.failures.get())
@@ -851,6 +852,7 @@ class BuildMaster(Service):
         gc.unfreeze()
         gc.collect()
         gc.freeze()
+        self.db.release_cache_memory()
         give_back_freed_memory()
 
 
