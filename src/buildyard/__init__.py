@@ -30,3 +30,105 @@ def _import_structlog() -> None:
 
 
 _import_structlog()
+
+
+# -- sqlalchemy.ext.asyncio without the ORM -------------------------------------------------------
+#
+# buildyard uses SQLAlchemy's Core through the asyncio extension's AsyncEngine and
+# AsyncConnection, never the ORM. The extension's package imports its AsyncSession (and with it
+# ``sqlalchemy.orm``, about 9 MiB of a master's memory and 40 modules) whatever one imports from
+# it. So the package is imported in two halves: its engine and results (``.engine``,
+# ``.result``: Core only) when one of their names is asked for, and the rest, by running the
+# package's own ``__init__``, the first time any other name (AsyncSession, ...) is asked for.
+# Every name stays importable from ``sqlalchemy.ext.asyncio``, each the same object as before;
+# a process that imported the package before buildyard keeps it as it was.
+
+_ASYNCIO = "sqlalchemy.ext.asyncio"
+# what the package's __init__ takes from .engine and .result (SQLAlchemy 2.0, 2.1)
+_ASYNCIO_CORE = {
+    "AsyncConnection": "engine",
+    "AsyncEngine": "engine",
+    "AsyncTransaction": "engine",
+    "async_engine_from_config": "engine",
+    "create_async_engine": "engine",
+    "create_async_pool_from_url": "engine",
+    "AsyncMappingResult": "result",
+    "AsyncResult": "result",
+    "AsyncScalarResult": "result",
+    "AsyncTupleResult": "result",
+}
+
+
+class _AsyncioHalves:
+    """The loader of ``sqlalchemy.ext.asyncio`` (wrapping the real one): see above."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+
+    def create_module(self, spec: object) -> None:
+        return None  # the default module (its __path__ finds the real submodules)
+
+    def exec_module(self, module: object) -> None:
+        import importlib
+        import types
+
+        from sqlalchemy.util import concurrency
+
+        assert isinstance(module, types.ModuleType)
+        real = self.real
+        whole = False
+
+        def __getattr__(name: str) -> object:  # noqa: N807 (a module's __getattr__)
+            nonlocal whole
+            sub = _ASYNCIO_CORE.get(name)
+            if sub is not None:
+                value = getattr(importlib.import_module(f"{_ASYNCIO}.{sub}"), name)
+            elif name == "__all__":  # ``import *``: every name, as the package has them
+                if not whole:
+                    whole = True
+                    real.exec_module(module)  # type: ignore[attr-defined]
+                return [n for n in vars(module) if not n.startswith("_")]
+            elif whole or name.startswith("__") or _submodule(module, name):
+                # (a submodule not imported yet: ``from . import exc`` then imports it)
+                raise AttributeError(f"module {_ASYNCIO!r} has no attribute {name!r}")
+            else:
+                whole = True
+                real.exec_module(module)  # type: ignore[attr-defined]  # the package's __init__
+                return getattr(module, name)
+            setattr(module, name, value)
+            return value
+
+        module.__getattr__ = __getattr__  # type: ignore[method-assign]
+        # what the package's __init__ does on import: greenlet, or a clear ImportError
+        concurrency._concurrency_shim._initialize()
+
+    def __getattr__(self, name: str) -> object:  # get_source, is_package, ... of the real one
+        return getattr(self.real, name)
+
+
+def _submodule(package: object, name: str) -> bool:
+    from importlib.machinery import PathFinder
+
+    where = getattr(package, "__path__", None)
+    return PathFinder.find_spec(f"{_ASYNCIO}.{name}", where) is not None
+
+
+class _AsyncioFinder:
+    """Finds ``sqlalchemy.ext.asyncio`` where Python would, with :class:`_AsyncioHalves` as
+    its loader."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> object:
+        if name != _ASYNCIO:
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)  # type: ignore[arg-type]
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _AsyncioHalves(spec.loader)  # type: ignore[assignment]
+        return spec
+
+
+if _ASYNCIO not in _sys.modules:
+    _sys.meta_path.insert(0, _AsyncioFinder)  # type: ignore[arg-type]

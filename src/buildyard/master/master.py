@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from buildyard.common import connections
+from buildyard.common import limits
 from buildyard.common.clock import Clock, SystemClock
 from buildyard.common.errors import ConfigErrors
 from buildyard.common.logging import add_redaction
@@ -53,7 +53,6 @@ from buildyard.master.data.resources import forceschedulers
 from buildyard.master.data.resultspec import ResultSpec
 from buildyard.master.data.updates import Updates
 from buildyard.master.db import migrate
-from buildyard.master.db.adopt import refusal
 from buildyard.master.db.config_rows import ConfigRows
 from buildyard.master.db.connector import Database
 from buildyard.master.db.engine import normalize_url
@@ -106,6 +105,9 @@ class DatabaseService(Service):
 async def _not_current(db: Database) -> str:
     """Why ``db`` cannot be started on, and what to run: a Buildbot database is named as one (a
     user moving from Buildbot should not read it as a damaged buildyard database)."""
+    # (adopt imports Alembic: only a database that is not current needs it)
+    from buildyard.master.db.adopt import refusal
+
     where = f"the database at {db.url.render_as_string(hide_password=True)}"
     found = await migrate.identify_buildbot(db)
     if found is not None and not found.adoptable:
@@ -788,9 +790,9 @@ class BuildMaster(Service):
         """
         loop = asyncio.get_running_loop()
         # a process's share: open files up to the hard limit, and no log flood when they run out
-        soft, hard = connections.raise_open_file_limit()
+        soft, hard = limits.raise_open_file_limit()
         log.info("open_file_limit", soft=soft, hard=hard)
-        connections.install_accept_error_handler(loop)
+        limits.install_accept_error_handler(loop)
         stop = asyncio.Event()
         stops = (signal.SIGTERM, signal.SIGINT)
         for sig in stops:
@@ -808,6 +810,7 @@ class BuildMaster(Service):
                 gc.enable()
             gc.collect()  # what start-up (and loading master.cfg) left as cyclic garbage
             gc.freeze()
+            self.db.release_cache_memory()
             give_back_freed_memory()
             assert self.failures is not None
             failure = loop.create_task(self.failures.get())
@@ -849,6 +852,7 @@ class BuildMaster(Service):
         gc.unfreeze()
         gc.collect()
         gc.freeze()
+        self.db.release_cache_memory()
         give_back_freed_memory()
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from buildyard.common.connections import ConnectionLimits
+from buildyard.common.limits import ConnectionLimits
 from buildyard.common.ports import Listen, bind
 from buildyard.protocol import banana
 from buildyard.protocol.errors import ProtocolError

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from buildyard.common import ui_assets
 from buildyard.common.config_object import is_placeholder, report_if_placeholder
-from buildyard.common.connections import LIMIT_KEYS, read_limits
 from buildyard.common.errors import config_error, config_warning
+from buildyard.common.limits import LIMIT_KEYS, read_limits
 from buildyard.common.ports import msgpack_listen, parse_port
 from buildyard.master.builds.builder import BuilderConfig
 from buildyard.master.changes.base import ChangeSourceConfig
@@ -91,7 +91,7 @@ _WWW_KEYS = frozenset(
         "ui_default_config",
         "versions",
         "ws_ping_interval",
-        # buildyard's: the web port's connection limits (buildyard.common.connections)
+        # buildyard's: the web port's connection limits (buildyard.common.limits)
         *LIMIT_KEYS,
     }
 )

@@ -30,6 +30,7 @@ from buildyard.master.db.engine import (
     make_engine,
     normalize_url,
     read_transaction,
+    release_cache_memory,
     write_transaction,
 )
 from buildyard.master.db.logs import LogsRepository
@@ -97,6 +98,11 @@ class Database:
     async def reading(self) -> AsyncIterator[AsyncConnection]:
         async with read_transaction(self.engine) as conn:
             yield conn
+
+    def release_cache_memory(self) -> int:
+        """Empty the idle connections' page caches (SQLite): see
+        :func:`.engine.release_cache_memory`."""
+        return release_cache_memory(self.engine)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -38,19 +38,11 @@ import hmac
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiohttp import WSMsgType, web
 
-from buildyard.common.connections import (
-    LIMIT_KEYS,
-    ConnectionGuard,
-    ConnectionLimits,
-    GuardedSite,
-    ServerLog,
-    read_limits,
-)
+from buildyard.common.limits import LIMIT_KEYS, ConnectionLimits, read_limits
 from buildyard.common.ports import Listen, bind, msgpack_listen
 from buildyard.common.service import Service
 from buildyard.master.data.updates import Updates
@@ -62,6 +54,13 @@ from buildyard.protocol.codec import MAX_FRAME
 from buildyard.protocol.errors import ProtocolError
 from buildyard.protocol.pb import Broker
 from buildyard.protocol.portal import PbPorts, PendingLogins
+
+if TYPE_CHECKING:
+    # aiohttp is imported when the msgpack endpoint first listens or serves (a master whose
+    # workers speak PB only, without a web server, never loads it)
+    from aiohttp import web
+
+    from buildyard.common.connections import ConnectionGuard
 
 log = structlog.get_logger(__name__)
 
@@ -218,6 +217,10 @@ class WorkerListener(Service):
     async def _runner_on(
         self, sock: socket.socket, limits: ConnectionLimits
     ) -> tuple[web.AppRunner, ConnectionGuard]:
+        from aiohttp import web
+
+        from buildyard.common.connections import ConnectionGuard, GuardedSite, ServerLog
+
         guard = ConnectionGuard(limits, name="workers")
         app = web.Application(client_max_size=MAX_FRAME, middlewares=[guard.middleware])
         app.router.add_get("/{path:.*}", self._handle)
@@ -354,6 +357,8 @@ class WorkerListener(Service):
     # -- one connection ----------------------------------------------------------------------
 
     def _authenticate(self, request: web.Request) -> tuple[str, Any]:
+        from aiohttp import web
+
         peer = request.remote
         header = request.headers.get("Authorization")
         if header is None:
@@ -381,6 +386,8 @@ class WorkerListener(Service):
         return name, worker
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
         name, worker = self._authenticate(request)
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, autoping=True)
         await ws.prepare(request)
@@ -482,6 +489,8 @@ class WorkerListener(Service):
                     hook(name)
 
     async def _read(self, ws: web.WebSocketResponse, conn: WorkerConnection) -> None:
+        from aiohttp import WSMsgType
+
         after_read = conn.tcp.after_read if conn.tcp is not None else None
         async for msg in ws:
             if after_read is not None:

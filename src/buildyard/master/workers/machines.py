@@ -35,7 +35,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import structlog
 
 from buildyard.common.awaitables import resolve
@@ -398,6 +397,8 @@ class HttpAction(ConfigObject):
             "allow_redirects": True if args["allow_redirects"] is None else args["allow_redirects"],
             "proxy": proxies.get(str(url).split(":", 1)[0]),
         }
+        import aiohttp  # (on first use: a master without HTTP machine actions never loads it)
+
         client_timeout = aiohttp.ClientTimeout(total=float(timeout) if timeout else 300)
         try:
             async with (

@@ -39,33 +39,38 @@ import secrets
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiohttp import web
 
 from buildyard.common import ui_assets
 from buildyard.common.clock import Clock, SystemClock
-from buildyard.common.connections import ConnectionGuard, GuardedSite, ServerLog, read_limits
+from buildyard.common.limits import read_limits
 from buildyard.common.ports import Listen, bind, parse_port, remove_socket_file, tls_context
 from buildyard.common.service import Service
 from buildyard.master.data.api import DataAPI
 from buildyard.master.mq.base import MessageQueue
 from buildyard.master.secrets.redaction import Redactor
-from buildyard.master.www import (
-    auth,
-    builtin_ui,
-    control,
-    events,
-    hooks,
-    openapi,
-    rest,
-    ui,
-    webhooks,
-)
 from buildyard.master.www.authz import Authz
 
+if TYPE_CHECKING:
+    # the server's modules, and aiohttp under them, are imported when a server is first
+    # built (_runner_for) or its webhooks first registered: a master without c['www']['port']
+    # never loads them
+    from aiohttp import web
+
+    from buildyard.common.connections import ConnectionGuard
+    from buildyard.master.www import auth, control, hooks, webhooks
+
 log = structlog.get_logger(__name__)
+
+# c['www']'s keys that the change hooks take without a new application (ChangeHooks.configure)
+_HOOK_SETTINGS = ("change_hook_dialects", "change_hook_auth")
+
+
+def without_hooks(www: Mapping[str, Any]) -> dict[str, Any]:
+    """``c['www']`` but for the hooks' settings (which change without a new listener)."""
+    return {k: v for k, v in www.items() if k not in _HOOK_SETTINGS}
 
 
 def make_app(
@@ -85,6 +90,19 @@ def make_app(
     """The web server's application. Without ``authentication`` nobody logs in; without
     ``authz`` everything is allowed; without ``sessions``, sessions are signed with a secret
     of this application's own."""
+    from aiohttp import web
+
+    from buildyard.master.www import (
+        auth,
+        builtin_ui,
+        control,
+        events,
+        hooks,
+        openapi,
+        rest,
+        webhooks,
+    )
+
     # buildbot-www asks for "<buildbotURL>/icon.png": "//icon.png" is redirected to "/icon.png"
     app = web.Application(
         middlewares=[web.normalize_path_middleware(append_slash=False, merge_slashes=True)]
@@ -160,6 +178,8 @@ class WebChange:
 
     async def apply(self) -> None:
         if self._runner is not None and self._guard is not None and self._sock is not None:
+            from buildyard.common.connections import GuardedSite
+
             # a duplicate: the server closes its socket when it stops, ours stays for the next
             await GuardedSite(
                 self._runner,
@@ -172,8 +192,10 @@ class WebChange:
     async def finish(self) -> None:
         svc = self._service
         # the hooks' settings are the only part of a configuration served without a new
-        # application: they take effect here, whether or not the rest changed
-        svc._hooks.configure(self._www)
+        # application: they take effect here, whether or not the rest changed (before the
+        # first application, its _runner_for takes them from svc._www)
+        if svc._hooks is not None:
+            svc._hooks.configure(self._www)
         if not self.changed:
             svc._www = self._www
             return
@@ -236,11 +258,12 @@ class WWWService(Service):
         self._session_secret = session_secret
         self._secret: str | None = None
         self._clock = clock or SystemClock()
-        # one for the service's life: a reconfig that changes only the hooks swaps their
-        # settings in place, without a new application
-        self._hooks = hooks.ChangeHooks(dialects={}, auth=None, services=hook_services)
+        # one for the service's life, made with the first application: a reconfig that
+        # changes only the hooks swaps their settings in place, without a new application
+        self._hooks: hooks.ChangeHooks | None = None
+        self._hook_services = hook_services
         # the services' own webhooks (TelegramBot's), also one for the service's life
-        self.webhooks = webhooks.Webhooks()
+        self._webhooks: webhooks.Webhooks | None = None
         # hides the secrets builds used in what /config shows
         self._redactor = redactor or Redactor()
         # what serves now: the application's runner, and the listening socket it serves on
@@ -250,6 +273,15 @@ class WWWService(Service):
         self._site = Site()
         self._www: Mapping[str, Any] = {}
         self.port: int | None = None
+
+    @property
+    def webhooks(self) -> webhooks.Webhooks:
+        """The services' own webhooks (``add`` one to serve it), made on first use."""
+        if self._webhooks is None:
+            from buildyard.master.www import webhooks
+
+            self._webhooks = webhooks.Webhooks()
+        return self._webhooks
 
     async def reconfigure(self, www: Mapping[str, Any], *, site: Site) -> None:
         """Serve ``www`` now: :meth:`prepare`, then apply and finish (revert on failure)."""
@@ -273,7 +305,7 @@ class WWWService(Service):
         if (
             listen == self._listen
             and site == self._site
-            and hooks.without_hooks(www) == hooks.without_hooks(self._www)
+            and without_hooks(www) == without_hooks(self._www)
         ):
             return WebChange(self, listen=listen, site=site, www=www, changed=False)
         if listen is None or not self.running:
@@ -294,6 +326,14 @@ class WWWService(Service):
     async def _runner_for(
         self, www: Mapping[str, Any], site: Site
     ) -> tuple[web.AppRunner, ConnectionGuard]:
+        from aiohttp import web
+
+        from buildyard.common.connections import ConnectionGuard, ServerLog
+        from buildyard.master.www import auth, builtin_ui, hooks, ui
+
+        if self._hooks is None:
+            self._hooks = hooks.ChangeHooks(dialects={}, auth=None, services=self._hook_services)
+            self._hooks.configure(self._www)  # the settings of the configuration served now
         authentication = www.get("auth")
         if not isinstance(authentication, auth.AuthBase):
             authentication = auth.NoAuth()

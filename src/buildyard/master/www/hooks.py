@@ -83,14 +83,6 @@ class _Unauthorized(Exception):
     pass
 
 
-_SETTINGS = ("change_hook_dialects", "change_hook_auth")
-
-
-def without_hooks(www: Mapping[str, Any]) -> dict[str, Any]:
-    """``c['www']`` but for the hooks' settings (which change without a new listener)."""
-    return {k: v for k, v in www.items() if k not in _SETTINGS}
-
-
 @dataclasses.dataclass
 class ChangeHooks:
     """The hooks of the web server; handlers are built on first use and kept until the next

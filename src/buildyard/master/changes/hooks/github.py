@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import aiohttp
 import structlog
 
 from buildyard.common.awaitables import resolve
@@ -294,6 +293,8 @@ class GitHubEventHandler(PullRequestProperties):
             token = await self._renderer.render_option(self._token, full_name=repo)
             headers["Authorization"] = f"token {token}"
         url = self.github_api_endpoint + path
+        import aiohttp  # (on first use: a master that never calls GitHub's API does not load it)
+
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT)) as http,
