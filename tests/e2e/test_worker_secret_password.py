@@ -1,0 +1,191 @@
+"""A worker's password given as a secret (``util.Secret``, ``util.Interpolate('%(secret:)s')``)
+from a ``SecretInAFile`` directory: real workers (stock buildbot-worker 4.3.0 over PB and over
+msgpack, buildyard-worker) log in with the value, a wrong one is refused, a reconfig that
+changes the file takes the new value, a secret no provider knows is an error naming the worker
+and the secret, and no value reaches the master's log.
+
+As Buildbot 4.3.0, the password is rendered each time the master takes a configuration (at
+start and at each reconfig). Where it cannot be rendered Buildbot's master does not start, and
+its reconfig goes on half-applied ("configuration update partially applied"); buildyard's
+start fails the same way, and its reconfig is refused as a whole, the running configuration
+unchanged (as for any configuration it cannot apply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.processors import format_exc_info
+from structlog.testing import capture_logs
+
+from buildyard.common.errors import ConfigErrors
+from buildyard.common.logging import redact_secrets
+from buildyard.master.config.loader import load_master_config
+from buildyard.master.db import migrate
+from buildyard.master.master import BuildMaster
+from buildyard.testing.postgres import free_port
+from buildyard.testing.processes import end_popen, eventually
+from buildyard.testing.workers import STOCK_PB, start_worker
+
+pytestmark = pytest.mark.e2e
+
+# no lowercase: no name or word of the logs holds them
+VALUES = {
+    "pb_pass": "K4PB7QX2ZW9M",
+    "mp_pass": "R8MP3LV6TN2J",
+    "by_pass": "H5BY9CW4QD7S",
+    "late_pass": "F2LT8XK5PV3N",
+}
+NEW_LATE = "Z9NW4RT6YB2C"
+
+CONFIG = """\
+from buildyard.plugins import *
+c = BuildmasterConfig = {{}}
+c['secretsProviders'] = [secrets.SecretInAFile({secrets_dir!r})]
+c['workers'] = [
+    worker.Worker("pbw", util.Secret("pb_pass")),
+    worker.Worker("mpw", util.Interpolate("%(secret:mp_pass)s")),
+    worker.Worker("byw", util.Secret("by_pass")),
+    worker.Worker("late", util.Secret("late_pass")),
+]
+c['protocols'] = {{
+    'msgpack_experimental_v7': {{'port': {port}, 'interface': '127.0.0.1'}},
+    'pb': {{'port': {pb_port}, 'interface': '127.0.0.1'}},
+}}
+c['builders'] = [util.BuilderConfig(name="b", workernames=["pbw", "mpw", "byw", "late"],
+                                    factory=util.BuildFactory())]
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+def _write_secret(directory: Path, name: str, value: str) -> None:
+    path = directory / name
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+
+
+async def _master(basedir: Path) -> BuildMaster:
+    master = BuildMaster(basedir, config=load_master_config(basedir))
+    await migrate.upgrade(master.db)
+    await master.start()
+    return master
+
+
+@pytest.fixture
+def secrets_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "secrets"
+    directory.mkdir()
+    for name, value in VALUES.items():
+        _write_secret(directory, name, value)
+    return directory
+
+
+@pytest.fixture
+def basedir(tmp_path: Path, secrets_dir: Path) -> Path:
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    (basedir / "master.cfg").write_text(
+        CONFIG.format(secrets_dir=str(secrets_dir), port=free_port(), pb_port=free_port())
+    )
+    return basedir
+
+
+@pytest.fixture
+async def procs() -> AsyncIterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for proc in started:
+            end_popen(proc)
+
+
+def _refused(logs: Sequence[Mapping[str, Any]], worker: str) -> int:
+    """How many logins of ``worker`` were refused for a wrong password."""
+    return sum(
+        1
+        for e in logs
+        if e["event"] == "worker_refused"
+        and e.get("worker") == worker
+        and e.get("reason") == "wrong password"
+    )
+
+
+async def test_workers_log_in_with_the_secret_and_a_reconfig_takes_a_new_one(
+    tmp_path: Path,
+    basedir: Path,
+    secrets_dir: Path,
+    procs: list[subprocess.Popen[bytes]],
+) -> None:
+    with capture_logs(processors=[format_exc_info, redact_secrets]) as logs:
+        master = await _master(basedir)
+        try:
+            listener = master.workers.listener
+            port, pb_port = listener.port, listener.pb_port
+            assert port is not None and pb_port is not None
+
+            async def launch(kind: str, name: str, password: str, on: int) -> None:
+                workdir = tmp_path / f"{name}-{kind}-{len(procs)}"
+                procs.append(
+                    await asyncio.to_thread(start_worker, kind, workdir, on, name, password)
+                )
+
+            await launch(STOCK_PB, "pbw", VALUES["pb_pass"], pb_port)
+            await launch("stock", "mpw", VALUES["mp_pass"], port)
+            await launch("buildyard", "byw", VALUES["by_pass"], port)
+            await eventually(lambda: {"pbw", "mpw", "byw"} <= set(listener.connections), within=90)
+            # wrong passwords, over both protocols: refused
+            await launch(STOCK_PB, "late", "WRONG", pb_port)
+            await eventually(lambda: _refused(logs, "late") >= 1, within=60)
+            end_popen(procs[-1])  # (it would try again and again)
+            before = _refused(logs, "late")
+            await launch("buildyard", "late", VALUES["by_pass"], port)
+            await eventually(lambda: _refused(logs, "late") > before, within=60)
+            assert "late" not in listener.connections
+            for proc in procs[3:]:
+                end_popen(proc)
+
+            # the secret's file changes; a reconfig reads it again and takes the new value
+            _write_secret(secrets_dir, "late_pass", NEW_LATE)
+            assert await master.reconfig()
+            before = _refused(logs, "late")
+            await launch("buildyard", "late", VALUES["late_pass"], port)  # the old value
+            await eventually(lambda: _refused(logs, "late") > before, within=60)
+            assert "late" not in listener.connections
+            await launch("buildyard", "late", NEW_LATE, port)
+            await eventually(lambda: "late" in listener.connections, within=60)
+
+            # a secret no provider knows: the reconfig is refused, naming worker and secret
+            (secrets_dir / "late_pass").unlink()
+            assert not await master.reconfig()
+            assert set(listener.connections) == {"pbw", "mpw", "byw", "late"}
+        finally:
+            await master.stop()
+    [failed] = [e for e in logs if e["event"] == "reconfig_failed"]
+    assert "worker 'late'" in str(failed["reason"])
+    assert "secret 'late_pass' is not found in any provider" in str(failed["reason"])
+    text = repr(logs)
+    for value in (*VALUES.values(), NEW_LATE):
+        assert value not in text
+
+
+async def test_a_secret_no_provider_knows_stops_the_start(basedir: Path, secrets_dir: Path) -> None:
+    (secrets_dir / "by_pass").unlink()
+    (secrets_dir / "mp_pass").write_text("")  # renders to an empty string
+    master = BuildMaster(basedir, config=load_master_config(basedir))
+    await migrate.upgrade(master.db)
+    with pytest.raises(ConfigErrors) as raised:
+        await master.start()
+    messages = [e.message for e in raised.value.errors]
+    assert messages == [
+        "worker 'mpw': its password Interpolate('%(secret:mp_pass)s') rendered to an empty "
+        "string, not a non-empty string",
+        "worker 'byw': its password Secret('by_pass') cannot be rendered: secret 'by_pass' "
+        "is not found in any provider",
+    ]
+    assert not master.running
