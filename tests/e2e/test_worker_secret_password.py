@@ -42,6 +42,7 @@ VALUES = {
     "late_pass": "F2LT8XK5PV3N",
 }
 NEW_LATE = "Z9NW4RT6YB2C"
+NEW_BY = "M3NB8QW5XK7D"
 
 CONFIG = """\
 from buildyard.plugins import *
@@ -160,6 +161,12 @@ async def test_workers_log_in_with_the_secret_and_a_reconfig_takes_a_new_one(
             await launch("buildyard", "late", NEW_LATE, port)
             await eventually(lambda: "late" in listener.connections, within=60)
 
+            # a connected worker whose password changes stays connected (asked at its next login)
+            connection = listener.connections["byw"]
+            _write_secret(secrets_dir, "by_pass", NEW_BY)
+            assert await master.reconfig()
+            assert listener.connections["byw"] is connection
+
             # a secret no provider knows: the reconfig is refused, naming worker and secret
             (secrets_dir / "late_pass").unlink()
             assert not await master.reconfig()
@@ -170,7 +177,7 @@ async def test_workers_log_in_with_the_secret_and_a_reconfig_takes_a_new_one(
     assert "worker 'late'" in str(failed["reason"])
     assert "secret 'late_pass' is not found in any provider" in str(failed["reason"])
     text = repr(logs)
-    for value in (*VALUES.values(), NEW_LATE):
+    for value in (*VALUES.values(), NEW_LATE, NEW_BY):
         assert value not in text
 
 
