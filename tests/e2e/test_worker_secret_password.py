@@ -29,7 +29,7 @@ from buildyard.master.config.loader import load_master_config
 from buildyard.master.db import migrate
 from buildyard.master.master import BuildMaster
 from buildyard.testing.postgres import free_port
-from buildyard.testing.processes import end_popen, eventually
+from buildyard.testing.processes import buildyard, end_popen, eventually
 from buildyard.testing.workers import STOCK_PB, start_worker
 
 pytestmark = pytest.mark.e2e
@@ -196,3 +196,18 @@ async def test_a_secret_no_provider_knows_stops_the_start(basedir: Path, secrets
         "is not found in any provider",
     ]
     assert not master.running
+
+
+def test_buildyard_start_says_which_worker_and_secret(basedir: Path, secrets_dir: Path) -> None:
+    (secrets_dir / "late_pass").unlink()
+    assert buildyard("upgrade-master", str(basedir)).returncode == 0
+    done = buildyard("start", str(basedir))  # ends the master it started when it fails
+    assert done.returncode == 1
+    assert "the master did not start" in done.stderr
+    assert (
+        "worker 'late': its password Secret('late_pass') cannot be rendered: secret "
+        "'late_pass' is not found in any provider" in done.stderr
+    )
+    assert not (basedir / "buildyard.pid").exists()
+    for value in VALUES.values():
+        assert value not in done.stdout + done.stderr
