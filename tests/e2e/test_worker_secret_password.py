@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from buildyard.master.db import migrate
 from buildyard.master.master import BuildMaster
 from buildyard.testing.postgres import free_port
 from buildyard.testing.processes import buildyard, end_popen, eventually
+from buildyard.testing.stock import buildbot_venv
 from buildyard.testing.workers import STOCK_PB, start_worker
 
 pytestmark = pytest.mark.e2e
@@ -211,3 +214,101 @@ def test_buildyard_start_says_which_worker_and_secret(basedir: Path, secrets_dir
     assert not (basedir / "buildyard.pid").exists()
     for value in VALUES.values():
         assert value not in done.stdout + done.stderr
+
+
+STOCK_CONFIG = """\
+from buildbot.plugins import schedulers, secrets, util, worker
+c = BuildmasterConfig = {{}}
+c['buildbotNetUsageData'] = None
+c['secretsProviders'] = [secrets.SecretInAFile({secrets_dir!r})]
+c['workers'] = [worker.Worker("pbw", util.Secret("pb_pass")),
+                worker.Worker("late", util.Interpolate("%(secret:late_pass)s"))]
+c['protocols'] = {{'pb': {{'port': 'tcp:{pb_port}:interface=127.0.0.1'}}}}
+c['builders'] = [util.BuilderConfig(name="b", workernames=["pbw", "late"],
+                                    factory=util.BuildFactory())]
+c['schedulers'] = [schedulers.ForceScheduler(name="f", builderNames=["b"])]
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+def _stock_or_ours(
+    kind: str, basedir: Path, secrets_dir: Path, pb_port: int
+) -> tuple[subprocess.Popen[bytes], Path, str]:
+    """Create and start (in the foreground) a master of ``kind`` with :data:`STOCK_CONFIG`:
+    its process, its log and the line that says it started."""
+    if kind == "buildbot":
+        exe = str(buildbot_venv() / "bin" / "buildbot")
+        create, start = [exe, "create-master", "-q"], [exe, "start", "--nodaemon"]
+        log, marker = basedir / "twistd.log", "BuildMaster is running"
+    else:
+        cli = [sys.executable, "-m", "buildyard.cli.main"]
+        create, start = [*cli, "create-master", "-q"], [*cli, "start", "--nodaemon"]
+        log, marker = basedir / "out.log", "master_started"
+    subprocess.run([*create, str(basedir)], check=True, capture_output=True, timeout=300)
+    (basedir / "master.cfg").write_text(
+        STOCK_CONFIG.format(secrets_dir=str(secrets_dir), pb_port=pb_port)
+    )
+    with (basedir / "out.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [*start, str(basedir)],
+            cwd=basedir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return proc, log, marker
+
+
+@pytest.mark.parametrize("kind", ["buildbot", "buildyard"])
+def test_side_by_side_with_stock_buildbot(
+    kind: str, tmp_path: Path, secrets_dir: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """The same master.cfg under stock Buildbot 4.3.0 and buildyard: the stock PB worker logs
+    in with the secret's value and is refused with a wrong one."""
+    pb_port = free_port()
+    proc, log, marker = _stock_or_ours(kind, tmp_path / kind, secrets_dir, pb_port)
+    procs.append(proc)
+    deadline = time.monotonic() + 300
+    while marker not in (log.read_text(errors="replace") if log.exists() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    right, wrong = tmp_path / "right", tmp_path / "wrong"
+    procs.append(start_worker(STOCK_PB, right, pb_port, "pbw", VALUES["pb_pass"]))
+    procs.append(start_worker(STOCK_PB, wrong, pb_port, "late", "WRONG"))
+
+    def worker_log(workdir: Path) -> str:
+        path = workdir / "twistd.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    deadline = time.monotonic() + 90
+    while not (
+        "worker is ready" in worker_log(right)
+        and "unauthorized login; check worker name and password" in worker_log(wrong)
+    ):
+        assert time.monotonic() < deadline, worker_log(right) + worker_log(wrong)
+        time.sleep(0.2)
+    assert "unauthorized" not in worker_log(right)
+
+
+@pytest.mark.parametrize("kind", ["buildbot", "buildyard"])
+def test_side_by_side_a_missing_secret_stops_the_start(
+    kind: str, tmp_path: Path, secrets_dir: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """Neither master starts when a worker's password is a secret no provider knows; each
+    names the secret (Buildbot: in a KeyError's traceback; buildyard: with the worker)."""
+    (secrets_dir / "late_pass").unlink()
+    proc, log, marker = _stock_or_ours(kind, tmp_path / kind, secrets_dir, free_port())
+    procs.append(proc)
+    assert proc.wait(timeout=300) is not None
+    text = log.read_text(errors="replace") + (tmp_path / kind / "out.log").read_text()
+    assert marker not in text
+    if kind == "buildbot":
+        assert "BuildMaster startup failed" in text
+        assert "secret key late_pass is not found in any provider" in text
+    else:
+        assert proc.returncode == 1
+        assert (
+            "worker 'late': its password Interpolate('%(secret:late_pass)s') cannot be "
+            "rendered: secret 'late_pass' is not found in any provider" in text
+        )
