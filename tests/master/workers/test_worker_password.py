@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from buildyard.common.errors import ConfigErrors
-from buildyard.master.model.properties import Interpolate, Secret, renderer
+from buildyard.master.model.properties import Interpolate, Secret, Transform, renderer
 from buildyard.master.secrets.providers import SecretInAFile, lookup
 from buildyard.master.workers.config import (
     AbstractLatentWorker,
@@ -62,6 +62,8 @@ async def test_every_worker_that_cannot_render_is_named_without_any_value(
         Worker("ok", Secret("pw")),
         Worker("missing", Secret("nope")),
         Worker("number", renderer(lambda props: 5)),
+        # a renderer that fails with the value in its message: the message is left out
+        Worker("failing", Transform(int, Secret("pw"))),
     ]
     with pytest.raises(ConfigErrors) as raised:
         await render_passwords(workers, find)
@@ -70,6 +72,8 @@ async def test_every_worker_that_cannot_render_is_named_without_any_value(
         "not found in any provider",
         f"worker 'number': its password {workers[2].password!r} rendered to int, not a "
         "non-empty string",
+        f"worker 'failing': its password {workers[3].password!r} cannot be rendered: "
+        "ValueError raised while rendering it",
     ]
     assert VALUE not in str(raised.value)
     assert raised.value.errors[0].location is not None  # the master.cfg line of the worker

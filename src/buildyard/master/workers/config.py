@@ -126,9 +126,15 @@ class Worker(ConfigObject):
         where = self.defined_at
         try:
             value = await render(self.password, props)
-        except RenderError as exc:
+        except RenderError as exc:  # names the secret, never a value
             raise ConfigError(
                 f"{label}: its password {self.password!r} cannot be rendered: {exc}",
+                location=where,
+            ) from None
+        except Exception as exc:  # user code: its message may hold the value, left out
+            raise ConfigError(
+                f"{label}: its password {self.password!r} cannot be rendered: "
+                f"{type(exc).__name__} raised while rendering it",
                 location=where,
             ) from None
         if not isinstance(value, str) or not value:
