@@ -48,8 +48,11 @@ async def test_secret_and_interpolate_passwords_render_from_the_providers(
     assert secret.login_password == VALUE
     assert interpolated.login_password == "x-" + VALUE
     assert custom.login_password == "from-a-renderer"
-    # the configuration keeps what was written, not the value
-    assert secret.password == Secret("pw")
+    # as in Buildbot, .password is the value from then on (custom latent workers read it);
+    # the configuration keeps what was written, and shows no value
+    assert secret.password == VALUE
+    assert secret == Worker("s", Secret("pw"))
+    assert VALUE not in repr(secret)
 
 
 async def test_every_worker_that_cannot_render_is_named_without_any_value(

@@ -66,9 +66,10 @@ class Worker(ConfigObject):
         machine_name: str | None = None,
     ) -> None:
         self.name: str = name if isinstance(name, str) else str(name)
-        self.password = password
-        # what the worker logs in with: the string given, or what the secret rendered to
-        self._login_password: str | None = password if isinstance(password, str) else None
+        # as in Buildbot, ``password`` becomes what a secret rendered to (a latent worker's
+        # subclass reads self.password); the configuration keeps what was written
+        self.password: object = password
+        self._password_given = password
         self.max_builds = max_builds
         self.notify_on_missing: tuple[str, ...] = ()
         self.missing_timeout = missing_timeout
@@ -112,39 +113,40 @@ class Worker(ConfigObject):
     def login_password(self) -> str | None:
         """The password the worker logs in with; None while a password given as a secret has
         not been rendered (:func:`render_passwords`), when no login can succeed."""
-        return self._login_password
+        password = self.password
+        return password if isinstance(password, str) else None
 
     async def render_password(self, lookup: Callable[[str], Awaitable[str | None]]) -> None:
         """Render a password given as a secret with ``lookup`` (the secret providers);
         :class:`~buildyard.common.errors.ConfigError` naming this worker and the failure
         (a secret no provider knows, a value that is not a non-empty string)."""
-        if not is_renderable(self.password):
+        given = self._password_given
+        if not is_renderable(given):
             return
         props = Properties()
         props.build = SecretsOnly(lookup)
         label = f"worker {self.name!r}"
         where = self.defined_at
         try:
-            value = await render(self.password, props)
+            value = await render(given, props)
         except RenderError as exc:  # names the secret, never a value
             raise ConfigError(
-                f"{label}: its password {self.password!r} cannot be rendered: {exc}",
+                f"{label}: its password {given!r} cannot be rendered: {exc}",
                 location=where,
             ) from None
         except Exception as exc:  # user code: its message may hold the value, left out
             raise ConfigError(
-                f"{label}: its password {self.password!r} cannot be rendered: "
+                f"{label}: its password {given!r} cannot be rendered: "
                 f"{type(exc).__name__} raised while rendering it",
                 location=where,
             ) from None
         if not isinstance(value, str) or not value:
             kind = "an empty string" if value == "" else type(value).__name__
             raise ConfigError(
-                f"{label}: its password {self.password!r} rendered to {kind}, "
-                "not a non-empty string",
+                f"{label}: its password {given!r} rendered to {kind}, not a non-empty string",
                 location=where,
             )
-        self._login_password = value
+        self.password = value
 
     @property
     def workername(self) -> str:
