@@ -105,4 +105,4 @@ async def test_latent_workers_hand_the_rendered_password_to_their_instance(
     docker.master_info = LatentMasterInfo(name="m", host="h", msgpack_port=9989, pb_port=9988)
     assert docker.createEnvironment()["WORKERPASS"] == VALUE
     assert f'password="{VALUE}"' in libvirt._auth_metadata()
-    assert mine.login_password == VALUE
+    assert mine.login_password == mine.password == VALUE  # what its start_instance reads
