@@ -550,6 +550,9 @@ def _load_and_run(basedir: Path, configfile: str) -> int:
         try:
             master = BuildMaster(basedir, config=config)
             return await master.run()
+        except ConfigErrors as errors:  # what only starting finds: a worker's secret password
+            _print_config_errors(errors)
+            return 1
         except DbError as exc:
             return _fail(str(exc))
         except OSError as exc:  # a port that cannot be had

@@ -71,7 +71,7 @@ from buildyard.master.schedulers.manager import SchedulerManager
 from buildyard.master.secrets import providers as secret_providers
 from buildyard.master.secrets.redaction import Redactor
 from buildyard.master.usermanager import UserManagers
-from buildyard.master.workers.config import LocalWorker
+from buildyard.master.workers.config import LocalWorker, render_passwords
 from buildyard.master.workers.connection import MAX_LINE_LENGTH
 from buildyard.master.workers.listener import PROTOCOL, ListenerChange
 from buildyard.master.workers.manager import WorkerManager
@@ -428,6 +428,23 @@ class BuildMaster(Service):
             self.redactor.add(value, name)
         return value
 
+    async def _render_worker_passwords(self, config: MasterConfig) -> None:
+        """Render the worker passwords ``config`` gives as secrets, from ``config``'s own
+        secret providers (a reconfig's new ones, which read their files again), before
+        anything of ``config`` is applied, as Buildbot renders them each time it takes a
+        configuration. The values are hidden from the master's log from then on.
+        :class:`ConfigErrors` naming each worker whose password cannot be rendered (at start
+        the master does not start, as Buildbot's; a reconfig changes nothing)."""
+        providers = tuple(config.secrets_providers)
+
+        async def lookup(name: str) -> str | None:
+            value = await secret_providers.lookup(providers, name)
+            if value is not None:
+                self.redactor.add(value, name)
+            return value
+
+        await render_passwords(config.workers, lookup)
+
     async def _session_secret(self) -> str:
         """The key that signs the web sessions: made once, kept in the database state where
         Buildbot keeps it (so a Buildbot master's sessions stay valid too)."""
@@ -547,6 +564,7 @@ class BuildMaster(Service):
         assert self.masterid is not None
         for warning in config.warnings:
             log.warning("config_warning", message=warning)
+        await self._render_worker_passwords(config)
         web = await self.www.prepare(config.www, site=_site(config))
         try:
             listener = await self.workers.listener.prepare(_protocols(config))

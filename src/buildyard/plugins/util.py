@@ -9,11 +9,12 @@ the web server's authentication (``NoAuth``, ``UserPasswordAuth``, ``HTPasswdAut
 ``RemoteUserAuth``, ``CustomAuth``, and OAuth2's ``GitHubAuth``, ``GitLabAuth``, ``GoogleAuth``,
 ``BitbucketAuth``) and authorization (``Authz``, its endpoint and role matchers,
 ``fnmatchStrMatcher``, ``reStrMatcher``), ``JanitorConfigurator``,
-``CommandlineUserManager``, and the Kubernetes worker's ``KubeHardcodedConfig``,
-``KubeCtlProxyConfigLoader`` and ``KubeInClusterConfigLoader``. Everything else
-Buildbot 4.3 registers here is a stand-in naming the feature it belongs to; ``util.repo``
-(stand-ins) and ``util.svn`` (``SVNPoller``'s ``split_file_*`` functions) hold Buildbot's
-dotted names.
+``CommandlineUserManager``, the manholes (``PasswordManhole``, ``AuthorizedKeysManhole``,
+``TelnetManhole``: their arguments checked, no shell opened), and the Kubernetes
+worker's ``KubeHardcodedConfig``, ``KubeCtlProxyConfigLoader`` and
+``KubeInClusterConfigLoader``. Everything else Buildbot 4.3 registers here is a stand-in
+naming the feature it belongs to; ``util.repo`` (stand-ins) and ``util.svn``
+(``SVNPoller``'s ``split_file_*`` functions) hold Buildbot's dotted names.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ if TYPE_CHECKING:
     )
     from buildyard.master.builds.builder import BuilderConfig
     from buildyard.master.builds.factory import BuildFactory
+    from buildyard.master.config.manhole import (
+        AuthorizedKeysManhole,
+        PasswordManhole,
+        TelnetManhole,
+    )
     from buildyard.master.janitor import JanitorConfigurator
     from buildyard.master.logs.observer import LogLineObserver
     from buildyard.master.model.gitcredentials import (
@@ -131,6 +137,7 @@ __all__ = [
     "AnyControlEndpointMatcher",
     "AnyEndpointMatcher",
     "AnyPropertyParameter",
+    "AuthorizedKeysManhole",
     "Authz",
     "BitbucketAuth",
     "BooleanParameter",
@@ -167,6 +174,7 @@ __all__ = [
     "NestedParameter",
     "NoAuth",
     "ParameterGroup",
+    "PasswordManhole",
     "PatchParameter",
     "Project",
     "Property",
@@ -183,6 +191,7 @@ __all__ = [
     "ShellArg",
     "StopBuildEndpointMatcher",
     "StringParameter",
+    "TelnetManhole",
     "TextParameter",
     "Transform",
     "URLForBuild",
@@ -331,6 +340,9 @@ _LAZY = LazyNames(
         "worst_status": "buildyard.compat.results",
         "BuilderConfig": "buildyard.master.builds.builder",
         "BuildFactory": "buildyard.master.builds.factory",
+        "AuthorizedKeysManhole": "buildyard.master.config.manhole",
+        "PasswordManhole": "buildyard.master.config.manhole",
+        "TelnetManhole": "buildyard.master.config.manhole",
         "JanitorConfigurator": "buildyard.master.janitor",
         "LogLineObserver": "buildyard.master.logs.observer",
         "GitCredentialInputRenderer": "buildyard.master.model.gitcredentials",

@@ -531,7 +531,12 @@ def test_error_built_in_a_neighbour_points_into_it(
     helper.write_text("from buildbot.plugins import worker\nW = worker.Worker('w', None)\n")
     write_config(GOOD + "import workers_mod\n")
     assert _where(_errors(basedir)) == [
-        (str(helper), 2, "worker 'w': password must be a string, not NoneType")
+        (
+            str(helper),
+            2,
+            "worker 'w': password must be a string or a secret (util.Secret, "
+            "util.Interpolate), not NoneType",
+        )
     ]
 
 

@@ -140,7 +140,7 @@ def test_repr_is_readable_and_hides_the_password() -> None:
 @pytest.mark.parametrize(
     ("args", "kwargs", "message"),
     [
-        (("w", 1234), {}, "worker 'w': password must be a string, not int"),
+        (("w", 1234), {}, r"worker 'w': password must be a string or a secret \(.*\), not int"),
         (("", "p"), {}, "worker name cannot be an empty string"),
         (("1abc", "p"), {}, "worker name '1abc' is not an identifier"),
         (("has space", "p"), {}, "worker name 'has space' is not an identifier"),
@@ -173,7 +173,8 @@ def test_worker_collects_every_mistake_in_a_load() -> None:
     assert [e.message for e in errors.errors] == [
         "worker name 'bad name' is not an identifier (letters, digits, '_' and '-', not "
         "starting with a digit)",
-        "worker 'bad name': password must be a string, not int",
+        "worker 'bad name': password must be a string or a secret (util.Secret, "
+        "util.Interpolate), not int",
         "worker 'bad name': max_builds must be a positive integer or None",
     ]
 

@@ -84,7 +84,15 @@ def warn_no_effect(
     """``warn(key, message)`` for each key of ``config`` that is set and has no effect;
     ``key`` is the top-level key the message is about (for its master.cfg line)."""
     for key, why in TOP_LEVEL.items():
-        if _set(config.get(key)):
+        value = config.get(key)
+        if key == "manhole" and _set(value):
+            warn(
+                key,
+                f"c['manhole'] has no effect: buildyard has no manhole (the "
+                f"{type(value).__name__} opens no debugging shell into the master; nothing "
+                "listens on its port)",
+            )
+        elif _set(value):
             warn(key, f"c[{key!r}] {_NO_EFFECT} ({why})")
     managers = config.get("user_managers")
     if isinstance(managers, list | tuple):

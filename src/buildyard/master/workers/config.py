@@ -11,11 +11,18 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from buildyard.common.config_object import ConfigObject, is_placeholder
-from buildyard.common.errors import config_error
+from buildyard.common.errors import ConfigError, ConfigErrors, config_error
+from buildyard.master.model.properties import (
+    Properties,
+    RenderError,
+    SecretsOnly,
+    is_renderable,
+    render,
+)
 
 __all__ = ["AbstractLatentWorker", "LocalLatentWorker", "LocalWorker", "Worker"]
 
@@ -32,7 +39,11 @@ def _is_number(value: object) -> bool:
 class Worker(ConfigObject):
     """A worker that connects to this master with ``name`` and ``password``.
 
-    ``password`` is a string (or a secret, once secrets exist). ``max_builds`` limits concurrent
+    ``password`` is a string, or a renderable of the master's secrets (``util.Secret("name")``,
+    ``util.Interpolate("%(secret:name)s")``), rendered through ``c['secretsProviders']`` each
+    time the master takes the configuration (at start and at each reconfig:
+    :func:`render_passwords`), as Buildbot does; the worker logs in with
+    :attr:`login_password`. ``max_builds`` limits concurrent
     builds (None: no limit); ``notify_on_missing`` lists addresses told when the worker has been
     gone for ``missing_timeout`` seconds; ``properties`` and ``defaultProperties`` apply to its
     builds; ``keepalive_interval`` is in seconds; ``machine_name`` ties it to a ``c['machines']``
@@ -55,7 +66,10 @@ class Worker(ConfigObject):
         machine_name: str | None = None,
     ) -> None:
         self.name: str = name if isinstance(name, str) else str(name)
-        self.password = password
+        # as in Buildbot, ``password`` becomes what a secret rendered to (a latent worker's
+        # subclass reads self.password); the configuration keeps what was written
+        self.password: object = password
+        self._password_given = password
         self.max_builds = max_builds
         self.notify_on_missing: tuple[str, ...] = ()
         self.missing_timeout = missing_timeout
@@ -67,8 +81,11 @@ class Worker(ConfigObject):
 
         self._check_name(name)
         label = f"worker {self.name!r}"
-        if not isinstance(password, str) and not is_placeholder(password):
-            config_error(f"{label}: password must be a string, not {type(password).__name__}")
+        if not (isinstance(password, str) or is_renderable(password) or is_placeholder(password)):
+            config_error(
+                f"{label}: password must be a string or a secret (util.Secret, "
+                f"util.Interpolate), not {type(password).__name__}"
+            )
         if max_builds is not None and (
             not isinstance(max_builds, int) or isinstance(max_builds, bool) or max_builds < 1
         ):
@@ -91,6 +108,45 @@ class Worker(ConfigObject):
         if isinstance(machine_name, str):
             # as Buildbot: builds on this worker carry its machine's name
             self.properties["machine_name"] = machine_name
+
+    @property
+    def login_password(self) -> str | None:
+        """The password the worker logs in with; None while a password given as a secret has
+        not been rendered (:func:`render_passwords`), when no login can succeed."""
+        password = self.password
+        return password if isinstance(password, str) else None
+
+    async def render_password(self, lookup: Callable[[str], Awaitable[str | None]]) -> None:
+        """Render a password given as a secret with ``lookup`` (the secret providers);
+        :class:`~buildyard.common.errors.ConfigError` naming this worker and the failure
+        (a secret no provider knows, a value that is not a non-empty string)."""
+        given = self._password_given
+        if not is_renderable(given):
+            return
+        props = Properties()
+        props.build = SecretsOnly(lookup)
+        label = f"worker {self.name!r}"
+        where = self.defined_at
+        try:
+            value = await render(given, props)
+        except RenderError as exc:  # names the secret, never a value
+            raise ConfigError(
+                f"{label}: its password {given!r} cannot be rendered: {exc}",
+                location=where,
+            ) from None
+        except Exception as exc:  # user code: its message may hold the value, left out
+            raise ConfigError(
+                f"{label}: its password {given!r} cannot be rendered: "
+                f"{type(exc).__name__} raised while rendering it",
+                location=where,
+            ) from None
+        if not isinstance(value, str) or not value:
+            kind = "an empty string" if value == "" else type(value).__name__
+            raise ConfigError(
+                f"{label}: its password {given!r} rendered to {kind}, not a non-empty string",
+                location=where,
+            )
+        self.password = value
 
     @property
     def workername(self) -> str:
@@ -182,6 +238,23 @@ class LocalWorker(Worker):
 def generated_password(name: object) -> str:
     key = name.encode() if isinstance(name, str) else repr(name).encode()
     return hmac.new(_LOCAL_KEY, b"latent:" + key, hashlib.sha256).hexdigest()[:32]
+
+
+async def render_passwords(
+    workers: Iterable[object], lookup: Callable[[str], Awaitable[str | None]]
+) -> None:
+    """Render the passwords of ``workers`` given as secrets, all of them;
+    :class:`~buildyard.common.errors.ConfigErrors` listing every worker whose password cannot
+    be rendered. The values are never part of a message."""
+    errors = ConfigErrors()
+    for worker in workers:
+        if isinstance(worker, Worker):
+            try:
+                await worker.render_password(lookup)
+            except ConfigError as error:
+                errors.errors.append(error)
+    if errors:
+        raise errors
 
 
 class LatentWorkerFailedToSubstantiate(Exception):

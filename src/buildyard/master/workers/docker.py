@@ -394,7 +394,7 @@ class DockerLatentWorker(AbstractLatentWorker):
             fqdn=self.masterFQDN or socket.getfqdn(),
             protocol=self.master_protocol,
             name=self.name,
-            password=self.password,
+            password=self.login_password,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -522,7 +522,7 @@ class KubeLatentWorker(AbstractLatentWorker):
             fqdn=self._master_fqdn(),
             protocol=self.master_protocol,
             name=self.name,
-            password=self.password,
+            password=self.login_password,
         )
 
     # -- the pod spec and its hooks (Buildbot's names) ------------------------------------------

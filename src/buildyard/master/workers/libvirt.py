@@ -126,7 +126,7 @@ class LibVirtWorker(AbstractLatentWorker):
         """Buildbot's ``<auth username= password= master=/>``, each value escaped: a password
         with ``"``, ``&`` or ``<`` is given to the machine as it is, never as broken XML."""
         return (
-            f"<auth username={quoteattr(self.name)} password={quoteattr(str(self.password))} "
+            f"<auth username={quoteattr(self.name)} password={quoteattr(str(self.login_password))} "
             f"master={quoteattr(str(self.masterFQDN))}/>"
         )
 

@@ -380,7 +380,8 @@ class WorkerListener(Service):
         if worker is None:
             log.warning("worker_refused", peer=peer, worker=name, reason="unknown worker name")
             raise web.HTTPUnauthorized(text="unknown worker or wrong password")
-        if not hmac.compare_digest(password.encode(), str(worker.password).encode()):
+        expected = worker.login_password  # None: a secret not rendered, no login succeeds
+        if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
             log.warning("worker_refused", peer=peer, worker=name, reason="wrong password")
             raise web.HTTPUnauthorized(text="unknown worker or wrong password")
         return name, worker

@@ -78,7 +78,7 @@ class LocalWorkers(Service):
         cfg = running.config
         running.basedir.mkdir(parents=True, exist_ok=True)
         argv = ["create-worker", "--quiet", str(running.basedir)]
-        argv += [f"{running.host}:{running.port}", cfg.name, str(cfg.password)]
+        argv += [f"{running.host}:{running.port}", cfg.name, str(cfg.login_password)]
         # the worker's package only for a master that has local workers
         from buildyard.worker import cli as worker_cli
 

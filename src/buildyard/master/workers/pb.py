@@ -377,9 +377,13 @@ class LoginRoot(Referenceable):
             )
             self._login.refuse()
             raise _unauthorized()
-        password = str(worker.password).encode("utf-8")
-        expected = hashlib.md5(hashlib.md5(password).digest() + challenge).digest()
-        if not isinstance(response, bytes) or not hmac.compare_digest(response, expected):
+        password = worker.login_password  # None: a secret not rendered, no login succeeds
+        expected = hashlib.md5(hashlib.md5((password or "").encode()).digest() + challenge).digest()
+        if (
+            password is None
+            or not isinstance(response, bytes)
+            or not hmac.compare_digest(response, expected)
+        ):
             log.warning("worker_refused", peer=self._peer, worker=name, reason="wrong password")
             self._login.refuse()
             raise _unauthorized()
