@@ -85,7 +85,14 @@ c['services'] = [reporters.IRC(host='127.0.0.1', port={ircd.port}, nick='bby',
                 assert built.properties["owner"][0] == "alice on #ci"
                 assert built.stdout("show") == "app-editors/vim\n"
 
+                seen = len(alice.lines)
                 assert await ask("zbt sys-apps/less", 1, who=bob) == ["Thou shall not pass, bob!!!"]
+                # the refusal goes to the channel: alice's connection gets it too, maybe later
+                # than bob's; her next question starts after it
+                await alice.wait_for(
+                    lambda p, c, a: c == "PRIVMSG" and a[-1] == "Thou shall not pass, bob!!!",
+                    start=seen,
+                )
                 assert await ask("zbt", 1) == ["Which package do you want to test?"]
                 assert await ask("echo one two three", 3) == ["one", "two", "three"]
                 assert await ask("who", 1) == [
