@@ -70,37 +70,58 @@ class _AsyncioHalves:
 
     def exec_module(self, module: object) -> None:
         import importlib
+        import threading
         import types
 
         from sqlalchemy.util import concurrency
 
         assert isinstance(module, types.ModuleType)
         real = self.real
-        whole = False
+        # the package's own __init__ runs once, whichever thread asks first; the others wait
+        # for it under the lock (a name asked for meanwhile is there when they get it), and
+        # the thread running it that asks again (its own imports) is not made to wait
+        lock = threading.RLock()
+        whole = loading = False
+
+        def load_whole() -> None:
+            nonlocal whole, loading
+            with lock:
+                if whole or loading:
+                    return
+                loading = True
+                try:
+                    real.exec_module(module)  # type: ignore[attr-defined]  # may raise: again next time
+                finally:
+                    loading = False
+                whole = True
 
         def __getattr__(name: str) -> object:  # noqa: N807 (a module's __getattr__)
-            nonlocal whole
             sub = _ASYNCIO_CORE.get(name)
             if sub is not None:
                 value = getattr(importlib.import_module(f"{_ASYNCIO}.{sub}"), name)
-            elif name == "__all__":  # ``import *``: every name, as the package has them
-                if not whole:
-                    whole = True
-                    real.exec_module(module)  # type: ignore[attr-defined]
-                return [n for n in vars(module) if not n.startswith("_")]
-            elif whole or name.startswith("__") or _submodule(module, name):
+                setattr(module, name, value)
+                return value
+            if name == "__all__":  # ``import *``: every name, as the package has them
+                load_whole()
+                found = vars(module).get("__all__")
+                return found if found is not None else [n for n in vars(module) if n[0] != "_"]
+            if name.startswith("__") or _submodule(module, name):
                 # (a submodule not imported yet: ``from . import exc`` then imports it)
                 raise AttributeError(f"module {_ASYNCIO!r} has no attribute {name!r}")
-            else:
-                whole = True
-                real.exec_module(module)  # type: ignore[attr-defined]  # the package's __init__
-                return getattr(module, name)
-            setattr(module, name, value)
-            return value
+            load_whole()
+            try:
+                return vars(module)[name]
+            except KeyError:
+                raise AttributeError(f"module {_ASYNCIO!r} has no attribute {name!r}") from None
 
         module.__getattr__ = __getattr__  # type: ignore[method-assign]
-        # what the package's __init__ does on import: greenlet, or a clear ImportError
-        concurrency._concurrency_shim._initialize()
+        # what the package's __init__ does on import: greenlet, or a clear ImportError; a
+        # SQLAlchemy without that private hook gets its whole package imported at once
+        shim = getattr(getattr(concurrency, "_concurrency_shim", None), "_initialize", None)
+        if shim is None:
+            load_whole()
+        else:
+            shim()
 
     def __getattr__(self, name: str) -> object:  # get_source, is_package, ... of the real one
         return getattr(self.real, name)

@@ -150,3 +150,35 @@ def test_the_asyncio_extension_loads_the_orm_only_for_its_orm_names() -> None:
         "['AsyncEngine', 'AsyncSession', 'close_all_sessions']",
         "module 'sqlalchemy.ext.asyncio' has no attribute 'no_such_name'",
     ]
+
+
+def test_threads_asking_for_an_orm_name_at_once_all_get_it() -> None:
+    # the package's own __init__ runs in the first thread that asks; the others wait for it
+    # rather than finding the name missing
+    out = _run(
+        textwrap.dedent(
+            """
+            import threading
+            import buildyard
+            import sqlalchemy.ext.asyncio as package
+
+            barrier = threading.Barrier(8)
+            got = []
+
+            def ask():
+                barrier.wait()
+                try:
+                    got.append(package.AsyncSession.__name__)
+                except AttributeError as exc:
+                    got.append(f"missing: {exc}")
+
+            threads = [threading.Thread(target=ask) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            print(sorted(got))
+            """
+        )
+    )
+    assert out == [str(["AsyncSession"] * 8)]
