@@ -56,7 +56,6 @@ from buildyard.master.logs.writer import LogLimits
 from buildyard.master.model.buildrequests import BuildRequest
 from buildyard.master.model.properties import Properties
 from buildyard.master.model.results import Results
-from buildyard.master.model.workers import Worker
 from buildyard.master.mq.base import MessageQueue
 from buildyard.master.steps.locks import LockRegistry
 from buildyard.master.workers.connection import WorkerConnection
@@ -599,9 +598,11 @@ class BuildRequestDistributor(Service):
         if not self.builders or self.config is None or self.hold:
             return
         index = await self._index_now()
-        workers = await self._db.workers.get_workers(masterid=self._masterid())
-        await self._shut_down_idle_graceful_workers([w for w in workers if w.graceful])
-        paused = {w.name for w in workers if w.paused or w.graceful}
+        held = await self._db.workers.held_workers(masterid=self._masterid())
+        await self._shut_down_idle_graceful_workers(
+            [name for name, _, graceful in held if graceful]
+        )
+        paused = {name for name, _paused, _graceful in held}
         # the builders some worker could take a build of now (or a latent one could start
         # for), and of those, the ones with requests waiting
         able: set[str] = set()
@@ -656,20 +657,20 @@ class BuildRequestDistributor(Service):
         ]
         return usable
 
-    async def _shut_down_idle_graceful_workers(self, graceful: Sequence[Worker]) -> None:
+    async def _shut_down_idle_graceful_workers(self, graceful: Sequence[str]) -> None:
         """Graceful shutdown: a worker marked so takes no new build, and once it runs none the
         master asks it to shut down (``shutdown``; it exits)."""
         connections = self._workers.listener.connections
-        for w in graceful:
-            conn = connections.get(w.name)
-            if conn is None or self._load.get(w.name, 0) or conn in self._shut_down:
+        for name in graceful:
+            conn = connections.get(name)
+            if conn is None or self._load.get(name, 0) or conn in self._shut_down:
                 continue
             self._shut_down.add(conn)
-            log.info("worker_graceful_shutdown", worker=w.name)
+            log.info("worker_graceful_shutdown", worker=name)
             try:
                 await conn.shutdown()
             except Exception as exc:  # it may be gone already
-                log.info("worker_shutdown_unanswered", worker=w.name, why=str(exc))
+                log.info("worker_shutdown_unanswered", worker=name, why=str(exc))
 
     async def _substantiate(
         self, name: str, builderid: int, config: Any, skip: set[int], paused: set[str]
