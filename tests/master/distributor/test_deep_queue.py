@@ -33,9 +33,10 @@ c['builders'] = [
 """
 
 BUILDS = 6  # builds measured at each depth, after the first
-# what a pass that starts one build runs: the held workers (paused or shutting down), the
-# claim of the request and its pair, and the start of the build
-PASS_STATEMENTS = 12
+# what a pass that starts one build runs: the claim of the request and its pair, and the
+# start of the build (the held workers, paused or shutting down, are read once and kept until
+# their state_updated events or the next full reading)
+PASS_STATEMENTS = 8
 
 
 async def _insert_pending(master: BuildMaster, count: int) -> None:

@@ -390,6 +390,12 @@ class BuildRequestDistributor(Service):
         self._replay: list[tuple[tuple[str, ...], Mapping[str, Any]]] | None = None
         self._resync_due = True
         self._resynced_at = 0.0
+        # the workers a pass must leave alone (paused, or shutting down gracefully), as read
+        # from the database; None: read them at the next pass. Forgotten on their
+        # ``state_updated`` events and at every full reading of the index (another master's
+        # change without a shared queue)
+        self._held_rows: list[tuple[str, bool, bool]] | None = None
+        self._held_version = 0
         self._mq_losses = self._mq_lost()
         self.resyncs = 0
         self.started = 0
@@ -464,7 +470,23 @@ class BuildRequestDistributor(Service):
                     self._on_request_event(key, body)
                     if key[-1] not in ("new", "unclaimed"):
                         continue
+                elif key[-1] == "state_updated":
+                    self._forget_held()
                 self.maybe_start_builds()
+
+    def _forget_held(self) -> None:
+        """Read the held workers again at the next pass (one being read now is not kept)."""
+        self._held_rows = None
+        self._held_version += 1
+
+    async def _held_workers(self) -> list[tuple[str, bool, bool]]:
+        held = self._held_rows
+        if held is None:
+            version = self._held_version
+            held = await self._db.workers.held_workers(masterid=self._masterid())
+            if version == self._held_version:
+                self._held_rows = held
+        return held
 
     def _on_request_event(self, key: tuple[str, ...], body: Mapping[str, Any]) -> None:
         if self._replay is not None:
@@ -534,6 +556,7 @@ class BuildRequestDistributor(Service):
         return index
 
     async def _resync(self) -> _Index:
+        self._forget_held()
         self._replay = []
         try:
             index = _Index(self._steps)
@@ -598,7 +621,7 @@ class BuildRequestDistributor(Service):
         if not self.builders or self.config is None or self.hold:
             return
         index = await self._index_now()
-        held = await self._db.workers.held_workers(masterid=self._masterid())
+        held = await self._held_workers()
         await self._shut_down_idle_graceful_workers(
             [name for name, _, graceful in held if graceful]
         )
