@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from buildyard.protocol.frames import BATCH_LIMIT, FrameBatch, header, masked
+from buildyard.protocol.frames import BATCH_LIMIT, FrameBatch, header
 
 
 def _parse(data: bytes) -> list[bytes]:
-    """The payloads of the final binary frames in ``data`` (masked or not)."""
+    """The payloads of the final, unmasked binary frames in ``data``."""
     out: list[bytes] = []
     pos = 0
     while pos < len(data):
@@ -24,12 +24,9 @@ def _parse(data: bytes) -> list[bytes]:
             (length,), pos = struct.unpack("!H", data[pos : pos + 2]), pos + 2
         elif length == 127:
             (length,), pos = struct.unpack("!Q", data[pos : pos + 8]), pos + 8
-        assert pos + length + (4 if second & 0x80 else 0) <= len(data)  # all in
-        if second & 0x80:
-            key, pos = data[pos : pos + 4], pos + 4
-            out.append(masked(data[pos : pos + length], key))
-        else:
-            out.append(data[pos : pos + length])
+        assert not second & 0x80  # the server's frames are not masked
+        assert pos + length <= len(data)  # all in
+        out.append(data[pos : pos + length])
         pos += length
     return out
 
@@ -70,9 +67,8 @@ async def _read(reader: asyncio.StreamReader, count: int) -> list[bytes]:
                 return frames
 
 
-@pytest.mark.parametrize("mask", [False, True])
 async def test_the_frames_of_one_pass_leave_in_one_write(
-    connection: tuple[asyncio.Transport, asyncio.StreamReader], mask: bool
+    connection: tuple[asyncio.Transport, asyncio.StreamReader],
 ) -> None:
     transport, reader = connection
     sent_through_library: list[bytes] = []
@@ -80,7 +76,7 @@ async def test_the_frames_of_one_pass_leave_in_one_write(
     async def fallback(data: bytes) -> None:
         sent_through_library.append(data)
 
-    frames = FrameBatch(transport, fallback=fallback, mask=mask)
+    frames = FrameBatch(transport, fallback=fallback)
     payloads = [b"a", b"b" * 200, b"c" * 70000]  # the three header sizes
     payloads[2] = payloads[2][:BATCH_LIMIT]
     for payload in payloads:
@@ -119,10 +115,3 @@ async def test_without_batching_every_frame_goes_through_the_library() -> None:
     await frames.send(b"one")
     await frames.send(b"two")
     assert sent == [b"one", b"two"]
-
-
-def test_masking_round_trips() -> None:
-    data = bytes(range(256)) * 3 + b"tail"
-    key = b"\x01\x80\xff\x10"
-    assert masked(masked(data, key), key) == data
-    assert masked(data, key)[:4] == bytes(d ^ k for d, k in zip(data[:4], key, strict=True))

@@ -15,13 +15,12 @@ with its flow control. Control frames (ping, pong, close) are the library's; the
 frames, written between ours. Call :meth:`FrameBatch.flush` before closing the WebSocket, so
 that what was sent goes out before the close frame.
 
-``mask`` is for the client's end, whose frames RFC 6455 requires masked.
+Frames are unmasked: this is the server's end (RFC 6455 wants a client's frames masked).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -42,24 +41,14 @@ class _Transport(Protocol):
     def get_write_buffer_size(self) -> int: ...
 
 
-def header(length: int, *, masked: bool = False) -> bytes:
-    """The header of one final binary frame of ``length`` payload bytes (RFC 6455, 5.2)."""
-    bit = 0x80 if masked else 0
+def header(length: int) -> bytes:
+    """The header of one final, unmasked binary frame of ``length`` payload bytes (RFC 6455,
+    5.2)."""
     if length < 126:
-        return bytes((_BINARY, bit | length))
+        return bytes((_BINARY, length))
     if length < 65536:
-        return struct.pack("!BBH", _BINARY, bit | 126, length)
-    return struct.pack("!BBQ", _BINARY, bit | 127, length)
-
-
-def masked(data: bytes, mask: bytes) -> bytes:
-    """``data`` XORed with the 4-byte ``mask`` repeated."""
-    if not data:
-        return data
-    n = len(data)
-    repeated = (mask * (n // 4 + 1))[:n]
-    out = int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")
-    return out.to_bytes(n, "little")
+        return struct.pack("!BBH", _BINARY, 126, length)
+    return struct.pack("!BBQ", _BINARY, 127, length)
 
 
 class FrameBatch:
@@ -76,22 +65,14 @@ class FrameBatch:
         *,
         fallback: Callable[[bytes], Awaitable[None]],
         batching: bool = True,
-        mask: bool = False,
     ) -> None:
         self._transport = transport
         self._fallback = fallback
         self._batching = batching and transport is not None
-        self._mask = mask
         self._out: list[bytes] = []
         # system writes made, and frames that went out in them (for tests and statistics)
         self.writes = 0
         self.frames = 0
-
-    def _frame(self, data: bytes) -> bytes:
-        if self._mask:
-            key = os.urandom(4)
-            return header(len(data), masked=True) + key + masked(data, key)
-        return header(len(data)) + data
 
     def write(self, data: bytes) -> bool:
         """Queue one frame for the end of this pass; False when it cannot be batched (too big,
@@ -99,7 +80,7 @@ class FrameBatch:
         if not self._batching or len(data) > BATCH_LIMIT:
             return False
         out = self._out
-        out.append(self._frame(data))
+        out.append(header(len(data)) + data)
         self.frames += 1
         if len(out) == 1:
             asyncio.get_running_loop().call_soon(self.flush)
