@@ -95,3 +95,46 @@ async def test_a_late_reply_to_an_abandoned_request_is_dropped() -> None:
     await asyncio.sleep(0.3)  # the reply arrives after the caller gave up
     assert a.faults == 0
     assert await a.request("echo", value="next") == "next"
+
+
+async def test_immediate_requests_are_answered_within_the_read_that_brought_them() -> None:
+    sent: list[dict[str, Any]] = []
+    seen: list[Any] = []
+
+    async def send(frame: bytes) -> None:
+        sent.append(decode(frame))
+
+    async def handler(op: str, message: dict[str, Any]) -> Any:
+        raise AssertionError(f"{op} went to the task handler")
+
+    def update(message: dict[str, Any]) -> None:
+        if message.get("args") == "bad":
+            raise RequestFailed("bad update")
+        seen.append(message["args"])
+
+    peer = Peer(send=send, handler=handler, name="p", immediate={"update": update})
+    await peer.feed(encode({"op": "update", "seq_number": 4, "args": 1}))
+    await peer.feed(encode({"op": "update", "seq_number": 5, "args": "bad"}))
+    # answered before feed returned, in order, and no task was started for them
+    assert seen == [1]
+    assert sent == [
+        {"op": "response", "seq_number": 4, "result": None},
+        {"op": "response", "seq_number": 5, "result": "bad update", "is_exception": True},
+    ]
+    assert peer.statistics() == {"waiting": 0, "handling": 0}
+
+
+async def test_send_request_returns_once_sent_and_its_future_resolves_later() -> None:
+    a, b = pair()
+    first = await a.send_request("echo", value="one", delay=0.05)
+    second = await a.send_request("echo", value="two")
+    assert not first.done()
+    async with asyncio.timeout(10):
+        assert await second == "two"
+        assert await first == "one"
+    refused = await a.send_request("fail")
+    with pytest.raises(RemoteError, match="refused on purpose"):
+        await refused
+    await asyncio.sleep(0)
+    assert a.statistics()["waiting"] == 0  # answered requests are forgotten
+    b.close()

@@ -5,7 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from buildyard.worker.commands.output import CommandOutput, LineSplitter, Outbox, Settings
+import pytest
+
+from buildyard.protocol.errors import ConnectionLost, RemoteError
+from buildyard.worker.commands.output import (
+    MAX_UNANSWERED,
+    CommandOutput,
+    LineSplitter,
+    Outbox,
+    Settings,
+)
 
 
 def test_complete_lines_only_with_offsets_and_times() -> None:
@@ -78,3 +87,82 @@ async def test_buffering_merges_streams_and_flushes_on_size_and_time() -> None:
     assert [op for op, _ in sent] == ["update", "update", "update", "update", "complete"]
     assert [p[0] for p in sent[-2][1]["args"]] == ["header", "rc", "elapsed"]
     assert sent[-1][1]["args"] is None
+
+
+class _Master:
+    """The connection's ``send_request``: records each request and hands back the future of
+    its answer, which the test settles."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.answers: list[asyncio.Future[Any]] = []
+        self._more = asyncio.Event()
+
+    async def send(self, op: str, **fields: Any) -> asyncio.Future[Any]:
+        self.sent.append(op)
+        self.answers.append(asyncio.get_running_loop().create_future())
+        self._more.set()
+        return self.answers[-1]
+
+    async def request(self, op: str, **fields: Any) -> Any:
+        self.sent.append(op)
+        self._more.set()
+        return "answered"
+
+    async def until_sent(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(self.sent) < count:
+                self._more.clear()
+                await self._more.wait()
+
+
+async def test_the_complete_does_not_wait_for_the_answer_to_the_last_update() -> None:
+    # the stock worker's way: the last update and the complete leave together
+    master = _Master()
+    out = CommandOutput(Outbox(master.request, command_id="1", send=master.send), Settings())
+    out.update("rc", 0)
+    completing = asyncio.get_running_loop().create_task(out.complete(None))
+    await master.until_sent(2)
+    assert master.sent == ["update", "complete"]
+    assert not completing.done()  # the outbox still waits for both answers
+    master.answers[1].set_result(None)
+    master.answers[0].set_exception(RemoteError("refused"))  # logged, not fatal
+    async with asyncio.timeout(10):
+        await completing
+
+
+async def test_unanswered_updates_are_bounded_and_transfers_wait_for_them() -> None:
+    master = _Master()
+    outbox = Outbox(master.request, command_id="1", send=master.send)
+    for i in range(MAX_UNANSWERED + 3):
+        outbox.put("update", args=[["n", i]])
+    await master.until_sent(MAX_UNANSWERED)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert len(master.sent) == MAX_UNANSWERED  # the oldest answer is waited for
+    calling = asyncio.get_running_loop().create_task(outbox.call("update_read_file"))
+    for answer in master.answers[:]:
+        answer.set_result(None)
+    await master.until_sent(MAX_UNANSWERED + 3)
+    for answer in master.answers[MAX_UNANSWERED:]:
+        answer.set_result(None)
+    async with asyncio.timeout(10):
+        assert await calling == "answered"
+    # the transfer's request went only after every update before it was answered
+    assert master.sent == ["update"] * (MAX_UNANSWERED + 3) + ["update_read_file"]
+    assert all(answer.done() for answer in master.answers)
+    await outbox.close()
+
+
+async def test_a_lost_connection_fails_what_waits() -> None:
+    master = _Master()
+    outbox = Outbox(master.request, command_id="1", send=master.send)
+    outbox.put("update", args=[["rc", 0]])
+    await master.until_sent(1)
+    calling = asyncio.get_running_loop().create_task(outbox.call("update_read_file"))
+    master.answers[0].set_exception(ConnectionLost("gone"))
+    async with asyncio.timeout(10):
+        with pytest.raises(ConnectionLost):
+            await calling
+        await outbox.close()
+    assert master.sent == ["update"]

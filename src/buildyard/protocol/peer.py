@@ -5,6 +5,10 @@ and hands every incoming request to a handler, concurrently (the protocol lets r
 out of order). It does not own the socket: the transport calls :meth:`Peer.feed` with each binary
 frame and :meth:`Peer.close` when the socket is gone; ``send`` writes one frame.
 
+Requests whose op is in ``immediate`` are answered at once, in :meth:`Peer.feed`, by a plain
+function (no task each): a command's ``update`` and ``complete``, which the master handles
+without waiting. Everything else runs in a task of its own.
+
 Ownership: the handler tasks belong to the peer's TaskGroup-like task set; :meth:`close` cancels
 them and fails every waiting request with ConnectionLost.
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -26,6 +30,8 @@ log = structlog.get_logger(__name__)
 Send = Callable[[bytes], Awaitable[None]]
 # returns the response's result; raising RequestFailed answers is_exception with its text
 Handler = Callable[[str, Message], Awaitable[Any]]
+# answers one request at once: returns its result, raises RequestFailed to refuse it
+Immediate = Callable[[Message], Any]
 
 
 # late replies remembered at most (a peer that never answers is dropped by keepalive anyway)
@@ -37,9 +43,17 @@ class RequestFailed(Exception):
 
 
 class Peer:
-    def __init__(self, *, send: Send, handler: Handler, name: str) -> None:
+    def __init__(
+        self,
+        *,
+        send: Send,
+        handler: Handler,
+        name: str,
+        immediate: Mapping[str, Immediate] | None = None,
+    ) -> None:
         self._send = send
         self._handler = handler
+        self._immediate: Mapping[str, Immediate] = immediate or {}
         self.name = name
         self._next_seq = 0
         self._waiting: dict[int, asyncio.Future[Any]] = {}
@@ -67,6 +81,30 @@ class Peer:
                 if len(self._abandoned) < MAX_ABANDONED:
                     self._abandoned.add(seq)
 
+    async def send_request(self, op: str, **fields: Any) -> asyncio.Future[Any]:
+        """Send one request and return, once it is written, the future of its result (a
+        RemoteError if the peer says it failed, ConnectionLost if the connection ends first),
+        for a caller that sends more before the answer comes (a command's ``update``)."""
+        if self.closed:
+            raise ConnectionLost(f"connection to {self.name} is closed")
+        seq = self._next_seq
+        self._next_seq += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[seq] = future
+
+        def answered(_: asyncio.Future[Any]) -> None:
+            gone = self._waiting.pop(seq, None) is not None and future.cancelled()
+            if gone and len(self._abandoned) < MAX_ABANDONED:
+                self._abandoned.add(seq)  # a late reply is dropped
+
+        future.add_done_callback(answered)
+        try:
+            await self._send(encode({"op": op, "seq_number": seq, **fields}))
+        except BaseException:
+            future.cancel()
+            raise
+        return future
+
     async def feed(self, frame: bytes) -> None:
         """Take one frame from the transport. A malformed frame raises ProtocolError."""
         message = decode(frame)
@@ -84,7 +122,21 @@ class Peer:
                 else:
                     future.set_result(message.get("result"))
             return
-        task = asyncio.get_running_loop().create_task(self._answer(message["op"], seq, message))
+        op = message["op"]
+        answer = self._immediate.get(op)
+        if answer is not None:
+            try:
+                reply = response(seq, answer(message))
+            except RequestFailed as exc:
+                reply = response(seq, error=str(exc))
+            except Exception as exc:
+                log.exception("request_handler_failed", peer=self.name, op=op)
+                reply = response(seq, error=f"{type(exc).__name__}: {exc}")
+            if not self.closed:
+                with contextlib.suppress(ConnectionError):
+                    await self._send(encode(reply))
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(op, seq, message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -145,7 +145,8 @@ class Session:
         settings = self.settings
 
         def output() -> CommandOutput:
-            return CommandOutput(Outbox(self.peer.request, command_id=command_id), settings)
+            outbox = Outbox(self.peer.request, command_id=command_id, send=self.peer.send_request)
+            return CommandOutput(outbox, settings)
 
         command = create(
             command_id=command_id,

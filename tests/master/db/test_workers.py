@@ -223,6 +223,30 @@ async def test_get_workers_master_and_builder_views(database: Database, clock: F
     assert await repo.count_workers(builderid=b) == 2
 
 
+async def test_held_workers_are_the_paused_or_graceful_ones_configured_on_the_master(
+    database: Database, clock: FakeClock
+) -> None:
+    # what a distribution pass reads: the workers it must not give a build to
+    repo = _repo(database, clock)
+    w1, w2, w3, w4 = [await repo.find_worker_id(n) for n in ("w1", "w2", "w3", "w4")]
+    m1 = await _rows.add_master(database, "m1")
+    m2 = await _rows.add_master(database, "m2")
+    a = await _rows.add_builder(database, "a")
+    await _link(database, a, m1)
+    await _link(database, a, m2)
+    for wid in (w1, w2, w3):
+        await repo.worker_configured(wid, m1, [a])
+    await repo.worker_configured(w4, m2, [a])
+    assert await repo.held_workers(masterid=m1) == []
+    await repo.set_worker_state(w1, paused=True, graceful=False)
+    await repo.set_worker_state(w2, paused=False, graceful=True)
+    await repo.set_worker_state(w4, paused=True, graceful=True)  # another master's
+    assert await repo.held_workers(masterid=m1) == [("w1", True, False), ("w2", False, True)]
+    assert await repo.held_workers(masterid=m2) == [("w4", True, True)]
+    await repo.set_worker_state(w1, paused=False, graceful=False)
+    assert await repo.held_workers(masterid=m1) == [("w2", False, True)]
+
+
 async def test_set_worker_state_and_filters(database: Database, clock: FakeClock) -> None:
     repo = _repo(database, clock)
     w1, w2, w3 = [await repo.find_worker_id(n) for n in ("w1", "w2", "w3")]

@@ -33,6 +33,10 @@ c['builders'] = [
 """
 
 BUILDS = 6  # builds measured at each depth, after the first
+# what a pass that starts one build runs: the claim of the request and its pair, and the
+# start of the build (the held workers, paused or shutting down, are read once and kept until
+# their state_updated events or the next full reading)
+PASS_STATEMENTS = 8
 
 
 async def _insert_pending(master: BuildMaster, count: int) -> None:
@@ -169,3 +173,5 @@ async def test_work_per_started_build_is_the_same_at_100_and_10000_pending(
     # starts the build: the same statements and steps whatever the queue's depth
     assert shallow == deep
     assert len(deep) == 1
+    # and that many statements: a statement that comes back fails here
+    assert {n_statements for n_statements, _steps in deep} == {PASS_STATEMENTS}

@@ -126,6 +126,15 @@ _CONNECTED_OF_MASTER = Prepared(
     .where(_conn.c.masterid == sa.bindparam("masterid"), _conn.c.workerid.in_(_ON_MASTER))
     .order_by(_conn.c.workerid, _conn.c.masterid)
 )
+# held_workers(masterid): the distributor's, each pass: only what a pass needs
+_HELD_OF_MASTER = Prepared(
+    sa.select(_w.c.name, _w.c.paused, _w.c.graceful)
+    .where(
+        sa.or_(_w.c.paused != 0, _w.c.graceful != 0),
+        _w.c.id.in_(_ON_MASTER),
+    )
+    .order_by(_w.c.id)
+)
 
 
 class WorkersRepository(Repository):
@@ -194,6 +203,16 @@ class WorkersRepository(Repository):
         )
         async with self._read(conn) as c:
             return await self._workers(c, stmt, masterid, builderid)
+
+    async def held_workers(
+        self, *, masterid: int, conn: AsyncConnection | None = None
+    ) -> list[tuple[str, bool, bool]]:
+        """The workers configured on master ``masterid`` that are paused or shutting down
+        gracefully, as ``(name, paused, graceful)``, by id: what a distribution pass reads
+        (one statement, and rows only for the workers it must leave alone)."""
+        async with self._read(conn) as c:
+            rows = (await _HELD_OF_MASTER.execute(c, {"masterid": masterid})).all()
+        return [(r.name, bool(r.paused), bool(r.graceful)) for r in rows]
 
     async def count_workers(
         self,

@@ -56,7 +56,6 @@ from buildyard.master.logs.writer import LogLimits
 from buildyard.master.model.buildrequests import BuildRequest
 from buildyard.master.model.properties import Properties
 from buildyard.master.model.results import Results
-from buildyard.master.model.workers import Worker
 from buildyard.master.mq.base import MessageQueue
 from buildyard.master.steps.locks import LockRegistry
 from buildyard.master.workers.connection import WorkerConnection
@@ -391,6 +390,12 @@ class BuildRequestDistributor(Service):
         self._replay: list[tuple[tuple[str, ...], Mapping[str, Any]]] | None = None
         self._resync_due = True
         self._resynced_at = 0.0
+        # the workers a pass must leave alone (paused, or shutting down gracefully), as read
+        # from the database; None: read them at the next pass. Forgotten on their
+        # ``state_updated`` events and at every full reading of the index (another master's
+        # change without a shared queue)
+        self._held_rows: list[tuple[str, bool, bool]] | None = None
+        self._held_version = 0
         self._mq_losses = self._mq_lost()
         self.resyncs = 0
         self.started = 0
@@ -465,7 +470,23 @@ class BuildRequestDistributor(Service):
                     self._on_request_event(key, body)
                     if key[-1] not in ("new", "unclaimed"):
                         continue
+                elif key[-1] == "state_updated":
+                    self._forget_held()
                 self.maybe_start_builds()
+
+    def _forget_held(self) -> None:
+        """Read the held workers again at the next pass (one being read now is not kept)."""
+        self._held_rows = None
+        self._held_version += 1
+
+    async def _held_workers(self) -> list[tuple[str, bool, bool]]:
+        held = self._held_rows
+        if held is None:
+            version = self._held_version
+            held = await self._db.workers.held_workers(masterid=self._masterid())
+            if version == self._held_version:
+                self._held_rows = held
+        return held
 
     def _on_request_event(self, key: tuple[str, ...], body: Mapping[str, Any]) -> None:
         if self._replay is not None:
@@ -535,6 +556,7 @@ class BuildRequestDistributor(Service):
         return index
 
     async def _resync(self) -> _Index:
+        self._forget_held()
         self._replay = []
         try:
             index = _Index(self._steps)
@@ -599,9 +621,11 @@ class BuildRequestDistributor(Service):
         if not self.builders or self.config is None or self.hold:
             return
         index = await self._index_now()
-        workers = await self._db.workers.get_workers(masterid=self._masterid())
-        await self._shut_down_idle_graceful_workers([w for w in workers if w.graceful])
-        paused = {w.name for w in workers if w.paused or w.graceful}
+        held = await self._held_workers()
+        await self._shut_down_idle_graceful_workers(
+            [name for name, _, graceful in held if graceful]
+        )
+        paused = {name for name, _paused, _graceful in held}
         # the builders some worker could take a build of now (or a latent one could start
         # for), and of those, the ones with requests waiting
         able: set[str] = set()
@@ -656,20 +680,20 @@ class BuildRequestDistributor(Service):
         ]
         return usable
 
-    async def _shut_down_idle_graceful_workers(self, graceful: Sequence[Worker]) -> None:
+    async def _shut_down_idle_graceful_workers(self, graceful: Sequence[str]) -> None:
         """Graceful shutdown: a worker marked so takes no new build, and once it runs none the
         master asks it to shut down (``shutdown``; it exits)."""
         connections = self._workers.listener.connections
-        for w in graceful:
-            conn = connections.get(w.name)
-            if conn is None or self._load.get(w.name, 0) or conn in self._shut_down:
+        for name in graceful:
+            conn = connections.get(name)
+            if conn is None or self._load.get(name, 0) or conn in self._shut_down:
                 continue
             self._shut_down.add(conn)
-            log.info("worker_graceful_shutdown", worker=w.name)
+            log.info("worker_graceful_shutdown", worker=name)
             try:
                 await conn.shutdown()
             except Exception as exc:  # it may be gone already
-                log.info("worker_shutdown_unanswered", worker=w.name, why=str(exc))
+                log.info("worker_shutdown_unanswered", worker=name, why=str(exc))
 
     async def _substantiate(
         self, name: str, builderid: int, config: Any, skip: set[int], paused: set[str]

@@ -23,6 +23,7 @@ import structlog
 from buildyard.master.workers.transfers import FileReader, FileWriter
 from buildyard.protocol.codec import Message
 from buildyard.protocol.errors import ConnectionLost, RemoteError
+from buildyard.protocol.frames import FrameBatch
 from buildyard.protocol.peer import Peer, RequestFailed, Send
 from buildyard.protocol.tcp import LowLatency
 
@@ -92,7 +93,14 @@ class WorkerConnection:
     def __init__(self, *, name: str, send: Send, abort: Callable[[], Awaitable[object]]) -> None:
         self.name = name
         self._abort = abort
-        self.peer = Peer(send=send, handler=self._handle, name=f"worker {name}")
+        # a command's update and complete are answered in the read that brought them
+        immediate = {
+            "update": lambda message: self.progress("update", message),
+            "complete": lambda message: self.progress("complete", message),
+        }
+        self.peer = Peer(
+            send=send, handler=self._handle, name=f"worker {name}", immediate=immediate
+        )
         self.info: dict[str, Any] = {}
         self.workerid: int | None = None
         # the worker answered get_worker_info: its updates are taken
@@ -104,6 +112,8 @@ class WorkerConnection:
         self._running: dict[str, _Running] = {}
         # the socket's options (Nagle off, quick ACKs), set by the listener
         self.tcp: LowLatency | None = None
+        # the msgpack WebSocket's frame writer (writes and frames counted), set by the listener
+        self.frames: FrameBatch | None = None
 
     @property
     def windows(self) -> bool:

@@ -52,6 +52,7 @@ from buildyard.master.workers.connection import WorkerConnection
 from buildyard.protocol import tcp
 from buildyard.protocol.codec import MAX_FRAME
 from buildyard.protocol.errors import ProtocolError
+from buildyard.protocol.frames import FrameBatch
 from buildyard.protocol.pb import Broker
 from buildyard.protocol.portal import PbPorts, PendingLogins
 
@@ -407,7 +408,15 @@ class WorkerListener(Service):
         if not await self.replace_duplicate(name):
             await ws.close()
             return ws
-        conn = WorkerConnection(name=name, send=ws.send_bytes, abort=ws.close)
+        # the frames of one pass of the event loop leave in one write
+        frames = FrameBatch(request.transport, fallback=ws.send_bytes, batching=not ws.compress)
+
+        async def close() -> object:
+            frames.flush()
+            return await ws.close()
+
+        conn = WorkerConnection(name=name, send=frames.send, abort=close)
+        conn.frames = frames
         if request.transport is not None:
             # the stock worker (Twisted) keeps Nagle on here too: acknowledge at once
             conn.tcp = tcp.LowLatency(request.transport)
@@ -421,6 +430,7 @@ class WorkerListener(Service):
         try:
             await self.run_connection(conn, worker, reader, abort=abort)
         finally:
+            frames.flush()
             await ws.close()
         return ws
 

@@ -6,12 +6,17 @@ matches become ``\\n``, lines over ``max_line_length`` are split), each stream s
 does) or ``buffer_timeout`` seconds after the first buffered pair; any non-text pair flushes at
 once. Every message of one command leaves through one :class:`Outbox`, in order, so all of its
 ``update`` requests precede its ``complete``. The worker does not stall on acks: the outbox
-sends them one after the other in its own task.
+sends them one after the other in its own task. Given ``send`` (the connection's
+:meth:`~buildyard.protocol.peer.Peer.send_request`), it does not wait for an ``update``'s answer
+before sending what follows, as the stock worker does (its last update and its ``complete``
+leave together, and the master answers both in one write); at most :data:`MAX_UNANSWERED` wait
+for their answers, and a transfer's request goes only once everything before it is answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import itertools
 import operator
@@ -31,6 +36,8 @@ DEFAULT_NEWLINE_RE = r"(\r\n|\r(?=.)|\033\[u|\033\[[0-9]+;[0-9]+[Hf]|\033\[2J|\x
 
 # sends one worker->master request for this command: (op, fields) -> result
 Request = Callable[..., Awaitable[Any]]
+# sends one request and returns, once it is written, the future of its result
+SendRequest = Callable[..., Awaitable["asyncio.Future[Any]"]]
 
 
 @dataclasses.dataclass(slots=True)
@@ -123,13 +130,20 @@ class LineSplitter:
 
 # requests waiting to go out before a producing command is made to wait
 MAX_BACKLOG = 16
+# updates sent whose answers are not in yet, at most (with Outbox's ``send``)
+MAX_UNANSWERED = 8
 
 
 class Outbox:
     """Sends one command's requests in order, in a task of its own; errors are logged."""
 
-    def __init__(self, request: Request, *, command_id: str) -> None:
+    def __init__(
+        self, request: Request, *, command_id: str, send: SendRequest | None = None
+    ) -> None:
         self._request = request
+        self._send = send
+        # updates sent and not yet answered, oldest first (with ``send`` only)
+        self._unanswered: collections.deque[tuple[str, asyncio.Future[Any]]] = collections.deque()
         self.command_id = command_id
         self._queue: asyncio.Queue[
             tuple[str, dict[str, Any], asyncio.Future[Any] | None] | None
@@ -155,32 +169,68 @@ class Outbox:
         return await future
 
     async def _run(self) -> None:
-        while (item := await self._queue.get()) is not None:
-            op, fields, future = item
-            self._sent.set()
+        try:
+            while (item := await self._queue.get()) is not None:
+                op, fields, future = item
+                self._sent.set()
+                if self._send is not None and future is None:
+                    try:
+                        answer = await self._send(op, command_id=self.command_id, **fields)
+                    except Exception as exc:
+                        if not self._failed(op, exc, None):
+                            return
+                        continue
+                    self._unanswered.append((op, answer))
+                    if len(self._unanswered) >= MAX_UNANSWERED and not await self._settle(1):
+                        return
+                    continue
+                if not await self._settle(len(self._unanswered)):
+                    if future is not None:
+                        future.set_exception(ConnectionLost("an earlier update failed"))
+                    return
+                try:
+                    result = await self._request(op, command_id=self.command_id, **fields)
+                except Exception as exc:
+                    if not self._failed(op, exc, future):
+                        return
+                    continue
+                if future is not None:
+                    future.set_result(result)
+            await self._settle(len(self._unanswered))
+        finally:
+            for _op, answer in self._unanswered:
+                answer.cancel()
+            self._unanswered.clear()
+
+    async def _settle(self, count: int) -> bool:
+        """Wait for the answers of the ``count`` oldest unanswered updates; False when the
+        connection failed (what waits was failed)."""
+        for _ in range(count):
+            op, answer = self._unanswered.popleft()
             try:
-                result = await self._request(op, command_id=self.command_id, **fields)
-            except RemoteError as exc:
-                log.warning(
-                    "master_refused_update", command_id=self.command_id, op=op, why=str(exc)
-                )
-                if future is not None:
-                    future.set_exception(exc)
-                continue
-            except (ConnectionLost, ConnectionError) as exc:
-                log.info("update_lost", command_id=self.command_id, op=op, why=str(exc))
-                if future is not None:
-                    future.set_exception(ConnectionLost(str(exc)))
-                self._fail_waiting(exc)
-                return
+                await answer
             except Exception as exc:
-                log.exception("update_failed", command_id=self.command_id, op=op)
-                if future is not None:
-                    future.set_exception(exc)
-                self._fail_waiting(exc)
-                return
+                if not self._failed(op, exc, None):
+                    return False
+        return True
+
+    def _failed(self, op: str, exc: Exception, future: asyncio.Future[Any] | None) -> bool:
+        """Log a request that failed and pass its error on; False when the outbox stops."""
+        if isinstance(exc, RemoteError):
+            log.warning("master_refused_update", command_id=self.command_id, op=op, why=str(exc))
             if future is not None:
-                future.set_result(result)
+                future.set_exception(exc)
+            return True
+        if isinstance(exc, ConnectionLost | ConnectionError):
+            log.info("update_lost", command_id=self.command_id, op=op, why=str(exc))
+            if future is not None:
+                future.set_exception(ConnectionLost(str(exc)))
+        else:
+            log.exception("update_failed", command_id=self.command_id, op=op, exc_info=exc)
+            if future is not None:
+                future.set_exception(exc)
+        self._fail_waiting(exc)
+        return False
 
     def _fail_waiting(self, exc: BaseException) -> None:
         while not self._queue.empty():
