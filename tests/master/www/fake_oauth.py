@@ -106,6 +106,8 @@ class Request:
 class FakeProvider:
     def __init__(self) -> None:
         self.url = ""
+        # where the next pages are said to be (None: here); a test sets another server
+        self.next_base: str | None = None
         self.requests: list[Request] = []
         self.user = "octocat"  # who agrees at the authorize page
         self._codes: dict[str, tuple[str, str, str]] = {}  # code: (client, redirect_uri, user)
@@ -177,7 +179,8 @@ class FakeProvider:
         if page * PAGE < len(items):
             args = {k: v[0] for k, v in query.items()}
             args["page"] = str(page + 1)
-            headers["Link"] = f'<{self.url}{path}?{urllib.parse.urlencode(args)}>; rel="next"'
+            base = self.next_base or self.url
+            headers["Link"] = f'<{base}{path}?{urllib.parse.urlencode(args)}>; rel="next"'
         return chunk, headers
 
     def values(self, items: list[Any], query: dict[str, list[str]], path: str) -> dict[str, Any]:

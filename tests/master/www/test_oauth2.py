@@ -319,6 +319,30 @@ async def test_github_v3_login(site: Site) -> None:
 
 
 @MODULE
+async def test_a_next_page_on_another_server_is_not_read(site: Site) -> None:
+    """The user's token goes only to the provider's own server: a next page said to be
+    elsewhere is left unread (and logged); the login goes on with the pages read."""
+    await site.use(
+        f"util.GitHubAuth({CLIENT_ID!r}, {CLIENT_SECRET!r}, serverURL={site.fake.url!r})"
+    )
+    site.fake.user = "octocat"
+    site.fake.next_base = "http://127.0.0.2:9"  # another origin (nothing listens there)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with site.browser() as http:
+                assert (await site.login(http)).status == 200
+                user = (await site.config(http))["user"]
+    finally:
+        site.fake.next_base = None
+    assert user["username"] == "octocat"
+    assert "third-org" not in user["groups"] and user["groups"]
+    paths = [r.path for r in site.fake.requests if r.path == "/api/v3/user/orgs"]
+    assert paths == ["/api/v3/user/orgs"]
+    elsewhere = [e for e in logs if e["event"] == "www_oauth2_next_page_elsewhere"]
+    assert len(elsewhere) == 1 and "127.0.0.2" in elsewhere[0]["page"]
+
+
+@MODULE
 async def test_gitlab_login(site: Site) -> None:
     await site.use(
         f"util.GitLabAuth({site.fake.url + '/'!r}, {CLIENT_ID!r}, util.Secret('client_secret'))",

@@ -258,9 +258,11 @@ def release_cache_memory(engine: AsyncEngine) -> int:
         return 0
     idle = _IDLE.get(engine.sync_engine, ())
     for conn in idle:
-        sqlite_driver.sqlite_of(conn.connection.driver_connection).execute(
-            "PRAGMA shrink_memory"
-        ).close()
+        # only memory: a connection that cannot do it now keeps its cache, nothing else
+        with contextlib.suppress(sqlite3.Error):
+            sqlite_driver.sqlite_of(conn.connection.driver_connection).execute(
+                "PRAGMA shrink_memory"
+            ).close()
     return len(idle)
 
 

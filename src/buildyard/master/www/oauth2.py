@@ -235,9 +235,11 @@ class OAuth2Auth(AuthBase):
             route = self._check_state(request, args.get("state"))
             try:
                 details = await self.verify_code(code)
-            except (LookupError, TypeError, AttributeError, ValueError) as exc:
+            except LoginFailed:
+                raise
+            except Exception as exc:
                 # an answer of a shape the provider's API does not document, or a
-                # userInfoProvider that failed: logged with its traceback
+                # userInfoProvider that failed (whatever it raised): logged with its traceback
                 log.exception("www_oauth2_login_error", provider=self.name)
                 raise LoginFailed(
                     f"login failed: {type(exc).__name__} while reading the user from "
@@ -479,10 +481,22 @@ class _Api:
                 )
             items.extend(page)
             found = _NEXT_LINK.search(headers.get("Link", ""))
-            if found is None:
+            if found is None or not self._same_origin(url, found.group(1)):
                 break
-            url = found.group(1)
+            url = urllib.parse.urljoin(url, found.group(1))
         return items
+
+    def _same_origin(self, current: str, following: str) -> bool:
+        """Whether a next page's address is on the server of the page that named it: the
+        user's token goes only there (a page elsewhere is left unread, and logged)."""
+        here = urllib.parse.urlsplit(current)
+        there = urllib.parse.urlsplit(urllib.parse.urljoin(current, following))
+        if (here.scheme, here.netloc) == (there.scheme, there.netloc):
+            return True
+        log.warning(
+            "www_oauth2_next_page_elsewhere", provider=self._plugin.name, page=_where(following)
+        )
+        return False
 
     async def get_values(self, path: str) -> list[Any]:
         """A list answer of Bitbucket's shape: ``values``, and ``next`` for the next page."""
@@ -501,7 +515,10 @@ class _Api:
                     f"login failed: {self._plugin.name}'s {_where(url)} has no values"
                 )
             items.extend(values)
-            url = page.get("next")
+            following = page.get("next")
+            if not isinstance(following, str) or not self._same_origin(url, following):
+                break
+            url = urllib.parse.urljoin(url, following)
         return items
 
     async def graphql(self, endpoint: str, query: str, variables: Mapping[str, Any]) -> Any:
