@@ -26,13 +26,17 @@ Buildbot 4.3, the stamp's branch is not used: render the branch into ``repourl``
 Afterwards ``got_revision`` is the working copy's revision from ``svn info --xml`` (with
 ``preferLastChangedRev``, its last changed revision), by codebase when the step has one.
 
-Every svn command but ``svn --version`` and the final ``svn info`` gets ``--non-interactive
---no-auth-cache``, ``--username``, the password, ``--depth`` and ``extra_args``, as in
-Buildbot. The password never appears in the step's log: on a PB connection to a worker whose
-``shell`` is 2.16 or newer it travels as Buildbot's obfuscated word (the worker shows
-``XXXXXX``); otherwise (msgpack connections, where the stock worker cannot tell an obfuscated
-word from a list, and older workers, to which Buildbot would show it) svn reads it from its
-standard input (``--password-from-stdin``, svn 1.10 or newer on the worker).
+The svn commands that reach the repository get ``--non-interactive --no-auth-cache``,
+``--username``, the password, ``--depth`` and ``extra_args`` (``svn export`` only the user
+name, the password and ``extra_args``), as in Buildbot. The password never appears in the
+step's log: on a PB connection to a worker whose ``shell`` is 2.16 or newer it travels as
+Buildbot's obfuscated word (the worker shows ``XXXXXX``); otherwise (msgpack connections, where
+the stock worker cannot tell an obfuscated word from a list, and older workers, to which
+Buildbot would show it) svn reads it from its standard input (``--password-from-stdin``, svn
+1.10 or newer on the worker).
+
+A worker without svn (``svn --version`` fails) ends the step EXCEPTION, with "SVN is not
+installed on worker" in its ``err.text`` log, as in Buildbot.
 """
 
 from __future__ import annotations
@@ -41,11 +45,12 @@ import asyncio
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote, unquote, urlparse, urlunparse
 
 from buildyard.common.errors import config_error
-from buildyard.master.steps.base import BuildStepFailed
+from buildyard.master.steps.base import BuildStepFailed, WorkerSetupError
 from buildyard.master.steps.remotecommand import RemoteShellCommand
 from buildyard.master.steps.source.base import Patch, Source
 
@@ -54,6 +59,31 @@ __all__ = ["SVN", "canonical_svn_url", "unversioned_files"]
 _MODES = ("full", "incremental")
 _METHODS = ("clean", "fresh", "clobber", "copy", "export", None)
 _MASK = "XXXXXX"
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """How one method gets the build's tree into the work directory."""
+
+    #: update a working copy of ``repourl`` that is already there (else remove and check out)
+    reuse: bool = True
+    #: before that update, remove what svn does not version: ``"unversioned"`` (ignored files
+    #: stay) or ``"all"`` (ignored files go too)
+    sweep: Literal["unversioned", "all"] | None = None
+    #: the working copy lives in a separate directory and reaches the work directory by
+    #: ``"cpdir"`` (the worker copies it) or ``"export"`` (``svn export``, no ``.svn``)
+    staged: Literal["cpdir", "export"] | None = None
+
+
+# the method chosen for the build (None: mode incremental) -> what it does
+_RECIPES: dict[str | None, _Recipe] = {
+    None: _Recipe(),
+    "fresh": _Recipe(sweep="all"),
+    "clean": _Recipe(sweep="unversioned"),
+    "clobber": _Recipe(reuse=False),
+    "copy": _Recipe(staged="cpdir"),
+    "export": _Recipe(staged="export"),
+}
 
 
 class SVN(Source):
@@ -107,239 +137,226 @@ class SVN(Source):
         self.revision: str | None = None
         self._password_on_stdin = False
 
+    def computeSourceRevision(self, changes: Sequence[Any]) -> str | None:
+        """The highest revision of the build's changes (None if one has none)."""
+        numbers = [getattr(change, "revision", None) for change in changes]
+        if not numbers or any(n is None for n in numbers):
+            return None
+        try:
+            return str(max(int(str(n)) for n in numbers))
+        except ValueError:
+            return None
+
     # -- the step ------------------------------------------------------------------------------
 
     async def run_vc(self, branch: Any, revision: str | None, patch: Patch | None) -> int:
         self.revision = None if revision is None else str(revision)
-        self.method = self._getMethod()
+        # mode full without a method means fresh; mode incremental has none
+        self.method = (self.method or "fresh") if self.mode == "full" else None
+        recipe = _RECIPES[self.method]
         await self.addLogForRemoteCommands("stdio")
-        rt = self._runtime()
+        conn = self._runtime().conn
         # Buildbot's obfuscated word where it arrives as one (see the module docstring)
         self._password_on_stdin = self.password is not None and (
-            getattr(rt.conn, "protocol", "") != "pb"
-            or self.workerVersionIsOlderThan("shell", "2.16")
+            getattr(conn, "protocol", "") != "pb" or self.workerVersionIsOlderThan("shell", "2.16")
         )
-        if not await self.checkSvn():
-            raise RuntimeError("SVN is not installed on worker")
+        target = str(self.workdir)
+        probe = await self._svn(target, ["--version"], must_succeed=False)
+        if probe.rc != 0:
+            # the step ends EXCEPTION, the reason in its err.text log
+            raise WorkerSetupError("SVN is not installed on worker")
         if await self.sourcedirIsPatched():
-            await self.purge(False)
-        if self.mode == "full":
-            await self.mode_full()
+            # what the last build's patch added goes, whatever the method
+            await self._sweep(target, ignored_too=False)
+        tree = self._staging_dir() if recipe.staged else target
+        if recipe.staged:
+            await self.runRmdir(target, timeout=self.timeout)
+        if recipe.reuse and await self._is_working_copy(tree):
+            if recipe.sweep:
+                await self._sweep(tree, ignored_too=recipe.sweep == "all")
+            await self._svn_remote(tree, ["update", *self._revision_option()])
         else:
-            await self.mode_incremental()
-        if patch:
-            await self.patch(patch)
-        return await self.parseGotRevision()
-
-    def _getMethod(self) -> str | None:
-        if self.mode == "incremental":
-            return None
-        if self.method is not None:
-            return str(self.method)
-        return "fresh" if self.mode == "full" else None
-
-    async def mode_full(self) -> None:
-        if self.method == "clobber":
-            await self.clobber()
-            return
-        if self.method in ("copy", "export"):
-            await self.copy_checkout()
-            return
-        if not await self._sourcedirIsUpdatable():
-            await self.clobber()
-        elif self.method == "clean":
-            await self.clean()
-        else:
-            await self.fresh()
-
-    async def mode_incremental(self) -> None:
-        if not await self._sourcedirIsUpdatable():
-            await self.clobber()
-            return
-        await self._dovccmd(["update", *self._revision_words()])
-
-    async def clobber(self) -> None:
-        await self.runRmdir(self.workdir, timeout=self.timeout)
-        await self._checkout()
-
-    async def fresh(self) -> None:
-        await self.purge(True)
-        await self._dovccmd(["update", *self._revision_words()])
-
-    async def clean(self) -> None:
-        await self.purge(False)
-        await self._dovccmd(["update", *self._revision_words()])
-
-    async def copy_checkout(self) -> None:
-        """Methods copy and export (Buildbot's ``SVN.copy``, renamed: ``copy`` makes a step's
-        per-build copy here): an incremental working copy in ``source``, then copied or
-        exported into a fresh ``workdir``."""
-        await self.runRmdir(self.workdir, timeout=self.timeout)
-        checkout_dir = self._checkout_dir()
-        target = self.workdir
-        self.workdir = checkout_dir
-        try:
-            await self.mode_incremental()
-        finally:
-            self.workdir = target
-        if self.method == "copy":
+            await self._check_out_afresh(tree)
+        if recipe.staged == "cpdir":
             await self.runRemoteCommand(
                 "cpdir",
                 {
-                    "fromdir": checkout_dir,
-                    "todir": self.workdir,
+                    "fromdir": tree,
+                    "todir": target,
                     "logEnviron": self.logEnviron,
                     "timeout": self.timeout,
                 },
             )
-            return
-        words = ["export", *self._revision_words(), *self._auth_words(), *self.extra_args]
-        await self._svn("", [*words, checkout_dir, str(self.workdir)])
+        elif recipe.staged == "export":
+            # svn export gets the credentials and extra_args, not the other common options
+            exported = [*self._revision_option(), *self._credentials(), *self.extra_args]
+            await self._svn("", ["export", *exported, tree, target])
+        if patch:
+            await self.patch(patch)
+        return await self._record_revision()
 
-    def _checkout_dir(self) -> str:
-        """Where methods copy and export keep their working copy."""
+    def _staging_dir(self) -> str:
+        """The working copy that methods copy and export keep between builds."""
         if self.codebase:
             return str(self.path_module().join("source", str(self.codebase)))
         return "source"
 
-    async def _checkout(self) -> None:
-        command = ["checkout", str(self.repourl), ".", *self._revision_words()]
-        last_try = self.retry is None or self.retry[1] <= 0
-        cmd = await self._dovccmd(command, abandonOnFailure=last_try)
-        if self.retry is None or self.stopped or not cmd.didFail():
-            return
-        delay, repeats = self.retry
-        if repeats > 0:
-            self.retry = (delay, repeats - 1)
-            await asyncio.sleep(delay)
-            if self._stopped_meanwhile():
-                return
-            await self.runRmdir(self.workdir, timeout=self.timeout)
-            await self._checkout()
-
-    def _stopped_meanwhile(self) -> bool:
-        # the build may be stopped while the step waits
-        return self.stopped
-
-    def _revision_words(self) -> list[str]:
+    def _revision_option(self) -> list[str]:
         return ["--revision", self.revision] if self.revision else []
 
-    # -- what is there -------------------------------------------------------------------------
+    async def _check_out_afresh(self, where: str) -> None:
+        """Remove ``where`` and ``svn checkout`` into it; with ``retry``, a failed checkout
+        is tried again (the directory removed again first) while tries remain."""
+        await self.runRmdir(where, timeout=self.timeout)
+        words = ["checkout", str(self.repourl), ".", *self._revision_option()]
+        while True:
+            tries_left = self.retry is not None and self.retry[1] > 0
+            done = await self._svn_remote(where, words, must_succeed=not tries_left)
+            if self.retry is None or self.stopped or not done.didFail():
+                return
+            pause, count = self.retry
+            self.retry = (pause, count - 1)
+            if not await self._wait_to_retry(pause):
+                return
+            await self.runRmdir(where, timeout=self.timeout)
 
-    async def _sourcedirIsUpdatable(self) -> bool:
-        if not await self.pathExists(self.path_module().join(self.workdir, ".svn")):
+    async def _wait_to_retry(self, pause: float) -> bool:
+        """Sleep ``pause`` seconds before another try; False if the build was stopped
+        meanwhile (then no more tries)."""
+        await asyncio.sleep(pause)
+        return not self.stopped
+
+    # -- what is on the worker -----------------------------------------------------------------
+
+    async def _is_working_copy(self, where: str) -> bool:
+        """Whether ``where`` holds a usable working copy of ``repourl``."""
+        if not await self.pathExists(self.path_module().join(where, ".svn")):
             return False
-        cmd = await self._dovccmd(
-            ["info", "--xml"], collectStdout=True, collectStderr=True, abandonOnFailure=False
+        info = await self._svn_remote(
+            where, ["info", "--xml"], collect_stdout=True, collect_stderr=True, must_succeed=False
         )
-        # svn: E155037: Previous operation has not finished; run 'cleanup' if interrupted
-        if "E155037:" in (cmd.stderr or ""):
+        # E155037: an earlier svn command was cut short and the copy awaits "svn cleanup";
+        # a new checkout replaces it
+        if "E155037:" in (info.stderr or ""):
             return False
-        try:
-            found = ET.fromstring(cmd.stdout or "").find("./entry/url")  # svn's own output
-        except ET.ParseError as exc:
-            self._corrupt_xml()
-            raise BuildStepFailed("svn info gave output that is not XML") from exc
-        if found is None or not found.text:
-            self._corrupt_xml()
+        url = self._xml_of(info, "svn info").findtext("./entry/url")
+        if not url:
+            self._note_bad_xml()
             raise BuildStepFailed("svn info named no URL")
-        return found.text == canonical_svn_url(str(self.repourl))
+        return url == canonical_svn_url(str(self.repourl))
 
-    async def parseGotRevision(self) -> int:
-        # export leaves no working copy in workdir: the one it exported from says
-        directory = self._checkout_dir() if self.method == "export" else self.workdir
-        cmd = RemoteShellCommand(
-            str(directory),
-            ["svn", "info", "--xml"],
-            env=self.env,
-            logEnviron=self.logEnviron,
-            timeout=self.timeout,
-            collectStdout=True,
-        )
-        if self.rc_log is not None:
-            cmd.useLog(self.rc_log, False, "stdio")
-        await self.runCommand(cmd)
-        try:
-            info = ET.fromstring(cmd.stdout or "")  # svn's own output
-        except ET.ParseError as exc:
-            self._corrupt_xml()
-            raise BuildStepFailed("svn info gave output that is not XML") from exc
-        revision = None
-        if self.preferLastChangedRev:
-            commit = info.find("./entry/commit")
-            revision = None if commit is None else commit.get("revision")
-        if revision is None:
-            entry = info.find("./entry")
-            revision = None if entry is None else entry.get("revision")
-        if revision is None:
+    async def _sweep(self, where: str, *, ignored_too: bool) -> None:
+        """Remove from ``where`` the files svn does not version (and, with ``ignored_too``,
+        those it ignores), but not those in ``keep_on_purge``."""
+        words = ["status", "--xml", *(["--no-ignore"] if ignored_too else [])]
+        status = await self._svn_remote(where, words, collect_stdout=True)
+        listed = self._xml_of(status, "svn status")
+        paths = self.path_module()
+        doomed = [paths.join(where, name) for name in _removable(listed, self.keep_on_purge)]
+        if not doomed:
+            return
+        if not self.workerVersionIsOlderThan("rmdir", "2.14"):
+            # workers from 2.14 on remove a list of paths in one command
+            if await self.runRmdir(doomed, abandonOnFailure=False, timeout=self.timeout):
+                raise BuildStepFailed("could not remove the unversioned files")
+            return
+        for path in doomed:
+            if await self.runRmdir(path, abandonOnFailure=False, timeout=self.timeout):
+                raise BuildStepFailed(f"could not remove {path}")
+
+    async def _record_revision(self) -> int:
+        """Set ``got_revision`` from ``svn info --xml`` of the checkout; its rc."""
+        # export leaves no .svn in the work directory: ask the copy it exported from
+        where = self._staging_dir() if self.method == "export" else str(self.workdir)
+        info = await self._svn(where, ["info", "--xml"], collect_stdout=True, must_succeed=False)
+        entry = self._xml_of(info, "svn info").find("./entry")
+        found = None
+        if entry is not None:
+            last_change = entry.find("commit") if self.preferLastChangedRev else None
+            if last_change is not None:
+                found = last_change.get("revision")
+            if found is None:
+                found = entry.get("revision")
+        if found is None:
             raise BuildStepFailed("svn info named no revision")
         if self.rc_log is not None:
-            self.rc_log.add_header(f"Got SVN revision {revision}\n")
-        self.updateSourceProperty("got_revision", revision)
-        return cmd.rc or 0
+            self.rc_log.add_header(f"Got SVN revision {found}\n")
+        self.updateSourceProperty("got_revision", found)
+        return info.rc or 0
 
-    def _corrupt_xml(self) -> None:
+    def _xml_of(self, cmd: RemoteShellCommand, what: str) -> ET.Element:
+        """The XML that ``what`` printed (svn's own output); a step failure if it is not."""
+        try:
+            return ET.fromstring(cmd.stdout or "")
+        except ET.ParseError as exc:
+            self._note_bad_xml()
+            raise BuildStepFailed(f"{what} gave output that is not XML") from exc
+
+    def _note_bad_xml(self) -> None:
         if self.rc_log is not None:
             self.rc_log.add_header("Corrupted xml, aborting step\n")
 
-    async def purge(self, ignore_ignores: bool) -> None:
-        """Remove what ``svn status`` lists as not versioned (and ignored, with
-        ``ignore_ignores``), except ``keep_on_purge``."""
-        command = ["status", "--xml"]
-        if ignore_ignores:
-            command.append("--no-ignore")
-        cmd = await self._dovccmd(command, collectStdout=True)
-        try:
-            names = list(unversioned_files(cmd.stdout or "", self.keep_on_purge))
-        except ET.ParseError as exc:
-            self._corrupt_xml()
-            raise BuildStepFailed("svn status gave output that is not XML") from exc
-        paths = self.path_module()
-        files = [paths.join(self.workdir, name) for name in names]
-        if not files:
-            return
-        if self.workerVersionIsOlderThan("rmdir", "2.14"):
-            for path in files:
-                if await self.runRmdir(path, abandonOnFailure=False, timeout=self.timeout):
-                    raise BuildStepFailed(f"could not remove {path}")
-        elif await self.runRmdir(files, abandonOnFailure=False, timeout=self.timeout):
-            raise BuildStepFailed("could not remove the unversioned files")
+    # -- running svn on the worker -------------------------------------------------------------
 
-    async def checkSvn(self) -> bool:
+    def _credentials(self) -> list[Any]:
+        """The user name and the password options (the password never in clear in the log)."""
+        words: list[Any] = ["--username", str(self.username)] if self.username else []
+        if self.password is None:
+            return words
+        if self._password_on_stdin:
+            return [*words, "--password-from-stdin"]
+        return [*words, "--password", ("obfuscated", str(self.password), _MASK)]
+
+    async def _svn_remote(
+        self,
+        where: str,
+        words: list[str],
+        *,
+        collect_stdout: bool = False,
+        collect_stderr: bool = False,
+        must_succeed: bool = True,
+    ) -> RemoteShellCommand:
+        """``svn <words>`` with the options of every command that talks to the repository:
+        no prompts, no cached credentials, the credentials, ``depth`` and ``extra_args``."""
+        full: list[Any] = [*words, "--non-interactive", "--no-auth-cache", *self._credentials()]
+        if self.depth:
+            full += ["--depth", str(self.depth)]
+        return await self._svn(
+            where,
+            [*full, *self.extra_args],
+            collect_stdout=collect_stdout,
+            collect_stderr=collect_stderr,
+            must_succeed=must_succeed,
+        )
+
+    async def _svn(
+        self,
+        where: str,
+        words: list[Any],
+        *,
+        collect_stdout: bool = False,
+        collect_stderr: bool = False,
+        must_succeed: bool = True,
+    ) -> RemoteShellCommand:
+        """Run ``svn <words>`` in ``where`` on the worker, its output in the stdio log; a
+        failure fails the step when ``must_succeed``."""
+        wants_stdin = self.password is not None and "--password-from-stdin" in words
         cmd = RemoteShellCommand(
-            str(self.workdir),
-            ["svn", "--version"],
+            where,
+            ["svn", *words],
             env=self.env,
             logEnviron=self.logEnviron,
             timeout=self.timeout,
+            collectStdout=collect_stdout,
+            collectStderr=collect_stderr,
+            initialStdin=f"{self.password}\n" if wants_stdin else None,
         )
         if self.rc_log is not None:
             cmd.useLog(self.rc_log, False, "stdio")
         await self.runCommand(cmd)
-        return cmd.rc == 0
-
-    def computeSourceRevision(self, changes: Sequence[Any]) -> str | None:
-        """The highest revision of the build's changes (None if one has none)."""
-        revisions = [getattr(c, "revision", None) for c in changes]
-        if not revisions or None in revisions:
-            return None
-        try:
-            return str(max(int(str(r)) for r in revisions))
-        except ValueError:
-            return None
-
-    # -- running svn ---------------------------------------------------------------------------
-
-    def _auth_words(self) -> list[Any]:
-        words: list[Any] = []
-        if self.username:
-            words += ["--username", str(self.username)]
-        if self.password is not None:
-            if self._password_on_stdin:
-                words.append("--password-from-stdin")
-            else:
-                words += ["--password", ("obfuscated", str(self.password), _MASK)]
-        return words
+        if must_succeed and cmd.didFail():
+            raise BuildStepFailed(f"svn {words[0] if words else ''} failed")
+        return cmd
 
     async def _dovccmd(
         self,
@@ -348,63 +365,32 @@ class SVN(Source):
         collectStderr: bool = False,
         abandonOnFailure: bool = True,
     ) -> RemoteShellCommand:
-        """``svn <command>`` in the work directory with the common options (Buildbot's)."""
-        words: list[Any] = [*command, "--non-interactive", "--no-auth-cache"]
-        words += self._auth_words()
-        if self.depth:
-            words += ["--depth", str(self.depth)]
-        words += self.extra_args
-        return await self._svn(
+        """Buildbot's name, for subclasses: ``svn <command>`` in the work directory with the
+        common options; the finished command."""
+        return await self._svn_remote(
             str(self.workdir),
-            words,
-            collectStdout=collectStdout,
-            collectStderr=collectStderr,
-            abandonOnFailure=abandonOnFailure,
+            command,
+            collect_stdout=collectStdout,
+            collect_stderr=collectStderr,
+            must_succeed=abandonOnFailure,
         )
 
-    async def _svn(
-        self,
-        workdir: str,
-        words: list[Any],
-        *,
-        collectStdout: bool = False,
-        collectStderr: bool = False,
-        abandonOnFailure: bool = True,
-    ) -> RemoteShellCommand:
-        stdin = None
-        if self.password is not None and "--password-from-stdin" in words:
-            stdin = f"{self.password}\n"
-        cmd = RemoteShellCommand(
-            workdir,
-            ["svn", *words],
-            env=self.env,
-            logEnviron=self.logEnviron,
-            timeout=self.timeout,
-            collectStdout=collectStdout,
-            collectStderr=collectStderr,
-            initialStdin=stdin,
-        )
-        if self.rc_log is not None:
-            cmd.useLog(self.rc_log, False, "stdio")
-        await self.runCommand(cmd)
-        if abandonOnFailure and cmd.didFail():
-            raise BuildStepFailed(f"svn {words[0] if words else ''} failed")
-        return cmd
+
+def _removable(status: ET.Element, keep: Sequence[str]) -> Iterator[str]:
+    """The paths in parsed ``svn status --xml`` that a sweep removes."""
+    for entry in status.iter("entry"):
+        state = entry.find("wc-status")
+        if state is not None and state.get("item", "") in ("external", "missing"):
+            continue  # not ours to remove: another checkout, or already gone
+        path = entry.get("path", "")
+        if path and path not in keep:  # "" is the working copy itself
+            yield path
 
 
 def unversioned_files(status_xml: str, keep_on_purge: Sequence[str] = ()) -> Iterator[str]:
     """The paths of ``svn status --xml`` to remove: every entry but externals, missing
     files, the working copy itself and ``keep_on_purge`` (ParseError on bad XML)."""
-    root = ET.fromstring(status_xml)  # svn's own output
-    for entry in root.iter("entry"):
-        status = entry.find("wc-status")
-        item = "" if status is None else status.get("item", "")
-        if item in ("external", "missing"):
-            continue
-        path = entry.get("path", "")
-        if path == "" or path in keep_on_purge:
-            continue
-        yield path
+    return _removable(ET.fromstring(status_xml), keep_on_purge)
 
 
 # the schemes whose paths svn resolves "." and ".." in, and their default ports
