@@ -69,6 +69,7 @@ async def test_incremental_then_full_methods(tmp_path: Path, kind: str, repo: Sv
         "keep": "steps.SVN(repourl=URL, mode='full', keep_on_purge=['keep.txt'])",
         "last": "steps.SVN(repourl=URL, preferLastChangedRev=True)",
         "depth": "steps.SVN(repourl=URL, depth='files')",
+        "nosvn": "steps.SVN(repourl=URL, env={'PATH': '/nonexistent'})",
     }
     body = builders(f"{repo.url}/trunk", steps)
     async with running_master(tmp_path, body, worker=kind) as running:
@@ -140,6 +141,11 @@ async def test_incremental_then_full_methods(tmp_path: Path, kind: str, repo: Sv
         result = succeeded(await running.build("last"))
         assert got(result) == trunk_last
         assert trunk_last != repo.head()
+
+        # as Buildbot: a worker without svn is a setup error, EXCEPTION, saying so
+        nosvn = await running.build("nosvn")
+        assert nosvn.build.results == Results.EXCEPTION
+        assert nosvn.logs[("svn", "err.text")] == "SVN is not installed on worker\n"
 
 
 # -- username and password ------------------------------------------------------------------
