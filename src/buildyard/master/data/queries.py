@@ -24,6 +24,10 @@ class Queries:
         # builder names by id: a builder's row keeps its name for good (a renamed builder is
         # a new row), so a name once read stays right
         self._builder_names: dict[int, str] = {}
+        # and the other way: a name's row, once it exists, is that name's for good (no
+        # builder row is ever deleted), so a scheduler's builders are read once, not per
+        # buildset; a name with no row yet is read again next time
+        self._builder_ids: dict[str, int] = {}
 
     async def get_change(self, changeid: int) -> dict[str, Any] | None:
         """The change in its API shape (the body of its ``new`` event), or None."""
@@ -57,7 +61,12 @@ class Queries:
     async def builder_ids(self, names: Iterable[str]) -> list[int]:
         """The ids of the known builders among ``names``, ascending; unknown names are left out
         (as Buildbot does when a scheduler names a builder that does not exist)."""
-        return sorted((await self._db.builders.ids_by_name(names)).values())
+        known = self._builder_ids
+        wanted = set(names)
+        missing = [n for n in wanted if n not in known]
+        if missing:
+            known.update(await self._db.builders.ids_by_name(missing))
+        return sorted(known[n] for n in wanted if n in known)
 
     async def builder_name(self, builderid: int) -> str | None:
         name = self._builder_names.get(builderid)
