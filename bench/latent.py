@@ -64,11 +64,14 @@ c['workers'] = [
         command={command!r}, masterFQDN='127.0.0.1', build_wait_timeout=0),
     worker.LocalWorker('lw'),
 ]
-def mark(path):
+# the first command notes the time; the docker builder's then holds its container a moment
+# (build_wait_timeout=0 stops it as the build ends), so that the container's own note of its
+# worker's connection is made before it is stopped, however busy the machine
+def mark(path, hold=0):
     return util.BuildFactory([steps.ShellCommand(
-        command=['sh', '-c', 'date +%s.%N >> ' + path])])
+        command=['sh', '-c', 'date +%s.%N >> ' + path + '; sleep ' + str(hold)])])
 c['builders'] = [
-    util.BuilderConfig(name='docker', workernames=['twin'], factory=mark({docker_mark!r})),
+    util.BuilderConfig(name='docker', workernames=['twin'], factory=mark({docker_mark!r}, hold=3)),
     util.BuilderConfig(name='local', workernames=['lw'], factory=mark({local_mark!r})),
 ]
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['docker', 'local'])]

@@ -115,3 +115,33 @@ async def test_without_batching_every_frame_goes_through_the_library() -> None:
     await frames.send(b"one")
     await frames.send(b"two")
     assert sent == [b"one", b"two"]
+
+
+async def test_nothing_follows_the_websockets_own_close_frame(
+    connection: tuple[asyncio.Transport, asyncio.StreamReader],
+) -> None:
+    # the library sends a close frame on its own (a missed heartbeat, the peer's close
+    # answered) while the transport stays open for the peer's answer: frames queued in that
+    # pass are dropped, and a later send is refused, rather than written after the close
+    transport, reader = connection
+    closed = [False]
+    close_frame = b"\x88\x02\x03\xe8"  # a close frame, code 1000
+
+    async def fallback(data: bytes) -> None:  # pragma: no cover - nothing big here
+        transport.write(header(len(data)) + data)
+
+    frames = FrameBatch(transport, fallback=fallback, closed=lambda: closed[0])
+    await frames.send(b"before")
+    frames.flush()
+    await frames.send(b"queued")
+    closed[0] = True
+    transport.write(close_frame)  # what the library writes as it closes
+    await asyncio.sleep(0)  # the pass ends: the batch's flush runs
+    with pytest.raises(ConnectionResetError):
+        await frames.send(b"after")
+    transport.write(b"\x82\x03end")  # a marker, written straight, to know all has arrived
+    data = b""
+    async with asyncio.timeout(10):
+        while not data.endswith(b"end"):
+            data += await reader.read(1 << 20)
+    assert data == header(6) + b"before" + close_frame + b"\x82\x03end"

@@ -65,8 +65,12 @@ class FrameBatch:
         *,
         fallback: Callable[[bytes], Awaitable[None]],
         batching: bool = True,
+        closed: Callable[[], bool] = lambda: False,
     ) -> None:
         self._transport = transport
+        # whether the WebSocket has sent its close frame (the library sends one on its own:
+        # a missed heartbeat, the peer's close answered): no data frame may follow it
+        self._closed = closed
         self._fallback = fallback
         self._batching = batching and transport is not None
         self._out: list[bytes] = []
@@ -90,7 +94,7 @@ class FrameBatch:
         """Send one frame: batched when it can be, else through the library, after what was
         batched (so frames keep their order)."""
         transport = self._transport
-        if transport is not None and transport.is_closing():
+        if self._closed() or (transport is not None and transport.is_closing()):
             raise ConnectionResetError("cannot write to a closing transport")
         if transport is not None and transport.get_write_buffer_size() > HIGH_WATER:
             self.flush()
@@ -102,10 +106,11 @@ class FrameBatch:
         await self._fallback(data)
 
     def flush(self) -> None:
-        """Write what was queued, in one write (nothing if the transport is closing)."""
+        """Write what was queued, in one write (nothing once the WebSocket is closed or the
+        transport closing)."""
         out, self._out = self._out, []
         transport = self._transport
-        if not out or transport is None or transport.is_closing():
+        if not out or transport is None or transport.is_closing() or self._closed():
             return
         transport.write(out[0] if len(out) == 1 else b"".join(out))
         self.writes += 1

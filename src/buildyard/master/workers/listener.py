@@ -409,7 +409,12 @@ class WorkerListener(Service):
             await ws.close()
             return ws
         # the frames of one pass of the event loop leave in one write
-        frames = FrameBatch(request.transport, fallback=ws.send_bytes, batching=not ws.compress)
+        frames = FrameBatch(
+            request.transport,
+            fallback=ws.send_bytes,
+            batching=not ws.compress,
+            closed=lambda: ws.closed,
+        )
 
         async def close() -> object:
             frames.flush()
