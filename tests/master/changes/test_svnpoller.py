@@ -383,7 +383,8 @@ async def test_a_wrong_password_fails_the_poll_without_showing_it(
         ({"split_file": "trunk"}, "SVNPoller: split_file must be a callable"),
         ({"histmax": 0}, "SVNPoller: histmax must be a positive whole number, not 0"),
         ({"pollInterval": "often"}, "SVNPoller: pollInterval must be a number of seconds"),
-        ({"pollRandomDelayMax": 700}, "SVNPoller: max random delay must be < 600: 700"),
+        # the polling sources' shared check, in Buildbot's words (as GitPoller's and HgPoller's)
+        ({"pollRandomDelayMax": 700}, "max random delay must be < 600: 700"),
         ({"extra_args": "--quiet"}, "SVNPoller: extra_args must be a list of strings"),
         ({"revlinktmpl": "http://x/%d/%d"}, "SVNPoller: revlinktmpl must hold one %s"),
         ({"svnpasswd": 12}, "SVNPoller: svnpasswd must be a string or a renderable"),

@@ -57,12 +57,12 @@ import structlog
 
 from buildyard.common.errors import BuildyardError, config_error
 from buildyard.master.changes.base import ChangeSource, ChangeSourceConfig, ChangeSourceContext
+from buildyard.master.changes.gitpoller import _is_number, _is_text, _timing
 from buildyard.master.changes.svnsplit import split_file_alwaystrunk
 from buildyard.master.model.properties import (
     Properties,
     RenderError,
     SecretsOnly,
-    is_renderable,
     render,
 )
 
@@ -81,41 +81,6 @@ SplitFile = Callable[[str], Any]
 
 class SVNError(BuildyardError):
     """An ``svn`` command failed (or could not be started), or its output made no sense."""
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) or is_renderable(value)
-
-
-def _timing(interval: Any, delay_min: Any, delay_max: Any) -> tuple[float, float, float]:
-    """``pollInterval`` and the random delays, checked as Buildbot's polling sources do."""
-    values: list[float] = []
-    for keyword, seconds, default in (
-        ("pollInterval", interval, 600.0),
-        ("pollRandomDelayMin", delay_min, 0.0),
-        ("pollRandomDelayMax", delay_max, 0.0),
-    ):
-        if _is_number(seconds):
-            values.append(float(seconds))
-        else:
-            config_error(f"{_LABEL}: {keyword} must be a number of seconds")
-            values.append(default)
-    every, low, high = values
-    if every < 0:
-        config_error(f"{_LABEL}: interval must be >= 0: {interval}")
-    if low < 0:
-        config_error(f"{_LABEL}: min random delay must be >= 0: {delay_min}")
-    if high < 0:
-        config_error(f"{_LABEL}: max random delay must be >= 0: {delay_max}")
-    if low > high:
-        config_error(f"{_LABEL}: min random delay must be <= {delay_max}: {delay_min}")
-    if high >= every:
-        config_error(f"{_LABEL}: max random delay must be < {interval}: {delay_max}")
-    return every, low, high
 
 
 def _split_file(value: Any) -> SplitFile:
@@ -207,7 +172,10 @@ class SVNPoller(ChangeSourceConfig):
         self.svnuser: Any = _credential("svnuser", given["svnuser"])
         self.svnpasswd: Any = _credential("svnpasswd", given["svnpasswd"])
         self.poll_interval, self.poll_random_delay_min, self.poll_random_delay_max = _timing(
-            given["pollInterval"], given["pollRandomDelayMin"], given["pollRandomDelayMax"]
+            given["pollInterval"],
+            given["pollRandomDelayMin"],
+            given["pollRandomDelayMax"],
+            label=_LABEL,
         )
         self.poll_at_launch = bool(pollAtLaunch)
 
